@@ -1,0 +1,53 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+
+let package = Package(
+    name: "Millrace",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "millrace", targets: ["millrace"]),
+        .executable(name: "millrace-bench", targets: ["millrace-bench"]),
+        .library(name: "MillraceFormat", targets: ["MillraceFormat"]),
+        .library(name: "MillraceStorage", targets: ["MillraceStorage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // Hardware CRC-32C (SSE4.2) with a portable fallback; see docs/DECISIONS.md.
+        .target(name: "CMillraceCRC", path: "Sources/CMillraceCRC"),
+        .target(name: "MillraceFormat", dependencies: ["CZstd", "CMillraceCRC"], swiftSettings: strict),
+        .target(name: "MillraceStorage", dependencies: ["CLMDB", "MillraceFormat"], swiftSettings: strict),
+        .executableTarget(
+            name: "millrace",
+            dependencies: [
+                "MillraceStorage", "MillraceFormat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "millrace-bench",
+            dependencies: [
+                "MillraceStorage", "MillraceFormat", "CLMDB",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "bench/millrace-bench",
+            swiftSettings: strict),
+        // A child process for the crash test: appends, prints each acknowledgement, gets SIGKILLed.
+        .executableTarget(
+            name: "millrace-crashwriter",
+            dependencies: ["MillraceStorage", "MillraceFormat"],
+            path: "Tests/CrashWriter",
+            swiftSettings: strict),
+        .testTarget(name: "MillraceFormatTests", dependencies: ["MillraceFormat"], swiftSettings: strict),
+        .testTarget(
+            name: "MillraceStorageTests",
+            dependencies: ["MillraceStorage", "MillraceFormat", "CLMDB"],
+            swiftSettings: strict),
+        .testTarget(name: "MillraceCLITests", dependencies: ["MillraceStorage", "MillraceFormat"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,87 @@
+/// Every error Millrace reports, with a stable numeric code. The table in
+/// `docs/OPERATIONS.md` (and later `docs/PROTOCOL.md`) mirrors this file.
+public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
+    /// No error.
+    case none = 0
+    /// Something failed that Millrace did not expect; the message says what.
+    case unexpected = 1
+    /// A record batch failed its checks (length, magic, CRC, record layout).
+    case corruptBatch = 2
+    /// The batch uses a compression codec Millrace does not support (only none and zstd).
+    case unsupportedCodec = 3
+    /// The batch is larger than `Limits.batchBytesMax`.
+    case batchTooLarge = 4
+    /// The batch holds more records than `Limits.recordsPerBatchMax`, or none.
+    case invalidRecordCount = 5
+    /// A record's key is longer than `Limits.keyBytesMax`.
+    case keyTooLarge = 6
+    /// No topic by that name.
+    case unknownTopic = 7
+    /// The topic has no partition with that number.
+    case unknownPartition = 8
+    /// A topic by that name exists already.
+    case topicAlreadyExists = 9
+    /// The topic name is empty, too long, or uses characters outside `[A-Za-z0-9._-]`.
+    case invalidTopicName = 10
+    /// Partition count outside 1...`Limits.partitionsPerTopicMax`, or the total would pass `Limits.partitionsMax`.
+    case invalidPartitionCount = 11
+    /// A topic configuration value is out of range.
+    case invalidConfig = 12
+    /// The offset is below the log start or past the log end.
+    case offsetOutOfRange = 13
+    /// The disk or the storage map is full; writes are refused until space returns. Reads still work.
+    case storageFull = 14
+    /// The writer's queue is full; retry after a short wait.
+    case writerBusy = 15
+    /// The storage is closed or closing.
+    case storageClosed = 16
+    /// The directory exists but is not a Millrace data directory.
+    case notDataDirectory = 17
+    /// The data directory was written by a newer Millrace.
+    case newerFormatVersion = 18
+    /// Another process (a running broker) holds the data directory.
+    case dataDirectoryLocked = 19
+    /// The storage engine reported an I/O or internal error.
+    case storageError = 20
+    /// A request argument is invalid (the message names it).
+    case invalidRequest = 21
+
+    /// Whether the same request may succeed if sent again unchanged.
+    public var isRetriable: Bool {
+        switch self {
+        case .storageFull, .writerBusy, .storageError, .dataDirectoryLocked: return true
+        case .none, .unexpected, .corruptBatch, .unsupportedCodec, .batchTooLarge, .invalidRecordCount,
+            .keyTooLarge, .unknownTopic, .unknownPartition, .topicAlreadyExists, .invalidTopicName,
+            .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .storageClosed, .notDataDirectory,
+            .newerFormatVersion, .invalidRequest:
+            return false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .none: return "none"
+        case .unexpected: return "unexpected"
+        case .corruptBatch: return "corrupt_batch"
+        case .unsupportedCodec: return "unsupported_codec"
+        case .batchTooLarge: return "batch_too_large"
+        case .invalidRecordCount: return "invalid_record_count"
+        case .keyTooLarge: return "key_too_large"
+        case .unknownTopic: return "unknown_topic"
+        case .unknownPartition: return "unknown_partition"
+        case .topicAlreadyExists: return "topic_already_exists"
+        case .invalidTopicName: return "invalid_topic_name"
+        case .invalidPartitionCount: return "invalid_partition_count"
+        case .invalidConfig: return "invalid_config"
+        case .offsetOutOfRange: return "offset_out_of_range"
+        case .storageFull: return "storage_full"
+        case .writerBusy: return "writer_busy"
+        case .storageClosed: return "storage_closed"
+        case .notDataDirectory: return "not_data_directory"
+        case .newerFormatVersion: return "newer_format_version"
+        case .dataDirectoryLocked: return "data_directory_locked"
+        case .storageError: return "storage_error"
+        case .invalidRequest: return "invalid_request"
+        }
+    }
+}

@@ -1,0 +1,27 @@
+/// Named limits, checked at the boundary where data enters. Units are in the names.
+public enum Limits {
+    /// Largest record batch accepted for append, header included.
+    public static let batchBytesMax = 1 << 20
+    /// Largest decompressed records section of one batch (a guard against decompression bombs).
+    public static let decompressedBatchBytesMax = 16 << 20
+    /// Most records in one batch.
+    public static let recordsPerBatchMax = 65_536
+    /// Longest record key.
+    public static let keyBytesMax = 4_096
+    /// Most headers on one record.
+    public static let headersPerRecordMax = 64
+    /// Longest topic name (Kafka's limit).
+    public static let topicNameBytesMax = 249
+    /// Most partitions in one topic.
+    public static let partitionsPerTopicMax = 1_024
+    /// Most partitions in one data directory (each is an LMDB named database).
+    public static let partitionsMax = 8_192
+    /// Appends and commits waiting for the writer before callers are made to wait.
+    public static let pendingWritesMax = 8_192
+    /// Longest consumer group name.
+    public static let groupNameBytesMax = 255
+    /// Longest metadata string stored with a committed offset.
+    public static let offsetMetadataBytesMax = 4_096
+    /// Most batches that one retention pass deletes from one partition (keeps transactions short).
+    public static let retentionBatchesPerPassMax = 10_000
+}

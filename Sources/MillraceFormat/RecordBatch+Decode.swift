@@ -1,0 +1,131 @@
+extension RecordBatchHeader {
+    /// Parses the fixed header. Checks only that the header is all there; `RecordBatch.verify`
+    /// checks the rest.
+    public init(parsing bytes: UnsafeRawBufferPointer) throws {
+        var reader = ByteReader(bytes)
+        baseOffset = try reader.readInteger("baseOffset")
+        batchLength = try reader.readInteger("batchLength")
+        partitionLeaderEpoch = try reader.readInteger("partitionLeaderEpoch")
+        magic = try reader.readInteger("magic")
+        crc = try reader.readInteger("crc")
+        attributes = RecordBatchAttributes(rawValue: try reader.readInteger("attributes"))
+        lastOffsetDelta = try reader.readInteger("lastOffsetDelta")
+        baseTimestamp = try reader.readInteger("baseTimestamp")
+        maxTimestamp = try reader.readInteger("maxTimestamp")
+        producerId = try reader.readInteger("producerId")
+        producerEpoch = try reader.readInteger("producerEpoch")
+        baseSequence = try reader.readInteger("baseSequence")
+        recordCount = try reader.readInteger("recordCount")
+    }
+}
+
+/// One record inside a batch's (decompressed) records section, without copying.
+public struct RecordView {
+    public var attributes: Int8
+    public var timestampDelta: Int64
+    public var offsetDelta: Int32
+    public var key: UnsafeRawBufferPointer?
+    public var value: UnsafeRawBufferPointer?
+    /// The raw header section: count then key/value pairs.
+    public var headerCount: Int32
+}
+
+extension RecordBatch {
+    /// Decodes a whole batch, decompressing when needed. Runs `verify` first.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> RecordBatch {
+        let header = try verify(bytes)
+        var records: [Record] = []
+        records.reserveCapacity(Int(header.recordCount))
+        try forEachRecord(in: bytes, header: header, decodeHeaders: true) { view, headers in
+            records.append(
+                Record(
+                    timestampDelta: view.timestampDelta, offsetDelta: view.offsetDelta, key: view.key.map { Array($0) },
+                    value: view.value.map { Array($0) }, headers: headers, attributes: view.attributes))
+        }
+        return RecordBatch(
+            baseOffset: header.baseOffset, partitionLeaderEpoch: header.partitionLeaderEpoch, attributes: header.attributes,
+            baseTimestamp: header.baseTimestamp, maxTimestamp: header.maxTimestamp, producerId: header.producerId,
+            producerEpoch: header.producerEpoch, baseSequence: header.baseSequence, records: records)
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> RecordBatch {
+        try bytes.withUnsafeBytes { try decode($0) }
+    }
+
+    /// Walks the records of a batch whose header has been verified, decompressing the records
+    /// section when a codec is set. Checks each record's framing, that offset deltas run
+    /// 0, 1, 2, ... and that the count matches the header.
+    public static func forEachRecord(
+        in bytes: UnsafeRawBufferPointer, header: RecordBatchHeader, decodeHeaders: Bool = false,
+        _ body: (RecordView, [RecordHeader]) throws -> Void
+    ) throws {
+        let section = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.recordsAt...])
+        switch header.attributes.codec {
+        case .none?:
+            try walkRecords(section, header: header, decodeHeaders: decodeHeaders, body)
+        case .zstd?:
+            let plain = try Zstd.decompress(section, maxBytes: Limits.decompressedBatchBytesMax)
+            try plain.withUnsafeBytes { try walkRecords($0, header: header, decodeHeaders: decodeHeaders, body) }
+        case .gzip?, .snappy?, .lz4?, nil:
+            throw MillraceError(.unsupportedCodec, "codec bits \(header.attributes.rawValue & 7) are not supported; use none or zstd")
+        }
+    }
+
+    private static func walkRecords(
+        _ section: UnsafeRawBufferPointer, header: RecordBatchHeader, decodeHeaders: Bool,
+        _ body: (RecordView, [RecordHeader]) throws -> Void
+    ) throws {
+        var reader = ByteReader(section)
+        for expectedDelta in 0..<header.recordCount {
+            let length = try reader.readVarint32("record length")
+            guard length >= 0, Int(length) <= reader.remaining else {
+                throw MillraceError(.corruptBatch, "record \(expectedDelta) claims \(length) bytes, \(reader.remaining) remain")
+            }
+            let end = reader.index + Int(length)
+            var record = ByteReader(UnsafeRawBufferPointer(rebasing: section[..<end]), index: reader.index)
+            let attributes: Int8 = try record.readInteger("record attributes")
+            let timestampDelta = try record.readVarint("timestampDelta")
+            let offsetDelta = try record.readVarint32("offsetDelta")
+            guard offsetDelta == expectedDelta else {
+                throw MillraceError(.corruptBatch, "record \(expectedDelta) has offset delta \(offsetDelta)")
+            }
+            let key = try readOptionalBytes(&record, "key")
+            if let key, key.count > Limits.keyBytesMax {
+                throw MillraceError(.keyTooLarge, "record \(expectedDelta) key is \(key.count) bytes; the limit is \(Limits.keyBytesMax)")
+            }
+            let value = try readOptionalBytes(&record, "value")
+            let headerCount = try record.readVarint32("header count")
+            guard headerCount >= 0, headerCount <= Limits.headersPerRecordMax else {
+                throw MillraceError(.corruptBatch, "record \(expectedDelta) has \(headerCount) headers; the limit is \(Limits.headersPerRecordMax)")
+            }
+            var headers: [RecordHeader] = []
+            for _ in 0..<headerCount {
+                guard let headerKey = try readOptionalBytes(&record, "header key") else {
+                    throw MillraceError(.corruptBatch, "record \(expectedDelta) has a header with a null key")
+                }
+                let headerValue = try readOptionalBytes(&record, "header value")
+                if decodeHeaders {
+                    headers.append(RecordHeader(key: String(decoding: headerKey, as: UTF8.self), value: headerValue.map { Array($0) }))
+                }
+            }
+            guard record.index == end else {
+                throw MillraceError(.corruptBatch, "record \(expectedDelta) has \(end - record.index) bytes past its fields")
+            }
+            try _ = reader.readBytes(Int(length), "record")
+            let view = RecordView(
+                attributes: attributes, timestampDelta: timestampDelta, offsetDelta: offsetDelta, key: key, value: value,
+                headerCount: headerCount)
+            try body(view, headers)
+        }
+        guard reader.remaining == 0 else {
+            throw MillraceError(.corruptBatch, "\(reader.remaining) bytes follow the last of \(header.recordCount) records")
+        }
+    }
+
+    private static func readOptionalBytes(_ reader: inout ByteReader, _ what: StaticString) throws -> UnsafeRawBufferPointer? {
+        let length = try reader.readVarint32(what)
+        if length == -1 { return nil }
+        guard length >= 0 else { throw MillraceError(.corruptBatch, "\(what) length \(length) at byte \(reader.index)") }
+        return try reader.readBytes(Int(length), what)
+    }
+}

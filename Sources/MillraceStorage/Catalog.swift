@@ -1,0 +1,159 @@
+import MillraceFormat
+
+/// A topic's configuration.
+public struct TopicConfig: Sendable, Equatable {
+    /// Batches whose newest timestamp is older than this go; nil keeps them forever.
+    public var retentionMs: Int64?
+    /// Per partition: the oldest batches go while the rest still hold at least this many bytes
+    /// (Kafka's rule); nil for no limit.
+    public var retentionBytes: Int64?
+    /// The codec producers are asked to use. The broker stores batches as they arrive and
+    /// never re-encodes them.
+    public var compression: CompressionCodec
+    /// `.logAppend` stamps each batch with the broker's clock at append.
+    public var timestampType: TimestampType
+
+    public init(
+        retentionMs: Int64? = nil, retentionBytes: Int64? = nil, compression: CompressionCodec = .none,
+        timestampType: TimestampType = .create
+    ) {
+        self.retentionMs = retentionMs
+        self.retentionBytes = retentionBytes
+        self.compression = compression
+        self.timestampType = timestampType
+    }
+
+    func validate() throws {
+        if let retentionMs, retentionMs <= 0 {
+            throw MillraceError(.invalidConfig, "retention time must be positive (got \(retentionMs) ms); omit it to keep data forever")
+        }
+        if let retentionBytes, retentionBytes <= 0 {
+            throw MillraceError(.invalidConfig, "retention bytes must be positive (got \(retentionBytes)); omit it for no limit")
+        }
+        guard compression.isSupported else {
+            throw MillraceError(.unsupportedCodec, "compression \(compression) is not supported; use none or zstd")
+        }
+    }
+}
+
+/// A topic as the catalog holds it.
+public struct TopicInfo: Sendable, Equatable {
+    public var name: String
+    /// Internal id; partition databases are named by it so a re-created topic never meets old data.
+    public var id: UInt32
+    public var partitionCount: Int32
+    public var config: TopicConfig
+    public var createdAtMs: Int64
+
+    static let encodingVersion: UInt8 = 1
+
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 48)
+        writer.writeInteger(Self.encodingVersion)
+        writer.writeInteger(id)
+        writer.writeInteger(partitionCount)
+        writer.writeInteger(config.retentionMs ?? -1)
+        writer.writeInteger(config.retentionBytes ?? -1)
+        writer.writeInteger(config.compression.rawValue)
+        writer.writeInteger(config.timestampType.rawValue)
+        writer.writeInteger(createdAtMs)
+        return writer.bytes
+    }
+
+    init(name: String, id: UInt32, partitionCount: Int32, config: TopicConfig, createdAtMs: Int64) {
+        self.name = name
+        self.id = id
+        self.partitionCount = partitionCount
+        self.config = config
+        self.createdAtMs = createdAtMs
+    }
+
+    init(name: String, decoding bytes: UnsafeRawBufferPointer) throws {
+        var reader = ByteReader(bytes)
+        let version: UInt8 = try reader.readInteger("topic record version")
+        guard version == Self.encodingVersion else {
+            throw MillraceError(.newerFormatVersion, "topic \(name) was written with record version \(version)")
+        }
+        self.name = name
+        id = try reader.readInteger("topic id")
+        partitionCount = try reader.readInteger("partition count")
+        let retentionMs: Int64 = try reader.readInteger("retention ms")
+        let retentionBytes: Int64 = try reader.readInteger("retention bytes")
+        let codec = CompressionCodec(rawValue: try reader.readInteger("codec")) ?? .none
+        let timestampType = TimestampType(rawValue: try reader.readInteger("timestamp type")) ?? .create
+        config = TopicConfig(
+            retentionMs: retentionMs < 0 ? nil : retentionMs, retentionBytes: retentionBytes < 0 ? nil : retentionBytes,
+            compression: codec, timestampType: timestampType)
+        createdAtMs = try reader.readInteger("created at")
+    }
+
+    /// Topic names follow Kafka's rule: 1...249 of `[A-Za-z0-9._-]`, not "." or "..".
+    static func validate(name: String) throws {
+        let bytes = Array(name.utf8)
+        guard !bytes.isEmpty, bytes.count <= Limits.topicNameBytesMax, name != ".", name != ".." else {
+            throw MillraceError(.invalidTopicName, "topic name must be 1...\(Limits.topicNameBytesMax) characters and not \".\" or \"..\"")
+        }
+        for byte in bytes {
+            let ok = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == 0x2E || byte == 0x5F || byte == 0x2D
+            guard ok else {
+                throw MillraceError(.invalidTopicName, "topic name \"\(name)\" may only use letters, digits, '.', '_' and '-'")
+            }
+        }
+    }
+}
+
+/// What the log of one partition holds, kept in the same transaction as every change to it.
+struct PartitionState: Equatable {
+    var logStartOffset: Int64 = 0
+    /// The offset the next batch gets: the log end.
+    var nextOffset: Int64 = 0
+    var bytes: Int64 = 0
+    var batchCount: Int64 = 0
+    /// The highest batch max-timestamp appended so far (the time index's high-water mark).
+    var maxTimestamp: Int64 = Int64.min
+
+    static let encodedBytes = 41
+    static let encodingVersion: UInt8 = 1
+
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: Self.encodedBytes)
+        writer.writeInteger(Self.encodingVersion)
+        writer.writeInteger(logStartOffset)
+        writer.writeInteger(nextOffset)
+        writer.writeInteger(bytes)
+        writer.writeInteger(batchCount)
+        writer.writeInteger(maxTimestamp)
+        return writer.bytes
+    }
+
+    init() {}
+
+    init(decoding bytes: UnsafeRawBufferPointer) throws {
+        var reader = ByteReader(bytes)
+        let version: UInt8 = try reader.readInteger("partition state version")
+        guard version == Self.encodingVersion else {
+            throw MillraceError(.newerFormatVersion, "partition state version \(version) is not known to this build")
+        }
+        logStartOffset = try reader.readInteger("log start")
+        nextOffset = try reader.readInteger("next offset")
+        self.bytes = try reader.readInteger("bytes")
+        batchCount = try reader.readInteger("batch count")
+        maxTimestamp = try reader.readInteger("max timestamp")
+    }
+}
+
+/// The in-memory catalog: topics and the database handle of each partition. The writer
+/// changes it only after the transaction that changed the stored catalog has committed.
+struct CatalogSnapshot {
+    var topics: [String: TopicInfo] = [:]
+    var logDatabases: [PartitionID: UInt32] = [:]
+    var nextTopicID: UInt32 = 1
+
+    var partitionTotal: Int { logDatabases.count }
+}
+
+struct PartitionID: Hashable {
+    var topicID: UInt32
+    var partition: Int32
+}

@@ -1,0 +1,201 @@
+import CLMDB
+import MillraceFormat
+
+extension Storage {
+    /// Runs `body` in a short read transaction. Never blocks the writer (LMDB's MVCC);
+    /// waits only while the map is being grown or a topic dropped.
+    func withReadTransaction<T>(_ body: (LMDBTransaction, CatalogSnapshot) throws -> T) throws -> T {
+        do {
+            return try gate.withShared {
+                let snapshot = catalog.withLock { $0 }
+                let txn = try LMDBTransaction.begin(env, readOnly: true)
+                defer { txn.abort() }
+                return try body(txn, snapshot)
+            }
+        } catch let error as LMDBError {
+            throw error.millraceError
+        }
+    }
+
+    func resolve(_ topic: String, _ partition: Int32, in snapshot: CatalogSnapshot) throws -> (TopicInfo, PartitionID, MDB_dbi) {
+        guard let info = snapshot.topics[topic] else {
+            throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist")
+        }
+        guard partition >= 0, partition < info.partitionCount else {
+            throw MillraceError(.unknownPartition, "topic \"\(topic)\" has partitions 0...\(info.partitionCount - 1); \(partition) is not one")
+        }
+        let id = PartitionID(topicID: info.id, partition: partition)
+        return (info, id, snapshot.logDatabases[id]!)
+    }
+
+    public func listTopics() throws -> [TopicInfo] {
+        catalog.withLock { $0.topics.values.sorted { $0.name < $1.name } }
+    }
+
+    public func describeTopic(_ name: String) throws -> TopicDescription {
+        try withReadTransaction { txn, snapshot in
+            guard let info = snapshot.topics[name] else {
+                throw MillraceError(.unknownTopic, "topic \"\(name)\" does not exist")
+            }
+            var partitions: [PartitionOffsets] = []
+            for partition in 0..<info.partitionCount {
+                let state = try databases.partitionState(txn, PartitionID(topicID: info.id, partition: partition))
+                partitions.append(Self.offsets(partition, state))
+            }
+            return TopicDescription(info: info, partitions: partitions)
+        }
+    }
+
+    public func offsets(topic: String, partition: Int32) throws -> PartitionOffsets {
+        try withReadTransaction { txn, snapshot in
+            let (_, id, _) = try resolve(topic, partition, in: snapshot)
+            return Self.offsets(partition, try databases.partitionState(txn, id))
+        }
+    }
+
+    static func offsets(_ partition: Int32, _ state: PartitionState) -> PartitionOffsets {
+        PartitionOffsets(
+            partition: partition, logStartOffset: state.logStartOffset, nextOffset: state.nextOffset, bytes: state.bytes,
+            batchCount: state.batchCount)
+    }
+
+    /// Calls `body` with each stored batch from the one holding `offset` on, without copying,
+    /// until it returns false or the log ends. Each batch's CRC is checked after reading.
+    /// Throws `offsetOutOfRange` below the log start or past the log end.
+    public func forEachBatch(
+        topic: String, partition: Int32, from offset: Int64,
+        _ body: (RecordBatchHeader, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        try withReadTransaction { txn, snapshot in
+            let (_, id, dbi) = try resolve(topic, partition, in: snapshot)
+            let state = try databases.partitionState(txn, id)
+            guard offset >= state.logStartOffset, offset <= state.nextOffset else {
+                throw MillraceError(
+                    .offsetOutOfRange,
+                    "offset \(offset) is outside \(topic)/\(partition)'s log [\(state.logStartOffset), \(state.nextOffset)); read from the log start or end"
+                )
+            }
+            guard offset < state.nextOffset else { return }
+            let cursor = try LMDBCursor(txn, dbi)
+            defer { cursor.close() }
+            var entry = try Self.positionCursor(cursor, at: offset)
+            while let current = entry {
+                let header: RecordBatchHeader
+                do {
+                    header = try RecordBatch.verify(current.value)
+                } catch let error as MillraceError {
+                    throw MillraceError(
+                        .storageError,
+                        "stored batch \(topic)/\(partition) @\(Keys.offset(from: current.key)) fails its check: \(error.message); run `millrace data verify`"
+                    )
+                }
+                guard try body(header, current.value) else { return }
+                entry = try cursor.get(MDB_NEXT)
+            }
+        }
+    }
+
+    /// Places the cursor on the batch holding `offset`: the last batch whose base is at or
+    /// below it.
+    static func positionCursor(_ cursor: LMDBCursor, at offset: Int64) throws -> LMDBCursor.Entry? {
+        let found = try Keys.withOffsetKey(offset) { try cursor.get(MDB_SET_RANGE, key: $0) }
+        guard let found else { return try cursor.get(MDB_LAST) }
+        if Keys.offset(from: found.key) == offset { return found }
+        return try cursor.get(MDB_PREV) ?? found
+    }
+
+    /// Reads whole batches from the one holding `offset`, up to `maxBytes` (always at least
+    /// one batch, so a consumer makes progress even past a large batch). Reading at the log
+    /// end returns nothing.
+    public func read(topic: String, partition: Int32, from offset: Int64, maxBytes: Int) throws -> ReadResult {
+        var bytes: [UInt8] = []
+        var batches = 0
+        var records = 0
+        var nextRead = offset
+        try forEachBatch(topic: topic, partition: partition, from: offset) { header, batch in
+            if batches > 0 && bytes.count + batch.count > maxBytes { return false }
+            bytes.append(contentsOf: batch)
+            batches += 1
+            records += Int(header.recordCount)
+            nextRead = header.nextOffset
+            return true
+        }
+        let partitionOffsets = try offsets(topic: topic, partition: partition)
+        return ReadResult(
+            bytes: bytes, batchCount: batches, recordCount: records, logStartOffset: partitionOffsets.logStartOffset,
+            nextOffset: partitionOffsets.nextOffset, nextReadOffset: nextRead)
+    }
+
+    /// The first record whose timestamp is at or after `timestamp` (the log end when none is).
+    /// The time index finds the first batch where the partition's newest timestamp reached
+    /// the value; records are walked from there.
+    public func offset(forTimestamp timestamp: Int64, topic: String, partition: Int32) throws -> TimestampLookup {
+        let start: Int64? = try withReadTransaction { txn, snapshot in
+            let (_, id, _) = try resolve(topic, partition, in: snapshot)
+            let state = try databases.partitionState(txn, id)
+            let cursor = try LMDBCursor(txn, databases.timeIndex)
+            defer { cursor.close() }
+            let prefix = Keys.partition(id.topicID, id.partition)
+            guard let entry = try cursor.get(MDB_SET_RANGE, key: Keys.timeIndex(id.topicID, id.partition, timestamp)),
+                Keys.hasPrefix(entry.key, prefix)
+            else { return nil }
+            var reader = ByteReader(entry.value)
+            let indexed: Int64 = try reader.readInteger("time index offset")
+            return indexed < state.nextOffset ? max(indexed, state.logStartOffset) : nil
+        }
+        let end = try offsets(topic: topic, partition: partition).nextOffset
+        guard let start else { return TimestampLookup(offset: end, timestamp: nil) }
+        var found: TimestampLookup?
+        try forEachBatch(topic: topic, partition: partition, from: start) { header, batch in
+            guard header.maxTimestamp >= timestamp else { return true }
+            try RecordBatch.forEachRecord(in: batch, header: header) { record, _ in
+                guard found == nil else { return }
+                let recordTimestamp = RecordBatch.recordTimestamp(header: header, timestampDelta: record.timestampDelta)
+                let recordOffset = header.baseOffset + Int64(record.offsetDelta)
+                if recordTimestamp >= timestamp && recordOffset >= start {
+                    found = TimestampLookup(offset: recordOffset, timestamp: recordTimestamp)
+                }
+            }
+            return found == nil
+        }
+        return found ?? TimestampLookup(offset: end, timestamp: nil)
+    }
+
+    public func committedOffset(group: String, topic: String, partition: Int32) throws -> CommittedOffset? {
+        try withReadTransaction { txn, _ in
+            let key = Keys.committedOffset(group: group, topic: topic, partition: partition)
+            guard let value = try txn.get(databases.offsets, key) else { return nil }
+            let decoded = try CommittedOffsetValue.decode(value)
+            return CommittedOffset(
+                group: group, topic: topic, partition: partition, offset: decoded.offset, metadata: decoded.metadata,
+                committedAtMs: decoded.committedAtMs)
+        }
+    }
+
+    /// Every committed offset of a group, ordered by topic and partition.
+    public func committedOffsets(group: String) throws -> [CommittedOffset] {
+        try withReadTransaction { txn, _ in
+            let prefix = Keys.groupPrefix(group)
+            let cursor = try LMDBCursor(txn, databases.offsets)
+            defer { cursor.close() }
+            var result: [CommittedOffset] = []
+            var entry = try cursor.get(MDB_SET_RANGE, key: prefix)
+            while let current = entry, Keys.hasPrefix(current.key, prefix) {
+                let key = try Keys.parseCommittedOffset(current.key)
+                let value = try CommittedOffsetValue.decode(current.value)
+                result.append(
+                    CommittedOffset(
+                        group: key.group, topic: key.topic, partition: key.partition, offset: value.offset, metadata: value.metadata,
+                        committedAtMs: value.committedAtMs))
+                entry = try cursor.get(MDB_NEXT)
+            }
+            return result
+        }
+    }
+
+    public var info: StorageInfo {
+        StorageInfo(
+            directory: directory, formatVersion: Self.formatVersion, mapSizeBytes: env.mapSizeBytes, usedBytes: env.usedBytes,
+            fileBytes: DataDirectory.fileBytes(directory))
+    }
+}

@@ -1,0 +1,233 @@
+import CLMDB
+import MillraceFormat
+
+/// A Millrace data directory: one LMDB environment holding every partition log, the topic
+/// catalog, partition states, the time index and consumer offsets. Writes go through the
+/// single writer thread with group commit; reads use short read transactions on the
+/// caller's thread and never block writes.
+public final class Storage: @unchecked Sendable {
+    /// The data directory layout this build writes. A directory with a higher number is refused.
+    public static let formatVersion: UInt32 = 1
+
+    public struct Options: Sendable {
+        /// The map's first size; it grows on demand (doubling, at most 8 GiB per step).
+        public var initialMapSizeBytes: Int = 1 << 30
+        /// Open without a writer: inspection and verification only.
+        public var readOnly: Bool = false
+        /// Create the directory (and a new data file) when missing.
+        public var createIfMissing: Bool = true
+        public var clock: any MillraceClock = SystemClock()
+        public var pendingWritesMax: Int = Limits.pendingWritesMax
+        /// How often the writer applies retention; nil leaves it to `enforceRetention()`.
+        public var retentionCheckIntervalMs: Int64? = 60_000
+        public var maxReaders: Int = 1_024
+
+        public init() {}
+    }
+
+    public let directory: String
+    let env: LMDBEnvironment
+    let gate = ReadWriteGate()
+    let databases: SystemDatabases
+    let catalog: Locked<CatalogSnapshot>
+    let clock: any MillraceClock
+    private let writer: Writer?
+    private let lock: DataDirectory.Lock
+    private let closed = Locked(false)
+
+    public static func open(directory: String, options: Options = Options()) throws -> Storage {
+        let exists = try DataDirectory.prepare(directory, create: options.createIfMissing && !options.readOnly)
+        let lock = try DataDirectory.Lock.acquire(directory)
+        do {
+            return try Storage(directory: directory, existing: exists, lock: lock, options: options)
+        } catch {
+            lock.release()
+            throw error
+        }
+    }
+
+    private init(directory: String, existing: Bool, lock: DataDirectory.Lock, options: Options) throws {
+        self.directory = directory
+        self.lock = lock
+        clock = options.clock
+        let env: LMDBEnvironment
+        do {
+            env = try LMDBEnvironment(
+                directory: directory, mapSizeBytes: options.initialMapSizeBytes, maxDatabases: Limits.partitionsMax + 16,
+                maxReaders: options.maxReaders, readOnly: options.readOnly)
+        } catch let error as LMDBError {
+            if error.code == MDB_INVALID || error.code == MDB_VERSION_MISMATCH {
+                throw MillraceError(.notDataDirectory, "\(directory)/data.mdb is not an LMDB file Millrace can open (\(error))")
+            }
+            throw error.millraceError
+        }
+        do {
+            (databases, catalog) = try Self.loadCatalog(env, directory: directory, existing: existing, readOnly: options.readOnly)
+        } catch {
+            env.close()
+            throw error
+        }
+        self.env = env
+        if options.readOnly {
+            writer = nil
+        } else {
+            let writer = Writer(
+                env: env, gate: gate, databases: databases, catalog: catalog, clock: options.clock,
+                pendingWritesMax: options.pendingWritesMax, retentionIntervalMs: options.retentionCheckIntervalMs)
+            writer.start()
+            self.writer = writer
+        }
+    }
+
+    /// Reads (or, for a new directory, writes) the format version, and loads the catalog
+    /// and every partition's database handle.
+    private static func loadCatalog(
+        _ env: LMDBEnvironment, directory: String, existing: Bool, readOnly: Bool
+    ) throws -> (SystemDatabases, Locked<CatalogSnapshot>) {
+        do {
+            let txn = try LMDBTransaction.begin(env, readOnly: readOnly)
+            var committed = false
+            defer { if !committed { txn.abort() } }
+            guard let databases = try SystemDatabases.open(txn, create: !existing && !readOnly) else {
+                throw MillraceError(.notDataDirectory, "\(directory) holds an LMDB file without Millrace's catalog; it is not a Millrace data directory")
+            }
+            let version = try SystemDatabases.readUInt32(try txn.get(databases.meta, SystemDatabases.formatKey))
+            switch version {
+            case nil where existing:
+                throw MillraceError(.notDataDirectory, "\(directory) holds an LMDB file without a Millrace format version")
+            case nil:
+                try txn.put(databases.meta, SystemDatabases.formatKey, SystemDatabases.encode(formatVersion))
+                try txn.put(databases.meta, SystemDatabases.nextTopicIDKey, SystemDatabases.encode(1))
+            case let stored? where stored > formatVersion:
+                throw MillraceError(
+                    .newerFormatVersion,
+                    "\(directory) was written by a newer Millrace (format \(stored); this build reads up to \(formatVersion)); upgrade millrace")
+            case .some:
+                break
+            }
+            var snapshot = CatalogSnapshot()
+            snapshot.nextTopicID = try SystemDatabases.readUInt32(try txn.get(databases.meta, SystemDatabases.nextTopicIDKey)) ?? 1
+            let cursor = try LMDBCursor(txn, databases.topics)
+            var entry = try cursor.get(MDB_FIRST)
+            while let current = entry {
+                let name = String(decoding: current.key, as: UTF8.self)
+                let info = try TopicInfo(name: name, decoding: current.value)
+                snapshot.topics[name] = info
+                entry = try cursor.get(MDB_NEXT)
+            }
+            cursor.close()
+            for info in snapshot.topics.values {
+                for partition in 0..<info.partitionCount {
+                    guard let dbi = try txn.openDatabase(Keys.logDatabaseName(info.id, partition), create: false) else {
+                        throw MillraceError(.storageError, "topic \(info.name) partition \(partition) has no log database; run `millrace data verify`")
+                    }
+                    snapshot.logDatabases[PartitionID(topicID: info.id, partition: partition)] = dbi
+                }
+            }
+            // Handles opened in a transaction outlive it only if it commits.
+            committed = true
+            try txn.commit()
+            return (databases, Locked(snapshot))
+        } catch let error as LMDBError {
+            throw error.millraceError
+        }
+    }
+
+    /// Stops the writer after it has finished what is queued, closes the environment and
+    /// releases the directory. Safe to call more than once.
+    public func close() {
+        let already = closed.withLock { value -> Bool in
+            defer { value = true }
+            return value
+        }
+        guard !already else { return }
+        writer?.stop()
+        env.close()
+        lock.release()
+    }
+
+    deinit { close() }
+
+    // MARK: Writes
+
+    private func requireWriter() throws -> Writer {
+        guard let writer else { throw MillraceError(.invalidRequest, "storage was opened read-only") }
+        return writer
+    }
+
+    public func createTopic(_ name: String, partitions: Int32, config: TopicConfig = TopicConfig()) async throws -> TopicInfo {
+        let writer = try requireWriter()
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.submitNow(
+                .createTopic(
+                    CreateTopicOperation(name: name, partitionCount: partitions, config: config) {
+                        continuation.resume(with: $0)
+                    }))
+        }
+    }
+
+    public func deleteTopic(_ name: String) async throws {
+        let writer = try requireWriter()
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            writer.submitNow(.deleteTopic(DeleteTopicOperation(name: name) { continuation.resume(with: $0) }))
+        }
+    }
+
+    /// Checks a batch and queues it for the writer. The completion runs on the writer thread
+    /// after the transaction holding the batch has committed and synced, or with the error
+    /// that kept it out. Fails at once with `writerBusy` when the queue is full.
+    public func append(
+        topic: String, partition: Int32, batch: [UInt8],
+        completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+    ) {
+        switch Self.check(batch) {
+        case .failure(let error): completion(.failure(error))
+        case .success(let header):
+            guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+            writer.submitNow(.append(AppendOperation(topic: topic, partition: partition, batch: batch, header: header, completion: completion)))
+        }
+    }
+
+    /// Appends a batch and returns once it is durable. Waits while the writer's queue is full.
+    public func append(topic: String, partition: Int32, batch: [UInt8]) async throws -> AppendResult {
+        let header = try Self.check(batch).get()
+        let writer = try requireWriter()
+        await writer.waitForSpace()
+        return try await withCheckedThrowingContinuation { continuation in
+            let op = AppendOperation(topic: topic, partition: partition, batch: batch, header: header) { continuation.resume(with: $0) }
+            writer.submitNow(.append(op), afterWaiting: true)
+        }
+    }
+
+    static func check(_ batch: [UInt8]) -> Result<RecordBatchHeader, MillraceError> {
+        guard batch.count <= Limits.batchBytesMax else {
+            return .failure(MillraceError(.batchTooLarge, "batch is \(batch.count) bytes; the limit is \(Limits.batchBytesMax)"))
+        }
+        do {
+            return .success(try RecordBatch.verify(batch, depth: .records))
+        } catch let error as MillraceError {
+            return .failure(error)
+        } catch {
+            return .failure(MillraceError(.corruptBatch, "\(error)"))
+        }
+    }
+
+    /// Commits consumer offsets durably, all or none.
+    public func commitOffsets(_ commits: [OffsetCommit]) async throws {
+        let writer = try requireWriter()
+        await writer.waitForSpace()
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            writer.submitNow(.commitOffsets(OffsetCommitOperation(commits: commits) { continuation.resume(with: $0) }), afterWaiting: true)
+        }
+    }
+
+    /// Applies retention now (the writer also runs it every `retentionCheckIntervalMs`).
+    public func enforceRetention() async throws -> RetentionReport {
+        let writer = try requireWriter()
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.submitNow(.retention(RetentionOperation { continuation.resume(with: $0) }))
+        }
+    }
+
+    public var writerStatistics: WriterStatistics { writer?.statistics.withLock { $0 } ?? WriterStatistics() }
+}

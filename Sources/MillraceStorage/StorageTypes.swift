@@ -1,0 +1,123 @@
+import MillraceFormat
+
+/// How a stored batch was placed.
+public struct AppendResult: Sendable, Equatable {
+    public var baseOffset: Int64
+    public var lastOffset: Int64
+    /// The broker's timestamp when the topic uses log-append time, else nil.
+    public var logAppendTimeMs: Int64?
+    public var logStartOffset: Int64
+}
+
+/// Offsets and size of one partition.
+public struct PartitionOffsets: Sendable, Equatable {
+    public var partition: Int32
+    /// The earliest offset still stored (the log start).
+    public var logStartOffset: Int64
+    /// The offset the next record gets (the log end, or high watermark).
+    public var nextOffset: Int64
+    public var bytes: Int64
+    public var batchCount: Int64
+
+    public var recordCount: Int64 { nextOffset - logStartOffset }
+}
+
+public struct TopicDescription: Sendable, Equatable {
+    public var info: TopicInfo
+    public var partitions: [PartitionOffsets]
+}
+
+/// Batches read from one partition, as stored (ready to send without re-encoding).
+public struct ReadResult: Sendable {
+    /// Whole batches back to back. The first one may start before the requested offset.
+    public var bytes: [UInt8]
+    public var batchCount: Int
+    public var recordCount: Int
+    public var logStartOffset: Int64
+    public var nextOffset: Int64
+    /// Where to read next: one past the last record returned (the request offset when empty).
+    public var nextReadOffset: Int64
+}
+
+/// The answer to "first record at or after T".
+public struct TimestampLookup: Sendable, Equatable {
+    /// The offset of that record, or the log end when no record is that new.
+    public var offset: Int64
+    /// The record's timestamp; nil when no record is at or after T.
+    public var timestamp: Int64?
+}
+
+/// One consumer offset commit.
+public struct OffsetCommit: Sendable, Equatable {
+    public var group: String
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var metadata: String
+
+    public init(group: String, topic: String, partition: Int32, offset: Int64, metadata: String = "") {
+        self.group = group
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.metadata = metadata
+    }
+}
+
+public struct CommittedOffset: Sendable, Equatable {
+    public var group: String
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var metadata: String
+    public var committedAtMs: Int64
+}
+
+/// What the writer has done since the storage opened.
+public struct WriterStatistics: Sendable, Equatable {
+    public var transactions: Int = 0
+    public var appends: Int = 0
+    public var offsetCommits: Int = 0
+    public var failedTransactions: Int = 0
+    public var mapResizes: Int = 0
+    public var retentionBatchesDeleted: Int = 0
+
+    /// Appends and offset commits per committed transaction.
+    public var writesPerTransaction: Double {
+        transactions == 0 ? 0 : Double(appends + offsetCommits) / Double(transactions)
+    }
+}
+
+public struct RetentionReport: Sendable, Equatable {
+    public var batchesDeleted: Int = 0
+    public var bytesDeleted: Int64 = 0
+    public var partitionsTrimmed: Int = 0
+}
+
+/// One problem found by `verify`.
+public struct VerifyProblem: Sendable, Equatable, CustomStringConvertible {
+    public var topic: String
+    public var partition: Int32
+    /// The offset (batch key) where the problem is; nil for partition-wide problems.
+    public var offset: Int64?
+    public var message: String
+
+    public var description: String {
+        "\(topic)/\(partition)" + (offset.map { " @\($0)" } ?? "") + ": \(message)"
+    }
+}
+
+public struct VerifyReport: Sendable {
+    public var problems: [VerifyProblem] = []
+    public var batchesChecked: Int = 0
+    public var recordsChecked: Int64 = 0
+    public var partitionsChecked: Int = 0
+}
+
+public struct StorageInfo: Sendable {
+    public var directory: String
+    public var formatVersion: UInt32
+    public var mapSizeBytes: Int
+    public var usedBytes: Int
+    public var fileBytes: Int64
+}

@@ -1,0 +1,73 @@
+import CLMDB
+import MillraceFormat
+
+/// The named databases beside the partition logs.
+struct SystemDatabases {
+    /// "format" → format version (u32); "next_topic_id" → u32.
+    var meta: MDB_dbi
+    /// topic name → `TopicInfo`.
+    var topics: MDB_dbi
+    /// (topic id, partition) → `PartitionState`.
+    var partitions: MDB_dbi
+    /// (topic id, partition, timestamp) → base offset. See `Keys.timeIndex`.
+    var timeIndex: MDB_dbi
+    /// (group, topic, partition) → offset, commit time, metadata.
+    var offsets: MDB_dbi
+
+    static let formatKey = Array("format".utf8)
+    static let nextTopicIDKey = Array("next_topic_id".utf8)
+
+    static func open(_ txn: LMDBTransaction, create: Bool) throws -> SystemDatabases? {
+        guard let meta = try txn.openDatabase("meta", create: create),
+            let topics = try txn.openDatabase("topics", create: create),
+            let partitions = try txn.openDatabase("partitions", create: create),
+            let timeIndex = try txn.openDatabase("timeindex", create: create),
+            let offsets = try txn.openDatabase("offsets", create: create)
+        else { return nil }
+        return SystemDatabases(meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets)
+    }
+
+    func partitionState(_ txn: LMDBTransaction, _ id: PartitionID) throws -> PartitionState {
+        guard let bytes = try txn.get(partitions, Keys.partition(id.topicID, id.partition)) else {
+            throw MillraceError(.storageError, "partition state for topic id \(id.topicID) partition \(id.partition) is missing")
+        }
+        return try PartitionState(decoding: bytes)
+    }
+
+    func putPartitionState(_ txn: LMDBTransaction, _ id: PartitionID, _ state: PartitionState) throws {
+        try txn.put(partitions, Keys.partition(id.topicID, id.partition), state.encoded())
+    }
+
+    static func readUInt32(_ bytes: UnsafeRawBufferPointer?) throws -> UInt32? {
+        guard let bytes else { return nil }
+        var reader = ByteReader(bytes)
+        return try reader.readInteger("meta value")
+    }
+
+    static func encode(_ value: UInt32) -> [UInt8] {
+        var writer = ByteWriter(capacity: 4)
+        writer.writeInteger(value)
+        return writer.bytes
+    }
+}
+
+/// The stored value of a committed offset.
+enum CommittedOffsetValue {
+    static func encode(offset: Int64, committedAtMs: Int64, metadata: String) -> [UInt8] {
+        var writer = ByteWriter(capacity: 18 + metadata.utf8.count)
+        writer.writeInteger(offset)
+        writer.writeInteger(committedAtMs)
+        writer.writeInteger(UInt16(metadata.utf8.count))
+        writer.writeBytes(metadata.utf8)
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws -> (offset: Int64, committedAtMs: Int64, metadata: String) {
+        var reader = ByteReader(bytes)
+        let offset: Int64 = try reader.readInteger("offset")
+        let committedAt: Int64 = try reader.readInteger("commit time")
+        let length: UInt16 = try reader.readInteger("metadata length")
+        let metadata = String(decoding: try reader.readBytes(Int(length), "metadata"), as: UTF8.self)
+        return (offset, committedAt, metadata)
+    }
+}

@@ -1,0 +1,58 @@
+import MillraceFormat
+
+/// Something the writer thread does inside a write transaction. Appends and offset commits
+/// share one group-commit transaction; catalog changes and retention get one each.
+enum WriteOperation {
+    case append(AppendOperation)
+    case commitOffsets(OffsetCommitOperation)
+    case createTopic(CreateTopicOperation)
+    case deleteTopic(DeleteTopicOperation)
+    case retention(RetentionOperation)
+
+    var joinsGroupCommit: Bool {
+        switch self {
+        case .append, .commitOffsets: return true
+        case .createTopic, .deleteTopic, .retention: return false
+        }
+    }
+
+    func fail(_ error: MillraceError) {
+        switch self {
+        case .append(let op): op.completion(.failure(error))
+        case .commitOffsets(let op): op.completion(.failure(error))
+        case .createTopic(let op): op.completion(.failure(error))
+        case .deleteTopic(let op): op.completion(.failure(error))
+        case .retention(let op): op.completion(.failure(error))
+        }
+    }
+}
+
+struct AppendOperation {
+    var topic: String
+    var partition: Int32
+    /// A verified batch; the writer patches its base offset in the stored copy.
+    var batch: [UInt8]
+    var header: RecordBatchHeader
+    var completion: @Sendable (Result<AppendResult, MillraceError>) -> Void
+}
+
+struct OffsetCommitOperation {
+    var commits: [OffsetCommit]
+    var completion: @Sendable (Result<Void, MillraceError>) -> Void
+}
+
+struct CreateTopicOperation {
+    var name: String
+    var partitionCount: Int32
+    var config: TopicConfig
+    var completion: @Sendable (Result<TopicInfo, MillraceError>) -> Void
+}
+
+struct DeleteTopicOperation {
+    var name: String
+    var completion: @Sendable (Result<Void, MillraceError>) -> Void
+}
+
+struct RetentionOperation {
+    var completion: @Sendable (Result<RetentionReport, MillraceError>) -> Void
+}

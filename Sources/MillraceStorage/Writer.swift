@@ -1,0 +1,398 @@
+import CLMDB
+import MillraceFormat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The single writer. One thread owns every write transaction: it takes all queued
+/// appends and offset commits, writes them in one transaction, commits with sync, and only
+/// then completes each caller (group commit). A failed transaction fails exactly the
+/// callers it held. The queue is bounded: past `pendingWritesMax` callers wait.
+final class Writer: @unchecked Sendable {
+    private let env: LMDBEnvironment
+    private let gate: ReadWriteGate
+    private let databases: SystemDatabases
+    private let catalog: Locked<CatalogSnapshot>
+    private let clock: any MillraceClock
+    private let pendingWritesMax: Int
+    private let retentionIntervalNanoseconds: UInt64?
+    private let mapGrowthStepMaxBytes = 8 << 30
+
+    private let lock = ConditionLock()
+    private var queue: [WriteOperation] = []
+    private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+    private var stopping = false
+    private var thread: pthread_t?
+    let statistics = Locked(WriterStatistics())
+    /// Called on the writer thread after each commit that appended to a partition.
+    var onCommit: (@Sendable ([PartitionID]) -> Void)?
+
+    init(
+        env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
+        clock: any MillraceClock, pendingWritesMax: Int, retentionIntervalMs: Int64?
+    ) {
+        self.env = env
+        self.gate = gate
+        self.databases = databases
+        self.catalog = catalog
+        self.clock = clock
+        self.pendingWritesMax = pendingWritesMax
+        self.retentionIntervalNanoseconds = retentionIntervalMs.map { UInt64($0) * 1_000_000 }
+    }
+
+    func start() {
+        let box = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        let result = pthread_create(&handle, nil, { raw in
+            let writer = Unmanaged<Writer>.fromOpaque(raw!).takeRetainedValue()
+            writer.run()
+            return nil
+        }, box.toOpaque())
+        precondition(result == 0, "cannot start the writer thread: \(result)")
+        thread = handle
+    }
+
+    /// Drains what is queued, then stops the thread.
+    func stop() {
+        lock.withLock {
+            stopping = true
+            lock.broadcast()
+        }
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+        let waiters = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
+            defer { spaceWaiters = [] }
+            return spaceWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Queues without waiting. Fails the operation at once when the storage is closed, or
+    /// when the queue is full unless the caller has just waited for space.
+    func submitNow(_ op: WriteOperation, afterWaiting: Bool = false) {
+        lock.lock()
+        if stopping {
+            lock.unlock()
+            return op.fail(MillraceError(.storageClosed, "storage is closed"))
+        }
+        guard afterWaiting || queue.count < pendingWritesMax else {
+            lock.unlock()
+            return op.fail(MillraceError(.writerBusy, "\(pendingWritesMax) writes are already waiting; retry shortly"))
+        }
+        queue.append(op)
+        lock.signal()
+        lock.unlock()
+    }
+
+    /// Back-pressure: returns once the queue has room (or the writer is stopping). The queue
+    /// can pass its bound only by the callers woken together, each adding one operation.
+    func waitForSpace() async {
+        while true {
+            let hasRoom = lock.withLock { stopping || queue.count < pendingWritesMax }
+            if hasRoom { return }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                lock.withLock {
+                    if stopping || queue.count < pendingWritesMax {
+                        continuation.resume()
+                    } else {
+                        spaceWaiters.append(continuation)
+                    }
+                }
+            }
+        }
+    }
+
+    private func run() {
+        var retentionDue = retentionIntervalNanoseconds.map { monotonicNanoseconds() + $0 }
+        while true {
+            lock.lock()
+            while queue.isEmpty && !stopping {
+                if let due = retentionDue {
+                    let now = monotonicNanoseconds()
+                    if now >= due { break }
+                    lock.wait(nanoseconds: due - now)
+                } else {
+                    lock.wait()
+                }
+            }
+            if queue.isEmpty && stopping {
+                lock.unlock()
+                return
+            }
+            let taken = queue
+            queue.removeAll(keepingCapacity: true)
+            let waiters = spaceWaiters
+            spaceWaiters.removeAll()
+            lock.unlock()
+            for waiter in waiters { waiter.resume() }
+
+            if let due = retentionDue, monotonicNanoseconds() >= due {
+                let report = runRetention()
+                _ = report
+                retentionDue = monotonicNanoseconds() + retentionIntervalNanoseconds!
+            }
+            process(taken)
+        }
+    }
+
+    /// Runs consecutive appends and commits as one group; catalog and retention work alone.
+    private func process(_ ops: [WriteOperation]) {
+        var start = ops.startIndex
+        while start < ops.endIndex {
+            if !ops[start].joinsGroupCommit {
+                processAlone(ops[start])
+                start += 1
+                continue
+            }
+            var end = start
+            while end < ops.endIndex && ops[end].joinsGroupCommit { end += 1 }
+            processGroup(ops[start..<end])
+            start = end
+        }
+    }
+
+    private enum Outcome {
+        case append(Result<AppendResult, MillraceError>)
+        case commit(Result<Void, MillraceError>)
+    }
+
+    private func processGroup(_ ops: ArraySlice<WriteOperation>) {
+        let result = withTransaction { context -> [Outcome] in
+            var outcomes: [Outcome] = []
+            outcomes.reserveCapacity(ops.count)
+            for op in ops {
+                switch op {
+                case .append(let append): outcomes.append(.append(try context.append(append)))
+                case .commitOffsets(let commit): outcomes.append(.commit(try context.commitOffsets(commit)))
+                case .createTopic, .deleteTopic, .retention: preconditionFailure("not a group-commit operation")
+                }
+            }
+            try context.flushStates()
+            return outcomes
+        }
+        switch result {
+        case .failure(let error):
+            for op in ops { op.fail(error) }
+        case .success(let outcomes):
+            var appends = 0
+            var commits = 0
+            var touched: Set<PartitionID> = []
+            let snapshot = catalog.withLock { $0 }
+            for (op, outcome) in zip(ops, outcomes) {
+                switch (op, outcome) {
+                case (.append(let append), .append(let result)):
+                    if case .success = result {
+                        appends += 1
+                        if let info = snapshot.topics[append.topic] {
+                            touched.insert(PartitionID(topicID: info.id, partition: append.partition))
+                        }
+                    }
+                    append.completion(result)
+                case (.commitOffsets(let commit), .commit(let result)):
+                    if case .success = result { commits += commit.commits.count }
+                    commit.completion(result)
+                default:
+                    preconditionFailure("outcome does not match its operation")
+                }
+            }
+            statistics.withLock {
+                $0.appends += appends
+                $0.offsetCommits += commits
+            }
+            if !touched.isEmpty { onCommit?(Array(touched)) }
+        }
+    }
+
+    private func processAlone(_ op: WriteOperation) {
+        switch op {
+        case .createTopic(let create): create.completion(createTopic(create))
+        case .deleteTopic(let delete): delete.completion(deleteTopic(delete))
+        case .retention(let retention): retention.completion(runRetention())
+        case .append, .commitOffsets: preconditionFailure("group-commit operation run alone")
+        }
+    }
+
+    /// Runs `body` in a write transaction and commits with sync. On a full map it grows the
+    /// map and runs `body` again from the start; other engine errors fail the transaction.
+    private func withTransaction<T>(gateHeld: Bool = false, _ body: (inout WriteContext) throws -> T) -> Result<T, MillraceError> {
+        var resizes = 0
+        while true {
+            let txn: LMDBTransaction
+            do {
+                txn = try LMDBTransaction.begin(env, readOnly: false)
+            } catch let error as LMDBError {
+                return .failure(error.millraceError)
+            } catch {
+                return .failure(MillraceError(.unexpected, "\(error)"))
+            }
+            var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds())
+            let value: T
+            do {
+                value = try body(&context)
+            } catch let error as LMDBError {
+                txn.abort()
+                if error.isMapFull && resizes < 16, growMap(gateHeld: gateHeld) {
+                    resizes += 1
+                    continue
+                }
+                statistics.withLock { $0.failedTransactions += 1 }
+                return .failure(error.millraceError)
+            } catch let error as MillraceError {
+                txn.abort()
+                statistics.withLock { $0.failedTransactions += 1 }
+                return .failure(error)
+            } catch {
+                txn.abort()
+                statistics.withLock { $0.failedTransactions += 1 }
+                return .failure(MillraceError(.unexpected, "\(error)"))
+            }
+            do {
+                try txn.commit()
+            } catch let error as LMDBError {
+                if error.isMapFull && resizes < 16, growMap(gateHeld: gateHeld) {
+                    resizes += 1
+                    continue
+                }
+                statistics.withLock { $0.failedTransactions += 1 }
+                return .failure(error.millraceError)
+            } catch {
+                statistics.withLock { $0.failedTransactions += 1 }
+                return .failure(MillraceError(.unexpected, "\(error)"))
+            }
+            statistics.withLock { $0.transactions += 1 }
+            return .success(value)
+        }
+    }
+
+    /// Doubles the map (by at most `mapGrowthStepMaxBytes`) with no read transaction open.
+    private func growMap(gateHeld: Bool) -> Bool {
+        let current = env.mapSizeBytes
+        let next = current + min(current, mapGrowthStepMaxBytes)
+        do {
+            if gateHeld {
+                try env.setMapSize(next)
+            } else {
+                try gate.withExclusive { try env.setMapSize(next) }
+            }
+            statistics.withLock { $0.mapResizes += 1 }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    private func createTopic(_ op: CreateTopicOperation) -> Result<TopicInfo, MillraceError> {
+        do {
+            try TopicInfo.validate(name: op.name)
+            try op.config.validate()
+        } catch let error as MillraceError {
+            return .failure(error)
+        } catch {
+            return .failure(MillraceError(.unexpected, "\(error)"))
+        }
+        let snapshot = catalog.withLock { $0 }
+        guard op.partitionCount >= 1, op.partitionCount <= Limits.partitionsPerTopicMax else {
+            return .failure(
+                MillraceError(.invalidPartitionCount, "a topic has 1...\(Limits.partitionsPerTopicMax) partitions; \(op.partitionCount) asked"))
+        }
+        guard snapshot.topics[op.name] == nil else {
+            return .failure(MillraceError(.topicAlreadyExists, "topic \"\(op.name)\" already exists"))
+        }
+        guard snapshot.partitionTotal + Int(op.partitionCount) <= Limits.partitionsMax else {
+            return .failure(
+                MillraceError(
+                    .invalidPartitionCount,
+                    "this data directory holds \(snapshot.partitionTotal) partitions; \(op.partitionCount) more would pass the limit of \(Limits.partitionsMax)"
+                ))
+        }
+        let id = snapshot.nextTopicID
+        var opened: [PartitionID: MDB_dbi] = [:]
+        let result = withTransaction { context -> TopicInfo in
+            opened = [:]
+            let info = TopicInfo(name: op.name, id: id, partitionCount: op.partitionCount, config: op.config, createdAtMs: context.nowMs)
+            for partition in 0..<op.partitionCount {
+                let pid = PartitionID(topicID: id, partition: partition)
+                opened[pid] = try context.txn.openDatabase(Keys.logDatabaseName(id, partition), create: true)!
+                try databases.putPartitionState(context.txn, pid, PartitionState())
+            }
+            try context.txn.put(databases.topics, Array(op.name.utf8), info.encoded())
+            try context.txn.put(databases.meta, SystemDatabases.nextTopicIDKey, SystemDatabases.encode(id + 1))
+            return info
+        }
+        if case .success(let info) = result {
+            catalog.withLock {
+                $0.topics[op.name] = info
+                $0.nextTopicID = id + 1
+                for (pid, dbi) in opened { $0.logDatabases[pid] = dbi }
+            }
+        }
+        return result
+    }
+
+    private func deleteTopic(_ op: DeleteTopicOperation) -> Result<Void, MillraceError> {
+        guard let info = catalog.withLock({ $0.topics[op.name] }) else {
+            return .failure(MillraceError(.unknownTopic, "topic \"\(op.name)\" does not exist"))
+        }
+        // Dropping closes the partitions' database handles: no reader may hold one meanwhile.
+        return gate.withExclusive {
+            let result = withTransaction(gateHeld: true) { context -> Void in
+                for partition in 0..<info.partitionCount {
+                    let pid = PartitionID(topicID: info.id, partition: partition)
+                    if let dbi = context.catalog.logDatabases[pid] { try context.txn.dropDatabase(dbi) }
+                }
+                try deleteAll(context.txn, databases.partitions, prefix: Keys.topicPrefix(info.id))
+                try deleteAll(context.txn, databases.timeIndex, prefix: Keys.topicPrefix(info.id))
+                try context.txn.delete(databases.topics, Array(op.name.utf8))
+                try deleteCommittedOffsets(context.txn, topic: op.name)
+            }
+            if case .success = result {
+                catalog.withLock {
+                    $0.topics[op.name] = nil
+                    for partition in 0..<info.partitionCount {
+                        $0.logDatabases[PartitionID(topicID: info.id, partition: partition)] = nil
+                    }
+                }
+            }
+            return result
+        }
+    }
+
+    private func deleteAll(_ txn: LMDBTransaction, _ dbi: MDB_dbi, prefix: [UInt8]) throws {
+        let cursor = try LMDBCursor(txn, dbi)
+        defer { cursor.close() }
+        while let entry = try cursor.get(MDB_SET_RANGE, key: prefix), Keys.hasPrefix(entry.key, prefix) {
+            try cursor.delete()
+        }
+    }
+
+    private func deleteCommittedOffsets(_ txn: LMDBTransaction, topic: String) throws {
+        let cursor = try LMDBCursor(txn, databases.offsets)
+        defer { cursor.close() }
+        var doomed: [[UInt8]] = []
+        var entry = try cursor.get(MDB_FIRST)
+        while let current = entry {
+            if try Keys.parseCommittedOffset(current.key).topic == topic { doomed.append(Array(current.key)) }
+            entry = try cursor.get(MDB_NEXT)
+        }
+        for key in doomed { try txn.delete(databases.offsets, key) }
+    }
+
+    private func runRetention() -> Result<RetentionReport, MillraceError> {
+        let result = withTransaction { context -> RetentionReport in
+            let report = try context.enforceRetention()
+            try context.flushStates()
+            return report
+        }
+        if case .success(let report) = result {
+            statistics.withLock { $0.retentionBatchesDeleted += report.batchesDeleted }
+        }
+        return result
+    }
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
