@@ -229,5 +229,7 @@ public final class Storage: @unchecked Sendable {
         }
     }
 
+    var writerForTesting: Writer? { writer }
+
     public var writerStatistics: WriterStatistics { writer?.statistics.withLock { $0 } ?? WriterStatistics() }
 }

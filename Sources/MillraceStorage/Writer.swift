@@ -23,6 +23,10 @@ final class Writer: @unchecked Sendable {
     private var queue: [WriteOperation] = []
     private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
     private var stopping = false
+    /// Tests hold the writer still to line up operations for one transaction.
+    private var paused = false
+    /// Tests make the next commits fail with this engine error.
+    private var injectedCommitFailures: [Int32] = []
     private var thread: pthread_t?
     let statistics = Locked(WriterStatistics())
     /// Called on the writer thread after each commit that appended to a partition.
@@ -103,11 +107,24 @@ final class Writer: @unchecked Sendable {
         }
     }
 
+    func setPausedForTesting(_ value: Bool) {
+        lock.withLock {
+            paused = value
+            lock.broadcast()
+        }
+    }
+
+    func failNextCommitForTesting(errno code: Int32) {
+        lock.withLock { injectedCommitFailures.append(code) }
+    }
+
+    var queuedCountForTesting: Int { lock.withLock { queue.count } }
+
     private func run() {
         var retentionDue = retentionIntervalNanoseconds.map { monotonicNanoseconds() + $0 }
         while true {
             lock.lock()
-            while queue.isEmpty && !stopping {
+            while (queue.isEmpty || paused) && !stopping {
                 if let due = retentionDue {
                     let now = monotonicNanoseconds()
                     if now >= due { break }
@@ -248,6 +265,10 @@ final class Writer: @unchecked Sendable {
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
             do {
+                if let injected = lock.withLock({ injectedCommitFailures.isEmpty ? nil : injectedCommitFailures.removeFirst() }) {
+                    txn.abort()
+                    throw LMDBError(code: injected, operation: "injected commit failure")
+                }
                 try txn.commit()
             } catch let error as LMDBError {
                 if error.isMapFull && resizes < 16, growMap(gateHeld: gateHeld) {
