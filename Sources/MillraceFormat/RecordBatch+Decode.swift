@@ -129,3 +129,46 @@ extension RecordBatch {
         return try reader.readBytes(Int(length), what)
     }
 }
+
+extension RecordBatch {
+    /// The first record whose timestamp is at or after `timestamp`, reading only each record's
+    /// length, timestamp delta and offset delta (keys, values and headers are skipped).
+    public static func firstRecord(
+        atOrAfter timestamp: Int64, in bytes: UnsafeRawBufferPointer, header: RecordBatchHeader
+    ) throws -> (offsetDelta: Int32, timestamp: Int64)? {
+        if header.attributes.timestampType == .logAppend {
+            return header.maxTimestamp >= timestamp ? (0, header.maxTimestamp) : nil
+        }
+        let section = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.recordsAt...])
+        switch header.attributes.codec {
+        case .none?:
+            return try scanTimestamps(section, header: header, atOrAfter: timestamp)
+        case .zstd?:
+            let plain = try Zstd.decompress(section, maxBytes: Limits.decompressedBatchBytesMax)
+            return try plain.withUnsafeBytes { try scanTimestamps($0, header: header, atOrAfter: timestamp) }
+        case .gzip?, .snappy?, .lz4?, nil:
+            throw MillraceError(.unsupportedCodec, "codec bits \(header.attributes.rawValue & 7) are not supported; use none or zstd")
+        }
+    }
+
+    private static func scanTimestamps(
+        _ section: UnsafeRawBufferPointer, header: RecordBatchHeader, atOrAfter timestamp: Int64
+    ) throws -> (offsetDelta: Int32, timestamp: Int64)? {
+        var reader = ByteReader(section)
+        for _ in 0..<header.recordCount {
+            let length = try reader.readVarint32("record length")
+            guard length > 0, Int(length) <= reader.remaining else {
+                throw MillraceError(.corruptBatch, "record claims \(length) bytes, \(reader.remaining) remain")
+            }
+            let end = reader.index + Int(length)
+            var record = ByteReader(UnsafeRawBufferPointer(rebasing: section[..<end]), index: reader.index)
+            let _: Int8 = try record.readInteger("record attributes")
+            let recordTimestamp = header.baseTimestamp &+ (try record.readVarint("timestampDelta"))
+            if recordTimestamp >= timestamp {
+                return (try record.readVarint32("offsetDelta"), recordTimestamp)
+            }
+            _ = try reader.readBytes(Int(length), "record")
+        }
+        return nil
+    }
+}

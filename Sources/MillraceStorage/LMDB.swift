@@ -49,7 +49,9 @@ final class LMDBEnvironment: @unchecked Sendable {
             try lmdbCheck(mdb_env_set_mapsize(env, mapSizeBytes), "mdb_env_set_mapsize")
             // NOTLS: read transactions are not tied to a thread (Swift tasks hop threads).
             var flags = UInt32(MDB_NOTLS)
-            if readOnly { flags |= UInt32(MDB_RDONLY) }
+            // NOMETASYNC: the writer makes each meta page durable itself before telling callers
+            // (the next commit's fdatasync or an explicit sync); see Writer.deliver.
+            flags |= readOnly ? UInt32(MDB_RDONLY) : UInt32(MDB_NOMETASYNC)
             try lmdbCheck(mdb_env_open(env, directory, flags, 0o644), "mdb_env_open \(directory)")
         } catch {
             mdb_env_close(env)

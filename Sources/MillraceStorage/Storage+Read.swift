@@ -75,23 +75,29 @@ extension Storage {
                     "offset \(offset) is outside \(topic)/\(partition)'s log [\(state.logStartOffset), \(state.nextOffset)); read from the log start or end"
                 )
             }
-            guard offset < state.nextOffset else { return }
-            let cursor = try LMDBCursor(txn, dbi)
-            defer { cursor.close() }
-            var entry = try Self.positionCursor(cursor, at: offset)
-            while let current = entry {
-                let header: RecordBatchHeader
-                do {
-                    header = try RecordBatch.verify(current.value)
-                } catch let error as MillraceError {
-                    throw MillraceError(
-                        .storageError,
-                        "stored batch \(topic)/\(partition) @\(Keys.offset(from: current.key)) fails its check: \(error.message); run `millrace data verify`"
-                    )
-                }
-                guard try body(header, current.value) else { return }
-                entry = try cursor.get(MDB_NEXT)
+            try walkBatches(txn, dbi, from: offset, end: state.nextOffset, name: "\(topic)/\(partition)", body)
+        }
+    }
+
+    func walkBatches(
+        _ txn: LMDBTransaction, _ dbi: MDB_dbi, from offset: Int64, end: Int64, name: String,
+        _ body: (RecordBatchHeader, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        guard offset < end else { return }
+        let cursor = try LMDBCursor(txn, dbi)
+        defer { cursor.close() }
+        var entry = try Self.positionCursor(cursor, at: offset)
+        while let current = entry {
+            let header: RecordBatchHeader
+            do {
+                header = try RecordBatch.verify(current.value)
+            } catch let error as MillraceError {
+                throw MillraceError(
+                    .storageError,
+                    "stored batch \(name) @\(Keys.offset(from: current.key)) fails its check: \(error.message); run `millrace data verify`")
             }
+            guard try body(header, current.value) else { return }
+            entry = try cursor.get(MDB_NEXT)
         }
     }
 
@@ -128,37 +134,31 @@ extension Storage {
 
     /// The first record whose timestamp is at or after `timestamp` (the log end when none is).
     /// The time index finds the first batch where the partition's newest timestamp reached
-    /// the value; records are walked from there.
+    /// the value; records are walked from there. One read transaction.
     public func offset(forTimestamp timestamp: Int64, topic: String, partition: Int32) throws -> TimestampLookup {
-        let start: Int64? = try withReadTransaction { txn, snapshot in
-            let (_, id, _) = try resolve(topic, partition, in: snapshot)
+        try withReadTransaction { txn, snapshot in
+            let (_, id, dbi) = try resolve(topic, partition, in: snapshot)
             let state = try databases.partitionState(txn, id)
+            let notFound = TimestampLookup(offset: state.nextOffset, timestamp: nil)
             let cursor = try LMDBCursor(txn, databases.timeIndex)
             defer { cursor.close() }
             let prefix = Keys.partition(id.topicID, id.partition)
             guard let entry = try cursor.get(MDB_SET_RANGE, key: Keys.timeIndex(id.topicID, id.partition, timestamp)),
                 Keys.hasPrefix(entry.key, prefix)
-            else { return nil }
+            else { return notFound }
             var reader = ByteReader(entry.value)
             let indexed: Int64 = try reader.readInteger("time index offset")
-            return indexed < state.nextOffset ? max(indexed, state.logStartOffset) : nil
-        }
-        let end = try offsets(topic: topic, partition: partition).nextOffset
-        guard let start else { return TimestampLookup(offset: end, timestamp: nil) }
-        var found: TimestampLookup?
-        try forEachBatch(topic: topic, partition: partition, from: start) { header, batch in
-            guard header.maxTimestamp >= timestamp else { return true }
-            try RecordBatch.forEachRecord(in: batch, header: header) { record, _ in
-                guard found == nil else { return }
-                let recordTimestamp = RecordBatch.recordTimestamp(header: header, timestampDelta: record.timestampDelta)
-                let recordOffset = header.baseOffset + Int64(record.offsetDelta)
-                if recordTimestamp >= timestamp && recordOffset >= start {
-                    found = TimestampLookup(offset: recordOffset, timestamp: recordTimestamp)
-                }
+            let start = max(indexed, state.logStartOffset)
+            var found: TimestampLookup?
+            try walkBatches(txn, dbi, from: start, end: state.nextOffset, name: "\(topic)/\(partition)") { header, batch in
+                guard header.maxTimestamp >= timestamp,
+                    let (delta, recordTimestamp) = try RecordBatch.firstRecord(atOrAfter: timestamp, in: batch, header: header)
+                else { return true }
+                found = TimestampLookup(offset: header.baseOffset + Int64(delta), timestamp: recordTimestamp)
+                return false
             }
-            return found == nil
+            return found ?? notFound
         }
-        return found ?? TimestampLookup(offset: end, timestamp: nil)
     }
 
     public func committedOffset(group: String, topic: String, partition: Int32) throws -> CommittedOffset? {

@@ -81,6 +81,12 @@ public struct WriterStatistics: Sendable, Equatable {
     public var failedTransactions: Int = 0
     public var mapResizes: Int = 0
     public var retentionBatchesDeleted: Int = 0
+    /// Syncs forced because the queue ran dry with callers waiting (see `Writer.deliver`).
+    public var explicitSyncs: Int = 0
+    /// Time the writer spent building and committing transactions.
+    public var busyNanoseconds: UInt64 = 0
+    /// Of that, time in commit (page writes and sync).
+    public var commitNanoseconds: UInt64 = 0
 
     /// Appends and offset commits per committed transaction.
     public var writesPerTransaction: Double {

@@ -10,6 +10,8 @@ struct WriteContext {
     let catalog: CatalogSnapshot
     let nowMs: Int64
     private var states: [PartitionID: PartitionState] = [:]
+    /// Partitions this transaction appended to, for the commit notification.
+    private(set) var appendedPartitions: Set<PartitionID> = []
 
     init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64) {
         self.txn = txn
@@ -74,6 +76,7 @@ struct WriteContext {
         state.nextOffset = baseOffset + Int64(op.header.recordCount)
         state.bytes += Int64(op.batch.count)
         state.batchCount += 1
+        appendedPartitions.insert(id)
         states[id] = state
         return .success(
             AppendResult(

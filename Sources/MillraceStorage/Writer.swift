@@ -28,9 +28,14 @@ final class Writer: @unchecked Sendable {
     /// Tests make the next commits fail with this engine error.
     private var injectedCommitFailures: [Int32] = []
     private var thread: pthread_t?
+    /// Callers of committed transactions whose meta page may still be only in the page cache
+    /// (the environment runs with MDB_NOMETASYNC). The next commit's fdatasync, or an explicit
+    /// sync when the queue runs dry, makes it durable; only then are they told. See
+    /// docs/DECISIONS.md, "One flush per commit".
+    private var awaitingSync: [Delivery] = []
     let statistics = Locked(WriterStatistics())
     /// Called on the writer thread after each commit that appended to a partition.
-    var onCommit: (@Sendable ([PartitionID]) -> Void)?
+    var onCommit: (@Sendable (Set<PartitionID>) -> Void)?
 
     init(
         env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
@@ -124,6 +129,11 @@ final class Writer: @unchecked Sendable {
         var retentionDue = retentionIntervalNanoseconds.map { monotonicNanoseconds() + $0 }
         while true {
             lock.lock()
+            if (queue.isEmpty || paused) && !awaitingSync.isEmpty {
+                lock.unlock()
+                syncAndDeliver()
+                continue
+            }
             while (queue.isEmpty || paused) && !stopping {
                 if let due = retentionDue {
                     let now = monotonicNanoseconds()
@@ -145,8 +155,8 @@ final class Writer: @unchecked Sendable {
             for waiter in waiters { waiter.resume() }
 
             if let due = retentionDue, monotonicNanoseconds() >= due {
-                let report = runRetention()
-                _ = report
+                let result = runRetention()
+                deliver([Delivery(result: result) { _ in }], wrote: (try? result.get().batchesDeleted) ?? 0 > 0)
                 retentionDue = monotonicNanoseconds() + retentionIntervalNanoseconds!
             }
             process(taken)
@@ -175,7 +185,7 @@ final class Writer: @unchecked Sendable {
     }
 
     private func processGroup(_ ops: ArraySlice<WriteOperation>) {
-        let result = withTransaction { context -> [Outcome] in
+        let result = withTransaction { context -> ([Outcome], Set<PartitionID>) in
             var outcomes: [Outcome] = []
             outcomes.reserveCapacity(ops.count)
             for op in ops {
@@ -186,47 +196,84 @@ final class Writer: @unchecked Sendable {
                 }
             }
             try context.flushStates()
-            return outcomes
+            return (outcomes, context.appendedPartitions)
         }
         switch result {
         case .failure(let error):
             for op in ops { op.fail(error) }
-        case .success(let outcomes):
-            var appends = 0
-            var commits = 0
-            var touched: Set<PartitionID> = []
-            let snapshot = catalog.withLock { $0 }
+        case .success(let (outcomes, touched)):
+            // Statistics first: a caller that wakes up may read them at once.
+            statistics.withLock { statistics in
+                for (op, outcome) in zip(ops, outcomes) {
+                    switch (op, outcome) {
+                    case (.append, .append(.success)): statistics.appends += 1
+                    case (.commitOffsets(let commit), .commit(.success)): statistics.offsetCommits += commit.commits.count
+                    default: break
+                    }
+                }
+            }
+            var deliveries: [Delivery] = []
+            deliveries.reserveCapacity(ops.count)
+            var wrote = false
             for (op, outcome) in zip(ops, outcomes) {
                 switch (op, outcome) {
                 case (.append(let append), .append(let result)):
-                    if case .success = result {
-                        appends += 1
-                        if let info = snapshot.topics[append.topic] {
-                            touched.insert(PartitionID(topicID: info.id, partition: append.partition))
-                        }
-                    }
-                    append.completion(result)
+                    if case .success = result { wrote = true }
+                    deliveries.append(Delivery(result: result, append.completion))
                 case (.commitOffsets(let commit), .commit(let result)):
-                    if case .success = result { commits += commit.commits.count }
-                    commit.completion(result)
-                default:
-                    preconditionFailure("outcome does not match its operation")
+                    if case .success = result { wrote = true }
+                    deliveries.append(Delivery(result: result, commit.completion))
+                default: preconditionFailure("outcome does not match its operation")
                 }
             }
-            statistics.withLock {
-                $0.appends += appends
-                $0.offsetCommits += commits
-            }
-            if !touched.isEmpty { onCommit?(Array(touched)) }
+            deliver(deliveries, wrote: wrote)
+            if !touched.isEmpty { onCommit?(touched) }
         }
     }
 
     private func processAlone(_ op: WriteOperation) {
         switch op {
-        case .createTopic(let create): create.completion(createTopic(create))
-        case .deleteTopic(let delete): delete.completion(deleteTopic(delete))
-        case .retention(let retention): retention.completion(runRetention())
+        case .createTopic(let create):
+            let result = createTopic(create)
+            deliver([Delivery(result: result, create.completion)], wrote: (try? result.get()) != nil)
+        case .deleteTopic(let delete):
+            let result = deleteTopic(delete)
+            deliver([Delivery(result: result, delete.completion)], wrote: (try? result.get()) != nil)
+        case .retention(let retention):
+            let result = runRetention()
+            deliver([Delivery(result: result, retention.completion)], wrote: (try? result.get().batchesDeleted) ?? 0 > 0)
         case .append, .commitOffsets: preconditionFailure("group-commit operation run alone")
+        }
+    }
+
+    /// Hands results to callers once what they wrote is durable. A commit that wrote pages ran
+    /// fdatasync before writing its own meta page, which made every earlier meta page durable:
+    /// the callers waiting on those are told now, and this commit's callers wait in turn.
+    /// Callers whose operations wrote nothing are told at once.
+    private func deliver(_ deliveries: [Delivery], wrote: Bool) {
+        guard wrote else {
+            for delivery in deliveries { delivery.succeed() }
+            return
+        }
+        let earlier = awaitingSync
+        awaitingSync = deliveries
+        for delivery in earlier { delivery.succeed() }
+    }
+
+    /// Forces the last meta page to disk, then tells its callers. If the sync fails their
+    /// writes are visible but not known durable, and they are told so.
+    private func syncAndDeliver() {
+        let pending = awaitingSync
+        awaitingSync = []
+        do {
+            try env.sync(force: true)
+            statistics.withLock { $0.explicitSyncs += 1 }
+            for delivery in pending { delivery.succeed() }
+        } catch let error as LMDBError {
+            let failure = MillraceError(.storageError, "written but not confirmed on disk (\(error)); check the disk and retry")
+            for delivery in pending { delivery.fail(failure) }
+        } catch {
+            for delivery in pending { delivery.fail(MillraceError(.unexpected, "\(error)")) }
         }
     }
 
@@ -243,6 +290,7 @@ final class Writer: @unchecked Sendable {
             } catch {
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
+            let began = monotonicNanoseconds()
             var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds())
             let value: T
             do {
@@ -264,6 +312,7 @@ final class Writer: @unchecked Sendable {
                 statistics.withLock { $0.failedTransactions += 1 }
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
+            let committing = monotonicNanoseconds()
             do {
                 if let injected = lock.withLock({ injectedCommitFailures.isEmpty ? nil : injectedCommitFailures.removeFirst() }) {
                     txn.abort()
@@ -281,7 +330,12 @@ final class Writer: @unchecked Sendable {
                 statistics.withLock { $0.failedTransactions += 1 }
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
-            statistics.withLock { $0.transactions += 1 }
+            let finished = monotonicNanoseconds()
+            statistics.withLock {
+                $0.transactions += 1
+                $0.busyNanoseconds += finished - began
+                $0.commitNanoseconds += finished - committing
+            }
             return .success(value)
         }
     }
@@ -416,4 +470,17 @@ func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// A result waiting to be handed to its caller.
+struct Delivery {
+    let succeed: () -> Void
+    let fail: (MillraceError) -> Void
+
+    init<T>(result: Result<T, MillraceError>, _ completion: @escaping @Sendable (Result<T, MillraceError>) -> Void) {
+        succeed = { completion(result) }
+        fail = { error in
+            if case .success = result { completion(.failure(error)) } else { completion(result) }
+        }
+    }
 }
