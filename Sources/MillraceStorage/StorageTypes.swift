@@ -81,7 +81,7 @@ public struct WriterStatistics: Sendable, Equatable {
     public var failedTransactions: Int = 0
     public var mapResizes: Int = 0
     public var retentionBatchesDeleted: Int = 0
-    /// Syncs forced because the queue ran dry with callers waiting (see `Writer.deliver`).
+    /// fdatasync calls by the syncer thread (each covers every commit finished since the last).
     public var explicitSyncs: Int = 0
     /// Time the writer spent building and committing transactions.
     public var busyNanoseconds: UInt64 = 0

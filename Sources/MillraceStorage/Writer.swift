@@ -28,11 +28,8 @@ final class Writer: @unchecked Sendable {
     /// Tests make the next commits fail with this engine error.
     private var injectedCommitFailures: [Int32] = []
     private var thread: pthread_t?
-    /// Callers of committed transactions whose meta page may still be only in the page cache
-    /// (the environment runs with MDB_NOMETASYNC). The next commit's fdatasync, or an explicit
-    /// sync when the queue runs dry, makes it durable; only then are they told. See
-    /// docs/DECISIONS.md, "One flush per commit".
-    private var awaitingSync: [Delivery] = []
+    /// Makes each commit's meta page durable, then tells its callers; see `deliver`.
+    private var syncer: Syncer!
     let statistics = Locked(WriterStatistics())
     /// Called on the writer thread after each commit that appended to a partition.
     var onCommit: (@Sendable (Set<PartitionID>) -> Void)?
@@ -51,6 +48,8 @@ final class Writer: @unchecked Sendable {
     }
 
     func start() {
+        syncer = Syncer(env: env, statistics: statistics)
+        syncer.start()
         let box = Unmanaged.passRetained(self)
         var handle = pthread_t()
         let result = pthread_create(&handle, nil, { raw in
@@ -70,6 +69,7 @@ final class Writer: @unchecked Sendable {
         }
         if let thread { pthread_join(thread, nil) }
         thread = nil
+        syncer?.stop()
         let waiters = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
             defer { spaceWaiters = [] }
             return spaceWaiters
@@ -129,11 +129,6 @@ final class Writer: @unchecked Sendable {
         var retentionDue = retentionIntervalNanoseconds.map { monotonicNanoseconds() + $0 }
         while true {
             lock.lock()
-            if (queue.isEmpty || paused) && !awaitingSync.isEmpty {
-                lock.unlock()
-                syncAndDeliver()
-                continue
-            }
             while (queue.isEmpty || paused) && !stopping {
                 if let due = retentionDue {
                     let now = monotonicNanoseconds()
@@ -246,35 +241,18 @@ final class Writer: @unchecked Sendable {
         }
     }
 
-    /// Hands results to callers once what they wrote is durable. A commit that wrote pages ran
-    /// fdatasync before writing its own meta page, which made every earlier meta page durable:
-    /// the callers waiting on those are told now, and this commit's callers wait in turn.
-    /// Callers whose operations wrote nothing are told at once.
+    /// Hands results to callers once what they wrote is durable. The environment runs with
+    /// MDB_NOMETASYNC: a commit has synced its data pages but its meta page may still be in
+    /// the page cache, so the syncer thread runs one more fdatasync (shared by every commit
+    /// that finished meanwhile) before the callers hear of it, while this thread goes on with
+    /// the next transaction. Callers whose operations wrote nothing are told at once.
+    /// See docs/DECISIONS.md, "Meta-page sync off the writer thread".
     private func deliver(_ deliveries: [Delivery], wrote: Bool) {
         guard wrote else {
             for delivery in deliveries { delivery.succeed() }
             return
         }
-        let earlier = awaitingSync
-        awaitingSync = deliveries
-        for delivery in earlier { delivery.succeed() }
-    }
-
-    /// Forces the last meta page to disk, then tells its callers. If the sync fails their
-    /// writes are visible but not known durable, and they are told so.
-    private func syncAndDeliver() {
-        let pending = awaitingSync
-        awaitingSync = []
-        do {
-            try env.sync(force: true)
-            statistics.withLock { $0.explicitSyncs += 1 }
-            for delivery in pending { delivery.succeed() }
-        } catch let error as LMDBError {
-            let failure = MillraceError(.storageError, "written but not confirmed on disk (\(error)); check the disk and retry")
-            for delivery in pending { delivery.fail(failure) }
-        } catch {
-            for delivery in pending { delivery.fail(MillraceError(.unexpected, "\(error)")) }
-        }
+        syncer.submit(deliveries)
     }
 
     /// Runs `body` in a write transaction and commits with sync. On a full map it grows the
@@ -481,6 +459,73 @@ struct Delivery {
         succeed = { completion(result) }
         fail = { error in
             if case .success = result { completion(.failure(error)) } else { completion(result) }
+        }
+    }
+}
+
+/// The second thread of the writer: forces the data file to disk after commits and then
+/// completes their callers. One fdatasync covers every commit handed over since the last.
+final class Syncer: @unchecked Sendable {
+    private let env: LMDBEnvironment
+    private let statistics: Locked<WriterStatistics>
+    private let lock = ConditionLock()
+    private var pending: [Delivery] = []
+    private var stopping = false
+    private var thread: pthread_t?
+
+    init(env: LMDBEnvironment, statistics: Locked<WriterStatistics>) {
+        self.env = env
+        self.statistics = statistics
+    }
+
+    func start() {
+        let box = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        let result = pthread_create(&handle, nil, { raw in
+            let syncer = Unmanaged<Syncer>.fromOpaque(raw!).takeRetainedValue()
+            syncer.run()
+            return nil
+        }, box.toOpaque())
+        precondition(result == 0, "cannot start the syncer thread: \(result)")
+        thread = handle
+    }
+
+    func submit(_ deliveries: [Delivery]) {
+        lock.withLock {
+            pending.append(contentsOf: deliveries)
+            lock.signal()
+        }
+    }
+
+    /// Delivers what is pending, then stops.
+    func stop() {
+        lock.withLock {
+            stopping = true
+            lock.broadcast()
+        }
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+    }
+
+    private func run() {
+        while true {
+            lock.lock()
+            while pending.isEmpty && !stopping { lock.wait() }
+            if pending.isEmpty && stopping {
+                lock.unlock()
+                return
+            }
+            let taken = pending
+            pending.removeAll(keepingCapacity: true)
+            lock.unlock()
+            do {
+                try env.sync(force: true)
+                statistics.withLock { $0.explicitSyncs += 1 }
+                for delivery in taken { delivery.succeed() }
+            } catch {
+                let failure = MillraceError(.storageError, "written but not confirmed on disk (\(error)); check the disk and retry")
+                for delivery in taken { delivery.fail(failure) }
+            }
         }
     }
 }
