@@ -23,6 +23,10 @@ final class Writer: @unchecked Sendable {
     private var queue: [WriteOperation] = []
     private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
     private var stopping = false
+    /// Operations in the last group-commit transaction (writer thread only).
+    private var lastGroupSize = 0
+    /// Queue length at which a submit wakes the writer: 1, or a merge window's target.
+    private var wakeThreshold = 1
     /// Tests hold the writer still to line up operations for one transaction.
     private var paused = false
     /// Tests make the next commits fail with this engine error.
@@ -90,7 +94,7 @@ final class Writer: @unchecked Sendable {
             return op.fail(MillraceError(.writerBusy, "\(pendingWritesMax) writes are already waiting; retry shortly"))
         }
         queue.append(op)
-        lock.signal()
+        if queue.count >= wakeThreshold { lock.signal() }
         lock.unlock()
     }
 
@@ -125,6 +129,30 @@ final class Writer: @unchecked Sendable {
 
     var queuedCountForTesting: Int { lock.withLock { queue.count } }
 
+    /// Group-commit merge window. Callers whose acknowledgements the syncer is delivering
+    /// (or just delivered) usually append again at once. When many are on their way back,
+    /// the writer waits a moment for most of them rather than commit half a group now and
+    /// the other half one flush later. Called with `lock` held. See docs/DECISIONS.md,
+    /// "Group-commit merge window".
+    private func waitForStragglers() {
+        guard !paused else { return }
+        guard lastGroupSize >= Self.mergeGroupMin, queue.count < lastGroupSize * 3 / 4,
+            syncer.returningCallers(withinNanoseconds: Self.mergeWindowNanoseconds) >= Self.mergeGroupMin
+        else { return }
+        let target = lastGroupSize * 3 / 4
+        let deadline = monotonicNanoseconds() + Self.mergeWindowNanoseconds
+        wakeThreshold = target
+        defer { wakeThreshold = 1 }
+        while queue.count < target && !stopping {
+            let now = monotonicNanoseconds()
+            if now >= deadline { break }
+            lock.wait(nanoseconds: deadline - now)
+        }
+    }
+
+    static let mergeGroupMin = 8
+    static let mergeWindowNanoseconds: UInt64 = 500_000
+
     private func run() {
         var retentionDue = retentionIntervalNanoseconds.map { monotonicNanoseconds() + $0 }
         while true {
@@ -142,6 +170,7 @@ final class Writer: @unchecked Sendable {
                 lock.unlock()
                 return
             }
+            waitForStragglers()
             let taken = queue
             queue.removeAll(keepingCapacity: true)
             let waiters = spaceWaiters
@@ -180,6 +209,7 @@ final class Writer: @unchecked Sendable {
     }
 
     private func processGroup(_ ops: ArraySlice<WriteOperation>) {
+        lastGroupSize = ops.count
         let result = withTransaction { context -> ([Outcome], Set<PartitionID>) in
             var outcomes: [Outcome] = []
             outcomes.reserveCapacity(ops.count)
@@ -470,6 +500,9 @@ final class Syncer: @unchecked Sendable {
     private let statistics: Locked<WriterStatistics>
     private let lock = ConditionLock()
     private var pending: [Delivery] = []
+    private var syncing = 0
+    private var delivered = 0
+    private var deliveredAt: UInt64 = 0
     private var stopping = false
     private var thread: pthread_t?
 
@@ -497,6 +530,18 @@ final class Syncer: @unchecked Sendable {
         }
     }
 
+    /// Callers waiting for their acknowledgement, plus those told within the window: the
+    /// ones likely to append again soon.
+    func returningCallers(withinNanoseconds window: UInt64) -> Int {
+        lock.withLock {
+            // Callers told in the last round count only while no newer round is under way:
+            // by then they are back, and counted in it.
+            let inFlight = pending.count + syncing
+            guard inFlight == 0 else { return inFlight }
+            return monotonicNanoseconds() - deliveredAt < window ? delivered : 0
+        }
+    }
+
     /// Delivers what is pending, then stops.
     func stop() {
         lock.withLock {
@@ -517,6 +562,7 @@ final class Syncer: @unchecked Sendable {
             }
             let taken = pending
             pending.removeAll(keepingCapacity: true)
+            syncing = taken.count
             lock.unlock()
             do {
                 try env.sync(force: true)
@@ -525,6 +571,11 @@ final class Syncer: @unchecked Sendable {
             } catch {
                 let failure = MillraceError(.storageError, "written but not confirmed on disk (\(error)); check the disk and retry")
                 for delivery in taken { delivery.fail(failure) }
+            }
+            lock.withLock {
+                syncing = 0
+                delivered = taken.count
+                deliveredAt = monotonicNanoseconds()
             }
         }
     }

@@ -15,7 +15,10 @@ struct StorageBench: AsyncParsableCommand {
     @Option(help: "Where to put the benchmark's data directories (removed afterwards).") var dir: String?
     @Option(help: "Newline-delimited JSON events (from shared/peers/gen_events.py) for the realistic-payload cases.")
     var events: String?
+    @Option(help: "Run only these cases (comma-separated names, e.g. append-b1-x64,scan).") var only: String?
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
+
+    func wanted(_ name: String) -> Bool { only.map { $0.split(separator: ",").contains(Substring(name)) } ?? true }
 
     static let valueBytes = 256
     static let mapBytes = 32 << 30
@@ -37,16 +40,24 @@ struct StorageBench: AsyncParsableCommand {
         let fixed = (0..<Self.valueBytes).map { UInt8(0x61 + $0 % 26) }
         for (batchRecords, appenders) in [(1000, 1), (100, 1), (1, 1), (1000, 64), (100, 64), (1, 64)] {
             let values = Array(repeating: fixed, count: batchRecords)
-            report(try await appendCase(root, name: "append-b\(batchRecords)-x\(appenders)", values: values, appenders: appenders))
+            for style in appenders == 1 ? [AppenderStyle.task] : [.callback, .task] {
+                let name = "append-b\(batchRecords)-x\(appenders)" + (style == .task && appenders > 1 ? "-tasks" : "")
+                guard wanted(name) else { continue }
+                report(try await appendCase(root, name: name, values: values, appenders: appenders, style: style))
+            }
         }
-        report(try rawBaseline(root, batchRecords: 1000, fixed: fixed))
-        report(try rawBaseline(root, batchRecords: 1, fixed: fixed))
+        if wanted("lmdb-raw-baseline") {
+            report(try rawBaseline(root, batchRecords: 1000, fixed: fixed))
+            report(try rawBaseline(root, batchRecords: 1, fixed: fixed))
+        }
         if let events {
             let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n").prefix(1000).map { Array($0.utf8) }
             report(try await appendCase(root, name: "append-events-b1000-x1", values: lines, appenders: 1))
             report(try await appendCase(root, name: "append-events-zstd-b1000-x1", values: lines, appenders: 1, codec: .zstd))
         }
-        for result in try await timelineCases(root, fixed: fixed) { report(result) }
+        if wanted("scan") || wanted("offset-for-timestamp") {
+            for result in try await timelineCases(root, fixed: fixed) { report(result) }
+        }
         if !json {
             print("millrace-bench storage: \(records) records of \(Self.valueBytes) B per append case, each case capped at \(Int(seconds)) s")
             print("MB/s counts stored batch bytes (record framing and the 61-byte batch header included); every append is durable (fdatasync) before it is acknowledged")
@@ -61,8 +72,14 @@ struct StorageBench: AsyncParsableCommand {
         return try Storage.open(directory: path, options: options)
     }
 
+    /// How concurrent appenders call the storage: Swift tasks awaiting `append`, or chains of
+    /// completion callbacks (each completion issues that appender's next append), which is
+    /// how the network server calls it from its event loops.
+    enum AppenderStyle { case task, callback }
+
     func appendCase(
-        _ root: String, name: String, values: [[UInt8]], appenders: Int, codec: CompressionCodec = .none
+        _ root: String, name: String, values: [[UInt8]], appenders: Int, style: AppenderStyle = .task,
+        codec: CompressionCodec = .none
     ) async throws -> BenchResult {
         let storage = try openStorage(root + "/" + name)
         defer { storage.close() }
@@ -75,16 +92,40 @@ struct StorageBench: AsyncParsableCommand {
         let claimed = Claims(limit: target / batchRecords)
         let before = storage.writerStatistics
         let start = monotonicSeconds()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for appender in 0..<appenders {
-                group.addTask {
-                    let partition = Int32(appender) % partitions
-                    while claimed.take(), monotonicSeconds() < deadline {
-                        _ = try await storage.append(topic: "bench", partition: partition, batch: batch)
+        switch style {
+        case .task:
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for appender in 0..<appenders {
+                    group.addTask {
+                        let partition = Int32(appender) % partitions
+                        while claimed.take(), monotonicSeconds() < deadline {
+                            _ = try await storage.append(topic: "bench", partition: partition, batch: batch)
+                        }
                     }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
+        case .callback:
+            let finished = DispatchSemaphore(value: 0)
+            let failures = Claims(limit: 0)
+            for appender in 0..<appenders {
+                let partition = Int32(appender) % partitions
+                @Sendable func next() {
+                    guard claimed.take(), monotonicSeconds() < deadline else {
+                        finished.signal()
+                        return
+                    }
+                    storage.append(topic: "bench", partition: partition, batch: batch) { result in
+                        if case .failure = result { failures.fail() }
+                        next()
+                    }
+                }
+                next()
+            }
+            for _ in 0..<appenders { await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { finished.wait(); continuation.resume() }
+            } }
+            if failures.failed > 0 { throw MillraceError(.unexpected, "\(failures.failed) appends failed") }
         }
         let elapsed = monotonicSeconds() - start
         let after = storage.writerStatistics
@@ -98,6 +139,7 @@ struct StorageBench: AsyncParsableCommand {
             name: name, records: appends * batchRecords, bytes: appends * batch.count, seconds: elapsed,
             fields: [
                 "batch_records": batchRecords, "appenders": appenders, "transactions": transactions,
+                "appender_style": style == .task ? "tasks" : "callbacks",
                 "appends_per_txn": (perTransaction * 10).rounded() / 10, "batch_bytes": batch.count, "codec": codec.description,
                 "time_capped": capped, "commit_us_avg": commitMicros.rounded(), "writer_busy_share": (busyShare * 100).rounded() / 100,
             ],
@@ -211,11 +253,17 @@ struct StorageBench: AsyncParsableCommand {
     }
 }
 
-/// Hands out batch slots to concurrent appenders until the limit.
+/// Hands out batch slots to concurrent appenders until the limit, and counts failures.
 final class Claims: @unchecked Sendable {
     private let lock = NSLock()
     private var remaining: Int
+    private(set) var failed = 0
     init(limit: Int) { remaining = limit }
+    func fail() {
+        lock.lock()
+        failed += 1
+        lock.unlock()
+    }
     func take() -> Bool {
         lock.lock()
         defer { lock.unlock() }
