@@ -79,8 +79,10 @@ extension Storage {
         }
     }
 
+    /// `checkCRC: false` is for look-ups that read a few fields of a batch and return no
+    /// bytes: they still parse defensively, and every read that returns bytes checks the CRC.
     func walkBatches(
-        _ txn: LMDBTransaction, _ dbi: MDB_dbi, from offset: Int64, end: Int64, name: String,
+        _ txn: LMDBTransaction, _ dbi: MDB_dbi, from offset: Int64, end: Int64, name: String, checkCRC: Bool = true,
         _ body: (RecordBatchHeader, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
         guard offset < end else { return }
@@ -90,7 +92,7 @@ extension Storage {
         while let current = entry {
             let header: RecordBatchHeader
             do {
-                header = try RecordBatch.verify(current.value)
+                header = checkCRC ? try RecordBatch.verify(current.value) : try RecordBatchHeader(parsing: current.value)
             } catch let error as MillraceError {
                 throw MillraceError(
                     .storageError,
@@ -150,7 +152,8 @@ extension Storage {
             let indexed: Int64 = try reader.readInteger("time index offset")
             let start = max(indexed, state.logStartOffset)
             var found: TimestampLookup?
-            try walkBatches(txn, dbi, from: start, end: state.nextOffset, name: "\(topic)/\(partition)") { header, batch in
+            try walkBatches(txn, dbi, from: start, end: state.nextOffset, name: "\(topic)/\(partition)", checkCRC: false) {
+                header, batch in
                 guard header.maxTimestamp >= timestamp,
                     let (delta, recordTimestamp) = try RecordBatch.firstRecord(atOrAfter: timestamp, in: batch, header: header)
                 else { return true }
