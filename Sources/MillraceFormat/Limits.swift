@@ -22,6 +22,9 @@ public enum Limits {
     public static let groupNameBytesMax = 255
     /// Longest metadata string stored with a committed offset.
     public static let offsetMetadataBytesMax = 4_096
+    /// A group-commit transaction takes no more appends once it holds this many batch bytes,
+    /// which bounds how long a small append can wait behind large ones.
+    public static let groupCommitBytesMax = 4 << 20
     /// Most batches that one retention pass deletes from one partition (keeps transactions short).
     public static let retentionBatchesPerPassMax = 10_000
 }

@@ -16,6 +16,11 @@ enum WriteOperation {
         }
     }
 
+    var batchBytes: Int {
+        if case .append(let op) = self { return op.batch.count }
+        return 0
+    }
+
     func fail(_ error: MillraceError) {
         switch self {
         case .append(let op): op.completion(.failure(error))

@@ -197,7 +197,11 @@ final class Writer: @unchecked Sendable {
                 continue
             }
             var end = start
-            while end < ops.endIndex && ops[end].joinsGroupCommit { end += 1 }
+            var bytes = 0
+            while end < ops.endIndex && ops[end].joinsGroupCommit && (end == start || bytes < Limits.groupCommitBytesMax) {
+                bytes += ops[end].batchBytes
+                end += 1
+            }
             processGroup(ops[start..<end])
             start = end
         }
@@ -282,6 +286,9 @@ final class Writer: @unchecked Sendable {
             for delivery in deliveries { delivery.succeed() }
             return
         }
+        // With nothing queued the writer has nothing to overlap the sync with: it syncs
+        // itself and saves the hand-over to another thread.
+        if lock.withLock({ queue.isEmpty }) && syncer.syncIfIdle(deliveries) { return }
         syncer.submit(deliveries)
     }
 
@@ -542,6 +549,35 @@ final class Syncer: @unchecked Sendable {
         }
     }
 
+    /// Syncs and delivers on the caller's thread when nothing is pending here (so the order
+    /// of deliveries holds); false when the caller must `submit` instead.
+    func syncIfIdle(_ deliveries: [Delivery]) -> Bool {
+        let idle = lock.withLock { () -> Bool in
+            guard pending.isEmpty && syncing == 0 else { return false }
+            syncing = deliveries.count
+            return true
+        }
+        guard idle else { return false }
+        syncAndDeliver(deliveries)
+        return true
+    }
+
+    private func syncAndDeliver(_ taken: [Delivery]) {
+        do {
+            try env.sync(force: true)
+            statistics.withLock { $0.explicitSyncs += 1 }
+            for delivery in taken { delivery.succeed() }
+        } catch {
+            let failure = MillraceError(.storageError, "written but not confirmed on disk (\(error)); check the disk and retry")
+            for delivery in taken { delivery.fail(failure) }
+        }
+        lock.withLock {
+            syncing = 0
+            delivered = taken.count
+            deliveredAt = monotonicNanoseconds()
+        }
+    }
+
     /// Delivers what is pending, then stops.
     func stop() {
         lock.withLock {
@@ -564,19 +600,7 @@ final class Syncer: @unchecked Sendable {
             pending.removeAll(keepingCapacity: true)
             syncing = taken.count
             lock.unlock()
-            do {
-                try env.sync(force: true)
-                statistics.withLock { $0.explicitSyncs += 1 }
-                for delivery in taken { delivery.succeed() }
-            } catch {
-                let failure = MillraceError(.storageError, "written but not confirmed on disk (\(error)); check the disk and retry")
-                for delivery in taken { delivery.fail(failure) }
-            }
-            lock.withLock {
-                syncing = 0
-                delivered = taken.count
-                deliveredAt = monotonicNanoseconds()
-            }
+            syncAndDeliver(taken)
         }
     }
 }

@@ -15,6 +15,7 @@ struct StorageBench: AsyncParsableCommand {
     @Option(help: "Where to put the benchmark's data directories (removed afterwards).") var dir: String?
     @Option(help: "Newline-delimited JSON events (from shared/peers/gen_events.py) for the realistic-payload cases.")
     var events: String?
+    @Option(help: "Run each case this many times and report the median run (the disk here is noisy).") var runs: Int = 1
     @Option(help: "Run only these cases (comma-separated names, e.g. append-b1-x64,scan).") var only: String?
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
 
@@ -29,13 +30,21 @@ struct StorageBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
         var results: [BenchResult] = []
-        func report(_ result: BenchResult) {
+        func report(_ runs: [BenchResult]) {
+            var result = runs.sorted { $0.recordsPerSecond < $1.recordsPerSecond }[runs.count / 2]
+            if runs.count > 1 {
+                let rates = runs.map(\.recordsPerSecond)
+                result.fields["runs"] = runs.count
+                result.fields["records_per_s_min"] = rates.min()!.rounded()
+                result.fields["records_per_s_max"] = rates.max()!.rounded()
+                result.note = String(format: "median of %d [%.0f–%.0f/s]; ", runs.count, rates.min()!, rates.max()!) + result.note
+            }
             results.append(result)
             if json { print(Report.jsonLine(result.json)) }
             else { FileHandle.standardError.write(Data("  done: \(result.name)\n".utf8)) }
         }
         if json {
-            print(Report.jsonLine(Report.conditions(extra: ["bench": "storage", "records": records, "case_seconds_max": seconds, "data_dir": root, "value_bytes": Self.valueBytes])))
+            print(Report.jsonLine(Report.conditions(extra: ["bench": "storage", "records": records, "runs": self.runs, "case_seconds_max": seconds, "data_dir": root, "value_bytes": Self.valueBytes])))
         }
         let fixed = (0..<Self.valueBytes).map { UInt8(0x61 + $0 % 26) }
         for (batchRecords, appenders) in [(1000, 1), (100, 1), (1, 1), (1000, 64), (100, 64), (1, 64)] {
@@ -43,23 +52,30 @@ struct StorageBench: AsyncParsableCommand {
             for style in appenders == 1 ? [AppenderStyle.task] : [.callback, .task] {
                 let name = "append-b\(batchRecords)-x\(appenders)" + (style == .task && appenders > 1 ? "-tasks" : "")
                 guard wanted(name) else { continue }
-                report(try await appendCase(root, name: name, values: values, appenders: appenders, style: style))
+                var measured: [BenchResult] = []
+                for _ in 0..<self.runs { measured.append(try await appendCase(root, name: name, values: values, appenders: appenders, style: style)) }
+                report(measured)
             }
         }
         if wanted("lmdb-raw-baseline") {
-            report(try rawBaseline(root, batchRecords: 1000, fixed: fixed))
-            report(try rawBaseline(root, batchRecords: 1, fixed: fixed))
+            for batchRecords in [1000, 1] {
+                report(try (0..<self.runs).map { _ in try rawBaseline(root, batchRecords: batchRecords, fixed: fixed) })
+            }
         }
         if let events {
             let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n").prefix(1000).map { Array($0.utf8) }
-            report(try await appendCase(root, name: "append-events-b1000-x1", values: lines, appenders: 1))
-            report(try await appendCase(root, name: "append-events-zstd-b1000-x1", values: lines, appenders: 1, codec: .zstd))
+            for codec in [CompressionCodec.none, .zstd] {
+                let name = codec == .none ? "append-events-b1000-x1" : "append-events-zstd-b1000-x1"
+                var measured: [BenchResult] = []
+                for _ in 0..<self.runs { measured.append(try await appendCase(root, name: name, values: lines, appenders: 1, codec: codec)) }
+                report(measured)
+            }
         }
         if wanted("scan") || wanted("offset-for-timestamp") {
-            for result in try await timelineCases(root, fixed: fixed) { report(result) }
+            for result in try await timelineCases(root, fixed: fixed) { report([result]) }
         }
         if !json {
-            print("millrace-bench storage: \(records) records of \(Self.valueBytes) B per append case, each case capped at \(Int(seconds)) s")
+            print("millrace-bench storage: \(records) records of \(Self.valueBytes) B per append case, each run capped at \(Int(seconds)) s, \(self.runs) run(s) per case")
             print("MB/s counts stored batch bytes (record framing and the 61-byte batch header included); every append is durable (fdatasync) before it is acknowledged")
             Report.printTable(results)
         }
@@ -81,8 +97,12 @@ struct StorageBench: AsyncParsableCommand {
         _ root: String, name: String, values: [[UInt8]], appenders: Int, style: AppenderStyle = .task,
         codec: CompressionCodec = .none
     ) async throws -> BenchResult {
-        let storage = try openStorage(root + "/" + name)
-        defer { storage.close() }
+        let path = root + "/" + name
+        let storage = try openStorage(path)
+        defer {
+            storage.close()
+            try? FileManager.default.removeItem(atPath: path)
+        }
         let partitions: Int32 = 1
         _ = try await storage.createTopic("bench", partitions: partitions)
         let batch = try RecordBatch(timestamp: 1_700_000_000_000, values: values, codec: codec).encoded()
@@ -153,6 +173,7 @@ struct StorageBench: AsyncParsableCommand {
     func rawBaseline(_ root: String, batchRecords: Int, fixed: [UInt8]) throws -> BenchResult {
         let path = root + "/raw-\(batchRecords)"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let batch = try RecordBatch(timestamp: 1_700_000_000_000, values: Array(repeating: fixed, count: batchRecords)).encoded()
         var env: OpaquePointer?
         precondition(mdb_env_create(&env) == 0)
