@@ -66,6 +66,7 @@ struct StorageBench: AsyncParsableCommand {
             let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n").prefix(1000).map { Array($0.utf8) }
             for codec in [CompressionCodec.none, .zstd] {
                 let name = codec == .none ? "append-events-b1000-x1" : "append-events-zstd-b1000-x1"
+                guard wanted(name) else { continue }
                 var measured: [BenchResult] = []
                 for _ in 0..<self.runs { measured.append(try await appendCase(root, name: name, values: lines, appenders: 1, codec: codec)) }
                 report(measured)
