@@ -43,10 +43,11 @@ let package = Package(
             dependencies: ["MillraceStorage", "MillraceFormat"],
             path: "Tests/CrashWriter",
             swiftSettings: strict),
-        .testTarget(name: "MillraceFormatTests", dependencies: ["MillraceFormat"], swiftSettings: strict),
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "MillraceFormatTests", dependencies: ["MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "MillraceStorageTests",
-            dependencies: ["MillraceStorage", "MillraceFormat", "CLMDB"],
+            dependencies: ["MillraceStorage", "MillraceFormat", "CLMDB", "TestSupport"],
             swiftSettings: strict),
         .testTarget(name: "MillraceCLITests", dependencies: ["MillraceStorage", "MillraceFormat"], swiftSettings: strict),
     ]

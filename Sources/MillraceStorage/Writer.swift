@@ -54,15 +54,7 @@ final class Writer: @unchecked Sendable {
     func start() {
         syncer = Syncer(env: env, statistics: statistics)
         syncer.start()
-        let box = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        let result = pthread_create(&handle, nil, { raw in
-            let writer = Unmanaged<Writer>.fromOpaque(raw!).takeRetainedValue()
-            writer.run()
-            return nil
-        }, box.toOpaque())
-        precondition(result == 0, "cannot start the writer thread: \(result)")
-        thread = handle
+        thread = startThread(named: "writer") { self.run() }
     }
 
     /// Drains what is queued, then stops the thread.
@@ -519,15 +511,7 @@ final class Syncer: @unchecked Sendable {
     }
 
     func start() {
-        let box = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        let result = pthread_create(&handle, nil, { raw in
-            let syncer = Unmanaged<Syncer>.fromOpaque(raw!).takeRetainedValue()
-            syncer.run()
-            return nil
-        }, box.toOpaque())
-        precondition(result == 0, "cannot start the syncer thread: \(result)")
-        thread = handle
+        thread = startThread(named: "syncer") { self.run() }
     }
 
     func submit(_ deliveries: [Delivery]) {
@@ -603,4 +587,22 @@ final class Syncer: @unchecked Sendable {
             syncAndDeliver(taken)
         }
     }
+}
+
+/// Starts a dedicated thread running `body` (the writer and syncer loops are synchronous
+/// LMDB work that must not occupy Swift's cooperative pool).
+func startThread(named name: String, _ body: @escaping () -> Void) -> pthread_t {
+    let box = Unmanaged.passRetained(ThreadBody(body))
+    var handle = pthread_t()
+    let result = pthread_create(&handle, nil, { raw in
+        Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, box.toOpaque())
+    precondition(result == 0, "cannot start the \(name) thread: \(result)")
+    return handle
+}
+
+private final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
 }

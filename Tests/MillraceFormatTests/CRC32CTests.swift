@@ -1,5 +1,6 @@
 import MillraceFormat
 import Testing
+import TestSupport
 
 @Suite struct CRC32CTests {
     @Test func knownVectors() {

@@ -1,5 +1,6 @@
 import MillraceFormat
 import Testing
+import TestSupport
 
 /// Golden bytes written out field by field from Kafka's RecordBatch v2 specification; the CRC
 /// was computed with an independent bitwise CRC-32C.

@@ -1,5 +1,6 @@
 import MillraceFormat
 import Testing
+import TestSupport
 
 @Suite struct VarintTests {
     @Test func zigzagEncodingsMatchTheSpec() {

@@ -1,6 +1,7 @@
 import Foundation
 import MillraceFormat
 import Testing
+import TestSupport
 
 @testable import MillraceStorage
 
@@ -35,7 +36,7 @@ import Testing
         let rounds = environment["MILLRACE_CRASH_ROUNDS"].flatMap(Int.init) ?? 20
         let seed = environment["MILLRACE_CRASH_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64(UInt32.max))
         print("crash test seed: \(seed) (MILLRACE_CRASH_SEED=\(seed) replays the kill timing), \(rounds) rounds")
-        var random = SeededRandom(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let child = try Self.childPath()
         let directory = TemporaryDirectory()
         defer { directory.remove() }

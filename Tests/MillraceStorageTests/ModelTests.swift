@@ -1,6 +1,7 @@
 import Foundation
 import MillraceFormat
 import Testing
+import TestSupport
 
 @testable import MillraceStorage
 
@@ -56,7 +57,7 @@ import Testing
         let seed = ProcessInfo.processInfo.environment["MILLRACE_MODEL_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64(UInt32.max))
         let operations = ProcessInfo.processInfo.environment["MILLRACE_MODEL_OPS"].flatMap(Int.init) ?? 2_000
         print("model test seed: \(seed) (MILLRACE_MODEL_SEED=\(seed) replays it), \(operations) operations")
-        var random = SeededRandom(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let clock = TestClock(1_000_000)
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -169,20 +170,5 @@ import Testing
             #expect(stored?.offset == offset, "\(context) \(key)")
         }
         #expect(try storage.verify().problems.isEmpty, "\(context)")
-    }
-}
-
-struct SeededRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func next(in range: ClosedRange<Int>) -> Int {
-        range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
     }
 }
