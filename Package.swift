@@ -11,9 +11,11 @@ let package = Package(
         .executable(name: "millrace-bench", targets: ["millrace-bench"]),
         .library(name: "MillraceFormat", targets: ["MillraceFormat"]),
         .library(name: "MillraceStorage", targets: ["MillraceStorage"]),
+        .library(name: "MillraceWire", targets: ["MillraceWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
@@ -22,6 +24,10 @@ let package = Package(
         .target(name: "CMillraceCRC", path: "Sources/CMillraceCRC"),
         .target(name: "MillraceFormat", dependencies: ["CZstd", "CMillraceCRC"], swiftSettings: strict),
         .target(name: "MillraceStorage", dependencies: ["CLMDB", "MillraceFormat"], swiftSettings: strict),
+        .target(
+            name: "MillraceWire",
+            dependencies: ["MillraceFormat", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
         .executableTarget(
             name: "millrace",
             dependencies: [
@@ -49,6 +55,8 @@ let package = Package(
             name: "MillraceStorageTests",
             dependencies: ["MillraceStorage", "MillraceFormat", "CLMDB", "TestSupport"],
             swiftSettings: strict),
+        .testTarget(
+            name: "MillraceWireTests", dependencies: ["MillraceWire", "MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MillraceCLITests", dependencies: ["MillraceStorage", "MillraceFormat"], swiftSettings: strict),
     ]
 )

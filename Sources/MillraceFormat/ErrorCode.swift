@@ -45,15 +45,25 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case storageError = 20
     /// A request argument is invalid (the message names it).
     case invalidRequest = 21
+    /// A frame or request body does not parse; the server closes the connection after answering.
+    case malformedRequest = 22
+    /// A frame is larger than `Limits.frameBytesMax`; the server closes the connection after answering.
+    case frameTooLarge = 23
+    /// No API with that key.
+    case unknownApi = 24
+    /// The API exists but not at that version.
+    case unsupportedVersion = 25
+    /// More requests are unanswered on this connection than `Limits.inFlightRequestsMax`.
+    case tooManyInFlight = 26
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
         switch self {
-        case .storageFull, .writerBusy, .storageError, .dataDirectoryLocked: return true
+        case .storageFull, .writerBusy, .storageError, .dataDirectoryLocked, .tooManyInFlight: return true
         case .none, .unexpected, .corruptBatch, .unsupportedCodec, .batchTooLarge, .invalidRecordCount,
             .keyTooLarge, .unknownTopic, .unknownPartition, .topicAlreadyExists, .invalidTopicName,
             .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .storageClosed, .notDataDirectory,
-            .newerFormatVersion, .invalidRequest:
+            .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion:
             return false
         }
     }
@@ -82,6 +92,11 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .dataDirectoryLocked: return "data_directory_locked"
         case .storageError: return "storage_error"
         case .invalidRequest: return "invalid_request"
+        case .malformedRequest: return "malformed_request"
+        case .frameTooLarge: return "frame_too_large"
+        case .unknownApi: return "unknown_api"
+        case .unsupportedVersion: return "unsupported_version"
+        case .tooManyInFlight: return "too_many_in_flight"
         }
     }
 }

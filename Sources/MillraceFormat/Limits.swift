@@ -1,5 +1,11 @@
 /// Named limits, checked at the boundary where data enters. Units are in the names.
 public enum Limits {
+    /// Largest protocol frame (after the size field): a full batch plus room for the request around it.
+    public static let frameBytesMax = (1 << 20) + (64 << 10)
+    /// Requests a connection may have unanswered before the server refuses more.
+    public static let inFlightRequestsMax = 256
+    /// Longest protocol string.
+    public static let stringBytesMax = Int(Int16.max)
     /// Largest record batch accepted for append, header included.
     public static let batchBytesMax = 1 << 20
     /// Largest decompressed records section of one batch (a guard against decompression bombs).

@@ -1,0 +1,229 @@
+import MillraceFormat
+import NIOCore
+
+/// Splits size-prefixed frames off a stream.
+public enum FrameDecoder {
+    /// The frame at the front of `buffer` (the bytes after its size field), consuming it; nil
+    /// while less than a whole frame has arrived, with the reader index left where it was.
+    /// Throws `frameTooLarge` or `malformedRequest` for a size that cannot be right.
+    public static func nextFrame(
+        _ buffer: inout ByteBuffer, minimumBytes: Int, frameBytesMax: Int = Limits.frameBytesMax
+    ) throws -> ByteBuffer? {
+        guard let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self) else { return nil }
+        guard size >= minimumBytes else {
+            throw MillraceError(.malformedRequest, "frame size \(size) is below the \(minimumBytes)-byte minimum")
+        }
+        guard Int(size) <= frameBytesMax else {
+            throw MillraceError(.frameTooLarge, "frame of \(size) bytes is over the \(frameBytesMax)-byte limit")
+        }
+        guard buffer.readableBytes >= 4 + Int(size) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 4)
+        return buffer.readSlice(length: Int(size))
+    }
+
+    /// Writes `body` behind an `i32` size.
+    static func writeFrame(into buffer: inout ByteBuffer, _ body: (inout ByteBuffer) -> Void) {
+        let sizeAt = buffer.writerIndex
+        buffer.writeInteger(Int32(0))
+        body(&buffer)
+        buffer.setInteger(Int32(buffer.writerIndex - sizeAt - 4), at: sizeAt)
+    }
+}
+
+/// What a request frame turned out to be. The header always parses (frames are at least
+/// its size), so every outcome can be answered with the right correlation id.
+public enum DecodedRequest: Equatable, Sendable {
+    case request(RequestHeader, Request)
+    case unknownApi(RequestHeader)
+    case unsupportedVersion(RequestHeader)
+    case malformed(RequestHeader, MillraceError)
+}
+
+public enum RequestCodec {
+    public static func encode(_ request: Request, correlationID: Int32, into buffer: inout ByteBuffer) {
+        FrameDecoder.writeFrame(into: &buffer) { buffer in
+            buffer.writeInteger(request.apiKey.rawValue)
+            buffer.writeInteger(Int16(0))
+            buffer.writeInteger(correlationID)
+            writeBody(request, into: &buffer)
+        }
+    }
+
+    private static func writeBody(_ request: Request, into buffer: inout ByteBuffer) {
+        switch request {
+        case .apiVersions, .listTopics:
+            break
+        case .metadata(let topics):
+            buffer.writeMillraceArray(topics) { $0.writeMillraceString($1) }
+        case .createTopic(let create):
+            buffer.writeMillraceString(create.name)
+            buffer.writeInteger(create.partitions)
+            buffer.writeInteger(create.retentionMs)
+            buffer.writeInteger(create.retentionBytes)
+            buffer.writeInteger(create.compression)
+            buffer.writeInteger(create.timestampType)
+        case .deleteTopic(let name), .describeTopic(let name):
+            buffer.writeMillraceString(name)
+        case .produce(let produce):
+            buffer.writeInteger(produce.timeoutMs)
+            produce.topics.write(to: &buffer)
+        case .fetch(let fetch):
+            buffer.writeInteger(fetch.maxWaitMs)
+            buffer.writeInteger(fetch.minBytes)
+            buffer.writeInteger(fetch.maxBytes)
+            fetch.topics.write(to: &buffer)
+        case .listOffsets(let list):
+            list.topics.write(to: &buffer)
+        }
+    }
+
+    /// Decodes one frame from `FrameDecoder.nextFrame`. A body must be consumed exactly.
+    public static func decode(frame: ByteBuffer) -> DecodedRequest {
+        var buffer = frame
+        guard let apiKey = buffer.readInteger(as: Int16.self), let version = buffer.readInteger(as: Int16.self),
+            let correlationID = buffer.readInteger(as: Int32.self)
+        else {
+            preconditionFailure("frames shorter than a request header are refused by FrameDecoder")
+        }
+        let header = RequestHeader(apiKey: apiKey, apiVersion: version, correlationID: correlationID)
+        guard let api = ApiKey(rawValue: apiKey) else { return .unknownApi(header) }
+        guard api.versions.contains(version) else { return .unsupportedVersion(header) }
+        do {
+            let request = try readBody(api, &buffer)
+            guard buffer.readableBytes == 0 else {
+                throw MillraceError(.malformedRequest, "\(buffer.readableBytes) bytes follow the \(api) request body")
+            }
+            return .request(header, request)
+        } catch let error as MillraceError {
+            return .malformed(header, error)
+        } catch {
+            return .malformed(header, MillraceError(.malformedRequest, "\(error)"))
+        }
+    }
+
+    private static func readBody(_ api: ApiKey, _ buffer: inout ByteBuffer) throws -> Request {
+        switch api {
+        case .apiVersions:
+            return .apiVersions
+        case .listTopics:
+            return .listTopics
+        case .metadata:
+            return .metadata(topics: try buffer.readMillraceArray("topics", minimumElementBytes: 2) { try $0.readMillraceString("topic") })
+        case .createTopic:
+            return .createTopic(
+                CreateTopicRequest(
+                    name: try buffer.readMillraceString("name"), partitions: try buffer.readMillraceInteger("partitions"),
+                    retentionMs: try buffer.readMillraceInteger("retention ms"),
+                    retentionBytes: try buffer.readMillraceInteger("retention bytes"),
+                    compression: try buffer.readMillraceInteger("compression"),
+                    timestampType: try buffer.readMillraceInteger("timestamp type")))
+        case .deleteTopic:
+            return .deleteTopic(name: try buffer.readMillraceString("name"))
+        case .describeTopic:
+            return .describeTopic(name: try buffer.readMillraceString("name"))
+        case .produce:
+            return .produce(ProduceRequest(timeoutMs: try buffer.readMillraceInteger("timeout"), topics: try .init(from: &buffer, "topics")))
+        case .fetch:
+            return .fetch(
+                FetchRequest(
+                    maxWaitMs: try buffer.readMillraceInteger("max wait"), minBytes: try buffer.readMillraceInteger("min bytes"),
+                    maxBytes: try buffer.readMillraceInteger("max bytes"), topics: try .init(from: &buffer, "topics")))
+        case .listOffsets:
+            return .listOffsets(ListOffsetsRequest(topics: try .init(from: &buffer, "topics")))
+        }
+    }
+}
+
+public enum ResponseCodec {
+    /// Smallest response frame: correlation id, error code, empty message.
+    public static let minimumFrameBytes = 8
+
+    public static func encode(_ response: Response, into buffer: inout ByteBuffer) {
+        FrameDecoder.writeFrame(into: &buffer) { buffer in
+            buffer.writeInteger(response.correlationID)
+            buffer.writeInteger(response.errorCode.rawValue)
+            buffer.writeMillraceString(response.message)
+            if response.errorCode == .none, let body = response.body { writeBody(body, into: &buffer) }
+        }
+    }
+
+    private static func writeBody(_ body: ResponseBody, into buffer: inout ByteBuffer) {
+        switch body {
+        case .apiVersions(let versions):
+            versions.apis.write(to: &buffer)
+            buffer.writeMillraceString(versions.serverVersion)
+        case .metadata(let metadata):
+            buffer.writeMillraceString(metadata.brokerHost)
+            buffer.writeInteger(metadata.brokerPort)
+            metadata.topics.write(to: &buffer)
+        case .createTopic, .deleteTopic:
+            break
+        case .describeTopic(let topic):
+            buffer.writeMillraceString(topic.name)
+            buffer.writeInteger(topic.retentionMs)
+            buffer.writeInteger(topic.retentionBytes)
+            buffer.writeInteger(topic.compression)
+            buffer.writeInteger(topic.timestampType)
+            buffer.writeInteger(topic.createdAtMs)
+            topic.partitions.write(to: &buffer)
+        case .listTopics(let topics):
+            topics.write(to: &buffer)
+        case .produce(let topics):
+            topics.write(to: &buffer)
+        case .fetch(let topics):
+            topics.write(to: &buffer)
+        case .listOffsets(let topics):
+            topics.write(to: &buffer)
+        }
+    }
+
+    /// Decodes one response frame, given the API of the request it answers (the client knows
+    /// it from the correlation id).
+    public static func decode(frame: ByteBuffer, apiKey: ApiKey) throws -> Response {
+        var buffer = frame
+        let correlationID: Int32 = try buffer.readMillraceInteger("correlation id")
+        let errorCode = try readErrorCode(&buffer)
+        let message = try buffer.readMillraceString("message")
+        guard errorCode == .none else {
+            return Response(correlationID: correlationID, error: MillraceError(errorCode, message))
+        }
+        let body = try readBody(apiKey, &buffer)
+        guard buffer.readableBytes == 0 else {
+            throw MillraceError(.malformedRequest, "\(buffer.readableBytes) bytes follow the \(apiKey) response body")
+        }
+        return Response(correlationID: correlationID, body: body)
+    }
+
+    private static func readBody(_ api: ApiKey, _ buffer: inout ByteBuffer) throws -> ResponseBody {
+        switch api {
+        case .apiVersions:
+            return .apiVersions(
+                ApiVersionsResponse(apis: try .init(from: &buffer, "apis"), serverVersion: try buffer.readMillraceString("server version")))
+        case .metadata:
+            return .metadata(
+                MetadataResponse(
+                    brokerHost: try buffer.readMillraceString("broker host"), brokerPort: try buffer.readMillraceInteger("broker port"),
+                    topics: try .init(from: &buffer, "topics")))
+        case .createTopic:
+            return .createTopic
+        case .deleteTopic:
+            return .deleteTopic
+        case .describeTopic:
+            return .describeTopic(
+                DescribeTopicResponse(
+                    name: try buffer.readMillraceString("name"), retentionMs: try buffer.readMillraceInteger("retention ms"),
+                    retentionBytes: try buffer.readMillraceInteger("retention bytes"),
+                    compression: try buffer.readMillraceInteger("compression"),
+                    timestampType: try buffer.readMillraceInteger("timestamp type"),
+                    createdAtMs: try buffer.readMillraceInteger("created at"), partitions: try .init(from: &buffer, "partitions")))
+        case .listTopics:
+            return .listTopics(try .init(from: &buffer, "topics"))
+        case .produce:
+            return .produce(try .init(from: &buffer, "topics"))
+        case .fetch:
+            return .fetch(try .init(from: &buffer, "topics"))
+        case .listOffsets:
+            return .listOffsets(try .init(from: &buffer, "topics"))
+        }
+    }
+}

@@ -1,0 +1,201 @@
+import MillraceFormat
+import MillraceWire
+import NIOCore
+import TestSupport
+import Testing
+
+func hex(_ text: String) -> [UInt8] {
+    let digits = text.filter(\.isHexDigit)
+    return stride(from: 0, to: digits.count, by: 2).map { offset in
+        let start = digits.index(digits.startIndex, offsetBy: offset)
+        return UInt8(digits[start..<digits.index(start, offsetBy: 2)], radix: 16)!
+    }
+}
+
+func encoded(_ request: Request, correlationID: Int32 = 1) -> [UInt8] {
+    var buffer = ByteBuffer()
+    RequestCodec.encode(request, correlationID: correlationID, into: &buffer)
+    return Array(buffer.readableBytesView)
+}
+
+func encoded(_ response: Response) -> [UInt8] {
+    var buffer = ByteBuffer()
+    ResponseCodec.encode(response, into: &buffer)
+    return Array(buffer.readableBytesView)
+}
+
+func decodeRequest(_ bytes: [UInt8]) throws -> DecodedRequest? {
+    var buffer = ByteBuffer(bytes: bytes)
+    guard let frame = try FrameDecoder.nextFrame(&buffer, minimumBytes: RequestHeader.bytes) else { return nil }
+    return RequestCodec.decode(frame: frame)
+}
+
+func decodeResponse(_ bytes: [UInt8], _ api: ApiKey) throws -> Response? {
+    var buffer = ByteBuffer(bytes: bytes)
+    guard let frame = try FrameDecoder.nextFrame(&buffer, minimumBytes: ResponseCodec.minimumFrameBytes) else { return nil }
+    return try ResponseCodec.decode(frame: frame, apiKey: api)
+}
+
+/// One of every request, with values that exercise each field.
+let sampleRequests: [Request] = [
+    .apiVersions,
+    .metadata(topics: []),
+    .metadata(topics: ["confirmations", "genealogy"]),
+    .createTopic(CreateTopicRequest(name: "lots", partitions: 6, retentionMs: 86_400_000, retentionBytes: -1, compression: 4, timestampType: 1)),
+    .deleteTopic(name: "lots"),
+    .describeTopic(name: "lots"),
+    .listTopics,
+    .produce(ProduceRequest(timeoutMs: 30_000, topics: [TopicEntries(topic: "t", [ProducePartition(partition: 2, records: [1, 2, 3])])])),
+    .fetch(
+        FetchRequest(
+            maxWaitMs: 500, minBytes: 1, maxBytes: 1 << 20,
+            topics: [TopicEntries(topic: "a", [FetchPartition(partition: 0, offset: 42, maxBytes: 65_536), FetchPartition(partition: 1, offset: 0, maxBytes: 1)])])),
+    .listOffsets(ListOffsetsRequest(topics: [TopicEntries(topic: "a", [ListOffsetsPartition(partition: 0, timestamp: ListOffsetsPartition.earliest)])])),
+]
+
+let sampleResponses: [Response] = [
+    Response(correlationID: 1, body: .apiVersions(.current)),
+    Response(
+        correlationID: 2,
+        body: .metadata(MetadataResponse(brokerHost: "127.0.0.1", brokerPort: 7450, topics: [.init(name: "a", partitionCount: 3), .init(errorCode: .unknownTopic, name: "b", partitionCount: 0)]))),
+    Response(correlationID: 3, body: .createTopic),
+    Response(correlationID: 4, body: .deleteTopic),
+    Response(
+        correlationID: 5,
+        body: .describeTopic(
+            DescribeTopicResponse(
+                name: "a", retentionMs: -1, retentionBytes: 1 << 30, compression: 0, timestampType: 0, createdAtMs: 1_700_000_000_000,
+                partitions: [.init(partition: 0, logStartOffset: 10, logEndOffset: 99, bytes: 4096, batches: 3)]))),
+    Response(correlationID: 6, body: .listTopics([TopicSummary(name: "a", partitionCount: 3)])),
+    Response(
+        correlationID: 7,
+        body: .produce([
+            TopicEntries(
+                topic: "a",
+                [
+                    ProducePartitionResult(partition: 0, baseOffset: 100, logStartOffset: 0),
+                    ProducePartitionResult(partition: 9, errorCode: .unknownPartition, message: "no partition 9", baseOffset: -1, logStartOffset: -1),
+                ])
+        ])),
+    Response(
+        correlationID: 8,
+        body: .fetch([TopicEntries(topic: "a", [FetchPartitionResult(partition: 0, logStartOffset: 0, logEndOffset: 5, records: [9, 8, 7])])])),
+    Response(
+        correlationID: 9,
+        body: .listOffsets([TopicEntries(topic: "a", [ListOffsetsPartitionResult(partition: 0, offset: 17, timestamp: 1_700_000_000_123)])])),
+    Response(correlationID: 10, error: MillraceError(.unknownTopic, "topic \"x\" does not exist")),
+]
+
+@Suite struct WireTests {
+    @Test func goldenApiVersionsRequest() {
+        #expect(encoded(.apiVersions, correlationID: 7) == hex("00000008 0000 0000 00000007"))
+    }
+
+    @Test func goldenProduceRequest() throws {
+        let bytes = hex(
+            """
+            00000020            size 32
+            0006 0000 00000001  produce, v0, correlation 1
+            000003e8            timeout 1000 ms
+            00000001 0001 74    one topic, "t"
+            00000001 00000000   one partition, 0
+            00000001 ab         records: 1 byte
+            """.split(separator: "\n").map { $0.prefix(19) }.joined())
+        let request = Request.produce(ProduceRequest(timeoutMs: 1000, topics: [TopicEntries(topic: "t", [ProducePartition(partition: 0, records: [0xAB])])]))
+        #expect(encoded(request) == bytes)
+        #expect(try decodeRequest(bytes) == .request(RequestHeader(apiKey: 6, correlationID: 1), request))
+    }
+
+    @Test func goldenErrorResponse() throws {
+        let bytes = hex("0000000a 00000005 0007 0002 6e6f")
+        let response = Response(correlationID: 5, error: MillraceError(.unknownTopic, "no"))
+        #expect(encoded(response) == bytes)
+        #expect(try decodeResponse(bytes, .fetch) == response)
+    }
+
+    @Test func everyRequestRoundTrips() throws {
+        for (index, request) in sampleRequests.enumerated() {
+            let decoded = try decodeRequest(encoded(request, correlationID: Int32(index)))
+            #expect(decoded == .request(RequestHeader(apiKey: request.apiKey.rawValue, correlationID: Int32(index)), request))
+        }
+    }
+
+    @Test func everyResponseRoundTrips() throws {
+        for response in sampleResponses {
+            let api = response.body?.apiKey ?? .metadata
+            #expect(try decodeResponse(encoded(response), api) == response)
+        }
+    }
+
+    @Test func framesFedByteByByteComeOutWhole() throws {
+        let stream = sampleRequests.enumerated().flatMap { encoded($1, correlationID: Int32($0)) }
+        var buffer = ByteBuffer()
+        var decoded: [Request] = []
+        for byte in stream {
+            buffer.writeInteger(byte)
+            while let frame = try FrameDecoder.nextFrame(&buffer, minimumBytes: RequestHeader.bytes) {
+                guard case .request(_, let request) = RequestCodec.decode(frame: frame) else {
+                    Issue.record("frame did not decode")
+                    continue
+                }
+                decoded.append(request)
+            }
+        }
+        #expect(decoded == sampleRequests)
+        #expect(buffer.readableBytes == 0)
+    }
+
+    @Test func truncatedBodiesAreMalformedAndShortFramesWait() throws {
+        for request in sampleRequests {
+            let bytes = encoded(request)
+            // Any prefix of a frame is "not yet", never an error or a crash.
+            for length in 0..<bytes.count { #expect(try decodeRequest(Array(bytes[..<length])) == nil) }
+            // The same frame with its body cut short (and the size to match) is malformed.
+            let headerEnd = 4 + RequestHeader.bytes
+            for length in headerEnd..<bytes.count {
+                var cut = Array(bytes[..<length])
+                cut.replaceSubrange(0..<4, with: withUnsafeBytes(of: Int32(length - 4).bigEndian, Array.init))
+                guard case .malformed(_, let error)? = try decodeRequest(cut) else {
+                    Issue.record("\(request.apiKey) cut to \(length) bytes did not come out malformed")
+                    continue
+                }
+                #expect(error.code == .malformedRequest)
+            }
+        }
+    }
+
+    @Test func bitFlipsNeverCrash() throws {
+        var generator = SeededGenerator(seed: 31)
+        for _ in 0..<20_000 {
+            var bytes = encoded(sampleRequests[generator.next(in: 0...sampleRequests.count - 1)])
+            for _ in 0..<generator.next(in: 1...3) {
+                bytes[generator.next(in: 0...bytes.count - 1)] ^= UInt8(1 << generator.next(in: 0...7))
+            }
+            _ = try? decodeRequest(bytes)
+        }
+        for _ in 0..<5_000 {
+            let response = sampleResponses[generator.next(in: 0...sampleResponses.count - 1)]
+            var bytes = encoded(response)
+            bytes[generator.next(in: 4...bytes.count - 1)] ^= UInt8(1 << generator.next(in: 0...7))
+            _ = try? decodeResponse(bytes, response.body?.apiKey ?? .fetch)
+        }
+    }
+
+    @Test func badSizesAndCountsAreRefused() throws {
+        #expect { try decodeRequest(hex("00000004 00000000")) } throws: { ($0 as? MillraceError)?.code == .malformedRequest }
+        #expect { try decodeRequest(hex("7fffffff")) } throws: { ($0 as? MillraceError)?.code == .frameTooLarge }
+        // A metadata request claiming two billion topics in 4 bytes: refused before allocating.
+        guard case .malformed(let header, let error)? = try decodeRequest(hex("0000000c 0001 0000 00000009 7fffffff")) else {
+            Issue.record("huge count accepted")
+            return
+        }
+        #expect(header.correlationID == 9 && error.code == .malformedRequest)
+        #expect(try decodeRequest(hex("00000008 0063 0000 00000003")) == .unknownApi(RequestHeader(apiKey: 99, correlationID: 3)))
+        #expect(try decodeRequest(hex("00000008 0000 0005 00000004")) == .unsupportedVersion(RequestHeader(apiKey: 0, apiVersion: 5, correlationID: 4)))
+        // Bytes after a complete body.
+        guard case .malformed? = try decodeRequest(hex("00000009 0000 0000 00000001 ff")) else {
+            Issue.record("trailing bytes accepted")
+            return
+        }
+    }
+}
