@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
@@ -28,10 +29,22 @@ let package = Package(
             name: "MillraceWire",
             dependencies: ["MillraceFormat", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
+        .target(
+            name: "MillraceServer",
+            dependencies: [
+                "MillraceStorage", "MillraceWire", "MillraceFormat",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "millrace",
             dependencies: [
-                "MillraceStorage", "MillraceFormat",
+                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -57,6 +70,14 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "MillraceWireTests", dependencies: ["MillraceWire", "MillraceFormat", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "MillraceServer", "MillraceStorage", "MillraceWire", "MillraceFormat", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .testTarget(name: "MillraceCLITests", dependencies: ["MillraceStorage", "MillraceFormat"], swiftSettings: strict),
     ]
 )

@@ -229,6 +229,13 @@ public final class Storage: @unchecked Sendable {
         }
     }
 
+    /// Calls `observer` on the writer thread after each commit that appended, with the
+    /// partitions it appended to (the new records are readable by then). Long-poll fetches
+    /// wait on this; it must return quickly.
+    public func observeCommits(_ observer: @escaping @Sendable (Set<TopicPartition>) -> Void) {
+        writer?.commitObservers.withLock { $0.append(observer) }
+    }
+
     var writerForTesting: Writer? { writer }
 
     public var writerStatistics: WriterStatistics { writer?.statistics.withLock { $0 } ?? WriterStatistics() }

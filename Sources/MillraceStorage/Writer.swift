@@ -36,7 +36,7 @@ final class Writer: @unchecked Sendable {
     private var syncer: Syncer!
     let statistics = Locked(WriterStatistics())
     /// Called on the writer thread after each commit that appended to a partition.
-    var onCommit: (@Sendable (Set<PartitionID>) -> Void)?
+    let commitObservers = Locked<[@Sendable (Set<TopicPartition>) -> Void]>([])
 
     init(
         env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
@@ -248,8 +248,18 @@ final class Writer: @unchecked Sendable {
                 }
             }
             deliver(deliveries, wrote: wrote)
-            if !touched.isEmpty { onCommit?(touched) }
+            if !touched.isEmpty { notifyCommitObservers(touched) }
         }
+    }
+
+    private func notifyCommitObservers(_ touched: Set<PartitionID>) {
+        let observers = commitObservers.withLock { $0 }
+        guard !observers.isEmpty else { return }
+        let snapshot = catalog.withLock { $0 }
+        var names: [UInt32: String] = [:]
+        for info in snapshot.topics.values { names[info.id] = info.name }
+        let partitions = Set(touched.compactMap { id in names[id.topicID].map { TopicPartition(topic: $0, partition: id.partition) } })
+        for observer in observers { observer(partitions) }
     }
 
     private func processAlone(_ op: WriteOperation) {

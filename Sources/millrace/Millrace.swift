@@ -2,10 +2,10 @@ import ArgumentParser
 import MillraceFormat
 
 @main
-struct Millrace: ParsableCommand {
+struct Millrace: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "millrace",
         abstract: "Millrace: a durable event broker for manufacturing integration.",
         version: MillraceVersion.current,
-        subcommands: [DataCommand.self])
+        subcommands: [ServeCommand.self, DataCommand.self])
 }

@@ -1,0 +1,89 @@
+import Logging
+import MillraceFormat
+import MillraceStorage
+import MillraceWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The network broker: accepts connections and serves the native protocol from a storage.
+public final class MillraceServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// A connection with no traffic and nothing in flight for this long is closed.
+        public var idleTimeoutSeconds: Int64 = 600
+        public var inFlightRequestsMax: Int = Limits.inFlightRequestsMax
+
+        public init(host: String = "127.0.0.1", port: Int = 7450) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    private let storage: Storage
+    private let configuration: Configuration
+    private let group: MultiThreadedEventLoopGroup
+    private let logger: Logger
+    private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel])>((nil, [:]))
+    /// Requests accepted and not yet answered, across connections (graceful shutdown waits on it).
+    private let inFlight = NIOLockedValueBox(0)
+
+    public init(storage: Storage, configuration: Configuration, logger: Logger) {
+        self.storage = storage
+        self.configuration = configuration
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    }
+
+    /// Binds and starts accepting; returns the bound address (port 0 picks a free one).
+    public func start() async throws -> SocketAddress {
+        let configuration = self.configuration
+        let storage = self.storage
+        let state = self.state
+        let inFlight = self.inFlight
+        let advertisedPort = NIOLockedValueBox<Int32>(Int32(configuration.port))
+        let dispatcherBox = NIOLockedValueBox<RequestDispatcher?>(nil)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
+            .childChannelInitializer { channel in
+                let dispatcher = dispatcherBox.withLockedValue { box in
+                    if let box { return box }
+                    let made = RequestDispatcher(storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 })
+                    box = made
+                    return made
+                }
+                state.withLockedValue { $0.children[ObjectIdentifier(channel)] = channel }
+                channel.closeFuture.whenComplete { _ in state.withLockedValue { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(configuration.idleTimeoutSeconds)))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionHandler(dispatcher: dispatcher, inFlightRequestsMax: configuration.inFlightRequestsMax, serverInFlight: inFlight))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port).get()
+        let address = channel.localAddress!
+        advertisedPort.withLockedValue { $0 = Int32(address.port ?? configuration.port) }
+        state.withLockedValue { $0.server = channel }
+        return address
+    }
+
+    /// Stops accepting, lets each connection finish what it has in flight (up to
+    /// `graceSeconds`), closes them and the event loops. The caller closes the storage after.
+    public func stop(graceSeconds: Int64 = 10) async {
+        let server = state.withLockedValue { $0.server }
+        try? await server?.close().get()
+        let deadline = NIODeadline.now() + .seconds(graceSeconds)
+        while inFlight.withLockedValue({ $0 }) > 0 && NIODeadline.now() < deadline {
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
+        for child in state.withLockedValue({ Array($0.children.values) }) {
+            try? await child.close().get()
+        }
+        try? await group.shutdownGracefully()
+    }
+}

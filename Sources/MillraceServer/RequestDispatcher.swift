@@ -1,0 +1,247 @@
+import MillraceFormat
+import MillraceStorage
+import MillraceWire
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Carries out requests against the storage. Reads run on the calling event loop in short
+/// read transactions; produces go to the writer and complete when durable.
+final class RequestDispatcher: Sendable {
+    let storage: Storage
+    let advertisedHost: String
+    let advertisedPort: Int32
+    let waiters = FetchWaiters()
+
+    init(storage: Storage, advertisedHost: String, advertisedPort: Int32) {
+        self.storage = storage
+        self.advertisedHost = advertisedHost
+        self.advertisedPort = advertisedPort
+        storage.observeCommits { [waiters] partitions in waiters.wake(partitions) }
+    }
+
+    func handle(_ request: Request, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        do {
+            switch request {
+            case .apiVersions:
+                return eventLoop.makeSucceededFuture(.apiVersions(.current))
+            case .metadata(let names):
+                return eventLoop.makeSucceededFuture(.metadata(try metadata(names)))
+            case .listTopics:
+                let topics = try storage.listTopics().map { TopicSummary(name: $0.name, partitionCount: $0.partitionCount) }
+                return eventLoop.makeSucceededFuture(.listTopics(topics))
+            case .describeTopic(let name):
+                return eventLoop.makeSucceededFuture(.describeTopic(try describe(name)))
+            case .createTopic(let create):
+                return createTopic(create, on: eventLoop)
+            case .deleteTopic(let name):
+                let promise = eventLoop.makePromise(of: ResponseBody.self)
+                promise.completeWithTask { [storage] in
+                    try await storage.deleteTopic(name)
+                    return .deleteTopic
+                }
+                return promise.futureResult
+            case .produce(let produce):
+                return self.produce(produce, on: eventLoop)
+            case .fetch(let fetch):
+                return self.fetch(fetch, on: eventLoop)
+            case .listOffsets(let list):
+                return eventLoop.makeSucceededFuture(.listOffsets(listOffsets(list)))
+            }
+        } catch {
+            return eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    private func metadata(_ names: [String]) throws -> MetadataResponse {
+        let topics = try storage.listTopics()
+        let wanted = names.isEmpty ? topics.map(\.name) : names
+        let byName = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, $0) })
+        return MetadataResponse(
+            brokerHost: advertisedHost, brokerPort: advertisedPort,
+            topics: wanted.map { name in
+                byName[name].map { MetadataResponse.Topic(name: name, partitionCount: $0.partitionCount) }
+                    ?? MetadataResponse.Topic(errorCode: .unknownTopic, name: name, partitionCount: 0)
+            })
+    }
+
+    private func describe(_ name: String) throws -> DescribeTopicResponse {
+        let description = try storage.describeTopic(name)
+        let config = description.info.config
+        return DescribeTopicResponse(
+            name: name, retentionMs: config.retentionMs ?? -1, retentionBytes: config.retentionBytes ?? -1,
+            compression: config.compression.rawValue, timestampType: config.timestampType.rawValue,
+            createdAtMs: description.info.createdAtMs,
+            partitions: description.partitions.map {
+                .init(partition: $0.partition, logStartOffset: $0.logStartOffset, logEndOffset: $0.nextOffset, bytes: $0.bytes, batches: $0.batchCount)
+            })
+    }
+
+    private func createTopic(_ create: CreateTopicRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        guard let codec = CompressionCodec(rawValue: create.compression) else {
+            return eventLoop.makeFailedFuture(MillraceError(.invalidConfig, "compression \(create.compression) is not a codec; use 0 (none) or 4 (zstd)"))
+        }
+        guard let timestampType = TimestampType(rawValue: create.timestampType) else {
+            return eventLoop.makeFailedFuture(
+                MillraceError(.invalidConfig, "timestamp type \(create.timestampType) is unknown; use 0 (producer) or 1 (log append)"))
+        }
+        let config = TopicConfig(
+            retentionMs: create.retentionMs < 0 ? nil : create.retentionMs, retentionBytes: create.retentionBytes < 0 ? nil : create.retentionBytes,
+            compression: codec, timestampType: timestampType)
+        let promise = eventLoop.makePromise(of: ResponseBody.self)
+        promise.completeWithTask { [storage] in
+            _ = try await storage.createTopic(create.name, partitions: create.partitions, config: config)
+            return .createTopic
+        }
+        return promise.futureResult
+    }
+
+    /// Splits each partition's records into batches and appends them all; every partition's
+    /// result comes back when its batches are durable or one has failed.
+    private func produce(_ produce: ProduceRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        var futures: [EventLoopFuture<ProducePartitionResult>] = []
+        var shape: [(topic: String, count: Int)] = []
+        for topic in produce.topics {
+            shape.append((topic.topic, topic.entries.count))
+            for entry in topic.entries { futures.append(append(topic.topic, entry, on: eventLoop)) }
+        }
+        let layout = shape
+        return EventLoopFuture.whenAllSucceed(futures, on: eventLoop).map { results in
+            var index = 0
+            return .produce(
+                layout.map { topic in
+                    defer { index += topic.count }
+                    return TopicEntries(topic: topic.topic, Array(results[index..<(index + topic.count)]))
+                })
+        }
+    }
+
+    private func append(_ topic: String, _ entry: ProducePartition, on eventLoop: any EventLoop) -> EventLoopFuture<ProducePartitionResult> {
+        func failed(_ error: MillraceError) -> EventLoopFuture<ProducePartitionResult> {
+            eventLoop.makeSucceededFuture(
+                ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1))
+        }
+        let batches: [[UInt8]]
+        do {
+            batches = try Self.splitBatches(entry.records)
+        } catch let error as MillraceError {
+            return failed(error)
+        } catch {
+            return failed(MillraceError(.corruptBatch, "\(error)"))
+        }
+        let results = batches.map { batch -> EventLoopFuture<AppendResult> in
+            let promise = eventLoop.makePromise(of: AppendResult.self)
+            storage.append(topic: topic, partition: entry.partition, batch: batch) { promise.completeWith($0.mapError { $0 as any Error }) }
+            return promise.futureResult
+        }
+        return EventLoopFuture.whenAllComplete(results, on: eventLoop).map { outcomes in
+            for outcome in outcomes {
+                if case .failure(let error) = outcome {
+                    let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
+                    return ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1)
+                }
+            }
+            let first = try! outcomes[0].get()
+            return ProducePartitionResult(
+                partition: entry.partition, baseOffset: first.baseOffset, logAppendTimeMs: first.logAppendTimeMs ?? -1,
+                logStartOffset: first.logStartOffset)
+        }
+    }
+
+    /// Whole batches back to back, each sized by its own length field.
+    static func splitBatches(_ records: [UInt8]) throws -> [[UInt8]] {
+        var batches: [[UInt8]] = []
+        var index = 0
+        while index < records.count {
+            guard records.count - index >= RecordBatchLayout.lengthPrefixBytes else {
+                throw MillraceError(.corruptBatch, "\(records.count - index) bytes after the last batch are too few for a batch header")
+            }
+            let length = records[(index + 8)..<(index + 12)].reduce(0) { $0 << 8 | Int($1) }
+            let total = length + RecordBatchLayout.lengthPrefixBytes
+            guard length >= 0, total <= records.count - index else {
+                throw MillraceError(.corruptBatch, "a batch claims \(length) bytes, \(records.count - index - 12) remain")
+            }
+            batches.append(Array(records[index..<(index + total)]))
+            index += total
+        }
+        guard !batches.isEmpty else { throw MillraceError(.invalidRecordCount, "no record batches in the request") }
+        return batches
+    }
+
+    // MARK: Fetch
+
+    private func fetch(_ request: FetchRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        let (results, bytes) = readAll(request)
+        let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
+        if bytes >= Int(request.minBytes) || request.maxWaitMs <= 0 {
+            return eventLoop.makeSucceededFuture(.fetch(results))
+        }
+        // Long poll: wait for a commit to any of these partitions, or the deadline.
+        let promise = eventLoop.makePromise(of: ResponseBody.self)
+        let done = NIOLockedValueBox(false)
+        let token = NIOLockedValueBox(0)
+        let finish: @Sendable (Bool) -> Void = { [self] force in
+            eventLoop.assertInEventLoop()
+            guard !done.withLockedValue({ $0 }) else { return }
+            let (results, bytes) = readAll(request)
+            guard force || bytes >= Int(request.minBytes) else { return }
+            done.withLockedValue { $0 = true }
+            waiters.remove(token.withLockedValue { $0 }, partitions)
+            promise.succeed(.fetch(results))
+        }
+        token.withLockedValue { $0 = waiters.add(partitions) { eventLoop.execute { finish(false) } } }
+        let timeout = eventLoop.scheduleTask(in: .milliseconds(Int64(request.maxWaitMs))) { finish(true) }
+        promise.futureResult.whenComplete { _ in timeout.cancel() }
+        return promise.futureResult
+    }
+
+    private func readAll(_ request: FetchRequest) -> ([TopicEntries<FetchPartitionResult>], Int) {
+        var budget = Int(max(request.maxBytes, 0))
+        var total = 0
+        let results = request.topics.map { topic in
+            TopicEntries(
+                topic: topic.topic,
+                topic.entries.map { entry -> FetchPartitionResult in
+                    do {
+                        // Past the request's budget a partition still gets one batch if it has
+                        // data, so a consumer never stalls behind a large batch.
+                        let limit = min(Int(max(entry.maxBytes, 0)), max(budget, 0))
+                        let read = try storage.read(topic: topic.topic, partition: entry.partition, from: entry.offset, maxBytes: limit)
+                        budget -= read.bytes.count
+                        total += read.bytes.count
+                        return FetchPartitionResult(
+                            partition: entry.partition, logStartOffset: read.logStartOffset, logEndOffset: read.nextOffset, records: read.bytes)
+                    } catch {
+                        let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
+                        let offsets = try? storage.offsets(topic: topic.topic, partition: entry.partition)
+                        return FetchPartitionResult(
+                            partition: entry.partition, errorCode: error.code, message: error.message,
+                            logStartOffset: offsets?.logStartOffset ?? -1, logEndOffset: offsets?.nextOffset ?? -1, records: [])
+                    }
+                })
+        }
+        return (results, total)
+    }
+
+    private func listOffsets(_ request: ListOffsetsRequest) -> [TopicEntries<ListOffsetsPartitionResult>] {
+        request.topics.map { topic in
+            TopicEntries(
+                topic: topic.topic,
+                topic.entries.map { entry in
+                    do {
+                        switch entry.timestamp {
+                        case ListOffsetsPartition.earliest:
+                            return .init(partition: entry.partition, offset: try storage.offsets(topic: topic.topic, partition: entry.partition).logStartOffset)
+                        case ListOffsetsPartition.latest:
+                            return .init(partition: entry.partition, offset: try storage.offsets(topic: topic.topic, partition: entry.partition).nextOffset)
+                        default:
+                            let found = try storage.offset(forTimestamp: entry.timestamp, topic: topic.topic, partition: entry.partition)
+                            return .init(partition: entry.partition, offset: found.offset, timestamp: found.timestamp ?? -1)
+                        }
+                    } catch {
+                        let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
+                        return .init(partition: entry.partition, errorCode: error.code, offset: -1)
+                    }
+                })
+        }
+    }
+}

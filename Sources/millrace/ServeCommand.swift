@@ -1,0 +1,71 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import MillraceFormat
+import MillraceServer
+import MillraceStorage
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the broker on a data directory until SIGTERM or SIGINT.")
+
+    @Option(help: "The data directory (created when missing).") var dataDir = "./millrace-data"
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).") var listen = "127.0.0.1:7450"
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "millrace")
+        logger.logLevel = .info
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            Output.standardError("error: --listen takes HOST:PORT, for example 127.0.0.1:7450 (got \(listen))")
+            throw ExitCode(2)
+        }
+        let host = String(listen[..<colon])
+        let storage: Storage
+        do {
+            storage = try Storage.open(directory: dataDir)
+        } catch let error as MillraceError {
+            Output.standardError("error: \(error.message)")
+            throw ExitCode(2)
+        }
+        let server = MillraceServer(storage: storage, configuration: .init(host: host, port: port), logger: logger)
+        let address: String
+        do {
+            let bound = try await server.start()
+            address = "\(host):\(bound.port ?? port)"
+        } catch {
+            storage.close()
+            Output.standardError("error: cannot listen on \(listen): \(error); is another broker running there?")
+            throw ExitCode(2)
+        }
+        logger.info(
+            "millrace \(MillraceVersion.current) serving \(dataDir) on \(address), durability: fdatasync before every acknowledgement")
+        await waitForTerminationSignal()
+        logger.info("shutting down: finishing requests in flight")
+        await server.stop()
+        storage.close()
+        logger.info("stopped; storage closed cleanly")
+    }
+
+    private func waitForTerminationSignal() async {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let fired = NSLock()
+            nonisolated(unsafe) var done = false
+            let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
+            for source in sources {
+                source.setEventHandler {
+                    fired.lock()
+                    defer { fired.unlock() }
+                    guard !done else { return }
+                    done = true
+                    for source in sources { source.cancel() }
+                    continuation.resume()
+                }
+                source.resume()
+            }
+        }
+    }
+}

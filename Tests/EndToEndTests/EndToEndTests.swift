@@ -1,0 +1,160 @@
+import Foundation
+import Logging
+import MillraceFormat
+import MillraceServer
+import MillraceStorage
+import MillraceWire
+import NIOCore
+import TestSupport
+import Testing
+
+/// A real server on 127.0.0.1:0 over a real data directory, stopped at the end.
+final class LiveServer {
+    let directory: String
+    var storage: Storage
+    var server: MillraceServer
+    var port: Int
+
+    init(directory: String? = nil) async throws {
+        self.directory = directory ?? NSTemporaryDirectory() + "millrace-e2e-\(UUID().uuidString)"
+        var options = Storage.Options()
+        options.retentionCheckIntervalMs = nil
+        storage = try Storage.open(directory: self.directory, options: options)
+        server = MillraceServer(storage: storage, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+        port = try await server.start().port!
+    }
+
+    func stop() async {
+        await server.stop()
+        storage.close()
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+func batchBytes(_ values: [String]) -> [UInt8] {
+    try! RecordBatch(timestamp: 1_700_000_000_000, values: values.map { Array($0.utf8) }).encoded()
+}
+
+func values(_ records: [UInt8], from offset: Int64 = 0) throws -> [String] {
+    var result: [String] = []
+    var index = 0
+    while index < records.count {
+        let batch = try RecordBatch.decode(Array(records[index...].prefix(Int(records[index + 8..<index + 12].reduce(0) { $0 << 8 | Int($1) }) + 12)))
+        for record in batch.records where batch.baseOffset + Int64(record.offsetDelta) >= offset {
+            result.append(String(decoding: record.value ?? [], as: UTF8.self))
+        }
+        index += Int(records[index + 8..<index + 12].reduce(0) { $0 << 8 | Int($1) }) + 12
+    }
+    return result
+}
+
+func produce(_ topic: String, _ partition: Int32, _ values: [String]) -> Request {
+    .produce(ProduceRequest(timeoutMs: 5000, topics: [TopicEntries(topic: topic, [ProducePartition(partition: partition, records: batchBytes(values))])]))
+}
+
+func fetch(_ topic: String, _ partition: Int32, from offset: Int64, maxWaitMs: Int32 = 0, minBytes: Int32 = 0) -> Request {
+    .fetch(
+        FetchRequest(
+            maxWaitMs: maxWaitMs, minBytes: minBytes, maxBytes: 1 << 20,
+            topics: [TopicEntries(topic: topic, [FetchPartition(partition: partition, offset: offset, maxBytes: 1 << 20)])]))
+}
+
+@Suite(.serialized) struct EndToEndTests {
+    @Test func produceThenFetchAcrossARestart() async throws {
+        var live = try await LiveServer()
+        defer { live.remove() }
+        var client = try TestClient(port: live.port)
+        #expect(try client.call(.createTopic(CreateTopicRequest(name: "orders", partitions: 2))).errorCode == .none)
+        let produced = try client.call(produce("orders", 1, ["a", "b", "c"]))
+        guard case .produce(let topics)? = produced.body else { Issue.record("no produce body: \(produced)"); return }
+        #expect(topics.first?.entries.first?.baseOffset == 0)
+        _ = try client.call(produce("orders", 1, ["d"]))
+        await live.stop()
+
+        live = try await LiveServer(directory: live.directory)
+        client = try TestClient(port: live.port)
+        let fetched = try client.call(fetch("orders", 1, from: 1))
+        guard case .fetch(let results)? = fetched.body, let partition = results.first?.entries.first else {
+            Issue.record("no fetch body: \(fetched)")
+            return
+        }
+        #expect(try values(partition.records, from: 1) == ["b", "c", "d"])
+        #expect(partition.logEndOffset == 4)
+        guard case .listOffsets(let offsets)? = try client.call(
+            .listOffsets(ListOffsetsRequest(topics: [TopicEntries(topic: "orders", [ListOffsetsPartition(partition: 1, timestamp: ListOffsetsPartition.latest)])]))
+        ).body else { Issue.record("no list offsets"); return }
+        #expect(offsets.first?.entries.first?.offset == 4)
+        await live.stop()
+    }
+
+    @Test func aLongPollIsWokenByAProduce() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let consumer = try TestClient(port: live.port)
+        let producer = try TestClient(port: live.port)
+        _ = try producer.call(.createTopic(CreateTopicRequest(name: "lots", partitions: 1)))
+        let started = Date()
+        _ = try consumer.send(fetch("lots", 0, from: 0, maxWaitMs: 8_000, minBytes: 1))
+        try await Task.sleep(nanoseconds: 200_000_000)
+        _ = try producer.call(produce("lots", 0, ["LOT-123"]))
+        let response = try #require(try consumer.receive())
+        let waited = Date().timeIntervalSince(started)
+        guard case .fetch(let results)? = response.body else { Issue.record("no fetch body"); return }
+        #expect(try values(results[0].entries[0].records) == ["LOT-123"])
+        #expect(waited < 4, "the fetch waited \(waited) s: it was not woken by the commit")
+        await live.stop()
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = try TestClient(port: live.port)
+        _ = try client.call(.createTopic(CreateTopicRequest(name: "t", partitions: 1)))
+        var sent: [Int32] = []
+        for index in 0..<300 {
+            // Produces finish after a sync, list calls at once: order must still hold.
+            sent.append(try client.send(index % 3 == 0 ? produce("t", 0, ["\(index)"]) : .listTopics))
+        }
+        var received: [Int32] = []
+        for _ in sent { received.append(try #require(try client.receive()).correlationID) }
+        #expect(received == sent)
+        await live.stop()
+    }
+
+    @Test func badInputGetsAnErrorAndOthersAreStillServed() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let healthy = try TestClient(port: live.port)
+        _ = try healthy.call(.createTopic(CreateTopicRequest(name: "t", partitions: 1)))
+
+        let unknown = try TestClient(port: live.port)
+        try unknown.sendRaw([0, 0, 0, 8, 0, 99, 0, 0, 0, 0, 0, 42])
+        let unknownResponse = try #require(try unknown.receive())
+        #expect(unknownResponse.errorCode == .unknownApi && unknownResponse.correlationID == 42)
+        #expect(try unknown.call(.listTopics).errorCode == .none)  // still open
+
+        let oversized = try TestClient(port: live.port)
+        try oversized.sendRaw([0x7F, 0, 0, 0])
+        #expect(try oversized.receive()?.errorCode == .frameTooLarge)
+        #expect(oversized.isClosedByServer())
+
+        var generator = SeededGenerator(seed: 77)
+        for _ in 0..<20 {
+            let garbage = try TestClient(port: live.port)
+            try garbage.sendRaw((0..<generator.next(in: 1...300)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        }
+
+        // A produce cut off mid-frame, then the socket closed: nothing of it is stored.
+        let cut = try TestClient(port: live.port)
+        var buffer = ByteBuffer()
+        RequestCodec.encode(produce("t", 0, ["half"]), correlationID: 1, into: &buffer)
+        try cut.sendRaw(Array(buffer.readableBytesView.prefix(buffer.readableBytes - 5)))
+        shutdown(cut.descriptor, Int32(SHUT_WR))
+        #expect(cut.isClosedByServer())
+
+        #expect(try healthy.call(.listTopics).errorCode == .none)
+        #expect(try live.storage.offsets(topic: "t", partition: 0).nextOffset == 0)
+        await live.stop()
+    }
+}

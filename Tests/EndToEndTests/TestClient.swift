@@ -1,0 +1,88 @@
+import Foundation
+import Glibc
+import MillraceFormat
+import MillraceWire
+import NIOCore
+
+/// A blocking socket client for tests: sends frames, reads frames, and can send raw bytes.
+final class TestClient {
+    let descriptor: Int32
+    private var pending: [Int32: ApiKey] = [:]
+    private var nextCorrelation: Int32 = 1
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw MillraceError(.unexpected, "connect failed: \(errno)") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(descriptor) }
+
+    func sendRaw(_ bytes: [UInt8]) throws {
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes[sent...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard count > 0 else { throw MillraceError(.unexpected, "send failed: \(errno)") }
+            sent += count
+        }
+    }
+
+    @discardableResult
+    func send(_ request: Request) throws -> Int32 {
+        let correlation = nextCorrelation
+        nextCorrelation += 1
+        var buffer = ByteBuffer()
+        RequestCodec.encode(request, correlationID: correlation, into: &buffer)
+        pending[correlation] = request.apiKey
+        try sendRaw(Array(buffer.readableBytesView))
+        return correlation
+    }
+
+    /// Reads exactly `count` bytes; nil when the server closed the connection first.
+    func receiveRaw(_ count: Int) throws -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var received = 0
+        while received < count {
+            let got = bytes[received...].withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if got == 0 { return nil }
+            guard got > 0 else { throw MillraceError(.unexpected, "recv failed: \(errno)") }
+            received += got
+        }
+        return bytes
+    }
+
+    /// The next response frame, decoded with the API of the request it answers.
+    func receive() throws -> Response? {
+        guard let sizeBytes = try receiveRaw(4) else { return nil }
+        let size = sizeBytes.reduce(0) { $0 << 8 | Int($1) }
+        guard let body = try receiveRaw(size) else { return nil }
+        let correlation = Int32(bitPattern: UInt32(body[0..<4].reduce(0) { $0 << 8 | UInt32($1) }))
+        let api = pending.removeValue(forKey: correlation) ?? .apiVersions
+        return try ResponseCodec.decode(frame: ByteBuffer(bytes: body), apiKey: api)
+    }
+
+    func call(_ request: Request) throws -> Response {
+        let correlation = try send(request)
+        guard let response = try receive() else { throw MillraceError(.unexpected, "connection closed") }
+        guard response.correlationID == correlation else { throw MillraceError(.unexpected, "response out of order") }
+        return response
+    }
+
+    /// True once the server has closed the connection (reads return EOF).
+    func isClosedByServer() -> Bool {
+        var byte: UInt8 = 0
+        while true {
+            let got = recv(descriptor, &byte, 1, 0)
+            if got == 0 { return true }
+            if got < 0 { return false }
+        }
+    }
+}
