@@ -39,10 +39,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "MillraceClient",
+            dependencies: [
+                "MillraceWire", "MillraceFormat",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "millrace",
             dependencies: [
-                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceWire",
+                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceWire", "MillraceClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -73,7 +82,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "MillraceServer", "MillraceStorage", "MillraceWire", "MillraceFormat", "TestSupport",
+                "MillraceServer", "MillraceStorage", "MillraceWire", "MillraceFormat", "MillraceClient", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,132 @@
+import MillraceFormat
+import MillraceWire
+
+/// One consumed record.
+public struct ConsumedRecord: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var timestamp: Int64
+    public var key: [UInt8]?
+    public var value: [UInt8]?
+    public var headers: [RecordHeader]
+}
+
+/// Where a consumer starts in each partition.
+public enum StartPosition: Sendable, Equatable {
+    case earliest
+    case latest
+    case offset(Int64)
+    /// The first record at or after this time (ms since the epoch).
+    case timestamp(Int64)
+}
+
+/// Reads chosen partitions of a topic from a start position, as an `AsyncSequence` of records
+/// in offset order per partition. With `stopAtEnd` it finishes at the log end as it stood
+/// when iteration began; otherwise it long-polls for new records until the task is cancelled.
+public struct Consumer: AsyncSequence, Sendable {
+    public typealias Element = ConsumedRecord
+
+    let client: MillraceClient
+    let topic: String
+    let partitions: [Int32]?
+    let start: StartPosition
+    let stopAtEnd: Bool
+    let maxWaitMs: Int32
+
+    public init(
+        client: MillraceClient, topic: String, partitions: [Int32]? = nil, from start: StartPosition, stopAtEnd: Bool, maxWaitMs: Int32 = 500
+    ) {
+        self.client = client
+        self.topic = topic
+        self.partitions = partitions
+        self.start = start
+        self.stopAtEnd = stopAtEnd
+        self.maxWaitMs = maxWaitMs
+    }
+
+    public func makeAsyncIterator() -> Iterator { Iterator(consumer: self) }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let consumer: Consumer
+        var positions: [Int32: Int64] = [:]
+        var ends: [Int32: Int64] = [:]
+        var buffered: [ConsumedRecord] = []
+        var started = false
+
+        init(consumer: Consumer) { self.consumer = consumer }
+
+        public mutating func next() async throws -> ConsumedRecord? {
+            if !started { try await begin() }
+            while buffered.isEmpty {
+                if consumer.stopAtEnd && positions.allSatisfy({ $0.value >= ends[$0.key, default: 0] }) { return nil }
+                try Task.checkCancellation()
+                try await poll()
+            }
+            return buffered.removeFirst()
+        }
+
+        private mutating func begin() async throws {
+            started = true
+            let client = consumer.client
+            let all = try await client.partitionCount(consumer.topic)
+            let chosen = consumer.partitions ?? Array(0..<all)
+            if let bad = chosen.first(where: { $0 < 0 || $0 >= all }) {
+                throw MillraceError(.unknownPartition, "topic \"\(consumer.topic)\" has partitions 0...\(all - 1); \(bad) is not one")
+            }
+            let timestamp: Int64
+            switch consumer.start {
+            case .earliest: timestamp = ListOffsetsPartition.earliest
+            case .latest, .offset: timestamp = ListOffsetsPartition.latest
+            case .timestamp(let ms): timestamp = ms
+            }
+            let starts = try await client.listOffsets(consumer.topic, partitions: chosen, timestamp: timestamp)
+            let latest = try await client.listOffsets(consumer.topic, partitions: chosen, timestamp: ListOffsetsPartition.latest)
+            for entry in latest { ends[entry.partition] = entry.offset }
+            for entry in starts {
+                if case .offset(let offset) = consumer.start {
+                    positions[entry.partition] = offset
+                } else {
+                    positions[entry.partition] = entry.offset
+                }
+            }
+        }
+
+        private mutating func poll() async throws {
+            let wanted = positions.filter { !consumer.stopAtEnd || $0.value < ends[$0.key, default: 0] }.sorted { $0.key < $1.key }
+            let request = FetchRequest(
+                maxWaitMs: consumer.stopAtEnd ? 0 : consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
+                topics: [TopicEntries(topic: consumer.topic, wanted.map { FetchPartition(partition: $0.key, offset: $0.value, maxBytes: 1 << 20) })])
+            guard case .fetch(let topics) = try await consumer.client.send(.fetch(request)) else { throw MillraceClient.unexpectedBody }
+            for entry in topics.first?.entries ?? [] {
+                guard entry.errorCode == .none else { throw MillraceError(entry.errorCode, entry.message) }
+                try decode(entry)
+            }
+        }
+
+        private mutating func decode(_ entry: FetchPartitionResult) throws {
+            var position = positions[entry.partition] ?? 0
+            let limit = consumer.stopAtEnd ? ends[entry.partition, default: .max] : .max
+            try entry.records.withUnsafeBytes { raw in
+                var index = 0
+                while index < raw.count {
+                    let header = try RecordBatchHeader(parsing: UnsafeRawBufferPointer(rebasing: raw[index...]))
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[index..<(index + header.totalBytes)])
+                    try RecordBatch.verify(bytes)
+                    try RecordBatch.forEachRecord(in: bytes, header: header, decodeHeaders: true) { record, headers in
+                        let offset = header.baseOffset + Int64(record.offsetDelta)
+                        guard offset >= position, offset < limit else { return }
+                        buffered.append(
+                            ConsumedRecord(
+                                topic: consumer.topic, partition: entry.partition, offset: offset,
+                                timestamp: RecordBatch.recordTimestamp(header: header, timestampDelta: record.timestampDelta),
+                                key: record.key.map(Array.init), value: record.value.map(Array.init), headers: headers))
+                    }
+                    position = Swift.max(position, header.nextOffset)
+                    index += header.totalBytes
+                }
+            }
+            positions[entry.partition] = position
+        }
+    }
+}
