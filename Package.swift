@@ -54,6 +54,7 @@ let package = Package(
                 "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceWire", "MillraceClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -87,6 +88,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
-        .testTarget(name: "MillraceCLITests", dependencies: ["MillraceStorage", "MillraceFormat"], swiftSettings: strict),
+        .testTarget(
+            name: "MillraceCLITests",
+            dependencies: [
+                "MillraceStorage", "MillraceFormat", "MillraceServer",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
     ]
 )

@@ -25,8 +25,10 @@ public final class Connection: Sendable {
                 .connect(host: host, port: port).get()
             return Connection(channel: channel)
         } catch {
+            let text = "\(error)"
+            let reason = text.contains("refused") ? "connection refused" : text.contains("timed out") || text.contains("Timeout") ? "timed out" : text
             throw MillraceError(
-                .unexpected, "no broker at \(host):\(port) (\(error)); start one with `scripts/run` or pass --broker HOST:PORT")
+                .unexpected, "no broker at \(host):\(port) (\(reason)); start one with `scripts/run` or pass --broker HOST:PORT")
         }
     }
 

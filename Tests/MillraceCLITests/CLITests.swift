@@ -24,7 +24,9 @@ import Testing
         return found
     }
 
-    func millrace(_ arguments: String...) throws -> Run {
+    func millrace(_ arguments: String...) throws -> Run { try millrace(arguments) }
+
+    func millrace(_ arguments: [String], input: String? = nil) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try Self.binary())
         process.arguments = arguments
@@ -32,7 +34,11 @@ import Testing
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
+        let stdin = Pipe()
+        process.standardInput = stdin
         try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import MillraceClient
+import MillraceFormat
+import MillraceWire
+
+/// `--broker HOST:PORT`, shared by every command that talks to a running broker.
+struct BrokerOptions: ParsableArguments {
+    @Option(help: "The broker's address, HOST:PORT.") var broker = "127.0.0.1:7450"
+
+    func client() throws -> MillraceClient {
+        guard let colon = broker.lastIndex(of: ":"), let port = Int(broker[broker.index(after: colon)...]), (1...65535).contains(port) else {
+            Output.standardError("error: --broker takes HOST:PORT, for example 127.0.0.1:7450 (got \(broker))")
+            throw ExitCode(2)
+        }
+        return MillraceClient(host: String(broker[..<colon]), port: port)
+    }
+}
+
+/// Runs `body` with a client, closing it after; an operating error becomes one line on
+/// stderr and exit code 1.
+func withClient<T>(_ options: BrokerOptions, _ body: (MillraceClient) async throws -> T) async throws -> T {
+    let client = try options.client()
+    do {
+        let result = try await body(client)
+        await client.close()
+        return result
+    } catch let error as MillraceError {
+        await client.close()
+        Output.standardError("error: \(error.message)")
+        throw ExitCode(1)
+    }
+}
+
+struct TopicCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "topic", abstract: "Create, list, describe and delete topics on a running broker.",
+        subcommands: [Create.self, List.self, Describe.self, Delete.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a topic.")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic name: letters, digits, '.', '_' and '-'.") var name: String
+        @Option(help: "Number of partitions.") var partitions: Int32 = 1
+        @Option(help: "Delete batches older than this many milliseconds (default: keep forever).") var retentionMs: Int64?
+        @Option(help: "Per partition, delete the oldest batches beyond this many bytes (default: no limit).") var retentionBytes: Int64?
+        @Option(help: "Compression producers should use: none or zstd.") var compression = "none"
+        @Option(help: "Timestamps from the producer (create) or the broker (log-append).") var timestamp = "create"
+
+        func run() async throws {
+            guard let codec = CompressionCodec.allCases.first(where: { $0.description == compression }), codec.isSupported else {
+                Output.standardError("error: --compression takes none or zstd (got \(compression))")
+                throw ExitCode(2)
+            }
+            guard timestamp == "create" || timestamp == "log-append" else {
+                Output.standardError("error: --timestamp takes create or log-append (got \(timestamp))")
+                throw ExitCode(2)
+            }
+            let request = CreateTopicRequest(
+                name: name, partitions: partitions, retentionMs: retentionMs ?? -1, retentionBytes: retentionBytes ?? -1,
+                compression: codec.rawValue, timestampType: timestamp == "create" ? 0 : 1)
+            try await withClient(broker) { try await $0.createTopic(request) }
+            print("created topic \(name) with \(partitions) partition\(partitions == 1 ? "" : "s")")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List topics.")
+        @OptionGroup var broker: BrokerOptions
+        @Flag(help: "Print JSON instead of a table.") var json = false
+
+        func run() async throws {
+            let topics = try await withClient(broker) { try await $0.listTopics() }
+            if json {
+                print(Output.json(["topics": topics.map { ["name": $0.name, "partitions": Int($0.partitionCount)] as [String: Any] }]))
+            } else if topics.isEmpty {
+                print("no topics; create one with `millrace topic create NAME`")
+            } else {
+                print(Output.table(["TOPIC", "PARTITIONS"], topics.map { [$0.name, "\($0.partitionCount)"] }, rightAligned: [1]))
+            }
+        }
+    }
+
+    struct Describe: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a topic's settings and each partition's offsets and size.")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic name.") var name: String
+        @Flag(help: "Print JSON instead of a table.") var json = false
+
+        func run() async throws {
+            let topic = try await withClient(broker) { try await $0.describeTopic(name) }
+            let codec = CompressionCodec(rawValue: topic.compression)?.description ?? "\(topic.compression)"
+            let stamp = topic.timestampType == 1 ? "log-append" : "create"
+            if json {
+                print(
+                    Output.json([
+                        "name": topic.name, "retention_ms": topic.retentionMs, "retention_bytes": topic.retentionBytes, "compression": codec,
+                        "timestamp": stamp,
+                        "partitions": topic.partitions.map {
+                            ["partition": Int($0.partition), "earliest": $0.logStartOffset, "latest": $0.logEndOffset, "bytes": $0.bytes, "batches": $0.batches]
+                                as [String: Any]
+                        },
+                    ]))
+                return
+            }
+            let retention = [
+                topic.retentionMs >= 0 ? "\(Output.count(topic.retentionMs)) ms" : nil,
+                topic.retentionBytes >= 0 ? Output.bytes(topic.retentionBytes) + " per partition" : nil,
+            ].compactMap { $0 }
+            print("topic \(topic.name): \(topic.partitions.count) partitions, retention \(retention.isEmpty ? "forever" : retention.joined(separator: " or ")), compression \(codec), timestamps \(stamp)")
+            print(
+                Output.table(
+                    ["PARTITION", "EARLIEST", "LATEST", "RECORDS", "BYTES"],
+                    topic.partitions.map {
+                        ["\($0.partition)", Output.count($0.logStartOffset), Output.count($0.logEndOffset), Output.count($0.logEndOffset - $0.logStartOffset), Output.bytes($0.bytes)]
+                    }, rightAligned: [0, 1, 2, 3, 4]))
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a topic and everything in it.")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic name.") var name: String
+
+        func run() async throws {
+            try await withClient(broker) { try await $0.deleteTopic(name) }
+            print("deleted topic \(name)")
+        }
+    }
+}

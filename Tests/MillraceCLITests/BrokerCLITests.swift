@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import MillraceServer
+import MillraceStorage
+import Testing
+
+/// The CLI's network commands against a live server on 127.0.0.1:0.
+@Suite(.serialized) struct BrokerCLITests {
+    let cli = CLITests()
+
+    func withBroker(_ body: (String) async throws -> Void) async throws {
+        let directory = NSTemporaryDirectory() + "millrace-cli-broker-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storage = try Storage.open(directory: directory)
+        let server = MillraceServer(storage: storage, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+        let port = try await server.start().port!
+        do {
+            try await body("127.0.0.1:\(port)")
+        } catch {
+            await server.stop()
+            storage.close()
+            throw error
+        }
+        await server.stop()
+        storage.close()
+    }
+
+    @Test func topicsProduceAndConsume() async throws {
+        try await withBroker { broker in
+            let created = try cli.millrace(["topic", "create", "genealogy", "--partitions", "2", "--broker", broker])
+            #expect(created.status == 0 && created.stdout == "created topic genealogy with 2 partitions\n")
+            #expect(try cli.millrace(["topic", "list", "--broker", broker]).stdout == "TOPIC      PARTITIONS\ngenealogy           2\n")
+
+            let lines = (1...5).map { "{\"parent_lot\":\"L\($0 % 2)\",\"qty\":\($0)}" }
+            let produced = try cli.millrace(["produce", "genealogy", "--key-field", "/parent_lot", "--broker", broker], input: lines.joined(separator: "\n") + "\n")
+            #expect(produced.status == 0)
+            #expect(produced.stdout == "produced 5 records to genealogy\n")
+
+            let consumed = try cli.millrace(["consume", "genealogy", "--from", "earliest", "--broker", broker])
+            #expect(consumed.status == 0)
+            #expect(consumed.stdout.split(separator: "\n").map(String.init).sorted() == lines.sorted())
+            // Records with the same key share a partition, in the order sent.
+            let json = try cli.millrace(["consume", "genealogy", "--format", "json", "--broker", broker])
+            let records = json.stdout.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            let byKey = Dictionary(grouping: records) { $0["key"] as! String }
+            for (_, group) in byKey {
+                #expect(Set(group.map { $0["partition"] as! Int }).count == 1)
+                let quantities = group.map { ($0["value"] as! [String: Any])["qty"] as! Int }
+                #expect(quantities == quantities.sorted())
+            }
+            let limited = try cli.millrace(["consume", "genealogy", "--limit", "2", "--broker", broker])
+            #expect(limited.stdout.split(separator: "\n").count == 2)
+
+            let describe = try cli.millrace(["topic", "describe", "genealogy", "--broker", broker])
+            #expect(describe.stdout.hasPrefix("topic genealogy: 2 partitions, retention forever, compression none, timestamps create\n"))
+            #expect(try cli.millrace(["topic", "delete", "genealogy", "--broker", broker]).stdout == "deleted topic genealogy\n")
+        }
+    }
+
+    @Test func errorsAreOneLineWithANonZeroExit() async throws {
+        try await withBroker { broker in
+            let unknown = try cli.millrace(["consume", "nope", "--broker", broker])
+            #expect(unknown.status == 1)
+            #expect(unknown.stderr == "error: topic \"nope\" does not exist; create it with `millrace topic create nope`\n")
+            let produce = try cli.millrace(["produce", "nope", "--broker", broker], input: "x\n")
+            #expect(produce.status == 1)
+            let badFrom = try cli.millrace(["consume", "nope", "--from", "yesterday", "--broker", broker])
+            #expect(badFrom.status == 2 && badFrom.stderr.hasPrefix("error: --from takes earliest, latest, offset:N or time:ISO8601"))
+        }
+        let noBroker = try cli.millrace(["topic", "list", "--broker", "127.0.0.1:1"])
+        #expect(noBroker.status == 1)
+        #expect(noBroker.stderr == "error: no broker at 127.0.0.1:1 (connection refused); start one with `scripts/run` or pass --broker HOST:PORT\n")
+    }
+}
