@@ -34,11 +34,9 @@ final class RequestDispatcher: Sendable {
             case .createTopic(let create):
                 return createTopic(create, on: eventLoop)
             case .deleteTopic(let name):
+                // Callbacks, not tasks: the broker never waits on Swift's cooperative pool.
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
-                promise.completeWithTask { [storage] in
-                    try await storage.deleteTopic(name)
-                    return .deleteTopic
-                }
+                storage.deleteTopic(name) { result in promise.completeWith(result.map { .deleteTopic }.mapError { $0 as any Error }) }
                 return promise.futureResult
             case .produce(let produce):
                 return self.produce(produce, on: eventLoop)
@@ -88,9 +86,8 @@ final class RequestDispatcher: Sendable {
             retentionMs: create.retentionMs < 0 ? nil : create.retentionMs, retentionBytes: create.retentionBytes < 0 ? nil : create.retentionBytes,
             compression: codec, timestampType: timestampType)
         let promise = eventLoop.makePromise(of: ResponseBody.self)
-        promise.completeWithTask { [storage] in
-            _ = try await storage.createTopic(create.name, partitions: create.partitions, config: config)
-            return .createTopic
+        storage.createTopic(create.name, partitions: create.partitions, config: config) { result in
+            promise.completeWith(result.map { _ in .createTopic }.mapError { $0 as any Error })
         }
         return promise.futureResult
     }

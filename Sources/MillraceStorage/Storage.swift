@@ -156,21 +156,30 @@ public final class Storage: @unchecked Sendable {
     }
 
     public func createTopic(_ name: String, partitions: Int32, config: TopicConfig = TopicConfig()) async throws -> TopicInfo {
-        let writer = try requireWriter()
-        return try await withCheckedThrowingContinuation { continuation in
-            writer.submitNow(
-                .createTopic(
-                    CreateTopicOperation(name: name, partitionCount: partitions, config: config) {
-                        continuation.resume(with: $0)
-                    }))
+        try await withCheckedThrowingContinuation { continuation in
+            createTopic(name, partitions: partitions, config: config) { continuation.resume(with: $0) }
         }
     }
 
+    /// Creates a topic; `completion` runs on a storage thread once it is durable.
+    public func createTopic(
+        _ name: String, partitions: Int32, config: TopicConfig = TopicConfig(),
+        completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void
+    ) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.createTopic(CreateTopicOperation(name: name, partitionCount: partitions, config: config, completion: completion)))
+    }
+
     public func deleteTopic(_ name: String) async throws {
-        let writer = try requireWriter()
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            writer.submitNow(.deleteTopic(DeleteTopicOperation(name: name) { continuation.resume(with: $0) }))
+            deleteTopic(name) { continuation.resume(with: $0) }
         }
+    }
+
+    /// Deletes a topic with its data and committed offsets; `completion` runs on a storage thread.
+    public func deleteTopic(_ name: String, completion: @escaping @Sendable (Result<Void, MillraceError>) -> Void) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.deleteTopic(DeleteTopicOperation(name: name, completion: completion)))
     }
 
     /// Checks a batch and queues it for the writer. The completion runs on the writer thread
