@@ -61,8 +61,9 @@ let package = Package(
         .executableTarget(
             name: "millrace-bench",
             dependencies: [
-                "MillraceStorage", "MillraceFormat", "CLMDB",
+                "MillraceStorage", "MillraceFormat", "CLMDB", "MillraceClient", "MillraceWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             path: "bench/millrace-bench",
             swiftSettings: strict),

@@ -60,7 +60,9 @@ struct ResponseFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try FrameDecoder.nextFrame(&buffer, minimumBytes: ResponseCodec.minimumFrameBytes) else { return .needMoreData }
+        guard let frame = try FrameDecoder.nextFrame(
+            &buffer, minimumBytes: ResponseCodec.minimumFrameBytes, frameBytesMax: Limits.responseFrameBytesMax)
+        else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }

@@ -12,6 +12,8 @@ public final class Producer: Sendable {
         public var batchBytesMax: Int = 256 << 10
         public var compression: CompressionCodec = .none
         public var retries: Int = 5
+        /// Records sent but not yet answered; `send` waits while this many are outstanding.
+        public var outstandingRecordsMax: Int = 100_000
 
         public init() {}
     }
@@ -30,7 +32,9 @@ public final class Producer: Sendable {
         var partitionCounts: [String: Int32] = [:]
         var stickyPartition: [String: Int32] = [:]
         var inFlight = 0
+        var outstanding = 0
         var drainWaiters: [EventLoopPromise<Void>] = []
+        var roomWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private struct TopicPartitionKey: Hashable {
@@ -52,6 +56,7 @@ public final class Producer: Sendable {
     /// Sends one record and returns where it was stored, once durable.
     public func send(topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = []) async throws -> (partition: Int32, offset: Int64) {
         let partitions = try await partitionCount(topic)
+        await waitForRoom()
         return try await withCheckedThrowingContinuation { continuation in
             enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers) { continuation.resume(with: $0) }
         }
@@ -62,7 +67,22 @@ public final class Producer: Sendable {
         topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = [], completion: @escaping Completion
     ) async throws {
         let partitions = try await partitionCount(topic)
+        await waitForRoom()
         enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, completion: completion)
+    }
+
+    /// Back-pressure: returns once fewer than `outstandingRecordsMax` records are unanswered.
+    private func waitForRoom() async {
+        let full = state.withLockedValue { $0.outstanding >= configuration.outstandingRecordsMax }
+        guard full else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLockedValue { state -> Bool in
+                guard state.outstanding >= configuration.outstandingRecordsMax else { return true }
+                state.roomWaiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
     }
 
     /// Sends what is batched now and waits until every record sent so far is answered.
@@ -100,6 +120,7 @@ public final class Producer: Sendable {
                 state.stickyPartition[topic] = partition
             }
             let target = TopicPartitionKey(topic: topic, partition: partition)
+            state.outstanding += 1
             var pending = state.partitions[target] ?? Pending()
             let now = Int64(pending.records.count)
             pending.records.append(Record(timestampDelta: 0, offsetDelta: Int32(now), key: key, value: value, headers: headers))
@@ -174,12 +195,16 @@ public final class Producer: Sendable {
         for (index, completion) in pending.completions.enumerated() {
             completion(result.map { ($0.0, $0.1 + Int64(index)) })
         }
-        let waiters = state.withLockedValue { state -> [EventLoopPromise<Void>] in
+        let (drained, room) = state.withLockedValue { state -> ([EventLoopPromise<Void>], [CheckedContinuation<Void, Never>]) in
             state.inFlight -= 1
-            guard state.inFlight == 0 && state.partitions.isEmpty else { return [] }
+            state.outstanding -= pending.completions.count
+            let room = state.outstanding < configuration.outstandingRecordsMax ? state.roomWaiters : []
+            if !room.isEmpty { state.roomWaiters = [] }
+            guard state.inFlight == 0 && state.partitions.isEmpty else { return ([], room) }
             defer { state.drainWaiters = [] }
-            return state.drainWaiters
+            return (state.drainWaiters, room)
         }
-        for waiter in waiters { waiter.succeed() }
+        for waiter in room { waiter.resume() }
+        for waiter in drained { waiter.succeed() }
     }
 }

@@ -2,6 +2,11 @@
 public enum Limits {
     /// Largest protocol frame (after the size field): a full batch plus room for the request around it.
     public static let frameBytesMax = (1 << 20) + (64 << 10)
+    /// Largest response frame a client accepts; the broker keeps fetch responses within
+    /// `fetchBytesMax` plus per-partition overhead.
+    public static let responseFrameBytesMax = 64 << 20
+    /// The most record bytes one fetch response carries, whatever the request asks.
+    public static let fetchBytesMax = 32 << 20
     /// Requests a connection may have unanswered before the server refuses more.
     public static let inFlightRequestsMax = 256
     /// Longest protocol string.

@@ -192,7 +192,7 @@ final class RequestDispatcher: Sendable {
     }
 
     private func readAll(_ request: FetchRequest) -> ([TopicEntries<FetchPartitionResult>], Int) {
-        var budget = Int(max(request.maxBytes, 0))
+        var budget = min(Int(max(request.maxBytes, 0)), Limits.fetchBytesMax)
         var total = 0
         let results = request.topics.map { topic in
             TopicEntries(

@@ -1,0 +1,274 @@
+import ArgumentParser
+import Foundation
+import MillraceClient
+import MillraceFormat
+import MillraceWire
+import NIOConcurrencyHelpers
+
+/// `millrace-bench e2e`: a release `millrace serve` on a fresh data directory, driven over
+/// loopback by the Swift client: durable produce from 1 and 4 producers, consume from
+/// earliest, and a fixed-rate latency run; with the server's peak RSS.
+struct E2EBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "e2e", abstract: "End-to-end benchmark over loopback.")
+
+    @Option(help: "Records per throughput case (256-byte values).") var records = 2_000_000
+    @Option(help: "Rate of the latency case, records per second.") var rate = 20_000
+    @Option(help: "Length of the latency case in seconds.") var latencySeconds = 5.0
+    @Flag(help: "Print one JSON object per line instead of a table.") var json = false
+
+    static let valueBytes = 256
+
+    func run() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-e2e-bench-\(getpid())"
+        try? FileManager.default.removeItem(atPath: directory)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try ServerProcess(directory: directory)
+        defer { server.stop() }
+        let monitor = RSSMonitor(pid: server.process.processIdentifier)
+        monitor.start()
+        var results: [BenchResult] = []
+        func report(_ result: BenchResult) {
+            results.append(result)
+            if json { print(Report.jsonLine(result.json)) } else { FileHandle.standardError.write(Data("  done: \(result.name)\n".utf8)) }
+        }
+        if json { print(Report.jsonLine(Report.conditions(extra: ["bench": "e2e", "records": records, "value_bytes": Self.valueBytes, "data_dir": directory]))) }
+
+        let admin = MillraceClient(host: "127.0.0.1", port: server.port)
+        try await admin.createTopic(CreateTopicRequest(name: "bench", partitions: 4))
+        try await admin.createTopic(CreateTopicRequest(name: "latency", partitions: 1))
+        report(try await produceCase(name: "produce-x1", producers: 1, port: server.port))
+        report(try await produceCase(name: "produce-x4", producers: 4, port: server.port))
+        report(try await consumeCase(port: server.port))
+        report(try await latencyCase(port: server.port))
+        await admin.close()
+        monitor.stop()
+        let rss = monitor.peak
+        let rssResult = BenchResult(
+            name: "server-peak-rss", records: 0, bytes: 0, seconds: 1,
+            fields: ["peak_rss_mb": rss.total >> 20, "peak_rss_anon_mb": rss.anonymous >> 20, "peak_rss_file_mb": rss.file >> 20],
+            note: "peak RSS \(rss.total >> 20) MB = \(rss.anonymous >> 20) MB anonymous + \(rss.file >> 20) MB file-backed (LMDB's mapped pages of data.mdb that were touched; the kernel can drop them)")
+        report(rssResult)
+        if !json {
+            print("millrace-bench e2e: \(records) records of \(Self.valueBytes) B per throughput case; server and client share this machine's \(ProcessInfo.processInfo.activeProcessorCount) cores; every produce acknowledged only when durable")
+            Report.printTable(results)
+        }
+    }
+
+    func produceCase(name: String, producers: Int, port: Int) async throws -> BenchResult {
+        let perProducer = records / producers
+        let latencies = LatencyRecorder(count: perProducer * producers)
+        let value = [UInt8](repeating: 0x61, count: Self.valueBytes)
+        let start = monotonicSeconds()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<producers {
+                group.addTask {
+                    let client = MillraceClient(host: "127.0.0.1", port: port)
+                    let producer = Producer(client: client)
+                    for record in 0..<perProducer {
+                        let slot = index * perProducer + record
+                        let sent = monotonicSeconds()
+                        try await producer.send(topic: "bench", value: value) { result in
+                            if case .success = result { latencies.record(slot, (monotonicSeconds() - sent) * 1e6) }
+                        }
+                    }
+                    try await producer.flush()
+                    await client.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = monotonicSeconds() - start
+        let (p50, p99, p999, acknowledged) = latencies.percentiles()
+        precondition(acknowledged == perProducer * producers, "only \(acknowledged) of \(perProducer * producers) records were acknowledged")
+        return BenchResult(
+            name: name, records: acknowledged, bytes: acknowledged * Self.valueBytes, seconds: elapsed,
+            fields: ["msgs_per_s": (Double(acknowledged) / elapsed).rounded(), "producers": producers, "p50_us": p50, "p99_us": p99, "p999_us": p999],
+            note: String(format: "ack latency p50 %.0f µs, p99 %.0f µs, p99.9 %.0f µs (5 ms linger)", p50, p99, p999))
+    }
+
+    func consumeCase(port: Int) async throws -> BenchResult {
+        let client = MillraceClient(host: "127.0.0.1", port: port)
+        var count = 0
+        var bytes = 0
+        let start = monotonicSeconds()
+        for try await record in Consumer(client: client, topic: "bench", from: .earliest, stopAtEnd: true) {
+            count += 1
+            bytes += record.value?.count ?? 0
+        }
+        let elapsed = monotonicSeconds() - start
+        await client.close()
+        return BenchResult(
+            name: "consume-earliest", records: count, bytes: bytes, seconds: elapsed,
+            fields: ["msgs_per_s": (Double(count) / elapsed).rounded()], note: "all 4 partitions from earliest, records decoded")
+    }
+
+    /// Fixed-rate producing while a consumer follows: produce-ack and produce-to-consume latency.
+    func latencyCase(port: Int) async throws -> BenchResult {
+        let total = Int(Double(rate) * latencySeconds)
+        let acks = LatencyRecorder(count: total)
+        let deliveries = LatencyRecorder(count: total)
+        let consumerClient = MillraceClient(host: "127.0.0.1", port: port)
+        let producerClient = MillraceClient(host: "127.0.0.1", port: port)
+        var configuration = Producer.Configuration()
+        configuration.lingerMs = 0
+        let producer = Producer(client: producerClient, configuration: configuration)
+        let consumer = Task {
+            var seen = 0
+            for try await record in Consumer(client: consumerClient, topic: "latency", from: .latest, stopAtEnd: false, maxWaitMs: 200) {
+                let sentNanos = record.value!.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                deliveries.record(Int(record.offset) % total, Double(monotonicNanos() - sentNanos) / 1000)
+                seen += 1
+                if seen == total { break }
+            }
+        }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let start = monotonicSeconds()
+        let perTick = max(1, rate / 1000)
+        var sent = 0
+        while sent < total {
+            let tickStart = monotonicSeconds()
+            for _ in 0..<min(perTick, total - sent) {
+                let now = monotonicNanos()
+                var value = withUnsafeBytes(of: now.bigEndian, Array.init)
+                value += [UInt8](repeating: 0x62, count: Self.valueBytes - 8)
+                let slot = sent
+                let sentAt = monotonicSeconds()
+                try await producer.send(topic: "latency", value: value) { result in
+                    if case .success = result { acks.record(slot, (monotonicSeconds() - sentAt) * 1e6) }
+                }
+                sent += 1
+            }
+            let next = tickStart + 0.001
+            let wait = next - monotonicSeconds()
+            if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
+        }
+        try await producer.flush()
+        let elapsed = monotonicSeconds() - start
+        let deadline = monotonicSeconds() + 10
+        while deliveries.recorded < total && monotonicSeconds() < deadline { try await Task.sleep(nanoseconds: 10_000_000) }
+        consumer.cancel()
+        _ = try? await consumer.value
+        await producerClient.close()
+        await consumerClient.close()
+        let (p50, p99, p999, _) = acks.percentiles()
+        let (d50, d99, _, delivered) = deliveries.percentiles()
+        return BenchResult(
+            name: "fixed-rate-\(rate / 1000)k", records: total, bytes: total * Self.valueBytes, seconds: elapsed,
+            fields: [
+                "msgs_per_s": (Double(total) / elapsed).rounded(), "p50_us": p50, "p99_us": p99, "p999_us": p999, "e2e_p50_us": d50,
+                "e2e_p99_us": d99, "delivered": delivered,
+            ],
+            note: String(format: "ack p50 %.0f / p99 %.0f / p99.9 %.0f µs; produce-to-consume p50 %.0f / p99 %.0f µs", p50, p99, p999, d50, d99))
+    }
+}
+
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Latencies by slot, written from any thread.
+final class LatencyRecorder: @unchecked Sendable {
+    private var values: [Double]
+    private let lock = NSLock()
+    private(set) var recorded = 0
+
+    init(count: Int) { values = Array(repeating: -1, count: count) }
+
+    func record(_ slot: Int, _ micros: Double) {
+        lock.lock()
+        if values[slot] < 0 { recorded += 1 }
+        values[slot] = micros
+        lock.unlock()
+    }
+
+    func percentiles() -> (Double, Double, Double, Int) {
+        lock.lock()
+        let sorted = values.filter { $0 >= 0 }.sorted()
+        lock.unlock()
+        func round(_ value: Double) -> Double { (value * 10).rounded() / 10 }
+        return (round(percentile(sorted, 0.5)), round(percentile(sorted, 0.99)), round(percentile(sorted, 0.999)), sorted.count)
+    }
+}
+
+/// `millrace serve` in a child process on a free port.
+final class ServerProcess {
+    let process = Process()
+    let port: Int
+
+    init(directory: String) throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("millrace").path
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw MillraceError(.unexpected, "\(binary) not found; build it with `swift build -c release`")
+        }
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0"]
+        let log = Pipe()
+        process.standardError = log
+        try process.run()
+        var text = ""
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let data = log.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            text += String(decoding: data, as: UTF8.self)
+            if let range = text.range(of: #"on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                port = Int(text[range].split(separator: ":").last!)!
+                return
+            }
+        }
+        process.terminate()
+        throw MillraceError(.unexpected, "the server did not start: \(text)")
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// Samples the server's resident memory from /proc every 50 ms.
+final class RSSMonitor: @unchecked Sendable {
+    struct Sample { var total = 0, anonymous = 0, file = 0 }
+    private let pid: Int32
+    private let lock = NSLock()
+    private var best = Sample()
+    private var running = true
+    private var thread: Thread?
+
+    init(pid: Int32) { self.pid = pid }
+
+    var peak: Sample { lock.lock(); defer { lock.unlock() }; return best }
+
+    func start() {
+        let thread = Thread { [self] in
+            while lock.withLock({ running }) {
+                if let sample = read() {
+                    lock.withLock { if sample.total > best.total { best = sample } }
+                }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    func stop() { lock.withLock { running = false } }
+
+    private func read() -> Sample? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        var sample = Sample()
+        for line in text.split(separator: "\n") {
+            let parts = line.split(whereSeparator: \.isWhitespace)
+            guard parts.count >= 2, let kb = Int(parts[1]) else { continue }
+            switch parts[0] {
+            case "VmRSS:": sample.total = kb << 10
+            case "RssAnon:": sample.anonymous = kb << 10
+            case "RssFile:": sample.file = kb << 10
+            default: break
+            }
+        }
+        return sample
+    }
+}
