@@ -52,18 +52,22 @@ public struct Consumer: AsyncSequence, Sendable {
         var positions: [Int32: Int64] = [:]
         var ends: [Int32: Int64] = [:]
         var buffered: [ConsumedRecord] = []
+        var bufferedIndex = 0
         var started = false
 
         init(consumer: Consumer) { self.consumer = consumer }
 
         public mutating func next() async throws -> ConsumedRecord? {
             if !started { try await begin() }
-            while buffered.isEmpty {
+            while bufferedIndex == buffered.count {
+                buffered.removeAll(keepingCapacity: true)
+                bufferedIndex = 0
                 if consumer.stopAtEnd && positions.allSatisfy({ $0.value >= ends[$0.key, default: 0] }) { return nil }
                 try Task.checkCancellation()
                 try await poll()
             }
-            return buffered.removeFirst()
+            defer { bufferedIndex += 1 }
+            return buffered[bufferedIndex]
         }
 
         private mutating func begin() async throws {
