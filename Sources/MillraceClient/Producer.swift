@@ -121,16 +121,20 @@ public final class Producer: Sendable {
             }
             let target = TopicPartitionKey(topic: topic, partition: partition)
             state.outstanding += 1
-            var pending = state.partitions[target] ?? Pending()
-            let now = Int64(pending.records.count)
-            pending.records.append(Record(timestampDelta: 0, offsetDelta: Int32(now), key: key, value: value, headers: headers))
-            pending.completions.append(completion)
-            pending.bytes += recordBytes
-            if pending.timer == nil {
-                pending.timer = eventLoop.scheduleTask(in: .milliseconds(configuration.lingerMs)) { [self] in ship(target) }
+            if state.partitions[target] == nil {
+                var fresh = Pending()
+                fresh.timer = eventLoop.scheduleTask(in: .milliseconds(configuration.lingerMs)) { [self] in ship(target) }
+                state.partitions[target] = fresh
             }
-            state.partitions[target] = pending
-            let full = pending.bytes >= configuration.batchBytesMax || pending.records.count >= Limits.recordsPerBatchMax
+            // Mutated in place: copying the pending batch out and back would copy its records
+            // on every append.
+            let offsetDelta = Int32(state.partitions[target]!.records.count)
+            state.partitions[target]!.records.append(
+                Record(timestampDelta: 0, offsetDelta: offsetDelta, key: key, value: value, headers: headers))
+            state.partitions[target]!.completions.append(completion)
+            state.partitions[target]!.bytes += recordBytes
+            let full = state.partitions[target]!.bytes >= configuration.batchBytesMax
+                || state.partitions[target]!.records.count >= Limits.recordsPerBatchMax
             if full && key == nil { state.stickyPartition[topic] = (partition + 1) % partitions }
             return (target, full)
         }
