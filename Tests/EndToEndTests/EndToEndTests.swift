@@ -106,6 +106,27 @@ func fetch(_ topic: String, _ partition: Int32, from offset: Int64, maxWaitMs: I
         await live.stop()
     }
 
+    @Test func aGracefulStopAnswersWhatIsInFlight() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = try TestClient(port: live.port)
+        _ = try client.call(.createTopic(CreateTopicRequest(name: "t", partitions: 1)))
+        var sent: [Int32] = []
+        for index in 0..<50 { sent.append(try client.send(produce("t", 0, ["\(index)"]))) }
+        await live.stop()
+        var answered = 0
+        while let response = try client.receive() {
+            #expect(response.errorCode == .none && response.correlationID == sent[answered])
+            answered += 1
+        }
+        #expect(answered == 50)
+        var options = Storage.Options()
+        options.readOnly = true
+        let reopened = try Storage.open(directory: live.directory, options: options)
+        #expect(try reopened.offsets(topic: "t", partition: 0).nextOffset == 50)
+        reopened.close()
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
@@ -133,6 +154,9 @@ func fetch(_ topic: String, _ partition: Int32, from offset: Int64, maxWaitMs: I
         let unknownResponse = try #require(try unknown.receive())
         #expect(unknownResponse.errorCode == .unknownApi && unknownResponse.correlationID == 42)
         #expect(try unknown.call(.listTopics).errorCode == .none)  // still open
+        try unknown.sendRaw([0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 43])
+        let versionResponse = try #require(try unknown.receive())
+        #expect(versionResponse.errorCode == .unsupportedVersion && versionResponse.correlationID == 43)
 
         let oversized = try TestClient(port: live.port)
         try oversized.sendRaw([0x7F, 0, 0, 0])
