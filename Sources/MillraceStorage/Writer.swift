@@ -143,7 +143,7 @@ final class Writer: @unchecked Sendable {
     }
 
     static let mergeGroupMin = 8
-    static let mergeWindowNanoseconds: UInt64 = 500_000
+    static let mergeWindowNanoseconds: UInt64 = 250_000
 
     private func run() {
         var retentionDue = retentionIntervalNanoseconds.map { monotonicNanoseconds() + $0 }
