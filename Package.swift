@@ -82,6 +82,10 @@ let package = Package(
         .testTarget(
             name: "MillraceWireTests", dependencies: ["MillraceWire", "MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(
+            name: "MillraceServerTests",
+            dependencies: ["MillraceServer", "MillraceStorage", "MillraceFormat", "TestSupport"],
+            swiftSettings: strict),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: [
                 "MillraceServer", "MillraceStorage", "MillraceWire", "MillraceFormat", "MillraceClient", "TestSupport",

@@ -1,0 +1,136 @@
+import MillraceFormat
+import MillraceStorage
+
+/// One consumer group's membership, in the shape of postgres-nio's state machines: a struct,
+/// one mutating function per event, each returning what the caller must do. No clock of its
+/// own (times come with the events), no I/O.
+///
+/// Every membership change (a join, a leave, a session expiry) starts a new generation with a
+/// fresh assignment (`GroupAssignment`). Members learn of it on their next heartbeat. Commits
+/// carry the member's generation and are refused from any other (fencing), so within one
+/// generation no partition is owned by two members, and a member that was replaced can no
+/// longer move the group's offsets.
+public struct GroupStateMachine: Sendable {
+    public struct Member: Equatable, Sendable {
+        public var id: String
+        public var topics: [String]
+        public var sessionTimeoutMs: Int64
+        public var lastHeardMs: Int64
+    }
+
+    public enum State: Equatable, Sendable {
+        /// No members.
+        case empty
+        /// Members with an assignment at this generation.
+        case stable(generation: Int32)
+    }
+
+    public enum HeartbeatAction: Equatable, Sendable {
+        /// Carry on with the current assignment.
+        case carryOn
+        /// A new generation: stop what is not in `assignment`, then consume it.
+        case rebalance(generation: Int32, assignment: [TopicPartition])
+        /// Not a member (expired, or left): join again.
+        case unknownMember
+    }
+
+    public struct Joined: Equatable, Sendable {
+        public var memberID: String
+        public var generation: Int32
+        public var assignment: [TopicPartition]
+    }
+
+    public let group: String
+    public private(set) var state: State = .empty
+    public private(set) var members: [String: Member] = [:]
+    public private(set) var assignment: [String: [TopicPartition]] = [:]
+    private var generation: Int32 = 0
+    private var nextMemberNumber = 1
+
+    public init(group: String) { self.group = group }
+
+    public var currentGeneration: Int32 { generation }
+
+    /// A consumer joins (or rejoins with its id). `partitionCounts` gives the topics' sizes.
+    public mutating func join(
+        memberID: String?, topics: [String], partitionCounts: [String: Int32], sessionTimeoutMs: Int64, nowMs: Int64
+    ) -> Joined {
+        let id = memberID.flatMap { members[$0] != nil ? $0 : nil } ?? newMemberID()
+        let isNew = members[id] == nil || members[id]!.topics != topics
+        members[id] = Member(id: id, topics: topics, sessionTimeoutMs: sessionTimeoutMs, lastHeardMs: nowMs)
+        if isNew { rebalance(partitionCounts: partitionCounts) }
+        return Joined(memberID: id, generation: generation, assignment: assignment[id] ?? [])
+    }
+
+    public mutating func heartbeat(memberID: String, generation memberGeneration: Int32, nowMs: Int64) -> HeartbeatAction {
+        guard members[memberID] != nil else { return .unknownMember }
+        members[memberID]!.lastHeardMs = nowMs
+        guard memberGeneration == generation else {
+            return .rebalance(generation: generation, assignment: assignment[memberID] ?? [])
+        }
+        return .carryOn
+    }
+
+    /// A member leaves cleanly: its partitions go to the others at once.
+    public mutating func leave(memberID: String, partitionCounts: [String: Int32]) -> Bool {
+        guard members.removeValue(forKey: memberID) != nil else { return false }
+        rebalance(partitionCounts: partitionCounts)
+        return true
+    }
+
+    /// Removes members not heard from within their session timeout; returns their ids.
+    public mutating func expire(nowMs: Int64, partitionCounts: [String: Int32]) -> [String] {
+        let expired = members.values.filter { nowMs - $0.lastHeardMs > $0.sessionTimeoutMs }.map(\.id).sorted()
+        guard !expired.isEmpty else { return [] }
+        for id in expired { members[id] = nil }
+        rebalance(partitionCounts: partitionCounts)
+        return expired
+    }
+
+    /// Whether a commit from this member at this generation may change the group's offsets.
+    /// Members may commit only partitions assigned to them in the current generation.
+    public func checkCommit(memberID: String, generation memberGeneration: Int32, partitions: [TopicPartition]) -> MillraceError? {
+        guard members[memberID] != nil else {
+            return MillraceError(.invalidRequest, "member \(memberID) is not in group \(group); rejoin before committing")
+        }
+        guard memberGeneration == generation else {
+            return MillraceError(
+                .invalidRequest,
+                "commit from generation \(memberGeneration) refused: group \(group) is at generation \(generation); rejoin and re-read from the committed offsets")
+        }
+        let owned = Set(assignment[memberID] ?? [])
+        if let foreign = partitions.first(where: { !owned.contains($0) }) {
+            return MillraceError(.invalidRequest, "member \(memberID) does not own \(foreign) in generation \(generation)")
+        }
+        return nil
+    }
+
+    private mutating func newMemberID() -> String {
+        defer { nextMemberNumber += 1 }
+        return "\(group)-member-\(nextMemberNumber)"
+    }
+
+    private mutating func rebalance(partitionCounts: [String: Int32]) {
+        generation += 1
+        guard !members.isEmpty else {
+            state = .empty
+            assignment = [:]
+            return
+        }
+        let topics = Set(members.values.flatMap(\.topics))
+        let partitions = topics.sorted().flatMap { topic in
+            (0..<(partitionCounts[topic] ?? 0)).map { TopicPartition(topic: topic, partition: $0) }
+        }
+        // Members may subscribe to different topics: assign each topic among its subscribers.
+        var next: [String: [TopicPartition]] = Dictionary(uniqueKeysWithValues: members.keys.map { ($0, []) })
+        for topic in topics.sorted() {
+            let subscribers = members.values.filter { $0.topics.contains(topic) }.map(\.id)
+            let previous = assignment.mapValues { $0.filter { $0.topic == topic } }
+            let forTopic = GroupAssignment.assign(
+                partitions: partitions.filter { $0.topic == topic }, members: subscribers, previous: previous)
+            for (member, owned) in forTopic { next[member, default: []].append(contentsOf: owned) }
+        }
+        assignment = next
+        state = .stable(generation: generation)
+    }
+}
