@@ -55,6 +55,10 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case unsupportedVersion = 25
     /// More requests are unanswered on this connection than `Limits.inFlightRequestsMax`.
     case tooManyInFlight = 26
+    /// The consumer-group member id is not (or no longer) in the group; join again.
+    case unknownMember = 27
+    /// A group commit came from a generation other than the group's current one; rejoin.
+    case staleGeneration = 28
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
@@ -63,7 +67,8 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .none, .unexpected, .corruptBatch, .unsupportedCodec, .batchTooLarge, .invalidRecordCount,
             .keyTooLarge, .unknownTopic, .unknownPartition, .topicAlreadyExists, .invalidTopicName,
             .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .storageClosed, .notDataDirectory,
-            .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion:
+            .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion,
+            .unknownMember, .staleGeneration:
             return false
         }
     }
@@ -97,6 +102,8 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .unknownApi: return "unknown_api"
         case .unsupportedVersion: return "unsupported_version"
         case .tooManyInFlight: return "too_many_in_flight"
+        case .unknownMember: return "unknown_member"
+        case .staleGeneration: return "stale_generation"
         }
     }
 }

@@ -25,7 +25,8 @@ public final class MillraceServer: Sendable {
     private let configuration: Configuration
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
-    private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel])>((nil, [:]))
+    private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel], expiry: RepeatedTask?)>(
+        (nil, [:], nil))
     /// Requests accepted and not yet answered, across connections (graceful shutdown waits on it).
     private let inFlight = NIOLockedValueBox(0)
 
@@ -69,13 +70,19 @@ public final class MillraceServer: Sendable {
         let address = channel.localAddress!
         advertisedPort.withLockedValue { $0 = Int32(address.port ?? configuration.port) }
         state.withLockedValue { $0.server = channel }
+        // Group sessions expire on this tick; nothing waits on it.
+        let expiry = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            dispatcherBox.withLockedValue { $0 }?.groups.expire()
+        }
+        state.withLockedValue { $0.expiry = expiry }
         return address
     }
 
     /// Stops accepting, lets each connection finish what it has in flight (up to
     /// `graceSeconds`), closes them and the event loops. The caller closes the storage after.
     public func stop(graceSeconds: Int64 = 10) async {
-        let server = state.withLockedValue { $0.server }
+        let (server, expiry) = state.withLockedValue { ($0.server, $0.expiry) }
+        expiry?.cancel()
         try? await server?.close().get()
         let deadline = NIODeadline.now() + .seconds(graceSeconds)
         while inFlight.withLockedValue({ $0 }) > 0 && NIODeadline.now() < deadline {

@@ -11,9 +11,11 @@ final class RequestDispatcher: Sendable {
     let advertisedHost: String
     let advertisedPort: Int32
     let waiters = FetchWaiters()
+    let groups: GroupCoordinator
 
-    init(storage: Storage, advertisedHost: String, advertisedPort: Int32) {
+    init(storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock()) {
         self.storage = storage
+        groups = GroupCoordinator(storage: storage, clock: clock)
         self.advertisedHost = advertisedHost
         self.advertisedPort = advertisedPort
         storage.observeCommits { [waiters] partitions in waiters.wake(partitions) }
@@ -44,6 +46,25 @@ final class RequestDispatcher: Sendable {
                 return self.fetch(fetch, on: eventLoop)
             case .listOffsets(let list):
                 return eventLoop.makeSucceededFuture(.listOffsets(listOffsets(list)))
+            case .joinGroup(let join):
+                return eventLoop.makeSucceededFuture(.joinGroup(try groups.join(join)))
+            case .heartbeat(let member):
+                return eventLoop.makeSucceededFuture(.heartbeat(try groups.heartbeat(member)))
+            case .leaveGroup(let member):
+                try groups.leave(member)
+                return eventLoop.makeSucceededFuture(.leaveGroup)
+            case .offsetCommit(let commit):
+                try groups.checkCommit(commit)
+                let commits = commit.topics.flatMap { topic in
+                    topic.entries.map {
+                        OffsetCommit(group: commit.group, topic: topic.topic, partition: $0.partition, offset: $0.offset, metadata: $0.metadata)
+                    }
+                }
+                let promise = eventLoop.makePromise(of: ResponseBody.self)
+                storage.commitOffsets(commits) { result in promise.completeWith(result.map { .offsetCommit }.mapError { $0 as any Error }) }
+                return promise.futureResult
+            case .offsetFetch(let fetch):
+                return eventLoop.makeSucceededFuture(.offsetFetch(try committedOffsets(fetch)))
             }
         } catch {
             return eventLoop.makeFailedFuture(error)
@@ -217,6 +238,25 @@ final class RequestDispatcher: Sendable {
                 })
         }
         return (results, total)
+    }
+
+    private func committedOffsets(_ request: OffsetFetchRequest) throws -> [TopicEntries<OffsetEntry>] {
+        let stored = try storage.committedOffsets(group: request.group)
+        guard !request.topics.isEmpty else {
+            return Dictionary(grouping: stored, by: \.topic).sorted { $0.key < $1.key }.map { topic, offsets in
+                TopicEntries(topic: topic, offsets.map { OffsetEntry(partition: $0.partition, offset: $0.offset, metadata: $0.metadata) })
+            }
+        }
+        var byKey: [TopicPartition: CommittedOffset] = [:]
+        for offset in stored { byKey[TopicPartition(topic: offset.topic, partition: offset.partition)] = offset }
+        return request.topics.map { topic in
+            TopicEntries(
+                topic: topic.topic,
+                topic.entries.map { entry in
+                    let found = byKey[TopicPartition(topic: topic.topic, partition: entry.partition)]
+                    return OffsetEntry(partition: entry.partition, offset: found?.offset ?? -1, metadata: found?.metadata ?? "")
+                })
+        }
     }
 
     private func listOffsets(_ request: ListOffsetsRequest) -> [TopicEntries<ListOffsetsPartitionResult>] {

@@ -221,6 +221,13 @@ public final class Storage: @unchecked Sendable {
         }
     }
 
+    /// Commits consumer offsets durably, all or none; `completion` runs on a storage thread.
+    /// Fails at once with `writerBusy` when the writer's queue is full.
+    public func commitOffsets(_ commits: [OffsetCommit], completion: @escaping @Sendable (Result<Void, MillraceError>) -> Void) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.commitOffsets(OffsetCommitOperation(commits: commits, completion: completion)))
+    }
+
     /// Commits consumer offsets durably, all or none.
     public func commitOffsets(_ commits: [OffsetCommit]) async throws {
         let writer = try requireWriter()

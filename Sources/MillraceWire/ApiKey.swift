@@ -16,6 +16,14 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case fetch = 7
     /// Earliest, latest, or first-at-or-after-a-time offsets.
     case listOffsets = 8
+    /// Join a consumer group; answered with the member id, generation and assignment.
+    case joinGroup = 9
+    /// Keep a group membership alive; answered with a new assignment after a rebalance.
+    case heartbeat = 10
+    case leaveGroup = 11
+    /// Commit consumed offsets, fenced by the member's generation.
+    case offsetCommit = 12
+    case offsetFetch = 13
 
     /// Versions this build speaks.
     public var versions: ClosedRange<Int16> { 0...0 }

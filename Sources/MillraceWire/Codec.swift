@@ -74,6 +74,23 @@ public enum RequestCodec {
             fetch.topics.write(to: &buffer)
         case .listOffsets(let list):
             list.topics.write(to: &buffer)
+        case .joinGroup(let join):
+            buffer.writeMillraceString(join.group)
+            buffer.writeMillraceString(join.memberID)
+            buffer.writeInteger(join.sessionTimeoutMs)
+            buffer.writeMillraceArray(join.topics) { $0.writeMillraceString($1) }
+        case .heartbeat(let member), .leaveGroup(let member):
+            buffer.writeMillraceString(member.group)
+            buffer.writeMillraceString(member.memberID)
+            buffer.writeInteger(member.generation)
+        case .offsetCommit(let commit):
+            buffer.writeMillraceString(commit.group)
+            buffer.writeMillraceString(commit.memberID)
+            buffer.writeInteger(commit.generation)
+            commit.topics.write(to: &buffer)
+        case .offsetFetch(let fetch):
+            buffer.writeMillraceString(fetch.group)
+            fetch.topics.write(to: &buffer)
         }
     }
 
@@ -130,7 +147,30 @@ public enum RequestCodec {
                     maxBytes: try buffer.readMillraceInteger("max bytes"), topics: try .init(from: &buffer, "topics")))
         case .listOffsets:
             return .listOffsets(ListOffsetsRequest(topics: try .init(from: &buffer, "topics")))
+        case .joinGroup:
+            return .joinGroup(
+                JoinGroupRequest(
+                    group: try buffer.readMillraceString("group"), memberID: try buffer.readMillraceString("member id"),
+                    sessionTimeoutMs: try buffer.readMillraceInteger("session timeout"),
+                    topics: try buffer.readMillraceArray("topics", minimumElementBytes: 2) { try $0.readMillraceString("topic") }))
+        case .heartbeat:
+            return .heartbeat(try readMember(&buffer))
+        case .leaveGroup:
+            return .leaveGroup(try readMember(&buffer))
+        case .offsetCommit:
+            return .offsetCommit(
+                OffsetCommitRequest(
+                    group: try buffer.readMillraceString("group"), memberID: try buffer.readMillraceString("member id"),
+                    generation: try buffer.readMillraceInteger("generation"), topics: try .init(from: &buffer, "topics")))
+        case .offsetFetch:
+            return .offsetFetch(OffsetFetchRequest(group: try buffer.readMillraceString("group"), topics: try .init(from: &buffer, "topics")))
         }
+    }
+
+    private static func readMember(_ buffer: inout ByteBuffer) throws -> GroupMemberRequest {
+        GroupMemberRequest(
+            group: try buffer.readMillraceString("group"), memberID: try buffer.readMillraceString("member id"),
+            generation: try buffer.readMillraceInteger("generation"))
     }
 }
 
@@ -173,6 +213,12 @@ public enum ResponseCodec {
         case .fetch(let topics):
             topics.write(to: &buffer)
         case .listOffsets(let topics):
+            topics.write(to: &buffer)
+        case .joinGroup(let assignment), .heartbeat(let assignment):
+            assignment.write(to: &buffer)
+        case .leaveGroup, .offsetCommit:
+            break
+        case .offsetFetch(let topics):
             topics.write(to: &buffer)
         }
     }
@@ -224,6 +270,16 @@ public enum ResponseCodec {
             return .fetch(try .init(from: &buffer, "topics"))
         case .listOffsets:
             return .listOffsets(try .init(from: &buffer, "topics"))
+        case .joinGroup:
+            return .joinGroup(try GroupAssignmentResponse(from: &buffer))
+        case .heartbeat:
+            return .heartbeat(try GroupAssignmentResponse(from: &buffer))
+        case .leaveGroup:
+            return .leaveGroup
+        case .offsetCommit:
+            return .offsetCommit
+        case .offsetFetch:
+            return .offsetFetch(try .init(from: &buffer, "topics"))
         }
     }
 }

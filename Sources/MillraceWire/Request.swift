@@ -28,6 +28,11 @@ public enum Request: Equatable, Sendable {
     case produce(ProduceRequest)
     case fetch(FetchRequest)
     case listOffsets(ListOffsetsRequest)
+    case joinGroup(JoinGroupRequest)
+    case heartbeat(GroupMemberRequest)
+    case leaveGroup(GroupMemberRequest)
+    case offsetCommit(OffsetCommitRequest)
+    case offsetFetch(OffsetFetchRequest)
 
     public var apiKey: ApiKey {
         switch self {
@@ -40,6 +45,11 @@ public enum Request: Equatable, Sendable {
         case .produce: return .produce
         case .fetch: return .fetch
         case .listOffsets: return .listOffsets
+        case .joinGroup: return .joinGroup
+        case .heartbeat: return .heartbeat
+        case .leaveGroup: return .leaveGroup
+        case .offsetCommit: return .offsetCommit
+        case .offsetFetch: return .offsetFetch
         }
     }
 }

@@ -35,6 +35,11 @@ public enum ResponseBody: Equatable, Sendable {
     case produce([TopicEntries<ProducePartitionResult>])
     case fetch([TopicEntries<FetchPartitionResult>])
     case listOffsets([TopicEntries<ListOffsetsPartitionResult>])
+    case joinGroup(GroupAssignmentResponse)
+    case heartbeat(GroupAssignmentResponse)
+    case leaveGroup
+    case offsetCommit
+    case offsetFetch([TopicEntries<OffsetEntry>])
 
     public var apiKey: ApiKey {
         switch self {
@@ -47,6 +52,11 @@ public enum ResponseBody: Equatable, Sendable {
         case .produce: return .produce
         case .fetch: return .fetch
         case .listOffsets: return .listOffsets
+        case .joinGroup: return .joinGroup
+        case .heartbeat: return .heartbeat
+        case .leaveGroup: return .leaveGroup
+        case .offsetCommit: return .offsetCommit
+        case .offsetFetch: return .offsetFetch
         }
     }
 }

@@ -51,6 +51,12 @@ let sampleRequests: [Request] = [
             maxWaitMs: 500, minBytes: 1, maxBytes: 1 << 20,
             topics: [TopicEntries(topic: "a", [FetchPartition(partition: 0, offset: 42, maxBytes: 65_536), FetchPartition(partition: 1, offset: 0, maxBytes: 1)])])),
     .listOffsets(ListOffsetsRequest(topics: [TopicEntries(topic: "a", [ListOffsetsPartition(partition: 0, timestamp: ListOffsetsPartition.earliest)])])),
+    .joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 10_000, topics: ["orders", "lots"])),
+    .heartbeat(GroupMemberRequest(group: "erp", memberID: "erp-member-1", generation: 3)),
+    .leaveGroup(GroupMemberRequest(group: "erp", memberID: "erp-member-1", generation: 3)),
+    .offsetCommit(
+        OffsetCommitRequest(group: "erp", memberID: "erp-member-1", generation: 3, topics: [TopicEntries(topic: "orders", [OffsetEntry(partition: 1, offset: 99, metadata: "w1")])])),
+    .offsetFetch(OffsetFetchRequest(group: "erp", topics: [TopicEntries(topic: "orders", [PartitionNumber(0), PartitionNumber(1)])])),
 ]
 
 let sampleResponses: [Response] = [
@@ -84,6 +90,14 @@ let sampleResponses: [Response] = [
         correlationID: 9,
         body: .listOffsets([TopicEntries(topic: "a", [ListOffsetsPartitionResult(partition: 0, offset: 17, timestamp: 1_700_000_000_123)])])),
     Response(correlationID: 10, error: MillraceError(.unknownTopic, "topic \"x\" does not exist")),
+    Response(
+        correlationID: 11,
+        body: .joinGroup(GroupAssignmentResponse(memberID: "erp-member-1", generation: 2, rebalanced: true, assignment: [TopicEntries(topic: "orders", [PartitionNumber(0)])]))),
+    Response(correlationID: 12, body: .heartbeat(GroupAssignmentResponse(memberID: "erp-member-1", generation: 2, rebalanced: false, assignment: []))),
+    Response(correlationID: 13, body: .leaveGroup),
+    Response(correlationID: 14, body: .offsetCommit),
+    Response(correlationID: 15, body: .offsetFetch([TopicEntries(topic: "orders", [OffsetEntry(partition: 0, offset: -1)])])),
+    Response(correlationID: 16, error: MillraceError(.staleGeneration, "commit from generation 1 refused")),
 ]
 
 @Suite struct WireTests {

@@ -91,11 +91,11 @@ public struct GroupStateMachine: Sendable {
     /// Members may commit only partitions assigned to them in the current generation.
     public func checkCommit(memberID: String, generation memberGeneration: Int32, partitions: [TopicPartition]) -> MillraceError? {
         guard members[memberID] != nil else {
-            return MillraceError(.invalidRequest, "member \(memberID) is not in group \(group); rejoin before committing")
+            return MillraceError(.unknownMember, "member \(memberID) is not in group \(group); rejoin before committing")
         }
         guard memberGeneration == generation else {
             return MillraceError(
-                .invalidRequest,
+                .staleGeneration,
                 "commit from generation \(memberGeneration) refused: group \(group) is at generation \(generation); rejoin and re-read from the committed offsets")
         }
         let owned = Set(assignment[memberID] ?? [])

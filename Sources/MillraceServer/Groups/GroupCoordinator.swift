@@ -1,0 +1,116 @@
+import MillraceFormat
+import MillraceStorage
+import MillraceWire
+import NIOConcurrencyHelpers
+
+/// Consumer groups in the broker: one `GroupStateMachine` per group, driven by requests and
+/// by a periodic expiry tick. Membership lives in memory (members rejoin after a broker
+/// restart); committed offsets live in the storage.
+final class GroupCoordinator: Sendable {
+    private let storage: Storage
+    private let clock: any MillraceClock
+    private let groups = NIOLockedValueBox<[String: GroupStateMachine]>([:])
+
+    static let sessionTimeoutRangeMs: ClosedRange<Int64> = 1_000...300_000
+
+    init(storage: Storage, clock: any MillraceClock) {
+        self.storage = storage
+        self.clock = clock
+    }
+
+    private func partitionCounts() throws -> [String: Int32] {
+        Dictionary(uniqueKeysWithValues: try storage.listTopics().map { ($0.name, $0.partitionCount) })
+    }
+
+    func join(_ request: JoinGroupRequest) throws -> GroupAssignmentResponse {
+        guard !request.group.isEmpty, request.group.utf8.count <= Limits.groupNameBytesMax else {
+            throw MillraceError(.invalidRequest, "group name must be 1...\(Limits.groupNameBytesMax) bytes")
+        }
+        guard Self.sessionTimeoutRangeMs.contains(Int64(request.sessionTimeoutMs)) else {
+            throw MillraceError(.invalidRequest, "session timeout must be \(Self.sessionTimeoutRangeMs) ms (got \(request.sessionTimeoutMs))")
+        }
+        let counts = try partitionCounts()
+        if let missing = request.topics.first(where: { counts[$0] == nil }) {
+            throw MillraceError(.unknownTopic, "topic \"\(missing)\" does not exist; create it before joining")
+        }
+        let now = clock.nowMilliseconds()
+        return groups.withLockedValue { groups in
+            var group = groups[request.group] ?? GroupStateMachine(group: request.group)
+            let joined = group.join(
+                memberID: request.memberID.isEmpty ? nil : request.memberID, topics: request.topics.sorted(), partitionCounts: counts,
+                sessionTimeoutMs: Int64(request.sessionTimeoutMs), nowMs: now)
+            groups[request.group] = group
+            return GroupAssignmentResponse(
+                memberID: joined.memberID, generation: joined.generation, rebalanced: true, assignment: Self.wire(joined.assignment))
+        }
+    }
+
+    func heartbeat(_ request: GroupMemberRequest) throws -> GroupAssignmentResponse {
+        let now = clock.nowMilliseconds()
+        return try groups.withLockedValue { groups in
+            guard var group = groups[request.group] else {
+                throw MillraceError(.unknownMember, "group \(request.group) has no members; join it")
+            }
+            let action = group.heartbeat(memberID: request.memberID, generation: request.generation, nowMs: now)
+            groups[request.group] = group
+            switch action {
+            case .carryOn:
+                return GroupAssignmentResponse(
+                    memberID: request.memberID, generation: request.generation, rebalanced: false,
+                    assignment: Self.wire(group.assignment[request.memberID] ?? []))
+            case .rebalance(let generation, let assignment):
+                return GroupAssignmentResponse(memberID: request.memberID, generation: generation, rebalanced: true, assignment: Self.wire(assignment))
+            case .unknownMember:
+                throw MillraceError(.unknownMember, "member \(request.memberID) is not in group \(request.group) (its session expired, or it left); join again")
+            }
+        }
+    }
+
+    func leave(_ request: GroupMemberRequest) throws {
+        let counts = try partitionCounts()
+        try groups.withLockedValue { groups in
+            guard var group = groups[request.group], group.leave(memberID: request.memberID, partitionCounts: counts) else {
+                throw MillraceError(.unknownMember, "member \(request.memberID) is not in group \(request.group)")
+            }
+            groups[request.group] = group.members.isEmpty ? nil : group
+        }
+    }
+
+    /// Fencing for commits: a member commits only its own partitions at the current
+    /// generation; a commit without membership only to a group with no live members.
+    func checkCommit(_ request: OffsetCommitRequest) throws {
+        let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
+        try groups.withLockedValue { groups in
+            guard let group = groups[request.group] else {
+                guard request.memberID.isEmpty else {
+                    throw MillraceError(.unknownMember, "group \(request.group) has no members; join it before committing as a member")
+                }
+                return
+            }
+            if request.memberID.isEmpty {
+                throw MillraceError(
+                    .invalidRequest, "group \(request.group) has \(group.members.count) live members; commit as a member, or stop them first")
+            }
+            if let error = group.checkCommit(memberID: request.memberID, generation: request.generation, partitions: partitions) { throw error }
+        }
+    }
+
+    /// Removes members whose session ran out; the others get the partitions at their next heartbeat.
+    func expire() {
+        guard let counts = try? partitionCounts() else { return }
+        let now = clock.nowMilliseconds()
+        groups.withLockedValue { groups in
+            for name in Array(groups.keys) {
+                var group = groups[name]!
+                _ = group.expire(nowMs: now, partitionCounts: counts)
+                groups[name] = group.members.isEmpty ? nil : group
+            }
+        }
+    }
+
+    static func wire(_ partitions: [TopicPartition]) -> [TopicEntries<PartitionNumber>] {
+        Dictionary(grouping: partitions, by: \.topic).sorted { $0.key < $1.key }.map { topic, owned in
+            TopicEntries(topic: topic, owned.map { PartitionNumber($0.partition) }.sorted { $0.partition < $1.partition })
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import MillraceFormat
+import NIOCore
+
+/// A partition number inside `TopicEntries`.
+public struct PartitionNumber: WireCodable {
+    public var partition: Int32
+    public init(_ partition: Int32) { self.partition = partition }
+    public static var minimumBytes: Int { 4 }
+    public func write(to buffer: inout ByteBuffer) { buffer.writeInteger(partition) }
+    public init(from buffer: inout ByteBuffer) throws { partition = try buffer.readMillraceInteger("partition") }
+}
+
+public struct JoinGroupRequest: Equatable, Sendable {
+    public var group: String
+    /// Empty for a new member.
+    public var memberID: String
+    public var sessionTimeoutMs: Int32
+    public var topics: [String]
+
+    public init(group: String, memberID: String = "", sessionTimeoutMs: Int32, topics: [String]) {
+        self.group = group
+        self.memberID = memberID
+        self.sessionTimeoutMs = sessionTimeoutMs
+        self.topics = topics
+    }
+}
+
+public struct GroupAssignmentResponse: Equatable, Sendable {
+    public var memberID: String
+    public var generation: Int32
+    /// True when the assignment changed (a new generation) since the member last heard.
+    public var rebalanced: Bool
+    public var assignment: [TopicEntries<PartitionNumber>]
+
+    public init(memberID: String, generation: Int32, rebalanced: Bool, assignment: [TopicEntries<PartitionNumber>]) {
+        self.memberID = memberID
+        self.generation = generation
+        self.rebalanced = rebalanced
+        self.assignment = assignment
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceString(memberID)
+        buffer.writeInteger(generation)
+        buffer.writeInteger(Int8(rebalanced ? 1 : 0))
+        assignment.write(to: &buffer)
+    }
+
+    init(from buffer: inout ByteBuffer) throws {
+        memberID = try buffer.readMillraceString("member id")
+        generation = try buffer.readMillraceInteger("generation")
+        rebalanced = try buffer.readMillraceInteger("rebalanced", as: Int8.self) != 0
+        assignment = try .init(from: &buffer, "assignment")
+    }
+}
+
+public struct GroupMemberRequest: Equatable, Sendable {
+    public var group: String
+    public var memberID: String
+    public var generation: Int32
+
+    public init(group: String, memberID: String, generation: Int32) {
+        self.group = group
+        self.memberID = memberID
+        self.generation = generation
+    }
+}
+
+/// A partition's offset with its metadata: what OffsetCommit sends and OffsetFetch returns
+/// (offset -1 when nothing is committed).
+public struct OffsetEntry: WireCodable {
+    public var partition: Int32
+    public var offset: Int64
+    public var metadata: String
+
+    public init(partition: Int32, offset: Int64, metadata: String = "") {
+        self.partition = partition
+        self.offset = offset
+        self.metadata = metadata
+    }
+
+    public static var minimumBytes: Int { 14 }
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(partition)
+        buffer.writeInteger(offset)
+        buffer.writeMillraceString(metadata)
+    }
+    public init(from buffer: inout ByteBuffer) throws {
+        partition = try buffer.readMillraceInteger("partition")
+        offset = try buffer.readMillraceInteger("offset")
+        metadata = try buffer.readMillraceString("metadata")
+    }
+}
+
+public struct OffsetCommitRequest: Equatable, Sendable {
+    public var group: String
+    /// Empty (with generation -1) for a commit outside group membership.
+    public var memberID: String
+    public var generation: Int32
+    public var topics: [TopicEntries<OffsetEntry>]
+
+    public init(group: String, memberID: String = "", generation: Int32 = -1, topics: [TopicEntries<OffsetEntry>]) {
+        self.group = group
+        self.memberID = memberID
+        self.generation = generation
+        self.topics = topics
+    }
+}
+
+public struct OffsetFetchRequest: Equatable, Sendable {
+    public var group: String
+    /// Empty: every committed offset of the group.
+    public var topics: [TopicEntries<PartitionNumber>]
+
+    public init(group: String, topics: [TopicEntries<PartitionNumber>] = []) {
+        self.group = group
+        self.topics = topics
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import MillraceFormat
+import MillraceWire
+import Testing
+
+@Suite(.serialized) struct GroupTests {
+    func assignment(_ response: Response) -> GroupAssignmentResponse? {
+        switch response.body {
+        case .joinGroup(let assigned)?, .heartbeat(let assigned)?: return assigned
+        default: return nil
+        }
+    }
+
+    func owned(_ assigned: GroupAssignmentResponse) -> Set<Int32> {
+        Set(assigned.assignment.flatMap { $0.entries.map(\.partition) })
+    }
+
+    @Test func membersRebalanceCommitsAreFencedAndSilenceExpires() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let a = try TestClient(port: live.port)
+        let b = try TestClient(port: live.port)
+        _ = try a.call(.createTopic(CreateTopicRequest(name: "orders", partitions: 6)))
+
+        let first = try #require(assignment(try a.call(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 1_000, topics: ["orders"])))))
+        #expect(first.generation == 1 && owned(first).count == 6)
+        let second = try #require(assignment(try b.call(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 10_000, topics: ["orders"])))))
+        #expect(second.generation == 2 && owned(second).count == 3)
+        let beat = try #require(assignment(try a.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: first.memberID, generation: 1)))))
+        #expect(beat.rebalanced && beat.generation == 2 && owned(beat).isDisjoint(with: owned(second)) && owned(beat).count == 3)
+
+        // A commit from generation 1 is fenced off; the owner's commit at generation 2 lands.
+        let mine = owned(beat).sorted()
+        func commit(_ member: String, _ generation: Int32, _ partition: Int32, _ offset: Int64) -> Request {
+            .offsetCommit(
+                OffsetCommitRequest(group: "erp", memberID: member, generation: generation, topics: [TopicEntries(topic: "orders", [OffsetEntry(partition: partition, offset: offset)])]))
+        }
+        _ = try a.call(produce("orders", mine[0], ["x", "y"]))
+        #expect(try a.call(commit(first.memberID, 1, mine[0], 1)).errorCode == .staleGeneration)
+        #expect(try a.call(commit(first.memberID, 2, mine[0], 2)).errorCode == .none)
+        #expect(try a.call(commit(first.memberID, 2, owned(second).sorted()[0], 0)).errorCode == .invalidRequest)
+        guard case .offsetFetch(let fetched)? = try b.call(.offsetFetch(OffsetFetchRequest(group: "erp"))).body else {
+            Issue.record("no offset fetch body")
+            return
+        }
+        #expect(fetched.first?.entries == [OffsetEntry(partition: mine[0], offset: 2)])
+
+        // a goes silent: past its 1 s session its partitions go to b.
+        try await Task.sleep(nanoseconds: 1_600_000_000)
+        let after = try #require(assignment(try b.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: second.memberID, generation: 2)))))
+        #expect(after.rebalanced && owned(after).count == 6 && after.generation == 3)
+        #expect(try a.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: first.memberID, generation: 2))).errorCode == .unknownMember)
+        // A clean leave empties the group; commits without membership are then allowed.
+        #expect(try b.call(.leaveGroup(GroupMemberRequest(group: "erp", memberID: second.memberID, generation: 3))).errorCode == .none)
+        #expect(try b.call(commit("", -1, 0, 0)).errorCode == .none)
+        await live.stop()
+    }
+}
