@@ -59,6 +59,8 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case unknownMember = 27
     /// A group commit came from a generation other than the group's current one; rejoin.
     case staleGeneration = 28
+    /// No group by that name: no live members and no committed offsets.
+    case unknownGroup = 29
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
@@ -68,7 +70,7 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
             .keyTooLarge, .unknownTopic, .unknownPartition, .topicAlreadyExists, .invalidTopicName,
             .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .storageClosed, .notDataDirectory,
             .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion,
-            .unknownMember, .staleGeneration:
+            .unknownMember, .staleGeneration, .unknownGroup:
             return false
         }
     }
@@ -104,6 +106,7 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .tooManyInFlight: return "too_many_in_flight"
         case .unknownMember: return "unknown_member"
         case .staleGeneration: return "stale_generation"
+        case .unknownGroup: return "unknown_group"
         }
     }
 }

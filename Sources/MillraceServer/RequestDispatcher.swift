@@ -65,6 +65,13 @@ final class RequestDispatcher: Sendable {
                 return promise.futureResult
             case .offsetFetch(let fetch):
                 return eventLoop.makeSucceededFuture(.offsetFetch(try committedOffsets(fetch)))
+            case .describeGroup(let name):
+                return eventLoop.makeSucceededFuture(.describeGroup(try describeGroup(name)))
+            case .listGroups:
+                let live = groups.liveGroups()
+                let names = Set(live.keys).union(try storage.groupsWithCommittedOffsets()).sorted()
+                return eventLoop.makeSucceededFuture(
+                    .listGroups(names.map { GroupSummary(group: $0, state: live[$0] == nil ? "empty" : "stable", memberCount: Int32(live[$0] ?? 0)) }))
             }
         } catch {
             return eventLoop.makeFailedFuture(error)
@@ -257,6 +264,33 @@ final class RequestDispatcher: Sendable {
                     return OffsetEntry(partition: entry.partition, offset: found?.offset ?? -1, metadata: found?.metadata ?? "")
                 })
         }
+    }
+
+    /// State, members, and per partition the committed offset, log end and lag: cheap enough
+    /// to poll every second (one read transaction per partition, no scans).
+    private func describeGroup(_ name: String) throws -> DescribeGroupResponse {
+        let live = groups.snapshot(name)
+        let committed = try storage.committedOffsets(group: name)
+        guard live != nil || !committed.isEmpty else {
+            throw MillraceError(.unknownGroup, "group \(name) has no members and no committed offsets")
+        }
+        var owner: [TopicPartition: String] = [:]
+        for (member, owned) in live?.assignment ?? [:] { for partition in owned { owner[partition] = member } }
+        var byPartition: [TopicPartition: CommittedOffset] = [:]
+        for offset in committed { byPartition[TopicPartition(topic: offset.topic, partition: offset.partition)] = offset }
+        let partitions = Set(owner.keys).union(byPartition.keys).sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+        var rows: [String: [GroupLagEntry]] = [:]
+        for partition in partitions {
+            guard let offsets = try? storage.offsets(topic: partition.topic, partition: partition.partition) else { continue }
+            let done = byPartition[partition]?.offset ?? -1
+            let lag = done >= 0 ? max(0, offsets.nextOffset - done) : offsets.nextOffset - offsets.logStartOffset
+            rows[partition.topic, default: []].append(
+                GroupLagEntry(partition: partition.partition, committedOffset: done, logEndOffset: offsets.nextOffset, lag: lag, memberID: owner[partition] ?? ""))
+        }
+        return DescribeGroupResponse(
+            state: live == nil ? "empty" : "stable", generation: live?.generation ?? 0,
+            members: (live?.assignment ?? [:]).sorted { $0.key < $1.key }.map { GroupMemberEntry(memberID: $0.key, assignment: GroupCoordinator.wire($0.value)) },
+            offsets: rows.sorted { $0.key < $1.key }.map { TopicEntries(topic: $0.key, $0.value) })
     }
 
     private func listOffsets(_ request: ListOffsetsRequest) -> [TopicEntries<ListOffsetsPartitionResult>] {

@@ -196,6 +196,22 @@ extension Storage {
         }
     }
 
+    /// Every group that has committed offsets, sorted.
+    public func groupsWithCommittedOffsets() throws -> [String] {
+        try withReadTransaction { txn, _ in
+            let cursor = try LMDBCursor(txn, databases.offsets)
+            defer { cursor.close() }
+            var groups: [String] = []
+            var entry = try cursor.get(MDB_FIRST)
+            while let current = entry {
+                let group = try Keys.parseCommittedOffset(current.key).group
+                if groups.last != group { groups.append(group) }
+                entry = try cursor.get(MDB_NEXT)
+            }
+            return groups
+        }
+    }
+
     public var info: StorageInfo {
         StorageInfo(
             directory: directory, formatVersion: Self.formatVersion, mapSizeBytes: env.mapSizeBytes, usedBytes: env.usedBytes,

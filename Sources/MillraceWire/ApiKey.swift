@@ -24,6 +24,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     /// Commit consumed offsets, fenced by the member's generation.
     case offsetCommit = 12
     case offsetFetch = 13
+    /// A group's state, members, assignment, and per partition: committed offset, log end, lag.
+    case describeGroup = 14
+    /// Groups with live members or committed offsets.
+    case listGroups = 15
 
     /// Versions this build speaks.
     public var versions: ClosedRange<Int16> { 0...0 }

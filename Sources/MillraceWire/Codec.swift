@@ -51,8 +51,10 @@ public enum RequestCodec {
 
     private static func writeBody(_ request: Request, into buffer: inout ByteBuffer) {
         switch request {
-        case .apiVersions, .listTopics:
+        case .apiVersions, .listTopics, .listGroups:
             break
+        case .describeGroup(let group):
+            buffer.writeMillraceString(group)
         case .metadata(let topics):
             buffer.writeMillraceArray(topics) { $0.writeMillraceString($1) }
         case .createTopic(let create):
@@ -124,6 +126,10 @@ public enum RequestCodec {
             return .apiVersions
         case .listTopics:
             return .listTopics
+        case .listGroups:
+            return .listGroups
+        case .describeGroup:
+            return .describeGroup(group: try buffer.readMillraceString("group"))
         case .metadata:
             return .metadata(topics: try buffer.readMillraceArray("topics", minimumElementBytes: 2) { try $0.readMillraceString("topic") })
         case .createTopic:
@@ -220,6 +226,13 @@ public enum ResponseCodec {
             break
         case .offsetFetch(let topics):
             topics.write(to: &buffer)
+        case .describeGroup(let group):
+            buffer.writeMillraceString(group.state)
+            buffer.writeInteger(group.generation)
+            group.members.write(to: &buffer)
+            group.offsets.write(to: &buffer)
+        case .listGroups(let groups):
+            groups.write(to: &buffer)
         }
     }
 
@@ -280,6 +293,13 @@ public enum ResponseCodec {
             return .offsetCommit
         case .offsetFetch:
             return .offsetFetch(try .init(from: &buffer, "topics"))
+        case .describeGroup:
+            return .describeGroup(
+                DescribeGroupResponse(
+                    state: try buffer.readMillraceString("state"), generation: try buffer.readMillraceInteger("generation"),
+                    members: try .init(from: &buffer, "members"), offsets: try .init(from: &buffer, "offsets")))
+        case .listGroups:
+            return .listGroups(try .init(from: &buffer, "groups"))
         }
     }
 }

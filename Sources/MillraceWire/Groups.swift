@@ -117,3 +117,98 @@ public struct OffsetFetchRequest: Equatable, Sendable {
         self.topics = topics
     }
 }
+
+public struct GroupLagEntry: WireCodable {
+    public var partition: Int32
+    /// -1 when the group has committed nothing for this partition.
+    public var committedOffset: Int64
+    public var logEndOffset: Int64
+    /// Records the group has yet to consume: log end minus committed (or minus log start
+    /// when nothing is committed).
+    public var lag: Int64
+    /// The member that owns the partition now; empty when none does.
+    public var memberID: String
+
+    public init(partition: Int32, committedOffset: Int64, logEndOffset: Int64, lag: Int64, memberID: String) {
+        self.partition = partition
+        self.committedOffset = committedOffset
+        self.logEndOffset = logEndOffset
+        self.lag = lag
+        self.memberID = memberID
+    }
+
+    public static var minimumBytes: Int { 30 }
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(partition)
+        buffer.writeInteger(committedOffset)
+        buffer.writeInteger(logEndOffset)
+        buffer.writeInteger(lag)
+        buffer.writeMillraceString(memberID)
+    }
+    public init(from buffer: inout ByteBuffer) throws {
+        partition = try buffer.readMillraceInteger("partition")
+        committedOffset = try buffer.readMillraceInteger("committed offset")
+        logEndOffset = try buffer.readMillraceInteger("log end offset")
+        lag = try buffer.readMillraceInteger("lag")
+        memberID = try buffer.readMillraceString("member id")
+    }
+}
+
+public struct GroupMemberEntry: WireCodable {
+    public var memberID: String
+    public var assignment: [TopicEntries<PartitionNumber>]
+
+    public init(memberID: String, assignment: [TopicEntries<PartitionNumber>]) {
+        self.memberID = memberID
+        self.assignment = assignment
+    }
+
+    public static var minimumBytes: Int { 6 }
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceString(memberID)
+        assignment.write(to: &buffer)
+    }
+    public init(from buffer: inout ByteBuffer) throws {
+        memberID = try buffer.readMillraceString("member id")
+        assignment = try .init(from: &buffer, "assignment")
+    }
+}
+
+public struct DescribeGroupResponse: Equatable, Sendable {
+    /// "empty" (no live members) or "stable".
+    public var state: String
+    public var generation: Int32
+    public var members: [GroupMemberEntry]
+    public var offsets: [TopicEntries<GroupLagEntry>]
+
+    public init(state: String, generation: Int32, members: [GroupMemberEntry], offsets: [TopicEntries<GroupLagEntry>]) {
+        self.state = state
+        self.generation = generation
+        self.members = members
+        self.offsets = offsets
+    }
+}
+
+public struct GroupSummary: WireCodable {
+    public var group: String
+    public var state: String
+    public var memberCount: Int32
+
+    public init(group: String, state: String, memberCount: Int32) {
+        self.group = group
+        self.state = state
+        self.memberCount = memberCount
+    }
+
+    public static var minimumBytes: Int { 8 }
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceString(group)
+        buffer.writeMillraceString(state)
+        buffer.writeInteger(memberCount)
+    }
+    public init(from buffer: inout ByteBuffer) throws {
+        group = try buffer.readMillraceString("group")
+        state = try buffer.readMillraceString("state")
+        memberCount = try buffer.readMillraceInteger("member count")
+    }
+}

@@ -33,6 +33,8 @@ public enum Request: Equatable, Sendable {
     case leaveGroup(GroupMemberRequest)
     case offsetCommit(OffsetCommitRequest)
     case offsetFetch(OffsetFetchRequest)
+    case describeGroup(group: String)
+    case listGroups
 
     public var apiKey: ApiKey {
         switch self {
@@ -50,6 +52,8 @@ public enum Request: Equatable, Sendable {
         case .leaveGroup: return .leaveGroup
         case .offsetCommit: return .offsetCommit
         case .offsetFetch: return .offsetFetch
+        case .describeGroup: return .describeGroup
+        case .listGroups: return .listGroups
         }
     }
 }

@@ -40,6 +40,8 @@ public enum ResponseBody: Equatable, Sendable {
     case leaveGroup
     case offsetCommit
     case offsetFetch([TopicEntries<OffsetEntry>])
+    case describeGroup(DescribeGroupResponse)
+    case listGroups([GroupSummary])
 
     public var apiKey: ApiKey {
         switch self {
@@ -57,6 +59,8 @@ public enum ResponseBody: Equatable, Sendable {
         case .leaveGroup: return .leaveGroup
         case .offsetCommit: return .offsetCommit
         case .offsetFetch: return .offsetFetch
+        case .describeGroup: return .describeGroup
+        case .listGroups: return .listGroups
         }
     }
 }

@@ -45,6 +45,17 @@ import Testing
         }
         #expect(fetched.first?.entries == [OffsetEntry(partition: mine[0], offset: 2)])
 
+        // Lag per partition, cheap to poll.
+        guard case .describeGroup(let described)? = try b.call(.describeGroup(group: "erp")).body else {
+            Issue.record("no describe body")
+            return
+        }
+        #expect(described.state == "stable" && described.generation == 2 && described.members.count == 2)
+        let row = described.offsets.first?.entries.first { $0.partition == mine[0] }
+        #expect(row?.committedOffset == 2 && row?.logEndOffset == 2 && row?.lag == 0 && row?.memberID == first.memberID)
+        #expect(described.offsets.first?.entries.count == 6)
+        #expect(try b.call(.describeGroup(group: "nobody")).errorCode == .unknownGroup)
+
         // a goes silent: past its 1 s session its partitions go to b.
         try await Task.sleep(nanoseconds: 1_600_000_000)
         let after = try #require(assignment(try b.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: second.memberID, generation: 2)))))
@@ -53,6 +64,11 @@ import Testing
         // A clean leave empties the group; commits without membership are then allowed.
         #expect(try b.call(.leaveGroup(GroupMemberRequest(group: "erp", memberID: second.memberID, generation: 3))).errorCode == .none)
         #expect(try b.call(commit("", -1, 0, 0)).errorCode == .none)
+        guard case .listGroups(let listed)? = try b.call(.listGroups).body else {
+            Issue.record("no list body")
+            return
+        }
+        #expect(listed == [GroupSummary(group: "erp", state: "empty", memberCount: 0)])
         await live.stop()
     }
 }

@@ -57,6 +57,8 @@ let sampleRequests: [Request] = [
     .offsetCommit(
         OffsetCommitRequest(group: "erp", memberID: "erp-member-1", generation: 3, topics: [TopicEntries(topic: "orders", [OffsetEntry(partition: 1, offset: 99, metadata: "w1")])])),
     .offsetFetch(OffsetFetchRequest(group: "erp", topics: [TopicEntries(topic: "orders", [PartitionNumber(0), PartitionNumber(1)])])),
+    .describeGroup(group: "erp"),
+    .listGroups,
 ]
 
 let sampleResponses: [Response] = [
@@ -98,6 +100,14 @@ let sampleResponses: [Response] = [
     Response(correlationID: 14, body: .offsetCommit),
     Response(correlationID: 15, body: .offsetFetch([TopicEntries(topic: "orders", [OffsetEntry(partition: 0, offset: -1)])])),
     Response(correlationID: 16, error: MillraceError(.staleGeneration, "commit from generation 1 refused")),
+    Response(
+        correlationID: 17,
+        body: .describeGroup(
+            DescribeGroupResponse(
+                state: "stable", generation: 4,
+                members: [GroupMemberEntry(memberID: "m1", assignment: [TopicEntries(topic: "orders", [PartitionNumber(0)])])],
+                offsets: [TopicEntries(topic: "orders", [GroupLagEntry(partition: 0, committedOffset: 10, logEndOffset: 15, lag: 5, memberID: "m1")])]))),
+    Response(correlationID: 18, body: .listGroups([GroupSummary(group: "erp", state: "empty", memberCount: 0)])),
 ]
 
 @Suite struct WireTests {

@@ -108,6 +108,16 @@ final class GroupCoordinator: Sendable {
         }
     }
 
+    /// A live group's generation and assignment; nil when it has no members.
+    func snapshot(_ name: String) -> (generation: Int32, assignment: [String: [TopicPartition]])? {
+        groups.withLockedValue { groups in groups[name].map { ($0.currentGeneration, $0.assignment) } }
+    }
+
+    /// Live groups and their member counts.
+    func liveGroups() -> [String: Int] {
+        groups.withLockedValue { groups in groups.mapValues(\.members.count) }
+    }
+
     static func wire(_ partitions: [TopicPartition]) -> [TopicEntries<PartitionNumber>] {
         Dictionary(grouping: partitions, by: \.topic).sorted { $0.key < $1.key }.map { topic, owned in
             TopicEntries(topic: topic, owned.map { PartitionNumber($0.partition) }.sorted { $0.partition < $1.partition })
