@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(
             name: "MillraceCLITests",
             dependencies: [
-                "MillraceStorage", "MillraceFormat", "MillraceServer",
+                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceClient", "MillraceWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -84,6 +84,32 @@ public final class MillraceClient: Sendable {
         return entries
     }
 
+    // MARK: Groups
+
+    public func listGroups() async throws -> [GroupSummary] {
+        guard case .listGroups(let groups) = try await send(.listGroups) else { throw Self.unexpectedBody }
+        return groups
+    }
+
+    public func describeGroup(_ group: String) async throws -> DescribeGroupResponse {
+        guard case .describeGroup(let described) = try await send(.describeGroup(group: group)) else { throw Self.unexpectedBody }
+        return described
+    }
+
+    /// The group's committed offsets for these partitions (-1 where none).
+    public func committedOffsets(group: String, topic: String, partitions: [Int32]) async throws -> [OffsetEntry] {
+        let request = OffsetFetchRequest(group: group, topics: [TopicEntries(topic: topic, partitions.map { PartitionNumber($0) })])
+        guard case .offsetFetch(let topics) = try await send(.offsetFetch(request)) else { throw Self.unexpectedBody }
+        return topics.first?.entries ?? []
+    }
+
+    /// Commits offsets as a member (with its generation) or, with no member, for a group
+    /// without live members (the broker refuses it otherwise).
+    public func commitOffsets(group: String, memberID: String = "", generation: Int32 = -1, topic: String, offsets: [OffsetEntry]) async throws {
+        _ = try await send(
+            .offsetCommit(OffsetCommitRequest(group: group, memberID: memberID, generation: generation, topics: [TopicEntries(topic: topic, offsets)])))
+    }
+
     static let unexpectedBody = MillraceError(.unexpected, "the broker answered with a different kind of response")
 }
 

@@ -7,5 +7,5 @@ struct Millrace: AsyncParsableCommand {
         commandName: "millrace",
         abstract: "Millrace: a durable event broker for manufacturing integration.",
         version: MillraceVersion.current,
-        subcommands: [ServeCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, DataCommand.self])
+        subcommands: [ServeCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self, DataCommand.self])
 }

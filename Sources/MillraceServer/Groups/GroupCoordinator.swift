@@ -88,8 +88,10 @@ final class GroupCoordinator: Sendable {
                 return
             }
             if request.memberID.isEmpty {
+                let count = group.members.count
                 throw MillraceError(
-                    .invalidRequest, "group \(request.group) has \(group.members.count) live members; commit as a member, or stop them first")
+                    .invalidRequest,
+                    "group \(request.group) has \(count) live member\(count == 1 ? "" : "s"); commit as a member, or stop \(count == 1 ? "it" : "them") first")
             }
             if let error = group.checkCommit(memberID: request.memberID, generation: request.generation, partitions: partitions) { throw error }
         }
