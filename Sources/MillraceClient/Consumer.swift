@@ -33,6 +33,8 @@ public struct Consumer: AsyncSequence, Sendable {
     let start: StartPosition
     let stopAtEnd: Bool
     let maxWaitMs: Int32
+    /// Exact positions per partition (used by `GroupConsumer`); overrides `start`.
+    let positions: [Int32: Int64]?
 
     public init(
         client: MillraceClient, topic: String, partitions: [Int32]? = nil, from start: StartPosition, stopAtEnd: Bool, maxWaitMs: Int32 = 500
@@ -43,6 +45,18 @@ public struct Consumer: AsyncSequence, Sendable {
         self.start = start
         self.stopAtEnd = stopAtEnd
         self.maxWaitMs = maxWaitMs
+        positions = nil
+    }
+
+    /// Reads from exact positions per partition.
+    public init(client: MillraceClient, topic: String, positions: [Int32: Int64], stopAtEnd: Bool, maxWaitMs: Int32 = 500) {
+        self.client = client
+        self.topic = topic
+        partitions = positions.keys.sorted()
+        start = .earliest
+        self.stopAtEnd = stopAtEnd
+        self.maxWaitMs = maxWaitMs
+        self.positions = positions
     }
 
     public func makeAsyncIterator() -> Iterator { Iterator(consumer: self) }
@@ -87,6 +101,10 @@ public struct Consumer: AsyncSequence, Sendable {
             let starts = try await client.listOffsets(consumer.topic, partitions: chosen, timestamp: timestamp)
             let latest = try await client.listOffsets(consumer.topic, partitions: chosen, timestamp: ListOffsetsPartition.latest)
             for entry in latest { ends[entry.partition] = entry.offset }
+            if let exact = consumer.positions {
+                positions = exact
+                return
+            }
             for entry in starts {
                 if case .offset(let offset) = consumer.start {
                     positions[entry.partition] = offset

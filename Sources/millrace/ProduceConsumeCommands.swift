@@ -117,8 +117,11 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: "Stop after this many records.") var limit: Int?
     @Flag(help: "Keep waiting for new records.") var follow = false
     @Option(help: "value (each record's value on a line) or json (one object per record).") var format = "value"
+    @Option(help: "Consume as a member of this group: resume from its commits, and commit what was printed when stopping.")
+    var group: String?
 
     func run() async throws {
+        if let group { return try await consumeInGroup(group) }
         guard let start = Self.parseStart(from) else {
             Output.standardError("error: --from takes earliest, latest, offset:N or time:ISO8601 such as time:2026-11-27T06:00:00Z (got \(from))")
             throw ExitCode(2)
@@ -136,6 +139,53 @@ struct ConsumeCommand: AsyncParsableCommand {
                 printed += 1
                 if let limit, printed >= limit { break }
             }
+        }
+    }
+
+    /// As a group member: the broker assigns partitions; on --limit, the log end, or Ctrl-C
+    /// the offsets of exactly the records printed are committed, so the next run continues
+    /// with no gap and no overlap.
+    private func consumeInGroup(_ group: String) async throws {
+        guard from == "earliest" || from == "latest", partition == nil else {
+            Output.standardError("error: with --group, --from only says where to start without commits (earliest or latest), and --partition is not allowed")
+            throw ExitCode(2)
+        }
+        guard format == "value" || format == "json" else {
+            Output.standardError("error: --format takes value or json (got \(format))")
+            throw ExitCode(2)
+        }
+        let format = self.format
+        let limit = self.limit
+        let consumer = GroupConsumer(
+            client: try broker.client(), group: group, topic: topic, whenNoCommit: from == "latest" ? .latest : .earliest, stopAtEnd: !follow)
+        let work = Task { () throws -> Int in
+            var iterator = consumer.makeAsyncIterator()
+            var printed = 0
+            do {
+                while limit.map({ printed < $0 }) ?? true, let record = try await iterator.next() {
+                    print(format == "json" ? Self.json(record) : String(decoding: record.value ?? [], as: UTF8.self))
+                    printed += 1
+                }
+            } catch is CancellationError {
+                // Ctrl-C: fall through and commit what was printed.
+            }
+            for warning in iterator.warnings { Output.standardError("warning: \(warning)") }
+            try await iterator.commit()
+            await iterator.leave()
+            return printed
+        }
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        interrupt.setEventHandler { work.cancel() }
+        interrupt.resume()
+        defer { interrupt.cancel() }
+        do {
+            _ = try await work.value
+            await consumer.client.close()
+        } catch let error as MillraceError {
+            await consumer.client.close()
+            Output.standardError("error: \(error.message)")
+            throw ExitCode(1)
         }
     }
 

@@ -38,3 +38,33 @@ import Testing
         }
     }
 }
+
+@Suite(.serialized) struct GroupConsumeCLITests {
+    let cli = CLITests()
+
+    @Test func consumeWithAGroupContinuesWithNoGapAndNoOverlap() async throws {
+        try await BrokerCLITests().withBroker { broker in
+            _ = try cli.millrace(["topic", "create", "lots", "--partitions", "2", "--broker", broker])
+            let lines = (0..<10).map { "{\"lot\":\"L\($0)\"}" }
+            #expect(try cli.millrace(["produce", "lots", "--key-field", "/lot", "--broker", broker], input: lines.joined(separator: "\n") + "\n").status == 0)
+
+            let first = try cli.millrace(["consume", "lots", "--group", "quality", "--limit", "4", "--broker", broker])
+            #expect(first.status == 0)
+            let firstLines = first.stdout.split(separator: "\n").map(String.init)
+            #expect(firstLines.count == 4)
+            let second = try cli.millrace(["consume", "lots", "--group", "quality", "--broker", broker])
+            let secondLines = second.stdout.split(separator: "\n").map(String.init)
+            #expect(secondLines.count == 6)
+            #expect(Set(firstLines).isDisjoint(with: Set(secondLines)))
+            #expect(Set(firstLines + secondLines) == Set(lines))
+            let third = try cli.millrace(["consume", "lots", "--group", "quality", "--broker", broker])
+            #expect(third.status == 0 && third.stdout.isEmpty)
+
+            let described = try cli.millrace(["group", "describe", "quality", "--broker", broker])
+            #expect(described.stdout.hasPrefix("group quality: empty, generation "))
+            #expect(described.stdout.contains("total lag 0"))
+            let bad = try cli.millrace(["consume", "lots", "--group", "quality", "--partition", "1", "--broker", broker])
+            #expect(bad.status == 2)
+        }
+    }
+}
