@@ -84,6 +84,23 @@ public struct Consumer: AsyncSequence, Sendable {
             return buffered[bufferedIndex]
         }
 
+        /// One fetch (a long poll of at most `maxWaitMs` when following): the records it
+        /// brought, possibly none; nil once a `stopAtEnd` consumer has reached the end.
+        /// For callers that must do other work between polls (group heartbeats).
+        public mutating func nextChunk() async throws -> [ConsumedRecord]? {
+            if !started { try await begin() }
+            if bufferedIndex == buffered.count {
+                buffered.removeAll(keepingCapacity: true)
+                bufferedIndex = 0
+                if consumer.stopAtEnd && positions.allSatisfy({ $0.value >= ends[$0.key, default: 0] }) { return nil }
+                try await poll()
+            }
+            let chunk = Array(buffered[bufferedIndex...])
+            buffered.removeAll(keepingCapacity: true)
+            bufferedIndex = 0
+            return chunk
+        }
+
         private mutating func begin() async throws {
             started = true
             let client = consumer.client

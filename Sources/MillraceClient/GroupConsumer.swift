@@ -40,6 +40,8 @@ public struct GroupConsumer: AsyncSequence, Sendable {
         /// Things a person should know, such as records skipped because retention removed them.
         public private(set) var warnings: [String] = []
         private var reader: Consumer.Iterator?
+        private var pending: [ConsumedRecord] = []
+        private var pendingIndex = 0
         /// Per partition, one past the last record handed out.
         private var handedOut: [Int32: Int64] = [:]
         private var sinceCommit = 0
@@ -49,17 +51,32 @@ public struct GroupConsumer: AsyncSequence, Sendable {
 
         public mutating func next() async throws -> ConsumedRecord? {
             if generation < 0 { try await join() }
-            while true {
+            while pendingIndex == pending.count {
+                // Heartbeats happen between polls, and polls are short, so a member with
+                // nothing to read still keeps its session.
                 try await heartbeatIfDue()
+                try Task.checkCancellation()
                 guard var current = reader else { return nil }
-                let record = try await current.next()
+                let chunk = try await current.nextChunk()
                 reader = current
-                guard let record else { return nil }
-                handedOut[record.partition] = record.offset + 1
-                sinceCommit += 1
-                if let every = consumer.autoCommitRecords, sinceCommit >= every { try await commit() }
-                return record
+                guard let chunk else { return nil }
+                pending = chunk
+                pendingIndex = 0
             }
+            let record = pending[pendingIndex]
+            pendingIndex += 1
+            handedOut[record.partition] = record.offset + 1
+            sinceCommit += 1
+            if let every = consumer.autoCommitRecords, sinceCommit >= every {
+                do {
+                    try await commit()
+                } catch let error as MillraceError where error.code == .staleGeneration || error.code == .unknownMember {
+                    // The group moved on: learn the new assignment at once. Records since
+                    // the last commit will be read again by their new owner (at least once).
+                    lastHeartbeat = 0
+                }
+            }
+            return record
         }
 
         /// Commits, for each partition, one past the last record handed out.
@@ -106,7 +123,10 @@ public struct GroupConsumer: AsyncSequence, Sendable {
             lastHeartbeat = Double(SystemClock().nowMilliseconds())
             handedOut = handedOut.filter { assignment.contains($0.key) }
             guard !assignment.isEmpty else {
-                reader = consumer.stopAtEnd ? nil : reader
+                // Nothing to read this generation: keep heartbeating (reader with no partitions).
+                pending = []
+                pendingIndex = 0
+                reader = consumer.stopAtEnd ? nil : Consumer(client: consumer.client, topic: consumer.topic, positions: [:], stopAtEnd: false, maxWaitMs: 200).makeAsyncIterator()
                 return
             }
             let committed = try await consumer.client.committedOffsets(group: consumer.group, topic: consumer.topic, partitions: assignment)
@@ -127,7 +147,11 @@ public struct GroupConsumer: AsyncSequence, Sendable {
                     positions[partition] = done
                 }
             }
-            reader = Consumer(client: consumer.client, topic: consumer.topic, positions: positions, stopAtEnd: consumer.stopAtEnd).makeAsyncIterator()
+            pending = []
+            pendingIndex = 0
+            let maxWaitMs = Swift.min(500, consumer.sessionTimeoutMs / 4)
+            reader = Consumer(client: consumer.client, topic: consumer.topic, positions: positions, stopAtEnd: consumer.stopAtEnd, maxWaitMs: maxWaitMs)
+                .makeAsyncIterator()
         }
     }
 }
