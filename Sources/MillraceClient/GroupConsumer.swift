@@ -51,9 +51,11 @@ public struct GroupConsumer: AsyncSequence, Sendable {
 
         public mutating func next() async throws -> ConsumedRecord? {
             if generation < 0 { try await join() }
+            // A heartbeat that is due (or forced by a refused commit) comes before any more
+            // records: a member that lost partitions must not hand out what it no longer owns.
+            try await heartbeatIfDue()
             while pendingIndex == pending.count {
-                // Heartbeats happen between polls, and polls are short, so a member with
-                // nothing to read still keeps its session.
+                // Polls are short, so a member with nothing to read still keeps its session.
                 try await heartbeatIfDue()
                 try Task.checkCancellation()
                 guard var current = reader else { return nil }
