@@ -96,6 +96,11 @@ public final class MillraceClient: Sendable {
         return described
     }
 
+    /// Deletes an idle group's committed offsets (refused while it has live members).
+    public func deleteGroup(_ group: String) async throws {
+        _ = try await send(.deleteGroup(group: group))
+    }
+
     /// The group's committed offsets for these partitions (-1 where none).
     public func committedOffsets(group: String, topic: String, partitions: [Int32]) async throws -> [OffsetEntry] {
         let request = OffsetFetchRequest(group: group, topics: [TopicEntries(topic: topic, partitions.map { PartitionNumber($0) })])

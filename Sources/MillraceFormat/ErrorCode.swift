@@ -61,6 +61,8 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case staleGeneration = 28
     /// No group by that name: no live members and no committed offsets.
     case unknownGroup = 29
+    /// The group has live members; stop them first (delete and offset resets need an idle group).
+    case groupNotEmpty = 30
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
@@ -70,7 +72,7 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
             .keyTooLarge, .unknownTopic, .unknownPartition, .topicAlreadyExists, .invalidTopicName,
             .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .storageClosed, .notDataDirectory,
             .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion,
-            .unknownMember, .staleGeneration, .unknownGroup:
+            .unknownMember, .staleGeneration, .unknownGroup, .groupNotEmpty:
             return false
         }
     }
@@ -107,6 +109,7 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .unknownMember: return "unknown_member"
         case .staleGeneration: return "stale_generation"
         case .unknownGroup: return "unknown_group"
+        case .groupNotEmpty: return "group_not_empty"
         }
     }
 }

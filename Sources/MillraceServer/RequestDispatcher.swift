@@ -67,6 +67,13 @@ final class RequestDispatcher: Sendable {
                 return eventLoop.makeSucceededFuture(.offsetFetch(try committedOffsets(fetch)))
             case .describeGroup(let name):
                 return eventLoop.makeSucceededFuture(.describeGroup(try describeGroup(name)))
+            case .deleteGroup(let name):
+                if let live = groups.liveGroups()[name] {
+                    throw MillraceError(.groupNotEmpty, "group \(name) has \(live) live member\(live == 1 ? "" : "s"); stop \(live == 1 ? "it" : "them") before deleting the group")
+                }
+                let promise = eventLoop.makePromise(of: ResponseBody.self)
+                storage.deleteGroupOffsets(name) { result in promise.completeWith(result.map { _ in .deleteGroup }.mapError { $0 as any Error }) }
+                return promise.futureResult
             case .listGroups:
                 let live = groups.liveGroups()
                 let names = Set(live.keys).union(try storage.groupsWithCommittedOffsets()).sorted()

@@ -221,6 +221,12 @@ public final class Storage: @unchecked Sendable {
         }
     }
 
+    /// Deletes every committed offset of a group; `completion` gets how many.
+    public func deleteGroupOffsets(_ group: String, completion: @escaping @Sendable (Result<Int, MillraceError>) -> Void) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.deleteGroup(DeleteGroupOperation(group: group, completion: completion)))
+    }
+
     /// Commits consumer offsets durably, all or none; `completion` runs on a storage thread.
     /// Fails at once with `writerBusy` when the writer's queue is full.
     public func commitOffsets(_ commits: [OffsetCommit], completion: @escaping @Sendable (Result<Void, MillraceError>) -> Void) {

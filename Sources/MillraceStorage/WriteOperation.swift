@@ -8,11 +8,12 @@ enum WriteOperation {
     case createTopic(CreateTopicOperation)
     case deleteTopic(DeleteTopicOperation)
     case retention(RetentionOperation)
+    case deleteGroup(DeleteGroupOperation)
 
     var joinsGroupCommit: Bool {
         switch self {
         case .append, .commitOffsets: return true
-        case .createTopic, .deleteTopic, .retention: return false
+        case .createTopic, .deleteTopic, .retention, .deleteGroup: return false
         }
     }
 
@@ -28,6 +29,7 @@ enum WriteOperation {
         case .createTopic(let op): op.completion(.failure(error))
         case .deleteTopic(let op): op.completion(.failure(error))
         case .retention(let op): op.completion(.failure(error))
+        case .deleteGroup(let op): op.completion(.failure(error))
         }
     }
 }
@@ -60,4 +62,10 @@ struct DeleteTopicOperation {
 
 struct RetentionOperation {
     var completion: @Sendable (Result<RetentionReport, MillraceError>) -> Void
+}
+
+struct DeleteGroupOperation {
+    var group: String
+    /// How many committed offsets were deleted.
+    var completion: @Sendable (Result<Int, MillraceError>) -> Void
 }

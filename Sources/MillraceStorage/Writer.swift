@@ -213,7 +213,7 @@ final class Writer: @unchecked Sendable {
                 switch op {
                 case .append(let append): outcomes.append(.append(try context.append(append)))
                 case .commitOffsets(let commit): outcomes.append(.commit(try context.commitOffsets(commit)))
-                case .createTopic, .deleteTopic, .retention: preconditionFailure("not a group-commit operation")
+                case .createTopic, .deleteTopic, .retention, .deleteGroup: preconditionFailure("not a group-commit operation")
                 }
             }
             try context.flushStates()
@@ -273,6 +273,9 @@ final class Writer: @unchecked Sendable {
         case .retention(let retention):
             let result = runRetention()
             deliver([Delivery(result: result, retention.completion)], wrote: (try? result.get().batchesDeleted) ?? 0 > 0)
+        case .deleteGroup(let delete):
+            let result = deleteGroup(delete.group)
+            deliver([Delivery(result: result, delete.completion)], wrote: ((try? result.get()) ?? 0) > 0)
         case .append, .commitOffsets: preconditionFailure("group-commit operation run alone")
         }
     }
@@ -448,6 +451,23 @@ final class Writer: @unchecked Sendable {
             }
             return result
         }
+    }
+
+    /// Deletes every committed offset of a group.
+    private func deleteGroup(_ group: String) -> Result<Int, MillraceError> {
+        let result = withTransaction { context -> Int in
+            let prefix = Keys.groupPrefix(group)
+            let cursor = try LMDBCursor(context.txn, databases.offsets)
+            defer { cursor.close() }
+            var deleted = 0
+            while let entry = try cursor.get(MDB_SET_RANGE, key: prefix), Keys.hasPrefix(entry.key, prefix) {
+                try cursor.delete()
+                deleted += 1
+            }
+            return deleted
+        }
+        if case .success(0) = result { return .failure(MillraceError(.unknownGroup, "group \(group) has no committed offsets")) }
+        return result
     }
 
     private func deleteAll(_ txn: LMDBTransaction, _ dbi: MDB_dbi, prefix: [UInt8]) throws {

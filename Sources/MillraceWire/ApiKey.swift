@@ -28,6 +28,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case describeGroup = 14
     /// Groups with live members or committed offsets.
     case listGroups = 15
+    /// Delete an idle group's committed offsets.
+    case deleteGroup = 16
 
     /// Versions this build speaks.
     public var versions: ClosedRange<Int16> { 0...0 }

@@ -53,7 +53,7 @@ public enum RequestCodec {
         switch request {
         case .apiVersions, .listTopics, .listGroups:
             break
-        case .describeGroup(let group):
+        case .describeGroup(let group), .deleteGroup(let group):
             buffer.writeMillraceString(group)
         case .metadata(let topics):
             buffer.writeMillraceArray(topics) { $0.writeMillraceString($1) }
@@ -130,6 +130,8 @@ public enum RequestCodec {
             return .listGroups
         case .describeGroup:
             return .describeGroup(group: try buffer.readMillraceString("group"))
+        case .deleteGroup:
+            return .deleteGroup(group: try buffer.readMillraceString("group"))
         case .metadata:
             return .metadata(topics: try buffer.readMillraceArray("topics", minimumElementBytes: 2) { try $0.readMillraceString("topic") })
         case .createTopic:
@@ -222,7 +224,7 @@ public enum ResponseCodec {
             topics.write(to: &buffer)
         case .joinGroup(let assignment), .heartbeat(let assignment):
             assignment.write(to: &buffer)
-        case .leaveGroup, .offsetCommit:
+        case .leaveGroup, .offsetCommit, .deleteGroup:
             break
         case .offsetFetch(let topics):
             topics.write(to: &buffer)
@@ -300,6 +302,8 @@ public enum ResponseCodec {
                     members: try .init(from: &buffer, "members"), offsets: try .init(from: &buffer, "offsets")))
         case .listGroups:
             return .listGroups(try .init(from: &buffer, "groups"))
+        case .deleteGroup:
+            return .deleteGroup
         }
     }
 }

@@ -35,6 +35,7 @@ public enum Request: Equatable, Sendable {
     case offsetFetch(OffsetFetchRequest)
     case describeGroup(group: String)
     case listGroups
+    case deleteGroup(group: String)
 
     public var apiKey: ApiKey {
         switch self {
@@ -54,6 +55,7 @@ public enum Request: Equatable, Sendable {
         case .offsetFetch: return .offsetFetch
         case .describeGroup: return .describeGroup
         case .listGroups: return .listGroups
+        case .deleteGroup: return .deleteGroup
         }
     }
 }

@@ -42,6 +42,7 @@ public enum ResponseBody: Equatable, Sendable {
     case offsetFetch([TopicEntries<OffsetEntry>])
     case describeGroup(DescribeGroupResponse)
     case listGroups([GroupSummary])
+    case deleteGroup
 
     public var apiKey: ApiKey {
         switch self {
@@ -61,6 +62,7 @@ public enum ResponseBody: Equatable, Sendable {
         case .offsetFetch: return .offsetFetch
         case .describeGroup: return .describeGroup
         case .listGroups: return .listGroups
+        case .deleteGroup: return .deleteGroup
         }
     }
 }

@@ -7,7 +7,18 @@ import MillraceWire
 struct GroupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "group", abstract: "Consumer groups: list, describe with lag, reset offsets.",
-        subcommands: [List.self, Describe.self, Reset.self])
+        subcommands: [List.self, Describe.self, Reset.self, Delete.self])
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete an idle group's committed offsets (refused while it has live members).")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Group.") var group: String
+
+        func run() async throws {
+            try await withClient(broker) { try await $0.deleteGroup(group) }
+            print("deleted group \(group)")
+        }
+    }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List groups with live members or committed offsets.")

@@ -30,10 +30,18 @@ import Testing
             // With a live member the reset is refused, and says why.
             let parts = broker.split(separator: ":")
             let client = MillraceClient(host: String(parts[0]), port: Int(parts[1])!)
-            _ = try await client.send(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 30_000, topics: ["orders"])))
+            guard case .joinGroup(let joined) = try await client.send(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 30_000, topics: ["orders"]))) else {
+                Issue.record("join failed")
+                return
+            }
             let refused = try cli.millrace(["group", "reset", "erp", "--topic", "orders", "--to", "earliest", "--execute", "--broker", broker])
             #expect(refused.status == 1)
             #expect(refused.stderr == "error: group erp has 1 live member; commit as a member, or stop it first\n")
+            let busy = try cli.millrace(["group", "delete", "erp", "--broker", broker])
+            #expect(busy.status == 1 && busy.stderr == "error: group erp has 1 live member; stop it before deleting the group\n")
+            _ = try await client.send(.leaveGroup(GroupMemberRequest(group: "erp", memberID: joined.memberID, generation: joined.generation)))
+            #expect(try cli.millrace(["group", "delete", "erp", "--broker", broker]).stdout == "deleted group erp\n")
+            #expect(try cli.millrace(["group", "list", "--broker", broker]).stdout == "no groups\n")
             await client.close()
         }
     }

@@ -59,6 +59,7 @@ let sampleRequests: [Request] = [
     .offsetFetch(OffsetFetchRequest(group: "erp", topics: [TopicEntries(topic: "orders", [PartitionNumber(0), PartitionNumber(1)])])),
     .describeGroup(group: "erp"),
     .listGroups,
+    .deleteGroup(group: "erp"),
 ]
 
 let sampleResponses: [Response] = [
@@ -108,6 +109,7 @@ let sampleResponses: [Response] = [
                 members: [GroupMemberEntry(memberID: "m1", assignment: [TopicEntries(topic: "orders", [PartitionNumber(0)])])],
                 offsets: [TopicEntries(topic: "orders", [GroupLagEntry(partition: 0, committedOffset: 10, logEndOffset: 15, lag: 5, memberID: "m1")])]))),
     Response(correlationID: 18, body: .listGroups([GroupSummary(group: "erp", state: "empty", memberCount: 0)])),
+    Response(correlationID: 19, body: .deleteGroup),
 ]
 
 @Suite struct WireTests {

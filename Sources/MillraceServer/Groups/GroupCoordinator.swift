@@ -90,7 +90,7 @@ final class GroupCoordinator: Sendable {
             if request.memberID.isEmpty {
                 let count = group.members.count
                 throw MillraceError(
-                    .invalidRequest,
+                    .groupNotEmpty,
                     "group \(request.group) has \(count) live member\(count == 1 ? "" : "s"); commit as a member, or stop \(count == 1 ? "it" : "them") first")
             }
             if let error = group.checkCommit(memberID: request.memberID, generation: request.generation, partitions: partitions) { throw error }
