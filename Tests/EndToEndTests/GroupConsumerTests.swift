@@ -70,3 +70,55 @@ import Testing
         await live.stop()
     }
 }
+
+@Suite(.serialized) struct ReplayTests {
+    /// A committed offset that retention removed: the member resumes at the log start and
+    /// says how many records it skipped.
+    @Test func aCommitBelowTheLogStartIsSkippedForwardWithAWarning() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        // One byte: retention keeps only the newest batch (it goes while the rest hold ≥ 1 byte).
+        try await client.createTopic(CreateTopicRequest(name: "short", partitions: 1, retentionBytes: 1))
+        let producer = Producer(client: client)
+        for index in 0..<10 { _ = try await producer.send(topic: "short", value: Array("v\(index)".utf8)) }
+        try await client.commitOffsets(group: "slow", topic: "short", offsets: [OffsetEntry(partition: 0, offset: 2)])
+        _ = try await live.storage.enforceRetention()
+        let logStart = try live.storage.offsets(topic: "short", partition: 0).logStartOffset
+        #expect(logStart == 9)
+
+        var iterator = GroupConsumer(client: client, group: "slow", topic: "short", stopAtEnd: true).makeAsyncIterator()
+        var values: [String] = []
+        while let record = try await iterator.next() { values.append(String(decoding: record.value ?? [], as: UTF8.self)) }
+        #expect(values == (Int(logStart)..<10).map { "v\($0)" })
+        #expect(iterator.warnings == ["short/0: committed offset 2 was removed by retention; resuming at \(logStart), \(logStart - 2) records skipped"])
+        await iterator.leave()
+        await client.close()
+        await live.stop()
+    }
+
+    /// Replay by time: the group lands on the first record at or after T.
+    @Test func replayByTimeLandsOnTheFirstRecordAtOrAfterT() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 1))
+        let producer = Producer(client: client)
+        for index in 0..<5 { _ = try await producer.send(topic: "confirmations", value: Array("before-\(index)".utf8)) }
+        try await Task.sleep(nanoseconds: 30_000_000)
+        let cut = Int64(Date().timeIntervalSince1970 * 1000)
+        try await Task.sleep(nanoseconds: 30_000_000)
+        for index in 0..<5 { _ = try await producer.send(topic: "confirmations", value: Array("after-\(index)".utf8)) }
+
+        let target = try await client.listOffsets("confirmations", partitions: [0], timestamp: cut)
+        #expect(target.first?.offset == 5 && (target.first?.timestamp ?? 0) >= cut)
+        try await client.commitOffsets(group: "replay", topic: "confirmations", offsets: [OffsetEntry(partition: 0, offset: target[0].offset)])
+        var iterator = GroupConsumer(client: client, group: "replay", topic: "confirmations", stopAtEnd: true).makeAsyncIterator()
+        var values: [String] = []
+        while let record = try await iterator.next() { values.append(String(decoding: record.value ?? [], as: UTF8.self)) }
+        #expect(values == (0..<5).map { "after-\($0)" })
+        await iterator.leave()
+        await client.close()
+        await live.stop()
+    }
+}
