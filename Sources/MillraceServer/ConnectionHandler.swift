@@ -53,6 +53,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var ready: [Int: ByteBuffer] = [:]
     private var closeAfterSequence: Int?
     private var readingPaused = false
+    /// Stopping: no more requests are read; close once everything read is answered.
+    private var draining = false
 
     private let serverInFlight: NIOLockedValueBox<Int>
 
@@ -125,6 +127,14 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         if wrote { context.flush() }
         updateReading(context: context)
+        finishDrainIfDone(context: context)
+    }
+
+    /// While draining, once every request read has been answered: end-of-stream after the
+    /// responses. The server closes the connection fully a moment later.
+    private func finishDrainIfDone(context: ChannelHandlerContext) {
+        guard draining, inFlight == 0 else { return }
+        context.close(mode: .output, promise: nil)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -134,18 +144,28 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// Reads only while few requests are unanswered and the peer takes its responses.
     private func updateReading(context: ChannelHandlerContext) {
-        let shouldPause = inFlight >= inFlightRequestsMax || !context.channel.isWritable || closeAfterSequence != nil
+        let shouldPause = inFlight >= inFlightRequestsMax || !context.channel.isWritable || closeAfterSequence != nil || draining
         guard shouldPause != readingPaused else { return }
         readingPaused = shouldPause
         context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }
         if !shouldPause { context.read() }
     }
 
+    /// Sent by the server's graceful stop.
+    struct Drain {}
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent, inFlight == 0 {
             context.close(promise: nil)
             return
         }
+        if event is Drain {
+            draining = true
+            updateReading(context: context)
+            finishDrainIfDone(context: context)
+            return
+        }
+
         context.fireUserInboundEventTriggered(event)
     }
 

@@ -84,10 +84,17 @@ public final class MillraceServer: Sendable {
         let (server, expiry) = state.withLockedValue { ($0.server, $0.expiry) }
         expiry?.cancel()
         try? await server?.close().get()
+        // Each connection stops reading requests, answers what it has, then half-closes so
+        // its client reads every response and then end-of-stream.
+        for child in state.withLockedValue({ Array($0.children.values) }) {
+            child.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain())
+        }
         let deadline = NIODeadline.now() + .seconds(graceSeconds)
         while inFlight.withLockedValue({ $0 }) > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 10_000_000)
         }
+        // A moment for the last responses and end-of-stream to reach the clients.
+        try? await Task.sleep(nanoseconds: 50_000_000)
         for child in state.withLockedValue({ Array($0.children.values) }) {
             try? await child.close().get()
         }

@@ -106,24 +106,30 @@ func fetch(_ topic: String, _ partition: Int32, from offset: Int64, maxWaitMs: I
         await live.stop()
     }
 
-    @Test func aGracefulStopAnswersWhatIsInFlight() async throws {
+    @Test func aGracefulStopAnswersEverythingItReadAndStoresNothingElse() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
         let client = try TestClient(port: live.port)
         _ = try client.call(.createTopic(CreateTopicRequest(name: "t", partitions: 1)))
         var sent: [Int32] = []
         for index in 0..<50 { sent.append(try client.send(produce("t", 0, ["\(index)"]))) }
+        // Let the broker read them; a graceful stop answers what it has read.
+        _ = try #require(try client.receive())
         await live.stop()
-        var answered = 0
-        while let response = try client.receive() {
+        var answered = 1
+        while let response = try? client.receive() {
             #expect(response.errorCode == .none && response.correlationID == sent[answered])
             answered += 1
         }
-        #expect(answered == 50)
         var options = Storage.Options()
         options.readOnly = true
         let reopened = try Storage.open(directory: live.directory, options: options)
-        #expect(try reopened.offsets(topic: "t", partition: 0).nextOffset == 50)
+        // Every answered produce is stored, and nothing unanswered was half-done.
+        let stored = try reopened.offsets(topic: "t", partition: 0).nextOffset
+        // Requests still unread in the socket when the stop began are not taken (the
+        // client sees end-of-stream after the last answer), so the count varies.
+        #expect(answered >= 1 && answered <= 50)
+        #expect(stored == Int64(answered), "\(stored) stored but \(answered) answered")
         reopened.close()
     }
 
