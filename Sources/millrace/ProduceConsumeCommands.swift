@@ -69,7 +69,7 @@ struct ProduceCommand: AsyncParsableCommand {
         let result = tally.withLockedValue { $0 }
         let missed = result.failed + unsent
         if missed == 0 {
-            print("produced \(Output.count(Int64(result.acknowledged))) records to \(topic)")
+            print("produced \(Output.count(Int64(result.acknowledged))) record\(result.acknowledged == 1 ? "" : "s") to \(topic)")
         } else {
             Output.standardError(
                 "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(lines.count))) records were not acknowledged (first: \(result.firstError ?? "unknown")); \(Output.count(Int64(result.acknowledged))) were"
