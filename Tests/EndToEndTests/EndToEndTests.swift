@@ -15,12 +15,14 @@ final class LiveServer {
     var server: MillraceServer
     var port: Int
 
-    init(directory: String? = nil) async throws {
+    init(directory: String? = nil, idleTimeoutSeconds: Int64 = 600) async throws {
         self.directory = directory ?? NSTemporaryDirectory() + "millrace-e2e-\(UUID().uuidString)"
         var options = Storage.Options()
         options.retentionCheckIntervalMs = nil
         storage = try Storage.open(directory: self.directory, options: options)
-        server = MillraceServer(storage: storage, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+        var configuration = MillraceServer.Configuration(host: "127.0.0.1", port: 0)
+        configuration.idleTimeoutSeconds = idleTimeoutSeconds
+        server = MillraceServer(storage: storage, configuration: configuration, logger: Logger(label: "test"))
         port = try await server.start().port!
     }
 
@@ -131,6 +133,21 @@ func fetch(_ topic: String, _ partition: Int32, from offset: Int64, maxWaitMs: I
         #expect(answered >= 1 && answered <= 50)
         #expect(stored == Int64(answered), "\(stored) stored but \(answered) answered")
         reopened.close()
+    }
+
+    @Test func idleConnectionsAreClosedAndBusyOnesAreNot() async throws {
+        let live = try await LiveServer(idleTimeoutSeconds: 1)
+        defer { live.remove() }
+        let idle = try TestClient(port: live.port)
+        let busy = try TestClient(port: live.port)
+        let started = Date()
+        // The busy client long-polls past the idle timeout: a request in flight keeps it open.
+        _ = try busy.call(.createTopic(CreateTopicRequest(name: "t", partitions: 1)))
+        let response = try busy.call(fetch("t", 0, from: 0, maxWaitMs: 1_500, minBytes: 1))
+        #expect(response.errorCode == .none)
+        #expect(idle.isClosedByServer())
+        #expect(Date().timeIntervalSince(started) < 5)
+        await live.stop()
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
