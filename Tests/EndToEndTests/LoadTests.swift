@@ -14,17 +14,7 @@ import Testing
         var stream = ByteBuffer()
         for index in 0..<count { RequestCodec.encode(.apiVersions, correlationID: Int32(index), into: &stream) }
         let bytes = Array(stream.readableBytesView)
-        let descriptor = client.descriptor
-        let sender = Thread {
-            var sent = 0
-            while sent < bytes.count {
-                let chunk = bytes[sent..<min(sent + 65_536, bytes.count)]
-                let written = chunk.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if written <= 0 { return }
-                sent += written
-            }
-        }
-        sender.start()
+        _ = sendInBackground(bytes, on: client.descriptor, chunkBytes: 65_536)
         var expected: Int32 = 0
         while expected < count {
             guard let sizeBytes = try client.receiveRaw(4) else { break }
@@ -61,19 +51,7 @@ import Testing
         let descriptor = stalled.descriptor
         var timeout = timeval(tv_sec: 3, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let progress = SentCounter()
-        let sender = Thread {
-            var sent = 0
-            while sent < bytes.count {
-                let chunk = bytes[sent..<min(sent + 16_384, bytes.count)]
-                let written = chunk.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if written <= 0 { break }
-                sent += written
-                progress.set(sent)
-            }
-            progress.finish()
-        }
-        sender.start()
+        let progress = sendInBackground(bytes, on: descriptor, chunkBytes: 16_384)
         try await Task.sleep(nanoseconds: 1_500_000_000)
         // The broker stopped reading the stalled connection: its sender is stuck well short.
         #expect(progress.sent < bytes.count, "all \(bytes.count) bytes went through: no back-pressure")
@@ -88,6 +66,25 @@ import Testing
         while !progress.done { try await Task.sleep(nanoseconds: 10_000_000) }
         await live.stop()
     }
+}
+
+/// Writes `bytes` to a socket from a thread of its own (the test thread reads meanwhile, or
+/// watches the writer get stuck); returns its progress.
+func sendInBackground(_ bytes: [UInt8], on descriptor: Int32, chunkBytes: Int) -> SentCounter {
+    let progress = SentCounter()
+    let sender = Thread {
+        var sent = 0
+        while sent < bytes.count {
+            let chunk = bytes[sent..<min(sent + chunkBytes, bytes.count)]
+            let written = chunk.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written <= 0 { break }
+            sent += written
+            progress.set(sent)
+        }
+        progress.finish()
+    }
+    sender.start()
+    return progress
 }
 
 final class SentCounter: @unchecked Sendable {
