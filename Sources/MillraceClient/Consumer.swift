@@ -68,6 +68,7 @@ public struct Consumer: AsyncSequence, Sendable {
         var buffered: [ConsumedRecord] = []
         var bufferedIndex = 0
         var started = false
+        var polls = 0
 
         init(consumer: Consumer) { self.consumer = consumer }
 
@@ -132,7 +133,13 @@ public struct Consumer: AsyncSequence, Sendable {
         }
 
         private mutating func poll() async throws {
-            let wanted = positions.filter { !consumer.stopAtEnd || $0.value < ends[$0.key, default: 0] }.sorted { $0.key < $1.key }
+            var wanted = positions.filter { !consumer.stopAtEnd || $0.value < ends[$0.key, default: 0] }.sorted { $0.key < $1.key }
+            // Only the first partition with data may pass the fetch's byte limit, so start
+            // each poll at the next partition: none is starved behind the others.
+            if !wanted.isEmpty {
+                wanted = Array(wanted[(polls % wanted.count)...] + wanted[..<(polls % wanted.count)])
+            }
+            polls = (polls + 1) % 1 << 30
             let request = FetchRequest(
                 maxWaitMs: consumer.stopAtEnd ? 0 : consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
                 topics: [TopicEntries(topic: consumer.topic, wanted.map { FetchPartition(partition: $0.key, offset: $0.value, maxBytes: 1 << 20) })])

@@ -29,8 +29,18 @@ public enum Limits {
     public static let partitionsMax = 8_192
     /// Appends and commits waiting for the writer before callers are made to wait.
     public static let pendingWritesMax = 8_192
-    /// Longest consumer group name.
-    public static let groupNameBytesMax = 255
+    /// Longest consumer group name (as a topic name: a committed offset's storage key holds
+    /// both and must fit LMDB's 511-byte key limit; see LimitsTests).
+    public static let groupNameBytesMax = 249
+    /// Longest consumer-group member id. The broker makes ids `GROUP-member-N`, so this
+    /// leaves room for the longest group name and a 64-bit counter (see LimitsTests).
+    public static let memberIDBytesMax = 320
+    /// Longest error message in a response; longer ones are cut at a character boundary.
+    public static let errorMessageBytesMax = 4_096
+    /// Most topics named in one request (Metadata, JoinGroup, Produce, Fetch, ...).
+    public static let topicsPerRequestMax = 1_024
+    /// Most (topic, partition) entries in one request, across its topics.
+    public static let partitionsPerRequestMax = 8_192
     /// Longest metadata string stored with a committed offset.
     public static let offsetMetadataBytesMax = 4_096
     /// A group-commit transaction takes no more appends once it holds this many batch bytes,

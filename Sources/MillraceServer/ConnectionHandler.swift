@@ -99,6 +99,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             case .unsupportedVersion(let header):
                 let error = MillraceError(.unsupportedVersion, "API \(header.apiKey) has no version \(header.apiVersion); see ApiVersions")
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
+            case .refused(let header, let error):
+                complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             case .malformed(let header, let error):
                 closeAfterSequence = sequence
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)

@@ -160,23 +160,21 @@ final class RequestDispatcher: Sendable {
         } catch {
             return failed(MillraceError(.corruptBatch, "\(error)"))
         }
-        let results = batches.map { batch -> EventLoopFuture<AppendResult> in
-            let promise = eventLoop.makePromise(of: AppendResult.self)
-            storage.append(topic: topic, partition: entry.partition, batch: batch) { promise.completeWith($0.mapError { $0 as any Error }) }
-            return promise.futureResult
-        }
-        return EventLoopFuture.whenAllComplete(results, on: eventLoop).map { outcomes in
-            for outcome in outcomes {
-                if case .failure(let error) = outcome {
-                    let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
-                    return ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1)
-                }
+        // One operation for all of the partition's batches: appended together or not at all.
+        let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
+        storage.append(topic: topic, partition: entry.partition, batches: batches) { result in
+            switch result {
+            case .success(let appended):
+                promise.succeed(
+                    ProducePartitionResult(
+                        partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                        logStartOffset: appended.logStartOffset))
+            case .failure(let error):
+                promise.succeed(
+                    ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1))
             }
-            let first = try! outcomes[0].get()
-            return ProducePartitionResult(
-                partition: entry.partition, baseOffset: first.baseOffset, logAppendTimeMs: first.logAppendTimeMs ?? -1,
-                logStartOffset: first.logStartOffset)
         }
+        return promise.futureResult
     }
 
     /// Whole batches back to back, each sized by its own length field.
@@ -185,12 +183,15 @@ final class RequestDispatcher: Sendable {
         var index = 0
         while index < records.count {
             guard records.count - index >= RecordBatchLayout.lengthPrefixBytes else {
-                throw MillraceError(.corruptBatch, "\(records.count - index) bytes after the last batch are too few for a batch header")
+                throw MillraceError(
+                    .corruptBatch,
+                    "batch \(batches.count + 1): \(records.count - index) bytes after the last batch are too few for a batch header; nothing was appended")
             }
             let length = records[(index + 8)..<(index + 12)].reduce(0) { $0 << 8 | Int($1) }
             let total = length + RecordBatchLayout.lengthPrefixBytes
             guard length >= 0, total <= records.count - index else {
-                throw MillraceError(.corruptBatch, "a batch claims \(length) bytes, \(records.count - index - 12) remain")
+                throw MillraceError(
+                    .corruptBatch, "batch \(batches.count + 1) claims \(length) bytes, \(records.count - index - 12) remain; nothing was appended")
             }
             batches.append(Array(records[index..<(index + total)]))
             index += total
@@ -234,10 +235,13 @@ final class RequestDispatcher: Sendable {
                 topic: topic.topic,
                 topic.entries.map { entry -> FetchPartitionResult in
                     do {
-                        // Past the request's budget a partition still gets one batch if it has
-                        // data, so a consumer never stalls behind a large batch.
+                        // Kafka's rule: only the first batch of the first partition with data
+                        // may pass the limits (so a consumer never stalls behind a large
+                        // batch); after it, nothing passes them. A response stays within
+                        // `fetchBytesMax` plus one batch, however many partitions it names.
                         let limit = min(Int(max(entry.maxBytes, 0)), max(budget, 0))
-                        let read = try storage.read(topic: topic.topic, partition: entry.partition, from: entry.offset, maxBytes: limit)
+                        let read = try storage.read(
+                            topic: topic.topic, partition: entry.partition, from: entry.offset, maxBytes: limit, firstBatchMayExceed: total == 0)
                         budget -= read.bytes.count
                         total += read.bytes.count
                         return FetchPartitionResult(

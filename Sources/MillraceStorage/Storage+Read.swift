@@ -112,16 +112,17 @@ extension Storage {
         return try cursor.get(MDB_PREV) ?? found
     }
 
-    /// Reads whole batches from the one holding `offset`, up to `maxBytes` (always at least
-    /// one batch, so a consumer makes progress even past a large batch). Reading at the log
-    /// end returns nothing.
-    public func read(topic: String, partition: Int32, from offset: Int64, maxBytes: Int) throws -> ReadResult {
+    /// Reads whole batches from the one holding `offset`, up to `maxBytes`. With
+    /// `firstBatchMayExceed` (the default) at least one batch comes back, so a consumer makes
+    /// progress even past a large batch; without it nothing over `maxBytes` does. Reading at
+    /// the log end returns nothing.
+    public func read(topic: String, partition: Int32, from offset: Int64, maxBytes: Int, firstBatchMayExceed: Bool = true) throws -> ReadResult {
         var bytes: [UInt8] = []
         var batches = 0
         var records = 0
         var nextRead = offset
         try forEachBatch(topic: topic, partition: partition, from: offset) { header, batch in
-            if batches > 0 && bytes.count + batch.count > maxBytes { return false }
+            if (batches > 0 || !firstBatchMayExceed) && bytes.count + batch.count > maxBytes { return false }
             bytes.append(contentsOf: batch)
             batches += 1
             records += Int(header.recordCount)

@@ -189,26 +189,52 @@ public final class Storage: @unchecked Sendable {
         topic: String, partition: Int32, batch: [UInt8],
         completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) {
-        switch Self.check(batch) {
+        append(topic: topic, partition: partition, batches: [batch], completion: completion)
+    }
+
+    /// Appends several batches to one partition atomically: every batch is checked first, and
+    /// they are written in one transaction, all or none. A batch that fails its check fails
+    /// the whole call, with an error naming it. `AppendResult` spans them all.
+    public func append(
+        topic: String, partition: Int32, batches: [[UInt8]],
+        completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+    ) {
+        switch Self.check(batches) {
         case .failure(let error): completion(.failure(error))
-        case .success(let header):
+        case .success(let checked):
             guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
-            writer.submitNow(.append(AppendOperation(topic: topic, partition: partition, batch: batch, header: header, completion: completion)))
+            writer.submitNow(.append(AppendOperation(topic: topic, partition: partition, batches: checked, completion: completion)))
         }
     }
 
     /// Appends a batch and returns once it is durable. Waits while the writer's queue is full.
     public func append(topic: String, partition: Int32, batch: [UInt8]) async throws -> AppendResult {
-        let header = try Self.check(batch).get()
+        let checked = try Self.check([batch]).get()
         let writer = try requireWriter()
         await writer.waitForSpace()
         return try await withCheckedThrowingContinuation { continuation in
-            let op = AppendOperation(topic: topic, partition: partition, batch: batch, header: header) { continuation.resume(with: $0) }
+            let op = AppendOperation(topic: topic, partition: partition, batches: checked) { continuation.resume(with: $0) }
             writer.submitNow(.append(op), afterWaiting: true)
         }
     }
 
-    static func check(_ batch: [UInt8]) -> Result<RecordBatchHeader, MillraceError> {
+    static func check(_ batches: [[UInt8]]) -> Result<[(bytes: [UInt8], header: RecordBatchHeader)], MillraceError> {
+        guard !batches.isEmpty else { return .failure(MillraceError(.invalidRecordCount, "no record batches to append")) }
+        var checked: [(bytes: [UInt8], header: RecordBatchHeader)] = []
+        checked.reserveCapacity(batches.count)
+        for (index, batch) in batches.enumerated() {
+            switch checkOne(batch) {
+            case .success(let header): checked.append((batch, header))
+            case .failure(let error) where batches.count == 1: return .failure(error)
+            case .failure(let error):
+                return .failure(
+                    MillraceError(error.code, "batch \(index + 1) of \(batches.count): \(error.message); none of the \(batches.count) was appended"))
+            }
+        }
+        return .success(checked)
+    }
+
+    static func checkOne(_ batch: [UInt8]) -> Result<RecordBatchHeader, MillraceError> {
         guard batch.count <= Limits.batchBytesMax else {
             return .failure(MillraceError(.batchTooLarge, "batch is \(batch.count) bytes; the limit is \(Limits.batchBytesMax)"))
         }

@@ -47,6 +47,9 @@ struct WriteContext {
         return .success((info, id, dbi))
     }
 
+    /// Appends every batch of `op` to its partition, in order. Resolution is checked before
+    /// the first write, so a refused operation leaves nothing behind; an engine error aborts
+    /// the whole transaction. Either way the batches go in together or not at all.
     mutating func append(_ op: AppendOperation) throws -> Result<AppendResult, MillraceError> {
         let (info, id, dbi): (TopicInfo, PartitionID, MDB_dbi)
         switch resolve(op.topic, op.partition) {
@@ -54,33 +57,36 @@ struct WriteContext {
         case .success(let resolved): (info, id, dbi) = resolved
         }
         var state = try state(id)
-        let baseOffset = state.nextOffset
-        let stored = try Keys.withOffsetKey(baseOffset) { key in
-            try txn.reserve(dbi, key, count: op.batch.count, flags: MDB_APPEND)
-        }
-        op.batch.withUnsafeBytes { stored.copyMemory(from: $0) }
-        RecordBatch.patchBaseOffset(baseOffset, in: stored)
+        let firstOffset = state.nextOffset
         var logAppendTime: Int64?
-        var maxTimestamp = op.header.maxTimestamp
-        if info.config.timestampType == .logAppend {
-            RecordBatch.stampLogAppendTime(nowMs, in: stored)
-            logAppendTime = nowMs
-            maxTimestamp = nowMs
+        for (batch, header) in op.batches {
+            let baseOffset = state.nextOffset
+            let stored = try Keys.withOffsetKey(baseOffset) { key in
+                try txn.reserve(dbi, key, count: batch.count, flags: MDB_APPEND)
+            }
+            batch.withUnsafeBytes { stored.copyMemory(from: $0) }
+            RecordBatch.patchBaseOffset(baseOffset, in: stored)
+            var maxTimestamp = header.maxTimestamp
+            if info.config.timestampType == .logAppend {
+                RecordBatch.stampLogAppendTime(nowMs, in: stored)
+                logAppendTime = nowMs
+                maxTimestamp = nowMs
+            }
+            if maxTimestamp > state.maxTimestamp {
+                var value = ByteWriter(capacity: 8)
+                value.writeInteger(baseOffset)
+                try txn.put(databases.timeIndex, Keys.timeIndex(id.topicID, id.partition, maxTimestamp), value.bytes)
+                state.maxTimestamp = maxTimestamp
+            }
+            state.nextOffset = baseOffset + Int64(header.recordCount)
+            state.bytes += Int64(batch.count)
+            state.batchCount += 1
         }
-        if maxTimestamp > state.maxTimestamp {
-            var value = ByteWriter(capacity: 8)
-            value.writeInteger(baseOffset)
-            try txn.put(databases.timeIndex, Keys.timeIndex(id.topicID, id.partition, maxTimestamp), value.bytes)
-            state.maxTimestamp = maxTimestamp
-        }
-        state.nextOffset = baseOffset + Int64(op.header.recordCount)
-        state.bytes += Int64(op.batch.count)
-        state.batchCount += 1
         appendedPartitions.insert(id)
         states[id] = state
         return .success(
             AppendResult(
-                baseOffset: baseOffset, lastOffset: state.nextOffset - 1, logAppendTimeMs: logAppendTime,
+                baseOffset: firstOffset, lastOffset: state.nextOffset - 1, logAppendTimeMs: logAppendTime,
                 logStartOffset: state.logStartOffset))
     }
 

@@ -18,7 +18,7 @@ enum WriteOperation {
     }
 
     var batchBytes: Int {
-        if case .append(let op) = self { return op.batch.count }
+        if case .append(let op) = self { return op.bytes }
         return 0
     }
 
@@ -34,13 +34,15 @@ enum WriteOperation {
     }
 }
 
+/// One or more batches for one partition, appended together or not at all.
 struct AppendOperation {
     var topic: String
     var partition: Int32
-    /// A verified batch; the writer patches its base offset in the stored copy.
-    var batch: [UInt8]
-    var header: RecordBatchHeader
+    /// Verified batches with their headers; the writer patches each base offset in the stored copy.
+    var batches: [(bytes: [UInt8], header: RecordBatchHeader)]
     var completion: @Sendable (Result<AppendResult, MillraceError>) -> Void
+
+    var bytes: Int { batches.reduce(0) { $0 + $1.bytes.count } }
 }
 
 struct OffsetCommitOperation {

@@ -5,16 +5,25 @@ import NIOCore
 /// Reads throw `malformedRequest` when the bytes are not there; callers decode only whole
 /// frames, so short input here is always an error, never "wait for more".
 extension ByteBuffer {
-    public mutating func writeMillraceString(_ string: String) {
-        let bytes = string.utf8
-        precondition(bytes.count <= Limits.stringBytesMax, "protocol strings are at most \(Limits.stringBytesMax) bytes")
+    /// Writes an `i16`-length string. Decoders refuse every field over its own limit, and
+    /// those limits fit a protocol string (LimitsTests), so a longer string here can only be
+    /// one the broker made up; it is cut at a character boundary rather than trap.
+    public mutating func writeMillraceString(_ string: String, maxBytes: Int = Limits.stringBytesMax) {
+        let bytes = string.clippedUTF8(maxBytes: min(maxBytes, Limits.stringBytesMax))
         writeInteger(Int16(bytes.count))
         writeBytes(bytes)
     }
 
-    public mutating func readMillraceString(_ what: String) throws -> String {
+    /// Reads an `i16`-length string. A length over `maxBytes` is refused with `code` (the
+    /// frame itself is sound, so the request gets that error and the connection stays open).
+    public mutating func readMillraceString(
+        _ what: String, maxBytes: Int = Limits.stringBytesMax, code: ErrorCode = .invalidRequest
+    ) throws -> String {
         let length: Int16 = try readMillraceInteger(what + " length")
         guard length >= 0 else { throw MillraceError(.malformedRequest, "\(what) has negative length \(length)") }
+        guard Int(length) <= maxBytes else {
+            throw MillraceError(code, "\(what) is \(length) bytes; the limit is \(maxBytes)")
+        }
         guard let string = readString(length: Int(length)) else {
             throw MillraceError(.malformedRequest, "\(what) claims \(length) bytes, \(readableBytes) remain")
         }
@@ -55,12 +64,16 @@ extension ByteBuffer {
 
     /// An `i32` count, then the elements. A count that cannot fit the bytes left (every element
     /// takes at least `minimumElementBytes`) is refused before anything is allocated.
+    /// A count over `countMax` is refused with `invalidRequest` (the frame is sound).
     public mutating func readMillraceArray<Element>(
-        _ what: String, minimumElementBytes: Int, _ read: (inout ByteBuffer) throws -> Element
+        _ what: String, minimumElementBytes: Int, countMax: Int = Int(Int32.max), _ read: (inout ByteBuffer) throws -> Element
     ) throws -> [Element] {
         let count: Int32 = try readMillraceInteger(what + " count")
         guard count >= 0, Int(count) * max(minimumElementBytes, 1) <= readableBytes else {
             throw MillraceError(.malformedRequest, "\(what) count \(count) does not fit the \(readableBytes) bytes left")
+        }
+        guard Int(count) <= countMax else {
+            throw MillraceError(.invalidRequest, "\(count) \(what) in one request; the limit is \(countMax)")
         }
         var elements: [Element] = []
         elements.reserveCapacity(Int(count))
@@ -103,7 +116,35 @@ public struct TopicEntries<Entry: WireCodable>: WireCodable {
     }
 
     public init(from buffer: inout ByteBuffer) throws {
-        topic = try buffer.readMillraceString("topic")
-        entries = try [Entry](from: &buffer, "partitions of \(topic)")
+        topic = try buffer.readMillraceString("topic", maxBytes: Limits.topicNameBytesMax, code: .invalidTopicName)
+        entries = try buffer.readMillraceArray(
+            "partitions of \(topic)", minimumElementBytes: Entry.minimumBytes, countMax: Limits.partitionsPerRequestMax
+        ) { try Entry(from: &$0) }
+    }
+}
+
+extension Array {
+    /// A request's `[topic, [partition ...]]`: at most `topicsPerRequestMax` topics and
+    /// `partitionsPerRequestMax` entries in all.
+    init<Entry>(requestTopicsFrom buffer: inout ByteBuffer) throws where Element == TopicEntries<Entry> {
+        self = try buffer.readMillraceArray("topics", minimumElementBytes: Element.minimumBytes, countMax: Limits.topicsPerRequestMax) {
+            try TopicEntries<Entry>(from: &$0)
+        }
+        let partitions = reduce(0) { $0 + $1.entries.count }
+        guard partitions <= Limits.partitionsPerRequestMax else {
+            throw MillraceError(.invalidRequest, "\(partitions) partitions in one request; the limit is \(Limits.partitionsPerRequestMax)")
+        }
+    }
+}
+
+extension String {
+    /// The UTF-8 bytes of this string, at most `maxBytes`, cut before a character's first byte.
+    public func clippedUTF8(maxBytes: Int) -> Substring.UTF8View {
+        let bytes = utf8
+        guard bytes.count > maxBytes else { return self[...].utf8 }
+        var end = bytes.index(bytes.startIndex, offsetBy: maxBytes)
+        // Step back over continuation bytes (10xxxxxx) to the start of a scalar.
+        while end > bytes.startIndex, bytes[end] & 0xC0 == 0x80 { end = bytes.index(before: end) }
+        return self[..<end].utf8
     }
 }

@@ -37,6 +37,8 @@ public enum DecodedRequest: Equatable, Sendable {
     case unknownApi(RequestHeader)
     case unsupportedVersion(RequestHeader)
     case malformed(RequestHeader, MillraceError)
+    /// The frame parses, but a field is over its limit: answer with the error, keep the connection.
+    case refused(RequestHeader, MillraceError)
 }
 
 public enum RequestCodec {
@@ -102,7 +104,10 @@ public enum RequestCodec {
         guard let apiKey = buffer.readInteger(as: Int16.self), let version = buffer.readInteger(as: Int16.self),
             let correlationID = buffer.readInteger(as: Int32.self)
         else {
-            preconditionFailure("frames shorter than a request header are refused by FrameDecoder")
+            // FrameDecoder refuses such frames first; answer rather than trap all the same.
+            return .malformed(
+                RequestHeader(apiKey: -1, correlationID: -1),
+                MillraceError(.malformedRequest, "a request frame of \(frame.readableBytes) bytes is shorter than its header"))
         }
         let header = RequestHeader(apiKey: apiKey, apiVersion: version, correlationID: correlationID)
         guard let api = ApiKey(rawValue: apiKey) else { return .unknownApi(header) }
@@ -113,8 +118,10 @@ public enum RequestCodec {
                 throw MillraceError(.malformedRequest, "\(buffer.readableBytes) bytes follow the \(api) request body")
             }
             return .request(header, request)
-        } catch let error as MillraceError {
+        } catch let error as MillraceError where error.code == .malformedRequest {
             return .malformed(header, error)
+        } catch let error as MillraceError {
+            return .refused(header, error)
         } catch {
             return .malformed(header, MillraceError(.malformedRequest, "\(error)"))
         }
@@ -129,38 +136,37 @@ public enum RequestCodec {
         case .listGroups:
             return .listGroups
         case .describeGroup:
-            return .describeGroup(group: try buffer.readMillraceString("group"))
+            return .describeGroup(group: try readGroup(&buffer))
         case .deleteGroup:
-            return .deleteGroup(group: try buffer.readMillraceString("group"))
+            return .deleteGroup(group: try readGroup(&buffer))
         case .metadata:
-            return .metadata(topics: try buffer.readMillraceArray("topics", minimumElementBytes: 2) { try $0.readMillraceString("topic") })
+            return .metadata(topics: try readTopicNames(&buffer))
         case .createTopic:
             return .createTopic(
                 CreateTopicRequest(
-                    name: try buffer.readMillraceString("name"), partitions: try buffer.readMillraceInteger("partitions"),
+                    name: try readTopic(&buffer, "name"), partitions: try buffer.readMillraceInteger("partitions"),
                     retentionMs: try buffer.readMillraceInteger("retention ms"),
                     retentionBytes: try buffer.readMillraceInteger("retention bytes"),
                     compression: try buffer.readMillraceInteger("compression"),
                     timestampType: try buffer.readMillraceInteger("timestamp type")))
         case .deleteTopic:
-            return .deleteTopic(name: try buffer.readMillraceString("name"))
+            return .deleteTopic(name: try readTopic(&buffer, "name"))
         case .describeTopic:
-            return .describeTopic(name: try buffer.readMillraceString("name"))
+            return .describeTopic(name: try readTopic(&buffer, "name"))
         case .produce:
-            return .produce(ProduceRequest(timeoutMs: try buffer.readMillraceInteger("timeout"), topics: try .init(from: &buffer, "topics")))
+            return .produce(ProduceRequest(timeoutMs: try buffer.readMillraceInteger("timeout"), topics: try .init(requestTopicsFrom: &buffer)))
         case .fetch:
             return .fetch(
                 FetchRequest(
                     maxWaitMs: try buffer.readMillraceInteger("max wait"), minBytes: try buffer.readMillraceInteger("min bytes"),
-                    maxBytes: try buffer.readMillraceInteger("max bytes"), topics: try .init(from: &buffer, "topics")))
+                    maxBytes: try buffer.readMillraceInteger("max bytes"), topics: try .init(requestTopicsFrom: &buffer)))
         case .listOffsets:
-            return .listOffsets(ListOffsetsRequest(topics: try .init(from: &buffer, "topics")))
+            return .listOffsets(ListOffsetsRequest(topics: try .init(requestTopicsFrom: &buffer)))
         case .joinGroup:
             return .joinGroup(
                 JoinGroupRequest(
-                    group: try buffer.readMillraceString("group"), memberID: try buffer.readMillraceString("member id"),
-                    sessionTimeoutMs: try buffer.readMillraceInteger("session timeout"),
-                    topics: try buffer.readMillraceArray("topics", minimumElementBytes: 2) { try $0.readMillraceString("topic") }))
+                    group: try readGroup(&buffer), memberID: try readMemberID(&buffer),
+                    sessionTimeoutMs: try buffer.readMillraceInteger("session timeout"), topics: try readTopicNames(&buffer)))
         case .heartbeat:
             return .heartbeat(try readMember(&buffer))
         case .leaveGroup:
@@ -168,17 +174,34 @@ public enum RequestCodec {
         case .offsetCommit:
             return .offsetCommit(
                 OffsetCommitRequest(
-                    group: try buffer.readMillraceString("group"), memberID: try buffer.readMillraceString("member id"),
-                    generation: try buffer.readMillraceInteger("generation"), topics: try .init(from: &buffer, "topics")))
+                    group: try readGroup(&buffer), memberID: try readMemberID(&buffer),
+                    generation: try buffer.readMillraceInteger("generation"), topics: try .init(requestTopicsFrom: &buffer)))
         case .offsetFetch:
-            return .offsetFetch(OffsetFetchRequest(group: try buffer.readMillraceString("group"), topics: try .init(from: &buffer, "topics")))
+            return .offsetFetch(OffsetFetchRequest(group: try readGroup(&buffer), topics: try .init(requestTopicsFrom: &buffer)))
         }
     }
 
     private static func readMember(_ buffer: inout ByteBuffer) throws -> GroupMemberRequest {
         GroupMemberRequest(
-            group: try buffer.readMillraceString("group"), memberID: try buffer.readMillraceString("member id"),
-            generation: try buffer.readMillraceInteger("generation"))
+            group: try readGroup(&buffer), memberID: try readMemberID(&buffer), generation: try buffer.readMillraceInteger("generation"))
+    }
+
+    // Every string field of a request has its own limit (docs/PROTOCOL.md, "Limits").
+
+    private static func readTopic(_ buffer: inout ByteBuffer, _ what: String = "topic") throws -> String {
+        try buffer.readMillraceString(what, maxBytes: Limits.topicNameBytesMax, code: .invalidTopicName)
+    }
+
+    private static func readTopicNames(_ buffer: inout ByteBuffer) throws -> [String] {
+        try buffer.readMillraceArray("topics", minimumElementBytes: 2, countMax: Limits.topicsPerRequestMax) { try readTopic(&$0) }
+    }
+
+    private static func readGroup(_ buffer: inout ByteBuffer) throws -> String {
+        try buffer.readMillraceString("group", maxBytes: Limits.groupNameBytesMax)
+    }
+
+    private static func readMemberID(_ buffer: inout ByteBuffer) throws -> String {
+        try buffer.readMillraceString("member id", maxBytes: Limits.memberIDBytesMax)
     }
 }
 
@@ -190,7 +213,8 @@ public enum ResponseCodec {
         FrameDecoder.writeFrame(into: &buffer) { buffer in
             buffer.writeInteger(response.correlationID)
             buffer.writeInteger(response.errorCode.rawValue)
-            buffer.writeMillraceString(response.message)
+            // Messages may quote request fields; each is bounded, and so is the whole.
+            buffer.writeMillraceString(response.message, maxBytes: Limits.errorMessageBytesMax)
             if response.errorCode == .none, let body = response.body { writeBody(body, into: &buffer) }
         }
     }

@@ -88,7 +88,7 @@ public struct OffsetEntry: WireCodable {
     public init(from buffer: inout ByteBuffer) throws {
         partition = try buffer.readMillraceInteger("partition")
         offset = try buffer.readMillraceInteger("offset")
-        metadata = try buffer.readMillraceString("metadata")
+        metadata = try buffer.readMillraceString("metadata", maxBytes: Limits.offsetMetadataBytesMax)
     }
 }
 

@@ -166,6 +166,38 @@ func fetch(_ topic: String, _ partition: Int32, from offset: Int64, maxWaitMs: I
         await live.stop()
     }
 
+    /// All batches of one partition in one produce go in together or not at all: a corrupt
+    /// second batch keeps the first out too (a retry then cannot duplicate it).
+    @Test func aProduceIsAtomicPerPartition() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = try TestClient(port: live.port)
+        _ = try client.call(.createTopic(CreateTopicRequest(name: "t", partitions: 2)))
+        func send(_ records: [UInt8], partition: Int32 = 0) throws -> ProducePartitionResult {
+            let response = try client.call(
+                .produce(ProduceRequest(timeoutMs: 1000, topics: [TopicEntries(topic: "t", [ProducePartition(partition: partition, records: records)])])))
+            guard case .produce(let topics)? = response.body, let entry = topics.first?.entries.first else {
+                throw MillraceError(.unexpected, "no produce body: \(response)")
+            }
+            return entry
+        }
+        var corrupt = batchBytes(["one"]) + batchBytes(["two"])
+        corrupt[corrupt.count - 1] ^= 0xFF
+        let refused = try send(corrupt)
+        #expect(refused.errorCode == .corruptBatch)
+        #expect(refused.message.contains("batch 2 of 2"), "\(refused.message)")
+        var cut = batchBytes(["one"]) + batchBytes(["two"])
+        cut.removeLast(3)
+        let truncated = try send(cut)
+        #expect(truncated.errorCode == .corruptBatch && truncated.message.contains("batch 2"), "\(truncated.message)")
+        #expect(try live.storage.offsets(topic: "t", partition: 0).nextOffset == 0)
+
+        let stored = try send(batchBytes(["a", "b"]) + batchBytes(["c"]))
+        #expect(stored.errorCode == .none && stored.baseOffset == 0)
+        #expect(try live.storage.offsets(topic: "t", partition: 0).nextOffset == 3)
+        await live.stop()
+    }
+
     @Test func badInputGetsAnErrorAndOthersAreStillServed() async throws {
         let live = try await LiveServer()
         defer { live.remove() }

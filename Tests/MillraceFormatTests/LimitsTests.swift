@@ -8,6 +8,22 @@ import Testing
         // The smallest record is 7 bytes; a full batch of them must fit the byte limit.
         #expect(Limits.recordsPerBatchMax * 7 + RecordBatchLayout.headerBytes <= Limits.batchBytesMax)
         #expect(Limits.partitionsPerTopicMax <= Limits.partitionsMax)
+        #expect(Limits.partitionsPerTopicMax <= Limits.partitionsPerRequestMax)
+    }
+
+    /// Every string a request carries, and every message a response echoes, fits the
+    /// protocol's string; so no encoder ever meets a string it cannot write.
+    @Test func stringLimitsFitTheProtocol() {
+        for limit in [
+            Limits.topicNameBytesMax, Limits.groupNameBytesMax, Limits.memberIDBytesMax, Limits.offsetMetadataBytesMax,
+            Limits.errorMessageBytesMax,
+        ] {
+            #expect(limit <= Limits.stringBytesMax)
+        }
+        // Broker-made member ids: GROUP-member-N with N up to 20 digits.
+        #expect(Limits.groupNameBytesMax + "-member-".utf8.count + 20 <= Limits.memberIDBytesMax)
+        // A committed offset's key: u16 + group + u16 + topic + i32, within LMDB's 511 bytes.
+        #expect(2 + Limits.groupNameBytesMax + 2 + Limits.topicNameBytesMax + 4 <= 511)
     }
 
     @Test func errorCodesAreUniqueAndNamed() {

@@ -224,4 +224,44 @@ let sampleResponses: [Response] = [
             return
         }
     }
+
+    /// A sound frame with a field over its own limit is refused with that field named (the
+    /// connection can stay open); the same field at its limit decodes.
+    @Test func fieldsOverTheirLimitAreRefusedAtDecode() throws {
+        let longTopic = String(repeating: "t", count: Limits.topicNameBytesMax + 1)
+        guard case .refused(let header, let error)? = try decodeRequest(encoded(.describeTopic(name: longTopic), correlationID: 5)) else {
+            Issue.record("over-long topic accepted")
+            return
+        }
+        #expect(header.correlationID == 5 && error.code == .invalidTopicName && error.message.contains("the limit is \(Limits.topicNameBytesMax)"))
+        let atLimit = String(longTopic.dropFirst())
+        #expect(try decodeRequest(encoded(.describeTopic(name: atLimit))) == .request(RequestHeader(apiKey: 4, correlationID: 1), .describeTopic(name: atLimit)))
+
+        let member = String(repeating: "m", count: Limits.memberIDBytesMax + 1)
+        guard case .refused(_, let memberError)? = try decodeRequest(encoded(.heartbeat(GroupMemberRequest(group: "g", memberID: member, generation: 1)))) else {
+            Issue.record("over-long member id accepted")
+            return
+        }
+        #expect(memberError.code == .invalidRequest && memberError.message.hasPrefix("member id"))
+
+        let topics = (0...Limits.topicsPerRequestMax).map { "t\($0)" }
+        guard case .refused(_, let countError)? = try decodeRequest(encoded(.metadata(topics: topics))) else {
+            Issue.record("too many topics accepted")
+            return
+        }
+        #expect(countError.code == .invalidRequest)
+    }
+
+    /// Error messages quote request fields; they are cut to `errorMessageBytesMax` at a
+    /// character boundary, and no string, however long, makes an encoder trap.
+    @Test func longMessagesAreCutNotTrapped() throws {
+        let message = String(repeating: "é", count: 40_000)  // 2 bytes each
+        let response = try #require(try decodeResponse(encoded(Response(correlationID: 1, error: MillraceError(.unknownTopic, message))), .metadata))
+        #expect(response.message.utf8.count <= Limits.errorMessageBytesMax)
+        #expect(response.message.utf8.count >= Limits.errorMessageBytesMax - 1)
+        #expect(response.message.allSatisfy { $0 == "é" })
+        var buffer = ByteBuffer()
+        buffer.writeMillraceString(String(repeating: "x", count: 100_000))
+        #expect(buffer.getInteger(at: 0, as: Int16.self) == Int16(Limits.stringBytesMax))
+    }
 }
