@@ -43,6 +43,7 @@ let package = Package(
             name: "MillraceClient",
             dependencies: [
                 "MillraceWire", "MillraceFormat",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -73,7 +74,7 @@ let package = Package(
             dependencies: ["MillraceStorage", "MillraceFormat"],
             path: "Tests/CrashWriter",
             swiftSettings: strict),
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["MillraceFormat"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MillraceFormatTests", dependencies: ["MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "MillraceStorageTests",

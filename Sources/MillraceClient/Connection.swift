@@ -6,39 +6,77 @@ import NIOPosix
 
 /// One TCP connection to a broker, carrying pipelined requests. Responses arrive in request
 /// order, so the handler matches each to the oldest request still waiting.
+///
+/// No request waits forever: each has a deadline (the connection is closed when one passes,
+/// since nothing queued behind it could be answered first), a request on a closed connection
+/// fails at once, and a peer that does not speak the protocol is named as such.
 public final class Connection: Sendable {
     private let channel: any Channel
+    let requestTimeout: TimeAmount
 
-    private init(channel: any Channel) { self.channel = channel }
+    init(channel: any Channel, requestTimeout: TimeAmount) {
+        self.channel = channel
+        self.requestTimeout = requestTimeout
+    }
 
-    public static func connect(host: String, port: Int, group: any EventLoopGroup) async throws -> Connection {
+    /// Connects and checks with an ApiVersions request that the peer is a Millrace broker.
+    public static func connect(
+        host: String, port: Int, group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30)
+    ) async throws -> Connection {
+        let peer = "\(host):\(port)"
+        let channel: any Channel
         do {
-            let channel = try await ClientBootstrap(group: group)
+            channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(.seconds(5))
+                .connectTimeout(connectTimeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ResponseFrameDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(ClientHandler())
+                        try channel.pipeline.syncOperations.addHandler(ClientHandler(peer: peer))
                     }
                 }
                 .connect(host: host, port: port).get()
-            return Connection(channel: channel)
         } catch {
             let text = "\(error)"
             let reason = text.contains("refused") ? "connection refused" : text.contains("timed out") || text.contains("Timeout") ? "timed out" : text
             throw MillraceError(
-                .unexpected, "no broker at \(host):\(port) (\(reason)); start one with `scripts/run` or pass --broker HOST:PORT")
+                .networkError, "no broker at \(peer) (\(reason)); start one with `scripts/run` or pass --broker HOST:PORT")
         }
+        let connection = Connection(channel: channel, requestTimeout: requestTimeout)
+        do {
+            guard case .apiVersions = try await connection.request(.apiVersions, timeout: min(requestTimeout, .seconds(10))).get() else {
+                throw MillraceError(.notABroker, "\(peer) answered ApiVersions with another response")
+            }
+        } catch let error as MillraceError {
+            await connection.close()
+            switch error.code {
+            case .notABroker: throw error
+            case .requestTimedOut:
+                throw MillraceError(.notABroker, "\(peer) accepted a connection but did not answer ApiVersions: is it a Millrace broker?")
+            default:
+                throw MillraceError(error.code, "\(peer) did not complete the protocol handshake: \(error.message)")
+            }
+        }
+        return connection
     }
 
     public var isActive: Bool { channel.isActive }
     public var eventLoop: any EventLoop { channel.eventLoop }
 
-    /// Sends a request; the future fails with the response's error, or if the connection drops.
-    public func request(_ request: Request) -> EventLoopFuture<ResponseBody> {
+    /// Sends a request. The future fails with the response's error, with `networkError` if
+    /// the connection is or becomes closed, or with `requestTimedOut` after `timeout` (the
+    /// connection's request timeout when nil; a fetch adds its own wait to it).
+    public func request(_ request: Request, timeout: TimeAmount? = nil) -> EventLoopFuture<ResponseBody> {
         let promise = channel.eventLoop.makePromise(of: ResponseBody.self)
-        channel.writeAndFlush(OutgoingRequest(request: request, promise: promise), promise: nil)
+        var deadline = timeout ?? requestTimeout
+        if case .fetch(let fetch) = request { deadline = deadline + .milliseconds(Int64(max(fetch.maxWaitMs, 0))) }
+        // The handler takes the response promise and completes the write promise itself; when
+        // the channel is closed the handler is gone and the write fails here instead.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in
+            promise.fail(MillraceError(.networkError, "the connection to the broker is closed; retry"))
+        }
+        channel.writeAndFlush(OutgoingRequest(request: request, timeout: deadline, promise: promise), promise: written)
         return promise.futureResult
     }
 
@@ -53,6 +91,7 @@ public final class Connection: Sendable {
 
 struct OutgoingRequest {
     var request: Request
+    var timeout: TimeAmount
     var promise: EventLoopPromise<ResponseBody>
 }
 
@@ -68,52 +107,116 @@ struct ResponseFrameDecoder: ByteToMessageDecoder {
     }
 }
 
+/// Matches responses to requests in order, and enforces every request's deadline with one
+/// timer set for the earliest. Time comes from the channel's event loop, so tests drive it
+/// with `EmbeddedEventLoop.advanceTime`.
 final class ClientHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = OutgoingRequest
     typealias OutboundOut = ByteBuffer
 
-    private var waiting: CircularBuffer<(correlationID: Int32, api: ApiKey, promise: EventLoopPromise<ResponseBody>)> = []
+    private struct Waiting {
+        var correlationID: Int32
+        var api: ApiKey
+        var deadline: NIODeadline
+        var promise: EventLoopPromise<ResponseBody>
+    }
+
+    private let peer: String
+    private var waiting: CircularBuffer<Waiting> = []
     private var nextCorrelationID: Int32 = 1
+    private var timer: (deadline: NIODeadline, task: Scheduled<Void>)?
+    /// Set once the connection is unusable; later writes fail at once with it.
+    private var failure: MillraceError?
+
+    init(peer: String) { self.peer = peer }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let outgoing = unwrapOutboundIn(data)
+        if let failure {
+            promise?.succeed()
+            outgoing.promise.fail(failure)
+            return
+        }
         let correlationID = nextCorrelationID
         nextCorrelationID = nextCorrelationID == Int32.max ? 1 : nextCorrelationID + 1
         var buffer = context.channel.allocator.buffer(capacity: 64)
         RequestCodec.encode(outgoing.request, correlationID: correlationID, into: &buffer)
-        waiting.append((correlationID, outgoing.request.apiKey, outgoing.promise))
-        context.write(wrapOutboundOut(buffer), promise: promise)
+        let deadline = context.eventLoop.now + outgoing.timeout
+        waiting.append(Waiting(correlationID: correlationID, api: outgoing.request.apiKey, deadline: deadline, promise: outgoing.promise))
+        promise?.succeed()
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        armTimer(context: context, for: deadline)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard let head = waiting.popFirst() else {
-            return context.fireErrorCaught(MillraceError(.unexpected, "the broker sent a response nobody asked for"))
+            return fail(context: context, MillraceError(.notABroker, "\(peer) sent a response nobody asked for: is it a Millrace broker?"))
         }
+        let response: Response
         do {
-            let response = try ResponseCodec.decode(frame: frame, apiKey: head.api)
-            guard response.correlationID == head.correlationID || response.correlationID == -1 else {
-                throw MillraceError(.unexpected, "response \(response.correlationID) arrived for request \(head.correlationID)")
-            }
-            if let body = response.body {
-                head.promise.succeed(body)
-            } else {
-                head.promise.fail(MillraceError(response.errorCode, response.message))
-            }
+            response = try ResponseCodec.decode(frame: frame, apiKey: head.api)
         } catch {
-            head.promise.fail(error)
-            context.close(promise: nil)
+            let reason = (error as? MillraceError)?.message ?? "\(error)"
+            let failure = MillraceError(.notABroker, "\(peer) sent an answer that is not a Millrace \(head.api) response (\(reason))")
+            head.promise.fail(failure)
+            return fail(context: context, failure)
+        }
+        guard response.correlationID == head.correlationID || response.correlationID == -1 else {
+            let failure = MillraceError(.notABroker, "\(peer) answered request \(head.correlationID) with response \(response.correlationID)")
+            head.promise.fail(failure)
+            return fail(context: context, failure)
+        }
+        if let body = response.body {
+            head.promise.succeed(body)
+        } else {
+            head.promise.fail(MillraceError(response.errorCode, response.message))
         }
     }
 
+    /// One timer, set for the earliest deadline; when it fires every waiting request fails,
+    /// since answers come in order and the late one blocks all behind it.
+    private func armTimer(context: ChannelHandlerContext, for deadline: NIODeadline) {
+        if let timer, timer.deadline <= deadline { return }
+        timer?.task.cancel()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let task = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = loopBound.value
+            handler.timerFired(context: context)
+        }
+        timer = (deadline, task)
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        timer = nil
+        let now = context.eventLoop.now
+        if let late = waiting.first(where: { $0.deadline <= now }) {
+            return fail(
+                context: context,
+                MillraceError(.requestTimedOut, "\(peer) did not answer a \(late.api) request in time; the connection was closed and will be reopened"))
+        }
+        if let next = waiting.map(\.deadline).min() { armTimer(context: context, for: next) }
+    }
+
+    /// The connection is unusable: fail everything waiting with `error`, and close.
+    private func fail(context: ChannelHandlerContext, _ error: MillraceError) {
+        if failure == nil { failure = error }
+        timer?.task.cancel()
+        timer = nil
+        while let head = waiting.popFirst() { head.promise.fail(failure ?? error) }
+        context.close(promise: nil)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
-        let error = MillraceError(.unexpected, "the connection to the broker closed; retry")
-        while let head = waiting.popFirst() { head.promise.fail(error) }
+        fail(context: context, MillraceError(.networkError, "the connection to \(peer) closed before the broker answered; retry"))
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+        if let error = error as? MillraceError, error.code == .frameTooLarge || error.code == .malformedRequest {
+            return fail(context: context, MillraceError(.notABroker, "\(peer) sent bytes that are not Millrace responses (\(error.message)): is it a Millrace broker?"))
+        }
+        fail(context: context, MillraceError(.networkError, "the connection to \(peer) failed: \(error)"))
     }
 }

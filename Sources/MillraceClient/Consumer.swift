@@ -143,10 +143,33 @@ public struct Consumer: AsyncSequence, Sendable {
             let request = FetchRequest(
                 maxWaitMs: consumer.stopAtEnd ? 0 : consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
                 topics: [TopicEntries(topic: consumer.topic, wanted.map { FetchPartition(partition: $0.key, offset: $0.value, maxBytes: 1 << 20) })])
-            guard case .fetch(let topics) = try await consumer.client.send(.fetch(request)) else { throw MillraceClient.unexpectedBody }
+            guard case .fetch(let topics) = try await fetch(request) else { throw MillraceClient.unexpectedBody }
             for entry in topics.first?.entries ?? [] {
                 guard entry.errorCode == .none else { throw MillraceError(entry.errorCode, entry.message) }
                 try decode(entry)
+            }
+        }
+
+        /// One fetch. A follower that loses the broker (a restart, a network cut) says so once,
+        /// reconnects with backoff until it is back or the task is cancelled, and goes on from
+        /// its next offsets; a consumer that stops at the end fails instead.
+        private func fetch(_ request: FetchRequest) async throws -> ResponseBody {
+            let client = consumer.client
+            var backoff: Backoff?
+            while true {
+                do {
+                    let body = try await client.request(.fetch(request)).get()
+                    if let backoff {
+                        client.logger.notice("reconnected to \(client.host):\(client.port) after \(backoff.attempts) attempt\(backoff.attempts == 1 ? "" : "s"); resuming")
+                    }
+                    return body
+                } catch let error as MillraceError where !consumer.stopAtEnd && error.code.isReconnectable {
+                    if backoff == nil {
+                        client.logger.warning("lost the broker at \(client.host):\(client.port) (\(error.message)); reconnecting")
+                        backoff = Backoff(min: client.configuration.reconnectBackoffMin, max: client.configuration.reconnectBackoffMax)
+                    }
+                    try await Task.sleep(for: backoff!.next())
+                }
             }
         }
 

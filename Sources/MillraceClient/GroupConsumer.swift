@@ -1,63 +1,307 @@
+import Logging
 import MillraceFormat
 import MillraceWire
+import NIOConcurrencyHelpers
 
-/// Consumes a topic as a member of a group: joins, reads the partitions the broker assigns
-/// from the group's committed offsets, heartbeats between reads, follows rebalances, and
-/// commits what it has handed out (`commit()`, or every `autoCommitRecords`).
-public struct GroupConsumer: AsyncSequence, Sendable {
+/// Consumes a topic as a member of a group, fit to run as a service:
+///
+/// - joins, and reads the partitions the broker assigns from the group's committed offsets;
+/// - heartbeats and commits in the background (every `heartbeatInterval` and
+///   `commitInterval`), however long the caller takes per record;
+/// - on a rebalance commits what it has before giving partitions up, tells the caller
+///   (`onRebalance`) and drops buffered records of partitions it no longer owns;
+/// - after a lost connection or a broker restart reconnects with backoff, rejoins and
+///   resumes from the group's commits;
+/// - `close()` commits what was marked and leaves the group, so the others take the
+///   partitions at once. Call it always (the CLI does on Ctrl-C and SIGTERM).
+///
+/// What is committed is what was *marked*: every record handed out when `autoCommit` is on
+/// (the default), else what the caller marks with `commit(_:)`, for example after processing.
+public final class GroupConsumer: AsyncSequence, Sendable {
     public typealias Element = ConsumedRecord
 
     public enum ResetPolicy: Sendable { case earliest, latest }
 
-    public let client: MillraceClient
-    let group: String
-    let topic: String
-    let whenNoCommit: ResetPolicy
-    let stopAtEnd: Bool
-    let sessionTimeoutMs: Int32
-    let autoCommitRecords: Int?
+    public enum Rebalance: Sendable, Equatable {
+        case assigned([Int32])
+        case revoked([Int32])
+    }
 
-    public init(
-        client: MillraceClient, group: String, topic: String, whenNoCommit: ResetPolicy = .earliest, stopAtEnd: Bool,
-        sessionTimeoutMs: Int32 = 10_000, autoCommitRecords: Int? = nil
-    ) {
+    public struct Configuration: Sendable {
+        /// Where to start a partition with no commit, or whose commit retention removed.
+        public var resetPolicy: ResetPolicy = .earliest
+        /// Finish once every assigned partition reaches the log end as it was when read.
+        public var stopAtEnd = false
+        public var sessionTimeoutMs: Int32 = 10_000
+        /// Default: a third of the session timeout.
+        public var heartbeatInterval: Duration?
+        public var commitInterval: Duration = .seconds(5)
+        /// Mark each record for commit as it is handed out.
+        public var autoCommit = true
+        /// Longest long poll of one fetch; also how soon a rebalance is noticed while idle.
+        public var maxWaitMs: Int32 = 500
+        /// Sleeps between heartbeats, commits and reconnects; tests pass a clock they drive.
+        public var clock: any Clock<Duration> = ContinuousClock()
+        /// Told of partitions revoked (before they go) and assigned.
+        public var onRebalance: (@Sendable (Rebalance) -> Void)?
+
+        public init() {}
+    }
+
+    struct State {
+        var memberID = ""
+        var generation: Int32 = -1
+        var assignment: [Int32] = []
+        /// Per partition, the offset to commit next (one past the last record marked).
+        var marked: [Int32: Int64] = [:]
+        /// Per partition, what this member last committed.
+        var committed: [Int32: Int64] = [:]
+        /// Per partition, one past the last record handed out (to go on from after a
+        /// rebalance that kept the partition).
+        var positions: [Int32: Int64] = [:]
+        var warnings: [String] = []
+        /// A failure the background session could not recover from; `next()` throws it.
+        var failure: MillraceError?
+        var session: Task<Void, Never>?
+        var started = false
+        var closed = false
+    }
+
+    public let client: MillraceClient
+    public let group: String
+    public let topic: String
+    public let configuration: Configuration
+    let state = NIOLockedValueBox(State())
+    /// Serialises the group protocol calls (join, heartbeat, commit, leave).
+    let membership = AsyncMutex()
+
+    public init(client: MillraceClient, group: String, topic: String, configuration: Configuration = Configuration()) {
         self.client = client
         self.group = group
         self.topic = topic
-        self.whenNoCommit = whenNoCommit
-        self.stopAtEnd = stopAtEnd
-        self.sessionTimeoutMs = sessionTimeoutMs
-        self.autoCommitRecords = autoCommitRecords
+        self.configuration = configuration
+    }
+
+    public var memberID: String { state.withLockedValue { $0.memberID } }
+    public var generation: Int32 { state.withLockedValue { $0.generation } }
+    public var assignment: [Int32] { state.withLockedValue { $0.assignment } }
+    /// Things a person should know, such as records skipped because retention removed them.
+    public var warnings: [String] { state.withLockedValue { $0.warnings } }
+
+    /// Marks `record` as processed: its offset + 1 is committed with the next commit.
+    public func commit(_ record: ConsumedRecord) {
+        state.withLockedValue { state in
+            guard state.assignment.contains(record.partition) else { return }
+            state.marked[record.partition] = Swift.max(state.marked[record.partition] ?? 0, record.offset + 1)
+        }
+    }
+
+    /// Commits what is marked now, rather than at the next interval.
+    public func commitNow() async throws {
+        try await membership.run { try await self.commitMarked() }
+    }
+
+    /// Stops the background session, commits what is marked and leaves the group. Safe to
+    /// call more than once; errors are logged, not thrown, so it always gets to the leave.
+    public func close() async {
+        let session = state.withLockedValue { state -> Task<Void, Never>? in
+            guard !state.closed else { return nil }
+            state.closed = true
+            return state.session
+        }
+        session?.cancel()
+        await session?.value
+        await membership.run {
+            guard self.generation >= 0 else { return }
+            do {
+                try await self.commitMarked()
+            } catch {
+                self.client.logger.warning("group \(self.group): final commit failed: \(Self.message(error))")
+            }
+            let request = GroupMemberRequest(group: self.group, memberID: self.memberID, generation: self.generation)
+            do {
+                _ = try await self.client.request(.leaveGroup(request)).get()
+            } catch {
+                self.client.logger.warning("group \(self.group): could not leave the group (\(Self.message(error))); the broker drops the member when its session expires")
+            }
+            self.state.withLockedValue { $0.generation = -1 }
+        }
     }
 
     public func makeAsyncIterator() -> Iterator { Iterator(consumer: self) }
 
+    // MARK: The background session
+
+    private var heartbeatInterval: Duration {
+        configuration.heartbeatInterval ?? .milliseconds(Int64(configuration.sessionTimeoutMs) / 3)
+    }
+
+    /// Joins (once) and starts the background session.
+    func start() async throws {
+        guard state.withLockedValue({ state in
+            defer { state.started = true }
+            return !state.started
+        }) else { return }
+        try await membership.run { try await self.join() }
+        let session = Task { await self.runSession() }
+        state.withLockedValue { $0.session = session }
+    }
+
+    private func runSession() async {
+        let clock = configuration.clock
+        var untilHeartbeat = heartbeatInterval
+        var untilCommit = configuration.commitInterval
+        var backoff: Backoff?
+        while !Task.isCancelled {
+            let wait = Swift.min(untilHeartbeat, untilCommit)
+            do {
+                try await clock.sleep(for: wait)
+            } catch {
+                return  // cancelled
+            }
+            untilHeartbeat -= wait
+            untilCommit -= wait
+            let (heartbeatDue, commitDue) = (untilHeartbeat <= .zero, untilCommit <= .zero)
+            do {
+                try await membership.run {
+                    if heartbeatDue { try await self.heartbeat() }
+                    if commitDue { try await self.commitMarked() }
+                }
+                if untilHeartbeat <= .zero { untilHeartbeat = heartbeatInterval }
+                if untilCommit <= .zero { untilCommit = configuration.commitInterval }
+                if let done = backoff {
+                    client.logger.notice("group \(group): back in touch with \(client.host):\(client.port) after \(done.attempts) attempt\(done.attempts == 1 ? "" : "s")")
+                    backoff = nil
+                }
+            } catch let error as MillraceError where error.code.isReconnectable {
+                if backoff == nil {
+                    client.logger.warning("group \(group): lost the broker at \(client.host):\(client.port) (\(error.message)); reconnecting")
+                    backoff = Backoff(min: client.configuration.reconnectBackoffMin, max: client.configuration.reconnectBackoffMax)
+                }
+                untilHeartbeat = backoff!.next()
+            } catch is CancellationError {
+                return
+            } catch {
+                let failure = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
+                state.withLockedValue { $0.failure = failure }
+                return
+            }
+        }
+    }
+
+    /// Joins (or rejoins after the broker forgot this member) and adopts the assignment.
+    private func join() async throws {
+        let request = JoinGroupRequest(group: group, memberID: memberID, sessionTimeoutMs: configuration.sessionTimeoutMs, topics: [topic])
+        guard case .joinGroup(let joined) = try await client.request(.joinGroup(request)).get() else { throw MillraceClient.unexpectedBody }
+        adopt(joined)
+    }
+
+    private func heartbeat() async throws {
+        let (memberID, generation) = state.withLockedValue { ($0.memberID, $0.generation) }
+        do {
+            let body = try await client.request(.heartbeat(GroupMemberRequest(group: group, memberID: memberID, generation: generation))).get()
+            guard case .heartbeat(let beat) = body else { throw MillraceClient.unexpectedBody }
+            guard beat.rebalanced else { return }
+            // Before giving partitions up: commit what was processed in the old generation
+            // (the broker accepts it from the generation just before its current one).
+            do {
+                try await commitMarked()
+            } catch let error as MillraceError where !error.code.isReconnectable {
+                client.logger.warning("group \(group): commit before the rebalance failed (\(error.message)); those records will be read again")
+            }
+            adopt(beat)
+        } catch let error as MillraceError where error.code == .unknownMember {
+            // The broker restarted or our session expired: marks for partitions we may no
+            // longer own cannot be committed; their new owner reads them again.
+            client.logger.notice("group \(group): the broker no longer knows member \(memberID); joining again")
+            state.withLockedValue { $0.memberID = "" }
+            try await join()
+        }
+    }
+
+    /// Takes a new generation's assignment: drops what was revoked, tells the caller.
+    private func adopt(_ assigned: GroupAssignmentResponse) {
+        let partitions = assigned.assignment.first { $0.topic == topic }?.entries.map(\.partition).sorted() ?? []
+        let (revoked, gained) = state.withLockedValue { state -> ([Int32], [Int32]) in
+            let before = Set(state.assignment)
+            let after = Set(partitions)
+            state.memberID = assigned.memberID
+            state.generation = assigned.generation
+            state.assignment = partitions
+            state.marked = state.marked.filter { after.contains($0.key) }
+            state.committed = state.committed.filter { after.contains($0.key) }
+            state.positions = state.positions.filter { after.contains($0.key) }
+            return (before.subtracting(after).sorted(), after.subtracting(before).sorted())
+        }
+        if !revoked.isEmpty { configuration.onRebalance?(.revoked(revoked)) }
+        if !gained.isEmpty { configuration.onRebalance?(.assigned(gained)) }
+    }
+
+    /// Commits every marked offset of an owned partition that moved since the last commit.
+    /// A commit refused because the group moved on is retried, once the new assignment is
+    /// known, for the partitions still owned.
+    private func commitMarked() async throws {
+        for attempt in 0..<2 {
+            let (memberID, generation, offsets) = state.withLockedValue { state in
+                (
+                    state.memberID, state.generation,
+                    state.marked.filter { state.committed[$0.key] != $0.value && state.assignment.contains($0.key) }.sorted { $0.key < $1.key }
+                )
+            }
+            guard generation >= 0, !offsets.isEmpty else { return }
+            let request = OffsetCommitRequest(
+                group: group, memberID: memberID, generation: generation,
+                topics: [TopicEntries(topic: topic, offsets.map { OffsetEntry(partition: $0.key, offset: $0.value) })])
+            do {
+                _ = try await client.request(.offsetCommit(request)).get()
+                state.withLockedValue { state in for (partition, offset) in offsets { state.committed[partition] = offset } }
+                return
+            } catch let error as MillraceError where attempt == 0 && (error.code == .staleGeneration || error.code == .invalidRequest) {
+                // Learn the new assignment, then commit what is still ours.
+                let body = try await client.request(.heartbeat(GroupMemberRequest(group: group, memberID: memberID, generation: generation))).get()
+                guard case .heartbeat(let beat) = body else { throw MillraceClient.unexpectedBody }
+                adopt(beat)
+            }
+        }
+    }
+
+    static func message(_ error: any Error) -> String { (error as? MillraceError)?.message ?? "\(error)" }
+
+    // MARK: Reading
+
     public struct Iterator: AsyncIteratorProtocol {
         let consumer: GroupConsumer
-        public private(set) var memberID = ""
-        public private(set) var generation: Int32 = -1
-        public private(set) var assignment: [Int32] = []
-        /// Things a person should know, such as records skipped because retention removed them.
-        public private(set) var warnings: [String] = []
         private var reader: Consumer.Iterator?
+        private var readerGeneration: Int32 = -1
         private var pending: [ConsumedRecord] = []
         private var pendingIndex = 0
-        /// Per partition, one past the last record handed out.
-        private var handedOut: [Int32: Int64] = [:]
-        private var sinceCommit = 0
-        private var lastHeartbeat = 0.0
 
         init(consumer: GroupConsumer) { self.consumer = consumer }
 
         public mutating func next() async throws -> ConsumedRecord? {
-            if generation < 0 { try await join() }
-            // A heartbeat that is due (or forced by a refused commit) comes before any more
-            // records: a member that lost partitions must not hand out what it no longer owns.
-            try await heartbeatIfDue()
-            while pendingIndex == pending.count {
-                // Polls are short, so a member with nothing to read still keeps its session.
-                try await heartbeatIfDue()
+            try await consumer.start()
+            while true {
                 try Task.checkCancellation()
+                let (failure, generation, assignment) = consumer.state.withLockedValue { ($0.failure, $0.generation, $0.assignment) }
+                if let failure { throw failure }
+                if generation != readerGeneration {
+                    // A new generation: records buffered for the old one are dropped (those
+                    // of kept partitions are read again from where they stood).
+                    pending = []
+                    pendingIndex = 0
+                    try await startReading(generation: generation, assignment: assignment)
+                    continue
+                }
+                if pendingIndex < pending.count {
+                    let record = pending[pendingIndex]
+                    pendingIndex += 1
+                    guard assignment.contains(record.partition) else { continue }
+                    consumer.state.withLockedValue { state in
+                        state.positions[record.partition] = record.offset + 1
+                        if consumer.configuration.autoCommit { state.marked[record.partition] = record.offset + 1 }
+                    }
+                    return record
+                }
                 guard var current = reader else { return nil }
                 let chunk = try await current.nextChunk()
                 reader = current
@@ -65,95 +309,92 @@ public struct GroupConsumer: AsyncSequence, Sendable {
                 pending = chunk
                 pendingIndex = 0
             }
-            let record = pending[pendingIndex]
-            pendingIndex += 1
-            handedOut[record.partition] = record.offset + 1
-            sinceCommit += 1
-            if let every = consumer.autoCommitRecords, sinceCommit >= every {
-                do {
-                    try await commit()
-                } catch let error as MillraceError where error.code == .staleGeneration || error.code == .unknownMember {
-                    // The group moved on: learn the new assignment at once. Records since
-                    // the last commit will be read again by their new owner (at least once).
-                    lastHeartbeat = 0
-                }
-            }
-            return record
         }
 
-        /// Commits, for each partition, one past the last record handed out.
-        public mutating func commit() async throws {
-            guard generation >= 0, !handedOut.isEmpty else { return }
-            let offsets = handedOut.sorted { $0.key < $1.key }.map { OffsetEntry(partition: $0.key, offset: $0.value) }
-            try await consumer.client.commitOffsets(
-                group: consumer.group, memberID: memberID, generation: generation, topic: consumer.topic, offsets: offsets)
-            sinceCommit = 0
-        }
-
-        /// Leaves the group so the others take the partitions at once.
-        public mutating func leave() async {
-            guard generation >= 0 else { return }
-            _ = try? await consumer.client.send(.leaveGroup(GroupMemberRequest(group: consumer.group, memberID: memberID, generation: generation)))
-            generation = -1
-        }
-
-        private mutating func join() async throws {
-            let body = try await consumer.client.send(
-                .joinGroup(JoinGroupRequest(group: consumer.group, memberID: memberID, sessionTimeoutMs: consumer.sessionTimeoutMs, topics: [consumer.topic])))
-            guard case .joinGroup(let joined) = body else { throw MillraceClient.unexpectedBody }
-            memberID = joined.memberID
-            try await adopt(joined)
-        }
-
-        private mutating func heartbeatIfDue() async throws {
-            let now = SystemClock().nowMilliseconds()
-            guard Double(now) - lastHeartbeat >= Double(consumer.sessionTimeoutMs) / 3 else { return }
-            lastHeartbeat = Double(now)
-            do {
-                let body = try await consumer.client.send(.heartbeat(GroupMemberRequest(group: consumer.group, memberID: memberID, generation: generation)))
-                guard case .heartbeat(let beat) = body else { throw MillraceClient.unexpectedBody }
-                if beat.rebalanced { try await adopt(beat) }
-            } catch let error as MillraceError where error.code == .unknownMember {
-                try await join()
-            }
-        }
-
-        /// Starts reading a (new) assignment from the group's committed offsets.
-        private mutating func adopt(_ assigned: GroupAssignmentResponse) async throws {
-            generation = assigned.generation
-            assignment = assigned.assignment.first { $0.topic == consumer.topic }?.entries.map(\.partition) ?? []
-            lastHeartbeat = Double(SystemClock().nowMilliseconds())
-            handedOut = handedOut.filter { assignment.contains($0.key) }
+        /// Positions for an assignment: where this member was in a partition it kept, else
+        /// the group's commit, else (none, or removed by retention) the reset policy.
+        private mutating func startReading(generation: Int32, assignment: [Int32]) async throws {
+            readerGeneration = generation
+            let client = consumer.client
+            let configuration = consumer.configuration
             guard !assignment.isEmpty else {
-                // Nothing to read this generation: keep heartbeating (reader with no partitions).
-                pending = []
-                pendingIndex = 0
-                reader = consumer.stopAtEnd ? nil : Consumer(client: consumer.client, topic: consumer.topic, positions: [:], stopAtEnd: false, maxWaitMs: 200).makeAsyncIterator()
+                // Nothing to read this generation: idle polls keep noticing rebalances.
+                reader = configuration.stopAtEnd
+                    ? nil : Consumer(client: client, topic: consumer.topic, positions: [:], stopAtEnd: false, maxWaitMs: configuration.maxWaitMs).makeAsyncIterator()
                 return
             }
-            let committed = try await consumer.client.committedOffsets(group: consumer.group, topic: consumer.topic, partitions: assignment)
-            let starts = try await consumer.client.listOffsets(consumer.topic, partitions: assignment, timestamp: ListOffsetsPartition.earliest)
-            let ends = try await consumer.client.listOffsets(consumer.topic, partitions: assignment, timestamp: ListOffsetsPartition.latest)
+            let committed = try await client.committedOffsets(group: consumer.group, topic: consumer.topic, partitions: assignment)
+            let starts = try await client.listOffsets(consumer.topic, partitions: assignment, timestamp: ListOffsetsPartition.earliest)
+            let ends = try await client.listOffsets(consumer.topic, partitions: assignment, timestamp: ListOffsetsPartition.latest)
+            let known = consumer.state.withLockedValue { $0.positions }
             var positions: [Int32: Int64] = [:]
+            var warnings: [String] = []
             for (index, partition) in assignment.enumerated() {
-                let done = handedOut[partition] ?? committed[index].offset
                 let start = starts[index].offset
+                let end = ends[index].offset
+                let reset = configuration.resetPolicy == .earliest ? start : end
+                let done = known[partition] ?? committed[index].offset
                 if done < 0 {
-                    positions[partition] = consumer.whenNoCommit == .earliest ? start : ends[index].offset
+                    positions[partition] = reset
                 } else if done < start {
-                    let skipped = start - done
+                    let skipped = reset - done
                     warnings.append(
-                        "\(consumer.topic)/\(partition): committed offset \(done) was removed by retention; resuming at \(start), \(skipped) records skipped")
-                    positions[partition] = start
+                        "\(consumer.topic)/\(partition): committed offset \(done) was removed by retention; resuming at the \(configuration.resetPolicy == .earliest ? "earliest" : "latest") offset \(reset), \(skipped) records skipped"
+                    )
+                    positions[partition] = reset
                 } else {
-                    positions[partition] = done
+                    positions[partition] = Swift.min(done, end)
                 }
             }
-            pending = []
-            pendingIndex = 0
-            let maxWaitMs = Swift.min(500, consumer.sessionTimeoutMs / 4)
-            reader = Consumer(client: consumer.client, topic: consumer.topic, positions: positions, stopAtEnd: consumer.stopAtEnd, maxWaitMs: maxWaitMs)
-                .makeAsyncIterator()
+            if !warnings.isEmpty {
+                consumer.state.withLockedValue { $0.warnings.append(contentsOf: warnings) }
+                for warning in warnings { client.logger.warning("\(warning)") }
+            }
+            reader = Consumer(
+                client: client, topic: consumer.topic, positions: positions, stopAtEnd: configuration.stopAtEnd, maxWaitMs: configuration.maxWaitMs
+            ).makeAsyncIterator()
         }
+    }
+}
+
+/// A FIFO lock for async code: one holder at a time, in the order they asked.
+final class AsyncMutex: Sendable {
+    private let state = NIOLockedValueBox<(busy: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+        await acquire()
+        do {
+            let value = try await body()
+            release()
+            return value
+        } catch {
+            release()
+            throw error
+        }
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLockedValue { state -> Bool in
+                if !state.busy {
+                    state.busy = true
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            guard !state.waiters.isEmpty else {
+                state.busy = false
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
     }
 }

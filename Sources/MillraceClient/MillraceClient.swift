@@ -1,3 +1,4 @@
+import Logging
 import MillraceFormat
 import MillraceWire
 import NIOConcurrencyHelpers
@@ -7,37 +8,100 @@ import NIOPosix
 /// A client of one broker: admin calls, offsets and fetches over one pipelined connection,
 /// reconnecting when it drops. Producers and consumers are built on it.
 public final class MillraceClient: Sendable {
+    public struct Configuration: Sendable {
+        /// How long a request may wait for its answer (a fetch adds its own wait).
+        public var requestTimeout: TimeAmount = .seconds(30)
+        public var connectTimeout: TimeAmount = .seconds(5)
+        /// Followers (consumers with `stopAtEnd: false`, group consumers) reconnect after a
+        /// lost connection with exponential backoff from `reconnectBackoffMin` up to
+        /// `reconnectBackoffMax`, with jitter.
+        public var reconnectBackoffMin: Duration = .milliseconds(100)
+        public var reconnectBackoffMax: Duration = .seconds(5)
+        /// Where the client says what it does on its own (reconnects, skipped records).
+        public var logger = Logger(label: "millrace.client", factory: { _ in SwiftLogNoOpLogHandler() })
+
+        public init() {}
+    }
+
     public let host: String
     public let port: Int
+    public let configuration: Configuration
     let group: MultiThreadedEventLoopGroup
-    private let connection = NIOLockedValueBox<Connection?>(nil)
+    private let eventLoop: any EventLoop
+    private enum Link {
+        case opening(EventLoopFuture<Connection>)
+        case open(Connection)
+    }
 
-    public init(host: String = "127.0.0.1", port: Int = 7450) {
+    /// The live connection, or the one being opened (shared, so requests keep their order).
+    private let link = NIOLockedValueBox<Link?>(nil)
+
+    public init(host: String = "127.0.0.1", port: Int = 7450, configuration: Configuration = Configuration()) {
         self.host = host
         self.port = port
+        self.configuration = configuration
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        eventLoop = group.next()
     }
 
-    /// The current connection, opening a new one if there is none or it dropped.
-    func connected() async throws -> Connection {
-        if let current = connection.withLockedValue({ $0 }), current.isActive { return current }
-        let fresh = try await Connection.connect(host: host, port: port, group: group)
-        connection.withLockedValue { $0 = fresh }
-        return fresh
+    public var logger: Logger { configuration.logger }
+
+    /// The current connection, or a new one if there is none or it dropped. Callers that ask
+    /// while a connection is being opened share it, and their requests go out in the order
+    /// they asked.
+    func connection() -> EventLoopFuture<Connection> {
+        link.withLockedValue { link in
+            switch link {
+            case .opening(let opening): return opening
+            case .open(let open) where open.isActive: return eventLoop.makeSucceededFuture(open)
+            case .open, nil: break
+            }
+            let promise = eventLoop.makePromise(of: Connection.self)
+            let opening = promise.futureResult
+            // Registered before any request's callback, so the state is current when they run.
+            opening.whenComplete { [self] result in
+                self.link.withLockedValue { link in
+                    guard case .opening(let current) = link, current === opening else { return }
+                    switch result {
+                    case .success(let open): link = .open(open)
+                    case .failure: link = nil
+                    }
+                }
+            }
+            let (host, port, group, configuration) = (host, port, group, configuration)
+            promise.completeWithTask {
+                try await Connection.connect(
+                    host: host, port: port, group: group, connectTimeout: configuration.connectTimeout, requestTimeout: configuration.requestTimeout)
+            }
+            link = .opening(opening)
+            return opening
+        }
     }
 
-    /// Sends a request; one reconnect-and-retry if the connection had dropped.
+    /// Sends a request on the current connection, opening one if needed; no retry. Requests
+    /// made one after another from one thread go out in that order.
+    public func request(_ request: Request) -> EventLoopFuture<ResponseBody> {
+        connection().flatMap { $0.request(request) }
+    }
+
+    /// Sends a request; when the connection it went out on had dropped, one retry on a new one.
     public func send(_ request: Request) async throws -> ResponseBody {
-        let current = try await connected()
         do {
-            return try await current.send(request)
-        } catch let error as MillraceError where error.code == .unexpected && !current.isActive {
-            return try await connected().send(request)
+            return try await self.request(request).get()
+        } catch let error as MillraceError where error.code == .networkError {
+            return try await self.request(request).get()
         }
     }
 
     public func close() async {
-        await connection.withLockedValue { $0 }?.close()
+        let current = link.withLockedValue { link -> EventLoopFuture<Connection>? in
+            switch link {
+            case .opening(let opening): return opening
+            case .open(let open): return eventLoop.makeSucceededFuture(open)
+            case nil: return nil
+            }
+        }
+        if let open = try? await current?.get() { await open.close() }
         try? await group.shutdownGracefully()
     }
 

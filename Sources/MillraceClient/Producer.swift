@@ -5,13 +5,22 @@ import NIOCore
 
 /// Batches records per partition (up to `batchBytesMax`, or `lingerMs` after the first),
 /// sends each batch as a Produce request, and completes every record with its partition and
-/// offset once the broker has it on disk. Retriable errors are retried `retries` times.
+/// offset once the broker has it on disk.
+///
+/// Retriable failures — a lost connection, a broker restarting, a busy or full writer — are
+/// retried until `deliveryTimeout` has passed since the batch was made. Retries go out in the
+/// order the batches were first sent, and while any wait, newer batches wait behind them, so a
+/// broker restart does not reorder a partition. (A batch refused on its own, say as
+/// `writer_busy`, while later batches of its partition were already in flight can land after
+/// them; the idempotent producer will close that gap.)
 public final class Producer: Sendable {
     public struct Configuration: Sendable {
         public var lingerMs: Int64 = 5
         public var batchBytesMax: Int = 256 << 10
-        public var compression: CompressionCodec = .none
-        public var retries: Int = 5
+        /// nil: the topic's compression (`millrace topic create --compression`).
+        public var compression: CompressionCodec?
+        /// How long a record may take, retries included, before it fails.
+        public var deliveryTimeout: TimeAmount = .minutes(2)
         /// Records sent but not yet answered; `send` waits while this many are outstanding.
         public var outstandingRecordsMax: Int = 100_000
 
@@ -25,16 +34,35 @@ public final class Producer: Sendable {
         var completions: [Completion] = []
         var bytes = 0
         var timer: Scheduled<Void>?
+        var createdAt = NIODeadline.now()
+    }
+
+    /// A batch on its way: its request, and what to complete.
+    private struct Shipment {
+        var request: Request
+        var pending: Pending
+        var lastError: (any Error)?
+    }
+
+    private struct Topic {
+        var partitionCount: Int32
+        var compression: CompressionCodec
     }
 
     private struct State {
         var partitions: [TopicPartitionKey: Pending] = [:]
-        var partitionCounts: [String: Int32] = [:]
+        var topics: [String: Topic] = [:]
         var stickyPartition: [String: Int32] = [:]
         var inFlight = 0
         var outstanding = 0
         var drainWaiters: [EventLoopPromise<Void>] = []
         var roomWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Shipments waiting to be sent again, in the order they were first sent; new ones
+        /// queue behind while any wait.
+        var retries: [Shipment] = []
+        var retryScheduled = false
+        var backoff = Backoff(min: .milliseconds(100), max: .seconds(5))
+        var reportedOutage = false
     }
 
     private struct TopicPartitionKey: Hashable {
@@ -55,7 +83,7 @@ public final class Producer: Sendable {
 
     /// Sends one record and returns where it was stored, once durable.
     public func send(topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = []) async throws -> (partition: Int32, offset: Int64) {
-        let partitions = try await partitionCount(topic)
+        let partitions = try await topicInfo(topic).partitionCount
         await waitForRoom()
         return try await withCheckedThrowingContinuation { continuation in
             enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers) { continuation.resume(with: $0) }
@@ -66,7 +94,7 @@ public final class Producer: Sendable {
     public func send(
         topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = [], completion: @escaping Completion
     ) async throws {
-        let partitions = try await partitionCount(topic)
+        let partitions = try await topicInfo(topic).partitionCount
         await waitForRoom()
         enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, completion: completion)
     }
@@ -85,6 +113,25 @@ public final class Producer: Sendable {
         }
     }
 
+    /// Like `flush()`, but returns after `limit` even if records are still unanswered (they
+    /// go on); true when everything sent was answered.
+    public func flush(within limit: TimeAmount) async throws -> Bool {
+        let done = eventLoop.makePromise(of: Bool.self)
+        let completed = NIOLockedValueBox(false)
+        @Sendable func complete(_ value: Bool) {
+            guard completed.withLockedValue({ let first = !$0; $0 = true; return first }) else { return }
+            done.succeed(value)
+        }
+        let timer = eventLoop.scheduleTask(in: limit) { complete(false) }
+        let flushing = eventLoop.makePromise(of: Void.self)
+        flushing.completeWithTask { try await self.flush() }
+        flushing.futureResult.whenComplete { _ in
+            timer.cancel()
+            complete(true)
+        }
+        return try await done.futureResult.get()
+    }
+
     /// Sends what is batched now and waits until every record sent so far is answered.
     public func flush() async throws {
         let keys = state.withLockedValue { Array($0.partitions.keys) }
@@ -99,11 +146,19 @@ public final class Producer: Sendable {
         try await promise.futureResult.get()
     }
 
-    private func partitionCount(_ topic: String) async throws -> Int32 {
-        if let known = state.withLockedValue({ $0.partitionCounts[topic] }) { return known }
-        let count = try await client.partitionCount(topic)
-        state.withLockedValue { $0.partitionCounts[topic] = count }
-        return count
+    private func topicInfo(_ topic: String) async throws -> Topic {
+        if let known = state.withLockedValue({ $0.topics[topic] }) { return known }
+        let described: DescribeTopicResponse
+        do {
+            described = try await client.describeTopic(topic)
+        } catch let error as MillraceError where error.code == .unknownTopic {
+            throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist; create it with `millrace topic create \(topic)`")
+        }
+        let info = Topic(
+            partitionCount: Int32(described.partitions.count),
+            compression: configuration.compression ?? CompressionCodec(rawValue: described.compression) ?? .none)
+        state.withLockedValue { $0.topics[topic] = info }
+        return info
     }
 
     private func enqueue(
@@ -146,14 +201,15 @@ public final class Producer: Sendable {
         guard let pending = state.withLockedValue({ state -> Pending? in
             guard let pending = state.partitions.removeValue(forKey: key) else { return nil }
             state.inFlight += 1
-            if state.stickyPartition[key.topic] == key.partition, let count = state.partitionCounts[key.topic] {
+            if state.stickyPartition[key.topic] == key.partition, let count = state.topics[key.topic]?.partitionCount {
                 state.stickyPartition[key.topic] = (key.partition + 1) % count
             }
             return pending
         }) else { return }
         pending.timer?.cancel()
         let now = SystemClock().nowMilliseconds()
-        let batch = RecordBatch(attributes: .init(codec: configuration.compression), baseTimestamp: now, records: pending.records)
+        let codec = state.withLockedValue { $0.topics[key.topic]?.compression } ?? .none
+        let batch = RecordBatch(attributes: .init(codec: codec), baseTimestamp: now, records: pending.records)
         let bytes: [UInt8]
         do {
             bytes = try batch.encoded()
@@ -162,37 +218,78 @@ public final class Producer: Sendable {
         }
         let request = Request.produce(
             ProduceRequest(timeoutMs: 30_000, topics: [TopicEntries(topic: key.topic, [ProducePartition(partition: key.partition, records: bytes)])]))
-        attempt(request, pending, triesLeft: configuration.retries)
+        let shipment = Shipment(request: request, pending: pending)
+        // Behind any retries: a partition's batches go out in order.
+        let queued = state.withLockedValue { state -> Bool in
+            guard !state.retries.isEmpty else { return false }
+            state.retries.append(shipment)
+            return true
+        }
+        if !queued { attempt(shipment) }
     }
 
-    private func attempt(_ request: Request, _ pending: Pending, triesLeft: Int) {
-        let promise = eventLoop.makePromise(of: ResponseBody.self)
-        promise.completeWithTask { [client] in try await client.send(request) }
-        promise.futureResult.whenComplete { [self] result in
+    private func attempt(_ shipment: Shipment) {
+        client.request(shipment.request).whenComplete { [self] result in
             switch result {
             case .success(.produce(let topics)):
                 guard let entry = topics.first?.entries.first else {
-                    return finish(pending, .failure(MillraceClient.unexpectedBody))
+                    return finish(shipment.pending, .failure(MillraceClient.unexpectedBody))
                 }
                 if entry.errorCode == .none {
-                    return finish(pending, .success((entry.partition, entry.baseOffset)))
+                    recovered()
+                    return finish(shipment.pending, .success((entry.partition, entry.baseOffset)))
                 }
-                let error = MillraceError(entry.errorCode, entry.message)
-                if error.code.isRetriable && triesLeft > 0 {
-                    eventLoop.scheduleTask(in: .milliseconds(100)) { self.attempt(request, pending, triesLeft: triesLeft - 1) }
-                } else {
-                    finish(pending, .failure(error))
-                }
+                retryOrFail(shipment, MillraceError(entry.errorCode, entry.message))
             case .success:
-                finish(pending, .failure(MillraceClient.unexpectedBody))
+                finish(shipment.pending, .failure(MillraceClient.unexpectedBody))
             case .failure(let error):
-                if triesLeft > 0, (error as? MillraceError)?.code.isRetriable ?? true {
-                    eventLoop.scheduleTask(in: .milliseconds(100)) { self.attempt(request, pending, triesLeft: triesLeft - 1) }
-                } else {
-                    finish(pending, .failure(error))
-                }
+                retryOrFail(shipment, error)
             }
         }
+    }
+
+    private func retryOrFail(_ shipment: Shipment, _ error: any Error) {
+        let retriable = (error as? MillraceError)?.code.isRetriable ?? false
+        guard retriable, NIODeadline.now() < shipment.pending.createdAt + configuration.deliveryTimeout else {
+            let message = retriable ? "not delivered within the delivery timeout; last error: " : ""
+            let failure = (error as? MillraceError).map { MillraceError($0.code, message + $0.message) } ?? error
+            return finish(shipment.pending, .failure(failure))
+        }
+        var failed = shipment
+        failed.lastError = error
+        let (delay, report) = state.withLockedValue { state -> (Duration?, Bool) in
+            state.retries.append(failed)
+            let report = !state.reportedOutage
+            state.reportedOutage = true
+            guard !state.retryScheduled else { return (nil, report) }
+            state.retryScheduled = true
+            return (state.backoff.next(), report)
+        }
+        if report {
+            client.logger.warning("produce failed, retrying until the delivery timeout: \((error as? MillraceError)?.message ?? "\(error)")")
+        }
+        if let delay { eventLoop.scheduleTask(in: .nanoseconds(Backoff.nanoseconds(delay))) { self.resend() } }
+    }
+
+    /// Sends every waiting shipment again, in order.
+    private func resend() {
+        let waiting = state.withLockedValue { state -> [Shipment] in
+            state.retryScheduled = false
+            defer { state.retries = [] }
+            return state.retries
+        }
+        for shipment in waiting { attempt(shipment) }
+    }
+
+    private func recovered() {
+        let wasDown = state.withLockedValue { state -> Bool in
+            defer {
+                state.backoff.reset()
+                state.reportedOutage = false
+            }
+            return state.reportedOutage && state.retries.isEmpty && !state.retryScheduled
+        }
+        if wasDown { client.logger.notice("produce is getting through again") }
     }
 
     private func finish(_ pending: Pending, _ result: Result<(Int32, Int64), any Error>) {

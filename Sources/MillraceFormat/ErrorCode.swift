@@ -63,16 +63,25 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case unknownGroup = 29
     /// The group has live members; stop them first (delete and offset resets need an idle group).
     case groupNotEmpty = 30
+    /// Client side: the connection to the broker failed or closed before the answer came.
+    /// The client reconnects; the request may or may not have been carried out.
+    case networkError = 31
+    /// Client side: no answer within the request's deadline; the client closes that
+    /// connection (answers come in order, so nothing behind it could arrive) and reconnects.
+    case requestTimedOut = 32
+    /// Client side: the peer answered with bytes that are not the Millrace protocol.
+    case notABroker = 33
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
         switch self {
-        case .storageFull, .writerBusy, .storageError, .dataDirectoryLocked, .tooManyInFlight: return true
+        case .storageFull, .writerBusy, .storageError, .dataDirectoryLocked, .tooManyInFlight, .networkError, .requestTimedOut, .storageClosed:
+            return true
         case .none, .unexpected, .corruptBatch, .unsupportedCodec, .batchTooLarge, .invalidRecordCount,
             .keyTooLarge, .unknownTopic, .unknownPartition, .topicAlreadyExists, .invalidTopicName,
-            .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .storageClosed, .notDataDirectory,
+            .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .notDataDirectory,
             .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion,
-            .unknownMember, .staleGeneration, .unknownGroup, .groupNotEmpty:
+            .unknownMember, .staleGeneration, .unknownGroup, .groupNotEmpty, .notABroker:
             return false
         }
     }
@@ -110,6 +119,9 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .staleGeneration: return "stale_generation"
         case .unknownGroup: return "unknown_group"
         case .groupNotEmpty: return "group_not_empty"
+        case .networkError: return "network_error"
+        case .requestTimedOut: return "request_timed_out"
+        case .notABroker: return "not_a_broker"
         }
     }
 }

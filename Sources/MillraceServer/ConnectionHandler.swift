@@ -57,16 +57,22 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var draining = false
 
     private let serverInFlight: NIOLockedValueBox<Int>
+    private let clock: any MillraceClock
+    /// When a request last came in or a response went out (the idle check measures from it).
+    private var lastActivityMs: Int64
 
-    init(dispatcher: RequestDispatcher, inFlightRequestsMax: Int, serverInFlight: NIOLockedValueBox<Int>) {
+    init(dispatcher: RequestDispatcher, inFlightRequestsMax: Int, serverInFlight: NIOLockedValueBox<Int>, clock: any MillraceClock) {
         self.dispatcher = dispatcher
         self.inFlightRequestsMax = inFlightRequestsMax
         self.serverInFlight = serverInFlight
+        self.clock = clock
+        lastActivityMs = clock.nowMilliseconds()
     }
 
     private var inFlight: Int { nextSequence - nextToWrite }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastActivityMs = clock.nowMilliseconds()
         let sequence = nextSequence
         nextSequence += 1
         serverInFlight.withLockedValue { $0 += 1 }
@@ -127,7 +133,10 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
             nextToWrite += 1
         }
-        if wrote { context.flush() }
+        if wrote {
+            lastActivityMs = clock.nowMilliseconds()
+            context.flush()
+        }
         updateReading(context: context)
         finishDrainIfDone(context: context)
     }
@@ -156,9 +165,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Sent by the server's graceful stop.
     struct Drain {}
 
+    /// Sent by the server's tick: close when idle past the timeout with nothing in flight.
+    struct IdleCheck {
+        var nowMs: Int64
+        var idleMs: Int64
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent, inFlight == 0 {
-            context.close(promise: nil)
+        if let check = event as? IdleCheck {
+            if inFlight == 0 && check.nowMs - lastActivityMs > check.idleMs { context.close(promise: nil) }
             return
         }
         if event is Drain {

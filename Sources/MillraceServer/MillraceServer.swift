@@ -14,6 +14,11 @@ public final class MillraceServer: Sendable {
         /// A connection with no traffic and nothing in flight for this long is closed.
         public var idleTimeoutSeconds: Int64 = 600
         public var inFlightRequestsMax: Int = Limits.inFlightRequestsMax
+        /// The time group sessions and idle connections are measured in. Tests pass a clock
+        /// they move by hand and call `tick()`; a real broker ticks every 250 ms.
+        public var clock: any MillraceClock = SystemClock()
+        /// Tick on a timer (off in tests that call `tick()` themselves).
+        public var ticksAutomatically = true
 
         public init(host: String = "127.0.0.1", port: Int = 7450) {
             self.host = host
@@ -29,6 +34,7 @@ public final class MillraceServer: Sendable {
         (nil, [:], nil))
     /// Requests accepted and not yet answered, across connections (graceful shutdown waits on it).
     private let inFlight = NIOLockedValueBox(0)
+    private let dispatcherBox = NIOLockedValueBox<RequestDispatcher?>(nil)
 
     public init(storage: Storage, configuration: Configuration, logger: Logger) {
         self.storage = storage
@@ -44,7 +50,7 @@ public final class MillraceServer: Sendable {
         let state = self.state
         let inFlight = self.inFlight
         let advertisedPort = NIOLockedValueBox<Int32>(Int32(configuration.port))
-        let dispatcherBox = NIOLockedValueBox<RequestDispatcher?>(nil)
+        let dispatcherBox = self.dispatcherBox
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -53,29 +59,43 @@ public final class MillraceServer: Sendable {
             .childChannelInitializer { channel in
                 let dispatcher = dispatcherBox.withLockedValue { box in
                     if let box { return box }
-                    let made = RequestDispatcher(storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 })
+                    let made = RequestDispatcher(
+                        storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock)
                     box = made
                     return made
                 }
                 state.withLockedValue { $0.children[ObjectIdentifier(channel)] = channel }
                 channel.closeFuture.whenComplete { _ in state.withLockedValue { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(configuration.idleTimeoutSeconds)))
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(dispatcher: dispatcher, inFlightRequestsMax: configuration.inFlightRequestsMax, serverInFlight: inFlight))
+                        ConnectionHandler(
+                            dispatcher: dispatcher, inFlightRequestsMax: configuration.inFlightRequestsMax, serverInFlight: inFlight,
+                            clock: configuration.clock))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
         let address = channel.localAddress!
         advertisedPort.withLockedValue { $0 = Int32(address.port ?? configuration.port) }
         state.withLockedValue { $0.server = channel }
-        // Group sessions expire on this tick; nothing waits on it.
-        let expiry = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
-            dispatcherBox.withLockedValue { $0 }?.groups.expire()
+        if configuration.ticksAutomatically {
+            let expiry = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [self] _ in tick() }
+            state.withLockedValue { $0.expiry = expiry }
         }
-        state.withLockedValue { $0.expiry = expiry }
         return address
+    }
+
+    /// Requests read and not yet answered, across connections.
+    public var inFlightRequests: Int { inFlight.withLockedValue { $0 } }
+
+    /// Expires group members whose session ran out and closes connections idle past the idle
+    /// timeout, by the configured clock. Nothing waits on it.
+    public func tick() {
+        dispatcherBox.withLockedValue { $0 }?.groups.expire()
+        let check = ConnectionHandler.IdleCheck(nowMs: configuration.clock.nowMilliseconds(), idleMs: configuration.idleTimeoutSeconds * 1000)
+        for child in state.withLockedValue({ Array($0.children.values) }) {
+            child.pipeline.fireUserInboundEventTriggered(check)
+        }
     }
 
     /// Stops accepting, lets each connection finish what it has in flight (up to

@@ -289,7 +289,14 @@ final class RequestDispatcher: Sendable {
         for (member, owned) in live?.assignment ?? [:] { for partition in owned { owner[partition] = member } }
         var byPartition: [TopicPartition: CommittedOffset] = [:]
         for offset in committed { byPartition[TopicPartition(topic: offset.topic, partition: offset.partition)] = offset }
-        let partitions = Set(owner.keys).union(byPartition.keys).sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+        // Every partition of every topic the group reads or has committed to: a partition no
+        // one has committed to yet still has lag.
+        var all = Set(owner.keys).union(byPartition.keys)
+        let counts = Dictionary(uniqueKeysWithValues: try storage.listTopics().map { ($0.name, $0.partitionCount) })
+        for topic in (live?.topics ?? []).union(committed.map(\.topic)) {
+            for partition in 0..<(counts[topic] ?? 0) { all.insert(TopicPartition(topic: topic, partition: partition)) }
+        }
+        let partitions = all.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
         var rows: [String: [GroupLagEntry]] = [:]
         for partition in partitions {
             guard let offsets = try? storage.offsets(topic: partition.topic, partition: partition.partition) else { continue }

@@ -1,19 +1,23 @@
 import ArgumentParser
 import Foundation
+import Logging
 import MillraceClient
 import MillraceFormat
 import MillraceWire
 
 /// `--broker HOST:PORT`, shared by every command that talks to a running broker.
 struct BrokerOptions: ParsableArguments {
-    @Option(help: "The broker's address, HOST:PORT.") var broker = "127.0.0.1:7450"
+    @Option(help: "The broker's address, HOST:PORT (default: $MILLRACE_BROKER, else 127.0.0.1:7450).") var broker: String?
 
     func client() throws -> MillraceClient {
-        guard let colon = broker.lastIndex(of: ":"), let port = Int(broker[broker.index(after: colon)...]), (1...65535).contains(port) else {
-            Output.standardError("error: --broker takes HOST:PORT, for example 127.0.0.1:7450 (got \(broker))")
+        let address = broker ?? ProcessInfo.processInfo.environment["MILLRACE_BROKER"] ?? "127.0.0.1:7450"
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
+            Output.standardError("error: --broker takes HOST:PORT, for example 127.0.0.1:7450 (got \(address))")
             throw ExitCode(2)
         }
-        return MillraceClient(host: String(broker[..<colon]), port: port)
+        var configuration = MillraceClient.Configuration()
+        configuration.logger = Logger(label: "millrace", factory: { _ in StandardErrorLogHandler() })
+        return MillraceClient(host: String(address[..<colon]), port: port, configuration: configuration)
     }
 }
 

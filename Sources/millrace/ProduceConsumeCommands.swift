@@ -7,88 +7,169 @@ import NIOConcurrencyHelpers
 
 struct ProduceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "produce", abstract: "Send one record per input line; exit 0 only when every record was acknowledged.")
+        commandName: "produce",
+        abstract: "Send one record per input line; exit 0 only when every record was acknowledged.",
+        discussion: """
+            Lines end at \\n; a \\r before it and a UTF-8 byte-order mark at the start are dropped; empty \
+            lines are skipped. Standard input is streamed: records go out as lines arrive. On failure the \
+            summary lists the acknowledged line numbers, so a rerun can skip them. Exit codes: 0 every \
+            record acknowledged, 1 some were not (or the broker could not be reached), 2 bad usage.
+            """)
 
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "Topic.") var topic: String
     @Option(help: "Read lines from this file instead of standard input.") var file: String?
     @Option(help: "Use this key for every record.") var key: String?
     @Option(help: "Take each record's key from this JSON pointer into the line, e.g. /lot_id.") var keyField: String?
-    @Option(help: "Compress batches: none or zstd.") var compression = "none"
+    @Option(help: "Compress batches: none or zstd (default: the topic's setting).") var compression: String?
+
+    /// The longest line sent as one record: a batch of one, with room for its header and key.
+    static let lineBytesMax = Limits.batchBytesMax - Limits.keyBytesMax - 1_024
+
+    struct Tally {
+        var acknowledged = LineRanges()
+        var failed = 0
+        var firstError: String?
+
+        mutating func fail(_ line: Int, _ reason: String) {
+            failed += 1
+            if firstError == nil { firstError = "line \(line): \(reason)" }
+        }
+    }
 
     func run() async throws {
         guard key == nil || keyField == nil else {
             Output.standardError("error: give --key or --key-field, not both")
             throw ExitCode(2)
         }
-        guard let codec = CompressionCodec.allCases.first(where: { $0.description == compression }), codec.isSupported else {
-            Output.standardError("error: --compression takes none or zstd (got \(compression))")
-            throw ExitCode(2)
+        var codec: CompressionCodec?
+        if let compression {
+            guard let chosen = CompressionCodec.allCases.first(where: { $0.description == compression }), chosen.isSupported else {
+                Output.standardError("error: --compression takes none or zstd (got \(compression))")
+                throw ExitCode(2)
+            }
+            codec = chosen
         }
-        let text: String
-        do {
-            text = try file.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-        } catch {
-            Output.standardError("error: cannot read \(file ?? "standard input"): \(error.localizedDescription)")
-            throw ExitCode(2)
+        let descriptor: Int32
+        if let file {
+            descriptor = open(file, O_RDONLY)
+            guard descriptor >= 0 else {
+                Output.standardError("error: cannot read \(file): \(String(cString: strerror(errno)))")
+                throw ExitCode(2)
+            }
+        } else {
+            descriptor = 0
         }
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        var info = stat()
+        let fileBytes = file != nil && fstat(descriptor, &info) == 0 ? Int(info.st_size) : 0
         let showProgress = file != nil && Output.standardErrorIsTerminal
-        let tally = NIOLockedValueBox((acknowledged: 0, failed: 0, firstError: String?.none))
-        let started = Date()
-        var unsent = 0
+
+        let client = try broker.client()
         var configuration = Producer.Configuration()
         configuration.compression = codec
-        try await withClient(broker) { client in
-            let producer = Producer(client: client, configuration: configuration)
-            for (index, line) in lines.enumerated() {
-                var recordKey = key.map { Array($0.utf8) }
-                if let keyField {
-                    guard let found = Self.jsonPointer(keyField, in: line) else {
-                        unsent += 1
-                        tally.withLockedValue { if $0.firstError == nil { $0.firstError = "line \(index + 1) has no \(keyField)" } }
-                        continue
-                    }
-                    recordKey = Array(found.utf8)
-                }
-                try await producer.send(topic: topic, key: recordKey, value: Array(line.utf8)) { result in
-                    tally.withLockedValue { tally in
-                        switch result {
-                        case .success: tally.acknowledged += 1
-                        case .failure(let error):
-                            tally.failed += 1
-                            if tally.firstError == nil { tally.firstError = (error as? MillraceError)?.message ?? "\(error)" }
+        let producer = Producer(client: client, configuration: configuration)
+        let tally = NIOLockedValueBox(Tally())
+        let (topic, key, keyField) = (topic, key, keyField)
+        let work = Task { () throws -> (lines: Int, records: Int) in
+            let reader = InputReader(descriptor: descriptor)
+            var splitter = LineSplitter(lineBytesMax: Self.lineBytesMax)
+            var records = 0
+            var bytesRead = 0
+            let started = Date()
+            func handle(_ lines: [LineSplitter.Line]) async throws {
+                for line in lines {
+                    switch line {
+                    case .tooLong(let number, let bytes):
+                        tally.withLockedValue { $0.fail(number, "\(Output.count(Int64(bytes))) bytes; one record takes at most \(Output.count(Int64(Self.lineBytesMax)))") }
+                        records += 1
+                    case .text(let number, let bytes):
+                        records += 1
+                        var recordKey = key.map { Array($0.utf8) }
+                        if let keyField {
+                            switch Self.jsonPointer(keyField, in: bytes) {
+                            case .found(let value): recordKey = Array(value.utf8)
+                            case .missing:
+                                tally.withLockedValue { $0.fail(number, "no \(keyField) in it") }
+                                continue
+                            case .notJSON:
+                                tally.withLockedValue { $0.fail(number, "not valid JSON, so it has no \(keyField)") }
+                                continue
+                            }
+                        }
+                        try await producer.send(topic: topic, key: recordKey, value: bytes) { result in
+                            tally.withLockedValue { tally in
+                                switch result {
+                                case .success: tally.acknowledged.insert(number)
+                                case .failure(let error): tally.fail(number, (error as? MillraceError)?.message ?? "\(error)")
+                                }
+                            }
                         }
                     }
                 }
-                if showProgress && index % 1000 == 999 { Self.progress(tally.withLockedValue { $0.acknowledged }, lines.count, started) }
             }
-            try await producer.flush()
+            do {
+                for try await chunk in reader {
+                    bytesRead += chunk.count
+                    try await handle(splitter.feed(chunk))
+                    reader.consumed()
+                    if showProgress { Self.progress(bytesRead, fileBytes, records, started) }
+                    if Task.isCancelled { break }
+                }
+                if !Task.isCancelled { try await handle(splitter.finish()) }
+            } catch is CancellationError {}
+            // Whatever was sent is waited for; after a signal, for a few seconds at most.
+            if Task.isCancelled {
+                _ = try await producer.flush(within: .seconds(8))
+            } else {
+                try await producer.flush()
+            }
+            if showProgress { Self.progress(bytesRead, fileBytes, records, started, done: true) }
+            return (splitter.linesSeen, records)
         }
-        if showProgress { Self.progress(lines.count, lines.count, started, done: true) }
+        let signals = TerminationSignals(graceSeconds: 10) { work.cancel() }
+        defer { signals.cancel() }
+        let outcome: (lines: Int, records: Int)
+        do {
+            outcome = try await work.value
+        } catch let error as MillraceError {
+            await client.close()
+            let acknowledged = tally.withLockedValue { $0.acknowledged }
+            Output.standardError("error: \(error.message); acknowledged lines: \(acknowledged.description)")
+            throw ExitCode(1)
+        }
+        await client.close()
         let result = tally.withLockedValue { $0 }
-        let missed = result.failed + unsent
-        if missed == 0 {
-            print("produced \(Output.count(Int64(result.acknowledged))) record\(result.acknowledged == 1 ? "" : "s") to \(topic)")
+        let acknowledged = result.acknowledged.count
+        let stopped = signals.signalled ? " (stopped by a signal after line \(outcome.lines))" : ""
+        if result.failed == 0 && acknowledged == outcome.records {
+            print("produced \(Output.count(Int64(acknowledged))) record\(acknowledged == 1 ? "" : "s") to \(topic)\(stopped)")
         } else {
+            let missed = outcome.records - acknowledged
             Output.standardError(
-                "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(lines.count))) records were not acknowledged (first: \(result.firstError ?? "unknown")); \(Output.count(Int64(result.acknowledged))) were"
+                "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(outcome.records))) records were not acknowledged (first: \(result.firstError ?? "unknown"))\(stopped); acknowledged lines: \(result.acknowledged.description)"
             )
             throw ExitCode(1)
         }
     }
 
-    static func progress(_ done: Int, _ total: Int, _ started: Date, done finished: Bool = false) {
-        let rate = Double(done) / max(Date().timeIntervalSince(started), 0.001)
+    static func progress(_ bytes: Int, _ total: Int, _ records: Int, _ started: Date, done finished: Bool = false) {
+        let rate = Double(records) / max(Date().timeIntervalSince(started), 0.001)
         let width = 30
-        let filled = total == 0 ? width : width * done / total
+        let filled = total <= 0 ? width : min(width, width * bytes / total)
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        FileHandle.standardError.write(Data("\r[\(bar)] \(Output.count(Int64(done)))/\(Output.count(Int64(total))) records, \(Output.count(Int64(rate)))/s\(finished ? "\n" : "")".utf8))
+        FileHandle.standardError.write(
+            Data("\r[\(bar)] \(Output.bytes(Int64(bytes)))/\(Output.bytes(Int64(total))), \(Output.count(Int64(records))) records, \(Output.count(Int64(rate)))/s\(finished ? "\n" : "")".utf8))
     }
 
-    /// A string or number at a JSON pointer (RFC 6901) in one JSON line; nil when absent.
-    static func jsonPointer(_ pointer: String, in line: Substring) -> String? {
-        guard var node = try? JSONSerialization.jsonObject(with: Data(line.utf8), options: [.fragmentsAllowed]) else { return nil }
+    enum PointerLookup: Equatable {
+        case found(String)
+        case missing
+        case notJSON
+    }
+
+    /// A string or number at a JSON pointer (RFC 6901) in one JSON line.
+    static func jsonPointer(_ pointer: String, in line: [UInt8]) -> PointerLookup {
+        guard var node = try? JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed]) else { return .notJSON }
         for token in pointer.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
             let name = token.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
             if let object = node as? [String: Any], let next = object[name] {
@@ -96,12 +177,12 @@ struct ProduceCommand: AsyncParsableCommand {
             } else if let array = node as? [Any], let index = Int(name), array.indices.contains(index) {
                 node = array[index]
             } else {
-                return nil
+                return .missing
             }
         }
-        if let string = node as? String { return string }
-        if let number = node as? NSNumber { return number.stringValue }
-        return nil
+        if let string = node as? String { return .found(string) }
+        if let number = node as? NSNumber { return .found(number.stringValue) }
+        return .missing
     }
 }
 
@@ -121,70 +202,98 @@ struct ConsumeCommand: AsyncParsableCommand {
     var group: String?
 
     func run() async throws {
+        try validateCommon()
         if let group { return try await consumeInGroup(group) }
         guard let start = Self.parseStart(from) else {
             Output.standardError("error: --from takes earliest, latest, offset:N or time:ISO8601 such as time:2026-11-27T06:00:00Z (got \(from))")
             throw ExitCode(2)
         }
+        let client = try broker.client()
+        let writer = RecordWriter(json: format == "json", flushEachRecord: follow)
+        let consumer = Consumer(client: client, topic: topic, partitions: partition.map { [$0] }, from: start, stopAtEnd: !follow)
+        let limit = self.limit
+        let work = Task { () throws -> Void in
+            var printed = 0
+            do {
+                for try await record in consumer {
+                    if let limit, printed >= limit { break }
+                    guard writer.write(record) else { break }  // the reader of our output went away
+                    printed += 1
+                    if let limit, printed >= limit { break }
+                }
+            } catch is CancellationError {}
+        }
+        let signals = TerminationSignals { work.cancel() }
+        defer { signals.cancel() }
+        do {
+            try await work.value
+            writer.flush()
+            await client.close()
+        } catch let error as MillraceError {
+            writer.flush()
+            await client.close()
+            Output.standardError("error: \(error.message)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func validateCommon() throws {
         guard format == "value" || format == "json" else {
             Output.standardError("error: --format takes value or json (got \(format))")
             throw ExitCode(2)
         }
-        var printed = 0
-        try await withClient(broker) { client in
-            let consumer = Consumer(client: client, topic: topic, partitions: partition.map { [$0] }, from: start, stopAtEnd: !follow)
-            for try await record in consumer {
-                if let limit, printed >= limit { break }
-                print(format == "json" ? Self.json(record) : String(decoding: record.value ?? [], as: UTF8.self))
-                printed += 1
-                if let limit, printed >= limit { break }
-            }
+        if let limit, limit < 0 {
+            Output.standardError("error: --limit takes a count of 0 or more (got \(limit))")
+            throw ExitCode(2)
+        }
+        if let partition, partition < 0 {
+            Output.standardError("error: --partition takes a partition number, 0 or more (got \(partition))")
+            throw ExitCode(2)
         }
     }
 
-    /// As a group member: the broker assigns partitions; on --limit, the log end, or Ctrl-C
-    /// the offsets of exactly the records printed are committed, so the next run continues
-    /// with no gap and no overlap.
+    /// As a group member: the broker assigns partitions; exactly the records written to
+    /// standard output are committed — every few seconds while it runs, before a rebalance
+    /// takes partitions away, and on --limit, the log end, Ctrl-C or SIGTERM — so the next
+    /// run continues with no gap and no overlap. Then it leaves the group.
     private func consumeInGroup(_ group: String) async throws {
         guard from == "earliest" || from == "latest", partition == nil else {
             Output.standardError("error: with --group, --from only says where to start without commits (earliest or latest), and --partition is not allowed")
             throw ExitCode(2)
         }
-        guard format == "value" || format == "json" else {
-            Output.standardError("error: --format takes value or json (got \(format))")
-            throw ExitCode(2)
-        }
-        let format = self.format
+        let client = try broker.client()
+        var configuration = GroupConsumer.Configuration()
+        configuration.resetPolicy = from == "latest" ? .latest : .earliest
+        configuration.stopAtEnd = !follow
+        configuration.autoCommit = false
+        let consumer = GroupConsumer(client: client, group: group, topic: topic, configuration: configuration)
+        let writer = RecordWriter(json: format == "json", flushEachRecord: follow)
+        writer.onFlushed = { consumer.commit($0) }
         let limit = self.limit
-        let consumer = GroupConsumer(
-            client: try broker.client(), group: group, topic: topic, whenNoCommit: from == "latest" ? .latest : .earliest, stopAtEnd: !follow)
-        let work = Task { () throws -> Int in
-            var iterator = consumer.makeAsyncIterator()
+        let work = Task { () throws -> Void in
             var printed = 0
             do {
-                while limit.map({ printed < $0 }) ?? true, let record = try await iterator.next() {
-                    print(format == "json" ? Self.json(record) : String(decoding: record.value ?? [], as: UTF8.self))
+                for try await record in consumer {
+                    if let limit, printed >= limit { break }
+                    guard writer.write(record) else { break }
                     printed += 1
+                    if let limit, printed >= limit { break }
                 }
-            } catch is CancellationError {
-                // Ctrl-C: fall through and commit what was printed.
-            }
-            for warning in iterator.warnings { Output.standardError("warning: \(warning)") }
-            try await iterator.commit()
-            await iterator.leave()
-            return printed
+            } catch is CancellationError {}
         }
-        signal(SIGINT, SIG_IGN)
-        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        interrupt.setEventHandler { work.cancel() }
-        interrupt.resume()
-        defer { interrupt.cancel() }
+        let signals = TerminationSignals(graceSeconds: 10) { work.cancel() }
+        defer { signals.cancel() }
+        var failure: MillraceError?
         do {
-            _ = try await work.value
-            await consumer.client.close()
+            try await work.value
         } catch let error as MillraceError {
-            await consumer.client.close()
-            Output.standardError("error: \(error.message)")
+            failure = error
+        }
+        writer.flush()
+        await consumer.close()
+        await client.close()
+        if let failure {
+            Output.standardError("error: \(failure.message)")
             throw ExitCode(1)
         }
     }
@@ -207,17 +316,85 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
     }
 
-    static func json(_ record: ConsumedRecord) -> String {
-        var object: [String: Any] = [
-            "topic": record.topic, "partition": Int(record.partition), "offset": record.offset, "timestamp": record.timestamp,
-            "key": record.key.map { String(decoding: $0, as: UTF8.self) as Any } ?? NSNull(),
-        ]
-        let value = record.value.map { String(decoding: $0, as: UTF8.self) }
-        if let value, let parsed = try? JSONSerialization.jsonObject(with: Data(value.utf8)) {
-            object["value"] = parsed
+}
+
+/// Writes consumed records to standard output in large writes; under `--follow` each record
+/// is written as it comes, so a pipe sees it at once. Always flushed before the command ends.
+final class RecordWriter: @unchecked Sendable {
+    private let json: Bool
+    private let flushEachRecord: Bool
+    private var buffer: [UInt8] = []
+    private var broken = false
+    /// Told of the last record of each partition once it is out (a group commits those).
+    var onFlushed: ((ConsumedRecord) -> Void)?
+    private var unflushed: [Int32: ConsumedRecord] = [:]
+
+    init(json: Bool, flushEachRecord: Bool) {
+        self.json = json
+        self.flushEachRecord = flushEachRecord
+        signal(SIGPIPE, SIG_IGN)
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    /// False once standard output is closed (say, `| head`): stop reading.
+    func write(_ record: ConsumedRecord) -> Bool {
+        if json {
+            Self.appendJSON(record, to: &buffer)
         } else {
-            object["value"] = value.map { $0 as Any } ?? NSNull()
+            buffer.append(contentsOf: record.value ?? [])
         }
-        return Output.json(object)
+        buffer.append(UInt8(ascii: "\n"))
+        if onFlushed != nil { unflushed[record.partition] = record }
+        if flushEachRecord || buffer.count >= 1 << 16 { flush() }
+        return !broken
+    }
+
+    func flush() {
+        var written = 0
+        while written < buffer.count && !broken {
+            let count = buffer[written...].withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                broken = true
+            } else {
+                written += count
+            }
+        }
+        buffer.removeAll(keepingCapacity: true)
+        guard !broken, let onFlushed else { return }
+        for record in unflushed.values { onFlushed(record) }
+        unflushed.removeAll(keepingCapacity: true)
+    }
+
+    /// One object per record: topic, partition, offset, timestamp (ms) and time (ISO 8601),
+    /// key, headers, and the value as JSON when it is JSON (copied, not re-encoded), else as a string.
+    static func appendJSON(_ record: ConsumedRecord, to out: inout [UInt8]) {
+        out.append(contentsOf: "{\"topic\":".utf8)
+        JSONText.appendString(record.topic.utf8, to: &out)
+        out.append(contentsOf: ",\"partition\":\(record.partition),\"offset\":\(record.offset),\"timestamp\":\(record.timestamp),\"time\":\"".utf8)
+        out.append(contentsOf: JSONText.isoTime(milliseconds: record.timestamp).utf8)
+        out.append(contentsOf: "\",\"key\":".utf8)
+        if let key = record.key { JSONText.appendText(key, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        out.append(contentsOf: ",\"headers\":[".utf8)
+        for (index, header) in record.headers.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: "{\"name\":".utf8)
+            JSONText.appendText(Array(header.key.utf8), to: &out)
+            out.append(contentsOf: ",\"value\":".utf8)
+            if let value = header.value { JSONText.appendText(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: "],\"value\":".utf8)
+        if let value = record.value {
+            if JSONText.isValid(value) {
+                out.append(contentsOf: value.drop { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })
+                while let last = out.last, last == 0x20 || last == 0x0A || last == 0x0D || last == 0x09 { out.removeLast() }
+            } else {
+                JSONText.appendText(value, to: &out)
+            }
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 }

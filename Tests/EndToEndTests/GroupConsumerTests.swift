@@ -3,77 +3,154 @@ import MillraceClient
 import MillraceFormat
 import MillraceWire
 import NIOConcurrencyHelpers
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct GroupConsumerTests {
-    /// Three members on six partitions; one stops heartbeating (killed). Its partitions move
-    /// to the others within the session timeout, every record is processed, and within one
-    /// generation no partition is read by two members.
-    @Test func aKilledMembersPartitionsAreTakenOverAndEveryRecordIsProcessed() async throws {
-        let live = try await LiveServer()
+    typealias Seen = (name: String, member: String, generation: Int32, partition: Int32, offset: Int64, value: String)
+
+    /// Reads with `consumer` until cancelled, noting each record with the generation it came in.
+    static func read(_ name: String, _ consumer: GroupConsumer, into seen: NIOLockedValueBox<[Seen]>, limit: Int? = nil) async throws {
+        var taken = 0
+        for try await record in consumer {
+            seen.withLockedValue {
+                $0.append((name, consumer.memberID, consumer.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self)))
+            }
+            taken += 1
+            if let limit, taken >= limit { break }
+        }
+    }
+
+    static func fill(_ client: MillraceClient, _ topic: String, partitions: Int32, records: Int) async throws {
+        try await client.createTopic(CreateTopicRequest(name: topic, partitions: partitions))
+        let producer = Producer(client: client)
+        for index in 0..<records { try await producer.send(topic: topic, key: Array("K\(index)".utf8), value: Array("\(index)".utf8)) { _ in } }
+        try await producer.flush()
+    }
+
+    /// Three members on six partitions; one goes silent (as if killed). Time is driven by
+    /// hand: past its session its partitions move to the others, every record is processed,
+    /// within one generation no partition is read by two members, and nothing the silent one
+    /// committed is read again.
+    @Test func aSilentMembersPartitionsAreTakenOverAndEveryRecordIsProcessed() async throws {
+        let clock = ManualClock()
+        let live = try await LiveServer(clock: clock)
         defer { live.remove() }
         let admin = MillraceClient(host: "127.0.0.1", port: live.port)
-        try await admin.createTopic(CreateTopicRequest(name: "orders", partitions: 6))
-        let producer = Producer(client: admin)
-        for index in 0..<600 { try await producer.send(topic: "orders", key: Array("K\(index)".utf8), value: Array("\(index)".utf8)) { _ in } }
-        try await producer.flush()
+        try await Self.fill(admin, "orders", partitions: 6, records: 600)
+        let seen = NIOLockedValueBox<[Seen]>([])
 
-        let seen = NIOLockedValueBox<[(name: String, member: String, generation: Int32, partition: Int32, offset: Int64, value: String)]>([])
-        let port = live.port
-        let member: @Sendable (String, Int?) async throws -> GroupConsumer.Iterator = { name, records in
-            let client = MillraceClient(host: "127.0.0.1", port: port)
-            var iterator = GroupConsumer(client: client, group: "erp", topic: "orders", stopAtEnd: false, sessionTimeoutMs: 1_200, autoCommitRecords: 10)
-                .makeAsyncIterator()
-            var taken = 0
-            while records.map({ taken < $0 }) ?? true {
-                guard let record = try await iterator.next() else { break }
-                seen.withLockedValue {
-                    $0.append((name, iterator.memberID, iterator.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self)))
-                }
-                taken += 1
-            }
-            try await iterator.commit()
-            return iterator
-        }
-        // The victim reads a little, commits, then goes silent without leaving.
-        _ = try await member("victim", 30)
+        // The victim's background session sleeps on a clock nobody moves: it never heartbeats.
+        var victimConfiguration = GroupConsumer.Configuration()
+        victimConfiguration.sessionTimeoutMs = 1_000
+        victimConfiguration.clock = ManualClock()
+        let victimClient = MillraceClient(host: "127.0.0.1", port: live.port)
+        let victim = GroupConsumer(client: victimClient, group: "erp", topic: "orders", configuration: victimConfiguration)
+        try await Self.read("victim", victim, into: seen, limit: 30)
+        try await victim.commitNow()
         let committed = try await admin.committedOffsets(group: "erp", topic: "orders", partitions: Array(0..<6))
-        let started = Date()
-        var took = 0.0
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { _ = try await member("a", nil) }
-            group.addTask { _ = try await member("b", nil) }
-            // Run the survivors until every record is processed, then stop them.
-            let deadline = Date().addingTimeInterval(15)
-            while Set(seen.withLockedValue { $0.map(\.value) }).count < 600 && Date() < deadline {
-                try await Task.sleep(nanoseconds: 50_000_000)
-            }
-            took = Date().timeIntervalSince(started)
-            group.cancelAll()
-            while true {
-                do {
-                    guard try await group.next() != nil else { break }
-                } catch is CancellationError {
-                    continue
-                }
-            }
+        #expect(committed.contains { $0.offset > 0 })
+
+        var configuration = GroupConsumer.Configuration()
+        configuration.sessionTimeoutMs = 300_000
+        configuration.heartbeatInterval = .milliseconds(500)
+        configuration.clock = clock
+        let survivors = ["a", "b"].map { name in
+            (name, GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "erp", topic: "orders", configuration: configuration))
         }
-        #expect(Set(seen.withLockedValue { $0.map(\.value) }).count == 600, "not every record was processed in \(took) s")
-        // Generous under a loaded test run; millrace-bench groups measures the hand-over.
-        #expect(took < 10, "the victim's partitions took \(took) s to move (session timeout 1.2 s)")
+        let readers = survivors.map { name, consumer in Task { try await Self.read(name, consumer, into: seen) } }
+        let everything = try await eventually {
+            clock.advance(by: .milliseconds(100))
+            live.server.tick()
+            return Set(seen.withLockedValue { $0.map(\.value) }).count == 600
+        }
+        #expect(everything, "only \(Set(seen.withLockedValue { $0.map(\.value) }).count) of 600 records were processed")
+        for reader in readers { reader.cancel() }
+        for reader in readers { _ = await reader.result }
+
         // No (generation, partition) was read by two members.
         var owners: [String: Set<String>] = [:]
         for entry in seen.withLockedValue({ $0 }) { owners["\(entry.generation)/\(entry.partition)", default: []].insert(entry.member) }
         #expect(owners.values.allSatisfy { $0.count == 1 }, "\(owners.filter { $0.value.count > 1 })")
-        // Nothing the victim committed was read again by the others (what it had read but
-        // not committed may be: at least once).
+        // Nothing the victim committed was read again (what it read and did not commit may be).
         var committedBy: [Int32: Int64] = [:]
         for entry in committed { committedBy[entry.partition] = entry.offset }
-        let reread = seen.withLockedValue { entries in
-            entries.filter { $0.name != "victim" && $0.offset < committedBy[$0.partition, default: -1] }
-        }
+        let reread = seen.withLockedValue { $0.filter { $0.name != "victim" && $0.offset < committedBy[$0.partition, default: -1] } }
         #expect(reread.isEmpty, "committed records read again: \(reread.prefix(5))")
-        #expect(committed.contains { $0.offset > 0 })
+        for (_, consumer) in survivors {
+            await consumer.close()
+            await consumer.client.close()
+        }
+        await victimClient.close()
+        await admin.close()
+        await live.stop()
+    }
+
+    /// Offsets are committed in the background, however long the caller takes; before a
+    /// rebalance takes partitions away, what was handed out is committed; the caller hears
+    /// of both sides of the rebalance; `close()` commits and leaves.
+    @Test func commitsRunInTheBackgroundAndBeforeARebalance() async throws {
+        let clock = ManualClock()
+        let live = try await LiveServer(clock: clock)
+        defer { live.remove() }
+        let admin = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await Self.fill(admin, "lots", partitions: 2, records: 40)
+        let events = NIOLockedValueBox<[GroupConsumer.Rebalance]>([])
+        var configuration = GroupConsumer.Configuration()
+        configuration.sessionTimeoutMs = 300_000
+        configuration.heartbeatInterval = .seconds(1)
+        configuration.commitInterval = .seconds(5)
+        configuration.clock = clock
+        configuration.onRebalance = { change in events.withLockedValue { $0.append(change) } }
+        let first = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "posting", topic: "lots", configuration: configuration)
+        var iterator = first.makeAsyncIterator()
+        var handedOut: [Int32: Int64] = [:]
+        for _ in 0..<10 {
+            let record = try #require(try await iterator.next())
+            handedOut[record.partition] = record.offset + 1
+        }
+        #expect(events.withLockedValue { $0 } == [.assigned([0, 1])])
+        func committed() async throws -> [Int32: Int64] {
+            Dictionary(uniqueKeysWithValues: try await admin.committedOffsets(group: "posting", topic: "lots", partitions: [0, 1]).map { ($0.partition, $0.offset) })
+        }
+        #expect(try await committed() == [0: -1, 1: -1])
+        // The caller is busy (not iterating); the background session commits on its interval.
+        let backgroundCommit = try await eventually {
+            clock.advance(by: .seconds(1))
+            return try await committed().filter { $0.value >= 0 } == handedOut
+        }
+        #expect(backgroundCommit)
+
+        // A second member joins; the first hands out more, then learns of the rebalance at its
+        // next heartbeat and commits everything it handed out before letting a partition go.
+        configuration.onRebalance = nil
+        let second = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "posting", topic: "lots", configuration: configuration)
+        var secondIterator = second.makeAsyncIterator()
+        let secondTask = Task { try await secondIterator.next() }
+        #expect(try await eventually { (try? await admin.describeGroup("posting").members.count) == 2 })
+        for _ in 0..<5 {
+            let record = try #require(try await iterator.next())
+            handedOut[record.partition] = record.offset + 1
+        }
+        let rebalanced = try await eventually {
+            clock.advance(by: .seconds(1))
+            return events.withLockedValue { $0.count } >= 2
+        }
+        #expect(rebalanced)
+        let kept = first.assignment
+        #expect(kept.count == 1)
+        #expect(events.withLockedValue { Array($0.dropFirst()) } == [.revoked([0, 1].filter { !kept.contains($0) })])
+        let afterRebalance = try await committed()
+        for (partition, offset) in handedOut where !kept.contains(partition) {
+            #expect(afterRebalance[partition] == offset, "partition \(partition): handed out up to \(offset), committed \(afterRebalance[partition] ?? -1)")
+        }
+        _ = try await secondTask.value
+        await second.close()
+        await first.close()
+        let described = try await admin.describeGroup("posting")
+        #expect(described.members.isEmpty && described.state == "empty")
+        await first.client.close()
+        await second.client.close()
         await admin.close()
         await live.stop()
     }
@@ -95,12 +172,24 @@ import Testing
         let logStart = try live.storage.offsets(topic: "short", partition: 0).logStartOffset
         #expect(logStart == 9)
 
-        var iterator = GroupConsumer(client: client, group: "slow", topic: "short", stopAtEnd: true).makeAsyncIterator()
+        var configuration = GroupConsumer.Configuration()
+        configuration.stopAtEnd = true
+        let consumer = GroupConsumer(client: client, group: "slow", topic: "short", configuration: configuration)
         var values: [String] = []
-        while let record = try await iterator.next() { values.append(String(decoding: record.value ?? [], as: UTF8.self)) }
+        for try await record in consumer { values.append(String(decoding: record.value ?? [], as: UTF8.self)) }
         #expect(values == (Int(logStart)..<10).map { "v\($0)" })
-        #expect(iterator.warnings == ["short/0: committed offset 2 was removed by retention; resuming at \(logStart), \(logStart - 2) records skipped"])
-        await iterator.leave()
+        #expect(consumer.warnings == ["short/0: committed offset 2 was removed by retention; resuming at the earliest offset \(logStart), \(logStart - 2) records skipped"])
+        await consumer.close()
+
+        // With the latest policy, such a member goes to the log end instead.
+        try await client.commitOffsets(group: "late", topic: "short", offsets: [OffsetEntry(partition: 0, offset: 2)])
+        configuration.resetPolicy = .latest
+        let late = GroupConsumer(client: client, group: "late", topic: "short", configuration: configuration)
+        var lateValues: [String] = []
+        for try await record in late { lateValues.append(String(decoding: record.value ?? [], as: UTF8.self)) }
+        #expect(lateValues.isEmpty)
+        #expect(late.warnings == ["short/0: committed offset 2 was removed by retention; resuming at the latest offset 10, 8 records skipped"])
+        await late.close()
         await client.close()
         await live.stop()
     }
@@ -121,11 +210,13 @@ import Testing
         let target = try await client.listOffsets("confirmations", partitions: [0], timestamp: cut)
         #expect(target.first?.offset == 5 && (target.first?.timestamp ?? 0) >= cut)
         try await client.commitOffsets(group: "replay", topic: "confirmations", offsets: [OffsetEntry(partition: 0, offset: target[0].offset)])
-        var iterator = GroupConsumer(client: client, group: "replay", topic: "confirmations", stopAtEnd: true).makeAsyncIterator()
+        var configuration = GroupConsumer.Configuration()
+        configuration.stopAtEnd = true
+        let consumer = GroupConsumer(client: client, group: "replay", topic: "confirmations", configuration: configuration)
         var values: [String] = []
-        while let record = try await iterator.next() { values.append(String(decoding: record.value ?? [], as: UTF8.self)) }
+        for try await record in consumer { values.append(String(decoding: record.value ?? [], as: UTF8.self)) }
         #expect(values == (0..<5).map { "after-\($0)" })
-        await iterator.leave()
+        await consumer.close()
         await client.close()
         await live.stop()
     }

@@ -1,6 +1,7 @@
 import Foundation
 import MillraceFormat
 import MillraceWire
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct GroupTests {
@@ -16,7 +17,8 @@ import Testing
     }
 
     @Test func membersRebalanceCommitsAreFencedAndSilenceExpires() async throws {
-        let live = try await LiveServer()
+        let clock = ManualClock()
+        let live = try await LiveServer(clock: clock)
         defer { live.remove() }
         let a = try TestClient(port: live.port)
         let b = try TestClient(port: live.port)
@@ -29,14 +31,17 @@ import Testing
         let beat = try #require(assignment(try a.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: first.memberID, generation: 1)))))
         #expect(beat.rebalanced && beat.generation == 2 && owned(beat).isDisjoint(with: owned(second)) && owned(beat).count == 3)
 
-        // A commit from generation 1 is fenced off; the owner's commit at generation 2 lands.
+        // The owner's commit at generation 2 lands; from generation 1, only what the member
+        // owned then (just before the current generation); from further back, nothing.
         let mine = owned(beat).sorted()
         func commit(_ member: String, _ generation: Int32, _ partition: Int32, _ offset: Int64) -> Request {
             .offsetCommit(
                 OffsetCommitRequest(group: "erp", memberID: member, generation: generation, topics: [TopicEntries(topic: "orders", [OffsetEntry(partition: partition, offset: offset)])]))
         }
         _ = try a.call(produce("orders", mine[0], ["x", "y"]))
-        #expect(try a.call(commit(first.memberID, 1, mine[0], 1)).errorCode == .staleGeneration)
+        #expect(try a.call(commit(first.memberID, 1, mine[0], 1)).errorCode == .none)
+        #expect(try b.call(commit(second.memberID, 1, mine[0], 1)).errorCode == .invalidRequest)
+        #expect(try a.call(commit(first.memberID, 0, mine[0], 1)).errorCode == .staleGeneration)
         #expect(try a.call(commit(first.memberID, 2, mine[0], 2)).errorCode == .none)
         #expect(try a.call(commit(first.memberID, 2, owned(second).sorted()[0], 0)).errorCode == .invalidRequest)
         guard case .offsetFetch(let fetched)? = try b.call(.offsetFetch(OffsetFetchRequest(group: "erp"))).body else {
@@ -56,8 +61,12 @@ import Testing
         #expect(described.offsets.first?.entries.count == 6)
         #expect(try b.call(.describeGroup(group: "nobody")).errorCode == .unknownGroup)
 
-        // a goes silent: past its 1 s session its partitions go to b.
-        try await Task.sleep(nanoseconds: 1_600_000_000)
+        // a goes silent: at its 1 s session it is still in; past it, its partitions go to b.
+        clock.advance(by: .milliseconds(1_000))
+        live.server.tick()
+        #expect(try b.call(.describeGroup(group: "erp")).body.map { if case .describeGroup(let d) = $0 { return d.members.count } else { return 0 } } == 2)
+        clock.advance(by: .milliseconds(1))
+        live.server.tick()
         let after = try #require(assignment(try b.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: second.memberID, generation: 2)))))
         #expect(after.rebalanced && owned(after).count == 6 && after.generation == 3)
         #expect(try a.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: first.memberID, generation: 2))).errorCode == .unknownMember)

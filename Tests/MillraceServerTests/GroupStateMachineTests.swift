@@ -57,10 +57,19 @@ func partitions(_ topic: String, _ count: Int32) -> [TopicPartition] {
         let steady = group.heartbeat(memberID: first.memberID, generation: 2, nowMs: 300)
         #expect(steady == .carryOn)
 
-        // Fencing: a commit from the old generation, or for a partition not owned, is refused.
-        #expect(group.checkCommit(memberID: first.memberID, generation: 1, partitions: [mine[0]])?.message.contains("generation 1 refused") == true)
+        // Fencing: a commit for a partition not owned is refused.
         #expect(group.checkCommit(memberID: first.memberID, generation: 2, partitions: [second.assignment[0]]) != nil)
         #expect(group.checkCommit(memberID: first.memberID, generation: 2, partitions: mine) == nil)
+        // The generation just before: what the first member owned then (all six) it may still
+        // commit, so nothing it processed before hearing of the rebalance is read again.
+        #expect(group.checkCommit(memberID: first.memberID, generation: 1, partitions: second.assignment) == nil)
+        #expect(group.checkCommit(memberID: second.memberID, generation: 1, partitions: [mine[0]]) != nil)
+
+        // Two generations back is refused.
+        let third = group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 10_000, nowMs: 400)
+        #expect(third.generation == 3)
+        #expect(group.checkCommit(memberID: first.memberID, generation: 1, partitions: [mine[0]])?.message.contains("generation 1 refused") == true)
+        #expect(group.checkCommit(memberID: first.memberID, generation: 2, partitions: [mine[0]]) == nil)
     }
 
     @Test func aSilentMemberExpiresAndAQuietOneStays() {

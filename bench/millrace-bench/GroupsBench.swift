@@ -29,19 +29,19 @@ struct GroupsBench: AsyncParsableCommand {
         try await producer.flush()
         if json { print(Report.jsonLine(Report.conditions(extra: ["bench": "groups", "records": records, "partitions": 8]))) }
 
-        // Drain with 4 members, auto-committing every 1,000 records.
+        // Drain with 4 members, committing in the background (every 5 s, and at the end).
         let consumed = NIOLockedValueBox(0)
         let start = monotonicSeconds()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<4 {
                 group.addTask {
                     let client = MillraceClient(host: "127.0.0.1", port: port)
-                    var iterator = GroupConsumer(client: client, group: "drain", topic: "events", stopAtEnd: true, autoCommitRecords: 1_000)
-                        .makeAsyncIterator()
+                    var configuration = GroupConsumer.Configuration()
+                    configuration.stopAtEnd = true
+                    let consumer = GroupConsumer(client: client, group: "drain", topic: "events", configuration: configuration)
                     var count = 0
-                    while try await iterator.next() != nil { count += 1 }
-                    try? await iterator.commit()
-                    await iterator.leave()
+                    for try await _ in consumer { count += 1 }
+                    await consumer.close()
                     await client.close()
                     consumed.withLockedValue { $0 += count }
                 }
@@ -54,8 +54,8 @@ struct GroupsBench: AsyncParsableCommand {
         let lag = described.offsets.flatMap(\.entries).reduce(Int64(0)) { $0 + $1.lag }
         let drain = BenchResult(
             name: "group-drain-x4", records: total, bytes: total * 256, seconds: elapsed,
-            fields: ["msgs_per_s": (Double(total) / elapsed).rounded(), "members": 4, "commit_every": 1_000, "lag_after": lag],
-            note: "4 members, 8 partitions, commit every 1,000 records; \(total) records read (≥ \(records): members that join late re-read uncommitted records), lag after: \(lag)")
+            fields: ["msgs_per_s": (Double(total) / elapsed).rounded(), "members": 4, "lag_after": lag],
+            note: "4 members, 8 partitions, background commits; \(total) records read (≥ \(records): members that join late re-read uncommitted records), lag after: \(lag)")
 
         // Rebalance: 3 members following; one is killed (stops without leaving).
         let rebalance = try await rebalanceCase(port: port, admin: admin)
@@ -71,15 +71,27 @@ struct GroupsBench: AsyncParsableCommand {
 
     func rebalanceCase(port: Int, admin: MillraceClient) async throws -> BenchResult {
         let session = sessionTimeoutMs
-        let tasks = (0..<3).map { _ in
+        var configuration = GroupConsumer.Configuration()
+        configuration.resetPolicy = .latest
+        configuration.sessionTimeoutMs = session
+        let members = (0..<2).map { _ -> (MillraceClient, GroupConsumer) in
+            let client = MillraceClient(host: "127.0.0.1", port: port)
+            return (client, GroupConsumer(client: client, group: "follow", topic: "events", configuration: configuration))
+        }
+        let tasks = members.map { _, consumer in
             Task {
-                let client = MillraceClient(host: "127.0.0.1", port: port)
-                var iterator = GroupConsumer(client: client, group: "follow", topic: "events", whenNoCommit: .latest, stopAtEnd: false, sessionTimeoutMs: session)
-                    .makeAsyncIterator()
-                while !Task.isCancelled { _ = try? await iterator.next() }
-                await client.close()
+                do {
+                    for try await _ in consumer {}
+                } catch {}
             }
         }
+        // The third member is a `millrace consume --group --follow` process, killed with
+        // SIGKILL: no leave, no more heartbeats.
+        let victim = Process()
+        victim.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("millrace")
+        victim.arguments = ["consume", "events", "--group", "follow", "--from", "latest", "--follow", "--broker", "127.0.0.1:\(port)"]
+        victim.standardOutput = FileHandle.nullDevice
+        try victim.run()
         // Wait until all three are in one stable generation.
         var settled: DescribeGroupResponse?
         let settleDeadline = monotonicSeconds() + 30
@@ -89,7 +101,8 @@ struct GroupsBench: AsyncParsableCommand {
         }
         let generation = settled?.generation ?? 0
         var described: DescribeGroupResponse
-        tasks[0].cancel()  // killed: no leave, no more heartbeats
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
         let killedAt = monotonicSeconds()
         var handedOver = 0.0
         while monotonicSeconds() - killedAt < Double(session) / 1000 * 4 {
@@ -102,6 +115,10 @@ struct GroupsBench: AsyncParsableCommand {
         }
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }
+        for (client, consumer) in members {
+            await consumer.close()
+            await client.close()
+        }
         return BenchResult(
             name: "group-rebalance-after-kill", records: 0, bytes: 0, seconds: max(handedOver, 0.000_001),
             fields: ["rebalance_ms": (handedOver * 1000).rounded(), "session_timeout_ms": Int(session)],

@@ -110,9 +110,11 @@ final class GroupCoordinator: Sendable {
         }
     }
 
-    /// A live group's generation and assignment; nil when it has no members.
-    func snapshot(_ name: String) -> (generation: Int32, assignment: [String: [TopicPartition]])? {
-        groups.withLockedValue { groups in groups[name].map { ($0.currentGeneration, $0.assignment) } }
+    /// A live group's generation, assignment and the topics its members read; nil when it has no members.
+    func snapshot(_ name: String) -> (generation: Int32, assignment: [String: [TopicPartition]], topics: Set<String>)? {
+        groups.withLockedValue { groups in
+            groups[name].map { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }
+        }
     }
 
     /// Live groups and their member counts.

@@ -44,6 +44,9 @@ public struct GroupStateMachine: Sendable {
     public private(set) var state: State = .empty
     public private(set) var members: [String: Member] = [:]
     public private(set) var assignment: [String: [TopicPartition]] = [:]
+    /// The generation before the current one: its members may still commit what they owned
+    /// in it (see `checkCommit`).
+    private var previousAssignment: [String: [TopicPartition]] = [:]
     private var generation: Int32 = 0
     private var nextMemberNumber = 1
 
@@ -88,17 +91,25 @@ public struct GroupStateMachine: Sendable {
     }
 
     /// Whether a commit from this member at this generation may change the group's offsets.
-    /// Members may commit only partitions assigned to them in the current generation.
+    /// Members may commit only partitions assigned to them in the current generation, or in
+    /// the one just before it: a member learns of a rebalance at its next heartbeat, and what
+    /// it processed until then is committed rather than read again. (If the new owner has
+    /// already moved further, such a commit moves the offset back: records are read again,
+    /// never skipped.)
     public func checkCommit(memberID: String, generation memberGeneration: Int32, partitions: [TopicPartition]) -> MillraceError? {
         guard members[memberID] != nil else {
             return MillraceError(.unknownMember, "member \(memberID) is not in group \(group); rejoin before committing")
         }
-        guard memberGeneration == generation else {
+        let ownedThen: [TopicPartition]
+        switch memberGeneration {
+        case generation: ownedThen = assignment[memberID] ?? []
+        case generation - 1: ownedThen = previousAssignment[memberID] ?? []
+        default:
             return MillraceError(
                 .staleGeneration,
                 "commit from generation \(memberGeneration) refused: group \(group) is at generation \(generation); rejoin and re-read from the committed offsets")
         }
-        let owned = Set(assignment[memberID] ?? [])
+        let owned = Set(ownedThen)
         if let foreign = partitions.first(where: { !owned.contains($0) }) {
             return MillraceError(.invalidRequest, "member \(memberID) does not own \(foreign) in generation \(generation)")
         }
@@ -112,6 +123,7 @@ public struct GroupStateMachine: Sendable {
 
     private mutating func rebalance(partitionCounts: [String: Int32]) {
         generation += 1
+        previousAssignment = assignment
         guard !members.isEmpty else {
             state = .empty
             assignment = [:]

@@ -1,0 +1,65 @@
+import Dispatch
+import Foundation
+import Logging
+
+/// Ctrl-C and SIGTERM end a command the same way: the first cancels its work, which then
+/// finishes cleanly (commits, leaves its group, flushes output); if that has not happened
+/// within `graceSeconds`, or a second signal comes, the process exits at once.
+final class TerminationSignals: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+    private let lock = NSLock()
+    private var received = 0
+
+    init(graceSeconds: Int = 5, onFirst: @escaping @Sendable () -> Void) {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
+        for source in sources {
+            source.setEventHandler { [self] in
+                let count = lock.withLock { () -> Int in
+                    received += 1
+                    return received
+                }
+                if count == 1 {
+                    onFirst()
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(graceSeconds)) {
+                        Output.standardError("error: did not stop within \(graceSeconds) s of the signal; exiting without finishing")
+                        Self.exitNow(1)
+                    }
+                } else {
+                    Output.standardError("error: second signal; exiting at once")
+                    Self.exitNow(1)
+                }
+            }
+            source.resume()
+        }
+    }
+
+    var signalled: Bool { lock.withLock { received > 0 } }
+
+    static func exitNow(_ code: Int32) -> Never {
+        fflush(nil)
+        exit(code)
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}
+
+/// Log lines for a person at a terminal: "warning: lost the broker ...; reconnecting".
+struct StandardErrorLogHandler: LogHandler {
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        Output.standardError("\(event.level): \(event.message)")
+    }
+}
