@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(
             name: "MillraceCLITests",
             dependencies: [
-                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceClient", "MillraceWire",
+                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceClient", "MillraceWire", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -52,6 +52,16 @@ struct TopicCommand: ParsableCommand {
         @Option(help: "Timestamps from the producer (create) or the broker (log-append).") var timestamp = "create"
 
         func run() async throws {
+            guard (1...Int32(Limits.partitionsPerTopicMax)).contains(partitions) else {
+                Output.standardError("error: --partitions takes 1...\(Limits.partitionsPerTopicMax) (got \(partitions))")
+                throw ExitCode(2)
+            }
+            for (flag, value) in [("--retention-ms", retentionMs), ("--retention-bytes", retentionBytes)] {
+                if let value, value < 0 {
+                    Output.standardError("error: \(flag) takes 0 or more; leave it out to keep everything (got \(value))")
+                    throw ExitCode(2)
+                }
+            }
             guard let codec = CompressionCodec.allCases.first(where: { $0.description == compression }), codec.isSupported else {
                 Output.standardError("error: --compression takes none or zstd (got \(compression))")
                 throw ExitCode(2)

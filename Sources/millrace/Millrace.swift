@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MillraceFormat
 
 @main
@@ -6,6 +7,25 @@ struct Millrace: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "millrace",
         abstract: "Millrace: a durable event broker for manufacturing integration.",
+        discussion: "Exit codes: 0 success, 1 a runtime error (the message says what happened and what to do), 2 bad usage.",
         version: MillraceVersion.current,
         subcommands: [ServeCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self, DataCommand.self])
+
+    /// As ArgumentParser's, except that usage errors exit 2 (not 64), like the commands' own.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                Output.standardError(fullMessage(for: error))
+                Glibc.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -212,17 +212,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         let writer = RecordWriter(json: format == "json", flushEachRecord: follow)
         let consumer = Consumer(client: client, topic: topic, partitions: partition.map { [$0] }, from: start, stopAtEnd: !follow)
         let limit = self.limit
-        let work = Task { () throws -> Void in
-            var printed = 0
-            do {
-                for try await record in consumer {
-                    if let limit, printed >= limit { break }
-                    guard writer.write(record) else { break }  // the reader of our output went away
-                    printed += 1
-                    if let limit, printed >= limit { break }
-                }
-            } catch is CancellationError {}
-        }
+        let work = Task { try await Self.print(consumer, to: writer, limit: limit) }
         let signals = TerminationSignals { work.cancel() }
         defer { signals.cancel() }
         do {
@@ -235,6 +225,20 @@ struct ConsumeCommand: AsyncParsableCommand {
             Output.standardError("error: \(error.message)")
             throw ExitCode(1)
         }
+    }
+
+    /// Writes records until `limit`, the end of `records`, a closed output or cancellation.
+    static func print<Records: AsyncSequence>(_ records: Records, to writer: RecordWriter, limit: Int?) async throws
+    where Records.Element == ConsumedRecord {
+        guard limit.map({ $0 > 0 }) ?? true else { return }
+        var printed = 0
+        do {
+            for try await record in records {
+                guard writer.write(record) else { return }  // the reader of our output went away
+                printed += 1
+                if let limit, printed >= limit { return }
+            }
+        } catch is CancellationError {}
     }
 
     private func validateCommon() throws {
@@ -270,17 +274,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         let writer = RecordWriter(json: format == "json", flushEachRecord: follow)
         writer.onFlushed = { consumer.commit($0) }
         let limit = self.limit
-        let work = Task { () throws -> Void in
-            var printed = 0
-            do {
-                for try await record in consumer {
-                    if let limit, printed >= limit { break }
-                    guard writer.write(record) else { break }
-                    printed += 1
-                    if let limit, printed >= limit { break }
-                }
-            } catch is CancellationError {}
-        }
+        let work = Task { try await Self.print(consumer, to: writer, limit: limit) }
         let signals = TerminationSignals(graceSeconds: 10) { work.cancel() }
         defer { signals.cancel() }
         var failure: MillraceError?
