@@ -69,6 +69,8 @@ public struct Consumer: AsyncSequence, Sendable {
         var bufferedIndex = 0
         var started = false
         var polls = 0
+        /// How many times this follower lost the broker and got it back.
+        public private(set) var reconnects = 0
 
         init(consumer: Consumer) { self.consumer = consumer }
 
@@ -153,13 +155,14 @@ public struct Consumer: AsyncSequence, Sendable {
         /// One fetch. A follower that loses the broker (a restart, a network cut) says so once,
         /// reconnects with backoff until it is back or the task is cancelled, and goes on from
         /// its next offsets; a consumer that stops at the end fails instead.
-        private func fetch(_ request: FetchRequest) async throws -> ResponseBody {
+        private mutating func fetch(_ request: FetchRequest) async throws -> ResponseBody {
             let client = consumer.client
             var backoff: Backoff?
             while true {
                 do {
                     let body = try await client.request(.fetch(request)).get()
                     if let backoff {
+                        reconnects += 1
                         client.logger.notice("reconnected to \(client.host):\(client.port) after \(backoff.attempts) attempt\(backoff.attempts == 1 ? "" : "s"); resuming")
                     }
                     return body

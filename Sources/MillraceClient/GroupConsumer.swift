@@ -196,7 +196,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         adopt(joined)
     }
 
-    private func heartbeat() async throws {
+    private func heartbeat(committingFirst: Bool = true) async throws {
         let (memberID, generation) = state.withLockedValue { ($0.memberID, $0.generation) }
         do {
             let body = try await client.request(.heartbeat(GroupMemberRequest(group: group, memberID: memberID, generation: generation))).get()
@@ -204,10 +204,12 @@ public final class GroupConsumer: AsyncSequence, Sendable {
             guard beat.rebalanced else { return }
             // Before giving partitions up: commit what was processed in the old generation
             // (the broker accepts it from the generation just before its current one).
-            do {
-                try await commitMarked()
-            } catch let error as MillraceError where !error.code.isReconnectable {
-                client.logger.warning("group \(group): commit before the rebalance failed (\(error.message)); those records will be read again")
+            if committingFirst {
+                do {
+                    try await commitMarked()
+                } catch let error as MillraceError where !error.code.isReconnectable {
+                    client.logger.warning("group \(group): commit before the rebalance failed (\(error.message)); those records will be read again")
+                }
             }
             adopt(beat)
         } catch let error as MillraceError where error.code == .unknownMember {
@@ -256,11 +258,10 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 _ = try await client.request(.offsetCommit(request)).get()
                 state.withLockedValue { state in for (partition, offset) in offsets { state.committed[partition] = offset } }
                 return
-            } catch let error as MillraceError where attempt == 0 && (error.code == .staleGeneration || error.code == .invalidRequest) {
-                // Learn the new assignment, then commit what is still ours.
-                let body = try await client.request(.heartbeat(GroupMemberRequest(group: group, memberID: memberID, generation: generation))).get()
-                guard case .heartbeat(let beat) = body else { throw MillraceClient.unexpectedBody }
-                adopt(beat)
+            } catch let error as MillraceError where attempt == 0 && (error.code == .staleGeneration || error.code == .invalidRequest || error.code == .unknownMember) {
+                // Learn the new assignment (rejoining if the broker forgot this member), then
+                // commit what is still ours.
+                try await heartbeat(committingFirst: false)
             }
         }
     }
@@ -303,11 +304,19 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                     return record
                 }
                 guard var current = reader else { return nil }
+                let reconnectsBefore = current.reconnects
                 let chunk = try await current.nextChunk()
                 reader = current
-                guard let chunk else { return nil }
-                pending = chunk
+                pending = chunk ?? []
                 pendingIndex = 0
+                if current.reconnects != reconnectsBefore {
+                    // The broker was away (perhaps restarted, forgetting this member): check
+                    // membership now rather than at the next heartbeat, and rejoin if needed.
+                    let consumer = self.consumer
+                    try await consumer.membership.run { try await consumer.heartbeat() }
+                    continue
+                }
+                if chunk == nil { return nil }
             }
         }
 
