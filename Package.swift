@@ -87,6 +87,14 @@ let package = Package(
             dependencies: ["MillraceServer", "MillraceStorage", "MillraceFormat", "TestSupport"],
             swiftSettings: strict),
         .testTarget(
+            name: "MillraceClientTests",
+            dependencies: [
+                "MillraceClient", "MillraceWire", "MillraceFormat",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: [
                 "MillraceServer", "MillraceStorage", "MillraceWire", "MillraceFormat", "MillraceClient", "TestSupport",

@@ -1,0 +1,89 @@
+import MillraceFormat
+import MillraceWire
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import MillraceClient
+
+/// The client's connection handler on an embedded channel, with time driven by hand.
+@Suite struct ClientHandlerTests {
+    func channel() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ResponseFrameDecoder()))
+        try channel.pipeline.syncOperations.addHandler(ClientHandler(peer: "test:1"))
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    func send(_ channel: EmbeddedChannel, _ request: Request, timeout: TimeAmount) -> EventLoopFuture<ResponseBody> {
+        let promise = channel.eventLoop.makePromise(of: ResponseBody.self)
+        channel.writeAndFlush(OutgoingRequest(request: request, timeout: timeout, promise: promise), promise: nil)
+        return promise.futureResult
+    }
+
+    func answer(_ channel: EmbeddedChannel, _ response: Response) throws {
+        var buffer = channel.allocator.buffer(capacity: 64)
+        ResponseCodec.encode(response, into: &buffer)
+        try channel.writeInbound(buffer)
+    }
+
+    /// What the future failed with so far (the embedded loop runs callbacks at once).
+    func error(_ future: EventLoopFuture<ResponseBody>) -> MillraceError? {
+        let found = Box<MillraceError?>(nil)
+        future.whenFailure { found.value = $0 as? MillraceError }
+        return found.value
+    }
+
+    @Test func aLateAnswerFailsEveryRequestBehindItAndTheConnectionCloses() throws {
+        let channel = try channel()
+        let first = send(channel, .listTopics, timeout: .seconds(30))
+        let second = send(channel, .listGroups, timeout: .seconds(5))
+        _ = try channel.readOutbound(as: ByteBuffer.self)
+        _ = try channel.readOutbound(as: ByteBuffer.self)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(4))
+        #expect(error(first) == nil && error(second) == nil)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        // The second's deadline passed; the first cannot be answered before it either.
+        #expect(error(second)?.code == .requestTimedOut)
+        #expect(error(first)?.code == .requestTimedOut)
+        #expect(!channel.isActive)
+    }
+
+    @Test func answersInTimeCancelNothingAndLaterDeadlinesStillHold() throws {
+        let channel = try channel()
+        let first = send(channel, .listTopics, timeout: .seconds(5))
+        try answer(channel, Response(correlationID: 1, body: .listTopics([])))
+        let answered = Box(false)
+        first.whenSuccess { _ in answered.value = true }
+        #expect(answered.value)
+        let second = send(channel, .listTopics, timeout: .seconds(10))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        #expect(error(second) == nil && channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(error(second)?.code == .requestTimedOut)
+    }
+
+    @Test func aRequestOnAClosedConnectionFailsAtOnce() throws {
+        let channel = try channel()
+        let pending = send(channel, .listTopics, timeout: .seconds(30))
+        channel.pipeline.fireChannelInactive()
+        #expect(error(pending)?.code == .networkError)
+        let after = send(channel, .listTopics, timeout: .seconds(30))
+        #expect(error(after)?.code == .networkError)
+    }
+
+    @Test func bytesThatAreNotTheProtocolNameThePeer() throws {
+        let channel = try channel()
+        let pending = send(channel, .apiVersions, timeout: .seconds(30))
+        _ = try? channel.writeInbound(channel.allocator.buffer(string: "HTTP/1.1 400 Bad Request\r\n\r\n"))
+        #expect(error(pending)?.code == .notABroker)
+        #expect(error(pending)?.message.contains("is it a Millrace broker?") == true)
+    }
+}
+
+/// A value callbacks on the embedded (single-threaded) event loop can set.
+final class Box<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
