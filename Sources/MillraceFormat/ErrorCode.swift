@@ -71,11 +71,13 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case requestTimedOut = 32
     /// Client side: the peer answered with bytes that are not the Millrace protocol.
     case notABroker = 33
+    /// A broker-wide limit is reached (groups, members in a group); the message names it.
+    case limitReached = 34
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
         switch self {
-        case .storageFull, .writerBusy, .storageError, .dataDirectoryLocked, .tooManyInFlight, .networkError, .requestTimedOut, .storageClosed:
+        case .storageFull, .writerBusy, .storageError, .dataDirectoryLocked, .tooManyInFlight, .networkError, .requestTimedOut, .storageClosed, .limitReached:
             return true
         case .none, .unexpected, .corruptBatch, .unsupportedCodec, .batchTooLarge, .invalidRecordCount,
             .keyTooLarge, .unknownTopic, .unknownPartition, .topicAlreadyExists, .invalidTopicName,
@@ -122,6 +124,7 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .networkError: return "network_error"
         case .requestTimedOut: return "request_timed_out"
         case .notABroker: return "not_a_broker"
+        case .limitReached: return "limit_reached"
         }
     }
 }

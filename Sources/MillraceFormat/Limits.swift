@@ -46,6 +46,20 @@ public enum Limits {
     /// A group-commit transaction takes no more appends once it holds this many batch bytes,
     /// which bounds how long a small append can wait behind large ones.
     public static let groupCommitBytesMax = 4 << 20
+    /// Request bytes one connection may have read and not yet answered before the broker
+    /// stops reading from it (at least one whole frame).
+    public static let connectionRequestBytesMax = 8 << 20
+    /// Response bytes one connection may have waiting to be written before the broker stops
+    /// reading from it; a fetch is sized to fit what is left.
+    public static let connectionResponseBytesMax = 16 << 20
+    /// The same, across all connections: past either, connections stop reading until bytes are released.
+    public static let brokerRequestBytesMax = 64 << 20
+    public static let brokerResponseBytesMax = 128 << 20
+    /// Open client connections; more are closed as they arrive.
+    public static let connectionsMax = 1_024
+    /// Consumer groups with live members, and members in one group.
+    public static let groupsMax = 10_000
+    public static let groupMembersMax = 1_000
     /// Most batches that one retention pass deletes from one partition (keeps transactions short).
     public static let retentionBatchesPerPassMax = 10_000
 }

@@ -40,19 +40,35 @@ struct RequestFrameDecoder: ByteToMessageDecoder {
 
 /// One connection: decodes requests, dispatches them, and writes responses strictly in
 /// request order, whatever order they complete in. Bounded: past `inFlightRequestsMax`
-/// unanswered requests, or while the peer is not reading its responses, it stops reading
-/// from the socket (TCP back-pressure) instead of buffering.
+/// unanswered requests, past its request or response byte limits (or the broker's), or while
+/// the peer is not reading its responses, it stops reading from the socket (TCP
+/// back-pressure) instead of buffering; fetches are sized to the response bytes left.
 final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = FrameEvent
     typealias OutboundOut = ByteBuffer
 
+    struct Configuration {
+        var inFlightRequestsMax: Int
+        /// A connection with responses waiting and no write progress for this long is closed
+        /// (a client that never reads must not hold its budget for ever).
+        var stalledWriteMs: Int64
+    }
+
     private let dispatcher: RequestDispatcher
-    private let inFlightRequestsMax: Int
+    private let configuration: Configuration
+    private let memory: MemoryBudget
     private var nextSequence = 0
     private var nextToWrite = 0
     private var ready: [Int: ByteBuffer] = [:]
+    /// Frame bytes of each request read and not yet answered.
+    private var requestBytesBySequence: [Int: Int] = [:]
+    private var requestBytes = 0
+    /// Bytes of responses made and not yet written to the socket.
+    private var responseBytes = 0
     private var closeAfterSequence: Int?
     private var readingPaused = false
+    private var waitingForBudget = false
+    private var closed = false
     /// Stopping: no more requests are read; close once everything read is answered.
     private var draining = false
 
@@ -60,13 +76,20 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let clock: any MillraceClock
     /// When a request last came in or a response went out (the idle check measures from it).
     private var lastActivityMs: Int64
+    /// When a write last completed, or responses started waiting (the stalled-write check).
+    private var lastWriteProgressMs: Int64
 
-    init(dispatcher: RequestDispatcher, inFlightRequestsMax: Int, serverInFlight: NIOLockedValueBox<Int>, clock: any MillraceClock) {
+    init(
+        dispatcher: RequestDispatcher, configuration: Configuration, memory: MemoryBudget, serverInFlight: NIOLockedValueBox<Int>,
+        clock: any MillraceClock
+    ) {
         self.dispatcher = dispatcher
-        self.inFlightRequestsMax = inFlightRequestsMax
+        self.configuration = configuration
+        self.memory = memory
         self.serverInFlight = serverInFlight
         self.clock = clock
         lastActivityMs = clock.nowMilliseconds()
+        lastWriteProgressMs = lastActivityMs
     }
 
     private var inFlight: Int { nextSequence - nextToWrite }
@@ -82,15 +105,20 @@ final class ConnectionHandler: ChannelInboundHandler {
             closeAfterSequence = sequence
             complete(sequence, Response(correlationID: -1, error: error), context: context)
         case .frame(let frame):
+            let bytes = frame.readableBytes + 4
+            requestBytesBySequence[sequence] = bytes
+            requestBytes += bytes
+            memory.add(requestBytes: bytes)
             switch RequestCodec.decode(frame: frame) {
             case .request(let header, let request):
-                if inFlight > inFlightRequestsMax * 2 {
-                    let error = MillraceError(.tooManyInFlight, "more than \(inFlightRequestsMax) requests unanswered; wait for responses")
+                if inFlight > configuration.inFlightRequestsMax * 2 {
+                    let error = MillraceError(.tooManyInFlight, "more than \(configuration.inFlightRequestsMax) requests unanswered; wait for responses")
                     complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
                     break
                 }
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                dispatcher.handle(request, on: context.eventLoop).whenComplete { result in
+                let allowance: () -> Int = { loopBound.value.0.fetchAllowance }
+                dispatcher.handle(request, on: context.eventLoop, responseBytesAllowed: allowance).whenComplete { result in
                     let (handler, context) = loopBound.value
                     switch result {
                     case .success(let body): handler.complete(sequence, Response(correlationID: header.correlationID, body: body), context: context)
@@ -115,14 +143,30 @@ final class ConnectionHandler: ChannelInboundHandler {
         updateReading(context: context)
     }
 
+    /// Response bytes a fetch may still make: what is left of this connection's limit and of
+    /// the broker's. Read on this connection's event loop right before the fetch reads.
+    private var fetchAllowance: Int {
+        let allowance = min(max(0, memory.limits.connectionResponseBytesMax - responseBytes), memory.responseBytesAvailable)
+        // A connection that holds nothing is never starved by others that do.
+        return responseBytes == 0 ? max(allowance, memory.responseFloorAvailable) : allowance
+    }
+
     private func complete(_ sequence: Int, _ response: Response, context: ChannelHandlerContext) {
+        if let bytes = requestBytesBySequence.removeValue(forKey: sequence) {
+            requestBytes -= bytes
+            memory.release(requestBytes: bytes)
+        }
+        guard !closed else { return }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         ResponseCodec.encode(response, into: &buffer)
+        if responseBytes == 0 { lastWriteProgressMs = clock.nowMilliseconds() }
+        responseBytes += buffer.readableBytes
+        memory.add(responseBytes: buffer.readableBytes)
         ready[sequence] = buffer
         var wrote = false
         while let next = ready.removeValue(forKey: nextToWrite) {
             serverInFlight.withLockedValue { $0 -= 1 }
-            context.write(wrapOutboundOut(next), promise: nil)
+            write(next, context: context)
             wrote = true
             if closeAfterSequence == nextToWrite {
                 let channel = context.channel
@@ -141,6 +185,21 @@ final class ConnectionHandler: ChannelInboundHandler {
         finishDrainIfDone(context: context)
     }
 
+    /// Writes a response; its bytes stay counted until the socket has taken them.
+    private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        let bytes = buffer.readableBytes
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { _ in
+            let (handler, context) = loopBound.value
+            handler.responseBytes -= bytes
+            handler.memory.release(responseBytes: bytes)
+            handler.lastWriteProgressMs = handler.clock.nowMilliseconds()
+            if !handler.closed { handler.updateReading(context: context) }
+        }
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
     /// While draining, once every request read has been answered: end-of-stream after the
     /// responses. The server closes the connection fully a moment later.
     private func finishDrainIfDone(context: ChannelHandlerContext) {
@@ -153,9 +212,28 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    /// Reads only while few requests are unanswered and the peer takes its responses.
+    /// Reads only while few requests are unanswered, their bytes and the responses waiting
+    /// are within this connection's and the broker's limits, and the peer takes its responses.
     private func updateReading(context: ChannelHandlerContext) {
-        let shouldPause = inFlight >= inFlightRequestsMax || !context.channel.isWritable || closeAfterSequence != nil || draining
+        // Past the broker-wide limits only connections holding bytes stop: one that holds
+        // nothing is not made to wait for others that will not read.
+        let overBroker = (requestBytes > 0 || responseBytes > 0) && memory.isOverBudget
+        let shouldPause =
+            inFlight >= configuration.inFlightRequestsMax || !context.channel.isWritable || closeAfterSequence != nil || draining
+            || requestBytes >= memory.limits.connectionRequestBytesMax || responseBytes >= memory.limits.connectionResponseBytesMax || overBroker
+        if shouldPause && overBroker && !waitingForBudget {
+            // Woken when the broker has room again, by whichever connection releases it.
+            waitingForBudget = true
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            memory.whenUnderBudget {
+                eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.waitingForBudget = false
+                    if !handler.closed { handler.updateReading(context: context) }
+                }
+            }
+        }
         guard shouldPause != readingPaused else { return }
         readingPaused = shouldPause
         context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }
@@ -165,7 +243,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Sent by the server's graceful stop.
     struct Drain {}
 
-    /// Sent by the server's tick: close when idle past the timeout with nothing in flight.
+    /// Sent by the server's tick: close when idle past the timeout with nothing in flight, or
+    /// when responses have waited with no write progress past the stalled-write limit.
     struct IdleCheck {
         var nowMs: Int64
         var idleMs: Int64
@@ -174,6 +253,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let check = event as? IdleCheck {
             if inFlight == 0 && check.nowMs - lastActivityMs > check.idleMs { context.close(promise: nil) }
+            if responseBytes > 0 && check.nowMs - lastWriteProgressMs > configuration.stalledWriteMs {
+                dispatcher.logger.warning(
+                    "closing \(context.remoteAddress.map { "\($0)" } ?? "a connection"): \(responseBytes) response bytes unread for \(configuration.stalledWriteMs / 1000) s")
+                context.close(promise: nil)
+            }
             return
         }
         if event is Drain {
@@ -187,9 +271,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // Requests still running answer into a closed channel; stop counting them.
+        closed = true
+        // Requests still running answer into a closed channel; stop counting them. Responses
+        // not yet handed to the channel are dropped here; those handed over are released by
+        // their failed writes.
         serverInFlight.withLockedValue { $0 -= inFlight }
         nextToWrite = nextSequence
+        let unwritten = ready.values.reduce(0) { $0 + $1.readableBytes }
+        responseBytes -= unwritten
+        memory.release(responseBytes: unwritten)
         ready = [:]
         context.fireChannelInactive()
     }

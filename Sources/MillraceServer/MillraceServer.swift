@@ -19,6 +19,14 @@ public final class MillraceServer: Sendable {
         public var clock: any MillraceClock = SystemClock()
         /// Tick on a timer (off in tests that call `tick()` themselves).
         public var ticksAutomatically = true
+        /// Bytes held for clients (docs/OPERATIONS.md, "Memory"): per connection and broker-wide.
+        public var connectionRequestBytesMax = Limits.connectionRequestBytesMax
+        public var connectionResponseBytesMax = Limits.connectionResponseBytesMax
+        public var requestBytesMax = Limits.brokerRequestBytesMax
+        public var responseBytesMax = Limits.brokerResponseBytesMax
+        public var connectionsMax = Limits.connectionsMax
+        /// A connection whose responses wait this long with no write progress is closed.
+        public var stalledWriteSeconds: Int64 = 60
 
         public init(host: String = "127.0.0.1", port: Int = 7450) {
             self.host = host
@@ -35,11 +43,19 @@ public final class MillraceServer: Sendable {
     /// Requests accepted and not yet answered, across connections (graceful shutdown waits on it).
     private let inFlight = NIOLockedValueBox(0)
     private let dispatcherBox = NIOLockedValueBox<RequestDispatcher?>(nil)
+    /// Bytes held for clients, against the configured limits.
+    public let memory: MemoryUsage
 
     public init(storage: Storage, configuration: Configuration, logger: Logger) {
         self.storage = storage
         self.configuration = configuration
         self.logger = logger
+        memory = MemoryUsage(
+            budget: MemoryBudget(
+                limits: .init(
+                    connectionRequestBytesMax: max(configuration.connectionRequestBytesMax, Limits.frameBytesMax),
+                    connectionResponseBytesMax: configuration.connectionResponseBytesMax,
+                    requestBytesMax: configuration.requestBytesMax, responseBytesMax: configuration.responseBytesMax)))
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
     }
 
@@ -51,6 +67,8 @@ public final class MillraceServer: Sendable {
         let inFlight = self.inFlight
         let advertisedPort = NIOLockedValueBox<Int32>(Int32(configuration.port))
         let dispatcherBox = self.dispatcherBox
+        let memory = self.memory.budget
+        let logger = self.logger
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -60,18 +78,28 @@ public final class MillraceServer: Sendable {
                 let dispatcher = dispatcherBox.withLockedValue { box in
                     if let box { return box }
                     let made = RequestDispatcher(
-                        storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock)
+                        storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
+                        logger: logger)
                     box = made
                     return made
                 }
-                state.withLockedValue { $0.children[ObjectIdentifier(channel)] = channel }
+                let admitted = state.withLockedValue { state -> Bool in
+                    guard state.children.count < configuration.connectionsMax else { return false }
+                    state.children[ObjectIdentifier(channel)] = channel
+                    return true
+                }
+                guard admitted else {
+                    logger.warning("refused a connection from \(channel.remoteAddress.map { "\($0)" } ?? "?"): \(configuration.connectionsMax) are open (connectionsMax)")
+                    return channel.close()
+                }
                 channel.closeFuture.whenComplete { _ in state.withLockedValue { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
-                            dispatcher: dispatcher, inFlightRequestsMax: configuration.inFlightRequestsMax, serverInFlight: inFlight,
-                            clock: configuration.clock))
+                            dispatcher: dispatcher,
+                            configuration: .init(inFlightRequestsMax: configuration.inFlightRequestsMax, stalledWriteMs: configuration.stalledWriteSeconds * 1000),
+                            memory: memory, serverInFlight: inFlight, clock: configuration.clock))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
@@ -120,4 +148,14 @@ public final class MillraceServer: Sendable {
         }
         try? await group.shutdownGracefully()
     }
+}
+
+/// What the broker holds for clients right now, against its limits.
+public struct MemoryUsage: Sendable {
+    let budget: MemoryBudget
+
+    /// Request bytes read and not yet answered, across connections.
+    public var requestBytes: Int { budget.usage.requestBytes }
+    /// Response bytes made and not yet written to sockets, across connections.
+    public var responseBytes: Int { budget.usage.responseBytes }
 }

@@ -1,3 +1,4 @@
+import Logging
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
@@ -8,20 +9,26 @@ import NIOCore
 /// read transactions; produces go to the writer and complete when durable.
 final class RequestDispatcher: Sendable {
     let storage: Storage
+    let logger: Logger
     let advertisedHost: String
     let advertisedPort: Int32
     let waiters = FetchWaiters()
     let groups: GroupCoordinator
 
-    init(storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock()) {
+    init(storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger) {
         self.storage = storage
+        self.logger = logger
         groups = GroupCoordinator(storage: storage, clock: clock)
         self.advertisedHost = advertisedHost
         self.advertisedPort = advertisedPort
         storage.observeCommits { [waiters] partitions in waiters.wake(partitions) }
     }
 
-    func handle(_ request: Request, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+    /// Carries out `request`. `responseBytesAllowed` says, when asked on `eventLoop`, how many
+    /// response bytes the connection and the broker have room for; fetches read no more.
+    func handle(
+        _ request: Request, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int = { Limits.fetchBytesMax }
+    ) -> EventLoopFuture<ResponseBody> {
         do {
             switch request {
             case .apiVersions:
@@ -43,7 +50,7 @@ final class RequestDispatcher: Sendable {
             case .produce(let produce):
                 return self.produce(produce, on: eventLoop)
             case .fetch(let fetch):
-                return self.fetch(fetch, on: eventLoop)
+                return self.fetch(fetch, on: eventLoop, responseBytesAllowed: responseBytesAllowed)
             case .listOffsets(let list):
                 return eventLoop.makeSucceededFuture(.listOffsets(listOffsets(list)))
             case .joinGroup(let join):
@@ -202,8 +209,10 @@ final class RequestDispatcher: Sendable {
 
     // MARK: Fetch
 
-    private func fetch(_ request: FetchRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
-        let (results, bytes) = readAll(request)
+    private func fetch(
+        _ request: FetchRequest, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int
+    ) -> EventLoopFuture<ResponseBody> {
+        let (results, bytes) = readAll(request, allowed: responseBytesAllowed())
         let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
         if bytes >= Int(request.minBytes) || request.maxWaitMs <= 0 {
             return eventLoop.makeSucceededFuture(.fetch(results))
@@ -212,10 +221,12 @@ final class RequestDispatcher: Sendable {
         let promise = eventLoop.makePromise(of: ResponseBody.self)
         let done = NIOLockedValueBox(false)
         let token = NIOLockedValueBox(0)
+        let allowed = NIOLoopBound(responseBytesAllowed, eventLoop: eventLoop)
         let finish: @Sendable (Bool) -> Void = { [self] force in
             eventLoop.assertInEventLoop()
             guard !done.withLockedValue({ $0 }) else { return }
-            let (results, bytes) = readAll(request)
+            // Read again only now: a waiting fetch holds no record bytes.
+            let (results, bytes) = readAll(request, allowed: allowed.value())
             guard force || bytes >= Int(request.minBytes) else { return }
             done.withLockedValue { $0 = true }
             waiters.remove(token.withLockedValue { $0 }, partitions)
@@ -227,8 +238,13 @@ final class RequestDispatcher: Sendable {
         return promise.futureResult
     }
 
-    private func readAll(_ request: FetchRequest) -> ([TopicEntries<FetchPartitionResult>], Int) {
-        var budget = min(Int(max(request.maxBytes, 0)), Limits.fetchBytesMax)
+    /// Reads every partition of `request` within its byte limits and `allowed` (the memory the
+    /// connection and broker have left; see MemoryBudget). Only when `allowed` leaves room for
+    /// a whole batch may the first batch pass the request's limits.
+    private func readAll(_ request: FetchRequest, allowed: Int) -> ([TopicEntries<FetchPartitionResult>], Int) {
+        let room = max(0, allowed - Self.fetchResponseOverheadBytes(request))
+        var budget = min(Int(max(request.maxBytes, 0)), Limits.fetchBytesMax, room)
+        let firstMayExceed = room >= Limits.batchBytesMax
         var total = 0
         let results = request.topics.map { topic in
             TopicEntries(
@@ -241,7 +257,8 @@ final class RequestDispatcher: Sendable {
                         // `fetchBytesMax` plus one batch, however many partitions it names.
                         let limit = min(Int(max(entry.maxBytes, 0)), max(budget, 0))
                         let read = try storage.read(
-                            topic: topic.topic, partition: entry.partition, from: entry.offset, maxBytes: limit, firstBatchMayExceed: total == 0)
+                            topic: topic.topic, partition: entry.partition, from: entry.offset, maxBytes: limit,
+                            firstBatchMayExceed: total == 0 && firstMayExceed)
                         budget -= read.bytes.count
                         total += read.bytes.count
                         return FetchPartitionResult(
@@ -256,6 +273,11 @@ final class RequestDispatcher: Sendable {
                 })
         }
         return (results, total)
+    }
+
+    /// Response bytes around the records: per partition, its header fields and a message.
+    static func fetchResponseOverheadBytes(_ request: FetchRequest) -> Int {
+        request.topics.reduce(64) { $0 + 8 + $1.topic.utf8.count + $1.entries.count * 160 }
     }
 
     private func committedOffsets(_ request: OffsetFetchRequest) throws -> [TopicEntries<OffsetEntry>] {

@@ -9,7 +9,7 @@ enum DataDirectory {
     static let dataFile = "data.mdb"
     static let lockFile = "millrace.lock"
     /// Files LMDB or Millrace put there; anything else means the directory is not ours.
-    static let knownFiles: Set<String> = [dataFile, "lock.mdb", lockFile]
+    static let knownFiles: Set<String> = [dataFile, "lock.mdb", lockFile, ReserveFile.name]
 
     /// Checks the directory before LMDB touches it. Returns true when it holds a data file.
     static func prepare(_ path: String, create: Bool) throws -> Bool {

@@ -21,6 +21,12 @@ public final class Storage: @unchecked Sendable {
         /// How often the writer applies retention; nil leaves it to `enforceRetention()`.
         public var retentionCheckIntervalMs: Int64? = 60_000
         public var maxReaders: Int = 1_024
+        /// A file of this many bytes kept in the data directory and released when the disk
+        /// fills, so topic deletes and retention can still run (docs/OPERATIONS.md, "Full disk").
+        public var reserveBytes: Int = 16 << 20
+        /// While the disk is full, writes fail at once with `storage_full`, and one is tried
+        /// again this often to notice that space has returned.
+        public var fullRetryIntervalMs: Int64 = 1_000
 
         public init() {}
     }
@@ -73,7 +79,9 @@ public final class Storage: @unchecked Sendable {
         } else {
             let writer = Writer(
                 env: env, gate: gate, databases: databases, catalog: catalog, clock: options.clock,
-                pendingWritesMax: options.pendingWritesMax, retentionIntervalMs: options.retentionCheckIntervalMs)
+                pendingWritesMax: options.pendingWritesMax, retentionIntervalMs: options.retentionCheckIntervalMs,
+                directory: directory, reserve: ReserveFile(directory: directory, bytes: options.reserveBytes),
+                fullRetryIntervalMs: options.fullRetryIntervalMs)
             writer.start()
             self.writer = writer
         }

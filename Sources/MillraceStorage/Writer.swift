@@ -18,6 +18,13 @@ final class Writer: @unchecked Sendable {
     private let pendingWritesMax: Int
     private let retentionIntervalNanoseconds: UInt64?
     private let mapGrowthStepMaxBytes = 8 << 30
+    private let directory: String
+    private let reserve: ReserveFile
+    private let fullRetryIntervalMs: Int64
+    /// Set while the disk is full (writer thread only): the error writes get, and when one
+    /// was last tried.
+    private var full: (error: MillraceError, lastAttemptMs: Int64)?
+    private var lastReserveAttemptMs: Int64 = 0
 
     private let lock = ConditionLock()
     private var queue: [WriteOperation] = []
@@ -40,8 +47,12 @@ final class Writer: @unchecked Sendable {
 
     init(
         env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
-        clock: any MillraceClock, pendingWritesMax: Int, retentionIntervalMs: Int64?
+        clock: any MillraceClock, pendingWritesMax: Int, retentionIntervalMs: Int64?, directory: String, reserve: ReserveFile,
+        fullRetryIntervalMs: Int64
     ) {
+        self.directory = directory
+        self.reserve = reserve
+        self.fullRetryIntervalMs = fullRetryIntervalMs
         self.env = env
         self.gate = gate
         self.databases = databases
@@ -52,7 +63,9 @@ final class Writer: @unchecked Sendable {
     }
 
     func start() {
-        syncer = Syncer(env: env, statistics: statistics)
+        reserve.create()
+        let directory = self.directory
+        syncer = Syncer(env: env, statistics: statistics) { code, detail in Self.classify(code, detail, directory: directory) }
         syncer.start()
         thread = startThread(named: "writer") { self.run() }
     }
@@ -171,7 +184,7 @@ final class Writer: @unchecked Sendable {
             for waiter in waiters { waiter.resume() }
 
             if let due = retentionDue, monotonicNanoseconds() >= due {
-                let result = runRetention()
+                let result = withReserve { runRetention() }
                 deliver([Delivery(result: result) { _ in }], wrote: (try? result.get().batchesDeleted) ?? 0 > 0)
                 retentionDue = monotonicNanoseconds() + retentionIntervalNanoseconds!
             }
@@ -204,8 +217,74 @@ final class Writer: @unchecked Sendable {
         case commit(Result<Void, MillraceError>)
     }
 
+    /// While the disk is full, writes fail at once, except one try per `fullRetryIntervalMs`
+    /// (which, when it succeeds, ends the full state).
+    private func refusedWhileFull() -> MillraceError? {
+        guard let full else { return nil }
+        let now = clock.nowMilliseconds()
+        if now - full.lastAttemptMs < fullRetryIntervalMs { return full.error }
+        self.full?.lastAttemptMs = now
+        return nil
+    }
+
+    /// After each transaction: note whether the disk is full, and keep the reserve in place.
+    private func noteOutcome(_ error: MillraceError?) {
+        if let error, error.code == .storageFull {
+            if full == nil { full = (error, clock.nowMilliseconds()) } else { full?.error = error }
+            return
+        }
+        guard error == nil else { return }
+        full = nil
+        let now = clock.nowMilliseconds()
+        if now - lastReserveAttemptMs >= 10_000 {
+            lastReserveAttemptMs = now
+            if !reserve.exists { reserve.create() }
+        }
+    }
+
+    /// Runs a delete (topic, retention) and, if the disk is too full even for its
+    /// copy-on-write pages, releases the reserve and runs it again.
+    private func withReserve<T>(_ body: () -> Result<T, MillraceError>) -> Result<T, MillraceError> {
+        var result = body()
+        if case .failure(let error) = result, error.code == .storageFull, reserve.release() {
+            result = body()
+        }
+        guard case .success = result, full != nil else { return result }
+        // LMDB reuses the pages a transaction freed only once a later transaction has
+        // committed (a reader of the snapshot before might still see them). On a full disk no
+        // write would get that far, so commit a small one now, from the reserve if need be;
+        // then the next write can try at once.
+        var advanced = advanceTransaction()
+        if case .failure(let error) = advanced, error.code == .storageFull, reserve.release() { advanced = advanceTransaction() }
+        if case .success = advanced { full?.lastAttemptMs = 0 }
+        return result
+    }
+
+    /// A transaction that writes one small value, to move LMDB's oldest-snapshot mark on.
+    private func advanceTransaction() -> Result<Void, MillraceError> {
+        withTransaction { context in
+            var value = ByteWriter(capacity: 8)
+            value.writeInteger(context.nowMs)
+            try context.txn.put(databases.meta, Array("freed-at".utf8), value.bytes)
+        }
+    }
+
+    /// What a failed write says: ENOSPC and EDQUOT are a full disk; so is an I/O error (LMDB
+    /// reports a short write as EIO) when the device is nearly out of space.
+    static func classify(_ code: Int32, _ detail: String, directory: String) -> MillraceError? {
+        guard code == ENOSPC || code == EDQUOT || code == EIO || code == MDB_MAP_FULL else { return nil }
+        let space = DiskSpace.of(directory)
+        let nearlyFull = (space?.freeBytes ?? 0) < 4 << 20
+        guard code == ENOSPC || code == EDQUOT || nearlyFull else { return nil }
+        return (space ?? DiskSpace(device: "?", mountPoint: "?", freeBytes: 0, totalBytes: 0)).fullError(directory: directory, detail: detail)
+    }
+
     private func processGroup(_ ops: ArraySlice<WriteOperation>) {
         lastGroupSize = ops.count
+        if let refused = refusedWhileFull() {
+            for op in ops { op.fail(refused) }
+            return
+        }
         let result = withTransaction { context -> ([Outcome], Set<PartitionID>) in
             var outcomes: [Outcome] = []
             outcomes.reserveCapacity(ops.count)
@@ -219,6 +298,7 @@ final class Writer: @unchecked Sendable {
             try context.flushStates()
             return (outcomes, context.appendedPartitions)
         }
+        noteOutcome(result.failureValue)
         switch result {
         case .failure(let error):
             for op in ops { op.fail(error) }
@@ -265,16 +345,18 @@ final class Writer: @unchecked Sendable {
     private func processAlone(_ op: WriteOperation) {
         switch op {
         case .createTopic(let create):
+            if let refused = refusedWhileFull() { return create.completion(.failure(refused)) }
             let result = createTopic(create)
+            noteOutcome(result.failureValue)
             deliver([Delivery(result: result, create.completion)], wrote: (try? result.get()) != nil)
         case .deleteTopic(let delete):
-            let result = deleteTopic(delete)
+            let result = withReserve { deleteTopic(delete) }
             deliver([Delivery(result: result, delete.completion)], wrote: (try? result.get()) != nil)
         case .retention(let retention):
-            let result = runRetention()
+            let result = withReserve { runRetention() }
             deliver([Delivery(result: result, retention.completion)], wrote: (try? result.get().batchesDeleted) ?? 0 > 0)
         case .deleteGroup(let delete):
-            let result = deleteGroup(delete.group)
+            let result = withReserve { deleteGroup(delete.group) }
             deliver([Delivery(result: result, delete.completion)], wrote: ((try? result.get()) ?? 0) > 0)
         case .append, .commitOffsets: preconditionFailure("group-commit operation run alone")
         }
@@ -322,7 +404,7 @@ final class Writer: @unchecked Sendable {
                     continue
                 }
                 statistics.withLock { $0.failedTransactions += 1 }
-                return .failure(error.millraceError)
+                return .failure(Self.classify(error.code, error.description, directory: directory) ?? error.millraceError)
             } catch let error as MillraceError {
                 txn.abort()
                 statistics.withLock { $0.failedTransactions += 1 }
@@ -345,7 +427,7 @@ final class Writer: @unchecked Sendable {
                     continue
                 }
                 statistics.withLock { $0.failedTransactions += 1 }
-                return .failure(error.millraceError)
+                return .failure(Self.classify(error.code, error.description, directory: directory) ?? error.millraceError)
             } catch {
                 statistics.withLock { $0.failedTransactions += 1 }
                 return .failure(MillraceError(.unexpected, "\(error)"))
@@ -527,6 +609,8 @@ struct Delivery {
 final class Syncer: @unchecked Sendable {
     private let env: LMDBEnvironment
     private let statistics: Locked<WriterStatistics>
+    /// Says whether a failed sync means a full disk (then the callers get `storage_full`).
+    private let classify: (Int32, String) -> MillraceError?
     private let lock = ConditionLock()
     private var pending: [Delivery] = []
     private var syncing = 0
@@ -535,9 +619,10 @@ final class Syncer: @unchecked Sendable {
     private var stopping = false
     private var thread: pthread_t?
 
-    init(env: LMDBEnvironment, statistics: Locked<WriterStatistics>) {
+    init(env: LMDBEnvironment, statistics: Locked<WriterStatistics>, classify: @escaping (Int32, String) -> MillraceError?) {
         self.env = env
         self.statistics = statistics
+        self.classify = classify
     }
 
     func start() {
@@ -582,7 +667,10 @@ final class Syncer: @unchecked Sendable {
             statistics.withLock { $0.explicitSyncs += 1 }
             for delivery in taken { delivery.succeed() }
         } catch {
-            let failure = MillraceError(.storageError, "written but not confirmed on disk (\(error)); check the disk and retry")
+            let code = (error as? LMDBError)?.code ?? 0
+            let failure =
+                classify(code, "the sync after a commit failed: \(error)")
+                ?? MillraceError(.storageError, "written but not confirmed on disk (\(error)); check the disk and retry")
             for delivery in taken { delivery.fail(failure) }
         }
         lock.withLock {
@@ -635,4 +723,11 @@ func startThread(named name: String, _ body: @escaping () -> Void) -> pthread_t 
 private final class ThreadBody {
     let body: () -> Void
     init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+extension Result {
+    var failureValue: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
 }

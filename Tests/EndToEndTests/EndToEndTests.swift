@@ -16,7 +16,10 @@ final class LiveServer {
     var port: Int
 
     /// With `clock`, group sessions and idle connections run on it and only `tick()` checks them.
-    init(directory: String? = nil, idleTimeoutSeconds: Int64 = 600, clock: ManualClock? = nil, port: Int = 0) async throws {
+    init(
+        directory: String? = nil, idleTimeoutSeconds: Int64 = 600, clock: ManualClock? = nil, port: Int = 0,
+        configure: (inout MillraceServer.Configuration) -> Void = { _ in }
+    ) async throws {
         self.directory = directory ?? NSTemporaryDirectory() + "millrace-e2e-\(UUID().uuidString)"
         var options = Storage.Options()
         options.retentionCheckIntervalMs = nil
@@ -27,6 +30,7 @@ final class LiveServer {
             configuration.clock = clock
             configuration.ticksAutomatically = false
         }
+        configure(&configuration)
         server = MillraceServer(storage: storage, configuration: configuration, logger: Logger(label: "test"))
         self.port = try await server.start().port!
     }

@@ -76,13 +76,14 @@ final class TestClient {
         return response
     }
 
-    /// True once the server has closed the connection (reads return EOF).
+    /// True once the server has closed the connection: reads reach end-of-stream, or a reset
+    /// (a close with requests still unread in the server's socket is a reset).
     func isClosedByServer() -> Bool {
-        var byte: UInt8 = 0
+        var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
-            let got = recv(descriptor, &byte, 1, 0)
+            let got = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
             if got == 0 { return true }
-            if got < 0 { return false }
+            if got < 0 { return errno == ECONNRESET }
         }
     }
 }

@@ -9,6 +9,11 @@ import Testing
         #expect(Limits.recordsPerBatchMax * 7 + RecordBatchLayout.headerBytes <= Limits.batchBytesMax)
         #expect(Limits.partitionsPerTopicMax <= Limits.partitionsMax)
         #expect(Limits.partitionsPerTopicMax <= Limits.partitionsPerRequestMax)
+        // One whole frame, and one whole batch with its response around it, always fit.
+        #expect(Limits.frameBytesMax <= Limits.connectionRequestBytesMax)
+        #expect(Limits.connectionRequestBytesMax <= Limits.brokerRequestBytesMax)
+        #expect(Limits.batchBytesMax + (64 << 10) <= Limits.connectionResponseBytesMax)
+        #expect(Limits.connectionResponseBytesMax <= Limits.brokerResponseBytesMax)
     }
 
     /// Every string a request carries, and every message a response echoes, fits the

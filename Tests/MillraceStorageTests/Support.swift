@@ -29,6 +29,7 @@ func testOptions(clock: TestClock = TestClock()) -> Storage.Options {
     options.clock = clock
     options.retentionCheckIntervalMs = nil
     options.initialMapSizeBytes = 64 << 20
+    options.reserveBytes = 1 << 20
     return options
 }
 

@@ -34,7 +34,13 @@ final class GroupCoordinator: Sendable {
             throw MillraceError(.unknownTopic, "topic \"\(missing)\" does not exist; create it before joining")
         }
         let now = clock.nowMilliseconds()
-        return groups.withLockedValue { groups in
+        return try groups.withLockedValue { groups in
+            if groups[request.group] == nil && groups.count >= Limits.groupsMax {
+                throw MillraceError(.limitReached, "the broker has \(Limits.groupsMax) groups with live members (groupsMax); retry when some have stopped")
+            }
+            if let live = groups[request.group], live.members[request.memberID] == nil, live.members.count >= Limits.groupMembersMax {
+                throw MillraceError(.limitReached, "group \(request.group) has \(Limits.groupMembersMax) members (groupMembersMax)")
+            }
             var group = groups[request.group] ?? GroupStateMachine(group: request.group)
             let joined = group.join(
                 memberID: request.memberID.isEmpty ? nil : request.memberID, topics: request.topics.sorted(), partitionCounts: counts,
