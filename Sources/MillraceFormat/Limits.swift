@@ -54,7 +54,7 @@ public enum Limits {
     public static let connectionResponseBytesMax = 16 << 20
     /// The same, across all connections: past either, connections stop reading until bytes are released.
     public static let brokerRequestBytesMax = 64 << 20
-    public static let brokerResponseBytesMax = 128 << 20
+    public static let brokerResponseBytesMax = 96 << 20
     /// Open client connections; more are closed as they arrive.
     public static let connectionsMax = 1_024
     /// Consumer groups with live members, and members in one group.

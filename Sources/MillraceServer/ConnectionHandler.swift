@@ -50,8 +50,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     struct Configuration {
         var inFlightRequestsMax: Int
         /// A connection with responses waiting and no write progress for this long is closed
-        /// (a client that never reads must not hold its budget for ever).
+        /// (a client that never reads must not hold its budget for ever)...
         var stalledWriteMs: Int64
+        /// ...or for this long while the broker-wide memory limit is reached, so that clients
+        /// that read are not kept waiting behind those that do not.
+        var stalledWriteUnderPressureMs: Int64
     }
 
     private let dispatcher: RequestDispatcher
@@ -62,6 +65,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var ready: [Int: ByteBuffer] = [:]
     /// Frame bytes of each request read and not yet answered.
     private var requestBytesBySequence: [Int: Int] = [:]
+    /// Frames read and not yet dispatched, with their bytes (see `channelRead`).
+    private var held: CircularBuffer<(FrameEvent, Int)> = []
+    private var dispatching = false
+    private var turnDispatches = 0
+    private var turnScheduled = false
     private var requestBytes = 0
     /// Bytes of responses made and not yet written to the socket.
     private var responseBytes = 0
@@ -95,27 +103,93 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var inFlight: Int { nextSequence - nextToWrite }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Frames the decoder hands on while the connection closes (it decodes what it had
+        // buffered) get no answer: there is no one to send it to.
+        guard context.channel.isActive, !closed else { return }
         lastActivityMs = clock.nowMilliseconds()
+        let event = unwrapInboundIn(data)
+        var bytes = 0
+        if case .frame(let frame) = event {
+            bytes = frame.readableBytes + 4
+            requestBytes += bytes
+            memory.add(requestBytes: bytes)
+        }
+        // Frames read while the connection is over a limit wait here, undecoded, until it is
+        // under again: one read can bring many, and working out answers that cannot be sent
+        // would only spend the broker's time on a client that is not reading.
+        if held.isEmpty && !closed && closeAfterSequence == nil && mayDispatch && turnDispatches < Self.dispatchesPerTurn {
+            turnDispatches += 1
+            scheduleNextTurn(context: context)
+            dispatch(event, bytes: bytes, context: context)
+        } else if case .frame(let frame) = event {
+            // A held frame gets storage of its own: a slice would keep the whole read buffer
+            // it came from (and every copy the decoder makes of it) alive while it waits.
+            held.append((.frame(context.channel.allocator.buffer(bytes: frame.readableBytesView)), bytes))
+        } else {
+            held.append((event, bytes))
+        }
+        updateReading(context: context)
+    }
+
+    /// Whether the next held frame may be dispatched now.
+    private var mayDispatch: Bool {
+        if draining { return true }
+        // Under the broker-wide response limit only connections whose answers wait unwritten
+        // are held back: a client that reads its answers is served.
+        return closeAfterSequence == nil && inFlight < configuration.inFlightRequestsMax
+            && responseBytes < memory.limits.connectionResponseBytesMax && !memory.shouldHold(requestBytes: 0, responseBytes: responseBytes)
+    }
+
+    /// Dispatches held frames while the limits allow. Not re-entered: a request answered at
+    /// once completes inside `dispatch`, and its completion asks for more dispatching; doing
+    /// that recursively kept every answer of the chain alive on the stack (gigabytes under
+    /// a fetch flood, found with heaptrack), so the outer loop goes on instead.
+    private func dispatchHeld(context: ChannelHandlerContext) {
+        guard !dispatching else { return }
+        dispatching = true
+        defer { dispatching = false }
+        while closeAfterSequence == nil, !closed, mayDispatch, !held.isEmpty {
+            guard turnDispatches < Self.dispatchesPerTurn else {
+                scheduleNextTurn(context: context)
+                return
+            }
+            turnDispatches += 1
+            scheduleNextTurn(context: context)
+            let (event, bytes) = held.removeFirst()
+            dispatch(event, bytes: bytes, context: context)
+        }
+    }
+
+    /// Requests one connection may start in one turn of its event loop; the rest wait for the
+    /// next turn, so one busy client (one read can bring thousands of frames) does not keep
+    /// the loop from the others on it.
+    static let dispatchesPerTurn = 64
+
+    private func scheduleNextTurn(context: ChannelHandlerContext) {
+        guard !turnScheduled else { return }
+        turnScheduled = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = loopBound.value
+            handler.turnScheduled = false
+            handler.turnDispatches = 0
+            if !handler.closed { handler.updateReading(context: context) }
+        }
+    }
+
+    private func dispatch(_ event: FrameEvent, bytes: Int, context: ChannelHandlerContext) {
         let sequence = nextSequence
         nextSequence += 1
         serverInFlight.withLockedValue { $0 += 1 }
-        switch unwrapInboundIn(data) {
+        if bytes > 0 { requestBytesBySequence[sequence] = bytes }
+        switch event {
         case .unusable(let error):
             // No header to answer with: correlation id -1, then close.
             closeAfterSequence = sequence
             complete(sequence, Response(correlationID: -1, error: error), context: context)
         case .frame(let frame):
-            let bytes = frame.readableBytes + 4
-            requestBytesBySequence[sequence] = bytes
-            requestBytes += bytes
-            memory.add(requestBytes: bytes)
             switch RequestCodec.decode(frame: frame) {
             case .request(let header, let request):
-                if inFlight > configuration.inFlightRequestsMax * 2 {
-                    let error = MillraceError(.tooManyInFlight, "more than \(configuration.inFlightRequestsMax) requests unanswered; wait for responses")
-                    complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
-                    break
-                }
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 let allowance: () -> Int = { loopBound.value.0.fetchAllowance }
                 dispatcher.handle(request, on: context.eventLoop, responseBytesAllowed: allowance).whenComplete { result in
@@ -140,7 +214,6 @@ final class ConnectionHandler: ChannelInboundHandler {
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             }
         }
-        updateReading(context: context)
     }
 
     /// Response bytes a fetch may still make: what is left of this connection's limit and of
@@ -215,11 +288,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Reads only while few requests are unanswered, their bytes and the responses waiting
     /// are within this connection's and the broker's limits, and the peer takes its responses.
     private func updateReading(context: ChannelHandlerContext) {
+        dispatchHeld(context: context)
         // Past the broker-wide limits only connections holding bytes stop: one that holds
         // nothing is not made to wait for others that will not read.
-        let overBroker = (requestBytes > 0 || responseBytes > 0) && memory.isOverBudget
+        let overBroker = memory.shouldHold(requestBytes: requestBytes, responseBytes: responseBytes)
         let shouldPause =
-            inFlight >= configuration.inFlightRequestsMax || !context.channel.isWritable || closeAfterSequence != nil || draining
+            !held.isEmpty || inFlight >= configuration.inFlightRequestsMax || !context.channel.isWritable || closeAfterSequence != nil || draining
             || requestBytes >= memory.limits.connectionRequestBytesMax || responseBytes >= memory.limits.connectionResponseBytesMax || overBroker
         if shouldPause && overBroker && !waitingForBudget {
             // Woken when the broker has room again, by whichever connection releases it.
@@ -248,19 +322,22 @@ final class ConnectionHandler: ChannelInboundHandler {
     struct IdleCheck {
         var nowMs: Int64
         var idleMs: Int64
+        var underPressure: Bool
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let check = event as? IdleCheck {
             if inFlight == 0 && check.nowMs - lastActivityMs > check.idleMs { context.close(promise: nil) }
-            if responseBytes > 0 && check.nowMs - lastWriteProgressMs > configuration.stalledWriteMs {
+            let stalledLimit = check.underPressure ? configuration.stalledWriteUnderPressureMs : configuration.stalledWriteMs
+            if responseBytes > 0 && check.nowMs - lastWriteProgressMs > stalledLimit {
                 dispatcher.logger.warning(
-                    "closing \(context.remoteAddress.map { "\($0)" } ?? "a connection"): \(responseBytes) response bytes unread for \(configuration.stalledWriteMs / 1000) s")
+                    "closing \(context.remoteAddress.map { "\($0)" } ?? "a connection"): \(responseBytes) response bytes unread for \((check.nowMs - lastWriteProgressMs) / 1000) s\(check.underPressure ? " while the broker's memory limit is reached" : "")")
                 context.close(promise: nil)
             }
             return
         }
         if event is Drain {
+            // Every request read is answered, held ones included; nothing more is read.
             draining = true
             updateReading(context: context)
             finishDrainIfDone(context: context)
@@ -276,6 +353,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         // not yet handed to the channel are dropped here; those handed over are released by
         // their failed writes.
         serverInFlight.withLockedValue { $0 -= inFlight }
+        let heldBytes = held.reduce(0) { $0 + $1.1 }
+        requestBytes -= heldBytes
+        memory.release(requestBytes: heldBytes)
+        held.removeAll()
         nextToWrite = nextSequence
         let unwritten = ready.values.reduce(0) { $0 + $1.readableBytes }
         responseBytes -= unwritten

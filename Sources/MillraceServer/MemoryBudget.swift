@@ -32,6 +32,15 @@ final class MemoryBudget: Sendable {
         state.withLockedValue { $0.usage.requestBytes >= limits.requestBytesMax || $0.usage.responseBytes >= limits.responseBytesMax }
     }
 
+    /// Whether a connection holding these bytes should stop: past the broker-wide request
+    /// limit if it holds request bytes, past the response limit if it holds response bytes.
+    func shouldHold(requestBytes: Int, responseBytes: Int) -> Bool {
+        state.withLockedValue {
+            (requestBytes > 0 && $0.usage.requestBytes >= limits.requestBytesMax)
+                || (responseBytes > 0 && $0.usage.responseBytes >= limits.responseBytesMax)
+        }
+    }
+
     /// Response bytes still free broker-wide.
     var responseBytesAvailable: Int { state.withLockedValue { max(0, limits.responseBytesMax - $0.usage.responseBytes) } }
 
@@ -45,7 +54,7 @@ final class MemoryBudget: Sendable {
     /// One whole batch with the response around it.
     static let floorBytes = MillraceFormat.Limits.batchBytesMax + (64 << 10)
     /// How far past the broker-wide response limit floor grants may go in all.
-    static let floorPoolBytes = 32 << 20
+    static let floorPoolBytes = 16 << 20
 
     func add(requestBytes: Int = 0, responseBytes: Int = 0) {
         state.withLockedValue {

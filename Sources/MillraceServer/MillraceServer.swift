@@ -25,8 +25,10 @@ public final class MillraceServer: Sendable {
         public var requestBytesMax = Limits.brokerRequestBytesMax
         public var responseBytesMax = Limits.brokerResponseBytesMax
         public var connectionsMax = Limits.connectionsMax
-        /// A connection whose responses wait this long with no write progress is closed.
+        /// A connection whose responses wait this long with no write progress is closed; while
+        /// the broker-wide memory limit is reached, after `stalledWriteUnderPressureSeconds`.
         public var stalledWriteSeconds: Int64 = 60
+        public var stalledWriteUnderPressureSeconds: Int64 = 5
 
         public init(host: String = "127.0.0.1", port: Int = 7450) {
             self.host = host
@@ -98,7 +100,9 @@ public final class MillraceServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
                             dispatcher: dispatcher,
-                            configuration: .init(inFlightRequestsMax: configuration.inFlightRequestsMax, stalledWriteMs: configuration.stalledWriteSeconds * 1000),
+                            configuration: .init(
+                                inFlightRequestsMax: configuration.inFlightRequestsMax, stalledWriteMs: configuration.stalledWriteSeconds * 1000,
+                                stalledWriteUnderPressureMs: configuration.stalledWriteUnderPressureSeconds * 1000),
                             memory: memory, serverInFlight: inFlight, clock: configuration.clock))
                 }
             }
@@ -120,7 +124,8 @@ public final class MillraceServer: Sendable {
     /// timeout, by the configured clock. Nothing waits on it.
     public func tick() {
         dispatcherBox.withLockedValue { $0 }?.groups.expire()
-        let check = ConnectionHandler.IdleCheck(nowMs: configuration.clock.nowMilliseconds(), idleMs: configuration.idleTimeoutSeconds * 1000)
+        let check = ConnectionHandler.IdleCheck(
+            nowMs: configuration.clock.nowMilliseconds(), idleMs: configuration.idleTimeoutSeconds * 1000, underPressure: memory.budget.isOverBudget)
         for child in state.withLockedValue({ Array($0.children.values) }) {
             child.pipeline.fireUserInboundEventTriggered(check)
         }

@@ -8,8 +8,8 @@ extension Storage {
         do {
             return try gate.withShared {
                 let snapshot = catalog.withLock { $0 }
-                let txn = try LMDBTransaction.begin(env, readOnly: true)
-                defer { txn.abort() }
+                let txn = try readTransactions.take()
+                defer { readTransactions.give(txn) }
                 return try body(txn, snapshot)
             }
         } catch let error as LMDBError {
@@ -63,7 +63,7 @@ extension Storage {
     /// until it returns false or the log ends. Each batch's CRC is checked after reading.
     /// Throws `offsetOutOfRange` below the log start or past the log end.
     public func forEachBatch(
-        topic: String, partition: Int32, from offset: Int64,
+        topic: String, partition: Int32, from offset: Int64, wanting: (Int) -> Bool = { _ in true },
         _ body: (RecordBatchHeader, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
         try withReadTransaction { txn, snapshot in
@@ -75,7 +75,7 @@ extension Storage {
                     "offset \(offset) is outside \(topic)/\(partition)'s log [\(state.logStartOffset), \(state.nextOffset)); read from the log start or end"
                 )
             }
-            try walkBatches(txn, dbi, from: offset, end: state.nextOffset, name: "\(topic)/\(partition)", body)
+            try walkBatches(txn, dbi, from: offset, end: state.nextOffset, name: "\(topic)/\(partition)", wanting: wanting, body)
         }
     }
 
@@ -83,13 +83,15 @@ extension Storage {
     /// bytes: they still parse defensively, and every read that returns bytes checks the CRC.
     func walkBatches(
         _ txn: LMDBTransaction, _ dbi: MDB_dbi, from offset: Int64, end: Int64, name: String, checkCRC: Bool = true,
-        _ body: (RecordBatchHeader, UnsafeRawBufferPointer) throws -> Bool
+        wanting: (Int) -> Bool = { _ in true }, _ body: (RecordBatchHeader, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
         guard offset < end else { return }
         let cursor = try LMDBCursor(txn, dbi)
         defer { cursor.close() }
         var entry = try Self.positionCursor(cursor, at: offset)
         while let current = entry {
+            // A batch the caller has no room for ends the walk before its CRC is computed.
+            guard wanting(current.value.count) else { return }
             let header: RecordBatchHeader
             do {
                 header = checkCRC ? try RecordBatch.verify(current.value) : try RecordBatchHeader(parsing: current.value)
@@ -121,8 +123,8 @@ extension Storage {
         var batches = 0
         var records = 0
         var nextRead = offset
-        try forEachBatch(topic: topic, partition: partition, from: offset) { header, batch in
-            if (batches > 0 || !firstBatchMayExceed) && bytes.count + batch.count > maxBytes { return false }
+        let fits = { (size: Int) in (batches == 0 && firstBatchMayExceed) || bytes.count + size <= maxBytes }
+        try forEachBatch(topic: topic, partition: partition, from: offset, wanting: fits) { header, batch in
             bytes.append(contentsOf: batch)
             batches += 1
             records += Int(header.recordCount)

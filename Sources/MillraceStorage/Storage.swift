@@ -37,6 +37,7 @@ public final class Storage: @unchecked Sendable {
     let databases: SystemDatabases
     let catalog: Locked<CatalogSnapshot>
     let clock: any MillraceClock
+    let readTransactions: ReadTransactionPool
     private let writer: Writer?
     private let lock: DataDirectory.Lock
     private let closed = Locked(false)
@@ -74,6 +75,7 @@ public final class Storage: @unchecked Sendable {
             throw error
         }
         self.env = env
+        readTransactions = ReadTransactionPool(env: env, idleMax: min(64, options.maxReaders / 4))
         if options.readOnly {
             writer = nil
         } else {
@@ -150,6 +152,7 @@ public final class Storage: @unchecked Sendable {
         }
         guard !already else { return }
         writer?.stop()
+        gate.withExclusive { readTransactions.drain() }
         env.close()
         lock.release()
     }

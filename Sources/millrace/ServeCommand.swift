@@ -14,6 +14,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).") var listen = "127.0.0.1:7450"
 
     func run() async throws {
+        // Responses are large, short-lived buffers. glibc raises its mmap threshold after
+        // such buffers are freed and then serves them from the heap, where freed memory is
+        // not returned: under a fetch flood RSS rose to several times the memory budget.
+        // A fixed threshold keeps them mmapped and returned at once (docs/DECISIONS.md).
+        _ = glibcMallopt(-3, 256 << 10)  // M_MMAP_THRESHOLD
+        _ = glibcMallopt(-8, 4)  // M_ARENA_MAX
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "millrace")
         logger.logLevel = .info
@@ -69,3 +75,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// glibc's mallopt (malloc.h is not in Swift's Glibc module).
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

@@ -81,6 +81,7 @@ import Testing
             configuration.connectionResponseBytesMax = connectionResponse
             configuration.responseBytesMax = brokerResponse
             configuration.stalledWriteSeconds = 60
+            configuration.stalledWriteUnderPressureSeconds = 5
         }
         defer { live.remove() }
         let healthy = try TestClient(port: live.port)
@@ -129,8 +130,12 @@ import Testing
         #expect(!(results.first?.entries.first?.records.isEmpty ?? true))
         #expect(try healthy.call(produce("big", 0, ["still writing"])).errorCode == .none)
 
-        // Responses unread past the stalled-write limit: the flooders are closed, the bytes freed.
-        clock.advance(by: .seconds(61))
+        // Responses unread past the stalled-write limit (shorter while the broker-wide limit is
+        // reached): the flooders are closed, the bytes freed.
+        clock.advance(by: .seconds(4))
+        live.server.tick()
+        #expect(live.server.memory.responseBytes >= brokerResponse)
+        clock.advance(by: .seconds(2))
         _ = try healthy.call(.listTopics)
         live.server.tick()
         for (flooder, _) in flooders { #expect(flooder.isClosedByServer()) }

@@ -35,6 +35,7 @@ struct FloodBench: AsyncParsableCommand {
         let baseline = try await consumeAll(port: port)
         let monitor = RSSMonitor(pid: server.process.processIdentifier)
         monitor.start()
+        try await Task.sleep(nanoseconds: 200_000_000)  // a few samples before the flood
         let idle = monitor.peak
 
         var frames = ByteBuffer()

@@ -13,7 +13,7 @@ struct StorageBench: AsyncParsableCommand {
     @Option(help: "Records per append case (256-byte values).") var records = 2_000_000
     @Option(help: "Longest any one case may run, in seconds; a case that hits it reports what it did.") var seconds = 20.0
     @Option(help: "Where to put the benchmark's data directories (removed afterwards).") var dir: String?
-    @Option(help: "Newline-delimited JSON events (from shared/peers/gen_events.py) for the realistic-payload cases.")
+    @Option(help: "Newline-delimited JSON events (from `millrace generate`) for the realistic-payload cases.")
     var events: String?
     @Option(help: "Run each case this many times and report the median run (the disk here is noisy).") var runs: Int = 1
     @Option(help: "Run only these cases (comma-separated names, e.g. append-b1-x64,scan).") var only: String?
