@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "MillraceFormat", targets: ["MillraceFormat"]),
         .library(name: "MillraceStorage", targets: ["MillraceStorage"]),
         .library(name: "MillraceWire", targets: ["MillraceWire"]),
+        .library(name: "MillraceServer", targets: ["MillraceServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -1,8 +1,30 @@
-// libFuzzer entry point for the protocol and record-batch decoders; built and run by
-// scripts/fuzz, never by `swift build`. Every input must decode or fail cleanly.
+// libFuzzer entry point for the protocol and record-batch decoders, and for request dispatch
+// against a real storage; built and run by scripts/fuzz, never by `swift build`. Every input
+// must decode or fail cleanly, and every request be answered without a trap.
+import Foundation
 import MillraceFormat
+import MillraceServer
+import MillraceStorage
 import MillraceWire
 import NIOCore
+import NIOPosix
+
+/// A storage in a fresh directory with two topics, shared by every input.
+let fuzzStorage: Storage = {
+    let directory = NSTemporaryDirectory() + "millrace-fuzz-\(getpid())"
+    var options = Storage.Options()
+    options.initialMapSizeBytes = 64 << 20
+    options.reserveBytes = 0
+    let storage = try! Storage.open(directory: directory, options: options)
+    let done = DispatchSemaphore(value: 0)
+    storage.createTopic("t", partitions: 2) { _ in done.signal() }
+    done.wait()
+    storage.createTopic("u", partitions: 1) { _ in done.signal() }
+    done.wait()
+    return storage
+}()
+let fuzzResponder = FrameResponder(storage: fuzzStorage)
+let fuzzLoop = MultiThreadedEventLoopGroup.singleton.next()
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -10,6 +32,7 @@ public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var stream = ByteBuffer(bytes: bytes)
     while let frame = try? FrameDecoder.nextFrame(&stream, minimumBytes: RequestHeader.bytes) {
         _ = RequestCodec.decode(frame: frame)
+        _ = try? fuzzResponder.respond(to: frame, on: fuzzLoop).wait()
     }
     for api in ApiKey.allCases {
         var buffer = ByteBuffer(bytes: bytes)

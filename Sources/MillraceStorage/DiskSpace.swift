@@ -41,18 +41,7 @@ struct DiskSpace: Equatable {
             "the disk holding \(directory) (\(device) on \(mountPoint): \(Self.bytes(freeBytes)) free of \(Self.bytes(totalBytes))) is full (\(detail)); writes are refused until space returns — delete topics, shorten retention or free the disk; reads still work")
     }
 
-    static func bytes(_ count: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(count)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        if unit == 0 { return "\(count) B" }
-        let tenths = Int((value * 10).rounded())
-        return "\(tenths / 10).\(tenths % 10) \(units[unit])"
-    }
+    static func bytes(_ count: Int64) -> String { ByteCount.describe(count) }
 
     private static func major(_ device: dev_t) -> UInt64 { (UInt64(device) >> 8) & 0xFFF | ((UInt64(device) >> 32) & ~0xFFF) }
     private static func minor(_ device: dev_t) -> UInt64 { UInt64(device) & 0xFF | ((UInt64(device) >> 12) & ~0xFF) }

@@ -22,16 +22,7 @@ enum Output {
         return String(decoding: data, as: UTF8.self)
     }
 
-    static func bytes(_ count: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(count)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
-    }
+    static func bytes(_ count: Int64) -> String { ByteCount.describe(count) }
 
     static func count(_ value: Int64) -> String {
         let digits = String(value.magnitude)

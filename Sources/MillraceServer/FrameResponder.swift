@@ -1,0 +1,45 @@
+import Logging
+import MillraceFormat
+import MillraceStorage
+import MillraceWire
+import NIOCore
+
+/// One request frame through the broker's own path — decode, dispatch against a storage,
+/// encode the response — with no socket: for the fuzzer (`scripts/fuzz`), which must show that
+/// nothing a peer sends reaches a trap anywhere on that path, not only in the decoders.
+public final class FrameResponder: Sendable {
+    private let dispatcher: RequestDispatcher
+    private let maxWaitCapMs: Int32
+
+    /// `maxWaitCapMs` bounds long polls, so a fuzz input cannot make it wait.
+    public init(storage: Storage, maxWaitCapMs: Int32 = 0) {
+        dispatcher = RequestDispatcher(
+            storage: storage, advertisedHost: "127.0.0.1", advertisedPort: 0, logger: Logger(label: "millrace.responder"))
+        self.maxWaitCapMs = maxWaitCapMs
+    }
+
+    private static func encoded(_ response: Response) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        ResponseCodec.encode(response, into: &buffer)
+        return buffer
+    }
+
+    /// The encoded response frame for one request frame (the bytes after its size field).
+    public func respond(to frame: ByteBuffer, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        switch RequestCodec.decode(frame: frame) {
+        case .request(let header, var request):
+            if case .fetch(var fetch) = request {
+                fetch.maxWaitMs = min(fetch.maxWaitMs, maxWaitCapMs)
+                request = .fetch(fetch)
+            }
+            return dispatcher.handle(request, on: eventLoop).map { Self.encoded(Response(correlationID: header.correlationID, body: $0)) }
+                .flatMapErrorThrowing { error in
+                    Self.encoded(Response(correlationID: header.correlationID, error: error as? MillraceError ?? MillraceError(.unexpected, "\(error)")))
+                }
+        case .unknownApi(let header), .unsupportedVersion(let header):
+            return eventLoop.makeSucceededFuture(Self.encoded(Response(correlationID: header.correlationID, error: MillraceError(.unknownApi, "unknown"))))
+        case .refused(let header, let error), .malformed(let header, let error):
+            return eventLoop.makeSucceededFuture(Self.encoded(Response(correlationID: header.correlationID, error: error)))
+        }
+    }
+}
