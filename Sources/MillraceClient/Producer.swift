@@ -56,7 +56,7 @@ public final class Producer: Sendable {
         var inFlight = 0
         var outstanding = 0
         var drainWaiters: [EventLoopPromise<Void>] = []
-        var roomWaiters: [CheckedContinuation<Void, Never>] = []
+        var roomWaiters: [(id: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
         /// Shipments waiting to be sent again, in the order they were first sent; new ones
         /// queue behind while any wait.
         var retries: [Shipment] = []
@@ -84,7 +84,7 @@ public final class Producer: Sendable {
     /// Sends one record and returns where it was stored, once durable.
     public func send(topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = []) async throws -> (partition: Int32, offset: Int64) {
         let partitions = try await topicInfo(topic).partitionCount
-        await waitForRoom()
+        try await waitForRoom()
         return try await withCheckedThrowingContinuation { continuation in
             enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers) { continuation.resume(with: $0) }
         }
@@ -95,21 +95,33 @@ public final class Producer: Sendable {
         topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = [], completion: @escaping Completion
     ) async throws {
         let partitions = try await topicInfo(topic).partitionCount
-        await waitForRoom()
+        try await waitForRoom()
         enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, completion: completion)
     }
 
     /// Back-pressure: returns once fewer than `outstandingRecordsMax` records are unanswered.
-    private func waitForRoom() async {
+    /// Throws `CancellationError` if the task is cancelled while it waits (a producer stuck
+    /// behind a full disk must still stop on Ctrl-C).
+    private func waitForRoom() async throws {
         let full = state.withLockedValue { $0.outstanding >= configuration.outstandingRecordsMax }
         guard full else { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLockedValue { state -> Bool in
-                guard state.outstanding >= configuration.outstandingRecordsMax else { return true }
-                state.roomWaiters.append(continuation)
-                return false
+        let id = UInt64.random(in: 0...UInt64.max)
+        try await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLockedValue { state -> Bool in
+                    guard state.outstanding >= configuration.outstandingRecordsMax, !Task.isCancelled else { return true }
+                    state.roomWaiters.append((id, continuation))
+                    return false
+                }
+                if resumeNow { continuation.resume() }
             }
-            if resumeNow { continuation.resume() }
+            try Task.checkCancellation()
+        } onCancel: {
+            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                guard let index = state.roomWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.roomWaiters.remove(at: index).continuation
+            }
+            waiter?.resume()
         }
     }
 
@@ -296,7 +308,7 @@ public final class Producer: Sendable {
         for (index, completion) in pending.completions.enumerated() {
             completion(result.map { ($0.0, $0.1 + Int64(index)) })
         }
-        let (drained, room) = state.withLockedValue { state -> ([EventLoopPromise<Void>], [CheckedContinuation<Void, Never>]) in
+        let (drained, room) = state.withLockedValue { state -> ([EventLoopPromise<Void>], [(id: UInt64, continuation: CheckedContinuation<Void, Never>)]) in
             state.inFlight -= 1
             state.outstanding -= pending.completions.count
             let room = state.outstanding < configuration.outstandingRecordsMax ? state.roomWaiters : []
@@ -305,7 +317,7 @@ public final class Producer: Sendable {
             defer { state.drainWaiters = [] }
             return (state.drainWaiters, room)
         }
-        for waiter in room { waiter.resume() }
+        for waiter in room { waiter.continuation.resume() }
         for waiter in drained { waiter.succeed() }
     }
 }

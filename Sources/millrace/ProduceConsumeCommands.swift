@@ -119,7 +119,7 @@ struct ProduceCommand: AsyncParsableCommand {
             } catch is CancellationError {}
             // Whatever was sent is waited for; after a signal, for a few seconds at most.
             if Task.isCancelled {
-                _ = try await producer.flush(within: .seconds(8))
+                _ = try await producer.flush(within: .seconds(5))
             } else {
                 try await producer.flush()
             }
@@ -146,7 +146,7 @@ struct ProduceCommand: AsyncParsableCommand {
         } else {
             let missed = outcome.records - acknowledged
             Output.standardError(
-                "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(outcome.records))) records were not acknowledged (first: \(result.firstError ?? "unknown"))\(stopped); acknowledged lines: \(result.acknowledged.description)"
+                "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(outcome.records))) records were not acknowledged (first: \(result.firstError ?? "no answer came before the command stopped"))\(stopped); acknowledged lines: \(result.acknowledged.description)"
             )
             throw ExitCode(1)
         }
