@@ -33,7 +33,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         /// Finish once every assigned partition reaches the log end as it was when read.
         public var stopAtEnd = false
         public var sessionTimeoutMs: Int32 = 10_000
-        /// Default: a third of the session timeout.
+        /// Default: a third of the session timeout, at most one second.
         public var heartbeatInterval: Duration?
         public var commitInterval: Duration = .seconds(5)
         /// Mark each record for commit as it is handed out.
@@ -132,8 +132,11 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
     // MARK: The background session
 
+    /// A third of the session, at most a second: a member learns of a rebalance (and commits,
+    /// and stops reading what moved) at its next heartbeat, and until then the new owner may
+    /// read the same records again.
     private var heartbeatInterval: Duration {
-        configuration.heartbeatInterval ?? .milliseconds(Int64(configuration.sessionTimeoutMs) / 3)
+        configuration.heartbeatInterval ?? .milliseconds(Swift.min(Int64(configuration.sessionTimeoutMs) / 3, 1_000))
     }
 
     /// Joins (once) and starts the background session.
