@@ -132,9 +132,8 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
     // MARK: The background session
 
-    /// A third of the session, at most a second: a member learns of a rebalance (and commits,
-    /// and stops reading what moved) at its next heartbeat, and until then the new owner may
-    /// read the same records again.
+    /// A third of the session, at most a second: a member waiting for partitions that another
+    /// is releasing learns of them at its next heartbeat.
     private var heartbeatInterval: Duration {
         configuration.heartbeatInterval ?? .milliseconds(Swift.min(Int64(configuration.sessionTimeoutMs) / 3, 1_000))
     }
@@ -214,7 +213,14 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                     client.logger.warning("group \(group): commit before the rebalance failed (\(error.message)); those records will be read again")
                 }
             }
+            let movedOn = beat.generation != generation
             adopt(beat)
+            if movedOn {
+                // Tell the broker at once that this member is at the new generation: the
+                // partitions it gave up are released to their new owner.
+                let body = try await client.request(.heartbeat(GroupMemberRequest(group: group, memberID: beat.memberID, generation: beat.generation))).get()
+                if case .heartbeat(let next) = body, next.rebalanced { adopt(next) }
+            }
         } catch let error as MillraceError where error.code == .unknownMember {
             // The broker restarted or our session expired: marks for partitions we may no
             // longer own cannot be committed; their new owner reads them again.
@@ -277,6 +283,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         let consumer: GroupConsumer
         private var reader: Consumer.Iterator?
         private var readerGeneration: Int32 = -1
+        private var readerAssignment: [Int32] = []
         private var pending: [ConsumedRecord] = []
         private var pendingIndex = 0
 
@@ -288,7 +295,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 try Task.checkCancellation()
                 let (failure, generation, assignment) = consumer.state.withLockedValue { ($0.failure, $0.generation, $0.assignment) }
                 if let failure { throw failure }
-                if generation != readerGeneration {
+                if generation != readerGeneration || assignment != readerAssignment {
                     // A new generation: records buffered for the old one are dropped (those
                     // of kept partitions are read again from where they stood).
                     pending = []
@@ -327,6 +334,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         /// the group's commit, else (none, or removed by retention) the reset policy.
         private mutating func startReading(generation: Int32, assignment: [Int32]) async throws {
             readerGeneration = generation
+            readerAssignment = assignment
             let client = consumer.client
             let configuration = consumer.configuration
             guard !assignment.isEmpty else {

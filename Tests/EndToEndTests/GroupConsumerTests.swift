@@ -126,7 +126,12 @@ import Testing
         configuration.onRebalance = nil
         let second = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "posting", topic: "lots", configuration: configuration)
         var secondIterator = second.makeAsyncIterator()
-        let secondTask = Task { try await secondIterator.next() }
+        let secondGotARecord = NIOLockedValueBox(false)
+        let secondTask = Task {
+            let record = try await secondIterator.next()
+            secondGotARecord.withLockedValue { $0 = true }
+            return record
+        }
         #expect(try await eventually { (try? await admin.describeGroup("posting").members.count) == 2 })
         for _ in 0..<5 {
             let record = try #require(try await iterator.next())
@@ -144,7 +149,14 @@ import Testing
         for (partition, offset) in handedOut where !kept.contains(partition) {
             #expect(afterRebalance[partition] == offset, "partition \(partition): handed out up to \(offset), committed \(afterRebalance[partition] ?? -1)")
         }
-        _ = try await secondTask.value
+        // The second member reads its partition once the first has let it go (the first says
+        // so at once; the second hears it at its next heartbeat).
+        #expect(try await eventually {
+            clock.advance(by: .seconds(1))
+            return secondGotARecord.withLockedValue { $0 }
+        })
+        let firstOfSecond = try #require(try await secondTask.value)
+        #expect(!kept.contains(firstOfSecond.partition))
         await second.close()
         await first.close()
         let described = try await admin.describeGroup("posting")

@@ -26,10 +26,15 @@ import Testing
 
         let first = try #require(assignment(try a.call(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 1_000, topics: ["orders"])))))
         #expect(first.generation == 1 && owned(first).count == 6)
-        let second = try #require(assignment(try b.call(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 10_000, topics: ["orders"])))))
-        #expect(second.generation == 2 && owned(second).count == 3)
+        // The second member's partitions wait until the first has let them go.
+        let joined = try #require(assignment(try b.call(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 10_000, topics: ["orders"])))))
+        #expect(joined.generation == 2 && owned(joined).isEmpty)
         let beat = try #require(assignment(try a.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: first.memberID, generation: 1)))))
-        #expect(beat.rebalanced && beat.generation == 2 && owned(beat).isDisjoint(with: owned(second)) && owned(beat).count == 3)
+        #expect(beat.rebalanced && beat.generation == 2 && owned(beat).count == 3)
+        let released = try #require(assignment(try a.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: first.memberID, generation: 2)))))
+        #expect(!released.rebalanced)
+        let second = try #require(assignment(try b.call(.heartbeat(GroupMemberRequest(group: "erp", memberID: joined.memberID, generation: 2)))))
+        #expect(second.rebalanced && second.generation == 2 && owned(second).count == 3 && owned(beat).isDisjoint(with: owned(second)))
 
         // The owner's commit at generation 2 lands; from generation 1, only what the member
         // owned then (just before the current generation); from further back, nothing.

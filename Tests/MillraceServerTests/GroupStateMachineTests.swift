@@ -46,23 +46,31 @@ func partitions(_ topic: String, _ count: Int32) -> [TopicPartition] {
         #expect(first.generation == 1 && first.assignment == partitions("orders", 6))
         #expect(group.state == .stable(generation: 1))
 
+        // The second member is given three partitions, but may read them only once the first
+        // has let them go.
         let second = group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 10_000, nowMs: 100)
-        #expect(second.generation == 2 && second.assignment.count == 3)
-        // The first member learns of the new generation at its next heartbeat.
+        #expect(second.generation == 2 && second.assignment.isEmpty)
+        let itsShare = group.assignment[second.memberID] ?? []
+        #expect(itsShare.count == 3 && Set(group.awaitingRelease.keys) == Set(itsShare))
+        #expect(group.heartbeat(memberID: second.memberID, generation: 2, nowMs: 150) == .carryOn)
+        // The first member learns of the new generation at its next heartbeat...
         guard case .rebalance(2, let mine) = group.heartbeat(memberID: first.memberID, generation: 1, nowMs: 200) else {
             Issue.record("no rebalance for the first member")
             return
         }
-        #expect(Set(mine).isDisjoint(with: Set(second.assignment)) && mine.count == 3)
-        let steady = group.heartbeat(memberID: first.memberID, generation: 2, nowMs: 300)
-        #expect(steady == .carryOn)
+        #expect(Set(mine).isDisjoint(with: Set(itsShare)) && mine.count == 3)
+        // ...and once it heartbeats at generation 2 it has given them up.
+        #expect(group.heartbeat(memberID: first.memberID, generation: 2, nowMs: 300) == .carryOn)
+        #expect(group.awaitingRelease.isEmpty)
+        #expect(group.heartbeat(memberID: second.memberID, generation: 2, nowMs: 350) == .rebalance(generation: 2, assignment: itsShare))
+        #expect(group.heartbeat(memberID: second.memberID, generation: 2, nowMs: 400) == .carryOn)
 
         // Fencing: a commit for a partition not owned is refused.
-        #expect(group.checkCommit(memberID: first.memberID, generation: 2, partitions: [second.assignment[0]]) != nil)
+        #expect(group.checkCommit(memberID: first.memberID, generation: 2, partitions: [itsShare[0]]) != nil)
         #expect(group.checkCommit(memberID: first.memberID, generation: 2, partitions: mine) == nil)
         // The generation just before: what the first member owned then (all six) it may still
         // commit, so nothing it processed before hearing of the rebalance is read again.
-        #expect(group.checkCommit(memberID: first.memberID, generation: 1, partitions: second.assignment) == nil)
+        #expect(group.checkCommit(memberID: first.memberID, generation: 1, partitions: itsShare) == nil)
         #expect(group.checkCommit(memberID: second.memberID, generation: 1, partitions: [mine[0]]) != nil)
 
         // Two generations back is refused.
@@ -70,6 +78,18 @@ func partitions(_ topic: String, _ count: Int32) -> [TopicPartition] {
         #expect(third.generation == 3)
         #expect(group.checkCommit(memberID: first.memberID, generation: 1, partitions: [mine[0]])?.message.contains("generation 1 refused") == true)
         #expect(group.checkCommit(memberID: first.memberID, generation: 2, partitions: [mine[0]]) == nil)
+    }
+
+    /// A partition whose owner expires (it cannot let go) is free at once; one whose owner
+    /// leaves cleanly likewise.
+    @Test func partitionsOfMembersThatAreGoneAreNotAwaited() {
+        var group = GroupStateMachine(group: "quality")
+        let a = group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 1_000, nowMs: 0)
+        let b = group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 10_000, nowMs: 0)
+        #expect(b.assignment.isEmpty && group.awaitingRelease.count == 3)
+        _ = group.expire(nowMs: 1_001, partitionCounts: counts)
+        #expect(group.members[a.memberID] == nil && group.awaitingRelease.isEmpty)
+        #expect(group.readableAssignment(b.memberID) == partitions("orders", 6))
     }
 
     @Test func aSilentMemberExpiresAndAQuietOneStays() {
@@ -107,27 +127,43 @@ func partitions(_ topic: String, _ count: Int32) -> [TopicPartition] {
         #expect(again == a)
     }
 
-    /// Random joins, leaves, heartbeats and expiries: in every generation each partition has
-    /// exactly one owner, and counts stay balanced.
+    /// Random joins, leaves, heartbeats (each member at the generation it last heard of) and
+    /// expiries: in every generation each partition has exactly one owner and counts stay
+    /// balanced; and at every moment no partition is one that two live members were told they
+    /// may read — a member keeps reading what it was last told until its next heartbeat.
     @Test func randomScriptsKeepOneOwnerPerPartition() {
         var random = SeededGenerator(seed: 4242)
         for _ in 0..<50 {
             var group = GroupStateMachine(group: "g")
             var now: Int64 = 0
             var live: [String] = []
+            var told: [String: (generation: Int32, partitions: [TopicPartition])] = [:]
             for _ in 0..<60 {
                 now += Int64(random.next(in: 0...2_000))
                 switch random.next(in: 0...9) {
                 case 0...3:
-                    live.append(group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 5_000, nowMs: now).memberID)
+                    let joined = group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 5_000, nowMs: now)
+                    live.append(joined.memberID)
+                    told[joined.memberID] = (joined.generation, joined.assignment)
                 case 4...5 where !live.isEmpty:
-                    _ = group.leave(memberID: live.remove(at: random.next(in: 0...live.count - 1)), partitionCounts: counts)
+                    let id = live.remove(at: random.next(in: 0...live.count - 1))
+                    _ = group.leave(memberID: id, partitionCounts: counts)
+                    told[id] = nil
                 case 6...7:
-                    for id in live where random.next(in: 0...3) > 0 { _ = group.heartbeat(memberID: id, generation: group.currentGeneration, nowMs: now) }
+                    for id in live where random.next(in: 0...3) > 0 {
+                        switch group.heartbeat(memberID: id, generation: told[id]?.generation ?? -1, nowMs: now) {
+                        case .rebalance(let generation, let assignment): told[id] = (generation, assignment)
+                        case .carryOn: break
+                        case .unknownMember: told[id] = nil
+                        }
+                    }
                 default:
                     let gone = group.expire(nowMs: now, partitionCounts: counts)
                     live.removeAll { gone.contains($0) }
+                    for id in gone { told[id] = nil }
                 }
+                let reading = told.values.flatMap(\.partitions)
+                #expect(Set(reading).count == reading.count, "a partition two members may read: \(told)")
                 let owned = group.assignment.values.flatMap { $0 }
                 if group.members.isEmpty {
                     #expect(owned.isEmpty)

@@ -63,7 +63,7 @@ final class GroupCoordinator: Sendable {
             case .carryOn:
                 return GroupAssignmentResponse(
                     memberID: request.memberID, generation: request.generation, rebalanced: false,
-                    assignment: Self.wire(group.assignment[request.memberID] ?? []))
+                    assignment: Self.wire(group.readableAssignment(request.memberID)))
             case .rebalance(let generation, let assignment):
                 return GroupAssignmentResponse(memberID: request.memberID, generation: generation, rebalanced: true, assignment: Self.wire(assignment))
             case .unknownMember:

@@ -47,6 +47,14 @@ public struct GroupStateMachine: Sendable {
     /// The generation before the current one: its members may still commit what they owned
     /// in it (see `checkCommit`).
     private var previousAssignment: [String: [TopicPartition]] = [:]
+    /// Partitions moved in this generation from a member that is still in the group, with that
+    /// member: the new owner gets them only once the old one has heartbeated at this
+    /// generation (it has committed what it processed and stopped reading them), or left.
+    /// Without this the new owner starts from the last commit while the old owner is still
+    /// reading, and both process the same records.
+    public private(set) var awaitingRelease: [TopicPartition: Set<String>] = [:]
+    /// What each member was last told it may read.
+    private var told: [String: [TopicPartition]] = [:]
     private var generation: Int32 = 0
     private var nextMemberNumber = 1
 
@@ -62,14 +70,30 @@ public struct GroupStateMachine: Sendable {
         let isNew = members[id] == nil || members[id]!.topics != topics
         members[id] = Member(id: id, topics: topics, sessionTimeoutMs: sessionTimeoutMs, lastHeardMs: nowMs)
         if isNew { rebalance(partitionCounts: partitionCounts) }
-        return Joined(memberID: id, generation: generation, assignment: assignment[id] ?? [])
+        let readable = readableAssignment(id)
+        told[id] = readable
+        return Joined(memberID: id, generation: generation, assignment: readable)
+    }
+
+    /// What a member may read now: its assignment less what still awaits release.
+    public func readableAssignment(_ memberID: String) -> [TopicPartition] {
+        (assignment[memberID] ?? []).filter { awaitingRelease[$0] == nil }
     }
 
     public mutating func heartbeat(memberID: String, generation memberGeneration: Int32, nowMs: Int64) -> HeartbeatAction {
         guard members[memberID] != nil else { return .unknownMember }
         members[memberID]!.lastHeardMs = nowMs
-        guard memberGeneration == generation else {
-            return .rebalance(generation: generation, assignment: assignment[memberID] ?? [])
+        if memberGeneration == generation {
+            // At the current generation: it has given up what moved away from it.
+            for (partition, holders) in awaitingRelease where holders.contains(memberID) {
+                let rest = holders.subtracting([memberID])
+                awaitingRelease[partition] = rest.isEmpty ? nil : rest
+            }
+        }
+        let readable = readableAssignment(memberID)
+        guard memberGeneration == generation, told[memberID] == readable else {
+            told[memberID] = readable
+            return .rebalance(generation: generation, assignment: readable)
         }
         return .carryOn
     }
@@ -77,6 +101,7 @@ public struct GroupStateMachine: Sendable {
     /// A member leaves cleanly: its partitions go to the others at once.
     public mutating func leave(memberID: String, partitionCounts: [String: Int32]) -> Bool {
         guard members.removeValue(forKey: memberID) != nil else { return false }
+        told[memberID] = nil
         rebalance(partitionCounts: partitionCounts)
         return true
     }
@@ -85,7 +110,10 @@ public struct GroupStateMachine: Sendable {
     public mutating func expire(nowMs: Int64, partitionCounts: [String: Int32]) -> [String] {
         let expired = members.values.filter { nowMs - $0.lastHeardMs > $0.sessionTimeoutMs }.map(\.id).sorted()
         guard !expired.isEmpty else { return [] }
-        for id in expired { members[id] = nil }
+        for id in expired {
+            members[id] = nil
+            told[id] = nil
+        }
         rebalance(partitionCounts: partitionCounts)
         return expired
     }
@@ -102,7 +130,7 @@ public struct GroupStateMachine: Sendable {
         }
         let ownedThen: [TopicPartition]
         switch memberGeneration {
-        case generation: ownedThen = assignment[memberID] ?? []
+        case generation: ownedThen = readableAssignment(memberID)
         case generation - 1: ownedThen = previousAssignment[memberID] ?? []
         default:
             return MillraceError(
@@ -127,6 +155,7 @@ public struct GroupStateMachine: Sendable {
         guard !members.isEmpty else {
             state = .empty
             assignment = [:]
+            awaitingRelease = [:]
             return
         }
         let topics = Set(members.values.flatMap(\.topics))
@@ -142,6 +171,19 @@ public struct GroupStateMachine: Sendable {
                 partitions: partitions.filter { $0.topic == topic }, members: subscribers, previous: previous)
             for (member, owned) in forTopic { next[member, default: []].append(contentsOf: owned) }
         }
+        // A partition moving away from a member that stays waits for that member's release.
+        // Waits not yet over carry on (the member that read it last may not have heard yet).
+        var ownerBefore: [TopicPartition: String] = [:]
+        for (member, owned) in assignment { for partition in owned { ownerBefore[partition] = member } }
+        var waiting: [TopicPartition: Set<String>] = [:]
+        for (member, owned) in next {
+            for partition in owned {
+                var holders = (awaitingRelease[partition] ?? []).filter { members[$0] != nil && $0 != member }
+                if let before = ownerBefore[partition], before != member, members[before] != nil { holders.insert(before) }
+                if !holders.isEmpty { waiting[partition] = holders }
+            }
+        }
+        awaitingRelease = waiting
         assignment = next
         state = .stable(generation: generation)
     }
