@@ -134,7 +134,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
     /// A third of the session, at most a second: a member waiting for partitions that another
     /// is releasing learns of them at its next heartbeat.
-    private var heartbeatInterval: Duration {
+    var heartbeatInterval: Duration {
         configuration.heartbeatInterval ?? .milliseconds(Swift.min(Int64(configuration.sessionTimeoutMs) / 3, 1_000))
     }
 
@@ -284,6 +284,8 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         private var reader: Consumer.Iterator?
         private var readerGeneration: Int32 = -1
         private var readerAssignment: [Int32] = []
+        /// Heartbeats sent while waiting with nothing assigned (stop-at-end only).
+        private var emptyHeartbeats = 0
         private var pending: [ConsumedRecord] = []
         private var pendingIndex = 0
 
@@ -313,7 +315,18 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                     }
                     return record
                 }
-                guard var current = reader else { return nil }
+                guard var current = reader else {
+                    // Nothing assigned and stopping at the end: a partition may still be on its
+                    // way from a member letting it go; give that a few heartbeats.
+                    if assignment.isEmpty, emptyHeartbeats < 3 {
+                        emptyHeartbeats += 1
+                        let consumer = self.consumer
+                        try await consumer.configuration.clock.sleep(for: consumer.heartbeatInterval)
+                        try await consumer.membership.run { try await consumer.heartbeat() }
+                        continue
+                    }
+                    return nil
+                }
                 let reconnectsBefore = current.reconnects
                 let chunk = try await current.nextChunk()
                 reader = current

@@ -200,6 +200,8 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(help: "value (each record's value on a line) or json (one object per record).") var format = "value"
     @Option(help: "Consume as a member of this group: resume from its commits, and commit what was printed when stopping.")
     var group: String?
+    @Option(help: "With --group: the member is dropped after this many milliseconds without a heartbeat, and its partitions go to the others (1000–300000).")
+    var sessionTimeoutMs: Int32 = 10_000
 
     func run() async throws {
         try validateCommon()
@@ -250,6 +252,10 @@ struct ConsumeCommand: AsyncParsableCommand {
             Output.standardError("error: --limit takes a count of 0 or more (got \(limit))")
             throw ExitCode(2)
         }
+        guard (1_000...300_000).contains(sessionTimeoutMs) else {
+            Output.standardError("error: --session-timeout-ms takes 1000 to 300000 milliseconds (got \(sessionTimeoutMs))")
+            throw ExitCode(2)
+        }
         if let partition, partition < 0 {
             Output.standardError("error: --partition takes a partition number, 0 or more (got \(partition))")
             throw ExitCode(2)
@@ -269,6 +275,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         var configuration = GroupConsumer.Configuration()
         configuration.resetPolicy = from == "latest" ? .latest : .earliest
         configuration.stopAtEnd = !follow
+        configuration.sessionTimeoutMs = sessionTimeoutMs
         configuration.autoCommit = false
         let consumer = GroupConsumer(client: client, group: group, topic: topic, configuration: configuration)
         let writer = RecordWriter(json: format == "json", flushEachRecord: follow)

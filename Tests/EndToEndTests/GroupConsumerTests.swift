@@ -86,6 +86,60 @@ import Testing
         await live.stop()
     }
 
+    /// Two members reading to the end: the second joins while the first holds every
+    /// partition. The moved partitions reach the second only after the first has committed
+    /// and let them go, so every record is read exactly once.
+    @Test func aJoiningMemberGetsPartitionsHandedOverWithoutRereads() async throws {
+        let clock = ManualClock()
+        let live = try await LiveServer(clock: clock)
+        defer { live.remove() }
+        let admin = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await Self.fill(admin, "genealogy", partitions: 4, records: 400)
+        let seen = NIOLockedValueBox<[Seen]>([])
+        var configuration = GroupConsumer.Configuration()
+        configuration.sessionTimeoutMs = 300_000
+        configuration.heartbeatInterval = .seconds(1)
+        configuration.stopAtEnd = true
+        configuration.clock = clock
+        let first = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "trace", topic: "genealogy", configuration: configuration)
+        var firstIterator = first.makeAsyncIterator()
+        for _ in 0..<50 {
+            let record = try #require(try await firstIterator.next())
+            seen.withLockedValue { $0.append(("first", first.memberID, first.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self))) }
+        }
+        #expect(first.assignment == [0, 1, 2, 3])
+
+        let second = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "trace", topic: "genealogy", configuration: configuration)
+        let secondReader = Task { try await Self.read("second", second, into: seen) }
+        let handedOver = try await eventually {
+            clock.advance(by: .milliseconds(200))
+            return seen.withLockedValue { $0.contains { $0.name == "second" } }
+        }
+        #expect(handedOver, "the second member never got a partition")
+        #expect(first.assignment.count == 2)
+        let firstReader = Task {
+            while let record = try await firstIterator.next() {
+                seen.withLockedValue { $0.append(("first", first.memberID, first.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self))) }
+            }
+        }
+        let done = try await eventually {
+            clock.advance(by: .milliseconds(200))
+            return Set(seen.withLockedValue { $0.map(\.value) }).count == 400
+        }
+        #expect(done, "only \(Set(seen.withLockedValue { $0.map(\.value) }).count) of 400 records were read")
+        _ = try await firstReader.value
+        let values = seen.withLockedValue { $0.map(\.value) }
+        #expect(values.count == 400, "\(values.count - Set(values).count) records were read twice")
+        secondReader.cancel()
+        _ = await secondReader.result
+        for consumer in [first, second] {
+            await consumer.close()
+            await consumer.client.close()
+        }
+        await admin.close()
+        await live.stop()
+    }
+
     /// Offsets are committed in the background, however long the caller takes; before a
     /// rebalance takes partitions away, what was handed out is committed; the caller hears
     /// of both sides of the rebalance; `close()` commits and leaves.
