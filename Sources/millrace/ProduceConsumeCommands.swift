@@ -12,7 +12,8 @@ struct ProduceCommand: AsyncParsableCommand {
         discussion: """
             Lines end at \\n; a \\r before it and a UTF-8 byte-order mark at the start are dropped; empty \
             lines are skipped. Standard input is streamed: records go out as lines arrive. On failure the \
-            summary lists the acknowledged line numbers, so a rerun can skip them. Exit codes: 0 every \
+            summary lists the acknowledged line numbers, so a rerun can skip them, and --rejected FILE \
+            writes the lines that were not acknowledged, to resend with --file FILE. Exit codes: 0 every \
             record acknowledged, 1 some were not (or the broker could not be reached), 2 bad usage.
             """)
 
@@ -22,6 +23,8 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(help: "Use this key for every record.") var key: String?
     @Option(help: "Take each record's key from this JSON pointer into the line, e.g. /lot_id.") var keyField: String?
     @Option(help: "Compress batches: none or zstd (default: the topic's setting).") var compression: String?
+    @Option(help: "Write every line that was not acknowledged to this file, as it was read, so `--file` can resend exactly those.")
+    var rejected: String?
 
     /// The longest line sent as one record: a batch of one, with room for its header and key.
     static let lineBytesMax = Limits.batchBytesMax - Limits.keyBytesMax - 1_024
@@ -30,10 +33,23 @@ struct ProduceCommand: AsyncParsableCommand {
         var acknowledged = LineRanges()
         var failed = 0
         var firstError: String?
+        /// With --rejected: each line sent or refused and not (yet) acknowledged.
+        var keepLines = false
+        var unacknowledged: [Int: [UInt8]] = [:]
 
-        mutating func fail(_ line: Int, _ reason: String) {
+        mutating func fail(_ line: Int, _ reason: String, _ bytes: [UInt8]? = nil) {
             failed += 1
             if firstError == nil { firstError = "line \(line): \(reason)" }
+            if keepLines, let bytes { unacknowledged[line] = bytes }
+        }
+
+        mutating func sending(_ line: Int, _ bytes: [UInt8]) {
+            if keepLines { unacknowledged[line] = bytes }
+        }
+
+        mutating func acknowledge(_ line: Int) {
+            acknowledged.insert(line)
+            unacknowledged[line] = nil
         }
     }
 
@@ -68,7 +84,7 @@ struct ProduceCommand: AsyncParsableCommand {
         var configuration = Producer.Configuration()
         configuration.compression = codec
         let producer = Producer(client: client, configuration: configuration)
-        let tally = NIOLockedValueBox(Tally())
+        let tally = NIOLockedValueBox(Tally(keepLines: rejected != nil))
         let (topic, key, keyField) = (topic, key, keyField)
         let work = Task { () throws -> (lines: Int, records: Int) in
             let reader = InputReader(descriptor: descriptor)
@@ -89,17 +105,18 @@ struct ProduceCommand: AsyncParsableCommand {
                             switch Self.jsonPointer(keyField, in: bytes) {
                             case .found(let value): recordKey = Array(value.utf8)
                             case .missing:
-                                tally.withLockedValue { $0.fail(number, "no \(keyField) in it") }
+                                tally.withLockedValue { $0.fail(number, "no \(keyField) in it", bytes) }
                                 continue
                             case .notJSON:
-                                tally.withLockedValue { $0.fail(number, "not valid JSON, so it has no \(keyField)") }
+                                tally.withLockedValue { $0.fail(number, "not valid JSON, so it has no \(keyField)", bytes) }
                                 continue
                             }
                         }
+                        tally.withLockedValue { $0.sending(number, bytes) }
                         try await producer.send(topic: topic, key: recordKey, value: bytes) { result in
                             tally.withLockedValue { tally in
                                 switch result {
-                                case .success: tally.acknowledged.insert(number)
+                                case .success: tally.acknowledge(number)
                                 case .failure(let error): tally.fail(number, (error as? MillraceError)?.message ?? "\(error)")
                                 }
                             }
@@ -133,8 +150,9 @@ struct ProduceCommand: AsyncParsableCommand {
             outcome = try await work.value
         } catch let error as MillraceError {
             await client.close()
-            let acknowledged = tally.withLockedValue { $0.acknowledged }
-            Output.standardError("error: \(error.message); acknowledged lines: \(acknowledged.description)")
+            let result = tally.withLockedValue { $0 }
+            Output.standardError("error: \(error.message)")
+            reportUnacknowledged(result)
             throw ExitCode(1)
         }
         await client.close()
@@ -146,9 +164,34 @@ struct ProduceCommand: AsyncParsableCommand {
         } else {
             let missed = outcome.records - acknowledged
             Output.standardError(
-                "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(outcome.records))) records were not acknowledged (first: \(result.firstError ?? "no answer came before the command stopped"))\(stopped); acknowledged lines: \(result.acknowledged.description)"
+                "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(outcome.records))) records were not acknowledged (first: \(result.firstError ?? "no answer came before the command stopped"))\(stopped)"
             )
+            reportUnacknowledged(result)
             throw ExitCode(1)
+        }
+    }
+
+    /// Says exactly which lines were acknowledged, and with --rejected writes the others out.
+    private func reportUnacknowledged(_ result: Tally) {
+        if let rejected {
+            let lines = result.unacknowledged.sorted { $0.key < $1.key }
+            var bytes: [UInt8] = []
+            for (_, line) in lines {
+                bytes += line
+                bytes.append(UInt8(ascii: "\n"))
+            }
+            if FileManager.default.createFile(atPath: rejected, contents: Data(bytes)) {
+                let fileArgument = rejected.contains(" ") ? "'\(rejected)'" : rejected
+                Output.standardError(
+                    "wrote the \(Output.count(Int64(lines.count))) line\(lines.count == 1 ? "" : "s") that were not acknowledged to \(rejected); resend them with: millrace produce \(topic) --file \(fileArgument)")
+            } else {
+                Output.standardError("error: could not write \(rejected): \(String(cString: strerror(errno)))")
+            }
+        }
+        if let rejected, result.acknowledged.ranges.count > 20 {
+            Output.standardError("acknowledged lines: \(Output.count(Int64(result.acknowledged.count))) in \(Output.count(Int64(result.acknowledged.ranges.count))) ranges (the others are in \(rejected))")
+        } else {
+            Output.standardError("acknowledged lines: \(result.acknowledged.description)")
         }
     }
 

@@ -31,9 +31,20 @@ import Testing
             _ = try cli.millrace(["topic", "create", "mixed", "--broker", broker])
             let notJSON = try cli.millrace(["produce", "mixed", "--key-field", "/lot", "--broker", broker], input: "{\"lot\":\"A\"}\n{lot: B}\n{\"lot\":\"C\"}\n")
             #expect(notJSON.status == 1)
-            #expect(notJSON.stderr == "error: 1 of 3 records were not acknowledged (first: line 2: not valid JSON, so it has no /lot); acknowledged lines: 1,3\n")
-            let missing = try cli.millrace(["produce", "mixed", "--key-field", "/lot", "--broker", broker], input: "{\"order\":\"O1\"}\n{\"lot\":\"D\"}\n")
-            #expect(missing.stderr == "error: 1 of 2 records were not acknowledged (first: line 1: no /lot in it); acknowledged lines: 2\n")
+            #expect(notJSON.stderr == "error: 1 of 3 records were not acknowledged (first: line 2: not valid JSON, so it has no /lot)\nacknowledged lines: 1,3\n")
+            // --rejected writes the lines that were not acknowledged, as read, to resend.
+            let rejected = FileManager.default.temporaryDirectory.appendingPathComponent("rejected-\(UUID().uuidString).ndjson").path
+            defer { try? FileManager.default.removeItem(atPath: rejected) }
+            let missing = try cli.millrace(
+                ["produce", "mixed", "--key-field", "/lot", "--rejected", rejected, "--broker", broker], input: "{\"order\":\"O1\"}\r\n{\"lot\":\"D\"}\n{\"order\":\"O2\"}\n")
+            #expect(
+                missing.stderr == """
+                    error: 2 of 3 records were not acknowledged (first: line 1: no /lot in it)
+                    wrote the 2 lines that were not acknowledged to \(rejected); resend them with: millrace produce mixed --file \(rejected)
+                    acknowledged lines: 2
+
+                    """)
+            #expect(try String(contentsOfFile: rejected, encoding: .utf8) == "{\"order\":\"O1\"}\n{\"order\":\"O2\"}\n")
             let long = String(repeating: "x", count: Limits.batchBytesMax)
             let oversize = try cli.millrace(["produce", "mixed", "--broker", broker], input: "short\n\(long)\nafter\n")
             #expect(oversize.status == 1)
