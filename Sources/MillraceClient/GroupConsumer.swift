@@ -151,36 +151,33 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
     private func runSession() async {
         let clock = configuration.clock
-        var untilHeartbeat = heartbeatInterval
-        var untilCommit = configuration.commitInterval
+        var timers = SessionTimers(heartbeatInterval: heartbeatInterval, commitInterval: configuration.commitInterval)
         var backoff: Backoff?
         while !Task.isCancelled {
-            let wait = Swift.min(untilHeartbeat, untilCommit)
+            let wait = timers.untilNext
             do {
                 try await clock.sleep(for: wait)
             } catch {
                 return  // cancelled
             }
-            untilHeartbeat -= wait
-            untilCommit -= wait
-            let (heartbeatDue, commitDue) = (untilHeartbeat <= .zero, untilCommit <= .zero)
+            let due = timers.elapse(wait)
             do {
                 try await membership.run {
-                    if heartbeatDue { try await self.heartbeat() }
-                    if commitDue { try await self.commitMarked() }
+                    if due.heartbeat { try await self.heartbeat() }
+                    if due.commit { try await self.commitMarked() }
                 }
-                if untilHeartbeat <= .zero { untilHeartbeat = heartbeatInterval }
-                if untilCommit <= .zero { untilCommit = configuration.commitInterval }
+                timers.done(due)
                 if let done = backoff {
                     client.logger.notice("group \(group): back in touch with \(client.host):\(client.port) after \(done.attempts) attempt\(done.attempts == 1 ? "" : "s")")
                     backoff = nil
                 }
             } catch let error as MillraceError where error.code.isReconnectable {
+                var retry = backoff ?? Backoff(min: client.configuration.reconnectBackoffMin, max: client.configuration.reconnectBackoffMax)
                 if backoff == nil {
                     client.logger.warning("group \(group): lost the broker at \(client.host):\(client.port) (\(error.message)); reconnecting")
-                    backoff = Backoff(min: client.configuration.reconnectBackoffMin, max: client.configuration.reconnectBackoffMax)
                 }
-                untilHeartbeat = backoff!.next()
+                timers.retry(due, after: retry.next())
+                backoff = retry
             } catch is CancellationError {
                 return
             } catch {
@@ -429,5 +426,48 @@ final class AsyncMutex: Sendable {
             return state.waiters.removeFirst()
         }
         next?.resume()
+    }
+}
+
+/// When a group member's background session next heartbeats and commits. Pure: the session
+/// sleeps for `untilNext`, reports the time with `elapse`, and after running what was due
+/// calls `done` or, when the broker could not be reached, `retry` with a backoff delay — so a
+/// due commit that failed waits for the backoff too instead of being retried at once.
+struct SessionTimers: Sendable, Equatable {
+    struct Due: Equatable {
+        var heartbeat: Bool
+        var commit: Bool
+    }
+
+    let heartbeatInterval: Duration
+    let commitInterval: Duration
+    private(set) var untilHeartbeat: Duration
+    private(set) var untilCommit: Duration
+
+    init(heartbeatInterval: Duration, commitInterval: Duration) {
+        self.heartbeatInterval = heartbeatInterval
+        self.commitInterval = commitInterval
+        untilHeartbeat = heartbeatInterval
+        untilCommit = commitInterval
+    }
+
+    var untilNext: Duration { Swift.max(.zero, Swift.min(untilHeartbeat, untilCommit)) }
+
+    mutating func elapse(_ time: Duration) -> Due {
+        untilHeartbeat -= time
+        untilCommit -= time
+        return Due(heartbeat: untilHeartbeat <= .zero, commit: untilCommit <= .zero)
+    }
+
+    mutating func done(_ due: Due) {
+        if due.heartbeat { untilHeartbeat = heartbeatInterval }
+        if due.commit { untilCommit = commitInterval }
+    }
+
+    /// What was due is tried again after `delay` (a heartbeat then in any case: it is how the
+    /// member finds out whether the broker still knows it).
+    mutating func retry(_ due: Due, after delay: Duration) {
+        untilHeartbeat = delay
+        if due.commit { untilCommit = delay }
     }
 }

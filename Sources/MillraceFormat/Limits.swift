@@ -32,8 +32,8 @@ public enum Limits {
     /// Longest consumer group name (as a topic name: a committed offset's storage key holds
     /// both and must fit LMDB's 511-byte key limit; see LimitsTests).
     public static let groupNameBytesMax = 249
-    /// Longest consumer-group member id. The broker makes ids `GROUP-member-N`, so this
-    /// leaves room for the longest group name and a 64-bit counter (see LimitsTests).
+    /// Longest consumer-group member id. The broker makes ids `GROUP-N-RANDOM` (a counter and
+    /// 16 hex digits), so this leaves room for the longest group name (see LimitsTests).
     public static let memberIDBytesMax = 320
     /// Longest error message in a response; longer ones are cut at a character boundary.
     public static let errorMessageBytesMax = 4_096

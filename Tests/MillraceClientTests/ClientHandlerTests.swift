@@ -87,3 +87,42 @@ final class Box<Value>: @unchecked Sendable {
     var value: Value
     init(_ value: Value) { self.value = value }
 }
+
+/// The group member's background timers: a commit that failed because the broker was away
+/// waits for the backoff like the heartbeat (it once was retried at once, in a tight loop of
+/// thousands of connection attempts while the broker restarted).
+@Suite struct SessionTimersTests {
+    @Test func heartbeatsAndCommitsComeDueOnTheirIntervals() {
+        var timers = SessionTimers(heartbeatInterval: .seconds(1), commitInterval: .milliseconds(2_500))
+        var dues: [SessionTimers.Due] = []
+        for _ in 0..<4 {
+            let wait = timers.untilNext
+            let due = timers.elapse(wait)
+            dues.append(due)
+            timers.done(due)
+        }
+        #expect(dues == [.init(heartbeat: true, commit: false), .init(heartbeat: true, commit: false), .init(heartbeat: false, commit: true), .init(heartbeat: true, commit: false)])
+    }
+
+    @Test func aFailedCommitWaitsForTheBackoff() {
+        var timers = SessionTimers(heartbeatInterval: .seconds(1), commitInterval: .seconds(5))
+        var elapsed = Duration.zero
+        var due = SessionTimers.Due(heartbeat: false, commit: false)
+        while !due.commit {
+            let wait = timers.untilNext
+            elapsed += wait
+            due = timers.elapse(wait)
+            if !due.commit { timers.done(due) }
+        }
+        #expect(elapsed == .seconds(5) && due.heartbeat)
+        // The broker is away: every retry waits for the backoff delay, never zero.
+        for delay in [Duration.milliseconds(100), .milliseconds(200), .milliseconds(400)] {
+            timers.retry(due, after: delay)
+            #expect(timers.untilNext == delay)
+            due = timers.elapse(delay)
+            #expect(due == .init(heartbeat: true, commit: true))
+        }
+        timers.done(due)
+        #expect(timers.untilNext == .seconds(1) && timers.untilCommit == .seconds(5))
+    }
+}

@@ -25,8 +25,8 @@ import Testing
         ] {
             #expect(limit <= Limits.stringBytesMax)
         }
-        // Broker-made member ids: GROUP-member-N with N up to 20 digits.
-        #expect(Limits.groupNameBytesMax + "-member-".utf8.count + 20 <= Limits.memberIDBytesMax)
+        // Broker-made member ids: GROUP-N-RANDOM, N up to 20 digits, RANDOM 16 hex digits.
+        #expect(Limits.groupNameBytesMax + 1 + 20 + 1 + 16 <= Limits.memberIDBytesMax)
         // A committed offset's key: u16 + group + u16 + topic + i32, within LMDB's 511 bytes.
         #expect(2 + Limits.groupNameBytesMax + 2 + Limits.topicNameBytesMax + 4 <= 511)
     }

@@ -92,6 +92,22 @@ func partitions(_ topic: String, _ count: Int32) -> [TopicPartition] {
         #expect(group.readableAssignment(b.memberID) == partitions("orders", 6))
     }
 
+    /// A member the broker forgot (its session expired, or the broker restarted) must not be
+    /// taken for the member that joined after it: ids never repeat.
+    @Test func aForgottenMembersIDIsNeverGivenToANewMember() {
+        var group = GroupStateMachine(group: "mes")
+        let old = group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 1_000, nowMs: 0)
+        #expect(group.expire(nowMs: 2_000, partitionCounts: counts) == [old.memberID])
+        let newer = group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 1_000, nowMs: 2_000)
+        #expect(newer.memberID != old.memberID)
+        #expect(group.heartbeat(memberID: old.memberID, generation: old.generation, nowMs: 2_100) == .unknownMember)
+        // After a restart the broker starts with a new state machine.
+        var restarted = GroupStateMachine(group: "mes")
+        let afterRestart = restarted.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 1_000, nowMs: 0)
+        #expect(afterRestart.memberID != old.memberID && afterRestart.generation == old.generation)
+        #expect(restarted.heartbeat(memberID: old.memberID, generation: old.generation, nowMs: 100) == .unknownMember)
+    }
+
     @Test func aSilentMemberExpiresAndAQuietOneStays() {
         var group = GroupStateMachine(group: "quality")
         let a = group.join(memberID: nil, topics: ["orders"], partitionCounts: counts, sessionTimeoutMs: 3_000, nowMs: 0)

@@ -144,9 +144,13 @@ public struct GroupStateMachine: Sendable {
         return nil
     }
 
+    /// `GROUP-N-RANDOM`: the random part keeps ids unique across broker restarts and across a
+    /// group that emptied and started over, so a member the broker forgot cannot heartbeat or
+    /// commit as a newer member that was given the same number.
     private mutating func newMemberID() -> String {
         defer { nextMemberNumber += 1 }
-        return "\(group)-member-\(nextMemberNumber)"
+        let random = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        return "\(group)-\(nextMemberNumber)-\(String(repeating: "0", count: 16 - random.count))\(random)"
     }
 
     private mutating func rebalance(partitionCounts: [String: Int32]) {
