@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "millrace-bench", targets: ["millrace-bench"]),
         .library(name: "MillraceFormat", targets: ["MillraceFormat"]),
         .library(name: "MillraceStorage", targets: ["MillraceStorage"]),
+        .library(name: "MillraceSchema", targets: ["MillraceSchema"]),
         .library(name: "MillraceWire", targets: ["MillraceWire"]),
         .library(name: "MillraceServer", targets: ["MillraceServer"]),
     ],
@@ -26,6 +27,8 @@ let package = Package(
         .target(name: "CMillraceCRC", path: "Sources/CMillraceCRC"),
         .target(name: "MillraceFormat", dependencies: ["CZstd", "CMillraceCRC"], swiftSettings: strict),
         .target(name: "MillraceStorage", dependencies: ["CLMDB", "MillraceFormat"], swiftSettings: strict),
+        // JSON scanner, JSON Schema compiler and validator: pure, no Foundation.
+        .target(name: "MillraceSchema", dependencies: ["MillraceFormat"], swiftSettings: strict),
         .target(
             name: "MillraceWire",
             dependencies: ["MillraceFormat", .product(name: "NIOCore", package: "swift-nio")],
@@ -63,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "millrace-bench",
             dependencies: [
-                "MillraceStorage", "MillraceFormat", "CLMDB", "MillraceClient", "MillraceWire",
+                "MillraceStorage", "MillraceFormat", "CLMDB", "MillraceClient", "MillraceWire", "MillraceSchema",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -77,6 +80,7 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "TestSupport", dependencies: ["MillraceFormat"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MillraceFormatTests", dependencies: ["MillraceFormat", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "MillraceSchemaTests", dependencies: ["MillraceSchema", "MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "MillraceStorageTests",
             dependencies: ["MillraceStorage", "MillraceFormat", "CLMDB", "TestSupport"],

@@ -21,6 +21,20 @@ public enum Limits {
     public static let keyBytesMax = 4_096
     /// Most headers on one record.
     public static let headersPerRecordMax = 64
+    /// Largest schema document, in bytes of JSON.
+    public static let schemaBytesMax = 64 << 10
+    /// Deepest nesting of subschemas in one schema document.
+    public static let schemaDepthMax = 32
+    /// Most subschemas in one schema document (after `$ref`s are resolved).
+    public static let schemaNodesMax = 4_096
+    /// Most `required` names in one subschema (the validator tracks them in one 64-bit word).
+    public static let schemaRequiredMax = 64
+    /// Longest `pattern`, in characters.
+    public static let patternLengthMax = 1_024
+    /// Most states a compiled `pattern` may have (repetition counts multiply them).
+    public static let patternStatesMax = 4_096
+    /// Deepest nesting of arrays and objects in a JSON record the broker parses.
+    public static let jsonDepthMax = 64
     /// Longest topic name (Kafka's limit).
     public static let topicNameBytesMax = 249
     /// Most partitions in one topic.

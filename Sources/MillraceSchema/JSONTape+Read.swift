@@ -1,0 +1,183 @@
+extension JSONTape {
+    /// The string at `index` with its escapes decoded (a lone surrogate becomes U+FFFD).
+    public func string(at index: Int) -> String {
+        let entry = entries[index]
+        let raw = bytes[Int(entry.start)..<Int(entry.end)]
+        guard entry.escaped else { return String(decoding: raw, as: UTF8.self) }
+        return String(decoding: Self.unescape(raw), as: UTF8.self)
+    }
+
+    /// Whether the string at `index` equals `key` (UTF-8), without allocating when it has no
+    /// escapes.
+    @inline(__always) public func stringEquals(_ index: Int, _ key: [UInt8]) -> Bool {
+        let entry = entries[index]
+        guard !entry.escaped else { return Array(string(at: index).utf8) == key }
+        let length = Int(entry.end - entry.start)
+        guard length == key.count else { return false }
+        var offset = Int(entry.start)
+        for byte in key {
+            guard bytes[offset] == byte else { return false }
+            offset += 1
+        }
+        return true
+    }
+
+    /// The Unicode scalars of the string at `index`: its length for minLength/maxLength is
+    /// their count (JSON Schema counts code points).
+    public func scalarCount(at index: Int) -> Int {
+        let entry = entries[index]
+        if entry.escaped { return string(at: index).unicodeScalars.count }
+        var count = 0
+        for byte in bytes[Int(entry.start)..<Int(entry.end)] where byte & 0xC0 != 0x80 { count += 1 }
+        return count
+    }
+
+    /// The text of the value at `index` as it appears in the document (for messages).
+    public func text(at index: Int) -> String {
+        let entry = entries[index]
+        switch entry.kind {
+        case .string: return "\"" + String(decoding: bytes[Int(entry.start)..<Int(entry.end)], as: UTF8.self) + "\""
+        case .object, .array: return String(decoding: bytes[Int(entry.start)..<Int(entry.end)], as: UTF8.self)
+        case .number, .true, .false, .null: return String(decoding: bytes[Int(entry.start)..<Int(entry.end)], as: UTF8.self)
+        }
+    }
+
+    /// The value at `index` as a tree (for schema documents and enum/const, not for records).
+    public func value(at index: Int) -> JSONValue {
+        let entry = entries[index]
+        switch entry.kind {
+        case .null: return .null
+        case .true: return .bool(true)
+        case .false: return .bool(false)
+        case .number: return .number(entry.number)
+        case .string: return .string(string(at: index))
+        case .array:
+            var items: [JSONValue] = []
+            items.reserveCapacity(Int(entry.count))
+            var member = index + 1
+            while member < Int(entry.next) {
+                items.append(value(at: member))
+                member = Int(entries[member].next)
+            }
+            return .array(items)
+        case .object:
+            var members: [(String, JSONValue)] = []
+            members.reserveCapacity(Int(entry.count))
+            var key = index + 1
+            while key < Int(entry.next) {
+                let valueIndex = key + 1
+                members.append((string(at: key), value(at: valueIndex)))
+                key = Int(entries[valueIndex].next)
+            }
+            return .object(members)
+        }
+    }
+
+    /// Decodes JSON escapes; the input was checked by the scanner.
+    static func unescape(_ raw: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var index = raw.startIndex
+        func hex4(_ at: Int) -> UInt32 {
+            var value: UInt32 = 0
+            for offset in 0..<4 { value = value << 4 | (JSONScanner.hexValue(raw[at + offset]) ?? 0) }
+            return value
+        }
+        while index < raw.endIndex {
+            let byte = raw[index]
+            guard byte == UInt8(ascii: "\\"), index + 1 < raw.endIndex else {
+                out.append(byte)
+                index += 1
+                continue
+            }
+            let code = raw[index + 1]
+            index += 2
+            switch code {
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = hex4(index)
+                index += 4
+                if (0xD800...0xDBFF).contains(scalar), index + 6 <= raw.endIndex, raw[index] == UInt8(ascii: "\\"), raw[index + 1] == UInt8(ascii: "u") {
+                    let low = hex4(index + 2)
+                    if (0xDC00...0xDFFF).contains(low) {
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        index += 6
+                    }
+                }
+                out.append(contentsOf: Array(String(Unicode.Scalar(scalar).map(Character.init) ?? "\u{FFFD}").utf8))
+            default: out.append(code)  // " \ /
+            }
+        }
+        return out
+    }
+}
+
+/// A JSON value as a tree: schema documents, enum and const values. Equality is JSON's:
+/// numbers by value (1 == 1.0), objects regardless of member order.
+public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([(String, JSONValue)])
+
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): return true
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.number(let a), .number(let b)): return a == b
+        case (.string(let a), .string(let b)): return a == b
+        case (.array(let a), .array(let b)): return a == b
+        case (.object(let a), .object(let b)):
+            guard a.count == b.count else { return false }
+            for (key, value) in a {
+                guard let other = b.first(where: { $0.0 == key }), other.1 == value else { return false }
+            }
+            return true
+        default: return false
+        }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        guard case .object(let members) = self else { return nil }
+        return members.first { $0.0 == key }?.1
+    }
+
+    /// Compact JSON text, members in their order.
+    public var description: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let value): return value ? "true" : "false"
+        case .number(let value): return Self.format(value)
+        case .string(let value): return Self.quote(value)
+        case .array(let items): return "[" + items.map(\.description).joined(separator: ",") + "]"
+        case .object(let members): return "{" + members.map { Self.quote($0.0) + ":" + $0.1.description }.joined(separator: ",") + "}"
+        }
+    }
+
+    static func format(_ number: Double) -> String {
+        if number == number.rounded(), abs(number) < 1e15 { return String(Int64(number)) }
+        return String(number)
+    }
+
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,363 @@
+extension Schema {
+    /// Checks the value held by `tape` (already parsed: one parse per record). Returns the
+    /// first `limit` violations; empty when the value is valid.
+    public func validate(_ tape: JSONTape, limit: Int = 10) -> [SchemaViolation] {
+        var run = ValidationRun(schema: self, tape: tape, limit: limit)
+        _ = run.check(0, 0)
+        return run.violations
+    }
+
+    /// Whether `tape`'s value is valid, without building any message.
+    public func isValid(_ tape: JSONTape) -> Bool {
+        var run = ValidationRun(schema: self, tape: tape, limit: 0)
+        return run.check(0, 0)
+    }
+
+    /// Parses and checks one JSON text; a text that is not JSON is one violation at the root.
+    public func validate(json: [UInt8], limit: Int = 10) -> [SchemaViolation] {
+        var tape = JSONTape()
+        do {
+            try tape.parse(json, depthMax: Limits.jsonDepthMax)
+        } catch {
+            return [SchemaViolation(path: "", rule: "json", message: error.description)]
+        }
+        return validate(tape, limit: limit)
+    }
+}
+
+import MillraceFormat
+
+/// One validation: walks schema nodes and tape entries together. Messages (and the path of
+/// the value) are built only when a violation is reported; `limit` 0 means only yes or no.
+struct ValidationRun {
+    let schema: Schema
+    let tape: JSONTape
+    let limit: Int
+    var violations: [SchemaViolation] = []
+    /// Where in the record the walk is: tape indices of member names, or item positions.
+    private var trail: [Step] = []
+
+    enum Step {
+        case member(Int)
+        case item(Int)
+    }
+
+    init(schema: Schema, tape: JSONTape, limit: Int) {
+        self.schema = schema
+        self.tape = tape
+        self.limit = limit
+    }
+
+    private var reporting: Bool { violations.count < limit }
+
+    private var path: String {
+        var out = ""
+        for step in trail {
+            switch step {
+            case .member(let key): out += "/" + tape.string(at: key).replacing("~", with: "~0").replacing("/", with: "~1")
+            case .item(let position): out += "/\(position)"
+            }
+        }
+        return out
+    }
+
+    /// Call only when `reporting` (messages cost; a yes/no run builds none).
+    private mutating func report(_ rule: String, _ message: String, member: Int? = nil, name: String? = nil) {
+        var where_ = path
+        if let member { where_ += "/" + tape.string(at: member).replacing("~", with: "~0").replacing("/", with: "~1") }
+        if let name { where_ += "/" + name.replacing("~", with: "~0").replacing("/", with: "~1") }
+        violations.append(SchemaViolation(path: where_, rule: rule, message: message))
+    }
+
+    private func shown(_ index: Int) -> String {
+        let text = tape.text(at: index)
+        return text.count > 80 ? String(text.prefix(77)) + "..." : text
+    }
+
+    private func kindName(_ index: Int) -> String {
+        switch tape[index].kind {
+        case .object: "an object"
+        case .array: "an array"
+        case .string: "a string"
+        case .number: tape[index].number == tape[index].number.rounded() ? "an integer" : "a number"
+        case .true, .false: "a boolean"
+        case .null: "null"
+        }
+    }
+
+    private static func typeNames(_ types: Schema.TypeSet) -> String {
+        let names = Schema.TypeSet.names.filter { types.contains($0.1) }.map(\.0)
+        return names.count == 1 ? "\(names[0] == "integer" || names[0] == "object" || names[0] == "array" ? "an" : "a") \(names[0])" : names.joined(separator: " or ")
+    }
+
+    /// Checks the value at tape `index` against node `nodeIndex`; true when valid.
+    mutating func check(_ nodeIndex: Int, _ index: Int) -> Bool {
+        let node = schema.nodes[nodeIndex]
+        if node.never {
+            if reporting { report("false", "no value is allowed here (the schema is false)") }
+            return false
+        }
+        let entry = tape[index]
+        if let types = node.types, !Self.matches(types, entry) {
+            if reporting { report("type", "\(shown(index)) is \(kindName(index)), not \(Self.typeNames(types))") }
+            return false
+        }
+        var valid = true
+        switch entry.kind {
+        case .object: valid = checkObject(node, index) && valid
+        case .array: valid = checkArray(node, index) && valid
+        case .string: valid = checkString(node, index) && valid
+        case .number: valid = checkNumber(node, index) && valid
+        case .true, .false, .null: break
+        }
+        if let values = node.enumValues, !values.contains(where: { Self.equal(tape, index, $0) }) {
+            if reporting { report("enum", "\(shown(index)) is not one of \(JSONValue.array(values).description.clipped)") }
+            valid = false
+        }
+        if let constant = node.constValue, !Self.equal(tape, index, constant) {
+            if reporting { report("const", "\(shown(index)) is not \(constant.description.clipped)") }
+            valid = false
+        }
+        for target in node.refs where !check(target, index) { valid = false }
+        if !node.anyOf.isEmpty { valid = checkAnyOf(node.anyOf, index) && valid }
+        if !node.oneOf.isEmpty { valid = checkOneOf(node.oneOf, index) && valid }
+        return valid
+    }
+
+    private static func matches(_ types: Schema.TypeSet, _ entry: JSONTape.Entry) -> Bool {
+        switch entry.kind {
+        case .object: return types.contains(.object)
+        case .array: return types.contains(.array)
+        case .string: return types.contains(.string)
+        case .number:
+            return types.contains(.number) || (types.contains(.integer) && entry.number.isFinite && entry.number == entry.number.rounded())
+        case .true, .false: return types.contains(.boolean)
+        case .null: return types.contains(.null)
+        }
+    }
+
+    private mutating func checkObject(_ node: Schema.Node, _ index: Int) -> Bool {
+        guard !node.properties.isEmpty || node.requiredCount > 0 || !Self.allowsAll(node.additional) else { return true }
+        var valid = true
+        var present: UInt64 = 0
+        var key = index + 1
+        let end = Int(tape[index].next)
+        while key < end {
+            let valueIndex = key + 1
+            var known = false
+            for property in node.properties where tape.stringEquals(key, property.key) {
+                // A name only in `required` is not listed: additionalProperties still applies.
+                known = property.node != nil
+                if let bit = property.requiredBit { present |= 1 << UInt64(bit) }
+                if let child = property.node {
+                    trail.append(.member(key))
+                    if !check(child, valueIndex) { valid = false }
+                    trail.removeLast()
+                }
+                break
+            }
+            if !known {
+                switch node.additional {
+                case .allowed: break
+                case .forbidden:
+                    if reporting { report("additionalProperties", "is not allowed (no other properties than those listed)", member: key) }
+                    valid = false
+                case .schema(let child):
+                    trail.append(.member(key))
+                    if !check(child, valueIndex) { valid = false }
+                    trail.removeLast()
+                }
+            }
+            key = tape.after(valueIndex)
+            if !valid && !reporting { return false }
+        }
+        if node.requiredCount > 0, present.nonzeroBitCount != node.requiredCount {
+            valid = false
+            for property in node.properties {
+                if let bit = property.requiredBit, present & (1 << UInt64(bit)) == 0 {
+                    if reporting { report("required", "is required but missing", name: property.name) }
+                }
+            }
+        }
+        return valid
+    }
+
+    private static func allowsAll(_ additional: Schema.Additional) -> Bool {
+        if case .allowed = additional { return true }
+        return false
+    }
+
+    private mutating func checkArray(_ node: Schema.Node, _ index: Int) -> Bool {
+        guard let items = node.items else { return true }
+        var valid = true
+        var item = index + 1
+        var position = 0
+        let end = Int(tape[index].next)
+        while item < end {
+            trail.append(.item(position))
+            if !check(items, item) { valid = false }
+            trail.removeLast()
+            if !valid && !reporting { return false }
+            item = tape.after(item)
+            position += 1
+        }
+        return valid
+    }
+
+    private mutating func checkString(_ node: Schema.Node, _ index: Int) -> Bool {
+        var valid = true
+        if node.minLength != nil || node.maxLength != nil {
+            let length = tape.scalarCount(at: index)
+            if let minimum = node.minLength, length < minimum {
+                if reporting { report("minLength", "\(shown(index)) is shorter than minLength \(minimum) (\(length) characters)") }
+                valid = false
+            }
+            if let maximum = node.maxLength, length > maximum {
+                if reporting { report("maxLength", "\(shown(index)) is longer than maxLength \(maximum) (\(length) characters)") }
+                valid = false
+            }
+        }
+        if let pattern = node.pattern {
+            let entry = tape[index]
+            let matched: Bool
+            if entry.escaped {
+                matched = pattern.matches(tape.string(at: index).unicodeScalars)
+            } else {
+                matched = tape.bytes[Int(entry.start)..<Int(entry.end)].withContiguousStorageIfAvailable { raw in
+                    pattern.matches(UTF8Scalars(raw))
+                } ?? pattern.matches(tape.string(at: index).unicodeScalars)
+            }
+            if !matched {
+                if reporting { report("pattern", "\(shown(index)) does not match pattern \(JSONValue.quote(pattern.source))") }
+                valid = false
+            }
+        }
+        if node.dateTime {
+            let entry = tape[index]
+            let ok = entry.escaped ? DateTime.isValid(Array(tape.string(at: index).utf8)[...]) : DateTime.isValid(tape.bytes[Int(entry.start)..<Int(entry.end)])
+            if !ok {
+                if reporting { report("format", "\(shown(index)) is not a date-time (RFC 3339, e.g. 2026-11-28T06:00:00Z)") }
+                valid = false
+            }
+        }
+        return valid
+    }
+
+    private mutating func checkNumber(_ node: Schema.Node, _ index: Int) -> Bool {
+        let value = tape[index].number
+        var valid = true
+        if let minimum = node.minimum, !(value >= minimum) {
+            if reporting { report("minimum", "\(shown(index)) is less than minimum \(JSONValue.format(minimum))") }
+            valid = false
+        }
+        if let maximum = node.maximum, !(value <= maximum) {
+            if reporting { report("maximum", "\(shown(index)) is greater than maximum \(JSONValue.format(maximum))") }
+            valid = false
+        }
+        if let bound = node.exclusiveMinimum, !(value > bound) {
+            if reporting { report("exclusiveMinimum", "\(shown(index)) is not greater than exclusiveMinimum \(JSONValue.format(bound))") }
+            valid = false
+        }
+        if let bound = node.exclusiveMaximum, !(value < bound) {
+            if reporting { report("exclusiveMaximum", "\(shown(index)) is not less than exclusiveMaximum \(JSONValue.format(bound))") }
+            valid = false
+        }
+        return valid
+    }
+
+    /// Tries branches without messages; reports once if none (or, for oneOf, not exactly
+    /// one) matched, with the first branch's first violation as a hint.
+    private mutating func passes(_ nodeIndex: Int, _ index: Int) -> Bool {
+        var quiet = ValidationRun(schema: schema, tape: tape, limit: 0)
+        return quiet.check(nodeIndex, index)
+    }
+
+    private func firstViolation(_ nodeIndex: Int, _ index: Int) -> String {
+        var probe = ValidationRun(schema: schema, tape: tape, limit: 1)
+        probe.trail = trail
+        _ = probe.check(nodeIndex, index)
+        return probe.violations.first.map { "; the first: \($0.description)" } ?? ""
+    }
+
+    private mutating func checkAnyOf(_ branches: [Int], _ index: Int) -> Bool {
+        for branch in branches where passes(branch, index) { return true }
+        if reporting {
+            report("anyOf", "\(shown(index)) matches none of the \(branches.count) schemas in anyOf\(firstViolation(branches[0], index))")
+        }
+        return false
+    }
+
+    private mutating func checkOneOf(_ branches: [Int], _ index: Int) -> Bool {
+        var matched: [Int] = []
+        for (position, branch) in branches.enumerated() where passes(branch, index) { matched.append(position) }
+        if matched.count == 1 { return true }
+        if reporting {
+            if matched.isEmpty {
+                report("oneOf", "\(shown(index)) matches none of the \(branches.count) schemas in oneOf\(firstViolation(branches[0], index))")
+            } else {
+                report("oneOf", "\(shown(index)) matches \(matched.count) schemas in oneOf (\(matched.map(String.init).joined(separator: ", "))); it must match exactly one")
+            }
+        }
+        return false
+    }
+
+    /// JSON equality between a tape value and a tree value.
+    static func equal(_ tape: JSONTape, _ index: Int, _ value: JSONValue) -> Bool {
+        let entry = tape[index]
+        switch (entry.kind, value) {
+        case (.null, .null): return true
+        case (.true, .bool(let flag)): return flag
+        case (.false, .bool(let flag)): return !flag
+        case (.number, .number(let number)): return entry.number == number
+        case (.string, .string(let text)): return tape.stringEquals(index, Array(text.utf8))
+        case (.array, .array(let items)):
+            guard Int(entry.count) == items.count else { return false }
+            var member = index + 1
+            for item in items {
+                guard equal(tape, member, item) else { return false }
+                member = tape.after(member)
+            }
+            return true
+        case (.object, .object(let members)):
+            guard Int(entry.count) == members.count else { return false }
+            var key = index + 1
+            while key < Int(entry.next) {
+                let name = tape.string(at: key)
+                guard let wanted = members.first(where: { $0.0 == name }), equal(tape, key + 1, wanted.1) else { return false }
+                key = tape.after(key + 1)
+            }
+            return true
+        default: return false
+        }
+    }
+}
+
+extension String {
+    fileprivate var clipped: String { count > 80 ? String(prefix(77)) + "..." : self }
+}
+
+/// Unicode scalars decoded from well-formed UTF-8 (the scanner checked it).
+struct UTF8Scalars: Sequence {
+    let bytes: UnsafeBufferPointer<UInt8>
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    struct Iterator: IteratorProtocol {
+        let bytes: UnsafeBufferPointer<UInt8>
+        var position = 0
+
+        mutating func next() -> Unicode.Scalar? {
+            guard position < bytes.count else { return nil }
+            let lead = UInt32(bytes[position])
+            let length = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
+            var value = length == 1 ? lead : length == 2 ? lead & 0x1F : length == 3 ? lead & 0x0F : lead & 0x07
+            for offset in 1..<length where position + offset < bytes.count {
+                value = value << 6 | UInt32(bytes[position + offset] & 0x3F)
+            }
+            position += length
+            return Unicode.Scalar(value) ?? "\u{FFFD}"
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(bytes: bytes) }
+}
