@@ -38,6 +38,10 @@ public struct Pattern: Sendable {
         }
     }
 
+    /// The common shape of identifiers (`^L[0-9]{11}$`): anchored at both ends, a sequence of
+    /// single-scalar steps each repeated a fixed number of times. Matched by one walk, no VM.
+    private let fixed: [(step: Instruction, count: Int)]?
+
     public init(_ source: String, statesMax: Int = 4_096) throws(SchemaError) {
         self.source = source
         var parser = PatternParser(Array(source.unicodeScalars), source: source)
@@ -47,10 +51,50 @@ public struct Pattern: Sendable {
         emitter.program.append(.match)
         program = emitter.program
         classes = parser.classes
+        fixed = Self.fixedShape(tree)
+    }
+
+    private static func fixedShape(_ tree: PatternNode) -> [(step: Instruction, count: Int)]? {
+        guard case .sequence(let items) = tree, items.count >= 2, case .lineStart = items[0], case .lineEnd = items[items.count - 1] else { return nil }
+        var steps: [(step: Instruction, count: Int)] = []
+        for item in items.dropFirst().dropLast() {
+            var node = item
+            var count = 1
+            if case .repeated(let inner, let min, let max) = item {
+                guard max == min else { return nil }
+                node = inner
+                count = min
+            }
+            switch node {
+            case .scalar(let value): steps.append((.scalar(value), count))
+            case .any: steps.append((.any, count))
+            case .inClass(let index): steps.append((.inClass(index), count))
+            default: return nil
+            }
+        }
+        return steps
+    }
+
+    @inline(__always) private func accepts(_ step: Instruction, _ scalar: UInt32) -> Bool {
+        switch step {
+        case .scalar(let wanted): scalar == wanted
+        case .any: !Self.isLineTerminator(scalar)
+        case .inClass(let index): classes[index].contains(scalar)
+        case .split, .jump, .lineStart, .lineEnd, .wordBoundary, .match: false
+        }
     }
 
     /// Whether `text` contains a match.
     public func matches(_ text: some Sequence<Unicode.Scalar>) -> Bool {
+        if let fixed {
+            var iterator = text.makeIterator()
+            for (step, count) in fixed {
+                for _ in 0..<count {
+                    guard let scalar = iterator.next(), accepts(step, scalar.value) else { return false }
+                }
+            }
+            return iterator.next() == nil
+        }
         var current = ThreadList(capacity: program.count)
         var next = ThreadList(capacity: program.count)
         var iterator = text.makeIterator()
