@@ -142,10 +142,22 @@ struct ValidationRun {
         var present: UInt64 = 0
         var key = index + 1
         let end = Int(tape[index].next)
+        let properties = node.properties
+        // Records usually list members in the schema's order: try the property after the last
+        // one found before searching them all.
+        var expected = 0
         while key < end {
             let valueIndex = key + 1
+            var found: Int?
+            if expected < properties.count, tape.stringEquals(key, properties[expected].key) {
+                found = expected
+            } else {
+                found = properties.firstIndex { tape.stringEquals(key, $0.key) }
+            }
             var known = false
-            for property in node.properties where tape.stringEquals(key, property.key) {
+            if let found {
+                expected = found + 1
+                let property = properties[found]
                 // A name only in `required` is not listed: additionalProperties still applies.
                 known = property.node != nil
                 if let bit = property.requiredBit { present |= 1 << UInt64(bit) }
@@ -154,7 +166,6 @@ struct ValidationRun {
                     if !check(child, valueIndex) { valid = false }
                     trail.removeLast()
                 }
-                break
             }
             if !known {
                 switch node.additional {

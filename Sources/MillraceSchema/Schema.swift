@@ -46,7 +46,9 @@ public struct Schema: Sendable {
         var requiredBit: Int?
     }
 
-    struct Node: Sendable {
+    /// A class so that the validator reads a node through one reference instead of copying
+    /// its fields; never changed after compilation.
+    final class Node: @unchecked Sendable {
         /// The schema `false`: nothing is valid.
         var never = false
         var types: TypeSet?
