@@ -12,15 +12,21 @@ public struct TopicConfig: Sendable, Equatable {
     public var compression: CompressionCodec
     /// `.logAppend` stamps each batch with the broker's clock at append.
     public var timestampType: TimestampType
+    /// How a new schema version must relate to the earlier ones.
+    public var compatibility: SchemaCompatibility
+    /// What happens to records that break the topic's schema (when it has one).
+    public var onInvalid: InvalidRecordPolicy
 
     public init(
         retentionMs: Int64? = nil, retentionBytes: Int64? = nil, compression: CompressionCodec = .none,
-        timestampType: TimestampType = .create
+        timestampType: TimestampType = .create, compatibility: SchemaCompatibility = .backward, onInvalid: InvalidRecordPolicy = .reject
     ) {
         self.retentionMs = retentionMs
         self.retentionBytes = retentionBytes
         self.compression = compression
         self.timestampType = timestampType
+        self.compatibility = compatibility
+        self.onInvalid = onInvalid
     }
 
     func validate() throws {
@@ -45,7 +51,8 @@ public struct TopicInfo: Sendable, Equatable {
     public var config: TopicConfig
     public var createdAtMs: Int64
 
-    static let encodingVersion: UInt8 = 1
+    /// 1: up to the timestamp type and creation time; 2: then compatibility and on-invalid.
+    static let encodingVersion: UInt8 = 2
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 48)
@@ -57,6 +64,8 @@ public struct TopicInfo: Sendable, Equatable {
         writer.writeInteger(config.compression.rawValue)
         writer.writeInteger(config.timestampType.rawValue)
         writer.writeInteger(createdAtMs)
+        writer.writeInteger(config.compatibility.rawValue)
+        writer.writeInteger(config.onInvalid.rawValue)
         return writer.bytes
     }
 
@@ -71,7 +80,7 @@ public struct TopicInfo: Sendable, Equatable {
     init(name: String, decoding bytes: UnsafeRawBufferPointer) throws {
         var reader = ByteReader(bytes)
         let version: UInt8 = try reader.readInteger("topic record version")
-        guard version == Self.encodingVersion else {
+        guard version == 1 || version == Self.encodingVersion else {
             throw MillraceError(.newerFormatVersion, "topic \(name) was written with record version \(version)")
         }
         self.name = name
@@ -85,6 +94,10 @@ public struct TopicInfo: Sendable, Equatable {
             retentionMs: retentionMs < 0 ? nil : retentionMs, retentionBytes: retentionBytes < 0 ? nil : retentionBytes,
             compression: codec, timestampType: timestampType)
         createdAtMs = try reader.readInteger("created at")
+        if version >= 2 {
+            config.compatibility = SchemaCompatibility(rawValue: try reader.readInteger("compatibility")) ?? .backward
+            config.onInvalid = InvalidRecordPolicy(rawValue: try reader.readInteger("on invalid")) ?? .reject
+        }
     }
 
     /// Topic names follow Kafka's rule: 1...249 of `[A-Za-z0-9._-]`, not "." or "..".

@@ -161,7 +161,7 @@ public final class Storage: @unchecked Sendable {
 
     // MARK: Writes
 
-    private func requireWriter() throws -> Writer {
+    func requireWriter() throws -> Writer {
         guard let writer else { throw MillraceError(.invalidRequest, "storage was opened read-only") }
         return writer
     }

@@ -9,11 +9,13 @@ enum WriteOperation {
     case deleteTopic(DeleteTopicOperation)
     case retention(RetentionOperation)
     case deleteGroup(DeleteGroupOperation)
+    case registerSchema(RegisterSchemaOperation)
+    case setSchemaPolicy(SchemaPolicyOperation)
 
     var joinsGroupCommit: Bool {
         switch self {
         case .append, .commitOffsets: return true
-        case .createTopic, .deleteTopic, .retention, .deleteGroup: return false
+        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy: return false
         }
     }
 
@@ -30,6 +32,8 @@ enum WriteOperation {
         case .deleteTopic(let op): op.completion(.failure(error))
         case .retention(let op): op.completion(.failure(error))
         case .deleteGroup(let op): op.completion(.failure(error))
+        case .registerSchema(let op): op.completion(.failure(error))
+        case .setSchemaPolicy(let op): op.completion(.failure(error))
         }
     }
 }

@@ -12,8 +12,8 @@ import Glibc
 final class Writer: @unchecked Sendable {
     private let env: LMDBEnvironment
     private let gate: ReadWriteGate
-    private let databases: SystemDatabases
-    private let catalog: Locked<CatalogSnapshot>
+    let databases: SystemDatabases
+    let catalog: Locked<CatalogSnapshot>
     private let clock: any MillraceClock
     private let pendingWritesMax: Int
     private let retentionIntervalNanoseconds: UInt64?
@@ -292,7 +292,8 @@ final class Writer: @unchecked Sendable {
                 switch op {
                 case .append(let append): outcomes.append(.append(try context.append(append)))
                 case .commitOffsets(let commit): outcomes.append(.commit(try context.commitOffsets(commit)))
-                case .createTopic, .deleteTopic, .retention, .deleteGroup: preconditionFailure("not a group-commit operation")
+                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy:
+                    preconditionFailure("not a group-commit operation")
                 }
             }
             try context.flushStates()
@@ -358,6 +359,16 @@ final class Writer: @unchecked Sendable {
         case .deleteGroup(let delete):
             let result = withReserve { deleteGroup(delete.group) }
             deliver([Delivery(result: result, delete.completion)], wrote: ((try? result.get()) ?? 0) > 0)
+        case .registerSchema(let register):
+            if let refused = refusedWhileFull() { return register.completion(.failure(refused)) }
+            let result = registerSchema(register)
+            noteOutcome(result.failureValue)
+            deliver([Delivery(result: result, register.completion)], wrote: (try? result.get().created) ?? false)
+        case .setSchemaPolicy(let policy):
+            if let refused = refusedWhileFull() { return policy.completion(.failure(refused)) }
+            let result = setSchemaPolicy(policy)
+            noteOutcome(result.failureValue)
+            deliver([Delivery(result: result, policy.completion)], wrote: (try? result.get()) != nil)
         case .append, .commitOffsets: preconditionFailure("group-commit operation run alone")
         }
     }
@@ -381,7 +392,7 @@ final class Writer: @unchecked Sendable {
 
     /// Runs `body` in a write transaction and commits with sync. On a full map it grows the
     /// map and runs `body` again from the start; other engine errors fail the transaction.
-    private func withTransaction<T>(gateHeld: Bool = false, _ body: (inout WriteContext) throws -> T) -> Result<T, MillraceError> {
+    func withTransaction<T>(gateHeld: Bool = false, _ body: (inout WriteContext) throws -> T) -> Result<T, MillraceError> {
         var resizes = 0
         while true {
             let txn: LMDBTransaction
@@ -520,6 +531,7 @@ final class Writer: @unchecked Sendable {
                 }
                 try deleteAll(context.txn, databases.partitions, prefix: Keys.topicPrefix(info.id))
                 try deleteAll(context.txn, databases.timeIndex, prefix: Keys.topicPrefix(info.id))
+                try deleteAll(context.txn, databases.meta, prefix: Keys.schemaPrefix(info.id))
                 try context.txn.delete(databases.topics, Array(op.name.utf8))
                 try deleteCommittedOffsets(context.txn, topic: op.name)
             }

@@ -1,0 +1,169 @@
+import CLMDB
+import MillraceFormat
+
+/// One registered schema version of a topic, as stored: the document exactly as registered.
+public struct StoredSchema: Sendable, Equatable {
+    public var version: Int32
+    public var document: [UInt8]
+    public var registeredAtMs: Int64
+
+    public init(version: Int32, document: [UInt8], registeredAtMs: Int64) {
+        self.version = version
+        self.document = document
+        self.registeredAtMs = registeredAtMs
+    }
+
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 9 + document.count)
+        writer.writeInteger(Self.encodingVersion)
+        writer.writeInteger(registeredAtMs)
+        return writer.bytes + document
+    }
+
+    static let encodingVersion: UInt8 = 1
+
+    init(version: Int32, decoding bytes: UnsafeRawBufferPointer) throws {
+        var reader = ByteReader(bytes)
+        let encoding: UInt8 = try reader.readInteger("schema record version")
+        guard encoding == Self.encodingVersion else {
+            throw MillraceError(.newerFormatVersion, "schema version \(version) was written with record version \(encoding)")
+        }
+        self.version = version
+        registeredAtMs = try reader.readInteger("schema registration time")
+        document = Array(bytes[9...])
+    }
+}
+
+/// What a registration did.
+public struct SchemaRegistration: Sendable, Equatable {
+    public var version: Int32
+    /// False when the document was identical to an existing version, which is returned.
+    public var created: Bool
+}
+
+extension Keys {
+    /// In the meta database: "schema" 0x00, topic id, version (big-endian, so versions sort).
+    static func schemaPrefix(_ topicID: UInt32) -> [UInt8] {
+        var writer = ByteWriter(capacity: 11)
+        writer.writeBytes(Array("schema".utf8))
+        writer.writeInteger(UInt8(0))
+        writer.writeInteger(topicID)
+        return writer.bytes
+    }
+
+    static func schema(_ topicID: UInt32, _ version: Int32) -> [UInt8] {
+        var writer = ByteWriter(capacity: 15)
+        writer.writeBytes(schemaPrefix(topicID))
+        writer.writeInteger(version)
+        return writer.bytes
+    }
+}
+
+extension Storage {
+    /// Every registered version of `topic`'s schema, oldest first.
+    public func schemas(topic: String) throws -> [StoredSchema] {
+        try withReadTransaction { txn, snapshot in
+            guard let info = snapshot.topics[topic] else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
+            return try Self.readSchemas(txn, databases.meta, topicID: info.id)
+        }
+    }
+
+    /// One version (nil: the latest); nil when the topic has no such version.
+    public func schema(topic: String, version: Int32?) throws -> StoredSchema? {
+        let all = try schemas(topic: topic)
+        guard let version else { return all.last }
+        return all.first { $0.version == version }
+    }
+
+    static func readSchemas(_ txn: LMDBTransaction, _ meta: MDB_dbi, topicID: UInt32) throws -> [StoredSchema] {
+        let prefix = Keys.schemaPrefix(topicID)
+        let cursor = try LMDBCursor(txn, meta)
+        defer { cursor.close() }
+        var result: [StoredSchema] = []
+        var entry = try cursor.get(MDB_SET_RANGE, key: prefix)
+        while let current = entry, Keys.hasPrefix(current.key, prefix), current.key.count == prefix.count + 4 {
+            var reader = ByteReader(UnsafeRawBufferPointer(rebasing: current.key[prefix.count...]))
+            let version: Int32 = try reader.readInteger("schema version")
+            result.append(try StoredSchema(version: version, decoding: current.value))
+            entry = try cursor.get(MDB_NEXT)
+        }
+        return result
+    }
+
+    /// Registers `document` as the next version of `topic`'s schema, in one write
+    /// transaction with the decision: `decide` sees every existing version and returns the
+    /// version the document is identical to (nothing is written), or nil to add it, or throws
+    /// to refuse it (an incompatible change). Runs on the writer thread: two registrations
+    /// never decide against the same history.
+    public func registerSchema(
+        topic: String, document: [UInt8], decide: @escaping @Sendable ([StoredSchema]) throws -> Int32?
+    ) async throws -> SchemaRegistration {
+        let writer = try requireWriter()
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.submitNow(
+                .registerSchema(RegisterSchemaOperation(topic: topic, document: document, decide: decide) { continuation.resume(with: $0) }))
+        }
+    }
+
+    /// Changes a topic's schema policies (compatibility, what to do with invalid records).
+    public func setSchemaPolicy(topic: String, compatibility: SchemaCompatibility?, onInvalid: InvalidRecordPolicy?) async throws -> TopicInfo {
+        let writer = try requireWriter()
+        return try await withCheckedThrowingContinuation { continuation in
+            writer.submitNow(
+                .setSchemaPolicy(SchemaPolicyOperation(topic: topic, compatibility: compatibility, onInvalid: onInvalid) { continuation.resume(with: $0) }))
+        }
+    }
+}
+
+struct RegisterSchemaOperation {
+    var topic: String
+    var document: [UInt8]
+    var decide: @Sendable ([StoredSchema]) throws -> Int32?
+    var completion: @Sendable (Result<SchemaRegistration, MillraceError>) -> Void
+}
+
+struct SchemaPolicyOperation {
+    var topic: String
+    var compatibility: SchemaCompatibility?
+    var onInvalid: InvalidRecordPolicy?
+    var completion: @Sendable (Result<TopicInfo, MillraceError>) -> Void
+}
+
+extension Writer {
+    func registerSchema(_ op: RegisterSchemaOperation) -> Result<SchemaRegistration, MillraceError> {
+        guard let info = catalog.withLock({ $0.topics[op.topic] }) else {
+            return .failure(MillraceError(.unknownTopic, "topic \"\(op.topic)\" does not exist"))
+        }
+        return withTransaction { context -> SchemaRegistration in
+            let existing = try Storage.readSchemas(context.txn, databases.meta, topicID: info.id)
+            let identical: Int32?
+            do {
+                identical = try op.decide(existing)
+            } catch let error as MillraceError {
+                throw error
+            } catch {
+                throw MillraceError(.invalidRequest, "\(error)")
+            }
+            if let identical { return SchemaRegistration(version: identical, created: false) }
+            let version = (existing.last?.version ?? 0) + 1
+            let stored = StoredSchema(version: version, document: op.document, registeredAtMs: context.nowMs)
+            try context.txn.put(databases.meta, Keys.schema(info.id, version), stored.encoded())
+            return SchemaRegistration(version: version, created: true)
+        }
+    }
+
+    func setSchemaPolicy(_ op: SchemaPolicyOperation) -> Result<TopicInfo, MillraceError> {
+        guard var info = catalog.withLock({ $0.topics[op.topic] }) else {
+            return .failure(MillraceError(.unknownTopic, "topic \"\(op.topic)\" does not exist"))
+        }
+        if let compatibility = op.compatibility { info.config.compatibility = compatibility }
+        if let onInvalid = op.onInvalid { info.config.onInvalid = onInvalid }
+        let updated = info
+        let result = withTransaction { context -> TopicInfo in
+            try context.txn.put(databases.topics, Array(op.topic.utf8), updated.encoded())
+            return updated
+        }
+        if case .success(let stored) = result { catalog.withLock { $0.topics[op.topic] = stored } }
+        return result
+    }
+}
