@@ -14,6 +14,8 @@ public struct Schema: Sendable {
     /// The document as registered.
     public let document: JSONValue
     let nodes: [Node]
+    /// Each node's location in the document (a JSON pointer).
+    let locations: [String]
 
     struct TypeSet: OptionSet, Sendable {
         let rawValue: UInt8
@@ -91,6 +93,7 @@ public struct Schema: Sendable {
         _ = try compiler.compile(document, at: [], depth: 0)
         try compiler.checkLoops()
         nodes = compiler.nodes
+        locations = compiler.locations
     }
 }
 
@@ -100,7 +103,7 @@ struct SchemaCompiler {
     var nodes: [Schema.Node] = []
     /// Location (JSON pointer) → node, so a location compiles once and `$ref` loops close.
     private var compiled: [String: Int] = [:]
-    private var locations: [String] = []
+    private(set) var locations: [String] = []
 
     static let annotations: Set<String> = ["$schema", "$comment", "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly"]
 
