@@ -36,7 +36,7 @@ let package = Package(
         .target(
             name: "MillraceServer",
             dependencies: [
-                "MillraceStorage", "MillraceWire", "MillraceFormat",
+                "MillraceStorage", "MillraceWire", "MillraceFormat", "MillraceSchema",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "MillraceClient",
             dependencies: [
-                "MillraceWire", "MillraceFormat",
+                "MillraceWire", "MillraceFormat", "MillraceSchema",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -56,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "millrace",
             dependencies: [
-                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceWire", "MillraceClient",
+                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceWire", "MillraceClient", "MillraceSchema",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

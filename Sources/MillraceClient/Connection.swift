@@ -118,6 +118,7 @@ final class ClientHandler: ChannelDuplexHandler {
     private struct Waiting {
         var correlationID: Int32
         var api: ApiKey
+        var apiVersion: Int16
         var deadline: NIODeadline
         var promise: EventLoopPromise<ResponseBody>
     }
@@ -143,7 +144,8 @@ final class ClientHandler: ChannelDuplexHandler {
         var buffer = context.channel.allocator.buffer(capacity: 64)
         RequestCodec.encode(outgoing.request, correlationID: correlationID, into: &buffer)
         let deadline = context.eventLoop.now + outgoing.timeout
-        waiting.append(Waiting(correlationID: correlationID, api: outgoing.request.apiKey, deadline: deadline, promise: outgoing.promise))
+        waiting.append(
+            Waiting(correlationID: correlationID, api: outgoing.request.apiKey, apiVersion: outgoing.request.apiVersion, deadline: deadline, promise: outgoing.promise))
         promise?.succeed()
         context.write(wrapOutboundOut(buffer), promise: nil)
         armTimer(context: context, for: deadline)
@@ -156,7 +158,7 @@ final class ClientHandler: ChannelDuplexHandler {
         }
         let response: Response
         do {
-            response = try ResponseCodec.decode(frame: frame, apiKey: head.api)
+            response = try ResponseCodec.decode(frame: frame, apiKey: head.api, apiVersion: head.apiVersion)
         } catch {
             let reason = (error as? MillraceError)?.message ?? "\(error)"
             let failure = MillraceError(.notABroker, "\(peer) sent an answer that is not a Millrace \(head.api) response (\(reason))")

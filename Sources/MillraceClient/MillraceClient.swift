@@ -1,5 +1,6 @@
 import Logging
 import MillraceFormat
+import MillraceSchema
 import MillraceWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -35,6 +36,8 @@ public final class MillraceClient: Sendable {
 
     /// The live connection, or the one being opened (shared, so requests keep their order).
     private let link = NIOLockedValueBox<Link?>(nil)
+    /// Compiled schemas fetched by version, per topic (versions never change once registered).
+    let schemaCache = NIOLockedValueBox<[String: [Int32: Schema]]>([:])
 
     public init(host: String = "127.0.0.1", port: Int = 7450, configuration: Configuration = Configuration()) {
         self.host = host

@@ -229,7 +229,8 @@ public final class Producer: Sendable {
             return finish(pending, .failure(error))
         }
         let request = Request.produce(
-            ProduceRequest(timeoutMs: 30_000, topics: [TopicEntries(topic: key.topic, [ProducePartition(partition: key.partition, records: bytes)])]))
+            ProduceRequest(
+                timeoutMs: 30_000, topics: [TopicEntries(topic: key.topic, [ProducePartition(partition: key.partition, records: bytes)])], version: 1))
         let shipment = Shipment(request: request, pending: pending)
         // Behind any retries: a partition's batches go out in order.
         let queued = state.withLockedValue { state -> Bool in
@@ -249,7 +250,10 @@ public final class Producer: Sendable {
                 }
                 if entry.errorCode == .none {
                     recovered()
-                    return finish(shipment.pending, .success((entry.partition, entry.baseOffset)))
+                    return finish(shipment.pending, .success((entry.partition, entry.baseOffset)), outcomes: entry.outcomes, topic: topics[0].topic)
+                }
+                if entry.errorCode == .invalidRecord {
+                    return finish(shipment.pending, .failure(MillraceError(entry.errorCode, entry.message)), outcomes: entry.outcomes, topic: topics[0].topic)
                 }
                 retryOrFail(shipment, MillraceError(entry.errorCode, entry.message))
             case .success:
@@ -304,9 +308,33 @@ public final class Producer: Sendable {
         if wasDown { client.logger.notice("produce is getting through again") }
     }
 
-    private func finish(_ pending: Pending, _ result: Result<(Int32, Int64), any Error>) {
+    /// Tells each record's caller what happened. Without outcomes, record n is at the base
+    /// offset + n; with them (Produce version 1), records named there were not appended here
+    /// and the others take the offsets in order.
+    private func finish(_ pending: Pending, _ result: Result<(Int32, Int64), any Error>, outcomes: [RecordOutcome] = [], topic: String = "") {
+        let named = Dictionary(outcomes.map { (Int($0.index), $0) }, uniquingKeysWith: { first, _ in first })
+        var appended: Int64 = 0
         for (index, completion) in pending.completions.enumerated() {
-            completion(result.map { ($0.0, $0.1 + Int64(index)) })
+            if let outcome = named[index] {
+                switch outcome.kind {
+                case .quarantined:
+                    completion(.failure(RecordQuarantined(topic: topic + ".quarantine", offset: outcome.offset, outcome: outcome)))
+                case .invalid:
+                    completion(.failure(MillraceError(.invalidRecord, "\(outcome.path.isEmpty ? "/" : outcome.path): \(outcome.message)")))
+                case .duplicate:
+                    completion(result.map { ($0.0, outcome.offset) })
+                }
+                continue
+            }
+            switch result {
+            case .success(let (partition, base)):
+                completion(.success((partition, base + appended)))
+                appended += 1
+            case .failure(let error as MillraceError) where error.code == .invalidRecord && !named.isEmpty:
+                completion(.failure(MillraceError(.invalidRecord, "not appended: another record of the same batch broke the schema (\(error.message))")))
+            case .failure(let error):
+                completion(.failure(error))
+            }
         }
         let (drained, room) = state.withLockedValue { state -> ([EventLoopPromise<Void>], [(id: UInt64, continuation: CheckedContinuation<Void, Never>)]) in
             state.inFlight -= 1
@@ -319,5 +347,17 @@ public final class Producer: Sendable {
         }
         for waiter in room { waiter.continuation.resume() }
         for waiter in drained { waiter.succeed() }
+    }
+}
+
+/// A record the broker parked in the topic's quarantine because it broke the schema (policy
+/// `quarantine`): acknowledged, not appended to the topic; fix it and re-drive it.
+public struct RecordQuarantined: Error, Sendable, CustomStringConvertible {
+    public let topic: String
+    public let offset: Int64
+    public let outcome: RecordOutcome
+
+    public var description: String {
+        "quarantined in \(topic) at offset \(offset): \(outcome.path.isEmpty ? "/" : outcome.path): \(outcome.message)"
     }
 }

@@ -73,6 +73,16 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case notABroker = 33
     /// A broker-wide limit is reached (groups, members in a group); the message names it.
     case limitReached = 34
+    /// A schema document was refused: not JSON, a keyword outside the supported subset, a
+    /// `$ref` that does not resolve, or over a schema limit. The message names it.
+    case invalidSchema = 35
+    /// A schema version breaks the topic's compatibility mode; every reason is listed.
+    case incompatibleSchema = 36
+    /// The topic has no schema, or no schema with the version named.
+    case unknownSchemaVersion = 37
+    /// Records break the topic's schema (policy `reject`): none of that partition's records
+    /// were appended; each bad record is named with its path, rule and value.
+    case invalidRecord = 38
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
@@ -83,7 +93,8 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
             .keyTooLarge, .unknownTopic, .unknownPartition, .topicAlreadyExists, .invalidTopicName,
             .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .notDataDirectory,
             .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion,
-            .unknownMember, .staleGeneration, .unknownGroup, .groupNotEmpty, .notABroker:
+            .unknownMember, .staleGeneration, .unknownGroup, .groupNotEmpty, .notABroker, .invalidSchema, .incompatibleSchema,
+            .unknownSchemaVersion, .invalidRecord:
             return false
         }
     }
@@ -125,6 +136,10 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .requestTimedOut: return "request_timed_out"
         case .notABroker: return "not_a_broker"
         case .limitReached: return "limit_reached"
+        case .invalidSchema: return "invalid_schema"
+        case .incompatibleSchema: return "incompatible_schema"
+        case .unknownSchemaVersion: return "unknown_schema_version"
+        case .invalidRecord: return "invalid_record"
         }
     }
 }

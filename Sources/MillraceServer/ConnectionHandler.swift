@@ -195,7 +195,10 @@ final class ConnectionHandler: ChannelInboundHandler {
                 dispatcher.handle(request, on: context.eventLoop, responseBytesAllowed: allowance).whenComplete { result in
                     let (handler, context) = loopBound.value
                     switch result {
-                    case .success(let body): handler.complete(sequence, Response(correlationID: header.correlationID, body: body), context: context)
+                    case .success(let body):
+                        var response = Response(correlationID: header.correlationID, body: body)
+                        response.apiVersion = header.apiVersion
+                        handler.complete(sequence, response, context: context)
                     case .failure(let error):
                         let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
                         handler.complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)

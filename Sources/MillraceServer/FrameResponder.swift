@@ -32,7 +32,11 @@ public final class FrameResponder: Sendable {
                 fetch.maxWaitMs = min(fetch.maxWaitMs, maxWaitCapMs)
                 request = .fetch(fetch)
             }
-            return dispatcher.handle(request, on: eventLoop).map { Self.encoded(Response(correlationID: header.correlationID, body: $0)) }
+            return dispatcher.handle(request, on: eventLoop).map { body in
+                var response = Response(correlationID: header.correlationID, body: body)
+                response.apiVersion = header.apiVersion
+                return Self.encoded(response)
+            }
                 .flatMapErrorThrowing { error in
                     Self.encoded(Response(correlationID: header.correlationID, error: error as? MillraceError ?? MillraceError(.unexpected, "\(error)")))
                 }

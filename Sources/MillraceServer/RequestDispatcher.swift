@@ -14,11 +14,13 @@ final class RequestDispatcher: Sendable {
     let advertisedPort: Int32
     let waiters = FetchWaiters()
     let groups: GroupCoordinator
+    let schemas: SchemaRegistry
 
     init(storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger) {
         self.storage = storage
         self.logger = logger
         groups = GroupCoordinator(storage: storage, clock: clock)
+        schemas = SchemaRegistry(storage: storage)
         self.advertisedHost = advertisedHost
         self.advertisedPort = advertisedPort
         storage.observeCommits { [waiters] partitions in waiters.wake(partitions) }
@@ -45,8 +47,35 @@ final class RequestDispatcher: Sendable {
             case .deleteTopic(let name):
                 // Callbacks, not tasks: the broker never waits on Swift's cooperative pool.
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
-                storage.deleteTopic(name) { result in promise.completeWith(result.map { .deleteTopic }.mapError { $0 as any Error }) }
+                storage.deleteTopic(name) { [schemas] result in
+                    schemas.forget(name)
+                    promise.completeWith(result.map { .deleteTopic }.mapError { $0 as any Error })
+                }
                 return promise.futureResult
+            case .registerSchema(let register):
+                let promise = eventLoop.makePromise(of: ResponseBody.self)
+                schemas.register(register) { result in promise.completeWith(result.map { .registerSchema($0) }.mapError { $0 as any Error }) }
+                return promise.futureResult
+            case .getSchema(let topic, let version):
+                guard let stored = try storage.schema(topic: topic, version: version < 0 ? nil : version) else {
+                    let count = try storage.schemas(topic: topic).count
+                    throw MillraceError(
+                        .unknownSchemaVersion,
+                        count == 0 ? "topic \(topic) has no schema; register one with `millrace schema register \(topic) FILE`"
+                            : "topic \(topic) has schema versions 1...\(count); \(version) is not one")
+                }
+                return eventLoop.makeSucceededFuture(.getSchema(SchemaResponse(version: stored.version, registeredAtMs: stored.registeredAtMs, schema: stored.document)))
+            case .listSchemas(let topic):
+                guard let info = storage.topicInfo(topic) else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
+                let versions = try storage.schemas(topic: topic).map {
+                    SchemaVersionSummary(version: $0.version, registeredAtMs: $0.registeredAtMs, bytes: Int32($0.document.count))
+                }
+                return eventLoop.makeSucceededFuture(
+                    .listSchemas(
+                        ListSchemasResponse(
+                            compatibility: Int8(info.config.compatibility.rawValue), onInvalid: Int8(info.config.onInvalid.rawValue), versions: versions)))
+            case .setSchemaPolicy(let policy):
+                return setSchemaPolicy(policy, on: eventLoop)
             case .produce(let produce):
                 return self.produce(produce, on: eventLoop)
             case .fetch(let fetch):
@@ -167,21 +196,12 @@ final class RequestDispatcher: Sendable {
         } catch {
             return failed(MillraceError(.corruptBatch, "\(error)"))
         }
-        // One operation for all of the partition's batches: appended together or not at all.
-        let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
-        storage.append(topic: topic, partition: entry.partition, batches: batches) { result in
-            switch result {
-            case .success(let appended):
-                promise.succeed(
-                    ProducePartitionResult(
-                        partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
-                        logStartOffset: appended.logStartOffset))
-            case .failure(let error):
-                promise.succeed(
-                    ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1))
-            }
+        // One operation for all of the partition's batches: appended together or not at all,
+        // once they pass the topic's schema (if it has one).
+        let storage = self.storage
+        return appendChecked(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, completion in
+            storage.append(topic: topic, partition: partition, batches: batches, completion: completion)
         }
-        return promise.futureResult
     }
 
     /// Whole batches back to back, each sized by its own length field.

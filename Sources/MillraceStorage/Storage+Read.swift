@@ -28,6 +28,11 @@ extension Storage {
         return (info, id, snapshot.logDatabases[id]!)
     }
 
+    /// A topic's catalog entry, from memory (no transaction); nil when there is none.
+    public func topicInfo(_ name: String) -> TopicInfo? {
+        catalog.withLock { $0.topics[name] }
+    }
+
     public func listTopics() throws -> [TopicInfo] {
         catalog.withLock { $0.topics.values.sorted { $0.name < $1.name } }
     }

@@ -98,20 +98,33 @@ extension Storage {
     public func registerSchema(
         topic: String, document: [UInt8], decide: @escaping @Sendable ([StoredSchema]) throws -> Int32?
     ) async throws -> SchemaRegistration {
-        let writer = try requireWriter()
-        return try await withCheckedThrowingContinuation { continuation in
-            writer.submitNow(
-                .registerSchema(RegisterSchemaOperation(topic: topic, document: document, decide: decide) { continuation.resume(with: $0) }))
+        try await withCheckedThrowingContinuation { continuation in
+            registerSchema(topic: topic, document: document, decide: decide) { continuation.resume(with: $0) }
         }
+    }
+
+    /// As above; `completion` runs on a storage thread once the version is durable.
+    public func registerSchema(
+        topic: String, document: [UInt8], decide: @escaping @Sendable ([StoredSchema]) throws -> Int32?,
+        completion: @escaping @Sendable (Result<SchemaRegistration, MillraceError>) -> Void
+    ) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.registerSchema(RegisterSchemaOperation(topic: topic, document: document, decide: decide, completion: completion)))
     }
 
     /// Changes a topic's schema policies (compatibility, what to do with invalid records).
     public func setSchemaPolicy(topic: String, compatibility: SchemaCompatibility?, onInvalid: InvalidRecordPolicy?) async throws -> TopicInfo {
-        let writer = try requireWriter()
-        return try await withCheckedThrowingContinuation { continuation in
-            writer.submitNow(
-                .setSchemaPolicy(SchemaPolicyOperation(topic: topic, compatibility: compatibility, onInvalid: onInvalid) { continuation.resume(with: $0) }))
+        try await withCheckedThrowingContinuation { continuation in
+            setSchemaPolicy(topic: topic, compatibility: compatibility, onInvalid: onInvalid) { continuation.resume(with: $0) }
         }
+    }
+
+    public func setSchemaPolicy(
+        topic: String, compatibility: SchemaCompatibility?, onInvalid: InvalidRecordPolicy?,
+        completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void
+    ) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.setSchemaPolicy(SchemaPolicyOperation(topic: topic, compatibility: compatibility, onInvalid: onInvalid, completion: completion)))
     }
 }
 

@@ -38,7 +38,7 @@ public final class Storage: @unchecked Sendable {
     let catalog: Locked<CatalogSnapshot>
     let clock: any MillraceClock
     let readTransactions: ReadTransactionPool
-    private let writer: Writer?
+    let writer: Writer?
     private let lock: DataDirectory.Lock
     private let closed = Locked(false)
 

@@ -30,7 +30,20 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case listGroups = 15
     /// Delete an idle group's committed offsets.
     case deleteGroup = 16
+    /// Register a topic's next schema version (or, as a dry run, only check it).
+    case registerSchema = 17
+    /// One schema version's document.
+    case getSchema = 18
+    /// A topic's schema versions and its schema policies.
+    case listSchemas = 19
+    /// Change a topic's compatibility mode and what happens to invalid records.
+    case setSchemaPolicy = 20
 
-    /// Versions this build speaks.
-    public var versions: ClosedRange<Int16> { 0...0 }
+    /// Versions this build speaks. Produce 1 answers with a per-record outcome.
+    public var versions: ClosedRange<Int16> {
+        switch self {
+        case .produce: 0...1
+        default: 0...0
+        }
+    }
 }

@@ -45,7 +45,7 @@ public enum RequestCodec {
     public static func encode(_ request: Request, correlationID: Int32, into buffer: inout ByteBuffer) {
         FrameDecoder.writeFrame(into: &buffer) { buffer in
             buffer.writeInteger(request.apiKey.rawValue)
-            buffer.writeInteger(Int16(0))
+            buffer.writeInteger(request.apiVersion)
             buffer.writeInteger(correlationID)
             writeBody(request, into: &buffer)
         }
@@ -95,6 +95,19 @@ public enum RequestCodec {
         case .offsetFetch(let fetch):
             buffer.writeMillraceString(fetch.group)
             fetch.topics.write(to: &buffer)
+        case .registerSchema(let register):
+            buffer.writeMillraceString(register.topic)
+            buffer.writeMillraceBytes(register.schema)
+            buffer.writeInteger(Int8(register.dryRun ? 1 : 0))
+        case .getSchema(let topic, let version):
+            buffer.writeMillraceString(topic)
+            buffer.writeInteger(version)
+        case .listSchemas(let topic):
+            buffer.writeMillraceString(topic)
+        case .setSchemaPolicy(let policy):
+            buffer.writeMillraceString(policy.topic)
+            buffer.writeInteger(policy.compatibility)
+            buffer.writeInteger(policy.onInvalid)
         }
     }
 
@@ -113,7 +126,7 @@ public enum RequestCodec {
         guard let api = ApiKey(rawValue: apiKey) else { return .unknownApi(header) }
         guard api.versions.contains(version) else { return .unsupportedVersion(header) }
         do {
-            let request = try readBody(api, &buffer)
+            let request = try readBody(api, version, &buffer)
             guard buffer.readableBytes == 0 else {
                 throw MillraceError(.malformedRequest, "\(buffer.readableBytes) bytes follow the \(api) request body")
             }
@@ -127,7 +140,7 @@ public enum RequestCodec {
         }
     }
 
-    private static func readBody(_ api: ApiKey, _ buffer: inout ByteBuffer) throws -> Request {
+    private static func readBody(_ api: ApiKey, _ version: Int16, _ buffer: inout ByteBuffer) throws -> Request {
         switch api {
         case .apiVersions:
             return .apiVersions
@@ -154,7 +167,8 @@ public enum RequestCodec {
         case .describeTopic:
             return .describeTopic(name: try readTopic(&buffer, "name"))
         case .produce:
-            return .produce(ProduceRequest(timeoutMs: try buffer.readMillraceInteger("timeout"), topics: try .init(requestTopicsFrom: &buffer)))
+            return .produce(
+                ProduceRequest(timeoutMs: try buffer.readMillraceInteger("timeout"), topics: try .init(requestTopicsFrom: &buffer), version: version))
         case .fetch:
             return .fetch(
                 FetchRequest(
@@ -178,6 +192,23 @@ public enum RequestCodec {
                     generation: try buffer.readMillraceInteger("generation"), topics: try .init(requestTopicsFrom: &buffer)))
         case .offsetFetch:
             return .offsetFetch(OffsetFetchRequest(group: try readGroup(&buffer), topics: try .init(requestTopicsFrom: &buffer)))
+        case .registerSchema:
+            let topic = try readTopic(&buffer)
+            guard let schema = try buffer.readMillraceBytes("schema") else { throw MillraceError(.malformedRequest, "the schema is null") }
+            guard schema.count <= Limits.schemaBytesMax else {
+                throw MillraceError(.invalidSchema, "the schema is \(schema.count) bytes; at most \(Limits.schemaBytesMax) (schemaBytesMax)")
+            }
+            let dryRun: Int8 = try buffer.readMillraceInteger("dry run")
+            return .registerSchema(RegisterSchemaRequest(topic: topic, schema: schema, dryRun: dryRun != 0))
+        case .getSchema:
+            return .getSchema(topic: try readTopic(&buffer), version: try buffer.readMillraceInteger("version"))
+        case .listSchemas:
+            return .listSchemas(topic: try readTopic(&buffer))
+        case .setSchemaPolicy:
+            return .setSchemaPolicy(
+                SchemaPolicyRequest(
+                    topic: try readTopic(&buffer), compatibility: try buffer.readMillraceInteger("compatibility"),
+                    onInvalid: try buffer.readMillraceInteger("on invalid")))
         }
     }
 
@@ -215,11 +246,11 @@ public enum ResponseCodec {
             buffer.writeInteger(response.errorCode.rawValue)
             // Messages may quote request fields; each is bounded, and so is the whole.
             buffer.writeMillraceString(response.message, maxBytes: Limits.errorMessageBytesMax)
-            if response.errorCode == .none, let body = response.body { writeBody(body, into: &buffer) }
+            if response.errorCode == .none, let body = response.body { writeBody(body, version: response.apiVersion, into: &buffer) }
         }
     }
 
-    private static func writeBody(_ body: ResponseBody, into buffer: inout ByteBuffer) {
+    private static func writeBody(_ body: ResponseBody, version: Int16, into buffer: inout ByteBuffer) {
         switch body {
         case .apiVersions(let versions):
             versions.apis.write(to: &buffer)
@@ -240,6 +271,11 @@ public enum ResponseCodec {
             topic.partitions.write(to: &buffer)
         case .listTopics(let topics):
             topics.write(to: &buffer)
+        case .produce(let topics) where version >= 1:
+            buffer.writeMillraceArray(topics) { buffer, topic in
+                buffer.writeMillraceString(topic.topic)
+                buffer.writeMillraceArray(topic.entries) { buffer, entry in entry.writeVersion1(to: &buffer) }
+            }
         case .produce(let topics):
             topics.write(to: &buffer)
         case .fetch(let topics):
@@ -259,12 +295,26 @@ public enum ResponseCodec {
             group.offsets.write(to: &buffer)
         case .listGroups(let groups):
             groups.write(to: &buffer)
+        case .registerSchema(let registered):
+            buffer.writeInteger(registered.version)
+            buffer.writeInteger(Int8(registered.created ? 1 : 0))
+            buffer.writeMillraceArray(registered.problems) { $0.writeMillraceString($1, maxBytes: 1_024) }
+        case .getSchema(let schema):
+            buffer.writeInteger(schema.version)
+            buffer.writeInteger(schema.registeredAtMs)
+            buffer.writeMillraceBytes(schema.schema)
+        case .listSchemas(let list):
+            buffer.writeInteger(list.compatibility)
+            buffer.writeInteger(list.onInvalid)
+            list.versions.write(to: &buffer)
+        case .setSchemaPolicy:
+            break
         }
     }
 
     /// Decodes one response frame, given the API of the request it answers (the client knows
     /// it from the correlation id).
-    public static func decode(frame: ByteBuffer, apiKey: ApiKey) throws -> Response {
+    public static func decode(frame: ByteBuffer, apiKey: ApiKey, apiVersion: Int16 = 0) throws -> Response {
         var buffer = frame
         let correlationID: Int32 = try buffer.readMillraceInteger("correlation id")
         let errorCode = try readErrorCode(&buffer)
@@ -272,14 +322,16 @@ public enum ResponseCodec {
         guard errorCode == .none else {
             return Response(correlationID: correlationID, error: MillraceError(errorCode, message))
         }
-        let body = try readBody(apiKey, &buffer)
+        let body = try readBody(apiKey, apiVersion, &buffer)
         guard buffer.readableBytes == 0 else {
             throw MillraceError(.malformedRequest, "\(buffer.readableBytes) bytes follow the \(apiKey) response body")
         }
-        return Response(correlationID: correlationID, body: body)
+        var response = Response(correlationID: correlationID, body: body)
+        response.apiVersion = apiVersion
+        return response
     }
 
-    private static func readBody(_ api: ApiKey, _ buffer: inout ByteBuffer) throws -> ResponseBody {
+    private static func readBody(_ api: ApiKey, _ version: Int16, _ buffer: inout ByteBuffer) throws -> ResponseBody {
         switch api {
         case .apiVersions:
             return .apiVersions(
@@ -303,6 +355,15 @@ public enum ResponseCodec {
                     createdAtMs: try buffer.readMillraceInteger("created at"), partitions: try .init(from: &buffer, "partitions")))
         case .listTopics:
             return .listTopics(try .init(from: &buffer, "topics"))
+        case .produce where version >= 1:
+            return .produce(
+                try buffer.readMillraceArray("topics", minimumElementBytes: 6, countMax: Limits.topicsPerRequestMax) { buffer in
+                    let topic = try buffer.readMillraceString("topic")
+                    let entries = try buffer.readMillraceArray("partitions", minimumElementBytes: ProducePartitionResult.minimumBytes + 4) {
+                        try ProducePartitionResult(version1: &$0)
+                    }
+                    return TopicEntries(topic: topic, entries)
+                })
         case .produce:
             return .produce(try .init(from: &buffer, "topics"))
         case .fetch:
@@ -328,6 +389,23 @@ public enum ResponseCodec {
             return .listGroups(try .init(from: &buffer, "groups"))
         case .deleteGroup:
             return .deleteGroup
+        case .registerSchema:
+            let version: Int32 = try buffer.readMillraceInteger("version")
+            let created: Int8 = try buffer.readMillraceInteger("created")
+            let problems = try buffer.readMillraceArray("problems", minimumElementBytes: 2) { try $0.readMillraceString("problem") }
+            return .registerSchema(RegisterSchemaResponse(version: version, created: created != 0, problems: problems))
+        case .getSchema:
+            let version: Int32 = try buffer.readMillraceInteger("version")
+            let registeredAtMs: Int64 = try buffer.readMillraceInteger("registered at")
+            guard let schema = try buffer.readMillraceBytes("schema") else { throw MillraceError(.malformedRequest, "the schema is null") }
+            return .getSchema(SchemaResponse(version: version, registeredAtMs: registeredAtMs, schema: schema))
+        case .listSchemas:
+            return .listSchemas(
+                ListSchemasResponse(
+                    compatibility: try buffer.readMillraceInteger("compatibility"), onInvalid: try buffer.readMillraceInteger("on invalid"),
+                    versions: try .init(from: &buffer, "versions")))
+        case .setSchemaPolicy:
+            return .setSchemaPolicy
         }
     }
 }

@@ -36,6 +36,17 @@ public enum Request: Equatable, Sendable {
     case describeGroup(group: String)
     case listGroups
     case deleteGroup(group: String)
+    case registerSchema(RegisterSchemaRequest)
+    /// Version -1: the latest.
+    case getSchema(topic: String, version: Int32)
+    case listSchemas(topic: String)
+    case setSchemaPolicy(SchemaPolicyRequest)
+
+    /// The version written in the request header.
+    public var apiVersion: Int16 {
+        if case .produce(let produce) = self { return produce.version }
+        return 0
+    }
 
     public var apiKey: ApiKey {
         switch self {
@@ -56,6 +67,10 @@ public enum Request: Equatable, Sendable {
         case .describeGroup: return .describeGroup
         case .listGroups: return .listGroups
         case .deleteGroup: return .deleteGroup
+        case .registerSchema: return .registerSchema
+        case .getSchema: return .getSchema
+        case .listSchemas: return .listSchemas
+        case .setSchemaPolicy: return .setSchemaPolicy
         }
     }
 }
@@ -86,10 +101,13 @@ public struct CreateTopicRequest: Equatable, Sendable {
 public struct ProduceRequest: Equatable, Sendable {
     public var timeoutMs: Int32
     public var topics: [TopicEntries<ProducePartition>]
+    /// 0, or 1 for an answer with per-record outcomes. The body is the same in both.
+    public var version: Int16
 
-    public init(timeoutMs: Int32, topics: [TopicEntries<ProducePartition>]) {
+    public init(timeoutMs: Int32, topics: [TopicEntries<ProducePartition>], version: Int16 = 0) {
         self.timeoutMs = timeoutMs
         self.topics = topics
+        self.version = version
     }
 }
 

@@ -8,6 +8,8 @@ public struct Response: Equatable, Sendable {
     public var errorCode: ErrorCode
     public var message: String
     public var body: ResponseBody?
+    /// The version of the request answered (it decides the body's layout).
+    public var apiVersion: Int16 = 0
 
     public init(correlationID: Int32, body: ResponseBody) {
         self.correlationID = correlationID
@@ -43,6 +45,10 @@ public enum ResponseBody: Equatable, Sendable {
     case describeGroup(DescribeGroupResponse)
     case listGroups([GroupSummary])
     case deleteGroup
+    case registerSchema(RegisterSchemaResponse)
+    case getSchema(SchemaResponse)
+    case listSchemas(ListSchemasResponse)
+    case setSchemaPolicy
 
     public var apiKey: ApiKey {
         switch self {
@@ -63,6 +69,10 @@ public enum ResponseBody: Equatable, Sendable {
         case .describeGroup: return .describeGroup
         case .listGroups: return .listGroups
         case .deleteGroup: return .deleteGroup
+        case .registerSchema: return .registerSchema
+        case .getSchema: return .getSchema
+        case .listSchemas: return .listSchemas
+        case .setSchemaPolicy: return .setSchemaPolicy
         }
     }
 }
@@ -227,10 +237,13 @@ public struct ProducePartitionResult: WireCodable {
     /// -1 unless the topic uses log-append time.
     public var logAppendTimeMs: Int64
     public var logStartOffset: Int64
+    /// Produce version 1: the records not simply appended in order (invalid, quarantined,
+    /// duplicate); not on the wire in version 0.
+    public var outcomes: [RecordOutcome]
 
     public init(
         partition: Int32, errorCode: ErrorCode = .none, message: String = "", baseOffset: Int64, logAppendTimeMs: Int64 = -1,
-        logStartOffset: Int64
+        logStartOffset: Int64, outcomes: [RecordOutcome] = []
     ) {
         self.partition = partition
         self.errorCode = errorCode
@@ -238,6 +251,7 @@ public struct ProducePartitionResult: WireCodable {
         self.baseOffset = baseOffset
         self.logAppendTimeMs = logAppendTimeMs
         self.logStartOffset = logStartOffset
+        self.outcomes = outcomes
     }
 
     public static var minimumBytes: Int { 32 }
@@ -256,6 +270,20 @@ public struct ProducePartitionResult: WireCodable {
         baseOffset = try buffer.readMillraceInteger("base offset")
         logAppendTimeMs = try buffer.readMillraceInteger("log append time")
         logStartOffset = try buffer.readMillraceInteger("log start offset")
+        outcomes = []
+    }
+
+    /// Version 1: the version 0 fields, then the outcomes.
+    func writeVersion1(to buffer: inout ByteBuffer) {
+        write(to: &buffer)
+        outcomes.write(to: &buffer)
+    }
+
+    init(version1 buffer: inout ByteBuffer) throws {
+        try self.init(from: &buffer)
+        outcomes = try buffer.readMillraceArray("outcomes", minimumElementBytes: RecordOutcome.minimumBytes, countMax: Limits.recordsPerBatchMax * 16) {
+            try RecordOutcome(from: &$0)
+        }
     }
 }
 

@@ -7,7 +7,7 @@ import NIOCore
 /// A blocking socket client for tests: sends frames, reads frames, and can send raw bytes.
 final class TestClient {
     let descriptor: Int32
-    private var pending: [Int32: ApiKey] = [:]
+    private var pending: [Int32: (api: ApiKey, version: Int16)] = [:]
     private var nextCorrelation: Int32 = 1
 
     init(port: Int) throws {
@@ -41,7 +41,7 @@ final class TestClient {
         nextCorrelation += 1
         var buffer = ByteBuffer()
         RequestCodec.encode(request, correlationID: correlation, into: &buffer)
-        pending[correlation] = request.apiKey
+        pending[correlation] = (request.apiKey, request.apiVersion)
         try sendRaw(Array(buffer.readableBytesView))
         return correlation
     }
@@ -65,8 +65,8 @@ final class TestClient {
         let size = sizeBytes.reduce(0) { $0 << 8 | Int($1) }
         guard let body = try receiveRaw(size) else { return nil }
         let correlation = Int32(bitPattern: UInt32(body[0..<4].reduce(0) { $0 << 8 | UInt32($1) }))
-        let api = pending.removeValue(forKey: correlation) ?? .apiVersions
-        return try ResponseCodec.decode(frame: ByteBuffer(bytes: body), apiKey: api)
+        let sent = pending.removeValue(forKey: correlation) ?? (.apiVersions, 0)
+        return try ResponseCodec.decode(frame: ByteBuffer(bytes: body), apiKey: sent.api, apiVersion: sent.version)
     }
 
     func call(_ request: Request) throws -> Response {

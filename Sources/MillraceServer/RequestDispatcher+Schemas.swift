@@ -1,0 +1,240 @@
+import MillraceFormat
+import MillraceSchema
+import MillraceStorage
+import MillraceWire
+import NIOCore
+
+/// Schema policies and the contract check in the produce path.
+extension RequestDispatcher {
+    func setSchemaPolicy(_ policy: SchemaPolicyRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        var compatibility: SchemaCompatibility?
+        var onInvalid: InvalidRecordPolicy?
+        if policy.compatibility >= 0 {
+            guard let mode = SchemaCompatibility(rawValue: UInt8(policy.compatibility)) else {
+                return eventLoop.makeFailedFuture(MillraceError(.invalidConfig, "compatibility \(policy.compatibility) is unknown; use 0...6 (none ... full-transitive)"))
+            }
+            compatibility = mode
+        }
+        if policy.onInvalid >= 0 {
+            guard let chosen = InvalidRecordPolicy(rawValue: UInt8(policy.onInvalid)) else {
+                return eventLoop.makeFailedFuture(MillraceError(.invalidConfig, "on-invalid \(policy.onInvalid) is unknown; use 0 (reject) or 1 (quarantine)"))
+            }
+            onInvalid = chosen
+            if chosen == .quarantine, policy.topic.utf8.count + Self.quarantineSuffix.utf8.count > Limits.topicNameBytesMax {
+                return eventLoop.makeFailedFuture(
+                    MillraceError(
+                        .invalidConfig,
+                        "topic \(policy.topic) is too long a name for a quarantine topic (\(policy.topic)\(Self.quarantineSuffix) would pass \(Limits.topicNameBytesMax) bytes)"))
+            }
+        }
+        let promise = eventLoop.makePromise(of: ResponseBody.self)
+        storage.setSchemaPolicy(topic: policy.topic, compatibility: compatibility, onInvalid: onInvalid) { [self] result in
+            switch result {
+            case .success(let info) where info.config.onInvalid == .quarantine:
+                // The quarantine topic exists from the moment the policy says so.
+                ensureQuarantine(for: info) { created in
+                    promise.completeWith(created.map { .setSchemaPolicy }.mapError { $0 as any Error })
+                }
+            case .success:
+                promise.succeed(.setSchemaPolicy)
+            case .failure(let error):
+                promise.fail(error)
+            }
+        }
+        return promise.futureResult
+    }
+
+    static let quarantineSuffix = ".quarantine"
+
+    /// Creates `<topic>.quarantine` (one partition, the topic's compression) unless it exists.
+    func ensureQuarantine(for info: TopicInfo, completion: @escaping @Sendable (Result<Void, MillraceError>) -> Void) {
+        let name = info.name + Self.quarantineSuffix
+        guard storage.topicInfo(name) == nil else { return completion(.success(())) }
+        storage.createTopic(name, partitions: 1, config: TopicConfig(compression: info.config.compression)) { result in
+            switch result {
+            case .success: completion(.success(()))
+            case .failure(let error) where error.code == .topicAlreadyExists: completion(.success(()))
+            case .failure(let error): completion(.failure(error))
+            }
+        }
+    }
+
+    /// The records of `batches` that break the topic's schema, each with its outcome; empty
+    /// when all pass or the topic has no schema. Each value is parsed once.
+    func invalidRecords(topic: String, batches: [[UInt8]]) throws -> (entry: SchemaRegistry.Entry, records: [(batch: Int, record: Int, outcome: RecordOutcome)], decoded: [RecordBatch]) {
+        let entry = try schemas.entry(topic)
+        guard entry.latest > 0 else { return (entry, [], []) }
+        var tape = JSONTape()
+        var invalid: [(batch: Int, record: Int, outcome: RecordOutcome)] = []
+        var decoded: [RecordBatch] = []
+        var index: Int32 = 0
+        for (batchIndex, bytes) in batches.enumerated() {
+            let batch = try RecordBatch.decode(bytes)
+            decoded.append(batch)
+            for (recordIndex, record) in batch.records.enumerated() {
+                defer { index += 1 }
+                var version = entry.latest
+                if let named = record.headers.first(where: { $0.key == schemaVersionHeader }) {
+                    guard let text = named.value.map({ String(decoding: $0, as: UTF8.self) }), let number = Int32(text), entry.versions[number] != nil else {
+                        let shown = named.value.map { String(decoding: $0.prefix(16), as: UTF8.self) } ?? "null"
+                        invalid.append(
+                            (batchIndex, recordIndex,
+                             RecordOutcome(
+                                index: index, kind: .invalid, path: "", rule: "schema-version",
+                                message: "header \(schemaVersionHeader) is \(shown); topic \(topic) has schema versions 1...\(entry.latest)")))
+                        continue
+                    }
+                    version = number
+                }
+                guard let schema = entry.versions[version] else { continue }
+                guard let value = record.value else {
+                    invalid.append((batchIndex, recordIndex, RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value")))
+                    continue
+                }
+                let violation: SchemaViolation?
+                do {
+                    try tape.parse(value, depthMax: Limits.jsonDepthMax)
+                    violation = schema.isValid(tape) ? nil : schema.validate(tape, limit: 1).first
+                } catch {
+                    violation = SchemaViolation(path: "", rule: "json", message: error.description)
+                }
+                if let violation {
+                    invalid.append(
+                        (batchIndex, recordIndex,
+                         RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: violation.path, rule: violation.rule, message: violation.message)))
+                }
+            }
+        }
+        return (entry, invalid, decoded)
+    }
+
+    /// A partition's records against its topic's schema: all valid → appended as sent;
+    /// some invalid under `reject` → nothing appended, each named; under `quarantine` → the
+    /// invalid ones go to `<topic>.quarantine` first (with headers naming the error), then the
+    /// valid ones are appended, re-encoded without them.
+    func appendChecked(
+        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], on eventLoop: any EventLoop,
+        append: @escaping @Sendable (_ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void) -> Void
+    ) -> EventLoopFuture<ProducePartitionResult> {
+        let failed: @Sendable (MillraceError, [RecordOutcome]) -> ProducePartitionResult = { error, outcomes in
+            ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1, outcomes: outcomes)
+        }
+        let checked: (entry: SchemaRegistry.Entry, records: [(batch: Int, record: Int, outcome: RecordOutcome)], decoded: [RecordBatch])
+        do {
+            checked = try invalidRecords(topic: topic, batches: batches)
+        } catch let error as MillraceError {
+            return eventLoop.makeSucceededFuture(failed(error, []))
+        } catch {
+            return eventLoop.makeSucceededFuture(failed(MillraceError(.corruptBatch, "\(error)"), []))
+        }
+        let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
+        let succeed: @Sendable (AppendResult, [RecordOutcome]) -> Void = { appended, outcomes in
+            promise.succeed(
+                ProducePartitionResult(
+                    partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                    logStartOffset: appended.logStartOffset, outcomes: outcomes))
+        }
+        // Every path below completes `promise`: answers that need no storage go through it too.
+        let answer: @Sendable (ProducePartitionResult) -> EventLoopFuture<ProducePartitionResult> = { result in
+            promise.succeed(result)
+            return promise.futureResult
+        }
+        guard !checked.records.isEmpty else {
+            append(topic, entry.partition, batches) { result in
+                switch result {
+                case .success(let appended): succeed(appended, [])
+                case .failure(let error): promise.succeed(failed(error, []))
+                }
+            }
+            return promise.futureResult
+        }
+        let outcomes = checked.records.map(\.outcome)
+        let total = checked.decoded.reduce(0) { $0 + $1.records.count }
+        guard let info = storage.topicInfo(topic), info.config.onInvalid == .quarantine else {
+            let shown = outcomes.prefix(5).map(\.description).joined(separator: "; ")
+            let more = outcomes.count > 5 ? "; and \(outcomes.count - 5) more" : ""
+            let error = MillraceError(
+                .invalidRecord,
+                "\(outcomes.count) of \(total) record\(total == 1 ? "" : "s") break the schema of topic \(topic); nothing of partition \(entry.partition) was appended: \(shown)\(more)")
+            return answer(failed(error, outcomes))
+        }
+        // Quarantine: the bad records, then the good ones.
+        let parked: [UInt8]
+        let kept: [[UInt8]]
+        do {
+            parked = try Self.quarantineBatch(checked.records, from: checked.decoded, topic: topic, partition: entry.partition)
+            kept = try Self.withoutInvalid(checked.decoded, invalid: Set(checked.records.map { [$0.batch, $0.record] }))
+        } catch {
+            return answer(failed(MillraceError(.unexpected, "re-encoding for quarantine failed: \(error)"), []))
+        }
+        ensureQuarantine(for: info) { created in
+            if case .failure(let error) = created { return promise.succeed(failed(error, [])) }
+            append(topic + Self.quarantineSuffix, 0, [parked]) { result in
+                switch result {
+                case .failure(let error):
+                    promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), []))
+                case .success(let quarantined):
+                    let placed = outcomes.enumerated().map { position, outcome in
+                        var outcome = outcome
+                        outcome.kind = .quarantined
+                        outcome.offset = quarantined.baseOffset + Int64(position)
+                        return outcome
+                    }
+                    guard !kept.isEmpty else {
+                        return promise.succeed(
+                            ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: placed))
+                    }
+                    append(topic, entry.partition, kept) { result in
+                        switch result {
+                        case .success(let appended): succeed(appended, placed)
+                        case .failure(let error): promise.succeed(failed(error, placed))
+                        }
+                    }
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// One batch of the invalid records, each with its original key, value, headers and
+    /// timestamp, plus headers naming the error, the schema version and the source.
+    static func quarantineBatch(
+        _ invalid: [(batch: Int, record: Int, outcome: RecordOutcome)], from batches: [RecordBatch], topic: String, partition: Int32
+    ) throws -> [UInt8] {
+        var records: [Record] = []
+        var timestamps: [Int64] = []
+        for (position, item) in invalid.enumerated() {
+            let batch = batches[item.batch]
+            var record = batch.records[item.record]
+            timestamps.append(batch.baseTimestamp + record.timestampDelta)
+            record.offsetDelta = Int32(position)
+            record.headers += [
+                RecordHeader(key: "millrace-error", value: Array(item.outcome.description.utf8)),
+                RecordHeader(key: "millrace-error-path", value: Array(item.outcome.path.utf8)),
+                RecordHeader(key: "millrace-error-rule", value: Array(item.outcome.rule.utf8)),
+                RecordHeader(key: "millrace-source-topic", value: Array(topic.utf8)),
+                RecordHeader(key: "millrace-source-partition", value: Array(String(partition).utf8)),
+            ]
+            if item.outcome.schemaVersion > 0, !record.headers.contains(where: { $0.key == schemaVersionHeader }) {
+                record.headers.append(RecordHeader(key: schemaVersionHeader, value: Array(String(item.outcome.schemaVersion).utf8)))
+            }
+            records.append(record)
+        }
+        let base = timestamps.min() ?? 0
+        for position in records.indices { records[position].timestampDelta = timestamps[position] - base }
+        return try RecordBatch(baseTimestamp: base, records: records).encoded()
+    }
+
+    /// The batches again without the invalid records (a batch left empty is dropped).
+    static func withoutInvalid(_ batches: [RecordBatch], invalid: Set<[Int]>) throws -> [[UInt8]] {
+        var kept: [[UInt8]] = []
+        for (batchIndex, batch) in batches.enumerated() {
+            var copy = batch
+            copy.records = batch.records.enumerated().filter { !invalid.contains([batchIndex, $0.offset]) }.map(\.element)
+            guard !copy.records.isEmpty else { continue }
+            for position in copy.records.indices { copy.records[position].offsetDelta = Int32(position) }
+            kept.append(try copy.encoded())
+        }
+        return kept
+    }
+}
