@@ -10,6 +10,12 @@ public struct ConsumedRecord: Sendable, Equatable {
     public var key: [UInt8]?
     public var value: [UInt8]?
     public var headers: [RecordHeader]
+
+    /// The schema version the record names (header `millrace-schema-version`); nil when it
+    /// names none — the broker then checked it against the topic's latest version at append.
+    public var schemaVersion: Int32? {
+        headers.first { $0.key == schemaVersionHeader }?.value.flatMap { Int32(String(decoding: $0, as: UTF8.self)) }
+    }
 }
 
 /// Where a consumer starts in each partition.

@@ -99,6 +99,19 @@ public final class Producer: Sendable {
         enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, completion: completion)
     }
 
+    /// Sends to a partition chosen by the caller (for example a record going back where it
+    /// came from), not by its key.
+    public func send(
+        topic: String, partition: Int32, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = [], completion: @escaping Completion
+    ) async throws {
+        let partitions = try await topicInfo(topic).partitionCount
+        guard partition >= 0, partition < partitions else {
+            throw MillraceError(.unknownPartition, "topic \(topic) has partitions 0...\(partitions - 1); \(partition) is not one")
+        }
+        try await waitForRoom()
+        enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, partition: partition, completion: completion)
+    }
+
     /// Back-pressure: returns once fewer than `outstandingRecordsMax` records are unanswered.
     /// Throws `CancellationError` if the task is cancelled while it waits (a producer stuck
     /// behind a full disk must still stop on Ctrl-C).
@@ -174,12 +187,15 @@ public final class Producer: Sendable {
     }
 
     private func enqueue(
-        topic: String, partitions: Int32, key: [UInt8]?, value: [UInt8], headers: [RecordHeader], completion: @escaping Completion
+        topic: String, partitions: Int32, key: [UInt8]?, value: [UInt8], headers: [RecordHeader], partition chosen: Int32? = nil,
+        completion: @escaping Completion
     ) {
         let recordBytes = value.count + (key?.count ?? 0) + 16
         let (target, full) = state.withLockedValue { state -> (TopicPartitionKey, Bool) in
             let partition: Int32
-            if let key {
+            if let chosen {
+                partition = chosen
+            } else if let key {
                 partition = KeyPartitioner.partition(for: key, partitionCount: partitions)
             } else {
                 // Sticky: keyless records fill one partition's batch, then move on.

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MillraceClient
 import MillraceFormat
+import MillraceSchema
 import MillraceWire
 
 /// `--broker HOST:PORT`, shared by every command that talks to a running broker.
@@ -50,8 +51,30 @@ struct TopicCommand: ParsableCommand {
         @Option(help: "Per partition, delete the oldest batches beyond this many bytes (default: no limit).") var retentionBytes: Int64?
         @Option(help: "Compression producers should use: none or zstd.") var compression = "none"
         @Option(help: "Timestamps from the producer (create) or the broker (log-append).") var timestamp = "create"
+        @Option(help: "Register this JSON Schema file as version 1: the broker then checks every record.") var schema: String?
+        @Option(help: "How new schema versions must relate to earlier ones: none, backward, forward, full, or their -transitive forms.")
+        var compatibility = "backward"
+        @Option(help: "What happens to records that break the schema: reject (the partition's batch is refused) or quarantine (parked in TOPIC.quarantine).")
+        var onInvalid = "reject"
 
         func run() async throws {
+            guard let mode = SchemaCompatibility(name: compatibility) else {
+                Output.standardError("error: --compatibility takes \(SchemaCompatibility.allCases.map(\.description).joined(separator: ", ")) (got \(compatibility))")
+                throw ExitCode(2)
+            }
+            guard let policy = InvalidRecordPolicy(name: onInvalid) else {
+                Output.standardError("error: --on-invalid takes reject or quarantine (got \(onInvalid))")
+                throw ExitCode(2)
+            }
+            let document = try schema.map(SchemaCommand.read)
+            if let document, let schema {
+                do {
+                    _ = try Schema(json: document)
+                } catch {
+                    Output.standardError("error: \(schema) is not a schema Millrace accepts: \(error.message); nothing was created")
+                    throw ExitCode(2)
+                }
+            }
             guard (1...Int32(Limits.partitionsPerTopicMax)).contains(partitions) else {
                 Output.standardError("error: --partitions takes 1...\(Limits.partitionsPerTopicMax) (got \(partitions))")
                 throw ExitCode(2)
@@ -73,8 +96,17 @@ struct TopicCommand: ParsableCommand {
             let request = CreateTopicRequest(
                 name: name, partitions: partitions, retentionMs: retentionMs ?? -1, retentionBytes: retentionBytes ?? -1,
                 compression: codec.rawValue, timestampType: timestamp == "create" ? 0 : 1)
-            try await withClient(broker) { try await $0.createTopic(request) }
+            let name = self.name
+            let version = try await withClient(broker) { client -> Int32? in
+                try await client.createTopic(request)
+                if mode != .backward || policy != .reject {
+                    try await client.setSchemaPolicy(topic: name, compatibility: mode, onInvalid: policy)
+                }
+                guard let document else { return nil }
+                return try await client.registerSchema(topic: name, schema: document).version
+            }
             print("created topic \(name) with \(partitions) partition\(partitions == 1 ? "" : "s")")
+            if let version, let schema { print("registered \(schema) as schema version \(version); invalid records: \(policy)") }
         }
     }
 

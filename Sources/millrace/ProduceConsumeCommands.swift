@@ -51,6 +51,19 @@ struct ProduceCommand: AsyncParsableCommand {
             acknowledged.insert(line)
             unacknowledged[line] = nil
         }
+
+        /// Parked by the broker in the quarantine: acknowledged (not to be sent again), but
+        /// not in the topic.
+        var quarantined = 0
+        var firstQuarantined: String?
+        var quarantineTopic = ""
+
+        mutating func quarantine(_ line: Int, _ parked: RecordQuarantined) {
+            acknowledge(line)
+            quarantined += 1
+            quarantineTopic = parked.topic
+            if firstQuarantined == nil { firstQuarantined = "line \(line): \(parked.outcome.path.isEmpty ? "/" : parked.outcome.path): \(parked.outcome.message)" }
+        }
     }
 
     func run() async throws {
@@ -117,6 +130,7 @@ struct ProduceCommand: AsyncParsableCommand {
                             tally.withLockedValue { tally in
                                 switch result {
                                 case .success: tally.acknowledge(number)
+                                case .failure(let parked as RecordQuarantined): tally.quarantine(number, parked)
                                 case .failure(let error): tally.fail(number, (error as? MillraceError)?.message ?? "\(error)")
                                 }
                             }
@@ -159,7 +173,13 @@ struct ProduceCommand: AsyncParsableCommand {
         let result = tally.withLockedValue { $0 }
         let acknowledged = result.acknowledged.count
         let stopped = signals.signalled ? " (stopped by a signal after line \(outcome.lines))" : ""
-        if result.failed == 0 && acknowledged == outcome.records {
+        if result.failed == 0 && acknowledged == outcome.records && result.quarantined > 0 {
+            let appended = acknowledged - result.quarantined
+            print("produced \(Output.count(Int64(appended))) record\(appended == 1 ? "" : "s") to \(topic)\(stopped)")
+            Output.standardError(
+                "error: \(Output.count(Int64(result.quarantined))) record\(result.quarantined == 1 ? "" : "s") broke the topic's schema and were parked in \(result.quarantineTopic) (first: \(result.firstQuarantined ?? "")); see `millrace quarantine list \(topic)`, fix, then `millrace quarantine redrive \(topic)`")
+            throw ExitCode(1)
+        } else if result.failed == 0 && acknowledged == outcome.records {
             print("produced \(Output.count(Int64(acknowledged))) record\(acknowledged == 1 ? "" : "s") to \(topic)\(stopped)")
         } else {
             let missed = outcome.records - acknowledged
@@ -428,7 +448,9 @@ final class RecordWriter: @unchecked Sendable {
             if let value = header.value { JSONText.appendText(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
             out.append(UInt8(ascii: "}"))
         }
-        out.append(contentsOf: "],\"value\":".utf8)
+        out.append(UInt8(ascii: "]"))
+        if let version = record.schemaVersion { out.append(contentsOf: ",\"schema_version\":\(version)".utf8) }
+        out.append(contentsOf: ",\"value\":".utf8)
         if let value = record.value {
             if JSONText.isValid(value) {
                 out.append(contentsOf: value.drop { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 })

@@ -1,0 +1,188 @@
+import ArgumentParser
+import Foundation
+import MillraceClient
+import MillraceFormat
+import MillraceSchema
+import MillraceWire
+
+struct SchemaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "schema", abstract: "Register, list, show and check topic schemas; validate events against them.",
+        subcommands: [Register.self, List.self, Show.self, Check.self, Validate.self])
+
+    /// A schema file's bytes, or a usage error naming the file.
+    static func read(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            Output.standardError("error: cannot read \(path): \(String(cString: strerror(errno)))")
+            throw ExitCode(2)
+        }
+        return Array(data)
+    }
+
+    /// Prints the reasons a schema was refused (one per line) and exits 1.
+    static func refuse(_ headline: String, _ problems: [String]) throws -> Never {
+        Output.standardError("error: \(headline):")
+        for problem in problems { Output.standardError("  - \(problem)") }
+        throw ExitCode(1)
+    }
+
+    struct Register: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Register FILE (a JSON Schema) as the topic's next schema version.",
+            discussion: "A document identical to an existing version returns that version. One that breaks the topic's compatibility mode is refused with every reason.")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic.") var topic: String
+        @Argument(help: "The JSON Schema file.") var file: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let schema = try SchemaCommand.read(file)
+            let answer = try await withClient(broker) { try await $0.registerSchema(topic: topic, schema: schema) }
+            if json {
+                print(Output.json(["topic": topic, "version": Int(answer.version), "created": answer.created, "problems": answer.problems]))
+                if !answer.problems.isEmpty { throw ExitCode(1) }
+                return
+            }
+            if !answer.problems.isEmpty { try SchemaCommand.refuse("\(file) is not compatible with topic \(topic)'s schema (nothing registered)", answer.problems) }
+            print(answer.created ? "registered \(file) as version \(answer.version) of \(topic)" : "\(file) is identical to version \(answer.version) of \(topic); nothing registered")
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Say whether FILE could be registered (valid, compatible), without registering it.")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic.") var topic: String
+        @Argument(help: "The JSON Schema file.") var file: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let schema = try SchemaCommand.read(file)
+            let answer = try await withClient(broker) { try await $0.registerSchema(topic: topic, schema: schema, dryRun: true) }
+            if json {
+                print(Output.json(["topic": topic, "version": Int(answer.version), "compatible": answer.problems.isEmpty, "problems": answer.problems]))
+                if !answer.problems.isEmpty { throw ExitCode(1) }
+                return
+            }
+            if !answer.problems.isEmpty { try SchemaCommand.refuse("\(file) is not compatible with topic \(topic)'s schema", answer.problems) }
+            let existing = try await withClient(broker) { try await $0.listSchemas(topic: topic) }.versions.map(\.version)
+            print(existing.contains(answer.version) ? "\(file) is identical to version \(answer.version) of \(topic)" : "\(file) is compatible; it would be version \(answer.version) of \(topic)")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a topic's schema versions and its schema policies.")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic.") var topic: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let list = try await withClient(broker) { try await $0.listSchemas(topic: topic) }
+            let compatibility = SchemaCompatibility(rawValue: UInt8(clamping: list.compatibility))?.description ?? "\(list.compatibility)"
+            let onInvalid = InvalidRecordPolicy(rawValue: UInt8(clamping: list.onInvalid))?.description ?? "\(list.onInvalid)"
+            if json {
+                print(
+                    Output.json([
+                        "topic": topic, "compatibility": compatibility, "on_invalid": onInvalid,
+                        "versions": list.versions.map {
+                            ["version": Int($0.version), "registered": JSONText.isoTime(milliseconds: $0.registeredAtMs), "bytes": Int($0.bytes)] as [String: Any]
+                        },
+                    ]))
+                return
+            }
+            print("topic \(topic): compatibility \(compatibility), invalid records: \(onInvalid)")
+            if list.versions.isEmpty {
+                print("no schema; register one with `millrace schema register \(topic) FILE`")
+            } else {
+                print(
+                    Output.table(
+                        ["VERSION", "REGISTERED", "BYTES"],
+                        list.versions.map { ["\($0.version)", JSONText.isoTime(milliseconds: $0.registeredAtMs), Output.count(Int64($0.bytes))] },
+                        rightAligned: [0, 2]))
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a schema version's document as registered (default: the latest).")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic.") var topic: String
+        @Option(help: "The version (default: the latest).") var version: Int32?
+
+        func run() async throws {
+            if let version, version < 1 {
+                Output.standardError("error: --version takes 1 or more (got \(version))")
+                throw ExitCode(2)
+            }
+            let schema = try await withClient(broker) { try await $0.schema(topic: topic, version: version) }
+            FileHandle.standardOutput.write(Data(schema.schema))
+            if schema.schema.last != UInt8(ascii: "\n") { print() }
+        }
+    }
+
+    struct Validate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a file of events (one JSON value per line) against the topic's schema; writes nothing to the broker.",
+            discussion: "Each invalid line is reported with its JSON path, rule and value. Exit 0 when every line is valid, 1 otherwise.")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic.") var topic: String
+        @Argument(help: "Events file (NDJSON); - for standard input.") var events: String
+        @Option(help: "The schema version (default: the latest).") var version: Int32?
+        @Option(help: "Report at most this many invalid lines (all are counted).") var show = 50
+        @Flag(help: "Print one JSON object per invalid line and a summary object.") var json = false
+
+        func run() async throws {
+            guard show >= 0 else {
+                Output.standardError("error: --show takes 0 or more (got \(show))")
+                throw ExitCode(2)
+            }
+            let (found, schema) = try await withClient(broker) { try await $0.compiledSchema(topic: topic, version: version) }
+            let descriptor: Int32 = events == "-" ? 0 : open(events, O_RDONLY)
+            guard descriptor >= 0 else {
+                Output.standardError("error: cannot read \(events): \(String(cString: strerror(errno)))")
+                throw ExitCode(2)
+            }
+            defer { if descriptor != 0 { close(descriptor) } }
+            var splitter = LineSplitter(lineBytesMax: Limits.batchBytesMax)
+            var tape = JSONTape()
+            var (lines, invalid) = (0, 0)
+            func check(_ batch: [LineSplitter.Line]) {
+                for line in batch {
+                    lines += 1
+                    let (number, problem): (Int, SchemaViolation?)
+                    switch line {
+                    case .tooLong(let at, let bytes):
+                        (number, problem) = (at, SchemaViolation(path: "", rule: "size", message: "the line is \(bytes) bytes; one record takes at most \(Limits.batchBytesMax)"))
+                    case .text(let at, let bytes):
+                        do {
+                            try tape.parse(bytes, depthMax: Limits.jsonDepthMax)
+                            (number, problem) = (at, schema.validate(tape, limit: 1).first)
+                        } catch {
+                            (number, problem) = (at, SchemaViolation(path: "", rule: "json", message: error.description))
+                        }
+                    }
+                    guard let problem else { continue }
+                    invalid += 1
+                    guard invalid <= show else { continue }
+                    if json {
+                        print(Output.json(["line": number, "path": problem.path, "rule": problem.rule, "message": problem.message]))
+                    } else {
+                        print("line \(number): \(problem.description)")
+                    }
+                }
+            }
+            let reader = InputReader(descriptor: descriptor)
+            for try await chunk in reader {
+                check(splitter.feed(chunk))
+                reader.consumed()
+            }
+            check(splitter.finish())
+            if json {
+                print(Output.json(["topic": topic, "version": Int(found), "lines": lines, "invalid": invalid]))
+            } else {
+                let hidden = invalid > show ? " (\(invalid - show) not shown; raise --show)" : ""
+                print("\(Output.count(Int64(lines - invalid))) of \(Output.count(Int64(lines))) lines are valid against version \(found) of \(topic)\(hidden)")
+            }
+            if invalid > 0 { throw ExitCode(1) }
+        }
+    }
+}
