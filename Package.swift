@@ -63,10 +63,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
+        // simdjson behind a C API, only for the parser comparison in `millrace-bench schema`
+        // (docs/DECISIONS.md, "The JSON parser").
+        .target(
+            name: "CSimdjson", path: "bench/CSimdjson", cxxSettings: [.unsafeFlags(["-std=c++17", "-O3"])],
+            linkerSettings: [.linkedLibrary("simdjson")]),
         .executableTarget(
             name: "millrace-bench",
             dependencies: [
-                "MillraceStorage", "MillraceFormat", "CLMDB", "MillraceClient", "MillraceWire", "MillraceSchema",
+                "MillraceStorage", "MillraceFormat", "CLMDB", "MillraceClient", "MillraceWire", "MillraceSchema", "CSimdjson",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],

@@ -3,12 +3,15 @@
 /// years included); a leap second (`:60`) only at 23:59 UTC.
 enum DateTime {
     static func isValid(_ text: ArraySlice<UInt8>) -> Bool {
-        let bytes = Array(text)
+        text.withUnsafeBufferPointer { isValid($0) }
+    }
+
+    static func isValid(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard bytes.count >= 20 else { return false }
         func digits(_ at: Int, _ count: Int) -> Int? {
             guard at + count <= bytes.count else { return nil }
             var value = 0
-            for byte in bytes[at..<at + count] {
+            for byte in UnsafeBufferPointer(rebasing: bytes[at..<at + count]) {
                 guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
                 value = value * 10 + Int(byte - UInt8(ascii: "0"))
             }

@@ -39,6 +39,18 @@ public struct JSONTape: Sendable {
         }
     }
 
+    /// Parses bytes that live elsewhere (a record inside a batch): copied into the tape's own
+    /// buffer, which keeps its capacity from record to record.
+    public mutating func parse(_ text: UnsafeRawBufferPointer, depthMax: Int = 64) throws(JSONSyntaxError) {
+        entries.removeAll(keepingCapacity: true)
+        bytes.removeAll(keepingCapacity: true)
+        bytes.append(contentsOf: text)
+        var scanner = JSONScanner(depthMax: depthMax)
+        try bytes.withUnsafeBufferPointer { input throws(JSONSyntaxError) in
+            try scanner.document(input, into: &entries)
+        }
+    }
+
     public static func parse(_ text: [UInt8], depthMax: Int = 64) throws(JSONSyntaxError) -> JSONTape {
         var tape = JSONTape()
         try tape.parse(text, depthMax: depthMax)
@@ -209,6 +221,20 @@ struct JSONScanner {
         let start = position
         var escaped = false
         while true {
+            // Eight bytes at a time while none is a quote, a backslash, a control character
+            // or non-ASCII (SWAR: each test sets a byte's high bit).
+            if let base = input.baseAddress {
+                while position + 8 <= input.count {
+                    let word = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
+                    let ones: UInt64 = 0x0101_0101_0101_0101
+                    let highs: UInt64 = 0x8080_8080_8080_8080
+                    let quote = word ^ (ones &* 0x22)
+                    let backslash = word ^ (ones &* 0x5C)
+                    let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (word &- ones &* 0x20) | word
+                    if special & highs != 0 { break }
+                    position += 8
+                }
+            }
             guard position < input.count else { throw fail("the text ends inside a string") }
             let byte = input[position]
             if byte == UInt8(ascii: "\"") { break }

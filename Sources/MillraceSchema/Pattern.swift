@@ -25,10 +25,34 @@ public struct Pattern: Sendable {
     }
 
     struct ScalarClass: Sendable {
-        var ranges: [ClosedRange<UInt32>] = []
+        var ranges: [ClosedRange<UInt32>] = [] {
+            didSet { ascii = Self.asciiBits(ranges) }
+        }
         var negated = false
+        /// Membership of the 128 ASCII scalars (before negation), looked up without the ranges.
+        private var ascii: (UInt64, UInt64) = (0, 0)
+
+        init(ranges: [ClosedRange<UInt32>] = [], negated: Bool = false) {
+            self.ranges = ranges
+            self.negated = negated
+            ascii = Self.asciiBits(ranges)
+        }
+
+        private static func asciiBits(_ ranges: [ClosedRange<UInt32>]) -> (UInt64, UInt64) {
+            var bits: (UInt64, UInt64) = (0, 0)
+            for range in ranges where range.lowerBound < 128 {
+                for scalar in range.lowerBound...min(range.upperBound, 127) {
+                    if scalar < 64 { bits.0 |= 1 << UInt64(scalar) } else { bits.1 |= 1 << UInt64(scalar - 64) }
+                }
+            }
+            return bits
+        }
 
         func contains(_ scalar: UInt32) -> Bool {
+            if scalar < 128 {
+                let member = scalar < 64 ? ascii.0 & (1 << UInt64(scalar)) != 0 : ascii.1 & (1 << UInt64(scalar - 64)) != 0
+                return member != negated
+            }
             var found = false
             for range in ranges where range.contains(scalar) {
                 found = true

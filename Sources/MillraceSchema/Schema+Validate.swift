@@ -110,11 +110,11 @@ struct ValidationRun {
         case .number: valid = checkNumber(node, index) && valid
         case .true, .false, .null: break
         }
-        if let values = node.enumValues, !values.contains(where: { Self.equal(tape, index, $0) }) {
+        if let values = node.enumValues, !matchesEnum(node, values, index) {
             if reporting { report("enum", "\(shown(index)) is not one of \(JSONValue.array(values).description.clipped)") }
             valid = false
         }
-        if let constant = node.constValue, !Self.equal(tape, index, constant) {
+        if let constant = node.constValue, !(node.constString.map { entry.kind == .string && tape.stringEquals(index, $0) } ?? Self.equal(tape, index, constant)) {
             if reporting { report("const", "\(shown(index)) is not \(constant.description.clipped)") }
             valid = false
         }
@@ -122,6 +122,12 @@ struct ValidationRun {
         if !node.anyOf.isEmpty { valid = checkAnyOf(node.anyOf, index) && valid }
         if !node.oneOf.isEmpty { valid = checkOneOf(node.oneOf, index) && valid }
         return valid
+    }
+
+    /// A string is compared with the enum's strings as bytes; anything else as JSON.
+    private func matchesEnum(_ node: Schema.Node, _ values: [JSONValue], _ index: Int) -> Bool {
+        if tape[index].kind == .string { return node.enumStrings.contains { tape.stringEquals(index, $0) } }
+        return values.contains { Self.equal(tape, index, $0) }
     }
 
     private static func matches(_ types: Schema.TypeSet, _ entry: JSONTape.Entry) -> Bool {
@@ -162,9 +168,9 @@ struct ValidationRun {
                 known = property.node != nil
                 if let bit = property.requiredBit { present |= 1 << UInt64(bit) }
                 if let child = property.node {
-                    trail.append(.member(key))
+                    if limit > 0 { trail.append(.member(key)) }
                     if !check(child, valueIndex) { valid = false }
-                    trail.removeLast()
+                    if limit > 0 { trail.removeLast() }
                 }
             }
             if !known {
@@ -174,9 +180,9 @@ struct ValidationRun {
                     if reporting { report("additionalProperties", "is not allowed (no other properties than those listed)", member: key) }
                     valid = false
                 case .schema(let child):
-                    trail.append(.member(key))
+                    if limit > 0 { trail.append(.member(key)) }
                     if !check(child, valueIndex) { valid = false }
-                    trail.removeLast()
+                    if limit > 0 { trail.removeLast() }
                 }
             }
             key = tape.after(valueIndex)
@@ -205,9 +211,9 @@ struct ValidationRun {
         var position = 0
         let end = Int(tape[index].next)
         while item < end {
-            trail.append(.item(position))
+            if limit > 0 { trail.append(.item(position)) }
             if !check(items, item) { valid = false }
-            trail.removeLast()
+            if limit > 0 { trail.removeLast() }
             if !valid && !reporting { return false }
             item = tape.after(item)
             position += 1

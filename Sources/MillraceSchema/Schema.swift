@@ -48,9 +48,8 @@ public struct Schema: Sendable {
         var requiredBit: Int?
     }
 
-    /// A class so that the validator reads a node through one reference instead of copying
-    /// its fields; never changed after compilation.
-    final class Node: @unchecked Sendable {
+    /// A subschema while it is compiled.
+    struct NodeDraft: Sendable {
         /// The schema `false`: nothing is valid.
         var never = false
         var types: TypeSet?
@@ -60,6 +59,10 @@ public struct Schema: Sendable {
         var items: Int?
         var enumValues: [JSONValue]?
         var constValue: JSONValue?
+        /// The UTF-8 of each string among `enumValues` / of a string `constValue`, compared
+        /// with a record's bytes without building strings.
+        var enumStrings: [[UInt8]] = []
+        var constString: [UInt8]?
         var minimum: Double?
         var maximum: Double?
         var exclusiveMinimum: Double?
@@ -71,6 +74,59 @@ public struct Schema: Sendable {
         var refs: [Int] = []
         var anyOf: [Int] = []
         var oneOf: [Int] = []
+    }
+
+    /// A compiled subschema: a class with constants, so the validator reads it through one
+    /// reference (no copy of its fields, no exclusivity checks).
+    final class Node: Sendable {
+        /// The schema `false`: nothing is valid.
+        let never: Bool
+        let types: TypeSet?
+        let properties: [Property]
+        let requiredCount: Int
+        let additional: Additional
+        let items: Int?
+        let enumValues: [JSONValue]?
+        let constValue: JSONValue?
+        /// The UTF-8 of each string among `enumValues` / of a string `constValue`, compared
+        /// with a record's bytes without building strings.
+        let enumStrings: [[UInt8]]
+        let constString: [UInt8]?
+        let minimum: Double?
+        let maximum: Double?
+        let exclusiveMinimum: Double?
+        let exclusiveMaximum: Double?
+        let minLength: Int?
+        let maxLength: Int?
+        let pattern: Pattern?
+        let dateTime: Bool
+        let refs: [Int]
+        let anyOf: [Int]
+        let oneOf: [Int]
+
+        init(_ draft: NodeDraft) {
+            never = draft.never
+            types = draft.types
+            properties = draft.properties
+            requiredCount = draft.requiredCount
+            additional = draft.additional
+            items = draft.items
+            enumValues = draft.enumValues
+            constValue = draft.constValue
+            enumStrings = draft.enumStrings
+            constString = draft.constString
+            minimum = draft.minimum
+            maximum = draft.maximum
+            exclusiveMinimum = draft.exclusiveMinimum
+            exclusiveMaximum = draft.exclusiveMaximum
+            minLength = draft.minLength
+            maxLength = draft.maxLength
+            pattern = draft.pattern
+            dateTime = draft.dateTime
+            refs = draft.refs
+            anyOf = draft.anyOf
+            oneOf = draft.oneOf
+        }
     }
 
     /// Compiles a schema document given as JSON text.
@@ -92,7 +148,7 @@ public struct Schema: Sendable {
         var compiler = SchemaCompiler(root: document)
         _ = try compiler.compile(document, at: [], depth: 0)
         try compiler.checkLoops()
-        nodes = compiler.nodes
+        nodes = compiler.nodes.map(Node.init)
         locations = compiler.locations
     }
 }
@@ -100,7 +156,7 @@ public struct Schema: Sendable {
 /// Turns the document into nodes, one per subschema location.
 struct SchemaCompiler {
     let root: JSONValue
-    var nodes: [Schema.Node] = []
+    var nodes: [Schema.NodeDraft] = []
     /// Location (JSON pointer) → node, so a location compiles once and `$ref` loops close.
     private var compiled: [String: Int] = [:]
     private(set) var locations: [String] = []
@@ -131,10 +187,10 @@ struct SchemaCompiler {
             throw SchemaError(.limitExceeded, "the schema has more than \(Limits.schemaNodesMax) subschemas (schemaNodesMax)")
         }
         let index = nodes.count
-        nodes.append(Schema.Node())
+        nodes.append(Schema.NodeDraft())
         locations.append(location)
         compiled[location] = index
-        var node = Schema.Node()
+        var node = Schema.NodeDraft()
         switch schema {
         case .bool(let value):
             node.never = !value
@@ -150,7 +206,7 @@ struct SchemaCompiler {
         return index
     }
 
-    private mutating func apply(_ keyword: String, _ value: JSONValue, to node: inout Schema.Node, at path: [String], depth: Int) throws(SchemaError) {
+    private mutating func apply(_ keyword: String, _ value: JSONValue, to node: inout Schema.NodeDraft, at path: [String], depth: Int) throws(SchemaError) {
         let here = path + [keyword]
         switch keyword {
         case "type":
@@ -190,8 +246,10 @@ struct SchemaCompiler {
         case "enum":
             guard case .array(let values) = value, !values.isEmpty else { throw invalid(here, "enum must be a non-empty array") }
             node.enumValues = values
+            node.enumStrings = values.compactMap { if case .string(let text) = $0 { Array(text.utf8) } else { nil } }
         case "const":
             node.constValue = value
+            if case .string(let text) = value { node.constString = Array(text.utf8) }
         case "minimum": node.minimum = try number(value, here)
         case "maximum": node.maximum = try number(value, here)
         case "exclusiveMinimum": node.exclusiveMinimum = try number(value, here)
@@ -240,7 +298,7 @@ struct SchemaCompiler {
     }
 
     /// Gives every required name a bit, adding names that have no subschema of their own.
-    private func finishRequired(_ node: inout Schema.Node, _ members: [(String, JSONValue)], at path: [String]) throws(SchemaError) {
+    private func finishRequired(_ node: inout Schema.NodeDraft, _ members: [(String, JSONValue)], at path: [String]) throws(SchemaError) {
         guard case .array(let names)? = members.first(where: { $0.0 == "required" })?.1 else { return }
         var bit = 0
         var seen: Set<String> = []

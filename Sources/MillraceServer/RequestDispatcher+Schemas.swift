@@ -60,52 +60,59 @@ extension RequestDispatcher {
     }
 
     /// The records of `batches` that break the topic's schema, each with its outcome; empty
-    /// when all pass or the topic has no schema. Each value is parsed once.
-    func invalidRecords(topic: String, batches: [[UInt8]]) throws -> (entry: SchemaRegistry.Entry, records: [(batch: Int, record: Int, outcome: RecordOutcome)], decoded: [RecordBatch]) {
+    /// when all pass or the topic has no schema. Each value is parsed once, in place (no
+    /// record is copied out of its batch).
+    func invalidRecords(topic: String, batches: [[UInt8]]) throws -> (entry: SchemaRegistry.Entry, records: [(batch: Int, record: Int, outcome: RecordOutcome)]) {
         let entry = try schemas.entry(topic)
-        guard entry.latest > 0 else { return (entry, [], []) }
+        guard entry.latest > 0 else { return (entry, []) }
         var tape = JSONTape()
         var invalid: [(batch: Int, record: Int, outcome: RecordOutcome)] = []
-        var decoded: [RecordBatch] = []
         var index: Int32 = 0
         for (batchIndex, bytes) in batches.enumerated() {
-            let batch = try RecordBatch.decode(bytes)
-            decoded.append(batch)
-            for (recordIndex, record) in batch.records.enumerated() {
-                defer { index += 1 }
-                var version = entry.latest
-                if let named = record.headers.first(where: { $0.key == schemaVersionHeader }) {
-                    guard let text = named.value.map({ String(decoding: $0, as: UTF8.self) }), let number = Int32(text), entry.versions[number] != nil else {
-                        let shown = named.value.map { String(decoding: $0.prefix(16), as: UTF8.self) } ?? "null"
+            try bytes.withUnsafeBytes { raw in
+                let header = try RecordBatch.verify(raw)
+                var recordIndex = 0
+                try RecordBatch.forEachRecord(in: raw, header: header, decodeHeaders: true) { view, headers in
+                    defer {
+                        index += 1
+                        recordIndex += 1
+                    }
+                    var version = entry.latest
+                    if let named = headers.first(where: { $0.key == schemaVersionHeader }) {
+                        guard let text = named.value.map({ String(decoding: $0, as: UTF8.self) }), let number = Int32(text), entry.versions[number] != nil else {
+                            let shown = named.value.map { String(decoding: $0.prefix(16), as: UTF8.self) } ?? "null"
+                            invalid.append(
+                                (batchIndex, recordIndex,
+                                 RecordOutcome(
+                                    index: index, kind: .invalid, path: "", rule: "schema-version",
+                                    message: "header \(schemaVersionHeader) is \(shown); topic \(topic) has schema versions 1...\(entry.latest)")))
+                            return
+                        }
+                        version = number
+                    }
+                    guard let schema = entry.versions[version] else { return }
+                    guard let value = view.value else {
                         invalid.append(
                             (batchIndex, recordIndex,
-                             RecordOutcome(
-                                index: index, kind: .invalid, path: "", rule: "schema-version",
-                                message: "header \(schemaVersionHeader) is \(shown); topic \(topic) has schema versions 1...\(entry.latest)")))
-                        continue
+                             RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value")))
+                        return
                     }
-                    version = number
-                }
-                guard let schema = entry.versions[version] else { continue }
-                guard let value = record.value else {
-                    invalid.append((batchIndex, recordIndex, RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value")))
-                    continue
-                }
-                let violation: SchemaViolation?
-                do {
-                    try tape.parse(value, depthMax: Limits.jsonDepthMax)
-                    violation = schema.isValid(tape) ? nil : schema.validate(tape, limit: 1).first
-                } catch {
-                    violation = SchemaViolation(path: "", rule: "json", message: error.description)
-                }
-                if let violation {
-                    invalid.append(
-                        (batchIndex, recordIndex,
-                         RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: violation.path, rule: violation.rule, message: violation.message)))
+                    let violation: SchemaViolation?
+                    do {
+                        try tape.parse(value, depthMax: Limits.jsonDepthMax)
+                        violation = schema.isValid(tape) ? nil : schema.validate(tape, limit: 1).first
+                    } catch {
+                        violation = SchemaViolation(path: "", rule: "json", message: "\(error)")
+                    }
+                    if let violation {
+                        invalid.append(
+                            (batchIndex, recordIndex,
+                             RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: violation.path, rule: violation.rule, message: violation.message)))
+                    }
                 }
             }
         }
-        return (entry, invalid, decoded)
+        return (entry, invalid)
     }
 
     /// A partition's records against its topic's schema: all valid → appended as sent;
@@ -119,7 +126,7 @@ extension RequestDispatcher {
         let failed: @Sendable (MillraceError, [RecordOutcome]) -> ProducePartitionResult = { error, outcomes in
             ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1, outcomes: outcomes)
         }
-        let checked: (entry: SchemaRegistry.Entry, records: [(batch: Int, record: Int, outcome: RecordOutcome)], decoded: [RecordBatch])
+        let checked: (entry: SchemaRegistry.Entry, records: [(batch: Int, record: Int, outcome: RecordOutcome)])
         do {
             checked = try invalidRecords(topic: topic, batches: batches)
         } catch let error as MillraceError {
@@ -149,7 +156,9 @@ extension RequestDispatcher {
             return promise.futureResult
         }
         let outcomes = checked.records.map(\.outcome)
-        let total = checked.decoded.reduce(0) { $0 + $1.records.count }
+        let total = batches.reduce(0) { sum, bytes in
+            sum + ((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }).map { Int($0.recordCount) } ?? 0)
+        }
         guard let info = storage.topicInfo(topic), info.config.onInvalid == .quarantine else {
             let shown = outcomes.prefix(5).map(\.description).joined(separator: "; ")
             let more = outcomes.count > 5 ? "; and \(outcomes.count - 5) more" : ""
@@ -162,8 +171,9 @@ extension RequestDispatcher {
         let parked: [UInt8]
         let kept: [[UInt8]]
         do {
-            parked = try Self.quarantineBatch(checked.records, from: checked.decoded, topic: topic, partition: entry.partition)
-            kept = try Self.withoutInvalid(checked.decoded, invalid: Set(checked.records.map { [$0.batch, $0.record] }))
+            let decoded = try batches.map { try RecordBatch.decode($0) }
+            parked = try Self.quarantineBatch(checked.records, from: decoded, topic: topic, partition: entry.partition)
+            kept = try Self.withoutInvalid(decoded, invalid: Set(checked.records.map { [$0.batch, $0.record] }))
         } catch {
             return answer(failed(MillraceError(.unexpected, "re-encoding for quarantine failed: \(error)"), []))
         }

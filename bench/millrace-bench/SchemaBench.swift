@@ -1,18 +1,23 @@
 import ArgumentParser
+import CSimdjson
 import Foundation
+import MillraceClient
 import MillraceSchema
+import MillraceWire
+import NIOConcurrencyHelpers
 
 /// `millrace-bench schema`: one core parsing and validating production confirmations
 /// (300–400 bytes) against the shipped example schema, against parsing alone in the same run.
-struct SchemaBench: ParsableCommand {
+struct SchemaBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "schema", abstract: "JSON parse and schema validation, one core.")
 
     @Option(help: "Distinct records (each is validated --rounds times).") var records = 100_000
     @Option(help: "Passes over the records per case.") var rounds = 5
     @Option(help: "The schema file.") var schema = "examples/production-confirmation.schema.json"
+    @Option(help: "Records per durable produce run against a release broker, with and without a schema (0: skip).") var produce = 400_000
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
 
-    func run() throws {
+    func run() async throws {
         guard let text = FileManager.default.contents(atPath: schema) else {
             throw ValidationError("cannot read \(schema); run from the project directory or pass --schema")
         }
@@ -36,8 +41,16 @@ struct SchemaBench: ParsableCommand {
                 name: name, records: inputs.count * rounds, bytes: bytes * rounds, seconds: seconds, fields: ["passed": passed],
                 note: "\(note); \(passed) of \(inputs.count * rounds) passed")
         }
+        let simdjson = millrace_simdjson_new()
+        defer { millrace_simdjson_free(simdjson) }
         let results = [
-            measure("parse", valid, note: "scan to a tape only") { record in (try? tape.parse(record)) != nil },
+            measure("parse", valid, note: "MillraceSchema scanner: a tape the validator walks") { record in (try? tape.parse(record)) != nil },
+            measure("simdjson-parse", valid, note: "simdjson 3.0.1 DOM parse (libsimdjson-dev), unpadded input") { record in
+                record.withUnsafeBufferPointer { millrace_simdjson_parse(simdjson, $0.baseAddress, $0.count) == 0 }
+            },
+            measure("simdjson-walk", valid, note: "simdjson parse + visit every value (what validation needs)") { record in
+                record.withUnsafeBufferPointer { millrace_simdjson_walk(simdjson, $0.baseAddress, $0.count) > 0 }
+            },
             measure("parse+validate", valid, note: "valid confirmations, yes/no") { record in
                 (try? tape.parse(record)) != nil && compiled.isValid(tape)
             },
@@ -48,12 +61,62 @@ struct SchemaBench: ParsableCommand {
                 (try? tape.parse(record)) != nil && compiled.validate(tape).isEmpty
             },
         ]
+        var produced: [BenchResult] = []
+        if produce > 0 { produced = try await produceRuns(text: Array(text), valid: valid) }
         if json {
-            for result in results { print(Report.jsonLine(result.json)) }
+            for result in results + produced { print(Report.jsonLine(result.json)) }
         } else {
             print("millrace-bench schema: \(records) distinct confirmations (mean \(bytes / records) B) x \(rounds) rounds, one thread")
             Report.printTable(results)
+            if !produced.isEmpty {
+                print()
+                print("durable produce through a release `millrace serve` on loopback, one producer, key = order_id, 4 partitions; runs alternate")
+                Report.printTable(produced)
+                let plain = produced.filter { $0.name == "produce-no-schema" }.map(\.recordsPerSecond).max() ?? 0
+                let checked = produced.filter { $0.name == "produce-validated" }.map(\.recordsPerSecond).max() ?? 0
+                print(String(format: "validated / no schema (best of each): %.2f", plain > 0 ? checked / plain : 0))
+            }
         }
+    }
+
+    /// The same confirmations produced to a topic without a schema and to one with it,
+    /// alternating, each run on a fresh topic.
+    func produceRuns(text: [UInt8], valid: [[UInt8]]) async throws -> [BenchResult] {
+        let directory = NSTemporaryDirectory() + "millrace-schema-bench-\(getpid())"
+        try? FileManager.default.removeItem(atPath: directory)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try ServerProcess(directory: directory)
+        defer { server.stop() }
+        let client = MillraceClient(host: "127.0.0.1", port: server.port)
+        var results: [BenchResult] = []
+        for round in 0..<2 {
+            for checked in [false, true] {
+                let topic = "confirmations-\(checked ? "validated" : "plain")-\(round)"
+                try await client.createTopic(CreateTopicRequest(name: topic, partitions: 4))
+                if checked { _ = try await client.registerSchema(topic: topic, schema: text) }
+                let producer = Producer(client: client)
+                let failures = NIOLockedValueBox(0)
+                let started = monotonicSeconds()
+                var bytes = 0
+                for index in 0..<produce {
+                    let value = valid[index % valid.count]
+                    bytes += value.count
+                    try await producer.send(topic: topic, key: Array("ORDER-\(index % 9_000)".utf8), value: value) { result in
+                        if case .failure = result { failures.withLockedValue { $0 += 1 } }
+                    }
+                }
+                try await producer.flush()
+                let seconds = monotonicSeconds() - started
+                let failed = failures.withLockedValue { $0 }
+                guard failed == 0 else { throw ValidationError("\(failed) records were not acknowledged in \(topic)") }
+                results.append(
+                    BenchResult(
+                        name: checked ? "produce-validated" : "produce-no-schema", records: produce, bytes: bytes, seconds: seconds,
+                        note: checked ? "schema checked at the broker, every record" : "same records, topic without a schema"))
+            }
+        }
+        await client.close()
+        return results
     }
 
     /// A production confirmation like the ones `millrace generate` writes.
