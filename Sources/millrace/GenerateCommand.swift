@@ -13,9 +13,16 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "How many events.") var count = 10_000
     @Option(help: "Random seed: the same seed gives the same events.") var seed: UInt64 = 42
     @Option(name: .shortAndLong, help: "Write to this file instead of standard output.") var output: String?
+    @Option(help: "Which events: all, production.confirmation or genealogy.link.") var type = "all"
+    @Option(help: "Percent of events broken the way a bad day breaks them (negative yield, a missing field, an unknown unit, a bad time, cut-off JSON).")
+    var invalid = 0
 
     func validate() throws {
         guard count >= 0 else { throw ValidationError("--count takes 0 or more (got \(count))") }
+        guard ["all", "production.confirmation", "genealogy.link"].contains(type) else {
+            throw ValidationError("--type takes all, production.confirmation or genealogy.link (got \(type))")
+        }
+        guard (0...100).contains(invalid) else { throw ValidationError("--invalid takes a percentage, 0...100 (got \(invalid))") }
     }
 
     func run() throws {
@@ -34,7 +41,7 @@ struct GenerateCommand: ParsableCommand {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 16)
         for _ in 0..<count {
-            buffer.append(contentsOf: events.next().utf8)
+            buffer.append(contentsOf: events.next(only: type == "all" ? nil : type, brokenPercent: invalid).utf8)
             buffer.append(UInt8(ascii: "\n"))
             if buffer.count >= 1 << 16 { try flush(&buffer, to: descriptor) }
         }
@@ -85,6 +92,31 @@ struct EventGenerator {
                 workCenters: Array(centers.shuffled(using: &random).prefix(8)))
         }
         self.random = random
+    }
+
+    /// The next event, of the type asked for (nil: about three confirmations in four), broken
+    /// in one of the ways a gateway breaks them with `brokenPercent` chance.
+    mutating func next(only type: String?, brokenPercent: Int) -> String {
+        var event = next()
+        while let type, !event.hasPrefix("{\"type\":\"\(type)\"") { event = next() }
+        guard brokenPercent > 0, random.int(1...100) <= brokenPercent else { return event }
+        switch random.int(0...4) {
+        case 0:
+            if let range = event.range(of: "\"yield_qty\":") ?? event.range(of: "\"qty\":") { event.insert("-", at: range.upperBound) }
+        case 1:
+            if let start = event.range(of: ",\"work_center\":\"") ?? event.range(of: ",\"supplier_batch\":\""),
+                let end = event[start.upperBound...].firstIndex(of: "\"")
+            {
+                event.removeSubrange(start.lowerBound...end)
+            }
+        case 2:
+            event = event.replacingOccurrences(of: "\"uom\":\"PC\"", with: "\"uom\":\"LB\"").replacingOccurrences(of: "\"uom\":\"KG\"", with: "\"uom\":\"LB\"")
+        case 3:
+            event = event.replacingOccurrences(of: "\"ts\":\"20", with: "\"ts\":\"27/11/20")
+        default:
+            event = String(event.prefix(event.count * 2 / 3))
+        }
+        return event
     }
 
     mutating func next() -> String {

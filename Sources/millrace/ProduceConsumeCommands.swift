@@ -173,11 +173,11 @@ struct ProduceCommand: AsyncParsableCommand {
         let result = tally.withLockedValue { $0 }
         let acknowledged = result.acknowledged.count
         let stopped = signals.signalled ? " (stopped by a signal after line \(outcome.lines))" : ""
-        if result.failed == 0 && acknowledged == outcome.records && result.quarantined > 0 {
+        let parkedNote = result.quarantined == 0 ? nil : "\(Output.count(Int64(result.quarantined))) record\(result.quarantined == 1 ? "" : "s") broke the topic's schema and were parked in \(result.quarantineTopic) (first: \(result.firstQuarantined ?? "")); see `millrace quarantine list \(topic)`, fix, then `millrace quarantine redrive \(topic)`"
+        if result.failed == 0 && acknowledged == outcome.records, let parkedNote {
             let appended = acknowledged - result.quarantined
             print("produced \(Output.count(Int64(appended))) record\(appended == 1 ? "" : "s") to \(topic)\(stopped)")
-            Output.standardError(
-                "error: \(Output.count(Int64(result.quarantined))) record\(result.quarantined == 1 ? "" : "s") broke the topic's schema and were parked in \(result.quarantineTopic) (first: \(result.firstQuarantined ?? "")); see `millrace quarantine list \(topic)`, fix, then `millrace quarantine redrive \(topic)`")
+            Output.standardError("error: \(parkedNote)")
             throw ExitCode(1)
         } else if result.failed == 0 && acknowledged == outcome.records {
             print("produced \(Output.count(Int64(acknowledged))) record\(acknowledged == 1 ? "" : "s") to \(topic)\(stopped)")
@@ -186,6 +186,7 @@ struct ProduceCommand: AsyncParsableCommand {
             Output.standardError(
                 "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(outcome.records))) records were not acknowledged (first: \(result.firstError ?? "no answer came before the command stopped"))\(stopped)"
             )
+            if let parkedNote { Output.standardError("error: \(parkedNote)") }
             reportUnacknowledged(result)
             throw ExitCode(1)
         }
