@@ -29,6 +29,9 @@ public enum Limits {
     public static let schemaNodesMax = 4_096
     /// Most `required` names in one subschema (the validator tracks them in one 64-bit word).
     public static let schemaRequiredMax = 64
+    /// Most subschemas one value can be checked against through `$ref`, `anyOf` and `oneOf`
+    /// without moving into the data (each branch is a full check): bounds validation work.
+    public static let schemaApplicatorFanOutMax = 1_024
     /// Longest `pattern`, in characters.
     public static let patternLengthMax = 1_024
     /// Most states a compiled `pattern` may have (repetition counts multiply them).

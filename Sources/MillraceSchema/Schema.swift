@@ -148,6 +148,7 @@ public struct Schema: Sendable {
         var compiler = SchemaCompiler(root: document)
         _ = try compiler.compile(document, at: [], depth: 0)
         try compiler.checkLoops()
+        try compiler.checkFanOut()
         nodes = compiler.nodes.map(Node.init)
         locations = compiler.locations
     }
@@ -360,6 +361,29 @@ struct SchemaCompiler {
             }
         }
         return try compile(target, at: targetPath, depth: depth + 1)
+    }
+
+    /// Refuses a schema where one value would be checked against too many subschemas
+    /// through `$ref`/`anyOf`/`oneOf` chains (nested anyOf of shared definitions multiply):
+    /// the validator's work per value stays bounded. Run after `checkLoops` (no cycles).
+    func checkFanOut() throws(SchemaError) {
+        var memo = [Int?](repeating: nil, count: nodes.count)
+        func fanOut(_ index: Int) -> Int {
+            if let known = memo[index] { return known }
+            let node = nodes[index]
+            var total = 1
+            for next in node.refs + node.anyOf + node.oneOf {
+                total = Swift.min(total + fanOut(next), Limits.schemaApplicatorFanOutMax + 1)
+            }
+            memo[index] = total
+            return total
+        }
+        for index in nodes.indices where fanOut(index) > Limits.schemaApplicatorFanOutMax {
+            let where_ = locations[index].isEmpty ? "the root" : locations[index]
+            throw SchemaError(
+                .limitExceeded,
+                "\(where_): $ref, anyOf and oneOf here lead to more than \(Limits.schemaApplicatorFanOutMax) subschemas for one value (schemaApplicatorFanOutMax); share less or nest less")
+        }
     }
 
     /// Refuses `$ref`/`anyOf`/`oneOf` cycles that never move into the data (they would

@@ -199,6 +199,12 @@ extension Schema {
         let names = (0...Limits.schemaRequiredMax).map { "\"p\($0)\"" }.joined(separator: ",")
         #expect(refusal(#"{"required":[\#(names)]}"#)?.message.contains("schemaRequiredMax") == true)
         #expect(refusal(#"{"pattern":"(a{1000}){1000}"}"#)?.message.contains("patternStatesMax") == true)
+        // Shared definitions nested in anyOf multiply the checks per value: 2^12 here.
+        let levels = (0..<12).map { level in "\"d\(level)\":{\"anyOf\":[{\"$ref\":\"#/$defs/d\(level + 1)\"},{\"$ref\":\"#/$defs/d\(level + 1)\"}]}" }
+        let fanned = "{\"$defs\":{\(levels.joined(separator: ",")),\"d12\":{\"type\":\"string\"}},\"$ref\":\"#/$defs/d0\"}"
+        #expect(refusal(fanned)?.message.contains("schemaApplicatorFanOutMax") == true, "\(String(describing: refusal(fanned)))")
+        let shallow = "{\"$defs\":{\(levels.suffix(4).joined(separator: ",")),\"d12\":{\"type\":\"string\"}},\"$ref\":\"#/$defs/d8\"}"
+        #expect(refusal(shallow) == nil)
         #expect(refusal(#"{"pattern":"\#(String(repeating: "a", count: Limits.patternLengthMax + 1))"}"#)?.message.contains("patternLengthMax") == true)
         for bad in ["(a", "a)", "[a", "*a", "a**", "(?=a)", "(?<n>a)", "(a)\\1", "\\p{L}", "[z-a]", "a{3,2}"] {
             #expect(refusal("{\"pattern\":\(JSONValue.string(bad).description)}")?.code == .unsupportedPattern, "\(bad)")
