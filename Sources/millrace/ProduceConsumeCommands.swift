@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MillraceClient
 import MillraceFormat
+import MillraceSchema
 import MillraceWire
 import NIOConcurrencyHelpers
 
@@ -100,6 +101,11 @@ struct ProduceCommand: AsyncParsableCommand {
         let tally = NIOLockedValueBox(Tally(keepLines: rejected != nil))
         let (topic, key, keyField) = (topic, key, keyField)
         let work = Task { () throws -> (lines: Int, records: Int) in
+            // A topic that rejects invalid records refuses a whole batch for one bad line:
+            // check lines here first, so a bad line is named by its number and its good
+            // neighbours still go. (Under quarantine they are sent: the broker parks them.)
+            let contract = try await Self.rejectingSchema(client, topic)
+            var tape = JSONTape()
             let reader = InputReader(descriptor: descriptor)
             var splitter = LineSplitter(lineBytesMax: Self.lineBytesMax)
             var records = 0
@@ -122,6 +128,19 @@ struct ProduceCommand: AsyncParsableCommand {
                                 continue
                             case .notJSON:
                                 tally.withLockedValue { $0.fail(number, "not valid JSON, so it has no \(keyField)", bytes) }
+                                continue
+                            }
+                        }
+                        if let contract {
+                            let problem: String?
+                            do {
+                                try tape.parse(bytes, depthMax: Limits.jsonDepthMax)
+                                problem = contract.schema.isValid(tape) ? nil : contract.schema.validate(tape, limit: 1).first?.description
+                            } catch {
+                                problem = "\(error)"
+                            }
+                            if let problem {
+                                tally.withLockedValue { $0.fail(number, "\(problem) (schema version \(contract.version); not sent)", bytes) }
                                 continue
                             }
                         }
@@ -190,6 +209,18 @@ struct ProduceCommand: AsyncParsableCommand {
             reportUnacknowledged(result)
             throw ExitCode(1)
         }
+    }
+
+    /// The topic's latest schema when its policy is to reject invalid records; nil otherwise.
+    static func rejectingSchema(_ client: MillraceClient, _ topic: String) async throws -> (version: Int32, schema: Schema)? {
+        let list: ListSchemasResponse
+        do {
+            list = try await client.listSchemas(topic: topic)
+        } catch let error as MillraceError where error.code == .unknownApi {
+            return nil  // a broker from before schemas
+        }
+        guard !list.versions.isEmpty, list.onInvalid == Int8(InvalidRecordPolicy.reject.rawValue) else { return nil }
+        return try await client.compiledSchema(topic: topic)
     }
 
     /// Says exactly which lines were acknowledged, and with --rejected writes the others out.

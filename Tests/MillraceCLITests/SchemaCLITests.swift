@@ -75,4 +75,23 @@ import Testing
             #expect(shown.stdout == Self.schema(minimum: 0) + "\n")
         }
     }
+
+    /// Under reject, `produce` checks lines itself first: a bad line is named by its number
+    /// and never sent, and its neighbours are not refused with it.
+    @Test func produceNamesBadLinesOfARejectingTopicAndSendsTheRest() async throws {
+        try await brokers.withBroker { broker in
+            let v1 = try file(Self.schema(minimum: 0))
+            let events = try file(#"{"order_id":"1","yield_qty":5}"# + "\n" + #"{"order_id":"2","yield_qty":-3}"# + "\n" + #"{"order_id":"3","yield_qty":1}"# + "\n")
+            defer { for path in [v1, events] { try? FileManager.default.removeItem(atPath: path) } }
+            _ = try cli.millrace(["topic", "create", "strict", "--schema", v1, "--broker", broker])
+            let produced = try cli.millrace(["produce", "strict", "--file", events, "--key-field", "/order_id", "--broker", broker])
+            #expect(produced.status == 1)
+            #expect(
+                produced.stderr
+                    == "error: 1 of 3 records were not acknowledged (first: line 2: /yield_qty: -3 is less than minimum 0 (schema version 1; not sent))\nacknowledged lines: 1,3\n",
+                "\(produced.stderr)")
+            let consumed = try cli.millrace(["consume", "strict", "--broker", broker])
+            #expect(consumed.stdout == #"{"order_id":"1","yield_qty":5}"# + "\n" + #"{"order_id":"3","yield_qty":1}"# + "\n")
+        }
+    }
 }
