@@ -104,7 +104,10 @@ struct ProduceCommand: AsyncParsableCommand {
             // A topic that rejects invalid records refuses a whole batch for one bad line:
             // check lines here first, so a bad line is named by its number and its good
             // neighbours still go. (Under quarantine they are sent: the broker parks them.)
-            let contract = try await Self.rejectingSchema(client, topic)
+            // Every record names the version it was produced under, so consumers see it.
+            let schema = try await Self.topicSchema(client, topic)
+            let contract = schema.flatMap { $0.rejects ? (version: $0.version, schema: $0.schema) : nil }
+            let versionHeader = schema.map { [RecordHeader(key: schemaVersionHeader, value: Array(String($0.version).utf8))] } ?? []
             var tape = JSONTape()
             let reader = InputReader(descriptor: descriptor)
             var splitter = LineSplitter(lineBytesMax: Self.lineBytesMax)
@@ -145,7 +148,7 @@ struct ProduceCommand: AsyncParsableCommand {
                             }
                         }
                         tally.withLockedValue { $0.sending(number, bytes) }
-                        try await producer.send(topic: topic, key: recordKey, value: bytes) { result in
+                        try await producer.send(topic: topic, key: recordKey, value: bytes, headers: versionHeader) { result in
                             tally.withLockedValue { tally in
                                 switch result {
                                 case .success: tally.acknowledge(number)
@@ -212,15 +215,18 @@ struct ProduceCommand: AsyncParsableCommand {
     }
 
     /// The topic's latest schema when its policy is to reject invalid records; nil otherwise.
-    static func rejectingSchema(_ client: MillraceClient, _ topic: String) async throws -> (version: Int32, schema: Schema)? {
+    /// The topic's latest schema, and whether the topic rejects invalid records; nil when it
+    /// has no schema.
+    static func topicSchema(_ client: MillraceClient, _ topic: String) async throws -> (version: Int32, schema: Schema, rejects: Bool)? {
         let list: ListSchemasResponse
         do {
             list = try await client.listSchemas(topic: topic)
         } catch let error as MillraceError where error.code == .unknownApi {
             return nil  // a broker from before schemas
         }
-        guard !list.versions.isEmpty, list.onInvalid == Int8(InvalidRecordPolicy.reject.rawValue) else { return nil }
-        return try await client.compiledSchema(topic: topic)
+        guard !list.versions.isEmpty else { return nil }
+        let latest = try await client.compiledSchema(topic: topic)
+        return (latest.version, latest.schema, list.onInvalid == Int8(InvalidRecordPolicy.reject.rawValue))
     }
 
     /// Says exactly which lines were acknowledged, and with --rejected writes the others out.
