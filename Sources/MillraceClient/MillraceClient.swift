@@ -84,7 +84,10 @@ public final class MillraceClient: Sendable {
     /// Sends a request on the current connection, opening one if needed; no retry. Requests
     /// made one after another from one thread go out in that order.
     public func request(_ request: Request) -> EventLoopFuture<ResponseBody> {
-        connection().flatMap { $0.request(request) }
+        // Always through the event loop's queue, even when called on it: a request made on
+        // the loop must not overtake one made just before from another thread and still
+        // queued (a producer's linger timer and its sender run on different threads).
+        eventLoop.flatSubmit { [self] in connection().flatMap { $0.request(request) } }
     }
 
     /// Sends a request; when the connection it went out on had dropped, one retry on a new one.

@@ -63,6 +63,16 @@ public final class Producer: Sendable {
         var retryScheduled = false
         var backoff = Backoff(min: .milliseconds(100), max: .seconds(5))
         var reportedOutage = false
+        /// Each batch taken for sending gets the next number; they are sent in that order.
+        var nextShipment: UInt64 = 0
+    }
+
+    /// Batches are taken from `state` by whichever thread fills them or whose linger timer
+    /// fires, then encoded outside the lock; they go out in the order they were taken, so a
+    /// partition's batches are never overtaken by a later one.
+    private struct SendOrder {
+        var next: UInt64 = 0
+        var ready: [UInt64: Shipment?] = [:]
     }
 
     private struct TopicPartitionKey: Hashable {
@@ -74,6 +84,8 @@ public final class Producer: Sendable {
     private let configuration: Configuration
     private let eventLoop: any EventLoop
     private let state = NIOLockedValueBox(State())
+    /// Taken before `state` when both are held, never after.
+    private let sendOrder = NIOLockedValueBox(SendOrder())
 
     public init(client: MillraceClient, configuration: Configuration = Configuration()) {
         self.client = client
@@ -226,35 +238,43 @@ public final class Producer: Sendable {
 
     /// Takes the batch of one partition and sends it.
     private func ship(_ key: TopicPartitionKey) {
-        guard let pending = state.withLockedValue({ state -> Pending? in
+        guard let (pending, number) = state.withLockedValue({ state -> (Pending, UInt64)? in
             guard let pending = state.partitions.removeValue(forKey: key) else { return nil }
             state.inFlight += 1
             if state.stickyPartition[key.topic] == key.partition, let count = state.topics[key.topic]?.partitionCount {
                 state.stickyPartition[key.topic] = (key.partition + 1) % count
             }
-            return pending
+            defer { state.nextShipment += 1 }
+            return (pending, state.nextShipment)
         }) else { return }
         pending.timer?.cancel()
         let now = SystemClock().nowMilliseconds()
         let codec = state.withLockedValue { $0.topics[key.topic]?.compression } ?? .none
         let batch = RecordBatch(attributes: .init(codec: codec), baseTimestamp: now, records: pending.records)
-        let bytes: [UInt8]
+        var shipment: Shipment?
         do {
-            bytes = try batch.encoded()
+            let bytes = try batch.encoded()
+            let request = Request.produce(
+                ProduceRequest(
+                    timeoutMs: 30_000, topics: [TopicEntries(topic: key.topic, [ProducePartition(partition: key.partition, records: bytes)])], version: 1))
+            shipment = Shipment(request: request, pending: pending)
         } catch {
-            return finish(pending, .failure(error))
+            finish(pending, .failure(error))
         }
-        let request = Request.produce(
-            ProduceRequest(
-                timeoutMs: 30_000, topics: [TopicEntries(topic: key.topic, [ProducePartition(partition: key.partition, records: bytes)])], version: 1))
-        let shipment = Shipment(request: request, pending: pending)
-        // Behind any retries: a partition's batches go out in order.
-        let queued = state.withLockedValue { state -> Bool in
-            guard !state.retries.isEmpty else { return false }
-            state.retries.append(shipment)
-            return true
+        // In the order the batches were taken; each behind any retries.
+        sendOrder.withLockedValue { order in
+            order.ready[number] = .some(shipment)
+            while let next = order.ready.removeValue(forKey: order.next) {
+                order.next += 1
+                guard let next else { continue }
+                let queued = state.withLockedValue { state -> Bool in
+                    guard !state.retries.isEmpty else { return false }
+                    state.retries.append(next)
+                    return true
+                }
+                if !queued { attempt(next) }
+            }
         }
-        if !queued { attempt(shipment) }
     }
 
     private func attempt(_ shipment: Shipment) {

@@ -152,6 +152,7 @@ public final class MillraceServer: Sendable {
             try? await child.close().get()
         }
         try? await group.shutdownGracefully()
+        await dispatcherBox.withLockedValue { $0 }?.validationLanes.shutdown()
     }
 }
 

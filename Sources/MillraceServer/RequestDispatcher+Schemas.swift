@@ -119,20 +119,46 @@ extension RequestDispatcher {
     /// some invalid under `reject` → nothing appended, each named; under `quarantine` → the
     /// invalid ones go to `<topic>.quarantine` first (with headers naming the error), then the
     /// valid ones are appended, re-encoded without them.
+    typealias Append = @Sendable (
+        _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+    ) -> Void
+
+    /// Checks the records against the topic's schema — on the partition's validation lane,
+    /// off the event loop, in arrival order per partition — then appends as `appendChecked`.
+    func appendValidated(
+        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], on eventLoop: any EventLoop, append: @escaping Append
+    ) -> EventLoopFuture<ProducePartitionResult> {
+        let failed: @Sendable (Error) -> ProducePartitionResult = { error in
+            let error = error as? MillraceError ?? MillraceError(.corruptBatch, "\(error)")
+            return ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1)
+        }
+        let hasSchema: Bool
+        do {
+            hasSchema = try schemas.entry(topic).latest > 0
+        } catch {
+            return eventLoop.makeSucceededFuture(failed(error))
+        }
+        guard hasSchema else { return appendChecked(topic, entry, batches: batches, invalid: [], on: eventLoop, append: append) }
+        return validationLanes.run(lane: Self.lane(topic, entry.partition), on: eventLoop) { [self] in
+            try invalidRecords(topic: topic, batches: batches).records
+        }.flatMap { [self] invalid in
+            appendChecked(topic, entry, batches: batches, invalid: invalid, on: eventLoop, append: append)
+        }.flatMapErrorThrowing { error in failed(error) }
+    }
+
+    static func lane(_ topic: String, _ partition: Int32) -> Int {
+        var hash = Hasher()
+        hash.combine(topic)
+        hash.combine(partition)
+        return hash.finalize() & Int.max
+    }
+
     func appendChecked(
-        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], on eventLoop: any EventLoop,
-        append: @escaping @Sendable (_ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void) -> Void
+        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], invalid: [(batch: Int, record: Int, outcome: RecordOutcome)],
+        on eventLoop: any EventLoop, append: @escaping Append
     ) -> EventLoopFuture<ProducePartitionResult> {
         let failed: @Sendable (MillraceError, [RecordOutcome]) -> ProducePartitionResult = { error, outcomes in
             ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1, outcomes: outcomes)
-        }
-        let checked: (entry: SchemaRegistry.Entry, records: [(batch: Int, record: Int, outcome: RecordOutcome)])
-        do {
-            checked = try invalidRecords(topic: topic, batches: batches)
-        } catch let error as MillraceError {
-            return eventLoop.makeSucceededFuture(failed(error, []))
-        } catch {
-            return eventLoop.makeSucceededFuture(failed(MillraceError(.corruptBatch, "\(error)"), []))
         }
         let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
         let succeed: @Sendable (AppendResult, [RecordOutcome]) -> Void = { appended, outcomes in
@@ -146,7 +172,7 @@ extension RequestDispatcher {
             promise.succeed(result)
             return promise.futureResult
         }
-        guard !checked.records.isEmpty else {
+        guard !invalid.isEmpty else {
             append(topic, entry.partition, batches) { result in
                 switch result {
                 case .success(let appended): succeed(appended, [])
@@ -155,7 +181,7 @@ extension RequestDispatcher {
             }
             return promise.futureResult
         }
-        let outcomes = checked.records.map(\.outcome)
+        let outcomes = invalid.map(\.outcome)
         let total = batches.reduce(0) { sum, bytes in
             sum + ((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }).map { Int($0.recordCount) } ?? 0)
         }
@@ -172,8 +198,8 @@ extension RequestDispatcher {
         let kept: [[UInt8]]
         do {
             let decoded = try batches.map { try RecordBatch.decode($0) }
-            parked = try Self.quarantineBatch(checked.records, from: decoded, topic: topic, partition: entry.partition)
-            kept = try Self.withoutInvalid(decoded, invalid: Set(checked.records.map { [$0.batch, $0.record] }))
+            parked = try Self.quarantineBatch(invalid, from: decoded, topic: topic, partition: entry.partition)
+            kept = try Self.withoutInvalid(decoded, invalid: Set(invalid.map { [$0.batch, $0.record] }))
         } catch {
             return answer(failed(MillraceError(.unexpected, "re-encoding for quarantine failed: \(error)"), []))
         }

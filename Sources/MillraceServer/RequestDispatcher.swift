@@ -15,6 +15,9 @@ final class RequestDispatcher: Sendable {
     let waiters = FetchWaiters()
     let groups: GroupCoordinator
     let schemas: SchemaRegistry
+    /// Threads that check records against schemas, one per core; a partition always uses the
+    /// same one, so its batches are appended in the order they arrived.
+    let validationLanes = ValidationLanes(count: System.coreCount)
 
     init(storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger) {
         self.storage = storage
@@ -199,7 +202,7 @@ final class RequestDispatcher: Sendable {
         // One operation for all of the partition's batches: appended together or not at all,
         // once they pass the topic's schema (if it has one).
         let storage = self.storage
-        return appendChecked(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, completion in
+        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, completion in
             storage.append(topic: topic, partition: partition, batches: batches, completion: completion)
         }
     }

@@ -155,4 +155,42 @@ import Testing
         await client.close()
         await live.stop()
     }
+
+    /// Many small batches in flight land in the order they were sent, per key: with a schema
+    /// (validation runs off the event loop, one lane per partition) and without one (the
+    /// producer's linger timer and its sender used to race, and a batch sent from the
+    /// client's event loop could overtake one queued just before from another thread).
+    @Test(arguments: [true, false]) func batchesKeepTheirOrder(withSchema: Bool) async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 4))
+        if withSchema { _ = try await client.registerSchema(topic: "confirmations", schema: Self.confirmation) }
+        var configuration = Producer.Configuration()
+        configuration.batchBytesMax = 512  // a handful of records per request: many in flight
+        configuration.lingerMs = 0
+        let producer = Producer(client: client, configuration: configuration)
+        let failures = NIOLockedValueBox(0)
+        for index in 0..<2_000 {
+            let value = Self.value(#"{"order_id":"O\#(index % 16)","yield_qty":\#(index)}"#)
+            try await producer.send(topic: "confirmations", key: Self.value("O\(index % 16)"), value: value) { result in
+                if case .failure = result { failures.withLockedValue { $0 += 1 } }
+            }
+        }
+        try await producer.flush()
+        #expect(failures.withLockedValue { $0 } == 0)
+        var lastByKey: [String: Int] = [:]
+        var count = 0
+        for try await record in Consumer(client: client, topic: "confirmations", from: .earliest, stopAtEnd: true) {
+            let text = String(decoding: record.value ?? [], as: UTF8.self)
+            let key = String(decoding: record.key ?? [], as: UTF8.self)
+            let yield = Int(text.split(separator: ":").last?.dropLast() ?? "") ?? -1
+            #expect(yield > lastByKey[key, default: -1], "\(key): \(yield) after \(lastByKey[key, default: -1])")
+            lastByKey[key] = yield
+            count += 1
+        }
+        #expect(count == 2_000)
+        await client.close()
+        await live.stop()
+    }
 }
