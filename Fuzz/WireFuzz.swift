@@ -3,6 +3,7 @@
 // must decode or fail cleanly, and every request be answered without a trap.
 import Foundation
 import MillraceFormat
+import MillraceSchema
 import MillraceServer
 import MillraceStorage
 import MillraceWire
@@ -41,8 +42,20 @@ public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         }
     }
     _ = try? RecordBatch.decode(Array(bytes))
+    // The input as a schema document, and as a record checked against a fixed schema.
+    if let schema = try? Schema(json: Array(bytes)) {
+        _ = schema.validate(json: Array(#"{"a":[1,"x",{"b":null}],"c":-2.5e3}"#.utf8))
+        _ = schema.accepts(everythingAcceptedBy: fuzzSchema)
+    }
+    _ = fuzzSchema.validate(json: Array(bytes), limit: 5)
     return 0
 }
+
+/// A schema using every supported keyword, for records the fuzzer makes up.
+let fuzzSchema = try! Schema(
+    json: Array(
+        ##"{"$defs":{"n":{"type":"number","minimum":-5,"exclusiveMaximum":1e6}},"type":"object","properties":{"a":{"type":"array","items":{"anyOf":[{"$ref":"#/$defs/n"},{"type":"string","pattern":"^[a-z]+\\d?$","maxLength":8},{"type":"object","additionalProperties":{"enum":[null,true]}}]}},"c":{"oneOf":[{"type":"integer"},{"$ref":"#/$defs/n"}]},"t":{"type":"string","format":"date-time"},"k":{"const":"x"}},"required":["a"],"additionalProperties":false}"##
+            .utf8))
 
 // SwiftPM links an executable's entry point as `<module>_main`; hand control to libFuzzer's
 // driver from there.
@@ -54,6 +67,11 @@ func LLVMFuzzerRunDriver(
 
 @_cdecl("WireFuzz_main")
 public func wireFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    // Globals that live for the whole run (the storage, the dispatcher's validation threads,
+    // the schema) are made before the first input, so the leak check never counts them.
+    _ = fuzzResponder
+    _ = fuzzSchema
+    atexit { fuzzResponder.shutdown() }
     var count = argc
     var arguments = argv
     return LLVMFuzzerRunDriver(&count, &arguments, millraceFuzz)

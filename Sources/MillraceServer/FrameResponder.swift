@@ -18,6 +18,11 @@ public final class FrameResponder: Sendable {
         self.maxWaitCapMs = maxWaitCapMs
     }
 
+    /// Stops the threads the dispatcher keeps (its validation lanes).
+    public func shutdown() {
+        dispatcher.validationLanes.syncShutdown()
+    }
+
     private static func encoded(_ response: Response) -> ByteBuffer {
         var buffer = ByteBuffer()
         ResponseCodec.encode(response, into: &buffer)

@@ -19,4 +19,9 @@ final class ValidationLanes: Sendable {
     func shutdown() async {
         for pool in pools { try? await pool.shutdownGracefully() }
     }
+
+    /// For callers outside async code (the fuzzer's exit).
+    func syncShutdown() {
+        for pool in pools { try? pool.syncShutdownGracefully() }
+    }
 }
