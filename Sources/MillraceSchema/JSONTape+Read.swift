@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 extension JSONTape {
     /// The string at `index` with its escapes decoded (a lone surrogate becomes U+FFFD).
     public func string(at index: Int) -> String {
@@ -14,12 +20,12 @@ extension JSONTape {
         guard !entry.escaped else { return Array(string(at: index).utf8) == key }
         let length = Int(entry.end - entry.start)
         guard length == key.count else { return false }
-        var offset = Int(entry.start)
-        for byte in key {
-            guard bytes[offset] == byte else { return false }
-            offset += 1
+        return bytes.withUnsafeBufferPointer { text in
+            key.withUnsafeBufferPointer { wanted in
+                guard let from = text.baseAddress, let to = wanted.baseAddress else { return length == 0 }
+                return memcmp(from + Int(entry.start), to, length) == 0
+            }
         }
-        return true
     }
 
     /// The Unicode scalars of the string at `index`: its length for minLength/maxLength is

@@ -7,7 +7,7 @@
 /// Supported: literals and escapes (`\d \D \w \W \s \S \b \B \t \n \r \f \v \uXXXX \xXX`,
 /// escaped punctuation), `.`, classes `[...]` `[^...]` with ranges, groups `(...)` `(?:...)`,
 /// `|`, `* + ? {n} {n,} {n,m}` (greedy or lazy: the same for a yes/no match), `^ $`.
-public struct Pattern: Sendable {
+public final class Pattern: Sendable {
     public let source: String
     private let program: [Instruction]
     private let classes: [ScalarClass]
