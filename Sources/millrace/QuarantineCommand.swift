@@ -114,72 +114,80 @@ struct QuarantineCommand: ParsableCommand {
                 throw ExitCode(2)
             }
             let (topic, from, dryRun, json) = (self.topic, self.from, self.dryRun, self.json)
-            let summary = try await withClient(broker) { client -> (passed: Int, failed: Int) in
+            let stop = NIOLockedValueBox(false)
+            // Ctrl-C / SIGTERM: finish the chunk in hand, move the cursor past it, stop.
+            let signals = TerminationSignals(graceSeconds: 30) { stop.withLockedValue { $0 = true } }
+            defer { signals.cancel() }
+            let summary = try await withClient(broker) { client -> (passed: Int, failed: Int, stopped: Bool) in
                 let found = try await QuarantineCommand.parked(client, topic: topic, from: from)
-                guard !found.records.isEmpty else { return (0, 0) }
+                guard !found.records.isEmpty else { return (0, 0, false) }
                 let (version, schema) = try await client.compiledSchema(topic: topic)
                 let producer = Producer(client: client)
-                let results = NIOLockedValueBox<[(offset: Int64, line: String)]>([])
-                let failures = NIOLockedValueBox<[String]>([])
                 var (passed, failed) = (0, 0)
-                for parked in found.records {
-                    let record = parked.record
-                    var headers = record.headers.filter { !QuarantineCommand.errorHeaders.contains($0.key) && $0.key != schemaVersionHeader }
-                    let problem = schema.validate(json: record.value ?? []).first
-                    let offset = record.offset
-                    if let problem {
-                        failed += 1
-                        let reason = "still invalid against version \(version): \(problem.description)"
-                        results.withLockedValue { $0.append((offset, reason)) }
-                        guard !dryRun else { continue }
-                        // Parked again, at the end, with the reason it has now.
-                        headers += [
-                            RecordHeader(key: "millrace-error", value: Array(problem.description.utf8)),
-                            RecordHeader(key: "millrace-error-path", value: Array(problem.path.utf8)),
-                            RecordHeader(key: "millrace-error-rule", value: Array(problem.rule.utf8)),
-                            RecordHeader(key: "millrace-source-topic", value: Array(topic.utf8)),
-                            RecordHeader(key: "millrace-source-partition", value: Array((parked.header["millrace-source-partition"] ?? "0").utf8)),
-                            RecordHeader(key: schemaVersionHeader, value: Array(String(version).utf8)),
-                        ]
-                        try await producer.send(topic: topic + ".quarantine", partition: 0, key: record.key, value: record.value ?? [], headers: headers) { result in
-                            if case .failure(let error) = result { failures.withLockedValue { $0.append("offset \(offset): could not park again: \(error)") } }
+                // Chunks: after each, every send is acknowledged and the cursor moves past it,
+                // so a stop (or a crash) re-drives at most the chunk in hand again.
+                let chunkSize = 1_000
+                for chunkStart in stride(from: 0, to: found.records.count, by: chunkSize) {
+                    if stop.withLockedValue({ $0 }) { return (passed, failed, true) }
+                    let chunk = found.records[chunkStart..<min(chunkStart + chunkSize, found.records.count)]
+                    let results = NIOLockedValueBox<[(offset: Int64, line: String)]>([])
+                    let failures = NIOLockedValueBox<[String]>([])
+                    for parked in chunk {
+                        let record = parked.record
+                        var headers = record.headers.filter { !QuarantineCommand.errorHeaders.contains($0.key) && $0.key != schemaVersionHeader }
+                        let problem = schema.validate(json: record.value ?? []).first
+                        let offset = record.offset
+                        if let problem {
+                            failed += 1
+                            results.withLockedValue { $0.append((offset, "still invalid against version \(version): \(problem.description)")) }
+                            guard !dryRun else { continue }
+                            // Parked again, at the end, with the reason it has now.
+                            headers += [
+                                RecordHeader(key: "millrace-error", value: Array(problem.description.utf8)),
+                                RecordHeader(key: "millrace-error-path", value: Array(problem.path.utf8)),
+                                RecordHeader(key: "millrace-error-rule", value: Array(problem.rule.utf8)),
+                                RecordHeader(key: "millrace-source-topic", value: Array(topic.utf8)),
+                                RecordHeader(key: "millrace-source-partition", value: Array((parked.header["millrace-source-partition"] ?? "0").utf8)),
+                                RecordHeader(key: schemaVersionHeader, value: Array(String(version).utf8)),
+                            ]
+                            try await producer.send(topic: topic + ".quarantine", partition: 0, key: record.key, value: record.value ?? [], headers: headers) { result in
+                                if case .failure(let error) = result { failures.withLockedValue { $0.append("offset \(offset): could not park again: \(error)") } }
+                            }
+                            continue
                         }
-                        continue
-                    }
-                    passed += 1
-                    guard !dryRun else {
-                        results.withLockedValue { $0.append((offset, "passes version \(version); would go back to \(topic)/\(parked.sourcePartition ?? 0)")) }
-                        continue
-                    }
-                    headers.append(RecordHeader(key: schemaVersionHeader, value: Array(String(version).utf8)))
-                    let partition = parked.sourcePartition ?? 0
-                    try await producer.send(topic: topic, partition: partition, key: record.key, value: record.value ?? [], headers: headers) { result in
-                        switch result {
-                        case .success(let placed): results.withLockedValue { $0.append((offset, "re-driven to \(topic)/\(placed.partition) at offset \(placed.offset)")) }
-                        case .failure(let error): failures.withLockedValue { $0.append("offset \(offset): not re-driven: \(error)") }
+                        passed += 1
+                        guard !dryRun else {
+                            results.withLockedValue { $0.append((offset, "passes version \(version); would go back to \(topic)/\(parked.sourcePartition ?? 0)")) }
+                            continue
+                        }
+                        headers.append(RecordHeader(key: schemaVersionHeader, value: Array(String(version).utf8)))
+                        try await producer.send(topic: topic, partition: parked.sourcePartition ?? 0, key: record.key, value: record.value ?? [], headers: headers) { result in
+                            switch result {
+                            case .success(let placed): results.withLockedValue { $0.append((offset, "re-driven to \(topic)/\(placed.partition) at offset \(placed.offset)")) }
+                            case .failure(let error): failures.withLockedValue { $0.append("offset \(offset): not re-driven: \(error)") }
+                            }
                         }
                     }
-                }
-                try await producer.flush()
-                let problems = failures.withLockedValue { $0 }
-                if !dryRun && problems.isEmpty {
-                    // Everything up to the end is handled: the cursor moves past it.
-                    try await client.commitOffsets(group: QuarantineCommand.cursorGroup, topic: topic + ".quarantine", offsets: [OffsetEntry(partition: 0, offset: found.end, metadata: "redrive")])
-                }
-                for (offset, line) in results.withLockedValue({ $0 }).sorted(by: { $0.offset < $1.offset }) {
-                    if json {
-                        print(Output.json(["offset": offset, "outcome": line]))
-                    } else {
-                        print("offset \(offset): \(line)")
+                    try await producer.flush()
+                    for (offset, line) in results.withLockedValue({ $0 }).sorted(by: { $0.offset < $1.offset }) {
+                        print(json ? Output.json(["offset": offset, "outcome": line]) : "offset \(offset): \(line)")
                     }
+                    let problems = failures.withLockedValue { $0 }
+                    if !problems.isEmpty {
+                        for problem in problems { Output.standardError("error: \(problem)") }
+                        Output.standardError("error: the cursor stays before this chunk; run re-drive again once the broker takes writes")
+                        throw ExitCode(1)
+                    }
+                    guard !dryRun, let last = chunk.last else { continue }
+                    // Everything up to here is handled: the cursor moves past it (to the end
+                    // as it was at the start once the last chunk is done).
+                    let cursor = chunkStart + chunkSize >= found.records.count ? found.end : last.record.offset + 1
+                    try await client.commitOffsets(
+                        group: QuarantineCommand.cursorGroup, topic: topic + ".quarantine", offsets: [OffsetEntry(partition: 0, offset: cursor, metadata: "redrive")])
                 }
-                if !problems.isEmpty {
-                    for problem in problems { Output.standardError("error: \(problem)") }
-                    Output.standardError("error: the cursor was not moved; run re-drive again once the broker takes writes")
-                    throw ExitCode(1)
-                }
-                return (passed, failed)
+                return (passed, failed, false)
             }
+            if summary.stopped { Output.standardError("stopped by a signal; the cursor is after the last record handled — run re-drive again to go on") }
             let verb = dryRun ? "would re-drive" : "re-drove"
             if json {
                 print(Output.json(["topic": topic, "redriven": summary.passed, "still_invalid": summary.failed, "dry_run": dryRun]))
