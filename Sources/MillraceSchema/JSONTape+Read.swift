@@ -187,3 +187,52 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         return out + "\""
     }
 }
+
+/// The tape seen through pointers for the length of one validation: no bounds checks, no
+/// reference counting on the hot path. Only valid inside `JSONTape.withView`.
+struct TapeView {
+    let entries: UnsafeBufferPointer<JSONTape.Entry>
+    let bytes: UnsafeBufferPointer<UInt8>
+    /// For decoding escaped strings (rare).
+    let tape: JSONTape
+
+    @inline(__always) subscript(index: Int) -> JSONTape.Entry { entries[index] }
+
+    @inline(__always) func after(_ index: Int) -> Int { Int(entries[index].next) }
+
+    @inline(__always) func stringEquals(_ index: Int, _ key: [UInt8]) -> Bool {
+        let entry = entries[index]
+        guard !entry.escaped else { return tape.stringEquals(index, key) }
+        let length = Int(entry.end &- entry.start)
+        guard length == key.count else { return false }
+        guard length > 0, let base = bytes.baseAddress else { return true }
+        return key.withUnsafeBufferPointer { wanted in
+            guard let wantedBase = wanted.baseAddress else { return false }
+            return memcmp(base + Int(entry.start), wantedBase, length) == 0
+        }
+    }
+
+    /// The raw bytes of a string or number entry.
+    @inline(__always) func raw(_ index: Int) -> UnsafeBufferPointer<UInt8> {
+        let entry = entries[index]
+        return UnsafeBufferPointer(rebasing: bytes[Int(entry.start)..<Int(entry.end)])
+    }
+
+    func string(at index: Int) -> String { tape.string(at: index) }
+    func text(at index: Int) -> String { tape.text(at: index) }
+    func scalarCount(at index: Int) -> Int {
+        let entry = entries[index]
+        if entry.escaped { return tape.scalarCount(at: index) }
+        var count = 0
+        for byte in raw(index) where byte & 0xC0 != 0x80 { count += 1 }
+        return count
+    }
+}
+
+extension JSONTape {
+    func withView<T>(_ body: (TapeView) -> T) -> T {
+        entries.withUnsafeBufferPointer { entries in
+            bytes.withUnsafeBufferPointer { bytes in body(TapeView(entries: entries, bytes: bytes, tape: self)) }
+        }
+    }
+}

@@ -2,15 +2,19 @@ extension Schema {
     /// Checks the value held by `tape` (already parsed: one parse per record). Returns the
     /// first `limit` violations; empty when the value is valid.
     public func validate(_ tape: JSONTape, limit: Int = 10) -> [SchemaViolation] {
-        var run = ValidationRun(schema: self, tape: tape, limit: limit)
-        _ = run.check(0, 0)
-        return run.violations
+        tape.withView { view in
+            var run = ValidationRun(schema: self, tape: view, limit: limit)
+            _ = run.check(0, 0)
+            return run.violations
+        }
     }
 
     /// Whether `tape`'s value is valid, without building any message.
     public func isValid(_ tape: JSONTape) -> Bool {
-        var run = ValidationRun(schema: self, tape: tape, limit: 0)
-        return run.check(0, 0)
+        tape.withView { view in
+            var run = ValidationRun(schema: self, tape: view, limit: 0)
+            return run.check(0, 0)
+        }
     }
 
     /// Parses and checks one JSON text; a text that is not JSON is one violation at the root.
@@ -31,7 +35,7 @@ import MillraceFormat
 /// the value) are built only when a violation is reported; `limit` 0 means only yes or no.
 struct ValidationRun {
     let schema: Schema
-    let tape: JSONTape
+    let tape: TapeView
     let limit: Int
     var violations: [SchemaViolation] = []
     /// Where in the record the walk is: tape indices of member names, or item positions.
@@ -42,7 +46,7 @@ struct ValidationRun {
         case item(Int)
     }
 
-    init(schema: Schema, tape: JSONTape, limit: Int) {
+    init(schema: Schema, tape: TapeView, limit: Int) {
         self.schema = schema
         self.tape = tape
         self.limit = limit
@@ -240,9 +244,7 @@ struct ValidationRun {
             if entry.escaped {
                 matched = pattern.matches(tape.string(at: index).unicodeScalars)
             } else {
-                matched = tape.bytes[Int(entry.start)..<Int(entry.end)].withContiguousStorageIfAvailable { raw in
-                    pattern.matches(UTF8Scalars(raw))
-                } ?? pattern.matches(tape.string(at: index).unicodeScalars)
+                matched = pattern.matches(UTF8Scalars(tape.raw(index)))
             }
             if !matched {
                 if reporting { report("pattern", "\(shown(index)) does not match pattern \(JSONValue.quote(pattern.source))") }
@@ -251,7 +253,7 @@ struct ValidationRun {
         }
         if node.dateTime {
             let entry = tape[index]
-            let ok = entry.escaped ? DateTime.isValid(Array(tape.string(at: index).utf8)[...]) : DateTime.isValid(tape.bytes[Int(entry.start)..<Int(entry.end)])
+            let ok = entry.escaped ? DateTime.isValid(Array(tape.string(at: index).utf8)[...]) : DateTime.isValid(tape.raw(index))
             if !ok {
                 if reporting { report("format", "\(shown(index)) is not a date-time (RFC 3339, e.g. 2026-11-28T06:00:00Z)") }
                 valid = false
@@ -319,7 +321,7 @@ struct ValidationRun {
     }
 
     /// JSON equality between a tape value and a tree value.
-    static func equal(_ tape: JSONTape, _ index: Int, _ value: JSONValue) -> Bool {
+    static func equal(_ tape: TapeView, _ index: Int, _ value: JSONValue) -> Bool {
         let entry = tape[index]
         switch (entry.kind, value) {
         case (.null, .null): return true
