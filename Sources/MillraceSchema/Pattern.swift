@@ -108,6 +108,26 @@ public final class Pattern: Sendable {
         }
     }
 
+    /// Whether UTF-8 `bytes` (well formed) contain a match. An identifier-shaped pattern over
+    /// ASCII text is checked byte by byte, without decoding.
+    func matches(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        if let fixed {
+            var position = 0
+            for (step, count) in fixed {
+                for _ in 0..<count {
+                    guard position < bytes.count else { return false }
+                    let byte = bytes[position]
+                    if byte >= 0x80 { return matches(UTF8Scalars(bytes)) }
+                    guard accepts(step, UInt32(byte)) else { return false }
+                    position += 1
+                }
+            }
+            // Anchored at the end: anything left over (a scalar or more) means no match.
+            return position == bytes.count
+        }
+        return matches(UTF8Scalars(bytes))
+    }
+
     /// Whether `text` contains a match.
     public func matches(_ text: some Sequence<Unicode.Scalar>) -> Bool {
         if let fixed {

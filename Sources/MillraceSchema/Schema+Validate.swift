@@ -244,7 +244,7 @@ struct ValidationRun {
             if entry.escaped {
                 matched = pattern.matches(tape.string(at: index).unicodeScalars)
             } else {
-                matched = pattern.matches(UTF8Scalars(tape.raw(index)))
+                matched = pattern.matches(utf8: tape.raw(index))
             }
             if !matched {
                 if reporting { report("pattern", "\(shown(index)) does not match pattern \(JSONValue.quote(pattern.source))") }

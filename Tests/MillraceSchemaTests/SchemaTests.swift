@@ -88,6 +88,9 @@ extension Schema {
         try #expect(schema(#"{"pattern":"^(WC|MC)-[A-Z]+-\\d\\d$"}"#).accepts("\"WC-CNC-02\""))
         try #expect(!(schema(#"{"pattern":"^[^0-9]*$"}"#).accepts("\"ab3\"")))
         try #expect(schema(#"{"pattern":"^.$"}"#).accepts("\"😀\""))  // one character, not four bytes
+        // Identifier-shaped patterns are checked on bytes while the text is ASCII.
+        let code = try schema(#"{"pattern":"^[A-Z]{2}.[0-9]$"}"#)
+        #expect(code.accepts("\"AB-1\"") && code.accepts("\"ABé1\"") && !code.accepts("\"AB-12\"") && !code.accepts("\"AB-1é\"") && !code.accepts("\"Aé-1\""))
         try #expect(schema(#"{"pattern":"\\bend\\b"}"#).accepts("\"the end.\"") && !(schema(#"{"pattern":"\\bend\\b"}"#).accepts("\"ending\"")))
         try #expect(schema(#"{"pattern":"^a|b$"}"#).accepts("\"xb\""))
         try #expect(schema(#"{"pattern":"^(ab)*c?$"}"#).accepts("\"ababc\"") && !(schema(#"{"pattern":"^(ab)*c?$"}"#).accepts("\"aba\"")))
