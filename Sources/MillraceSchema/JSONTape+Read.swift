@@ -193,8 +193,6 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
 struct TapeView {
     let entries: UnsafeBufferPointer<JSONTape.Entry>
     let bytes: UnsafeBufferPointer<UInt8>
-    /// For decoding escaped strings (rare).
-    let tape: JSONTape
 
     @inline(__always) subscript(index: Int) -> JSONTape.Entry { entries[index] }
 
@@ -202,7 +200,7 @@ struct TapeView {
 
     @inline(__always) func stringEquals(_ index: Int, _ key: [UInt8]) -> Bool {
         let entry = entries[index]
-        guard !entry.escaped else { return tape.stringEquals(index, key) }
+        guard !entry.escaped else { return Array(string(at: index).utf8) == key }
         let length = Int(entry.end &- entry.start)
         guard length == key.count else { return false }
         guard length > 0, let base = bytes.baseAddress else { return true }
@@ -212,17 +210,25 @@ struct TapeView {
         }
     }
 
-    /// The raw bytes of a string or number entry.
+    /// The raw bytes of a string (without quotes) or number entry, or of a container.
     @inline(__always) func raw(_ index: Int) -> UnsafeBufferPointer<UInt8> {
         let entry = entries[index]
         return UnsafeBufferPointer(rebasing: bytes[Int(entry.start)..<Int(entry.end)])
     }
 
-    func string(at index: Int) -> String { tape.string(at: index) }
-    func text(at index: Int) -> String { tape.text(at: index) }
+    func string(at index: Int) -> String {
+        let text = raw(index)
+        guard entries[index].escaped else { return String(decoding: text, as: UTF8.self) }
+        return String(decoding: JSONTape.unescape(Array(text)[...]), as: UTF8.self)
+    }
+
+    func text(at index: Int) -> String {
+        let text = String(decoding: raw(index), as: UTF8.self)
+        return entries[index].kind == .string ? "\"" + text + "\"" : text
+    }
+
     func scalarCount(at index: Int) -> Int {
-        let entry = entries[index]
-        if entry.escaped { return tape.scalarCount(at: index) }
+        if entries[index].escaped { return string(at: index).unicodeScalars.count }
         var count = 0
         for byte in raw(index) where byte & 0xC0 != 0x80 { count += 1 }
         return count
@@ -230,9 +236,15 @@ struct TapeView {
 }
 
 extension JSONTape {
+    /// A view over the tape's own bytes (after `parse`).
     func withView<T>(_ body: (TapeView) -> T) -> T {
         entries.withUnsafeBufferPointer { entries in
-            bytes.withUnsafeBufferPointer { bytes in body(TapeView(entries: entries, bytes: bytes, tape: self)) }
+            bytes.withUnsafeBufferPointer { bytes in body(TapeView(entries: entries, bytes: bytes)) }
         }
+    }
+
+    /// A view over the bytes it was `index`ed from.
+    func withView<T>(over text: UnsafeBufferPointer<UInt8>, _ body: (TapeView) -> T) -> T {
+        entries.withUnsafeBufferPointer { entries in body(TapeView(entries: entries, bytes: text)) }
     }
 }

@@ -51,6 +51,16 @@ public struct JSONTape: Sendable {
         }
     }
 
+    /// Parses bytes where they are, without copying them: the tape holds only entries, and is
+    /// read through `withView(over:)` with the same bytes (the produce path checks a record
+    /// inside its batch this way).
+    public mutating func index(_ text: UnsafeBufferPointer<UInt8>, depthMax: Int = 64) throws(JSONSyntaxError) {
+        entries.removeAll(keepingCapacity: true)
+        bytes.removeAll(keepingCapacity: true)
+        var scanner = JSONScanner(depthMax: depthMax)
+        try scanner.document(text, into: &entries)
+    }
+
     public static func parse(_ text: [UInt8], depthMax: Int = 64) throws(JSONSyntaxError) -> JSONTape {
         var tape = JSONTape()
         try tape.parse(text, depthMax: depthMax)

@@ -17,6 +17,23 @@ extension Schema {
         }
     }
 
+    /// As `validate(_:limit:)` for a tape `index`ed from `text` (checked in place).
+    public func validate(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>, limit: Int = 10) -> [SchemaViolation] {
+        tape.withView(over: text) { view in
+            var run = ValidationRun(schema: self, tape: view, limit: limit)
+            _ = run.check(0, 0)
+            return run.violations
+        }
+    }
+
+    /// As `isValid(_:)` for a tape `index`ed from `text`.
+    public func isValid(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>) -> Bool {
+        tape.withView(over: text) { view in
+            var run = ValidationRun(schema: self, tape: view, limit: 0)
+            return run.check(0, 0)
+        }
+    }
+
     /// Parses and checks one JSON text; a text that is not JSON is one violation at the root.
     public func validate(json: [UInt8], limit: Int = 10) -> [SchemaViolation] {
         var tape = JSONTape()

@@ -99,8 +99,10 @@ extension RequestDispatcher {
                     }
                     let violation: SchemaViolation?
                     do {
-                        try tape.parse(value, depthMax: Limits.jsonDepthMax)
-                        violation = schema.isValid(tape) ? nil : schema.validate(tape, limit: 1).first
+                        // In place: the value is read where it lies in the batch.
+                        let text = value.assumingMemoryBound(to: UInt8.self)
+                        try tape.index(text, depthMax: Limits.jsonDepthMax)
+                        violation = schema.isValid(tape, in: text) ? nil : schema.validate(tape, in: text, limit: 1).first
                     } catch {
                         violation = SchemaViolation(path: "", rule: "json", message: "\(error)")
                     }

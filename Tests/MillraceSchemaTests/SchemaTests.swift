@@ -147,6 +147,31 @@ extension Schema {
         try #expect(!(schema(#"{"properties":{"gone":false}}"#).accepts(#"{"gone":1}"#)))
     }
 
+    /// Checking a value where it lies (the produce path) gives the same answers as checking
+    /// a copy, escapes included.
+    @Test func checkingInPlaceMatchesCheckingACopy() throws {
+        let contract = try schema(#"{"type":"object","properties":{"lot":{"type":"string","pattern":"^L\\d+$","maxLength":4},"qty":{"minimum":0}},"required":["lot"],"additionalProperties":false}"#)
+        let values = [
+            #"{"lot":"L12","qty":1}"#, #"{"l\u006ft":"L12"}"#, #"{"lot":"L\u0031\u0032"}"#, #"{"lot":"L12345"}"#, #"{"lot":"X\n1"}"#,
+            #"{"qty":-1}"#, #"{"lot":"L1","extra":true}"#, #"{"lot":"#, "[1,2]",
+        ]
+        var tape = JSONTape()
+        for value in values {
+            let bytes = Array(value.utf8)
+            let copied = contract.validate(json: bytes)
+            let inPlace = bytes.withUnsafeBufferPointer { text -> [SchemaViolation] in
+                do {
+                    try tape.index(text)
+                } catch {
+                    return [SchemaViolation(path: "", rule: "json", message: "\(error)")]
+                }
+                #expect(contract.isValid(tape, in: text) == contract.validate(tape, in: text).isEmpty)
+                return contract.validate(tape, in: text)
+            }
+            #expect(copied == inPlace, "\(value)")
+        }
+    }
+
     @Test func notJSONIsAViolationAtTheRoot() throws {
         let any = try schema("{}")
         #expect(any.first("{\"a\":") == "/: not valid JSON at byte 6: the text ends where a value should be")
