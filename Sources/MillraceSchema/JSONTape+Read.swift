@@ -210,6 +210,15 @@ struct TapeView {
         }
     }
 
+    /// Whether the string at `index` is the `length` bytes at `key`.
+    @inline(__always) func stringEquals(_ index: Int, _ key: UnsafePointer<UInt8>, _ length: Int) -> Bool {
+        let entry = entries[index]
+        guard !entry.escaped else { return Array(string(at: index).utf8) == Array(UnsafeBufferPointer(start: key, count: length)) }
+        guard Int(entry.end &- entry.start) == length else { return false }
+        guard length > 0, let base = bytes.baseAddress else { return true }
+        return memcmp(base + Int(entry.start), key, length) == 0
+    }
+
     /// The raw bytes of a string (without quotes) or number entry, or of a container.
     @inline(__always) func raw(_ index: Int) -> UnsafeBufferPointer<UInt8> {
         let entry = entries[index]

@@ -169,28 +169,33 @@ struct ValidationRun {
         var present: UInt64 = 0
         var key = index + 1
         let end = Int(tape[index].next)
-        let properties = node.properties
+        let slots = node.slots
+        let pool = node.keyPool
         // Records usually list members in the schema's order: try the property after the last
         // one found before searching them all.
         var expected = 0
         while key < end {
             let valueIndex = key + 1
-            var found: Int?
-            if expected < properties.count, tape.stringEquals(key, properties[expected].key) {
-                found = expected
-            } else {
-                found = properties.firstIndex { tape.stringEquals(key, $0.key) }
+            let found: Int? = slots.withUnsafeBufferPointer { slots in
+                pool.withUnsafeBufferPointer { pool in
+                    guard let base = pool.baseAddress ?? UnsafePointer(bitPattern: 1) else { return nil }
+                    func matches(_ slot: Schema.Slot) -> Bool {
+                        tape.stringEquals(key, base + Int(slot.start), Int(slot.end - slot.start))
+                    }
+                    if expected < slots.count, matches(slots[expected]) { return expected }
+                    return slots.firstIndex(where: matches)
+                }
             }
             var known = false
             if let found {
                 expected = found + 1
-                let property = properties[found]
+                let slot = slots[found]
                 // A name only in `required` is not listed: additionalProperties still applies.
-                known = property.node != nil
-                if let bit = property.requiredBit { present |= 1 << UInt64(bit) }
-                if let child = property.node {
+                known = slot.child >= 0
+                if slot.bit >= 0 { present |= 1 << UInt64(slot.bit) }
+                if slot.child >= 0 {
                     if limit > 0 { trail.append(.member(key)) }
-                    if !check(child, valueIndex) { valid = false }
+                    if !check(Int(slot.child), valueIndex) { valid = false }
                     if limit > 0 { trail.removeLast() }
                 }
             }

@@ -39,6 +39,13 @@ public struct Schema: Sendable {
         case schema(Int)
     }
 
+    struct Slot: Sendable {
+        let start: Int32
+        let end: Int32
+        let child: Int32
+        let bit: Int32
+    }
+
     struct Property: Sendable {
         let key: [UInt8]
         let name: String
@@ -83,6 +90,10 @@ public struct Schema: Sendable {
         let never: Bool
         let types: TypeSet?
         let properties: [Property]
+        /// The properties again, flat (no references): the name's bytes in `keyPool`, the
+        /// subschema (-1: none) and the required bit (-1: none). The validator reads these.
+        let slots: [Slot]
+        let keyPool: [UInt8]
         let requiredCount: Int
         let additional: Additional
         let items: Int?
@@ -108,6 +119,15 @@ public struct Schema: Sendable {
             never = draft.never
             types = draft.types
             properties = draft.properties
+            var pool: [UInt8] = []
+            var slots: [Slot] = []
+            for property in draft.properties {
+                let start = Int32(pool.count)
+                pool += property.key
+                slots.append(Slot(start: start, end: Int32(pool.count), child: Int32(property.node ?? -1), bit: Int32(property.requiredBit ?? -1)))
+            }
+            self.slots = slots
+            keyPool = pool
             requiredCount = draft.requiredCount
             additional = draft.additional
             items = draft.items

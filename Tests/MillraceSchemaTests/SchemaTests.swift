@@ -39,6 +39,9 @@ extension Schema {
         #expect(order.first(#"{"order_id":"1","extra":1}"#) == "/extra: is not allowed (no other properties than those listed)")
         let typed = try schema(#"{"properties":{"a":{}},"additionalProperties":{"type":"integer"}}"#)
         #expect(typed.accepts(#"{"a":"x","b":1}"#) && !typed.accepts(#"{"a":"x","b":"y"}"#))
+        // An empty member name is a name like any other.
+        let empty = try schema(#"{"properties":{"":{"type":"string"}},"additionalProperties":false}"#)
+        #expect(empty.accepts(#"{"":"x"}"#) && !empty.accepts(#"{"":1}"#) && !empty.accepts(#"{"a":"x"}"#))
         // Escaped member names are compared decoded.
         #expect(open.accepts(#"{"order\u005fid":"1","work_center":"W"}"#))
         let all = order.validate(json: Array(#"{"qty":"x","more":1}"#.utf8))
