@@ -240,8 +240,13 @@ struct JSONScanner {
                     let highs: UInt64 = 0x8080_8080_8080_8080
                     let quote = word ^ (ones &* 0x22)
                     let backslash = word ^ (ones &* 0x5C)
-                    let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (word &- ones &* 0x20) | word
-                    if special & highs != 0 { break }
+                    let special = (((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (word &- ones &* 0x20) | word) & highs
+                    if special != 0 {
+                        // The lowest flagged byte is the first special one (little-endian);
+                        // flags above it may be borrows, so only it is trusted.
+                        position += special.trailingZeroBitCount >> 3
+                        break
+                    }
                     position += 8
                 }
             }
