@@ -211,11 +211,11 @@ struct TapeView {
     }
 
     /// Whether the string at `index` is the `length` bytes at `key`.
-    @inline(__always) func stringEquals(_ index: Int, _ key: UnsafePointer<UInt8>, _ length: Int) -> Bool {
+    @inline(__always) func stringEquals(_ index: Int, _ key: UnsafePointer<UInt8>?, _ length: Int) -> Bool {
         let entry = entries[index]
         guard !entry.escaped else { return Array(string(at: index).utf8) == Array(UnsafeBufferPointer(start: key, count: length)) }
         guard Int(entry.end &- entry.start) == length else { return false }
-        guard length > 0, let base = bytes.baseAddress else { return true }
+        guard length > 0, let base = bytes.baseAddress, let key else { return length == 0 }
         return memcmp(base + Int(entry.start), key, length) == 0
     }
 

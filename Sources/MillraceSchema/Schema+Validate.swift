@@ -178,9 +178,9 @@ struct ValidationRun {
             let valueIndex = key + 1
             let found: Int? = slots.withUnsafeBufferPointer { slots in
                 pool.withUnsafeBufferPointer { pool in
-                    guard let base = pool.baseAddress ?? UnsafePointer(bitPattern: 1) else { return nil }
+                    // An empty pool (every name "") has no address; its names have no bytes.
                     func matches(_ slot: Schema.Slot) -> Bool {
-                        tape.stringEquals(key, base + Int(slot.start), Int(slot.end - slot.start))
+                        tape.stringEquals(key, pool.baseAddress.map { $0 + Int(slot.start) }, Int(slot.end - slot.start))
                     }
                     if expected < slots.count, matches(slots[expected]) { return expected }
                     return slots.firstIndex(where: matches)
