@@ -28,6 +28,10 @@ public struct RecordView {
     public var value: UnsafeRawBufferPointer?
     /// The raw header section: count then key/value pairs.
     public var headerCount: Int32
+    /// When `forEachRecord` was asked for a header by name: whether the record has it, and
+    /// its value (nil for a null value), without decoding the other headers.
+    public var foundHeader = false
+    public var foundHeaderValue: UnsafeRawBufferPointer?
 }
 
 extension RecordBatch {
@@ -55,24 +59,26 @@ extension RecordBatch {
     /// Walks the records of a batch whose header has been verified, decompressing the records
     /// section when a codec is set. Checks each record's framing, that offset deltas run
     /// 0, 1, 2, ... and that the count matches the header.
+    /// `findHeader` names one header to look for in each record (see `RecordView.foundHeader`)
+    /// when the others need not be decoded.
     public static func forEachRecord(
-        in bytes: UnsafeRawBufferPointer, header: RecordBatchHeader, decodeHeaders: Bool = false,
+        in bytes: UnsafeRawBufferPointer, header: RecordBatchHeader, decodeHeaders: Bool = false, findHeader: [UInt8]? = nil,
         _ body: (RecordView, [RecordHeader]) throws -> Void
     ) throws {
         let section = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.recordsAt...])
         switch header.attributes.codec {
         case .none?:
-            try walkRecords(section, header: header, decodeHeaders: decodeHeaders, body)
+            try walkRecords(section, header: header, decodeHeaders: decodeHeaders, findHeader: findHeader, body)
         case .zstd?:
             let plain = try Zstd.decompress(section, maxBytes: Limits.decompressedBatchBytesMax)
-            try plain.withUnsafeBytes { try walkRecords($0, header: header, decodeHeaders: decodeHeaders, body) }
+            try plain.withUnsafeBytes { try walkRecords($0, header: header, decodeHeaders: decodeHeaders, findHeader: findHeader, body) }
         case .gzip?, .snappy?, .lz4?, nil:
             throw MillraceError(.unsupportedCodec, "codec bits \(header.attributes.rawValue & 7) are not supported; use none or zstd")
         }
     }
 
     private static func walkRecords(
-        _ section: UnsafeRawBufferPointer, header: RecordBatchHeader, decodeHeaders: Bool,
+        _ section: UnsafeRawBufferPointer, header: RecordBatchHeader, decodeHeaders: Bool, findHeader: [UInt8]?,
         _ body: (RecordView, [RecordHeader]) throws -> Void
     ) throws {
         var reader = ByteReader(section)
@@ -99,6 +105,8 @@ extension RecordBatch {
                 throw MillraceError(.corruptBatch, "record \(expectedDelta) has \(headerCount) headers; the limit is \(Limits.headersPerRecordMax)")
             }
             var headers: [RecordHeader] = []
+            var foundHeader = false
+            var foundHeaderValue: UnsafeRawBufferPointer?
             for _ in 0..<headerCount {
                 guard let headerKey = try readOptionalBytes(&record, "header key") else {
                     throw MillraceError(.corruptBatch, "record \(expectedDelta) has a header with a null key")
@@ -107,6 +115,10 @@ extension RecordBatch {
                 if decodeHeaders {
                     headers.append(RecordHeader(key: String(decoding: headerKey, as: UTF8.self), value: headerValue.map { Array($0) }))
                 }
+                if !foundHeader, let findHeader, headerKey.elementsEqual(findHeader) {
+                    foundHeader = true
+                    foundHeaderValue = headerValue
+                }
             }
             guard record.index == end else {
                 throw MillraceError(.corruptBatch, "record \(expectedDelta) has \(end - record.index) bytes past its fields")
@@ -114,7 +126,7 @@ extension RecordBatch {
             try _ = reader.readBytes(Int(length), "record")
             let view = RecordView(
                 attributes: attributes, timestampDelta: timestampDelta, offsetDelta: offsetDelta, key: key, value: value,
-                headerCount: headerCount)
+                headerCount: headerCount, foundHeader: foundHeader, foundHeaderValue: foundHeaderValue)
             try body(view, headers)
         }
         guard reader.remaining == 0 else {

@@ -6,47 +6,18 @@
 
 extension JSONTape {
     /// The string at `index` with its escapes decoded (a lone surrogate becomes U+FFFD).
-    public func string(at index: Int) -> String {
-        let entry = entries[index]
-        let raw = bytes[Int(entry.start)..<Int(entry.end)]
-        guard entry.escaped else { return String(decoding: raw, as: UTF8.self) }
-        return String(decoding: Self.unescape(raw), as: UTF8.self)
-    }
+    public func string(at index: Int) -> String { withView { $0.string(at: index) } }
 
     /// Whether the string at `index` equals `key` (UTF-8), without allocating when it has no
     /// escapes.
-    @inline(__always) public func stringEquals(_ index: Int, _ key: [UInt8]) -> Bool {
-        let entry = entries[index]
-        guard !entry.escaped else { return Array(string(at: index).utf8) == key }
-        let length = Int(entry.end - entry.start)
-        guard length == key.count else { return false }
-        return bytes.withUnsafeBufferPointer { text in
-            key.withUnsafeBufferPointer { wanted in
-                guard let from = text.baseAddress, let to = wanted.baseAddress else { return length == 0 }
-                return memcmp(from + Int(entry.start), to, length) == 0
-            }
-        }
-    }
+    public func stringEquals(_ index: Int, _ key: [UInt8]) -> Bool { withView { $0.stringEquals(index, key) } }
 
     /// The Unicode scalars of the string at `index`: its length for minLength/maxLength is
     /// their count (JSON Schema counts code points).
-    public func scalarCount(at index: Int) -> Int {
-        let entry = entries[index]
-        if entry.escaped { return string(at: index).unicodeScalars.count }
-        var count = 0
-        for byte in bytes[Int(entry.start)..<Int(entry.end)] where byte & 0xC0 != 0x80 { count += 1 }
-        return count
-    }
+    public func scalarCount(at index: Int) -> Int { withView { $0.scalarCount(at: index) } }
 
     /// The text of the value at `index` as it appears in the document (for messages).
-    public func text(at index: Int) -> String {
-        let entry = entries[index]
-        switch entry.kind {
-        case .string: return "\"" + String(decoding: bytes[Int(entry.start)..<Int(entry.end)], as: UTF8.self) + "\""
-        case .object, .array: return String(decoding: bytes[Int(entry.start)..<Int(entry.end)], as: UTF8.self)
-        case .number, .true, .false, .null: return String(decoding: bytes[Int(entry.start)..<Int(entry.end)], as: UTF8.self)
-        }
-    }
+    public func text(at index: Int) -> String { withView { $0.text(at: index) } }
 
     /// The value at `index` as a tree (for schema documents and enum/const, not for records).
     public func value(at index: Int) -> JSONValue {
@@ -199,15 +170,7 @@ struct TapeView {
     @inline(__always) func after(_ index: Int) -> Int { Int(entries[index].next) }
 
     @inline(__always) func stringEquals(_ index: Int, _ key: [UInt8]) -> Bool {
-        let entry = entries[index]
-        guard !entry.escaped else { return Array(string(at: index).utf8) == key }
-        let length = Int(entry.end &- entry.start)
-        guard length == key.count else { return false }
-        guard length > 0, let base = bytes.baseAddress else { return true }
-        return key.withUnsafeBufferPointer { wanted in
-            guard let wantedBase = wanted.baseAddress else { return false }
-            return memcmp(base + Int(entry.start), wantedBase, length) == 0
-        }
+        key.withUnsafeBufferPointer { stringEquals(index, $0.baseAddress, $0.count) }
     }
 
     /// Whether the string at `index` is the `length` bytes at `key`.

@@ -59,74 +59,74 @@ extension RequestDispatcher {
         }
     }
 
-    /// The records of `batches` that break the topic's schema, each with its outcome; empty
-    /// when all pass or the topic has no schema. Each value is parsed once, in place (no
-    /// record is copied out of its batch).
-    func invalidRecords(topic: String, batches: [[UInt8]]) throws -> (entry: SchemaRegistry.Entry, records: [(batch: Int, record: Int, outcome: RecordOutcome)]) {
-        let entry = try schemas.entry(topic)
-        guard entry.latest > 0 else { return (entry, []) }
+    /// The records of `batches` that break the topic's schema (`entry`, which has one), each
+    /// with its outcome. Each value is parsed once, where it lies in its batch; headers are
+    /// not decoded, only the schema-version one is looked up. A batch that does not parse is
+    /// named as storage names it ("batch 2 of 3: ...").
+    func invalidRecords(topic: String, entry: SchemaRegistry.Entry, batches: [[UInt8]]) throws -> [(batch: Int, record: Int, outcome: RecordOutcome)] {
         var tape = JSONTape()
         var invalid: [(batch: Int, record: Int, outcome: RecordOutcome)] = []
         var index: Int32 = 0
+        let versionHeader = Array(schemaVersionHeader.utf8)
         for (batchIndex, bytes) in batches.enumerated() {
-            try bytes.withUnsafeBytes { raw in
-                let header = try RecordBatch.verify(raw)
-                var recordIndex = 0
-                try RecordBatch.forEachRecord(in: raw, header: header, decodeHeaders: true) { view, headers in
-                    defer {
-                        index += 1
-                        recordIndex += 1
-                    }
-                    var version = entry.latest
-                    if let named = headers.first(where: { $0.key == schemaVersionHeader }) {
-                        guard let text = named.value.map({ String(decoding: $0, as: UTF8.self) }), let number = Int32(text), entry.versions[number] != nil else {
-                            let shown = named.value.map { String(decoding: $0.prefix(16), as: UTF8.self) } ?? "null"
-                            invalid.append(
-                                (batchIndex, recordIndex,
-                                 RecordOutcome(
-                                    index: index, kind: .invalid, path: "", rule: "schema-version",
-                                    message: "header \(schemaVersionHeader) is \(shown); topic \(topic) has schema versions 1...\(entry.latest)")))
-                            return
+            do {
+                try bytes.withUnsafeBytes { raw in
+                    let header = try RecordBatch.verify(raw)
+                    var recordIndex = 0
+                    try RecordBatch.forEachRecord(in: raw, header: header, findHeader: versionHeader) { view, _ in
+                        defer {
+                            index += 1
+                            recordIndex += 1
                         }
-                        version = number
-                    }
-                    guard let schema = entry.versions[version] else { return }
-                    guard let value = view.value else {
-                        invalid.append(
-                            (batchIndex, recordIndex,
-                             RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value")))
-                        return
-                    }
-                    let violation: SchemaViolation?
-                    do {
-                        // In place: the value is read where it lies in the batch.
-                        let text = value.assumingMemoryBound(to: UInt8.self)
-                        try tape.index(text, depthMax: Limits.jsonDepthMax)
-                        violation = schema.isValid(tape, in: text) ? nil : schema.validate(tape, in: text, limit: 1).first
-                    } catch {
-                        violation = SchemaViolation(path: "", rule: "json", message: "\(error)")
-                    }
-                    if let violation {
-                        invalid.append(
-                            (batchIndex, recordIndex,
-                             RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: violation.path, rule: violation.rule, message: violation.message)))
+                        if let outcome = Self.check(view, index: index, topic: topic, entry: entry, tape: &tape) {
+                            invalid.append((batchIndex, recordIndex, outcome))
+                        }
                     }
                 }
+            } catch let error as MillraceError where batches.count > 1 {
+                throw MillraceError(error.code, "batch \(batchIndex + 1) of \(batches.count): \(error.message); none of the \(batches.count) was appended")
             }
         }
-        return (entry, invalid)
+        return invalid
     }
 
-    /// A partition's records against its topic's schema: all valid → appended as sent;
-    /// some invalid under `reject` → nothing appended, each named; under `quarantine` → the
-    /// invalid ones go to `<topic>.quarantine` first (with headers naming the error), then the
-    /// valid ones are appended, re-encoded without them.
+    /// One record against the version it names (or the latest): nil when valid.
+    private static func check(_ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, tape: inout JSONTape) -> RecordOutcome? {
+        var version = entry.latest
+        if view.foundHeader {
+            let named = view.foundHeaderValue.map { String(decoding: $0, as: UTF8.self) }
+            guard let named, let number = Int32(named), entry.versions[number] != nil else {
+                let shown = named.map { String($0.prefix(16)) } ?? "null"
+                return RecordOutcome(
+                    index: index, kind: .invalid, path: "", rule: "schema-version",
+                    message: "header \(schemaVersionHeader) is \(shown); topic \(topic) has schema versions 1...\(entry.latest)")
+            }
+            version = number
+        }
+        guard let schema = entry.versions[version] else { return nil }
+        guard let value = view.value else {
+            return RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value")
+        }
+        let violation: SchemaViolation?
+        do {
+            let text = value.assumingMemoryBound(to: UInt8.self)
+            try tape.index(text, depthMax: Limits.jsonDepthMax)
+            violation = schema.isValid(tape, in: text) ? nil : schema.validate(tape, in: text, limit: 1).first
+        } catch {
+            violation = SchemaViolation(path: "", rule: "json", message: "\(error)")
+        }
+        return violation.map {
+            RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: $0.path, rule: $0.rule, message: $0.message)
+        }
+    }
+
     typealias Append = @Sendable (
         _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) -> Void
 
     /// Checks the records against the topic's schema — on the partition's validation lane,
     /// off the event loop, in arrival order per partition — then appends as `appendChecked`.
+    /// A topic without a schema goes straight to `append`.
     func appendValidated(
         _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], on eventLoop: any EventLoop, append: @escaping Append
     ) -> EventLoopFuture<ProducePartitionResult> {
@@ -134,15 +134,28 @@ extension RequestDispatcher {
             let error = error as? MillraceError ?? MillraceError(.corruptBatch, "\(error)")
             return ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1)
         }
-        let hasSchema: Bool
+        let contract: SchemaRegistry.Entry
         do {
-            hasSchema = try schemas.entry(topic).latest > 0
+            contract = try schemas.entry(topic)
         } catch {
             return eventLoop.makeSucceededFuture(failed(error))
         }
-        guard hasSchema else { return appendChecked(topic, entry, batches: batches, invalid: [], on: eventLoop, append: append) }
+        guard contract.latest > 0 else {
+            let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
+            append(topic, entry.partition, batches) { result in
+                switch result {
+                case .success(let appended):
+                    promise.succeed(
+                        ProducePartitionResult(
+                            partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                            logStartOffset: appended.logStartOffset))
+                case .failure(let error): promise.succeed(failed(error))
+                }
+            }
+            return promise.futureResult
+        }
         return validationLanes.run(lane: Self.lane(topic, entry.partition), on: eventLoop) { [self] in
-            try invalidRecords(topic: topic, batches: batches).records
+            try invalidRecords(topic: topic, entry: contract, batches: batches)
         }.flatMap { [self] invalid in
             appendChecked(topic, entry, batches: batches, invalid: invalid, on: eventLoop, append: append)
         }.flatMapErrorThrowing { error in failed(error) }
@@ -155,6 +168,10 @@ extension RequestDispatcher {
         return hash.finalize() & Int.max
     }
 
+    /// A partition's checked records: all valid → appended as sent; some invalid under
+    /// `reject` → nothing appended, each named; under `quarantine` → the invalid ones go to
+    /// `<topic>.quarantine` first (with headers naming the error), then the valid ones are
+    /// appended, re-encoded without them.
     func appendChecked(
         _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], invalid: [(batch: Int, record: Int, outcome: RecordOutcome)],
         on eventLoop: any EventLoop, append: @escaping Append

@@ -56,10 +56,13 @@ final class SchemaRegistry: Sendable {
         }
         let mode = info.config.compatibility
         let problems = NIOLockedValueBox<[String]>([])
+        // Versions never change: those compiled already are reused, so the decision on the
+        // writer thread compiles at most what was registered since.
+        let known = (try? entry(request.topic).versions) ?? [:]
         let decide: @Sendable ([StoredSchema]) throws -> Int32? = { existing in
             var earlier: [(version: Int32, schema: Schema)] = []
             for stored in existing {
-                let compiled = try Schema(json: stored.document)
+                let compiled = try known[stored.version] ?? Schema(json: stored.document)
                 if compiled.document == schema.document { return stored.version }
                 earlier.append((stored.version, compiled))
             }

@@ -142,47 +142,57 @@ struct SchemaCommand: ParsableCommand {
                 throw ExitCode(2)
             }
             defer { if descriptor != 0 { close(descriptor) } }
-            var splitter = LineSplitter(lineBytesMax: Limits.batchBytesMax)
-            var tape = JSONTape()
-            var (lines, invalid) = (0, 0)
-            func check(_ batch: [LineSplitter.Line]) {
-                for line in batch {
-                    lines += 1
-                    let (number, problem): (Int, SchemaViolation?)
-                    switch line {
-                    case .tooLong(let at, let bytes):
-                        (number, problem) = (at, SchemaViolation(path: "", rule: "size", message: "the line is \(bytes) bytes; one record takes at most \(Limits.batchBytesMax)"))
-                    case .text(let at, let bytes):
-                        do {
-                            try tape.parse(bytes, depthMax: Limits.jsonDepthMax)
-                            (number, problem) = (at, schema.validate(tape, limit: 1).first)
-                        } catch {
-                            (number, problem) = (at, SchemaViolation(path: "", rule: "json", message: error.description))
+            let (show, json) = (self.show, self.json)
+            // Ctrl-C / SIGTERM: stop reading, report what was checked.
+            let work = Task { () throws -> (lines: Int, invalid: Int) in
+                var splitter = LineSplitter(lineBytesMax: Limits.batchBytesMax)
+                var tape = JSONTape()
+                var (lines, invalid) = (0, 0)
+                func check(_ batch: [LineSplitter.Line]) {
+                    for line in batch {
+                        lines += 1
+                        let (number, problem): (Int, SchemaViolation?)
+                        switch line {
+                        case .tooLong(let at, let bytes):
+                            (number, problem) = (at, SchemaViolation(path: "", rule: "size", message: "the line is \(bytes) bytes; one record takes at most \(Limits.batchBytesMax)"))
+                        case .text(let at, let bytes):
+                            do {
+                                try tape.parse(bytes, depthMax: Limits.jsonDepthMax)
+                                (number, problem) = (at, schema.isValid(tape) ? nil : schema.validate(tape, limit: 1).first)
+                            } catch {
+                                (number, problem) = (at, SchemaViolation(path: "", rule: "json", message: error.description))
+                            }
+                        }
+                        guard let problem else { continue }
+                        invalid += 1
+                        guard invalid <= show else { continue }
+                        if json {
+                            print(Output.json(["line": number, "path": problem.path, "rule": problem.rule, "message": problem.message]))
+                        } else {
+                            print("line \(number): \(problem.description)")
                         }
                     }
-                    guard let problem else { continue }
-                    invalid += 1
-                    guard invalid <= show else { continue }
-                    if json {
-                        print(Output.json(["line": number, "path": problem.path, "rule": problem.rule, "message": problem.message]))
-                    } else {
-                        print("line \(number): \(problem.description)")
-                    }
                 }
+                let reader = InputReader(descriptor: descriptor)
+                for try await chunk in reader {
+                    check(splitter.feed(chunk))
+                    reader.consumed()
+                    if Task.isCancelled { break }
+                }
+                if !Task.isCancelled { check(splitter.finish()) }
+                return (lines, invalid)
             }
-            let reader = InputReader(descriptor: descriptor)
-            for try await chunk in reader {
-                check(splitter.feed(chunk))
-                reader.consumed()
-            }
-            check(splitter.finish())
+            let signals = TerminationSignals { work.cancel() }
+            defer { signals.cancel() }
+            let (lines, invalid) = try await work.value
+            let stopped = signals.signalled ? " (stopped by a signal after line \(lines))" : ""
             if json {
-                print(Output.json(["topic": topic, "version": Int(found), "lines": lines, "invalid": invalid]))
+                print(Output.json(["topic": topic, "version": Int(found), "lines": lines, "invalid": invalid, "stopped": signals.signalled]))
             } else {
                 let hidden = invalid > show ? " (\(invalid - show) not shown; raise --show)" : ""
-                print("\(Output.count(Int64(lines - invalid))) of \(Output.count(Int64(lines))) lines are valid against version \(found) of \(topic)\(hidden)")
+                print("\(Output.count(Int64(lines - invalid))) of \(Output.count(Int64(lines))) lines are valid against version \(found) of \(topic)\(hidden)\(stopped)")
             }
-            if invalid > 0 { throw ExitCode(1) }
+            if invalid > 0 || signals.signalled { throw ExitCode(1) }
         }
     }
 }

@@ -93,6 +93,16 @@ import Testing
             }
         }
         #expect(try await client.describeTopic("confirmations").partitions[0].logEndOffset == 0)
+        // A corrupt second batch is named as storage names it, and nothing goes in.
+        let good = try RecordBatch(timestamp: 1_700_000_000_000, values: [Self.value(#"{"order_id":"9","yield_qty":1}"#)]).encoded()
+        var corrupt = good
+        corrupt[corrupt.count - 1] ^= 0xFF
+        let twoBatches = try wire.call(
+            .produce(ProduceRequest(timeoutMs: 5_000, topics: [TopicEntries(topic: "confirmations", [ProducePartition(partition: 0, records: good + corrupt)])], version: 1)))
+        guard case .produce(let corrupted)? = twoBatches.body, let refusedBatch = corrupted.first?.entries.first else { return }
+        #expect(refusedBatch.errorCode == .corruptBatch && refusedBatch.message.hasPrefix("batch 2 of 2: CRC-32C mismatch"), "\(refusedBatch.message)")
+        #expect(refusedBatch.message.hasSuffix("none of the 2 was appended"))
+        #expect(try await client.describeTopic("confirmations").partitions[0].logEndOffset == 0)
         // A record naming a version that does not exist is invalid too; a valid one with the
         // header is appended.
         let named = try RecordBatch(
