@@ -12,6 +12,9 @@ public struct JSONTape: Sendable {
         public var kind: Kind
         /// A string holds a backslash escape (its bytes must be decoded before use).
         public var escaped: Bool
+        /// A string holds a byte that is not ASCII (its length in characters is not its
+        /// length in bytes).
+        public var nonASCII = false
         /// Byte range in the text: a string's contents without the quotes, a number's text;
         /// for a container, its opening and closing brackets.
         public var start: UInt32
@@ -230,6 +233,7 @@ struct JSONScanner {
         position += 1
         let start = position
         var escaped = false
+        var nonASCII = false
         while true {
             // Eight bytes at a time while none is a quote, a backslash, a control character
             // or non-ASCII (SWAR: each test sets a byte's high bit).
@@ -261,11 +265,14 @@ struct JSONScanner {
             } else if byte < 0x80 {
                 position += 1
             } else {
+                nonASCII = true
                 try multibyte(input)
             }
         }
         entries.append(
-            JSONTape.Entry(kind: .string, escaped: escaped, start: UInt32(start), end: UInt32(position), next: UInt32(entries.count + 1), count: 0, number: 0))
+            JSONTape.Entry(
+                kind: .string, escaped: escaped, nonASCII: nonASCII, start: UInt32(start), end: UInt32(position), next: UInt32(entries.count + 1), count: 0,
+                number: 0))
         position += 1
     }
 

@@ -65,6 +65,10 @@ public final class Pattern: Sendable {
     /// The common shape of identifiers (`^L[0-9]{11}$`): anchored at both ends, a sequence of
     /// single-scalar steps each repeated a fixed number of times. Matched by one walk, no VM.
     private let fixed: [(step: Instruction, count: Int)]?
+    /// The fixed shape again, one entry per position: which ASCII scalars it accepts (bit n of
+    /// the pair for scalar n). An ASCII string matches when it has exactly this many bytes
+    /// and each is accepted where it stands.
+    let fixedASCII: [(UInt64, UInt64)]?
 
     public init(_ source: String, statesMax: Int = 4_096) throws(SchemaError) {
         self.source = source
@@ -76,6 +80,15 @@ public final class Pattern: Sendable {
         program = emitter.program
         classes = parser.classes
         fixed = Self.fixedShape(tree)
+        fixedASCII = fixed.map { steps in
+            steps.flatMap { step, count in
+                var bits: (UInt64, UInt64) = (0, 0)
+                for scalar in UInt32(0)..<128 where Self.accepts(step, scalar, classes: parser.classes) {
+                    if scalar < 64 { bits.0 |= 1 << UInt64(scalar) } else { bits.1 |= 1 << UInt64(scalar - 64) }
+                }
+                return Array(repeating: bits, count: count)
+            }
+        }
     }
 
     private static func fixedShape(_ tree: PatternNode) -> [(step: Instruction, count: Int)]? {
@@ -100,9 +113,13 @@ public final class Pattern: Sendable {
     }
 
     @inline(__always) private func accepts(_ step: Instruction, _ scalar: UInt32) -> Bool {
+        Self.accepts(step, scalar, classes: classes)
+    }
+
+    @inline(__always) private static func accepts(_ step: Instruction, _ scalar: UInt32, classes: [ScalarClass]) -> Bool {
         switch step {
         case .scalar(let wanted): scalar == wanted
-        case .any: !Self.isLineTerminator(scalar)
+        case .any: !isLineTerminator(scalar)
         case .inClass(let index): classes[index].contains(scalar)
         case .split, .jump, .lineStart, .lineEnd, .wordBoundary, .match: false
         }

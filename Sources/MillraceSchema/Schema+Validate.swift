@@ -3,7 +3,7 @@ extension Schema {
     /// first `limit` violations; empty when the value is valid.
     public func validate(_ tape: JSONTape, limit: Int = 10) -> [SchemaViolation] {
         tape.withView { view in
-            var run = ValidationRun(schema: self, tape: view, limit: limit)
+            var run = ValidationRun(tables: tables, tape: view, limit: limit)
             _ = run.check(0, 0)
             return run.violations
         }
@@ -12,7 +12,7 @@ extension Schema {
     /// Whether `tape`'s value is valid, without building any message.
     public func isValid(_ tape: JSONTape) -> Bool {
         tape.withView { view in
-            var run = ValidationRun(schema: self, tape: view, limit: 0)
+            var run = ValidationRun(tables: tables, tape: view, limit: 0)
             return run.check(0, 0)
         }
     }
@@ -20,7 +20,7 @@ extension Schema {
     /// As `validate(_:limit:)` for a tape `index`ed from `text` (checked in place).
     public func validate(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>, limit: Int = 10) -> [SchemaViolation] {
         tape.withView(over: text) { view in
-            var run = ValidationRun(schema: self, tape: view, limit: limit)
+            var run = ValidationRun(tables: tables, tape: view, limit: limit)
             _ = run.check(0, 0)
             return run.violations
         }
@@ -29,7 +29,7 @@ extension Schema {
     /// As `isValid(_:)` for a tape `index`ed from `text`.
     public func isValid(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>) -> Bool {
         tape.withView(over: text) { view in
-            var run = ValidationRun(schema: self, tape: view, limit: 0)
+            var run = ValidationRun(tables: tables, tape: view, limit: 0)
             return run.check(0, 0)
         }
     }
@@ -51,7 +51,7 @@ import MillraceFormat
 /// One validation: walks schema nodes and tape entries together. Messages (and the path of
 /// the value) are built only when a violation is reported; `limit` 0 means only yes or no.
 struct ValidationRun {
-    let schema: Schema
+    let tables: Schema.Tables
     let tape: TapeView
     let limit: Int
     var violations: [SchemaViolation] = []
@@ -63,8 +63,8 @@ struct ValidationRun {
         case item(Int)
     }
 
-    init(schema: Schema, tape: TapeView, limit: Int) {
-        self.schema = schema
+    init(tables: Schema.Tables, tape: TapeView, limit: Int) {
+        self.tables = tables
         self.tape = tape
         self.limit = limit
     }
@@ -111,47 +111,64 @@ struct ValidationRun {
         return names.count == 1 ? "\(names[0] == "integer" || names[0] == "object" || names[0] == "array" ? "an" : "a") \(names[0])" : names.joined(separator: " or ")
     }
 
-    /// Checks the value at tape `index` against node `nodeIndex`; true when valid.
+    /// Checks the value at tape `index` against node `nodeIndex`; true when valid. Reads the
+    /// flat tables (`Schema.Tables`); the node's class only when something is reported or
+    /// needs a JSON value (an enum or const that is not a string, a pattern without a table).
     mutating func check(_ nodeIndex: Int, _ index: Int) -> Bool {
-        let node = schema.nodes[nodeIndex]
-        if node.never {
+        let node = tables.hot.baseAddress.unsafelyUnwrapped + nodeIndex
+        let checks = node.pointee.checks
+        if checks.contains(.never) {
             if reporting { report("false", "no value is allowed here (the schema is false)") }
             return false
         }
         let entry = tape[index]
-        if let types = node.types, !Self.matches(types, entry) {
-            if reporting { report("type", "\(shown(index)) is \(kindName(index)), not \(Self.typeNames(types))") }
+        if checks.contains(.types), !Self.matches(node.pointee.types, entry) {
+            if reporting { report("type", "\(shown(index)) is \(kindName(index)), not \(Self.typeNames(node.pointee.types))") }
             return false
         }
         var valid = true
         switch entry.kind {
-        case .object: valid = checkObject(node, index) && valid
-        case .array: valid = checkArray(node, index) && valid
-        case .string: valid = checkString(node, index) && valid
-        case .number: valid = checkNumber(node, index) && valid
+        case .object: if checks.contains(.object) { valid = checkObject(node, index) }
+        case .array: if checks.contains(.items) { valid = checkArray(Int(node.pointee.items), index) }
+        case .string: if !checks.isDisjoint(with: .string) { valid = checkString(node, nodeIndex, index) }
+        case .number: if !checks.isDisjoint(with: .number) { valid = checkNumber(node, index) }
         case .true, .false, .null: break
         }
-        if let values = node.enumValues, !matchesEnum(node, values, index) {
-            if reporting { report("enum", "\(shown(index)) is not one of \(JSONValue.array(values).description.clipped)") }
+        if checks.contains(.enum), !matchesEnum(node, nodeIndex, index) {
+            if reporting {
+                report("enum", "\(shown(index)) is not one of \(JSONValue.array(tables.nodes[nodeIndex].enumValues ?? []).description.clipped)")
+            }
             valid = false
         }
-        if let constant = node.constValue, !(node.constString.map { entry.kind == .string && tape.stringEquals(index, $0) } ?? Self.equal(tape, index, constant)) {
-            if reporting { report("const", "\(shown(index)) is not \(constant.description.clipped)") }
+        if checks.contains(.const), !matchesConst(node, nodeIndex, index) {
+            if reporting { report("const", "\(shown(index)) is not \((tables.nodes[nodeIndex].constValue ?? .null).description.clipped)") }
             valid = false
         }
-        for target in node.refs where !check(target, index) { valid = false }
-        if !node.anyOf.isEmpty { valid = checkAnyOf(node.anyOf, index) && valid }
-        if !node.oneOf.isEmpty { valid = checkOneOf(node.oneOf, index) && valid }
+        if checks.contains(.refs) {
+            for link in node.pointee.refs.range where !check(Int(tables.links[link]), index) { valid = false }
+        }
+        if checks.contains(.anyOf) { valid = checkAnyOf(node.pointee.anyOf, index) && valid }
+        if checks.contains(.oneOf) { valid = checkOneOf(node.pointee.oneOf, index) && valid }
         return valid
     }
 
     /// A string is compared with the enum's strings as bytes; anything else as JSON.
-    private func matchesEnum(_ node: Schema.Node, _ values: [JSONValue], _ index: Int) -> Bool {
-        if tape[index].kind == .string { return node.enumStrings.contains { tape.stringEquals(index, $0) } }
-        return values.contains { Self.equal(tape, index, $0) }
+    private func matchesEnum(_ node: UnsafePointer<Schema.Hot>, _ nodeIndex: Int, _ index: Int) -> Bool {
+        if tape[index].kind == .string {
+            for string in node.pointee.enumStrings.range where tape.stringEquals(index, tables.strings[string], pool: tables.pool) { return true }
+            return false
+        }
+        return (tables.nodes[nodeIndex].enumValues ?? []).contains { Self.equal(tape, index, $0) }
     }
 
-    private static func matches(_ types: Schema.TypeSet, _ entry: JSONTape.Entry) -> Bool {
+    private func matchesConst(_ node: UnsafePointer<Schema.Hot>, _ nodeIndex: Int, _ index: Int) -> Bool {
+        if node.pointee.checks.contains(.constString) {
+            return tape[index].kind == .string && tape.stringEquals(index, node.pointee.constString, pool: tables.pool)
+        }
+        return tables.nodes[nodeIndex].constValue.map { Self.equal(tape, index, $0) } ?? true
+    }
+
+    @inline(__always) private static func matches(_ types: Schema.TypeSet, _ entry: JSONTape.Entry) -> Bool {
         switch entry.kind {
         case .object: return types.contains(.object)
         case .array: return types.contains(.array)
@@ -163,31 +180,30 @@ struct ValidationRun {
         }
     }
 
-    private mutating func checkObject(_ node: Schema.Node, _ index: Int) -> Bool {
-        guard !node.properties.isEmpty || node.requiredCount > 0 || !Self.allowsAll(node.additional) else { return true }
+    private mutating func checkObject(_ node: UnsafePointer<Schema.Hot>, _ index: Int) -> Bool {
         var valid = true
         var present: UInt64 = 0
         var key = index + 1
         let end = Int(tape[index].next)
-        let slots = node.slots
-        let pool = node.keyPool
+        let slots = UnsafeBufferPointer(rebasing: tables.slots[node.pointee.properties.range])
+        let pool = tables.pool
+        let additional = node.pointee.additional
         // Records usually list members in the schema's order: try the property after the last
         // one found before searching them all.
         var expected = 0
         while key < end {
             let valueIndex = key + 1
-            let found: Int? = slots.withUnsafeBufferPointer { slots in
-                pool.withUnsafeBufferPointer { pool in
-                    // An empty pool (every name "") has no address; its names have no bytes.
-                    func matches(_ slot: Schema.Slot) -> Bool {
-                        tape.stringEquals(key, pool.baseAddress.map { $0 + Int(slot.start) }, Int(slot.end - slot.start))
-                    }
-                    if expected < slots.count, matches(slots[expected]) { return expected }
-                    return slots.firstIndex(where: matches)
+            var found = -1
+            if expected < slots.count, tape.isName(key, slots[expected], pool: pool) {
+                found = expected
+            } else {
+                for candidate in slots.indices where tape.isName(key, slots[candidate], pool: pool) {
+                    found = candidate
+                    break
                 }
             }
             var known = false
-            if let found {
+            if found >= 0 {
                 expected = found + 1
                 let slot = slots[found]
                 // A name only in `required` is not listed: additionalProperties still applies.
@@ -200,38 +216,31 @@ struct ValidationRun {
                 }
             }
             if !known {
-                switch node.additional {
-                case .allowed: break
-                case .forbidden:
+                if additional == Schema.Hot.allowsNone {
                     if reporting { report("additionalProperties", "is not allowed (no other properties than those listed)", member: key) }
                     valid = false
-                case .schema(let child):
+                } else if additional >= 0 {
                     if limit > 0 { trail.append(.member(key)) }
-                    if !check(child, valueIndex) { valid = false }
+                    if !check(Int(additional), valueIndex) { valid = false }
                     if limit > 0 { trail.removeLast() }
                 }
             }
             key = tape.after(valueIndex)
             if !valid && !reporting { return false }
         }
-        if node.requiredCount > 0, present.nonzeroBitCount != node.requiredCount {
+        let requiredCount = Int(node.pointee.requiredCount)
+        if requiredCount > 0, present.nonzeroBitCount != requiredCount {
             valid = false
-            for property in node.properties {
-                if let bit = property.requiredBit, present & (1 << UInt64(bit)) == 0 {
-                    if reporting { report("required", "is required but missing", name: property.name) }
+            for slot in slots where slot.bit >= 0 && present & (1 << UInt64(slot.bit)) == 0 {
+                if reporting {
+                    report("required", "is required but missing", name: String(decoding: UnsafeBufferPointer(start: pool + Int(slot.start), count: Int(slot.length)), as: UTF8.self))
                 }
             }
         }
         return valid
     }
 
-    private static func allowsAll(_ additional: Schema.Additional) -> Bool {
-        if case .allowed = additional { return true }
-        return false
-    }
-
-    private mutating func checkArray(_ node: Schema.Node, _ index: Int) -> Bool {
-        guard let items = node.items else { return true }
+    private mutating func checkArray(_ items: Int, _ index: Int) -> Bool {
         var valid = true
         var item = index + 1
         var position = 0
@@ -247,34 +256,38 @@ struct ValidationRun {
         return valid
     }
 
-    private mutating func checkString(_ node: Schema.Node, _ index: Int) -> Bool {
+    private mutating func checkString(_ node: UnsafePointer<Schema.Hot>, _ nodeIndex: Int, _ index: Int) -> Bool {
+        let checks = node.pointee.checks
+        let entry = tape[index]
         var valid = true
-        if node.minLength != nil || node.maxLength != nil {
-            let length = tape.scalarCount(at: index)
-            if let minimum = node.minLength, length < minimum {
+        if checks.contains(.length) {
+            let length = entry.nonASCII || entry.escaped ? tape.scalarCount(at: index) : Int(entry.end &- entry.start)
+            let minimum = node.pointee.minLength
+            let maximum = node.pointee.maxLength
+            if length < minimum {
                 if reporting { report("minLength", "\(shown(index)) is shorter than minLength \(minimum) (\(length) characters)") }
                 valid = false
             }
-            if let maximum = node.maxLength, length > maximum {
+            if length > maximum {
                 if reporting { report("maxLength", "\(shown(index)) is longer than maxLength \(maximum) (\(length) characters)") }
                 valid = false
             }
         }
-        if let pattern = node.pattern {
-            let entry = tape[index]
+        if checks.contains(.pattern) {
             let matched: Bool
-            if entry.escaped {
-                matched = pattern.matches(tape.string(at: index).unicodeScalars)
+            if checks.contains(.fixedPattern) && !entry.nonASCII && !entry.escaped {
+                matched = Self.matchesPositions(tape.raw(index), UnsafeBufferPointer(rebasing: tables.positions[node.pointee.pattern.range]))
+            } else if let pattern = tables.nodes[nodeIndex].pattern {
+                matched = entry.escaped ? pattern.matches(tape.string(at: index).unicodeScalars) : pattern.matches(utf8: tape.raw(index))
             } else {
-                matched = pattern.matches(utf8: tape.raw(index))
+                matched = true
             }
             if !matched {
-                if reporting { report("pattern", "\(shown(index)) does not match pattern \(JSONValue.quote(pattern.source))") }
+                if reporting { report("pattern", "\(shown(index)) does not match pattern \(JSONValue.quote(tables.nodes[nodeIndex].pattern?.source ?? ""))") }
                 valid = false
             }
         }
-        if node.dateTime {
-            let entry = tape[index]
+        if checks.contains(.dateTime) {
             let ok = entry.escaped ? DateTime.isValid(Array(tape.string(at: index).utf8)[...]) : DateTime.isValid(tape.raw(index))
             if !ok {
                 if reporting { report("format", "\(shown(index)) is not a date-time (RFC 3339, e.g. 2026-11-28T06:00:00Z)") }
@@ -284,23 +297,35 @@ struct ValidationRun {
         return valid
     }
 
-    private mutating func checkNumber(_ node: Schema.Node, _ index: Int) -> Bool {
+    /// An ASCII string against an identifier-shaped pattern: one byte per position, each in
+    /// its position's set.
+    @inline(__always) private static func matchesPositions(_ bytes: UnsafeBufferPointer<UInt8>, _ positions: UnsafeBufferPointer<(UInt64, UInt64)>) -> Bool {
+        guard bytes.count == positions.count else { return false }
+        for (byte, allowed) in zip(bytes, positions) {
+            let bit = UInt64(1) << UInt64(byte & 63)
+            guard (byte < 64 ? allowed.0 : allowed.1) & bit != 0 else { return false }
+        }
+        return true
+    }
+
+    private mutating func checkNumber(_ node: UnsafePointer<Schema.Hot>, _ index: Int) -> Bool {
+        let checks = node.pointee.checks
         let value = tape[index].number
         var valid = true
-        if let minimum = node.minimum, !(value >= minimum) {
-            if reporting { report("minimum", "\(shown(index)) is less than minimum \(JSONValue.format(minimum))") }
+        if checks.contains(.minimum), !(value >= node.pointee.minimum) {
+            if reporting { report("minimum", "\(shown(index)) is less than minimum \(JSONValue.format(node.pointee.minimum))") }
             valid = false
         }
-        if let maximum = node.maximum, !(value <= maximum) {
-            if reporting { report("maximum", "\(shown(index)) is greater than maximum \(JSONValue.format(maximum))") }
+        if checks.contains(.maximum), !(value <= node.pointee.maximum) {
+            if reporting { report("maximum", "\(shown(index)) is greater than maximum \(JSONValue.format(node.pointee.maximum))") }
             valid = false
         }
-        if let bound = node.exclusiveMinimum, !(value > bound) {
-            if reporting { report("exclusiveMinimum", "\(shown(index)) is not greater than exclusiveMinimum \(JSONValue.format(bound))") }
+        if checks.contains(.exclusiveMinimum), !(value > node.pointee.exclusiveMinimum) {
+            if reporting { report("exclusiveMinimum", "\(shown(index)) is not greater than exclusiveMinimum \(JSONValue.format(node.pointee.exclusiveMinimum))") }
             valid = false
         }
-        if let bound = node.exclusiveMaximum, !(value < bound) {
-            if reporting { report("exclusiveMaximum", "\(shown(index)) is not less than exclusiveMaximum \(JSONValue.format(bound))") }
+        if checks.contains(.exclusiveMaximum), !(value < node.pointee.exclusiveMaximum) {
+            if reporting { report("exclusiveMaximum", "\(shown(index)) is not less than exclusiveMaximum \(JSONValue.format(node.pointee.exclusiveMaximum))") }
             valid = false
         }
         return valid
@@ -309,32 +334,34 @@ struct ValidationRun {
     /// Tries branches without messages; reports once if none (or, for oneOf, not exactly
     /// one) matched, with the first branch's first violation as a hint.
     private mutating func passes(_ nodeIndex: Int, _ index: Int) -> Bool {
-        var quiet = ValidationRun(schema: schema, tape: tape, limit: 0)
+        var quiet = ValidationRun(tables: tables, tape: tape, limit: 0)
         return quiet.check(nodeIndex, index)
     }
 
     private func firstViolation(_ nodeIndex: Int, _ index: Int) -> String {
-        var probe = ValidationRun(schema: schema, tape: tape, limit: 1)
+        var probe = ValidationRun(tables: tables, tape: tape, limit: 1)
         probe.trail = trail
         _ = probe.check(nodeIndex, index)
         return probe.violations.first.map { "; the first: \($0.description)" } ?? ""
     }
 
-    private mutating func checkAnyOf(_ branches: [Int], _ index: Int) -> Bool {
-        for branch in branches where passes(branch, index) { return true }
+    private mutating func checkAnyOf(_ span: Schema.Span, _ index: Int) -> Bool {
+        for link in span.range where passes(Int(tables.links[link]), index) { return true }
         if reporting {
-            report("anyOf", "\(shown(index)) matches none of the \(branches.count) schemas in anyOf\(firstViolation(branches[0], index))")
+            report(
+                "anyOf", "\(shown(index)) matches none of the \(span.range.count) schemas in anyOf\(firstViolation(Int(tables.links[Int(span.start)]), index))")
         }
         return false
     }
 
-    private mutating func checkOneOf(_ branches: [Int], _ index: Int) -> Bool {
+    private mutating func checkOneOf(_ span: Schema.Span, _ index: Int) -> Bool {
         var matched: [Int] = []
-        for (position, branch) in branches.enumerated() where passes(branch, index) { matched.append(position) }
+        for (position, link) in span.range.enumerated() where passes(Int(tables.links[link]), index) { matched.append(position) }
         if matched.count == 1 { return true }
         if reporting {
             if matched.isEmpty {
-                report("oneOf", "\(shown(index)) matches none of the \(branches.count) schemas in oneOf\(firstViolation(branches[0], index))")
+                report(
+                    "oneOf", "\(shown(index)) matches none of the \(span.range.count) schemas in oneOf\(firstViolation(Int(tables.links[Int(span.start)]), index))")
             } else {
                 report("oneOf", "\(shown(index)) matches \(matched.count) schemas in oneOf (\(matched.map(String.init).joined(separator: ", "))); it must match exactly one")
             }

@@ -13,9 +13,12 @@ import MillraceFormat
 public struct Schema: Sendable {
     /// The document as registered.
     public let document: JSONValue
-    let nodes: [Node]
+    /// The compiled nodes, and the same as flat tables, which validation reads. (One
+    /// reference: a `Schema` is cheap to pass around.)
+    let tables: Tables
+    var nodes: [Node] { tables.nodes }
     /// Each node's location in the document (a JSON pointer).
-    let locations: [String]
+    var locations: [String] { tables.locations }
 
     struct TypeSet: OptionSet, Sendable {
         let rawValue: UInt8
@@ -37,13 +40,6 @@ public struct Schema: Sendable {
         case allowed
         case forbidden
         case schema(Int)
-    }
-
-    struct Slot: Sendable {
-        let start: Int32
-        let end: Int32
-        let child: Int32
-        let bit: Int32
     }
 
     struct Property: Sendable {
@@ -83,26 +79,18 @@ public struct Schema: Sendable {
         var oneOf: [Int] = []
     }
 
-    /// A compiled subschema: a class with constants, so the validator reads it through one
-    /// reference (no copy of its fields, no exclusivity checks).
+    /// A compiled subschema as JSON values, for compatibility checks and messages (validation
+    /// reads `tables`).
     final class Node: Sendable {
         /// The schema `false`: nothing is valid.
         let never: Bool
         let types: TypeSet?
         let properties: [Property]
-        /// The properties again, flat (no references): the name's bytes in `keyPool`, the
-        /// subschema (-1: none) and the required bit (-1: none). The validator reads these.
-        let slots: [Slot]
-        let keyPool: [UInt8]
         let requiredCount: Int
         let additional: Additional
         let items: Int?
         let enumValues: [JSONValue]?
         let constValue: JSONValue?
-        /// The UTF-8 of each string among `enumValues` / of a string `constValue`, compared
-        /// with a record's bytes without building strings.
-        let enumStrings: [[UInt8]]
-        let constString: [UInt8]?
         let minimum: Double?
         let maximum: Double?
         let exclusiveMinimum: Double?
@@ -119,22 +107,11 @@ public struct Schema: Sendable {
             never = draft.never
             types = draft.types
             properties = draft.properties
-            var pool: [UInt8] = []
-            var slots: [Slot] = []
-            for property in draft.properties {
-                let start = Int32(pool.count)
-                pool += property.key
-                slots.append(Slot(start: start, end: Int32(pool.count), child: Int32(property.node ?? -1), bit: Int32(property.requiredBit ?? -1)))
-            }
-            self.slots = slots
-            keyPool = pool
             requiredCount = draft.requiredCount
             additional = draft.additional
             items = draft.items
             enumValues = draft.enumValues
             constValue = draft.constValue
-            enumStrings = draft.enumStrings
-            constString = draft.constString
             minimum = draft.minimum
             maximum = draft.maximum
             exclusiveMinimum = draft.exclusiveMinimum
@@ -169,8 +146,7 @@ public struct Schema: Sendable {
         _ = try compiler.compile(document, at: [], depth: 0)
         try compiler.checkLoops()
         try compiler.checkFanOut()
-        nodes = compiler.nodes.map(Node.init)
-        locations = compiler.locations
+        tables = Tables(compiler.nodes, locations: compiler.locations)
     }
 }
 

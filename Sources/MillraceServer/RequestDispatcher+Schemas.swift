@@ -68,6 +68,7 @@ extension RequestDispatcher {
         var invalid: [(batch: Int, record: Int, outcome: RecordOutcome)] = []
         var index: Int32 = 0
         let versionHeader = Array(schemaVersionHeader.utf8)
+        var latest = entry.versions[entry.latest]
         for (batchIndex, bytes) in batches.enumerated() {
             do {
                 try bytes.withUnsafeBytes { raw in
@@ -78,7 +79,7 @@ extension RequestDispatcher {
                             index += 1
                             recordIndex += 1
                         }
-                        if let outcome = Self.check(view, index: index, topic: topic, entry: entry, tape: &tape) {
+                        if let outcome = Self.check(view, index: index, topic: topic, entry: entry, latest: &latest, tape: &tape) {
                             invalid.append((batchIndex, recordIndex, outcome))
                         }
                     }
@@ -90,10 +91,14 @@ extension RequestDispatcher {
         return invalid
     }
 
-    /// One record against the version it names (or the latest): nil when valid.
-    private static func check(_ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, tape: inout JSONTape) -> RecordOutcome? {
+    /// One record against the version it names (or the latest, `latest`, looked up once per
+    /// request): nil when valid.
+    private static func check(
+        _ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, latest: inout Schema?, tape: inout JSONTape
+    ) -> RecordOutcome? {
         var version = entry.latest
-        if view.foundHeader {
+        // The CLI and most producers name the latest version: that is recognised in place.
+        if view.foundHeader, !(view.foundHeaderValue.map { Self.isDecimal($0, entry.latest) } ?? false) {
             let named = view.foundHeaderValue.map { String(decoding: $0, as: UTF8.self) }
             guard let named, let number = Int32(named), entry.versions[number] != nil else {
                 let shown = named.map { String($0.prefix(16)) } ?? "null"
@@ -103,7 +108,7 @@ extension RequestDispatcher {
             }
             version = number
         }
-        guard let schema = entry.versions[version] else { return nil }
+        guard let schema = version == entry.latest ? latest : entry.versions[version] else { return nil }
         guard let value = view.value else {
             return RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value")
         }
@@ -118,6 +123,20 @@ extension RequestDispatcher {
         return violation.map {
             RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: $0.path, rule: $0.rule, message: $0.message)
         }
+    }
+
+    /// Whether `bytes` are the decimal digits of `number` (no sign, no leading zero).
+    static func isDecimal(_ bytes: UnsafeRawBufferPointer, _ number: Int32) -> Bool {
+        var rest = number
+        var position = bytes.count
+        guard position > 0, number >= 0 else { return false }
+        while position > 0 {
+            position -= 1
+            guard bytes[position] == UInt8(ascii: "0") + UInt8(rest % 10) else { return false }
+            rest /= 10
+            if rest == 0 { return position == 0 }
+        }
+        return false
     }
 
     typealias Append = @Sendable (
@@ -161,11 +180,12 @@ extension RequestDispatcher {
         }.flatMapErrorThrowing { error in failed(error) }
     }
 
+    /// A partition's lane: the topic's partitions take consecutive lanes from a point the
+    /// topic's name picks (FNV-1a), so a topic spreads over all lanes evenly, run after run.
     static func lane(_ topic: String, _ partition: Int32) -> Int {
-        var hash = Hasher()
-        hash.combine(topic)
-        hash.combine(partition)
-        return hash.finalize() & Int.max
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in topic.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return Int((hash >> 2) + UInt64(UInt32(bitPattern: partition)))
     }
 
     /// A partition's checked records: all valid → appended as sent; some invalid under

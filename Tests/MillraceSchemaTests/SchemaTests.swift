@@ -48,6 +48,31 @@ extension Schema {
         #expect(all.map(\.rule).sorted() == ["additionalProperties", "required", "required", "type"])
     }
 
+    /// Member names are compared a word at a time where the text allows: every length around
+    /// the word sizes, first in a long record and last in a short one, plain and escaped.
+    @Test func memberNamesOfEveryLength() throws {
+        let names = (0...40).map { length in String((0..<length).map { Character(Unicode.Scalar(UInt8(97 + $0 % 26))) }) }
+        let properties = names.map { #""\#($0)":{"type":"integer"}"# }.joined(separator: ",")
+        let strict = try schema(#"{"properties":{\#(properties),"pad":{}},"additionalProperties":false}"#)
+        let padding = #","pad":"\#(String(repeating: "p", count: 40))""#
+        for name in names {
+            let escaped = name.isEmpty ? name : #"\u00\#(String(name.utf8.first!, radix: 16))"# + name.dropFirst()
+            for member in [name, escaped] {
+                #expect(strict.accepts(#"{"\#(member)":1\#(padding)}"#), "\(member) first")
+                #expect(strict.accepts(#"{"\#(member)":1}"#), "\(member) alone")
+                #expect(strict.first(#"{"\#(member)":"x"\#(padding)}"#) == #"/\#(name): "x" is a string, not an integer"#)
+            }
+            // The same length, one byte different (first, middle, last): not the property.
+            for position in Set([0, name.count / 2, name.count - 1]) where !name.isEmpty {
+                var bytes = Array(name.utf8)
+                bytes[position] = UInt8(ascii: "Z")
+                let other = String(decoding: bytes, as: UTF8.self)
+                #expect(strict.first(#"{"\#(other)":1\#(padding)}"#) == "/\(other): is not allowed (no other properties than those listed)")
+                #expect(strict.first(#"{"\#(other)":1}"#) == "/\(other): is not allowed (no other properties than those listed)")
+            }
+        }
+    }
+
     @Test func items() throws {
         let lots = try schema(#"{"type":"array","items":{"type":"string","minLength":2}}"#)
         #expect(lots.accepts(#"["L1","L2"]"#) && lots.accepts("[]"))

@@ -224,6 +224,17 @@ final class ServerProcess {
         process.terminate()
         process.waitUntilExit()
     }
+
+    /// User + system CPU seconds the server has used so far (from /proc; 0 where unreadable).
+    var cpuSeconds: Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        // Fields after the command name start at field 3 (state); utime and stime are 14 and 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
 }
 
 /// Samples the server's resident memory from /proc every 50 ms.

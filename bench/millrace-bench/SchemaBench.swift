@@ -72,9 +72,12 @@ struct SchemaBench: AsyncParsableCommand {
                 print()
                 print("durable produce through a release `millrace serve` on loopback, one producer, key = order_id, 4 partitions; runs alternate")
                 Report.printTable(produced)
-                let plain = produced.filter { $0.name == "produce-no-schema" }.map(\.recordsPerSecond).max() ?? 0
-                let checked = produced.filter { $0.name == "produce-validated" }.map(\.recordsPerSecond).max() ?? 0
-                print(String(format: "validated / no schema (best of each): %.2f", plain > 0 ? checked / plain : 0))
+                let plain = produced.filter { $0.name == "produce-no-schema" }.map(\.recordsPerSecond)
+                let checked = produced.filter { $0.name == "produce-validated" }.map(\.recordsPerSecond)
+                let pairs = zip(plain, checked).map { $0 > 0 ? $1 / $0 : 0 }
+                print(
+                    String(format: "validated / no schema: best of each %.2f; each pair ", (checked.max() ?? 0) / max(plain.max() ?? 1, 1))
+                        + pairs.map { String(format: "%.2f", $0) }.joined(separator: ", "))
             }
         }
     }
@@ -89,13 +92,14 @@ struct SchemaBench: AsyncParsableCommand {
         defer { server.stop() }
         let client = MillraceClient(host: "127.0.0.1", port: server.port)
         var results: [BenchResult] = []
-        for round in 0..<2 {
+        for round in 0..<3 {
             for checked in [false, true] {
                 let topic = "confirmations-\(checked ? "validated" : "plain")-\(round)"
                 try await client.createTopic(CreateTopicRequest(name: topic, partitions: 4))
                 if checked { _ = try await client.registerSchema(topic: topic, schema: text) }
                 let producer = Producer(client: client)
                 let failures = NIOLockedValueBox(0)
+                let serverCPU = server.cpuSeconds
                 let started = monotonicSeconds()
                 var bytes = 0
                 for index in 0..<produce {
@@ -107,12 +111,15 @@ struct SchemaBench: AsyncParsableCommand {
                 }
                 try await producer.flush()
                 let seconds = monotonicSeconds() - started
+                let serverMicros = (server.cpuSeconds - serverCPU) * 1e6 / Double(produce)
                 let failed = failures.withLockedValue { $0 }
                 guard failed == 0 else { throw ValidationError("\(failed) records were not acknowledged in \(topic)") }
                 results.append(
                     BenchResult(
                         name: checked ? "produce-validated" : "produce-no-schema", records: produce, bytes: bytes, seconds: seconds,
-                        note: checked ? "schema checked at the broker, every record" : "same records, topic without a schema"))
+                        fields: ["server_cpu_us_per_record": serverMicros],
+                        note: (checked ? "schema checked at the broker, every record" : "same records, topic without a schema")
+                            + String(format: "; server CPU %.2f µs/record", serverMicros)))
             }
         }
         await client.close()
