@@ -131,6 +131,15 @@ public final class MillraceClient: Sendable {
         return topic
     }
 
+    /// An idempotent producer identity: a new producer id (`producerId` -1), or the next
+    /// epoch of one (fencing the session that held it).
+    public func initProducer(producerId: Int64 = -1, epoch: Int16 = -1) async throws -> (producerId: Int64, epoch: Int16) {
+        guard case .initProducer(let id, let newEpoch) = try await send(.initProducer(producerId: producerId, epoch: epoch)) else {
+            throw Self.unexpectedBody
+        }
+        return (id, newEpoch)
+    }
+
     /// Partition count of a topic; `unknownTopic` when it does not exist.
     public func partitionCount(_ topic: String) async throws -> Int32 {
         guard case .metadata(let metadata) = try await send(.metadata(topics: [topic])), let entry = metadata.topics.first else {

@@ -23,6 +23,9 @@ public final class Producer: Sendable {
         public var deliveryTimeout: TimeAmount = .minutes(2)
         /// Records sent but not yet answered; `send` waits while this many are outstanding.
         public var outstandingRecordsMax: Int = 100_000
+        /// Number each partition's batches (a producer id from the broker, and sequence
+        /// numbers), so a batch sent again after a lost answer is stored once.
+        public var idempotent = true
 
         public init() {}
     }
@@ -35,13 +38,24 @@ public final class Producer: Sendable {
         var bytes = 0
         var timer: Scheduled<Void>?
         var createdAt = NIODeadline.now()
+        /// Its shipment number once taken for sending.
+        var number: UInt64 = 0
     }
 
     /// A batch on its way: its request, and what to complete.
     private struct Shipment {
-        var request: Request
+        /// Built by `encode`.
+        var request: Request?
         var pending: Pending
         var lastError: (any Error)?
+        var key: TopicPartitionKey
+        /// The identity and first sequence it was numbered with (nil: not idempotent).
+        var stamp: (identity: Identity, sequence: Int32)?
+    }
+
+    struct Identity: Equatable {
+        var producerId: Int64
+        var epoch: Int16
     }
 
     private struct Topic {
@@ -65,6 +79,17 @@ public final class Producer: Sendable {
         var reportedOutage = false
         /// Each batch taken for sending gets the next number; they are sent in that order.
         var nextShipment: UInt64 = 0
+        /// The broker's producer id for this producer, once asked for (idempotent only).
+        var identity: Identity?
+        var identityRequest: EventLoopFuture<Identity>?
+        /// The next sequence number per partition, under `identity`.
+        var sequences: [TopicPartitionKey: Int32] = [:]
+        /// Shipments sent and not yet answered, per partition: a batch refused as out of
+        /// order while an older one of its partition is unanswered is only early (the older
+        /// one is being sent again), and is sent again behind it.
+        var unanswered: [TopicPartitionKey: Set<UInt64>] = [:]
+        /// Full batches waiting for room under `unansweredPerPartitionMax`, in order.
+        var held: [TopicPartitionKey: [Pending]] = [:]
     }
 
     /// Batches are taken from `state` by whichever thread fills them or whose linger timer
@@ -96,6 +121,7 @@ public final class Producer: Sendable {
     /// Sends one record and returns where it was stored, once durable.
     public func send(topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = []) async throws -> (partition: Int32, offset: Int64) {
         let partitions = try await topicInfo(topic).partitionCount
+        try await ensureIdentity()
         try await waitForRoom()
         return try await withCheckedThrowingContinuation { continuation in
             enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers) { continuation.resume(with: $0) }
@@ -107,6 +133,7 @@ public final class Producer: Sendable {
         topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = [], completion: @escaping Completion
     ) async throws {
         let partitions = try await topicInfo(topic).partitionCount
+        try await ensureIdentity()
         try await waitForRoom()
         enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, completion: completion)
     }
@@ -120,8 +147,73 @@ public final class Producer: Sendable {
         guard partition >= 0, partition < partitions else {
             throw MillraceError(.unknownPartition, "topic \(topic) has partitions 0...\(partitions - 1); \(partition) is not one")
         }
+        try await ensureIdentity()
         try await waitForRoom()
         enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, partition: partition, completion: completion)
+    }
+
+    /// Asks the broker for a producer id once (idempotent producers); later calls return at once.
+    private func ensureIdentity() async throws {
+        guard configuration.idempotent, state.withLockedValue({ $0.identity == nil }) else { return }
+        _ = try await identity().get()
+    }
+
+    /// The producer's identity, asking the broker when there is none (one question at a time).
+    private func identity() -> EventLoopFuture<Identity> {
+        let (known, asking, promise) = state.withLockedValue { state -> (Identity?, EventLoopFuture<Identity>?, EventLoopPromise<Identity>?) in
+            if let identity = state.identity { return (identity, nil, nil) }
+            if let asking = state.identityRequest { return (nil, asking, nil) }
+            let promise = eventLoop.makePromise(of: Identity.self)
+            state.identityRequest = promise.futureResult
+            return (nil, nil, promise)
+        }
+        if let known { return eventLoop.makeSucceededFuture(known) }
+        if let asking { return asking }
+        guard let promise else { return eventLoop.makeFailedFuture(MillraceClient.unexpectedBody) }
+        client.request(.initProducer(producerId: -1, epoch: -1)).whenComplete { [self] result in
+            let outcome: Result<Identity, any Error> = result.flatMap { body in
+                guard case .initProducer(let id, let epoch) = body else { return .failure(MillraceClient.unexpectedBody) }
+                return .success(Identity(producerId: id, epoch: epoch))
+            }
+            state.withLockedValue { state in
+                state.identityRequest = nil
+                if case .success(let identity) = outcome {
+                    state.identity = identity
+                    state.sequences = [:]
+                }
+            }
+            promise.completeWith(outcome)
+        }
+        return promise.futureResult
+    }
+
+    /// Numbers a shipment with the current identity and its partition's next sequence.
+    /// Called in send order per partition (ship, and resend after the broker forgot us).
+    private func stamp(_ shipment: inout Shipment, in state: inout State) {
+        guard configuration.idempotent, let identity = state.identity else {
+            shipment.stamp = nil
+            return
+        }
+        let first = state.sequences[shipment.key] ?? 0
+        let count = Int64(shipment.pending.records.count)
+        state.sequences[shipment.key] = Int32((Int64(first) + count) % (Int64(Int32.max) + 1))
+        shipment.stamp = (identity, first)
+    }
+
+    /// The produce request for a shipment as stamped.
+    private func encode(_ shipment: inout Shipment) throws {
+        let codec = state.withLockedValue { $0.topics[shipment.key.topic]?.compression } ?? .none
+        var batch = RecordBatch(attributes: .init(codec: codec), baseTimestamp: SystemClock().nowMilliseconds(), records: shipment.pending.records)
+        if let stamp = shipment.stamp {
+            batch.producerId = stamp.identity.producerId
+            batch.producerEpoch = stamp.identity.epoch
+            batch.baseSequence = stamp.sequence
+        }
+        let bytes = try batch.encoded()
+        shipment.request = Request.produce(
+            ProduceRequest(
+                timeoutMs: 30_000, topics: [TopicEntries(topic: shipment.key.topic, [ProducePartition(partition: shipment.key.partition, records: bytes)])],
+                version: 1))
     }
 
     /// Back-pressure: returns once fewer than `outstandingRecordsMax` records are unanswered.
@@ -236,64 +328,94 @@ public final class Producer: Sendable {
         if full { ship(target) }
     }
 
-    /// Takes the batch of one partition and sends it.
+    /// Takes the batch of one partition and sends it. The batch is numbered (shipment order,
+    /// and its partition's sequence) in one step under the lock, so a partition's sequence
+    /// numbers follow the order the batches go out in.
     private func ship(_ key: TopicPartitionKey) {
-        guard let (pending, number) = state.withLockedValue({ state -> (Pending, UInt64)? in
-            guard let pending = state.partitions.removeValue(forKey: key) else { return nil }
+        let taken = state.withLockedValue { state -> [Shipment] in
+            guard let pending = state.partitions.removeValue(forKey: key) else { return [] }
+            pending.timer?.cancel()
             state.inFlight += 1
             if state.stickyPartition[key.topic] == key.partition, let count = state.topics[key.topic]?.partitionCount {
                 state.stickyPartition[key.topic] = (key.partition + 1) % count
             }
-            defer { state.nextShipment += 1 }
-            return (pending, state.nextShipment)
-        }) else { return }
-        pending.timer?.cancel()
-        let now = SystemClock().nowMilliseconds()
-        let codec = state.withLockedValue { $0.topics[key.topic]?.compression } ?? .none
-        let batch = RecordBatch(attributes: .init(codec: codec), baseTimestamp: now, records: pending.records)
-        var shipment: Shipment?
-        do {
-            let bytes = try batch.encoded()
-            let request = Request.produce(
-                ProduceRequest(
-                    timeoutMs: 30_000, topics: [TopicEntries(topic: key.topic, [ProducePartition(partition: key.partition, records: bytes)])], version: 1))
-            shipment = Shipment(request: request, pending: pending)
-        } catch {
-            finish(pending, .failure(error))
+            state.held[key, default: []].append(pending)
+            return takeShippable(key, &state)
         }
-        // In the order the batches were taken; each behind any retries.
-        sendOrder.withLockedValue { order in
-            order.ready[number] = .some(shipment)
-            while let next = order.ready.removeValue(forKey: order.next) {
-                order.next += 1
-                guard let next else { continue }
-                let queued = state.withLockedValue { state -> Bool in
-                    guard !state.retries.isEmpty else { return false }
-                    state.retries.append(next)
-                    return true
+        send(taken)
+    }
+
+    /// An idempotent producer has at most this many batches of a partition unanswered (the
+    /// broker remembers the last five batches of each producer and partition: a retry of
+    /// anything older could not be recognised). Full batches wait their turn in `held`.
+    static let unansweredPerPartitionMax = 5
+
+    /// Takes the partition's held batches that may go now, numbering each (shipment order and
+    /// sequence) in one step under the lock, so its sequence numbers follow the order the
+    /// batches go out in.
+    private func takeShippable(_ key: TopicPartitionKey, _ state: inout State) -> [Shipment] {
+        var taken: [Shipment] = []
+        while let pending = state.held[key]?.first,
+            !configuration.idempotent || state.unanswered[key, default: []].count < Self.unansweredPerPartitionMax
+        {
+            state.held[key]?.removeFirst()
+            var numbered = pending
+            numbered.number = state.nextShipment
+            state.nextShipment += 1
+            state.unanswered[key, default: []].insert(numbered.number)
+            var shipment = Shipment(pending: numbered, key: key)
+            stamp(&shipment, in: &state)
+            taken.append(shipment)
+        }
+        if state.held[key]?.isEmpty == true { state.held[key] = nil }
+        return taken
+    }
+
+    /// Encodes numbered shipments (outside the state lock) and sends them in number order,
+    /// each behind any retries.
+    private func send(_ taken: [Shipment]) {
+        for var shipment in taken {
+            var ready: Shipment?
+            do {
+                try encode(&shipment)
+                ready = shipment
+            } catch {
+                finish(shipment.pending, target: shipment.key, .failure(error))
+            }
+            sendOrder.withLockedValue { order in
+                order.ready[shipment.pending.number] = .some(ready)
+                while let next = order.ready.removeValue(forKey: order.next) {
+                    order.next += 1
+                    guard let next else { continue }
+                    let queued = state.withLockedValue { state -> Bool in
+                        guard !state.retries.isEmpty else { return false }
+                        state.retries.append(next)
+                        return true
+                    }
+                    if !queued { attempt(next) }
                 }
-                if !queued { attempt(next) }
             }
         }
     }
 
     private func attempt(_ shipment: Shipment) {
-        client.request(shipment.request).whenComplete { [self] result in
+        guard let request = shipment.request else { return finish(shipment.pending, target: shipment.key, .failure(MillraceClient.unexpectedBody)) }
+        client.request(request).whenComplete { [self] result in
             switch result {
             case .success(.produce(let topics)):
                 guard let entry = topics.first?.entries.first else {
-                    return finish(shipment.pending, .failure(MillraceClient.unexpectedBody))
+                    return finish(shipment.pending, target: shipment.key, .failure(MillraceClient.unexpectedBody))
                 }
                 if entry.errorCode == .none {
                     recovered()
-                    return finish(shipment.pending, .success((entry.partition, entry.baseOffset)), outcomes: entry.outcomes, topic: topics[0].topic)
+                    return finish(shipment.pending, target: shipment.key, .success((entry.partition, entry.baseOffset)), outcomes: entry.outcomes, topic: topics[0].topic)
                 }
                 if entry.errorCode == .invalidRecord {
-                    return finish(shipment.pending, .failure(MillraceError(entry.errorCode, entry.message)), outcomes: entry.outcomes, topic: topics[0].topic)
+                    return finish(shipment.pending, target: shipment.key, .failure(MillraceError(entry.errorCode, entry.message)), outcomes: entry.outcomes, topic: topics[0].topic)
                 }
                 retryOrFail(shipment, MillraceError(entry.errorCode, entry.message))
             case .success:
-                finish(shipment.pending, .failure(MillraceClient.unexpectedBody))
+                finish(shipment.pending, target: shipment.key, .failure(MillraceClient.unexpectedBody))
             case .failure(let error):
                 retryOrFail(shipment, error)
             }
@@ -301,11 +423,22 @@ public final class Producer: Sendable {
     }
 
     private func retryOrFail(_ shipment: Shipment, _ error: any Error) {
-        let retriable = (error as? MillraceError)?.code.isRetriable ?? false
+        let code = (error as? MillraceError)?.code
+        // The broker forgot this producer (idle past its expiry): number the batch again under
+        // a new id. A gap or a newer session: this batch fails, later ones start over.
+        let renumber = code == .unknownProducerId
+        let early = code == .outOfOrderSequence
+            && state.withLockedValue { state in state.unanswered[shipment.key]?.contains { $0 < shipment.pending.number } ?? false }
+        if let stamp = shipment.stamp, !early, renumber || code == .outOfOrderSequence || code == .producerFenced {
+            state.withLockedValue { state in
+                if state.identity == stamp.identity { state.identity = nil }
+            }
+        }
+        let retriable = code?.isRetriable ?? false || (renumber && configuration.idempotent) || early
         guard retriable, NIODeadline.now() < shipment.pending.createdAt + configuration.deliveryTimeout else {
             let message = retriable ? "not delivered within the delivery timeout; last error: " : ""
             let failure = (error as? MillraceError).map { MillraceError($0.code, message + $0.message) } ?? error
-            return finish(shipment.pending, .failure(failure))
+            return finish(shipment.pending, target: shipment.key, .failure(failure))
         }
         var failed = shipment
         failed.lastError = error
@@ -323,12 +456,45 @@ public final class Producer: Sendable {
         if let delay { eventLoop.scheduleTask(in: .nanoseconds(Backoff.nanoseconds(delay))) { self.resend() } }
     }
 
-    /// Sends every waiting shipment again, in order.
+    /// Sends every waiting shipment again, in order. Shipments numbered under an identity
+    /// the broker no longer knows are numbered again first (asking for a new id if need be).
     private func resend() {
-        let waiting = state.withLockedValue { state -> [Shipment] in
+        if configuration.idempotent {
+            let stale = state.withLockedValue { state in state.retries.contains { $0.stamp?.identity != state.identity } }
+            let known = state.withLockedValue { $0.identity != nil }
+            if stale && !known {
+                identity().whenComplete { [self] result in
+                    if case .failure = result {
+                        // The broker is unreachable: try again after the back-off.
+                        let delay = state.withLockedValue { $0.backoff.next() }
+                        eventLoop.scheduleTask(in: .nanoseconds(Backoff.nanoseconds(delay))) { self.resend() }
+                    } else {
+                        resend()
+                    }
+                }
+                return
+            }
+        }
+        var (waiting, renumbered) = state.withLockedValue { state -> ([Shipment], [Int]) in
             state.retryScheduled = false
             defer { state.retries = [] }
-            return state.retries
+            // In the order they were first sent, whatever order their failures arrived in.
+            var waiting = state.retries.sorted { $0.pending.number < $1.pending.number }
+            var renumbered: [Int] = []
+            if configuration.idempotent {
+                for index in waiting.indices where waiting[index].stamp?.identity != state.identity {
+                    stamp(&waiting[index], in: &state)
+                    renumbered.append(index)
+                }
+            }
+            return (waiting, renumbered)
+        }
+        for index in renumbered {
+            do {
+                try encode(&waiting[index])
+            } catch {
+                waiting[index].request = nil
+            }
         }
         for shipment in waiting { attempt(shipment) }
     }
@@ -347,7 +513,9 @@ public final class Producer: Sendable {
     /// Tells each record's caller what happened. Without outcomes, record n is at the base
     /// offset + n; with them (Produce version 1), records named there were not appended here
     /// and the others take the offsets in order.
-    private func finish(_ pending: Pending, _ result: Result<(Int32, Int64), any Error>, outcomes: [RecordOutcome] = [], topic: String = "") {
+    private func finish(
+        _ pending: Pending, target: TopicPartitionKey?, _ result: Result<(Int32, Int64), any Error>, outcomes: [RecordOutcome] = [], topic: String = ""
+    ) {
         let named = Dictionary(outcomes.map { (Int($0.index), $0) }, uniquingKeysWith: { first, _ in first })
         var appended: Int64 = 0
         for (index, completion) in pending.completions.enumerated() {
@@ -372,15 +540,23 @@ public final class Producer: Sendable {
                 completion(.failure(error))
             }
         }
-        let (drained, room) = state.withLockedValue { state -> ([EventLoopPromise<Void>], [(id: UInt64, continuation: CheckedContinuation<Void, Never>)]) in
+        typealias Waiters = (drained: [EventLoopPromise<Void>], room: [(id: UInt64, continuation: CheckedContinuation<Void, Never>)], released: [Shipment])
+        let (drained, room, released) = state.withLockedValue { state -> Waiters in
             state.inFlight -= 1
+            var released: [Shipment] = []
+            if let key = target {
+                state.unanswered[key]?.remove(pending.number)
+                released = takeShippable(key, &state)
+            }
             state.outstanding -= pending.completions.count
             let room = state.outstanding < configuration.outstandingRecordsMax ? state.roomWaiters : []
             if !room.isEmpty { state.roomWaiters = [] }
-            guard state.inFlight == 0 && state.partitions.isEmpty else { return ([], room) }
+            guard state.inFlight == 0 && state.partitions.isEmpty else { return ([], room, released) }
             defer { state.drainWaiters = [] }
-            return (state.drainWaiters, room)
+            return (state.drainWaiters, room, released)
         }
+        // Not from here: this may run inside `send`'s lock.
+        if !released.isEmpty { eventLoop.execute { [self] in send(released) } }
         for waiter in room { waiter.continuation.resume() }
         for waiter in drained { waiter.succeed() }
     }

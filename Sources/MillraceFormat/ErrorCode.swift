@@ -83,6 +83,15 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     /// Records break the topic's schema (policy `reject`): none of that partition's records
     /// were appended; each bad record is named with its path, rule and value.
     case invalidRecord = 38
+    /// A batch's producer sequence does not follow the last one the broker holds for that
+    /// producer and partition (a gap, or a batch it cannot place). Nothing was appended; an
+    /// idempotent producer starts a new epoch and sends again.
+    case outOfOrderSequence = 39
+    /// A newer epoch of this producer id exists: this session was replaced.
+    case producerFenced = 40
+    /// The broker holds no state for this producer id (never given out, or expired after
+    /// its idle time); the producer asks for a new id.
+    case unknownProducerId = 41
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
@@ -94,7 +103,7 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
             .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .notDataDirectory,
             .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion,
             .unknownMember, .staleGeneration, .unknownGroup, .groupNotEmpty, .notABroker, .invalidSchema, .incompatibleSchema,
-            .unknownSchemaVersion, .invalidRecord:
+            .unknownSchemaVersion, .invalidRecord, .outOfOrderSequence, .producerFenced, .unknownProducerId:
             return false
         }
     }
@@ -138,6 +147,9 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .limitReached: return "limit_reached"
         case .invalidSchema: return "invalid_schema"
         case .incompatibleSchema: return "incompatible_schema"
+        case .outOfOrderSequence: return "out_of_order_sequence"
+        case .producerFenced: return "producer_fenced"
+        case .unknownProducerId: return "unknown_producer_id"
         case .unknownSchemaVersion: return "unknown_schema_version"
         case .invalidRecord: return "invalid_record"
         }

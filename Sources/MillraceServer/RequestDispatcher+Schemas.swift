@@ -140,7 +140,8 @@ extension RequestDispatcher {
     }
 
     typealias Append = @Sendable (
-        _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+        _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ sequences: [SequenceSpan]?,
+        _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) -> Void
 
     /// Checks the records against the topic's schema — on the partition's validation lane,
@@ -161,7 +162,7 @@ extension RequestDispatcher {
         }
         guard contract.latest > 0 else {
             let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
-            append(topic, entry.partition, batches) { result in
+            append(topic, entry.partition, batches, nil) { result in
                 switch result {
                 case .success(let appended):
                     promise.succeed(
@@ -212,7 +213,7 @@ extension RequestDispatcher {
             return promise.futureResult
         }
         guard !invalid.isEmpty else {
-            append(topic, entry.partition, batches) { result in
+            append(topic, entry.partition, batches, nil) { result in
                 switch result {
                 case .success(let appended): succeed(appended, [])
                 case .failure(let error): promise.succeed(failed(error, []))
@@ -221,8 +222,15 @@ extension RequestDispatcher {
             return promise.futureResult
         }
         let outcomes = invalid.map(\.outcome)
-        let total = batches.reduce(0) { sum, bytes in
-            sum + ((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }).map { Int($0.recordCount) } ?? 0)
+        let headers = batches.compactMap { bytes in try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) } }
+        let total = headers.reduce(0) { $0 + Int($1.recordCount) }
+        // An idempotent producer's numbers are used up even by what is not appended as sent,
+        // so its next batch still follows on.
+        let spans = headers.compactMap { SequenceSpan($0) }
+        let storage = self.storage
+        let useUpSequences: @Sendable (@escaping @Sendable () -> Void) -> Void = { then in
+            guard !spans.isEmpty else { return then() }
+            storage.recordSequences(topic: topic, partition: entry.partition, sequences: spans) { _ in then() }
         }
         guard let info = storage.topicInfo(topic), info.config.onInvalid == .quarantine else {
             let shown = outcomes.prefix(5).map(\.description).joined(separator: "; ")
@@ -230,7 +238,8 @@ extension RequestDispatcher {
             let error = MillraceError(
                 .invalidRecord,
                 "\(outcomes.count) of \(total) record\(total == 1 ? "" : "s") break the schema of topic \(topic); nothing of partition \(entry.partition) was appended: \(shown)\(more)")
-            return answer(failed(error, outcomes))
+            useUpSequences { promise.succeed(failed(error, outcomes)) }
+            return promise.futureResult
         }
         // Quarantine: the bad records, then the good ones.
         let parked: [UInt8]
@@ -244,7 +253,7 @@ extension RequestDispatcher {
         }
         ensureQuarantine(for: info) { created in
             if case .failure(let error) = created { return promise.succeed(failed(error, [])) }
-            append(topic + Self.quarantineSuffix, 0, [parked]) { result in
+            append(topic + Self.quarantineSuffix, 0, [parked], nil) { result in
                 switch result {
                 case .failure(let error):
                     promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), []))
@@ -256,10 +265,11 @@ extension RequestDispatcher {
                         return outcome
                     }
                     guard !kept.isEmpty else {
-                        return promise.succeed(
-                            ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: placed))
+                        return useUpSequences {
+                            promise.succeed(ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: placed))
+                        }
                     }
-                    append(topic, entry.partition, kept) { result in
+                    append(topic, entry.partition, kept, spans) { result in
                         switch result {
                         case .success(let appended): succeed(appended, placed)
                         case .failure(let error): promise.succeed(failed(error, placed))

@@ -79,6 +79,12 @@ final class RequestDispatcher: Sendable {
                             compatibility: Int8(info.config.compatibility.rawValue), onInvalid: Int8(info.config.onInvalid.rawValue), versions: versions)))
             case .setSchemaPolicy(let policy):
                 return setSchemaPolicy(policy, on: eventLoop)
+            case .initProducer(let producerId, let epoch):
+                let promise = eventLoop.makePromise(of: ResponseBody.self)
+                storage.initProducer(producerId: producerId, epoch: epoch) { result in
+                    promise.completeWith(result.map { .initProducer(producerId: $0.producerId, epoch: $0.epoch) }.mapError { $0 as any Error })
+                }
+                return promise.futureResult
             case .produce(let produce):
                 return self.produce(produce, on: eventLoop)
             case .fetch(let fetch):
@@ -202,8 +208,8 @@ final class RequestDispatcher: Sendable {
         // One operation for all of the partition's batches: appended together or not at all,
         // once they pass the topic's schema (if it has one).
         let storage = self.storage
-        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, completion in
-            storage.append(topic: topic, partition: partition, batches: batches, completion: completion)
+        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, completion in
+            storage.append(topic: topic, partition: partition, batches: batches, sequences: sequences, completion: completion)
         }
     }
 

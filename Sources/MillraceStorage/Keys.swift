@@ -84,6 +84,22 @@ enum Keys {
         return true
     }
 
+    /// An idempotent producer's record: its id. Its partitions' states follow it in key
+    /// order (`producerPartition`), so expiry deletes one run of keys.
+    static func producer(_ producerId: Int64) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8)
+        writer.writeInteger(producerId)
+        return writer.bytes
+    }
+
+    static func producerPartition(_ producerId: Int64, _ topicID: UInt32, _ partition: Int32) -> [UInt8] {
+        var writer = ByteWriter(capacity: 16)
+        writer.writeInteger(producerId)
+        writer.writeInteger(topicID)
+        writer.writeInteger(partition)
+        return writer.bytes
+    }
+
     /// The named database holding one partition's log.
     static func logDatabaseName(_ topicID: UInt32, _ partition: Int32) -> String { "log/\(topicID)/\(partition)" }
 }

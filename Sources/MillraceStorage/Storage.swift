@@ -27,6 +27,9 @@ public final class Storage: @unchecked Sendable {
         /// While the disk is full, writes fail at once with `storage_full`, and one is tried
         /// again this often to notice that space has returned.
         public var fullRetryIntervalMs: Int64 = 1_000
+        /// An idempotent producer that has not written for this long is forgotten; its next
+        /// batch gets `unknown_producer_id` and it asks for a new id.
+        public var producerIdleMs: Int64 = 7 * 24 * 3_600_000
 
         public init() {}
     }
@@ -83,7 +86,7 @@ public final class Storage: @unchecked Sendable {
                 env: env, gate: gate, databases: databases, catalog: catalog, clock: options.clock,
                 pendingWritesMax: options.pendingWritesMax, retentionIntervalMs: options.retentionCheckIntervalMs,
                 directory: directory, reserve: ReserveFile(directory: directory, bytes: options.reserveBytes),
-                fullRetryIntervalMs: options.fullRetryIntervalMs)
+                fullRetryIntervalMs: options.fullRetryIntervalMs, producerIdleMs: options.producerIdleMs)
             writer.start()
             self.writer = writer
         }
@@ -98,7 +101,7 @@ public final class Storage: @unchecked Sendable {
             let txn = try LMDBTransaction.begin(env, readOnly: readOnly)
             var committed = false
             defer { if !committed { txn.abort() } }
-            guard let databases = try SystemDatabases.open(txn, create: !existing && !readOnly) else {
+            guard let databases = try SystemDatabases.open(txn, create: !existing && !readOnly, writable: !readOnly) else {
                 throw MillraceError(.notDataDirectory, "\(directory) holds an LMDB file without Millrace's catalog; it is not a Millrace data directory")
             }
             let version = try SystemDatabases.readUInt32(try txn.get(databases.meta, SystemDatabases.formatKey))
@@ -206,15 +209,42 @@ public final class Storage: @unchecked Sendable {
     /// Appends several batches to one partition atomically: every batch is checked first, and
     /// they are written in one transaction, all or none. A batch that fails its check fails
     /// the whole call, with an error naming it. `AppendResult` spans them all.
+    ///
+    /// Batches from an idempotent producer (a producer id in the header) are placed by their
+    /// sequence numbers: `sequences` when given (the batches as the producer sent them, when
+    /// these are re-encoded), else the batches' own. A retry of stored batches answers with
+    /// the original offsets (`duplicate`) and appends nothing.
     public func append(
-        topic: String, partition: Int32, batches: [[UInt8]],
+        topic: String, partition: Int32, batches: [[UInt8]], sequences: [SequenceSpan]? = nil,
         completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) {
         switch Self.check(batches) {
         case .failure(let error): completion(.failure(error))
         case .success(let checked):
             guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
-            writer.submitNow(.append(AppendOperation(topic: topic, partition: partition, batches: checked, completion: completion)))
+            let spans = sequences ?? checked.compactMap { SequenceSpan($0.header) }
+            writer.submitNow(.append(AppendOperation(topic: topic, partition: partition, batches: checked, sequences: spans, completion: completion)))
+        }
+    }
+
+    /// Uses up a producer's sequence numbers for batches refused as a whole (every record
+    /// invalid), so its next batch still follows on. Nothing is appended.
+    public func recordSequences(
+        topic: String, partition: Int32, sequences: [SequenceSpan], completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+    ) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.append(AppendOperation(topic: topic, partition: partition, batches: [], sequences: sequences, completion: completion)))
+    }
+
+    /// Gives out a new producer id (`producerId` -1), or the next epoch of `producerId`.
+    public func initProducer(producerId: Int64 = -1, epoch: Int16 = -1, completion: @escaping @Sendable (Result<ProducerIdentity, MillraceError>) -> Void) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.initProducer(InitProducerOperation(producerId: producerId, epoch: epoch, completion: completion)))
+    }
+
+    public func initProducer(producerId: Int64 = -1, epoch: Int16 = -1) async throws -> ProducerIdentity {
+        try await withCheckedThrowingContinuation { continuation in
+            initProducer(producerId: producerId, epoch: epoch) { continuation.resume(with: $0) }
         }
     }
 
@@ -224,7 +254,9 @@ public final class Storage: @unchecked Sendable {
         let writer = try requireWriter()
         await writer.waitForSpace()
         return try await withCheckedThrowingContinuation { continuation in
-            let op = AppendOperation(topic: topic, partition: partition, batches: checked) { continuation.resume(with: $0) }
+            let op = AppendOperation(topic: topic, partition: partition, batches: checked, sequences: checked.compactMap { SequenceSpan($0.header) }) {
+                continuation.resume(with: $0)
+            }
             writer.submitNow(.append(op), afterWaiting: true)
         }
     }

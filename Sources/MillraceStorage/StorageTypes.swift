@@ -7,6 +7,20 @@ public struct AppendResult: Sendable, Equatable {
     /// The broker's timestamp when the topic uses log-append time, else nil.
     public var logAppendTimeMs: Int64?
     public var logStartOffset: Int64
+    /// The batches were already stored (a producer's retry): the offsets are the original
+    /// ones and nothing was appended.
+    public var duplicate = false
+}
+
+/// An idempotent producer's identity: batches carry it with their sequence numbers.
+public struct ProducerIdentity: Sendable, Equatable {
+    public var producerId: Int64
+    public var epoch: Int16
+
+    public init(producerId: Int64, epoch: Int16) {
+        self.producerId = producerId
+        self.epoch = epoch
+    }
 }
 
 /// Offsets and size of one partition.
@@ -98,6 +112,8 @@ public struct RetentionReport: Sendable, Equatable {
     public var batchesDeleted: Int = 0
     public var bytesDeleted: Int64 = 0
     public var partitionsTrimmed: Int = 0
+    /// Idempotent producers forgotten after their idle time.
+    public var producersExpired: Int = 0
 }
 
 /// One problem found by `verify`.

@@ -13,18 +13,32 @@ struct SystemDatabases {
     var timeIndex: MDB_dbi
     /// (group, topic, partition) → offset, commit time, metadata.
     var offsets: MDB_dbi
+    /// Idempotent producers: producer id → `ProducerRecord`; (producer id, topic id,
+    /// partition) → `ProducerPartitionState`. See `Keys.producer`. Nil only in a read-only
+    /// open of a directory written before producers existed.
+    var producers: MDB_dbi?
 
     static let formatKey = Array("format".utf8)
     static let nextTopicIDKey = Array("next_topic_id".utf8)
 
-    static func open(_ txn: LMDBTransaction, create: Bool) throws -> SystemDatabases? {
+    static let nextProducerIDKey = Array("next_producer_id".utf8)
+
+    /// `create`: a new directory. `writable`: databases added since format 1 are created in
+    /// an existing directory too.
+    static func open(_ txn: LMDBTransaction, create: Bool, writable: Bool) throws -> SystemDatabases? {
         guard let meta = try txn.openDatabase("meta", create: create),
             let topics = try txn.openDatabase("topics", create: create),
             let partitions = try txn.openDatabase("partitions", create: create),
             let timeIndex = try txn.openDatabase("timeindex", create: create),
             let offsets = try txn.openDatabase("offsets", create: create)
         else { return nil }
-        return SystemDatabases(meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets)
+        let producers = try txn.openDatabase("producers", create: create || writable)
+        return SystemDatabases(meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers)
+    }
+
+    func requireProducers() throws -> MDB_dbi {
+        guard let producers else { throw MillraceError(.storageError, "the producers database is missing (storage opened read-only)") }
+        return producers
     }
 
     func partitionState(_ txn: LMDBTransaction, _ id: PartitionID) throws -> PartitionState {

@@ -11,11 +11,12 @@ enum WriteOperation {
     case deleteGroup(DeleteGroupOperation)
     case registerSchema(RegisterSchemaOperation)
     case setSchemaPolicy(SchemaPolicyOperation)
+    case initProducer(InitProducerOperation)
 
     var joinsGroupCommit: Bool {
         switch self {
         case .append, .commitOffsets: return true
-        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy: return false
+        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer: return false
         }
     }
 
@@ -34,6 +35,7 @@ enum WriteOperation {
         case .deleteGroup(let op): op.completion(.failure(error))
         case .registerSchema(let op): op.completion(.failure(error))
         case .setSchemaPolicy(let op): op.completion(.failure(error))
+        case .initProducer(let op): op.completion(.failure(error))
         }
     }
 }
@@ -44,6 +46,10 @@ struct AppendOperation {
     var partition: Int32
     /// Verified batches with their headers; the writer patches each base offset in the stored copy.
     var batches: [(bytes: [UInt8], header: RecordBatchHeader)]
+    /// The producer sequences the batches carried as sent (empty without an idempotent
+    /// producer). With no batches, the sequences are only recorded: the producer's batch was
+    /// refused as a whole (invalid records), and its numbers are used up all the same.
+    var sequences: [SequenceSpan] = []
     var completion: @Sendable (Result<AppendResult, MillraceError>) -> Void
 
     var bytes: Int { batches.reduce(0) { $0 + $1.bytes.count } }
@@ -74,4 +80,11 @@ struct DeleteGroupOperation {
     var group: String
     /// How many committed offsets were deleted.
     var completion: @Sendable (Result<Int, MillraceError>) -> Void
+}
+
+struct InitProducerOperation {
+    /// -1 for a new producer id; else the id and epoch of a session to replace (its epoch goes up).
+    var producerId: Int64
+    var epoch: Int16
+    var completion: @Sendable (Result<ProducerIdentity, MillraceError>) -> Void
 }

@@ -21,6 +21,8 @@ final class Writer: @unchecked Sendable {
     private let directory: String
     private let reserve: ReserveFile
     private let fullRetryIntervalMs: Int64
+    /// A producer id that has not written for this long is forgotten (with its sequences).
+    private let producerIdleMs: Int64
     /// Set while the disk is full (writer thread only): the error writes get, and when one
     /// was last tried.
     private var full: (error: MillraceError, lastAttemptMs: Int64)?
@@ -48,8 +50,9 @@ final class Writer: @unchecked Sendable {
     init(
         env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
         clock: any MillraceClock, pendingWritesMax: Int, retentionIntervalMs: Int64?, directory: String, reserve: ReserveFile,
-        fullRetryIntervalMs: Int64
+        fullRetryIntervalMs: Int64, producerIdleMs: Int64
     ) {
+        self.producerIdleMs = producerIdleMs
         self.directory = directory
         self.reserve = reserve
         self.fullRetryIntervalMs = fullRetryIntervalMs
@@ -292,7 +295,7 @@ final class Writer: @unchecked Sendable {
                 switch op {
                 case .append(let append): outcomes.append(.append(try context.append(append)))
                 case .commitOffsets(let commit): outcomes.append(.commit(try context.commitOffsets(commit)))
-                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy:
+                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer:
                     preconditionFailure("not a group-commit operation")
                 }
             }
@@ -364,6 +367,11 @@ final class Writer: @unchecked Sendable {
             let result = registerSchema(register)
             noteOutcome(result.failureValue)
             deliver([Delivery(result: result, register.completion)], wrote: (try? result.get().created) ?? false)
+        case .initProducer(let initialize):
+            if let refused = refusedWhileFull() { return initialize.completion(.failure(refused)) }
+            let result = withTransaction { context in try context.initProducer(initialize) }
+            noteOutcome(result.failureValue)
+            deliver([Delivery(result: result.flatMap { $0 }, initialize.completion)], wrote: (try? result.get().get()) != nil)
         case .setSchemaPolicy(let policy):
             if let refused = refusedWhileFull() { return policy.completion(.failure(refused)) }
             let result = setSchemaPolicy(policy)
@@ -586,7 +594,8 @@ final class Writer: @unchecked Sendable {
 
     private func runRetention() -> Result<RetentionReport, MillraceError> {
         let result = withTransaction { context -> RetentionReport in
-            let report = try context.enforceRetention()
+            var report = try context.enforceRetention()
+            report.producersExpired = try context.expireProducers(idleMs: producerIdleMs)
             try context.flushStates()
             return report
         }

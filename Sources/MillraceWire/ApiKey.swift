@@ -38,6 +38,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case listSchemas = 19
     /// Change a topic's compatibility mode and what happens to invalid records.
     case setSchemaPolicy = 20
+    /// An idempotent producer's id and epoch (a new id, or the next epoch of one).
+    case initProducer = 21
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome.
     public var versions: ClosedRange<Int16> {

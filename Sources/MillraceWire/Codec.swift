@@ -108,6 +108,9 @@ public enum RequestCodec {
             buffer.writeMillraceString(policy.topic)
             buffer.writeInteger(policy.compatibility)
             buffer.writeInteger(policy.onInvalid)
+        case .initProducer(let producerId, let epoch):
+            buffer.writeInteger(producerId)
+            buffer.writeInteger(epoch)
         }
     }
 
@@ -209,6 +212,8 @@ public enum RequestCodec {
                 SchemaPolicyRequest(
                     topic: try readTopic(&buffer), compatibility: try buffer.readMillraceInteger("compatibility"),
                     onInvalid: try buffer.readMillraceInteger("on invalid")))
+        case .initProducer:
+            return .initProducer(producerId: try buffer.readMillraceInteger("producer id"), epoch: try buffer.readMillraceInteger("epoch"))
         }
     }
 
@@ -309,6 +314,9 @@ public enum ResponseCodec {
             list.versions.write(to: &buffer)
         case .setSchemaPolicy:
             break
+        case .initProducer(let producerId, let epoch):
+            buffer.writeInteger(producerId)
+            buffer.writeInteger(epoch)
         }
     }
 
@@ -406,6 +414,8 @@ public enum ResponseCodec {
                     versions: try .init(from: &buffer, "versions")))
         case .setSchemaPolicy:
             return .setSchemaPolicy
+        case .initProducer:
+            return .initProducer(producerId: try buffer.readMillraceInteger("producer id"), epoch: try buffer.readMillraceInteger("epoch"))
         }
     }
 }

@@ -41,6 +41,8 @@ public enum Request: Equatable, Sendable {
     case getSchema(topic: String, version: Int32)
     case listSchemas(topic: String)
     case setSchemaPolicy(SchemaPolicyRequest)
+    /// producerId -1: a new id; else the next epoch of (producerId, epoch).
+    case initProducer(producerId: Int64, epoch: Int16)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -71,6 +73,7 @@ public enum Request: Equatable, Sendable {
         case .getSchema: return .getSchema
         case .listSchemas: return .listSchemas
         case .setSchemaPolicy: return .setSchemaPolicy
+        case .initProducer: return .initProducer
         }
     }
 }

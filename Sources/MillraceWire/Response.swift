@@ -49,6 +49,7 @@ public enum ResponseBody: Equatable, Sendable {
     case getSchema(SchemaResponse)
     case listSchemas(ListSchemasResponse)
     case setSchemaPolicy
+    case initProducer(producerId: Int64, epoch: Int16)
 
     public var apiKey: ApiKey {
         switch self {
@@ -73,6 +74,7 @@ public enum ResponseBody: Equatable, Sendable {
         case .getSchema: return .getSchema
         case .listSchemas: return .listSchemas
         case .setSchemaPolicy: return .setSchemaPolicy
+        case .initProducer: return .initProducer
         }
     }
 }

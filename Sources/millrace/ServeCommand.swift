@@ -12,6 +12,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "The data directory (created when missing).") var dataDir = "./millrace-data"
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).") var listen = "127.0.0.1:7450"
+    @Option(help: "Forget an idempotent producer (its id and sequence numbers) after this many hours without a write.")
+    var producerIdleHours = 168
 
     func run() async throws {
         // Responses are large, short-lived buffers. glibc raises its mmap threshold after
@@ -28,9 +30,15 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let host = String(listen[..<colon])
+        guard producerIdleHours >= 1, producerIdleHours <= 24 * 365 else {
+            Output.standardError("error: --producer-idle-hours takes 1...8760 (got \(producerIdleHours))")
+            throw ExitCode(2)
+        }
+        var options = Storage.Options()
+        options.producerIdleMs = Int64(producerIdleHours) * 3_600_000
         let storage: Storage
         do {
-            storage = try Storage.open(directory: dataDir)
+            storage = try Storage.open(directory: dataDir, options: options)
         } catch let error as MillraceError {
             Output.standardError("error: \(error.message)")
             throw ExitCode(2)

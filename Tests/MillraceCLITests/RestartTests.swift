@@ -1,5 +1,8 @@
 import Foundation
+import MillraceClient
 import MillraceFormat
+import MillraceWire
+import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -58,6 +61,44 @@ import Testing
         return (process, LineCollector(output.fileHandleForReading), errors)
     }
 
+    /// An idempotent producer streams while the broker is killed twice with batches in
+    /// flight: every record is acknowledged and stored exactly once (a batch whose answer the
+    /// kill swallowed is sent again and recognised by its sequence numbers).
+    @Test func anIdempotentProducerStoresEachRecordOnceAcrossKills() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-idempotent-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try Broker(directory: directory)
+        let client = MillraceClient(host: "127.0.0.1", port: broker.port)
+        try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 4))
+        var configuration = Producer.Configuration()
+        configuration.lingerMs = 1
+        configuration.batchBytesMax = 4 << 10
+        let producer = Producer(client: client, configuration: configuration)
+        let total = 20_000
+        let acknowledged = NIOLockedValueBox(0)
+        let failures = NIOLockedValueBox<[String]>([])
+        for index in 0..<total {
+            if index == 6_000 || index == 13_000 {
+                broker.stop(signal: SIGKILL)
+                try broker.restart()
+            }
+            try await producer.send(topic: "confirmations", key: Array("ORDER-\(index % 97)".utf8), value: Array("{\"seq\":\(index)}".utf8)) { result in
+                switch result {
+                case .success: acknowledged.withLockedValue { $0 += 1 }
+                case .failure(let error): failures.withLockedValue { $0.append("\(index): \(error)") }
+                }
+            }
+        }
+        try await producer.flush()
+        #expect(failures.withLockedValue { $0 }.isEmpty, "\(failures.withLockedValue { $0.prefix(3) })")
+        #expect(acknowledged.withLockedValue { $0 } == total)
+        let stored = try CLITests().millrace(["consume", "confirmations", "--broker", "127.0.0.1:\(broker.port)"]).stdout.split(separator: "\n").map(String.init)
+        #expect(stored.count == total, "\(stored.count - Set(stored).count) stored twice")
+        #expect(Set(stored) == Set((0..<total).map { "{\"seq\":\($0)}" }))
+        await client.close()
+        broker.stop(signal: SIGTERM)
+    }
+
     @Test func followersAndAStreamingProducerCarryOnAcrossAGracefulStopAndAKill() async throws {
         let directory = NSTemporaryDirectory() + "millrace-restart-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -100,6 +141,8 @@ import Testing
         // producer resent a record whose first acknowledgement the kill swallowed.
         let stored = try cli.millrace(["consume", "flow", "--broker", address]).stdout.split(separator: "\n").map(String.init)
         #expect(followed.lines.sorted() == stored.sorted())
+        // The producer is idempotent: a resent record is stored once.
+        #expect(stored.sorted() == all(300).sorted())
         for process in [follower, member] {
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()

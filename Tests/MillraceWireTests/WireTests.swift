@@ -60,6 +60,12 @@ let sampleRequests: [Request] = [
     .describeGroup(group: "erp"),
     .listGroups,
     .deleteGroup(group: "erp"),
+    .registerSchema(RegisterSchemaRequest(topic: "orders", schema: Array(#"{"type":"object"}"#.utf8), dryRun: true)),
+    .getSchema(topic: "orders", version: -1),
+    .listSchemas(topic: "orders"),
+    .setSchemaPolicy(SchemaPolicyRequest(topic: "orders", compatibility: 1, onInvalid: -1)),
+    .initProducer(producerId: -1, epoch: -1),
+    .initProducer(producerId: 42, epoch: 3),
 ]
 
 let sampleResponses: [Response] = [
@@ -110,6 +116,13 @@ let sampleResponses: [Response] = [
                 offsets: [TopicEntries(topic: "orders", [GroupLagEntry(partition: 0, committedOffset: 10, logEndOffset: 15, lag: 5, memberID: "m1")])]))),
     Response(correlationID: 18, body: .listGroups([GroupSummary(group: "erp", state: "empty", memberCount: 0)])),
     Response(correlationID: 19, body: .deleteGroup),
+    Response(correlationID: 20, body: .registerSchema(RegisterSchemaResponse(version: 2, created: false, problems: ["/qty: type narrowed"]))),
+    Response(correlationID: 21, body: .getSchema(SchemaResponse(version: 1, registeredAtMs: 1_700_000_000_000, schema: Array("{}".utf8)))),
+    Response(
+        correlationID: 22,
+        body: .listSchemas(ListSchemasResponse(compatibility: 1, onInvalid: 0, versions: [SchemaVersionSummary(version: 1, registeredAtMs: 5, bytes: 2)]))),
+    Response(correlationID: 23, body: .setSchemaPolicy),
+    Response(correlationID: 24, body: .initProducer(producerId: 42, epoch: 4)),
 ]
 
 @Suite struct WireTests {
