@@ -79,4 +79,10 @@ public enum Limits {
     public static let groupMembersMax = 1_000
     /// Most batches that one retention pass deletes from one partition (keeps transactions short).
     public static let retentionBatchesPerPassMax = 10_000
+    /// Duplicate detection: the longest window a topic may remember keys for (30 days).
+    public static let dedupWindowMsMax: Int64 = 30 * 24 * 3_600_000
+    /// A dedup key spec (`header:NAME`, `json:/pointer`).
+    public static let dedupKeySpecBytesMax = 256
+    /// A business key longer than this is not remembered: the record is refused.
+    public static let dedupKeyBytesMax = 1_024
 }

@@ -16,11 +16,15 @@ public struct TopicConfig: Sendable, Equatable {
     public var compatibility: SchemaCompatibility
     /// What happens to records that break the topic's schema (when it has one).
     public var onInvalid: InvalidRecordPolicy
+    /// Business-key duplicate detection; nil: none.
+    public var dedup: DedupPolicy?
 
     public init(
         retentionMs: Int64? = nil, retentionBytes: Int64? = nil, compression: CompressionCodec = .none,
-        timestampType: TimestampType = .create, compatibility: SchemaCompatibility = .backward, onInvalid: InvalidRecordPolicy = .reject
+        timestampType: TimestampType = .create, compatibility: SchemaCompatibility = .backward, onInvalid: InvalidRecordPolicy = .reject,
+        dedup: DedupPolicy? = nil
     ) {
+        self.dedup = dedup
         self.retentionMs = retentionMs
         self.retentionBytes = retentionBytes
         self.compression = compression
@@ -39,6 +43,7 @@ public struct TopicConfig: Sendable, Equatable {
         guard compression.isSupported else {
             throw MillraceError(.unsupportedCodec, "compression \(compression) is not supported; use none or zstd")
         }
+        try dedup?.validate()
     }
 }
 
@@ -51,8 +56,9 @@ public struct TopicInfo: Sendable, Equatable {
     public var config: TopicConfig
     public var createdAtMs: Int64
 
-    /// 1: up to the timestamp type and creation time; 2: then compatibility and on-invalid.
-    static let encodingVersion: UInt8 = 2
+    /// 1: up to the timestamp type and creation time; 2: then compatibility and on-invalid;
+    /// 3: then the dedup policy.
+    static let encodingVersion: UInt8 = 3
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 48)
@@ -66,6 +72,19 @@ public struct TopicInfo: Sendable, Equatable {
         writer.writeInteger(createdAtMs)
         writer.writeInteger(config.compatibility.rawValue)
         writer.writeInteger(config.onInvalid.rawValue)
+        switch config.dedup?.key {
+        case nil: writer.writeInteger(UInt8(0))
+        case .recordKey?: writer.writeInteger(UInt8(1))
+        case .header(let name)?:
+            writer.writeInteger(UInt8(2))
+            writer.writeInteger(UInt16(name.utf8.count))
+            writer.writeBytes(name.utf8)
+        case .json(let pointer)?:
+            writer.writeInteger(UInt8(3))
+            writer.writeInteger(UInt16(pointer.utf8.count))
+            writer.writeBytes(pointer.utf8)
+        }
+        if let dedup = config.dedup { writer.writeInteger(dedup.windowMs) }
         return writer.bytes
     }
 
@@ -80,7 +99,7 @@ public struct TopicInfo: Sendable, Equatable {
     init(name: String, decoding bytes: UnsafeRawBufferPointer) throws {
         var reader = ByteReader(bytes)
         let version: UInt8 = try reader.readInteger("topic record version")
-        guard version == 1 || version == Self.encodingVersion else {
+        guard version >= 1 && version <= Self.encodingVersion else {
             throw MillraceError(.newerFormatVersion, "topic \(name) was written with record version \(version)")
         }
         self.name = name
@@ -97,6 +116,21 @@ public struct TopicInfo: Sendable, Equatable {
         if version >= 2 {
             config.compatibility = SchemaCompatibility(rawValue: try reader.readInteger("compatibility")) ?? .backward
             config.onInvalid = InvalidRecordPolicy(rawValue: try reader.readInteger("on invalid")) ?? .reject
+        }
+        if version >= 3 {
+            let kind: UInt8 = try reader.readInteger("dedup key kind")
+            var key: DedupKeySpec?
+            switch kind {
+            case 0: key = nil
+            case 1: key = .recordKey
+            case 2, 3:
+                let length: UInt16 = try reader.readInteger("dedup key length")
+                let text = String(decoding: try reader.readBytes(Int(length), "dedup key"), as: UTF8.self)
+                key = kind == 2 ? .header(text) : .json(text)
+            default:
+                throw MillraceError(.storageError, "topic \(name) has dedup key kind \(kind), unknown to this build")
+            }
+            if let key { config.dedup = DedupPolicy(key: key, windowMs: try reader.readInteger("dedup window")) }
         }
     }
 

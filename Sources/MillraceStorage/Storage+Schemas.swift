@@ -119,6 +119,19 @@ extension Storage {
         }
     }
 
+    /// Turns duplicate detection on (or changes its key or window), or off with nil (the keys
+    /// held are forgotten).
+    public func setDedupPolicy(topic: String, policy: DedupPolicy?, completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(.setSchemaPolicy(SchemaPolicyOperation(topic: topic, compatibility: nil, onInvalid: nil, dedup: .some(policy), completion: completion)))
+    }
+
+    public func setDedupPolicy(topic: String, policy: DedupPolicy?) async throws -> TopicInfo {
+        try await withCheckedThrowingContinuation { continuation in
+            setDedupPolicy(topic: topic, policy: policy) { continuation.resume(with: $0) }
+        }
+    }
+
     public func setSchemaPolicy(
         topic: String, compatibility: SchemaCompatibility?, onInvalid: InvalidRecordPolicy?,
         completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void
@@ -135,10 +148,13 @@ struct RegisterSchemaOperation {
     var completion: @Sendable (Result<SchemaRegistration, MillraceError>) -> Void
 }
 
+/// A change to a topic's policies (schema checks, duplicate detection); nil fields stay.
 struct SchemaPolicyOperation {
     var topic: String
     var compatibility: SchemaCompatibility?
     var onInvalid: InvalidRecordPolicy?
+    /// `.some(nil)` turns duplicate detection off (and forgets the keys held).
+    var dedup: DedupPolicy?? = nil
     var completion: @Sendable (Result<TopicInfo, MillraceError>) -> Void
 }
 
@@ -171,12 +187,27 @@ extension Writer {
         }
         if let compatibility = op.compatibility { info.config.compatibility = compatibility }
         if let onInvalid = op.onInvalid { info.config.onInvalid = onInvalid }
+        if let dedup = op.dedup {
+            do {
+                try dedup?.validate()
+            } catch let error as MillraceError {
+                return .failure(error)
+            } catch {
+                return .failure(MillraceError(.invalidConfig, "\(error)"))
+            }
+            info.config.dedup = dedup
+        }
         let updated = info
+        let forget = op.dedup.map { $0 == nil } ?? false
         let result = withTransaction { context -> TopicInfo in
             try context.txn.put(databases.topics, Array(op.topic.utf8), updated.encoded())
+            if forget, let dbi = databases.dedup { try deleteAll(context.txn, dbi, prefix: DedupKeys.topic(updated.id)) }
             return updated
         }
-        if case .success(let stored) = result { catalog.withLock { $0.topics[op.topic] = stored } }
+        if case .success(let stored) = result {
+            catalog.withLock { $0.topics[op.topic] = stored }
+            if forget { dedup.forget(stored.id) }
+        }
         return result
     }
 }

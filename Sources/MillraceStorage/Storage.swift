@@ -30,6 +30,10 @@ public final class Storage: @unchecked Sendable {
         /// An idempotent producer that has not written for this long is forgotten; its next
         /// batch gets `unknown_producer_id` and it asks for a new id.
         public var producerIdleMs: Int64 = 7 * 24 * 3_600_000
+        /// Per topic with duplicate detection: the in-memory filter over every key it holds
+        /// (fixed: memory does not grow with keys; past ~7 M keys its false positives rise,
+        /// costing look-ups in the runs, never a wrong answer).
+        public var dedupFilterBytes: Int = 8 << 20
 
         public init() {}
     }
@@ -41,6 +45,7 @@ public final class Storage: @unchecked Sendable {
     let catalog: Locked<CatalogSnapshot>
     let clock: any MillraceClock
     let readTransactions: ReadTransactionPool
+    let dedup: DedupStore
     let writer: Writer?
     private let lock: DataDirectory.Lock
     private let closed = Locked(false)
@@ -73,6 +78,12 @@ public final class Storage: @unchecked Sendable {
         }
         do {
             (databases, catalog) = try Self.loadCatalog(env, directory: directory, existing: existing, readOnly: options.readOnly)
+            dedup = DedupStore(filterBytes: options.dedupFilterBytes)
+            if let dbi = databases.dedup {
+                let txn = try LMDBTransaction.begin(env, readOnly: true)
+                defer { txn.abort() }
+                try dedup.load(txn: txn, dbi: dbi)
+            }
         } catch {
             env.close()
             throw error
@@ -86,7 +97,7 @@ public final class Storage: @unchecked Sendable {
                 env: env, gate: gate, databases: databases, catalog: catalog, clock: options.clock,
                 pendingWritesMax: options.pendingWritesMax, retentionIntervalMs: options.retentionCheckIntervalMs,
                 directory: directory, reserve: ReserveFile(directory: directory, bytes: options.reserveBytes),
-                fullRetryIntervalMs: options.fullRetryIntervalMs, producerIdleMs: options.producerIdleMs)
+                fullRetryIntervalMs: options.fullRetryIntervalMs, producerIdleMs: options.producerIdleMs, dedup: dedup)
             writer.start()
             self.writer = writer
         }
@@ -214,8 +225,13 @@ public final class Storage: @unchecked Sendable {
     /// sequence numbers: `sequences` when given (the batches as the producer sent them, when
     /// these are re-encoded), else the batches' own. A retry of stored batches answers with
     /// the original offsets (`duplicate`) and appends nothing.
+    ///
+    /// For a topic with duplicate detection, `dedupHashes` gives each record's business-key
+    /// hash (per batch, per record; nil for a record without a key): records whose key the
+    /// topic holds are not appended (`AppendResult.duplicates` says where the originals are).
+    /// Without it nothing is checked.
     public func append(
-        topic: String, partition: Int32, batches: [[UInt8]], sequences: [SequenceSpan]? = nil,
+        topic: String, partition: Int32, batches: [[UInt8]], sequences: [SequenceSpan]? = nil, dedupHashes: [[DedupHash?]]? = nil,
         completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) {
         switch Self.check(batches) {
@@ -223,7 +239,44 @@ public final class Storage: @unchecked Sendable {
         case .success(let checked):
             guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
             let spans = sequences ?? checked.compactMap { SequenceSpan($0.header) }
-            writer.submitNow(.append(AppendOperation(topic: topic, partition: partition, batches: checked, sequences: spans, completion: completion)))
+            writer.submitNow(
+                .append(AppendOperation(topic: topic, partition: partition, batches: checked, sequences: spans, dedupHashes: dedupHashes, completion: completion)))
+        }
+    }
+
+    /// A topic's duplicate detection: policy, keys held, duplicates caught. Nil without a policy.
+    public func dedupStatus(topic: String) -> DedupStatus? {
+        guard let info = topicInfo(topic), let policy = info.config.dedup else { return nil }
+        return dedup.status(info.id, policy: policy, nowMs: clock.nowMilliseconds())
+    }
+
+    /// Whether the topic holds `key` (inside its window), and where its first record is.
+    public func dedupLookup(topic: String, key: [UInt8]) throws -> DedupHit? {
+        guard let info = topicInfo(topic) else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
+        guard let policy = info.config.dedup else {
+            throw MillraceError(.invalidConfig, "topic \(topic) has no duplicate detection; turn it on with `millrace topic create ... --dedup-key`")
+        }
+        let hash = DedupHash(key)
+        let notBefore = UInt32(clamping: max(0, clock.nowMilliseconds() - policy.windowMs) / 1_000)
+        return try withReadTransaction { txn, _ in
+            guard let dbi = databases.dedup else { return nil }
+            // Newest run first: the run headers in key order are oldest first.
+            let prefix = DedupKeys.runPrefix(info.id)
+            let cursor = try LMDBCursor(txn, dbi)
+            defer { cursor.close() }
+            var runs: [(UInt64, DedupRunHeader)] = []
+            var entry = try cursor.get(MDB_SET_RANGE, key: prefix)
+            while let current = entry, Keys.hasPrefix(current.key, prefix) {
+                var reader = ByteReader(UnsafeRawBufferPointer(rebasing: current.key[prefix.count...]))
+                runs.append((try reader.readInteger("dedup run id"), try DedupRunHeader(parsing: current.value)))
+                entry = try cursor.get(MDB_NEXT)
+            }
+            for (runID, header) in runs.reversed() where header.maxTime >= notBefore {
+                if let found = try DedupRuns.find(hash, header: header, runID: runID, topicID: info.id, txn: txn, dbi: dbi), found.timeSeconds >= notBefore {
+                    return DedupHit(partition: found.partition, offset: found.offset, firstSeenMs: Int64(found.timeSeconds) * 1_000)
+                }
+            }
+            return nil
         }
     }
 

@@ -10,6 +10,18 @@ public struct AppendResult: Sendable, Equatable {
     /// The batches were already stored (a producer's retry): the offsets are the original
     /// ones and nothing was appended.
     public var duplicate = false
+    /// Records not appended because their business key was seen inside the topic's window;
+    /// the others took the offsets in order from `baseOffset`.
+    public var duplicates: [DuplicateRecord] = []
+}
+
+/// A record whose business key the topic already holds: where the original is.
+public struct DuplicateRecord: Sendable, Equatable {
+    /// The batch among those of the append, and the record within it, from 0.
+    public var batch: Int
+    public var record: Int
+    public var partition: Int32
+    public var offset: Int64
 }
 
 /// An idempotent producer's identity: batches carry it with their sequence numbers.
@@ -114,6 +126,8 @@ public struct RetentionReport: Sendable, Equatable {
     public var partitionsTrimmed: Int = 0
     /// Idempotent producers forgotten after their idle time.
     public var producersExpired: Int = 0
+    /// Business keys forgotten because their window passed (whole runs).
+    public var dedupKeysExpired: Int = 0
 }
 
 /// One problem found by `verify`.

@@ -17,6 +17,8 @@ struct SystemDatabases {
     /// partition) → `ProducerPartitionState`. See `Keys.producer`. Nil only in a read-only
     /// open of a directory written before producers existed.
     var producers: MDB_dbi?
+    /// Business-key dedup runs and counters, per topic id. See `DedupKeys`.
+    var dedup: MDB_dbi?
 
     static let formatKey = Array("format".utf8)
     static let nextTopicIDKey = Array("next_topic_id".utf8)
@@ -33,7 +35,14 @@ struct SystemDatabases {
             let offsets = try txn.openDatabase("offsets", create: create)
         else { return nil }
         let producers = try txn.openDatabase("producers", create: create || writable)
-        return SystemDatabases(meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers)
+        let dedup = try txn.openDatabase("dedup", create: create || writable)
+        return SystemDatabases(
+            meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers, dedup: dedup)
+    }
+
+    func requireDedup() throws -> MDB_dbi {
+        guard let dedup else { throw MillraceError(.storageError, "the dedup database is missing (storage opened read-only)") }
+        return dedup
     }
 
     func requireProducers() throws -> MDB_dbi {

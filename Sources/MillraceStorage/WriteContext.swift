@@ -25,11 +25,20 @@ struct WriteContext {
     /// Partitions this transaction appended to, for the commit notification.
     private(set) var appendedPartitions: Set<PartitionID> = []
 
-    init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64) {
+    /// Business-key dedup: the writer's run lists and filters (read here; changed after commit
+    /// from `dedupChanges`), and this transaction's new keys per topic.
+    let dedup: DedupStore?
+    private var dedupPending: [UInt32: [DedupEntry]] = [:]
+    private var dedupPendingIndex: [UInt32: [DedupHash: DedupEntry]] = [:]
+    private var dedupHeaders: [UInt32: [UInt64: DedupRunHeader]] = [:]
+    private(set) var dedupChanges: [UInt32: DedupChanges] = [:]
+
+    init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64, dedup: DedupStore? = nil) {
         self.txn = txn
         self.databases = databases
         self.catalog = catalog
         self.nowMs = nowMs
+        self.dedup = dedup
     }
 
     mutating func state(_ id: PartitionID) throws -> PartitionState {
@@ -147,9 +156,19 @@ struct WriteContext {
         }
         var state = try state(id)
         if !op.sequences.isEmpty, let answer = try placeSequences(op, id, logStartOffset: state.logStartOffset) { return answer }
+        var batches = op.batches
+        var duplicates: [DuplicateRecord] = []
+        if let policy = info.config.dedup, let hashes = op.dedupHashes {
+            switch try dropDuplicates(op, info: info, policy: policy, hashes: hashes, firstOffset: state.nextOffset) {
+            case .failure(let error): return .failure(error)
+            case .success(let (kept, found)):
+                batches = kept
+                duplicates = found
+            }
+        }
         let firstOffset = state.nextOffset
         var logAppendTime: Int64?
-        for (batch, header) in op.batches {
+        for (batch, header) in batches {
             let baseOffset = state.nextOffset
             let stored = try Keys.withOffsetKey(baseOffset) { key in
                 try txn.reserve(dbi, key, count: batch.count, flags: MDB_APPEND)
@@ -176,13 +195,163 @@ struct WriteContext {
         if !op.sequences.isEmpty {
             try recordSequences(op, id, baseOffset: stored ? firstOffset : -1, lastOffset: stored ? state.nextOffset - 1 : -1)
         }
-        guard stored else { return .success(AppendResult(baseOffset: -1, lastOffset: -1, logAppendTimeMs: nil, logStartOffset: state.logStartOffset)) }
+        guard stored else {
+            return .success(AppendResult(baseOffset: -1, lastOffset: -1, logAppendTimeMs: nil, logStartOffset: state.logStartOffset, duplicates: duplicates))
+        }
         appendedPartitions.insert(id)
         states[id] = state
         return .success(
             AppendResult(
                 baseOffset: firstOffset, lastOffset: state.nextOffset - 1, logAppendTimeMs: logAppendTime,
-                logStartOffset: state.logStartOffset))
+                logStartOffset: state.logStartOffset, duplicates: duplicates))
+    }
+
+    /// Splits an append's records into duplicates (their key is held, or came earlier in this
+    /// transaction) and new ones, which will take the offsets from `firstOffset` in order and
+    /// are remembered. Batches that lose records are re-encoded without them.
+    private mutating func dropDuplicates(
+        _ op: AppendOperation, info: TopicInfo, policy: DedupPolicy, hashes: [[DedupHash?]], firstOffset: Int64
+    ) throws -> Result<([(bytes: [UInt8], header: RecordBatchHeader)], [DuplicateRecord]), MillraceError> {
+        guard let store = dedup else { return .success((op.batches, [])) }
+        guard hashes.count == op.batches.count, zip(hashes, op.batches).allSatisfy({ $0.count == Int($1.header.recordCount) }) else {
+            return .failure(MillraceError(.invalidRequest, "dedup keys do not match the batches' records"))
+        }
+        let dbi = try databases.requireDedup()
+        let now = UInt32(clamping: nowMs / 1_000)
+        let notBefore = UInt32(clamping: max(0, nowMs - policy.windowMs) / 1_000)
+        var nextOffset = firstOffset
+        var duplicates: [DuplicateRecord] = []
+        var remembered: [DedupEntry] = []
+        var dropped: [Set<Int>] = []
+        for (batchIndex, batchHashes) in hashes.enumerated() {
+            var drop = Set<Int>()
+            for (recordIndex, hash) in batchHashes.enumerated() {
+                guard let hash else {
+                    nextOffset += 1
+                    continue
+                }
+                var original = dedupPendingIndex[info.id]?[hash]
+                if original == nil {
+                    original = try store.find(hash, topicID: info.id, notBefore: notBefore, txn: txn, dbi: dbi, headers: &dedupHeaders[info.id, default: [:]])
+                }
+                if let original {
+                    duplicates.append(DuplicateRecord(batch: batchIndex, record: recordIndex, partition: original.partition, offset: original.offset))
+                    drop.insert(recordIndex)
+                } else {
+                    let entry = DedupEntry(hash: hash, partition: op.partition, timeSeconds: now, offset: nextOffset)
+                    dedupPendingIndex[info.id, default: [:]][hash] = entry
+                    remembered.append(entry)
+                    nextOffset += 1
+                }
+            }
+            dropped.append(drop)
+        }
+        dedupPending[info.id, default: []].append(contentsOf: remembered)
+        if !duplicates.isEmpty { dedupChanges[info.id, default: DedupChanges()].duplicates += duplicates.count }
+        guard !duplicates.isEmpty else { return .success((op.batches, [])) }
+        var kept: [(bytes: [UInt8], header: RecordBatchHeader)] = []
+        for ((bytes, header), drop) in zip(op.batches, dropped) {
+            guard !drop.isEmpty else {
+                kept.append((bytes, header))
+                continue
+            }
+            guard drop.count < Int(header.recordCount) else { continue }
+            var batch = try RecordBatch.decode(bytes)
+            batch.records = batch.records.enumerated().filter { !drop.contains($0.offset) }.map(\.element)
+            for position in batch.records.indices { batch.records[position].offsetDelta = Int32(position) }
+            let encoded = try batch.encoded()
+            kept.append((encoded, try encoded.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }))
+        }
+        return .success((kept, duplicates))
+    }
+
+    /// Writes this transaction's new keys as one run per topic, merges runs that piled up,
+    /// and the counters. Changes reach the writer's memory only after the commit.
+    mutating func flushDedup() throws {
+        guard let store = dedup, !dedupPending.isEmpty || !dedupChanges.isEmpty else { return }
+        let dbi = try databases.requireDedup()
+        for topicID in Set(dedupPending.keys).union(dedupChanges.keys) {
+            let state = store.topicState(topicID)
+            var change = dedupChanges[topicID] ?? DedupChanges()
+            var nextRunID = max(change.nextRunID, state.nextRunID)
+            var runs = state.runs.filter { !change.removedRuns.contains($0.id) } + change.addedRuns
+            if let entries = dedupPending[topicID], !entries.isEmpty {
+                let sorted = entries.sorted { $0.hash < $1.hash }
+                let written = try DedupRuns.write(sorted, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi)
+                nextRunID += 1
+                change.addedRuns.append(written)
+                change.newHashes.append(contentsOf: sorted.map(\.hash))
+                runs.append(written)
+            }
+            let window = catalog.topics.values.first { $0.id == topicID }?.config.dedup?.windowMs ?? DedupPolicy.defaultWindowMs
+            let notBefore = UInt32(clamping: max(0, nowMs - window) / 1_000)
+            while let group = Self.mergeCandidates(runs) {
+                var merged: [DedupHash: DedupEntry] = [:]
+                for run in group {
+                    for entry in try DedupRuns.entries(runID: run.id, topicID: topicID, txn: txn, dbi: dbi) where entry.timeSeconds >= notBefore {
+                        // A key that expired and came back is in two runs: the newer one counts.
+                        if let held = merged[entry.hash], held.timeSeconds >= entry.timeSeconds { continue }
+                        merged[entry.hash] = entry
+                    }
+                    try DedupRuns.delete(runID: run.id, topicID: topicID, txn: txn, dbi: dbi)
+                }
+                let written = try DedupRuns.write(merged.values.sorted { $0.hash < $1.hash }, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi)
+                nextRunID += 1
+                let ids = Set(group.map(\.id))
+                change.removedRuns.formUnion(ids)
+                change.addedRuns.removeAll { ids.contains($0.id) }
+                change.addedRuns.append(written)
+                runs = runs.filter { !ids.contains($0.id) } + [written]
+            }
+            change.nextRunID = nextRunID
+            dedupChanges[topicID] = change
+            var counters = ByteWriter(capacity: 16)
+            counters.writeInteger(state.duplicatesTotal + UInt64(change.duplicates))
+            counters.writeInteger(nextRunID)
+            try txn.put(dbi, DedupKeys.stats(topicID), counters.bytes)
+        }
+        dedupPending = [:]
+        dedupPendingIndex = [:]
+        dedupHeaders = [:]
+    }
+
+    /// Eight runs of the smallest size class that has eight, oldest first; classes from 6
+    /// (runs of 262,144 keys and more) are not merged, so one merge reads at most ~2 M keys.
+    static func mergeCandidates(_ runs: [DedupRunMeta]) -> [DedupRunMeta]? {
+        let byClass = Dictionary(grouping: runs.sorted { $0.id < $1.id }, by: \.sizeClass)
+        for sizeClass in byClass.keys.sorted() where sizeClass < 6 {
+            if let group = byClass[sizeClass], group.count >= 8 { return Array(group.prefix(8)) }
+        }
+        return nil
+    }
+
+    /// Deletes runs whose newest key is older than the topic's window; the filter is then
+    /// rebuilt from the keys still held. Returns how many keys went.
+    mutating func expireDedup() throws -> Int {
+        guard let store = dedup else { return 0 }
+        let dbi = try databases.requireDedup()
+        var expired = 0
+        for info in catalog.topics.values {
+            guard let policy = info.config.dedup, let state = store.existingState(info.id) else { continue }
+            let notBefore = UInt32(clamping: max(0, nowMs - policy.windowMs) / 1_000)
+            let old = state.runs.filter { $0.maxTime < notBefore }
+            guard !old.isEmpty else { continue }
+            var change = dedupChanges[info.id] ?? DedupChanges()
+            for run in old {
+                try DedupRuns.delete(runID: run.id, topicID: info.id, txn: txn, dbi: dbi)
+                change.removedRuns.insert(run.id)
+                expired += run.count
+            }
+            var rebuilt = [UInt8](repeating: 0, count: state.filter.count)
+            try rebuilt.withUnsafeMutableBytes { filter in
+                for run in state.runs where !change.removedRuns.contains(run.id) {
+                    for entry in try DedupRuns.entries(runID: run.id, topicID: info.id, txn: txn, dbi: dbi) { BlockedBloom.insert(entry.hash, into: filter) }
+                }
+            }
+            change.rebuiltFilter = rebuilt
+            dedupChanges[info.id] = change
+        }
+        return expired
     }
 
     mutating func commitOffsets(_ op: OffsetCommitOperation) throws -> Result<Void, MillraceError> {

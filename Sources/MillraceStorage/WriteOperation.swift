@@ -50,6 +50,9 @@ struct AppendOperation {
     /// producer). With no batches, the sequences are only recorded: the producer's batch was
     /// refused as a whole (invalid records), and its numbers are used up all the same.
     var sequences: [SequenceSpan] = []
+    /// Per batch, per record: the business key's hash (nil: the record has none) for a topic
+    /// with a dedup policy; nil when not computed (then nothing is checked).
+    var dedupHashes: [[DedupHash?]]?
     var completion: @Sendable (Result<AppendResult, MillraceError>) -> Void
 
     var bytes: Int { batches.reduce(0) { $0 + $1.bytes.count } }

@@ -23,6 +23,8 @@ final class Writer: @unchecked Sendable {
     private let fullRetryIntervalMs: Int64
     /// A producer id that has not written for this long is forgotten (with its sequences).
     private let producerIdleMs: Int64
+    /// Business-key dedup: run lists and filters per topic.
+    let dedup: DedupStore
     /// Set while the disk is full (writer thread only): the error writes get, and when one
     /// was last tried.
     private var full: (error: MillraceError, lastAttemptMs: Int64)?
@@ -50,8 +52,9 @@ final class Writer: @unchecked Sendable {
     init(
         env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
         clock: any MillraceClock, pendingWritesMax: Int, retentionIntervalMs: Int64?, directory: String, reserve: ReserveFile,
-        fullRetryIntervalMs: Int64, producerIdleMs: Int64
+        fullRetryIntervalMs: Int64, producerIdleMs: Int64, dedup: DedupStore
     ) {
+        self.dedup = dedup
         self.producerIdleMs = producerIdleMs
         self.directory = directory
         self.reserve = reserve
@@ -299,6 +302,7 @@ final class Writer: @unchecked Sendable {
                     preconditionFailure("not a group-commit operation")
                 }
             }
+            try context.flushDedup()
             try context.flushStates()
             return (outcomes, context.appendedPartitions)
         }
@@ -412,7 +416,7 @@ final class Writer: @unchecked Sendable {
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
             let began = monotonicNanoseconds()
-            var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds())
+            var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds(), dedup: dedup)
             let value: T
             do {
                 value = try body(&context)
@@ -451,6 +455,7 @@ final class Writer: @unchecked Sendable {
                 statistics.withLock { $0.failedTransactions += 1 }
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
+            if !context.dedupChanges.isEmpty { dedup.apply(context.dedupChanges, nowMs: context.nowMs) }
             let finished = monotonicNanoseconds()
             statistics.withLock {
                 $0.transactions += 1
@@ -540,10 +545,12 @@ final class Writer: @unchecked Sendable {
                 try deleteAll(context.txn, databases.partitions, prefix: Keys.topicPrefix(info.id))
                 try deleteAll(context.txn, databases.timeIndex, prefix: Keys.topicPrefix(info.id))
                 try deleteAll(context.txn, databases.meta, prefix: Keys.schemaPrefix(info.id))
+                if let dbi = databases.dedup { try deleteAll(context.txn, dbi, prefix: DedupKeys.topic(info.id)) }
                 try context.txn.delete(databases.topics, Array(op.name.utf8))
                 try deleteCommittedOffsets(context.txn, topic: op.name)
             }
             if case .success = result {
+                dedup.forget(info.id)
                 catalog.withLock {
                     $0.topics[op.name] = nil
                     for partition in 0..<info.partitionCount {
@@ -572,7 +579,7 @@ final class Writer: @unchecked Sendable {
         return result
     }
 
-    private func deleteAll(_ txn: LMDBTransaction, _ dbi: MDB_dbi, prefix: [UInt8]) throws {
+    func deleteAll(_ txn: LMDBTransaction, _ dbi: MDB_dbi, prefix: [UInt8]) throws {
         let cursor = try LMDBCursor(txn, dbi)
         defer { cursor.close() }
         while let entry = try cursor.get(MDB_SET_RANGE, key: prefix), Keys.hasPrefix(entry.key, prefix) {
@@ -596,6 +603,8 @@ final class Writer: @unchecked Sendable {
         let result = withTransaction { context -> RetentionReport in
             var report = try context.enforceRetention()
             report.producersExpired = try context.expireProducers(idleMs: producerIdleMs)
+            report.dedupKeysExpired = try context.expireDedup()
+            try context.flushDedup()
             try context.flushStates()
             return report
         }

@@ -1,0 +1,114 @@
+import Foundation
+import MillraceFormat
+import Testing
+
+@testable import MillraceStorage
+
+extension Storage {
+    /// Appends one batch of `keys` (each record's value is its key) with their dedup hashes.
+    func appendKeyed(_ topic: String, _ partition: Int32, _ keys: [String]) async throws -> AppendResult {
+        let bytes = batch(keys)
+        let hashes: [[DedupHash?]] = [keys.map { DedupHash(Array($0.utf8)) }]
+        return try await withCheckedThrowingContinuation { continuation in
+            append(topic: topic, partition: partition, batches: [bytes], dedupHashes: hashes) { continuation.resume(with: $0) }
+        }
+    }
+}
+
+@Suite struct DedupStorageTests {
+    let policy = DedupPolicy(key: .recordKey, windowMs: 3_600_000)
+
+    @Test func aHeldKeyIsNotAppendedAgainAndNamesItsOriginal() async throws {
+        try await withStorage { storage, _ in
+            _ = try await storage.createTopic("t", partitions: 2, config: TopicConfig(dedup: policy))
+            let first = try await storage.appendKeyed("t", 0, ["a", "b", "a"])
+            #expect(first.baseOffset == 0 && first.lastOffset == 1)
+            #expect(first.duplicates == [DuplicateRecord(batch: 0, record: 2, partition: 0, offset: 0)])
+            // Another partition, another transaction: still the same topic's keys.
+            let second = try await storage.appendKeyed("t", 1, ["b", "c"])
+            #expect(second.duplicates == [DuplicateRecord(batch: 0, record: 0, partition: 0, offset: 1)])
+            #expect(second.baseOffset == 0 && second.lastOffset == 0)
+            let all = try await storage.appendKeyed("t", 1, ["a", "c"])
+            #expect(all.baseOffset == -1 && all.duplicates.map(\.offset) == [0, 0] && all.duplicates.map(\.partition) == [0, 1])
+            #expect(try values(in: storage.read(topic: "t", partition: 0, from: 0, maxBytes: 1 << 20)) == ["a", "b"])
+            #expect(try values(in: storage.read(topic: "t", partition: 1, from: 0, maxBytes: 1 << 20)) == ["c"])
+            #expect(try storage.dedupLookup(topic: "t", key: Array("c".utf8)) == DedupHit(partition: 1, offset: 0, firstSeenMs: 1_700_000_000_000))
+            #expect(try storage.dedupLookup(topic: "t", key: Array("z".utf8)) == nil)
+            let status = try #require(storage.dedupStatus(topic: "t"))
+            #expect(status.keysHeld == 3 && status.duplicatesTotal == 4 && status.duplicatesRecent == 4)
+        }
+    }
+
+    /// Hundreds of small transactions make runs that merge; every key is still found, with
+    /// its original offset, and across a restart.
+    @Test func keysSurviveMergesAndARestart() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let options = testOptions()
+        var storage = try Storage.open(directory: directory.path, options: options)
+        _ = try await storage.createTopic("t", partitions: 1, config: TopicConfig(dedup: policy))
+        for round in 0..<200 {
+            let result = try await storage.appendKeyed("t", 0, (0..<7).map { "key-\(round)-\($0)" })
+            #expect(result.duplicates.isEmpty && result.baseOffset == Int64(round * 7))
+        }
+        let runs = try #require(storage.dedupStatus(topic: "t")).runs
+        #expect(runs < 40, "\(runs) runs for 200 transactions: merges did not happen")
+        storage.close()
+        storage = try Storage.open(directory: directory.path, options: options)
+        defer { storage.close() }
+        #expect(try #require(storage.dedupStatus(topic: "t")).keysHeld == 1_400)
+        for round in stride(from: 0, to: 200, by: 13) {
+            let again = try await storage.appendKeyed("t", 0, (0..<7).map { "key-\(round)-\($0)" } + ["fresh-\(round)"])
+            #expect(again.duplicates.map(\.offset) == (0..<7).map { Int64(round * 7 + $0) })
+            #expect(again.baseOffset == again.lastOffset)
+        }
+    }
+
+    @Test func keysExpireWithTheirWindow() async throws {
+        let clock = TestClock()
+        try await withStorage(clock: clock) { storage, _ in
+            _ = try await storage.createTopic("t", partitions: 1, config: TopicConfig(dedup: policy))
+            _ = try await storage.appendKeyed("t", 0, ["a"])
+            clock.advance(by: 1_800_000)
+            _ = try await storage.appendKeyed("t", 0, ["b"])
+            clock.advance(by: 1_801_000)
+            // "a" is past the window (kept to the second) even before its run goes; "b" is not.
+            #expect(try await storage.appendKeyed("t", 0, ["a", "b"]).duplicates.map(\.record) == [1])
+            clock.advance(by: 3_600_000)
+            #expect(try await storage.enforceRetention().dedupKeysExpired >= 1)
+            #expect(try await storage.appendKeyed("t", 0, ["b"]).duplicates.isEmpty)
+        }
+    }
+
+    @Test func turningDedupOffForgetsTheKeys() async throws {
+        try await withStorage { storage, _ in
+            _ = try await storage.createTopic("t", partitions: 1)
+            // Without a policy nothing is checked, hashes or not.
+            #expect(try await storage.appendKeyed("t", 0, ["a", "a"]).duplicates.isEmpty)
+            _ = try await storage.setDedupPolicy(topic: "t", policy: policy)
+            #expect(try await storage.appendKeyed("t", 0, ["a", "a"]).duplicates.count == 1)
+            _ = try await storage.setDedupPolicy(topic: "t", policy: nil)
+            #expect(storage.dedupStatus(topic: "t") == nil)
+            _ = try await storage.setDedupPolicy(topic: "t", policy: policy)
+            #expect(try await storage.appendKeyed("t", 0, ["a"]).duplicates.isEmpty)
+            #expect(await errorCode { _ = try await storage.setDedupPolicy(topic: "t", policy: DedupPolicy(key: .recordKey, windowMs: 31 * 86_400_000)) } == .invalidConfig)
+        }
+    }
+
+    @Test func runsAndFiltersFindEveryKeyAndFewOthers() throws {
+        var entries: [DedupEntry] = []
+        for index in 0..<10_000 {
+            entries.append(DedupEntry(hash: DedupHash(Array("k\(index)".utf8)), partition: 0, timeSeconds: 1, offset: Int64(index)))
+        }
+        let bytes = BlockedBloom.bytes(forKeys: entries.count)
+        var filter = [UInt8](repeating: 0, count: bytes)
+        filter.withUnsafeMutableBytes { memory in for entry in entries { BlockedBloom.insert(entry.hash, into: memory) } }
+        filter.withUnsafeBytes { memory in
+            #expect(entries.allSatisfy { BlockedBloom.mayContain($0.hash, in: memory) })
+            let others = (0..<10_000).filter { BlockedBloom.mayContain(DedupHash(Array("other\($0)".utf8)), in: memory) }.count
+            #expect(others < 300, "\(others) false positives in 10,000")
+        }
+        #expect(DedupHash(Array("abc".utf8)) == DedupHash(Array("abc".utf8)) && DedupHash(Array("abc".utf8)) != DedupHash(Array("abd".utf8)))
+        #expect(Set((0..<50_000).map { DedupHash(Array("\($0)".utf8)) }).count == 50_000)
+    }
+}
