@@ -140,6 +140,24 @@ public final class MillraceClient: Sendable {
         return (id, newEpoch)
     }
 
+    /// Turns a topic's duplicate detection on (`key`: `key`, `header:NAME` or `json:/pointer`)
+    /// or off (nil).
+    public func setDedupPolicy(topic: String, key: String?, windowMs: Int64 = DedupPolicy.defaultWindowMs) async throws {
+        _ = try await send(.setDedupPolicy(topic: topic, key: key ?? "", windowMs: windowMs))
+    }
+
+    /// Whether the topic holds `key` inside its window, and where the first record with it is.
+    public func dedupCheck(topic: String, key: [UInt8]) async throws -> DedupCheckResponse {
+        guard case .dedupCheck(let check) = try await send(.dedupCheck(topic: topic, key: key)) else { throw Self.unexpectedBody }
+        return check
+    }
+
+    /// A topic's duplicate detection: policy, keys held, duplicates caught (key "" when off).
+    public func dedupStatus(topic: String) async throws -> DedupStatusResponse {
+        guard case .dedupStatus(let status) = try await send(.dedupStatus(topic: topic)) else { throw Self.unexpectedBody }
+        return status
+    }
+
     /// Partition count of a topic; `unknownTopic` when it does not exist.
     public func partitionCount(_ topic: String) async throws -> Int32 {
         guard case .metadata(let metadata) = try await send(.metadata(topics: [topic])), let entry = metadata.topics.first else {

@@ -213,7 +213,7 @@ public final class Producer: Sendable {
         shipment.request = Request.produce(
             ProduceRequest(
                 timeoutMs: 30_000, topics: [TopicEntries(topic: shipment.key.topic, [ProducePartition(partition: shipment.key.partition, records: bytes)])],
-                version: 1))
+                version: 2))
     }
 
     /// Back-pressure: returns once fewer than `outstandingRecordsMax` records are unanswered.
@@ -526,7 +526,7 @@ public final class Producer: Sendable {
                 case .invalid:
                     completion(.failure(MillraceError(.invalidRecord, "\(outcome.path.isEmpty ? "/" : outcome.path): \(outcome.message)")))
                 case .duplicate:
-                    completion(result.map { ($0.0, outcome.offset) })
+                    completion(.failure(RecordDuplicate(partition: outcome.partition, offset: outcome.offset)))
                 }
                 continue
             }
@@ -572,4 +572,14 @@ public struct RecordQuarantined: Error, Sendable, CustomStringConvertible {
     public var description: String {
         "quarantined in \(topic) at offset \(offset): \(outcome.path.isEmpty ? "/" : outcome.path): \(outcome.message)"
     }
+}
+
+/// A record the broker did not append because the topic already holds its business key
+/// (duplicate detection, `millrace topic create --dedup-key`): acknowledged, not stored again.
+/// The original is at `partition` and `offset`.
+public struct RecordDuplicate: Error, Sendable, CustomStringConvertible {
+    public let partition: Int32
+    public let offset: Int64
+
+    public var description: String { "duplicate of the record at partition \(partition) offset \(offset)" }
 }

@@ -59,70 +59,117 @@ extension RequestDispatcher {
         }
     }
 
-    /// The records of `batches` that break the topic's schema (`entry`, which has one), each
-    /// with its outcome. Each value is parsed once, where it lies in its batch; headers are
-    /// not decoded, only the schema-version one is looked up. A batch that does not parse is
-    /// named as storage names it ("batch 2 of 3: ...").
-    func invalidRecords(topic: String, entry: SchemaRegistry.Entry, batches: [[UInt8]]) throws -> [(batch: Int, record: Int, outcome: RecordOutcome)] {
-        var tape = JSONTape()
+    /// What the produce path learns from one pass over a partition's records: those that
+    /// break the topic's schema (if it has one), each with its outcome, and each record's
+    /// business-key hash (if the topic has duplicate detection).
+    struct Inspection: Sendable {
         var invalid: [(batch: Int, record: Int, outcome: RecordOutcome)] = []
+        var hashes: [[DedupHash?]]?
+    }
+
+    /// Each value is parsed at most once, where it lies in its batch, and that one parse feeds
+    /// both the validator and the dedup key's JSON pointer; headers are not decoded unless the
+    /// dedup key is one. A batch that does not parse is named as storage names it ("batch 2 of
+    /// 3: ...").
+    func inspect(topic: String, entry: SchemaRegistry.Entry, dedup: DedupPolicy?, batches: [[UInt8]]) throws -> Inspection {
+        var tape = JSONTape()
+        var inspection = Inspection()
+        if dedup != nil { inspection.hashes = [] }
         var index: Int32 = 0
         let versionHeader = Array(schemaVersionHeader.utf8)
         var latest = entry.versions[entry.latest]
+        let pointer: JSONPointer?
+        var headerName: [UInt8]?
+        switch dedup?.key {
+        case .json(let text)?: pointer = try JSONPointer(text)
+        case .header(let name)?:
+            pointer = nil
+            headerName = Array(name.utf8)
+        default: pointer = nil
+        }
         for (batchIndex, bytes) in batches.enumerated() {
             do {
                 try bytes.withUnsafeBytes { raw in
                     let header = try RecordBatch.verify(raw)
                     var recordIndex = 0
-                    try RecordBatch.forEachRecord(in: raw, header: header, findHeader: versionHeader) { view, _ in
+                    var hashes: [DedupHash?] = []
+                    try RecordBatch.forEachRecord(in: raw, header: header, decodeHeaders: headerName != nil, findHeader: versionHeader) { view, headers in
                         defer {
                             index += 1
                             recordIndex += 1
                         }
-                        if let outcome = Self.check(view, index: index, topic: topic, entry: entry, latest: &latest, tape: &tape) {
-                            invalid.append((batchIndex, recordIndex, outcome))
+                        var indexed = false
+                        if entry.latest > 0 {
+                            let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, latest: &latest, tape: &tape)
+                            indexed = parsed
+                            if let outcome { inspection.invalid.append((batchIndex, recordIndex, outcome)) }
+                        }
+                        guard let dedup else { return }
+                        switch dedup.key {
+                        case .recordKey:
+                            hashes.append(view.key.flatMap { $0.count <= Limits.dedupKeyBytesMax ? DedupHash($0) : nil })
+                        case .header:
+                            let value = headers.first { $0.key.utf8.elementsEqual(headerName ?? []) }?.value
+                            hashes.append(value.flatMap { $0.count <= Limits.dedupKeyBytesMax ? DedupHash($0) : nil })
+                        case .json:
+                            guard let pointer, let value = view.value else { return hashes.append(nil) }
+                            let text = value.assumingMemoryBound(to: UInt8.self)
+                            if !indexed {
+                                guard (try? tape.index(text, depthMax: Limits.jsonDepthMax)) != nil else { return hashes.append(nil) }
+                            }
+                            hashes.append(pointer.keyHash(in: tape, text: text))
                         }
                     }
+                    inspection.hashes?.append(hashes)
                 }
             } catch let error as MillraceError where batches.count > 1 {
                 throw MillraceError(error.code, "batch \(batchIndex + 1) of \(batches.count): \(error.message); none of the \(batches.count) was appended")
             }
         }
-        return invalid
+        return inspection
     }
 
     /// One record against the version it names (or the latest, `latest`, looked up once per
-    /// request): nil when valid.
+    /// request): its outcome (nil when valid), and whether `tape` now holds its value.
     private static func check(
         _ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, latest: inout Schema?, tape: inout JSONTape
-    ) -> RecordOutcome? {
+    ) -> (RecordOutcome?, Bool) {
         var version = entry.latest
         // The CLI and most producers name the latest version: that is recognised in place.
         if view.foundHeader, !(view.foundHeaderValue.map { Self.isDecimal($0, entry.latest) } ?? false) {
             let named = view.foundHeaderValue.map { String(decoding: $0, as: UTF8.self) }
             guard let named, let number = Int32(named), entry.versions[number] != nil else {
                 let shown = named.map { String($0.prefix(16)) } ?? "null"
-                return RecordOutcome(
-                    index: index, kind: .invalid, path: "", rule: "schema-version",
-                    message: "header \(schemaVersionHeader) is \(shown); topic \(topic) has schema versions 1...\(entry.latest)")
+                return (
+                    RecordOutcome(
+                        index: index, kind: .invalid, path: "", rule: "schema-version",
+                        message: "header \(schemaVersionHeader) is \(shown); topic \(topic) has schema versions 1...\(entry.latest)"), false
+                )
             }
             version = number
         }
-        guard let schema = version == entry.latest ? latest : entry.versions[version] else { return nil }
+        guard let schema = version == entry.latest ? latest : entry.versions[version] else { return (nil, false) }
         guard let value = view.value else {
-            return RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value")
+            return (
+                RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value"),
+                false
+            )
         }
         let violation: SchemaViolation?
+        var parsed = false
         do {
             let text = value.assumingMemoryBound(to: UInt8.self)
             try tape.index(text, depthMax: Limits.jsonDepthMax)
+            parsed = true
             violation = schema.isValid(tape, in: text) ? nil : schema.validate(tape, in: text, limit: 1).first
         } catch {
             violation = SchemaViolation(path: "", rule: "json", message: "\(error)")
         }
-        return violation.map {
-            RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: $0.path, rule: $0.rule, message: $0.message)
-        }
+        return (
+            violation.map {
+                RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: $0.path, rule: $0.rule, message: $0.message)
+            }, parsed
+        )
     }
 
     /// Whether `bytes` are the decimal digits of `number` (no sign, no leading zero).
@@ -140,7 +187,7 @@ extension RequestDispatcher {
     }
 
     typealias Append = @Sendable (
-        _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ sequences: [SequenceSpan]?,
+        _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ sequences: [SequenceSpan]?, _ dedupHashes: [[DedupHash?]]?,
         _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) -> Void
 
@@ -160,9 +207,10 @@ extension RequestDispatcher {
         } catch {
             return eventLoop.makeSucceededFuture(failed(error))
         }
-        guard contract.latest > 0 else {
+        let dedup = storage.topicInfo(topic)?.config.dedup
+        guard contract.latest > 0 || dedup != nil else {
             let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
-            append(topic, entry.partition, batches, nil) { result in
+            append(topic, entry.partition, batches, nil, nil) { result in
                 switch result {
                 case .success(let appended):
                     promise.succeed(
@@ -175,9 +223,9 @@ extension RequestDispatcher {
             return promise.futureResult
         }
         return validationLanes.run(lane: Self.lane(topic, entry.partition), on: eventLoop) { [self] in
-            try invalidRecords(topic: topic, entry: contract, batches: batches)
-        }.flatMap { [self] invalid in
-            appendChecked(topic, entry, batches: batches, invalid: invalid, on: eventLoop, append: append)
+            try inspect(topic: topic, entry: contract, dedup: dedup, batches: batches)
+        }.flatMap { [self] inspection in
+            appendChecked(topic, entry, batches: batches, inspection: inspection, on: eventLoop, append: append)
         }.flatMapErrorThrowing { error in failed(error) }
     }
 
@@ -193,19 +241,28 @@ extension RequestDispatcher {
     /// `reject` → nothing appended, each named; under `quarantine` → the invalid ones go to
     /// `<topic>.quarantine` first (with headers naming the error), then the valid ones are
     /// appended, re-encoded without them.
+    ///
+    /// Records whose business key the topic already holds are not appended either: each is
+    /// answered `duplicate` with where its original is.
     func appendChecked(
-        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], invalid: [(batch: Int, record: Int, outcome: RecordOutcome)],
-        on eventLoop: any EventLoop, append: @escaping Append
+        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], inspection: Inspection, on eventLoop: any EventLoop, append: @escaping Append
     ) -> EventLoopFuture<ProducePartitionResult> {
+        let invalid = inspection.invalid
         let failed: @Sendable (MillraceError, [RecordOutcome]) -> ProducePartitionResult = { error, outcomes in
             ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1, outcomes: outcomes)
         }
         let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
-        let succeed: @Sendable (AppendResult, [RecordOutcome]) -> Void = { appended, outcomes in
+        // Where each record of the appended batches was in the request (its outcome index).
+        let succeed: @Sendable (AppendResult, [RecordOutcome], [[Int32]]) -> Void = { appended, outcomes, requestIndex in
+            let duplicates = appended.duplicates.map { duplicate in
+                RecordOutcome(
+                    index: requestIndex[duplicate.batch][duplicate.record], kind: .duplicate, offset: duplicate.offset, partition: duplicate.partition,
+                    rule: "duplicate", message: "duplicate of partition \(duplicate.partition) offset \(duplicate.offset)")
+            }
             promise.succeed(
                 ProducePartitionResult(
                     partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
-                    logStartOffset: appended.logStartOffset, outcomes: outcomes))
+                    logStartOffset: appended.logStartOffset, outcomes: (outcomes + duplicates).sorted { $0.index < $1.index }))
         }
         // Every path below completes `promise`: answers that need no storage go through it too.
         let answer: @Sendable (ProducePartitionResult) -> EventLoopFuture<ProducePartitionResult> = { result in
@@ -213,9 +270,16 @@ extension RequestDispatcher {
             return promise.futureResult
         }
         guard !invalid.isEmpty else {
-            append(topic, entry.partition, batches, nil) { result in
+            var requestIndex: [[Int32]] = []
+            var next: Int32 = 0
+            for hashes in inspection.hashes ?? [] {
+                requestIndex.append((0..<hashes.count).map { next + Int32($0) })
+                next += Int32(hashes.count)
+            }
+            let mapping = requestIndex
+            append(topic, entry.partition, batches, nil, inspection.hashes) { result in
                 switch result {
-                case .success(let appended): succeed(appended, [])
+                case .success(let appended): succeed(appended, [], mapping)
                 case .failure(let error): promise.succeed(failed(error, []))
                 }
             }
@@ -244,16 +308,32 @@ extension RequestDispatcher {
         // Quarantine: the bad records, then the good ones.
         let parked: [UInt8]
         let kept: [[UInt8]]
+        var keptHashes: [[DedupHash?]]?
+        var keptIndex: [[Int32]] = []
         do {
             let decoded = try batches.map { try RecordBatch.decode($0) }
+            let dropped = Set(invalid.map { [$0.batch, $0.record] })
             parked = try Self.quarantineBatch(invalid, from: decoded, topic: topic, partition: entry.partition)
-            kept = try Self.withoutInvalid(decoded, invalid: Set(invalid.map { [$0.batch, $0.record] }))
+            kept = try Self.withoutInvalid(decoded, invalid: dropped)
+            // The kept records' dedup keys and request positions, batch by kept batch.
+            var next: Int32 = 0
+            if inspection.hashes != nil { keptHashes = [] }
+            for (batchIndex, batch) in decoded.enumerated() {
+                let records = batch.records.indices.filter { !dropped.contains([batchIndex, $0]) }
+                if !records.isEmpty {
+                    keptIndex.append(records.map { next + Int32($0) })
+                    if let hashes = inspection.hashes?[batchIndex] { keptHashes?.append(records.map { hashes[$0] }) }
+                }
+                next += Int32(batch.records.count)
+            }
         } catch {
             return answer(failed(MillraceError(.unexpected, "re-encoding for quarantine failed: \(error)"), []))
         }
+        let keptKeys = keptHashes
+        let keptPositions = keptIndex
         ensureQuarantine(for: info) { created in
             if case .failure(let error) = created { return promise.succeed(failed(error, [])) }
-            append(topic + Self.quarantineSuffix, 0, [parked], nil) { result in
+            append(topic + Self.quarantineSuffix, 0, [parked], nil, nil) { result in
                 switch result {
                 case .failure(let error):
                     promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), []))
@@ -269,9 +349,9 @@ extension RequestDispatcher {
                             promise.succeed(ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: placed))
                         }
                     }
-                    append(topic, entry.partition, kept, spans) { result in
+                    append(topic, entry.partition, kept, spans, keptKeys) { result in
                         switch result {
-                        case .success(let appended): succeed(appended, placed)
+                        case .success(let appended): succeed(appended, placed, keptPositions)
                         case .failure(let error): promise.succeed(failed(error, placed))
                         }
                     }

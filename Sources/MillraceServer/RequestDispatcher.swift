@@ -1,5 +1,6 @@
 import Logging
 import MillraceFormat
+import MillraceSchema
 import MillraceStorage
 import MillraceWire
 import NIOConcurrencyHelpers
@@ -79,6 +80,30 @@ final class RequestDispatcher: Sendable {
                             compatibility: Int8(info.config.compatibility.rawValue), onInvalid: Int8(info.config.onInvalid.rawValue), versions: versions)))
             case .setSchemaPolicy(let policy):
                 return setSchemaPolicy(policy, on: eventLoop)
+            case .setDedupPolicy(let topic, let key, let windowMs):
+                let policy = try key.isEmpty ? nil : DedupPolicy(key: DedupKeySpec(parsing: key), windowMs: windowMs)
+                if case .json(let pointer)? = policy?.key { _ = try JSONPointer(pointer) }
+                let promise = eventLoop.makePromise(of: ResponseBody.self)
+                storage.setDedupPolicy(topic: topic, policy: policy) { result in
+                    promise.completeWith(result.map { _ in .setDedupPolicy }.mapError { $0 as any Error })
+                }
+                return promise.futureResult
+            case .dedupCheck(let topic, let key):
+                let hit = try storage.dedupLookup(topic: topic, key: key)
+                return eventLoop.makeSucceededFuture(
+                    .dedupCheck(hit.map { DedupCheckResponse(found: true, partition: $0.partition, offset: $0.offset, firstSeenMs: $0.firstSeenMs) } ?? DedupCheckResponse(found: false)))
+            case .dedupStatus(let topic):
+                guard storage.topicInfo(topic) != nil else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
+                guard let status = storage.dedupStatus(topic: topic) else {
+                    return eventLoop.makeSucceededFuture(
+                        .dedupStatus(DedupStatusResponse(key: "", windowMs: 0, keysHeld: 0, runs: 0, oldestKeyMs: -1, duplicatesTotal: 0, duplicatesRecent: 0)))
+                }
+                return eventLoop.makeSucceededFuture(
+                    .dedupStatus(
+                        DedupStatusResponse(
+                            key: status.policy.key.description, windowMs: status.policy.windowMs, keysHeld: Int64(status.keysHeld), runs: Int32(status.runs),
+                            oldestKeyMs: status.oldestKeyMs ?? -1, duplicatesTotal: Int64(clamping: status.duplicatesTotal),
+                            duplicatesRecent: Int32(clamping: status.duplicatesRecent))))
             case .initProducer(let producerId, let epoch):
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
                 storage.initProducer(producerId: producerId, epoch: epoch) { result in
@@ -208,8 +233,8 @@ final class RequestDispatcher: Sendable {
         // One operation for all of the partition's batches: appended together or not at all,
         // once they pass the topic's schema (if it has one).
         let storage = self.storage
-        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, completion in
-            storage.append(topic: topic, partition: partition, batches: batches, sequences: sequences, completion: completion)
+        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, hashes, completion in
+            storage.append(topic: topic, partition: partition, batches: batches, sequences: sequences, dedupHashes: hashes, completion: completion)
         }
     }
 

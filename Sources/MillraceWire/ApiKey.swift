@@ -40,11 +40,18 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case setSchemaPolicy = 20
     /// An idempotent producer's id and epoch (a new id, or the next epoch of one).
     case initProducer = 21
+    /// Turn a topic's business-key duplicate detection on (key and window) or off.
+    case setDedupPolicy = 22
+    /// Whether a topic holds a business key, and where its first record is.
+    case dedupCheck = 23
+    /// A topic's duplicate detection: policy, keys held, duplicates caught.
+    case dedupStatus = 24
 
-    /// Versions this build speaks. Produce 1 answers with a per-record outcome.
+    /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
+    /// duplicate's original partition to it.
     public var versions: ClosedRange<Int16> {
         switch self {
-        case .produce: 0...1
+        case .produce: 0...2
         default: 0...0
         }
     }

@@ -111,6 +111,15 @@ public enum RequestCodec {
         case .initProducer(let producerId, let epoch):
             buffer.writeInteger(producerId)
             buffer.writeInteger(epoch)
+        case .setDedupPolicy(let topic, let key, let windowMs):
+            buffer.writeMillraceString(topic)
+            buffer.writeMillraceString(key)
+            buffer.writeInteger(windowMs)
+        case .dedupCheck(let topic, let key):
+            buffer.writeMillraceString(topic)
+            buffer.writeMillraceBytes(key)
+        case .dedupStatus(let topic):
+            buffer.writeMillraceString(topic)
         }
     }
 
@@ -214,6 +223,22 @@ public enum RequestCodec {
                     onInvalid: try buffer.readMillraceInteger("on invalid")))
         case .initProducer:
             return .initProducer(producerId: try buffer.readMillraceInteger("producer id"), epoch: try buffer.readMillraceInteger("epoch"))
+        case .setDedupPolicy:
+            let topic = try readTopic(&buffer)
+            let key = try buffer.readMillraceString("dedup key")
+            guard key.utf8.count <= Limits.dedupKeySpecBytesMax else {
+                throw MillraceError(.invalidRequest, "dedup key spec is longer than \(Limits.dedupKeySpecBytesMax) bytes")
+            }
+            return .setDedupPolicy(topic: topic, key: key, windowMs: try buffer.readMillraceInteger("dedup window"))
+        case .dedupCheck:
+            let topic = try readTopic(&buffer)
+            guard let key = try buffer.readMillraceBytes("dedup key") else { throw MillraceError(.invalidRequest, "the key to check is null") }
+            guard key.count <= Limits.dedupKeyBytesMax else {
+                throw MillraceError(.invalidRequest, "the key is \(key.count) bytes; keys over \(Limits.dedupKeyBytesMax) bytes are never held")
+            }
+            return .dedupCheck(topic: topic, key: key)
+        case .dedupStatus:
+            return .dedupStatus(topic: try readTopic(&buffer))
         }
     }
 
@@ -279,7 +304,7 @@ public enum ResponseCodec {
         case .produce(let topics) where version >= 1:
             buffer.writeMillraceArray(topics) { buffer, topic in
                 buffer.writeMillraceString(topic.topic)
-                buffer.writeMillraceArray(topic.entries) { buffer, entry in entry.writeVersion1(to: &buffer) }
+                buffer.writeMillraceArray(topic.entries) { buffer, entry in entry.writeWithOutcomes(to: &buffer, version: version) }
             }
         case .produce(let topics):
             topics.write(to: &buffer)
@@ -317,6 +342,21 @@ public enum ResponseCodec {
         case .initProducer(let producerId, let epoch):
             buffer.writeInteger(producerId)
             buffer.writeInteger(epoch)
+        case .setDedupPolicy:
+            break
+        case .dedupCheck(let check):
+            buffer.writeInteger(Int8(check.found ? 1 : 0))
+            buffer.writeInteger(check.partition)
+            buffer.writeInteger(check.offset)
+            buffer.writeInteger(check.firstSeenMs)
+        case .dedupStatus(let status):
+            buffer.writeMillraceString(status.key)
+            buffer.writeInteger(status.windowMs)
+            buffer.writeInteger(status.keysHeld)
+            buffer.writeInteger(status.runs)
+            buffer.writeInteger(status.oldestKeyMs)
+            buffer.writeInteger(status.duplicatesTotal)
+            buffer.writeInteger(status.duplicatesRecent)
         }
     }
 
@@ -368,7 +408,7 @@ public enum ResponseCodec {
                 try buffer.readMillraceArray("topics", minimumElementBytes: 6, countMax: Limits.topicsPerRequestMax) { buffer in
                     let topic = try buffer.readMillraceString("topic")
                     let entries = try buffer.readMillraceArray("partitions", minimumElementBytes: ProducePartitionResult.minimumBytes + 4) {
-                        try ProducePartitionResult(version1: &$0)
+                        try ProducePartitionResult(withOutcomes: &$0, version: version)
                     }
                     return TopicEntries(topic: topic, entries)
                 })
@@ -416,6 +456,21 @@ public enum ResponseCodec {
             return .setSchemaPolicy
         case .initProducer:
             return .initProducer(producerId: try buffer.readMillraceInteger("producer id"), epoch: try buffer.readMillraceInteger("epoch"))
+        case .setDedupPolicy:
+            return .setDedupPolicy
+        case .dedupCheck:
+            let found: Int8 = try buffer.readMillraceInteger("found")
+            return .dedupCheck(
+                DedupCheckResponse(
+                    found: found != 0, partition: try buffer.readMillraceInteger("partition"), offset: try buffer.readMillraceInteger("offset"),
+                    firstSeenMs: try buffer.readMillraceInteger("first seen")))
+        case .dedupStatus:
+            return .dedupStatus(
+                DedupStatusResponse(
+                    key: try buffer.readMillraceString("dedup key"), windowMs: try buffer.readMillraceInteger("window"),
+                    keysHeld: try buffer.readMillraceInteger("keys held"), runs: try buffer.readMillraceInteger("runs"),
+                    oldestKeyMs: try buffer.readMillraceInteger("oldest key"), duplicatesTotal: try buffer.readMillraceInteger("duplicates"),
+                    duplicatesRecent: try buffer.readMillraceInteger("recent duplicates")))
         }
     }
 }

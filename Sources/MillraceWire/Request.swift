@@ -43,6 +43,10 @@ public enum Request: Equatable, Sendable {
     case setSchemaPolicy(SchemaPolicyRequest)
     /// producerId -1: a new id; else the next epoch of (producerId, epoch).
     case initProducer(producerId: Int64, epoch: Int16)
+    /// key "" turns duplicate detection off.
+    case setDedupPolicy(topic: String, key: String, windowMs: Int64)
+    case dedupCheck(topic: String, key: [UInt8])
+    case dedupStatus(topic: String)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -74,6 +78,9 @@ public enum Request: Equatable, Sendable {
         case .listSchemas: return .listSchemas
         case .setSchemaPolicy: return .setSchemaPolicy
         case .initProducer: return .initProducer
+        case .setDedupPolicy: return .setDedupPolicy
+        case .dedupCheck: return .dedupCheck
+        case .dedupStatus: return .dedupStatus
         }
     }
 }

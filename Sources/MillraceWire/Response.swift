@@ -50,6 +50,9 @@ public enum ResponseBody: Equatable, Sendable {
     case listSchemas(ListSchemasResponse)
     case setSchemaPolicy
     case initProducer(producerId: Int64, epoch: Int16)
+    case setDedupPolicy
+    case dedupCheck(DedupCheckResponse)
+    case dedupStatus(DedupStatusResponse)
 
     public var apiKey: ApiKey {
         switch self {
@@ -75,6 +78,9 @@ public enum ResponseBody: Equatable, Sendable {
         case .listSchemas: return .listSchemas
         case .setSchemaPolicy: return .setSchemaPolicy
         case .initProducer: return .initProducer
+        case .setDedupPolicy: return .setDedupPolicy
+        case .dedupCheck: return .dedupCheck
+        case .dedupStatus: return .dedupStatus
         }
     }
 }
@@ -275,16 +281,17 @@ public struct ProducePartitionResult: WireCodable {
         outcomes = []
     }
 
-    /// Version 1: the version 0 fields, then the outcomes.
-    func writeVersion1(to buffer: inout ByteBuffer) {
+    /// Version 1 and 2: the version 0 fields, then the outcomes (version 2: with the
+    /// original's partition).
+    func writeWithOutcomes(to buffer: inout ByteBuffer, version: Int16) {
         write(to: &buffer)
-        outcomes.write(to: &buffer)
+        buffer.writeMillraceArray(outcomes) { buffer, outcome in outcome.write(to: &buffer, version: version) }
     }
 
-    init(version1 buffer: inout ByteBuffer) throws {
+    init(withOutcomes buffer: inout ByteBuffer, version: Int16) throws {
         try self.init(from: &buffer)
         outcomes = try buffer.readMillraceArray("outcomes", minimumElementBytes: RecordOutcome.minimumBytes, countMax: Limits.recordsPerBatchMax * 16) {
-            try RecordOutcome(from: &$0)
+            try RecordOutcome(from: &$0, version: version)
         }
     }
 }
@@ -364,4 +371,41 @@ func readErrorCode(_ buffer: inout ByteBuffer) throws -> ErrorCode {
         throw MillraceError(.malformedRequest, "unknown error code \(raw)")
     }
     return code
+}
+
+public struct DedupCheckResponse: Equatable, Sendable {
+    public var found: Bool
+    public var partition: Int32
+    public var offset: Int64
+    public var firstSeenMs: Int64
+
+    public init(found: Bool, partition: Int32 = -1, offset: Int64 = -1, firstSeenMs: Int64 = -1) {
+        self.found = found
+        self.partition = partition
+        self.offset = offset
+        self.firstSeenMs = firstSeenMs
+    }
+}
+
+public struct DedupStatusResponse: Equatable, Sendable {
+    /// `key`, `header:NAME`, `json:/pointer`; empty when the topic has no duplicate detection.
+    public var key: String
+    public var windowMs: Int64
+    public var keysHeld: Int64
+    public var runs: Int32
+    /// When the oldest key held was first seen; -1 when none is held.
+    public var oldestKeyMs: Int64
+    public var duplicatesTotal: Int64
+    /// Duplicates caught in the last five minutes.
+    public var duplicatesRecent: Int32
+
+    public init(key: String, windowMs: Int64, keysHeld: Int64, runs: Int32, oldestKeyMs: Int64, duplicatesTotal: Int64, duplicatesRecent: Int32) {
+        self.key = key
+        self.windowMs = windowMs
+        self.keysHeld = keysHeld
+        self.runs = runs
+        self.oldestKeyMs = oldestKeyMs
+        self.duplicatesTotal = duplicatesTotal
+        self.duplicatesRecent = duplicatesRecent
+    }
 }

@@ -120,6 +120,8 @@ public struct RecordOutcome: WireCodable {
     public var kind: Kind
     /// Where it is: the quarantine offset, or the original's offset for a duplicate; else -1.
     public var offset: Int64
+    /// A duplicate's original is in this partition (Produce version 2); else -1.
+    public var partition: Int32 = -1
     /// The schema version it was checked against (0: none).
     public var schemaVersion: Int32
     /// JSON pointer into the record's value ("" for the whole value).
@@ -130,7 +132,11 @@ public struct RecordOutcome: WireCodable {
     /// A sentence with the value, e.g. `-3 is less than minimum 0`.
     public var message: String
 
-    public init(index: Int32, kind: Kind, offset: Int64 = -1, schemaVersion: Int32 = 0, path: String = "", rule: String = "", message: String = "") {
+    public init(
+        index: Int32, kind: Kind, offset: Int64 = -1, partition: Int32 = -1, schemaVersion: Int32 = 0, path: String = "", rule: String = "",
+        message: String = ""
+    ) {
+        self.partition = partition
         self.index = index
         self.kind = kind
         self.offset = offset
@@ -144,21 +150,27 @@ public struct RecordOutcome: WireCodable {
     public var description: String { "record \(index): \(path.isEmpty ? "/" : path): \(message)" }
 
     public static var minimumBytes: Int { 23 }
-    public func write(to buffer: inout ByteBuffer) {
+    public func write(to buffer: inout ByteBuffer) { write(to: &buffer, version: 1) }
+
+    public func write(to buffer: inout ByteBuffer, version: Int16) {
         buffer.writeInteger(index)
         buffer.writeInteger(kind.rawValue)
         buffer.writeInteger(offset)
+        if version >= 2 { buffer.writeInteger(partition) }
         buffer.writeInteger(schemaVersion)
         buffer.writeMillraceString(path, maxBytes: 1_024)
         buffer.writeMillraceString(rule, maxBytes: 64)
         buffer.writeMillraceString(message, maxBytes: 1_024)
     }
-    public init(from buffer: inout ByteBuffer) throws {
+    public init(from buffer: inout ByteBuffer) throws { try self.init(from: &buffer, version: 1) }
+
+    public init(from buffer: inout ByteBuffer, version: Int16) throws {
         index = try buffer.readMillraceInteger("record index")
         let raw: Int8 = try buffer.readMillraceInteger("outcome")
         guard let kind = Kind(rawValue: raw) else { throw MillraceError(.malformedRequest, "record outcome \(raw) is unknown") }
         self.kind = kind
         offset = try buffer.readMillraceInteger("outcome offset")
+        if version >= 2 { partition = try buffer.readMillraceInteger("outcome partition") }
         schemaVersion = try buffer.readMillraceInteger("schema version")
         path = try buffer.readMillraceString("path")
         rule = try buffer.readMillraceString("rule")

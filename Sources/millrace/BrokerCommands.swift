@@ -56,6 +56,9 @@ struct TopicCommand: ParsableCommand {
         var compatibility = "backward"
         @Option(help: "What happens to records that break the schema: reject (the partition's batch is refused) or quarantine (parked in TOPIC.quarantine).")
         var onInvalid = "reject"
+        @Option(help: "Catch duplicates by this business key: key (the record key), header:NAME, or json:/pointer (e.g. json:/event_id).")
+        var dedupKey: String?
+        @Option(help: "With --dedup-key: how long a key is remembered, e.g. 90s, 30m, 24h, 7d (at most 30d).") var dedupWindow = "24h"
 
         func run() async throws {
             guard let mode = SchemaCompatibility(name: compatibility) else {
@@ -66,6 +69,7 @@ struct TopicCommand: ParsableCommand {
                 Output.standardError("error: --on-invalid takes reject or quarantine (got \(onInvalid))")
                 throw ExitCode(2)
             }
+            let dedupWindowMs = try DedupCommand.parse(key: dedupKey, window: dedupWindow)
             let document = try schema.map(SchemaCommand.read)
             if let document, let schema {
                 do {
@@ -96,16 +100,18 @@ struct TopicCommand: ParsableCommand {
             let request = CreateTopicRequest(
                 name: name, partitions: partitions, retentionMs: retentionMs ?? -1, retentionBytes: retentionBytes ?? -1,
                 compression: codec.rawValue, timestampType: timestamp == "create" ? 0 : 1)
-            let name = self.name
+            let (name, dedupKey) = (self.name, self.dedupKey)
             let version = try await withClient(broker) { client -> Int32? in
                 try await client.createTopic(request)
                 if mode != .backward || policy != .reject {
                     try await client.setSchemaPolicy(topic: name, compatibility: mode, onInvalid: policy)
                 }
+                if let dedupKey { try await client.setDedupPolicy(topic: name, key: dedupKey, windowMs: dedupWindowMs) }
                 guard let document else { return nil }
                 return try await client.registerSchema(topic: name, schema: document).version
             }
             print("created topic \(name) with \(partitions) partition\(partitions == 1 ? "" : "s")")
+            if let dedupKey { print("duplicates by \(dedupKey) are caught for \(Durations.describe(dedupWindowMs))") }
             if let version, let schema { print("registered \(schema) as schema version \(version); invalid records: \(policy)") }
         }
     }
@@ -134,7 +140,16 @@ struct TopicCommand: ParsableCommand {
         @Flag(help: "Print JSON instead of a table.") var json = false
 
         func run() async throws {
-            let topic = try await withClient(broker) { try await $0.describeTopic(name) }
+            let name = self.name
+            let (topic, dedup) = try await withClient(broker) { client -> (DescribeTopicResponse, DedupStatusResponse?) in
+                let topic = try await client.describeTopic(name)
+                do {
+                    let status = try await client.dedupStatus(topic: name)
+                    return (topic, status.key.isEmpty ? nil : status)
+                } catch let error as MillraceError where error.code == .unknownApi {
+                    return (topic, nil)  // a broker from before duplicate detection
+                }
+            }
             let codec = CompressionCodec(rawValue: topic.compression)?.description ?? "\(topic.compression)"
             let stamp = topic.timestampType == 1 ? "log-append" : "create"
             if json {
@@ -142,6 +157,13 @@ struct TopicCommand: ParsableCommand {
                     Output.json([
                         "name": topic.name, "retention_ms": topic.retentionMs, "retention_bytes": topic.retentionBytes, "compression": codec,
                         "timestamp": stamp,
+                        "dedup": dedup.map {
+                            [
+                                "key": $0.key, "window_ms": $0.windowMs, "keys_held": $0.keysHeld, "runs": Int($0.runs),
+                                "oldest_key": $0.oldestKeyMs >= 0 ? JSONText.isoTime(milliseconds: $0.oldestKeyMs) : nil as Any?,
+                                "duplicates_total": $0.duplicatesTotal, "duplicates_last_5_min": Int($0.duplicatesRecent),
+                            ] as [String: Any?]
+                        } as Any,
                         "partitions": topic.partitions.map {
                             ["partition": Int($0.partition), "earliest": $0.logStartOffset, "latest": $0.logEndOffset, "bytes": $0.bytes, "batches": $0.batches]
                                 as [String: Any]
@@ -154,6 +176,12 @@ struct TopicCommand: ParsableCommand {
                 topic.retentionBytes >= 0 ? Output.bytes(topic.retentionBytes) + " per partition" : nil,
             ].compactMap { $0 }
             print("topic \(topic.name): \(topic.partitions.count) partitions, retention \(retention.isEmpty ? "forever" : retention.joined(separator: " or ")), compression \(codec), timestamps \(stamp)")
+            if let dedup {
+                let oldest = dedup.oldestKeyMs >= 0 ? ", oldest first seen \(JSONText.isoTime(milliseconds: dedup.oldestKeyMs))" : ""
+                print(
+                    "dedup: by \(dedup.key) for \(Durations.describe(dedup.windowMs)); \(Output.count(dedup.keysHeld)) keys held\(oldest); \(Output.count(dedup.duplicatesTotal)) duplicates caught, \(Output.count(Int64(dedup.duplicatesRecent))) in the last 5 minutes"
+                )
+            }
             print(
                 Output.table(
                     ["PARTITION", "EARLIEST", "LATEST", "RECORDS", "BYTES"],

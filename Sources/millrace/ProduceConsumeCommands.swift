@@ -26,6 +26,7 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(help: "Compress batches: none or zstd (default: the topic's setting).") var compression: String?
     @Option(help: "Write every line that was not acknowledged to this file, as it was read, so `--file` can resend exactly those.")
     var rejected: String?
+    @Flag(help: "End with a JSON summary instead of a sentence (it lists each duplicate line with where its original is).") var json = false
 
     /// The longest line sent as one record: a batch of one, with room for its header and key.
     static let lineBytesMax = Limits.batchBytesMax - Limits.keyBytesMax - 1_024
@@ -58,6 +59,14 @@ struct ProduceCommand: AsyncParsableCommand {
         var quarantined = 0
         var firstQuarantined: String?
         var quarantineTopic = ""
+
+        /// Not stored because the topic already holds its business key: acknowledged.
+        var duplicates: [(line: Int, partition: Int32, offset: Int64)] = []
+
+        mutating func duplicate(_ line: Int, _ original: RecordDuplicate) {
+            acknowledge(line)
+            duplicates.append((line, original.partition, original.offset))
+        }
 
         mutating func quarantine(_ line: Int, _ parked: RecordQuarantined) {
             acknowledge(line)
@@ -153,6 +162,7 @@ struct ProduceCommand: AsyncParsableCommand {
                                 switch result {
                                 case .success: tally.acknowledge(number)
                                 case .failure(let parked as RecordQuarantined): tally.quarantine(number, parked)
+                                case .failure(let original as RecordDuplicate): tally.duplicate(number, original)
                                 case .failure(let error): tally.fail(number, (error as? MillraceError)?.message ?? "\(error)")
                                 }
                             }
@@ -195,14 +205,27 @@ struct ProduceCommand: AsyncParsableCommand {
         let result = tally.withLockedValue { $0 }
         let acknowledged = result.acknowledged.count
         let stopped = signals.signalled ? " (stopped by a signal after line \(outcome.lines))" : ""
+        let duplicates = result.duplicates.sorted { $0.line < $1.line }
+        if json {
+            var summary: [String: Any] = [
+                "topic": topic, "lines": outcome.records, "acknowledged": acknowledged,
+                "appended": acknowledged - result.quarantined - duplicates.count, "quarantined": result.quarantined,
+                "not_acknowledged": outcome.records - acknowledged,
+                "duplicates": duplicates.map { ["line": $0.line, "partition": Int($0.partition), "offset": $0.offset] as [String: Any] },
+            ]
+            if signals.signalled { summary["stopped_after_line"] = outcome.lines }
+            print(Output.json(summary))
+        }
+        let duplicateNote = duplicates.isEmpty ? "" : "; \(Output.count(Int64(duplicates.count))) duplicate\(duplicates.count == 1 ? "" : "s") not stored again (first: line \(duplicates[0].line), original at partition \(duplicates[0].partition) offset \(duplicates[0].offset))"
         let parkedNote = result.quarantined == 0 ? nil : "\(Output.count(Int64(result.quarantined))) record\(result.quarantined == 1 ? "" : "s") broke the topic's schema and were parked in \(result.quarantineTopic) (first: \(result.firstQuarantined ?? "")); see `millrace quarantine list \(topic)`, fix, then `millrace quarantine redrive \(topic)`"
         if result.failed == 0 && acknowledged == outcome.records, let parkedNote {
-            let appended = acknowledged - result.quarantined
-            print("produced \(Output.count(Int64(appended))) record\(appended == 1 ? "" : "s") to \(topic)\(stopped)")
+            let appended = acknowledged - result.quarantined - duplicates.count
+            if !json { print("produced \(Output.count(Int64(appended))) record\(appended == 1 ? "" : "s") to \(topic)\(duplicateNote)\(stopped)") }
             Output.standardError("error: \(parkedNote)")
             throw ExitCode(1)
         } else if result.failed == 0 && acknowledged == outcome.records {
-            print("produced \(Output.count(Int64(acknowledged))) record\(acknowledged == 1 ? "" : "s") to \(topic)\(stopped)")
+            let appended = acknowledged - duplicates.count
+            if !json { print("produced \(Output.count(Int64(appended))) record\(appended == 1 ? "" : "s") to \(topic)\(duplicateNote)\(stopped)") }
         } else {
             let missed = outcome.records - acknowledged
             Output.standardError(
