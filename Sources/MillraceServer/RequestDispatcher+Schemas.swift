@@ -188,12 +188,34 @@ extension RequestDispatcher {
 
     typealias Append = @Sendable (
         _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ sequences: [SequenceSpan]?, _ dedupHashes: [[DedupHash?]]?,
-        _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+        _ dedupCheckedThrough: UInt64, _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) -> Void
 
-    /// Checks the records against the topic's schema — on the partition's validation lane,
-    /// off the event loop, in arrival order per partition — then appends as `appendChecked`.
-    /// A topic without a schema goes straight to `append`.
+    /// A partition's records made ready on its validation lane: what to append and what to
+    /// answer for the records that will not be.
+    struct Prepared: Sendable {
+        /// Records that break the schema (policy reject: the whole partition is refused).
+        var invalid: [RecordOutcome] = []
+        var rejected = false
+        /// Records in the request.
+        var total = 0
+        /// Policy quarantine: the invalid records, as one batch for `<topic>.quarantine`.
+        var parked: [UInt8]?
+        /// Records whose key the topic already held (found on the lane).
+        var duplicates: [RecordOutcome] = []
+        /// What to append: the batches as sent, or re-encoded without the records above.
+        var kept: [[UInt8]] = []
+        var keptHashes: [[DedupHash?]]?
+        /// Each kept record's position in the request (its outcome index).
+        var keptIndex: [[Int32]] = []
+        /// The producer's sequence spans as sent, when the batches were re-encoded.
+        var spans: [SequenceSpan]?
+        var checkedThrough: UInt64 = 0
+    }
+
+    /// Checks the records against the topic's schema and looks their business keys up — on
+    /// the partition's validation lane, off the event loop, in arrival order per partition —
+    /// then appends what is left. A topic with neither goes straight to `append`.
     func appendValidated(
         _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], on eventLoop: any EventLoop, append: @escaping Append
     ) -> EventLoopFuture<ProducePartitionResult> {
@@ -207,10 +229,11 @@ extension RequestDispatcher {
         } catch {
             return eventLoop.makeSucceededFuture(failed(error))
         }
-        let dedup = storage.topicInfo(topic)?.config.dedup
+        let info = storage.topicInfo(topic)
+        let dedup = info?.config.dedup
         guard contract.latest > 0 || dedup != nil else {
             let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
-            append(topic, entry.partition, batches, nil, nil) { result in
+            append(topic, entry.partition, batches, nil, nil, 0) { result in
                 switch result {
                 case .success(let appended):
                     promise.succeed(
@@ -222,10 +245,11 @@ extension RequestDispatcher {
             }
             return promise.futureResult
         }
+        let quarantines = info?.config.onInvalid == .quarantine
         return validationLanes.run(lane: Self.lane(topic, entry.partition), on: eventLoop) { [self] in
-            try inspect(topic: topic, entry: contract, dedup: dedup, batches: batches)
-        }.flatMap { [self] inspection in
-            appendChecked(topic, entry, batches: batches, inspection: inspection, on: eventLoop, append: append)
+            try prepare(topic, entry.partition, batches: batches, inspection: inspect(topic: topic, entry: contract, dedup: dedup, batches: batches), quarantines: quarantines)
+        }.flatMap { [self] prepared in
+            appendPrepared(topic, entry, prepared, info: info, on: eventLoop, append: append)
         }.flatMapErrorThrowing { error in failed(error) }
     }
 
@@ -237,128 +261,156 @@ extension RequestDispatcher {
         return Int((hash >> 2) + UInt64(UInt32(bitPattern: partition)))
     }
 
-    /// A partition's checked records: all valid → appended as sent; some invalid under
-    /// `reject` → nothing appended, each named; under `quarantine` → the invalid ones go to
-    /// `<topic>.quarantine` first (with headers naming the error), then the valid ones are
-    /// appended, re-encoded without them.
-    ///
-    /// Records whose business key the topic already holds are not appended either: each is
-    /// answered `duplicate` with where its original is.
-    func appendChecked(
-        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], inspection: Inspection, on eventLoop: any EventLoop, append: @escaping Append
+    /// On the lane: decides each record's fate. Invalid under reject → nothing goes in. Invalid
+    /// under quarantine → parked. A key the topic holds → a duplicate of its original. The
+    /// rest are appended: as sent when nothing was taken out, else re-encoded here.
+    func prepare(_ topic: String, _ partition: Int32, batches: [[UInt8]], inspection: Inspection, quarantines: Bool) throws -> Prepared {
+        var prepared = Prepared()
+        prepared.invalid = inspection.invalid.map(\.outcome)
+        prepared.total = batches.reduce(0) { sum, bytes in sum + Int((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) })?.recordCount ?? 0) }
+        if !inspection.invalid.isEmpty && !quarantines {
+            prepared.rejected = true
+            return prepared
+        }
+        var duplicateSet = Set<[Int]>()
+        if let hashes = inspection.hashes {
+            let check = try storage.dedupPrecheck(topic: topic, hashes: hashes)
+            prepared.checkedThrough = check.checkedThrough
+            var index: Int32 = 0
+            for (batch, originals) in check.originals.enumerated() {
+                for (record, original) in originals.enumerated() {
+                    defer { index += 1 }
+                    guard let original else { continue }
+                    duplicateSet.insert([batch, record])
+                    prepared.duplicates.append(
+                        RecordOutcome(
+                            index: index, kind: .duplicate, offset: original.offset, partition: original.partition, rule: "duplicate",
+                            message: "duplicate of partition \(original.partition) offset \(original.offset)"))
+                }
+            }
+        }
+        let invalidSet = Set(inspection.invalid.map { [$0.batch, $0.record] })
+        guard !invalidSet.isEmpty || !duplicateSet.isEmpty else {
+            prepared.kept = batches
+            prepared.keptHashes = inspection.hashes
+            var next: Int32 = 0
+            for bytes in batches {
+                let count = Int32((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) })?.recordCount ?? 0)
+                prepared.keptIndex.append((0..<count).map { next + $0 })
+                next += count
+            }
+            return prepared
+        }
+        // Records come out: the batches are rewritten here, on the lane, without them (the
+        // producer's sequence numbers go with the append as sent).
+        prepared.spans = try batches.compactMap { bytes in try bytes.withUnsafeBytes { SequenceSpan(try RecordBatchHeader(parsing: $0)) } }
+        if !inspection.invalid.isEmpty {
+            prepared.parked = try Self.quarantineBatch(
+                inspection.invalid, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
+        }
+        let dropped = invalidSet.union(duplicateSet)
+        var next: Int32 = 0
+        if inspection.hashes != nil { prepared.keptHashes = [] }
+        for (batchIndex, bytes) in batches.enumerated() {
+            let count = Int(try bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }.recordCount)
+            let keep = (0..<count).map { !dropped.contains([batchIndex, $0]) }
+            if let rewritten = try keep.allSatisfy({ $0 }) ? bytes : RecordBatch.keeping(keep, of: bytes) {
+                prepared.kept.append(rewritten)
+                let records = (0..<count).filter { keep[$0] }
+                prepared.keptIndex.append(records.map { next + Int32($0) })
+                if let hashes = inspection.hashes?[batchIndex] { prepared.keptHashes?.append(records.map { hashes[$0] }) }
+            }
+            next += Int32(count)
+        }
+        return prepared
+    }
+
+    /// On the event loop: carries a prepared partition out. Quarantine first (so a failure
+    /// between the two leaves the bad records parked and the producer told), then the kept
+    /// records; an idempotent producer's numbers are used up even when nothing is appended.
+    func appendPrepared(
+        _ topic: String, _ entry: ProducePartition, _ prepared: Prepared, info: TopicInfo?, on eventLoop: any EventLoop, append: @escaping Append
     ) -> EventLoopFuture<ProducePartitionResult> {
-        let invalid = inspection.invalid
+        let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
         let failed: @Sendable (MillraceError, [RecordOutcome]) -> ProducePartitionResult = { error, outcomes in
             ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1, outcomes: outcomes)
         }
-        let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
-        // Where each record of the appended batches was in the request (its outcome index).
-        let succeed: @Sendable (AppendResult, [RecordOutcome], [[Int32]]) -> Void = { appended, outcomes, requestIndex in
-            let duplicates = appended.duplicates.map { duplicate in
-                RecordOutcome(
-                    index: requestIndex[duplicate.batch][duplicate.record], kind: .duplicate, offset: duplicate.offset, partition: duplicate.partition,
-                    rule: "duplicate", message: "duplicate of partition \(duplicate.partition) offset \(duplicate.offset)")
-            }
-            promise.succeed(
-                ProducePartitionResult(
-                    partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
-                    logStartOffset: appended.logStartOffset, outcomes: (outcomes + duplicates).sorted { $0.index < $1.index }))
-        }
-        // Every path below completes `promise`: answers that need no storage go through it too.
-        let answer: @Sendable (ProducePartitionResult) -> EventLoopFuture<ProducePartitionResult> = { result in
-            promise.succeed(result)
-            return promise.futureResult
-        }
-        guard !invalid.isEmpty else {
-            var requestIndex: [[Int32]] = []
-            var next: Int32 = 0
-            for hashes in inspection.hashes ?? [] {
-                requestIndex.append((0..<hashes.count).map { next + Int32($0) })
-                next += Int32(hashes.count)
-            }
-            let mapping = requestIndex
-            append(topic, entry.partition, batches, nil, inspection.hashes) { result in
-                switch result {
-                case .success(let appended): succeed(appended, [], mapping)
-                case .failure(let error): promise.succeed(failed(error, []))
-                }
-            }
-            return promise.futureResult
-        }
-        let outcomes = invalid.map(\.outcome)
-        let headers = batches.compactMap { bytes in try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) } }
-        let total = headers.reduce(0) { $0 + Int($1.recordCount) }
-        // An idempotent producer's numbers are used up even by what is not appended as sent,
-        // so its next batch still follows on.
-        let spans = headers.compactMap { SequenceSpan($0) }
         let storage = self.storage
+        let spans = prepared.spans
         let useUpSequences: @Sendable (@escaping @Sendable () -> Void) -> Void = { then in
-            guard !spans.isEmpty else { return then() }
+            guard let spans, !spans.isEmpty else { return then() }
             storage.recordSequences(topic: topic, partition: entry.partition, sequences: spans) { _ in then() }
         }
-        guard let info = storage.topicInfo(topic), info.config.onInvalid == .quarantine else {
+        if prepared.rejected {
+            let outcomes = prepared.invalid
+            let total = prepared.total
             let shown = outcomes.prefix(5).map(\.description).joined(separator: "; ")
             let more = outcomes.count > 5 ? "; and \(outcomes.count - 5) more" : ""
             let error = MillraceError(
                 .invalidRecord,
                 "\(outcomes.count) of \(total) record\(total == 1 ? "" : "s") break the schema of topic \(topic); nothing of partition \(entry.partition) was appended: \(shown)\(more)")
-            useUpSequences { promise.succeed(failed(error, outcomes)) }
+            // The numbers of a refused request: its batches as sent.
+            let refusedSpans = Self.spans(of: entry)
+            if refusedSpans.isEmpty {
+                promise.succeed(failed(error, outcomes))
+            } else {
+                storage.recordSequences(topic: topic, partition: entry.partition, sequences: refusedSpans) { _ in promise.succeed(failed(error, outcomes)) }
+            }
             return promise.futureResult
         }
-        // Quarantine: the bad records, then the good ones.
-        let parked: [UInt8]
-        let kept: [[UInt8]]
-        var keptHashes: [[DedupHash?]]?
-        var keptIndex: [[Int32]] = []
-        do {
-            let decoded = try batches.map { try RecordBatch.decode($0) }
-            let dropped = Set(invalid.map { [$0.batch, $0.record] })
-            parked = try Self.quarantineBatch(invalid, from: decoded, topic: topic, partition: entry.partition)
-            kept = try Self.withoutInvalid(decoded, invalid: dropped)
-            // The kept records' dedup keys and request positions, batch by kept batch.
-            var next: Int32 = 0
-            if inspection.hashes != nil { keptHashes = [] }
-            for (batchIndex, batch) in decoded.enumerated() {
-                let records = batch.records.indices.filter { !dropped.contains([batchIndex, $0]) }
-                if !records.isEmpty {
-                    keptIndex.append(records.map { next + Int32($0) })
-                    if let hashes = inspection.hashes?[batchIndex] { keptHashes?.append(records.map { hashes[$0] }) }
+        // After the parked records (if any) are in: the kept ones, with every outcome.
+        let appendKept: @Sendable ([RecordOutcome]) -> Void = { placed in
+            let early = (placed + prepared.duplicates).sorted { $0.index < $1.index }
+            guard !prepared.kept.isEmpty else {
+                return useUpSequences {
+                    promise.succeed(ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: early))
                 }
-                next += Int32(batch.records.count)
             }
-        } catch {
-            return answer(failed(MillraceError(.unexpected, "re-encoding for quarantine failed: \(error)"), []))
+            append(topic, entry.partition, prepared.kept, spans, prepared.keptHashes, prepared.checkedThrough) { result in
+                switch result {
+                case .success(let appended):
+                    let late = appended.duplicates.map { duplicate in
+                        RecordOutcome(
+                            index: prepared.keptIndex[duplicate.batch][duplicate.record], kind: .duplicate, offset: duplicate.offset,
+                            partition: duplicate.partition, rule: "duplicate", message: "duplicate of partition \(duplicate.partition) offset \(duplicate.offset)")
+                    }
+                    promise.succeed(
+                        ProducePartitionResult(
+                            partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                            logStartOffset: appended.logStartOffset, outcomes: (early + late).sorted { $0.index < $1.index }))
+                case .failure(let error): promise.succeed(failed(error, placed))
+                }
+            }
         }
-        let keptKeys = keptHashes
-        let keptPositions = keptIndex
+        guard let parked = prepared.parked, let info else {
+            appendKept([])
+            return promise.futureResult
+        }
+        let outcomes = prepared.invalid
         ensureQuarantine(for: info) { created in
             if case .failure(let error) = created { return promise.succeed(failed(error, [])) }
-            append(topic + Self.quarantineSuffix, 0, [parked], nil, nil) { result in
+            append(topic + Self.quarantineSuffix, 0, [parked], nil, nil, 0) { result in
                 switch result {
                 case .failure(let error):
                     promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), []))
                 case .success(let quarantined):
-                    let placed = outcomes.enumerated().map { position, outcome in
-                        var outcome = outcome
-                        outcome.kind = .quarantined
-                        outcome.offset = quarantined.baseOffset + Int64(position)
-                        return outcome
-                    }
-                    guard !kept.isEmpty else {
-                        return useUpSequences {
-                            promise.succeed(ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: placed))
-                        }
-                    }
-                    append(topic, entry.partition, kept, spans, keptKeys) { result in
-                        switch result {
-                        case .success(let appended): succeed(appended, placed, keptPositions)
-                        case .failure(let error): promise.succeed(failed(error, placed))
-                        }
-                    }
+                    appendKept(
+                        outcomes.enumerated().map { position, outcome in
+                            var outcome = outcome
+                            outcome.kind = .quarantined
+                            outcome.offset = quarantined.baseOffset + Int64(position)
+                            return outcome
+                        })
                 }
             }
         }
         return promise.futureResult
+    }
+
+    /// The producer sequence spans of a request's batches (none without a producer id).
+    static func spans(of entry: ProducePartition) -> [SequenceSpan] {
+        guard let batches = try? splitBatches(entry.records) else { return [] }
+        return batches.compactMap { bytes in (try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }).flatMap { SequenceSpan($0) } }
     }
 
     /// One batch of the invalid records, each with its original key, value, headers and
@@ -388,18 +440,5 @@ extension RequestDispatcher {
         let base = timestamps.min() ?? 0
         for position in records.indices { records[position].timestampDelta = timestamps[position] - base }
         return try RecordBatch(baseTimestamp: base, records: records).encoded()
-    }
-
-    /// The batches again without the invalid records (a batch left empty is dropped).
-    static func withoutInvalid(_ batches: [RecordBatch], invalid: Set<[Int]>) throws -> [[UInt8]] {
-        var kept: [[UInt8]] = []
-        for (batchIndex, batch) in batches.enumerated() {
-            var copy = batch
-            copy.records = batch.records.enumerated().filter { !invalid.contains([batchIndex, $0.offset]) }.map(\.element)
-            guard !copy.records.isEmpty else { continue }
-            for position in copy.records.indices { copy.records[position].offsetDelta = Int32(position) }
-            kept.append(try copy.encoded())
-        }
-        return kept
     }
 }

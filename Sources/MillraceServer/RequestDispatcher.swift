@@ -233,8 +233,10 @@ final class RequestDispatcher: Sendable {
         // One operation for all of the partition's batches: appended together or not at all,
         // once they pass the topic's schema (if it has one).
         let storage = self.storage
-        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, hashes, completion in
-            storage.append(topic: topic, partition: partition, batches: batches, sequences: sequences, dedupHashes: hashes, completion: completion)
+        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, hashes, checkedThrough, completion in
+            storage.append(
+                topic: topic, partition: partition, batches: batches, sequences: sequences, dedupHashes: hashes, dedupCheckedThrough: checkedThrough,
+                completion: completion)
         }
     }
 

@@ -262,3 +262,70 @@ enum DedupRuns {
         while let entry = try cursor.get(MDB_SET_RANGE, key: prefix), Keys.hasPrefix(entry.key, prefix) { try cursor.delete() }
     }
 }
+
+/// This transaction's new keys of one topic, looked up by hash without hashing again (the
+/// key's hash already is one): open addressing on the hash's high word.
+struct DedupPendingKeys {
+    private(set) var entries: [DedupEntry] = []
+    private var slots: [Int32] = Array(repeating: -1, count: 1_024)
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    func find(_ hash: DedupHash) -> DedupEntry? {
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: hash.high) & mask
+        while true {
+            let index = slots[slot]
+            if index < 0 { return nil }
+            if entries[Int(index)].hash == hash { return entries[Int(index)] }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Adds an entry whose hash is not held yet.
+    mutating func insert(_ entry: DedupEntry) {
+        if (entries.count + 1) * 2 > slots.count { grow() }
+        entries.append(entry)
+        place(Int32(entries.count - 1))
+    }
+
+    private mutating func place(_ index: Int32) {
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: entries[Int(index)].hash.high) & mask
+        while slots[slot] >= 0 { slot = (slot + 1) & mask }
+        slots[slot] = index
+    }
+
+    private mutating func grow() {
+        slots = Array(repeating: -1, count: slots.count * 2)
+        for index in entries.indices { place(Int32(index)) }
+    }
+}
+
+extension DedupRuns {
+    /// Merges runs (each sorted by hash) into one sorted list: entries older than `notBefore`
+    /// are dropped, and of a hash in several runs (a key that expired and came back) the
+    /// newest entry is kept.
+    static func merge(_ runs: [[DedupEntry]], notBefore: UInt32) -> [DedupEntry] {
+        var positions = [Int](repeating: 0, count: runs.count)
+        var merged: [DedupEntry] = []
+        merged.reserveCapacity(runs.reduce(0) { $0 + $1.count })
+        while true {
+            var smallest: Int?
+            for run in runs.indices where positions[run] < runs[run].count {
+                if let current = smallest, !(runs[run][positions[run]].hash < runs[current][positions[current]].hash) { continue }
+                smallest = run
+            }
+            guard let run = smallest else { break }
+            let entry = runs[run][positions[run]]
+            positions[run] += 1
+            guard entry.timeSeconds >= notBefore else { continue }
+            if let last = merged.last, last.hash == entry.hash {
+                if entry.timeSeconds > last.timeSeconds { merged[merged.count - 1] = entry }
+            } else {
+                merged.append(entry)
+            }
+        }
+        return merged
+    }
+}

@@ -47,6 +47,12 @@ public struct DedupStatus: Sendable, Equatable {
     public var duplicatesRecent: Int
 }
 
+/// What `Storage.dedupPrecheck` found: per batch, per record, the original (nil: not held).
+public struct DedupPrecheck: Sendable {
+    public var originals: [[DedupHit?]]
+    public var checkedThrough: UInt64
+}
+
 /// Where a key's first record went.
 public struct DedupHit: Sendable, Equatable {
     public var partition: Int32
@@ -111,26 +117,79 @@ final class DedupStore: @unchecked Sendable {
 
     func existingState(_ topicID: UInt32) -> DedupTopicState? { topics[topicID] }
 
-    /// The first record with `hash` still inside the window (`notBefore`, seconds), searching
-    /// the newest runs first. `headers` caches run headers for the transaction.
-    func find(
-        _ hash: DedupHash, topicID: UInt32, notBefore: UInt32, txn: LMDBTransaction, dbi: MDB_dbi, headers: inout [UInt64: DedupRunHeader]
-    ) throws -> DedupEntry? {
-        guard let state = topics[topicID], !state.runs.isEmpty, BlockedBloom.mayContain(hash, in: UnsafeRawBufferPointer(state.filter)) else { return nil }
-        for run in state.runs.reversed() where run.maxTime >= notBefore {
-            let header: DedupRunHeader
-            if let cached = headers[run.id] {
-                header = cached
-            } else {
-                guard let bytes = try txn.get(dbi, DedupKeys.run(topicID, run.id)) else { continue }
-                header = try DedupRunHeader(parsing: bytes)
-                headers[run.id] = header
-            }
-            if let found = try DedupRuns.find(hash, header: header, runID: run.id, topicID: topicID, txn: txn, dbi: dbi), found.timeSeconds >= notBefore {
+    /// A run with its header, as one transaction reads it.
+    struct RunView {
+        var id: UInt64
+        var maxTime: UInt32
+        var header: DedupRunHeader
+    }
+
+    /// The topic's runs, largest first (a key is most likely in the largest run, and is in
+    /// one run only, unless it expired and came back), headers read in `txn`; nil if a run is
+    /// missing there (merged or expired after the list was taken).
+    static func views(_ runs: [DedupRunMeta], topicID: UInt32, txn: LMDBTransaction, dbi: MDB_dbi) throws -> [RunView]? {
+        var views: [RunView] = []
+        views.reserveCapacity(runs.count)
+        for run in runs.sorted(by: { $0.count > $1.count }) {
+            guard let bytes = try txn.get(dbi, DedupKeys.run(topicID, run.id)) else { return nil }
+            views.append(RunView(id: run.id, maxTime: run.maxTime, header: try DedupRunHeader(parsing: bytes)))
+        }
+        return views
+    }
+
+    static func search(_ hash: DedupHash, in views: [RunView], after: UInt64, notBefore: UInt32, topicID: UInt32, txn: LMDBTransaction, dbi: MDB_dbi) throws
+        -> DedupEntry?
+    {
+        for view in views {
+            // Runs up to `after` were searched before; runs all older than the window hold nothing.
+            guard view.id > after, view.maxTime >= notBefore else { continue }
+            if let found = try DedupRuns.find(hash, header: view.header, runID: view.id, topicID: topicID, txn: txn, dbi: dbi), found.timeSeconds >= notBefore {
                 return found
             }
         }
         return nil
+    }
+
+    /// On the writer thread: the first record with `hash` still inside the window
+    /// (`notBefore`, seconds), in runs newer than `after` (those up to it were searched before
+    /// the append reached the writer). `views` caches the runs for the transaction.
+    func find(
+        _ hash: DedupHash, topicID: UInt32, notBefore: UInt32, after: UInt64, txn: LMDBTransaction, dbi: MDB_dbi, views: inout [RunView]?
+    ) throws -> DedupEntry? {
+        guard let state = topics[topicID], let newest = state.runs.last, newest.id > after,
+            BlockedBloom.mayContain(hash, in: UnsafeRawBufferPointer(state.filter))
+        else { return nil }
+        if views == nil { views = try Self.views(state.runs, topicID: topicID, txn: txn, dbi: dbi) ?? [] }
+        return try Self.search(hash, in: views ?? [], after: after, notBefore: notBefore, topicID: topicID, txn: txn, dbi: dbi)
+    }
+
+    /// Off the writer thread, before an append is queued: which records' keys the topic holds
+    /// as of now, and the newest run searched (the writer then searches only newer ones, and
+    /// this transaction's keys). `read` opens a read transaction after the run list is taken.
+    func precheck(
+        _ hashes: [[DedupHash?]], topicID: UInt32, notBefore: UInt32, dbi: MDB_dbi,
+        read: ((LMDBTransaction) throws -> ([[DedupEntry?]], UInt64)) throws -> ([[DedupEntry?]], UInt64)
+    ) throws -> (originals: [[DedupEntry?]], checkedThrough: UInt64) {
+        let nothing = hashes.map { [DedupEntry?](repeating: nil, count: $0.count) }
+        // The run list and the filter's answers, together, under the lock.
+        let (runs, maybe): ([DedupRunMeta], [[Bool]]) = lock.withLock {
+            guard let state = topics[topicID], !state.runs.isEmpty else { return ([], []) }
+            let filter = UnsafeRawBufferPointer(state.filter)
+            return (state.runs, hashes.map { batch in batch.map { $0.map { BlockedBloom.mayContain($0, in: filter) } ?? false } })
+        }
+        guard let newest = runs.last else { return (nothing, 0) }
+        guard maybe.contains(where: { $0.contains(true) }) else { return (nothing, newest.id) }
+        return try read { txn in
+            guard let views = try Self.views(runs, topicID: topicID, txn: txn, dbi: dbi) else { return (nothing, 0) }
+            var originals = nothing
+            for (batch, batchHashes) in hashes.enumerated() {
+                for (record, hash) in batchHashes.enumerated() where maybe[batch][record] {
+                    guard let hash else { continue }
+                    originals[batch][record] = try Self.search(hash, in: views, after: 0, notBefore: notBefore, topicID: topicID, txn: txn, dbi: dbi)
+                }
+            }
+            return (originals, newest.id)
+        }
     }
 
     /// Applies a committed transaction's changes.

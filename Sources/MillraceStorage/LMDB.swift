@@ -163,6 +163,13 @@ struct LMDBTransaction {
         try key.withUnsafeBytes { try delete(dbi, $0) }
     }
 
+    /// Bytes of pages a database uses (branch, leaf and overflow pages).
+    func pageBytes(_ dbi: MDB_dbi) throws -> Int {
+        var stat = MDB_stat()
+        try lmdbCheck(mdb_stat(handle, dbi, &stat), "mdb_stat")
+        return Int(stat.ms_psize) * (stat.ms_branch_pages + stat.ms_leaf_pages + stat.ms_overflow_pages)
+    }
+
     func entryCount(_ dbi: MDB_dbi) throws -> Int {
         var stat = MDB_stat()
         try lmdbCheck(mdb_stat(handle, dbi, &stat), "mdb_stat")

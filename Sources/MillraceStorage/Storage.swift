@@ -232,7 +232,7 @@ public final class Storage: @unchecked Sendable {
     /// Without it nothing is checked.
     public func append(
         topic: String, partition: Int32, batches: [[UInt8]], sequences: [SequenceSpan]? = nil, dedupHashes: [[DedupHash?]]? = nil,
-        completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+        dedupCheckedThrough: UInt64 = 0, completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) {
         switch Self.check(batches) {
         case .failure(let error): completion(.failure(error))
@@ -240,7 +240,10 @@ public final class Storage: @unchecked Sendable {
             guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
             let spans = sequences ?? checked.compactMap { SequenceSpan($0.header) }
             writer.submitNow(
-                .append(AppendOperation(topic: topic, partition: partition, batches: checked, sequences: spans, dedupHashes: dedupHashes, completion: completion)))
+                .append(
+                    AppendOperation(
+                        topic: topic, partition: partition, batches: checked, sequences: spans, dedupHashes: dedupHashes,
+                        dedupCheckedThrough: dedupCheckedThrough, completion: completion)))
         }
     }
 
@@ -248,6 +251,28 @@ public final class Storage: @unchecked Sendable {
     public func dedupStatus(topic: String) -> DedupStatus? {
         guard let info = topicInfo(topic), let policy = info.config.dedup else { return nil }
         return dedup.status(info.id, policy: policy, nowMs: clock.nowMilliseconds())
+    }
+
+    /// Before an append: which of these keys the topic holds now (each record's original, or
+    /// nil), searched on the caller's thread so the writer need not. Pass `checkedThrough` to
+    /// `append`: the writer then searches only what was written since, and this transaction.
+    public func dedupPrecheck(topic: String, hashes: [[DedupHash?]]) throws -> DedupPrecheck {
+        guard let info = topicInfo(topic), let policy = info.config.dedup, let dbi = databases.dedup else {
+            return DedupPrecheck(originals: hashes.map { [DedupHit?](repeating: nil, count: $0.count) }, checkedThrough: 0)
+        }
+        let notBefore = UInt32(clamping: max(0, clock.nowMilliseconds() - policy.windowMs) / 1_000)
+        let (originals, through) = try dedup.precheck(hashes, topicID: info.id, notBefore: notBefore, dbi: dbi) { search in
+            try withReadTransaction { txn, _ in try search(txn) }
+        }
+        return DedupPrecheck(
+            originals: originals.map { batch in
+                batch.map { $0.map { DedupHit(partition: $0.partition, offset: $0.offset, firstSeenMs: Int64($0.timeSeconds) * 1_000) } }
+            }, checkedThrough: through)
+    }
+
+    /// The bytes on disk of every topic's dedup runs and counters (LMDB pages).
+    public func dedupDiskBytes() throws -> Int {
+        try withReadTransaction { txn, _ in try databases.dedup.map { try txn.pageBytes($0) } ?? 0 }
     }
 
     /// Whether the topic holds `key` (inside its window), and where its first record is.

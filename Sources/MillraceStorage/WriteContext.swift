@@ -28,9 +28,8 @@ struct WriteContext {
     /// Business-key dedup: the writer's run lists and filters (read here; changed after commit
     /// from `dedupChanges`), and this transaction's new keys per topic.
     let dedup: DedupStore?
-    private var dedupPending: [UInt32: [DedupEntry]] = [:]
-    private var dedupPendingIndex: [UInt32: [DedupHash: DedupEntry]] = [:]
-    private var dedupHeaders: [UInt32: [UInt64: DedupRunHeader]] = [:]
+    private var dedupPending: [UInt32: DedupPendingKeys] = [:]
+    private var dedupViews: [UInt32: [DedupStore.RunView]?] = [:]
     private(set) var dedupChanges: [UInt32: DedupChanges] = [:]
 
     init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64, dedup: DedupStore? = nil) {
@@ -221,45 +220,40 @@ struct WriteContext {
         let notBefore = UInt32(clamping: max(0, nowMs - policy.windowMs) / 1_000)
         var nextOffset = firstOffset
         var duplicates: [DuplicateRecord] = []
-        var remembered: [DedupEntry] = []
-        var dropped: [Set<Int>] = []
+        // Per batch, which records are duplicates.
+        var dropped: [[Bool]] = []
         for (batchIndex, batchHashes) in hashes.enumerated() {
-            var drop = Set<Int>()
+            var drop = [Bool](repeating: false, count: batchHashes.count)
             for (recordIndex, hash) in batchHashes.enumerated() {
                 guard let hash else {
                     nextOffset += 1
                     continue
                 }
-                var original = dedupPendingIndex[info.id]?[hash]
+                var original = dedupPending[info.id]?.find(hash)
                 if original == nil {
-                    original = try store.find(hash, topicID: info.id, notBefore: notBefore, txn: txn, dbi: dbi, headers: &dedupHeaders[info.id, default: [:]])
+                    original = try store.find(
+                        hash, topicID: info.id, notBefore: notBefore, after: op.dedupCheckedThrough, txn: txn, dbi: dbi, views: &dedupViews[info.id, default: nil])
                 }
                 if let original {
                     duplicates.append(DuplicateRecord(batch: batchIndex, record: recordIndex, partition: original.partition, offset: original.offset))
-                    drop.insert(recordIndex)
+                    drop[recordIndex] = true
                 } else {
-                    let entry = DedupEntry(hash: hash, partition: op.partition, timeSeconds: now, offset: nextOffset)
-                    dedupPendingIndex[info.id, default: [:]][hash] = entry
-                    remembered.append(entry)
+                    dedupPending[info.id, default: DedupPendingKeys()].insert(DedupEntry(hash: hash, partition: op.partition, timeSeconds: now, offset: nextOffset))
                     nextOffset += 1
                 }
             }
             dropped.append(drop)
         }
-        dedupPending[info.id, default: []].append(contentsOf: remembered)
         if !duplicates.isEmpty { dedupChanges[info.id, default: DedupChanges()].duplicates += duplicates.count }
         guard !duplicates.isEmpty else { return .success((op.batches, [])) }
         var kept: [(bytes: [UInt8], header: RecordBatchHeader)] = []
         for ((bytes, header), drop) in zip(op.batches, dropped) {
-            guard !drop.isEmpty else {
+            let duplicateCount = drop.reduce(0) { $0 + ($1 ? 1 : 0) }
+            guard duplicateCount > 0 else {
                 kept.append((bytes, header))
                 continue
             }
-            guard drop.count < Int(header.recordCount) else { continue }
-            var batch = try RecordBatch.decode(bytes)
-            batch.records = batch.records.enumerated().filter { !drop.contains($0.offset) }.map(\.element)
-            for position in batch.records.indices { batch.records[position].offsetDelta = Int32(position) }
-            let encoded = try batch.encoded()
+            guard let encoded = try RecordBatch.keeping(drop.map { !$0 }, of: bytes) else { continue }
             kept.append((encoded, try encoded.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }))
         }
         return .success((kept, duplicates))
@@ -275,8 +269,8 @@ struct WriteContext {
             var change = dedupChanges[topicID] ?? DedupChanges()
             var nextRunID = max(change.nextRunID, state.nextRunID)
             var runs = state.runs.filter { !change.removedRuns.contains($0.id) } + change.addedRuns
-            if let entries = dedupPending[topicID], !entries.isEmpty {
-                let sorted = entries.sorted { $0.hash < $1.hash }
+            if let pending = dedupPending[topicID], !pending.isEmpty {
+                let sorted = pending.entries.sorted { $0.hash < $1.hash }
                 let written = try DedupRuns.write(sorted, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi)
                 nextRunID += 1
                 change.addedRuns.append(written)
@@ -286,16 +280,13 @@ struct WriteContext {
             let window = catalog.topics.values.first { $0.id == topicID }?.config.dedup?.windowMs ?? DedupPolicy.defaultWindowMs
             let notBefore = UInt32(clamping: max(0, nowMs - window) / 1_000)
             while let group = Self.mergeCandidates(runs) {
-                var merged: [DedupHash: DedupEntry] = [:]
+                var sources: [[DedupEntry]] = []
                 for run in group {
-                    for entry in try DedupRuns.entries(runID: run.id, topicID: topicID, txn: txn, dbi: dbi) where entry.timeSeconds >= notBefore {
-                        // A key that expired and came back is in two runs: the newer one counts.
-                        if let held = merged[entry.hash], held.timeSeconds >= entry.timeSeconds { continue }
-                        merged[entry.hash] = entry
-                    }
+                    sources.append(try DedupRuns.entries(runID: run.id, topicID: topicID, txn: txn, dbi: dbi))
                     try DedupRuns.delete(runID: run.id, topicID: topicID, txn: txn, dbi: dbi)
                 }
-                let written = try DedupRuns.write(merged.values.sorted { $0.hash < $1.hash }, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi)
+                let merged = DedupRuns.merge(sources, notBefore: notBefore)
+                let written = try DedupRuns.write(merged, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi)
                 nextRunID += 1
                 let ids = Set(group.map(\.id))
                 change.removedRuns.formUnion(ids)
@@ -311,8 +302,7 @@ struct WriteContext {
             try txn.put(dbi, DedupKeys.stats(topicID), counters.bytes)
         }
         dedupPending = [:]
-        dedupPendingIndex = [:]
-        dedupHeaders = [:]
+        dedupViews = [:]
     }
 
     /// Eight runs of the smallest size class that has eight, oldest first; classes from 6

@@ -53,6 +53,8 @@ struct AppendOperation {
     /// Per batch, per record: the business key's hash (nil: the record has none) for a topic
     /// with a dedup policy; nil when not computed (then nothing is checked).
     var dedupHashes: [[DedupHash?]]?
+    /// Runs up to this id were already searched for these keys (`Storage.dedupPrecheck`).
+    var dedupCheckedThrough: UInt64 = 0
     var completion: @Sendable (Result<AppendResult, MillraceError>) -> Void
 
     var bytes: Int { batches.reduce(0) { $0 + $1.bytes.count } }

@@ -189,3 +189,43 @@ func randomBatch(_ generator: inout SeededGenerator, codec: CompressionCodec) ->
         producerId: Int64.random(in: -1...1000, using: &generator), producerEpoch: 0,
         baseSequence: Int32.random(in: -1...1000, using: &generator), records: records)
 }
+
+/// Taking records out of a batch without decoding it gives what decoding, filtering and
+/// encoding would: every mask, plain and compressed, with keys, headers and large deltas.
+@Suite struct RecordBatchKeepingTests {
+    @Test func keepingMatchesDecodeFilterEncode() throws {
+        var generator = SeededGenerator(seed: 7)
+        for codec in [CompressionCodec.none, .zstd] {
+            for count in [1, 2, 3, 70, 200] {
+                let records = (0..<count).map { index in
+                    Record(
+                        timestampDelta: Int64(index * 1_000_003), offsetDelta: Int32(index), key: index % 3 == 0 ? nil : Array("k\(index)".utf8),
+                        value: Array(String(repeating: "v", count: index % 50).utf8), headers: index % 4 == 0 ? [RecordHeader(key: "h", value: [1, 2])] : [])
+                }
+                let batch = RecordBatch(attributes: .init(codec: codec), baseTimestamp: 1_700_000_000_000, records: records)
+                var original = batch
+                original.producerId = 9
+                original.baseSequence = 4
+                let bytes = try original.encoded()
+                for _ in 0..<20 {
+                    let keep = (0..<count).map { _ in Bool.random(using: &generator) }
+                    let kept = try RecordBatch.keeping(keep, of: bytes)
+                    let expected = records.enumerated().filter { keep[$0.offset] }.map(\.element)
+                    guard let kept else {
+                        #expect(expected.isEmpty)
+                        continue
+                    }
+                    _ = try kept.withUnsafeBytes { try RecordBatch.verify($0, depth: .records) }
+                    let decoded = try RecordBatch.decode(kept)
+                    #expect(decoded.records.map(\.value) == expected.map(\.value) && decoded.records.map(\.key) == expected.map(\.key))
+                    #expect(decoded.records.map(\.headers) == expected.map(\.headers))
+                    #expect(decoded.records.map(\.timestampDelta) == expected.map(\.timestampDelta))
+                    #expect(decoded.records.map(\.offsetDelta) == (0..<expected.count).map { Int32($0) })
+                    #expect(decoded.producerId == 9 && decoded.baseSequence == 4)
+                }
+            }
+        }
+        #expect(try RecordBatch.keeping([false], of: RecordBatch(timestamp: 1, values: [[1]]).encoded()) == nil)
+        #expect(throws: MillraceError.self) { try RecordBatch.keeping([true, true], of: RecordBatch(timestamp: 1, values: [[1]]).encoded()) }
+    }
+}

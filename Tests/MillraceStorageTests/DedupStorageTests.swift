@@ -109,6 +109,6 @@ extension Storage {
             #expect(others < 300, "\(others) false positives in 10,000")
         }
         #expect(DedupHash(Array("abc".utf8)) == DedupHash(Array("abc".utf8)) && DedupHash(Array("abc".utf8)) != DedupHash(Array("abd".utf8)))
-        #expect(Set((0..<50_000).map { DedupHash(Array("\($0)".utf8)) }).count == 50_000)
+        #expect(Set((0..<20_000).map { DedupHash(Array("\($0)".utf8)) }).count == 20_000)
     }
 }

@@ -225,6 +225,16 @@ final class ServerProcess {
         process.waitUntilExit()
     }
 
+    /// Bytes the server has caused to be written to storage so far (/proc/PID/io write_bytes;
+    /// 0 where unreadable).
+    var bytesWritten: Int {
+        guard let io = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/io", encoding: .utf8) else { return 0 }
+        for line in io.split(separator: "\n") where line.hasPrefix("write_bytes:") {
+            return Int(line.split(separator: " ").last ?? "") ?? 0
+        }
+        return 0
+    }
+
     /// User + system CPU seconds the server has used so far (from /proc; 0 where unreadable).
     var cpuSeconds: Double {
         guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
