@@ -76,3 +76,173 @@ public struct JSONPointer: Sendable, Equatable {
         }
     }
 }
+
+extension JSONPointer {
+    /// As `keyHash(in:text:)`, but reading `text` only as far as the value it names: members
+    /// before it are skipped without being parsed, and nothing after it is read. For a record
+    /// no schema checks (so nothing else parses it). Text that is not JSON where it is read
+    /// gives nil, never a trap.
+    public func keyHash(scanning text: UnsafeBufferPointer<UInt8>) -> DedupHash? {
+        var scanner = PointerScanner(text: text)
+        guard let (start, end, kind) = scanner.find(tokens) else { return nil }
+        switch kind {
+        case .plainString, .scalar:
+            guard end - start <= Limits.dedupKeyBytesMax else { return nil }
+            return DedupHash(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(text)[start..<end]))
+        case .escapedString:
+            // Rare: decode it with the full scanner.
+            var tape = JSONTape()
+            let quoted = UnsafeBufferPointer(rebasing: text[(start - 1)...end])
+            guard (try? tape.index(quoted, depthMax: 1)) != nil else { return nil }
+            return DedupHash(Array(tape.withView(over: quoted) { $0.string(at: 0) }.utf8))
+        }
+    }
+}
+
+/// Walks JSON text only as far as a pointer's value.
+struct PointerScanner {
+    enum ValueKind { case plainString, escapedString, scalar }
+
+    let text: UnsafeBufferPointer<UInt8>
+    var position = 0
+
+    init(text: UnsafeBufferPointer<UInt8>) { self.text = text }
+
+    mutating func find(_ tokens: [[UInt8]]) -> (Int, Int, ValueKind)? {
+        skipSpace()
+        for token in tokens {
+            guard position < text.count else { return nil }
+            switch text[position] {
+            case UInt8(ascii: "{"):
+                guard enterMember(token) else { return nil }
+            case UInt8(ascii: "["):
+                guard enterItem(token) else { return nil }
+            default:
+                return nil
+            }
+        }
+        guard position < text.count else { return nil }
+        switch text[position] {
+        case UInt8(ascii: "\""):
+            let start = position + 1
+            guard let (end, escaped) = skipString() else { return nil }
+            return (start, end - 1, escaped ? .escapedString : .plainString)
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "t"), UInt8(ascii: "f"):
+            let start = position
+            while position < text.count, !Self.ends(text[position]) { position += 1 }
+            return position > start ? (start, position, .scalar) : nil
+        default:
+            return nil
+        }
+    }
+
+    /// Inside an object, moves to the value of member `name` (the first of that name).
+    private mutating func enterMember(_ name: [UInt8]) -> Bool {
+        position += 1
+        while true {
+            skipSpace()
+            guard position < text.count, text[position] == UInt8(ascii: "\"") else { return false }
+            let keyStart = position + 1
+            guard let (keyEnd, escaped) = skipString() else { return false }
+            skipSpace()
+            guard position < text.count, text[position] == UInt8(ascii: ":") else { return false }
+            position += 1
+            skipSpace()
+            let matches: Bool
+            if escaped {
+                var tape = JSONTape()
+                let quoted = UnsafeBufferPointer(rebasing: text[(keyStart - 1)..<keyEnd])
+                matches = (try? tape.index(quoted, depthMax: 1)) != nil && Array(tape.withView(over: quoted) { $0.string(at: 0) }.utf8) == name
+            } else {
+                matches = keyEnd - 1 - keyStart == name.count && name.withUnsafeBufferPointer { wanted in
+                    (0..<name.count).allSatisfy { text[keyStart + $0] == wanted[$0] }
+                }
+            }
+            if matches { return true }
+            guard skipValue() else { return false }
+            skipSpace()
+            guard position < text.count, text[position] == UInt8(ascii: ",") else { return false }
+            position += 1
+        }
+    }
+
+    /// Inside an array, moves to item `token` (decimal).
+    private mutating func enterItem(_ token: [UInt8]) -> Bool {
+        guard !token.isEmpty, token.count <= 9, token.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), token.count == 1 || token[0] != 0x30 else { return false }
+        let wanted = token.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        position += 1
+        for _ in 0..<wanted {
+            skipSpace()
+            guard skipValue() else { return false }
+            skipSpace()
+            guard position < text.count, text[position] == UInt8(ascii: ",") else { return false }
+            position += 1
+        }
+        skipSpace()
+        return position < text.count && text[position] != UInt8(ascii: "]")
+    }
+
+    /// Past a string starting at its quote: where it ended (after the closing quote), and
+    /// whether it holds an escape.
+    private mutating func skipString() -> (Int, Bool)? {
+        position += 1
+        var escaped = false
+        while position < text.count {
+            switch text[position] {
+            case UInt8(ascii: "\""):
+                position += 1
+                return (position, escaped)
+            case UInt8(ascii: "\\"):
+                escaped = true
+                position += 2
+            default:
+                position += 1
+            }
+        }
+        return nil
+    }
+
+    /// Past one value of any kind (containers by depth, strings read so that brackets in them
+    /// do not count).
+    private mutating func skipValue() -> Bool {
+        guard position < text.count else { return false }
+        switch text[position] {
+        case UInt8(ascii: "\""):
+            return skipString() != nil
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            while position < text.count {
+                switch text[position] {
+                case UInt8(ascii: "\""):
+                    guard skipString() != nil else { return false }
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 {
+                        position += 1
+                        return true
+                    }
+                default:
+                    break
+                }
+                position += 1
+            }
+            return false
+        default:
+            let start = position
+            while position < text.count, !Self.ends(text[position]) { position += 1 }
+            return position > start
+        }
+    }
+
+    private mutating func skipSpace() {
+        while position < text.count, text[position] == 0x20 || text[position] == 0x0A || text[position] == 0x0D || text[position] == 0x09 { position += 1 }
+    }
+
+    private static func ends(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: ",") || byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") || byte == 0x20 || byte == 0x0A || byte == 0x0D
+            || byte == 0x09
+    }
+}

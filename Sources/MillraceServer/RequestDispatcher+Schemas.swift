@@ -114,10 +114,8 @@ extension RequestDispatcher {
                         case .json:
                             guard let pointer, let value = view.value else { return hashes.append(nil) }
                             let text = value.assumingMemoryBound(to: UInt8.self)
-                            if !indexed {
-                                guard (try? tape.index(text, depthMax: Limits.jsonDepthMax)) != nil else { return hashes.append(nil) }
-                            }
-                            hashes.append(pointer.keyHash(in: tape, text: text))
+                            // The schema's parse when there was one; else read only as far as the key.
+                            hashes.append(indexed ? pointer.keyHash(in: tape, text: text) : pointer.keyHash(scanning: text))
                         }
                     }
                     inspection.hashes?.append(hashes)

@@ -145,7 +145,7 @@ struct DedupRunHeader {
     static let version: UInt8 = 1
     static let fixedBytes = 1 + 4 + 4 + 4 + 4 + 4
     /// Entries per chunk (a chunk is one LMDB value of up to 128 KiB).
-    static let chunkEntries = 4_096
+    static let chunkEntries = 60
 
     var count: Int
     var minTime: UInt32

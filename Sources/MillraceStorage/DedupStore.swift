@@ -156,9 +156,10 @@ final class DedupStore: @unchecked Sendable {
     func find(
         _ hash: DedupHash, topicID: UInt32, notBefore: UInt32, after: UInt64, txn: LMDBTransaction, dbi: MDB_dbi, views: inout [RunView]?
     ) throws -> DedupEntry? {
-        guard let state = topics[topicID], let newest = state.runs.last, newest.id > after,
-            BlockedBloom.mayContain(hash, in: UnsafeRawBufferPointer(state.filter))
-        else { return nil }
+        guard let state = topics[topicID], let newest = state.runs.last, newest.id > after else { return nil }
+        // After a look-up on the lane only the few newest runs are left: their own filters
+        // answer; otherwise the topic's filter first.
+        if after == 0, !BlockedBloom.mayContain(hash, in: UnsafeRawBufferPointer(state.filter)) { return nil }
         if views == nil { views = try Self.views(state.runs, topicID: topicID, txn: txn, dbi: dbi) ?? [] }
         return try Self.search(hash, in: views ?? [], after: after, notBefore: notBefore, topicID: topicID, txn: txn, dbi: dbi)
     }
