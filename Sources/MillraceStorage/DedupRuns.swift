@@ -85,11 +85,20 @@ enum BlockedBloom {
     }
 }
 
-/// Keys of the `dedup` database: all of a topic's entries share its id as a prefix.
+/// The two databases of duplicate detection: run headers and counters (`dedup`, keys
+/// prefixed by topic id), and run chunks (`dedupchunks`, keyed by run id then chunk: run ids
+/// are unique across topics and only grow, so every chunk is appended at the end).
+struct DedupDatabases {
+    let runs: MDB_dbi
+    let chunks: MDB_dbi
+}
+
+/// Keys of the dedup databases.
 enum DedupKeys {
     static let runTag: UInt8 = 0x52  // R: run header
-    static let chunkTag: UInt8 = 0x43  // C: run chunk
     static let statsTag: UInt8 = 0x53  // S: counters
+    /// The next run id, under topic id 0 (no topic has it).
+    static let nextRun: [UInt8] = [0, 0, 0, 0, 0x4E]
 
     static func topic(_ topicID: UInt32) -> [UInt8] { Keys.topicPrefix(topicID) }
 
@@ -103,17 +112,15 @@ enum DedupKeys {
         return writer.bytes
     }
 
-    static func chunkPrefix(_ topicID: UInt32, _ runID: UInt64) -> [UInt8] {
-        var writer = ByteWriter(capacity: 13)
-        writer.writeInteger(topicID)
-        writer.writeInteger(chunkTag)
+    static func chunkPrefix(_ runID: UInt64) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8)
         writer.writeInteger(runID)
         return writer.bytes
     }
 
-    static func chunk(_ topicID: UInt32, _ runID: UInt64, _ chunk: UInt32) -> [UInt8] {
-        var writer = ByteWriter(capacity: 17)
-        writer.writeBytes(chunkPrefix(topicID, runID))
+    static func chunk(_ runID: UInt64, _ chunk: UInt32) -> [UInt8] {
+        var writer = ByteWriter(capacity: 12)
+        writer.writeInteger(runID)
         writer.writeInteger(chunk)
         return writer.bytes
     }
@@ -186,7 +193,7 @@ struct DedupRunHeader {
 
 enum DedupRuns {
     /// Writes `entries` (sorted by hash, no repeats) as run `runID` of the topic.
-    static func write(_ entries: [DedupEntry], runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: MDB_dbi) throws -> DedupRunMeta {
+    static func write(_ entries: [DedupEntry], runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: DedupDatabases) throws -> DedupRunMeta {
         let chunkCount = (entries.count + DedupRunHeader.chunkEntries - 1) / DedupRunHeader.chunkEntries
         let filterBytes = BlockedBloom.bytes(forKeys: entries.count)
         var minTime = UInt32.max
@@ -197,13 +204,13 @@ enum DedupRuns {
         }
         for chunk in 0..<chunkCount {
             let slice = entries[(chunk * DedupRunHeader.chunkEntries)..<min(entries.count, (chunk + 1) * DedupRunHeader.chunkEntries)]
-            let key = DedupKeys.chunk(topicID, runID, UInt32(chunk))
-            let value = try key.withUnsafeBytes { try txn.reserve(dbi, $0, count: slice.count * DedupEntry.size) }
+            let key = DedupKeys.chunk(runID, UInt32(chunk))
+            let value = try key.withUnsafeBytes { try txn.reserve(dbi.chunks, $0, count: slice.count * DedupEntry.size, flags: MDB_APPEND) }
             guard let base = value.baseAddress else { continue }
             for (position, entry) in slice.enumerated() { entry.write(to: base + position * DedupEntry.size) }
         }
         let headerBytes = DedupRunHeader.fixedBytes + chunkCount * 16 + filterBytes
-        let header = try DedupKeys.run(topicID, runID).withUnsafeBytes { try txn.reserve(dbi, $0, count: headerBytes) }
+        let header = try DedupKeys.run(topicID, runID).withUnsafeBytes { try txn.reserve(dbi.runs, $0, count: headerBytes) }
         guard let base = header.baseAddress else { throw MillraceError(.storageError, "LMDB reserved no room for a dedup run header") }
         header.initializeMemory(as: UInt8.self, repeating: 0)
         var writer = ByteWriter(capacity: DedupRunHeader.fixedBytes)
@@ -225,9 +232,9 @@ enum DedupRuns {
     }
 
     /// The entry for `hash` in a run, if the run holds it.
-    static func find(_ hash: DedupHash, header: DedupRunHeader, runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: MDB_dbi) throws -> DedupEntry? {
+    static func find(_ hash: DedupHash, header: DedupRunHeader, runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: DedupDatabases) throws -> DedupEntry? {
         guard BlockedBloom.mayContain(hash, in: header.filter), let chunk = header.chunk(for: hash) else { return nil }
-        guard let value = try txn.get(dbi, DedupKeys.chunk(topicID, runID, UInt32(chunk))), let base = value.baseAddress else { return nil }
+        guard let value = try txn.get(dbi.chunks, DedupKeys.chunk(runID, UInt32(chunk))), let base = value.baseAddress else { return nil }
         var low = 0
         var high = value.count / DedupEntry.size
         while low < high {
@@ -240,9 +247,9 @@ enum DedupRuns {
     }
 
     /// Every entry of a run, in hash order.
-    static func entries(runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: MDB_dbi) throws -> [DedupEntry] {
-        let prefix = DedupKeys.chunkPrefix(topicID, runID)
-        let cursor = try LMDBCursor(txn, dbi)
+    static func entries(runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: DedupDatabases) throws -> [DedupEntry] {
+        let prefix = DedupKeys.chunkPrefix(runID)
+        let cursor = try LMDBCursor(txn, dbi.chunks)
         defer { cursor.close() }
         var entries: [DedupEntry] = []
         var current = try cursor.get(MDB_SET_RANGE, key: prefix)
@@ -254,10 +261,10 @@ enum DedupRuns {
     }
 
     /// Deletes a run's header and chunks.
-    static func delete(runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: MDB_dbi) throws {
-        try txn.delete(dbi, DedupKeys.run(topicID, runID))
-        let prefix = DedupKeys.chunkPrefix(topicID, runID)
-        let cursor = try LMDBCursor(txn, dbi)
+    static func delete(runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: DedupDatabases) throws {
+        try txn.delete(dbi.runs, DedupKeys.run(topicID, runID))
+        let prefix = DedupKeys.chunkPrefix(runID)
+        let cursor = try LMDBCursor(txn, dbi.chunks)
         defer { cursor.close() }
         while let entry = try cursor.get(MDB_SET_RANGE, key: prefix), Keys.hasPrefix(entry.key, prefix) { try cursor.delete() }
     }

@@ -8,7 +8,6 @@ final class DedupTopicState {
     var runs: [DedupRunMeta] = []
     let filter: UnsafeMutableRawBufferPointer
     var duplicatesTotal: UInt64 = 0
-    var nextRunID: UInt64 = 1
     /// Duplicates caught per minute, the last few minutes (for a recent rate).
     var recent: [(minute: Int64, count: Int)] = []
 
@@ -30,7 +29,6 @@ struct DedupChanges {
     var removedRuns: Set<UInt64> = []
     var newHashes: [DedupHash] = []
     var duplicates = 0
-    var nextRunID: UInt64 = 0
     /// Set when runs were deleted: the filter rebuilt from every key still held.
     var rebuiltFilter: [UInt8]?
 }
@@ -66,45 +64,55 @@ final class DedupStore: @unchecked Sendable {
     let filterBytes: Int
     private let lock = ConditionLock()
     private var topics: [UInt32: DedupTopicState] = [:]
+    /// Run ids are unique across topics and only grow (chunks are appended in id order).
+    private(set) var nextRunID: UInt64 = 1
 
     init(filterBytes: Int) { self.filterBytes = filterBytes }
 
     /// Reads every run header and counter, and fills each topic's filter from its runs' keys.
-    func load(txn: LMDBTransaction, dbi: MDB_dbi) throws {
-        let cursor = try LMDBCursor(txn, dbi)
+    func load(txn: LMDBTransaction, dbi: DedupDatabases) throws {
+        var runTopics: [UInt64: DedupTopicState] = [:]
+        let cursor = try LMDBCursor(txn, dbi.runs)
         defer { cursor.close() }
         var entry = try cursor.get(MDB_FIRST)
         while let current = entry {
-            guard current.key.count >= 5 else {
-                entry = try cursor.get(MDB_NEXT)
-                continue
-            }
             var reader = ByteReader(current.key)
             let topicID: UInt32 = try reader.readInteger("dedup topic")
             let tag: UInt8 = try reader.readInteger("dedup tag")
-            let state = lock.withLock { topicState(topicID) }
             switch tag {
+            case DedupKeys.nextRun[4] where topicID == 0:
+                var value = ByteReader(current.value)
+                nextRunID = max(nextRunID, try value.readInteger("dedup next run"))
             case DedupKeys.runTag:
+                let state = lock.withLock { topicState(topicID) }
                 let runID: UInt64 = try reader.readInteger("dedup run id")
                 let header = try DedupRunHeader(parsing: current.value)
                 state.runs.append(DedupRunMeta(id: runID, count: header.count, minTime: header.minTime, maxTime: header.maxTime))
-                state.nextRunID = max(state.nextRunID, runID + 1)
-            case DedupKeys.chunkTag:
-                if let base = current.value.baseAddress {
-                    for position in 0..<(current.value.count / DedupEntry.size) {
-                        BlockedBloom.insert(DedupEntry.hash(at: base + position * DedupEntry.size), into: state.filter)
-                    }
-                }
+                runTopics[runID] = state
+                nextRunID = max(nextRunID, runID + 1)
             case DedupKeys.statsTag:
+                let state = lock.withLock { topicState(topicID) }
                 var value = ByteReader(current.value)
                 state.duplicatesTotal = try value.readInteger("dedup duplicates")
-                state.nextRunID = max(state.nextRunID, try value.readInteger("dedup next run"))
             default:
                 break
             }
             entry = try cursor.get(MDB_NEXT)
         }
         for state in topics.values { state.runs.sort { $0.id < $1.id } }
+        let chunks = try LMDBCursor(txn, dbi.chunks)
+        defer { chunks.close() }
+        var chunk = try chunks.get(MDB_FIRST)
+        while let current = chunk {
+            var reader = ByteReader(current.key)
+            let runID: UInt64 = try reader.readInteger("dedup chunk run")
+            if let state = runTopics[runID], let base = current.value.baseAddress {
+                for position in 0..<(current.value.count / DedupEntry.size) {
+                    BlockedBloom.insert(DedupEntry.hash(at: base + position * DedupEntry.size), into: state.filter)
+                }
+            }
+            chunk = try chunks.get(MDB_NEXT)
+        }
     }
 
     /// The topic's state, made on first use (writer thread; inside `apply` the lock is held).
@@ -127,17 +135,17 @@ final class DedupStore: @unchecked Sendable {
     /// The topic's runs, largest first (a key is most likely in the largest run, and is in
     /// one run only, unless it expired and came back), headers read in `txn`; nil if a run is
     /// missing there (merged or expired after the list was taken).
-    static func views(_ runs: [DedupRunMeta], topicID: UInt32, txn: LMDBTransaction, dbi: MDB_dbi) throws -> [RunView]? {
+    static func views(_ runs: [DedupRunMeta], topicID: UInt32, txn: LMDBTransaction, dbi: DedupDatabases) throws -> [RunView]? {
         var views: [RunView] = []
         views.reserveCapacity(runs.count)
         for run in runs.sorted(by: { $0.count > $1.count }) {
-            guard let bytes = try txn.get(dbi, DedupKeys.run(topicID, run.id)) else { return nil }
+            guard let bytes = try txn.get(dbi.runs, DedupKeys.run(topicID, run.id)) else { return nil }
             views.append(RunView(id: run.id, maxTime: run.maxTime, header: try DedupRunHeader(parsing: bytes)))
         }
         return views
     }
 
-    static func search(_ hash: DedupHash, in views: [RunView], after: UInt64, notBefore: UInt32, topicID: UInt32, txn: LMDBTransaction, dbi: MDB_dbi) throws
+    static func search(_ hash: DedupHash, in views: [RunView], after: UInt64, notBefore: UInt32, topicID: UInt32, txn: LMDBTransaction, dbi: DedupDatabases) throws
         -> DedupEntry?
     {
         for view in views {
@@ -154,7 +162,7 @@ final class DedupStore: @unchecked Sendable {
     /// (`notBefore`, seconds), in runs newer than `after` (those up to it were searched before
     /// the append reached the writer). `views` caches the runs for the transaction.
     func find(
-        _ hash: DedupHash, topicID: UInt32, notBefore: UInt32, after: UInt64, txn: LMDBTransaction, dbi: MDB_dbi, views: inout [RunView]?
+        _ hash: DedupHash, topicID: UInt32, notBefore: UInt32, after: UInt64, txn: LMDBTransaction, dbi: DedupDatabases, views: inout [RunView]?
     ) throws -> DedupEntry? {
         guard let state = topics[topicID], let newest = state.runs.last, newest.id > after else { return nil }
         // After a look-up on the lane only the few newest runs are left: their own filters
@@ -168,7 +176,7 @@ final class DedupStore: @unchecked Sendable {
     /// as of now, and the newest run searched (the writer then searches only newer ones, and
     /// this transaction's keys). `read` opens a read transaction after the run list is taken.
     func precheck(
-        _ hashes: [[DedupHash?]], topicID: UInt32, notBefore: UInt32, dbi: MDB_dbi,
+        _ hashes: [[DedupHash?]], topicID: UInt32, notBefore: UInt32, dbi: DedupDatabases,
         read: ((LMDBTransaction) throws -> ([[DedupEntry?]], UInt64)) throws -> ([[DedupEntry?]], UInt64)
     ) throws -> (originals: [[DedupEntry?]], checkedThrough: UInt64) {
         let nothing = hashes.map { [DedupEntry?](repeating: nil, count: $0.count) }
@@ -194,14 +202,14 @@ final class DedupStore: @unchecked Sendable {
     }
 
     /// Applies a committed transaction's changes.
-    func apply(_ changes: [UInt32: DedupChanges], nowMs: Int64) {
+    func apply(_ changes: [UInt32: DedupChanges], nextRunID: UInt64, nowMs: Int64) {
         lock.withLock {
+            self.nextRunID = max(self.nextRunID, nextRunID)
             for (topicID, change) in changes {
                 let state = topicState(topicID)
                 state.runs.removeAll { change.removedRuns.contains($0.id) }
                 state.runs.append(contentsOf: change.addedRuns)
                 state.runs.sort { $0.id < $1.id }
-                state.nextRunID = max(state.nextRunID, change.nextRunID)
                 if let rebuilt = change.rebuiltFilter, rebuilt.count == state.filter.count {
                     rebuilt.withUnsafeBytes { state.filter.copyMemory(from: $0) }
                 }

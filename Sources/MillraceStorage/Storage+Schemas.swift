@@ -201,7 +201,10 @@ extension Writer {
         let forget = op.dedup.map { $0 == nil } ?? false
         let result = withTransaction { context -> TopicInfo in
             try context.txn.put(databases.topics, Array(op.topic.utf8), updated.encoded())
-            if forget, let dbi = databases.dedup { try deleteAll(context.txn, dbi, prefix: DedupKeys.topic(updated.id)) }
+            if forget, let dbi = databases.dedup {
+                for run in dedup.existingState(updated.id)?.runs ?? [] { try DedupRuns.delete(runID: run.id, topicID: updated.id, txn: context.txn, dbi: dbi) }
+                try deleteAll(context.txn, dbi.runs, prefix: DedupKeys.topic(updated.id))
+            }
             return updated
         }
         if case .success(let stored) = result {

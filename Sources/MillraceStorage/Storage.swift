@@ -272,7 +272,7 @@ public final class Storage: @unchecked Sendable {
 
     /// The bytes on disk of every topic's dedup runs and counters (LMDB pages).
     public func dedupDiskBytes() throws -> Int {
-        try withReadTransaction { txn, _ in try databases.dedup.map { try txn.pageBytes($0) } ?? 0 }
+        try withReadTransaction { txn, _ in try databases.dedup.map { try txn.pageBytes($0.runs) + txn.pageBytes($0.chunks) } ?? 0 }
     }
 
     /// Whether the topic holds `key` (inside its window), and where its first record is.
@@ -287,7 +287,7 @@ public final class Storage: @unchecked Sendable {
             guard let dbi = databases.dedup else { return nil }
             // Newest run first: the run headers in key order are oldest first.
             let prefix = DedupKeys.runPrefix(info.id)
-            let cursor = try LMDBCursor(txn, dbi)
+            let cursor = try LMDBCursor(txn, dbi.runs)
             defer { cursor.close() }
             var runs: [(UInt64, DedupRunHeader)] = []
             var entry = try cursor.get(MDB_SET_RANGE, key: prefix)

@@ -17,8 +17,8 @@ struct SystemDatabases {
     /// partition) → `ProducerPartitionState`. See `Keys.producer`. Nil only in a read-only
     /// open of a directory written before producers existed.
     var producers: MDB_dbi?
-    /// Business-key dedup runs and counters, per topic id. See `DedupKeys`.
-    var dedup: MDB_dbi?
+    /// Business-key dedup: run headers and counters per topic id, and run chunks. See `DedupKeys`.
+    var dedup: DedupDatabases?
 
     static let formatKey = Array("format".utf8)
     static let nextTopicIDKey = Array("next_topic_id".utf8)
@@ -35,12 +35,15 @@ struct SystemDatabases {
             let offsets = try txn.openDatabase("offsets", create: create)
         else { return nil }
         let producers = try txn.openDatabase("producers", create: create || writable)
-        let dedup = try txn.openDatabase("dedup", create: create || writable)
+        var dedup: DedupDatabases?
+        if let runs = try txn.openDatabase("dedup", create: create || writable), let chunks = try txn.openDatabase("dedupchunks", create: create || writable) {
+            dedup = DedupDatabases(runs: runs, chunks: chunks)
+        }
         return SystemDatabases(
             meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers, dedup: dedup)
     }
 
-    func requireDedup() throws -> MDB_dbi {
+    func requireDedup() throws -> DedupDatabases {
         guard let dedup else { throw MillraceError(.storageError, "the dedup database is missing (storage opened read-only)") }
         return dedup
     }

@@ -31,6 +31,8 @@ struct WriteContext {
     private var dedupPending: [UInt32: DedupPendingKeys] = [:]
     private var dedupViews: [UInt32: [DedupStore.RunView]?] = [:]
     private(set) var dedupChanges: [UInt32: DedupChanges] = [:]
+    /// The next run id after this transaction's runs (0: none written).
+    private(set) var dedupNextRunID: UInt64 = 0
 
     init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64, dedup: DedupStore? = nil) {
         self.txn = txn
@@ -267,7 +269,7 @@ struct WriteContext {
         for topicID in Set(dedupPending.keys).union(dedupChanges.keys) {
             let state = store.topicState(topicID)
             var change = dedupChanges[topicID] ?? DedupChanges()
-            var nextRunID = max(change.nextRunID, state.nextRunID)
+            var nextRunID = max(dedupNextRunID, store.nextRunID)
             var runs = state.runs.filter { !change.removedRuns.contains($0.id) } + change.addedRuns
             if let pending = dedupPending[topicID], !pending.isEmpty {
                 let sorted = pending.entries.sorted { $0.hash < $1.hash }
@@ -294,12 +296,16 @@ struct WriteContext {
                 change.addedRuns.append(written)
                 runs = runs.filter { !ids.contains($0.id) } + [written]
             }
-            change.nextRunID = nextRunID
+            dedupNextRunID = nextRunID
             dedupChanges[topicID] = change
-            var counters = ByteWriter(capacity: 16)
+            var counters = ByteWriter(capacity: 8)
             counters.writeInteger(state.duplicatesTotal + UInt64(change.duplicates))
-            counters.writeInteger(nextRunID)
-            try txn.put(dbi, DedupKeys.stats(topicID), counters.bytes)
+            try txn.put(dbi.runs, DedupKeys.stats(topicID), counters.bytes)
+        }
+        if dedupNextRunID > 0 {
+            var next = ByteWriter(capacity: 8)
+            next.writeInteger(dedupNextRunID)
+            try txn.put(dbi.runs, DedupKeys.nextRun, next.bytes)
         }
         dedupPending = [:]
         dedupViews = [:]

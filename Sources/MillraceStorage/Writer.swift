@@ -455,7 +455,7 @@ final class Writer: @unchecked Sendable {
                 statistics.withLock { $0.failedTransactions += 1 }
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
-            if !context.dedupChanges.isEmpty { dedup.apply(context.dedupChanges, nowMs: context.nowMs) }
+            if !context.dedupChanges.isEmpty { dedup.apply(context.dedupChanges, nextRunID: context.dedupNextRunID, nowMs: context.nowMs) }
             let finished = monotonicNanoseconds()
             statistics.withLock {
                 $0.transactions += 1
@@ -545,7 +545,10 @@ final class Writer: @unchecked Sendable {
                 try deleteAll(context.txn, databases.partitions, prefix: Keys.topicPrefix(info.id))
                 try deleteAll(context.txn, databases.timeIndex, prefix: Keys.topicPrefix(info.id))
                 try deleteAll(context.txn, databases.meta, prefix: Keys.schemaPrefix(info.id))
-                if let dbi = databases.dedup { try deleteAll(context.txn, dbi, prefix: DedupKeys.topic(info.id)) }
+                if let dbi = databases.dedup {
+                    for run in dedup.existingState(info.id)?.runs ?? [] { try DedupRuns.delete(runID: run.id, topicID: info.id, txn: context.txn, dbi: dbi) }
+                    try deleteAll(context.txn, dbi.runs, prefix: DedupKeys.topic(info.id))
+                }
                 try context.txn.delete(databases.topics, Array(op.name.utf8))
                 try deleteCommittedOffsets(context.txn, topic: op.name)
             }
