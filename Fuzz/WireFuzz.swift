@@ -48,8 +48,24 @@ public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         _ = schema.accepts(everythingAcceptedBy: fuzzSchema)
     }
     _ = fuzzSchema.validate(json: Array(bytes), limit: 5)
+    // The input as a record whose dedup key is read at a pointer, scanned and parsed; and as
+    // a batch records are taken out of.
+    Array(bytes).withUnsafeBufferPointer { text in
+        for pointer in fuzzPointers {
+            let scanned = pointer.keyHash(scanning: text)
+            var tape = JSONTape()
+            if (try? tape.index(text, depthMax: 64)) != nil, text.allSatisfy({ $0 < 0x80 }), pointer.keyHash(in: tape, text: text) != scanned {
+                fatalError("the scanned and the parsed dedup key differ")
+            }
+        }
+    }
+    if let header = try? Array(bytes).withUnsafeBytes({ try RecordBatch.verify($0) }), header.recordCount < 10_000 {
+        _ = try? RecordBatch.keeping((0..<Int(header.recordCount)).map { $0 % 3 != 1 }, of: Array(bytes))
+    }
     return 0
 }
+
+let fuzzPointers = ["/a", "/a/0", "/a/2/b", "/c", ""].compactMap { try? JSONPointer($0) }
 
 /// A schema using every supported keyword, for records the fuzzer makes up.
 let fuzzSchema = try! Schema(

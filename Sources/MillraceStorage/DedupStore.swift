@@ -214,19 +214,27 @@ final class DedupStore: @unchecked Sendable {
                     rebuilt.withUnsafeBytes { state.filter.copyMemory(from: $0) }
                 }
                 for hash in change.newHashes { BlockedBloom.insert(hash, into: state.filter) }
-                if change.duplicates > 0 {
-                    state.duplicatesTotal += UInt64(change.duplicates)
-                    let minute = nowMs / 60_000
-                    if state.recent.last?.minute == minute { state.recent[state.recent.count - 1].count += change.duplicates } else {
-                        state.recent.append((minute, change.duplicates))
-                    }
-                    state.recent.removeAll { $0.minute <= minute - 5 }
-                }
+                if change.duplicates > 0 { Self.count(change.duplicates, in: state, nowMs: nowMs) }
             }
         }
     }
 
     func forget(_ topicID: UInt32) { lock.withLock { topics[topicID] = nil } }
+
+    /// Duplicates caught before the writer (on a validation lane): counted at once.
+    func countDuplicates(_ count: Int, topicID: UInt32, nowMs: Int64) {
+        guard count > 0 else { return }
+        lock.withLock { Self.count(count, in: topicState(topicID), nowMs: nowMs) }
+    }
+
+    private static func count(_ count: Int, in state: DedupTopicState, nowMs: Int64) {
+        state.duplicatesTotal += UInt64(count)
+        let minute = nowMs / 60_000
+        if state.recent.last?.minute == minute { state.recent[state.recent.count - 1].count += count } else { state.recent.append((minute, count)) }
+        state.recent.removeAll { $0.minute <= minute - 5 }
+    }
+
+    func duplicatesTotal(_ topicID: UInt32) -> UInt64 { lock.withLock { topics[topicID]?.duplicatesTotal ?? 0 } }
 
     func status(_ topicID: UInt32, policy: DedupPolicy, nowMs: Int64) -> DedupStatus {
         lock.withLock {

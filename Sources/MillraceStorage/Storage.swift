@@ -264,6 +264,7 @@ public final class Storage: @unchecked Sendable {
         let (originals, through) = try dedup.precheck(hashes, topicID: info.id, notBefore: notBefore, dbi: dbi) { search in
             try withReadTransaction { txn, _ in try search(txn) }
         }
+        dedup.countDuplicates(originals.reduce(0) { $0 + $1.reduce(0) { $0 + ($1 == nil ? 0 : 1) } }, topicID: info.id, nowMs: clock.nowMilliseconds())
         return DedupPrecheck(
             originals: originals.map { batch in
                 batch.map { $0.map { DedupHit(partition: $0.partition, offset: $0.offset, firstSeenMs: Int64($0.timeSeconds) * 1_000) } }

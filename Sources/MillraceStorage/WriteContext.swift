@@ -299,7 +299,7 @@ struct WriteContext {
             dedupNextRunID = nextRunID
             dedupChanges[topicID] = change
             var counters = ByteWriter(capacity: 8)
-            counters.writeInteger(state.duplicatesTotal + UInt64(change.duplicates))
+            counters.writeInteger(store.duplicatesTotal(topicID) + UInt64(change.duplicates))
             try txn.put(dbi.runs, DedupKeys.stats(topicID), counters.bytes)
         }
         if dedupNextRunID > 0 {

@@ -99,6 +99,46 @@ import Testing
         broker.stop(signal: SIGTERM)
     }
 
+    /// Duplicate detection under a `kill -9`: a stream where many records repeat earlier keys,
+    /// the broker killed twice mid-stream. Every record is answered (stored or duplicate), and
+    /// each key is stored exactly once.
+    @Test func dedupHoldsAcrossKills() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-dedup-kill-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try Broker(directory: directory)
+        let client = MillraceClient(host: "127.0.0.1", port: broker.port)
+        try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 4))
+        try await client.setDedupPolicy(topic: "confirmations", key: "json:/event_id")
+        var configuration = Producer.Configuration()
+        configuration.lingerMs = 1
+        configuration.batchBytesMax = 4 << 10
+        let producer = Producer(client: client, configuration: configuration)
+        var generator = SeededGenerator(seed: 3)
+        let ids = (0..<20_000).map { _ in Int.random(in: 0..<12_000, using: &generator) }
+        let answered = NIOLockedValueBox(0)
+        let failures = NIOLockedValueBox<[String]>([])
+        for (index, id) in ids.enumerated() {
+            if index == 7_000 || index == 14_000 {
+                broker.stop(signal: SIGKILL)
+                try broker.restart()
+            }
+            try await producer.send(topic: "confirmations", key: Array("ORDER-\(id % 31)".utf8), value: Array("{\"event_id\":\"E\(id)\"}".utf8)) { result in
+                switch result {
+                case .success, .failure(is RecordDuplicate): answered.withLockedValue { $0 += 1 }
+                case .failure(let error): failures.withLockedValue { $0.append("\(index): \(error)") }
+                }
+            }
+        }
+        try await producer.flush()
+        #expect(failures.withLockedValue { $0 }.isEmpty, "\(failures.withLockedValue { $0.prefix(3) })")
+        #expect(answered.withLockedValue { $0 } == ids.count)
+        let stored = try CLITests().millrace(["consume", "confirmations", "--broker", "127.0.0.1:\(broker.port)"]).stdout.split(separator: "\n").map(String.init)
+        #expect(stored.count == Set(ids).count, "\(stored.count - Set(stored).count) stored twice")
+        #expect(Set(stored) == Set(ids.map { "{\"event_id\":\"E\($0)\"}" }))
+        await client.close()
+        broker.stop(signal: SIGTERM)
+    }
+
     @Test func followersAndAStreamingProducerCarryOnAcrossAGracefulStopAndAKill() async throws {
         let directory = NSTemporaryDirectory() + "millrace-restart-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
