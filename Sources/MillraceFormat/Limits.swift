@@ -83,6 +83,6 @@ public enum Limits {
     public static let dedupWindowMsMax: Int64 = 30 * 24 * 3_600_000
     /// A dedup key spec (`header:NAME`, `json:/pointer`).
     public static let dedupKeySpecBytesMax = 256
-    /// A business key longer than this is not remembered: the record is refused.
+    /// A business key longer than this is not remembered: its record is appended unchecked.
     public static let dedupKeyBytesMax = 1_024
 }

@@ -135,12 +135,12 @@ struct DedupRunMeta: Equatable {
     var minTime: UInt32
     var maxTime: UInt32
 
-    /// Runs merge with others of their size class (eight of a class make one of the next).
+    /// Runs merge with others of their size class (sixteen of a class make one of the next).
     var sizeClass: Int {
         var size = max(1, count)
         var level = 0
-        while size >= 8 {
-            size /= 8
+        while size >= 16 {
+            size /= 16
             level += 1
         }
         return level

@@ -311,15 +311,25 @@ struct WriteContext {
         dedupViews = [:]
     }
 
-    /// Eight runs of the smallest size class that has eight, oldest first; classes from 6
-    /// (runs of 262,144 keys and more) are not merged, so one merge reads at most ~2 M keys.
+    /// Sixteen runs of the smallest size class that has sixteen, oldest first — fewer when
+    /// sixteen would pass `mergeKeysMax`, so one merge (inside one write transaction) reads and
+    /// writes at most ~2 M keys. Runs of that size are left as they are.
     static func mergeCandidates(_ runs: [DedupRunMeta]) -> [DedupRunMeta]? {
         let byClass = Dictionary(grouping: runs.sorted { $0.id < $1.id }, by: \.sizeClass)
-        for sizeClass in byClass.keys.sorted() where sizeClass < 6 {
-            if let group = byClass[sizeClass], group.count >= 8 { return Array(group.prefix(8)) }
+        for sizeClass in byClass.keys.sorted() {
+            guard let group = byClass[sizeClass], group.count >= 16 else { continue }
+            var chosen: [DedupRunMeta] = []
+            var keys = 0
+            for run in group.prefix(16) where keys + run.count <= mergeKeysMax {
+                chosen.append(run)
+                keys += run.count
+            }
+            if chosen.count >= 2 { return chosen }
         }
         return nil
     }
+
+    static let mergeKeysMax = 2 << 20
 
     /// Deletes runs whose newest key is older than the topic's window; the filter is then
     /// rebuilt from the keys still held. Returns how many keys went.
