@@ -221,11 +221,28 @@ final class DedupStore: @unchecked Sendable {
 
     func forget(_ topicID: UInt32) { lock.withLock { topics[topicID] = nil } }
 
-    /// Duplicates caught before the writer (on a validation lane): counted at once.
+    /// Topics whose duplicate count changed off the writer since it last wrote counters.
+    private var countsChanged: Set<UInt32> = []
+
+    /// Duplicates caught before the writer (on a validation lane): counted at once, stored
+    /// with the writer's next transaction.
     func countDuplicates(_ count: Int, topicID: UInt32, nowMs: Int64) {
         guard count > 0 else { return }
-        lock.withLock { Self.count(count, in: topicState(topicID), nowMs: nowMs) }
+        lock.withLock {
+            Self.count(count, in: topicState(topicID), nowMs: nowMs)
+            countsChanged.insert(topicID)
+        }
     }
+
+    /// The topics whose counters the writer should store now.
+    func takeChangedCounts() -> Set<UInt32> {
+        lock.withLock {
+            defer { countsChanged = [] }
+            return countsChanged
+        }
+    }
+
+    var hasChangedCounts: Bool { lock.withLock { !countsChanged.isEmpty } }
 
     private static func count(_ count: Int, in state: DedupTopicState, nowMs: Int64) {
         state.duplicatesTotal += UInt64(count)

@@ -264,9 +264,10 @@ struct WriteContext {
     /// Writes this transaction's new keys as one run per topic, merges runs that piled up,
     /// and the counters. Changes reach the writer's memory only after the commit.
     mutating func flushDedup() throws {
-        guard let store = dedup, !dedupPending.isEmpty || !dedupChanges.isEmpty else { return }
+        guard let store = dedup, !dedupPending.isEmpty || !dedupChanges.isEmpty || store.hasChangedCounts else { return }
         let dbi = try databases.requireDedup()
-        for topicID in Set(dedupPending.keys).union(dedupChanges.keys) {
+        let counted = store.takeChangedCounts().filter { id in catalog.topics.values.contains { $0.id == id } }
+        for topicID in Set(dedupPending.keys).union(dedupChanges.keys).union(counted) {
             let state = store.topicState(topicID)
             var change = dedupChanges[topicID] ?? DedupChanges()
             var nextRunID = max(dedupNextRunID, store.nextRunID)
