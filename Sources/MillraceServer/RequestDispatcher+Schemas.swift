@@ -368,8 +368,9 @@ extension RequestDispatcher {
                 switch result {
                 case .success(let appended):
                     let late = appended.duplicates.map { duplicate in
-                        RecordOutcome(
-                            index: prepared.keptIndex[duplicate.batch][duplicate.record], kind: .duplicate, offset: duplicate.offset,
+                        let positions = prepared.keptIndex.indices.contains(duplicate.batch) ? prepared.keptIndex[duplicate.batch] : []
+                        return RecordOutcome(
+                            index: positions.indices.contains(duplicate.record) ? positions[duplicate.record] : -1, kind: .duplicate, offset: duplicate.offset,
                             partition: duplicate.partition, rule: "duplicate", message: "duplicate of partition \(duplicate.partition) offset \(duplicate.offset)")
                     }
                     promise.succeed(
