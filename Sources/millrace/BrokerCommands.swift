@@ -177,7 +177,10 @@ struct TopicCommand: ParsableCommand {
             ].compactMap { $0 }
             print("topic \(topic.name): \(topic.partitions.count) partitions, retention \(retention.isEmpty ? "forever" : retention.joined(separator: " or ")), compression \(codec), timestamps \(stamp)")
             if let dedup {
-                let oldest = dedup.oldestKeyMs >= 0 ? ", oldest first seen \(JSONText.isoTime(milliseconds: dedup.oldestKeyMs))" : ""
+                let nowMs = Int64(Date().timeIntervalSince1970 * 1_000)
+                let oldest =
+                    dedup.oldestKeyMs >= 0
+                    ? ", the oldest \(Durations.age(nowMs - dedup.oldestKeyMs)) old (first seen \(JSONText.isoTime(milliseconds: dedup.oldestKeyMs)))" : ""
                 print(
                     "dedup: by \(dedup.key) for \(Durations.describe(dedup.windowMs)); \(Output.count(dedup.keysHeld)) keys held\(oldest); \(Output.count(dedup.duplicatesTotal)) duplicates caught, \(Output.count(Int64(dedup.duplicatesRecent))) in the last 5 minutes"
                 )

@@ -90,6 +90,17 @@ enum Durations {
         return nil
     }
 
+    /// An age for people: `42s`, `17m`, `3h 5m`, `2d 4h`.
+    static func age(_ ms: Int64) -> String {
+        let seconds = max(0, ms / 1_000)
+        switch seconds {
+        case ..<60: return "\(seconds)s"
+        case ..<3_600: return "\(seconds / 60)m"
+        case ..<86_400: return "\(seconds / 3_600)h \(seconds % 3_600 / 60)m"
+        default: return "\(seconds / 86_400)d \(seconds % 86_400 / 3_600)h"
+        }
+    }
+
     static func describe(_ ms: Int64) -> String {
         for (suffix, scale) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] as [(String, Int64)] where ms >= scale && ms % scale == 0 {
             return "\(ms / scale)\(suffix)"

@@ -114,3 +114,49 @@ import Testing
         await live.stop()
     }
 }
+
+/// The same idempotent batch sent ten times at once, pipelined on one connection and on
+/// ten connections: stored once, every answer the same offset.
+@Suite(.serialized) struct RetryStormTests {
+    @Test func aRetryStormIsStoredOnce() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "storm", partitions: 1))
+        let identity = try await client.initProducer()
+        func batch(_ sequence: Int32, _ value: String) throws -> [UInt8] {
+            var batch = RecordBatch(timestamp: 1_700_000_000_000, values: [Array(value.utf8)])
+            batch.producerId = identity.producerId
+            batch.producerEpoch = identity.epoch
+            batch.baseSequence = sequence
+            return try batch.encoded()
+        }
+        func produce(_ records: [UInt8]) -> Request {
+            .produce(ProduceRequest(timeoutMs: 5_000, topics: [TopicEntries(topic: "storm", [ProducePartition(partition: 0, records: records)])], version: 2))
+        }
+        let wire = try TestClient(port: live.port)
+        let first = try batch(0, "confirmation-1")
+        for _ in 0..<10 { _ = try wire.send(produce(first)) }
+        var offsets: [Int64] = []
+        for _ in 0..<10 {
+            guard case .produce(let topics)? = try wire.receive()?.body, let entry = topics.first?.entries.first else { continue }
+            #expect(entry.errorCode == .none, "\(entry.message)")
+            offsets.append(entry.baseOffset)
+        }
+        #expect(offsets == Array(repeating: 0, count: 10))
+        let second = try batch(1, "confirmation-2")
+        let wires = try (0..<10).map { _ in try TestClient(port: live.port) }
+        for connection in wires { _ = try connection.send(produce(second)) }
+        for connection in wires {
+            guard case .produce(let topics)? = try connection.receive()?.body, let entry = topics.first?.entries.first else { continue }
+            #expect(entry.errorCode == .none && entry.baseOffset == 1)
+        }
+        #expect(try await client.describeTopic("storm").partitions[0].logEndOffset == 2)
+        // A gap is refused, nothing stored.
+        guard case .produce(let topics)? = try wire.call(produce(try batch(5, "gap"))).body, let gap = topics.first?.entries.first else { return }
+        #expect(gap.errorCode == .outOfOrderSequence && gap.message.contains("expected sequence 2"))
+        #expect(try await client.describeTopic("storm").partitions[0].logEndOffset == 2)
+        await client.close()
+        await live.stop()
+    }
+}
