@@ -181,11 +181,12 @@ struct DedupRunHeader {
 
     /// The chunk that holds `hash` if any does: the last whose first hash is not above it.
     func chunk(for hash: DedupHash) -> Int? {
+        guard let fences = fences.baseAddress else { return nil }
         var low = 0
         var high = chunkCount
         while low < high {
             let middle = (low + high) / 2
-            if DedupEntry.hash(at: fences.baseAddress! + middle * 16) <= hash { low = middle + 1 } else { high = middle }
+            if DedupEntry.hash(at: fences + middle * 16) <= hash { low = middle + 1 } else { high = middle }
         }
         return low == 0 ? nil : low - 1
     }
@@ -220,7 +221,7 @@ enum DedupRuns {
         writer.writeInteger(maxTime)
         writer.writeInteger(UInt32(chunkCount))
         writer.writeInteger(UInt32(filterBytes))
-        writer.bytes.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        writer.bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(start: base, count: $0.count).copyMemory(from: $0) }
         for chunk in 0..<chunkCount {
             let first = entries[chunk * DedupRunHeader.chunkEntries].hash
             (base + DedupRunHeader.fixedBytes + chunk * 16).storeBytes(of: first.high.littleEndian, as: UInt64.self)
