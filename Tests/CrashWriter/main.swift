@@ -6,6 +6,9 @@
 // Lines (each written with one write(2), so they never interleave):
 //   A <partition> <baseOffset> <count> <appender> <firstSeq>   a batch is durable
 //   C <appender> <partition> <offset>                           a commit of group g<appender> is durable
+//   X <appender> <firstSeq> <duplicates> <count>                a resent batch was not caught whole (a failure)
+// The topic catches duplicates by record key: every fourth batch is sent twice, and the
+// second must come back as all duplicates.
 // Record seq s of appender a in round r has key "a<a>-s<s>-r<r>" and value
 // (key + ";") repeated 1 + s % 8 times.
 import Glibc
@@ -29,9 +32,15 @@ var options = Storage.Options()
 options.retentionCheckIntervalMs = nil
 let storage = try Storage.open(directory: arguments[1], options: options)
 do {
-    _ = try await storage.createTopic("crash", partitions: partitions)
+    _ = try await storage.createTopic("crash", partitions: partitions, config: TopicConfig(dedup: DedupPolicy(key: .recordKey)))
 } catch let error as MillraceError where error.code == .topicAlreadyExists {}
 emit("READY")
+
+@Sendable func append(_ partition: Int32, _ bytes: [UInt8], _ hashes: [[DedupHash?]]) async throws -> AppendResult {
+    try await withCheckedThrowingContinuation { continuation in
+        storage.append(topic: "crash", partition: partition, batches: [bytes], dedupHashes: hashes) { continuation.resume(with: $0) }
+    }
+}
 
 await withTaskGroup(of: Void.self) { group in
     for appender in 0..<appenders {
@@ -45,8 +54,13 @@ await withTaskGroup(of: Void.self) { group in
                     Array(String(repeating: key + ";", count: 1 + (seq + index) % 8).utf8)
                 }
                 let bytes = try! RecordBatch(timestamp: 0, values: values, keys: keys.map { Array($0.utf8) }).encoded()
-                let placed = try! await storage.append(topic: "crash", partition: partition, batch: bytes)
+                let hashes: [[DedupHash?]] = [keys.map { DedupHash(Array($0.utf8)) }]
+                let placed = try! await append(partition, bytes, hashes)
                 emit("A \(partition) \(placed.baseOffset) \(count) \(appender) \(seq)")
+                if seq % 4 == 0 {
+                    let again = try! await append(partition, bytes, hashes)
+                    if again.duplicates.count != count || again.baseOffset != -1 { emit("X \(appender) \(seq) \(again.duplicates.count) \(count)") }
+                }
                 seq += count
                 if seq % 3 == 0 {
                     let offset = placed.lastOffset + 1
