@@ -83,6 +83,8 @@ public enum Limits {
     public static let dedupWindowMsMax: Int64 = 30 * 24 * 3_600_000
     /// A dedup key spec (`header:NAME`, `json:/pointer`).
     public static let dedupKeySpecBytesMax = 256
+    /// Topics with duplicate detection per broker: each holds a fixed in-memory filter.
+    public static let dedupTopicsMax = 64
     /// A business key longer than this is not remembered: its record is appended unchecked.
     public static let dedupKeyBytesMax = 1_024
 }

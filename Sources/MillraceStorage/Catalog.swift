@@ -47,6 +47,17 @@ public struct TopicConfig: Sendable, Equatable {
     }
 }
 
+extension CatalogSnapshot {
+    /// Refuses one more topic with duplicate detection past `Limits.dedupTopicsMax` (each
+    /// holds a fixed filter in memory); `except` is a topic that already has it.
+    func checkDedupRoom(except name: String) -> MillraceError? {
+        let count = topics.values.filter { $0.config.dedup != nil && $0.name != name }.count
+        guard count >= Limits.dedupTopicsMax else { return nil }
+        return MillraceError(
+            .limitReached, "\(count) topics already catch duplicates, the most one broker holds (\(Limits.dedupTopicsMax)); turn it off on one first")
+    }
+}
+
 /// A topic as the catalog holds it.
 public struct TopicInfo: Sendable, Equatable {
     public var name: String

@@ -195,6 +195,7 @@ extension Writer {
             } catch {
                 return .failure(MillraceError(.invalidConfig, "\(error)"))
             }
+            if dedup != nil, info.config.dedup == nil, let full = catalog.withLock({ $0.checkDedupRoom(except: op.topic) }) { return .failure(full) }
             info.config.dedup = dedup
         }
         let updated = info

@@ -500,6 +500,7 @@ final class Writer: @unchecked Sendable {
         guard snapshot.topics[op.name] == nil else {
             return .failure(MillraceError(.topicAlreadyExists, "topic \"\(op.name)\" already exists"))
         }
+        if op.config.dedup != nil, let full = snapshot.checkDedupRoom(except: op.name) { return .failure(full) }
         guard snapshot.partitionTotal + Int(op.partitionCount) <= Limits.partitionsMax else {
             return .failure(
                 MillraceError(

@@ -95,6 +95,20 @@ extension Storage {
         }
     }
 
+    /// Each dedup topic holds a fixed filter in memory, so a broker holds a bounded number.
+    @Test func dedupTopicsAreBounded() async throws {
+        try await withStorage { storage, _ in
+            for index in 0..<Limits.dedupTopicsMax { _ = try await storage.createTopic("t\(index)", partitions: 1, config: TopicConfig(dedup: policy)) }
+            #expect(await errorCode { _ = try await storage.createTopic("more", partitions: 1, config: TopicConfig(dedup: policy)) } == .limitReached)
+            _ = try await storage.createTopic("plain", partitions: 1)
+            #expect(await errorCode { _ = try await storage.setDedupPolicy(topic: "plain", policy: policy) } == .limitReached)
+            // Changing a topic that has it is fine; turning one off makes room.
+            _ = try await storage.setDedupPolicy(topic: "t0", policy: DedupPolicy(key: .header("id")))
+            _ = try await storage.setDedupPolicy(topic: "t1", policy: nil)
+            _ = try await storage.setDedupPolicy(topic: "plain", policy: policy)
+        }
+    }
+
     @Test func runsAndFiltersFindEveryKeyAndFewOthers() throws {
         var entries: [DedupEntry] = []
         for index in 0..<5_000 {
