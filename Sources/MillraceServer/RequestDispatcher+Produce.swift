@@ -1,0 +1,362 @@
+import MillraceFormat
+import MillraceSchema
+import MillraceStorage
+import MillraceWire
+import NIOCore
+
+/// The produce path for a topic with a schema or duplicate detection: one pass over each
+/// partition's records on its validation lane, then the appends.
+extension RequestDispatcher {
+    /// What the produce path learns from one pass over a partition's records: those that
+    /// break the topic's schema (if it has one), each with its outcome, and each record's
+    /// business-key hash (if the topic has duplicate detection).
+    struct Inspection: Sendable {
+        var invalid: [(batch: Int, record: Int, outcome: RecordOutcome)] = []
+        var hashes: [[DedupHash?]]?
+    }
+
+    /// Each value is parsed at most once, where it lies in its batch, and that one parse feeds
+    /// both the validator and the dedup key's JSON pointer; headers are not decoded unless the
+    /// dedup key is one. A batch that does not parse is named as storage names it ("batch 2 of
+    /// 3: ...").
+    func inspect(topic: String, entry: SchemaRegistry.Entry, dedup: DedupPolicy?, batches: [[UInt8]]) throws -> Inspection {
+        var tape = JSONTape()
+        var inspection = Inspection()
+        if dedup != nil { inspection.hashes = [] }
+        var index: Int32 = 0
+        let versionHeader = Array(schemaVersionHeader.utf8)
+        var latest = entry.versions[entry.latest]
+        let pointer: JSONPointer?
+        var headerName: [UInt8]?
+        switch dedup?.key {
+        case .json(let text)?: pointer = try JSONPointer(text)
+        case .header(let name)?:
+            pointer = nil
+            headerName = Array(name.utf8)
+        default: pointer = nil
+        }
+        for (batchIndex, bytes) in batches.enumerated() {
+            do {
+                try bytes.withUnsafeBytes { raw in
+                    let header = try RecordBatch.verify(raw)
+                    var recordIndex = 0
+                    var hashes: [DedupHash?] = []
+                    try RecordBatch.forEachRecord(in: raw, header: header, decodeHeaders: headerName != nil, findHeader: versionHeader) { view, headers in
+                        defer {
+                            index += 1
+                            recordIndex += 1
+                        }
+                        var indexed = false
+                        if entry.latest > 0 {
+                            let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, latest: &latest, tape: &tape)
+                            indexed = parsed
+                            if let outcome { inspection.invalid.append((batchIndex, recordIndex, outcome)) }
+                        }
+                        guard let dedup else { return }
+                        switch dedup.key {
+                        case .recordKey:
+                            hashes.append(view.key.flatMap { $0.count <= Limits.dedupKeyBytesMax ? DedupHash($0) : nil })
+                        case .header:
+                            let value = headers.first { $0.key.utf8.elementsEqual(headerName ?? []) }?.value
+                            hashes.append(value.flatMap { $0.count <= Limits.dedupKeyBytesMax ? DedupHash($0) : nil })
+                        case .json:
+                            guard let pointer, let value = view.value else { return hashes.append(nil) }
+                            let text = value.assumingMemoryBound(to: UInt8.self)
+                            // The schema's parse when there was one; else read only as far as the key.
+                            hashes.append(indexed ? pointer.keyHash(in: tape, text: text) : pointer.keyHash(scanning: text))
+                        }
+                    }
+                    inspection.hashes?.append(hashes)
+                }
+            } catch let error as MillraceError where batches.count > 1 {
+                throw MillraceError(error.code, "batch \(batchIndex + 1) of \(batches.count): \(error.message); none of the \(batches.count) was appended")
+            }
+        }
+        return inspection
+    }
+
+    /// One record against the version it names (or the latest, `latest`, looked up once per
+    /// request): its outcome (nil when valid), and whether `tape` now holds its value.
+    private static func check(
+        _ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, latest: inout Schema?, tape: inout JSONTape
+    ) -> (RecordOutcome?, Bool) {
+        var version = entry.latest
+        // The CLI and most producers name the latest version: that is recognised in place.
+        if view.foundHeader, !(view.foundHeaderValue.map { Self.isDecimal($0, entry.latest) } ?? false) {
+            let named = view.foundHeaderValue.map { String(decoding: $0, as: UTF8.self) }
+            guard let named, let number = Int32(named), entry.versions[number] != nil else {
+                let shown = named.map { String($0.prefix(16)) } ?? "null"
+                return (
+                    RecordOutcome(
+                        index: index, kind: .invalid, path: "", rule: "schema-version",
+                        message: "header \(schemaVersionHeader) is \(shown); topic \(topic) has schema versions 1...\(entry.latest)"), false
+                )
+            }
+            version = number
+        }
+        guard let schema = version == entry.latest ? latest : entry.versions[version] else { return (nil, false) }
+        guard let value = view.value else {
+            return (
+                RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value"),
+                false
+            )
+        }
+        let violation: SchemaViolation?
+        var parsed = false
+        do {
+            let text = value.assumingMemoryBound(to: UInt8.self)
+            try tape.index(text, depthMax: Limits.jsonDepthMax)
+            parsed = true
+            violation = schema.isValid(tape, in: text) ? nil : schema.validate(tape, in: text, limit: 1).first
+        } catch {
+            violation = SchemaViolation(path: "", rule: "json", message: "\(error)")
+        }
+        return (
+            violation.map {
+                RecordOutcome(index: index, kind: .invalid, schemaVersion: version, path: $0.path, rule: $0.rule, message: $0.message)
+            }, parsed
+        )
+    }
+
+    /// Whether `bytes` are the decimal digits of `number` (no sign, no leading zero).
+    static func isDecimal(_ bytes: UnsafeRawBufferPointer, _ number: Int32) -> Bool {
+        var rest = number
+        var position = bytes.count
+        guard position > 0, number >= 0 else { return false }
+        while position > 0 {
+            position -= 1
+            guard bytes[position] == UInt8(ascii: "0") + UInt8(rest % 10) else { return false }
+            rest /= 10
+            if rest == 0 { return position == 0 }
+        }
+        return false
+    }
+
+    typealias Append = @Sendable (
+        _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ sequences: [SequenceSpan]?, _ dedupHashes: [[DedupHash?]]?,
+        _ dedupCheckedThrough: UInt64, _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+    ) -> Void
+
+    /// A partition's records made ready on its validation lane: what to append and what to
+    /// answer for the records that will not be.
+    struct Prepared: Sendable {
+        /// Records that break the schema (policy reject: the whole partition is refused).
+        var invalid: [RecordOutcome] = []
+        var rejected = false
+        /// Records in the request.
+        var total = 0
+        /// Policy quarantine: the invalid records, as one batch for `<topic>.quarantine`.
+        var parked: [UInt8]?
+        /// Records whose key the topic already held (found on the lane).
+        var duplicates: [RecordOutcome] = []
+        /// What to append: the batches as sent, or re-encoded without the records above.
+        var kept: [[UInt8]] = []
+        var keptHashes: [[DedupHash?]]?
+        /// Each kept record's position in the request (its outcome index).
+        var keptIndex: [[Int32]] = []
+        /// The producer's sequence spans as sent, when the batches were re-encoded.
+        var spans: [SequenceSpan]?
+        var checkedThrough: UInt64 = 0
+    }
+
+    /// Checks the records against the topic's schema and looks their business keys up — on
+    /// the partition's validation lane, off the event loop, in arrival order per partition —
+    /// then appends what is left. A topic with neither goes straight to `append`.
+    func appendValidated(
+        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], on eventLoop: any EventLoop, append: @escaping Append
+    ) -> EventLoopFuture<ProducePartitionResult> {
+        let failed: @Sendable (Error) -> ProducePartitionResult = { error in
+            let error = error as? MillraceError ?? MillraceError(.corruptBatch, "\(error)")
+            return ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1)
+        }
+        let contract: SchemaRegistry.Entry
+        do {
+            contract = try schemas.entry(topic)
+        } catch {
+            return eventLoop.makeSucceededFuture(failed(error))
+        }
+        let info = storage.topicInfo(topic)
+        let dedup = info?.config.dedup
+        guard contract.latest > 0 || dedup != nil else {
+            let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
+            append(topic, entry.partition, batches, nil, nil, 0) { result in
+                switch result {
+                case .success(let appended):
+                    promise.succeed(
+                        ProducePartitionResult(
+                            partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                            logStartOffset: appended.logStartOffset))
+                case .failure(let error): promise.succeed(failed(error))
+                }
+            }
+            return promise.futureResult
+        }
+        let quarantines = info?.config.onInvalid == .quarantine
+        return validationLanes.run(lane: Self.lane(topic, entry.partition), on: eventLoop) { [self] in
+            try prepare(topic, entry.partition, batches: batches, inspection: inspect(topic: topic, entry: contract, dedup: dedup, batches: batches), quarantines: quarantines)
+        }.flatMap { [self] prepared in
+            appendPrepared(topic, entry, prepared, info: info, on: eventLoop, append: append)
+        }.flatMapErrorThrowing { error in failed(error) }
+    }
+
+    /// A partition's lane: the topic's partitions take consecutive lanes from a point the
+    /// topic's name picks (FNV-1a), so a topic spreads over all lanes evenly, run after run.
+    static func lane(_ topic: String, _ partition: Int32) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in topic.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return Int((hash >> 2) + UInt64(UInt32(bitPattern: partition)))
+    }
+
+    /// On the lane: decides each record's fate. Invalid under reject → nothing goes in. Invalid
+    /// under quarantine → parked. A key the topic holds → a duplicate of its original. The
+    /// rest are appended: as sent when nothing was taken out, else re-encoded here.
+    func prepare(_ topic: String, _ partition: Int32, batches: [[UInt8]], inspection: Inspection, quarantines: Bool) throws -> Prepared {
+        var prepared = Prepared()
+        prepared.invalid = inspection.invalid.map(\.outcome)
+        prepared.total = batches.reduce(0) { sum, bytes in sum + Int((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) })?.recordCount ?? 0) }
+        if !inspection.invalid.isEmpty && !quarantines {
+            prepared.rejected = true
+            return prepared
+        }
+        var duplicateSet = Set<[Int]>()
+        if let hashes = inspection.hashes {
+            let check = try storage.dedupPrecheck(topic: topic, hashes: hashes)
+            prepared.checkedThrough = check.checkedThrough
+            var index: Int32 = 0
+            for (batch, originals) in check.originals.enumerated() {
+                for (record, original) in originals.enumerated() {
+                    defer { index += 1 }
+                    guard let original else { continue }
+                    duplicateSet.insert([batch, record])
+                    prepared.duplicates.append(
+                        RecordOutcome(
+                            index: index, kind: .duplicate, offset: original.offset, partition: original.partition, rule: "duplicate",
+                            message: "duplicate of partition \(original.partition) offset \(original.offset)"))
+                }
+            }
+        }
+        let invalidSet = Set(inspection.invalid.map { [$0.batch, $0.record] })
+        guard !invalidSet.isEmpty || !duplicateSet.isEmpty else {
+            prepared.kept = batches
+            prepared.keptHashes = inspection.hashes
+            var next: Int32 = 0
+            for bytes in batches {
+                let count = Int32((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) })?.recordCount ?? 0)
+                prepared.keptIndex.append((0..<count).map { next + $0 })
+                next += count
+            }
+            return prepared
+        }
+        // Records come out: the batches are rewritten here, on the lane, without them (the
+        // producer's sequence numbers go with the append as sent).
+        prepared.spans = try batches.compactMap { bytes in try bytes.withUnsafeBytes { SequenceSpan(try RecordBatchHeader(parsing: $0)) } }
+        if !inspection.invalid.isEmpty {
+            prepared.parked = try Self.quarantineBatch(
+                inspection.invalid, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
+        }
+        let dropped = invalidSet.union(duplicateSet)
+        var next: Int32 = 0
+        if inspection.hashes != nil { prepared.keptHashes = [] }
+        for (batchIndex, bytes) in batches.enumerated() {
+            let count = Int(try bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }.recordCount)
+            let keep = (0..<count).map { !dropped.contains([batchIndex, $0]) }
+            if let rewritten = try keep.allSatisfy({ $0 }) ? bytes : RecordBatch.keeping(keep, of: bytes) {
+                prepared.kept.append(rewritten)
+                let records = (0..<count).filter { keep[$0] }
+                prepared.keptIndex.append(records.map { next + Int32($0) })
+                if let hashes = inspection.hashes?[batchIndex] { prepared.keptHashes?.append(records.map { hashes[$0] }) }
+            }
+            next += Int32(count)
+        }
+        return prepared
+    }
+
+    /// On the event loop: carries a prepared partition out. Quarantine first (so a failure
+    /// between the two leaves the bad records parked and the producer told), then the kept
+    /// records; an idempotent producer's numbers are used up even when nothing is appended.
+    func appendPrepared(
+        _ topic: String, _ entry: ProducePartition, _ prepared: Prepared, info: TopicInfo?, on eventLoop: any EventLoop, append: @escaping Append
+    ) -> EventLoopFuture<ProducePartitionResult> {
+        let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
+        let failed: @Sendable (MillraceError, [RecordOutcome]) -> ProducePartitionResult = { error, outcomes in
+            ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1, outcomes: outcomes)
+        }
+        let storage = self.storage
+        let spans = prepared.spans
+        let useUpSequences: @Sendable (@escaping @Sendable () -> Void) -> Void = { then in
+            guard let spans, !spans.isEmpty else { return then() }
+            storage.recordSequences(topic: topic, partition: entry.partition, sequences: spans) { _ in then() }
+        }
+        if prepared.rejected {
+            let outcomes = prepared.invalid
+            let total = prepared.total
+            let shown = outcomes.prefix(5).map(\.description).joined(separator: "; ")
+            let more = outcomes.count > 5 ? "; and \(outcomes.count - 5) more" : ""
+            let error = MillraceError(
+                .invalidRecord,
+                "\(outcomes.count) of \(total) record\(total == 1 ? "" : "s") break the schema of topic \(topic); nothing of partition \(entry.partition) was appended: \(shown)\(more)")
+            // The numbers of a refused request: its batches as sent.
+            let refusedSpans = Self.spans(of: entry)
+            if refusedSpans.isEmpty {
+                promise.succeed(failed(error, outcomes))
+            } else {
+                storage.recordSequences(topic: topic, partition: entry.partition, sequences: refusedSpans) { _ in promise.succeed(failed(error, outcomes)) }
+            }
+            return promise.futureResult
+        }
+        // After the parked records (if any) are in: the kept ones, with every outcome.
+        let appendKept: @Sendable ([RecordOutcome]) -> Void = { placed in
+            let early = (placed + prepared.duplicates).sorted { $0.index < $1.index }
+            guard !prepared.kept.isEmpty else {
+                return useUpSequences {
+                    promise.succeed(ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: early))
+                }
+            }
+            append(topic, entry.partition, prepared.kept, spans, prepared.keptHashes, prepared.checkedThrough) { result in
+                switch result {
+                case .success(let appended):
+                    let late = appended.duplicates.map { duplicate in
+                        let positions = prepared.keptIndex.indices.contains(duplicate.batch) ? prepared.keptIndex[duplicate.batch] : []
+                        return RecordOutcome(
+                            index: positions.indices.contains(duplicate.record) ? positions[duplicate.record] : -1, kind: .duplicate, offset: duplicate.offset,
+                            partition: duplicate.partition, rule: "duplicate", message: "duplicate of partition \(duplicate.partition) offset \(duplicate.offset)")
+                    }
+                    promise.succeed(
+                        ProducePartitionResult(
+                            partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                            logStartOffset: appended.logStartOffset, outcomes: (early + late).sorted { $0.index < $1.index }))
+                case .failure(let error): promise.succeed(failed(error, placed))
+                }
+            }
+        }
+        guard let parked = prepared.parked, let info else {
+            appendKept([])
+            return promise.futureResult
+        }
+        let outcomes = prepared.invalid
+        ensureQuarantine(for: info) { created in
+            if case .failure(let error) = created { return promise.succeed(failed(error, [])) }
+            append(topic + Self.quarantineSuffix, 0, [parked], nil, nil, 0) { result in
+                switch result {
+                case .failure(let error):
+                    promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), []))
+                case .success(let quarantined):
+                    appendKept(
+                        outcomes.enumerated().map { position, outcome in
+                            var outcome = outcome
+                            outcome.kind = .quarantined
+                            outcome.offset = quarantined.baseOffset + Int64(position)
+                            return outcome
+                        })
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// The producer sequence spans of a request's batches (none without a producer id).
+    static func spans(of entry: ProducePartition) -> [SequenceSpan] {
+        guard let batches = try? splitBatches(entry.records) else { return [] }
+        return batches.compactMap { bytes in (try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }).flatMap { SequenceSpan($0) } }
+    }
+}
