@@ -57,6 +57,20 @@ public struct JSONPointer: Sendable, Equatable {
         return token.reduce(0) { $0 * 10 + Int($1 - 0x30) }
     }
 
+    /// The key at the pointer in a tape `parse`d from its own copy of the text, as bytes: a
+    /// string's characters (escapes decoded), or a number's or boolean's text; nil for a
+    /// missing value, null, an object or an array. (`millrace produce --key-field`.)
+    public func keyBytes(in tape: JSONTape) -> [UInt8]? {
+        tape.withView { view in
+            guard let index = resolve(view) else { return nil }
+            switch view[index].kind {
+            case .string: return Array(view.string(at: index).utf8)
+            case .number, .true, .false: return Array(view.raw(index))
+            case .null, .object, .array: return nil
+            }
+        }
+    }
+
     /// The business key at the pointer, hashed: a string's characters (escapes decoded), or a
     /// number's or boolean's text; nil for a missing value, null, an object or an array.
     public func keyHash(in tape: JSONTape, text: UnsafeBufferPointer<UInt8>) -> DedupHash? {

@@ -81,6 +81,13 @@ struct ProduceCommand: AsyncParsableCommand {
             Output.standardError("error: give --key or --key-field, not both")
             throw ExitCode(2)
         }
+        let keyPointer: JSONPointer?
+        do {
+            keyPointer = try keyField.map { try JSONPointer($0) }
+        } catch let error as MillraceError {
+            Output.standardError("error: --key-field: \(error.message)")
+            throw ExitCode(2)
+        }
         var codec: CompressionCodec?
         if let compression {
             guard let chosen = CompressionCodec.allCases.first(where: { $0.description == compression }), chosen.isSupported else {
@@ -132,24 +139,32 @@ struct ProduceCommand: AsyncParsableCommand {
                     case .text(let number, let bytes):
                         records += 1
                         var recordKey = key.map { Array($0.utf8) }
-                        if let keyField {
-                            switch Self.jsonPointer(keyField, in: bytes) {
-                            case .found(let value): recordKey = Array(value.utf8)
-                            case .missing:
-                                tally.withLockedValue { $0.fail(number, "no \(keyField) in it", bytes) }
-                                continue
-                            case .notJSON:
+                        // One parse of the line serves both the key field and the schema.
+                        var parseError: JSONSyntaxError?
+                        if keyPointer != nil || contract != nil {
+                            do {
+                                try tape.parse(bytes, depthMax: Limits.jsonDepthMax)
+                            } catch {
+                                parseError = error
+                            }
+                        }
+                        if let keyPointer, let keyField {
+                            guard parseError == nil else {
                                 tally.withLockedValue { $0.fail(number, "not valid JSON, so it has no \(keyField)", bytes) }
                                 continue
                             }
+                            guard let found = keyPointer.keyBytes(in: tape) else {
+                                tally.withLockedValue { $0.fail(number, "no \(keyField) in it", bytes) }
+                                continue
+                            }
+                            recordKey = found
                         }
                         if let contract {
                             let problem: String?
-                            do {
-                                try tape.parse(bytes, depthMax: Limits.jsonDepthMax)
+                            if let parseError {
+                                problem = "\(parseError)"
+                            } else {
                                 problem = contract.schema.isValid(tape) ? nil : contract.schema.validate(tape, limit: 1).first?.description
-                            } catch {
-                                problem = "\(error)"
                             }
                             if let problem {
                                 tally.withLockedValue { $0.fail(number, "\(problem) (schema version \(contract.version); not sent)", bytes) }
@@ -285,29 +300,6 @@ struct ProduceCommand: AsyncParsableCommand {
             Data("\r[\(bar)] \(Output.bytes(Int64(bytes)))/\(Output.bytes(Int64(total))), \(Output.count(Int64(records))) records, \(Output.count(Int64(rate)))/s\(finished ? "\n" : "")".utf8))
     }
 
-    enum PointerLookup: Equatable {
-        case found(String)
-        case missing
-        case notJSON
-    }
-
-    /// A string or number at a JSON pointer (RFC 6901) in one JSON line.
-    static func jsonPointer(_ pointer: String, in line: [UInt8]) -> PointerLookup {
-        guard var node = try? JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed]) else { return .notJSON }
-        for token in pointer.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
-            let name = token.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
-            if let object = node as? [String: Any], let next = object[name] {
-                node = next
-            } else if let array = node as? [Any], let index = Int(name), array.indices.contains(index) {
-                node = array[index]
-            } else {
-                return .missing
-            }
-        }
-        if let string = node as? String { return .found(string) }
-        if let number = node as? NSNumber { return .found(number.stringValue) }
-        return .missing
-    }
 }
 
 struct ConsumeCommand: AsyncParsableCommand {

@@ -32,6 +32,15 @@ import Testing
             let notJSON = try cli.millrace(["produce", "mixed", "--key-field", "/lot", "--broker", broker], input: "{\"lot\":\"A\"}\n{lot: B}\n{\"lot\":\"C\"}\n")
             #expect(notJSON.status == 1)
             #expect(notJSON.stderr == "error: 1 of 3 records were not acknowledged (first: line 2: not valid JSON, so it has no /lot)\nacknowledged lines: 1,3\n")
+            // A key field that is no JSON pointer is refused before anything is sent; a
+            // number or an escaped string is a key like any other.
+            let noSlash = try cli.millrace(["produce", "mixed", "--key-field", "lot", "--broker", broker], input: "{\"lot\":\"A\"}\n")
+            #expect(noSlash.status == 2 && noSlash.stderr.contains("--key-field: JSON pointer \"lot\" must start with \"/\""), "\(noSlash.stderr)")
+            _ = try cli.millrace(["topic", "create", "keys", "--broker", broker])
+            let keys = try cli.millrace(["produce", "keys", "--key-field", "/lot", "--broker", broker], input: "{\"lot\":7}\n{\"lot\":\"L\\u0031\"}\n")
+            #expect(keys.status == 0, "\(keys.stderr)")
+            let printed = try cli.millrace(["consume", "keys", "--format", "json", "--broker", broker]).stdout
+            #expect(printed.contains(#""key":"7""#) && printed.contains(#""key":"L1""#), "\(printed)")
             // --rejected writes the lines that were not acknowledged, as read, to resend.
             let rejected = FileManager.default.temporaryDirectory.appendingPathComponent("rejected-\(UUID().uuidString).ndjson").path
             defer { try? FileManager.default.removeItem(atPath: rejected) }
