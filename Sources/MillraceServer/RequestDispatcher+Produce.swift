@@ -154,8 +154,11 @@ extension RequestDispatcher {
         var keptHashes: [[DedupHash?]]?
         /// Each kept record's position in the request (its outcome index).
         var keptIndex: [[Int32]] = []
-        /// The producer's sequence spans as sent, when the batches were re-encoded.
-        var spans: [SequenceSpan]?
+        /// The producer's sequence spans as sent (an idempotent producer's numbers are used up
+        /// by records refused or re-encoded too).
+        var spans: [SequenceSpan] = []
+        /// Whether `kept` was rewritten (then `spans` go with the append explicitly).
+        var rewritten = false
         var checkedThrough: UInt64 = 0
     }
 
@@ -213,7 +216,11 @@ extension RequestDispatcher {
     func prepare(_ topic: String, _ partition: Int32, batches: [[UInt8]], inspection: Inspection, quarantines: Bool) throws -> Prepared {
         var prepared = Prepared()
         prepared.invalid = inspection.invalid.map(\.outcome)
-        prepared.total = batches.reduce(0) { sum, bytes in sum + Int((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) })?.recordCount ?? 0) }
+        // `inspect` verified every batch: their headers parse.
+        let headers = try batches.map { bytes in try bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) } }
+        let counts = headers.map { Int($0.recordCount) }
+        prepared.total = counts.reduce(0, +)
+        prepared.spans = headers.compactMap { SequenceSpan($0) }
         if !inspection.invalid.isEmpty && !quarantines {
             prepared.rejected = true
             return prepared
@@ -240,16 +247,15 @@ extension RequestDispatcher {
             prepared.kept = batches
             prepared.keptHashes = inspection.hashes
             var next: Int32 = 0
-            for bytes in batches {
-                let count = Int32((try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) })?.recordCount ?? 0)
-                prepared.keptIndex.append((0..<count).map { next + $0 })
-                next += count
+            for count in counts {
+                prepared.keptIndex.append((0..<Int32(count)).map { next + $0 })
+                next += Int32(count)
             }
             return prepared
         }
         // Records come out: the batches are rewritten here, on the lane, without them (the
         // producer's sequence numbers go with the append as sent).
-        prepared.spans = try batches.compactMap { bytes in try bytes.withUnsafeBytes { SequenceSpan(try RecordBatchHeader(parsing: $0)) } }
+        prepared.rewritten = true
         if !inspection.invalid.isEmpty {
             prepared.parked = try Self.quarantineBatch(
                 inspection.invalid, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
@@ -258,7 +264,7 @@ extension RequestDispatcher {
         var next: Int32 = 0
         if inspection.hashes != nil { prepared.keptHashes = [] }
         for (batchIndex, bytes) in batches.enumerated() {
-            let count = Int(try bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }.recordCount)
+            let count = counts[batchIndex]
             let keep = (0..<count).map { !dropped.contains([batchIndex, $0]) }
             if let rewritten = try keep.allSatisfy({ $0 }) ? bytes : RecordBatch.keeping(keep, of: bytes) {
                 prepared.kept.append(rewritten)
@@ -284,7 +290,7 @@ extension RequestDispatcher {
         let storage = self.storage
         let spans = prepared.spans
         let useUpSequences: @Sendable (@escaping @Sendable () -> Void) -> Void = { then in
-            guard let spans, !spans.isEmpty else { return then() }
+            guard !spans.isEmpty else { return then() }
             storage.recordSequences(topic: topic, partition: entry.partition, sequences: spans) { _ in then() }
         }
         if prepared.rejected {
@@ -295,13 +301,7 @@ extension RequestDispatcher {
             let error = MillraceError(
                 .invalidRecord,
                 "\(outcomes.count) of \(total) record\(total == 1 ? "" : "s") break the schema of topic \(topic); nothing of partition \(entry.partition) was appended: \(shown)\(more)")
-            // The numbers of a refused request: its batches as sent.
-            let refusedSpans = Self.spans(of: entry)
-            if refusedSpans.isEmpty {
-                promise.succeed(failed(error, outcomes))
-            } else {
-                storage.recordSequences(topic: topic, partition: entry.partition, sequences: refusedSpans) { _ in promise.succeed(failed(error, outcomes)) }
-            }
+            useUpSequences { promise.succeed(failed(error, outcomes)) }
             return promise.futureResult
         }
         // After the parked records (if any) are in: the kept ones, with every outcome.
@@ -312,7 +312,7 @@ extension RequestDispatcher {
                     promise.succeed(ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: early))
                 }
             }
-            append(topic, entry.partition, prepared.kept, spans, prepared.keptHashes, prepared.checkedThrough) { result in
+            append(topic, entry.partition, prepared.kept, prepared.rewritten ? spans : nil, prepared.keptHashes, prepared.checkedThrough) { result in
                 switch result {
                 case .success(let appended):
                     let late = appended.duplicates.map { duplicate in
@@ -352,11 +352,5 @@ extension RequestDispatcher {
             }
         }
         return promise.futureResult
-    }
-
-    /// The producer sequence spans of a request's batches (none without a producer id).
-    static func spans(of entry: ProducePartition) -> [SequenceSpan] {
-        guard let batches = try? splitBatches(entry.records) else { return [] }
-        return batches.compactMap { bytes in (try? bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }).flatMap { SequenceSpan($0) } }
     }
 }
