@@ -516,10 +516,16 @@ public final class Producer: Sendable {
     private func finish(
         _ pending: Pending, target: TopicPartitionKey?, _ result: Result<(Int32, Int64), any Error>, outcomes: [RecordOutcome] = [], topic: String = ""
     ) {
-        let named = Dictionary(outcomes.map { (Int($0.index), $0) }, uniquingKeysWith: { first, _ in first })
+        // Outcomes by record index, walked alongside the records (the broker lists them in
+        // order, which the sort only checks: a run of sorted input is one pass).
+        let named = outcomes.sorted { $0.index < $1.index }
+        var next = 0
         var appended: Int64 = 0
         for (index, completion) in pending.completions.enumerated() {
-            if let outcome = named[index] {
+            while next < named.count, named[next].index < index { next += 1 }
+            if next < named.count, named[next].index == index {
+                let outcome = named[next]
+                next += 1
                 switch outcome.kind {
                 case .quarantined:
                     completion(.failure(RecordQuarantined(topic: topic + ".quarantine", offset: outcome.offset, outcome: outcome)))

@@ -3,10 +3,15 @@ extension RecordBatch {
     /// without decoding them: each kept record's bytes are copied with only its offset delta
     /// (and length) rewritten, then the header's counts and CRC are set again. The maximum
     /// timestamp stays as sent (an upper bound, as after Kafka's compaction). A compressed
-    /// batch is decoded and encoded again. Nil when no record is kept.
-    public static func keeping(_ keep: [Bool], of bytes: [UInt8]) throws -> [UInt8]? {
+    /// batch is decoded and encoded again. Nil when no record is kept. `verified` is the
+    /// header of a batch already checked with `verify` (its CRC is not computed again);
+    /// without it the batch is verified here.
+    public static func keeping(_ keep: [Bool], of bytes: [UInt8], verified: RecordBatchHeader? = nil) throws -> [UInt8]? {
         guard keep.contains(true) else { return nil }
-        let header = try bytes.withUnsafeBytes { try RecordBatch.verify($0) }
+        let header = try verified ?? bytes.withUnsafeBytes { try RecordBatch.verify($0) }
+        guard header.totalBytes == bytes.count else {
+            throw MillraceError(.corruptBatch, "batch is \(bytes.count) bytes; its header says \(header.totalBytes)")
+        }
         guard keep.count == Int(header.recordCount) else {
             throw MillraceError(.invalidRecordCount, "\(keep.count) records marked for a batch of \(header.recordCount)")
         }

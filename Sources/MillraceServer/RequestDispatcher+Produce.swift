@@ -225,7 +225,13 @@ extension RequestDispatcher {
             prepared.rejected = true
             return prepared
         }
-        var duplicateSet = Set<[Int]>()
+        // Per batch, per record: appended (true) or taken out (invalid, or a duplicate).
+        var keep = counts.map { [Bool](repeating: true, count: $0) }
+        var takenOut = 0
+        for invalid in inspection.invalid where keep[invalid.batch][invalid.record] {
+            keep[invalid.batch][invalid.record] = false
+            takenOut += 1
+        }
         if let hashes = inspection.hashes {
             let check = try storage.dedupPrecheck(topic: topic, hashes: hashes)
             prepared.checkedThrough = check.checkedThrough
@@ -234,16 +240,16 @@ extension RequestDispatcher {
                 for (record, original) in originals.enumerated() {
                     defer { index += 1 }
                     guard let original else { continue }
-                    duplicateSet.insert([batch, record])
+                    if keep[batch][record] {
+                        keep[batch][record] = false
+                        takenOut += 1
+                    }
                     prepared.duplicates.append(
-                        RecordOutcome(
-                            index: index, kind: .duplicate, offset: original.offset, partition: original.partition, rule: "duplicate",
-                            message: "duplicate of partition \(original.partition) offset \(original.offset)"))
+                        RecordOutcome(index: index, kind: .duplicate, offset: original.offset, partition: original.partition, rule: "duplicate", message: ""))
                 }
             }
         }
-        let invalidSet = Set(inspection.invalid.map { [$0.batch, $0.record] })
-        guard !invalidSet.isEmpty || !duplicateSet.isEmpty else {
+        guard takenOut > 0 else {
             prepared.kept = batches
             prepared.keptHashes = inspection.hashes
             var next: Int32 = 0
@@ -260,15 +266,15 @@ extension RequestDispatcher {
             prepared.parked = try Self.quarantineBatch(
                 inspection.invalid, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
         }
-        let dropped = invalidSet.union(duplicateSet)
         var next: Int32 = 0
         if inspection.hashes != nil { prepared.keptHashes = [] }
         for (batchIndex, bytes) in batches.enumerated() {
             let count = counts[batchIndex]
-            let keep = (0..<count).map { !dropped.contains([batchIndex, $0]) }
-            if let rewritten = try keep.allSatisfy({ $0 }) ? bytes : RecordBatch.keeping(keep, of: bytes) {
+            let marks = keep[batchIndex]
+            let whole = !marks.contains(false)
+            if let rewritten = try whole ? bytes : RecordBatch.keeping(marks, of: bytes, verified: headers[batchIndex]) {
                 prepared.kept.append(rewritten)
-                let records = (0..<count).filter { keep[$0] }
+                let records = (0..<count).filter { marks[$0] }
                 prepared.keptIndex.append(records.map { next + Int32($0) })
                 if let hashes = inspection.hashes?[batchIndex] { prepared.keptHashes?.append(records.map { hashes[$0] }) }
             }
@@ -319,7 +325,7 @@ extension RequestDispatcher {
                         let positions = prepared.keptIndex.indices.contains(duplicate.batch) ? prepared.keptIndex[duplicate.batch] : []
                         return RecordOutcome(
                             index: positions.indices.contains(duplicate.record) ? positions[duplicate.record] : -1, kind: .duplicate, offset: duplicate.offset,
-                            partition: duplicate.partition, rule: "duplicate", message: "duplicate of partition \(duplicate.partition) offset \(duplicate.offset)")
+                            partition: duplicate.partition, rule: "duplicate", message: "")
                     }
                     promise.succeed(
                         ProducePartitionResult(

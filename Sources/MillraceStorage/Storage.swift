@@ -31,9 +31,9 @@ public final class Storage: @unchecked Sendable {
         /// batch gets `unknown_producer_id` and it asks for a new id.
         public var producerIdleMs: Int64 = 7 * 24 * 3_600_000
         /// Per topic with duplicate detection: the in-memory filter over every key it holds
-        /// (fixed: memory does not grow with keys; past ~7 M keys its false positives rise,
-        /// costing look-ups in the runs, never a wrong answer).
-        public var dedupFilterBytes: Int = 8 << 20
+        /// (fixed: memory does not grow with keys; past ~1 M keys per MiB its false positives
+        /// rise, costing look-ups in the runs, never a wrong answer).
+        public var dedupFilterBytes: Int = 16 << 20
 
         public init() {}
     }

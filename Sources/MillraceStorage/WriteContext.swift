@@ -222,6 +222,14 @@ struct WriteContext {
         let notBefore = UInt32(clamping: max(0, nowMs - policy.windowMs) / 1_000)
         var nextOffset = firstOffset
         var duplicates: [DuplicateRecord] = []
+        // This transaction's keys and run views for the topic, out of their dictionaries while
+        // the records are checked (one look-up per append, not per record).
+        var pending = dedupPending.removeValue(forKey: info.id) ?? DedupPendingKeys()
+        var views = dedupViews.removeValue(forKey: info.id) ?? nil
+        defer {
+            if !pending.isEmpty { dedupPending[info.id] = pending }
+            dedupViews[info.id] = views
+        }
         // Per batch, which records are duplicates.
         var dropped: [[Bool]] = []
         for (batchIndex, batchHashes) in hashes.enumerated() {
@@ -231,16 +239,15 @@ struct WriteContext {
                     nextOffset += 1
                     continue
                 }
-                var original = dedupPending[info.id]?.find(hash)
+                var original = pending.find(hash)
                 if original == nil {
-                    original = try store.find(
-                        hash, topicID: info.id, notBefore: notBefore, after: op.dedupCheckedThrough, txn: txn, dbi: dbi, views: &dedupViews[info.id, default: nil])
+                    original = try store.find(hash, topicID: info.id, notBefore: notBefore, after: op.dedupCheckedThrough, txn: txn, dbi: dbi, views: &views)
                 }
                 if let original {
                     duplicates.append(DuplicateRecord(batch: batchIndex, record: recordIndex, partition: original.partition, offset: original.offset))
                     drop[recordIndex] = true
                 } else {
-                    dedupPending[info.id, default: DedupPendingKeys()].insert(DedupEntry(hash: hash, partition: op.partition, timeSeconds: now, offset: nextOffset))
+                    pending.insert(DedupEntry(hash: hash, partition: op.partition, timeSeconds: now, offset: nextOffset))
                     nextOffset += 1
                 }
             }
@@ -255,7 +262,7 @@ struct WriteContext {
                 kept.append((bytes, header))
                 continue
             }
-            guard let encoded = try RecordBatch.keeping(drop.map { !$0 }, of: bytes) else { continue }
+            guard let encoded = try RecordBatch.keeping(drop.map { !$0 }, of: bytes, verified: header) else { continue }
             kept.append((encoded, try encoded.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }))
         }
         return .success((kept, duplicates))
@@ -283,13 +290,12 @@ struct WriteContext {
             let window = catalog.topics.values.first { $0.id == topicID }?.config.dedup?.windowMs ?? DedupPolicy.defaultWindowMs
             let notBefore = UInt32(clamping: max(0, nowMs - window) / 1_000)
             while let group = Self.mergeCandidates(runs) {
-                var sources: [[DedupEntry]] = []
-                for run in group {
-                    sources.append(try DedupRuns.entries(runID: run.id, topicID: topicID, txn: txn, dbi: dbi))
-                    try DedupRuns.delete(runID: run.id, topicID: topicID, txn: txn, dbi: dbi)
-                }
-                let merged = DedupRuns.merge(sources, notBefore: notBefore)
-                let written = try DedupRuns.write(merged, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi)
+                // Runs stored before this transaction are read in place; its own are copied.
+                let sources = try group.map { try DedupRunReader(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= store.nextRunID) }
+                let writer = DedupRunWriter(runID: nextRunID, topicID: topicID, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi)
+                try DedupRuns.merge(sources, into: writer, notBefore: notBefore)
+                let written = try writer.finish()
+                for run in group { try DedupRuns.delete(runID: run.id, topicID: topicID, txn: txn, dbi: dbi) }
                 nextRunID += 1
                 let ids = Set(group.map(\.id))
                 change.removedRuns.formUnion(ids)
@@ -312,20 +318,24 @@ struct WriteContext {
         dedupViews = [:]
     }
 
-    /// Sixteen runs of the smallest size class that has sixteen, oldest first — fewer when
-    /// sixteen would pass `mergeKeysMax`, so one merge (inside one write transaction) reads and
-    /// writes at most ~2 M keys. Runs of that size are left as they are.
+    /// Runs of the smallest size class whose group is full, oldest first: sixteen of them, or
+    /// as many as one merge may take (~2 M keys, `mergeKeysMax`: a merge runs inside a write
+    /// transaction, so this bounds the writer's pause) once they reach three quarters of that.
+    /// So large runs merge in threes or fours as they come rather than piling up sixteen deep
+    /// (each is one more filter for a look-up to ask), at no extra rewriting: a key is still
+    /// rewritten once per class. Runs too large to merge are left until their keys expire.
     static func mergeCandidates(_ runs: [DedupRunMeta]) -> [DedupRunMeta]? {
         let byClass = Dictionary(grouping: runs.sorted { $0.id < $1.id }, by: \.sizeClass)
         for sizeClass in byClass.keys.sorted() {
-            guard let group = byClass[sizeClass], group.count >= 16 else { continue }
+            guard let group = byClass[sizeClass], group.count >= 2 else { continue }
             var chosen: [DedupRunMeta] = []
             var keys = 0
-            for run in group.prefix(16) where keys + run.count <= mergeKeysMax {
+            for run in group.prefix(16) {
+                guard keys + run.count <= mergeKeysMax else { break }
                 chosen.append(run)
                 keys += run.count
             }
-            if chosen.count >= 2 { return chosen }
+            if chosen.count >= 2, chosen.count == 16 || keys >= mergeKeysMax / 4 * 3 { return chosen }
         }
         return nil
     }
@@ -352,7 +362,11 @@ struct WriteContext {
             var rebuilt = [UInt8](repeating: 0, count: state.filter.count)
             try rebuilt.withUnsafeMutableBytes { filter in
                 for run in state.runs where !change.removedRuns.contains(run.id) {
-                    for entry in try DedupRuns.entries(runID: run.id, topicID: info.id, txn: txn, dbi: dbi) { BlockedBloom.insert(entry.hash, into: filter) }
+                    let reader = try DedupRunReader(runID: run.id, txn: txn, dbi: dbi, copying: run.id >= store.nextRunID)
+                    while let entry = reader.current {
+                        BlockedBloom.insert(DedupEntry.hash(at: entry), into: filter)
+                        try reader.advance()
+                    }
                 }
             }
             change.rebuiltFilter = rebuilt

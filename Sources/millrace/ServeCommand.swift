@@ -14,6 +14,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).") var listen = "127.0.0.1:7450"
     @Option(help: "Forget an idempotent producer (its id and sequence numbers) after this many hours without a write.")
     var producerIdleHours = 168
+    @Option(
+        help: ArgumentHelp(
+            "Memory per topic with duplicate detection for its filter over the keys it holds (MiB, 1...1024).",
+            discussion: "Fixed, so memory does not grow with the keys held; past about 1 M keys per MiB its false positives rise and look-ups get slower, never wrong (docs/OPERATIONS.md)."))
+    var dedupFilterMib = 16
 
     func run() async throws {
         // Responses are large, short-lived buffers. glibc raises its mmap threshold after
@@ -34,8 +39,13 @@ struct ServeCommand: AsyncParsableCommand {
             Output.standardError("error: --producer-idle-hours takes 1...8760 (got \(producerIdleHours))")
             throw ExitCode(2)
         }
+        guard (1...1_024).contains(dedupFilterMib) else {
+            Output.standardError("error: --dedup-filter-mib takes 1...1024 (got \(dedupFilterMib))")
+            throw ExitCode(2)
+        }
         var options = Storage.Options()
         options.producerIdleMs = Int64(producerIdleHours) * 3_600_000
+        options.dedupFilterBytes = dedupFilterMib << 20
         let storage: Storage
         do {
             storage = try Storage.open(directory: dataDir, options: options)

@@ -125,4 +125,54 @@ extension Storage {
         #expect(DedupHash(Array("abc".utf8)) == DedupHash(Array("abc".utf8)) && DedupHash(Array("abc".utf8)) != DedupHash(Array("abd".utf8)))
         #expect(Set((0..<10_000).map { DedupHash(Array("\($0)".utf8)) }).count == 10_000)
     }
+
+    /// Interpolation then a gallop finds what a plain binary search finds, from any guess,
+    /// for evenly spread hashes and for hashes crafted to share their high word.
+    @Test func searchFromAGuessAgreesWithBinarySearch() {
+        var generator = SystemRandomNumberGenerator()
+        let spread = (0..<3_000).map { _ in DedupHash(high: generator.next(), low: generator.next()) }.sorted()
+        let clustered = (0..<3_000).map { _ in DedupHash(high: 42, low: generator.next()) }.sorted()
+        for hashes in [spread, clustered, [spread[0]], []] {
+            func reference(_ target: DedupHash) -> Int { (hashes.lastIndex { $0 <= target }) ?? -1 }
+            var targets = hashes.prefix(200) + [DedupHash(high: 0, low: 0), DedupHash(high: .max, low: .max), DedupHash(high: 42, low: 7)]
+            targets += (0..<200).map { _ in DedupHash(high: generator.next(), low: generator.next()) }
+            for target in targets {
+                let expected = reference(target)
+                let interpolated = DedupSearch.interpolate(target.high, from: 0, to: .max, count: hashes.count)
+                #expect(DedupSearch.lastNotAbove(target, count: hashes.count, guess: interpolated) { hashes[$0] } == expected)
+                for guess in [0, hashes.count - 1, hashes.count / 3, -5, hashes.count + 9] {
+                    #expect(DedupSearch.lastNotAbove(target, count: hashes.count, guess: guess) { hashes[$0] } == expected)
+                }
+            }
+        }
+        #expect(DedupSearch.interpolate(.max, from: 0, to: .max, count: 10) == 9)
+        #expect(DedupSearch.interpolate(1 << 63, from: 0, to: .max, count: 10) == 5)
+        #expect(DedupSearch.interpolate(5, from: 10, to: 20, count: 10) == 0)
+    }
+
+    /// Runs larger than one chunk merge (read in place from the map, and the transaction's
+    /// own run copied), keep every key, and answer after a restart.
+    @Test func runsOfManyChunksMergeAndAnswer() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let options = testOptions()
+        var storage = try Storage.open(directory: directory.path, options: options)
+        _ = try await storage.createTopic("t", partitions: 1, config: TopicConfig(dedup: policy))
+        let perRound = DedupRunHeader.chunkEntries + 500
+        for round in 0..<16 {
+            let result = try await storage.appendKeyed("t", 0, (0..<perRound).map { "key-\(round)-\($0)" })
+            #expect(result.duplicates.isEmpty)
+        }
+        let status = try #require(storage.dedupStatus(topic: "t"))
+        #expect(status.keysHeld == 16 * perRound && status.runs == 1, "\(status.runs) runs holding \(status.keysHeld) keys after sixteen")
+        storage.close()
+        storage = try Storage.open(directory: directory.path, options: options)
+        defer { storage.close() }
+        for round in [0, 7, 15] {
+            let keys = stride(from: 0, to: perRound, by: 97).map { "key-\(round)-\($0)" }
+            let again = try await storage.appendKeyed("t", 0, keys + ["fresh-\(round)"])
+            #expect(again.duplicates.map(\.offset) == stride(from: 0, to: perRound, by: 97).map { Int64(round * perRound + $0) })
+            #expect(again.baseOffset == again.lastOffset)
+        }
+    }
 }

@@ -69,15 +69,16 @@ struct DedupBench: AsyncParsableCommand {
         let plain = results.filter { $0.name == "produce-plain" }.map(\.recordsPerSecond)
         let checked = results.filter { $0.name == "produce-dedup" }.map(\.recordsPerSecond)
         let pairs = zip(plain, checked).map { $1 / $0 }
+        let median = pairs.sorted()[pairs.count / 2]
         if json {
             for result in results { print(Report.jsonLine(result.json)) }
-            print(Report.jsonLine(["case": "summary", "keys_held": status.keysHeld, "dedup_disk_bytes": dedupBytes, "bytes_per_key": bytesPerKey, "ratios": pairs]))
+            print(Report.jsonLine(["case": "summary", "keys_held": status.keysHeld, "runs": status.runs, "dedup_disk_bytes": dedupBytes, "bytes_per_key": bytesPerKey, "ratios": pairs, "median_ratio": median]))
         } else {
             print("millrace-bench dedup: \(keys) keys held, \(records) records per run, \(duplicatePercent)% repeats; release broker on loopback, one producer, 4 partitions")
             Report.printTable(results)
             print(
-                String(format: "dedup / plain durable produce, each pair: %@; keys held %d; dedup state on disk %d bytes = %.1f B per key (keys are stored as 16-byte hashes)",
-                    pairs.map { String(format: "%.2f", $0) }.joined(separator: ", "), status.keysHeld, dedupBytes, bytesPerKey))
+                String(format: "dedup / plain durable produce, each pair: %@ (median %.2f); keys held %d in %d runs; dedup state on disk %d bytes = %.1f B per key (keys are stored as 16-byte hashes)",
+                    pairs.map { String(format: "%.2f", $0) }.joined(separator: ", "), median, status.keysHeld, status.runs, dedupBytes, bytesPerKey))
         }
     }
 
@@ -87,13 +88,20 @@ struct DedupBench: AsyncParsableCommand {
         var bytes: Int
         var duplicates: Int
         var serverMicros: Double
+        var clientMicros: Double
         var writtenPerRecord: Double
+        var handedPerRecord: Double
 
         func result(name: String, note: String) -> BenchResult {
             BenchResult(
                 name: name, records: count, bytes: bytes, seconds: seconds,
-                fields: ["server_cpu_us_per_record": serverMicros, "disk_bytes_written_per_record": writtenPerRecord, "duplicates": duplicates],
-                note: note + String(format: "; server CPU %.2f µs/record, %.0f B written/record", serverMicros, writtenPerRecord))
+                fields: [
+                    "server_cpu_us_per_record": serverMicros, "client_cpu_us_per_record": clientMicros, "disk_bytes_written_per_record": writtenPerRecord,
+                    "write_call_bytes_per_record": handedPerRecord, "duplicates": duplicates],
+                note: note
+                    + String(
+                        format: "; CPU µs/record: server %.2f, client %.2f; %.0f B written/record (%.0f B through write calls)", serverMicros, clientMicros,
+                        writtenPerRecord, handedPerRecord))
         }
     }
 
@@ -104,7 +112,9 @@ struct DedupBench: AsyncParsableCommand {
         let failures = NIOLockedValueBox<[String]>([])
         let duplicates = NIOLockedValueBox(0)
         let cpu = server.cpuSeconds
+        let clientCPU = ownCPUSeconds()
         let written = server.bytesWritten
+        let handed = server.bytesHandedToWrite
         let started = monotonicSeconds()
         var bytes = 0
         for index in 0..<count {
@@ -128,7 +138,9 @@ struct DedupBench: AsyncParsableCommand {
         guard caught == expectDuplicates else { throw ValidationError("\(topic): \(caught) duplicates reported, \(expectDuplicates) expected") }
         return Run(
             seconds: seconds, count: count, bytes: bytes, duplicates: caught, serverMicros: (server.cpuSeconds - cpu) * 1e6 / Double(count),
-            writtenPerRecord: Double(server.bytesWritten - written) / Double(count))
+            clientMicros: (ownCPUSeconds() - clientCPU) * 1e6 / Double(count),
+            writtenPerRecord: Double(server.bytesWritten - written) / Double(count),
+            handedPerRecord: Double(server.bytesHandedToWrite - handed) / Double(count))
     }
 
     static func small(id: Int) -> [UInt8] {

@@ -227,9 +227,15 @@ final class ServerProcess {
 
     /// Bytes the server has caused to be written to storage so far (/proc/PID/io write_bytes;
     /// 0 where unreadable).
-    var bytesWritten: Int {
+    var bytesWritten: Int { ioCounter("write_bytes") }
+
+    /// Bytes the server has handed to write system calls so far (/proc/PID/io wchar: what
+    /// LMDB writes, before the page cache; 0 where unreadable).
+    var bytesHandedToWrite: Int { ioCounter("wchar") }
+
+    private func ioCounter(_ name: String) -> Int {
         guard let io = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/io", encoding: .utf8) else { return 0 }
-        for line in io.split(separator: "\n") where line.hasPrefix("write_bytes:") {
+        for line in io.split(separator: "\n") where line.hasPrefix(name + ":") {
             return Int(line.split(separator: " ").last ?? "") ?? 0
         }
         return 0
