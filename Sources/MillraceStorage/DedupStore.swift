@@ -5,7 +5,7 @@ import MillraceFormat
 /// (not their keys) and one filter of a fixed size over every key held. Memory does not grow
 /// with the number of keys; the filter's false positives do (then a look-up asks the runs).
 final class DedupTopicState {
-    var runs: [DedupRunMeta] = []
+    var runs: [RunMeta] = []
     let filter: UnsafeMutableRawBufferPointer
     var duplicatesTotal: UInt64 = 0
     /// Duplicates caught per minute, the last few minutes (for a recent rate).
@@ -25,7 +25,7 @@ final class DedupTopicState {
 
 /// Counters a transaction changes, applied to the writer's memory only once it commits.
 struct DedupChanges {
-    var addedRuns: [DedupRunMeta] = []
+    var addedRuns: [RunMeta] = []
     var removedRuns: Set<UInt64> = []
     var newHashes: [DedupHash] = []
     var duplicates = 0
@@ -70,7 +70,7 @@ final class DedupStore: @unchecked Sendable {
     init(filterBytes: Int) { self.filterBytes = filterBytes }
 
     /// Reads every run header and counter, and fills each topic's filter from its runs' keys.
-    func load(txn: LMDBTransaction, dbi: DedupDatabases) throws {
+    func load(txn: LMDBTransaction, dbi: RunDatabases) throws {
         var runTopics: [UInt64: DedupTopicState] = [:]
         let cursor = try LMDBCursor(txn, dbi.runs)
         defer { cursor.close() }
@@ -83,11 +83,11 @@ final class DedupStore: @unchecked Sendable {
             case DedupKeys.nextRun[4] where topicID == 0:
                 var value = ByteReader(current.value)
                 nextRunID = max(nextRunID, try value.readInteger("dedup next run"))
-            case DedupKeys.runTag:
+            case RunKeys.runTag:
                 let state = lock.withLock { topicState(topicID) }
                 let runID: UInt64 = try reader.readInteger("dedup run id")
-                let header = try DedupRunHeader(parsing: current.value)
-                state.runs.append(DedupRunMeta(id: runID, count: header.count, minTime: header.minTime, maxTime: header.maxTime))
+                let header = try DedupRuns.header(current.value)
+                state.runs.append(RunMeta(id: runID, count: header.count, minTime: header.minTime, maxTime: header.maxTime))
                 runTopics[runID] = state
                 nextRunID = max(nextRunID, runID + 1)
             case DedupKeys.statsTag:
@@ -129,29 +129,29 @@ final class DedupStore: @unchecked Sendable {
     struct RunView {
         var id: UInt64
         var maxTime: UInt32
-        var header: DedupRunHeader
+        var header: RunHeader
     }
 
     /// The topic's runs, largest first (a key is most likely in the largest run, and is in
     /// one run only, unless it expired and came back), headers read in `txn`; nil if a run is
     /// missing there (merged or expired after the list was taken).
-    static func views(_ runs: [DedupRunMeta], topicID: UInt32, txn: LMDBTransaction, dbi: DedupDatabases) throws -> [RunView]? {
+    static func views(_ runs: [RunMeta], topicID: UInt32, txn: LMDBTransaction, dbi: RunDatabases) throws -> [RunView]? {
         var views: [RunView] = []
         views.reserveCapacity(runs.count)
         for run in runs.sorted(by: { $0.count > $1.count }) {
-            guard let bytes = try txn.get(dbi.runs, DedupKeys.run(topicID, run.id)) else { return nil }
-            views.append(RunView(id: run.id, maxTime: run.maxTime, header: try DedupRunHeader(parsing: bytes)))
+            guard let bytes = try txn.get(dbi.runs, RunKeys.run(topicID, run.id)) else { return nil }
+            views.append(RunView(id: run.id, maxTime: run.maxTime, header: try DedupRuns.header(bytes)))
         }
         return views
     }
 
-    static func search(_ hash: DedupHash, in views: [RunView], after: UInt64, notBefore: UInt32, topicID: UInt32, txn: LMDBTransaction, dbi: DedupDatabases) throws
+    static func search(_ hash: DedupHash, in views: [RunView], after: UInt64, notBefore: UInt32, topicID: UInt32, txn: LMDBTransaction, dbi: RunDatabases) throws
         -> DedupEntry?
     {
         for view in views {
             // Runs up to `after` were searched before; runs all older than the window hold nothing.
             guard view.id > after, view.maxTime >= notBefore else { continue }
-            if let found = try DedupRuns.find(hash, header: view.header, runID: view.id, topicID: topicID, txn: txn, dbi: dbi), found.timeSeconds >= notBefore {
+            if let found = try DedupRuns.find(hash, header: view.header, runID: view.id, txn: txn, dbi: dbi), found.timeSeconds >= notBefore {
                 return found
             }
         }
@@ -162,7 +162,7 @@ final class DedupStore: @unchecked Sendable {
     /// (`notBefore`, seconds), in runs newer than `after` (those up to it were searched before
     /// the append reached the writer). `views` caches the runs for the transaction.
     func find(
-        _ hash: DedupHash, topicID: UInt32, notBefore: UInt32, after: UInt64, txn: LMDBTransaction, dbi: DedupDatabases, views: inout [RunView]?
+        _ hash: DedupHash, topicID: UInt32, notBefore: UInt32, after: UInt64, txn: LMDBTransaction, dbi: RunDatabases, views: inout [RunView]?
     ) throws -> DedupEntry? {
         guard let state = topics[topicID], let newest = state.runs.last, newest.id > after else { return nil }
         // After a look-up on the lane only the few newest runs are left: their own filters
@@ -176,12 +176,12 @@ final class DedupStore: @unchecked Sendable {
     /// as of now, and the newest run searched (the writer then searches only newer ones, and
     /// this transaction's keys). `read` opens a read transaction after the run list is taken.
     func precheck(
-        _ hashes: [[DedupHash?]], topicID: UInt32, notBefore: UInt32, dbi: DedupDatabases,
+        _ hashes: [[DedupHash?]], topicID: UInt32, notBefore: UInt32, dbi: RunDatabases,
         read: ((LMDBTransaction) throws -> ([[DedupEntry?]], UInt64)) throws -> ([[DedupEntry?]], UInt64)
     ) throws -> (originals: [[DedupEntry?]], checkedThrough: UInt64) {
         let nothing = hashes.map { [DedupEntry?](repeating: nil, count: $0.count) }
         // The run list and the filter's answers, together, under the lock.
-        let (runs, maybe): ([DedupRunMeta], [[Bool]]) = lock.withLock {
+        let (runs, maybe): ([RunMeta], [[Bool]]) = lock.withLock {
             guard let state = topics[topicID], !state.runs.isEmpty else { return ([], []) }
             let filter = UnsafeRawBufferPointer(state.filter)
             return (state.runs, hashes.map { batch in batch.map { $0.map { BlockedBloom.mayContain($0, in: filter) } ?? false } })

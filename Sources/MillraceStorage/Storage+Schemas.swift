@@ -203,8 +203,8 @@ extension Writer {
         let result = withTransaction { context -> TopicInfo in
             try context.txn.put(databases.topics, Array(op.topic.utf8), updated.encoded())
             if forget, let dbi = databases.dedup {
-                for run in dedup.existingState(updated.id)?.runs ?? [] { try DedupRuns.delete(runID: run.id, topicID: updated.id, txn: context.txn, dbi: dbi) }
-                try deleteAll(context.txn, dbi.runs, prefix: DedupKeys.topic(updated.id))
+                for run in dedup.existingState(updated.id)?.runs ?? [] { try SortedRuns.delete(runID: run.id, owner: updated.id, txn: context.txn, dbi: dbi) }
+                try deleteAll(context.txn, dbi.runs, prefix: Keys.topicPrefix(updated.id))
             }
             return updated
         }

@@ -287,18 +287,18 @@ public final class Storage: @unchecked Sendable {
         return try withReadTransaction { txn, _ in
             guard let dbi = databases.dedup else { return nil }
             // Newest run first: the run headers in key order are oldest first.
-            let prefix = DedupKeys.runPrefix(info.id)
+            let prefix = RunKeys.runPrefix(info.id)
             let cursor = try LMDBCursor(txn, dbi.runs)
             defer { cursor.close() }
-            var runs: [(UInt64, DedupRunHeader)] = []
+            var runs: [(UInt64, RunHeader)] = []
             var entry = try cursor.get(MDB_SET_RANGE, key: prefix)
             while let current = entry, Keys.hasPrefix(current.key, prefix) {
                 var reader = ByteReader(UnsafeRawBufferPointer(rebasing: current.key[prefix.count...]))
-                runs.append((try reader.readInteger("dedup run id"), try DedupRunHeader(parsing: current.value)))
+                runs.append((try reader.readInteger("dedup run id"), try DedupRuns.header(current.value)))
                 entry = try cursor.get(MDB_NEXT)
             }
             for (runID, header) in runs.reversed() where header.maxTime >= notBefore {
-                if let found = try DedupRuns.find(hash, header: header, runID: runID, topicID: info.id, txn: txn, dbi: dbi), found.timeSeconds >= notBefore {
+                if let found = try DedupRuns.find(hash, header: header, runID: runID, txn: txn, dbi: dbi), found.timeSeconds >= notBefore {
                     return DedupHit(partition: found.partition, offset: found.offset, firstSeenMs: Int64(found.timeSeconds) * 1_000)
                 }
             }

@@ -18,7 +18,7 @@ struct SystemDatabases {
     /// open of a directory written before producers existed.
     var producers: MDB_dbi?
     /// Business-key dedup: run headers and counters per topic id, and run chunks. See `DedupKeys`.
-    var dedup: DedupDatabases?
+    var dedup: RunDatabases?
 
     static let formatKey = Array("format".utf8)
     static let nextTopicIDKey = Array("next_topic_id".utf8)
@@ -35,15 +35,15 @@ struct SystemDatabases {
             let offsets = try txn.openDatabase("offsets", create: create)
         else { return nil }
         let producers = try txn.openDatabase("producers", create: create || writable)
-        var dedup: DedupDatabases?
+        var dedup: RunDatabases?
         if let runs = try txn.openDatabase("dedup", create: create || writable), let chunks = try txn.openDatabase("dedupchunks", create: create || writable) {
-            dedup = DedupDatabases(runs: runs, chunks: chunks)
+            dedup = RunDatabases(runs: runs, chunks: chunks)
         }
         return SystemDatabases(
             meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers, dedup: dedup)
     }
 
-    func requireDedup() throws -> DedupDatabases {
+    func requireDedup() throws -> RunDatabases {
         guard let dedup else { throw MillraceError(.storageError, "the dedup database is missing (storage opened read-only)") }
         return dedup
     }

@@ -289,13 +289,13 @@ struct WriteContext {
             }
             let window = catalog.topics.values.first { $0.id == topicID }?.config.dedup?.windowMs ?? DedupPolicy.defaultWindowMs
             let notBefore = UInt32(clamping: max(0, nowMs - window) / 1_000)
-            while let group = Self.mergeCandidates(runs) {
+            while let group = RunMeta.mergeCandidates(runs) {
                 // Runs stored before this transaction are read in place; its own are copied.
-                let sources = try group.map { try DedupRunReader(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= store.nextRunID) }
-                let writer = DedupRunWriter(runID: nextRunID, topicID: topicID, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi)
+                let sources = try group.map { try RunReader<DedupLayout>(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= store.nextRunID) }
+                let writer = RunWriter<DedupLayout>(runID: nextRunID, owner: topicID, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi)
                 try DedupRuns.merge(sources, into: writer, notBefore: notBefore)
                 let written = try writer.finish()
-                for run in group { try DedupRuns.delete(runID: run.id, topicID: topicID, txn: txn, dbi: dbi) }
+                for run in group { try SortedRuns.delete(runID: run.id, owner: topicID, txn: txn, dbi: dbi) }
                 nextRunID += 1
                 let ids = Set(group.map(\.id))
                 change.removedRuns.formUnion(ids)
@@ -318,29 +318,6 @@ struct WriteContext {
         dedupViews = [:]
     }
 
-    /// Runs of the smallest size class whose group is full, oldest first: sixteen of them, or
-    /// as many as one merge may take (~2 M keys, `mergeKeysMax`: a merge runs inside a write
-    /// transaction, so this bounds the writer's pause) once they reach three quarters of that.
-    /// So large runs merge in threes or fours as they come rather than piling up sixteen deep
-    /// (each is one more filter for a look-up to ask), at no extra rewriting: a key is still
-    /// rewritten once per class. Runs too large to merge are left until their keys expire.
-    static func mergeCandidates(_ runs: [DedupRunMeta]) -> [DedupRunMeta]? {
-        let byClass = Dictionary(grouping: runs.sorted { $0.id < $1.id }, by: \.sizeClass)
-        for sizeClass in byClass.keys.sorted() {
-            guard let group = byClass[sizeClass], group.count >= 2 else { continue }
-            var chosen: [DedupRunMeta] = []
-            var keys = 0
-            for run in group.prefix(16) {
-                guard keys + run.count <= mergeKeysMax else { break }
-                chosen.append(run)
-                keys += run.count
-            }
-            if chosen.count >= 2, chosen.count == 16 || keys >= mergeKeysMax / 4 * 3 { return chosen }
-        }
-        return nil
-    }
-
-    static let mergeKeysMax = 2 << 20
 
     /// Deletes runs whose newest key is older than the topic's window; the filter is then
     /// rebuilt from the keys still held. Returns how many keys went.
@@ -355,14 +332,14 @@ struct WriteContext {
             guard !old.isEmpty else { continue }
             var change = dedupChanges[info.id] ?? DedupChanges()
             for run in old {
-                try DedupRuns.delete(runID: run.id, topicID: info.id, txn: txn, dbi: dbi)
+                try SortedRuns.delete(runID: run.id, owner: info.id, txn: txn, dbi: dbi)
                 change.removedRuns.insert(run.id)
                 expired += run.count
             }
             var rebuilt = [UInt8](repeating: 0, count: state.filter.count)
             try rebuilt.withUnsafeMutableBytes { filter in
                 for run in state.runs where !change.removedRuns.contains(run.id) {
-                    let reader = try DedupRunReader(runID: run.id, txn: txn, dbi: dbi, copying: run.id >= store.nextRunID)
+                    let reader = try RunReader<DedupLayout>(runID: run.id, txn: txn, dbi: dbi, copying: run.id >= store.nextRunID)
                     while let entry = reader.current {
                         BlockedBloom.insert(DedupEntry.hash(at: entry), into: filter)
                         try reader.advance()

@@ -547,8 +547,8 @@ final class Writer: @unchecked Sendable {
                 try deleteAll(context.txn, databases.timeIndex, prefix: Keys.topicPrefix(info.id))
                 try deleteAll(context.txn, databases.meta, prefix: Keys.schemaPrefix(info.id))
                 if let dbi = databases.dedup {
-                    for run in dedup.existingState(info.id)?.runs ?? [] { try DedupRuns.delete(runID: run.id, topicID: info.id, txn: context.txn, dbi: dbi) }
-                    try deleteAll(context.txn, dbi.runs, prefix: DedupKeys.topic(info.id))
+                    for run in dedup.existingState(info.id)?.runs ?? [] { try SortedRuns.delete(runID: run.id, owner: info.id, txn: context.txn, dbi: dbi) }
+                    try deleteAll(context.txn, dbi.runs, prefix: Keys.topicPrefix(info.id))
                 }
                 try context.txn.delete(databases.topics, Array(op.name.utf8))
                 try deleteCommittedOffsets(context.txn, topic: op.name)

@@ -138,16 +138,16 @@ extension Storage {
             targets += (0..<200).map { _ in DedupHash(high: generator.next(), low: generator.next()) }
             for target in targets {
                 let expected = reference(target)
-                let interpolated = DedupSearch.interpolate(target.high, from: 0, to: .max, count: hashes.count)
-                #expect(DedupSearch.lastNotAbove(target, count: hashes.count, guess: interpolated) { hashes[$0] } == expected)
+                let interpolated = HashSearch.interpolate(target.high, from: 0, to: .max, count: hashes.count)
+                #expect(HashSearch.lastNotAbove(target, count: hashes.count, guess: interpolated) { hashes[$0] } == expected)
                 for guess in [0, hashes.count - 1, hashes.count / 3, -5, hashes.count + 9] {
-                    #expect(DedupSearch.lastNotAbove(target, count: hashes.count, guess: guess) { hashes[$0] } == expected)
+                    #expect(HashSearch.lastNotAbove(target, count: hashes.count, guess: guess) { hashes[$0] } == expected)
                 }
             }
         }
-        #expect(DedupSearch.interpolate(.max, from: 0, to: .max, count: 10) == 9)
-        #expect(DedupSearch.interpolate(1 << 63, from: 0, to: .max, count: 10) == 5)
-        #expect(DedupSearch.interpolate(5, from: 10, to: 20, count: 10) == 0)
+        #expect(HashSearch.interpolate(.max, from: 0, to: .max, count: 10) == 9)
+        #expect(HashSearch.interpolate(1 << 63, from: 0, to: .max, count: 10) == 5)
+        #expect(HashSearch.interpolate(5, from: 10, to: 20, count: 10) == 0)
     }
 
     /// Runs larger than one chunk merge (read in place from the map, and the transaction's
@@ -158,7 +158,7 @@ extension Storage {
         let options = testOptions()
         var storage = try Storage.open(directory: directory.path, options: options)
         _ = try await storage.createTopic("t", partitions: 1, config: TopicConfig(dedup: policy))
-        let perRound = DedupRunHeader.chunkEntries + 500
+        let perRound = DedupLayout.chunkEntries + 500
         for round in 0..<16 {
             let result = try await storage.appendKeyed("t", 0, (0..<perRound).map { "key-\(round)-\($0)" })
             #expect(result.duplicates.isEmpty)
