@@ -87,4 +87,13 @@ public enum Limits {
     public static let dedupTopicsMax = 64
     /// A business key longer than this is not remembered: its record is appended unchecked.
     public static let dedupKeyBytesMax = 1_024
+    /// Key index: JSON pointers indexed per topic (besides the record key).
+    public static let indexFieldsMax = 8
+    /// Key index: genealogy links declared per topic.
+    public static let indexLinksMax = 4
+    /// Key index: values indexed from one record (wildcard pointers can name many); past it
+    /// the rest of that record's values are not indexed.
+    public static let indexValuesPerRecordMax = 256
+    /// Hits one trace page returns at most.
+    public static let traceHitsPerPageMax = 1_000
 }

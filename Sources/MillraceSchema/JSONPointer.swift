@@ -92,6 +92,82 @@ public struct JSONPointer: Sendable, Equatable {
 }
 
 extension JSONPointer {
+    /// Whether a token is `*`: in an index field it stands for every element of an array.
+    public var hasWildcard: Bool { tokens.contains([0x2A]) }
+
+    /// Every value the pointer names, a `*` token standing for each element of an array (on
+    /// an object, `*` names a member called `*`): tape indices in document order, at most
+    /// `limit`.
+    func resolveAll(_ view: TapeView, limit: Int) -> [Int] {
+        var found: [Int] = []
+        func walk(_ index: Int, _ depth: Int) {
+            guard found.count < limit else { return }
+            guard depth < tokens.count else {
+                found.append(index)
+                return
+            }
+            let token = tokens[depth]
+            let entry = view[index]
+            switch entry.kind {
+            case .object:
+                var key = index + 1
+                while key < Int(entry.next) {
+                    if view.stringEquals(key, token) { return walk(key + 1, depth + 1) }
+                    key = view.after(key + 1)
+                }
+            case .array where token == [0x2A]:
+                var item = index + 1
+                for _ in 0..<Int(entry.count) {
+                    walk(item, depth + 1)
+                    item = view.after(item)
+                }
+            case .array:
+                guard let position = Self.arrayIndex(token), position < Int(entry.count) else { return }
+                var item = index + 1
+                for _ in 0..<position { item = view.after(item) }
+                walk(item, depth + 1)
+            default:
+                return
+            }
+        }
+        walk(0, 0)
+        return found
+    }
+
+    /// The values an index takes from the pointer, hashed as a trace key is: each string's
+    /// characters (escapes decoded), each number's or boolean's text; null, objects, arrays
+    /// and values over `Limits.dedupKeyBytesMax` bytes are skipped. At most `limit`.
+    public func indexHashes(in tape: JSONTape, text: UnsafeBufferPointer<UInt8>, limit: Int) -> [DedupHash] {
+        tape.withView(over: text) { view in
+            resolveAll(view, limit: limit).compactMap { index in
+                let entry = view[index]
+                switch entry.kind {
+                case .string where entry.escaped:
+                    let value = Array(view.string(at: index).utf8)
+                    return value.count <= Limits.dedupKeyBytesMax ? DedupHash(value) : nil
+                case .string, .number, .true, .false:
+                    let raw = view.raw(index)
+                    return raw.count <= Limits.dedupKeyBytesMax ? DedupHash(UnsafeRawBufferPointer(raw)) : nil
+                case .null, .object, .array:
+                    return nil
+                }
+            }
+        }
+    }
+
+    /// The same values as text, for showing a trace hit (a tape `parse`d from its own copy).
+    public func indexValues(in tape: JSONTape, limit: Int = Limits.indexValuesPerRecordMax) -> [String] {
+        tape.withView { view in
+            resolveAll(view, limit: limit).compactMap { index in
+                switch view[index].kind {
+                case .string: return view.string(at: index)
+                case .number, .true, .false: return String(decoding: view.raw(index), as: UTF8.self)
+                case .null, .object, .array: return nil
+                }
+            }
+        }
+    }
+
     /// As `keyHash(in:text:)`, but reading `text` only as far as the value it names: members
     /// before it are skipped without being parsed, and nothing after it is read. For a record
     /// no schema checks (so nothing else parses it). Text that is not JSON where it is read

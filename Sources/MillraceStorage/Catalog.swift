@@ -18,13 +18,16 @@ public struct TopicConfig: Sendable, Equatable {
     public var onInvalid: InvalidRecordPolicy
     /// Business-key duplicate detection; nil: none.
     public var dedup: DedupPolicy?
+    /// The key index (trace and genealogy); nil: nothing indexed.
+    public var index: IndexPolicy?
 
     public init(
         retentionMs: Int64? = nil, retentionBytes: Int64? = nil, compression: CompressionCodec = .none,
         timestampType: TimestampType = .create, compatibility: SchemaCompatibility = .backward, onInvalid: InvalidRecordPolicy = .reject,
-        dedup: DedupPolicy? = nil
+        dedup: DedupPolicy? = nil, index: IndexPolicy? = nil
     ) {
         self.dedup = dedup
+        self.index = index?.isEmpty == true ? nil : index
         self.retentionMs = retentionMs
         self.retentionBytes = retentionBytes
         self.compression = compression
@@ -44,6 +47,7 @@ public struct TopicConfig: Sendable, Equatable {
             throw MillraceError(.unsupportedCodec, "compression \(compression) is not supported; use none or zstd")
         }
         try dedup?.validate()
+        try index?.validate()
     }
 }
 
@@ -68,8 +72,8 @@ public struct TopicInfo: Sendable, Equatable {
     public var createdAtMs: Int64
 
     /// 1: up to the timestamp type and creation time; 2: then compatibility and on-invalid;
-    /// 3: then the dedup policy.
-    static let encodingVersion: UInt8 = 3
+    /// 3: then the dedup policy; 4: then the index policy.
+    static let encodingVersion: UInt8 = 4
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 48)
@@ -96,6 +100,21 @@ public struct TopicInfo: Sendable, Equatable {
             writer.writeBytes(pointer.utf8)
         }
         if let dedup = config.dedup { writer.writeInteger(dedup.windowMs) }
+        // u8 present; then u8 record key, u8 fields, each u16 length + pointer, u8 links, each
+        // parent then child as u16 length + pointer.
+        if let index = config.index {
+            writer.writeInteger(UInt8(1))
+            writer.writeInteger(UInt8(index.recordKey ? 1 : 0))
+            writer.writeInteger(UInt8(index.fields.count))
+            for field in index.fields { Self.write(field, &writer) }
+            writer.writeInteger(UInt8(index.links.count))
+            for link in index.links {
+                Self.write(link.parent, &writer)
+                Self.write(link.child, &writer)
+            }
+        } else {
+            writer.writeInteger(UInt8(0))
+        }
         return writer.bytes
     }
 
@@ -143,6 +162,26 @@ public struct TopicInfo: Sendable, Equatable {
             }
             if let key { config.dedup = DedupPolicy(key: key, windowMs: try reader.readInteger("dedup window")) }
         }
+        if version >= 4, try reader.readInteger("index present") as UInt8 == 1 {
+            var index = IndexPolicy(recordKey: try reader.readInteger("index record key") as UInt8 == 1)
+            let fields: UInt8 = try reader.readInteger("index fields")
+            for _ in 0..<fields { index.fields.append(try Self.readText(&reader, "index field")) }
+            let links: UInt8 = try reader.readInteger("index links")
+            for _ in 0..<links {
+                index.links.append(IndexLink(parent: try Self.readText(&reader, "link parent"), child: try Self.readText(&reader, "link child")))
+            }
+            config.index = index
+        }
+    }
+
+    private static func write(_ text: String, _ writer: inout ByteWriter) {
+        writer.writeInteger(UInt16(text.utf8.count))
+        writer.writeBytes(text.utf8)
+    }
+
+    private static func readText(_ reader: inout ByteReader, _ what: StaticString) throws -> String {
+        let length: UInt16 = try reader.readInteger(what)
+        return String(decoding: try reader.readBytes(Int(length), what), as: UTF8.self)
     }
 
     /// Topic names follow Kafka's rule: 1...249 of `[A-Za-z0-9._-]`, not "." or "..".

@@ -132,6 +132,21 @@ extension Storage {
         }
     }
 
+    /// Sets what the topic indexes (nil or an empty policy: nothing). Records appended from
+    /// then on are indexed by it; entries already written stay (a trace reads them too).
+    public func setIndexPolicy(topic: String, policy: IndexPolicy?, completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        let normalized = policy?.isEmpty == true ? nil : policy
+        writer.submitNow(
+            .setSchemaPolicy(SchemaPolicyOperation(topic: topic, compatibility: nil, onInvalid: nil, index: .some(normalized), completion: completion)))
+    }
+
+    public func setIndexPolicy(topic: String, policy: IndexPolicy?) async throws -> TopicInfo {
+        try await withCheckedThrowingContinuation { continuation in
+            setIndexPolicy(topic: topic, policy: policy) { continuation.resume(with: $0) }
+        }
+    }
+
     public func setSchemaPolicy(
         topic: String, compatibility: SchemaCompatibility?, onInvalid: InvalidRecordPolicy?,
         completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void
@@ -155,6 +170,8 @@ struct SchemaPolicyOperation {
     var onInvalid: InvalidRecordPolicy?
     /// `.some(nil)` turns duplicate detection off (and forgets the keys held).
     var dedup: DedupPolicy?? = nil
+    /// `.some(nil)` stops indexing the topic's new records.
+    var index: IndexPolicy?? = nil
     var completion: @Sendable (Result<TopicInfo, MillraceError>) -> Void
 }
 
@@ -197,6 +214,16 @@ extension Writer {
             }
             if dedup != nil, info.config.dedup == nil, let full = catalog.withLock({ $0.checkDedupRoom(except: op.topic) }) { return .failure(full) }
             info.config.dedup = dedup
+        }
+        if let index = op.index {
+            do {
+                try index?.validate()
+            } catch let error as MillraceError {
+                return .failure(error)
+            } catch {
+                return .failure(MillraceError(.invalidConfig, "\(error)"))
+            }
+            info.config.index = index
         }
         let updated = info
         let forget = op.dedup.map { $0 == nil } ?? false

@@ -46,6 +46,7 @@ public final class Storage: @unchecked Sendable {
     let clock: any MillraceClock
     let readTransactions: ReadTransactionPool
     let dedup: DedupStore
+    let index: IndexStore
     let writer: Writer?
     private let lock: DataDirectory.Lock
     private let closed = Locked(false)
@@ -84,6 +85,12 @@ public final class Storage: @unchecked Sendable {
                 defer { txn.abort() }
                 try dedup.load(txn: txn, dbi: dbi)
             }
+            index = IndexStore()
+            if let dbi = databases.index {
+                let txn = try LMDBTransaction.begin(env, readOnly: true)
+                defer { txn.abort() }
+                try index.load(txn: txn, dbi: dbi)
+            }
         } catch {
             env.close()
             throw error
@@ -97,7 +104,7 @@ public final class Storage: @unchecked Sendable {
                 env: env, gate: gate, databases: databases, catalog: catalog, clock: options.clock,
                 pendingWritesMax: options.pendingWritesMax, retentionIntervalMs: options.retentionCheckIntervalMs,
                 directory: directory, reserve: ReserveFile(directory: directory, bytes: options.reserveBytes),
-                fullRetryIntervalMs: options.fullRetryIntervalMs, producerIdleMs: options.producerIdleMs, dedup: dedup)
+                fullRetryIntervalMs: options.fullRetryIntervalMs, producerIdleMs: options.producerIdleMs, dedup: dedup, index: index)
             writer.start()
             self.writer = writer
         }
@@ -229,10 +236,12 @@ public final class Storage: @unchecked Sendable {
     /// For a topic with duplicate detection, `dedupHashes` gives each record's business-key
     /// hash (per batch, per record; nil for a record without a key): records whose key the
     /// topic holds are not appended (`AppendResult.duplicates` says where the originals are).
-    /// Without it nothing is checked.
+    /// Without it nothing is checked. For a topic with an index policy, `indexKeys` gives
+    /// each batch's indexed values (`IndexKey.record` counts from 0 in its batch); the
+    /// records appended are indexed in the same transaction.
     public func append(
         topic: String, partition: Int32, batches: [[UInt8]], sequences: [SequenceSpan]? = nil, dedupHashes: [[DedupHash?]]? = nil,
-        dedupCheckedThrough: UInt64 = 0, completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+        dedupCheckedThrough: UInt64 = 0, indexKeys: [[IndexKey]]? = nil, completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) {
         switch Self.check(batches) {
         case .failure(let error): completion(.failure(error))
@@ -243,7 +252,7 @@ public final class Storage: @unchecked Sendable {
                 .append(
                     AppendOperation(
                         topic: topic, partition: partition, batches: checked, sequences: spans, dedupHashes: dedupHashes,
-                        dedupCheckedThrough: dedupCheckedThrough, completion: completion)))
+                        dedupCheckedThrough: dedupCheckedThrough, indexKeys: indexKeys, completion: completion)))
         }
     }
 

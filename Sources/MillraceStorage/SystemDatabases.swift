@@ -19,6 +19,9 @@ struct SystemDatabases {
     var producers: MDB_dbi?
     /// Business-key dedup: run headers and counters per topic id, and run chunks. See `DedupKeys`.
     var dedup: RunDatabases?
+    /// The key index: run headers and counters (`index`, owner 0 for runs, topic ids for
+    /// counters; see `IndexKeys`), and run chunks (`indexchunks`).
+    var index: RunDatabases?
 
     static let formatKey = Array("format".utf8)
     static let nextTopicIDKey = Array("next_topic_id".utf8)
@@ -39,13 +42,22 @@ struct SystemDatabases {
         if let runs = try txn.openDatabase("dedup", create: create || writable), let chunks = try txn.openDatabase("dedupchunks", create: create || writable) {
             dedup = RunDatabases(runs: runs, chunks: chunks)
         }
+        var index: RunDatabases?
+        if let runs = try txn.openDatabase("index", create: create || writable), let chunks = try txn.openDatabase("indexchunks", create: create || writable) {
+            index = RunDatabases(runs: runs, chunks: chunks)
+        }
         return SystemDatabases(
-            meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers, dedup: dedup)
+            meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers, dedup: dedup, index: index)
     }
 
     func requireDedup() throws -> RunDatabases {
         guard let dedup else { throw MillraceError(.storageError, "the dedup database is missing (storage opened read-only)") }
         return dedup
+    }
+
+    func requireIndex() throws -> RunDatabases {
+        guard let index else { throw MillraceError(.storageError, "the index database is missing (storage opened read-only)") }
+        return index
     }
 
     func requireProducers() throws -> MDB_dbi {

@@ -34,12 +34,19 @@ struct WriteContext {
     /// The next run id after this transaction's runs (0: none written).
     private(set) var dedupNextRunID: UInt64 = 0
 
-    init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64, dedup: DedupStore? = nil) {
+    /// The key index: its runs (changed after commit from `indexChanges`), and this
+    /// transaction's new entries.
+    let index: IndexStore?
+    private var indexPending: [IndexEntry] = []
+    private(set) var indexChanges = IndexChanges()
+
+    init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64, dedup: DedupStore? = nil, index: IndexStore? = nil) {
         self.txn = txn
         self.databases = databases
         self.catalog = catalog
         self.nowMs = nowMs
         self.dedup = dedup
+        self.index = index
     }
 
     mutating func state(_ id: PartitionID) throws -> PartitionState {
@@ -166,6 +173,24 @@ struct WriteContext {
                 batches = kept
                 duplicates = found
             }
+        }
+        if info.config.index != nil, let keys = op.indexKeys, index != nil {
+            // Where each record of the operation goes: in order, skipping the duplicates.
+            var dropped = op.batches.map { [Bool](repeating: false, count: Int($0.header.recordCount)) }
+            for duplicate in duplicates where dropped.indices.contains(duplicate.batch) && dropped[duplicate.batch].indices.contains(duplicate.record) {
+                dropped[duplicate.batch][duplicate.record] = true
+            }
+            var next = state.nextOffset
+            let offsets = dropped.map { batch in
+                batch.map { isDropped -> Int64? in
+                    guard !isDropped else { return nil }
+                    defer { next += 1 }
+                    return next
+                }
+            }
+            let entries = Self.indexEntries(keys, offsets: offsets, topicID: info.id, partition: op.partition, nowMs: nowMs)
+            indexPending.append(contentsOf: entries)
+            if !entries.isEmpty { indexChanges.entriesByTopic[info.id, default: 0] += entries.count }
         }
         let firstOffset = state.nextOffset
         var logAppendTime: Int64?
@@ -504,3 +529,73 @@ struct WriteContext {
         for key in doomed { try txn.delete(databases.timeIndex, key) }
     }
 }
+
+extension WriteContext {
+    /// Writes this transaction's index entries as one run, merges runs that piled up
+    /// (dropping entries of topics deleted and of batches retention removed), and the
+    /// counters. Changes reach memory only after the commit.
+    mutating func flushIndex() throws {
+        guard let index, !indexPending.isEmpty || !indexChanges.entriesByTopic.isEmpty else { return }
+        let dbi = try databases.requireIndex()
+        let (known, firstNew) = index.snapshot
+        var nextRunID = max(indexChanges.nextRunID, firstNew)
+        var runs = known.filter { !indexChanges.removedRuns.contains($0.id) } + indexChanges.addedRuns
+        if !indexPending.isEmpty {
+            indexPending.sort(by: <)
+            let writer = RunWriter<IndexLayout>(runID: nextRunID, owner: 0, keysAtMost: indexPending.count, txn: txn, dbi: dbi)
+            try withUnsafeTemporaryAllocation(byteCount: IndexEntry.size, alignment: 8) { raw in
+                let base = raw.baseAddress.unsafelyUnwrapped
+                for entry in indexPending {
+                    entry.write(to: base)
+                    try writer.append(raw: UnsafeRawPointer(base))
+                }
+            }
+            let written = try writer.finish()
+            nextRunID += 1
+            indexChanges.addedRuns.append(written)
+            runs.append(written)
+            indexPending = []
+        }
+        // The log start of every partition an entry names, as this transaction sees it.
+        var logStarts: [PartitionID: Int64] = [:]
+        let topics = Set(catalog.topics.values.map(\.id))
+        while let group = RunMeta.mergeCandidates(runs) {
+            let sources = try group.map { try RunReader<IndexLayout>(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= firstNew) }
+            let writer = RunWriter<IndexLayout>(runID: nextRunID, owner: 0, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi)
+            var failure: (any Error)?
+            try SortedRuns.merge(sources, into: writer) { raw in
+                let entry = IndexEntry(reading: raw)
+                guard topics.contains(entry.topicID) else { return false }
+                let id = PartitionID(topicID: entry.topicID, partition: Int32(entry.partition))
+                if let start = logStarts[id] { return entry.offset >= start }
+                do {
+                    let start = try state(id).logStartOffset
+                    logStarts[id] = start
+                    return entry.offset >= start
+                } catch {
+                    failure = error
+                    return true
+                }
+            }
+            if let failure { throw failure }
+            let written = try writer.finish()
+            for run in group { try SortedRuns.delete(runID: run.id, owner: 0, txn: txn, dbi: dbi) }
+            nextRunID += 1
+            let ids = Set(group.map(\.id))
+            indexChanges.removedRuns.formUnion(ids)
+            indexChanges.addedRuns.removeAll { ids.contains($0.id) }
+            indexChanges.addedRuns.append(written)
+            runs = runs.filter { !ids.contains($0.id) } + [written]
+        }
+        indexChanges.nextRunID = nextRunID
+        var next = ByteWriter(capacity: 8)
+        next.writeInteger(nextRunID)
+        try txn.put(dbi.runs, IndexKeys.nextRun, next.bytes)
+        for (topic, count) in indexChanges.entriesByTopic {
+            var counter = ByteWriter(capacity: 8)
+            counter.writeInteger(index.written(topic) + UInt64(count))
+            try txn.put(dbi.runs, IndexKeys.stats(topic), counter.bytes)
+        }
+    }
+}
+

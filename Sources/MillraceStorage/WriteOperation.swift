@@ -55,6 +55,9 @@ struct AppendOperation {
     var dedupHashes: [[DedupHash?]]?
     /// Runs up to this id were already searched for these keys (`Storage.dedupPrecheck`).
     var dedupCheckedThrough: UInt64 = 0
+    /// Per batch: the records' indexed values, for a topic with an index policy; nil when
+    /// not computed (then nothing is indexed).
+    var indexKeys: [[IndexKey]]?
     var completion: @Sendable (Result<AppendResult, MillraceError>) -> Void
 
     var bytes: Int { batches.reduce(0) { $0 + $1.bytes.count } }

@@ -25,6 +25,8 @@ final class Writer: @unchecked Sendable {
     private let producerIdleMs: Int64
     /// Business-key dedup: run lists and filters per topic.
     let dedup: DedupStore
+    /// The key index's runs.
+    let index: IndexStore
     /// Set while the disk is full (writer thread only): the error writes get, and when one
     /// was last tried.
     private var full: (error: MillraceError, lastAttemptMs: Int64)?
@@ -52,9 +54,10 @@ final class Writer: @unchecked Sendable {
     init(
         env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
         clock: any MillraceClock, pendingWritesMax: Int, retentionIntervalMs: Int64?, directory: String, reserve: ReserveFile,
-        fullRetryIntervalMs: Int64, producerIdleMs: Int64, dedup: DedupStore
+        fullRetryIntervalMs: Int64, producerIdleMs: Int64, dedup: DedupStore, index: IndexStore
     ) {
         self.dedup = dedup
+        self.index = index
         self.producerIdleMs = producerIdleMs
         self.directory = directory
         self.reserve = reserve
@@ -303,6 +306,7 @@ final class Writer: @unchecked Sendable {
                 }
             }
             try context.flushDedup()
+            try context.flushIndex()
             try context.flushStates()
             return (outcomes, context.appendedPartitions)
         }
@@ -416,7 +420,7 @@ final class Writer: @unchecked Sendable {
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
             let began = monotonicNanoseconds()
-            var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds(), dedup: dedup)
+            var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds(), dedup: dedup, index: index)
             let value: T
             do {
                 value = try body(&context)
@@ -456,6 +460,7 @@ final class Writer: @unchecked Sendable {
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
             if !context.dedupChanges.isEmpty { dedup.apply(context.dedupChanges, nextRunID: context.dedupNextRunID, nowMs: context.nowMs) }
+            index.apply(context.indexChanges)
             let finished = monotonicNanoseconds()
             statistics.withLock {
                 $0.transactions += 1
@@ -550,11 +555,14 @@ final class Writer: @unchecked Sendable {
                     for run in dedup.existingState(info.id)?.runs ?? [] { try SortedRuns.delete(runID: run.id, owner: info.id, txn: context.txn, dbi: dbi) }
                     try deleteAll(context.txn, dbi.runs, prefix: Keys.topicPrefix(info.id))
                 }
+                // The topic's index entries go when their runs are merged; a trace skips them.
+                if let dbi = databases.index { _ = try context.txn.delete(dbi.runs, IndexKeys.stats(info.id)) }
                 try context.txn.delete(databases.topics, Array(op.name.utf8))
                 try deleteCommittedOffsets(context.txn, topic: op.name)
             }
             if case .success = result {
                 dedup.forget(info.id)
+                index.forget(info.id)
                 catalog.withLock {
                     $0.topics[op.name] = nil
                     for partition in 0..<info.partitionCount {
@@ -609,6 +617,7 @@ final class Writer: @unchecked Sendable {
             report.producersExpired = try context.expireProducers(idleMs: producerIdleMs)
             report.dedupKeysExpired = try context.expireDedup()
             try context.flushDedup()
+            try context.flushIndex()
             try context.flushStates()
             return report
         }

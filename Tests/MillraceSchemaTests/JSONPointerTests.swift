@@ -52,4 +52,30 @@ import Testing
             }
         }
     }
+
+    /// Index fields: `*` names every element of an array, values come back in document order,
+    /// strings, numbers and booleans only, never more than the limit.
+    @Test func wildcardPointersNameEveryElement() throws {
+        let record = #"{"order":"O-7","components":[{"lot":"L1","qty":2},{"lot":"L\u0032"},{"serial":"S9"},{"lot":{"nested":1}},{"lot":17}],"tags":["a","b",null,true]}"#
+        let bytes = Array(record.utf8)
+        var tape = JSONTape()
+        try tape.parse(bytes)
+        let hash = { (text: String) in DedupHash(Array(text.utf8)) }
+        for (pointer, expected) in [
+            ("/components/*/lot", ["L1", "L2", "17"]), ("/tags/*", ["a", "b", "true"]), ("/order", ["O-7"]), ("/components/*/serial", ["S9"]),
+            ("/components/1/lot", ["L2"]), ("/missing/*", []), ("/order/*", []), ("/components/*", []),
+        ] {
+            let compiled = try JSONPointer(pointer)
+            #expect(compiled.indexValues(in: tape) == expected, "\(pointer)")
+            let hashes = bytes.withUnsafeBufferPointer { compiled.indexHashes(in: tape, text: $0, limit: 100) }
+            #expect(hashes == expected.map(hash), "\(pointer)")
+        }
+        let many = "[" + (0..<50).map { "\"v\($0)\"" }.joined(separator: ",") + "]"
+        var wide = JSONTape()
+        let wideBytes = Array(#"{"all":\#(many)}"#.utf8)
+        try wide.parse(wideBytes)
+        let limited = try wideBytes.withUnsafeBufferPointer { try JSONPointer("/all/*").indexHashes(in: wide, text: $0, limit: 10) }
+        #expect(limited == (0..<10).map { hash("v\($0)") })
+        #expect(try JSONPointer("/components/*/lot").hasWildcard && !JSONPointer("/lot").hasWildcard)
+    }
 }

@@ -1,0 +1,231 @@
+import CLMDB
+import MillraceFormat
+
+// The key index: every indexed value of every record (the record key, JSON fields, link
+// sides; see `IndexPolicy`) as one entry in sorted runs shared by all topics, written in the
+// records' transaction. A trace of a value asks each run's filter and reads only the entries
+// with that value's hash, so its cost follows the hits, not the log.
+
+/// An indexed value of one key, as the lane computes it: which record of its batch, which
+/// slot of the topic's index policy, and the value's hash.
+public struct IndexKey: Sendable, Equatable {
+    public var record: Int32
+    public var slot: UInt8
+    public var hash: DedupHash
+
+    public init(record: Int32, slot: UInt8, hash: DedupHash) {
+        self.record = record
+        self.slot = slot
+        self.hash = hash
+    }
+}
+
+/// One index entry (40 bytes, little-endian): the value's hash, when the record was appended
+/// (ms, broker clock), its offset, topic id, partition and slot. Entries sort by hash, then
+/// time, topic, partition, offset and slot, so a value's hits are in append order.
+struct IndexEntry: Equatable {
+    var hash: DedupHash
+    var timeMs: Int64
+    var offset: Int64
+    var topicID: UInt32
+    var partition: UInt16
+    var slot: UInt8
+
+    static let size = 40
+
+    func write(to memory: UnsafeMutableRawPointer) {
+        memory.storeBytes(of: hash.high.littleEndian, toByteOffset: 0, as: UInt64.self)
+        memory.storeBytes(of: hash.low.littleEndian, toByteOffset: 8, as: UInt64.self)
+        memory.storeBytes(of: timeMs.littleEndian, toByteOffset: 16, as: Int64.self)
+        memory.storeBytes(of: offset.littleEndian, toByteOffset: 24, as: Int64.self)
+        memory.storeBytes(of: topicID.littleEndian, toByteOffset: 32, as: UInt32.self)
+        memory.storeBytes(of: partition.littleEndian, toByteOffset: 36, as: UInt16.self)
+        memory.storeBytes(of: slot, toByteOffset: 38, as: UInt8.self)
+        memory.storeBytes(of: UInt8(0), toByteOffset: 39, as: UInt8.self)
+    }
+
+    init(hash: DedupHash, timeMs: Int64, offset: Int64, topicID: UInt32, partition: UInt16, slot: UInt8) {
+        self.hash = hash
+        self.timeMs = timeMs
+        self.offset = offset
+        self.topicID = topicID
+        self.partition = partition
+        self.slot = slot
+    }
+
+    init(reading memory: UnsafeRawPointer) {
+        hash = IndexLayout.hash(at: memory)
+        timeMs = Int64(littleEndian: memory.loadUnaligned(fromByteOffset: 16, as: Int64.self))
+        offset = Int64(littleEndian: memory.loadUnaligned(fromByteOffset: 24, as: Int64.self))
+        topicID = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
+        partition = UInt16(littleEndian: memory.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
+        slot = memory.load(fromByteOffset: 38, as: UInt8.self)
+    }
+
+    /// The order of entries: hash, then time, topic, partition, offset, slot.
+    static func < (left: IndexEntry, right: IndexEntry) -> Bool {
+        if left.hash != right.hash { return left.hash < right.hash }
+        if left.timeMs != right.timeMs { return left.timeMs < right.timeMs }
+        if left.topicID != right.topicID { return left.topicID < right.topicID }
+        if left.partition != right.partition { return left.partition < right.partition }
+        if left.offset != right.offset { return left.offset < right.offset }
+        return left.slot < right.slot
+    }
+}
+
+enum IndexLayout: RunLayout {
+    static var entrySize: Int { IndexEntry.size }
+    static var fenceBytes: Int { 16 }
+    static var headerVersion: UInt8 { 1 }
+
+    static func seconds(at entry: UnsafeRawPointer) -> UInt32 {
+        UInt32(clamping: Int64(littleEndian: entry.loadUnaligned(fromByteOffset: 16, as: Int64.self)) / 1_000)
+    }
+
+    static func precedes(_ left: UnsafeRawPointer, _ right: UnsafeRawPointer) -> Bool {
+        IndexEntry(reading: left) < IndexEntry(reading: right)
+    }
+}
+
+/// Keys of the `index` database beyond run headers (`RunKeys.run(0, run)`).
+enum IndexKeys {
+    /// The next run id.
+    static let nextRun: [UInt8] = [0, 0, 0, 0, 0x4E]
+    static let statsTag: UInt8 = 0x53  // S: entries written per topic
+
+    static func stats(_ topicID: UInt32) -> [UInt8] { Keys.topicPrefix(topicID) + [statsTag] }
+}
+
+/// A transaction's changes to the index, applied to memory once it commits.
+struct IndexChanges {
+    var addedRuns: [RunMeta] = []
+    var removedRuns: Set<UInt64> = []
+    var entriesByTopic: [UInt32: Int] = [:]
+    var nextRunID: UInt64 = 0
+
+    var isEmpty: Bool { addedRuns.isEmpty && removedRuns.isEmpty && entriesByTopic.isEmpty }
+}
+
+/// The index's size, as `topic describe` and metrics show it.
+public struct IndexStatus: Sendable, Equatable {
+    /// Entries written for the topic since its index was turned on (entries of batches that
+    /// retention removed are dropped later, when their run is merged).
+    public var entriesWritten: UInt64
+    /// The whole index (all topics): entries held, runs, bytes on disk.
+    public var entriesHeld: Int
+    public var runs: Int
+    public var diskBytes: Int
+}
+
+/// The writer's memory of the index: its runs (not their entries) and counters. Mutated on
+/// the writer thread after commits; `lock` guards it for readers.
+final class IndexStore: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private(set) var runs: [RunMeta] = []
+    private(set) var nextRunID: UInt64 = 1
+    private var entriesWritten: [UInt32: UInt64] = [:]
+
+    func load(txn: LMDBTransaction, dbi: RunDatabases) throws {
+        let cursor = try LMDBCursor(txn, dbi.runs)
+        defer { cursor.close() }
+        var loaded: [RunMeta] = []
+        var written: [UInt32: UInt64] = [:]
+        var next: UInt64 = 1
+        var entry = try cursor.get(MDB_FIRST)
+        while let current = entry {
+            var reader = ByteReader(current.key)
+            let owner: UInt32 = try reader.readInteger("index owner")
+            let tag: UInt8 = try reader.readInteger("index tag")
+            switch tag {
+            case IndexKeys.nextRun[4] where owner == 0:
+                var value = ByteReader(current.value)
+                next = max(next, try value.readInteger("index next run"))
+            case RunKeys.runTag:
+                let runID: UInt64 = try reader.readInteger("index run id")
+                let header = try RunHeader(parsing: current.value, as: IndexLayout.self)
+                loaded.append(RunMeta(id: runID, count: header.count, minTime: header.minTime, maxTime: header.maxTime))
+                next = max(next, runID + 1)
+            case IndexKeys.statsTag:
+                var value = ByteReader(current.value)
+                written[owner] = try value.readInteger("index entries written")
+            default:
+                break
+            }
+            entry = try cursor.get(MDB_NEXT)
+        }
+        lock.withLock {
+            runs = loaded.sorted { $0.id < $1.id }
+            entriesWritten = written
+            nextRunID = next
+        }
+    }
+
+    func apply(_ changes: IndexChanges) {
+        guard !changes.isEmpty else { return }
+        lock.withLock {
+            runs.removeAll { changes.removedRuns.contains($0.id) }
+            runs.append(contentsOf: changes.addedRuns)
+            runs.sort { $0.id < $1.id }
+            nextRunID = max(nextRunID, changes.nextRunID)
+            for (topic, count) in changes.entriesByTopic { entriesWritten[topic, default: 0] += UInt64(count) }
+        }
+    }
+
+    func forget(_ topicID: UInt32) { lock.withLock { entriesWritten[topicID] = nil } }
+
+    func written(_ topicID: UInt32) -> UInt64 { lock.withLock { entriesWritten[topicID] ?? 0 } }
+
+    var snapshot: (runs: [RunMeta], nextRunID: UInt64) { lock.withLock { (runs, nextRunID) } }
+}
+
+extension WriteContext {
+    /// Index entries for an append's records: `offsets[batch][record]` is where each record
+    /// went (nil: not appended).
+    static func indexEntries(_ keys: [[IndexKey]], offsets: [[Int64?]], topicID: UInt32, partition: Int32, nowMs: Int64) -> [IndexEntry] {
+        var entries: [IndexEntry] = []
+        for (batch, batchKeys) in keys.enumerated() where batch < offsets.count {
+            for key in batchKeys {
+                guard offsets[batch].indices.contains(Int(key.record)), let offset = offsets[batch][Int(key.record)] else { continue }
+                entries.append(IndexEntry(hash: key.hash, timeMs: nowMs, offset: offset, topicID: topicID, partition: UInt16(clamping: partition), slot: key.slot))
+            }
+        }
+        return entries
+    }
+}
+
+/// Where a trace page ends: the last hit's place in append order; the next page starts after it.
+public struct TraceCursor: Sendable, Equatable, Hashable {
+    public var timeMs: Int64
+    public var topicID: UInt32
+    public var partition: Int32
+    public var offset: Int64
+
+    public init(timeMs: Int64, topicID: UInt32, partition: Int32, offset: Int64) {
+        self.timeMs = timeMs
+        self.topicID = topicID
+        self.partition = partition
+        self.offset = offset
+    }
+
+    func isBefore(_ other: TraceCursor) -> Bool {
+        (timeMs, topicID, partition, offset) < (other.timeMs, other.topicID, other.partition, other.offset)
+    }
+}
+
+/// One record a trace found.
+public struct TraceHit: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    /// When the broker appended it (ms).
+    public var timeMs: Int64
+    /// Which of the topic's indexed values held the key (`IndexPolicy` slots).
+    public var slots: [UInt8]
+    public var cursor: TraceCursor
+}
+
+public struct TracePage: Sendable, Equatable {
+    public var hits: [TraceHit]
+    /// Pass back for the next page; nil when this page has the last hit.
+    public var next: TraceCursor?
+}

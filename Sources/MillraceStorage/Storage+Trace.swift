@@ -1,0 +1,89 @@
+import CLMDB
+import MillraceFormat
+
+extension Storage {
+    /// Every record whose indexed values include `key` (as the index reads it: a string's
+    /// characters, a number's or boolean's text, or a record key's bytes), in the topics named
+    /// (nil: every topic), in the order they were appended, from after `cursor`, at most
+    /// `limit` (1...`Limits.traceHitsPerPageMax`). A record that holds the key in several
+    /// indexed fields is one hit naming each. Records that retention removed or whose topic
+    /// was deleted are not hits, though their entries may still be held.
+    public func trace(key: [UInt8], topics: [String]? = nil, after cursor: TraceCursor? = nil, limit: Int = 100) throws -> TracePage {
+        guard (1...Limits.traceHitsPerPageMax).contains(limit) else {
+            throw MillraceError(.invalidRequest, "a trace page holds 1...\(Limits.traceHitsPerPageMax) hits (asked for \(limit))")
+        }
+        let hash = DedupHash(key)
+        return try withReadTransaction { txn, catalog in
+            let names = Dictionary(catalog.topics.values.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+            var wanted: Set<UInt32>?
+            if let topics {
+                wanted = try Set(
+                    topics.map { name in
+                        guard let info = catalog.topics[name] else { throw MillraceError(.unknownTopic, "topic \"\(name)\" does not exist") }
+                        return info.id
+                    })
+            }
+            guard let dbi = databases.index else { return TracePage(hits: [], next: nil) }
+            let entries = try Self.indexEntries(for: hash, txn: txn, dbi: dbi)
+            // One hit per record, in append order, after the cursor.
+            var hits: [TraceCursor: [UInt8]] = [:]
+            var logStarts: [PartitionID: Int64] = [:]
+            for entry in entries {
+                guard names[entry.topicID] != nil, wanted?.contains(entry.topicID) ?? true else { continue }
+                let place = TraceCursor(timeMs: entry.timeMs, topicID: entry.topicID, partition: Int32(entry.partition), offset: entry.offset)
+                if let cursor, !cursor.isBefore(place) { continue }
+                let id = PartitionID(topicID: entry.topicID, partition: Int32(entry.partition))
+                let start: Int64
+                if let known = logStarts[id] {
+                    start = known
+                } else {
+                    guard let state = try? databases.partitionState(txn, id) else { continue }
+                    start = state.logStartOffset
+                    logStarts[id] = start
+                }
+                guard entry.offset >= start else { continue }
+                hits[place, default: []].append(entry.slot)
+            }
+            let ordered = hits.keys.sorted { $0.isBefore($1) }
+            let page = ordered.prefix(limit).map { place in
+                TraceHit(
+                    topic: names[place.topicID] ?? "", partition: place.partition, offset: place.offset, timeMs: place.timeMs,
+                    slots: Array(Set(hits[place] ?? [])).sorted(), cursor: place)
+            }
+            return TracePage(hits: page, next: ordered.count > limit ? page.last?.cursor : nil)
+        }
+    }
+
+    /// Every index entry with `hash`, from every run: each run's filter first, then only the
+    /// chunks where the hash sits.
+    static func indexEntries(for hash: DedupHash, txn: LMDBTransaction, dbi: RunDatabases) throws -> [IndexEntry] {
+        var entries: [IndexEntry] = []
+        let prefix = RunKeys.runPrefix(0)
+        let cursor = try LMDBCursor(txn, dbi.runs)
+        defer { cursor.close() }
+        var current = try cursor.get(MDB_SET_RANGE, key: prefix)
+        while let run = current, Keys.hasPrefix(run.key, prefix) {
+            var reader = ByteReader(UnsafeRawBufferPointer(rebasing: run.key[prefix.count...]))
+            let runID: UInt64 = try reader.readInteger("index run id")
+            let header = try RunHeader(parsing: run.value, as: IndexLayout.self)
+            if BlockedBloom.mayContain(hash, in: header.filter) {
+                let entriesReader = try RunReader<IndexLayout>(runID: runID, txn: txn, dbi: dbi, copying: false, startingAt: header.firstChunk(for: hash))
+                while let entry = entriesReader.current, IndexLayout.hash(at: entry) < hash { try entriesReader.advance() }
+                while let entry = entriesReader.current, IndexLayout.hash(at: entry) == hash {
+                    entries.append(IndexEntry(reading: entry))
+                    try entriesReader.advance()
+                }
+            }
+            current = try cursor.get(MDB_NEXT)
+        }
+        return entries
+    }
+
+    /// The key index's size, with the entries written for `topic`.
+    public func indexStatus(topic: String) throws -> IndexStatus? {
+        guard let info = topicInfo(topic), info.config.index != nil else { return nil }
+        let runs = index.snapshot.runs
+        let bytes = try withReadTransaction { txn, _ in try databases.index.map { try txn.pageBytes($0.runs) + txn.pageBytes($0.chunks) } ?? 0 }
+        return IndexStatus(entriesWritten: index.written(info.id), entriesHeld: runs.reduce(0) { $0 + $1.count }, runs: runs.count, diskBytes: bytes)
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import MillraceFormat
+import Testing
+
+@testable import MillraceStorage
+
+extension Storage {
+    /// Appends one batch whose record n carries `values[n]` as its indexed values (slot 1),
+    /// as the broker's lane would compute them.
+    func appendIndexed(
+        _ topic: String, _ partition: Int32, _ values: [[String]], dedupKeys: [String]? = nil
+    ) async throws -> AppendResult {
+        let bytes = batch(values.map { $0.joined(separator: ",") })
+        let keys = [
+            values.enumerated().flatMap { record, fields in
+                fields.map { IndexKey(record: Int32(record), slot: IndexPolicy.fieldSlot(0), hash: DedupHash(Array($0.utf8))) }
+            }
+        ]
+        let hashes: [[DedupHash?]]? = dedupKeys.map { [$0.map { DedupHash(Array($0.utf8)) }] }
+        return try await withCheckedThrowingContinuation { continuation in
+            append(topic: topic, partition: partition, batches: [bytes], dedupHashes: hashes, indexKeys: keys) { continuation.resume(with: $0) }
+        }
+    }
+
+    func traceAll(_ key: String, topics: [String]? = nil, pageSize: Int = 1_000) throws -> [TraceHit] {
+        var hits: [TraceHit] = []
+        var cursor: TraceCursor?
+        repeat {
+            let page = try trace(key: Array(key.utf8), topics: topics, after: cursor, limit: pageSize)
+            hits += page.hits
+            cursor = page.next
+        } while cursor != nil
+        return hits
+    }
+}
+
+@Suite struct IndexStorageTests {
+    let policy = IndexPolicy(fields: ["/components/*/lot"])
+
+    /// Hits come in append order across topics and partitions, one per record however many
+    /// of its values match, and survive merges and a restart.
+    @Test func tracesFollowAppendsAcrossMergesAndARestart() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let clock = TestClock()
+        var options = testOptions()
+        options.clock = clock
+        var storage = try Storage.open(directory: directory.path, options: options)
+        _ = try await storage.createTopic("confirmations", partitions: 2, config: TopicConfig(index: policy))
+        _ = try await storage.createTopic("shipments", partitions: 1, config: TopicConfig(index: policy))
+        _ = try await storage.createTopic("plain", partitions: 1)
+        var expected: [(String, Int32, Int64)] = []
+        for round in 0..<40 {
+            clock.advance(by: 10)
+            let topic = round % 3 == 0 ? "shipments" : "confirmations"
+            let partition = Int32(round % 2 == 1 && topic == "confirmations" ? 1 : 0)
+            // Record 1 holds L-1 twice (two components), record 2 does not hold it.
+            let result = try await storage.appendIndexed(topic, partition, [["R-\(round)"], ["L-1", "L-1", "X"], ["L-2"]])
+            expected.append((topic, partition, result.baseOffset + 1))
+            _ = try await storage.appendIndexed("plain", 0, [["L-1"]])
+        }
+        let check = { (storage: Storage) throws in
+            let hits = try storage.traceAll("L-1", pageSize: 7)
+            #expect(hits.map { "\($0.topic)/\($0.partition)/\($0.offset)" } == expected.map { "\($0.0)/\($0.1)/\($0.2)" }, "\(hits.count) hits")
+            #expect(hits.allSatisfy { $0.slots == [IndexPolicy.fieldSlot(0)] })
+            #expect(zip(hits, hits.dropFirst()).allSatisfy { $0.timeMs <= $1.timeMs })
+            #expect(try storage.traceAll("L-1", topics: ["shipments"]).count == expected.filter { $0.0 == "shipments" }.count)
+            let seventh = try storage.traceAll("R-7")
+            #expect(seventh.map { "\($0.topic)/\($0.partition)/\($0.offset)" } == ["\(expected[7].0)/\(expected[7].1)/\(expected[7].2 - 1)"])
+            #expect(try storage.traceAll("nothing").isEmpty)
+        }
+        try check(storage)
+        let status = try #require(try storage.indexStatus(topic: "confirmations"))
+        #expect(status.runs < 20 && status.entriesHeld == 40 * 5, "\(status)")
+        storage.close()
+        storage = try Storage.open(directory: directory.path, options: options)
+        defer { storage.close() }
+        try check(storage)
+        #expect(throws: MillraceError.self) { try storage.trace(key: Array("L-1".utf8), topics: ["missing"]) }
+        #expect(throws: MillraceError.self) { try storage.trace(key: Array("L-1".utf8), limit: 0) }
+    }
+
+    /// Batches retention removed are no longer hits at once; their entries go when their
+    /// runs merge.
+    @Test func retentionRemovesHitsAndMergesDropTheirEntries() async throws {
+        try await withStorage { storage, _ in
+            _ = try await storage.createTopic("t", partitions: 1, config: TopicConfig(retentionBytes: 1, index: policy))
+            for round in 0..<20 { _ = try await storage.appendIndexed("t", 0, [["L-1"], ["K-\(round)"]]) }
+            #expect(try storage.traceAll("L-1").count == 20)
+            _ = try await storage.enforceRetention()
+            // Retention keeps the newest batch (at least one byte).
+            let kept = try storage.traceAll("L-1")
+            #expect(kept.map(\.offset) == [38], "\(kept.map(\.offset))")
+            #expect(try storage.traceAll("K-3").isEmpty && storage.traceAll("K-19").count == 1)
+            for round in 20..<40 { _ = try await storage.appendIndexed("t", 0, [["M-\(round)"]]) }
+            let status = try #require(try storage.indexStatus(topic: "t"))
+            #expect(status.entriesWritten == 60 && status.entriesHeld < 60, "\(status)")
+        }
+    }
+
+    /// A duplicate is not appended, so not indexed; indexing turned on later covers records
+    /// appended from then on, and the policy survives a restart.
+    @Test func onlyAppendedRecordsAreIndexedAndThePolicyPersists() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        var storage = try Storage.open(directory: directory.path, options: testOptions())
+        _ = try await storage.createTopic("d", partitions: 1, config: TopicConfig(dedup: DedupPolicy(key: .recordKey), index: policy))
+        _ = try await storage.appendIndexed("d", 0, [["L-9"], ["L-9"]], dedupKeys: ["e1", "e2"])
+        let again = try await storage.appendIndexed("d", 0, [["L-9"], ["L-9"], ["L-9"]], dedupKeys: ["e2", "e3", "e1"])
+        #expect(again.duplicates.map(\.record) == [0, 2])
+        #expect(try storage.traceAll("L-9").map(\.offset) == [0, 1, 2])
+        _ = try await storage.createTopic("late", partitions: 1)
+        _ = try await storage.appendIndexed("late", 0, [["L-9"]])
+        let info = try await storage.setIndexPolicy(topic: "late", policy: IndexPolicy(recordKey: true, fields: ["/lot"], links: [IndexLink(parent: "/a", child: "/b")]))
+        #expect(info.config.index?.links.first?.description == "/a->/b")
+        _ = try await storage.appendIndexed("late", 0, [["L-9"]])
+        #expect(try storage.traceAll("L-9", topics: ["late"]).map(\.offset) == [1])
+        storage.close()
+        storage = try Storage.open(directory: directory.path, options: testOptions())
+        defer { storage.close() }
+        #expect(storage.topicInfo("late")?.config.index == IndexPolicy(recordKey: true, fields: ["/lot"], links: [IndexLink(parent: "/a", child: "/b")]))
+        #expect(storage.topicInfo("d")?.config.index == policy && storage.topicInfo("d")?.config.dedup != nil)
+        let off = try await storage.setIndexPolicy(topic: "late", policy: IndexPolicy())
+        #expect(off.config.index == nil)
+        await #expect(throws: MillraceError.self) {
+            _ = try await storage.setIndexPolicy(topic: "late", policy: IndexPolicy(fields: (0...8).map { "/f\($0)" }))
+        }
+        await #expect(throws: MillraceError.self) { _ = try await storage.setIndexPolicy(topic: "late", policy: IndexPolicy(fields: ["lot"])) }
+        #expect(throws: MillraceError.self) { try IndexLink(parsing: "/a-/b") }
+        #expect(try IndexLink(parsing: " /parentLot -> /childLot ") == IndexLink(parent: "/parentLot", child: "/childLot"))
+    }
+}
+
