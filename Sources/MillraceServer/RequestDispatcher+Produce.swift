@@ -13,16 +13,22 @@ extension RequestDispatcher {
     struct Inspection: Sendable {
         var invalid: [(batch: Int, record: Int, outcome: RecordOutcome)] = []
         var hashes: [[DedupHash?]]?
+        /// Per batch, the records' indexed values (if the topic has an index policy).
+        var indexKeys: [[IndexKey]]?
     }
 
     /// Each value is parsed at most once, where it lies in its batch, and that one parse feeds
-    /// both the validator and the dedup key's JSON pointer; headers are not decoded unless the
-    /// dedup key is one. A batch that does not parse is named as storage names it ("batch 2 of
-    /// 3: ...").
-    func inspect(topic: String, entry: SchemaRegistry.Entry, dedup: DedupPolicy?, batches: [[UInt8]]) throws -> Inspection {
+    /// the validator, the dedup key's JSON pointer and the index's pointers; headers are not
+    /// decoded unless the dedup key is one. A batch that does not parse is named as storage
+    /// names it ("batch 2 of 3: ..."); a value that is not JSON is simply not indexed.
+    func inspect(topic: String, entry: SchemaRegistry.Entry, dedup: DedupPolicy?, index indexPolicy: IndexPolicy? = nil, batches: [[UInt8]]) throws
+        -> Inspection
+    {
         var tape = JSONTape()
         var inspection = Inspection()
         if dedup != nil { inspection.hashes = [] }
+        if indexPolicy != nil { inspection.indexKeys = [] }
+        let indexPointers = try indexPolicy?.pointers.map { ($0.slot, try JSONPointer($0.pointer)) } ?? []
         var index: Int32 = 0
         let versionHeader = Array(schemaVersionHeader.utf8)
         var latest = entry.versions[entry.latest]
@@ -41,6 +47,7 @@ extension RequestDispatcher {
                     let header = try RecordBatch.verify(raw)
                     var recordIndex = 0
                     var hashes: [DedupHash?] = []
+                    var indexKeys: [IndexKey] = []
                     try RecordBatch.forEachRecord(in: raw, header: header, decodeHeaders: headerName != nil, findHeader: versionHeader) { view, headers in
                         defer {
                             index += 1
@@ -51,6 +58,22 @@ extension RequestDispatcher {
                             let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, latest: &latest, tape: &tape)
                             indexed = parsed
                             if let outcome { inspection.invalid.append((batchIndex, recordIndex, outcome)) }
+                        }
+                        if let indexPolicy {
+                            let record = Int32(recordIndex)
+                            if indexPolicy.recordKey, let key = view.key, key.count <= Limits.dedupKeyBytesMax {
+                                indexKeys.append(IndexKey(record: record, slot: IndexPolicy.recordKeySlot, hash: DedupHash(key)))
+                            }
+                            if !indexPointers.isEmpty, let value = view.value {
+                                let text = value.assumingMemoryBound(to: UInt8.self)
+                                if !indexed { indexed = (try? tape.index(text, depthMax: Limits.jsonDepthMax)) != nil }
+                                var room = Limits.indexValuesPerRecordMax
+                                for (slot, pointer) in indexPointers where indexed && room > 0 {
+                                    let found = pointer.indexHashes(in: tape, text: text, limit: room)
+                                    room -= found.count
+                                    indexKeys += found.map { IndexKey(record: record, slot: slot, hash: $0) }
+                                }
+                            }
                         }
                         guard let dedup else { return }
                         switch dedup.key {
@@ -67,6 +90,7 @@ extension RequestDispatcher {
                         }
                     }
                     inspection.hashes?.append(hashes)
+                    inspection.indexKeys?.append(indexKeys)
                 }
             } catch let error as MillraceError where batches.count > 1 {
                 throw MillraceError(error.code, "batch \(batchIndex + 1) of \(batches.count): \(error.message); none of the \(batches.count) was appended")
@@ -134,7 +158,7 @@ extension RequestDispatcher {
 
     typealias Append = @Sendable (
         _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ sequences: [SequenceSpan]?, _ dedupHashes: [[DedupHash?]]?,
-        _ dedupCheckedThrough: UInt64, _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+        _ dedupCheckedThrough: UInt64, _ indexKeys: [[IndexKey]]?, _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) -> Void
 
     /// A partition's records made ready on its validation lane: what to append and what to
@@ -152,6 +176,8 @@ extension RequestDispatcher {
         /// What to append: the batches as sent, or re-encoded without the records above.
         var kept: [[UInt8]] = []
         var keptHashes: [[DedupHash?]]?
+        /// The kept records' indexed values, numbered within the kept batches.
+        var keptIndexKeys: [[IndexKey]]?
         /// Each kept record's position in the request (its outcome index).
         var keptIndex: [[Int32]] = []
         /// The producer's sequence spans as sent (an idempotent producer's numbers are used up
@@ -180,9 +206,10 @@ extension RequestDispatcher {
         }
         let info = storage.topicInfo(topic)
         let dedup = info?.config.dedup
-        guard contract.latest > 0 || dedup != nil else {
+        let indexPolicy = info?.config.index
+        guard contract.latest > 0 || dedup != nil || indexPolicy != nil else {
             let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
-            append(topic, entry.partition, batches, nil, nil, 0) { result in
+            append(topic, entry.partition, batches, nil, nil, 0, nil) { result in
                 switch result {
                 case .success(let appended):
                     promise.succeed(
@@ -196,7 +223,9 @@ extension RequestDispatcher {
         }
         let quarantines = info?.config.onInvalid == .quarantine
         return validationLanes.run(lane: Self.lane(topic, entry.partition), on: eventLoop) { [self] in
-            try prepare(topic, entry.partition, batches: batches, inspection: inspect(topic: topic, entry: contract, dedup: dedup, batches: batches), quarantines: quarantines)
+            try prepare(
+                topic, entry.partition, batches: batches, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches),
+                quarantines: quarantines)
         }.flatMap { [self] prepared in
             appendPrepared(topic, entry, prepared, info: info, on: eventLoop, append: append)
         }.flatMapErrorThrowing { error in failed(error) }
@@ -252,6 +281,7 @@ extension RequestDispatcher {
         guard takenOut > 0 else {
             prepared.kept = batches
             prepared.keptHashes = inspection.hashes
+            prepared.keptIndexKeys = inspection.indexKeys
             var next: Int32 = 0
             for count in counts {
                 prepared.keptIndex.append((0..<Int32(count)).map { next + $0 })
@@ -268,6 +298,7 @@ extension RequestDispatcher {
         }
         var next: Int32 = 0
         if inspection.hashes != nil { prepared.keptHashes = [] }
+        if inspection.indexKeys != nil { prepared.keptIndexKeys = [] }
         for (batchIndex, bytes) in batches.enumerated() {
             let count = counts[batchIndex]
             let marks = keep[batchIndex]
@@ -277,6 +308,16 @@ extension RequestDispatcher {
                 let records = (0..<count).filter { marks[$0] }
                 prepared.keptIndex.append(records.map { next + Int32($0) })
                 if let hashes = inspection.hashes?[batchIndex] { prepared.keptHashes?.append(records.map { hashes[$0] }) }
+                if let keys = inspection.indexKeys?[batchIndex] {
+                    // Original record index → its place in the rewritten batch.
+                    var place = [Int32](repeating: -1, count: count)
+                    for (position, record) in records.enumerated() { place[record] = Int32(position) }
+                    prepared.keptIndexKeys?.append(
+                        keys.compactMap { key in
+                            guard place.indices.contains(Int(key.record)), place[Int(key.record)] >= 0 else { return nil }
+                            return IndexKey(record: place[Int(key.record)], slot: key.slot, hash: key.hash)
+                        })
+                }
             }
             next += Int32(count)
         }
@@ -318,7 +359,8 @@ extension RequestDispatcher {
                     promise.succeed(ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: early))
                 }
             }
-            append(topic, entry.partition, prepared.kept, prepared.rewritten ? spans : nil, prepared.keptHashes, prepared.checkedThrough) { result in
+            append(topic, entry.partition, prepared.kept, prepared.rewritten ? spans : nil, prepared.keptHashes, prepared.checkedThrough, prepared.keptIndexKeys) {
+                result in
                 switch result {
                 case .success(let appended):
                     let late = appended.duplicates.map { duplicate in
@@ -342,7 +384,7 @@ extension RequestDispatcher {
         let outcomes = prepared.invalid
         ensureQuarantine(for: info) { created in
             if case .failure(let error) = created { return promise.succeed(failed(error, [])) }
-            append(topic + Self.quarantineSuffix, 0, [parked], nil, nil, 0) { result in
+            append(topic + Self.quarantineSuffix, 0, [parked], nil, nil, 0, nil) { result in
                 switch result {
                 case .failure(let error):
                     promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), []))

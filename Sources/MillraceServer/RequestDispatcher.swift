@@ -104,6 +104,12 @@ final class RequestDispatcher: Sendable {
                             key: status.policy.key.description, windowMs: status.policy.windowMs, keysHeld: Int64(status.keysHeld), runs: Int32(status.runs),
                             oldestKeyMs: status.oldestKeyMs ?? -1, duplicatesTotal: Int64(clamping: status.duplicatesTotal),
                             duplicatesRecent: Int32(clamping: status.duplicatesRecent))))
+            case .setIndexPolicy(let topic, let policy):
+                return try setIndexPolicy(topic: topic, policy: policy, on: eventLoop)
+            case .indexStatus(let topic):
+                return eventLoop.makeSucceededFuture(try indexStatus(topic: topic))
+            case .trace(let trace):
+                return self.trace(trace, on: eventLoop)
             case .initProducer(let producerId, let epoch):
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
                 storage.initProducer(producerId: producerId, epoch: epoch) { result in
@@ -233,10 +239,10 @@ final class RequestDispatcher: Sendable {
         // One operation for all of the partition's batches: appended together or not at all,
         // once they pass the topic's schema (if it has one).
         let storage = self.storage
-        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, hashes, checkedThrough, completion in
+        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, hashes, checkedThrough, indexKeys, completion in
             storage.append(
                 topic: topic, partition: partition, batches: batches, sequences: sequences, dedupHashes: hashes, dedupCheckedThrough: checkedThrough,
-                completion: completion)
+                indexKeys: indexKeys, completion: completion)
         }
     }
 

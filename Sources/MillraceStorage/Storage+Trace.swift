@@ -86,4 +86,17 @@ extension Storage {
         let bytes = try withReadTransaction { txn, _ in try databases.index.map { try txn.pageBytes($0.runs) + txn.pageBytes($0.chunks) } ?? 0 }
         return IndexStatus(entriesWritten: index.written(info.id), entriesHeld: runs.reduce(0) { $0 + $1.count }, runs: runs.count, diskBytes: bytes)
     }
+
+    /// The record at `offset`, nil when the partition no longer (or not yet) holds it.
+    public func record(topic: String, partition: Int32, offset: Int64) throws -> Record? {
+        let read = try self.read(topic: topic, partition: partition, from: offset, maxBytes: 1, firstBatchMayExceed: true)
+        guard read.batchCount > 0 else { return nil }
+        return try read.bytes.withUnsafeBytes { raw -> Record? in
+            let header = try RecordBatchHeader(parsing: raw)
+            guard offset >= header.baseOffset else { return nil }
+            let batch = try RecordBatch.decode(UnsafeRawBufferPointer(rebasing: raw[..<header.totalBytes]))
+            return batch.records.first { header.baseOffset + Int64($0.offsetDelta) == offset }
+        }
+    }
 }
+

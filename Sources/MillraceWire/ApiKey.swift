@@ -46,6 +46,12 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case dedupCheck = 23
     /// A topic's duplicate detection: policy, keys held, duplicates caught.
     case dedupStatus = 24
+    /// Set what a topic indexes for traces (record key, JSON fields, genealogy links).
+    case setIndexPolicy = 25
+    /// A topic's index policy and the index's size.
+    case indexStatus = 26
+    /// Every record holding a value in its indexed fields, across topics, a page at a time.
+    case trace = 27
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
     /// duplicate's original partition to it.

@@ -120,6 +120,13 @@ public enum RequestCodec {
             buffer.writeMillraceBytes(key)
         case .dedupStatus(let topic):
             buffer.writeMillraceString(topic)
+        case .setIndexPolicy(let topic, let policy):
+            buffer.writeMillraceString(topic)
+            policy.write(to: &buffer)
+        case .indexStatus(let topic):
+            buffer.writeMillraceString(topic)
+        case .trace(let trace):
+            trace.write(to: &buffer)
         }
     }
 
@@ -239,6 +246,12 @@ public enum RequestCodec {
             return .dedupCheck(topic: topic, key: key)
         case .dedupStatus:
             return .dedupStatus(topic: try readTopic(&buffer))
+        case .setIndexPolicy:
+            return .setIndexPolicy(topic: try readTopic(&buffer), policy: try IndexPolicyWire(from: &buffer))
+        case .indexStatus:
+            return .indexStatus(topic: try readTopic(&buffer))
+        case .trace:
+            return .trace(try TraceRequest(from: &buffer) { try readTopic(&$0) })
         }
     }
 
@@ -357,6 +370,12 @@ public enum ResponseCodec {
             buffer.writeInteger(status.oldestKeyMs)
             buffer.writeInteger(status.duplicatesTotal)
             buffer.writeInteger(status.duplicatesRecent)
+        case .setIndexPolicy:
+            break
+        case .indexStatus(let status):
+            status.write(to: &buffer)
+        case .trace(let trace):
+            trace.write(to: &buffer)
         }
     }
 
@@ -471,6 +490,12 @@ public enum ResponseCodec {
                     keysHeld: try buffer.readMillraceInteger("keys held"), runs: try buffer.readMillraceInteger("runs"),
                     oldestKeyMs: try buffer.readMillraceInteger("oldest key"), duplicatesTotal: try buffer.readMillraceInteger("duplicates"),
                     duplicatesRecent: try buffer.readMillraceInteger("recent duplicates")))
+        case .setIndexPolicy:
+            return .setIndexPolicy
+        case .indexStatus:
+            return .indexStatus(try IndexStatusResponse(from: &buffer))
+        case .trace:
+            return .trace(try TraceResponse(from: &buffer))
         }
     }
 }

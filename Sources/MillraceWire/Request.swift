@@ -47,6 +47,10 @@ public enum Request: Equatable, Sendable {
     case setDedupPolicy(topic: String, key: String, windowMs: Int64)
     case dedupCheck(topic: String, key: [UInt8])
     case dedupStatus(topic: String)
+    /// An empty policy stops indexing the topic's new records.
+    case setIndexPolicy(topic: String, policy: IndexPolicyWire)
+    case indexStatus(topic: String)
+    case trace(TraceRequest)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -81,6 +85,9 @@ public enum Request: Equatable, Sendable {
         case .setDedupPolicy: return .setDedupPolicy
         case .dedupCheck: return .dedupCheck
         case .dedupStatus: return .dedupStatus
+        case .setIndexPolicy: return .setIndexPolicy
+        case .indexStatus: return .indexStatus
+        case .trace: return .trace
         }
     }
 }

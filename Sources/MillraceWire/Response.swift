@@ -53,6 +53,9 @@ public enum ResponseBody: Equatable, Sendable {
     case setDedupPolicy
     case dedupCheck(DedupCheckResponse)
     case dedupStatus(DedupStatusResponse)
+    case setIndexPolicy
+    case indexStatus(IndexStatusResponse)
+    case trace(TraceResponse)
 
     public var apiKey: ApiKey {
         switch self {
@@ -81,6 +84,9 @@ public enum ResponseBody: Equatable, Sendable {
         case .setDedupPolicy: return .setDedupPolicy
         case .dedupCheck: return .dedupCheck
         case .dedupStatus: return .dedupStatus
+        case .setIndexPolicy: return .setIndexPolicy
+        case .indexStatus: return .indexStatus
+        case .trace: return .trace
         }
     }
 }

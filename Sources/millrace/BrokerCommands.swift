@@ -59,6 +59,7 @@ struct TopicCommand: ParsableCommand {
         @Option(help: "Catch duplicates by this business key: key (the record key), header:NAME, or json:/pointer (e.g. json:/event_id).")
         var dedupKey: String?
         @Option(help: "With --dedup-key: how long a key is remembered, e.g. 90s, 30m, 24h, 7d (at most 30d).") var dedupWindow = "24h"
+        @OptionGroup var index: IndexOptions
 
         func run() async throws {
             guard let mode = SchemaCompatibility(name: compatibility) else {
@@ -70,6 +71,7 @@ struct TopicCommand: ParsableCommand {
                 throw ExitCode(2)
             }
             let dedupWindowMs = try DedupCommand.parse(key: dedupKey, window: dedupWindow)
+            let indexPolicy = try index.policy()
             let document = try schema.map(SchemaCommand.read)
             if let document, let schema {
                 do {
@@ -107,11 +109,13 @@ struct TopicCommand: ParsableCommand {
                     try await client.setSchemaPolicy(topic: name, compatibility: mode, onInvalid: policy)
                 }
                 if let dedupKey { try await client.setDedupPolicy(topic: name, key: dedupKey, windowMs: dedupWindowMs) }
+                if let indexPolicy { try await client.setIndexPolicy(topic: name, policy: indexPolicy) }
                 guard let document else { return nil }
                 return try await client.registerSchema(topic: name, schema: document).version
             }
             print("created topic \(name) with \(partitions) partition\(partitions == 1 ? "" : "s")")
             if let dedupKey { print("duplicates by \(dedupKey) are caught for \(Durations.describe(dedupWindowMs))") }
+            if let indexPolicy { print("records are indexed by \(IndexOptions.describe(indexPolicy)) for `millrace trace`") }
             if let version, let schema { print("registered \(schema) as schema version \(version); invalid records: \(policy)") }
         }
     }
@@ -141,14 +145,19 @@ struct TopicCommand: ParsableCommand {
 
         func run() async throws {
             let name = self.name
-            let (topic, dedup) = try await withClient(broker) { client -> (DescribeTopicResponse, DedupStatusResponse?) in
+            let (topic, dedup, index) = try await withClient(broker) { client -> (DescribeTopicResponse, DedupStatusResponse?, IndexStatusResponse?) in
                 let topic = try await client.describeTopic(name)
+                var dedup: DedupStatusResponse?
+                var index: IndexStatusResponse?
                 do {
                     let status = try await client.dedupStatus(topic: name)
-                    return (topic, status.key.isEmpty ? nil : status)
+                    dedup = status.key.isEmpty ? nil : status
+                    let indexed = try await client.indexStatus(topic: name)
+                    index = indexed.policy.policy.isEmpty ? nil : indexed
                 } catch let error as MillraceError where error.code == .unknownApi {
-                    return (topic, nil)  // a broker from before duplicate detection
+                    // A broker from before duplicate detection or the key index.
                 }
+                return (topic, dedup, index)
             }
             let codec = CompressionCodec(rawValue: topic.compression)?.description ?? "\(topic.compression)"
             let stamp = topic.timestampType == 1 ? "log-append" : "create"
@@ -164,6 +173,7 @@ struct TopicCommand: ParsableCommand {
                                 "duplicates_total": $0.duplicatesTotal, "duplicates_last_5_min": Int($0.duplicatesRecent),
                             ] as [String: Any?]
                         } as Any,
+                        "index": index.map(IndexOptions.object) as Any,
                         "partitions": topic.partitions.map {
                             ["partition": Int($0.partition), "earliest": $0.logStartOffset, "latest": $0.logEndOffset, "bytes": $0.bytes, "batches": $0.batches]
                                 as [String: Any]
@@ -185,6 +195,7 @@ struct TopicCommand: ParsableCommand {
                     "dedup: by \(dedup.key) for \(Durations.describe(dedup.windowMs)); \(Output.count(dedup.keysHeld)) keys held\(oldest); \(Output.count(dedup.duplicatesTotal)) duplicates caught, \(Output.count(Int64(dedup.duplicatesRecent))) in the last 5 minutes"
                 )
             }
+            if let index { print("index: \(IndexOptions.line(index))") }
             print(
                 Output.table(
                     ["PARTITION", "EARLIEST", "LATEST", "RECORDS", "BYTES"],

@@ -1,0 +1,60 @@
+import MillraceFormat
+import MillraceWire
+
+extension MillraceClient {
+    /// Sets what `topic` indexes for traces; an empty policy stops indexing its new records.
+    public func setIndexPolicy(topic: String, policy: IndexPolicy) async throws {
+        guard case .setIndexPolicy = try await send(.setIndexPolicy(topic: topic, policy: IndexPolicyWire(policy))) else { throw Self.unexpectedBody }
+    }
+
+    /// The topic's index policy, entries written for it, and the whole index's size.
+    public func indexStatus(topic: String) async throws -> IndexStatusResponse {
+        guard case .indexStatus(let status) = try await send(.indexStatus(topic: topic)) else { throw Self.unexpectedBody }
+        return status
+    }
+
+    /// One page of a trace: records whose indexed values include `key`, in append order.
+    public func tracePage(key: [UInt8], topics: [String] = [], after: TraceCursorWire? = nil, limit: Int = 100) async throws -> TraceResponse {
+        guard case .trace(let page) = try await send(.trace(TraceRequest(key: key, topics: topics, after: after, limit: Int32(clamping: limit)))) else {
+            throw Self.unexpectedBody
+        }
+        return page
+    }
+
+    /// Every record whose indexed values include `key` (in `topics`, or all), in the order
+    /// they were appended, fetched a page at a time as the sequence is read.
+    public func trace(key: String, topics: [String] = [], pageSize: Int = 100) -> TraceHits {
+        TraceHits(client: self, key: Array(key.utf8), topics: topics, pageSize: pageSize)
+    }
+}
+
+/// The hits of a trace, paged from the broker as they are read.
+public struct TraceHits: AsyncSequence, Sendable {
+    public typealias Element = TraceHitWire
+    let client: MillraceClient
+    let key: [UInt8]
+    let topics: [String]
+    let pageSize: Int
+
+    public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let sequence: TraceHits
+        var buffered: [TraceHitWire] = []
+        var cursor: TraceCursorWire?
+        var finished = false
+
+        init(sequence: TraceHits) { self.sequence = sequence }
+
+        public mutating func next() async throws -> TraceHitWire? {
+            while buffered.isEmpty {
+                guard !finished else { return nil }
+                let page = try await sequence.client.tracePage(key: sequence.key, topics: sequence.topics, after: cursor, limit: sequence.pageSize)
+                buffered = page.hits.reversed()
+                cursor = page.next
+                finished = page.next == nil
+            }
+            return buffered.popLast()
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import MillraceFormat
+import MillraceSchema
+import MillraceStorage
+import MillraceWire
+import NIOCore
+
+/// The key index's requests: setting a topic's policy, its status, and traces.
+extension RequestDispatcher {
+    func setIndexPolicy(topic: String, policy wire: IndexPolicyWire, on eventLoop: any EventLoop) throws -> EventLoopFuture<ResponseBody> {
+        let policy = wire.policy
+        try policy.validate()
+        for (_, pointer) in policy.pointers { _ = try JSONPointer(pointer) }
+        let promise = eventLoop.makePromise(of: ResponseBody.self)
+        storage.setIndexPolicy(topic: topic, policy: policy) { result in
+            promise.completeWith(result.map { _ in .setIndexPolicy }.mapError { $0 as any Error })
+        }
+        return promise.futureResult
+    }
+
+    func indexStatus(topic: String) throws -> ResponseBody {
+        guard let info = storage.topicInfo(topic) else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
+        let status = try storage.indexStatus(topic: topic)
+        return .indexStatus(
+            IndexStatusResponse(
+                policy: IndexPolicyWire(info.config.index), entriesWritten: Int64(clamping: status?.entriesWritten ?? 0),
+                entriesHeld: Int64(status?.entriesHeld ?? 0), runs: Int32(clamping: status?.runs ?? 0), diskBytes: Int64(status?.diskBytes ?? 0)))
+    }
+
+    /// Answer bytes a trace page stays under (its hits' fields included); past it the page
+    /// ends early and says where to go on.
+    static let tracePageBytesMax = 1 << 20
+    /// Values shown per field of a hit, and bytes per value.
+    static let traceValuesShownMax = 16
+    static let traceValueBytesShownMax = 256
+
+    /// Off the event loop (a trace reads index runs and each hit's record): the page, each hit
+    /// with the indexed fields of its record as the topic's policy reads them now.
+    func trace(_ request: TraceRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        let storage = self.storage
+        return validationLanes.run(lane: Int(truncatingIfNeeded: DedupHash(request.key).high >> 1), on: eventLoop) {
+            let after = request.after.map { TraceCursor(timeMs: $0.timeMs, topicID: $0.topicID, partition: $0.partition, offset: $0.offset) }
+            let page = try storage.trace(key: request.key, topics: request.topics.isEmpty ? nil : request.topics, after: after, limit: Int(request.limit))
+            var hits: [TraceHitWire] = []
+            var bytes = 0
+            var next = page.next
+            var lastShown: TraceHit?
+            for hit in page.hits {
+                let policy = storage.topicInfo(hit.topic)?.config.index ?? IndexPolicy()
+                let fields = Self.indexedFields(of: try? storage.record(topic: hit.topic, partition: hit.partition, offset: hit.offset), policy: policy)
+                let size = 64 + hit.topic.utf8.count + fields.reduce(0) { $0 + 8 + $1.name.utf8.count + $1.values.reduce(0) { $0 + 2 + $1.utf8.count } }
+                if bytes + size > Self.tracePageBytesMax, let lastShown {
+                    next = lastShown.cursor
+                    break
+                }
+                bytes += size
+                lastShown = hit
+                hits.append(
+                    TraceHitWire(
+                        topic: hit.topic, partition: hit.partition, offset: hit.offset, timeMs: hit.timeMs, matched: Self.unique(hit.slots.map { policy.describe(slot: $0) }),
+                        fields: fields))
+            }
+            return .trace(
+                TraceResponse(
+                    hits: hits, next: next.map { TraceCursorWire(timeMs: $0.timeMs, topicID: $0.topicID, partition: $0.partition, offset: $0.offset) }))
+        }
+    }
+
+    /// A record's indexed fields under `policy`: the key, each field, each link's sides.
+    static func indexedFields(of record: Record?, policy: IndexPolicy) -> [TraceField] {
+        guard let record else { return [] }
+        var fields: [TraceField] = []
+        if policy.recordKey, let key = record.key { fields.append(TraceField(name: "key", values: [clip(String(decoding: key, as: UTF8.self))])) }
+        var tape = JSONTape()
+        guard !policy.pointers.isEmpty, let value = record.value, (try? tape.parse(value, depthMax: Limits.jsonDepthMax)) != nil else { return fields }
+        var seen = Set<String>()
+        // A pointer that is both a field and a link side is shown once.
+        for (_, pointer) in policy.pointers where seen.insert(pointer).inserted {
+            guard let compiled = try? JSONPointer(pointer) else { continue }
+            let values = compiled.indexValues(in: tape, limit: traceValuesShownMax)
+            if !values.isEmpty { fields.append(TraceField(name: pointer, values: values.map(clip))) }
+        }
+        return fields
+    }
+
+    static func unique(_ names: [String]) -> [String] {
+        var seen = Set<String>()
+        return names.filter { seen.insert($0).inserted }
+    }
+
+    private static func clip(_ text: String) -> String {
+        guard text.utf8.count > traceValueBytesShownMax else { return text }
+        return String(decoding: text.clippedUTF8(maxBytes: traceValueBytesShownMax), as: UTF8.self) + "…"
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import MillraceClient
+import MillraceFormat
+import MillraceSchema
+import MillraceWire
+
+/// `millrace trace KEY`: every record holding a lot, serial or order in its indexed fields.
+struct TraceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace",
+        abstract: "Every record whose indexed fields hold KEY (a lot, a serial, an order), across topics, in the order they were appended.",
+        discussion: "Topics index fields with `millrace topic create T --index /lot` or `millrace index set T --field /lot`.")
+
+    @OptionGroup var broker: BrokerOptions
+    @Argument(help: "The value to trace, as the index reads it: a string's characters, a number's digits, or a record key.") var key: String
+    @Option(name: .customLong("topic"), help: "Only this topic (repeat for more; default: every topic).") var topics: [String] = []
+    @Option(help: "Stop after this many hits (default: all).") var limit: Int?
+    @Flag(help: "Print one JSON object per hit, then a summary line, instead of a table.") var json = false
+
+    func run() async throws {
+        if let limit, limit < 1 {
+            Output.standardError("error: --limit takes 1 or more (got \(limit))")
+            throw ExitCode(2)
+        }
+        let (key, topics, limit, json) = (self.key, self.topics, self.limit, self.json)
+        let hits = try await withClient(broker) { client -> [TraceHitWire] in
+            var hits: [TraceHitWire] = []
+            for try await hit in client.trace(key: key, topics: topics, pageSize: min(limit ?? 500, 500)) {
+                hits.append(hit)
+                if json { print(Output.json(Self.object(hit))) }
+                if let limit, hits.count >= limit { break }
+            }
+            return hits
+        }
+        if json {
+            print(Output.json(["key": key, "hits": hits.count, "topics": Set(hits.map(\.topic)).sorted()]))
+            return
+        }
+        guard !hits.isEmpty else {
+            print("\(key): no records hold it in an indexed field\(topics.isEmpty ? "" : " of \(topics.joined(separator: ", "))")")
+            return
+        }
+        print(
+            Output.table(
+                ["TIME", "TOPIC", "PARTITION", "OFFSET", "MATCHED", "FIELDS"],
+                hits.map { hit in
+                    [
+                        JSONText.isoTime(milliseconds: hit.timeMs), hit.topic, "\(hit.partition)", "\(hit.offset)", hit.matched.joined(separator: ","),
+                        hit.fields.map { "\($0.name)=\($0.values.joined(separator: ","))" }.joined(separator: " "),
+                    ]
+                }, rightAligned: [2, 3]))
+        print("\(Output.count(Int64(hits.count))) record\(hits.count == 1 ? "" : "s") in \(Set(hits.map(\.topic)).count) topic\(Set(hits.map(\.topic)).count == 1 ? "" : "s")")
+    }
+
+    static func object(_ hit: TraceHitWire) -> [String: Any] {
+        [
+            "time": JSONText.isoTime(milliseconds: hit.timeMs), "topic": hit.topic, "partition": Int(hit.partition), "offset": hit.offset,
+            "matched": hit.matched, "fields": Dictionary(hit.fields.map { ($0.name, $0.values) }, uniquingKeysWith: { first, _ in first }),
+        ]
+    }
+}
+
+/// `millrace index`: what a topic indexes for traces.
+struct IndexCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "index", abstract: "What a topic indexes for `millrace trace`: set it, or show it and the index's size.",
+        subcommands: [Set.self, Status.self])
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set the fields a topic indexes; records appended from now on are indexed by them (--off: none).")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic name.") var topic: String
+        @OptionGroup var fields: IndexOptions
+        @Flag(help: "Index nothing from now on (entries already written stay).") var off = false
+
+        func run() async throws {
+            let policy = try fields.policy() ?? IndexPolicy()
+            guard off == policy.isEmpty else {
+                Output.standardError("error: give --index-key, --index POINTER or --link PARENT->CHILD, or --off")
+                throw ExitCode(2)
+            }
+            let topic = self.topic
+            try await withClient(broker) { try await $0.setIndexPolicy(topic: topic, policy: policy) }
+            print(off ? "\(topic): new records are not indexed" : "\(topic): new records are indexed by \(IndexOptions.describe(policy))")
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A topic's index fields, the entries written for it, and the whole index's size.")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic name.") var topic: String
+        @Flag(help: "Print JSON instead of a sentence.") var json = false
+
+        func run() async throws {
+            let topic = self.topic
+            let status = try await withClient(broker) { try await $0.indexStatus(topic: topic) }
+            if json {
+                print(Output.json(IndexOptions.object(status)))
+            } else {
+                print("\(topic): \(IndexOptions.line(status))")
+            }
+        }
+    }
+}
+
+/// `--index-key`, `--index POINTER`, `--link PARENT->CHILD`, shared by `topic create` and `index set`.
+struct IndexOptions: ParsableArguments {
+    @Flag(help: "Index each record's key.") var indexKey = false
+    @Option(name: .customLong("index"), help: "Index the values at this JSON pointer; * stands for each array element (e.g. /lot, /components/*/lot). Repeat, up to 8.")
+    var pointers: [String] = []
+    @Option(name: .customLong("link"), help: "A genealogy link, PARENT->CHILD pointers (e.g. /parentLot->/childLot). Repeat, up to 4.") var links: [String] = []
+
+    /// The policy these flags give (nil: none given); exits 2 with the reason when one is wrong.
+    func policy() throws -> IndexPolicy? {
+        guard indexKey || !pointers.isEmpty || !links.isEmpty else { return nil }
+        do {
+            let policy = IndexPolicy(recordKey: indexKey, fields: pointers, links: try links.map { try IndexLink(parsing: $0) })
+            try policy.validate()
+            for (_, pointer) in policy.pointers { _ = try JSONPointer(pointer) }
+            return policy
+        } catch let error as MillraceError {
+            Output.standardError("error: \(error.message)")
+            throw ExitCode(2)
+        }
+    }
+
+    static func describe(_ policy: IndexPolicy) -> String {
+        ((policy.recordKey ? ["the record key"] : []) + policy.fields + policy.links.map { "link \($0)" }).joined(separator: ", ")
+    }
+
+    static func line(_ status: IndexStatusResponse) -> String {
+        let policy = status.policy.policy
+        guard !policy.isEmpty else { return "nothing indexed" }
+        return "indexes \(describe(policy)); \(Output.count(status.entriesWritten)) entries written for it; the index holds \(Output.count(status.entriesHeld)) entries in \(status.runs) runs, \(Output.bytes(status.diskBytes)) on disk"
+    }
+
+    static func object(_ status: IndexStatusResponse) -> [String: Any] {
+        [
+            "record_key": status.policy.recordKey, "fields": status.policy.fields, "links": status.policy.links.map(\.description),
+            "entries_written": status.entriesWritten, "index_entries_held": status.entriesHeld, "index_runs": Int(status.runs), "index_disk_bytes": status.diskBytes,
+        ]
+    }
+}

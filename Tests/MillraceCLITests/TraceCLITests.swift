@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+
+/// Tracing from the command line: topics created with index fields, records produced, a lot
+/// traced across them as a table and as JSON, the index shown and turned off.
+@Suite(.serialized) struct TraceCLITests {
+    let cli = CLITests()
+    let brokers = BrokerCLITests()
+
+    @Test func createProduceTrace() async throws {
+        try await brokers.withBroker { broker in
+            let path = NSTemporaryDirectory() + "millrace-trace-\(UUID().uuidString).ndjson"
+            try [#"{"lot":"L1","components":[{"lot":"C9"}]}"#, #"{"lot":"L2","parentLot":"L1"}"#, #"{"lot":"L3","components":[{"lot":"L1"},{"lot":"C9"}]}"#]
+                .joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+
+            let refused = try cli.millrace(["topic", "create", "c", "--index", "lot", "--broker", broker])
+            #expect(refused.status == 2 && refused.stderr.contains("must be a JSON pointer"), "\(refused.stderr)")
+            let badLink = try cli.millrace(["topic", "create", "c", "--link", "/a/b", "--broker", broker])
+            #expect(badLink.status == 2 && badLink.stderr.contains("PARENT->CHILD"), "\(badLink.stderr)")
+            let created = try cli.millrace(
+                ["topic", "create", "c", "--index", "/lot", "--index", "/components/*/lot", "--link", "/parentLot->/lot", "--broker", broker])
+            #expect(created.status == 0 && created.stdout.contains("records are indexed by /lot, /components/*/lot, link /parentLot->/lot"), "\(created.stderr)")
+            #expect(try cli.millrace(["topic", "create", "i", "--index-key", "--broker", broker]).status == 0)
+            #expect(try cli.millrace(["produce", "c", "--file", path, "--broker", broker]).status == 0)
+            let keyed = try cli.millrace(["produce", "i", "--key", "L1", "--broker", broker], input: #"{"result":"ok"}"# + "\n")
+            #expect(keyed.status == 0, "\(keyed.stderr)")
+
+            let table = try cli.millrace(["trace", "L1", "--broker", broker])
+            let lines = table.stdout.split(separator: "\n")
+            #expect(lines.count == 6 && lines[0].hasPrefix("TIME") && lines.last == "4 records in 2 topics", "\(table.stdout)")
+            #expect(lines[1].contains("c ") && lines[1].contains("/lot=L1 /components/*/lot=C9") && lines[4].contains("key=L1"), "\(table.stdout)")
+            let json = try cli.millrace(["trace", "C9", "--json", "--topic", "c", "--broker", broker])
+            let objects = try json.stdout.split(separator: "\n").map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+            #expect(objects.count == 3 && objects.prefix(2).map { $0["offset"] as? Int } == [0, 2] && objects[2]["hits"] as? Int == 2, "\(json.stdout)")
+            #expect(try cli.millrace(["trace", "nothing", "--broker", broker]).stdout == "nothing: no records hold it in an indexed field\n")
+            let unknown = try cli.millrace(["trace", "L1", "--topic", "nope", "--broker", broker])
+            #expect(unknown.status != 0 && unknown.stderr.contains("does not exist"))
+
+            let described = try cli.millrace(["topic", "describe", "c", "--broker", broker])
+            #expect(described.stdout.contains("index: indexes /lot, /components/*/lot, link /parentLot->/lot; 10 entries written"), "\(described.stdout)")
+            #expect(try cli.millrace(["index", "set", "i", "--off", "--broker", broker]).stdout == "i: new records are not indexed\n")
+            #expect(try cli.millrace(["index", "status", "i", "--broker", broker]).stdout == "i: nothing indexed\n")
+        }
+    }
+}
