@@ -8,7 +8,7 @@
 //   C <appender> <partition> <offset>                           a commit of group g<appender> is durable
 //   X <appender> <firstSeq> <duplicates> <count>                a resent batch was not caught whole (a failure)
 // The topic catches duplicates by record key: every fourth batch is sent twice, and the
-// second must come back as all duplicates.
+// second must come back as all duplicates. It also indexes the record key for traces.
 // Record seq s of appender a in round r has key "a<a>-s<s>-r<r>" and value
 // (key + ";") repeated 1 + s % 8 times.
 import Glibc
@@ -32,13 +32,14 @@ var options = Storage.Options()
 options.retentionCheckIntervalMs = nil
 let storage = try Storage.open(directory: arguments[1], options: options)
 do {
-    _ = try await storage.createTopic("crash", partitions: partitions, config: TopicConfig(dedup: DedupPolicy(key: .recordKey)))
+    _ = try await storage.createTopic("crash", partitions: partitions, config: TopicConfig(dedup: DedupPolicy(key: .recordKey), index: IndexPolicy(recordKey: true)))
 } catch let error as MillraceError where error.code == .topicAlreadyExists {}
 emit("READY")
 
 @Sendable func append(_ partition: Int32, _ bytes: [UInt8], _ hashes: [[DedupHash?]]) async throws -> AppendResult {
-    try await withCheckedThrowingContinuation { continuation in
-        storage.append(topic: "crash", partition: partition, batches: [bytes], dedupHashes: hashes) { continuation.resume(with: $0) }
+    let indexKeys = [hashes[0].enumerated().compactMap { record, hash in hash.map { IndexKey(record: Int32(record), slot: IndexPolicy.recordKeySlot, hash: $0) } }]
+    return try await withCheckedThrowingContinuation { continuation in
+        storage.append(topic: "crash", partition: partition, batches: [bytes], dedupHashes: hashes, indexKeys: indexKeys) { continuation.resume(with: $0) }
     }
 }
 

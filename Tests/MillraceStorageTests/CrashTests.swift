@@ -132,6 +132,18 @@ import TestSupport
             let key = "a\(ack.appender)-s\(ack.firstSeq)-r\(ack.round)"
             let hit = try storage.dedupLookup(topic: "crash", key: Array(key.utf8))
             #expect(hit?.partition == ack.partition && hit?.offset == ack.base, "round \(round): dedup entry for \(key) is \(String(describing: hit))")
+            // The key index agrees: one hit, that record (a resent batch added none).
+            let traced = try storage.trace(key: Array(key.utf8)).hits.map { "\($0.partition)/\($0.offset)" }
+            #expect(traced == ["\(ack.partition)/\(ack.base)"], "round \(round): trace of \(key) is \(traced)")
+        }
+        // Each appender's first record past its last acknowledgement was in flight at the
+        // kill: stored and traced, or neither (its entry commits with it).
+        let where_ = Dictionary(stored.flatMap { partition, records in records.map { ($0.value, "\(partition)/\($0.key)") } }, uniquingKeysWith: { first, _ in first })
+        for appender in 0..<6 {
+            let next = acks.filter { $0.appender == appender && $0.round == round }.map { $0.firstSeq + $0.count }.max() ?? 0
+            let key = "a\(appender)-s\(next)-r\(round)"
+            let traced = try storage.trace(key: Array(key.utf8)).hits.map { "\($0.partition)/\($0.offset)" }
+            #expect(traced == (where_[key].map { [$0] } ?? []), "round \(round): \(key) stored at \(where_[key] ?? "nowhere") but traced at \(traced)")
         }
         for ack in acks {
             for index in 0..<ack.count {
