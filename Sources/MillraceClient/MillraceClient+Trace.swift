@@ -21,6 +21,16 @@ extension MillraceClient {
         return page
     }
 
+    /// The genealogy tree from `key` along the topics' links: `.down` where-used (every
+    /// descendant), `.up` where-from; breadth first, at most `depth` levels and `nodesMax` nodes.
+    public func walk(
+        key: String, direction: WalkRequest.Direction, depth: Int = 10, topics: [String] = [], nodesMax: Int = 1_000
+    ) async throws -> WalkResponse {
+        let request = WalkRequest(key: Array(key.utf8), direction: direction, depth: Int32(clamping: depth), topics: topics, nodesMax: Int32(clamping: nodesMax))
+        guard case .walk(let tree) = try await send(.walk(request)) else { throw Self.unexpectedBody }
+        return tree
+    }
+
     /// Every record whose indexed values include `key` (in `topics`, or all), in the order
     /// they were appended, fetched a page at a time as the sequence is read.
     public func trace(key: String, topics: [String] = [], pageSize: Int = 100) -> TraceHits {

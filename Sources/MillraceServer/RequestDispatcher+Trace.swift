@@ -65,6 +65,82 @@ extension RequestDispatcher {
         }
     }
 
+    /// Off the event loop: the tree of values linked to the start value, breadth first. Down:
+    /// records holding a value on a link's parent side name its children on the child side
+    /// (where-used); up, the other way (where-from). A value met again on the path back to the
+    /// start is a cycle, and one met before elsewhere a repeat: both are shown, neither is
+    /// walked again, so a walk always ends.
+    func walk(_ request: WalkRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        let storage = self.storage
+        return validationLanes.run(lane: Int(truncatingIfNeeded: DedupHash(request.key).high >> 1), on: eventLoop) {
+            let topics = request.topics.isEmpty ? nil : request.topics
+            let start = String(decoding: request.key, as: UTF8.self)
+            var nodes = [WalkNode(value: start, depth: 0, parent: -1, kind: .start)]
+            var first: [String: Int] = [start: 0]
+            var next = 0
+            var truncated = false
+            walking: while next < nodes.count {
+                let current = next
+                next += 1
+                guard nodes[current].kind == .start || nodes[current].kind == .linked, nodes[current].depth < request.depth else { continue }
+                for edge in try Self.edges(from: nodes[current].value, down: request.direction == .down, topics: topics, storage: storage) {
+                    guard nodes.count < Int(request.nodesMax) else {
+                        truncated = true
+                        break walking
+                    }
+                    var kind = WalkNode.Kind.linked
+                    if let seen = first[edge.value] {
+                        kind = Self.isAncestor(seen, of: current, in: nodes) ? .cycle : .repeated
+                    } else {
+                        first[edge.value] = nodes.count
+                    }
+                    nodes.append(
+                        WalkNode(
+                            value: edge.value, depth: nodes[current].depth + 1, parent: Int32(current), kind: kind, topic: edge.topic,
+                            partition: edge.partition, offset: edge.offset))
+                }
+            }
+            return .walk(WalkResponse(nodes: nodes, truncated: truncated))
+        }
+    }
+
+    /// Values linked to `value`, each once, with the first record that links them.
+    static func edges(from value: String, down: Bool, topics: [String]?, storage: Storage) throws -> [(value: String, topic: String, partition: Int32, offset: Int64)] {
+        var edges: [(value: String, topic: String, partition: Int32, offset: Int64)] = []
+        var seen = Set<String>()
+        var cursor: TraceCursor?
+        repeat {
+            let page = try storage.trace(key: Array(value.utf8), topics: topics, after: cursor, limit: Limits.traceHitsPerPageMax)
+            for hit in page.hits {
+                guard let policy = storage.topicInfo(hit.topic)?.config.index, !policy.links.isEmpty else { continue }
+                // The links whose side toward `value` holds it in this record.
+                let links = policy.links.indices.filter { hit.slots.contains(down ? IndexPolicy.parentSlot($0) : IndexPolicy.childSlot($0)) }
+                guard !links.isEmpty, let record = try storage.record(topic: hit.topic, partition: hit.partition, offset: hit.offset),
+                    let json = record.value
+                else { continue }
+                var tape = JSONTape()
+                guard (try? tape.parse(json, depthMax: Limits.jsonDepthMax)) != nil else { continue }
+                for link in links {
+                    guard let other = try? JSONPointer(down ? policy.links[link].child : policy.links[link].parent) else { continue }
+                    for found in other.indexValues(in: tape, limit: Limits.indexValuesPerRecordMax) where seen.insert(found).inserted {
+                        edges.append((found, hit.topic, hit.partition, hit.offset))
+                    }
+                }
+            }
+            cursor = page.next
+        } while cursor != nil
+        return edges
+    }
+
+    static func isAncestor(_ candidate: Int, of node: Int, in nodes: [WalkNode]) -> Bool {
+        var current = node
+        while current >= 0 {
+            if current == candidate { return true }
+            current = Int(nodes[current].parent)
+        }
+        return false
+    }
+
     /// A record's indexed fields under `policy`: the key, each field, each link's sides.
     static func indexedFields(of record: Record?, policy: IndexPolicy) -> [TraceField] {
         guard let record else { return [] }

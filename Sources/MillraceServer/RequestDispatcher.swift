@@ -110,6 +110,8 @@ final class RequestDispatcher: Sendable {
                 return eventLoop.makeSucceededFuture(try indexStatus(topic: topic))
             case .trace(let trace):
                 return self.trace(trace, on: eventLoop)
+            case .walk(let walk):
+                return self.walk(walk, on: eventLoop)
             case .initProducer(let producerId, let epoch):
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
                 storage.initProducer(producerId: producerId, epoch: epoch) { result in

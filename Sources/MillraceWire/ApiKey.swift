@@ -52,6 +52,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case indexStatus = 26
     /// Every record holding a value in its indexed fields, across topics, a page at a time.
     case trace = 27
+    /// A genealogy walk from a value along the topics' links: where-used (down) or where-from (up).
+    case walk = 28
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
     /// duplicate's original partition to it.

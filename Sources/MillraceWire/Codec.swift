@@ -127,6 +127,8 @@ public enum RequestCodec {
             buffer.writeMillraceString(topic)
         case .trace(let trace):
             trace.write(to: &buffer)
+        case .walk(let walk):
+            walk.write(to: &buffer)
         }
     }
 
@@ -252,6 +254,8 @@ public enum RequestCodec {
             return .indexStatus(topic: try readTopic(&buffer))
         case .trace:
             return .trace(try TraceRequest(from: &buffer) { try readTopic(&$0) })
+        case .walk:
+            return .walk(try WalkRequest(from: &buffer) { try readTopic(&$0) })
         }
     }
 
@@ -376,6 +380,8 @@ public enum ResponseCodec {
             status.write(to: &buffer)
         case .trace(let trace):
             trace.write(to: &buffer)
+        case .walk(let walk):
+            walk.write(to: &buffer)
         }
     }
 
@@ -496,6 +502,8 @@ public enum ResponseCodec {
             return .indexStatus(try IndexStatusResponse(from: &buffer))
         case .trace:
             return .trace(try TraceResponse(from: &buffer))
+        case .walk:
+            return .walk(try WalkResponse(from: &buffer))
         }
     }
 }

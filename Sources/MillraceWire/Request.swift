@@ -51,6 +51,7 @@ public enum Request: Equatable, Sendable {
     case setIndexPolicy(topic: String, policy: IndexPolicyWire)
     case indexStatus(topic: String)
     case trace(TraceRequest)
+    case walk(WalkRequest)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -88,6 +89,7 @@ public enum Request: Equatable, Sendable {
         case .setIndexPolicy: return .setIndexPolicy
         case .indexStatus: return .indexStatus
         case .trace: return .trace
+        case .walk: return .walk
         }
     }
 }

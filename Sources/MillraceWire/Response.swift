@@ -56,6 +56,7 @@ public enum ResponseBody: Equatable, Sendable {
     case setIndexPolicy
     case indexStatus(IndexStatusResponse)
     case trace(TraceResponse)
+    case walk(WalkResponse)
 
     public var apiKey: ApiKey {
         switch self {
@@ -87,6 +88,7 @@ public enum ResponseBody: Equatable, Sendable {
         case .setIndexPolicy: return .setIndexPolicy
         case .indexStatus: return .indexStatus
         case .trace: return .trace
+        case .walk: return .walk
         }
     }
 }

@@ -225,3 +225,129 @@ public struct TraceResponse: Equatable, Sendable {
         next = hasNext != 0 ? try TraceCursorWire(from: &buffer) : nil
     }
 }
+
+/// Walk: `bytes` start value, `i8` direction (1 down: where-used, 2 up: where-from), `i32`
+/// depth (1…32), `[string]` topics (empty: every topic), `i32` nodes max (1…10,000).
+public struct WalkRequest: Equatable, Sendable {
+    public enum Direction: Int8, Sendable { case down = 1, up = 2 }
+
+    public var key: [UInt8]
+    public var direction: Direction
+    public var depth: Int32
+    public var topics: [String]
+    public var nodesMax: Int32
+
+    public static let depthMax: Int32 = 32
+    public static let nodesLimit: Int32 = 10_000
+
+    public init(key: [UInt8], direction: Direction, depth: Int32 = 10, topics: [String] = [], nodesMax: Int32 = 1_000) {
+        self.key = key
+        self.direction = direction
+        self.depth = depth
+        self.topics = topics
+        self.nodesMax = nodesMax
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceBytes(key)
+        buffer.writeInteger(direction.rawValue)
+        buffer.writeInteger(depth)
+        buffer.writeMillraceArray(topics) { $0.writeMillraceString($1) }
+        buffer.writeInteger(nodesMax)
+    }
+
+    init(from buffer: inout ByteBuffer, readTopic: (inout ByteBuffer) throws -> String) throws {
+        guard let key = try buffer.readMillraceBytes("walk start") else { throw MillraceError(.invalidRequest, "the value to walk from is null") }
+        guard key.count <= Limits.dedupKeyBytesMax else {
+            throw MillraceError(.invalidRequest, "the value is \(key.count) bytes; values over \(Limits.dedupKeyBytesMax) bytes are never indexed")
+        }
+        self.key = key
+        let raw: Int8 = try buffer.readMillraceInteger("direction")
+        guard let direction = Direction(rawValue: raw) else { throw MillraceError(.invalidRequest, "walk direction \(raw) is neither 1 (down) nor 2 (up)") }
+        self.direction = direction
+        depth = try buffer.readMillraceInteger("depth")
+        guard (1...Self.depthMax).contains(depth) else { throw MillraceError(.invalidRequest, "walk depth must be 1...\(Self.depthMax) (got \(depth))") }
+        topics = try buffer.readMillraceArray("topics", minimumElementBytes: 2, countMax: Limits.topicsPerRequestMax) { try readTopic(&$0) }
+        nodesMax = try buffer.readMillraceInteger("nodes max")
+        guard (1...Self.nodesLimit).contains(nodesMax) else { throw MillraceError(.invalidRequest, "a walk returns 1...\(Self.nodesLimit) nodes (asked for \(nodesMax))") }
+    }
+}
+
+/// One node of a walk's tree: `string` value, `i32` depth, `i32` parent (its index in the
+/// list; -1 for the start), `i8` kind, `string` topic, `i32` partition, `i64` offset (the
+/// record that links it to its parent; empty and -1 for the start).
+public struct WalkNode: WireCodable {
+    public enum Kind: Int8, Sendable {
+        case start = 0
+        /// Linked to its parent; expanded.
+        case linked = 1
+        /// The value is an ancestor of its parent: a cycle, not expanded again.
+        case cycle = 2
+        /// Reached before by another path: shown, not expanded again.
+        case repeated = 3
+    }
+
+    public var value: String
+    public var depth: Int32
+    public var parent: Int32
+    public var kind: Kind
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+
+    public static let minimumBytes = 2 + 4 + 4 + 1 + 2 + 4 + 8
+
+    public init(value: String, depth: Int32, parent: Int32, kind: Kind, topic: String = "", partition: Int32 = -1, offset: Int64 = -1) {
+        self.value = value
+        self.depth = depth
+        self.parent = parent
+        self.kind = kind
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
+
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceString(value)
+        buffer.writeInteger(depth)
+        buffer.writeInteger(parent)
+        buffer.writeInteger(kind.rawValue)
+        buffer.writeMillraceString(topic)
+        buffer.writeInteger(partition)
+        buffer.writeInteger(offset)
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        value = try buffer.readMillraceString("node value")
+        depth = try buffer.readMillraceInteger("node depth")
+        parent = try buffer.readMillraceInteger("node parent")
+        let raw: Int8 = try buffer.readMillraceInteger("node kind")
+        guard let kind = Kind(rawValue: raw) else { throw MillraceError(.malformedRequest, "node kind \(raw) is unknown") }
+        self.kind = kind
+        topic = try buffer.readMillraceString("node topic")
+        partition = try buffer.readMillraceInteger("node partition")
+        offset = try buffer.readMillraceInteger("node offset")
+    }
+}
+
+/// Walk's answer: `[node]` in breadth-first order, then `i8` truncated (1: the node limit cut
+/// the walk short).
+public struct WalkResponse: Equatable, Sendable {
+    public var nodes: [WalkNode]
+    public var truncated: Bool
+
+    public init(nodes: [WalkNode], truncated: Bool) {
+        self.nodes = nodes
+        self.truncated = truncated
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        nodes.write(to: &buffer)
+        buffer.writeInteger(Int8(truncated ? 1 : 0))
+    }
+
+    init(from buffer: inout ByteBuffer) throws {
+        nodes = try .init(from: &buffer, "nodes")
+        truncated = try buffer.readMillraceInteger("truncated", as: Int8.self) != 0
+    }
+}

@@ -15,10 +15,14 @@ struct TraceCommand: AsyncParsableCommand {
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "The value to trace, as the index reads it: a string's characters, a number's digits, or a record key.") var key: String
     @Option(name: .customLong("topic"), help: "Only this topic (repeat for more; default: every topic).") var topics: [String] = []
-    @Option(help: "Stop after this many hits (default: all).") var limit: Int?
-    @Flag(help: "Print one JSON object per hit, then a summary line, instead of a table.") var json = false
+    @Option(help: "Stop after this many hits (default: all); with --down or --up, this many nodes (default 1000).") var limit: Int?
+    @Flag(help: "Print one JSON object per hit, then a summary line, instead of a table (with --down or --up: one JSON object).") var json = false
+    @Flag(help: "Walk the genealogy down from KEY: every lot and serial made from it (where-used), along the topics' --link fields.") var down = false
+    @Flag(help: "Walk the genealogy up from KEY: everything it was made from (where-from).") var up = false
+    @Option(help: "With --down or --up: levels to walk, 1...32.") var depth = 10
 
     func run() async throws {
+        if down || up { return try await walk() }
         if let limit, limit < 1 {
             Output.standardError("error: --limit takes 1 or more (got \(limit))")
             throw ExitCode(2)
@@ -51,6 +55,67 @@ struct TraceCommand: AsyncParsableCommand {
                     ]
                 }, rightAligned: [2, 3]))
         print("\(Output.count(Int64(hits.count))) record\(hits.count == 1 ? "" : "s") in \(Set(hits.map(\.topic)).count) topic\(Set(hits.map(\.topic)).count == 1 ? "" : "s")")
+    }
+
+    func walk() async throws {
+        guard !(down && up) else {
+            Output.standardError("error: give --down or --up, not both")
+            throw ExitCode(2)
+        }
+        guard (1...Int(WalkRequest.depthMax)).contains(depth) else {
+            Output.standardError("error: --depth takes 1...\(WalkRequest.depthMax) (got \(depth))")
+            throw ExitCode(2)
+        }
+        let nodesMax = limit ?? 1_000
+        guard (1...Int(WalkRequest.nodesLimit)).contains(nodesMax) else {
+            Output.standardError("error: --limit takes 1...\(WalkRequest.nodesLimit) nodes for a walk (got \(nodesMax))")
+            throw ExitCode(2)
+        }
+        let (key, topics, depth, down) = (self.key, self.topics, self.depth, self.down)
+        let tree = try await withClient(broker) { try await $0.walk(key: key, direction: down ? .down : .up, depth: depth, topics: topics, nodesMax: nodesMax) }
+        if json {
+            print(
+                Output.json([
+                    "start": key, "direction": down ? "down" : "up", "truncated": tree.truncated,
+                    "nodes": tree.nodes.map { node -> [String: Any] in
+                        var object: [String: Any] = ["value": node.value, "depth": Int(node.depth), "parent": Int(node.parent), "kind": Self.kindName(node.kind)]
+                        if node.kind != .start { object["record"] = ["topic": node.topic, "partition": Int(node.partition), "offset": node.offset] }
+                        return object
+                    },
+                ]))
+            return
+        }
+        var children: [Int: [Int]] = [:]
+        for (index, node) in tree.nodes.enumerated() where node.parent >= 0 { children[Int(node.parent), default: []].append(index) }
+        func show(_ index: Int, _ prefix: String, _ last: Bool) {
+            let node = tree.nodes[index]
+            let note: String
+            switch node.kind {
+            case .start: note = ""
+            case .linked: note = "  (\(node.topic) \(node.partition)/\(node.offset))"
+            case .cycle: note = "  (\(node.topic) \(node.partition)/\(node.offset)) cycle: \(node.value) is above it; not walked again"
+            case .repeated: note = "  (\(node.topic) \(node.partition)/\(node.offset)) also reached above; not walked again"
+            }
+            print(index == 0 ? node.value : prefix + (last ? "└─ " : "├─ ") + node.value + note)
+            let kids = children[index] ?? []
+            for (position, child) in kids.enumerated() {
+                show(child, index == 0 ? "" : prefix + (last ? "   " : "│  "), position == kids.count - 1)
+            }
+        }
+        show(0, "", true)
+        let cycles = tree.nodes.filter { $0.kind == .cycle }.count
+        let summary = "\(tree.nodes.count - 1) linked value\(tree.nodes.count == 2 ? "" : "s") \(down ? "below" : "above") \(key)"
+            + (cycles > 0 ? ", \(cycles) cycle\(cycles == 1 ? "" : "s")" : "") + (tree.truncated ? "; stopped at \(nodesMax) nodes (raise --limit)" : "")
+        print(summary)
+    }
+
+    static func kindName(_ kind: WalkNode.Kind) -> String {
+        switch kind {
+        case .start: "start"
+        case .linked: "linked"
+        case .cycle: "cycle"
+        case .repeated: "repeat"
+        }
     }
 
     static func object(_ hit: TraceHitWire) -> [String: Any] {

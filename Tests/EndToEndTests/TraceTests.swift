@@ -54,4 +54,43 @@ import Testing
         await #expect(throws: MillraceError.self) { try await client.setIndexPolicy(topic: "inspections", policy: IndexPolicy(fields: ["lot"])) }
         await client.close()
     }
+
+    /// A five-level genealogy with a diamond and a cycle, across two topics' links: down
+    /// (where-used), up (where-from), depth-limited, the cycle reported and never looped.
+    @Test func genealogyWalksDownAndUpThroughACycle() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "genealogy", partitions: 2))
+        try await client.createTopic(CreateTopicRequest(name: "assembly", partitions: 1))
+        try await client.setIndexPolicy(topic: "genealogy", policy: IndexPolicy(links: [IndexLink(parent: "/parentLot", child: "/childLot")]))
+        try await client.setIndexPolicy(topic: "assembly", policy: IndexPolicy(fields: ["/serial"], links: [IndexLink(parent: "/components/*/lot", child: "/serial")]))
+        let producer = Producer(client: client)
+        for (parent, child) in [("L0", "L1a"), ("L0", "L1b"), ("L1a", "L2a"), ("L1b", "L2b"), ("L2a", "L3"), ("L2b", "L3"), ("L3", "L4"), ("L4", "L0"), ("L1a", "L2a")] {
+            _ = try await producer.send(topic: "genealogy", value: Array(#"{"parentLot":"\#(parent)","childLot":"\#(child)","qty":1}"#.utf8))
+        }
+        _ = try await producer.send(topic: "assembly", value: Array(#"{"serial":"S1","components":[{"lot":"L4"},{"lot":"X9"}]}"#.utf8))
+
+        let down = try await client.walk(key: "L0", direction: .down)
+        let shape = down.nodes.map { "\($0.value)@\($0.depth)<\($0.parent >= 0 ? down.nodes[Int($0.parent)].value : "-")" + ($0.kind == .cycle ? " cycle" : $0.kind == .repeated ? " repeat" : "") }
+        #expect(
+            shape == ["L0@0<-", "L1a@1<L0", "L1b@1<L0", "L2a@2<L1a", "L2b@2<L1b", "L3@3<L2a", "L3@3<L2b repeat", "L4@4<L3", "L0@5<L4 cycle", "S1@5<L4"],
+            "\(shape)")
+        #expect(!down.truncated && down.nodes.first { $0.value == "S1" }?.topic == "assembly")
+
+        let up = try await client.walk(key: "S1", direction: .up)
+        let upShape = up.nodes.map { "\($0.value)@\($0.depth)" + ($0.kind == .cycle ? " cycle" : $0.kind == .repeated ? " repeat" : "") }
+        #expect(upShape == ["S1@0", "L4@1", "X9@1", "L3@2", "L2a@3", "L2b@3", "L1a@4", "L1b@4", "L0@5", "L0@5 repeat", "L4@6 cycle"], "\(upShape)")
+
+        let shallow = try await client.walk(key: "L0", direction: .down, depth: 2)
+        #expect(shallow.nodes.map(\.value) == ["L0", "L1a", "L1b", "L2a", "L2b"])
+        let capped = try await client.walk(key: "L0", direction: .down, nodesMax: 4)
+        #expect(capped.truncated && capped.nodes.count == 4)
+        let onlyGenealogy = try await client.walk(key: "L0", direction: .down, topics: ["genealogy"])
+        #expect(!onlyGenealogy.nodes.contains { $0.value == "S1" })
+        #expect(try await client.walk(key: "nothing", direction: .up).nodes.count == 1)
+        await #expect(throws: MillraceError.self) { _ = try await client.walk(key: "L0", direction: .down, depth: 33) }
+        await client.close()
+    }
 }
+

@@ -37,6 +37,13 @@ import Testing
             let unknown = try cli.millrace(["trace", "L1", "--topic", "nope", "--broker", broker])
             #expect(unknown.status != 0 && unknown.stderr.contains("does not exist"))
 
+            let walked = try cli.millrace(["trace", "L1", "--down", "--broker", broker])
+            #expect(walked.stdout == "L1\n└─ L2  (c 0/1)\n1 linked value below L1\n", "\(walked.stdout)\(walked.stderr)")
+            let upward = try cli.millrace(["trace", "L2", "--up", "--json", "--broker", broker])
+            let tree = try #require(JSONSerialization.jsonObject(with: Data(upward.stdout.utf8)) as? [String: Any])
+            #expect((tree["nodes"] as? [[String: Any]])?.map { $0["value"] as? String } == ["L2", "L1"], "\(upward.stdout)")
+            #expect(try cli.millrace(["trace", "L1", "--down", "--up", "--broker", broker]).status == 2)
+
             let described = try cli.millrace(["topic", "describe", "c", "--broker", broker])
             #expect(described.stdout.contains("index: indexes /lot, /components/*/lot, link /parentLot->/lot; 10 entries written"), "\(described.stdout)")
             #expect(try cli.millrace(["index", "set", "i", "--off", "--broker", broker]).stdout == "i: new records are not indexed\n")
