@@ -61,8 +61,9 @@ extension RequestDispatcher {
                         }
                         if let indexPolicy {
                             let record = Int32(recordIndex)
+                            let position = view.position >= 0 ? UInt32(clamping: view.position) : IndexKey.unknownPosition
                             if indexPolicy.recordKey, let key = view.key, key.count <= Limits.dedupKeyBytesMax {
-                                indexKeys.append(IndexKey(record: record, slot: IndexPolicy.recordKeySlot, hash: DedupHash(key)))
+                                indexKeys.append(IndexKey(record: record, slot: IndexPolicy.recordKeySlot, hash: DedupHash(key), position: position))
                             }
                             if !indexPointers.isEmpty, let value = view.value {
                                 let text = value.assumingMemoryBound(to: UInt8.self)
@@ -71,7 +72,7 @@ extension RequestDispatcher {
                                 for (slot, pointer) in indexPointers where indexed && room > 0 {
                                     let found = pointer.indexHashes(in: tape, text: text, limit: room)
                                     room -= found.count
-                                    indexKeys += found.map { IndexKey(record: record, slot: slot, hash: $0) }
+                                    indexKeys += found.map { IndexKey(record: record, slot: slot, hash: $0, position: position) }
                                 }
                             }
                         }
@@ -309,13 +310,17 @@ extension RequestDispatcher {
                 prepared.keptIndex.append(records.map { next + Int32($0) })
                 if let hashes = inspection.hashes?[batchIndex] { prepared.keptHashes?.append(records.map { hashes[$0] }) }
                 if let keys = inspection.indexKeys?[batchIndex] {
-                    // Original record index → its place in the rewritten batch.
+                    // Original record index → its place in the rewritten batch, and where it starts there.
                     var place = [Int32](repeating: -1, count: count)
                     for (position, record) in records.enumerated() { place[record] = Int32(position) }
+                    let starts =
+                        whole ? nil : rewritten.withUnsafeBytes { raw in (try? RecordBatchHeader(parsing: raw)).flatMap { RecordBatch.recordPositions(raw, header: $0) } }
                     prepared.keptIndexKeys?.append(
                         keys.compactMap { key in
                             guard place.indices.contains(Int(key.record)), place[Int(key.record)] >= 0 else { return nil }
-                            return IndexKey(record: place[Int(key.record)], slot: key.slot, hash: key.hash)
+                            let kept = place[Int(key.record)]
+                            let position = whole ? key.position : starts.flatMap { $0.indices.contains(Int(kept)) ? UInt32(clamping: $0[Int(kept)]) : nil }
+                            return IndexKey(record: kept, slot: key.slot, hash: key.hash, position: position ?? IndexKey.unknownPosition)
                         })
                 }
             }

@@ -44,9 +44,15 @@ extension RequestDispatcher {
             var bytes = 0
             var next = page.next
             var lastShown: TraceHit?
-            for hit in page.hits {
-                let policy = storage.topicInfo(hit.topic)?.config.index ?? IndexPolicy()
-                let fields = Self.indexedFields(of: try? storage.record(topic: hit.topic, partition: hit.partition, offset: hit.offset), policy: policy)
+            let records = try storage.records(at: page.hits.map { ($0.topic, $0.partition, $0.offset, $0.position) })
+            var compiled: [String: (IndexPolicy, [(String, JSONPointer)])] = [:]
+            for (hit, record) in zip(page.hits, records) {
+                if compiled[hit.topic] == nil {
+                    let policy = storage.topicInfo(hit.topic)?.config.index ?? IndexPolicy()
+                    compiled[hit.topic] = (policy, Self.compile(policy))
+                }
+                let (policy, pointers) = compiled[hit.topic] ?? (IndexPolicy(), [])
+                let fields = Self.indexedFields(of: record, policy: policy, pointers: pointers)
                 let size = 64 + hit.topic.utf8.count + fields.reduce(0) { $0 + 8 + $1.name.utf8.count + $1.values.reduce(0) { $0 + 2 + $1.utf8.count } }
                 if bytes + size > Self.tracePageBytesMax, let lastShown {
                     next = lastShown.cursor
@@ -111,13 +117,15 @@ extension RequestDispatcher {
         var cursor: TraceCursor?
         repeat {
             let page = try storage.trace(key: Array(value.utf8), topics: topics, after: cursor, limit: Limits.traceHitsPerPageMax)
-            for hit in page.hits {
-                guard let policy = storage.topicInfo(hit.topic)?.config.index, !policy.links.isEmpty else { continue }
-                // The links whose side toward `value` holds it in this record.
+            // The links whose side toward `value` holds it, per hit; only those records are read.
+            let linked = page.hits.compactMap { hit -> (TraceHit, IndexPolicy, [Int])? in
+                guard let policy = storage.topicInfo(hit.topic)?.config.index, !policy.links.isEmpty else { return nil }
                 let links = policy.links.indices.filter { hit.slots.contains(down ? IndexPolicy.parentSlot($0) : IndexPolicy.childSlot($0)) }
-                guard !links.isEmpty, let record = try storage.record(topic: hit.topic, partition: hit.partition, offset: hit.offset),
-                    let json = record.value
-                else { continue }
+                return links.isEmpty ? nil : (hit, policy, links)
+            }
+            let records = try storage.records(at: linked.map { ($0.0.topic, $0.0.partition, $0.0.offset, $0.0.position) })
+            for ((hit, policy, links), record) in zip(linked, records) {
+                guard let json = record?.value else { continue }
                 var tape = JSONTape()
                 guard (try? tape.parse(json, depthMax: Limits.jsonDepthMax)) != nil else { continue }
                 for link in links {
@@ -141,17 +149,24 @@ extension RequestDispatcher {
         return false
     }
 
+    /// The policy's pointers, each once (a pointer that is both a field and a link side is
+    /// shown once), compiled.
+    static func compile(_ policy: IndexPolicy) -> [(String, JSONPointer)] {
+        var seen = Set<String>()
+        return policy.pointers.compactMap { _, pointer in
+            guard seen.insert(pointer).inserted, let compiled = try? JSONPointer(pointer) else { return nil }
+            return (pointer, compiled)
+        }
+    }
+
     /// A record's indexed fields under `policy`: the key, each field, each link's sides.
-    static func indexedFields(of record: Record?, policy: IndexPolicy) -> [TraceField] {
+    static func indexedFields(of record: Record?, policy: IndexPolicy, pointers: [(String, JSONPointer)]) -> [TraceField] {
         guard let record else { return [] }
         var fields: [TraceField] = []
         if policy.recordKey, let key = record.key { fields.append(TraceField(name: "key", values: [clip(String(decoding: key, as: UTF8.self))])) }
         var tape = JSONTape()
-        guard !policy.pointers.isEmpty, let value = record.value, (try? tape.parse(value, depthMax: Limits.jsonDepthMax)) != nil else { return fields }
-        var seen = Set<String>()
-        // A pointer that is both a field and a link side is shown once.
-        for (_, pointer) in policy.pointers where seen.insert(pointer).inserted {
-            guard let compiled = try? JSONPointer(pointer) else { continue }
+        guard !pointers.isEmpty, let value = record.value, (try? tape.parse(value, depthMax: Limits.jsonDepthMax)) != nil else { return fields }
+        for (pointer, compiled) in pointers {
             let values = compiled.indexValues(in: tape, limit: traceValuesShownMax)
             if !values.isEmpty { fields.append(TraceField(name: pointer, values: values.map(clip))) }
         }

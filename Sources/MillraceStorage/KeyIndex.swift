@@ -12,17 +12,24 @@ public struct IndexKey: Sendable, Equatable {
     public var record: Int32
     public var slot: UInt8
     public var hash: DedupHash
+    /// Where the record starts in its batch (`RecordView.position`), so a trace reads it
+    /// without walking the batch; `IndexKey.unknownPosition` when not known.
+    public var position: UInt32
 
-    public init(record: Int32, slot: UInt8, hash: DedupHash) {
+    public static let unknownPosition = UInt32.max
+
+    public init(record: Int32, slot: UInt8, hash: DedupHash, position: UInt32 = IndexKey.unknownPosition) {
         self.record = record
         self.slot = slot
         self.hash = hash
+        self.position = position
     }
 }
 
-/// One index entry (40 bytes, little-endian): the value's hash, when the record was appended
-/// (ms, broker clock), its offset, topic id, partition and slot. Entries sort by hash, then
-/// time, topic, partition, offset and slot, so a value's hits are in append order.
+/// One index entry (44 bytes, little-endian): the value's hash, when the record was appended
+/// (ms, broker clock), its offset, topic id, partition, slot, and where the record starts in
+/// its batch. Entries sort by hash, then time, topic, partition, offset and slot, so a
+/// value's hits are in append order.
 struct IndexEntry: Equatable {
     var hash: DedupHash
     var timeMs: Int64
@@ -30,8 +37,9 @@ struct IndexEntry: Equatable {
     var topicID: UInt32
     var partition: UInt16
     var slot: UInt8
+    var position: UInt32 = IndexKey.unknownPosition
 
-    static let size = 40
+    static let size = 44
 
     func write(to memory: UnsafeMutableRawPointer) {
         memory.storeBytes(of: hash.high.littleEndian, toByteOffset: 0, as: UInt64.self)
@@ -42,15 +50,17 @@ struct IndexEntry: Equatable {
         memory.storeBytes(of: partition.littleEndian, toByteOffset: 36, as: UInt16.self)
         memory.storeBytes(of: slot, toByteOffset: 38, as: UInt8.self)
         memory.storeBytes(of: UInt8(0), toByteOffset: 39, as: UInt8.self)
+        memory.storeBytes(of: position.littleEndian, toByteOffset: 40, as: UInt32.self)
     }
 
-    init(hash: DedupHash, timeMs: Int64, offset: Int64, topicID: UInt32, partition: UInt16, slot: UInt8) {
+    init(hash: DedupHash, timeMs: Int64, offset: Int64, topicID: UInt32, partition: UInt16, slot: UInt8, position: UInt32 = IndexKey.unknownPosition) {
         self.hash = hash
         self.timeMs = timeMs
         self.offset = offset
         self.topicID = topicID
         self.partition = partition
         self.slot = slot
+        self.position = position
     }
 
     init(reading memory: UnsafeRawPointer) {
@@ -60,6 +70,7 @@ struct IndexEntry: Equatable {
         topicID = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
         partition = UInt16(littleEndian: memory.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
         slot = memory.load(fromByteOffset: 38, as: UInt8.self)
+        position = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 40, as: UInt32.self))
     }
 
     /// The order of entries: hash, then time, topic, partition, offset, slot.
@@ -76,7 +87,8 @@ struct IndexEntry: Equatable {
 enum IndexLayout: RunLayout {
     static var entrySize: Int { IndexEntry.size }
     static var fenceBytes: Int { 16 }
-    static var headerVersion: UInt8 { 1 }
+    /// 2: entries of 44 bytes (1, 40 bytes without the position, was never released).
+    static var headerVersion: UInt8 { 2 }
 
     static func seconds(at entry: UnsafeRawPointer) -> UInt32 {
         UInt32(clamping: Int64(littleEndian: entry.loadUnaligned(fromByteOffset: 16, as: Int64.self)) / 1_000)
@@ -186,7 +198,10 @@ extension WriteContext {
         for (batch, batchKeys) in keys.enumerated() where batch < offsets.count {
             for key in batchKeys {
                 guard offsets[batch].indices.contains(Int(key.record)), let offset = offsets[batch][Int(key.record)] else { continue }
-                entries.append(IndexEntry(hash: key.hash, timeMs: nowMs, offset: offset, topicID: topicID, partition: UInt16(clamping: partition), slot: key.slot))
+                entries.append(
+                    IndexEntry(
+                        hash: key.hash, timeMs: nowMs, offset: offset, topicID: topicID, partition: UInt16(clamping: partition), slot: key.slot,
+                        position: key.position))
             }
         }
         return entries
@@ -222,6 +237,8 @@ public struct TraceHit: Sendable, Equatable {
     /// Which of the topic's indexed values held the key (`IndexPolicy` slots).
     public var slots: [UInt8]
     public var cursor: TraceCursor
+    /// Where the record starts in its batch (`IndexKey.unknownPosition`: not known).
+    public var position: UInt32 = IndexKey.unknownPosition
 }
 
 public struct TracePage: Sendable, Equatable {

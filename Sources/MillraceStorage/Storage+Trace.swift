@@ -27,6 +27,7 @@ extension Storage {
             let entries = try Self.indexEntries(for: hash, txn: txn, dbi: dbi)
             // One hit per record, in append order, after the cursor.
             var hits: [TraceCursor: [UInt8]] = [:]
+            var positions: [TraceCursor: UInt32] = [:]
             var logStarts: [PartitionID: Int64] = [:]
             for entry in entries {
                 guard names[entry.topicID] != nil, wanted?.contains(entry.topicID) ?? true else { continue }
@@ -43,12 +44,13 @@ extension Storage {
                 }
                 guard entry.offset >= start else { continue }
                 hits[place, default: []].append(entry.slot)
+                if entry.position != IndexKey.unknownPosition { positions[place] = entry.position }
             }
             let ordered = hits.keys.sorted { $0.isBefore($1) }
             let page = ordered.prefix(limit).map { place in
                 TraceHit(
                     topic: names[place.topicID] ?? "", partition: place.partition, offset: place.offset, timeMs: place.timeMs,
-                    slots: Array(Set(hits[place] ?? [])).sorted(), cursor: place)
+                    slots: Array(Set(hits[place] ?? [])).sorted(), cursor: place, position: positions[place] ?? IndexKey.unknownPosition)
             }
             return TracePage(hits: page, next: ordered.count > limit ? page.last?.cursor : nil)
         }
@@ -89,14 +91,44 @@ extension Storage {
 
     /// The record at `offset`, nil when the partition no longer (or not yet) holds it.
     public func record(topic: String, partition: Int32, offset: Int64) throws -> Record? {
-        let read = try self.read(topic: topic, partition: partition, from: offset, maxBytes: 1, firstBatchMayExceed: true)
-        guard read.batchCount > 0 else { return nil }
-        return try read.bytes.withUnsafeBytes { raw -> Record? in
-            let header = try RecordBatchHeader(parsing: raw)
-            guard offset >= header.baseOffset else { return nil }
-            let batch = try RecordBatch.decode(UnsafeRawBufferPointer(rebasing: raw[..<header.totalBytes]))
-            return batch.records.first { header.baseOffset + Int64($0.offsetDelta) == offset }
+        try records(at: [(topic, partition, offset, IndexKey.unknownPosition)])[0]
+    }
+
+    /// The records at these places, read in one transaction without decoding their batches'
+    /// other records; nil where a partition no longer (or not yet) holds the offset. For
+    /// showing a trace's hits: the batch's CRC is not computed (a hit's record is one of ~a
+    /// thousand in a 256 KiB batch, and a hundred hits would checksum 25 MB); the batch is
+    /// still parsed defensively, and fetches and `millrace data verify` check every CRC.
+    /// With a position (`TraceHit.position`) the record is read where it starts; without, or
+    /// when it is not there, by walking its batch.
+    public func records(at places: [(topic: String, partition: Int32, offset: Int64, position: UInt32)]) throws -> [Record?] {
+        try withReadTransaction { txn, snapshot in
+            try places.map { place -> Record? in
+                guard let (_, id, dbi) = try? resolve(place.topic, place.partition, in: snapshot) else { return nil }
+                let state = try databases.partitionState(txn, id)
+                guard place.offset >= state.logStartOffset, place.offset < state.nextOffset else { return nil }
+                var found: Record?
+                try walkBatches(txn, dbi, from: place.offset, end: state.nextOffset, name: "\(place.topic)/\(place.partition)", checkCRC: false) {
+                    header, bytes in
+                    let delta = Int32(clamping: place.offset - header.baseOffset)
+                    if place.position != IndexKey.unknownPosition,
+                        let view = RecordBatch.record(at: Int(place.position), delta: delta, in: bytes, header: header)
+                    {
+                        found = Record(
+                            timestampDelta: view.timestampDelta, offsetDelta: view.offsetDelta, key: view.key.map { Array($0) }, value: view.value.map { Array($0) },
+                            attributes: view.attributes)
+                        return false
+                    }
+                    try RecordBatch.forEachRecord(in: bytes, header: header, deltas: delta...delta) { view, _ in
+                        guard found == nil, header.baseOffset + Int64(view.offsetDelta) == place.offset else { return }
+                        found = Record(
+                            timestampDelta: view.timestampDelta, offsetDelta: view.offsetDelta, key: view.key.map { Array($0) }, value: view.value.map { Array($0) },
+                            attributes: view.attributes)
+                    }
+                    return false
+                }
+                return found
+            }
         }
     }
 }
-

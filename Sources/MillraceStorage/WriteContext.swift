@@ -188,7 +188,12 @@ struct WriteContext {
                     return next
                 }
             }
-            let entries = Self.indexEntries(keys, offsets: offsets, topicID: info.id, partition: op.partition, nowMs: nowMs)
+            // A batch the writer took duplicates out of was re-encoded: its records moved.
+            let moved = keys.indices.map { dropped.indices.contains($0) && dropped[$0].contains(true) }
+            let placed = keys.enumerated().map { batch, batchKeys in
+                moved[batch] ? batchKeys.map { IndexKey(record: $0.record, slot: $0.slot, hash: $0.hash) } : batchKeys
+            }
+            let entries = Self.indexEntries(placed, offsets: offsets, topicID: info.id, partition: op.partition, nowMs: nowMs)
             indexPending.append(contentsOf: entries)
             if !entries.isEmpty { indexChanges.entriesByTopic[info.id, default: 0] += entries.count }
         }

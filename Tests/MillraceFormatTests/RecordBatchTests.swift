@@ -228,4 +228,46 @@ func randomBatch(_ generator: inout SeededGenerator, codec: CompressionCodec) ->
         #expect(try RecordBatch.keeping([false], of: RecordBatch(timestamp: 1, values: [[1]]).encoded()) == nil)
         #expect(throws: MillraceError.self) { try RecordBatch.keeping([true, true], of: RecordBatch(timestamp: 1, values: [[1]]).encoded()) }
     }
+
+    /// Reading only some records steps over the others by their lengths and gives exactly
+    /// those asked for.
+    @Test func aRangeOfRecordsIsReadWithoutTheOthers() throws {
+        let values = (0..<300).map { Array(String(repeating: "v\($0)", count: 1 + $0 % 70).utf8) }
+        // Every tenth record has no key.
+        let bytes = try RecordBatch(timestamp: 5, values: values, keys: values.indices.map { $0 % 10 == 0 ? nil : Array("k\($0)".utf8) }).encoded()
+        try bytes.withUnsafeBytes { raw in
+            let header = try RecordBatch.verify(raw)
+            for range in [Int32(7)...7, 0...0, 250...299, 120...130, 299...400] {
+                var seen: [Int32] = []
+                try RecordBatch.forEachRecord(in: raw, header: header, deltas: range) { view, _ in
+                    seen.append(view.offsetDelta)
+                    #expect(view.value.map { Array($0) } == values[Int(view.offsetDelta)])
+                    #expect(view.key.map { Array($0) } == (view.offsetDelta % 10 == 0 ? nil : Array("k\(view.offsetDelta)".utf8)))
+                }
+                #expect(seen == Array(range.clamped(to: 0...299)), "\(range)")
+            }
+            var none = 0
+            try RecordBatch.forEachRecord(in: raw, header: header, deltas: 300...310) { _, _ in none += 1 }
+            #expect(none == 0)
+            // Where each record starts, and reading one there (a wrong place or delta gives nil).
+            let starts = try #require(RecordBatch.recordPositions(raw, header: header))
+            #expect(starts.count == 300)
+            for delta in [0, 1, 150, 299] {
+                let view = try #require(RecordBatch.record(at: starts[delta], delta: Int32(delta), in: raw, header: header))
+                #expect(view.value.map { Array($0) } == values[delta])
+            }
+            #expect(RecordBatch.record(at: starts[5], delta: 6, in: raw, header: header) == nil)
+            #expect(RecordBatch.record(at: starts[5] + 1, delta: 5, in: raw, header: header) == nil)
+            #expect(RecordBatch.record(at: raw.count + 3, delta: 5, in: raw, header: header) == nil)
+        }
+        // A length that runs past the batch is refused, not followed.
+        var broken = bytes
+        broken[RecordBatchLayout.recordsAt] = 0xFE
+        broken[RecordBatchLayout.recordsAt + 1] = 0x7F
+        try broken.withUnsafeBytes { raw in
+            let header = try RecordBatchHeader(parsing: raw)
+            #expect(throws: MillraceError.self) { try RecordBatch.forEachRecord(in: raw, header: header, deltas: 5...5) { _, _ in } }
+        }
+    }
 }
+
