@@ -21,6 +21,15 @@ extension MillraceClient {
         return page
     }
 
+    /// One step of indexing `partition`'s records appended before its topic's index policy
+    /// was set: up to `maxRecords` of them. Call again until the answer is `done`; a stopped
+    /// rebuild resumes where it was.
+    public func indexRebuildStep(topic: String, partition: Int32, maxRecords: Int = 20_000) async throws -> IndexRebuildResponse {
+        let request = IndexRebuildRequest(topic: topic, partition: partition, maxRecords: Int32(clamping: maxRecords))
+        guard case .indexRebuild(let step) = try await send(.indexRebuild(request)) else { throw Self.unexpectedBody }
+        return step
+    }
+
     /// The genealogy tree from `key` along the topics' links: `.down` where-used (every
     /// descendant), `.up` where-from; breadth first, at most `depth` levels and `nodesMax` nodes.
     public func walk(

@@ -159,6 +159,58 @@ extension RequestDispatcher {
         }
     }
 
+    /// One rebuild step, off the event loop: up to `maxRecords` of the records the partition
+    /// held before its topic's index policy was set are read, their values taken as the
+    /// produce path takes them, and written with where the rebuild goes on. Entries are
+    /// ordered by their batch's newest timestamp (their append time is not kept).
+    func indexRebuild(_ request: IndexRebuildRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        let storage = self.storage
+        let promise = eventLoop.makePromise(of: ResponseBody.self)
+        let read = validationLanes.run(lane: RequestDispatcher.lane(request.topic, request.partition), on: eventLoop) { [self] () -> (Int64, Int64, [(Int64, Int64, IndexKey)])? in
+            guard let info = storage.topicInfo(request.topic) else { throw MillraceError(.unknownTopic, "topic \"\(request.topic)\" does not exist") }
+            guard let policy = info.config.index else {
+                throw MillraceError(.invalidConfig, "topic \(request.topic) indexes nothing; set what it indexes first (`millrace index set`)")
+            }
+            guard let (next, end) = try storage.indexRebuildPending(topic: request.topic, partition: request.partition) else { return nil }
+            var batches: [[UInt8]] = []
+            var headers: [RecordBatchHeader] = []
+            var records = 0
+            var through = next
+            try storage.forEachBatch(topic: request.topic, partition: request.partition, from: next) { header, bytes in
+                guard header.baseOffset < end, records < Int(request.maxRecords) else { return false }
+                batches.append(Array(bytes))
+                headers.append(header)
+                records += Int(header.recordCount)
+                through = min(end, header.nextOffset)
+                return true
+            }
+            let inspection = try inspect(
+                topic: request.topic, entry: SchemaRegistry.Entry(topicID: info.id, versions: [:], latest: 0), dedup: nil, index: policy, batches: batches)
+            var entries: [(Int64, Int64, IndexKey)] = []
+            for (batch, keys) in (inspection.indexKeys ?? []).enumerated() {
+                for key in keys { entries.append((headers[batch].baseOffset + Int64(key.record), headers[batch].maxTimestamp, key)) }
+            }
+            return (next, through, entries)
+        }
+        read.whenComplete { result in
+            switch result {
+            case .failure(let error): promise.fail(error)
+            case .success(nil):
+                let end = (try? storage.offsets(topic: request.topic, partition: request.partition).nextOffset) ?? 0
+                promise.succeed(.indexRebuild(IndexRebuildResponse(partition: request.partition, next: end, end: end, indexed: 0)))
+            case .success(let (from, through, entries)?):
+                storage.indexRecords(
+                    topic: request.topic, partition: request.partition, from: from, through: through, entries: entries.map { ($0.0, $0.1, $0.2) }
+                ) { step in
+                    promise.completeWith(
+                        step.map { .indexRebuild(IndexRebuildResponse(partition: $0.partition, next: $0.next, end: $0.end, indexed: Int32(clamping: $0.indexed))) }
+                            .mapError { $0 as any Error })
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
     /// A record's indexed fields under `policy`: the key, each field, each link's sides.
     static func indexedFields(of record: Record?, policy: IndexPolicy, pointers: [(String, JSONPointer)]) -> [TraceField] {
         guard let record else { return [] }

@@ -112,6 +112,8 @@ final class RequestDispatcher: Sendable {
                 return self.trace(trace, on: eventLoop)
             case .walk(let walk):
                 return self.walk(walk, on: eventLoop)
+            case .indexRebuild(let rebuild):
+                return self.indexRebuild(rebuild, on: eventLoop)
             case .initProducer(let producerId, let epoch):
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
                 storage.initProducer(producerId: producerId, epoch: epoch) { result in

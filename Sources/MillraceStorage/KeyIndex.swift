@@ -104,8 +104,30 @@ enum IndexKeys {
     /// The next run id.
     static let nextRun: [UInt8] = [0, 0, 0, 0, 0x4E]
     static let statsTag: UInt8 = 0x53  // S: entries written per topic
+    static let pendingTag: UInt8 = 0x50  // P: per partition, the records a rebuild has left
 
     static func stats(_ topicID: UInt32) -> [UInt8] { Keys.topicPrefix(topicID) + [statsTag] }
+
+    /// Per partition: i64 where a rebuild goes on from, i64 the first offset indexed as it was
+    /// appended (the log end when the policy was set). Gone once the rebuild reaches it.
+    static func pending(_ topicID: UInt32, _ partition: Int32) -> [UInt8] {
+        var writer = ByteWriter(capacity: 9)
+        writer.writeInteger(topicID)
+        writer.writeInteger(pendingTag)
+        writer.writeInteger(partition)
+        return writer.bytes
+    }
+}
+
+/// What a rebuild has left of a partition: records from `next` up to `end` were appended
+/// before the topic's index policy was set.
+public struct IndexRebuildStep: Sendable, Equatable {
+    public var partition: Int32
+    public var next: Int64
+    public var end: Int64
+    public var indexed: Int
+
+    public var done: Bool { next >= end }
 }
 
 /// A transaction's changes to the index, applied to memory once it commits.
@@ -191,6 +213,62 @@ final class IndexStore: @unchecked Sendable {
 }
 
 extension WriteContext {
+    /// On setting an index policy: each partition's records so far are left for a rebuild.
+    func markIndexPending(_ info: TopicInfo) throws {
+        let dbi = try databases.requireIndex()
+        for partition in 0..<info.partitionCount {
+            let state = try databases.partitionState(txn, PartitionID(topicID: info.id, partition: partition))
+            var value = ByteWriter(capacity: 16)
+            value.writeInteger(state.logStartOffset)
+            value.writeInteger(state.nextOffset)
+            try txn.put(dbi.runs, IndexKeys.pending(info.id, partition), value.bytes)
+        }
+    }
+
+    /// A rebuild step: entries for records `op.from..<op.through` of the partition, if the
+    /// rebuild is there; then it goes on from `op.through` (or is done).
+    mutating func indexRecords(_ op: IndexRecordsOperation) throws -> Result<IndexRebuildStep, MillraceError> {
+        let (info, id, _): (TopicInfo, PartitionID, MDB_dbi)
+        switch resolve(op.topic, op.partition) {
+        case .failure(let error): return .failure(error)
+        case .success(let resolved): (info, id, _) = resolved
+        }
+        guard info.config.index != nil else {
+            return .failure(MillraceError(.invalidConfig, "topic \(op.topic) indexes nothing; set what it indexes first (`millrace index set`)"))
+        }
+        let dbi = try databases.requireIndex()
+        guard let stored = try txn.get(dbi.runs, IndexKeys.pending(info.id, op.partition)) else {
+            let next = try state(id).nextOffset
+            return .success(IndexRebuildStep(partition: op.partition, next: next, end: next, indexed: 0))
+        }
+        var reader = ByteReader(stored)
+        var next: Int64 = try reader.readInteger("rebuild next")
+        let end: Int64 = try reader.readInteger("rebuild end")
+        next = max(next, try state(id).logStartOffset)
+        guard op.from == next else {
+            return .failure(MillraceError(.invalidRequest, "the rebuild of \(op.topic)/\(op.partition) is at offset \(next), not \(op.from); ask again"))
+        }
+        let through = min(max(op.through, next), end)
+        var indexed = 0
+        for entry in op.entries where entry.offset >= next && entry.offset < through {
+            indexPending.append(
+                IndexEntry(
+                    hash: entry.key.hash, timeMs: entry.timeMs, offset: entry.offset, topicID: info.id, partition: UInt16(clamping: op.partition),
+                    slot: entry.key.slot, position: entry.key.position))
+            indexed += 1
+        }
+        if indexed > 0 { indexChanges.entriesByTopic[info.id, default: 0] += indexed }
+        if through >= end {
+            _ = try txn.delete(dbi.runs, IndexKeys.pending(info.id, op.partition))
+        } else {
+            var value = ByteWriter(capacity: 16)
+            value.writeInteger(through)
+            value.writeInteger(end)
+            try txn.put(dbi.runs, IndexKeys.pending(info.id, op.partition), value.bytes)
+        }
+        return .success(IndexRebuildStep(partition: op.partition, next: through, end: end, indexed: indexed))
+    }
+
     /// Index entries for an append's records: `offsets[batch][record]` is where each record
     /// went (nil: not appended).
     static func indexEntries(_ keys: [[IndexKey]], offsets: [[Int64?]], topicID: UInt32, partition: Int32, nowMs: Int64) -> [IndexEntry] {

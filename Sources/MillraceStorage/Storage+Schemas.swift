@@ -229,6 +229,14 @@ extension Writer {
         let forget = op.dedup.map { $0 == nil } ?? false
         let result = withTransaction { context -> TopicInfo in
             try context.txn.put(databases.topics, Array(op.topic.utf8), updated.encoded())
+            // Setting what a topic indexes leaves its records so far for a rebuild.
+            if let index = op.index {
+                if index != nil {
+                    try context.markIndexPending(updated)
+                } else if let dbi = databases.index {
+                    for partition in 0..<updated.partitionCount { _ = try context.txn.delete(dbi.runs, IndexKeys.pending(updated.id, partition)) }
+                }
+            }
             if forget, let dbi = databases.dedup {
                 for run in dedup.existingState(updated.id)?.runs ?? [] { try SortedRuns.delete(runID: run.id, owner: updated.id, txn: context.txn, dbi: dbi) }
                 try deleteAll(context.txn, dbi.runs, prefix: Keys.topicPrefix(updated.id))

@@ -132,3 +132,31 @@ extension Storage {
         }
     }
 }
+
+extension Storage {
+    /// What a rebuild has left of a partition (records appended before the topic's index
+    /// policy was set and still held), nil when nothing is.
+    public func indexRebuildPending(topic: String, partition: Int32) throws -> (next: Int64, end: Int64)? {
+        try withReadTransaction { txn, snapshot in
+            let (info, id, _) = try resolve(topic, partition, in: snapshot)
+            guard let dbi = databases.index, let stored = try txn.get(dbi.runs, IndexKeys.pending(info.id, partition)) else { return nil }
+            var reader = ByteReader(stored)
+            let next: Int64 = try reader.readInteger("rebuild next")
+            let end: Int64 = try reader.readInteger("rebuild end")
+            let start = try databases.partitionState(txn, id).logStartOffset
+            return max(next, start) < end ? (max(next, start), end) : nil
+        }
+    }
+
+    /// A rebuild step: index entries for the partition's records `from..<through` (each with
+    /// its offset, a time to order it by, and its key), written in one transaction with where
+    /// the rebuild goes on — so a stopped rebuild resumes without indexing a record twice.
+    public func indexRecords(
+        topic: String, partition: Int32, from: Int64, through: Int64, entries: [(offset: Int64, timeMs: Int64, key: IndexKey)],
+        completion: @escaping @Sendable (Result<IndexRebuildStep, MillraceError>) -> Void
+    ) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(
+            .indexRecords(IndexRecordsOperation(topic: topic, partition: partition, from: from, through: through, entries: entries, completion: completion)))
+    }
+}

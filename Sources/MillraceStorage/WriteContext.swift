@@ -37,8 +37,8 @@ struct WriteContext {
     /// The key index: its runs (changed after commit from `indexChanges`), and this
     /// transaction's new entries.
     let index: IndexStore?
-    private var indexPending: [IndexEntry] = []
-    private(set) var indexChanges = IndexChanges()
+    var indexPending: [IndexEntry] = []
+    var indexChanges = IndexChanges()
 
     init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64, dedup: DedupStore? = nil, index: IndexStore? = nil) {
         self.txn = txn

@@ -12,11 +12,12 @@ enum WriteOperation {
     case registerSchema(RegisterSchemaOperation)
     case setSchemaPolicy(SchemaPolicyOperation)
     case initProducer(InitProducerOperation)
+    case indexRecords(IndexRecordsOperation)
 
     var joinsGroupCommit: Bool {
         switch self {
         case .append, .commitOffsets: return true
-        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer: return false
+        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords: return false
         }
     }
 
@@ -36,6 +37,7 @@ enum WriteOperation {
         case .registerSchema(let op): op.completion(.failure(error))
         case .setSchemaPolicy(let op): op.completion(.failure(error))
         case .initProducer(let op): op.completion(.failure(error))
+        case .indexRecords(let op): op.completion(.failure(error))
         }
     }
 }
@@ -88,6 +90,17 @@ struct DeleteGroupOperation {
     var group: String
     /// How many committed offsets were deleted.
     var completion: @Sendable (Result<Int, MillraceError>) -> Void
+}
+
+/// A rebuild step: entries for stored records of one partition, from `from` up to (not
+/// including) `through`, which becomes where the rebuild goes on.
+struct IndexRecordsOperation {
+    var topic: String
+    var partition: Int32
+    var from: Int64
+    var through: Int64
+    var entries: [(offset: Int64, timeMs: Int64, key: IndexKey)]
+    var completion: @Sendable (Result<IndexRebuildStep, MillraceError>) -> Void
 }
 
 struct InitProducerOperation {

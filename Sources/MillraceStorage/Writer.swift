@@ -301,7 +301,7 @@ final class Writer: @unchecked Sendable {
                 switch op {
                 case .append(let append): outcomes.append(.append(try context.append(append)))
                 case .commitOffsets(let commit): outcomes.append(.commit(try context.commitOffsets(commit)))
-                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer:
+                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords:
                     preconditionFailure("not a group-commit operation")
                 }
             }
@@ -385,6 +385,15 @@ final class Writer: @unchecked Sendable {
             let result = setSchemaPolicy(policy)
             noteOutcome(result.failureValue)
             deliver([Delivery(result: result, policy.completion)], wrote: (try? result.get()) != nil)
+        case .indexRecords(let records):
+            if let refused = refusedWhileFull() { return records.completion(.failure(refused)) }
+            let result = withTransaction { context -> Result<IndexRebuildStep, MillraceError> in
+                let step = try context.indexRecords(records)
+                try context.flushIndex()
+                return step
+            }.flatMap { $0 }
+            noteOutcome(result.failureValue)
+            deliver([Delivery(result: result, records.completion)], wrote: (try? result.get()) != nil)
         case .append, .commitOffsets: preconditionFailure("group-commit operation run alone")
         }
     }

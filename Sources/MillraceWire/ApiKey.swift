@@ -54,6 +54,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case trace = 27
     /// A genealogy walk from a value along the topics' links: where-used (down) or where-from (up).
     case walk = 28
+    /// One step of indexing a partition's records appended before its topic's index policy.
+    case indexRebuild = 29
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
     /// duplicate's original partition to it.

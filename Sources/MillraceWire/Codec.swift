@@ -129,6 +129,8 @@ public enum RequestCodec {
             trace.write(to: &buffer)
         case .walk(let walk):
             walk.write(to: &buffer)
+        case .indexRebuild(let rebuild):
+            rebuild.write(to: &buffer)
         }
     }
 
@@ -256,6 +258,8 @@ public enum RequestCodec {
             return .trace(try TraceRequest(from: &buffer) { try readTopic(&$0) })
         case .walk:
             return .walk(try WalkRequest(from: &buffer) { try readTopic(&$0) })
+        case .indexRebuild:
+            return .indexRebuild(try IndexRebuildRequest(from: &buffer) { try readTopic(&$0) })
         }
     }
 
@@ -382,6 +386,8 @@ public enum ResponseCodec {
             trace.write(to: &buffer)
         case .walk(let walk):
             walk.write(to: &buffer)
+        case .indexRebuild(let step):
+            step.write(to: &buffer)
         }
     }
 
@@ -504,6 +510,8 @@ public enum ResponseCodec {
             return .trace(try TraceResponse(from: &buffer))
         case .walk:
             return .walk(try WalkResponse(from: &buffer))
+        case .indexRebuild:
+            return .indexRebuild(try IndexRebuildResponse(from: &buffer))
         }
     }
 }

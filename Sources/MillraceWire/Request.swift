@@ -52,6 +52,7 @@ public enum Request: Equatable, Sendable {
     case indexStatus(topic: String)
     case trace(TraceRequest)
     case walk(WalkRequest)
+    case indexRebuild(IndexRebuildRequest)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -90,6 +91,7 @@ public enum Request: Equatable, Sendable {
         case .indexStatus: return .indexStatus
         case .trace: return .trace
         case .walk: return .walk
+        case .indexRebuild: return .indexRebuild
         }
     }
 }

@@ -57,6 +57,7 @@ public enum ResponseBody: Equatable, Sendable {
     case indexStatus(IndexStatusResponse)
     case trace(TraceResponse)
     case walk(WalkResponse)
+    case indexRebuild(IndexRebuildResponse)
 
     public var apiKey: ApiKey {
         switch self {
@@ -89,6 +90,7 @@ public enum ResponseBody: Equatable, Sendable {
         case .indexStatus: return .indexStatus
         case .trace: return .trace
         case .walk: return .walk
+        case .indexRebuild: return .indexRebuild
         }
     }
 }

@@ -351,3 +351,65 @@ public struct WalkResponse: Equatable, Sendable {
         truncated = try buffer.readMillraceInteger("truncated", as: Int8.self) != 0
     }
 }
+
+/// IndexRebuild: `string` topic, `i32` partition, `i32` max records (1…100,000). Answer:
+/// `i32` partition, `i64` next, `i64` end (records `next..<end` are left; done when equal),
+/// `i32` entries indexed by this step.
+public struct IndexRebuildRequest: Equatable, Sendable {
+    public var topic: String
+    public var partition: Int32
+    public var maxRecords: Int32
+
+    public static let maxRecordsLimit: Int32 = 100_000
+
+    public init(topic: String, partition: Int32, maxRecords: Int32 = 20_000) {
+        self.topic = topic
+        self.partition = partition
+        self.maxRecords = maxRecords
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceString(topic)
+        buffer.writeInteger(partition)
+        buffer.writeInteger(maxRecords)
+    }
+
+    init(from buffer: inout ByteBuffer, readTopic: (inout ByteBuffer) throws -> String) throws {
+        topic = try readTopic(&buffer)
+        partition = try buffer.readMillraceInteger("partition")
+        maxRecords = try buffer.readMillraceInteger("max records")
+        guard (1...Self.maxRecordsLimit).contains(maxRecords) else {
+            throw MillraceError(.invalidRequest, "a rebuild step takes 1...\(Self.maxRecordsLimit) records (asked for \(maxRecords))")
+        }
+    }
+}
+
+public struct IndexRebuildResponse: Equatable, Sendable {
+    public var partition: Int32
+    public var next: Int64
+    public var end: Int64
+    public var indexed: Int32
+
+    public init(partition: Int32, next: Int64, end: Int64, indexed: Int32) {
+        self.partition = partition
+        self.next = next
+        self.end = end
+        self.indexed = indexed
+    }
+
+    public var done: Bool { next >= end }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(partition)
+        buffer.writeInteger(next)
+        buffer.writeInteger(end)
+        buffer.writeInteger(indexed)
+    }
+
+    init(from buffer: inout ByteBuffer) throws {
+        partition = try buffer.readMillraceInteger("partition")
+        next = try buffer.readMillraceInteger("next")
+        end = try buffer.readMillraceInteger("end")
+        indexed = try buffer.readMillraceInteger("indexed")
+    }
+}

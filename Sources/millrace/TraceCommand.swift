@@ -130,7 +130,7 @@ struct TraceCommand: AsyncParsableCommand {
 struct IndexCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index", abstract: "What a topic indexes for `millrace trace`: set it, or show it and the index's size.",
-        subcommands: [Set.self, Status.self])
+        subcommands: [Set.self, Status.self, Rebuild.self])
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -149,6 +149,36 @@ struct IndexCommand: AsyncParsableCommand {
             let topic = self.topic
             try await withClient(broker) { try await $0.setIndexPolicy(topic: topic, policy: policy) }
             print(off ? "\(topic): new records are not indexed" : "\(topic): new records are indexed by \(IndexOptions.describe(policy))")
+        }
+    }
+
+    struct Rebuild: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Index the records a topic held before its index fields were set (a stopped rebuild resumes where it was).")
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic name.") var topic: String
+        @Flag(help: "Print one JSON summary instead of progress and a sentence.") var json = false
+
+        func run() async throws {
+            let (topic, json) = (self.topic, self.json)
+            let indexed = try await withClient(broker) { client -> Int64 in
+                let partitions = try await client.partitionCount(topic)
+                var indexed: Int64 = 0
+                for partition in 0..<partitions {
+                    while true {
+                        let step = try await client.indexRebuildStep(topic: topic, partition: partition)
+                        indexed += Int64(step.indexed)
+                        if !json { Output.standardError("  partition \(partition): up to offset \(Output.count(step.next)) of \(Output.count(step.end))") }
+                        if step.done { break }
+                    }
+                }
+                return indexed
+            }
+            if json {
+                print(Output.json(["topic": topic, "entries_indexed": indexed]))
+            } else {
+                print("\(topic): \(Output.count(indexed)) entries indexed; the records held before its index was set are traced too")
+            }
         }
     }
 

@@ -92,5 +92,42 @@ import Testing
         await #expect(throws: MillraceError.self) { _ = try await client.walk(key: "L0", direction: .down, depth: 33) }
         await client.close()
     }
+
+    /// Records held before a topic's index was set are traced once a rebuild indexed them —
+    /// once, however often it runs or stops.
+    @Test func aRebuildIndexesWhatCameBefore() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "old", partitions: 2))
+        let producer = Producer(client: client)
+        for index in 0..<500 { _ = try await producer.send(topic: "old", value: Array(#"{"lot":"L\#(index % 5)"}"#.utf8)) }
+        try await client.setIndexPolicy(topic: "old", policy: IndexPolicy(fields: ["/lot"]))
+        for index in 0..<50 { _ = try await producer.send(topic: "old", value: Array(#"{"lot":"L\#(index % 5)"}"#.utf8)) }
+        var hits = 0
+        for try await _ in client.trace(key: "L3") { hits += 1 }
+        #expect(hits == 10)
+        // Small steps, as a stopped and resumed rebuild would take them.
+        var indexed: Int32 = 0
+        for partition in Int32(0)..<2 {
+            var steps = 0
+            while true {
+                let step = try await client.indexRebuildStep(topic: "old", partition: partition, maxRecords: 40)
+                indexed += step.indexed
+                steps += 1
+                if step.done { break }
+                #expect(steps < 100)
+            }
+        }
+        #expect(indexed == 500)
+        let again = try await client.indexRebuildStep(topic: "old", partition: 0)
+        #expect(again.done && again.indexed == 0)
+        hits = 0
+        for try await _ in client.trace(key: "L3") { hits += 1 }
+        #expect(hits == 110)
+        #expect(try await client.indexStatus(topic: "old").entriesWritten == 550)
+        await #expect(throws: MillraceError.self) { _ = try await client.indexRebuildStep(topic: "old", partition: 0, maxRecords: 0) }
+        await client.close()
+    }
 }
 

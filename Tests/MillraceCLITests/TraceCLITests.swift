@@ -48,6 +48,16 @@ import Testing
             #expect(described.stdout.contains("index: indexes /lot, /components/*/lot, link /parentLot->/lot; 10 entries written"), "\(described.stdout)")
             #expect(try cli.millrace(["index", "set", "i", "--off", "--broker", broker]).stdout == "i: new records are not indexed\n")
             #expect(try cli.millrace(["index", "status", "i", "--broker", broker]).stdout == "i: nothing indexed\n")
+
+            // Records held before the index was set: traced once a rebuild indexed them.
+            #expect(try cli.millrace(["topic", "create", "late", "--broker", broker]).status == 0)
+            #expect(try cli.millrace(["produce", "late", "--file", path, "--broker", broker]).status == 0)
+            #expect(try cli.millrace(["index", "set", "late", "--index", "/lot", "--broker", broker]).status == 0)
+            #expect(try cli.millrace(["trace", "L3", "--topic", "late", "--broker", broker]).stdout.contains("no records"))
+            let rebuilt = try cli.millrace(["index", "rebuild", "late", "--broker", broker])
+            #expect(rebuilt.status == 0 && rebuilt.stdout == "late: 3 entries indexed; the records held before its index was set are traced too\n", "\(rebuilt.stdout)\(rebuilt.stderr)")
+            #expect(rebuilt.stderr.contains("partition 0: up to offset 3 of 3"))
+            #expect(try cli.millrace(["trace", "L3", "--topic", "late", "--broker", broker]).stdout.hasSuffix("1 record in 1 topic\n"))
         }
     }
 }
