@@ -73,6 +73,40 @@ struct IndexEntry: Equatable {
         position = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 40, as: UInt32.self))
     }
 
+    /// Sorts entries into their order in O(n): hashes are spread evenly, so a counting pass on
+    /// the high bits puts about one entry in each bucket, and each bucket is then sorted in
+    /// place (entries sharing a value — a lot in many records — sort within their bucket).
+    static func sort(_ entries: inout [IndexEntry]) {
+        let count = entries.count
+        guard count > 32 else { return entries.sort(by: <) }
+        let bits = min(20, Int.bitWidth - (count - 1).leadingZeroBitCount)
+        let shift = UInt64(64 - bits)
+        var starts = [Int](repeating: 0, count: (1 << bits) + 1)
+        for entry in entries { starts[Int(entry.hash.high >> shift) + 1] += 1 }
+        for bucket in 1..<starts.count { starts[bucket] += starts[bucket - 1] }
+        var next = starts
+        var sorted = entries
+        for entry in entries {
+            let bucket = Int(entry.hash.high >> shift)
+            sorted[next[bucket]] = entry
+            next[bucket] += 1
+        }
+        for bucket in 0..<(starts.count - 1) where starts[bucket + 1] - starts[bucket] > 1 {
+            sorted[starts[bucket]..<starts[bucket + 1]].sort(by: <)
+        }
+        entries = sorted
+    }
+
+    /// Topic, partition and offset of a stored entry, without reading the rest.
+    @inline(__always)
+    static func place(at memory: UnsafeRawPointer) -> (topicID: UInt32, partition: UInt16, offset: Int64) {
+        (
+            UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 32, as: UInt32.self)),
+            UInt16(littleEndian: memory.loadUnaligned(fromByteOffset: 36, as: UInt16.self)),
+            Int64(littleEndian: memory.loadUnaligned(fromByteOffset: 24, as: Int64.self))
+        )
+    }
+
     /// The order of entries: hash, then time, topic, partition, offset, slot.
     static func < (left: IndexEntry, right: IndexEntry) -> Bool {
         if left.hash != right.hash { return left.hash < right.hash }

@@ -546,7 +546,7 @@ extension WriteContext {
         var nextRunID = max(indexChanges.nextRunID, firstNew)
         var runs = known.filter { !indexChanges.removedRuns.contains($0.id) } + indexChanges.addedRuns
         if !indexPending.isEmpty {
-            indexPending.sort(by: <)
+            IndexEntry.sort(&indexPending)
             let writer = RunWriter<IndexLayout>(runID: nextRunID, owner: 0, keysAtMost: indexPending.count, txn: txn, dbi: dbi)
             try withUnsafeTemporaryAllocation(byteCount: IndexEntry.size, alignment: 8) { raw in
                 let base = raw.baseAddress.unsafelyUnwrapped
@@ -568,19 +568,31 @@ extension WriteContext {
             let sources = try group.map { try RunReader<IndexLayout>(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= firstNew) }
             let writer = RunWriter<IndexLayout>(runID: nextRunID, owner: 0, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi)
             var failure: (any Error)?
+            // The last partitions asked, by a small direct-mapped table (entries come in hash
+            // order, partitions interleaved; a dictionary per entry cost more than the merge).
+            var recent = [(key: UInt64, start: Int64)](repeating: (UInt64.max, 0), count: 64)
             try SortedRuns.merge(sources, into: writer) { raw in
-                let entry = IndexEntry(reading: raw)
-                guard topics.contains(entry.topicID) else { return false }
-                let id = PartitionID(topicID: entry.topicID, partition: Int32(entry.partition))
-                if let start = logStarts[id] { return entry.offset >= start }
-                do {
-                    let start = try state(id).logStartOffset
-                    logStarts[id] = start
-                    return entry.offset >= start
-                } catch {
-                    failure = error
-                    return true
+                let (topicID, partition, offset) = IndexEntry.place(at: raw)
+                let key = UInt64(topicID) << 16 | UInt64(partition)
+                let slot = Int((key &* 0x9E37_79B9_7F4A_7C15) >> 58)
+                if recent[slot].key == key { return offset >= recent[slot].start }
+                let id = PartitionID(topicID: topicID, partition: Int32(partition))
+                var start = Int64.max
+                if topics.contains(topicID) {
+                    if let known = logStarts[id] {
+                        start = known
+                    } else {
+                        do {
+                            start = try state(id).logStartOffset
+                        } catch {
+                            failure = error
+                            start = 0
+                        }
+                        logStarts[id] = start
+                    }
                 }
+                recent[slot] = (key, start)
+                return offset >= start
             }
             if let failure { throw failure }
             let written = try writer.finish()

@@ -129,5 +129,23 @@ extension Storage {
         #expect(throws: MillraceError.self) { try IndexLink(parsing: "/a-/b") }
         #expect(try IndexLink(parsing: " /parentLot -> /childLot ") == IndexLink(parent: "/parentLot", child: "/childLot"))
     }
+
+    /// The bucket sort puts entries in the same order as a comparison sort, shared values too.
+    @Test func entriesSortByHashThenPlace() {
+        var generator = SystemRandomNumberGenerator()
+        for count in [0, 5, 33, 1_000, 20_000] {
+            let shared = (0..<20).map { _ in DedupHash(high: generator.next(), low: generator.next()) }
+            var entries: [IndexEntry] = []
+            for index in 0..<count {
+                let hash = index % 3 == 0 ? shared[index % 20] : DedupHash(high: generator.next(), low: generator.next())
+                let place = (topic: UInt32(index % 4), partition: UInt16(index % 5), slot: UInt8(index % 3))
+                entries.append(
+                    IndexEntry(hash: hash, timeMs: Int64(index % 7), offset: Int64(index), topicID: place.topic, partition: place.partition, slot: place.slot))
+            }
+            let expected = entries.sorted(by: <)
+            IndexEntry.sort(&entries)
+            #expect(entries == expected, "\(count) entries")
+        }
+    }
 }
 
