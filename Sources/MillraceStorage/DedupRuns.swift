@@ -51,11 +51,14 @@ struct DedupEntry: Equatable {
     }
 }
 
-/// Dedup runs: 32-byte entries, fenced by their hash alone (header version 1).
+/// Dedup runs: 32-byte entries, fenced by their hash alone. Header version 2 has an ordered
+/// filter; runs written with version 1 (a remainder filter) are still read.
 enum DedupLayout: RunLayout {
     static var entrySize: Int { DedupEntry.size }
     static var fenceBytes: Int { 16 }
-    static var headerVersion: UInt8 { 1 }
+    static var headerVersion: UInt8 { 2 }
+    static var oldestHeaderVersion: UInt8 { 1 }
+    static var orderedFilterSince: UInt8 { 2 }
 
     @inline(__always) static func seconds(at entry: UnsafeRawPointer) -> UInt32 { DedupEntry.time(at: entry) }
 
@@ -92,7 +95,7 @@ enum DedupRuns {
 
     /// The entry for `hash` in a run, if the run holds it.
     static func find(_ hash: DedupHash, header: RunHeader, runID: UInt64, txn: LMDBTransaction, dbi: RunDatabases) throws -> DedupEntry? {
-        guard BlockedBloom.mayContain(hash, in: header.filter), let chunk = header.chunk(for: hash) else { return nil }
+        guard BlockedBloom.mayContain(hash, in: header.filter, ordered: header.orderedFilter), let chunk = header.chunk(for: hash) else { return nil }
         guard let value = try RunKeys.withChunk(runID, UInt32(chunk), { try txn.get(dbi.chunks, $0) }), let base = value.baseAddress else { return nil }
         let count = value.count / DedupEntry.size
         let span = header.span(of: chunk)

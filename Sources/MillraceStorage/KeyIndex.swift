@@ -121,8 +121,10 @@ struct IndexEntry: Equatable {
 enum IndexLayout: RunLayout {
     static var entrySize: Int { IndexEntry.size }
     static var fenceBytes: Int { 16 }
-    /// 2: entries of 44 bytes (1, 40 bytes without the position, was never released).
-    static var headerVersion: UInt8 { 2 }
+    /// 3: entries of 44 bytes and an ordered filter (1 and 2 were never released).
+    static var headerVersion: UInt8 { 3 }
+    static var oldestHeaderVersion: UInt8 { 3 }
+    static var orderedFilterSince: UInt8 { 3 }
 
     static func seconds(at entry: UnsafeRawPointer) -> UInt32 {
         UInt32(clamping: Int64(littleEndian: entry.loadUnaligned(fromByteOffset: 16, as: Int64.self)) / 1_000)

@@ -15,7 +15,13 @@ protocol RunLayout {
     static var entrySize: Int { get }
     /// Bytes of each chunk's first entry kept in the run header (a prefix of the sort key).
     static var fenceBytes: Int { get }
+    /// The version new run headers are written with.
     static var headerVersion: UInt8 { get }
+    /// The oldest header version still read.
+    static var oldestHeaderVersion: UInt8 { get }
+    /// From this header version on, a run's filter picks a key's block by the hash's high
+    /// bits (so the sorted keys of a run fill it front to back); before it, by a remainder.
+    static var orderedFilterSince: UInt8 { get }
     /// The entry's time in seconds (a run remembers its first and last).
     static func seconds(at entry: UnsafeRawPointer) -> UInt32
     /// Whether `left` sorts before `right`.
@@ -38,7 +44,10 @@ extension RunLayout {
 }
 
 /// A Bloom filter whose probes for one key all fall in one 64-byte block (one cache line):
-/// seven bits, at about 10 bits per key ≈ 1% false positives.
+/// seven bits, at about 10 bits per key ≈ 1% false positives. An `ordered` filter picks the
+/// block by the hash's high bits (multiply-shift), so keys inserted in hash order — a run
+/// being written — fill it front to back instead of missing the cache at every key; the
+/// others by a remainder.
 enum BlockedBloom {
     static let blockBytes = 64
 
@@ -46,13 +55,14 @@ enum BlockedBloom {
         max(1, (count * bitsPerKey + 511) / 512) * blockBytes
     }
 
-    @inline(__always) private static func block(_ hash: DedupHash, _ bytes: Int) -> Int {
-        Int(hash.high % UInt64(bytes / blockBytes)) * blockBytes
+    @inline(__always) private static func block(_ hash: DedupHash, _ bytes: Int, ordered: Bool) -> Int {
+        let blocks = UInt64(bytes / blockBytes)
+        return Int(ordered ? hash.high.multipliedFullWidth(by: blocks).high : hash.high % blocks) * blockBytes
     }
 
-    static func insert(_ hash: DedupHash, into filter: UnsafeMutableRawBufferPointer) {
+    static func insert(_ hash: DedupHash, into filter: UnsafeMutableRawBufferPointer, ordered: Bool = false) {
         guard filter.count >= blockBytes, let base = filter.baseAddress else { return }
-        let start = block(hash, filter.count)
+        let start = block(hash, filter.count, ordered: ordered)
         var bits = hash.low
         for _ in 0..<7 {
             let bit = Int(bits & 511)
@@ -62,9 +72,9 @@ enum BlockedBloom {
         }
     }
 
-    static func mayContain(_ hash: DedupHash, in filter: UnsafeRawBufferPointer) -> Bool {
+    static func mayContain(_ hash: DedupHash, in filter: UnsafeRawBufferPointer, ordered: Bool = false) -> Bool {
         guard filter.count >= blockBytes, let base = filter.baseAddress else { return true }
-        let start = block(hash, filter.count)
+        let start = block(hash, filter.count, ordered: ordered)
         var bits = hash.low
         for _ in 0..<7 {
             let bit = Int(bits & 511)
@@ -163,6 +173,8 @@ struct RunHeader {
     static let fixedBytes = 1 + 4 + 4 + 4 + 4 + 4
 
     let fenceBytes: Int
+    /// Whether the run's filter is ordered (see `BlockedBloom`).
+    let orderedFilter: Bool
     var count: Int
     var minTime: UInt32
     var maxTime: UInt32
@@ -174,7 +186,10 @@ struct RunHeader {
         fenceBytes = Layout.fenceBytes
         var reader = ByteReader(bytes)
         let version: UInt8 = try reader.readInteger("run version")
-        guard version == Layout.headerVersion else { throw MillraceError(.storageError, "run header version \(version) is unknown to this build") }
+        guard version >= Layout.oldestHeaderVersion, version <= Layout.headerVersion else {
+            throw MillraceError(.storageError, "run header version \(version) is unknown to this build")
+        }
+        orderedFilter = version >= Layout.orderedFilterSince
         count = Int(try reader.readInteger("run count") as UInt32)
         minTime = try reader.readInteger("run first time")
         maxTime = try reader.readInteger("run last time")
@@ -400,7 +415,7 @@ final class RunWriter<Layout: RunLayout> {
         maxTime = max(maxTime, time)
         // Equal hashes follow one another: one filter insert each.
         if hash != lastHash {
-            BlockedBloom.insert(hash, into: filter)
+            BlockedBloom.insert(hash, into: filter, ordered: Layout.headerVersion >= Layout.orderedFilterSince)
             lastHash = hash
         }
         if buffered == Layout.chunkEntries { try flushChunk() }

@@ -68,7 +68,7 @@ extension Storage {
             var reader = ByteReader(UnsafeRawBufferPointer(rebasing: run.key[prefix.count...]))
             let runID: UInt64 = try reader.readInteger("index run id")
             let header = try RunHeader(parsing: run.value, as: IndexLayout.self)
-            if BlockedBloom.mayContain(hash, in: header.filter) {
+            if BlockedBloom.mayContain(hash, in: header.filter, ordered: header.orderedFilter) {
                 let entriesReader = try RunReader<IndexLayout>(runID: runID, txn: txn, dbi: dbi, copying: false, startingAt: header.firstChunk(for: hash))
                 while let entry = entriesReader.current, IndexLayout.hash(at: entry) < hash { try entriesReader.advance() }
                 while let entry = entriesReader.current, IndexLayout.hash(at: entry) == hash {

@@ -115,12 +115,14 @@ extension Storage {
             entries.append(DedupEntry(hash: DedupHash(Array("k\(index)".utf8)), partition: 0, timeSeconds: 1, offset: Int64(index)))
         }
         let bytes = BlockedBloom.bytes(forKeys: entries.count)
-        var filter = [UInt8](repeating: 0, count: bytes)
-        filter.withUnsafeMutableBytes { memory in for entry in entries { BlockedBloom.insert(entry.hash, into: memory) } }
-        filter.withUnsafeBytes { memory in
-            #expect(entries.allSatisfy { BlockedBloom.mayContain($0.hash, in: memory) })
-            let others = (0..<5_000).filter { BlockedBloom.mayContain(DedupHash(Array("other\($0)".utf8)), in: memory) }.count
-            #expect(others < 150, "\(others) false positives in 5,000")
+        for ordered in [false, true] {
+            var filter = [UInt8](repeating: 0, count: bytes)
+            filter.withUnsafeMutableBytes { memory in for entry in entries { BlockedBloom.insert(entry.hash, into: memory, ordered: ordered) } }
+            filter.withUnsafeBytes { memory in
+                #expect(entries.allSatisfy { BlockedBloom.mayContain($0.hash, in: memory, ordered: ordered) })
+                let others = (0..<5_000).filter { BlockedBloom.mayContain(DedupHash(Array("other\($0)".utf8)), in: memory, ordered: ordered) }.count
+                #expect(others < 150, "\(others) false positives in 5,000 (ordered: \(ordered))")
+            }
         }
         #expect(DedupHash(Array("abc".utf8)) == DedupHash(Array("abc".utf8)) && DedupHash(Array("abc".utf8)) != DedupHash(Array("abd".utf8)))
         #expect(Set((0..<10_000).map { DedupHash(Array("\($0)".utf8)) }).count == 10_000)
