@@ -79,8 +79,10 @@ enum DedupKeys {
 
 enum DedupRuns {
     /// Writes `entries` (sorted by hash, no repeats) as run `runID` of the topic.
-    static func write(_ entries: [DedupEntry], runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: RunDatabases) throws -> RunMeta {
-        let writer = RunWriter<DedupLayout>(runID: runID, owner: topicID, keysAtMost: entries.count, txn: txn, dbi: dbi)
+    static func write(
+        _ entries: [DedupEntry], runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: RunDatabases, scratch: RunScratch? = nil
+    ) throws -> RunMeta {
+        let writer = RunWriter<DedupLayout>(runID: runID, owner: topicID, keysAtMost: entries.count, txn: txn, dbi: dbi, scratch: scratch)
         try withUnsafeTemporaryAllocation(byteCount: DedupEntry.size, alignment: 8) { raw in
             let base = raw.baseAddress.unsafelyUnwrapped
             for entry in entries {

@@ -40,7 +40,14 @@ struct WriteContext {
     var indexPending: [IndexEntry] = []
     var indexChanges = IndexChanges()
 
-    init(txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64, dedup: DedupStore? = nil, index: IndexStore? = nil) {
+    /// The writer thread's reusable run buffers.
+    let runScratch: RunScratch?
+
+    init(
+        txn: LMDBTransaction, databases: SystemDatabases, catalog: CatalogSnapshot, nowMs: Int64, dedup: DedupStore? = nil, index: IndexStore? = nil,
+        runScratch: RunScratch? = nil
+    ) {
+        self.runScratch = runScratch
         self.txn = txn
         self.databases = databases
         self.catalog = catalog
@@ -311,7 +318,7 @@ struct WriteContext {
             var runs = state.runs.filter { !change.removedRuns.contains($0.id) } + change.addedRuns
             if let pending = dedupPending[topicID], !pending.isEmpty {
                 let sorted = pending.entries.sorted { $0.hash < $1.hash }
-                let written = try DedupRuns.write(sorted, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi)
+                let written = try DedupRuns.write(sorted, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi, scratch: runScratch)
                 nextRunID += 1
                 change.addedRuns.append(written)
                 change.newHashes.append(contentsOf: sorted.map(\.hash))
@@ -322,7 +329,8 @@ struct WriteContext {
             while let group = RunMeta.mergeCandidates(runs) {
                 // Runs stored before this transaction are read in place; its own are copied.
                 let sources = try group.map { try RunReader<DedupLayout>(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= store.nextRunID) }
-                let writer = RunWriter<DedupLayout>(runID: nextRunID, owner: topicID, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi)
+                let writer = RunWriter<DedupLayout>(
+                    runID: nextRunID, owner: topicID, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi, scratch: runScratch)
                 try DedupRuns.merge(sources, into: writer, notBefore: notBefore)
                 let written = try writer.finish()
                 for run in group { try SortedRuns.delete(runID: run.id, owner: topicID, txn: txn, dbi: dbi) }
@@ -547,7 +555,7 @@ extension WriteContext {
         var runs = known.filter { !indexChanges.removedRuns.contains($0.id) } + indexChanges.addedRuns
         if !indexPending.isEmpty {
             IndexEntry.sort(&indexPending)
-            let writer = RunWriter<IndexLayout>(runID: nextRunID, owner: 0, keysAtMost: indexPending.count, txn: txn, dbi: dbi)
+            let writer = RunWriter<IndexLayout>(runID: nextRunID, owner: 0, keysAtMost: indexPending.count, txn: txn, dbi: dbi, scratch: runScratch)
             try withUnsafeTemporaryAllocation(byteCount: IndexEntry.size, alignment: 8) { raw in
                 let base = raw.baseAddress.unsafelyUnwrapped
                 for entry in indexPending {
@@ -566,7 +574,8 @@ extension WriteContext {
         let topics = Set(catalog.topics.values.map(\.id))
         while let group = RunMeta.mergeCandidates(runs) {
             let sources = try group.map { try RunReader<IndexLayout>(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= firstNew) }
-            let writer = RunWriter<IndexLayout>(runID: nextRunID, owner: 0, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi)
+            let writer = RunWriter<IndexLayout>(
+                runID: nextRunID, owner: 0, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi, scratch: runScratch)
             var failure: (any Error)?
             // The last partitions asked, by a small direct-mapped table (entries come in hash
             // order, partitions interleaved; a dictionary per entry cost more than the merge).

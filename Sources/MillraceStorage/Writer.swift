@@ -27,6 +27,8 @@ final class Writer: @unchecked Sendable {
     let dedup: DedupStore
     /// The key index's runs.
     let index: IndexStore
+    /// Buffers the writer thread's run writers reuse.
+    private let runScratch = RunScratch()
     /// Set while the disk is full (writer thread only): the error writes get, and when one
     /// was last tried.
     private var full: (error: MillraceError, lastAttemptMs: Int64)?
@@ -429,7 +431,7 @@ final class Writer: @unchecked Sendable {
                 return .failure(MillraceError(.unexpected, "\(error)"))
             }
             let began = monotonicNanoseconds()
-            var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds(), dedup: dedup, index: index)
+            var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds(), dedup: dedup, index: index, runScratch: runScratch)
             let value: T
             do {
                 value = try body(&context)
