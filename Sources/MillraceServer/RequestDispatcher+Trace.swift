@@ -89,7 +89,10 @@ extension RequestDispatcher {
                 let current = next
                 next += 1
                 guard nodes[current].kind == .start || nodes[current].kind == .linked, nodes[current].depth < request.depth else { continue }
-                for edge in try Self.edges(from: nodes[current].value, down: request.direction == .down, topics: topics, storage: storage) {
+                // No more edges are read than the node budget can still take (a value in a
+                // million records would otherwise read them all).
+                let room = Int(request.nodesMax) - nodes.count + 1
+                for edge in try Self.edges(from: nodes[current].value, down: request.direction == .down, topics: topics, storage: storage, limit: room) {
                     guard nodes.count < Int(request.nodesMax) else {
                         truncated = true
                         break walking
@@ -111,7 +114,9 @@ extension RequestDispatcher {
     }
 
     /// Values linked to `value`, each once, with the first record that links them.
-    static func edges(from value: String, down: Bool, topics: [String]?, storage: Storage) throws -> [(value: String, topic: String, partition: Int32, offset: Int64)] {
+    static func edges(
+        from value: String, down: Bool, topics: [String]?, storage: Storage, limit: Int = .max
+    ) throws -> [(value: String, topic: String, partition: Int32, offset: Int64)] {
         var edges: [(value: String, topic: String, partition: Int32, offset: Int64)] = []
         var seen = Set<String>()
         var cursor: TraceCursor?
@@ -136,7 +141,7 @@ extension RequestDispatcher {
                 }
             }
             cursor = page.next
-        } while cursor != nil
+        } while cursor != nil && edges.count < limit
         return edges
     }
 
