@@ -4,7 +4,6 @@ import MillraceClient
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// `millrace-bench dedup`: durable produce to a topic that catches duplicates by
 /// `json:/event_id` while it already holds many keys, against the same records to a topic
@@ -82,65 +81,14 @@ struct DedupBench: AsyncParsableCommand {
         }
     }
 
-    struct Run {
-        var seconds: Double
-        var count: Int
-        var bytes: Int
-        var duplicates: Int
-        var serverMicros: Double
-        var clientMicros: Double
-        var writtenPerRecord: Double
-        var handedPerRecord: Double
-
-        func result(name: String, note: String) -> BenchResult {
-            BenchResult(
-                name: name, records: count, bytes: bytes, seconds: seconds,
-                fields: [
-                    "server_cpu_us_per_record": serverMicros, "client_cpu_us_per_record": clientMicros, "disk_bytes_written_per_record": writtenPerRecord,
-                    "write_call_bytes_per_record": handedPerRecord, "duplicates": duplicates],
-                note: note
-                    + String(
-                        format: "; CPU µs/record: server %.2f, client %.2f; %.0f B written/record (%.0f B through write calls)", serverMicros, clientMicros,
-                        writtenPerRecord, handedPerRecord))
-        }
-    }
-
+    /// A produce pass that must report exactly `expectDuplicates` duplicates.
     func produce(
         client: MillraceClient, server: ServerProcess, topic: String, count: Int, expectDuplicates: Int, record: (Int) -> [UInt8]
-    ) async throws -> Run {
-        let producer = Producer(client: client)
-        let failures = NIOLockedValueBox<[String]>([])
-        let duplicates = NIOLockedValueBox(0)
-        let cpu = server.cpuSeconds
-        let clientCPU = ownCPUSeconds()
-        let written = server.bytesWritten
-        let handed = server.bytesHandedToWrite
-        let started = monotonicSeconds()
-        var bytes = 0
-        for index in 0..<count {
-            let value = record(index)
-            bytes += value.count
-            try await producer.send(topic: topic, key: Array("ORDER-\(index % 9_973)".utf8), value: value) { result in
-                switch result {
-                case .success: break
-                case .failure(is RecordDuplicate): duplicates.withLockedValue { $0 += 1 }
-                case .failure(let error): failures.withLockedValue { if $0.count < 3 { $0.append("\(error)") } }
-                }
-            }
-            if !json, count >= 2_000_000, index % 1_000_000 == 999_999 {
-                FileHandle.standardError.write(Data("  \(topic): \(index + 1) of \(count) sent\n".utf8))
-            }
-        }
-        try await producer.flush()
-        let seconds = monotonicSeconds() - started
-        guard failures.withLockedValue({ $0 }).isEmpty else { throw ValidationError("not acknowledged in \(topic): \(failures.withLockedValue { $0 })") }
-        let caught = duplicates.withLockedValue { $0 }
-        guard caught == expectDuplicates else { throw ValidationError("\(topic): \(caught) duplicates reported, \(expectDuplicates) expected") }
-        return Run(
-            seconds: seconds, count: count, bytes: bytes, duplicates: caught, serverMicros: (server.cpuSeconds - cpu) * 1e6 / Double(count),
-            clientMicros: (ownCPUSeconds() - clientCPU) * 1e6 / Double(count),
-            writtenPerRecord: Double(server.bytesWritten - written) / Double(count),
-            handedPerRecord: Double(server.bytesHandedToWrite - handed) / Double(count))
+    ) async throws -> ProducePass {
+        let pass = try await ProducePass.run(
+            client: client, server: server, topic: topic, count: count, progress: !json, key: { Array("ORDER-\($0 % 9_973)".utf8) }, record: record)
+        guard pass.duplicates == expectDuplicates else { throw ValidationError("\(topic): \(pass.duplicates) duplicates reported, \(expectDuplicates) expected") }
+        return pass
     }
 
     static func small(id: Int) -> [UInt8] {

@@ -4,7 +4,6 @@ import MillraceClient
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// `millrace-bench trace`: a release `millrace serve` holding many records with three indexed
 /// fields each; trace latency for a lot with 100 hits, a 1,000-node genealogy walk, durable
@@ -93,7 +92,7 @@ struct TraceBench: AsyncParsableCommand {
         var pairs: [Double] = []
         for round in 0..<rounds {
             let base = records + round * produceRecords
-            var plain: ProduceRun?
+            var plain: ProducePass?
             for indexed in [false, true] {
                 let run = try await produce(client: client, server: server, topic: indexed ? "indexed" : "plain", count: produceRecords) {
                     Self.confirmation(base + $0, lots: lots)
@@ -130,46 +129,8 @@ struct TraceBench: AsyncParsableCommand {
         }
     }
 
-    struct ProduceRun {
-        var seconds: Double
-        var count: Int
-        var bytes: Int
-        var serverMicros: Double
-        var clientMicros: Double
-
-        var recordsPerSecond: Double { Double(count) / seconds }
-
-        func result(name: String, note: String) -> BenchResult {
-            BenchResult(
-                name: name, records: count, bytes: bytes, seconds: seconds,
-                fields: ["server_cpu_us_per_record": serverMicros, "client_cpu_us_per_record": clientMicros],
-                note: note + String(format: "; CPU µs/record: server %.2f, client %.2f", serverMicros, clientMicros))
-        }
-    }
-
-    func produce(client: MillraceClient, server: ServerProcess, topic: String, count: Int, record: (Int) -> [UInt8]) async throws -> ProduceRun {
-        let producer = Producer(client: client)
-        let failures = NIOLockedValueBox<[String]>([])
-        let cpu = server.cpuSeconds
-        let clientCPU = ownCPUSeconds()
-        let started = monotonicSeconds()
-        var bytes = 0
-        for index in 0..<count {
-            let value = record(index)
-            bytes += value.count
-            try await producer.send(topic: topic, key: nil, value: value) { result in
-                if case .failure(let error) = result { failures.withLockedValue { if $0.count < 3 { $0.append("\(error)") } } }
-            }
-            if !json, count >= 2_000_000, index % 1_000_000 == 999_999 {
-                FileHandle.standardError.write(Data("  \(topic): \(index + 1) of \(count) sent\n".utf8))
-            }
-        }
-        try await producer.flush()
-        let seconds = monotonicSeconds() - started
-        guard failures.withLockedValue({ $0 }).isEmpty else { throw ValidationError("not acknowledged in \(topic): \(failures.withLockedValue { $0 })") }
-        return ProduceRun(
-            seconds: seconds, count: count, bytes: bytes, serverMicros: (server.cpuSeconds - cpu) * 1e6 / Double(count),
-            clientMicros: (ownCPUSeconds() - clientCPU) * 1e6 / Double(count))
+    func produce(client: MillraceClient, server: ServerProcess, topic: String, count: Int, record: (Int) -> [UInt8]) async throws -> ProducePass {
+        try await ProducePass.run(client: client, server: server, topic: topic, count: count, progress: !json, record: record)
     }
 
     static func confirmation(_ id: Int, lots: Int) -> [UInt8] {
