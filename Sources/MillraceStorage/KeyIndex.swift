@@ -305,17 +305,38 @@ extension WriteContext {
         return .success(IndexRebuildStep(partition: op.partition, next: through, end: end, indexed: indexed))
     }
 
-    /// Index entries for an append's records: `offsets[batch][record]` is where each record
-    /// went (nil: not appended).
-    static func indexEntries(_ keys: [[IndexKey]], offsets: [[Int64?]], topicID: UInt32, partition: Int32, nowMs: Int64) -> [IndexEntry] {
+    /// Index entries for an append's records, which take offsets from `firstOffset` in order
+    /// — all but `duplicates` (the records the writer took out; their batch was re-encoded,
+    /// so where its other records start is no longer known). `counts` are the records per
+    /// batch as the operation carried them.
+    static func indexEntries(
+        _ keys: [[IndexKey]], counts: [Int], duplicates: [DuplicateRecord], firstOffset: Int64, topicID: UInt32, partition: Int32, nowMs: Int64
+    ) -> [IndexEntry] {
+        var taken: [Int: Set<Int>] = [:]
+        for duplicate in duplicates { taken[duplicate.batch, default: []].insert(duplicate.record) }
         var entries: [IndexEntry] = []
-        for (batch, batchKeys) in keys.enumerated() where batch < offsets.count {
-            for key in batchKeys {
-                guard offsets[batch].indices.contains(Int(key.record)), let offset = offsets[batch][Int(key.record)] else { continue }
-                entries.append(
-                    IndexEntry(
-                        hash: key.hash, timeMs: nowMs, offset: offset, topicID: topicID, partition: UInt16(clamping: partition), slot: key.slot,
-                        position: key.position))
+        var next = firstOffset
+        let partition = UInt16(clamping: partition)
+        for (batch, count) in counts.enumerated() {
+            let batchKeys = batch < keys.count ? keys[batch] : []
+            guard let gone = taken[batch] else {
+                for key in batchKeys where key.record >= 0 && Int(key.record) < count {
+                    entries.append(
+                        IndexEntry(
+                            hash: key.hash, timeMs: nowMs, offset: next + Int64(key.record), topicID: topicID, partition: partition, slot: key.slot,
+                            position: key.position))
+                }
+                next += Int64(count)
+                continue
+            }
+            var offsets = [Int64?](repeating: nil, count: count)
+            for record in 0..<count where !gone.contains(record) {
+                offsets[record] = next
+                next += 1
+            }
+            for key in batchKeys where key.record >= 0 && Int(key.record) < count {
+                guard let offset = offsets[Int(key.record)] else { continue }
+                entries.append(IndexEntry(hash: key.hash, timeMs: nowMs, offset: offset, topicID: topicID, partition: partition, slot: key.slot))
             }
         }
         return entries

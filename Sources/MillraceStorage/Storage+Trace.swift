@@ -89,11 +89,6 @@ extension Storage {
         return IndexStatus(entriesWritten: index.written(info.id), entriesHeld: runs.reduce(0) { $0 + $1.count }, runs: runs.count, diskBytes: bytes)
     }
 
-    /// The record at `offset`, nil when the partition no longer (or not yet) holds it.
-    public func record(topic: String, partition: Int32, offset: Int64) throws -> Record? {
-        try records(at: [(topic, partition, offset, IndexKey.unknownPosition)])[0]
-    }
-
     /// The records at these places, read in one transaction without decoding their batches'
     /// other records; nil where a partition no longer (or not yet) holds the offset. For
     /// showing a trace's hits: the batch's CRC is not computed (a hit's record is one of ~a

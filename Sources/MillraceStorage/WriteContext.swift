@@ -182,25 +182,9 @@ struct WriteContext {
             }
         }
         if info.config.index != nil, let keys = op.indexKeys, index != nil {
-            // Where each record of the operation goes: in order, skipping the duplicates.
-            var dropped = op.batches.map { [Bool](repeating: false, count: Int($0.header.recordCount)) }
-            for duplicate in duplicates where dropped.indices.contains(duplicate.batch) && dropped[duplicate.batch].indices.contains(duplicate.record) {
-                dropped[duplicate.batch][duplicate.record] = true
-            }
-            var next = state.nextOffset
-            let offsets = dropped.map { batch in
-                batch.map { isDropped -> Int64? in
-                    guard !isDropped else { return nil }
-                    defer { next += 1 }
-                    return next
-                }
-            }
-            // A batch the writer took duplicates out of was re-encoded: its records moved.
-            let moved = keys.indices.map { dropped.indices.contains($0) && dropped[$0].contains(true) }
-            let placed = keys.enumerated().map { batch, batchKeys in
-                moved[batch] ? batchKeys.map { IndexKey(record: $0.record, slot: $0.slot, hash: $0.hash) } : batchKeys
-            }
-            let entries = Self.indexEntries(placed, offsets: offsets, topicID: info.id, partition: op.partition, nowMs: nowMs)
+            let entries = Self.indexEntries(
+                keys, counts: op.batches.map { Int($0.header.recordCount) }, duplicates: duplicates, firstOffset: state.nextOffset, topicID: info.id,
+                partition: op.partition, nowMs: nowMs)
             indexPending.append(contentsOf: entries)
             if !entries.isEmpty { indexChanges.entriesByTopic[info.id, default: 0] += entries.count }
         }

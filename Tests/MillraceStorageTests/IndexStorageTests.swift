@@ -147,5 +147,21 @@ extension Storage {
             #expect(entries == expected, "\(count) entries")
         }
     }
+
+    /// Entries take their records' offsets, skipping records the writer took out as
+    /// duplicates; a batch that lost records no longer knows where the others start.
+    @Test func entriesFollowTheRecordsThatWentIn() {
+        let hash = DedupHash(high: 1, low: 2)
+        let keys = [
+            [IndexKey(record: 0, slot: 1, hash: hash, position: 61), IndexKey(record: 1, slot: 1, hash: hash, position: 90)],
+            [IndexKey(record: 0, slot: 1, hash: hash, position: 61), IndexKey(record: 2, slot: 2, hash: hash, position: 120), IndexKey(record: 7, slot: 1, hash: hash)],
+            [IndexKey(record: 0, slot: 1, hash: hash, position: 61)],
+        ]
+        let taken = [DuplicateRecord(batch: 1, record: 0, partition: 0, offset: 3)]
+        let entries = WriteContext.indexEntries(keys, counts: [2, 3, 2], duplicates: taken, firstOffset: 10, topicID: 4, partition: 1, nowMs: 5)
+        #expect(entries.map(\.offset) == [10, 11, 13, 14])
+        #expect(entries.map(\.position) == [61, 90, IndexKey.unknownPosition, 61])
+        #expect(entries.map(\.slot) == [1, 1, 2, 1] && entries.allSatisfy { $0.topicID == 4 && $0.partition == 1 && $0.timeMs == 5 })
+    }
 }
 
