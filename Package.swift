@@ -26,7 +26,7 @@ let package = Package(
         // Hardware CRC-32C (SSE4.2) with a portable fallback; see docs/DECISIONS.md.
         .target(name: "CMillraceCRC", path: "Sources/CMillraceCRC"),
         .target(name: "MillraceFormat", dependencies: ["CZstd", "CMillraceCRC"], swiftSettings: strict),
-        .target(name: "MillraceStorage", dependencies: ["CLMDB", "MillraceFormat"], swiftSettings: strict),
+        .target(name: "MillraceStorage", dependencies: ["CLMDB", "MillraceFormat", "MillraceSchema"], swiftSettings: strict),
         // JSON scanner, JSON Schema compiler and validator: pure, no Foundation.
         .target(name: "MillraceSchema", dependencies: ["MillraceFormat"], swiftSettings: strict),
         .target(

@@ -91,3 +91,23 @@ extension String {
         String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }
+
+/// An indexed value of one key, as the lane computes it: which record of its batch, which
+/// slot of the topic's index policy, and the value's hash.
+public struct IndexKey: Sendable, Equatable {
+    public var record: Int32
+    public var slot: UInt8
+    public var hash: DedupHash
+    /// Where the record starts in its batch (`RecordView.position`), so a trace reads it
+    /// without walking the batch; `IndexKey.unknownPosition` when not known.
+    public var position: UInt32
+
+    public static let unknownPosition = UInt32.max
+
+    public init(record: Int32, slot: UInt8, hash: DedupHash, position: UInt32 = IndexKey.unknownPosition) {
+        self.record = record
+        self.slot = slot
+        self.hash = hash
+        self.position = position
+    }
+}

@@ -100,11 +100,18 @@ extension JSONPointer {
     /// `limit`.
     func resolveAll(_ view: TapeView, limit: Int) -> [Int] {
         var found: [Int] = []
+        forEachResolved(view, limit: limit) { found.append($0) }
+        return found
+    }
+
+    /// Calls `body` with each value the pointer names (as `resolveAll`), at most `limit` times.
+    func forEachResolved(_ view: TapeView, limit: Int, _ body: (Int) -> Void) {
+        var count = 0
         func walk(_ index: Int, _ depth: Int) {
-            guard found.count < limit else { return }
+            guard count < limit else { return }
             guard depth < tokens.count else {
-                found.append(index)
-                return
+                count += 1
+                return body(index)
             }
             let token = tokens[depth]
             let entry = view[index]
@@ -131,28 +138,43 @@ extension JSONPointer {
             }
         }
         walk(0, 0)
-        return found
     }
 
     /// The values an index takes from the pointer, hashed as a trace key is: each string's
     /// characters (escapes decoded), each number's or boolean's text; null, objects, arrays
     /// and values over `Limits.dedupKeyBytesMax` bytes are skipped. At most `limit`.
     public func indexHashes(in tape: JSONTape, text: UnsafeBufferPointer<UInt8>, limit: Int) -> [DedupHash] {
+        var keys: [IndexKey] = []
+        appendIndexKeys(in: tape, text: text, limit: limit, record: 0, slot: 0, position: IndexKey.unknownPosition, to: &keys)
+        return keys.map(\.hash)
+    }
+
+    /// As `indexHashes`, appending each as an `IndexKey` of `record` and `slot` (no array per
+    /// record on the produce path). Returns how many values it looked at (what `limit` counts).
+    @discardableResult
+    public func appendIndexKeys(
+        in tape: JSONTape, text: UnsafeBufferPointer<UInt8>, limit: Int, record: Int32, slot: UInt8, position: UInt32, to keys: inout [IndexKey]
+    ) -> Int {
+        var seen = 0
         tape.withView(over: text) { view in
-            resolveAll(view, limit: limit).compactMap { index in
+            forEachResolved(view, limit: limit) { index in
+                seen += 1
                 let entry = view[index]
+                let hash: DedupHash?
                 switch entry.kind {
                 case .string where entry.escaped:
                     let value = Array(view.string(at: index).utf8)
-                    return value.count <= Limits.dedupKeyBytesMax ? DedupHash(value) : nil
+                    hash = value.count <= Limits.dedupKeyBytesMax ? DedupHash(value) : nil
                 case .string, .number, .true, .false:
                     let raw = view.raw(index)
-                    return raw.count <= Limits.dedupKeyBytesMax ? DedupHash(UnsafeRawBufferPointer(raw)) : nil
+                    hash = raw.count <= Limits.dedupKeyBytesMax ? DedupHash(UnsafeRawBufferPointer(raw)) : nil
                 case .null, .object, .array:
-                    return nil
+                    hash = nil
                 }
+                if let hash { keys.append(IndexKey(record: record, slot: slot, hash: hash, position: position)) }
             }
         }
+        return seen
     }
 
     /// The same values as text, for showing a trace hit (a tape `parse`d from its own copy).

@@ -28,7 +28,7 @@ extension RequestDispatcher {
         var inspection = Inspection()
         if dedup != nil { inspection.hashes = [] }
         if indexPolicy != nil { inspection.indexKeys = [] }
-        let indexPointers = try indexPolicy?.pointers.map { ($0.slot, try JSONPointer($0.pointer)) } ?? []
+        let extractor = try indexPolicy.map { try IndexExtractor($0) }
         var index: Int32 = 0
         let versionHeader = Array(schemaVersionHeader.utf8)
         var latest = entry.versions[entry.latest]
@@ -59,22 +59,8 @@ extension RequestDispatcher {
                             indexed = parsed
                             if let outcome { inspection.invalid.append((batchIndex, recordIndex, outcome)) }
                         }
-                        if let indexPolicy {
-                            let record = Int32(recordIndex)
-                            let position = view.position >= 0 ? UInt32(clamping: view.position) : IndexKey.unknownPosition
-                            if indexPolicy.recordKey, let key = view.key, key.count <= Limits.dedupKeyBytesMax {
-                                indexKeys.append(IndexKey(record: record, slot: IndexPolicy.recordKeySlot, hash: DedupHash(key), position: position))
-                            }
-                            if !indexPointers.isEmpty, let value = view.value {
-                                let text = value.assumingMemoryBound(to: UInt8.self)
-                                if !indexed { indexed = (try? tape.index(text, depthMax: Limits.jsonDepthMax)) != nil }
-                                var room = Limits.indexValuesPerRecordMax
-                                for (slot, pointer) in indexPointers where indexed && room > 0 {
-                                    let found = pointer.indexHashes(in: tape, text: text, limit: room)
-                                    room -= found.count
-                                    indexKeys += found.map { IndexKey(record: record, slot: slot, hash: $0, position: position) }
-                                }
-                            }
+                        if let extractor {
+                            indexed = extractor.append(view, record: Int32(recordIndex), tape: &tape, parsed: indexed, to: &indexKeys)
                         }
                         guard let dedup else { return }
                         switch dedup.key {

@@ -6,26 +6,6 @@ import MillraceFormat
 // records' transaction. A trace of a value asks each run's filter and reads only the entries
 // with that value's hash, so its cost follows the hits, not the log.
 
-/// An indexed value of one key, as the lane computes it: which record of its batch, which
-/// slot of the topic's index policy, and the value's hash.
-public struct IndexKey: Sendable, Equatable {
-    public var record: Int32
-    public var slot: UInt8
-    public var hash: DedupHash
-    /// Where the record starts in its batch (`RecordView.position`), so a trace reads it
-    /// without walking the batch; `IndexKey.unknownPosition` when not known.
-    public var position: UInt32
-
-    public static let unknownPosition = UInt32.max
-
-    public init(record: Int32, slot: UInt8, hash: DedupHash, position: UInt32 = IndexKey.unknownPosition) {
-        self.record = record
-        self.slot = slot
-        self.hash = hash
-        self.position = position
-    }
-}
-
 /// One index entry (44 bytes, little-endian): the value's hash, when the record was appended
 /// (ms, broker clock), its offset, topic id, partition, slot, and where the record starts in
 /// its batch. Entries sort by hash, then time, topic, partition, offset and slot, so a
@@ -79,15 +59,27 @@ struct IndexEntry: Equatable {
     static func sort(_ entries: inout [IndexEntry]) {
         let count = entries.count
         guard count > 32 else { return entries.sort(by: <) }
+        // Buckets take the bits after those every entry shares (a caller may sort one range
+        // of the hash space at a time).
+        var lowest = UInt64.max
+        var highest = UInt64.min
+        for entry in entries {
+            lowest = min(lowest, entry.hash.high)
+            highest = max(highest, entry.hash.high)
+        }
+        let shared = UInt64((lowest ^ highest).leadingZeroBitCount)
+        guard shared < 64 else { return entries.sort(by: <) }
         let bits = min(20, Int.bitWidth - (count - 1).leadingZeroBitCount)
         let shift = UInt64(64 - bits)
+        let prefix = shared == 0 ? 0 : lowest & ~(UInt64.max >> shared)
+        @inline(__always) func bucketOf(_ entry: IndexEntry) -> Int { Int(((entry.hash.high ^ prefix) << shared) >> shift) }
         var starts = [Int](repeating: 0, count: (1 << bits) + 1)
-        for entry in entries { starts[Int(entry.hash.high >> shift) + 1] += 1 }
+        for entry in entries { starts[bucketOf(entry) + 1] += 1 }
         for bucket in 1..<starts.count { starts[bucket] += starts[bucket - 1] }
         var next = starts
         var sorted = entries
         for entry in entries {
-            let bucket = Int(entry.hash.high >> shift)
+            let bucket = bucketOf(entry)
             sorted[next[bucket]] = entry
             next[bucket] += 1
         }
@@ -142,17 +134,37 @@ enum IndexKeys {
     static let statsTag: UInt8 = 0x53  // S: entries written per topic
     static let pendingTag: UInt8 = 0x50  // P: per partition, the records a rebuild has left
 
+    static let watermarkTag: UInt8 = 0x57  // W: per partition, the first offset not yet in a run
+    static let appendTimeTag: UInt8 = 0x54  // T: per partition and offset, an append time of entries in memory
+
     static func stats(_ topicID: UInt32) -> [UInt8] { Keys.topicPrefix(topicID) + [statsTag] }
 
-    /// Per partition: i64 where a rebuild goes on from, i64 the first offset indexed as it was
-    /// appended (the log end when the policy was set). Gone once the rebuild reaches it.
-    static func pending(_ topicID: UInt32, _ partition: Int32) -> [UInt8] {
+    /// Per partition: i64, the first offset whose entries may be only in memory (`IndexMemory`).
+    static func watermark(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { partitionKey(topicID, watermarkTag, partition) }
+
+    static func appendTimePrefix(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { partitionKey(topicID, appendTimeTag, partition) }
+
+    /// Per partition and first offset: i64, the broker time its records from there were appended.
+    static func appendTime(_ topicID: UInt32, _ partition: Int32, _ offset: Int64) -> [UInt8] {
+        var writer = ByteWriter(capacity: 17)
+        writer.writeInteger(topicID)
+        writer.writeInteger(appendTimeTag)
+        writer.writeInteger(partition)
+        writer.writeInteger(offset)
+        return writer.bytes
+    }
+
+    private static func partitionKey(_ topicID: UInt32, _ tag: UInt8, _ partition: Int32) -> [UInt8] {
         var writer = ByteWriter(capacity: 9)
         writer.writeInteger(topicID)
-        writer.writeInteger(pendingTag)
+        writer.writeInteger(tag)
         writer.writeInteger(partition)
         return writer.bytes
     }
+
+    /// Per partition: i64 where a rebuild goes on from, i64 the first offset indexed as it was
+    /// appended (the log end when the policy was set). Gone once the rebuild reaches it.
+    static func pending(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { partitionKey(topicID, pendingTag, partition) }
 }
 
 /// What a rebuild has left of a partition: records from `next` up to `end` were appended
@@ -172,8 +184,15 @@ struct IndexChanges {
     var removedRuns: Set<UInt64> = []
     var entriesByTopic: [UInt32: Int] = [:]
     var nextRunID: UInt64 = 0
+    /// The transaction's appended entries, sorted, for the in-memory table.
+    var segment: [IndexEntry] = []
+    /// The in-memory table went into a run: it starts again empty (then takes `segment`).
+    var memoryFlushed = false
+    /// Partitions whose watermark this transaction wrote, and the append time it recorded last
+    /// for each (see `IndexMemory`).
+    var touched: [PartitionID: Int64] = [:]
 
-    var isEmpty: Bool { addedRuns.isEmpty && removedRuns.isEmpty && entriesByTopic.isEmpty }
+    var isEmpty: Bool { addedRuns.isEmpty && removedRuns.isEmpty && entriesByTopic.isEmpty && segment.isEmpty && !memoryFlushed && touched.isEmpty }
 }
 
 /// The index's size, as `topic describe` and metrics show it.
@@ -194,6 +213,13 @@ final class IndexStore: @unchecked Sendable {
     private(set) var runs: [RunMeta] = []
     private(set) var nextRunID: UInt64 = 1
     private var entriesWritten: [UInt32: UInt64] = [:]
+    /// The newest entries (`IndexMemory`), written as one run when they reach `memoryEntriesMax`.
+    private var memory = IndexMemory()
+    let memoryEntriesMax: Int
+
+    init(memoryEntriesMax: Int = IndexMemory.entriesMax(bytes: IndexMemory.defaultBytes)) {
+        self.memoryEntriesMax = max(1, memoryEntriesMax)
+    }
 
     func load(txn: LMDBTransaction, dbi: RunDatabases) throws {
         let cursor = try LMDBCursor(txn, dbi.runs)
@@ -232,20 +258,51 @@ final class IndexStore: @unchecked Sendable {
 
     func apply(_ changes: IndexChanges) {
         guard !changes.isEmpty else { return }
+        // Many small transactions leave many small segments; past a bound they become one
+        // (sorted here, on the writer thread, outside the lock readers take).
+        var compacted: [[IndexEntry]]?
+        if !changes.memoryFlushed, !changes.segment.isEmpty, memory.segments.count >= IndexMemory.segmentsMax {
+            compacted = [IndexMemory.merged(memory.segments + [changes.segment])]
+        }
         lock.withLock {
             runs.removeAll { changes.removedRuns.contains($0.id) }
             runs.append(contentsOf: changes.addedRuns)
             runs.sort { $0.id < $1.id }
             nextRunID = max(nextRunID, changes.nextRunID)
             for (topic, count) in changes.entriesByTopic { entriesWritten[topic, default: 0] += UInt64(count) }
+            if changes.memoryFlushed { memory = IndexMemory() }
+            for (id, time) in changes.touched { memory.touched[id] = time }
+            if let compacted {
+                memory.segments = compacted
+            } else if !changes.segment.isEmpty {
+                memory.segments.append(changes.segment)
+            }
+            if !changes.segment.isEmpty || changes.memoryFlushed { memory.count = memory.segments.reduce(0) { $0 + $1.count } }
         }
     }
 
-    func forget(_ topicID: UInt32) { lock.withLock { entriesWritten[topicID] = nil } }
+    /// The append time last recorded for a partition with entries in memory; nil when it has none.
+    func touchedTime(_ id: PartitionID) -> Int64? { lock.withLock { memory.touched[id] } }
+
+    /// The in-memory table as it stands (segments are shared, not copied).
+    var memorySnapshot: IndexMemory { lock.withLock { memory } }
+
+    /// Replaces the in-memory table (on opening, with what was indexed again).
+    func restore(_ replayed: IndexMemory) { lock.withLock { memory = replayed } }
+
+    func forget(_ topicID: UInt32) {
+        lock.withLock {
+            entriesWritten[topicID] = nil
+            memory.touched = memory.touched.filter { $0.key.topicID != topicID }
+        }
+    }
 
     func written(_ topicID: UInt32) -> UInt64 { lock.withLock { entriesWritten[topicID] ?? 0 } }
 
     var snapshot: (runs: [RunMeta], nextRunID: UInt64) { lock.withLock { (runs, nextRunID) } }
+
+    /// Entries held: in runs and in memory.
+    var entriesHeld: Int { lock.withLock { runs.reduce(0) { $0 + $1.count } + memory.count } }
 }
 
 extension WriteContext {

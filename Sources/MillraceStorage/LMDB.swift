@@ -257,3 +257,14 @@ final class ReadTransactionPool: @unchecked Sendable {
         for txn in handles { txn.abort() }
     }
 }
+
+extension LMDBTransaction {
+    /// Deletes every key starting with `prefix`.
+    func deleteAll(_ dbi: MDB_dbi, prefix: [UInt8]) throws {
+        let cursor = try LMDBCursor(self, dbi)
+        defer { cursor.close() }
+        while let entry = try cursor.get(MDB_SET_RANGE, key: prefix), Keys.hasPrefix(entry.key, prefix) {
+            try cursor.delete()
+        }
+    }
+}

@@ -229,8 +229,11 @@ extension Writer {
         let forget = op.dedup.map { $0 == nil } ?? false
         let result = withTransaction { context -> TopicInfo in
             try context.txn.put(databases.topics, Array(op.topic.utf8), updated.encoded())
-            // Setting what a topic indexes leaves its records so far for a rebuild.
+            // Setting what a topic indexes leaves its records so far for a rebuild; the
+            // entries in memory go into a run first (a restart indexes memory's records again
+            // under the policy it finds, so none may be left from the old one).
             if let index = op.index {
+                try context.flushIndex(forceMemory: true)
                 if index != nil {
                     try context.markIndexPending(updated)
                 } else if let dbi = databases.index {

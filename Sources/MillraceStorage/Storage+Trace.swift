@@ -13,6 +13,9 @@ extension Storage {
             throw MillraceError(.invalidRequest, "a trace page holds 1...\(Limits.traceHitsPerPageMax) hits (asked for \(limit))")
         }
         let hash = DedupHash(key)
+        // The in-memory entries first, then the transaction: entries a commit moves from
+        // memory into a run meanwhile are seen twice (and counted once), never missed.
+        let memory = index.memorySnapshot
         return try withReadTransaction { txn, catalog in
             let names = Dictionary(catalog.topics.values.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
             var wanted: Set<UInt32>?
@@ -24,7 +27,7 @@ extension Storage {
                     })
             }
             guard let dbi = databases.index else { return TracePage(hits: [], next: nil) }
-            let entries = try Self.indexEntries(for: hash, txn: txn, dbi: dbi)
+            let entries = try Self.indexEntries(for: hash, txn: txn, dbi: dbi) + memory.entries(for: hash)
             // One hit per record, in append order, after the cursor.
             var hits: [TraceCursor: [UInt8]] = [:]
             var positions: [TraceCursor: UInt32] = [:]
@@ -86,7 +89,7 @@ extension Storage {
         guard let info = topicInfo(topic), info.config.index != nil else { return nil }
         let runs = index.snapshot.runs
         let bytes = try withReadTransaction { txn, _ in try databases.index.map { try txn.pageBytes($0.runs) + txn.pageBytes($0.chunks) } ?? 0 }
-        return IndexStatus(entriesWritten: index.written(info.id), entriesHeld: runs.reduce(0) { $0 + $1.count }, runs: runs.count, diskBytes: bytes)
+        return IndexStatus(entriesWritten: index.written(info.id), entriesHeld: index.entriesHeld, runs: runs.count, diskBytes: bytes)
     }
 
     /// The records at these places, read in one transaction without decoding their batches'

@@ -34,6 +34,10 @@ public final class Storage: @unchecked Sendable {
         /// (fixed: memory does not grow with keys; past ~1 M keys per MiB its false positives
         /// rise, costing look-ups in the runs, never a wrong answer).
         public var dedupFilterBytes: Int = 16 << 20
+        /// The key index's newest entries are held in memory up to this many bytes (48 per
+        /// entry), then written as one run; on opening, the records they came from are indexed
+        /// again from the log (see `IndexMemory`).
+        public var indexMemoryBytes: Int = IndexMemory.defaultBytes
 
         public init() {}
     }
@@ -48,6 +52,9 @@ public final class Storage: @unchecked Sendable {
     let dedup: DedupStore
     let index: IndexStore
     let writer: Writer?
+    /// On opening: index entries made again from the log for records whose entries were only
+    /// in memory when the last process stopped (after a crash), and how long that took.
+    public let indexReplay: (entries: Int, seconds: Double)
     private let lock: DataDirectory.Lock
     private let closed = Locked(false)
 
@@ -85,11 +92,19 @@ public final class Storage: @unchecked Sendable {
                 defer { txn.abort() }
                 try dedup.load(txn: txn, dbi: dbi)
             }
-            index = IndexStore()
+            index = IndexStore(memoryEntriesMax: IndexMemory.entriesMax(bytes: options.indexMemoryBytes))
             if let dbi = databases.index {
                 let txn = try LMDBTransaction.begin(env, readOnly: true)
                 defer { txn.abort() }
                 try index.load(txn: txn, dbi: dbi)
+                // What was in memory when the broker last stopped (only after a crash: a
+                // graceful stop writes it), indexed again; read-only opens too, so traces agree.
+                let started = monotonicNanoseconds()
+                let replayed = try IndexMemory.replay(txn: txn, databases: databases, catalog: catalog.withLock { $0 })
+                index.restore(replayed)
+                indexReplay = (replayed.count, Double(monotonicNanoseconds() - started) / 1e9)
+            } else {
+                indexReplay = (0, 0)
             }
         } catch {
             env.close()
@@ -178,6 +193,13 @@ public final class Storage: @unchecked Sendable {
         lock.release()
     }
 
+    /// Closes as `close` does, but as a crash would leave the key index: its entries in
+    /// memory are not written (the next open indexes their records again).
+    func closeLeavingIndexMemoryForTesting() {
+        writer?.leaveIndexMemoryOnStopForTesting()
+        close()
+    }
+
     deinit { close() }
 
     // MARK: Writes
@@ -237,8 +259,9 @@ public final class Storage: @unchecked Sendable {
     /// hash (per batch, per record; nil for a record without a key): records whose key the
     /// topic holds are not appended (`AppendResult.duplicates` says where the originals are).
     /// Without it nothing is checked. For a topic with an index policy, `indexKeys` gives
-    /// each batch's indexed values (`IndexKey.record` counts from 0 in its batch); the
-    /// records appended are indexed in the same transaction.
+    /// each batch's indexed values (`IndexKey.record` counts from 0 in its batch), as the
+    /// produce path computed them with its one parse per record; without it they are computed
+    /// here.
     public func append(
         topic: String, partition: Int32, batches: [[UInt8]], sequences: [SequenceSpan]? = nil, dedupHashes: [[DedupHash?]]? = nil,
         dedupCheckedThrough: UInt64 = 0, indexKeys: [[IndexKey]]? = nil, completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
@@ -248,6 +271,10 @@ public final class Storage: @unchecked Sendable {
         case .success(let checked):
             guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
             let spans = sequences ?? checked.compactMap { SequenceSpan($0.header) }
+            // Indexed whichever way the records come (a restart indexes the newest again from
+            // the log, so this must give the same entries as the produce path).
+            var indexKeys = indexKeys
+            if indexKeys == nil, let policy = topicInfo(topic)?.config.index { indexKeys = IndexMemory.keys(of: checked, policy: policy) }
             writer.submitNow(
                 .append(
                     AppendOperation(

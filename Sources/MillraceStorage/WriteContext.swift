@@ -37,7 +37,11 @@ struct WriteContext {
     /// The key index: its runs (changed after commit from `indexChanges`), and this
     /// transaction's new entries.
     let index: IndexStore?
+    /// Entries to write as a run in this transaction (a rebuild's: they must be durable with
+    /// where the rebuild goes on).
     var indexPending: [IndexEntry] = []
+    /// Appended records' entries, for the in-memory table (`IndexMemory`).
+    var indexFresh: [IndexEntry] = []
     var indexChanges = IndexChanges()
 
     /// The writer thread's reusable run buffers.
@@ -181,12 +185,15 @@ struct WriteContext {
                 duplicates = found
             }
         }
-        if info.config.index != nil, let keys = op.indexKeys, index != nil {
+        if info.config.index != nil, let keys = op.indexKeys, let index {
             let entries = Self.indexEntries(
                 keys, counts: op.batches.map { Int($0.header.recordCount) }, duplicates: duplicates, firstOffset: state.nextOffset, topicID: info.id,
                 partition: op.partition, nowMs: nowMs)
-            indexPending.append(contentsOf: entries)
-            if !entries.isEmpty { indexChanges.entriesByTopic[info.id, default: 0] += entries.count }
+            if !entries.isEmpty {
+                indexFresh.append(contentsOf: entries)
+                indexChanges.entriesByTopic[info.id, default: 0] += entries.count
+                try noteInMemory(id, firstOffset: state.nextOffset, index: index)
+            }
         }
         let firstOffset = state.nextOffset
         var logAppendTime: Int64?
@@ -531,61 +538,113 @@ extension WriteContext {
     /// Writes this transaction's index entries as one run, merges runs that piled up
     /// (dropping entries of topics deleted and of batches retention removed), and the
     /// counters. Changes reach memory only after the commit.
-    mutating func flushIndex() throws {
-        guard let index, !indexPending.isEmpty || !indexChanges.entriesByTopic.isEmpty else { return }
+    /// An append leaves entries of partition `id` in memory: the first time since its entries
+    /// last went into a run, its watermark (where a replay starts) is written; and the
+    /// transaction's time, for the records from `firstOffset`, when it differs from the last
+    /// recorded.
+    mutating func noteInMemory(_ id: PartitionID, firstOffset: Int64, index: IndexStore) throws {
+        let last = indexChanges.touched[id] ?? index.touchedTime(id)
+        guard last != nowMs else { return }
+        let dbi = try databases.requireIndex()
+        if last == nil {
+            var value = ByteWriter(capacity: 8)
+            value.writeInteger(firstOffset)
+            try txn.put(dbi.runs, IndexKeys.watermark(id.topicID, id.partition), value.bytes)
+        }
+        var time = ByteWriter(capacity: 8)
+        time.writeInteger(nowMs)
+        try txn.put(dbi.runs, IndexKeys.appendTime(id.topicID, id.partition, firstOffset), time.bytes)
+        indexChanges.touched[id] = nowMs
+    }
+
+    mutating func flushIndex(forceMemory: Bool = false) throws {
+        guard let index, !indexPending.isEmpty || !indexFresh.isEmpty || !indexChanges.entriesByTopic.isEmpty || forceMemory else { return }
         let dbi = try databases.requireIndex()
         let (known, firstNew) = index.snapshot
         var nextRunID = max(indexChanges.nextRunID, firstNew)
         var runs = known.filter { !indexChanges.removedRuns.contains($0.id) } + indexChanges.addedRuns
-        if !indexPending.isEmpty {
-            IndexEntry.sort(&indexPending)
-            let writer = RunWriter<IndexLayout>(runID: nextRunID, owner: 0, keysAtMost: indexPending.count, txn: txn, dbi: dbi, scratch: runScratch)
+        // The log start of every partition an entry names, as this transaction sees it.
+        var logStarts: [PartitionID: Int64] = [:]
+        let topics = Set(catalog.topics.values.map(\.id))
+        // The last partitions asked, by a small direct-mapped table (entries come in hash
+        // order, partitions interleaved; a dictionary per entry cost more than the merge).
+        var recent = [(key: UInt64, start: Int64)](repeating: (UInt64.max, 0), count: 64)
+        var failure: (any Error)?
+        /// Whether an entry's record is still held: its topic exists and retention left it.
+        func isLive(_ topicID: UInt32, _ partition: UInt16, _ offset: Int64) -> Bool {
+            let key = UInt64(topicID) << 16 | UInt64(partition)
+            let slot = Int((key &* 0x9E37_79B9_7F4A_7C15) >> 58)
+            if recent[slot].key == key { return offset >= recent[slot].start }
+            let id = PartitionID(topicID: topicID, partition: Int32(partition))
+            var start = Int64.max
+            if topics.contains(topicID) {
+                if let known = logStarts[id] {
+                    start = known
+                } else {
+                    do {
+                        start = try state(id).logStartOffset
+                    } catch {
+                        failure = error
+                        start = 0
+                    }
+                    logStarts[id] = start
+                }
+            }
+            recent[slot] = (key, start)
+            return offset >= start
+        }
+        /// Writes the sorted segments' entries as one run.
+        func write(_ segments: [[IndexEntry]]) throws {
+            let writer = RunWriter<IndexLayout>(
+                runID: nextRunID, owner: 0, keysAtMost: segments.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi, scratch: runScratch)
             try withUnsafeTemporaryAllocation(byteCount: IndexEntry.size, alignment: 8) { raw in
                 let base = raw.baseAddress.unsafelyUnwrapped
-                for entry in indexPending {
+                try IndexMemory.forEachInOrder(segments) { entry in
+                    guard isLive(entry.topicID, entry.partition, entry.offset) else { return }
                     entry.write(to: base)
                     try writer.append(raw: UnsafeRawPointer(base))
                 }
             }
+            if let failure { throw failure }
             let written = try writer.finish()
             nextRunID += 1
             indexChanges.addedRuns.append(written)
             runs.append(written)
+        }
+        if !indexPending.isEmpty {
+            IndexEntry.sort(&indexPending)
+            try write([indexPending])
             indexPending = []
         }
-        // The log start of every partition an entry names, as this transaction sees it.
-        var logStarts: [PartitionID: Int64] = [:]
-        let topics = Set(catalog.topics.values.map(\.id))
+        if !indexFresh.isEmpty || forceMemory {
+            IndexEntry.sort(&indexFresh)
+            let memory = index.memorySnapshot
+            if memory.count + indexFresh.count >= index.memoryEntriesMax || (forceMemory && memory.count + indexFresh.count > 0) {
+                try write(memory.segments + [indexFresh])
+                // Every partition with entries in memory now has them in the run: its
+                // watermark moves to its end, and its recorded append times go.
+                var partitions = Set(memory.touched.keys)
+                partitions.formUnion(indexChanges.touched.keys)
+                for id in partitions where topics.contains(id.topicID) {
+                    var value = ByteWriter(capacity: 8)
+                    value.writeInteger(try state(id).nextOffset)
+                    try txn.put(dbi.runs, IndexKeys.watermark(id.topicID, id.partition), value.bytes)
+                    try txn.deleteAll(dbi.runs, prefix: IndexKeys.appendTimePrefix(id.topicID, id.partition))
+                }
+                indexChanges.memoryFlushed = true
+                indexChanges.touched = [:]
+            } else {
+                indexChanges.segment = indexFresh
+            }
+            indexFresh = []
+        }
         while let group = RunMeta.mergeCandidates(runs) {
             let sources = try group.map { try RunReader<IndexLayout>(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= firstNew) }
             let writer = RunWriter<IndexLayout>(
                 runID: nextRunID, owner: 0, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi, scratch: runScratch)
-            var failure: (any Error)?
-            // The last partitions asked, by a small direct-mapped table (entries come in hash
-            // order, partitions interleaved; a dictionary per entry cost more than the merge).
-            var recent = [(key: UInt64, start: Int64)](repeating: (UInt64.max, 0), count: 64)
             try SortedRuns.merge(sources, into: writer) { raw in
                 let (topicID, partition, offset) = IndexEntry.place(at: raw)
-                let key = UInt64(topicID) << 16 | UInt64(partition)
-                let slot = Int((key &* 0x9E37_79B9_7F4A_7C15) >> 58)
-                if recent[slot].key == key { return offset >= recent[slot].start }
-                let id = PartitionID(topicID: topicID, partition: Int32(partition))
-                var start = Int64.max
-                if topics.contains(topicID) {
-                    if let known = logStarts[id] {
-                        start = known
-                    } else {
-                        do {
-                            start = try state(id).logStartOffset
-                        } catch {
-                            failure = error
-                            start = 0
-                        }
-                        logStarts[id] = start
-                    }
-                }
-                recent[slot] = (key, start)
-                return offset >= start
+                return isLive(topicID, partition, offset)
             }
             if let failure { throw failure }
             let written = try writer.finish()

@@ -132,6 +132,11 @@ final class Writer: @unchecked Sendable {
         }
     }
 
+    /// Stopping leaves the key index's entries in memory unwritten, as a crash would.
+    private var skipIndexFlushForTesting = false
+
+    func leaveIndexMemoryOnStopForTesting() { lock.withLock { skipIndexFlushForTesting = true } }
+
     func setPausedForTesting(_ value: Bool) {
         lock.withLock {
             paused = value
@@ -184,6 +189,7 @@ final class Writer: @unchecked Sendable {
             }
             if queue.isEmpty && stopping {
                 lock.unlock()
+                flushIndexMemory()
                 return
             }
             waitForStragglers()
@@ -201,6 +207,14 @@ final class Writer: @unchecked Sendable {
             }
             process(taken)
         }
+    }
+
+    /// On stopping: the key index's entries in memory go into a run, so the next start has
+    /// nothing to index again. (If this fails, or the process dies first, the next start does.)
+    private func flushIndexMemory() {
+        guard index.memorySnapshot.count > 0, full == nil, !lock.withLock({ skipIndexFlushForTesting }) else { return }
+        let result = withTransaction { context in try context.flushIndex(forceMemory: true) }
+        if case .success = result { deliver([], wrote: true) }
     }
 
     /// Runs consecutive appends and commits as one group; catalog and retention work alone.
@@ -566,8 +580,9 @@ final class Writer: @unchecked Sendable {
                     for run in dedup.existingState(info.id)?.runs ?? [] { try SortedRuns.delete(runID: run.id, owner: info.id, txn: context.txn, dbi: dbi) }
                     try deleteAll(context.txn, dbi.runs, prefix: Keys.topicPrefix(info.id))
                 }
-                // The topic's index entries go when their runs are merged; a trace skips them.
-                if let dbi = databases.index { _ = try context.txn.delete(dbi.runs, IndexKeys.stats(info.id)) }
+                // The topic's index entries go when their runs are merged (or leave memory); a
+                // trace skips them. Its counters, rebuild state, watermarks and times go now.
+                if let dbi = databases.index { try context.txn.deleteAll(dbi.runs, prefix: Keys.topicPrefix(info.id)) }
                 try context.txn.delete(databases.topics, Array(op.name.utf8))
                 try deleteCommittedOffsets(context.txn, topic: op.name)
             }
@@ -602,13 +617,7 @@ final class Writer: @unchecked Sendable {
         return result
     }
 
-    func deleteAll(_ txn: LMDBTransaction, _ dbi: MDB_dbi, prefix: [UInt8]) throws {
-        let cursor = try LMDBCursor(txn, dbi)
-        defer { cursor.close() }
-        while let entry = try cursor.get(MDB_SET_RANGE, key: prefix), Keys.hasPrefix(entry.key, prefix) {
-            try cursor.delete()
-        }
-    }
+    func deleteAll(_ txn: LMDBTransaction, _ dbi: MDB_dbi, prefix: [UInt8]) throws { try txn.deleteAll(dbi, prefix: prefix) }
 
     private func deleteCommittedOffsets(_ txn: LMDBTransaction, topic: String) throws {
         let cursor = try LMDBCursor(txn, databases.offsets)

@@ -16,7 +16,7 @@ struct TraceBench: AsyncParsableCommand {
     @Option(help: "Hits per traced lot (records / this many lots).") var hitsPerLot = 100
     @Option(help: "Traces timed (random lots).") var traces = 500
     @Option(help: "Walks timed.") var walks = 20
-    @Option(help: "Records per measured produce run.") var produceRecords = 400_000
+    @Option(help: "Records per measured produce run (1 M: the index writes its in-memory entries about twice in each).") var produceRecords = 1_000_000
     @Option(help: "Measured produce pairs (index off, then on).") var rounds = 3
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
 
