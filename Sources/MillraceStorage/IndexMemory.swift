@@ -125,13 +125,18 @@ struct IndexMemory {
                 var batch = try Storage.positionCursor(cursor, at: from)
                 var timeIndex = 0
                 while let current = batch {
-                    let header = try RecordBatchHeader(parsing: current.value)
+                    batch = try cursor.get(MDB_NEXT)
+                    // A batch that does not decode (damage `millrace data verify` reports)
+                    // gives no entries; it must not keep the broker from starting.
+                    guard let header = try? RecordBatchHeader(parsing: current.value) else { continue }
                     keys.removeAll(keepingCapacity: true)
-                    var record: Int32 = 0
-                    try RecordBatch.forEachRecord(in: current.value, header: header) { view, _ in
-                        defer { record += 1 }
-                        guard header.baseOffset + Int64(view.offsetDelta) >= from else { return }
-                        extractor.append(view, record: view.offsetDelta, tape: &tape, parsed: false, to: &keys)
+                    do {
+                        try RecordBatch.forEachRecord(in: current.value, header: header) { view, _ in
+                            guard header.baseOffset + Int64(view.offsetDelta) >= from else { return }
+                            extractor.append(view, record: view.offsetDelta, tape: &tape, parsed: false, to: &keys)
+                        }
+                    } catch {
+                        continue
                     }
                     for key in keys {
                         let offset = header.baseOffset + Int64(key.record)
@@ -142,7 +147,6 @@ struct IndexMemory {
                                 hash: key.hash, timeMs: time, offset: offset, topicID: info.id, partition: UInt16(clamping: partition), slot: key.slot,
                                 position: key.position))
                     }
-                    batch = try cursor.get(MDB_NEXT)
                 }
             }
         }

@@ -134,10 +134,20 @@ enum IndexKeys {
     static let statsTag: UInt8 = 0x53  // S: entries written per topic
     static let pendingTag: UInt8 = 0x50  // P: per partition, the records a rebuild has left
 
+    static let reachTag: UInt8 = 0x43  // C (owner 0): per run, the partitions its entries name and the end of each
     static let watermarkTag: UInt8 = 0x57  // W: per partition, the first offset not yet in a run
     static let appendTimeTag: UInt8 = 0x54  // T: per partition and offset, an append time of entries in memory
 
     static func stats(_ topicID: UInt32) -> [UInt8] { Keys.topicPrefix(topicID) + [statsTag] }
+
+    /// A run's reach (`IndexReach`).
+    static func reach(_ runID: UInt64) -> [UInt8] {
+        var writer = ByteWriter(capacity: 13)
+        writer.writeInteger(UInt32(0))
+        writer.writeInteger(reachTag)
+        writer.writeInteger(runID)
+        return writer.bytes
+    }
 
     /// Per partition: i64, the first offset whose entries may be only in memory (`IndexMemory`).
     static func watermark(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { partitionKey(topicID, watermarkTag, partition) }
@@ -191,6 +201,8 @@ struct IndexChanges {
     /// Partitions whose watermark this transaction wrote, and the append time it recorded last
     /// for each (see `IndexMemory`).
     var touched: [PartitionID: Int64] = [:]
+    /// Reaches of the runs added.
+    var reaches: [UInt64: IndexReach] = [:]
 
     var isEmpty: Bool { addedRuns.isEmpty && removedRuns.isEmpty && entriesByTopic.isEmpty && segment.isEmpty && !memoryFlushed && touched.isEmpty }
 }
@@ -216,6 +228,8 @@ final class IndexStore: @unchecked Sendable {
     /// The newest entries (`IndexMemory`), written as one run when they reach `memoryEntriesMax`.
     private var memory = IndexMemory()
     let memoryEntriesMax: Int
+    /// Per run, when known, the partitions its entries name and where each ended.
+    private(set) var reaches: [UInt64: IndexReach] = [:]
 
     init(memoryEntriesMax: Int = IndexMemory.entriesMax(bytes: IndexMemory.defaultBytes)) {
         self.memoryEntriesMax = max(1, memoryEntriesMax)
@@ -226,6 +240,7 @@ final class IndexStore: @unchecked Sendable {
         defer { cursor.close() }
         var loaded: [RunMeta] = []
         var written: [UInt32: UInt64] = [:]
+        var reached: [UInt64: IndexReach] = [:]
         var next: UInt64 = 1
         var entry = try cursor.get(MDB_FIRST)
         while let current = entry {
@@ -244,6 +259,8 @@ final class IndexStore: @unchecked Sendable {
             case IndexKeys.statsTag:
                 var value = ByteReader(current.value)
                 written[owner] = try value.readInteger("index entries written")
+            case IndexKeys.reachTag where owner == 0:
+                reached[try reader.readInteger("index run id")] = try IndexReach(decoding: current.value)
             default:
                 break
             }
@@ -251,6 +268,7 @@ final class IndexStore: @unchecked Sendable {
         }
         lock.withLock {
             runs = loaded.sorted { $0.id < $1.id }
+            reaches = reached
             entriesWritten = written
             nextRunID = next
         }
@@ -258,15 +276,19 @@ final class IndexStore: @unchecked Sendable {
 
     func apply(_ changes: IndexChanges) {
         guard !changes.isEmpty else { return }
-        // Many small transactions leave many small segments; past a bound they become one
-        // (sorted here, on the writer thread, outside the lock readers take).
+        // Many small transactions leave many small segments; past a bound the newest half
+        // become one (so an entry is merged about log128 times, not once per compaction), on
+        // the writer thread, outside the lock readers take.
         var compacted: [[IndexEntry]]?
         if !changes.memoryFlushed, !changes.segment.isEmpty, memory.segments.count >= IndexMemory.segmentsMax {
-            compacted = [IndexMemory.merged(memory.segments + [changes.segment])]
+            let kept = memory.segments.count - IndexMemory.segmentsMax / 2
+            compacted = Array(memory.segments[..<kept]) + [IndexMemory.merged(Array(memory.segments[kept...]) + [changes.segment])]
         }
         lock.withLock {
             runs.removeAll { changes.removedRuns.contains($0.id) }
             runs.append(contentsOf: changes.addedRuns)
+            for id in changes.removedRuns { reaches[id] = nil }
+            reaches.merge(changes.reaches) { $1 }
             runs.sort { $0.id < $1.id }
             nextRunID = max(nextRunID, changes.nextRunID)
             for (topic, count) in changes.entriesByTopic { entriesWritten[topic, default: 0] += UInt64(count) }
@@ -280,6 +302,8 @@ final class IndexStore: @unchecked Sendable {
             if !changes.segment.isEmpty || changes.memoryFlushed { memory.count = memory.segments.reduce(0) { $0 + $1.count } }
         }
     }
+
+    func reach(_ runID: UInt64) -> IndexReach? { lock.withLock { reaches[runID] } }
 
     /// The append time last recorded for a partition with entries in memory; nil when it has none.
     func touchedTime(_ id: PartitionID) -> Int64? { lock.withLock { memory.touched[id] } }
@@ -437,4 +461,44 @@ public struct TracePage: Sendable, Equatable {
     public var hits: [TraceHit]
     /// Pass back for the next page; nil when this page has the last hit.
     public var next: TraceCursor?
+}
+
+/// Where a run's entries end, per partition they name (one past the highest offset they can
+/// hold). Once retention has moved every such partition's log start to its end (or its topic
+/// is gone), none of the run's entries can be a hit and the run is deleted whole — as Kafka
+/// deletes a log segment, without reading it. Runs written before reaches were kept have none
+/// and are never deleted this way.
+struct IndexReach: Equatable {
+    var ends: [PartitionID: Int64] = [:]
+
+    init(ends: [PartitionID: Int64] = [:]) { self.ends = ends }
+
+    init(decoding bytes: UnsafeRawBufferPointer) throws {
+        var reader = ByteReader(bytes)
+        while reader.remaining > 0 {
+            let topicID: UInt32 = try reader.readInteger("reach topic")
+            let partition: Int32 = try reader.readInteger("reach partition")
+            ends[PartitionID(topicID: topicID, partition: partition)] = try reader.readInteger("reach end")
+        }
+    }
+
+    var encoded: [UInt8] {
+        var writer = ByteWriter(capacity: ends.count * 16)
+        for (id, end) in ends.sorted(by: { ($0.key.topicID, $0.key.partition) < ($1.key.topicID, $1.key.partition) }) {
+            writer.writeInteger(id.topicID)
+            writer.writeInteger(id.partition)
+            writer.writeInteger(end)
+        }
+        return writer.bytes
+    }
+
+    /// A merge's reach: every source's, the furthest end per partition; nil if any has none.
+    static func union(_ reaches: [IndexReach?]) -> IndexReach? {
+        var union = IndexReach()
+        for reach in reaches {
+            guard let reach else { return nil }
+            union.ends.merge(reach.ends) { max($0, $1) }
+        }
+        return union
+    }
 }

@@ -128,6 +128,8 @@ public struct RetentionReport: Sendable, Equatable {
     public var producersExpired: Int = 0
     /// Business keys forgotten because their window passed (whole runs).
     public var dedupKeysExpired: Int = 0
+    /// Key index runs deleted whole: every record their entries name is gone.
+    public var indexRunsDeleted: Int = 0
 }
 
 /// One problem found by `verify`.

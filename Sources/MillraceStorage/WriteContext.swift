@@ -538,6 +538,30 @@ extension WriteContext {
     /// Writes this transaction's index entries as one run, merges runs that piled up
     /// (dropping entries of topics deleted and of batches retention removed), and the
     /// counters. Changes reach memory only after the commit.
+    /// Deletes every index run none of whose entries can still be a hit: each partition it
+    /// reaches has its log start at or past the run's end there, or its topic is gone.
+    mutating func pruneIndexRuns() throws -> Int {
+        guard let index, let dbi = databases.index else { return 0 }
+        let topics = Set(catalog.topics.values.map(\.id))
+        var pruned = 0
+        for run in index.snapshot.runs where !indexChanges.removedRuns.contains(run.id) {
+            guard let reach = indexChanges.reaches[run.id] ?? index.reach(run.id) else { continue }
+            var dead = true
+            for (id, end) in reach.ends where topics.contains(id.topicID) {
+                if try state(id).logStartOffset < end {
+                    dead = false
+                    break
+                }
+            }
+            guard dead else { continue }
+            try SortedRuns.delete(runID: run.id, owner: 0, txn: txn, dbi: dbi)
+            _ = try txn.delete(dbi.runs, IndexKeys.reach(run.id))
+            indexChanges.removedRuns.insert(run.id)
+            pruned += 1
+        }
+        return pruned
+    }
+
     /// An append leaves entries of partition `id` in memory: the first time since its entries
     /// last went into a run, its watermark (where a replay starts) is written; and the
     /// transaction's time, for the records from `firstOffset`, when it differs from the last
@@ -593,8 +617,8 @@ extension WriteContext {
             recent[slot] = (key, start)
             return offset >= start
         }
-        /// Writes the sorted segments' entries as one run.
-        func write(_ segments: [[IndexEntry]]) throws {
+        /// Writes the sorted segments' entries as one run, with its reach.
+        func write(_ segments: [[IndexEntry]], reach: IndexReach) throws {
             let writer = RunWriter<IndexLayout>(
                 runID: nextRunID, owner: 0, keysAtMost: segments.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi, scratch: runScratch)
             try withUnsafeTemporaryAllocation(byteCount: IndexEntry.size, alignment: 8) { raw in
@@ -607,30 +631,41 @@ extension WriteContext {
             }
             if let failure { throw failure }
             let written = try writer.finish()
+            try txn.put(dbi.runs, IndexKeys.reach(written.id), reach.encoded)
+            indexChanges.reaches[written.id] = reach
             nextRunID += 1
             indexChanges.addedRuns.append(written)
             runs.append(written)
         }
         if !indexPending.isEmpty {
             IndexEntry.sort(&indexPending)
-            try write([indexPending])
+            var reach = IndexReach()
+            for entry in indexPending {
+                let id = PartitionID(topicID: entry.topicID, partition: Int32(entry.partition))
+                reach.ends[id] = max(reach.ends[id] ?? 0, entry.offset + 1)
+            }
+            try write([indexPending], reach: reach)
             indexPending = []
         }
         if !indexFresh.isEmpty || forceMemory {
             IndexEntry.sort(&indexFresh)
             let memory = index.memorySnapshot
             if memory.count + indexFresh.count >= index.memoryEntriesMax || (forceMemory && memory.count + indexFresh.count > 0) {
-                try write(memory.segments + [indexFresh])
-                // Every partition with entries in memory now has them in the run: its
-                // watermark moves to its end, and its recorded append times go.
+                // Every partition with entries in memory has them in the run: its watermark
+                // moves to its end (which is also where the run's reach ends), and its
+                // recorded append times go.
                 var partitions = Set(memory.touched.keys)
                 partitions.formUnion(indexChanges.touched.keys)
+                var reach = IndexReach()
                 for id in partitions where topics.contains(id.topicID) {
+                    let end = try state(id).nextOffset
+                    reach.ends[id] = end
                     var value = ByteWriter(capacity: 8)
-                    value.writeInteger(try state(id).nextOffset)
+                    value.writeInteger(end)
                     try txn.put(dbi.runs, IndexKeys.watermark(id.topicID, id.partition), value.bytes)
                     try txn.deleteAll(dbi.runs, prefix: IndexKeys.appendTimePrefix(id.topicID, id.partition))
                 }
+                try write(memory.segments + [indexFresh], reach: reach)
                 indexChanges.memoryFlushed = true
                 indexChanges.touched = [:]
             } else {
@@ -648,7 +683,15 @@ extension WriteContext {
             }
             if let failure { throw failure }
             let written = try writer.finish()
-            for run in group { try SortedRuns.delete(runID: run.id, owner: 0, txn: txn, dbi: dbi) }
+            if let reach = IndexReach.union(group.map { indexChanges.reaches[$0.id] ?? index.reach($0.id) }) {
+                try txn.put(dbi.runs, IndexKeys.reach(written.id), reach.encoded)
+                indexChanges.reaches[written.id] = reach
+            }
+            for run in group {
+                try SortedRuns.delete(runID: run.id, owner: 0, txn: txn, dbi: dbi)
+                _ = try txn.delete(dbi.runs, IndexKeys.reach(run.id))
+                indexChanges.reaches[run.id] = nil
+            }
             nextRunID += 1
             let ids = Set(group.map(\.id))
             indexChanges.removedRuns.formUnion(ids)

@@ -636,6 +636,7 @@ final class Writer: @unchecked Sendable {
             var report = try context.enforceRetention()
             report.producersExpired = try context.expireProducers(idleMs: producerIdleMs)
             report.dedupKeysExpired = try context.expireDedup()
+            report.indexRunsDeleted = try context.pruneIndexRuns()
             try context.flushDedup()
             try context.flushIndex()
             try context.flushStates()

@@ -113,6 +113,57 @@ extension Storage {
         #expect(try storage.traceAll("L-1") == after)
     }
 
+    /// A run written from memory knows where each partition it names ended; once retention
+    /// has passed all of them (or the topic is gone) the run is deleted whole.
+    @Test func retentionDeletesRunsWhoseRecordsAreAllGone() async throws {
+        var options = testOptions()
+        options.indexMemoryBytes = 6 * MemoryLayout<IndexEntry>.stride
+        try await withStorage(options: options) { storage, _ in
+            _ = try await storage.createTopic("short", partitions: 2, config: TopicConfig(retentionBytes: 1, index: policy))
+            _ = try await storage.createTopic("long", partitions: 1, config: TopicConfig(index: policy))
+            _ = try await storage.createTopic("gone", partitions: 1, config: TopicConfig(index: policy))
+            // Runs of "short" alone, then runs shared with "long", then runs of "gone" alone.
+            for round in 0..<12 { _ = try await storage.appendIndexed("short", Int32(round % 2), [["S-\(round)", "L-1"]]) }
+            for round in 0..<6 {
+                _ = try await storage.appendIndexed("short", 0, [["S-x\(round)"]])
+                _ = try await storage.appendIndexed("long", 0, [["K-\(round)", "L-1"]])
+            }
+            for round in 0..<6 { _ = try await storage.appendIndexed("gone", 0, [["G-\(round)", "L-1"]]) }
+            _ = try await storage.appendIndexed("short", 0, [["S-last"]])
+            _ = try await storage.appendIndexed("short", 1, [["S-last"]])
+            let before = try #require(try storage.indexStatus(topic: "long"))
+            #expect(try storage.traceAll("L-1").count == 24)
+            try await storage.deleteTopic("gone")
+            let report = try await storage.enforceRetention()
+            let after = try #require(try storage.indexStatus(topic: "long"))
+            // The runs of "short" alone and of "gone" go; the shared ones and the newest stay.
+            #expect(report.indexRunsDeleted >= 3 && after.runs == before.runs - report.indexRunsDeleted, "\(report) \(before) \(after)")
+            #expect(after.entriesHeld < before.entriesHeld)
+            #expect(try storage.traceAll("L-1").map(\.topic) == Array(repeating: "long", count: 6))
+            #expect(try storage.traceAll("K-5").count == 1 && storage.traceAll("S-last").count == 2 && storage.traceAll("S-3").isEmpty)
+            // Nothing more to delete: the rest reach records still held.
+            #expect(try await storage.enforceRetention().indexRunsDeleted == 0)
+        }
+    }
+
+    /// Many small transactions leave many segments in memory; past a bound the newest half
+    /// merge, and traces see every entry in order throughout.
+    @Test func manySmallTransactionsKeepTheTableBounded() async throws {
+        let clock = TestClock()
+        try await withStorage(clock: clock) { storage, _ in
+            _ = try await storage.createTopic("t", partitions: 3, config: TopicConfig(index: policy))
+            for round in 0..<600 {
+                clock.advance(by: 1)
+                _ = try await storage.appendIndexed("t", Int32(round % 3), [["L-1", "R-\(round)"]])
+            }
+            #expect(storage.index.memorySnapshot.segments.count <= IndexMemory.segmentsMax)
+            #expect(storage.index.memorySnapshot.count == 1_200)
+            let hits = try storage.traceAll("L-1")
+            #expect(hits.map { "\($0.partition)/\($0.offset)" } == (0..<600).map { "\($0 % 3)/\($0 / 3)" })
+            #expect(try (0..<600).allSatisfy { try storage.traceAll("R-\($0)").count == 1 })
+        }
+    }
+
     /// Batches retention removed are no longer hits at once; their entries go when their
     /// runs merge.
     @Test func retentionRemovesHitsAndMergesDropTheirEntries() async throws {
