@@ -46,6 +46,11 @@ extension RecordBatch {
         try bytes.withUnsafeBytes { try verify($0, depth: depth) }
     }
 
+    /// The record count a batch's header states (0 when the header does not parse).
+    public static func recordCount(of bytes: [UInt8]) -> Int {
+        bytes.withUnsafeBytes { raw in (try? RecordBatchHeader(parsing: raw)).map { Int($0.recordCount) } ?? 0 }
+    }
+
     /// Stores `offset` as the batch's base offset. The field is outside the CRC.
     public static func patchBaseOffset(_ offset: Int64, in bytes: UnsafeMutableRawBufferPointer) {
         precondition(bytes.count >= RecordBatchLayout.headerBytes)

@@ -1,4 +1,5 @@
 import MillraceFormat
+import MillraceStorage
 import MillraceWire
 import NIOConcurrencyHelpers
 import NIOCore
@@ -79,6 +80,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var closed = false
     /// Stopping: no more requests are read; close once everything read is answered.
     private var draining = false
+    /// The peer's address, as the log names it (kept: a closed channel no longer knows it).
+    private var remoteAddress: String?
 
     private let serverInFlight: NIOLockedValueBox<Int>
     private let clock: any MillraceClock
@@ -186,36 +189,67 @@ final class ConnectionHandler: ChannelInboundHandler {
         case .unusable(let error):
             // No header to answer with: correlation id -1, then close.
             closeAfterSequence = sequence
+            protocolError(error, context: context)
             complete(sequence, Response(correlationID: -1, error: error), context: context)
         case .frame(let frame):
             switch RequestCodec.decode(frame: frame) {
             case .request(let header, let request):
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 let allowance: () -> Int = { loopBound.value.0.fetchAllowance }
+                let started = monotonicNanoseconds()
+                let metrics = dispatcher.metrics
                 dispatcher.handle(request, on: context.eventLoop, responseBytesAllowed: allowance).whenComplete { result in
                     let (handler, context) = loopBound.value
                     switch result {
                     case .success(let body):
+                        metrics.requestAnswered(header.apiKey, nanoseconds: monotonicNanoseconds() - started, error: .none)
                         var response = Response(correlationID: header.correlationID, body: body)
                         response.apiVersion = header.apiVersion
                         handler.complete(sequence, response, context: context)
                     case .failure(let error):
                         let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
+                        metrics.requestAnswered(header.apiKey, nanoseconds: monotonicNanoseconds() - started, error: error.code)
                         handler.complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
                     }
                 }
             case .unknownApi(let header):
                 let error = MillraceError(.unknownApi, "no API with key \(header.apiKey); see ApiVersions")
+                protocolError(error, context: context)
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             case .unsupportedVersion(let header):
                 let error = MillraceError(.unsupportedVersion, "API \(header.apiKey) has no version \(header.apiVersion); see ApiVersions")
+                protocolError(error, context: context)
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             case .refused(let header, let error):
+                dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: error.code)
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             case .malformed(let header, let error):
                 closeAfterSequence = sequence
+                protocolError(error, context: context)
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             }
+        }
+    }
+
+    /// A frame that breaks the protocol: counted, and logged with the peer's address (at
+    /// most once a second across the broker: a peer can send these as fast as it likes).
+    private func protocolError(_ error: MillraceError, context: ChannelHandlerContext) {
+        dispatcher.metrics.protocolErrors.increment()
+        guard let held = dispatcher.logLimiter.allow("protocol") else { return }
+        let closing = closeAfterSequence != nil ? "; closing the connection" : ""
+        dispatcher.logger.notice("protocol error from \(peer(context)): \(error.code): \(error.message)\(closing)\(held)")
+    }
+
+    private func peer(_ context: ChannelHandlerContext) -> String {
+        remoteAddress ?? context.remoteAddress.map(Self.describe) ?? "an unknown peer"
+    }
+
+    /// `192.0.2.7:51234`, `[2001:db8::7]:51234`: a peer as people write it.
+    static func describe(_ address: SocketAddress) -> String {
+        switch address {
+        case .v4: return "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+        case .v6: return "[\(address.ipAddress ?? "?")]:\(address.port ?? 0)"
+        case .unixDomainSocket: return address.pathname ?? "a local socket"
         }
     }
 
@@ -330,11 +364,14 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let check = event as? IdleCheck {
-            if inFlight == 0 && check.nowMs - lastActivityMs > check.idleMs { context.close(promise: nil) }
+            if inFlight == 0 && check.nowMs - lastActivityMs > check.idleMs {
+                dispatcher.logger.info("closing the connection from \(peer(context)): idle for \((check.nowMs - lastActivityMs) / 1_000) s")
+                context.close(promise: nil)
+            }
             let stalledLimit = check.underPressure ? configuration.stalledWriteUnderPressureMs : configuration.stalledWriteMs
             if responseBytes > 0 && check.nowMs - lastWriteProgressMs > stalledLimit {
                 dispatcher.logger.warning(
-                    "closing \(context.remoteAddress.map { "\($0)" } ?? "a connection"): \(responseBytes) response bytes unread for \((check.nowMs - lastWriteProgressMs) / 1000) s\(check.underPressure ? " while the broker's memory limit is reached" : "")")
+                    "closing the connection from \(peer(context)): \(responseBytes) response bytes unread for \((check.nowMs - lastWriteProgressMs) / 1000) s\(check.underPressure ? " while the broker's memory limit is reached" : "")")
                 context.close(promise: nil)
             }
             return
@@ -350,7 +387,14 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        remoteAddress = context.remoteAddress.map(Self.describe)
+        dispatcher.logger.debug("connection from \(peer(context))")
+        context.fireChannelActive()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        dispatcher.logger.debug("connection from \(peer(context)) closed after \(nextSequence) requests")
         closed = true
         // Requests still running answer into a closed channel; stop counting them. Responses
         // not yet handed to the channel are dropped here; those handed over are released by
@@ -369,6 +413,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let held = dispatcher.logLimiter.allow("connection-error") {
+            dispatcher.logger.info("connection from \(peer(context)) failed: \(error); closing it\(held)")
+        }
         context.close(promise: nil)
     }
 }

@@ -29,6 +29,11 @@ public final class MillraceServer: Sendable {
         /// the broker-wide memory limit is reached, after `stalledWriteUnderPressureSeconds`.
         public var stalledWriteSeconds: Int64 = 60
         public var stalledWriteUnderPressureSeconds: Int64 = 5
+        /// Where the broker counts; pass the one given to `Storage.Options.events` so storage's
+        /// commits and syncs are in it too.
+        public var metrics: BrokerMetrics?
+        /// The writer is not ready when operations have waited this long with none finished.
+        public var writerStallSeconds: Int64 = 10
 
         public init(host: String = "127.0.0.1", port: Int = 7450) {
             self.host = host
@@ -36,8 +41,8 @@ public final class MillraceServer: Sendable {
         }
     }
 
-    private let storage: Storage
-    private let configuration: Configuration
+    let storage: Storage
+    let configuration: Configuration
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
     private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel], expiry: RepeatedTask?)>(
@@ -47,11 +52,16 @@ public final class MillraceServer: Sendable {
     private let dispatcherBox = NIOLockedValueBox<RequestDispatcher?>(nil)
     /// Bytes held for clients, against the configured limits.
     public let memory: MemoryUsage
+    public let metrics: BrokerMetrics
+    /// When the broker started (configured clock, ms).
+    let startedAtMs: Int64
 
     public init(storage: Storage, configuration: Configuration, logger: Logger) {
         self.storage = storage
         self.configuration = configuration
         self.logger = logger
+        metrics = configuration.metrics ?? BrokerMetrics()
+        startedAtMs = configuration.clock.nowMilliseconds()
         memory = MemoryUsage(
             budget: MemoryBudget(
                 limits: .init(
@@ -71,6 +81,7 @@ public final class MillraceServer: Sendable {
         let dispatcherBox = self.dispatcherBox
         let memory = self.memory.budget
         let logger = self.logger
+        let metrics = self.metrics
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -81,7 +92,7 @@ public final class MillraceServer: Sendable {
                     if let box { return box }
                     let made = RequestDispatcher(
                         storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
-                        logger: logger)
+                        logger: logger, metrics: metrics)
                     box = made
                     return made
                 }
@@ -91,9 +102,11 @@ public final class MillraceServer: Sendable {
                     return true
                 }
                 guard admitted else {
-                    logger.warning("refused a connection from \(channel.remoteAddress.map { "\($0)" } ?? "?"): \(configuration.connectionsMax) are open (connectionsMax)")
+                    metrics.connectionsRefused.increment()
+                    logger.warning("refused a connection from \(channel.remoteAddress.map(ConnectionHandler.describe) ?? "?"): \(configuration.connectionsMax) are open (connectionsMax)")
                     return channel.close()
                 }
+                metrics.connectionsAccepted.increment()
                 channel.closeFuture.whenComplete { _ in state.withLockedValue { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder()))
@@ -107,8 +120,19 @@ public final class MillraceServer: Sendable {
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
-        let address = channel.localAddress!
+        guard let address = channel.localAddress else {
+            try? await channel.close().get()
+            throw MillraceError(.unexpected, "the listening socket has no address")
+        }
         advertisedPort.withLockedValue { $0 = Int32(address.port ?? configuration.port) }
+        // Made now too (not only with the first connection), so metrics can read its groups.
+        dispatcherBox.withLockedValue { box in
+            if box == nil {
+                box = RequestDispatcher(
+                    storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
+                    logger: logger, metrics: metrics)
+            }
+        }
         state.withLockedValue { $0.server = channel }
         if configuration.ticksAutomatically {
             let expiry = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [self] _ in tick() }
@@ -116,6 +140,11 @@ public final class MillraceServer: Sendable {
         }
         return address
     }
+
+    /// Connections open now.
+    public var connectionCount: Int { state.withLockedValue { $0.children.count } }
+
+    var dispatcher: RequestDispatcher? { dispatcherBox.withLockedValue { $0 } }
 
     /// Requests read and not yet answered, across connections.
     public var inFlightRequests: Int { inFlight.withLockedValue { $0 } }

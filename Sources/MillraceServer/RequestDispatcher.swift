@@ -19,11 +19,19 @@ final class RequestDispatcher: Sendable {
     /// Threads that check records against schemas, one per core; a partition always uses the
     /// same one, so its batches are appended in the order they arrived.
     let validationLanes = ValidationLanes(count: System.coreCount)
+    let metrics: BrokerMetrics
+    /// Log lines a peer can cause go through this.
+    let logLimiter: LogLimiter
 
-    init(storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger) {
+    init(
+        storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger,
+        metrics: BrokerMetrics = BrokerMetrics()
+    ) {
         self.storage = storage
         self.logger = logger
-        groups = GroupCoordinator(storage: storage, clock: clock)
+        self.metrics = metrics
+        logLimiter = LogLimiter(clock: clock)
+        groups = GroupCoordinator(storage: storage, clock: clock, logger: logger)
         schemas = SchemaRegistry(storage: storage)
         self.advertisedHost = advertisedHost
         self.advertisedPort = advertisedPort
@@ -217,7 +225,10 @@ final class RequestDispatcher: Sendable {
             for entry in topic.entries { futures.append(append(topic.topic, entry, on: eventLoop)) }
         }
         let layout = shape
+        let started = monotonicNanoseconds()
+        let metrics = self.metrics
         return EventLoopFuture.whenAllSucceed(futures, on: eventLoop).map { results in
+            metrics.produceAck.recordNanoseconds(Int64(clamping: monotonicNanoseconds() - started))
             var index = 0
             return .produce(
                 layout.map { topic in
@@ -243,10 +254,25 @@ final class RequestDispatcher: Sendable {
         // One operation for all of the partition's batches: appended together or not at all,
         // once they pass the topic's schema (if it has one).
         let storage = self.storage
+        let metrics = self.metrics
+        let records = batches.reduce(0) { $0 + RecordBatch.recordCount(of: $1) }
+        let bytes = entry.records.count
         return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, hashes, checkedThrough, indexKeys, completion in
             storage.append(
                 topic: topic, partition: partition, batches: batches, sequences: sequences, dedupHashes: hashes, dedupCheckedThrough: checkedThrough,
                 indexKeys: indexKeys, completion: completion)
+        }.map { result in
+            var (rejected, quarantined, duplicates) = (0, 0, 0)
+            for outcome in result.outcomes {
+                switch outcome.kind {
+                case .invalid: rejected += 1
+                case .quarantined: quarantined += 1
+                case .duplicate: duplicates += 1
+                }
+            }
+            let appended = result.errorCode == .none ? max(0, records - rejected - quarantined - duplicates) : 0
+            metrics.produced(topic: topic, records: appended, bytes: appended > 0 ? bytes : 0, rejected: rejected, quarantined: quarantined, duplicates: duplicates)
+            return result
         }
     }
 
@@ -278,9 +304,10 @@ final class RequestDispatcher: Sendable {
     private func fetch(
         _ request: FetchRequest, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int
     ) -> EventLoopFuture<ResponseBody> {
-        let (results, bytes) = readAll(request, allowed: responseBytesAllowed())
+        let (results, bytes, counts) = readAll(request, allowed: responseBytesAllowed())
         let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
         if bytes >= Int(request.minBytes) || request.maxWaitMs <= 0 {
+            countFetched(counts)
             return eventLoop.makeSucceededFuture(.fetch(results))
         }
         // Long poll: wait for a commit to any of these partitions, or the deadline.
@@ -292,9 +319,10 @@ final class RequestDispatcher: Sendable {
             eventLoop.assertInEventLoop()
             guard !done.withLockedValue({ $0 }) else { return }
             // Read again only now: a waiting fetch holds no record bytes.
-            let (results, bytes) = readAll(request, allowed: allowed.value())
+            let (results, bytes, counts) = readAll(request, allowed: allowed.value())
             guard force || bytes >= Int(request.minBytes) else { return }
             done.withLockedValue { $0 = true }
+            countFetched(counts)
             waiters.remove(token.withLockedValue { $0 }, partitions)
             promise.succeed(.fetch(results))
         }
@@ -307,11 +335,12 @@ final class RequestDispatcher: Sendable {
     /// Reads every partition of `request` within its byte limits and `allowed` (the memory the
     /// connection and broker have left; see MemoryBudget). Only when `allowed` leaves room for
     /// a whole batch may the first batch pass the request's limits.
-    private func readAll(_ request: FetchRequest, allowed: Int) -> ([TopicEntries<FetchPartitionResult>], Int) {
+    private func readAll(_ request: FetchRequest, allowed: Int) -> ([TopicEntries<FetchPartitionResult>], Int, [String: (records: Int, bytes: Int)]) {
         let room = max(0, allowed - Self.fetchResponseOverheadBytes(request))
         var budget = min(Int(max(request.maxBytes, 0)), Limits.fetchBytesMax, room)
         let firstMayExceed = room >= Limits.batchBytesMax
         var total = 0
+        var counts: [String: (records: Int, bytes: Int)] = [:]
         let results = request.topics.map { topic in
             TopicEntries(
                 topic: topic.topic,
@@ -327,6 +356,10 @@ final class RequestDispatcher: Sendable {
                             firstBatchMayExceed: total == 0 && firstMayExceed)
                         budget -= read.bytes.count
                         total += read.bytes.count
+                        if read.recordCount > 0 {
+                            let sofar = counts[topic.topic] ?? (0, 0)
+                            counts[topic.topic] = (sofar.records + read.recordCount, sofar.bytes + read.bytes.count)
+                        }
                         return FetchPartitionResult(
                             partition: entry.partition, logStartOffset: read.logStartOffset, logEndOffset: read.nextOffset, records: read.bytes)
                     } catch {
@@ -338,7 +371,12 @@ final class RequestDispatcher: Sendable {
                     }
                 })
         }
-        return (results, total)
+        return (results, total, counts)
+    }
+
+    /// Records and bytes a fetch's answer carries, per topic (whole batches, as sent).
+    private func countFetched(_ counts: [String: (records: Int, bytes: Int)]) {
+        for (topic, count) in counts { metrics.fetched(topic: topic, records: count.records, bytes: count.bytes) }
     }
 
     /// Response bytes around the records: per partition, its header fields and a message.
@@ -367,7 +405,7 @@ final class RequestDispatcher: Sendable {
 
     /// State, members, and per partition the committed offset, log end and lag: cheap enough
     /// to poll every second (one read transaction per partition, no scans).
-    private func describeGroup(_ name: String) throws -> DescribeGroupResponse {
+    func describeGroup(_ name: String) throws -> DescribeGroupResponse {
         let live = groups.snapshot(name)
         let committed = try storage.committedOffsets(group: name)
         guard live != nil || !committed.isEmpty else {

@@ -34,6 +34,12 @@ struct DiskSpace: Equatable {
         return DiskSpace(device: device, mountPoint: mountPoint, freeBytes: free, totalBytes: total)
     }
 
+    /// A file's size in bytes (0 when it cannot be read).
+    static func fileBytes(_ path: String) -> Int64 {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int64(info.st_size) : 0
+    }
+
     /// "the disk holding DIR (tmpfs (tmpfs) on /mnt/x: 12 KiB free of 16.0 MiB) is full".
     func fullError(directory: String, detail: String) -> MillraceError {
         MillraceError(
@@ -95,4 +101,19 @@ struct ReserveFile {
     /// Deletes the file; true when there was one to free.
     @discardableResult
     func release() -> Bool { unlink(path) == 0 }
+}
+
+/// The data file and the disk under it, as metrics and `millrace status` show them.
+public struct StorageSpace: Sendable, Equatable {
+    /// LMDB's map: how large the file may grow before it is remapped larger.
+    public var mapSizeBytes: Int
+    public var pageBytes: Int
+    /// Pages in the file's used part (up to the last page written).
+    public var pagesUsed: Int
+    /// Of those, pages freed and waiting for reuse.
+    public var pagesFree: Int
+    /// The size of data.mdb on disk.
+    public var dataFileBytes: Int64
+    public var diskFreeBytes: Int64
+    public var diskTotalBytes: Int64
 }

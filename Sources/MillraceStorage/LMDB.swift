@@ -69,6 +69,15 @@ final class LMDBEnvironment: @unchecked Sendable {
         return info.me_mapsize
     }
 
+    /// The last page number used and the page size.
+    var pages: (used: Int, pageBytes: Int) {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        var stat = MDB_stat()
+        mdb_env_stat(handle, &stat)
+        return (info.me_last_pgno + 1, Int(stat.ms_psize))
+    }
+
     /// Bytes of the map in use: (last page used + 1) × page size.
     var usedBytes: Int {
         var info = MDB_envinfo()
@@ -168,6 +177,19 @@ struct LMDBTransaction {
         var stat = MDB_stat()
         try lmdbCheck(mdb_stat(handle, dbi, &stat), "mdb_stat")
         return Int(stat.ms_psize) * (stat.ms_branch_pages + stat.ms_leaf_pages + stat.ms_overflow_pages)
+    }
+
+    /// Pages on LMDB's free list (database 0: each value is a count, then that many page numbers).
+    func freePages() throws -> Int {
+        let cursor = try LMDBCursor(self, 0)
+        defer { cursor.close() }
+        var total = 0
+        var entry = try cursor.get(MDB_FIRST)
+        while let current = entry {
+            if current.value.count >= MemoryLayout<Int>.size { total += current.value.loadUnaligned(as: Int.self) }
+            entry = try cursor.get(MDB_NEXT)
+        }
+        return total
     }
 
     func entryCount(_ dbi: MDB_dbi) throws -> Int {

@@ -38,6 +38,8 @@ public final class Storage: @unchecked Sendable {
         /// entry), then written as one run; on opening, the records they came from are indexed
         /// again from the log (see `IndexMemory`).
         public var indexMemoryBytes: Int = IndexMemory.defaultBytes
+        /// Told of commits, syncs, retention passes and a full disk (the broker's metrics and logs).
+        public var events: (any StorageEvents)?
 
         public init() {}
     }
@@ -119,7 +121,7 @@ public final class Storage: @unchecked Sendable {
                 env: env, gate: gate, databases: databases, catalog: catalog, clock: options.clock,
                 pendingWritesMax: options.pendingWritesMax, retentionIntervalMs: options.retentionCheckIntervalMs,
                 directory: directory, reserve: ReserveFile(directory: directory, bytes: options.reserveBytes),
-                fullRetryIntervalMs: options.fullRetryIntervalMs, producerIdleMs: options.producerIdleMs, dedup: dedup, index: index)
+                fullRetryIntervalMs: options.fullRetryIntervalMs, producerIdleMs: options.producerIdleMs, dedup: dedup, index: index, events: options.events)
             writer.start()
             self.writer = writer
         }
@@ -445,4 +447,18 @@ public final class Storage: @unchecked Sendable {
     var writerForTesting: Writer? { writer }
 
     public var writerStatistics: WriterStatistics { writer?.statistics.withLock { $0 } ?? WriterStatistics() }
+
+    /// The data file's map, pages and size, and the disk's free and total bytes.
+    public func space() throws -> StorageSpace {
+        let (used, pageBytes) = env.pages
+        let free = try withReadTransaction { txn, _ in try txn.freePages() }
+        let fileBytes = DiskSpace.fileBytes(directory + "/data.mdb")
+        let disk = DiskSpace.of(directory)
+        return StorageSpace(
+            mapSizeBytes: env.mapSizeBytes, pageBytes: pageBytes, pagesUsed: used, pagesFree: free, dataFileBytes: fileBytes,
+            diskFreeBytes: disk?.freeBytes ?? 0, diskTotalBytes: disk?.totalBytes ?? 0)
+    }
+
+    /// Whether the writer is getting through its queue and the disk has room (nil: read-only).
+    public var writerHealth: WriterHealth? { writer?.health }
 }

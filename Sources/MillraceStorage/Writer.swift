@@ -33,6 +33,8 @@ final class Writer: @unchecked Sendable {
     /// was last tried.
     private var full: (error: MillraceError, lastAttemptMs: Int64)?
     private var lastReserveAttemptMs: Int64 = 0
+    /// How long the last commit took (writer thread only).
+    private var lastCommitSeconds = 0.0
 
     private let lock = ConditionLock()
     private var queue: [WriteOperation] = []
@@ -50,14 +52,20 @@ final class Writer: @unchecked Sendable {
     /// Makes each commit's meta page durable, then tells its callers; see `deliver`.
     private var syncer: Syncer!
     let statistics = Locked(WriterStatistics())
+    let events: (any StorageEvents)?
+    /// For readers: when the writer last finished a transaction (storage clock), and the
+    /// full-disk error while there is one.
+    private let progress: Locked<(lastProgressMs: Int64, diskFull: MillraceError?)>
     /// Called on the writer thread after each commit that appended to a partition.
     let commitObservers = Locked<[@Sendable (Set<TopicPartition>) -> Void]>([])
 
     init(
         env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
         clock: any MillraceClock, pendingWritesMax: Int, retentionIntervalMs: Int64?, directory: String, reserve: ReserveFile,
-        fullRetryIntervalMs: Int64, producerIdleMs: Int64, dedup: DedupStore, index: IndexStore
+        fullRetryIntervalMs: Int64, producerIdleMs: Int64, dedup: DedupStore, index: IndexStore, events: (any StorageEvents)? = nil
     ) {
+        self.events = events
+        progress = Locked((clock.nowMilliseconds(), nil))
         self.dedup = dedup
         self.index = index
         self.producerIdleMs = producerIdleMs
@@ -76,7 +84,7 @@ final class Writer: @unchecked Sendable {
     func start() {
         reserve.create()
         let directory = self.directory
-        syncer = Syncer(env: env, statistics: statistics) { code, detail in Self.classify(code, detail, directory: directory) }
+        syncer = Syncer(env: env, statistics: statistics, events: events) { code, detail in Self.classify(code, detail, directory: directory) }
         syncer.start()
         thread = startThread(named: "writer") { self.run() }
     }
@@ -130,6 +138,12 @@ final class Writer: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    var health: WriterHealth {
+        let queued = lock.withLock { queue.count }
+        let (last, diskFull) = progress.withLock { ($0.lastProgressMs, $0.diskFull) }
+        return WriterHealth(queued: queued, millisecondsSinceProgress: max(0, clock.nowMilliseconds() - last), diskFull: diskFull)
     }
 
     /// Stopping leaves the key index's entries in memory unwritten, as a crash would.
@@ -255,11 +269,21 @@ final class Writer: @unchecked Sendable {
     /// After each transaction: note whether the disk is full, and keep the reserve in place.
     private func noteOutcome(_ error: MillraceError?) {
         if let error, error.code == .storageFull {
-            if full == nil { full = (error, clock.nowMilliseconds()) } else { full?.error = error }
+            if full == nil {
+                full = (error, clock.nowMilliseconds())
+                events?.diskFull(error)
+            } else {
+                full?.error = error
+            }
+            progress.withLock { $0.diskFull = error }
             return
         }
         guard error == nil else { return }
-        full = nil
+        if full != nil {
+            full = nil
+            events?.diskFull(nil)
+            progress.withLock { $0.diskFull = nil }
+        }
         let now = clock.nowMilliseconds()
         if now - lastReserveAttemptMs >= 10_000 {
             lastReserveAttemptMs = now
@@ -331,6 +355,7 @@ final class Writer: @unchecked Sendable {
         case .failure(let error):
             for op in ops { op.fail(error) }
         case .success(let (outcomes, touched)):
+            events?.committed(writes: ops.count, commitSeconds: lastCommitSeconds)
             // Statistics first: a caller that wakes up may read them at once.
             statistics.withLock { statistics in
                 for (op, outcome) in zip(ops, outcomes) {
@@ -487,6 +512,8 @@ final class Writer: @unchecked Sendable {
             if !context.dedupChanges.isEmpty { dedup.apply(context.dedupChanges, nextRunID: context.dedupNextRunID, nowMs: context.nowMs) }
             index.apply(context.indexChanges)
             let finished = monotonicNanoseconds()
+            progress.withLock { $0.lastProgressMs = clock.nowMilliseconds() }
+            lastCommitSeconds = Double(finished - committing) / 1e9
             statistics.withLock {
                 $0.transactions += 1
                 $0.busyNanoseconds += finished - began
@@ -632,6 +659,7 @@ final class Writer: @unchecked Sendable {
     }
 
     private func runRetention() -> Result<RetentionReport, MillraceError> {
+        let started = monotonicNanoseconds()
         let result = withTransaction { context -> RetentionReport in
             var report = try context.enforceRetention()
             report.producersExpired = try context.expireProducers(idleMs: producerIdleMs)
@@ -644,12 +672,13 @@ final class Writer: @unchecked Sendable {
         }
         if case .success(let report) = result {
             statistics.withLock { $0.retentionBatchesDeleted += report.batchesDeleted }
+            events?.retentionRan(report, seconds: Double(monotonicNanoseconds() - started) / 1e9)
         }
         return result
     }
 }
 
-func monotonicNanoseconds() -> UInt64 {
+public func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
@@ -683,9 +712,12 @@ final class Syncer: @unchecked Sendable {
     private var stopping = false
     private var thread: pthread_t?
 
-    init(env: LMDBEnvironment, statistics: Locked<WriterStatistics>, classify: @escaping (Int32, String) -> MillraceError?) {
+    private let events: (any StorageEvents)?
+
+    init(env: LMDBEnvironment, statistics: Locked<WriterStatistics>, events: (any StorageEvents)?, classify: @escaping (Int32, String) -> MillraceError?) {
         self.env = env
         self.statistics = statistics
+        self.events = events
         self.classify = classify
     }
 
@@ -727,7 +759,9 @@ final class Syncer: @unchecked Sendable {
 
     private func syncAndDeliver(_ taken: [Delivery]) {
         do {
+            let started = monotonicNanoseconds()
             try env.sync(force: true)
+            events?.synced(seconds: Double(monotonicNanoseconds() - started) / 1e9)
             statistics.withLock { $0.explicitSyncs += 1 }
             for delivery in taken { delivery.succeed() }
         } catch {

@@ -5,106 +5,139 @@ import Logging
 import MillraceFormat
 import MillraceServer
 import MillraceStorage
+import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve", abstract: "Run the broker on a data directory until SIGTERM or SIGINT.")
 
-    @Option(help: "The data directory (created when missing).") var dataDir = "./millrace-data"
-    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).") var listen = "127.0.0.1:7450"
-    @Option(help: "Forget an idempotent producer (its id and sequence numbers) after this many hours without a write.")
-    var producerIdleHours = 168
+    @Option(help: "A config file of `key = value` lines (settings as below, with underscores: data_dir = \"/var/lib/millrace\"). Environment variables MILLRACE_<KEY> override it; flags override both.")
+    var config: String?
+    @Option(help: "The data directory, created when missing (default ./millrace-data).") var dataDir: String?
+    @Option(help: "Address to listen on, HOST:PORT; port 0 picks a free one (default 127.0.0.1:7450).") var listen: String?
+    @Option(help: "Address for /metrics, /healthz and /readyz over HTTP, HOST:PORT, or none (default 127.0.0.1:7451).")
+    var httpListen: String?
+    @Option(help: "Forget an idempotent producer (its id and sequence numbers) after this many hours without a write (default 168).")
+    var producerIdleHours: Int?
     @Option(
         help: ArgumentHelp(
-            "Memory per topic with duplicate detection for its filter over the keys it holds (MiB, 1...1024).",
+            "Memory per topic with duplicate detection for its filter over the keys it holds (MiB, 1...1024; default 16).",
             discussion: "Fixed, so memory does not grow with the keys held; past about 1 M keys per MiB its false positives rise and look-ups get slower, never wrong (docs/OPERATIONS.md)."))
-    var dedupFilterMib = 16
+    var dedupFilterMib: Int?
     @Option(
         help: ArgumentHelp(
-            "Memory for the key index's newest entries before they are written as one run (MiB, 1...4096).",
+            "Memory for the key index's newest entries before they are written as one run (MiB, 1...4096; default 64).",
             discussion: "48 bytes per entry (64 MiB: ~1.4 M entries). More means fewer, larger runs and a longer start after a crash, when the records behind them are indexed again (docs/OPERATIONS.md, \"Tracing\")."))
-    var indexMemoryMib = 64
+    var indexMemoryMib: Int?
+    @Option(help: "Least severe log lines written: trace, debug, info, notice, warning, error, critical (default info).") var logLevel: String?
+    @Option(help: "Log lines as text or json, one object per line (default text).") var logFormat: String?
+    @Flag(help: "Print the settings this would run with, each with where it came from, and exit.") var printConfig = false
 
     func run() async throws {
+        var flags: [String: String] = [:]
+        flags["data_dir"] = dataDir
+        flags["listen"] = listen
+        flags["http_listen"] = httpListen
+        flags["producer_idle_hours"] = producerIdleHours.map(String.init)
+        flags["dedup_filter_mib"] = dedupFilterMib.map(String.init)
+        flags["index_memory_mib"] = indexMemoryMib.map(String.init)
+        flags["log_level"] = logLevel
+        flags["log_format"] = logFormat
+        let environment = ProcessInfo.processInfo.environment
+        let settings: ServeSettings
+        do {
+            settings = try ServeSettings.resolve(configFile: config ?? environment["MILLRACE_CONFIG"], environment: environment, flags: flags)
+        } catch {
+            Output.standardError("error: \(error)")
+            throw ExitCode(2)
+        }
+        if printConfig {
+            print(settings.described)
+            return
+        }
         // Responses are large, short-lived buffers. glibc raises its mmap threshold after
         // such buffers are freed and then serves them from the heap, where freed memory is
         // not returned: under a fetch flood RSS rose to several times the memory budget.
         // A fixed threshold keeps them mmapped and returned at once (docs/DECISIONS.md).
         _ = glibcMallopt(-3, 256 << 10)  // M_MMAP_THRESHOLD
         _ = glibcMallopt(-8, 4)  // M_ARENA_MAX
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "millrace")
-        logger.logLevel = .info
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            Output.standardError("error: --listen takes HOST:PORT, for example 127.0.0.1:7450 (got \(listen))")
-            throw ExitCode(2)
-        }
-        let host = String(listen[..<colon])
-        guard producerIdleHours >= 1, producerIdleHours <= 24 * 365 else {
-            Output.standardError("error: --producer-idle-hours takes 1...8760 (got \(producerIdleHours))")
-            throw ExitCode(2)
-        }
-        guard (1...1_024).contains(dedupFilterMib) else {
-            Output.standardError("error: --dedup-filter-mib takes 1...1024 (got \(dedupFilterMib))")
-            throw ExitCode(2)
-        }
-        guard (1...4_096).contains(indexMemoryMib) else {
-            Output.standardError("error: --index-memory-mib takes 1...4096 (got \(indexMemoryMib))")
-            throw ExitCode(2)
-        }
+        let format: BrokerLogHandler.Format = settings.logFormat == "json" ? .json : .text
+        let level = settings.logLevel
+        LoggingSystem.bootstrap { BrokerLogHandler(label: $0, format: format, level: level) }
+        let logger = Logger(label: "millrace")
+        let (host, port) = settings.listen
+        let limiter = LogLimiter(clock: SystemClock())
+        let metrics = BrokerMetrics(
+            onSlowSync: { seconds in
+                if let held = limiter.allow("slow-sync") {
+                    logger.warning("slow disk: an fdatasync took \(Int(seconds * 1_000)) ms\(held)")
+                }
+            },
+            onDiskFull: { error in
+                if let error {
+                    logger.error("disk full: \(error.message); writes are refused until there is room (reads go on)")
+                } else {
+                    logger.notice("the disk has room again: writes are accepted")
+                }
+            },
+            onRetention: { report, seconds in
+                guard report.batchesDeleted > 0 || report.indexRunsDeleted > 0 || report.dedupKeysExpired > 0 || report.producersExpired > 0 else {
+                    return logger.debug("retention pass: nothing to remove (\(Int(seconds * 1_000)) ms)")
+                }
+                logger.info(
+                    "retention pass: \(report.batchesDeleted) batches (\(report.bytesDeleted) bytes) removed from \(report.partitionsTrimmed) partitions, \(report.dedupKeysExpired) dedup keys expired, \(report.indexRunsDeleted) index runs deleted, \(report.producersExpired) idle producers forgotten (\(Int(seconds * 1_000)) ms)"
+                )
+            })
         var options = Storage.Options()
-        options.indexMemoryBytes = indexMemoryMib << 20
-        options.producerIdleMs = Int64(producerIdleHours) * 3_600_000
-        options.dedupFilterBytes = dedupFilterMib << 20
+        options.indexMemoryBytes = settings.indexMemoryMib << 20
+        options.producerIdleMs = Int64(settings.producerIdleHours) * 3_600_000
+        options.dedupFilterBytes = settings.dedupFilterMib << 20
+        options.events = metrics
         let storage: Storage
         do {
-            storage = try Storage.open(directory: dataDir, options: options)
+            storage = try Storage.open(directory: settings.dataDir, options: options)
         } catch let error as MillraceError {
             Output.standardError("error: \(error.message)")
             throw ExitCode(2)
         }
-        let server = MillraceServer(storage: storage, configuration: .init(host: host, port: port), logger: logger)
+        var configuration = MillraceServer.Configuration(host: host, port: port)
+        configuration.metrics = metrics
+        let server = MillraceServer(storage: storage, configuration: configuration, logger: logger)
         let address: String
         do {
             let bound = try await server.start()
             address = "\(host):\(bound.port ?? port)"
         } catch {
             storage.close()
-            Output.standardError("error: cannot listen on \(listen): \(error); is another broker running there?")
+            Output.standardError("error: cannot listen on \(host):\(port): \(error); is another broker running there?")
             throw ExitCode(2)
+        }
+        var http: OperationsHTTPServer?
+        var httpAddress = "off"
+        if let (httpHost, httpPort) = settings.httpListen {
+            let made = OperationsHTTPServer(host: httpHost, port: httpPort, broker: server, logger: logger)
+            do {
+                let bound = try await made.start()
+                httpAddress = "http://\(httpHost):\(bound.port ?? httpPort)"
+                http = made
+            } catch {
+                await server.stop()
+                storage.close()
+                Output.standardError("error: cannot listen for HTTP on \(httpHost):\(httpPort): \(error); is another broker running there? (--http-listen none turns it off)")
+                throw ExitCode(2)
+            }
         }
         if storage.indexReplay.entries > 0 {
             logger.notice(
                 "the last stop was not clean: indexed \(storage.indexReplay.entries) entries again from the log in \(Int(storage.indexReplay.seconds * 1_000)) ms")
         }
         logger.info(
-            "millrace \(MillraceVersion.current) serving \(dataDir) on \(address), durability: fdatasync before every acknowledgement")
-        await waitForTerminationSignal()
-        logger.info("shutting down: finishing requests in flight")
-        await server.stop()
-        storage.close()
-        logger.info("stopped; storage closed cleanly")
-    }
-
-    private func waitForTerminationSignal() async {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let fired = NSLock()
-            nonisolated(unsafe) var done = false
-            let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
-            for source in sources {
-                source.setEventHandler {
-                    fired.lock()
-                    defer { fired.unlock() }
-                    guard !done else { return }
-                    done = true
-                    for source in sources { source.cancel() }
-                    continuation.resume()
-                }
-                source.resume()
-            }
-        }
+            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address), metrics and health on \(httpAddress), durability: fdatasync before every acknowledgement")
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [BrokerService(server: server, http: http, storage: storage, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
     }
 }
 

@@ -14,15 +14,18 @@ final class LiveServer {
     var storage: Storage
     var server: MillraceServer
     var port: Int
+    var http: OperationsHTTPServer?
 
     /// With `clock`, group sessions and idle connections run on it and only `tick()` checks them.
     init(
         directory: String? = nil, idleTimeoutSeconds: Int64 = 600, clock: ManualClock? = nil, port: Int = 0,
-        configure: (inout MillraceServer.Configuration) -> Void = { _ in }
+        configure: (inout MillraceServer.Configuration) -> Void = { _ in }, logger: Logger = Logger(label: "test"),
+        storageOptions: (inout Storage.Options) -> Void = { _ in }
     ) async throws {
         self.directory = directory ?? NSTemporaryDirectory() + "millrace-e2e-\(UUID().uuidString)"
         var options = Storage.Options()
         options.retentionCheckIntervalMs = nil
+        storageOptions(&options)
         storage = try Storage.open(directory: self.directory, options: options)
         var configuration = MillraceServer.Configuration(host: "127.0.0.1", port: port)
         configuration.idleTimeoutSeconds = idleTimeoutSeconds
@@ -31,11 +34,19 @@ final class LiveServer {
             configuration.ticksAutomatically = false
         }
         configure(&configuration)
-        server = MillraceServer(storage: storage, configuration: configuration, logger: Logger(label: "test"))
+        server = MillraceServer(storage: storage, configuration: configuration, logger: logger)
         self.port = try await server.start().port!
     }
 
+    /// The operations HTTP port (`/metrics`, `/healthz`, `/readyz`) on a free port.
+    func startHTTP() async throws -> Int {
+        let made = OperationsHTTPServer(host: "127.0.0.1", port: 0, broker: server, logger: Logger(label: "test"))
+        http = made
+        return try await made.start().port!
+    }
+
     func stop() async {
+        await http?.stop()
         await server.stop()
         storage.close()
     }

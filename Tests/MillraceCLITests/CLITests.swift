@@ -26,10 +26,11 @@ import Testing
 
     func millrace(_ arguments: String...) throws -> Run { try millrace(arguments) }
 
-    func millrace(_ arguments: [String], input: String? = nil) throws -> Run {
+    func millrace(_ arguments: [String], input: String? = nil, environment: [String: String]? = nil) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try Self.binary())
         process.arguments = arguments
+        if let environment { process.environment = environment }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

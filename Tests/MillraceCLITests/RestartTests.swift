@@ -24,7 +24,7 @@ import Testing
         static func start(directory: String, port: Int) throws -> (Process, Int) {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: try CLITests.binary())
-            process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:\(port)"]
+            process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:\(port)", "--http-listen", "127.0.0.1:0"]
             let log = Pipe()
             process.standardError = log
             try process.run()

@@ -194,6 +194,8 @@ final class LatencyRecorder: @unchecked Sendable {
 final class ServerProcess {
     let process = Process()
     let port: Int
+    /// Where `/metrics` is served.
+    let httpPort: Int
 
     init(directory: String) throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("millrace").path
@@ -201,7 +203,7 @@ final class ServerProcess {
             throw MillraceError(.unexpected, "\(binary) not found; build it with `swift build -c release`")
         }
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0"]
+        process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
         let log = Pipe()
         process.standardError = log
         try process.run()
@@ -211,8 +213,12 @@ final class ServerProcess {
             let data = log.fileHandleForReading.availableData
             if data.isEmpty { break }
             text += String(decoding: data, as: UTF8.self)
-            if let range = text.range(of: #"on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+            if let range = text.range(of: #"on 127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+                let http = text.range(of: #"http://127\.0\.0\.1:(\d+)"#, options: .regularExpression)
+            {
                 port = Int(text[range].split(separator: ":").last!)!
+                httpPort = Int(text[http].split(separator: ":").last!)!
+                log.fileHandleForReading.readabilityHandler = { _ = $0.availableData }  // keep draining
                 return
             }
         }

@@ -1,3 +1,4 @@
+import Logging
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
@@ -10,12 +11,24 @@ final class GroupCoordinator: Sendable {
     private let storage: Storage
     private let clock: any MillraceClock
     private let groups = NIOLockedValueBox<[String: GroupStateMachine]>([:])
+    private let logger: Logger
+    /// Joins, leaves and refused commits come from peers, who can repeat them as fast as
+    /// they like: their lines go through this (per group, at most one a second of each kind).
+    private let limiter: LogLimiter
 
     static let sessionTimeoutRangeMs: ClosedRange<Int64> = 1_000...300_000
 
-    init(storage: Storage, clock: any MillraceClock) {
+    init(storage: Storage, clock: any MillraceClock, logger: Logger = Logger(label: "millrace", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.storage = storage
         self.clock = clock
+        self.logger = logger
+        limiter = LogLimiter(clock: clock)
+    }
+
+    /// Logs a group event a peer caused, unless that group has had one of `kind` this second.
+    private func note(_ kind: String, _ group: String, _ message: @autoclosure () -> String) {
+        guard let held = limiter.allow(kind + ":" + group) else { return }
+        logger.info("\(message())\(held)")
     }
 
     private func partitionCounts() throws -> [String: Int32] {
@@ -34,7 +47,7 @@ final class GroupCoordinator: Sendable {
             throw MillraceError(.unknownTopic, "topic \"\(missing)\" does not exist; create it before joining")
         }
         let now = clock.nowMilliseconds()
-        return try groups.withLockedValue { groups in
+        let (response, members) = try groups.withLockedValue { groups in
             if groups[request.group] == nil && groups.count >= Limits.groupsMax {
                 throw MillraceError(.limitReached, "the broker has \(Limits.groupsMax) groups with live members (groupsMax); retry when some have stopped")
             }
@@ -46,9 +59,16 @@ final class GroupCoordinator: Sendable {
                 memberID: request.memberID.isEmpty ? nil : request.memberID, topics: request.topics.sorted(), partitionCounts: counts,
                 sessionTimeoutMs: Int64(request.sessionTimeoutMs), nowMs: now)
             groups[request.group] = group
-            return GroupAssignmentResponse(
-                memberID: joined.memberID, generation: joined.generation, rebalanced: true, assignment: Self.wire(joined.assignment))
+            return (
+                GroupAssignmentResponse(memberID: joined.memberID, generation: joined.generation, rebalanced: true, assignment: Self.wire(joined.assignment)),
+                group.members.count
+            )
         }
+        note(
+            "join", request.group,
+            "group \(request.group): member \(response.memberID) joined (\(request.topics.sorted().joined(separator: ", "))); rebalanced to generation \(response.generation) with \(members) member\(members == 1 ? "" : "s")"
+        )
+        return response
     }
 
     func heartbeat(_ request: GroupMemberRequest) throws -> GroupAssignmentResponse {
@@ -74,17 +94,32 @@ final class GroupCoordinator: Sendable {
 
     func leave(_ request: GroupMemberRequest) throws {
         let counts = try partitionCounts()
-        try groups.withLockedValue { groups in
+        let (generation, members) = try groups.withLockedValue { groups in
             guard var group = groups[request.group], group.leave(memberID: request.memberID, partitionCounts: counts) else {
                 throw MillraceError(.unknownMember, "member \(request.memberID) is not in group \(request.group)")
             }
             groups[request.group] = group.members.isEmpty ? nil : group
+            return (group.currentGeneration, group.members.count)
         }
+        note(
+            "leave", request.group,
+            members == 0
+                ? "group \(request.group): member \(request.memberID) left; the group has no members now"
+                : "group \(request.group): member \(request.memberID) left; rebalanced to generation \(generation) with \(members) member\(members == 1 ? "" : "s")")
     }
 
     /// Fencing for commits: a member commits only its own partitions at the current
     /// generation; a commit without membership only to a group with no live members.
     func checkCommit(_ request: OffsetCommitRequest) throws {
+        do {
+            try checkCommitFencing(request)
+        } catch let error as MillraceError {
+            note("refused-commit", request.group, "group \(request.group): refused a commit from \(request.memberID.isEmpty ? "a non-member" : "member " + request.memberID): \(error.message)")
+            throw error
+        }
+    }
+
+    private func checkCommitFencing(_ request: OffsetCommitRequest) throws {
         let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
         try groups.withLockedValue { groups in
             guard let group = groups[request.group] else {
@@ -107,12 +142,23 @@ final class GroupCoordinator: Sendable {
     func expire() {
         guard let counts = try? partitionCounts() else { return }
         let now = clock.nowMilliseconds()
-        groups.withLockedValue { groups in
+        let expired = groups.withLockedValue { groups -> [(group: String, members: [String], generation: Int32, left: Int)] in
+            var expired: [(group: String, members: [String], generation: Int32, left: Int)] = []
             for name in Array(groups.keys) {
-                var group = groups[name]!
-                _ = group.expire(nowMs: now, partitionCounts: counts)
+                guard var group = groups[name] else { continue }
+                let gone = group.expire(nowMs: now, partitionCounts: counts)
                 groups[name] = group.members.isEmpty ? nil : group
+                if !gone.isEmpty { expired.append((name, gone, group.currentGeneration, group.members.count)) }
             }
+            return expired
+        }
+        // Once per expiry (a session runs out once): not limited.
+        for event in expired {
+            let who = event.members.count == 1 ? "member \(event.members[0])'s session" : "\(event.members.count) members' sessions (\(event.members.joined(separator: ", ")))"
+            logger.info(
+                event.left == 0
+                    ? "group \(event.group): \(who) expired; the group has no members now"
+                    : "group \(event.group): \(who) expired; rebalanced to generation \(event.generation) with \(event.left) member\(event.left == 1 ? "" : "s")")
         }
     }
 

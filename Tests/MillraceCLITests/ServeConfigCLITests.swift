@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+/// `serve`'s settings: built-in defaults, then the config file, then `MILLRACE_*`
+/// variables, then flags; `--print-config` shows each with where it came from, and a bad
+/// value is named with its source before anything starts.
+@Suite struct ServeConfigCLITests {
+    let cli = CLITests()
+
+    func configFile(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "millrace-config-\(UUID().uuidString).conf"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func flagsOverTheEnvironmentOverTheFileOverDefaults() throws {
+        let file = try configFile(
+            """
+            # Millrace on the line-3 gateway
+            data_dir = "/var/lib/millrace"
+            listen = "0.0.0.0:7450"
+            log_level = "debug"
+            index_memory_mib = 128   # a bigger table
+            """)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let run = try cli.millrace(
+            ["serve", "--config", file, "--log-level", "warning", "--print-config"],
+            environment: ["MILLRACE_LISTEN": "127.0.0.1:9450", "MILLRACE_LOG_LEVEL": "error", "MILLRACE_HTTP_LISTEN": "none"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = run.stdout.split(separator: "\n").map { $0.replacingOccurrences(of: " +", with: " ", options: .regularExpression) }
+        #expect(
+            lines == [
+                #"data_dir = "/var/lib/millrace" # \#(file) line 2"#,
+                #"listen = "127.0.0.1:9450" # MILLRACE_LISTEN"#,
+                #"http_listen = "none" # MILLRACE_HTTP_LISTEN"#,
+                #"producer_idle_hours = 168 # default"#,
+                #"dedup_filter_mib = 16 # default"#,
+                #"index_memory_mib = 128 # \#(file) line 5"#,
+                #"log_level = "warning" # --log-level"#,
+                #"log_format = "text" # default"#,
+            ], "\(run.stdout)")
+        // MILLRACE_CONFIG names the file when --config does not.
+        let fromEnvironment = try cli.millrace(["serve", "--print-config"], environment: ["MILLRACE_CONFIG": file])
+        #expect(fromEnvironment.stdout.contains(#"index_memory_mib = 128"#))
+    }
+
+    @Test func aBadSettingIsNamedWithItsSource() throws {
+        let file = try configFile("listen = \"somewhere\"\n")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let run = try cli.millrace(["serve", "--config", file, "--print-config"], environment: [:])
+        #expect(run.status == 2)
+        #expect(run.stderr == "error: \(file) line 1: listen takes HOST:PORT, for example 127.0.0.1:7450 (got somewhere)\n")
+        let unknown = try configFile("colour = \"blue\"\n")
+        defer { try? FileManager.default.removeItem(atPath: unknown) }
+        #expect(try cli.millrace(["serve", "--config", unknown], environment: [:]).stderr.contains("line 1: unknown setting colour"))
+        let environment = try cli.millrace(["serve", "--print-config"], environment: ["MILLRACE_DEDUP_FILTER_MIB": "0"])
+        #expect(environment.status == 2 && environment.stderr == "error: MILLRACE_DEDUP_FILTER_MIB: dedup_filter_mib takes 1...1024 (got 0)\n")
+        let flag = try cli.millrace(["serve", "--log-format", "xml", "--print-config"], environment: [:])
+        #expect(flag.status == 2 && flag.stderr == "error: --log-format: log_format takes text or json (got xml)\n")
+    }
+}
