@@ -11,6 +11,8 @@ public enum Limits {
     public static let inFlightRequestsMax = 256
     /// Longest protocol string.
     public static let stringBytesMax = Int(Int16.max)
+    /// Longest file path in a request or answer (a backup's destination, the data directory).
+    public static let pathBytesMax = 4_096
     /// Largest record batch accepted for append, header included.
     public static let batchBytesMax = 1 << 20
     /// Largest decompressed records section of one batch (a guard against decompression bombs).

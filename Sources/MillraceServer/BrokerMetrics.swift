@@ -40,6 +40,15 @@ public final class BrokerMetrics: StorageEvents, Sendable {
     private let errors = NIOLockedValueBox<[String: CoreMetrics.Counter]>([:])
     private let topics = NIOLockedValueBox<[String: TopicCounters]>([:])
     private let indexSeen = NIOLockedValueBox<[String: UInt64]>([:])
+    /// The same counts as the topic counters, readable (for BrokerStatus).
+    private let totals = NIOLockedValueBox<[String: TopicTotals]>([:])
+
+    struct TopicTotals {
+        var producedRecords: Int64 = 0
+        var producedBytes: Int64 = 0
+        var fetchedRecords: Int64 = 0
+        var fetchedBytes: Int64 = 0
+    }
     /// Gauges set at scrape time, by name and labels, so those whose labels are gone (a
     /// deleted topic, a group with nothing left) are dropped.
     private let gauges = NIOLockedValueBox<[String: CoreMetrics.Gauge]>([:])
@@ -145,6 +154,10 @@ public final class BrokerMetrics: StorageEvents, Sendable {
         if records > 0 {
             counters.producedRecords.increment(by: records)
             counters.producedBytes.increment(by: bytes)
+            totals.withLockedValue {
+                $0[topic, default: TopicTotals()].producedRecords += Int64(records)
+                $0[topic, default: TopicTotals()].producedBytes += Int64(bytes)
+            }
         }
         if rejected > 0 { counters.rejected.increment(by: rejected) }
         if quarantined > 0 { counters.quarantined.increment(by: quarantined) }
@@ -156,7 +169,13 @@ public final class BrokerMetrics: StorageEvents, Sendable {
         let counters = self.topic(topic)
         counters.fetchedRecords.increment(by: records)
         counters.fetchedBytes.increment(by: bytes)
+        totals.withLockedValue {
+            $0[topic, default: TopicTotals()].fetchedRecords += Int64(records)
+            $0[topic, default: TopicTotals()].fetchedBytes += Int64(bytes)
+        }
     }
+
+    func totals(_ topic: String) -> TopicTotals { totals.withLockedValue { $0[topic] ?? TopicTotals() } }
 
     /// Index entries written for a topic, as storage counts them: the counter moves on by
     /// what was written since the last scrape.
@@ -220,6 +239,7 @@ public final class BrokerMetrics: StorageEvents, Sendable {
             let gone = topics.filter { !names.contains($0.key) }
             for name in gone.keys { topics[name] = nil }
             indexSeen.withLockedValue { seen in for name in gone.keys { seen[name] = nil } }
+            totals.withLockedValue { totals in for name in gone.keys { totals[name] = nil } }
             return Array(gone.values)
         }
         for counters in gone { for counter in counters.all { counter.destroy() } }

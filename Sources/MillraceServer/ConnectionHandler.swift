@@ -82,6 +82,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var draining = false
     /// The peer's address, as the log names it (kept: a closed channel no longer knows it).
     private var remoteAddress: String?
+    private var peerAddress: SocketAddress?
 
     private let serverInFlight: NIOLockedValueBox<Int>
     private let clock: any MillraceClock
@@ -194,6 +195,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         case .frame(let frame):
             switch RequestCodec.decode(frame: frame) {
             case .request(let header, let request):
+                if case .backup = request, !isLoopback {
+                    let error = MillraceError(.invalidRequest, "backups are made by a client on the broker's own machine (this connection is from \(peer(context)))")
+                    dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: error.code)
+                    return complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
+                }
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 let allowance: () -> Int = { loopBound.value.0.fetchAllowance }
                 let started = monotonicNanoseconds()
@@ -242,6 +248,16 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private func peer(_ context: ChannelHandlerContext) -> String {
         remoteAddress ?? context.remoteAddress.map(Self.describe) ?? "an unknown peer"
+    }
+
+    /// Whether the peer is this machine (127.0.0.0/8, ::1 or a local socket).
+    private var isLoopback: Bool {
+        switch peerAddress {
+        case .v4(let address)?: return UInt32(bigEndian: address.address.sin_addr.s_addr) >> 24 == 127
+        case .v6?: return peerAddress?.ipAddress == "::1"
+        case .unixDomainSocket?: return true
+        case nil: return false
+        }
     }
 
     /// `192.0.2.7:51234`, `[2001:db8::7]:51234`: a peer as people write it.
@@ -389,6 +405,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         remoteAddress = context.remoteAddress.map(Self.describe)
+        peerAddress = context.remoteAddress
         dispatcher.logger.debug("connection from \(peer(context))")
         context.fireChannelActive()
     }

@@ -22,6 +22,38 @@ extension MillraceServer {
         return Readiness(reasons: reasons)
     }
 
+    /// What `millrace status` and `top` show.
+    func brokerStatus() -> BrokerStatusResponse {
+        let space = try? storage.space()
+        let topics = ((try? storage.listTopics()) ?? []).map { info -> TopicStatus in
+            var records: Int64 = 0
+            var bytes: Int64 = 0
+            for partition in 0..<info.partitionCount {
+                guard let offsets = try? storage.offsets(topic: info.name, partition: partition) else { continue }
+                records += offsets.recordCount
+                bytes += offsets.bytes
+            }
+            let totals = metrics.totals(info.name)
+            return TopicStatus(
+                name: info.name, partitions: info.partitionCount, records: records, bytes: bytes, producedRecords: totals.producedRecords,
+                producedBytes: totals.producedBytes, fetchedRecords: totals.fetchedRecords, fetchedBytes: totals.fetchedBytes)
+        }
+        var groups: [GroupStatus] = []
+        if let dispatcher {
+            let live = dispatcher.groups.liveGroups()
+            for name in Set(live.keys).union((try? storage.groupsWithCommittedOffsets()) ?? []).sorted() {
+                let rows = (try? dispatcher.describeGroup(name))?.offsets.flatMap(\.entries) ?? []
+                groups.append(
+                    GroupStatus(name: name, members: Int32(live[name] ?? 0), lag: rows.reduce(0) { $0 + $1.lag }, partitions: Int32(rows.count)))
+            }
+        }
+        return BrokerStatusResponse(
+            version: MillraceVersion.current, startedAtMs: startedAtMs, nowMs: configuration.clock.nowMilliseconds(), dataDirectory: storage.directory,
+            dataFileBytes: space?.dataFileBytes ?? 0, diskFreeBytes: space?.diskFreeBytes ?? 0, diskTotalBytes: space?.diskTotalBytes ?? 0,
+            connections: Int32(connectionCount), requestsInFlight: Int32(inFlightRequests), notReady: readiness().reasons, topics: topics.sorted { $0.name < $1.name },
+            groups: groups)
+    }
+
     /// Reads what gauges show (connections, memory, the writer, the disk, topics' sizes,
     /// groups' lag), then the whole registry in Prometheus's text format.
     public func scrapeMetrics() -> [UInt8] {

@@ -93,6 +93,7 @@ public final class MillraceServer: Sendable {
                     let made = RequestDispatcher(
                         storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
                         logger: logger, metrics: metrics)
+                    made.brokerStatus.withLockedValue { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
                     box = made
                     return made
                 }
@@ -128,9 +129,11 @@ public final class MillraceServer: Sendable {
         // Made now too (not only with the first connection), so metrics can read its groups.
         dispatcherBox.withLockedValue { box in
             if box == nil {
-                box = RequestDispatcher(
+                let made = RequestDispatcher(
                     storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
                     logger: logger, metrics: metrics)
+                made.brokerStatus.withLockedValue { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
+                box = made
             }
         }
         state.withLockedValue { $0.server = channel }

@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import MillraceFormat
 import MillraceSchema
@@ -22,6 +23,8 @@ final class RequestDispatcher: Sendable {
     let metrics: BrokerMetrics
     /// Log lines a peer can cause go through this.
     let logLimiter: LogLimiter
+    /// BrokerStatus's answer, from the server that owns this dispatcher.
+    let brokerStatus = NIOLockedValueBox<(@Sendable () -> BrokerStatusResponse)?>(nil)
 
     init(
         storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger,
@@ -162,6 +165,11 @@ final class RequestDispatcher: Sendable {
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
                 storage.deleteGroupOffsets(name) { result in promise.completeWith(result.map { _ in .deleteGroup }.mapError { $0 as any Error }) }
                 return promise.futureResult
+            case .brokerStatus:
+                guard let status = brokerStatus.withLockedValue({ $0 }) else { throw MillraceError(.unexpected, "the broker's status is not available yet") }
+                return eventLoop.makeSucceededFuture(.brokerStatus(status()))
+            case .backup(let backup):
+                return self.backup(backup, on: eventLoop)
             case .listGroups:
                 let live = groups.liveGroups()
                 let names = Set(live.keys).union(try storage.groupsWithCommittedOffsets()).sorted()
@@ -171,6 +179,27 @@ final class RequestDispatcher: Sendable {
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
+    }
+
+    /// Copies the data file on a thread of its own (a large one takes a while); answered once
+    /// the copy is synced. The connection has checked that the peer is on this machine.
+    private func backup(_ request: BackupRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        let promise = eventLoop.makePromise(of: ResponseBody.self)
+        let storage = self.storage
+        let logger = self.logger
+        DispatchQueue.global().async {
+            let started = monotonicNanoseconds()
+            do {
+                let bytes = try storage.backup(to: request.destination, compact: request.compact)
+                let milliseconds = Int64((monotonicNanoseconds() - started) / 1_000_000)
+                logger.info("backup: copied the data file to \(request.destination) (\(bytes) bytes, \(milliseconds) ms)")
+                promise.succeed(.backup(BackupResponse(bytes: bytes, milliseconds: milliseconds)))
+            } catch {
+                logger.warning("backup to \(request.destination) failed: \(error)")
+                promise.fail(error)
+            }
+        }
+        return promise.futureResult
     }
 
     private func metadata(_ names: [String]) throws -> MetadataResponse {

@@ -56,6 +56,11 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case walk = 28
     /// One step of indexing a partition's records appended before its topic's index policy.
     case indexRebuild = 29
+    /// What `millrace status` and `top` show: version, uptime, disk, connections, topics' sizes
+    /// and traffic, groups' lag.
+    case brokerStatus = 30
+    /// A consistent copy of the data file, made by the broker while it runs (loopback peers only).
+    case backup = 31
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
     /// duplicate's original partition to it.

@@ -131,6 +131,10 @@ public enum RequestCodec {
             walk.write(to: &buffer)
         case .indexRebuild(let rebuild):
             rebuild.write(to: &buffer)
+        case .brokerStatus:
+            break
+        case .backup(let backup):
+            backup.write(to: &buffer)
         }
     }
 
@@ -260,6 +264,10 @@ public enum RequestCodec {
             return .walk(try WalkRequest(from: &buffer) { try readTopic(&$0) })
         case .indexRebuild:
             return .indexRebuild(try IndexRebuildRequest(from: &buffer) { try readTopic(&$0) })
+        case .brokerStatus:
+            return .brokerStatus
+        case .backup:
+            return .backup(try BackupRequest(from: &buffer))
         }
     }
 
@@ -388,6 +396,10 @@ public enum ResponseCodec {
             walk.write(to: &buffer)
         case .indexRebuild(let step):
             step.write(to: &buffer)
+        case .brokerStatus(let status):
+            status.write(to: &buffer)
+        case .backup(let backup):
+            backup.write(to: &buffer)
         }
     }
 
@@ -512,6 +524,10 @@ public enum ResponseCodec {
             return .walk(try WalkResponse(from: &buffer))
         case .indexRebuild:
             return .indexRebuild(try IndexRebuildResponse(from: &buffer))
+        case .brokerStatus:
+            return .brokerStatus(try BrokerStatusResponse(from: &buffer))
+        case .backup:
+            return .backup(try BackupResponse(from: &buffer))
         }
     }
 }

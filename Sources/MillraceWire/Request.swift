@@ -53,6 +53,8 @@ public enum Request: Equatable, Sendable {
     case trace(TraceRequest)
     case walk(WalkRequest)
     case indexRebuild(IndexRebuildRequest)
+    case brokerStatus
+    case backup(BackupRequest)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -92,6 +94,8 @@ public enum Request: Equatable, Sendable {
         case .trace: return .trace
         case .walk: return .walk
         case .indexRebuild: return .indexRebuild
+        case .brokerStatus: return .brokerStatus
+        case .backup: return .backup
         }
     }
 }

@@ -58,6 +58,8 @@ public enum ResponseBody: Equatable, Sendable {
     case trace(TraceResponse)
     case walk(WalkResponse)
     case indexRebuild(IndexRebuildResponse)
+    case brokerStatus(BrokerStatusResponse)
+    case backup(BackupResponse)
 
     public var apiKey: ApiKey {
         switch self {
@@ -91,6 +93,8 @@ public enum ResponseBody: Equatable, Sendable {
         case .trace: return .trace
         case .walk: return .walk
         case .indexRebuild: return .indexRebuild
+        case .brokerStatus: return .brokerStatus
+        case .backup: return .backup
         }
     }
 }

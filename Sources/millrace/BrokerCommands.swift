@@ -5,19 +5,24 @@ import MillraceClient
 import MillraceFormat
 import MillraceSchema
 import MillraceWire
+import NIOCore
 
 /// `--broker HOST:PORT`, shared by every command that talks to a running broker.
 struct BrokerOptions: ParsableArguments {
     @Option(help: "The broker's address, HOST:PORT (default: $MILLRACE_BROKER, else 127.0.0.1:7450).") var broker: String?
 
-    func client() throws -> MillraceClient {
-        let address = broker ?? ProcessInfo.processInfo.environment["MILLRACE_BROKER"] ?? "127.0.0.1:7450"
+    /// The address commands use: --broker, else $MILLRACE_BROKER, else 127.0.0.1:7450.
+    var address: String { broker ?? ProcessInfo.processInfo.environment["MILLRACE_BROKER"] ?? "127.0.0.1:7450" }
+
+    func client(requestTimeout: TimeAmount? = nil) throws -> MillraceClient {
+        let address = self.address
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
             Output.standardError("error: --broker takes HOST:PORT, for example 127.0.0.1:7450 (got \(address))")
             throw ExitCode(2)
         }
         var configuration = MillraceClient.Configuration()
         configuration.logger = Logger(label: "millrace", factory: { _ in StandardErrorLogHandler() })
+        if let requestTimeout { configuration.requestTimeout = requestTimeout }
         return MillraceClient(host: String(address[..<colon]), port: port, configuration: configuration)
     }
 }

@@ -39,6 +39,17 @@ enum Output {
     }
 
     static var standardErrorIsTerminal: Bool { isatty(2) != 0 }
+    static var standardOutputIsTerminal: Bool { isatty(1) != 0 }
+
+    /// "3 d 4 h", "2 h 5 min", "4 min 10 s", "12 s": an uptime as people read it.
+    static func duration(milliseconds: Int64) -> String {
+        let seconds = max(0, milliseconds / 1_000)
+        let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3_600, seconds % 3_600 / 60)
+        if days > 0 { return "\(days) d \(hours) h" }
+        if hours > 0 { return "\(hours) h \(minutes) min" }
+        if minutes > 0 { return "\(minutes) min \(seconds % 60) s" }
+        return "\(seconds) s"
+    }
 }
 
 /// Prints one line saying what went wrong and what to do, and exits non-zero.
