@@ -22,10 +22,9 @@ extension MillraceServer {
         return Readiness(reasons: reasons)
     }
 
-    /// What `millrace status` and `top` show.
-    func brokerStatus() -> BrokerStatusResponse {
-        let space = try? storage.space()
-        let topics = ((try? storage.listTopics()) ?? []).map { info -> TopicStatus in
+    /// Each topic with the records and bytes its partitions hold.
+    private func topicSizes() -> [(info: TopicInfo, records: Int64, bytes: Int64)] {
+        ((try? storage.listTopics()) ?? []).map { info in
             var records: Int64 = 0
             var bytes: Int64 = 0
             for partition in 0..<info.partitionCount {
@@ -33,6 +32,14 @@ extension MillraceServer {
                 records += offsets.recordCount
                 bytes += offsets.bytes
             }
+            return (info, records, bytes)
+        }
+    }
+
+    /// What `millrace status` and `top` show.
+    func brokerStatus() -> BrokerStatusResponse {
+        let space = try? storage.space()
+        let topics = topicSizes().map { info, records, bytes -> TopicStatus in
             let totals = metrics.totals(info.name)
             return TopicStatus(
                 name: info.name, partitions: info.partitionCount, records: records, bytes: bytes, producedRecords: totals.producedRecords,
@@ -81,23 +88,16 @@ extension MillraceServer {
             gauge("millrace_disk_free_bytes", Double(space.diskFreeBytes))
             gauge("millrace_disk_total_bytes", Double(space.diskTotalBytes))
         }
-        let topics = (try? storage.listTopics()) ?? []
-        for info in topics {
+        let topics = topicSizes()
+        for (info, records, bytes) in topics {
             let labels = [("topic", info.name)]
-            var records: Int64 = 0
-            var bytes: Int64 = 0
-            for partition in 0..<info.partitionCount {
-                guard let offsets = try? storage.offsets(topic: info.name, partition: partition) else { continue }
-                records += offsets.recordCount
-                bytes += offsets.bytes
-            }
             gauge("millrace_topic_partitions", labels, Double(info.partitionCount))
             gauge("millrace_topic_records", labels, Double(records))
             gauge("millrace_topic_bytes", labels, Double(bytes))
             if let dedup = storage.dedupStatus(topic: info.name) { gauge("millrace_dedup_keys", labels, Double(dedup.keysHeld)) }
             if let index = try? storage.indexStatus(topic: info.name) { metrics.indexEntriesWritten(topic: info.name, total: index.entriesWritten) }
         }
-        metrics.keepTopics(Set(topics.map(\.name)))
+        metrics.keepTopics(Set(topics.map(\.info.name)))
         if let dispatcher = dispatcher {
             let live = dispatcher.groups.liveGroups()
             let names = Set(live.keys).union((try? storage.groupsWithCommittedOffsets()) ?? [])

@@ -9,20 +9,7 @@ import Testing
     let cli = CLITests()
 
     func withBroker(_ body: (String) async throws -> Void) async throws {
-        let directory = NSTemporaryDirectory() + "millrace-cli-broker-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let storage = try Storage.open(directory: directory)
-        let server = MillraceServer(storage: storage, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
-        let port = try await server.start().port!
-        do {
-            try await body("127.0.0.1:\(port)")
-        } catch {
-            await server.stop()
-            storage.close()
-            throw error
-        }
-        await server.stop()
-        storage.close()
+        try await withTestBroker { broker, _ in try await body(broker) }
     }
 
     @Test func topicsProduceAndConsume() async throws {
@@ -71,4 +58,25 @@ import Testing
         #expect(noBroker.status == 1)
         #expect(noBroker.stderr == "error: no broker at 127.0.0.1:1 (connection refused); start one with `scripts/run` or pass --broker HOST:PORT\n")
     }
+}
+
+/// A broker on 127.0.0.1:0 over a fresh data directory for `body` (given its address and
+/// storage), stopped and removed after.
+func withTestBroker(_ body: (String, Storage) async throws -> Void) async throws {
+    let directory = NSTemporaryDirectory() + "millrace-cli-broker-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    var options = Storage.Options()
+    options.retentionCheckIntervalMs = nil
+    let storage = try Storage.open(directory: directory, options: options)
+    let server = MillraceServer(storage: storage, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+    let port = try await server.start().port!
+    do {
+        try await body("127.0.0.1:\(port)", storage)
+    } catch {
+        await server.stop()
+        storage.close()
+        throw error
+    }
+    await server.stop()
+    storage.close()
 }

@@ -13,24 +13,7 @@ import Testing
 @Suite(.serialized) struct OperationsCLITests {
     let cli = CLITests()
 
-    func withBroker(_ body: (String, Storage) async throws -> Void) async throws {
-        let directory = NSTemporaryDirectory() + "millrace-cli-ops-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var options = Storage.Options()
-        options.retentionCheckIntervalMs = nil
-        let storage = try Storage.open(directory: directory, options: options)
-        let server = MillraceServer(storage: storage, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
-        let port = try await server.start().port!
-        do {
-            try await body("127.0.0.1:\(port)", storage)
-        } catch {
-            await server.stop()
-            storage.close()
-            throw error
-        }
-        await server.stop()
-        storage.close()
-    }
+    func withBroker(_ body: (String, Storage) async throws -> Void) async throws { try await withTestBroker(body) }
 
     @Test func statusAndTopShowTopicsAndLag() async throws {
         try await withBroker { broker, _ in
