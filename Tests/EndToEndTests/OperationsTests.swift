@@ -149,6 +149,22 @@ func prometheusValues(_ page: String) -> [String: Double] {
             #expect(name.hasPrefix("millrace_"), "\(name)")
             if type == "counter" { #expect(name.hasSuffix("_total"), "\(name)") }
         }
+        // The dashboard and alert rules in deploy/ read only metrics the broker has.
+        let families = Set(page.body.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.split(separator: " ")[2]) })
+        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("deploy")
+        let dashboardData = try Data(contentsOf: deploy.appendingPathComponent("grafana-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: dashboardData) as? [String: Any])
+        #expect((dashboard["panels"] as? [[String: Any]])?.isEmpty == false)
+        for file in ["grafana-dashboard.json", "prometheus-alerts.yml"] {
+            let text = try String(contentsOf: deploy.appendingPathComponent(file), encoding: .utf8)
+            let names = text.matches(of: /millrace_[a-z_]+/).map { String($0.output) }
+            #expect(!names.isEmpty)
+            for name in Set(names) {
+                let family = name.replacing(/_(bucket|sum|count)$/, with: "")
+                #expect(families.contains(family), "\(file) reads \(name), which /metrics does not have")
+            }
+        }
         // Deleting a topic drops its series.
         try await MillraceClient(host: "127.0.0.1", port: port).deleteTopic("plain")
         let after = prometheusValues(try httpGet(port: httpPort, "/metrics").body)
