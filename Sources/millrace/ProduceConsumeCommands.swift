@@ -208,7 +208,7 @@ struct ProduceCommand: AsyncParsableCommand {
         defer { signals.cancel() }
         let outcome: (lines: Int, records: Int)
         do {
-            outcome = try await work.value
+            outcome = try await signals.wait(for: work)
         } catch let error as MillraceError {
             await client.close()
             let result = tally.withLockedValue { $0 }
@@ -334,7 +334,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         let signals = TerminationSignals { work.cancel() }
         defer { signals.cancel() }
         do {
-            try await work.value
+            try await signals.wait(for: work)
             writer.flush()
             await client.close()
         } catch let error as MillraceError {
@@ -402,7 +402,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         defer { signals.cancel() }
         var failure: MillraceError?
         do {
-            try await work.value
+            try await signals.wait(for: work)
         } catch let error as MillraceError {
             failure = error
         }

@@ -118,7 +118,8 @@ struct QuarantineCommand: ParsableCommand {
             // Ctrl-C / SIGTERM: finish the chunk in hand, move the cursor past it, stop.
             let signals = TerminationSignals(graceSeconds: 30) { stop.withLockedValue { $0 = true } }
             defer { signals.cancel() }
-            let summary = try await withClient(broker) { client -> (passed: Int, failed: Int, stopped: Bool) in
+            let broker = self.broker
+            let work = Task { try await withClient(broker) { client -> (passed: Int, failed: Int, stopped: Bool) in
                 let found = try await QuarantineCommand.parked(client, topic: topic, from: from)
                 guard !found.records.isEmpty else { return (0, 0, false) }
                 let (version, schema) = try await client.compiledSchema(topic: topic)
@@ -186,7 +187,9 @@ struct QuarantineCommand: ParsableCommand {
                         group: QuarantineCommand.cursorGroup, topic: topic + ".quarantine", offsets: [OffsetEntry(partition: 0, offset: cursor, metadata: "redrive")])
                 }
                 return (passed, failed, false)
-            }
+            } }
+            // Under swift-service-lifecycle; a signal lets the chunk in hand finish (not a cancel).
+            let summary = try await signals.wait(for: work, cancelling: false)
             if summary.stopped { Output.standardError("stopped by a signal; the cursor is after the last record handled — run re-drive again to go on") }
             let verb = dryRun ? "would re-drive" : "re-drove"
             if json {

@@ -184,7 +184,7 @@ struct SchemaCommand: ParsableCommand {
             }
             let signals = TerminationSignals { work.cancel() }
             defer { signals.cancel() }
-            let (lines, invalid) = try await work.value
+            let (lines, invalid) = try await signals.wait(for: work)
             let stopped = signals.signalled ? " (stopped by a signal after line \(lines))" : ""
             if json {
                 print(Output.json(["topic": topic, "version": Int(found), "lines": lines, "invalid": invalid, "stopped": signals.signalled]))

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// Ctrl-C and SIGTERM end a command the same way: the first cancels its work, which then
 /// finishes cleanly (commits, leaves its group, flushes output); if that has not happened
@@ -37,6 +38,20 @@ final class TerminationSignals: @unchecked Sendable {
 
     var signalled: Bool { lock.withLock { received > 0 } }
 
+    /// Waits for `task` as a service of a swift-service-lifecycle group: SIGTERM or SIGINT
+    /// start the group's graceful shutdown, which cancels the task (it then finishes cleanly);
+    /// this object's own count of signals still exits at once on a second one, or when the
+    /// grace time runs out.
+    /// With `cancelling` false the task is left to stop itself (`onFirst` tells it to).
+    func wait<T: Sendable>(for task: Task<T, any Error>, cancelling: Bool = true) async throws -> T {
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: TaskService(task: task, cancelling: cancelling), successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "millrace", factory: { _ in SwiftLogNoOpLogHandler() })))
+        try await group.run()
+        return try await task.value
+    }
+
     static func exitNow(_ code: Int32) -> Never {
         fflush(nil)
         exit(code)
@@ -61,5 +76,19 @@ struct StandardErrorLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         Output.standardError("\(event.level): \(event.message)")
+    }
+}
+
+/// A command's work as a service: done when the task is; a graceful shutdown cancels it.
+struct TaskService<T: Sendable>: Service {
+    let task: Task<T, any Error>
+    var cancelling = true
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            _ = try? await task.value
+        } onGracefulShutdown: {
+            if cancelling { task.cancel() }
+        }
     }
 }

@@ -160,25 +160,36 @@ struct IndexCommand: AsyncParsableCommand {
         @Flag(help: "Print one JSON summary instead of progress and a sentence.") var json = false
 
         func run() async throws {
-            let (topic, json) = (self.topic, self.json)
-            let indexed = try await withClient(broker) { client -> Int64 in
-                let partitions = try await client.partitionCount(topic)
-                var indexed: Int64 = 0
-                for partition in 0..<partitions {
-                    while true {
-                        let step = try await client.indexRebuildStep(topic: topic, partition: partition)
-                        indexed += Int64(step.indexed)
-                        if !json { Output.standardError("  partition \(partition): up to offset \(Output.count(step.next)) of \(Output.count(step.end))") }
-                        if step.done { break }
+            let (topic, json, broker) = (self.topic, self.json, self.broker)
+            // Each step is durable with where the rebuild goes on: Ctrl-C or SIGTERM stops after
+            // the step in hand, and the next run resumes there.
+            let work = Task {
+                try await withClient(broker) { client -> Int64 in
+                    let partitions = try await client.partitionCount(topic)
+                    var indexed: Int64 = 0
+                    for partition in 0..<partitions {
+                        while !Task.isCancelled {
+                            let step = try await client.indexRebuildStep(topic: topic, partition: partition)
+                            indexed += Int64(step.indexed)
+                            if !json { Output.standardError("  partition \(partition): up to offset \(Output.count(step.next)) of \(Output.count(step.end))") }
+                            if step.done { break }
+                        }
                     }
+                    return indexed
                 }
-                return indexed
             }
+            let signals = TerminationSignals(graceSeconds: 30) { work.cancel() }
+            defer { signals.cancel() }
+            let indexed = try await signals.wait(for: work)
+            let stopped = signals.signalled
             if json {
-                print(Output.json(["topic": topic, "entries_indexed": indexed]))
+                print(Output.json(["topic": topic, "entries_indexed": indexed, "stopped": stopped]))
+            } else if stopped {
+                print("\(topic): \(Output.count(indexed)) entries indexed, then stopped by a signal; run it again to go on where it stopped")
             } else {
                 print("\(topic): \(Output.count(indexed)) entries indexed; the records held before its index was set are traced too")
             }
+            if stopped { throw ExitCode(1) }
         }
     }
 
