@@ -37,6 +37,11 @@ public final class FrameResponder: Sendable {
                 fetch.maxWaitMs = min(fetch.maxWaitMs, maxWaitCapMs)
                 request = .fetch(fetch)
             }
+            // As for a peer on another machine: a fuzz input must not write files where it likes.
+            if case .backup = request {
+                let error = MillraceError(.invalidRequest, "backups are made by a client on the broker's own machine")
+                return eventLoop.makeSucceededFuture(Self.encoded(Response(correlationID: header.correlationID, error: error)))
+            }
             return dispatcher.handle(request, on: eventLoop).map { body in
                 var response = Response(correlationID: header.correlationID, body: body)
                 response.apiVersion = header.apiVersion
