@@ -23,27 +23,24 @@ extension MillraceServer {
     }
 
     /// Each topic with the records and bytes its partitions hold.
-    private func topicSizes() -> [(info: TopicInfo, records: Int64, bytes: Int64)] {
+    private func topicSizes() -> [(info: TopicInfo, records: Int64, bytes: Int64, partitions: [PartitionSize])] {
         ((try? storage.listTopics()) ?? []).map { info in
-            var records: Int64 = 0
-            var bytes: Int64 = 0
-            for partition in 0..<info.partitionCount {
-                guard let offsets = try? storage.offsets(topic: info.name, partition: partition) else { continue }
-                records += offsets.recordCount
-                bytes += offsets.bytes
+            let partitions = (0..<info.partitionCount).compactMap { partition -> PartitionSize? in
+                guard let offsets = try? storage.offsets(topic: info.name, partition: partition) else { return nil }
+                return PartitionSize(partition: partition, records: offsets.recordCount, bytes: offsets.bytes)
             }
-            return (info, records, bytes)
+            return (info, partitions.reduce(0) { $0 + $1.records }, partitions.reduce(0) { $0 + $1.bytes }, partitions)
         }
     }
 
     /// What `millrace status` and `top` show.
     func brokerStatus() -> BrokerStatusResponse {
         let space = try? storage.space()
-        let topics = topicSizes().map { info, records, bytes -> TopicStatus in
+        let topics = topicSizes().map { info, records, bytes, partitions -> TopicStatus in
             let totals = metrics.totals(info.name)
             return TopicStatus(
                 name: info.name, partitions: info.partitionCount, records: records, bytes: bytes, producedRecords: totals.producedRecords,
-                producedBytes: totals.producedBytes, fetchedRecords: totals.fetchedRecords, fetchedBytes: totals.fetchedBytes)
+                producedBytes: totals.producedBytes, fetchedRecords: totals.fetchedRecords, fetchedBytes: totals.fetchedBytes, partitionSizes: partitions)
         }
         var groups: [GroupStatus] = []
         if let dispatcher {
@@ -89,7 +86,7 @@ extension MillraceServer {
             gauge("millrace_disk_total_bytes", Double(space.diskTotalBytes))
         }
         let topics = topicSizes()
-        for (info, records, bytes) in topics {
+        for (info, records, bytes, _) in topics {
             let labels = [("topic", info.name)]
             gauge("millrace_topic_partitions", labels, Double(info.partitionCount))
             gauge("millrace_topic_records", labels, Double(records))

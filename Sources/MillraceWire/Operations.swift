@@ -82,11 +82,14 @@ public struct TopicStatus: WireCodable {
     public var producedBytes: Int64
     public var fetchedRecords: Int64
     public var fetchedBytes: Int64
+    /// Each partition's records and bytes held.
+    public var partitionSizes: [PartitionSize]
 
     public init(
         name: String, partitions: Int32, records: Int64, bytes: Int64, producedRecords: Int64, producedBytes: Int64, fetchedRecords: Int64,
-        fetchedBytes: Int64
+        fetchedBytes: Int64, partitionSizes: [PartitionSize] = []
     ) {
+        self.partitionSizes = partitionSizes
         self.name = name
         self.partitions = partitions
         self.records = records
@@ -97,12 +100,13 @@ public struct TopicStatus: WireCodable {
         self.fetchedBytes = fetchedBytes
     }
 
-    public static var minimumBytes: Int { 2 + 4 + 6 * 8 }
+    public static var minimumBytes: Int { 2 + 4 + 6 * 8 + 4 }
 
     public func write(to buffer: inout ByteBuffer) {
         buffer.writeMillraceString(name)
         buffer.writeInteger(partitions)
         for value in [records, bytes, producedRecords, producedBytes, fetchedRecords, fetchedBytes] { buffer.writeInteger(value) }
+        partitionSizes.write(to: &buffer)
     }
 
     public init(from buffer: inout ByteBuffer) throws {
@@ -114,6 +118,34 @@ public struct TopicStatus: WireCodable {
         producedBytes = try buffer.readMillraceInteger("produced bytes")
         fetchedRecords = try buffer.readMillraceInteger("fetched records")
         fetchedBytes = try buffer.readMillraceInteger("fetched bytes")
+        partitionSizes = try [PartitionSize](from: &buffer, "partition sizes")
+    }
+}
+
+/// One partition's size in BrokerStatus.
+public struct PartitionSize: WireCodable {
+    public var partition: Int32
+    public var records: Int64
+    public var bytes: Int64
+
+    public init(partition: Int32, records: Int64, bytes: Int64) {
+        self.partition = partition
+        self.records = records
+        self.bytes = bytes
+    }
+
+    public static var minimumBytes: Int { 20 }
+
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(partition)
+        buffer.writeInteger(records)
+        buffer.writeInteger(bytes)
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        partition = try buffer.readMillraceInteger("partition")
+        records = try buffer.readMillraceInteger("records")
+        bytes = try buffer.readMillraceInteger("bytes")
     }
 }
 

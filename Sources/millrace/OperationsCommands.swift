@@ -232,13 +232,13 @@ struct TopFrame {
         lines.append("")
         lines.append(
             Output.table(
-                ["TOPIC", "IN/s", "OUT/s", "RECORDS", "BYTES", "PARTITIONS"],
+                ["TOPIC", "IN/s", "OUT/s", "RECORDS", "BYTES", "RECORDS PER PARTITION"],
                 topics.map { row in
                     [
                         row.status.name, Output.count(Int64(row.inPerSecond.rounded())), Output.count(Int64(row.outPerSecond.rounded())),
-                        Output.count(row.status.records), Output.bytes(row.status.bytes), "\(row.status.partitions)",
+                        Output.count(row.status.records), Output.bytes(row.status.bytes), Self.perPartition(row.status.partitionSizes),
                     ]
-                }, rightAligned: [1, 2, 3, 4, 5]))
+                }, rightAligned: [1, 2, 3, 4]))
         if !groups.isEmpty {
             lines.append("")
             lines.append(
@@ -252,6 +252,12 @@ struct TopFrame {
         return lines.joined(separator: "\n")
     }
 
+    /// "1,204 / 1,190 / 1,211": records per partition, the first eight.
+    static func perPartition(_ sizes: [PartitionSize]) -> String {
+        let shown = sizes.prefix(8).map { Output.count($0.records) }.joined(separator: " / ")
+        return sizes.count > 8 ? shown + " / … (\(sizes.count))" : shown
+    }
+
     func jsonObject(broker: String) -> [String: Any] {
         [
             "broker": broker, "version": current.version, "uptime_ms": current.nowMs - current.startedAtMs, "ready": current.notReady.isEmpty,
@@ -261,6 +267,7 @@ struct TopFrame {
                 [
                     "name": row.status.name, "in_per_second": row.inPerSecond, "out_per_second": row.outPerSecond, "records": row.status.records,
                     "bytes": row.status.bytes, "partitions": Int(row.status.partitions),
+                    "partition_sizes": row.status.partitionSizes.map { ["partition": Int($0.partition), "records": $0.records, "bytes": $0.bytes] as [String: Any] },
                 ]
             },
             "groups": groups.map { row -> [String: Any] in

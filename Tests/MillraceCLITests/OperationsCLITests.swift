@@ -44,6 +44,12 @@ import Testing
             let frame = try #require(try JSONSerialization.jsonObject(with: Data(top.stdout.utf8)) as? [String: Any])
             let topics = try #require(frame["topics"] as? [[String: Any]])
             #expect(topics.first?["name"] as? String == "orders" && topics.first?["records"] as? Int == 40)
+            let sizes = try #require(topics.first?["partition_sizes"] as? [[String: Any]])
+            #expect(sizes.map { $0["partition"] as? Int } == [0, 1] && sizes.compactMap { $0["records"] as? Int }.reduce(0, +) == 40)
+            let view = try cli.millrace(["top", "--once", "--interval", "1", "--broker", broker])
+            let row = view.stdout.split(separator: "\n").first { $0.hasPrefix("orders ") }.map(String.init) ?? ""
+            let perPartition = sizes.map { "\($0["records"] as? Int ?? -1)" }.joined(separator: " / ")
+            #expect(view.stdout.contains("RECORDS PER PARTITION") && row.hasSuffix(perPartition), "\(view.stdout)")
             #expect((frame["groups"] as? [[String: Any]])?.first?["lag_trend_per_second"] as? Double == 0)
 
             #expect(try cli.millrace(["status", "--broker", "127.0.0.1:1"]).status == 1)

@@ -66,6 +66,9 @@ let sampleRequests: [Request] = [
     .setSchemaPolicy(SchemaPolicyRequest(topic: "orders", compatibility: 1, onInvalid: -1)),
     .initProducer(producerId: -1, epoch: -1),
     .initProducer(producerId: 42, epoch: 3),
+    .brokerStatus,
+    .backup(BackupRequest(destination: "/backups/millrace-2026-11-28", compact: true)),
+    .backup(BackupRequest(destination: "b", compact: false)),
 ]
 
 let sampleResponses: [Response] = [
@@ -123,6 +126,19 @@ let sampleResponses: [Response] = [
         body: .listSchemas(ListSchemasResponse(compatibility: 1, onInvalid: 0, versions: [SchemaVersionSummary(version: 1, registeredAtMs: 5, bytes: 2)]))),
     Response(correlationID: 23, body: .setSchemaPolicy),
     Response(correlationID: 24, body: .initProducer(producerId: 42, epoch: 4)),
+    Response(
+        correlationID: 25,
+        body: .brokerStatus(
+            BrokerStatusResponse(
+                version: "0.1.0", startedAtMs: 1_700_000_000_000, nowMs: 1_700_000_060_000, dataDirectory: "/var/lib/millrace", dataFileBytes: 1 << 30,
+                diskFreeBytes: 5 << 30, diskTotalBytes: 50 << 30, connections: 12, requestsInFlight: 3, notReady: ["disk full: no room"],
+                topics: [
+                    TopicStatus(
+                        name: "orders", partitions: 2, records: 30, bytes: 3_000, producedRecords: 40, producedBytes: 4_000, fetchedRecords: 10, fetchedBytes: 1_000,
+                        partitionSizes: [PartitionSize(partition: 0, records: 10, bytes: 1_000), PartitionSize(partition: 1, records: 20, bytes: 2_000)])
+                ],
+                groups: [GroupStatus(name: "erp", members: 2, lag: 7, partitions: 2)]))),
+    Response(correlationID: 26, body: .backup(BackupResponse(bytes: 1 << 20, milliseconds: 42))),
 ]
 
 @Suite struct WireTests {
