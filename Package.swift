@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "MillraceSchema", targets: ["MillraceSchema"]),
         .library(name: "MillraceWire", targets: ["MillraceWire"]),
         .library(name: "MillraceServer", targets: ["MillraceServer"]),
+        .library(name: "MillraceClient", targets: ["MillraceClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -34,6 +34,8 @@ public final class Producer: Sendable {
 
     private struct Pending {
         var records: [Record] = []
+        /// Each record's event time (ms), or `Int64.min` for "when the batch is sent".
+        var timestamps: [Int64] = []
         var completions: [Completion] = []
         var bytes = 0
         var timer: Scheduled<Void>?
@@ -105,8 +107,12 @@ public final class Producer: Sendable {
         var partition: Int32
     }
 
-    private let client: MillraceClient
+    let client: MillraceClient
     private let configuration: Configuration
+    /// Where `send(_:)` reports each delivery, when a stream was asked for.
+    let reportSink = NIOLockedValueBox<AsyncStream<DeliveryReport>.Continuation?>(nil)
+    let nextID = NIOLockedValueBox<UInt64>(0)
+    let closed = NIOLockedValueBox(false)
     private let eventLoop: any EventLoop
     private let state = NIOLockedValueBox(State())
     /// Taken before `state` when both are held, never after.
@@ -150,6 +156,20 @@ public final class Producer: Sendable {
         try await ensureIdentity()
         try await waitForRoom()
         enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, partition: partition, completion: completion)
+    }
+
+    /// Enqueues one record (waiting only for room under `outstandingRecordsMax`); the
+    /// completion runs when it is durable or has failed. Used by `send(_:)`.
+    func enqueue(_ record: ProducerRecord, completion: @escaping Completion) async throws {
+        let partitions = try await topicInfo(record.topic).partitionCount
+        if let partition = record.partition, !(0..<partitions).contains(partition) {
+            throw MillraceError(.unknownPartition, "topic \(record.topic) has partitions 0...\(partitions - 1); \(partition) is not one")
+        }
+        try await ensureIdentity()
+        try await waitForRoom()
+        enqueue(
+            topic: record.topic, partitions: partitions, key: record.key, value: record.value, headers: record.headers, partition: record.partition,
+            timestampMs: record.timestampMs, completion: completion)
     }
 
     /// Asks the broker for a producer id once (idempotent producers); later calls return at once.
@@ -203,7 +223,16 @@ public final class Producer: Sendable {
     /// The produce request for a shipment as stamped.
     private func encode(_ shipment: inout Shipment) throws {
         let codec = state.withLockedValue { $0.topics[shipment.key.topic]?.compression } ?? .none
-        var batch = RecordBatch(attributes: .init(codec: codec), baseTimestamp: SystemClock().nowMilliseconds(), records: shipment.pending.records)
+        // Records with an event time keep it; the others take the send time. The batch's base
+        // is the earliest, so every delta is 0 or more.
+        let now = SystemClock().nowMilliseconds()
+        let times = shipment.pending.timestamps.map { $0 == Int64.min ? now : $0 }
+        let base = times.min() ?? now
+        var records = shipment.pending.records
+        if base != now || times.contains(where: { $0 != now }) {
+            for index in records.indices where index < times.count { records[index].timestampDelta = times[index] - base }
+        }
+        var batch = RecordBatch(attributes: .init(codec: codec), baseTimestamp: base, records: records)
         if let stamp = shipment.stamp {
             batch.producerId = stamp.identity.producerId
             batch.producerEpoch = stamp.identity.epoch
@@ -292,7 +321,7 @@ public final class Producer: Sendable {
 
     private func enqueue(
         topic: String, partitions: Int32, key: [UInt8]?, value: [UInt8], headers: [RecordHeader], partition chosen: Int32? = nil,
-        completion: @escaping Completion
+        timestampMs: Int64? = nil, completion: @escaping Completion
     ) {
         let recordBytes = value.count + (key?.count ?? 0) + 16
         let (target, full) = state.withLockedValue { state -> (TopicPartitionKey, Bool) in
@@ -319,6 +348,7 @@ public final class Producer: Sendable {
             state.partitions[target]!.records.append(
                 Record(timestampDelta: 0, offsetDelta: offsetDelta, key: key, value: value, headers: headers))
             state.partitions[target]!.completions.append(completion)
+            state.partitions[target]!.timestamps.append(timestampMs ?? Int64.min)
             state.partitions[target]!.bytes += recordBytes
             let full = state.partitions[target]!.bytes >= configuration.batchBytesMax
                 || state.partitions[target]!.records.count >= Limits.recordsPerBatchMax

@@ -9,7 +9,8 @@ import NIOCore
 
 /// `--broker HOST:PORT`, shared by every command that talks to a running broker.
 struct BrokerOptions: ParsableArguments {
-    @Option(help: "The broker's address, HOST:PORT (default: $MILLRACE_BROKER, else 127.0.0.1:7450).") var broker: String?
+    @Option(name: [.customShort("b"), .long], help: "The broker's address, HOST:PORT (default: $MILLRACE_BROKER, else 127.0.0.1:7450).")
+    var broker: String?
 
     /// The address commands use: --broker, else $MILLRACE_BROKER, else 127.0.0.1:7450.
     var address: String { broker ?? ProcessInfo.processInfo.environment["MILLRACE_BROKER"] ?? "127.0.0.1:7450" }
@@ -51,8 +52,9 @@ struct TopicCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a topic.")
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name: letters, digits, '.', '_' and '-'.") var name: String
-        @Option(help: "Number of partitions.") var partitions: Int32 = 1
-        @Option(help: "Delete batches older than this many milliseconds (default: keep forever).") var retentionMs: Int64?
+        @Option(name: [.customShort("p"), .long], help: "Number of partitions.") var partitions: Int32 = 1
+        @Option(help: "Delete batches older than this, e.g. 7d, 12h, 90m (default: keep forever).") var retention: String?
+        @Option(help: "As --retention, in milliseconds.") var retentionMs: Int64?
         @Option(help: "Per partition, delete the oldest batches beyond this many bytes (default: no limit).") var retentionBytes: Int64?
         @Option(help: "Compression producers should use: none or zstd.") var compression = "none"
         @Option(help: "Timestamps from the producer (create) or the broker (log-append).") var timestamp = "create"
@@ -65,6 +67,8 @@ struct TopicCommand: ParsableCommand {
         var dedupKey: String?
         @Option(help: "With --dedup-key: how long a key is remembered, e.g. 90s, 30m, 24h, 7d (at most 30d).") var dedupWindow = "24h"
         @OptionGroup var index: IndexOptions
+        @Flag(help: "Succeed without changing anything when the topic exists (its settings are not compared).") var ifNotExists = false
+        @Flag(help: "Print one JSON object instead of sentences.") var json = false
 
         func run() async throws {
             guard let mode = SchemaCompatibility(name: compatibility) else {
@@ -90,6 +94,18 @@ struct TopicCommand: ParsableCommand {
                 Output.standardError("error: --partitions takes 1...\(Limits.partitionsPerTopicMax) (got \(partitions))")
                 throw ExitCode(2)
             }
+            var retentionMs = self.retentionMs
+            if let retention {
+                guard retentionMs == nil else {
+                    Output.standardError("error: give --retention or --retention-ms, not both")
+                    throw ExitCode(2)
+                }
+                guard let parsed = Durations.parse(retention), parsed > 0 else {
+                    Output.standardError("error: --retention takes a duration such as 7d, 12h or 90m (got \(retention))")
+                    throw ExitCode(2)
+                }
+                retentionMs = parsed
+            }
             for (flag, value) in [("--retention-ms", retentionMs), ("--retention-bytes", retentionBytes)] {
                 if let value, value < 0 {
                     Output.standardError("error: \(flag) takes 0 or more; leave it out to keep everything (got \(value))")
@@ -107,16 +123,35 @@ struct TopicCommand: ParsableCommand {
             let request = CreateTopicRequest(
                 name: name, partitions: partitions, retentionMs: retentionMs ?? -1, retentionBytes: retentionBytes ?? -1,
                 compression: codec.rawValue, timestampType: timestamp == "create" ? 0 : 1)
-            let (name, dedupKey) = (self.name, self.dedupKey)
-            let version = try await withClient(broker) { client -> Int32? in
-                try await client.createTopic(request)
+            let (name, dedupKey, ifNotExists) = (self.name, self.dedupKey, self.ifNotExists)
+            let outcome = try await withClient(broker) { client -> (created: Bool, version: Int32?) in
+                do {
+                    try await client.createTopic(request)
+                } catch let error as MillraceError where error.code == .topicAlreadyExists && ifNotExists {
+                    return (false, nil)
+                }
                 if mode != .backward || policy != .reject {
                     try await client.setSchemaPolicy(topic: name, compatibility: mode, onInvalid: policy)
                 }
                 if let dedupKey { try await client.setDedupPolicy(topic: name, key: dedupKey, windowMs: dedupWindowMs) }
                 if let indexPolicy { try await client.setIndexPolicy(topic: name, policy: indexPolicy) }
-                guard let document else { return nil }
-                return try await client.registerSchema(topic: name, schema: document).version
+                guard let document else { return (true, nil) }
+                return (true, try await client.registerSchema(topic: name, schema: document).version)
+            }
+            let version = outcome.version
+            if json {
+                var object: [String: Any] = ["topic": name, "created": outcome.created]
+                if outcome.created {
+                    object["partitions"] = Int(partitions)
+                    object["retention_ms"] = retentionMs.map { $0 as Any } ?? NSNull()
+                    object["schema_version"] = version.map { Int($0) as Any } ?? NSNull()
+                }
+                print(Output.json(object))
+                return
+            }
+            guard outcome.created else {
+                print("topic \(name) exists; nothing changed (--if-not-exists)")
+                return
             }
             print("created topic \(name) with \(partitions) partition\(partitions == 1 ? "" : "s")")
             if let dedupKey { print("duplicates by \(dedupKey) are caught for \(Durations.describe(dedupWindowMs))") }
@@ -187,7 +222,7 @@ struct TopicCommand: ParsableCommand {
                 return
             }
             let retention = [
-                topic.retentionMs >= 0 ? "\(Output.count(topic.retentionMs)) ms" : nil,
+                topic.retentionMs >= 0 ? Durations.describe(topic.retentionMs) : nil,
                 topic.retentionBytes >= 0 ? Output.bytes(topic.retentionBytes) + " per partition" : nil,
             ].compactMap { $0 }
             print("topic \(topic.name): \(topic.partitions.count) partitions, retention \(retention.isEmpty ? "forever" : retention.joined(separator: " or ")), compression \(codec), timestamps \(stamp)")

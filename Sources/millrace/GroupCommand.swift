@@ -79,9 +79,10 @@ struct GroupCommand: ParsableCommand {
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Group.") var group: String
         @Option(help: "Topic.") var topic: String
-        @Option(help: "earliest, latest, offset:N, time:ISO8601 (first record at or after) or shift:±N.") var to: String
+        @Option(help: "earliest, latest, offset:N, time:ISO8601 or time:-DURATION (first record at or after), or shift:±N.") var to: String
         @Option(help: "Only this partition (default: all).") var partition: Int32?
         @Flag(help: "Apply the change (the default only shows it).") var execute = false
+        @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() async throws {
             let rows = try await withClient(broker) { client -> [(Int32, Int64, Int64)] in
@@ -102,7 +103,7 @@ struct GroupCommand: ParsableCommand {
                 } else if case .timestamp(let ms)? = ConsumeCommand.parseStart(to) {
                     targets = try await client.listOffsets(topic, partitions: partitions, timestamp: ms).map(\.offset)
                 } else {
-                    throw MillraceError(.invalidRequest, "--to takes earliest, latest, offset:N, time:ISO8601 or shift:±N (got \(to))")
+                    throw MillraceError(.invalidRequest, "--to takes earliest, latest, offset:N, time:ISO8601, time:-DURATION (time:-2h) or shift:±N (got \(to))")
                 }
                 // Clamp into each partition's log, as a consumer would be.
                 targets = targets.indices.map { min(max(targets[$0], starts[$0].offset), ends[$0].offset) }
@@ -111,6 +112,14 @@ struct GroupCommand: ParsableCommand {
                         group: group, topic: topic, offsets: zip(partitions, targets).map { OffsetEntry(partition: $0, offset: $1, metadata: "reset \(to)") })
                 }
                 return zip(partitions, zip(before, targets)).map { ($0, $1.0.offset, $1.1) }
+            }
+            if json {
+                print(
+                    Output.json([
+                        "group": group, "topic": topic, "applied": execute,
+                        "partitions": rows.map { ["partition": Int($0.0), "before": $0.1 < 0 ? NSNull() : $0.1 as Any, "after": $0.2] as [String: Any] },
+                    ]))
+                return
             }
             print(
                 Output.table(

@@ -20,9 +20,14 @@ struct ProduceCommand: AsyncParsableCommand {
 
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "Topic.") var topic: String
-    @Option(help: "Read lines from this file instead of standard input.") var file: String?
-    @Option(help: "Use this key for every record.") var key: String?
+    @Option(name: [.customShort("f"), .long], help: "Read lines from this file instead of standard input.") var file: String?
+    @Option(name: [.customShort("k"), .long], help: "Use this key for every record.") var key: String?
+    @Option(name: [.customShort("p"), .long], help: "Send every record to this partition (default: by key, or spread when there is none).")
+    var partition: Int32?
     @Option(help: "Take each record's key from this JSON pointer into the line, e.g. /lot_id.") var keyField: String?
+    @Option(name: [.customShort("H"), .customLong("header")], help: "A header on every record, NAME=VALUE (repeat for more).") var headers: [String] = []
+    @Option(help: "Take each record's event time from this JSON pointer: an ISO 8601 time (2026-11-27T06:00:00Z) or milliseconds since 1970.")
+    var timestampField: String?
     @Option(help: "Compress batches: none or zstd (default: the topic's setting).") var compression: String?
     @Option(help: "Write every line that was not acknowledged to this file, as it was read, so `--file` can resend exactly those.")
     var rejected: String?
@@ -82,11 +87,26 @@ struct ProduceCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let keyPointer: JSONPointer?
+        let timePointer: JSONPointer?
         do {
             keyPointer = try keyField.map { try JSONPointer($0) }
         } catch let error as MillraceError {
             Output.standardError("error: --key-field: \(error.message)")
             throw ExitCode(2)
+        }
+        do {
+            timePointer = try timestampField.map { try JSONPointer($0) }
+        } catch let error as MillraceError {
+            Output.standardError("error: --timestamp-field: \(error.message)")
+            throw ExitCode(2)
+        }
+        var extraHeaders: [RecordHeader] = []
+        for header in headers {
+            guard let equals = header.firstIndex(of: "="), equals != header.startIndex else {
+                Output.standardError("error: -H/--header takes NAME=VALUE (got \(header))")
+                throw ExitCode(2)
+            }
+            extraHeaders.append(RecordHeader(key: String(header[..<equals]), value: Array(header[header.index(after: equals)...].utf8)))
         }
         var codec: CompressionCodec?
         if let compression {
@@ -115,7 +135,7 @@ struct ProduceCommand: AsyncParsableCommand {
         configuration.compression = codec
         let producer = Producer(client: client, configuration: configuration)
         let tally = NIOLockedValueBox(Tally(keepLines: rejected != nil))
-        let (topic, key, keyField) = (topic, key, keyField)
+        let (topic, key, keyField, timestampField, partition) = (topic, key, keyField, timestampField, partition)
         let work = Task { () throws -> (lines: Int, records: Int) in
             // A topic that rejects invalid records refuses a whole batch for one bad line:
             // check lines here first, so a bad line is named by its number and its good
@@ -123,7 +143,7 @@ struct ProduceCommand: AsyncParsableCommand {
             // Every record names the version it was produced under, so consumers see it.
             let schema = try await Self.topicSchema(client, topic)
             let contract = schema.flatMap { $0.rejects ? (version: $0.version, schema: $0.schema) : nil }
-            let versionHeader = schema.map { [RecordHeader(key: schemaVersionHeader, value: Array(String($0.version).utf8))] } ?? []
+            let versionHeader = (schema.map { [RecordHeader(key: schemaVersionHeader, value: Array(String($0.version).utf8))] } ?? []) + extraHeaders
             var tape = JSONTape()
             let reader = InputReader(descriptor: descriptor)
             var splitter = LineSplitter(lineBytesMax: Self.lineBytesMax)
@@ -141,7 +161,7 @@ struct ProduceCommand: AsyncParsableCommand {
                         var recordKey = key.map { Array($0.utf8) }
                         // One parse of the line serves both the key field and the schema.
                         var parseError: JSONSyntaxError?
-                        if keyPointer != nil || contract != nil {
+                        if keyPointer != nil || contract != nil || timePointer != nil {
                             do {
                                 try tape.parse(bytes, depthMax: Limits.jsonDepthMax)
                             } catch {
@@ -159,6 +179,18 @@ struct ProduceCommand: AsyncParsableCommand {
                             }
                             recordKey = found
                         }
+                        var eventTime: Int64?
+                        if let timePointer, let timestampField {
+                            guard parseError == nil else {
+                                tally.withLockedValue { $0.fail(number, "not valid JSON, so it has no \(timestampField)", bytes) }
+                                continue
+                            }
+                            guard let raw = timePointer.keyBytes(in: tape), let time = EventTime.milliseconds(raw) else {
+                                tally.withLockedValue { $0.fail(number, "\(timestampField) is missing or not a time (ISO 8601, or milliseconds since 1970)", bytes) }
+                                continue
+                            }
+                            eventTime = time
+                        }
                         if let contract {
                             let problem: String?
                             if let parseError {
@@ -172,7 +204,9 @@ struct ProduceCommand: AsyncParsableCommand {
                             }
                         }
                         tally.withLockedValue { $0.sending(number, bytes) }
-                        try await producer.send(topic: topic, key: recordKey, value: bytes, headers: versionHeader) { result in
+                        try await producer.send(
+                            ProducerRecord(topic: topic, partition: partition, key: recordKey, value: bytes, headers: versionHeader, timestampMs: eventTime)
+                        ) { result in
                             tally.withLockedValue { tally in
                                 switch result {
                                 case .success: tally.acknowledge(number)
@@ -309,9 +343,10 @@ struct ConsumeCommand: AsyncParsableCommand {
 
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "Topic.") var topic: String
-    @Option(help: "Where to start: earliest, latest, offset:N or time:ISO8601.") var from = "earliest"
-    @Option(help: "Only this partition (default: all).") var partition: Int32?
-    @Option(help: "Stop after this many records.") var limit: Int?
+    @Option(help: "Where to start: earliest, latest, offset:N, time:ISO8601 (time:2026-11-27T06:00:00Z) or time:-DURATION (time:-2h: two hours ago).")
+    var from = "earliest"
+    @Option(name: [.customShort("p"), .long], help: "Only this partition (default: all).") var partition: Int32?
+    @Option(name: [.customShort("n"), .long], help: "Stop after this many records.") var limit: Int?
     @Flag(help: "Keep waiting for new records.") var follow = false
     @Option(help: "value (each record's value on a line) or json (one object per record).") var format = "value"
     @Option(help: "Consume as a member of this group: resume from its commits, and commit what was printed when stopping.")
@@ -323,7 +358,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         try validateCommon()
         if let group { return try await consumeInGroup(group) }
         guard let start = Self.parseStart(from) else {
-            Output.standardError("error: --from takes earliest, latest, offset:N or time:ISO8601 such as time:2026-11-27T06:00:00Z (got \(from))")
+            Output.standardError("error: --from takes earliest, latest, offset:N, time:ISO8601 such as time:2026-11-27T06:00:00Z, or time:-DURATION such as time:-2h (got \(from))")
             throw ExitCode(2)
         }
         let client = try broker.client()
@@ -421,6 +456,9 @@ struct ConsumeCommand: AsyncParsableCommand {
         case "latest": return .latest
         default:
             if text.hasPrefix("offset:"), let offset = Int64(text.dropFirst(7)), offset >= 0 { return .offset(offset) }
+            if text.hasPrefix("time:-"), let ago = Durations.parse(String(text.dropFirst(6))) {
+                return .timestamp(Int64(Date().timeIntervalSince1970 * 1000) - ago)
+            }
             if text.hasPrefix("time:") {
                 let formatter = ISO8601DateFormatter()
                 formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]

@@ -1,0 +1,79 @@
+import Foundation
+import MillraceClient
+import MillraceFormat
+import MillraceWire
+import NIOCore
+import Testing
+
+/// The producer as a library user meets it: `send` queues and hands back a delivery handle,
+/// records of every kind of value, outcomes (appended, duplicate, quarantined, invalid) as
+/// deliveries rather than errors, a stream of reports, event times kept, `close`.
+@Suite(.serialized) struct ProducerAPITests {
+    struct Confirmation: Codable, Equatable {
+        var id: Int
+        var order: String
+        var qty: Int
+    }
+
+    @Test func handlesReportsAndOutcomes() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 2))
+        try await client.createTopic(CreateTopicRequest(name: "checked", partitions: 1))
+        _ = try await client.registerSchema(topic: "checked", schema: Array(#"{"type":"object","properties":{"qty":{"type":"number","minimum":0}}}"#.utf8))
+        try await client.setSchemaPolicy(topic: "checked", onInvalid: .quarantine)
+        try await client.setDedupPolicy(topic: "checked", key: "json:/id")
+        try await client.createTopic(CreateTopicRequest(name: "strict", partitions: 1))
+        _ = try await client.registerSchema(topic: "strict", schema: Array(#"{"type":"object","required":["qty"]}"#.utf8))
+
+        let (producer, reports) = Producer.makeWithDeliveryReports(client: client)
+        let collected = Task { () -> [DeliveryReport] in
+            var all: [DeliveryReport] = []
+            for await report in reports { all.append(report) }
+            return all
+        }
+        // Every kind of value; the same key lands on the same partition.
+        let eventTime: Int64 = 1_700_000_000_123
+        var handles = [
+            try await producer.send(ProducerRecord(topic: "confirmations", key: "ORD-1", value: #"{"order":"ORD-1"}"#, timestampMs: eventTime)),
+            try await producer.send(ProducerRecord(topic: "confirmations", key: "ORD-1", value: Data(#"{"order":"ORD-1","step":2}"#.utf8))),
+            try await producer.send(ProducerRecord(topic: "confirmations", key: "ORD-1", value: ByteBuffer(string: #"{"order":"ORD-1","step":3}"#))),
+            try await producer.send(topic: "confirmations", key: "ORD-1", json: Confirmation(id: 9, order: "ORD-1", qty: 4)),
+        ]
+        let first = try await handles[0].delivery()
+        #expect(first.outcome == .appended && first.topic == "confirmations" && first.offset == 0)
+        for (index, handle) in handles.enumerated() {
+            let delivery = try await handle.delivery()
+            #expect(delivery.outcome == .appended && delivery.partition == first.partition && delivery.offset == Int64(index))
+        }
+        // Outcomes arrive as deliveries: a duplicate names its original, a quarantined record
+        // its place in the quarantine, an invalid one (a rejecting topic) why.
+        let original = try await producer.send(topic: "checked", json: Confirmation(id: 1, order: "A", qty: 1))
+        #expect(try await original.delivery().outcome == .appended)
+        let repeated = try await producer.send(topic: "checked", json: Confirmation(id: 1, order: "A", qty: 1))
+        let parked = try await producer.send(topic: "checked", json: Confirmation(id: 2, order: "B", qty: -3))
+        let refused = try await producer.send(topic: "strict", value: #"{"order":"C"}"#)
+        let duplicate = try await repeated.delivery()
+        #expect(duplicate.outcome == .duplicate && duplicate.partition == 0 && duplicate.offset == 0)
+        let quarantined = try await parked.delivery()
+        #expect(quarantined.outcome == .quarantined && quarantined.topic == "checked.quarantine" && quarantined.detail.contains("/qty"))
+        let invalid = try await refused.delivery()
+        #expect(invalid.outcome == .invalid && invalid.detail.contains("qty"), "\(invalid)")
+        handles += [original, repeated, parked, refused]
+
+        try await producer.close()
+        await #expect(throws: MillraceError.self) { _ = try await producer.send(topic: "confirmations", value: "late") }
+        // One report per send, with the handles' ids, and the same outcomes.
+        let all = await collected.value
+        #expect(Set(all.map(\.id)) == Set(handles.map(\.id)) && all.count == handles.count)
+        #expect(all.first { $0.id == repeated.id }.flatMap { try? $0.result.get().outcome } == .duplicate)
+
+        // The event time given is the record's time; the others got the send time.
+        var times: [Int64] = []
+        for try await record in Consumer(client: client, topic: "confirmations", from: .earliest, stopAtEnd: true) { times.append(record.timestamp) }
+        #expect(times.count == 4 && times[0] == eventTime && times[1...].allSatisfy { $0 > eventTime })
+        await client.close()
+        await live.stop()
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+
+/// What a user of rpk or kcat reaches for: short flags, MILLRACE_BROKER, headers and event
+/// times on produce, relative start times, durations, --if-not-exists, --json summaries.
+@Suite(.serialized) struct CLIParityTests {
+    let cli = CLITests()
+
+    @Test func shortFlagsHeadersEventTimesAndDurations() async throws {
+        try await withTestBroker { broker, _ in
+            let created = try cli.millrace(["topic", "create", "events", "-p", "2", "--retention", "7d", "--json", "-b", broker])
+            #expect(created.status == 0 && created.stdout == #"{"created":true,"partitions":2,"retention_ms":604800000,"schema_version":null,"topic":"events"}"# + "\n")
+            let again = try cli.millrace(["topic", "create", "events", "--if-not-exists", "-b", broker])
+            #expect(again.status == 0 && again.stdout == "topic events exists; nothing changed (--if-not-exists)\n")
+            #expect(try cli.millrace(["topic", "create", "events", "-b", broker]).status == 1)
+            #expect(try cli.millrace(["topic", "describe", "events", "-b", broker]).stdout.hasPrefix("topic events: 2 partitions, retention 7d, "))
+            let bad = try cli.millrace(["topic", "create", "other", "--retention", "soon", "-b", broker])
+            #expect(bad.status == 2 && bad.stderr == "error: --retention takes a duration such as 7d, 12h or 90m (got soon)\n")
+
+            // Event times from the payload in three forms; headers on every record; one key.
+            let lines = [
+                #"{"ts":"2026-11-27T06:00:00.250+01:00","lot":"L1"}"#, #"{"ts":1700000000000,"lot":"L2"}"#, #"{"ts":"2026-11-27T05:00:01Z","lot":"L3"}"#,
+            ]
+            let produced = try cli.millrace(
+                ["produce", "events", "-k", "gw-3", "-H", "source=gateway-3", "-H", "line=7", "--timestamp-field", "/ts", "-b", broker],
+                input: lines.joined(separator: "\n") + "\n")
+            #expect(produced.status == 0 && produced.stdout == "produced 3 records to events\n", "\(produced.stderr)")
+            // MILLRACE_BROKER names the broker when -b does not.
+            let consumed = try cli.millrace(["consume", "events", "-n", "3", "--format", "json"], environment: ["MILLRACE_BROKER": broker])
+            #expect(consumed.status == 0, "\(consumed.stderr)")
+            let records = consumed.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(records.compactMap { $0["timestamp"] as? Int } == [1_795_755_600_250, 1_700_000_000_000, 1_795_755_601_000])
+            #expect(records.allSatisfy { $0["key"] as? String == "gw-3" && $0["partition"] as? Int == records.first?["partition"] as? Int })
+            let headers = records.first?["headers"] as? [[String: String]]
+            #expect(headers == [["name": "source", "value": "gateway-3"], ["name": "line", "value": "7"]])
+            // -b wins over MILLRACE_BROKER.
+            #expect(try cli.millrace(["topic", "list", "-b", broker], environment: ["MILLRACE_BROKER": "127.0.0.1:1"]).status == 0)
+            #expect(try cli.millrace(["topic", "list"], environment: ["MILLRACE_BROKER": "127.0.0.1:1"]).status == 1)
+
+            // A start relative to now: records stamped in the last two hours (the event times
+            // above are older; these take the send time).
+            let recent = try cli.millrace(["produce", "events", "-p", "0", "-b", broker], input: "{\"lot\":\"L4\"}\n{\"lot\":\"L5\"}\n")
+            #expect(recent.status == 0)
+            let fromRecent = try cli.millrace(["consume", "events", "--from", "time:-2h", "-b", broker])
+            #expect(fromRecent.stdout == "{\"lot\":\"L4\"}\n{\"lot\":\"L5\"}\n", "\(fromRecent.stdout)")
+            let missing = try cli.millrace(["produce", "events", "--timestamp-field", "/ts", "-b", broker], input: "{\"lot\":\"L6\"}\n")
+            #expect(missing.status == 1 && missing.stderr.contains("line 1: /ts is missing or not a time"))
+            let badHeader = try cli.millrace(["produce", "events", "-H", "novalue", "-b", broker], input: "x\n")
+            #expect(badHeader.status == 2 && badHeader.stderr == "error: -H/--header takes NAME=VALUE (got novalue)\n")
+
+            // group reset --json, with a relative time.
+            let reset = try cli.millrace(["group", "reset", "erp", "--topic", "events", "--to", "time:-2h", "--json", "-b", broker])
+            #expect(reset.status == 0, "\(reset.stderr)")
+            let plan = try #require(try JSONSerialization.jsonObject(with: Data(reset.stdout.utf8)) as? [String: Any])
+            #expect(plan["applied"] as? Bool == false && (plan["partitions"] as? [[String: Any]])?.count == 2)
+        }
+    }
+}
