@@ -118,6 +118,7 @@ let package = Package(
             dependencies: [
                 "MillraceServer", "MillraceStorage", "MillraceWire", "MillraceFormat", "MillraceClient", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

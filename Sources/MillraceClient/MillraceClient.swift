@@ -6,10 +6,34 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// A client of one broker: admin calls, offsets and fetches over one pipelined connection,
+/// A client of a broker: admin calls, offsets and fetches over one pipelined connection,
 /// reconnecting when it drops. Producers and consumers are built on it.
+///
+/// ```swift
+/// var configuration = MillraceClient.Configuration()
+/// configuration.brokers = ["mes-broker-1:7450", "mes-broker-2:7450"]
+/// let client = MillraceClient(configuration: configuration)
+/// defer { Task { await client.close() } }
+/// ```
 public final class MillraceClient: Sendable {
+    /// Where the client's connections run.
+    public enum EventLoopGroupProvider: Sendable {
+        /// SwiftNIO's process-wide group (`MultiThreadedEventLoopGroup.singleton`): many
+        /// clients share its threads; `close()` leaves it running.
+        case singleton
+        /// A group the application owns (and shuts down itself, after closing its clients).
+        case shared(any EventLoopGroup)
+    }
+
     public struct Configuration: Sendable {
+        /// Brokers to connect to, `HOST:PORT`, tried in order until one answers (each new
+        /// connection starts again from the first).
+        public var brokers: [String] = ["127.0.0.1:7450"]
+        public var eventLoopGroup: EventLoopGroupProvider = .singleton
+        /// Times a request is sent again on a new connection when the one it went out on
+        /// dropped before the answer (admin and read requests; producers retry on their own
+        /// terms, see `Producer.Configuration.deliveryTimeout`).
+        public var requestRetries: Int = 1
         /// How long a request may wait for its answer (a fetch adds its own wait).
         public var requestTimeout: TimeAmount = .seconds(30)
         public var connectTimeout: TimeAmount = .seconds(5)
@@ -24,10 +48,13 @@ public final class MillraceClient: Sendable {
         public init() {}
     }
 
+    /// The first broker in `configuration.brokers` (the one log lines name).
     public let host: String
     public let port: Int
     public let configuration: Configuration
-    let group: MultiThreadedEventLoopGroup
+    let group: any EventLoopGroup
+    /// Every broker to try, parsed.
+    private let brokers: [(host: String, port: Int)]
     private let eventLoop: any EventLoop
     private enum Link {
         case opening(EventLoopFuture<Connection>)
@@ -39,11 +66,27 @@ public final class MillraceClient: Sendable {
     /// Compiled schemas fetched by version, per topic (versions never change once registered).
     let schemaCache = NIOLockedValueBox<[String: [Int32: Schema]]>([:])
 
-    public init(host: String = "127.0.0.1", port: Int = 7450, configuration: Configuration = Configuration()) {
-        self.host = host
-        self.port = port
+    /// A client of the broker at `host`:`port` (the configuration's `brokers` are not used).
+    public convenience init(host: String = "127.0.0.1", port: Int = 7450, configuration: Configuration = Configuration()) {
+        var configuration = configuration
+        configuration.brokers = ["\(host):\(port)"]
+        self.init(configuration: configuration)
+    }
+
+    /// A client of the configuration's brokers. An address that is not `HOST:PORT` is left
+    /// out (with none left, connecting fails with a message saying so).
+    public init(configuration: Configuration) {
         self.configuration = configuration
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        brokers = configuration.brokers.compactMap { address in
+            guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65_535).contains(port) else { return nil }
+            return (String(address[..<colon]), port)
+        }
+        host = brokers.first?.host ?? "127.0.0.1"
+        port = brokers.first?.port ?? 7450
+        switch configuration.eventLoopGroup {
+        case .singleton: group = MultiThreadedEventLoopGroup.singleton
+        case .shared(let shared): group = shared
+        }
         eventLoop = group.next()
     }
 
@@ -71,10 +114,19 @@ public final class MillraceClient: Sendable {
                     }
                 }
             }
-            let (host, port, group, configuration) = (host, port, group, configuration)
+            let (brokers, group, configuration) = (brokers, group, configuration)
             promise.completeWithTask {
-                try await Connection.connect(
-                    host: host, port: port, group: group, connectTimeout: configuration.connectTimeout, requestTimeout: configuration.requestTimeout)
+                var lastError = MillraceError(.networkError, "no broker address to connect to (configuration.brokers: \(configuration.brokers))")
+                for broker in brokers {
+                    do {
+                        return try await Connection.connect(
+                            host: broker.host, port: broker.port, group: group, connectTimeout: configuration.connectTimeout,
+                            requestTimeout: configuration.requestTimeout)
+                    } catch let error as MillraceError where error.code == .networkError {
+                        lastError = error
+                    }
+                }
+                throw lastError
             }
             link = .opening(opening)
             return opening
@@ -92,10 +144,13 @@ public final class MillraceClient: Sendable {
 
     /// Sends a request; when the connection it went out on had dropped, one retry on a new one.
     public func send(_ request: Request) async throws -> ResponseBody {
-        do {
-            return try await self.request(request).get()
-        } catch let error as MillraceError where error.code == .networkError {
-            return try await self.request(request).get()
+        var retries = max(0, configuration.requestRetries)
+        while true {
+            do {
+                return try await self.request(request).get()
+            } catch let error as MillraceError where error.code == .networkError && retries > 0 {
+                retries -= 1
+            }
         }
     }
 
@@ -108,7 +163,6 @@ public final class MillraceClient: Sendable {
             }
         }
         if let open = try? await current?.get() { await open.close() }
-        try? await group.shutdownGracefully()
     }
 
     // MARK: Admin

@@ -9,22 +9,27 @@ import NIOCore
 
 /// `--broker HOST:PORT`, shared by every command that talks to a running broker.
 struct BrokerOptions: ParsableArguments {
-    @Option(name: [.customShort("b"), .long], help: "The broker's address, HOST:PORT (default: $MILLRACE_BROKER, else 127.0.0.1:7450).")
+    @Option(name: [.customShort("b"), .long], help: "The broker's address, HOST:PORT, or several comma-separated (default: $MILLRACE_BROKER, else 127.0.0.1:7450).")
     var broker: String?
 
     /// The address commands use: --broker, else $MILLRACE_BROKER, else 127.0.0.1:7450.
     var address: String { broker ?? ProcessInfo.processInfo.environment["MILLRACE_BROKER"] ?? "127.0.0.1:7450" }
 
     func client(requestTimeout: TimeAmount? = nil) throws -> MillraceClient {
-        let address = self.address
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
-            Output.standardError("error: --broker takes HOST:PORT, for example 127.0.0.1:7450 (got \(address))")
-            throw ExitCode(2)
+        // HOST:PORT, or several separated by commas (tried in order).
+        let brokers = address.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        for broker in brokers {
+            guard let colon = broker.lastIndex(of: ":"), let port = Int(broker[broker.index(after: colon)...]), (1...65535).contains(port), colon != broker.startIndex
+            else {
+                Output.standardError("error: --broker takes HOST:PORT (or several, comma-separated), for example 127.0.0.1:7450 (got \(address))")
+                throw ExitCode(2)
+            }
         }
         var configuration = MillraceClient.Configuration()
+        configuration.brokers = brokers
         configuration.logger = Logger(label: "millrace", factory: { _ in StandardErrorLogHandler() })
         if let requestTimeout { configuration.requestTimeout = requestTimeout }
-        return MillraceClient(host: String(address[..<colon]), port: port, configuration: configuration)
+        return MillraceClient(configuration: configuration)
     }
 }
 

@@ -3,6 +3,7 @@ import MillraceClient
 import MillraceFormat
 import MillraceWire
 import NIOCore
+import NIOPosix
 import Testing
 
 /// The producer as a library user meets it: `send` queues and hands back a delivery handle,
@@ -74,6 +75,32 @@ import Testing
         for try await record in Consumer(client: client, topic: "confirmations", from: .earliest, stopAtEnd: true) { times.append(record.timestamp) }
         #expect(times.count == 4 && times[0] == eventTime && times[1...].allSatisfy { $0 > eventTime })
         await client.close()
+        await live.stop()
+    }
+
+    /// Brokers are tried in order; a group the application owns is used, and left running
+    /// by `close()`.
+    @Test func brokersInOrderOnASuppliedGroup() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var configuration = MillraceClient.Configuration()
+        configuration.brokers = ["127.0.0.1:1", "not-an-address", "127.0.0.1:\(live.port)"]
+        configuration.eventLoopGroup = .shared(group)
+        let client = MillraceClient(configuration: configuration)
+        try await client.createTopic(CreateTopicRequest(name: "t", partitions: 1))
+        #expect(try await client.listTopics().map(\.name) == ["t"])
+        await client.close()
+        // The group still runs: a second client on it works.
+        let again = MillraceClient(configuration: configuration)
+        #expect(try await again.listTopics().count == 1)
+        await again.close()
+        try await group.shutdownGracefully()
+        var nowhere = MillraceClient.Configuration()
+        nowhere.brokers = ["127.0.0.1:1"]
+        let lost = MillraceClient(configuration: nowhere)
+        await #expect(throws: MillraceError.self) { _ = try await lost.listTopics() }
+        await lost.close()
         await live.stop()
     }
 }
