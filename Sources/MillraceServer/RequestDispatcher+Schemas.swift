@@ -6,6 +6,35 @@ import NIOCore
 
 /// Schema policies, and the quarantine the produce path parks invalid records in.
 extension RequestDispatcher {
+    func alterTopic(_ alter: AlterTopicRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        func setting(_ value: Int64, _ name: String) throws -> Int64?? {
+            switch value {
+            case AlterTopicRequest.unchanged: return nil
+            case -1: return .some(nil)
+            case 0...: return .some(value)
+            default: throw MillraceError(.invalidConfig, "\(name) takes -2 (unchanged), -1 (none) or 0 or more (got \(value))")
+            }
+        }
+        var compression: CompressionCodec?
+        do {
+            let retentionMs = try setting(alter.retentionMs, "retention ms")
+            let retentionBytes = try setting(alter.retentionBytes, "retention bytes")
+            if alter.compression >= 0 {
+                guard let codec = CompressionCodec(rawValue: alter.compression), codec.isSupported else {
+                    throw MillraceError(.invalidConfig, "compression \(alter.compression) is not one this broker stores; use 0 (none) or 4 (zstd)")
+                }
+                compression = codec
+            }
+            let promise = eventLoop.makePromise(of: ResponseBody.self)
+            storage.alterTopic(topic: alter.topic, retentionMs: retentionMs, retentionBytes: retentionBytes, compression: compression) { result in
+                promise.completeWith(result.map { _ in .alterTopic }.mapError { $0 as any Error })
+            }
+            return promise.futureResult
+        } catch {
+            return eventLoop.makeFailedFuture(error)
+        }
+    }
+
     func setSchemaPolicy(_ policy: SchemaPolicyRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
         var compatibility: SchemaCompatibility?
         var onInvalid: InvalidRecordPolicy?

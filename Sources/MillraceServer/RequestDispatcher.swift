@@ -91,6 +91,8 @@ final class RequestDispatcher: Sendable {
                             compatibility: Int8(info.config.compatibility.rawValue), onInvalid: Int8(info.config.onInvalid.rawValue), versions: versions)))
             case .setSchemaPolicy(let policy):
                 return setSchemaPolicy(policy, on: eventLoop)
+            case .alterTopic(let alter):
+                return alterTopic(alter, on: eventLoop)
             case .setDedupPolicy(let topic, let key, let windowMs):
                 let policy = try key.isEmpty ? nil : DedupPolicy(key: DedupKeySpec(parsing: key), windowMs: windowMs)
                 if case .json(let pointer)? = policy?.key { _ = try JSONPointer(pointer) }

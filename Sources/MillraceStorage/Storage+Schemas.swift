@@ -147,6 +147,21 @@ extension Storage {
         }
     }
 
+    /// Changes a topic's retention (`.some(nil)`: keep forever / no size limit) or the
+    /// compression producers are asked to use; nil leaves a setting as it is. Retention
+    /// applies at the next retention pass; batches already stored keep their codec.
+    public func alterTopic(
+        topic: String, retentionMs: Int64??, retentionBytes: Int64??, compression: CompressionCodec?,
+        completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void
+    ) {
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        writer.submitNow(
+            .setSchemaPolicy(
+                SchemaPolicyOperation(
+                    topic: topic, compatibility: nil, onInvalid: nil, retentionMs: retentionMs, retentionBytes: retentionBytes, compression: compression,
+                    completion: completion)))
+    }
+
     public func setSchemaPolicy(
         topic: String, compatibility: SchemaCompatibility?, onInvalid: InvalidRecordPolicy?,
         completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void
@@ -172,6 +187,10 @@ struct SchemaPolicyOperation {
     var dedup: DedupPolicy?? = nil
     /// `.some(nil)` stops indexing the topic's new records.
     var index: IndexPolicy?? = nil
+    /// `.some(nil)` keeps everything (no time or size limit).
+    var retentionMs: Int64?? = nil
+    var retentionBytes: Int64?? = nil
+    var compression: CompressionCodec? = nil
     var completion: @Sendable (Result<TopicInfo, MillraceError>) -> Void
 }
 
@@ -204,6 +223,18 @@ extension Writer {
         }
         if let compatibility = op.compatibility { info.config.compatibility = compatibility }
         if let onInvalid = op.onInvalid { info.config.onInvalid = onInvalid }
+        if let retentionMs = op.retentionMs {
+            if let value = retentionMs, value <= 0 { return .failure(MillraceError(.invalidConfig, "retention must be more than 0 ms (got \(value))")) }
+            info.config.retentionMs = retentionMs
+        }
+        if let retentionBytes = op.retentionBytes {
+            if let value = retentionBytes, value < 0 { return .failure(MillraceError(.invalidConfig, "retention bytes must be 0 or more (got \(value))")) }
+            info.config.retentionBytes = retentionBytes
+        }
+        if let compression = op.compression {
+            guard compression.isSupported else { return .failure(MillraceError(.invalidConfig, "compression \(compression) is not supported; use none or zstd")) }
+            info.config.compression = compression
+        }
         if let dedup = op.dedup {
             do {
                 try dedup?.validate()

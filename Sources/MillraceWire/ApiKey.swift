@@ -61,6 +61,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case brokerStatus = 30
     /// A consistent copy of the data file, made by the broker while it runs (loopback peers only).
     case backup = 31
+    /// Change a topic's retention or the compression producers are asked to use.
+    case alterTopic = 32
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
     /// duplicate's original partition to it.

@@ -135,6 +135,11 @@ public enum RequestCodec {
             break
         case .backup(let backup):
             backup.write(to: &buffer)
+        case .alterTopic(let alter):
+            buffer.writeMillraceString(alter.topic)
+            buffer.writeInteger(alter.retentionMs)
+            buffer.writeInteger(alter.retentionBytes)
+            buffer.writeInteger(alter.compression)
         }
     }
 
@@ -268,6 +273,11 @@ public enum RequestCodec {
             return .brokerStatus
         case .backup:
             return .backup(try BackupRequest(from: &buffer))
+        case .alterTopic:
+            return .alterTopic(
+                AlterTopicRequest(
+                    topic: try readTopic(&buffer), retentionMs: try buffer.readMillraceInteger("retention ms"),
+                    retentionBytes: try buffer.readMillraceInteger("retention bytes"), compression: try buffer.readMillraceInteger("compression")))
         }
     }
 
@@ -400,6 +410,8 @@ public enum ResponseCodec {
             status.write(to: &buffer)
         case .backup(let backup):
             backup.write(to: &buffer)
+        case .alterTopic:
+            break
         }
     }
 
@@ -528,6 +540,8 @@ public enum ResponseCodec {
             return .brokerStatus(try BrokerStatusResponse(from: &buffer))
         case .backup:
             return .backup(try BackupResponse(from: &buffer))
+        case .alterTopic:
+            return .alterTopic
         }
     }
 }

@@ -55,6 +55,7 @@ public enum Request: Equatable, Sendable {
     case indexRebuild(IndexRebuildRequest)
     case brokerStatus
     case backup(BackupRequest)
+    case alterTopic(AlterTopicRequest)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -96,6 +97,7 @@ public enum Request: Equatable, Sendable {
         case .indexRebuild: return .indexRebuild
         case .brokerStatus: return .brokerStatus
         case .backup: return .backup
+        case .alterTopic: return .alterTopic
         }
     }
 }

@@ -60,6 +60,7 @@ public enum ResponseBody: Equatable, Sendable {
     case indexRebuild(IndexRebuildResponse)
     case brokerStatus(BrokerStatusResponse)
     case backup(BackupResponse)
+    case alterTopic
 
     public var apiKey: ApiKey {
         switch self {
@@ -95,6 +96,7 @@ public enum ResponseBody: Equatable, Sendable {
         case .indexRebuild: return .indexRebuild
         case .brokerStatus: return .brokerStatus
         case .backup: return .backup
+        case .alterTopic: return .alterTopic
         }
     }
 }

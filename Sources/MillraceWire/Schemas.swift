@@ -35,6 +35,25 @@ public struct SchemaPolicyRequest: Equatable, Sendable {
     }
 }
 
+/// AlterTopic: each field's -2 (`unchanged`) leaves it as it is.
+public struct AlterTopicRequest: Equatable, Sendable {
+    public static let unchanged: Int64 = -2
+    public var topic: String
+    /// ms; -1 keeps batches forever.
+    public var retentionMs: Int64
+    /// Per partition; -1 no size limit.
+    public var retentionBytes: Int64
+    /// A `CompressionCodec` raw value, or -1 unchanged.
+    public var compression: Int16
+
+    public init(topic: String, retentionMs: Int64 = unchanged, retentionBytes: Int64 = unchanged, compression: Int16 = -1) {
+        self.topic = topic
+        self.retentionMs = retentionMs
+        self.retentionBytes = retentionBytes
+        self.compression = compression
+    }
+}
+
 // MARK: Responses
 
 public struct RegisterSchemaResponse: Equatable, Sendable {

@@ -51,7 +51,25 @@ func withClient<T>(_ options: BrokerOptions, _ body: (MillraceClient) async thro
 struct TopicCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topic", abstract: "Create, list, describe and delete topics on a running broker.",
-        subcommands: [Create.self, List.self, Describe.self, Delete.self])
+        subcommands: [Create.self, Alter.self, List.self, Describe.self, Delete.self])
+
+    /// `--compatibility NAME`, or exit 2 naming the choices.
+    static func compatibility(_ name: String) throws -> SchemaCompatibility {
+        guard let mode = SchemaCompatibility(name: name) else {
+            Output.standardError("error: --compatibility takes \(SchemaCompatibility.allCases.map(\.description).joined(separator: ", ")) (got \(name))")
+            throw ExitCode(2)
+        }
+        return mode
+    }
+
+    /// `--on-invalid NAME`, or exit 2 naming the choices.
+    static func invalidRecordPolicy(_ name: String) throws -> InvalidRecordPolicy {
+        guard let policy = InvalidRecordPolicy(name: name) else {
+            Output.standardError("error: --on-invalid takes reject or quarantine (got \(name))")
+            throw ExitCode(2)
+        }
+        return policy
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a topic.")
@@ -76,14 +94,8 @@ struct TopicCommand: ParsableCommand {
         @Flag(help: "Print one JSON object instead of sentences.") var json = false
 
         func run() async throws {
-            guard let mode = SchemaCompatibility(name: compatibility) else {
-                Output.standardError("error: --compatibility takes \(SchemaCompatibility.allCases.map(\.description).joined(separator: ", ")) (got \(compatibility))")
-                throw ExitCode(2)
-            }
-            guard let policy = InvalidRecordPolicy(name: onInvalid) else {
-                Output.standardError("error: --on-invalid takes reject or quarantine (got \(onInvalid))")
-                throw ExitCode(2)
-            }
+            let mode = try TopicCommand.compatibility(compatibility)
+            let policy = try TopicCommand.invalidRecordPolicy(onInvalid)
             let dedupWindowMs = try DedupCommand.parse(key: dedupKey, window: dedupWindow)
             let indexPolicy = try index.policy()
             let document = try schema.map(SchemaCommand.read)
@@ -162,6 +174,93 @@ struct TopicCommand: ParsableCommand {
             if let dedupKey { print("duplicates by \(dedupKey) are caught for \(Durations.describe(dedupWindowMs))") }
             if let indexPolicy { print("records are indexed by \(IndexOptions.describe(indexPolicy)) for `millrace trace`") }
             if let version, let schema { print("registered \(schema) as schema version \(version); invalid records: \(policy)") }
+        }
+    }
+
+    struct Alter: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change a topic's retention, size limit, compression or schema policies.",
+            discussion: """
+                Settings not named stay as they are. Retention applies at the broker's next retention pass (every minute); batches already stored keep their compression.
+
+                Examples:
+                  millrace topic alter confirmations --retention 30d
+                  millrace topic alter confirmations --retention forever --retention-bytes 10737418240
+                  millrace topic alter checked --on-invalid quarantine --compression zstd --json
+                """)
+        @OptionGroup var broker: BrokerOptions
+        @Argument(help: "Topic name.") var name: String
+        @Option(help: "Delete batches older than this (7d, 12h, 90m), or forever.") var retention: String?
+        @Option(help: "Per partition, delete the oldest batches beyond this many bytes, or none.") var retentionBytes: String?
+        @Option(help: "Compression producers should use: none or zstd.") var compression: String?
+        @Option(help: "How new schema versions must relate to earlier ones: none, backward, forward, full, or their -transitive forms.")
+        var compatibility: String?
+        @Option(help: "What happens to records that break the schema: reject or quarantine.") var onInvalid: String?
+        @Flag(help: "Print one JSON object instead of a sentence.") var json = false
+
+        func run() async throws {
+            var changes: [String] = []
+            var object: [String: Any] = ["topic": name]
+            var retentionSetting: MillraceClient.Retention?
+            if let retention {
+                if retention == "forever" {
+                    retentionSetting = .forever
+                } else if let ms = Durations.parse(retention), ms > 0 {
+                    retentionSetting = .after(.milliseconds(ms))
+                } else {
+                    Output.standardError("error: --retention takes a duration such as 7d, 12h or 90m, or forever (got \(retention))")
+                    throw ExitCode(2)
+                }
+                changes.append("retention \(retention == "forever" ? "forever" : Durations.describe(Durations.parse(retention) ?? 0))")
+                object["retention"] = retention
+            }
+            var bytesSetting: Int64??
+            if let retentionBytes {
+                if retentionBytes == "none" {
+                    bytesSetting = .some(nil)
+                } else if let bytes = Int64(retentionBytes), bytes >= 0 {
+                    bytesSetting = .some(bytes)
+                } else {
+                    Output.standardError("error: --retention-bytes takes a number of bytes, 0 or more, or none (got \(retentionBytes))")
+                    throw ExitCode(2)
+                }
+                changes.append("size limit \(retentionBytes == "none" ? "none" : Output.bytes(Int64(retentionBytes) ?? 0) + " per partition")")
+                object["retention_bytes"] = retentionBytes
+            }
+            var codec: MillraceClient.TopicConfig.Compression?
+            if let compression {
+                guard let chosen = MillraceClient.TopicConfig.Compression(rawValue: compression) else {
+                    Output.standardError("error: --compression takes none or zstd (got \(compression))")
+                    throw ExitCode(2)
+                }
+                codec = chosen
+                changes.append("compression \(compression)")
+                object["compression"] = compression
+            }
+            let mode = try compatibility.map(TopicCommand.compatibility)
+            if let compatibility {
+                changes.append("compatibility \(compatibility)")
+                object["compatibility"] = compatibility
+            }
+            let policy = try onInvalid.map(TopicCommand.invalidRecordPolicy)
+            if let onInvalid {
+                changes.append("invalid records \(onInvalid)")
+                object["on_invalid"] = onInvalid
+            }
+            guard !changes.isEmpty else {
+                Output.standardError("error: name something to change: --retention, --retention-bytes, --compression, --compatibility or --on-invalid")
+                throw ExitCode(2)
+            }
+            let (name, retentionValue, bytesValue, codecValue, modeValue, policyValue) = (name, retentionSetting, bytesSetting, codec, mode, policy)
+            try await withClient(broker) { client in
+                try await client.alterTopic(
+                    name, retention: retentionValue, retentionBytes: bytesValue, compression: codecValue, compatibility: modeValue, onInvalid: policyValue)
+            }
+            if json {
+                print(Output.json(object))
+            } else {
+                print("altered topic \(name): \(changes.joined(separator: ", "))")
+            }
         }
     }
 

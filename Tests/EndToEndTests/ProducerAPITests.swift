@@ -103,4 +103,28 @@ import Testing
         await lost.close()
         await live.stop()
     }
+
+    /// Topics made and changed with typed settings: durations, enums, policies.
+    @Test func typedTopicConfig() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        let config = MillraceClient.TopicConfig(
+            partitions: 3, retention: .seconds(7 * 86_400), compression: .zstd, timestamps: .logAppend,
+            schema: Array(#"{"type":"object","required":["id"]}"#.utf8), onInvalid: .quarantine, dedupKey: "json:/id", dedupWindow: .seconds(3_600),
+            index: IndexPolicy(fields: ["/lot"]))
+        #expect(try await client.createTopic("orders", config))
+        #expect(try await client.createTopic("orders", config, ifNotExists: true) == false)
+        await #expect(throws: MillraceError.self) { try await client.createTopic("orders", config) }
+        let stored = try #require(live.storage.topicInfo("orders"))
+        #expect(stored.partitionCount == 3 && stored.config.retentionMs == 604_800_000 && stored.config.compression == .zstd)
+        #expect(stored.config.timestampType == .logAppend && stored.config.onInvalid == .quarantine)
+        #expect(stored.config.dedup?.windowMs == 3_600_000 && stored.config.index == IndexPolicy(fields: ["/lot"]))
+        #expect(try await client.listSchemas(topic: "orders").versions.count == 1)
+        try await client.alterTopic("orders", retention: .forever, retentionBytes: .some(1 << 20), compression: MillraceClient.TopicConfig.Compression.none)
+        let altered = try #require(live.storage.topicInfo("orders"))
+        #expect(altered.config.retentionMs == nil && altered.config.retentionBytes == 1 << 20 && altered.config.compression == .none)
+        await client.close()
+        await live.stop()
+    }
 }

@@ -55,4 +55,25 @@ import Testing
             #expect(plan["applied"] as? Bool == false && (plan["partitions"] as? [[String: Any]])?.count == 2)
         }
     }
+
+    @Test func topicAlterChangesRetentionCompressionAndPolicy() async throws {
+        try await withTestBroker { broker, storage in
+            #expect(try cli.millrace(["topic", "create", "orders", "-b", broker]).status == 0)
+            let altered = try cli.millrace(["topic", "alter", "orders", "--retention", "30d", "--retention-bytes", "1048576", "--compression", "zstd", "-b", broker])
+            #expect(altered.status == 0 && altered.stdout == "altered topic orders: retention 30d, size limit 1.0 MiB per partition, compression zstd\n", "\(altered)")
+            #expect(
+                try cli.millrace(["topic", "describe", "orders", "-b", broker]).stdout.hasPrefix(
+                    "topic orders: 1 partitions, retention 30d or 1.0 MiB per partition, compression zstd, "))
+            let config = try #require(storage.topicInfo("orders")?.config)
+            #expect(config.retentionMs == 30 * 86_400_000 && config.retentionBytes == 1_048_576 && config.compression == .zstd)
+            let json = try cli.millrace(["topic", "alter", "orders", "--retention", "forever", "--retention-bytes", "none", "--on-invalid", "quarantine", "--json", "-b", broker])
+            #expect(json.stdout == #"{"on_invalid":"quarantine","retention":"forever","retention_bytes":"none","topic":"orders"}"# + "\n", "\(json)")
+            let after = try #require(storage.topicInfo("orders")?.config)
+            #expect(after.retentionMs == nil && after.retentionBytes == nil && after.onInvalid == .quarantine && after.compression == .zstd)
+            let nothing = try cli.millrace(["topic", "alter", "orders", "-b", broker])
+            #expect(nothing.status == 2 && nothing.stderr.hasPrefix("error: name something to change"))
+            let missing = try cli.millrace(["topic", "alter", "nope", "--retention", "1d", "-b", broker])
+            #expect(missing.status == 1 && missing.stderr == "error: topic \"nope\" does not exist\n", "\(missing.stderr)")
+        }
+    }
 }

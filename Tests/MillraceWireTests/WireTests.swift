@@ -69,6 +69,8 @@ let sampleRequests: [Request] = [
     .brokerStatus,
     .backup(BackupRequest(destination: "/backups/millrace-2026-11-28", compact: true)),
     .backup(BackupRequest(destination: "b", compact: false)),
+    .alterTopic(AlterTopicRequest(topic: "orders", retentionMs: 604_800_000)),
+    .alterTopic(AlterTopicRequest(topic: "orders", retentionMs: -1, retentionBytes: 1 << 30, compression: 4)),
 ]
 
 let sampleResponses: [Response] = [
@@ -139,6 +141,7 @@ let sampleResponses: [Response] = [
                 ],
                 groups: [GroupStatus(name: "erp", members: 2, lag: 7, partitions: 2)]))),
     Response(correlationID: 26, body: .backup(BackupResponse(bytes: 1 << 20, milliseconds: 42))),
+    Response(correlationID: 27, body: .alterTopic),
 ]
 
 @Suite struct WireTests {
