@@ -1,0 +1,24 @@
+// swift-tools-version:6.0
+// Two services an integration team writes against the Millrace client: an MES simulator that
+// produces confirmations and genealogy events, and an ERP poster that consumes them as a
+// consumer group. Depends on the Millrace package by path (one directory up, twice).
+import PackageDescription
+
+let package = Package(
+    name: "PlantIntegration",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "Millrace", path: "../..")
+    ],
+    targets: [
+        .target(name: "PlantEvents", path: "Sources/PlantEvents"),
+        .executableTarget(
+            name: "mes-simulator",
+            dependencies: ["PlantEvents", .product(name: "MillraceClient", package: "Millrace")],
+            path: "Sources/mes-simulator"),
+        .executableTarget(
+            name: "erp-poster",
+            dependencies: ["PlantEvents", .product(name: "MillraceClient", package: "Millrace")],
+            path: "Sources/erp-poster"),
+    ]
+)
