@@ -353,10 +353,11 @@ struct TopicCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a topic and everything in it.")
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var name: String
+        @Flag(help: "Print one JSON object instead of a sentence.") var json = false
 
         func run() async throws {
             try await withClient(broker) { try await $0.deleteTopic(name) }
-            print("deleted topic \(name)")
+            print(json ? Output.json(["topic": name, "deleted": true]) : "deleted topic \(name)")
         }
     }
 }

@@ -47,6 +47,7 @@ struct DedupCommand: AsyncParsableCommand {
         @Option(help: "The business key: key (the record key), header:NAME, or json:/pointer (e.g. json:/event_id).") var key: String?
         @Option(help: "How long a key is remembered: e.g. 90s, 30m, 24h, 7d (at most 30d).") var window = "24h"
         @Flag(help: "Turn duplicate detection off.") var off = false
+        @Flag(help: "Print one JSON object instead of a sentence.") var json = false
 
         func run() async throws {
             guard off != (key != nil) else {
@@ -56,6 +57,7 @@ struct DedupCommand: AsyncParsableCommand {
             let windowMs = try DedupCommand.parse(key: key, window: window)
             let (topic, key) = (self.topic, self.key)
             try await withClient(broker) { try await $0.setDedupPolicy(topic: topic, key: key, windowMs: windowMs) }
+            if json { return print(Output.json(["topic": topic, "key": key.map { $0 as Any } ?? NSNull(), "window_ms": key == nil ? 0 : windowMs])) }
             print(key.map { "\(topic): duplicates by \($0) are caught for \(Durations.describe(windowMs))" } ?? "\(topic): duplicate detection is off")
         }
     }

@@ -13,10 +13,11 @@ struct GroupCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete an idle group's committed offsets (refused while it has live members).")
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Group.") var group: String
+        @Flag(help: "Print one JSON object instead of a sentence.") var json = false
 
         func run() async throws {
             try await withClient(broker) { try await $0.deleteGroup(group) }
-            print("deleted group \(group)")
+            print(json ? Output.json(["group": group, "deleted": true]) : "deleted group \(group)")
         }
     }
 

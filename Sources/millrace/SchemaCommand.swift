@@ -107,6 +107,7 @@ struct SchemaCommand: ParsableCommand {
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic.") var topic: String
         @Option(help: "The version (default: the latest).") var version: Int32?
+        @Flag(help: "Print one JSON object (version, registration time, the document) instead of the document alone.") var json = false
 
         func run() async throws {
             if let version, version < 1 {
@@ -114,6 +115,10 @@ struct SchemaCommand: ParsableCommand {
                 throw ExitCode(2)
             }
             let schema = try await withClient(broker) { try await $0.schema(topic: topic, version: version) }
+            if json {
+                let document = (try? JSONSerialization.jsonObject(with: Data(schema.schema), options: [.fragmentsAllowed])) ?? String(decoding: schema.schema, as: UTF8.self)
+                return print(Output.json(["topic": topic, "version": Int(schema.version), "registered_ms": schema.registeredAtMs, "schema": document]))
+            }
             FileHandle.standardOutput.write(Data(schema.schema))
             if schema.schema.last != UInt8(ascii: "\n") { print() }
         }

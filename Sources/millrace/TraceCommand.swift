@@ -139,6 +139,7 @@ struct IndexCommand: AsyncParsableCommand {
         @Argument(help: "Topic name.") var topic: String
         @OptionGroup var fields: IndexOptions
         @Flag(help: "Index nothing from now on (entries already written stay).") var off = false
+        @Flag(help: "Print one JSON object instead of a sentence.") var json = false
 
         func run() async throws {
             let policy = try fields.policy() ?? IndexPolicy()
@@ -148,6 +149,10 @@ struct IndexCommand: AsyncParsableCommand {
             }
             let topic = self.topic
             try await withClient(broker) { try await $0.setIndexPolicy(topic: topic, policy: policy) }
+            if json {
+                return print(
+                    Output.json(["topic": topic, "record_key": policy.recordKey, "fields": policy.fields, "links": policy.links.map(\.description)]))
+            }
             print(off ? "\(topic): new records are not indexed" : "\(topic): new records are indexed by \(IndexOptions.describe(policy))")
         }
     }

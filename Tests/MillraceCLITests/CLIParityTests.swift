@@ -76,4 +76,29 @@ import Testing
             #expect(missing.status == 1 && missing.stderr == "error: topic \"nope\" does not exist\n", "\(missing.stderr)")
         }
     }
+
+    /// Commands that print a result print it as one JSON object with --json.
+    @Test func everyResultHasAJSONForm() async throws {
+        try await withTestBroker { broker, _ in
+            func json(_ arguments: [String]) throws -> [String: Any] {
+                let run = try cli.millrace(arguments + ["--json", "-b", broker])
+                #expect(run.status == 0, "\(arguments): \(run.stderr)")
+                return try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(arguments): \(run.stdout)")
+            }
+            _ = try json(["topic", "create", "t"])
+            let schemaFile = NSTemporaryDirectory() + "millrace-schema-\(UUID().uuidString).json"
+            defer { try? FileManager.default.removeItem(atPath: schemaFile) }
+            try #"{"type":"object"}"#.write(toFile: schemaFile, atomically: true, encoding: .utf8)
+            #expect(try cli.millrace(["schema", "register", "t", schemaFile, "-b", broker]).status == 0)
+            let shown = try json(["schema", "show", "t"])
+            #expect(shown["version"] as? Int == 1 && (shown["schema"] as? [String: String]) == ["type": "object"])
+            let dedup = try json(["dedup", "set", "t", "--key", "json:/id", "--window", "1h"])
+            #expect(dedup["key"] as? String == "json:/id" && dedup["window_ms"] as? Int == 3_600_000)
+            let index = try json(["index", "set", "t", "--index", "/lot"])
+            #expect(index["fields"] as? [String] == ["/lot"])
+            _ = try cli.millrace(["group", "reset", "g", "--topic", "t", "--to", "earliest", "--execute", "-b", broker])
+            #expect(try json(["group", "delete", "g"])["deleted"] as? Bool == true)
+            #expect(try json(["topic", "delete", "t"])["deleted"] as? Bool == true)
+        }
+    }
 }
