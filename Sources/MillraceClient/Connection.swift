@@ -10,7 +10,7 @@ import NIOPosix
 /// No request waits forever: each has a deadline (the connection is closed when one passes,
 /// since nothing queued behind it could be answered first), a request on a closed connection
 /// fails at once, and a peer that does not speak the protocol is named as such.
-public final class Connection: Sendable {
+package final class Connection: Sendable {
     private let channel: any Channel
     let requestTimeout: TimeAmount
 
@@ -20,7 +20,7 @@ public final class Connection: Sendable {
     }
 
     /// Connects and checks with an ApiVersions request that the peer is a Millrace broker.
-    public static func connect(
+    package static func connect(
         host: String, port: Int, group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30)
     ) async throws -> Connection {
         let peer = "\(host):\(port)"
@@ -66,7 +66,7 @@ public final class Connection: Sendable {
     /// Sends a request. The future fails with the response's error, with `networkError` if
     /// the connection is or becomes closed, or with `requestTimedOut` after `timeout` (the
     /// connection's request timeout when nil; a fetch adds its own wait to it).
-    public func request(_ request: Request, timeout: TimeAmount? = nil) -> EventLoopFuture<ResponseBody> {
+    package func request(_ request: Request, timeout: TimeAmount? = nil) -> EventLoopFuture<ResponseBody> {
         let promise = channel.eventLoop.makePromise(of: ResponseBody.self)
         var deadline = timeout ?? requestTimeout
         if case .fetch(let fetch) = request { deadline = deadline + .milliseconds(Int64(max(fetch.maxWaitMs, 0))) }
@@ -80,7 +80,7 @@ public final class Connection: Sendable {
         return promise.futureResult
     }
 
-    public func send(_ request: Request) async throws -> ResponseBody {
+    package func send(_ request: Request) async throws -> ResponseBody {
         try await self.request(request).get()
     }
 

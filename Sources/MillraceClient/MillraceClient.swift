@@ -135,7 +135,7 @@ public final class MillraceClient: Sendable {
 
     /// Sends a request on the current connection, opening one if needed; no retry. Requests
     /// made one after another from one thread go out in that order.
-    public func request(_ request: Request) -> EventLoopFuture<ResponseBody> {
+    package func request(_ request: Request) -> EventLoopFuture<ResponseBody> {
         // Always through the event loop's queue, even when called on it: a request made on
         // the loop must not overtake one made just before from another thread and still
         // queued (a producer's linger timer and its sender run on different threads).
@@ -143,7 +143,7 @@ public final class MillraceClient: Sendable {
     }
 
     /// Sends a request; when the connection it went out on had dropped, one retry on a new one.
-    public func send(_ request: Request) async throws -> ResponseBody {
+    package func send(_ request: Request) async throws -> ResponseBody {
         var retries = max(0, configuration.requestRetries)
         while true {
             do {
@@ -167,7 +167,7 @@ public final class MillraceClient: Sendable {
 
     // MARK: Admin
 
-    public func createTopic(_ request: CreateTopicRequest) async throws {
+    package func createTopic(_ request: CreateTopicRequest) async throws {
         _ = try await send(.createTopic(request))
     }
 

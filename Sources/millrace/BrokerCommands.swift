@@ -72,7 +72,7 @@ struct TopicCommand: ParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a topic.")
+        static let configuration = CommandConfiguration(abstract: "Create a topic.", discussion: Help.exampleLines("millrace topic create confirmations -p 3 --retention 7d", "millrace topic create checked --schema confirmation.schema.json --on-invalid quarantine", "millrace topic create lots --index /lot --link /parentLot->/childLot --if-not-exists --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name: letters, digits, '.', '_' and '-'.") var name: String
         @Option(name: [.customShort("p"), .long], help: "Number of partitions.") var partitions: Int32 = 1
@@ -265,7 +265,7 @@ struct TopicCommand: ParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List topics.")
+        static let configuration = CommandConfiguration(abstract: "List topics.", discussion: Help.exampleLines("millrace topic list", "millrace topic list --json -b broker-1:7450"))
         @OptionGroup var broker: BrokerOptions
         @Flag(help: "Print JSON instead of a table.") var json = false
 
@@ -282,7 +282,7 @@ struct TopicCommand: ParsableCommand {
     }
 
     struct Describe: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a topic's settings and each partition's offsets and size.")
+        static let configuration = CommandConfiguration(abstract: "Show a topic's settings and each partition's offsets and size.", discussion: Help.exampleLines("millrace topic describe confirmations", "millrace topic describe confirmations --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var name: String
         @Flag(help: "Print JSON instead of a table.") var json = false
@@ -350,7 +350,7 @@ struct TopicCommand: ParsableCommand {
     }
 
     struct Delete: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a topic and everything in it.")
+        static let configuration = CommandConfiguration(abstract: "Delete a topic and everything in it.", discussion: Help.exampleLines("millrace topic delete scratch", "millrace topic delete scratch --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var name: String
         @Flag(help: "Print one JSON object instead of a sentence.") var json = false

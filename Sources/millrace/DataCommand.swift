@@ -23,7 +23,7 @@ struct DataCommand: ParsableCommand {
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List topics and partitions with earliest/latest offsets and sizes.")
+            abstract: "List topics and partitions with earliest/latest offsets and sizes.", discussion: Help.exampleLines("millrace data inspect /var/lib/millrace", "millrace data inspect ./millrace-data --json"))
 
         @Argument(help: "The data directory.") var directory: String
         @Flag(help: "Print one JSON object instead of a table.") var json = false
@@ -90,7 +90,7 @@ struct DataCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check every batch (CRC, framing, offset continuity); exit 0 only when clean.",
-            discussion: "Exit codes: 0 clean, 1 problems found, 2 the directory could not be checked.")
+            discussion: "Exit codes: 0 clean, 1 problems found, 2 the directory could not be checked." + Help.examples("millrace data verify /var/lib/millrace", "millrace data verify /backups/nightly --json"))
 
         @Argument(help: "The data directory.") var directory: String
         @Flag(help: "Print one JSON object instead of a table.") var json = false

@@ -12,7 +12,7 @@ struct DedupCommand: AsyncParsableCommand {
         subcommands: [Check.self, Set.self])
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Whether a topic holds a key inside its window, and where its first record is.")
+        static let configuration = CommandConfiguration(abstract: "Whether a topic holds a key inside its window, and where its first record is.", discussion: Help.exampleLines("millrace dedup check confirmations MES-L3-4711", "millrace dedup check confirmations MES-L3-4711 --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var topic: String
         @Argument(help: "The business key, as the dedup key spec reads it (a string's characters, a number's digits).") var key: String
@@ -41,7 +41,7 @@ struct DedupCommand: AsyncParsableCommand {
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Turn duplicate detection on for a topic (or change its key or window), or off with --off (the keys held are forgotten).")
+            abstract: "Turn duplicate detection on for a topic (or change its key or window), or off with --off (the keys held are forgotten).", discussion: Help.exampleLines("millrace dedup set confirmations --key json:/event_id --window 24h", "millrace dedup set confirmations --off"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var topic: String
         @Option(help: "The business key: key (the record key), header:NAME, or json:/pointer (e.g. json:/event_id).") var key: String?

@@ -8,7 +8,7 @@ import MillraceFormat
 /// the broker out and for benchmarks; needs nothing outside the project.
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "generate", abstract: "Write sample manufacturing events (NDJSON) to standard output or a file.")
+        commandName: "generate", abstract: "Write sample manufacturing events (NDJSON) to standard output or a file.", discussion: Help.exampleLines("millrace generate --count 10000 --seed 42 --output events.ndjson", "millrace generate -c 1000 --type production.confirmation --invalid 2 | millrace produce checked"))
 
     @Option(name: .shortAndLong, help: "How many events.") var count = 10_000
     @Option(help: "Random seed: the same seed gives the same events.") var seed: UInt64 = 42

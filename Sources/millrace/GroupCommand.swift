@@ -10,7 +10,7 @@ struct GroupCommand: ParsableCommand {
         subcommands: [List.self, Describe.self, Reset.self, Delete.self])
 
     struct Delete: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete an idle group's committed offsets (refused while it has live members).")
+        static let configuration = CommandConfiguration(abstract: "Delete an idle group's committed offsets (refused while it has live members).", discussion: Help.exampleLines("millrace group delete old-erp", "millrace group delete old-erp --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Group.") var group: String
         @Flag(help: "Print one JSON object instead of a sentence.") var json = false
@@ -22,7 +22,7 @@ struct GroupCommand: ParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List groups with live members or committed offsets.")
+        static let configuration = CommandConfiguration(abstract: "List groups with live members or committed offsets.", discussion: Help.exampleLines("millrace group list", "millrace group list --json"))
         @OptionGroup var broker: BrokerOptions
         @Flag(help: "Print JSON instead of a table.") var json = false
 
@@ -39,7 +39,7 @@ struct GroupCommand: ParsableCommand {
     }
 
     struct Describe: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a group's state, members, and per partition committed offset, log end and lag.")
+        static let configuration = CommandConfiguration(abstract: "Show a group's state, members, and per partition committed offset, log end and lag.", discussion: Help.exampleLines("millrace group describe erp", "millrace group describe erp --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Group.") var group: String
         @Flag(help: "Print JSON instead of a table.") var json = false
@@ -76,7 +76,7 @@ struct GroupCommand: ParsableCommand {
     struct Reset: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Move a group's committed offsets. Shows before/after; changes nothing without --execute.",
-            discussion: "Refused while the group has live members: stop its consumers first.")
+            discussion: "Refused while the group has live members: stop its consumers first." + Help.examples("millrace group reset erp --topic confirmations --to time:-2h", "millrace group reset erp --topic confirmations --to earliest --execute --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Group.") var group: String
         @Option(help: "Topic.") var topic: String

@@ -62,3 +62,16 @@ struct CommandFailure: Error, CustomStringConvertible {
 extension MillraceError {
     var commandFailure: CommandFailure { CommandFailure(message: "error: \(message)") }
 }
+
+/// `--help` text pieces shared by every command.
+enum Help {
+    /// "Examples:" and one indented command per line, after a blank line.
+    static func examples(_ commands: String...) -> String { "\n\n" + lines(commands) }
+
+    /// The same, as the whole discussion (no blank line before it).
+    static func exampleLines(_ commands: String...) -> String { lines(commands) }
+
+    private static func lines(_ commands: [String]) -> String {
+        "Examples:\n" + commands.map { "  " + $0 }.joined(separator: "\n")
+    }
+}

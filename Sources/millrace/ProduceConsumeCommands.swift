@@ -16,7 +16,7 @@ struct ProduceCommand: AsyncParsableCommand {
             summary lists the acknowledged line numbers, so a rerun can skip them, and --rejected FILE \
             writes the lines that were not acknowledged, to resend with --file FILE. Exit codes: 0 every \
             record acknowledged, 1 some were not (or the broker could not be reached), 2 bad usage.
-            """)
+            """ + Help.examples("millrace produce confirmations -f events.ndjson --key-field /order_id", "tail -F gateway.log | millrace produce confirmations -H source=line-3 --timestamp-field /ts", "millrace produce confirmations -f events.ndjson --rejected failed.ndjson --json"))
 
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "Topic.") var topic: String
@@ -339,7 +339,7 @@ struct ProduceCommand: AsyncParsableCommand {
 struct ConsumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "consume",
-        abstract: "Print records of a topic. Without --follow, stops at the log end as it was at the start.")
+        abstract: "Print records of a topic. Without --follow, stops at the log end as it was at the start.", discussion: Help.exampleLines("millrace consume confirmations --from earliest -n 10", "millrace consume confirmations --from time:-2h --format json", "millrace consume confirmations --group erp --follow"))
 
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "Topic.") var topic: String

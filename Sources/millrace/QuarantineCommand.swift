@@ -51,7 +51,7 @@ struct QuarantineCommand: ParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the records still parked for TOPIC, grouped by the rule they broke.")
+        static let configuration = CommandConfiguration(abstract: "Show the records still parked for TOPIC, grouped by the rule they broke.", discussion: Help.exampleLines("millrace quarantine list checked", "millrace quarantine list checked --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "The topic (not its .quarantine).") var topic: String
         @Flag(help: "List every record, not only the groups.") var records = false
@@ -101,7 +101,7 @@ struct QuarantineCommand: ParsableCommand {
                 schema version they passed. Records still invalid are parked again at the end of the quarantine \
                 with their new reason. A cursor (group millrace.redrive) records how far re-drive got, so a second \
                 run never re-drives the same record. --dry-run only reports.
-                """)
+                """ + Help.examples("millrace quarantine redrive checked --dry-run", "millrace quarantine redrive checked"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "The topic (not its .quarantine).") var topic: String
         @Option(help: "Start at this quarantine offset instead of the cursor.") var from: Int64?

@@ -29,7 +29,7 @@ struct SchemaCommand: ParsableCommand {
     struct Register: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Register FILE (a JSON Schema) as the topic's next schema version.",
-            discussion: "A document identical to an existing version returns that version. One that breaks the topic's compatibility mode is refused with every reason.")
+            discussion: "A document identical to an existing version returns that version. One that breaks the topic's compatibility mode is refused with every reason." + Help.examples("millrace schema register checked confirmation.schema.json", "millrace schema register checked confirmation-v2.schema.json --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic.") var topic: String
         @Argument(help: "The JSON Schema file.") var file: String
@@ -49,7 +49,7 @@ struct SchemaCommand: ParsableCommand {
     }
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Say whether FILE could be registered (valid, compatible), without registering it.")
+        static let configuration = CommandConfiguration(abstract: "Say whether FILE could be registered (valid, compatible), without registering it.", discussion: Help.exampleLines("millrace schema check checked confirmation-v2.schema.json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic.") var topic: String
         @Argument(help: "The JSON Schema file.") var file: String
@@ -70,7 +70,7 @@ struct SchemaCommand: ParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a topic's schema versions and its schema policies.")
+        static let configuration = CommandConfiguration(abstract: "List a topic's schema versions and its schema policies.", discussion: Help.exampleLines("millrace schema list checked", "millrace schema list checked --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic.") var topic: String
         @Flag(help: "Print JSON.") var json = false
@@ -103,7 +103,7 @@ struct SchemaCommand: ParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print a schema version's document as registered (default: the latest).")
+        static let configuration = CommandConfiguration(abstract: "Print a schema version's document as registered (default: the latest).", discussion: Help.exampleLines("millrace schema show checked", "millrace schema show checked --version 1 --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic.") var topic: String
         @Option(help: "The version (default: the latest).") var version: Int32?
@@ -127,7 +127,7 @@ struct SchemaCommand: ParsableCommand {
     struct Validate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check a file of events (one JSON value per line) against the topic's schema; writes nothing to the broker.",
-            discussion: "Each invalid line is reported with its JSON path, rule and value. Exit 0 when every line is valid, 1 otherwise.")
+            discussion: "Each invalid line is reported with its JSON path, rule and value. Exit 0 when every line is valid, 1 otherwise." + Help.examples("millrace schema validate checked events.ndjson", "millrace generate --invalid 5 | millrace schema validate checked -"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic.") var topic: String
         @Argument(help: "Events file (NDJSON); - for standard input.") var events: String

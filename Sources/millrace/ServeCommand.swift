@@ -9,7 +9,7 @@ import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Run the broker on a data directory until SIGTERM or SIGINT.")
+        commandName: "serve", abstract: "Run the broker on a data directory until SIGTERM or SIGINT.", discussion: Help.exampleLines("millrace serve", "millrace serve --config /etc/millrace/millrace.conf", "MILLRACE_LOG_FORMAT=json millrace serve --data-dir /var/lib/millrace --listen 0.0.0.0:7450"))
 
     @Option(help: "A config file of `key = value` lines (settings as below, with underscores: data_dir = \"/var/lib/millrace\"). Environment variables MILLRACE_<KEY> override it; flags override both.")
     var config: String?

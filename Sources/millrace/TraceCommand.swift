@@ -10,7 +10,7 @@ struct TraceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trace",
         abstract: "Every record whose indexed fields hold KEY (a lot, a serial, an order), across topics, in the order they were appended.",
-        discussion: "Topics index fields with `millrace topic create T --index /lot` or `millrace index set T --field /lot`.")
+        discussion: "Topics index fields with `millrace topic create T --index /lot` or `millrace index set T --field /lot`." + Help.examples("millrace trace LOT-0815", "millrace trace LOT-0815 --topic confirmations --json", "millrace trace LOT-0815 --down --depth 5"))
 
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "The value to trace, as the index reads it: a string's characters, a number's digits, or a record key.") var key: String
@@ -134,7 +134,7 @@ struct IndexCommand: AsyncParsableCommand {
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Set the fields a topic indexes; records appended from now on are indexed by them (--off: none).")
+            abstract: "Set the fields a topic indexes; records appended from now on are indexed by them (--off: none).", discussion: Help.exampleLines("millrace index set confirmations --index /lot --index /serial", "millrace index set confirmations --off"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var topic: String
         @OptionGroup var fields: IndexOptions
@@ -159,7 +159,7 @@ struct IndexCommand: AsyncParsableCommand {
 
     struct Rebuild: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Index the records a topic held before its index fields were set (a stopped rebuild resumes where it was).")
+            abstract: "Index the records a topic held before its index fields were set (a stopped rebuild resumes where it was).", discussion: Help.exampleLines("millrace index rebuild confirmations", "millrace index rebuild confirmations --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var topic: String
         @Flag(help: "Print one JSON summary instead of progress and a sentence.") var json = false
@@ -199,7 +199,7 @@ struct IndexCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "A topic's index fields, the entries written for it, and the whole index's size.")
+        static let configuration = CommandConfiguration(abstract: "A topic's index fields, the entries written for it, and the whole index's size.", discussion: Help.exampleLines("millrace index status confirmations", "millrace index status confirmations --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var topic: String
         @Flag(help: "Print JSON instead of a sentence.") var json = false

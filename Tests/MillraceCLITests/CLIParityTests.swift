@@ -101,4 +101,19 @@ import Testing
             #expect(try json(["topic", "delete", "t"])["deleted"] as? Bool == true)
         }
     }
+
+    /// Every command's --help ends its description with examples.
+    @Test func everyCommandsHelpHasExamples() throws {
+        let commands = [
+            ["serve"], ["topic", "create"], ["topic", "alter"], ["topic", "list"], ["topic", "describe"], ["topic", "delete"], ["produce"], ["consume"],
+            ["group", "list"], ["group", "describe"], ["group", "reset"], ["group", "delete"], ["schema", "register"], ["schema", "check"],
+            ["schema", "list"], ["schema", "show"], ["schema", "validate"], ["quarantine", "list"], ["quarantine", "redrive"], ["dedup", "set"],
+            ["dedup", "check"], ["trace"], ["index", "set"], ["index", "status"], ["index", "rebuild"], ["status"], ["top"], ["data", "inspect"],
+            ["data", "verify"], ["data", "backup"], ["data", "restore"], ["generate"],
+        ]
+        for command in commands {
+            let help = try cli.millrace(command + ["--help"])
+            #expect(help.status == 0 && help.stdout.contains("Examples:\n  "), "\(command)")
+        }
+    }
 }
