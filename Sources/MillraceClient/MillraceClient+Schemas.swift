@@ -3,20 +3,57 @@ import MillraceSchema
 import MillraceWire
 
 extension MillraceClient {
+    /// What registering a schema did: the version (registered now, or the identical one
+    /// found), whether it is new, and the compatibility problems when it was refused
+    /// (`version` is then -1).
+    public struct SchemaRegistration: Sendable, Equatable {
+        public var version: Int32
+        public var created: Bool
+        public var problems: [String]
+
+        public init(version: Int32, created: Bool, problems: [String] = []) {
+            self.version = version
+            self.created = created
+            self.problems = problems
+        }
+    }
+
+    /// One schema version as registered.
+    public struct SchemaDocument: Sendable, Equatable {
+        public var version: Int32
+        /// When it was registered, milliseconds since 1970.
+        public var registeredAtMs: Int64
+        /// The JSON Schema document, as sent.
+        public var schema: [UInt8]
+    }
+
+    /// A topic's schema versions and its schema policies.
+    public struct SchemaVersions: Sendable, Equatable {
+        public struct Version: Sendable, Equatable {
+            public var version: Int32
+            public var registeredAtMs: Int64
+            public var bytes: Int32
+        }
+
+        public var compatibility: SchemaCompatibility
+        public var onInvalid: InvalidRecordPolicy
+        public var versions: [Version]
+    }
+
     /// Registers `schema` as the topic's next version (or finds the identical one). A schema
     /// that breaks the topic's compatibility mode comes back with `problems` and no version;
     /// with `dryRun` nothing is registered either way.
-    public func registerSchema(topic: String, schema: [UInt8], dryRun: Bool = false) async throws -> RegisterSchemaResponse {
+    public func registerSchema(topic: String, schema: [UInt8], dryRun: Bool = false) async throws -> SchemaRegistration {
         guard case .registerSchema(let response) = try await send(.registerSchema(RegisterSchemaRequest(topic: topic, schema: schema, dryRun: dryRun))) else {
             throw Self.unexpectedBody
         }
-        return response
+        return SchemaRegistration(version: response.version, created: response.created, problems: response.problems)
     }
 
     /// One version's document; nil version: the latest.
-    public func schema(topic: String, version: Int32? = nil) async throws -> SchemaResponse {
+    public func schema(topic: String, version: Int32? = nil) async throws -> SchemaDocument {
         guard case .getSchema(let response) = try await send(.getSchema(topic: topic, version: version ?? -1)) else { throw Self.unexpectedBody }
-        return response
+        return SchemaDocument(version: response.version, registeredAtMs: response.registeredAtMs, schema: response.schema)
     }
 
     /// A version compiled for validating, fetched once and cached (versions are immutable).
@@ -33,9 +70,16 @@ extension MillraceClient {
         return (fetched.version, compiled)
     }
 
-    public func listSchemas(topic: String) async throws -> ListSchemasResponse {
+    public func listSchemas(topic: String) async throws -> SchemaVersions {
         guard case .listSchemas(let response) = try await send(.listSchemas(topic: topic)) else { throw Self.unexpectedBody }
-        return response
+        guard let compatibility = SchemaCompatibility(rawValue: UInt8(clamping: response.compatibility)),
+            let onInvalid = InvalidRecordPolicy(rawValue: UInt8(clamping: response.onInvalid))
+        else {
+            throw MillraceError(.unexpected, "the broker named schema policies this client does not know (\(response.compatibility), \(response.onInvalid)); upgrade the client")
+        }
+        return SchemaVersions(
+            compatibility: compatibility, onInvalid: onInvalid,
+            versions: response.versions.map { SchemaVersions.Version(version: $0.version, registeredAtMs: $0.registeredAtMs, bytes: $0.bytes) })
     }
 
     /// Changes the topic's compatibility mode and/or what happens to invalid records (nil:

@@ -7,10 +7,22 @@ extension MillraceClient {
         guard case .setIndexPolicy = try await send(.setIndexPolicy(topic: topic, policy: IndexPolicyWire(policy))) else { throw Self.unexpectedBody }
     }
 
+    /// A topic's index policy and the entries written for it, with the whole key index's size.
+    public struct IndexStatus: Sendable, Equatable {
+        public var policy: IndexPolicy
+        /// Entries written for the topic since its policy was set.
+        public var entriesWritten: Int64
+        /// The whole index (all topics): entries held, runs, bytes on disk.
+        public var entriesHeld: Int64
+        public var runs: Int32
+        public var diskBytes: Int64
+    }
+
     /// The topic's index policy, entries written for it, and the whole index's size.
-    public func indexStatus(topic: String) async throws -> IndexStatusResponse {
+    public func indexStatus(topic: String) async throws -> IndexStatus {
         guard case .indexStatus(let status) = try await send(.indexStatus(topic: topic)) else { throw Self.unexpectedBody }
-        return status
+        return IndexStatus(
+            policy: status.policy.policy, entriesWritten: status.entriesWritten, entriesHeld: status.entriesHeld, runs: status.runs, diskBytes: status.diskBytes)
     }
 
     /// One page of a trace: records whose indexed values include `key`, in append order.

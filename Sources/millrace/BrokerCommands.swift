@@ -289,15 +289,15 @@ struct TopicCommand: ParsableCommand {
 
         func run() async throws {
             let name = self.name
-            let (topic, dedup, index) = try await withClient(broker) { client -> (DescribeTopicResponse, DedupStatusResponse?, IndexStatusResponse?) in
+            let (topic, dedup, index) = try await withClient(broker) { client -> (DescribeTopicResponse, DedupStatusResponse?, MillraceClient.IndexStatus?) in
                 let topic = try await client.describeTopic(name)
                 var dedup: DedupStatusResponse?
-                var index: IndexStatusResponse?
+                var index: MillraceClient.IndexStatus?
                 do {
                     let status = try await client.dedupStatus(topic: name)
                     dedup = status.key.isEmpty ? nil : status
                     let indexed = try await client.indexStatus(topic: name)
-                    index = indexed.policy.policy.isEmpty ? nil : indexed
+                    index = indexed.policy.isEmpty ? nil : indexed
                 } catch let error as MillraceError where error.code == .unknownApi {
                     // A broker from before duplicate detection or the key index.
                 }

@@ -290,7 +290,7 @@ struct ProduceCommand: AsyncParsableCommand {
     /// The topic's latest schema, and whether the topic rejects invalid records; nil when it
     /// has no schema.
     static func topicSchema(_ client: MillraceClient, _ topic: String) async throws -> (version: Int32, schema: Schema, rejects: Bool)? {
-        let list: ListSchemasResponse
+        let list: MillraceClient.SchemaVersions
         do {
             list = try await client.listSchemas(topic: topic)
         } catch let error as MillraceError where error.code == .unknownApi {
@@ -298,7 +298,7 @@ struct ProduceCommand: AsyncParsableCommand {
         }
         guard !list.versions.isEmpty else { return nil }
         let latest = try await client.compiledSchema(topic: topic)
-        return (latest.version, latest.schema, list.onInvalid == Int8(InvalidRecordPolicy.reject.rawValue))
+        return (latest.version, latest.schema, list.onInvalid == .reject)
     }
 
     /// Says exactly which lines were acknowledged, and with --rejected writes the others out.

@@ -77,8 +77,8 @@ struct SchemaCommand: ParsableCommand {
 
         func run() async throws {
             let list = try await withClient(broker) { try await $0.listSchemas(topic: topic) }
-            let compatibility = SchemaCompatibility(rawValue: UInt8(clamping: list.compatibility))?.description ?? "\(list.compatibility)"
-            let onInvalid = InvalidRecordPolicy(rawValue: UInt8(clamping: list.onInvalid))?.description ?? "\(list.onInvalid)"
+            let compatibility = list.compatibility.description
+            let onInvalid = list.onInvalid.description
             if json {
                 print(
                     Output.json([

@@ -241,13 +241,13 @@ struct IndexOptions: ParsableArguments {
         ((policy.recordKey ? ["the record key"] : []) + policy.fields + policy.links.map { "link \($0)" }).joined(separator: ", ")
     }
 
-    static func line(_ status: IndexStatusResponse) -> String {
-        let policy = status.policy.policy
+    static func line(_ status: MillraceClient.IndexStatus) -> String {
+        let policy = status.policy
         guard !policy.isEmpty else { return "nothing indexed" }
         return "indexes \(describe(policy)); \(Output.count(status.entriesWritten)) entries written for it; the index holds \(Output.count(status.entriesHeld)) entries in \(status.runs) runs, \(Output.bytes(status.diskBytes)) on disk"
     }
 
-    static func object(_ status: IndexStatusResponse) -> [String: Any] {
+    static func object(_ status: MillraceClient.IndexStatus) -> [String: Any] {
         [
             "record_key": status.policy.recordKey, "fields": status.policy.fields, "links": status.policy.links.map(\.description),
             "entries_written": status.entriesWritten, "index_entries_held": status.entriesHeld, "index_runs": Int(status.runs), "index_disk_bytes": status.diskBytes,

@@ -20,12 +20,12 @@ import Testing
         let client = MillraceClient(host: "127.0.0.1", port: live.port)
         try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 2))
         let first = try await client.registerSchema(topic: "confirmations", schema: Self.confirmation)
-        #expect(first == RegisterSchemaResponse(version: 1, created: true))
+        #expect(first == MillraceClient.SchemaRegistration(version: 1, created: true))
         // The same document (member order aside) is the same version.
         let reordered = Array(
             #"{"additionalProperties":false,"required":["order_id","yield_qty"],"type":"object","properties":{"yield_qty":{"minimum":0,"type":"number"},"order_id":{"type":"string"}}}"#
                 .utf8)
-        #expect(try await client.registerSchema(topic: "confirmations", schema: reordered) == RegisterSchemaResponse(version: 1, created: false))
+        #expect(try await client.registerSchema(topic: "confirmations", schema: reordered) == MillraceClient.SchemaRegistration(version: 1, created: false))
         // Default mode backward: a new required field is refused with its reason.
         let required = Array(
             #"{"type":"object","properties":{"order_id":{"type":"string"},"yield_qty":{"type":"number","minimum":0},"plant":{"type":"string"}},"required":["order_id","yield_qty","plant"],"additionalProperties":false}"#
@@ -36,9 +36,9 @@ import Testing
         let optional = Array(
             #"{"type":"object","properties":{"order_id":{"type":"string"},"yield_qty":{"type":"number","minimum":0},"plant":{"type":"string"}},"required":["order_id","yield_qty"],"additionalProperties":false}"#
                 .utf8)
-        #expect(try await client.registerSchema(topic: "confirmations", schema: optional, dryRun: true) == RegisterSchemaResponse(version: 2, created: false))
+        #expect(try await client.registerSchema(topic: "confirmations", schema: optional, dryRun: true) == MillraceClient.SchemaRegistration(version: 2, created: false))
         #expect(try await client.listSchemas(topic: "confirmations").versions.map(\.version) == [1])
-        #expect(try await client.registerSchema(topic: "confirmations", schema: optional) == RegisterSchemaResponse(version: 2, created: true))
+        #expect(try await client.registerSchema(topic: "confirmations", schema: optional) == MillraceClient.SchemaRegistration(version: 2, created: true))
         // Invalid documents name what is wrong.
         await #expect(throws: MillraceError.self) { _ = try await client.registerSchema(topic: "confirmations", schema: Self.value(#"{"type":"object","if":{}}"#)) }
         do {
@@ -60,7 +60,7 @@ import Testing
         // Policies.
         try await client.setSchemaPolicy(topic: "confirmations", compatibility: .noChecks, onInvalid: .quarantine)
         let listed = try await client.listSchemas(topic: "confirmations")
-        #expect(listed.compatibility == Int8(SchemaCompatibility.noChecks.rawValue) && listed.onInvalid == 1 && listed.versions.count == 2)
+        #expect(listed.compatibility == .noChecks && listed.onInvalid == .quarantine && listed.versions.count == 2)
         #expect(try await client.listTopics().map(\.name).contains("confirmations.quarantine"))
         #expect(try await client.registerSchema(topic: "confirmations", schema: required).version == 3)
         await client.close()
