@@ -110,7 +110,8 @@ extension MillraceClient {
         if compatibility != nil || onInvalid != nil { try await setSchemaPolicy(topic: name, compatibility: compatibility, onInvalid: onInvalid) }
     }
 
-    static func milliseconds(_ duration: Duration) -> Int64 {
+    /// A duration in whole milliseconds.
+    public static func milliseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
         return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
     }

@@ -180,9 +180,41 @@ public final class MillraceClient: Sendable {
         return topics
     }
 
-    public func describeTopic(_ name: String) async throws -> DescribeTopicResponse {
+    /// A topic's settings and each partition's offsets and size.
+    public struct TopicDescription: Sendable, Equatable {
+        public struct Partition: Sendable, Equatable {
+            public var partition: Int32
+            /// The earliest offset still held.
+            public var logStartOffset: Int64
+            /// The offset the next record gets.
+            public var logEndOffset: Int64
+            public var bytes: Int64
+            public var batches: Int64
+            public var records: Int64 { logEndOffset - logStartOffset }
+        }
+
+        public var name: String
+        /// nil: batches are kept forever.
+        public var retention: Duration?
+        /// Per partition; nil: no size limit.
+        public var retentionBytes: Int64?
+        public var compression: TopicConfig.Compression
+        public var timestamps: TopicConfig.Timestamps
+        /// When the topic was created, milliseconds since 1970.
+        public var createdAtMs: Int64
+        public var partitions: [Partition]
+    }
+
+    public func describeTopic(_ name: String) async throws -> TopicDescription {
         guard case .describeTopic(let topic) = try await send(.describeTopic(name: name)) else { throw Self.unexpectedBody }
-        return topic
+        return TopicDescription(
+            name: topic.name, retention: topic.retentionMs >= 0 ? .milliseconds(topic.retentionMs) : nil,
+            retentionBytes: topic.retentionBytes >= 0 ? topic.retentionBytes : nil, compression: topic.compression == CompressionCodec.zstd.rawValue ? .zstd : .none,
+            timestamps: topic.timestampType == 1 ? .logAppend : .create, createdAtMs: topic.createdAtMs,
+            partitions: topic.partitions.map {
+                TopicDescription.Partition(
+                    partition: $0.partition, logStartOffset: $0.logStartOffset, logEndOffset: $0.logEndOffset, bytes: $0.bytes, batches: $0.batches)
+            })
     }
 
     /// An idempotent producer identity: a new producer id (`producerId` -1), or the next
@@ -200,16 +232,41 @@ public final class MillraceClient: Sendable {
         _ = try await send(.setDedupPolicy(topic: topic, key: key ?? "", windowMs: windowMs))
     }
 
+    /// Whether a topic holds a business key, and where the first record with it is.
+    public struct DedupCheck: Sendable, Equatable {
+        public var found: Bool
+        public var partition: Int32
+        public var offset: Int64
+        /// When the key was first seen, milliseconds since 1970.
+        public var firstSeenMs: Int64
+    }
+
+    /// A topic's duplicate detection.
+    public struct DedupStatus: Sendable, Equatable {
+        /// The key spec (`key`, `header:NAME`, `json:/pointer`); empty when detection is off.
+        public var key: String
+        public var windowMs: Int64
+        public var keysHeld: Int64
+        public var runs: Int32
+        /// When the oldest key held was first seen (ms since 1970); -1 when none is held.
+        public var oldestKeyMs: Int64
+        public var duplicatesTotal: Int64
+        /// Duplicates caught in the last five minutes.
+        public var duplicatesRecent: Int32
+    }
+
     /// Whether the topic holds `key` inside its window, and where the first record with it is.
-    public func dedupCheck(topic: String, key: [UInt8]) async throws -> DedupCheckResponse {
+    public func dedupCheck(topic: String, key: [UInt8]) async throws -> DedupCheck {
         guard case .dedupCheck(let check) = try await send(.dedupCheck(topic: topic, key: key)) else { throw Self.unexpectedBody }
-        return check
+        return DedupCheck(found: check.found, partition: check.partition, offset: check.offset, firstSeenMs: check.firstSeenMs)
     }
 
     /// A topic's duplicate detection: policy, keys held, duplicates caught (key "" when off).
-    public func dedupStatus(topic: String) async throws -> DedupStatusResponse {
+    public func dedupStatus(topic: String) async throws -> DedupStatus {
         guard case .dedupStatus(let status) = try await send(.dedupStatus(topic: topic)) else { throw Self.unexpectedBody }
-        return status
+        return DedupStatus(
+            key: status.key, windowMs: status.windowMs, keysHeld: status.keysHeld, runs: status.runs, oldestKeyMs: status.oldestKeyMs,
+            duplicatesTotal: status.duplicatesTotal, duplicatesRecent: status.duplicatesRecent)
     }
 
     /// Partition count of a topic; `unknownTopic` when it does not exist.

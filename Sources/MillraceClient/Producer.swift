@@ -306,7 +306,7 @@ public final class Producer: Sendable {
 
     private func topicInfo(_ topic: String) async throws -> Topic {
         if let known = state.withLockedValue({ $0.topics[topic] }) { return known }
-        let described: DescribeTopicResponse
+        let described: MillraceClient.TopicDescription
         do {
             described = try await client.describeTopic(topic)
         } catch let error as MillraceError where error.code == .unknownTopic {
@@ -314,7 +314,7 @@ public final class Producer: Sendable {
         }
         let info = Topic(
             partitionCount: Int32(described.partitions.count),
-            compression: configuration.compression ?? CompressionCodec(rawValue: described.compression) ?? .none)
+            compression: configuration.compression ?? (described.compression == .zstd ? .zstd : .none))
         state.withLockedValue { $0.topics[topic] = info }
         return info
     }

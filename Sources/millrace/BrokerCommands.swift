@@ -289,9 +289,9 @@ struct TopicCommand: ParsableCommand {
 
         func run() async throws {
             let name = self.name
-            let (topic, dedup, index) = try await withClient(broker) { client -> (DescribeTopicResponse, DedupStatusResponse?, MillraceClient.IndexStatus?) in
+            let (topic, dedup, index) = try await withClient(broker) { client -> (MillraceClient.TopicDescription, MillraceClient.DedupStatus?, MillraceClient.IndexStatus?) in
                 let topic = try await client.describeTopic(name)
-                var dedup: DedupStatusResponse?
+                var dedup: MillraceClient.DedupStatus?
                 var index: MillraceClient.IndexStatus?
                 do {
                     let status = try await client.dedupStatus(topic: name)
@@ -303,12 +303,14 @@ struct TopicCommand: ParsableCommand {
                 }
                 return (topic, dedup, index)
             }
-            let codec = CompressionCodec(rawValue: topic.compression)?.description ?? "\(topic.compression)"
-            let stamp = topic.timestampType == 1 ? "log-append" : "create"
+            let codec = topic.compression.rawValue
+            let stamp = topic.timestamps == .logAppend ? "log-append" : "create"
+            let retentionMs = topic.retention.map(MillraceClient.milliseconds) ?? -1
+            let retentionBytes = topic.retentionBytes ?? -1
             if json {
                 print(
                     Output.json([
-                        "name": topic.name, "retention_ms": topic.retentionMs, "retention_bytes": topic.retentionBytes, "compression": codec,
+                        "name": topic.name, "retention_ms": retentionMs, "retention_bytes": retentionBytes, "compression": codec,
                         "timestamp": stamp,
                         "dedup": dedup.map {
                             [
@@ -326,8 +328,8 @@ struct TopicCommand: ParsableCommand {
                 return
             }
             let retention = [
-                topic.retentionMs >= 0 ? Durations.describe(topic.retentionMs) : nil,
-                topic.retentionBytes >= 0 ? Output.bytes(topic.retentionBytes) + " per partition" : nil,
+                retentionMs >= 0 ? Durations.describe(retentionMs) : nil,
+                retentionBytes >= 0 ? Output.bytes(retentionBytes) + " per partition" : nil,
             ].compactMap { $0 }
             print("topic \(topic.name): \(topic.partitions.count) partitions, retention \(retention.isEmpty ? "forever" : retention.joined(separator: " or ")), compression \(codec), timestamps \(stamp)")
             if let dedup {
