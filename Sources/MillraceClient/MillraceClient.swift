@@ -281,7 +281,7 @@ public final class MillraceClient: Sendable {
     }
 
     /// Offsets for `timestamp` (`ListOffsetsPartition.earliest`, `.latest`, or ms) per partition.
-    public func listOffsets(_ topic: String, partitions: [Int32], timestamp: Int64) async throws -> [ListOffsetsPartitionResult] {
+    package func listOffsets(_ topic: String, partitions: [Int32], timestamp: Int64) async throws -> [ListOffsetsPartitionResult] {
         let request = ListOffsetsRequest(topics: [TopicEntries(topic: topic, partitions.map { ListOffsetsPartition(partition: $0, timestamp: timestamp) })])
         guard case .listOffsets(let topics) = try await send(.listOffsets(request)), let entries = topics.first?.entries else {
             throw Self.unexpectedBody
@@ -294,12 +294,12 @@ public final class MillraceClient: Sendable {
 
     // MARK: Groups
 
-    public func listGroups() async throws -> [GroupSummary] {
+    package func listGroups() async throws -> [GroupSummary] {
         guard case .listGroups(let groups) = try await send(.listGroups) else { throw Self.unexpectedBody }
         return groups
     }
 
-    public func describeGroup(_ group: String) async throws -> DescribeGroupResponse {
+    package func describeGroup(_ group: String) async throws -> DescribeGroupResponse {
         guard case .describeGroup(let described) = try await send(.describeGroup(group: group)) else { throw Self.unexpectedBody }
         return described
     }
@@ -310,7 +310,7 @@ public final class MillraceClient: Sendable {
     }
 
     /// The group's committed offsets for these partitions (-1 where none).
-    public func committedOffsets(group: String, topic: String, partitions: [Int32]) async throws -> [OffsetEntry] {
+    package func committedOffsets(group: String, topic: String, partitions: [Int32]) async throws -> [OffsetEntry] {
         let request = OffsetFetchRequest(group: group, topics: [TopicEntries(topic: topic, partitions.map { PartitionNumber($0) })])
         guard case .offsetFetch(let topics) = try await send(.offsetFetch(request)) else { throw Self.unexpectedBody }
         return topics.first?.entries ?? []
@@ -318,12 +318,109 @@ public final class MillraceClient: Sendable {
 
     /// Commits offsets as a member (with its generation) or, with no member, for a group
     /// without live members (the broker refuses it otherwise).
-    public func commitOffsets(group: String, memberID: String = "", generation: Int32 = -1, topic: String, offsets: [OffsetEntry]) async throws {
+    package func commitOffsets(group: String, memberID: String = "", generation: Int32 = -1, topic: String, offsets: [OffsetEntry]) async throws {
         _ = try await send(
             .offsetCommit(OffsetCommitRequest(group: group, memberID: memberID, generation: generation, topics: [TopicEntries(topic: topic, offsets)])))
     }
 
     static let unexpectedBody = MillraceError(.unexpected, "the broker answered with a different kind of response")
+}
+
+extension MillraceClient {
+    /// Where in a partition: its first offset still held, its end (the next offset to be
+    /// written), or the first record at or after a time.
+    public enum OffsetPosition: Sendable, Equatable {
+        case earliest, latest
+        /// Milliseconds since 1970.
+        case time(Int64)
+    }
+
+    /// Each partition's offset at `position` (for a time past every record: the end).
+    public func offsets(topic: String, partitions: [Int32], at position: OffsetPosition) async throws -> [Int32: Int64] {
+        let timestamp: Int64 =
+            switch position {
+            case .earliest: ListOffsetsPartition.earliest
+            case .latest: ListOffsetsPartition.latest
+            case .time(let ms): ms
+            }
+        let found = try await listOffsets(topic, partitions: partitions, timestamp: timestamp)
+        return Dictionary(found.map { ($0.partition, $0.offset) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// A consumer group as the broker lists it.
+    public struct GroupListing: Sendable, Equatable {
+        public var group: String
+        /// "stable" (live members) or "empty" (committed offsets only).
+        public var state: String
+        public var memberCount: Int32
+    }
+
+    /// A group's members, and per partition its committed offset, end and lag.
+    public struct GroupDescription: Sendable, Equatable {
+        public struct Member: Sendable, Equatable {
+            public var memberID: String
+            /// Topic → the partitions the member owns now.
+            public var assignment: [String: [Int32]]
+        }
+
+        public struct PartitionLag: Sendable, Equatable {
+            public var topic: String
+            public var partition: Int32
+            /// nil: the group has committed nothing for it.
+            public var committedOffset: Int64?
+            public var logEndOffset: Int64
+            public var lag: Int64
+            /// The member that owns it now; nil when none does.
+            public var memberID: String?
+        }
+
+        public var state: String
+        public var generation: Int32
+        public var members: [Member]
+        public var partitions: [PartitionLag]
+
+        /// Records the group has yet to read, over every partition.
+        public var totalLag: Int64 { partitions.reduce(0) { $0 + $1.lag } }
+    }
+
+    /// Groups with live members or committed offsets.
+    public func groups() async throws -> [GroupListing] {
+        try await listGroups().map { GroupListing(group: $0.group, state: $0.state, memberCount: $0.memberCount) }
+    }
+
+    /// One group: members, assignment and lag per partition (`unknownGroup` when it has
+    /// neither members nor commits).
+    public func group(_ name: String) async throws -> GroupDescription {
+        let described = try await describeGroup(name)
+        return GroupDescription(
+            state: described.state, generation: described.generation,
+            members: described.members.map { member in
+                GroupDescription.Member(
+                    memberID: member.memberID,
+                    assignment: Dictionary(member.assignment.map { ($0.topic, $0.entries.map(\.partition)) }, uniquingKeysWith: { first, _ in first }))
+            },
+            partitions: described.offsets.flatMap { topic in
+                topic.entries.map {
+                    GroupDescription.PartitionLag(
+                        topic: topic.topic, partition: $0.partition, committedOffset: $0.committedOffset >= 0 ? $0.committedOffset : nil,
+                        logEndOffset: $0.logEndOffset, lag: $0.lag, memberID: $0.memberID.isEmpty ? nil : $0.memberID)
+                }
+            })
+    }
+
+    /// The group's committed offset per partition of `topic` (partitions it has committed
+    /// nothing for are left out).
+    public func committedOffsets(group: String, topic: String) async throws -> [Int32: Int64] {
+        let partitions = try await partitionCount(topic)
+        let entries = try await committedOffsets(group: group, topic: topic, partitions: Array(0..<partitions))
+        return Dictionary(entries.filter { $0.offset >= 0 }.map { ($0.partition, $0.offset) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Commits offsets (partition → the next offset to read) for a group without live
+    /// members — a reset, or a tool's own cursor (members commit through `GroupConsumer`).
+    public func commitOffsets(group: String, topic: String, offsets: [Int32: Int64]) async throws {
+        try await commitOffsets(group: group, topic: topic, offsets: offsets.sorted { $0.key < $1.key }.map { OffsetEntry(partition: $0.key, offset: $0.value) })
+    }
 }
 
 /// The documented key → partition rule: FNV-1a (32-bit) of the key bytes, modulo the

@@ -312,6 +312,9 @@ public final class Producer: Sendable {
         } catch let error as MillraceError where error.code == .unknownTopic {
             throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist; create it with `millrace topic create \(topic)`")
         }
+        guard !described.partitions.isEmpty else {
+            throw MillraceError(.unexpected, "the broker described topic \(topic) with no partitions; nothing can be sent to it")
+        }
         let info = Topic(
             partitionCount: Int32(described.partitions.count),
             compression: configuration.compression ?? (described.compression == .zstd ? .zstd : .none))

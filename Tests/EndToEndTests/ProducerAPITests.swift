@@ -127,4 +127,29 @@ import Testing
         await client.close()
         await live.stop()
     }
+
+    /// Groups and offsets in the client's own types: positions, committed offsets as a
+    /// dictionary, a group's lag per partition.
+    @Test func groupsAndOffsetsTyped() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic("orders", .init(partitions: 2))
+        let producer = Producer(client: client)
+        for index in 0..<6 { _ = try await producer.send(ProducerRecord(topic: "orders", partition: Int32(index % 2), value: "r\(index)")) }
+        try await producer.close()
+        #expect(try await client.offsets(topic: "orders", partitions: [0, 1], at: .earliest) == [0: 0, 1: 0])
+        #expect(try await client.offsets(topic: "orders", partitions: [0, 1], at: .latest) == [0: 3, 1: 3])
+        #expect(try await client.offsets(topic: "orders", partitions: [0], at: .time(Int64.max / 2)) == [0: 3])
+        try await client.commitOffsets(group: "erp", topic: "orders", offsets: [0: 2])
+        #expect(try await client.committedOffsets(group: "erp", topic: "orders") == [0: 2])
+        let listed = try await client.groups()
+        #expect(listed.map(\.group) == ["erp"] && listed.map(\.state) == ["empty"] && listed.map(\.memberCount) == [0])
+        let erp = try await client.group("erp")
+        #expect(erp.members.isEmpty && erp.totalLag == 1 + 3)
+        #expect(erp.partitions.map(\.committedOffset) == [2, nil] && erp.partitions.map(\.lag) == [1, 3])
+        await #expect(throws: MillraceError.self) { _ = try await client.group("nobody") }
+        await client.close()
+        await live.stop()
+    }
 }
