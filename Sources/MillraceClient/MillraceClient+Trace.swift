@@ -25,8 +25,83 @@ extension MillraceClient {
             policy: status.policy.policy, entriesWritten: status.entriesWritten, entriesHeld: status.entriesHeld, runs: status.runs, diskBytes: status.diskBytes)
     }
 
+    /// A record a trace found: where it is, when it was appended, which indexed fields held
+    /// the key, and its indexed values.
+    public struct TraceHit: Sendable, Equatable {
+        public struct Field: Sendable, Equatable {
+            /// `key`, a JSON pointer, or a link side.
+            public var name: String
+            public var values: [String]
+        }
+
+        public var topic: String
+        public var partition: Int32
+        public var offset: Int64
+        /// When the broker appended it, milliseconds since 1970.
+        public var timeMs: Int64
+        public var matched: [String]
+        public var fields: [Field]
+
+        init(_ hit: TraceHitWire) {
+            topic = hit.topic
+            partition = hit.partition
+            offset = hit.offset
+            timeMs = hit.timeMs
+            matched = hit.matched
+            fields = hit.fields.map { Field(name: $0.name, values: $0.values) }
+        }
+    }
+
+    /// Which way a genealogy walk goes.
+    public enum WalkDirection: Sendable, Equatable {
+        /// Where-used: from a lot to everything made from it.
+        case down
+        /// Where-from: from a serial or lot to what it was made from.
+        case up
+    }
+
+    /// A genealogy walk's tree, breadth first.
+    public struct GenealogyTree: Sendable, Equatable {
+        public struct Node: Sendable, Equatable {
+            public enum Kind: Sendable, Equatable {
+                /// The value the walk started from.
+                case start
+                /// Linked to its parent, and walked on.
+                case linked
+                /// Already on the path back to the start: reported, not walked again.
+                case cycle
+                /// Reached before by another path: reported, not walked again.
+                case repeated
+            }
+
+            public var value: String
+            public var depth: Int32
+            /// Index of the parent node in `nodes`; -1 for the start.
+            public var parent: Int32
+            public var kind: Kind
+            /// The first record linking it to its parent (empty and -1 for the start).
+            public var topic: String
+            public var partition: Int32
+            public var offset: Int64
+        }
+
+        public var nodes: [Node]
+        /// The node limit cut the walk short.
+        public var truncated: Bool
+    }
+
+    /// One step of a rebuild: records `next..<end` of the partition are left.
+    public struct IndexRebuildStep: Sendable, Equatable {
+        public var partition: Int32
+        public var next: Int64
+        public var end: Int64
+        /// Entries this step wrote.
+        public var indexed: Int32
+        public var done: Bool { next >= end }
+    }
+
     /// One page of a trace: records whose indexed values include `key`, in append order.
-    public func tracePage(key: [UInt8], topics: [String] = [], after: TraceCursorWire? = nil, limit: Int = 100) async throws -> TraceResponse {
+    package func tracePage(key: [UInt8], topics: [String] = [], after: TraceCursorWire? = nil, limit: Int = 100) async throws -> TraceResponse {
         guard case .trace(let page) = try await send(.trace(TraceRequest(key: key, topics: topics, after: after, limit: Int32(clamping: limit)))) else {
             throw Self.unexpectedBody
         }
@@ -36,20 +111,33 @@ extension MillraceClient {
     /// One step of indexing `partition`'s records appended before its topic's index policy
     /// was set: up to `maxRecords` of them. Call again until the answer is `done`; a stopped
     /// rebuild resumes where it was.
-    public func indexRebuildStep(topic: String, partition: Int32, maxRecords: Int = 20_000) async throws -> IndexRebuildResponse {
+    public func indexRebuildStep(topic: String, partition: Int32, maxRecords: Int = 20_000) async throws -> IndexRebuildStep {
         let request = IndexRebuildRequest(topic: topic, partition: partition, maxRecords: Int32(clamping: maxRecords))
         guard case .indexRebuild(let step) = try await send(.indexRebuild(request)) else { throw Self.unexpectedBody }
-        return step
+        return IndexRebuildStep(partition: step.partition, next: step.next, end: step.end, indexed: step.indexed)
     }
 
     /// The genealogy tree from `key` along the topics' links: `.down` where-used (every
     /// descendant), `.up` where-from; breadth first, at most `depth` levels and `nodesMax` nodes.
     public func walk(
-        key: String, direction: WalkRequest.Direction, depth: Int = 10, topics: [String] = [], nodesMax: Int = 1_000
-    ) async throws -> WalkResponse {
-        let request = WalkRequest(key: Array(key.utf8), direction: direction, depth: Int32(clamping: depth), topics: topics, nodesMax: Int32(clamping: nodesMax))
+        key: String, direction: WalkDirection, depth: Int = 10, topics: [String] = [], nodesMax: Int = 1_000
+    ) async throws -> GenealogyTree {
+        let request = WalkRequest(
+            key: Array(key.utf8), direction: direction == .down ? .down : .up, depth: Int32(clamping: depth), topics: topics,
+            nodesMax: Int32(clamping: nodesMax))
         guard case .walk(let tree) = try await send(.walk(request)) else { throw Self.unexpectedBody }
-        return tree
+        return GenealogyTree(
+            nodes: tree.nodes.map { node in
+                let kind: GenealogyTree.Node.Kind =
+                    switch node.kind {
+                    case .start: .start
+                    case .linked: .linked
+                    case .cycle: .cycle
+                    case .repeated: .repeated
+                    }
+                return GenealogyTree.Node(
+                    value: node.value, depth: node.depth, parent: node.parent, kind: kind, topic: node.topic, partition: node.partition, offset: node.offset)
+            }, truncated: tree.truncated)
     }
 
     /// Every record whose indexed values include `key` (in `topics`, or all), in the order
@@ -61,7 +149,7 @@ extension MillraceClient {
 
 /// The hits of a trace, paged from the broker as they are read.
 public struct TraceHits: AsyncSequence, Sendable {
-    public typealias Element = TraceHitWire
+    public typealias Element = MillraceClient.TraceHit
     let client: MillraceClient
     let key: [UInt8]
     let topics: [String]
@@ -71,17 +159,17 @@ public struct TraceHits: AsyncSequence, Sendable {
 
     public struct Iterator: AsyncIteratorProtocol {
         let sequence: TraceHits
-        var buffered: [TraceHitWire] = []
+        var buffered: [MillraceClient.TraceHit] = []
         var cursor: TraceCursorWire?
         var finished = false
 
         init(sequence: TraceHits) { self.sequence = sequence }
 
-        public mutating func next() async throws -> TraceHitWire? {
+        public mutating func next() async throws -> MillraceClient.TraceHit? {
             while buffered.isEmpty {
                 guard !finished else { return nil }
                 let page = try await sequence.client.tracePage(key: sequence.key, topics: sequence.topics, after: cursor, limit: sequence.pageSize)
-                buffered = page.hits.reversed()
+                buffered = page.hits.reversed().map(MillraceClient.TraceHit.init)
                 cursor = page.next
                 finished = page.next == nil
             }

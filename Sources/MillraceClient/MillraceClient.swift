@@ -175,9 +175,16 @@ public final class MillraceClient: Sendable {
         _ = try await send(.deleteTopic(name: name))
     }
 
-    public func listTopics() async throws -> [TopicSummary] {
+    /// A topic's name and partition count, as `listTopics` gives them.
+    public struct TopicListing: Sendable, Equatable {
+        public var name: String
+        public var partitionCount: Int32
+    }
+
+    /// Every topic, by name.
+    public func listTopics() async throws -> [TopicListing] {
         guard case .listTopics(let topics) = try await send(.listTopics) else { throw Self.unexpectedBody }
-        return topics
+        return topics.map { TopicListing(name: $0.name, partitionCount: $0.partitionCount) }
     }
 
     /// A topic's settings and each partition's offsets and size.

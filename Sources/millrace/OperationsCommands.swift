@@ -28,7 +28,7 @@ struct StatusCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let client = try broker.client()
-        let status: BrokerStatusResponse
+        let status: MillraceClient.BrokerStatus
         do {
             status = try await client.brokerStatus()
             await client.close()
@@ -50,7 +50,7 @@ struct StatusCommand: AsyncParsableCommand {
         if !status.notReady.isEmpty { throw ExitCode(1) }
     }
 
-    static func text(_ status: BrokerStatusResponse, broker: String, lagging: [GroupStatus], behind: Int64) -> String {
+    static func text(_ status: MillraceClient.BrokerStatus, broker: String, lagging: [MillraceClient.BrokerStatus.Group], behind: Int64) -> String {
         var lines: [String] = []
         let readiness = status.notReady.isEmpty ? "ready" : "NOT READY: " + status.notReady.joined(separator: "; ")
         lines.append("broker \(broker): millrace \(status.version), up \(Output.duration(milliseconds: status.nowMs - status.startedAtMs)), \(readiness)")
@@ -80,7 +80,7 @@ struct StatusCommand: AsyncParsableCommand {
         return lines.joined(separator: "\n")
     }
 
-    static func jsonObject(_ status: BrokerStatusResponse, broker: String, lagging: [GroupStatus]) -> [String: Any] {
+    static func jsonObject(_ status: MillraceClient.BrokerStatus, broker: String, lagging: [MillraceClient.BrokerStatus.Group]) -> [String: Any] {
         [
             "reachable": true, "broker": broker, "version": status.version, "uptime_ms": status.nowMs - status.startedAtMs, "ready": status.notReady.isEmpty,
             "not_ready": status.notReady, "data_directory": status.dataDirectory, "data_file_bytes": status.dataFileBytes,
@@ -159,7 +159,7 @@ final class TopView: Service, @unchecked Sendable {
         let terminal = Output.standardOutputIsTerminal && !once
         do {
             try await cancelWhenGracefulShutdown { [self] in
-                var previous: BrokerStatusResponse?
+                var previous: MillraceClient.BrokerStatus?
                 while !Task.isCancelled {
                     let status = try await client.brokerStatus()
                     if let previous {
@@ -188,21 +188,21 @@ final class TopView: Service, @unchecked Sendable {
 
 /// What one refresh of `top` shows: the later sample, with rates against the earlier.
 struct TopFrame {
-    let previous: BrokerStatusResponse
-    let current: BrokerStatusResponse
+    let previous: MillraceClient.BrokerStatus
+    let current: MillraceClient.BrokerStatus
 
     var seconds: Double { max(0.001, Double(current.nowMs - previous.nowMs) / 1_000) }
 
     func rate(_ now: Int64, _ before: Int64?) -> Double { Double(max(0, now - (before ?? now))) / seconds }
 
     struct TopicRow {
-        var status: TopicStatus
+        var status: MillraceClient.BrokerStatus.Topic
         var inPerSecond: Double
         var outPerSecond: Double
     }
 
     struct GroupRow {
-        var status: GroupStatus
+        var status: MillraceClient.BrokerStatus.Group
         /// Records per second the lag moved by (positive: falling behind).
         var trend: Double
     }
@@ -253,7 +253,7 @@ struct TopFrame {
     }
 
     /// "1,204 / 1,190 / 1,211": records per partition, the first eight.
-    static func perPartition(_ sizes: [PartitionSize]) -> String {
+    static func perPartition(_ sizes: [MillraceClient.BrokerStatus.PartitionSize]) -> String {
         let shown = sizes.prefix(8).map { Output.count($0.records) }.joined(separator: " / ")
         return sizes.count > 8 ? shown + " / … (\(sizes.count))" : shown
     }

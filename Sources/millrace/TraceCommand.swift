@@ -28,8 +28,8 @@ struct TraceCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let (key, topics, limit, json) = (self.key, self.topics, self.limit, self.json)
-        let hits = try await withClient(broker) { client -> [TraceHitWire] in
-            var hits: [TraceHitWire] = []
+        let hits = try await withClient(broker) { client -> [MillraceClient.TraceHit] in
+            var hits: [MillraceClient.TraceHit] = []
             for try await hit in client.trace(key: key, topics: topics, pageSize: min(limit ?? 500, 500)) {
                 hits.append(hit)
                 if json { print(Output.json(Self.object(hit))) }
@@ -109,7 +109,7 @@ struct TraceCommand: AsyncParsableCommand {
         print(summary)
     }
 
-    static func kindName(_ kind: WalkNode.Kind) -> String {
+    static func kindName(_ kind: MillraceClient.GenealogyTree.Node.Kind) -> String {
         switch kind {
         case .start: "start"
         case .linked: "linked"
@@ -118,7 +118,7 @@ struct TraceCommand: AsyncParsableCommand {
         }
     }
 
-    static func object(_ hit: TraceHitWire) -> [String: Any] {
+    static func object(_ hit: MillraceClient.TraceHit) -> [String: Any] {
         [
             "time": JSONText.isoTime(milliseconds: hit.timeMs), "topic": hit.topic, "partition": Int(hit.partition), "offset": hit.offset,
             "matched": hit.matched, "fields": Dictionary(hit.fields.map { ($0.name, $0.values) }, uniquingKeysWith: { first, _ in first }),

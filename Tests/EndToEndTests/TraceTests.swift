@@ -34,7 +34,7 @@ import Testing
                 }
             }
         }
-        var hits: [TraceHitWire] = []
+        var hits: [MillraceClient.TraceHit] = []
         for try await hit in client.trace(key: "L-42", pageSize: 7) { hits.append(hit) }
         #expect(hits.map { "\($0.topic)/\($0.partition)/\($0.offset)" } == expected)
         let both = try #require(hits.first { $0.topic == "confirmations" && $0.matched.count == 2 })
