@@ -604,12 +604,28 @@ public final class Producer: Sendable {
 /// A record the broker parked in the topic's quarantine because it broke the schema (policy
 /// `quarantine`): acknowledged, not appended to the topic; fix it and re-drive it.
 public struct RecordQuarantined: Error, Sendable, CustomStringConvertible {
+    /// The quarantine topic (`TOPIC.quarantine`) and the record's offset there.
     public let topic: String
     public let offset: Int64
-    public let outcome: RecordOutcome
+    /// The field that broke the schema (a JSON pointer; "" for the whole value), the rule it
+    /// broke, and what was wrong.
+    public let path: String
+    public let rule: String
+    public let message: String
+    /// The schema version it was checked against.
+    public let schemaVersion: Int32
+
+    init(topic: String, offset: Int64, outcome: RecordOutcome) {
+        self.topic = topic
+        self.offset = offset
+        path = outcome.path
+        rule = outcome.rule
+        message = outcome.message
+        schemaVersion = outcome.schemaVersion
+    }
 
     public var description: String {
-        "quarantined in \(topic) at offset \(offset): \(outcome.path.isEmpty ? "/" : outcome.path): \(outcome.message)"
+        "quarantined in \(topic) at offset \(offset): \(path.isEmpty ? "/" : path): \(message)"
     }
 }
 

@@ -77,7 +77,7 @@ struct ProduceCommand: AsyncParsableCommand {
             acknowledge(line)
             quarantined += 1
             quarantineTopic = parked.topic
-            if firstQuarantined == nil { firstQuarantined = "line \(line): \(parked.outcome.path.isEmpty ? "/" : parked.outcome.path): \(parked.outcome.message)" }
+            if firstQuarantined == nil { firstQuarantined = "line \(line): \(parked.path.isEmpty ? "/" : parked.path): \(parked.message)" }
         }
     }
 

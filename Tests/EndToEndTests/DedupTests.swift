@@ -107,7 +107,7 @@ import Testing
         let outcomes = try await Self.send(
             Producer(client: client), "checked", [Self.confirmation(2), Self.confirmation(3, yield: -1), Self.confirmation(1), Self.confirmation(4)])
         #expect((try? outcomes[0].get())?.offset == 1)
-        if case .failure(let parked as RecordQuarantined) = outcomes[1] { #expect(parked.outcome.path == "/yield_qty") } else { Issue.record("\(outcomes[1])") }
+        if case .failure(let parked as RecordQuarantined) = outcomes[1] { #expect(parked.path == "/yield_qty") } else { Issue.record("\(outcomes[1])") }
         if case .failure(let duplicate as RecordDuplicate) = outcomes[2] { #expect(duplicate.offset == 0) } else { Issue.record("\(outcomes[2])") }
         #expect((try? outcomes[3].get())?.offset == 2)
         await client.close()
