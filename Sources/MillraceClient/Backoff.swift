@@ -2,7 +2,9 @@
 /// and is drawn uniformly from its upper half so that many clients that lost the same broker
 /// do not come back in step. Pure: the random source is injected.
 public struct Backoff: Sendable {
+    /// The first wait.
     public let min: Duration
+    /// The longest wait.
     public let max: Duration
     public private(set) var attempts = 0
 

@@ -3,12 +3,19 @@ import MillraceWire
 
 /// One consumed record.
 public struct ConsumedRecord: Sendable, Equatable {
+    /// The topic it was read from.
     public var topic: String
+    /// The partition it was read from.
     public var partition: Int32
+    /// The record's offset in its partition.
     public var offset: Int64
+    /// The record's time, milliseconds since 1970: the producer's or, for a log-append topic, the broker's.
     public var timestamp: Int64
+    /// The record key; nil when it has none.
     public var key: [UInt8]?
+    /// nil for a record with no value (a tombstone).
     public var value: [UInt8]?
+    /// The record's headers, in order.
     public var headers: [RecordHeader]
 
     /// The schema version the record names (header `millrace-schema-version`); nil when it
@@ -20,6 +27,7 @@ public struct ConsumedRecord: Sendable, Equatable {
 
 /// Where a consumer starts in each partition.
 public enum StartPosition: Sendable, Equatable {
+    /// The earliest offset each partition still holds.
     case earliest
     case latest
     case offset(Int64)
@@ -31,6 +39,7 @@ public enum StartPosition: Sendable, Equatable {
 /// in offset order per partition. With `stopAtEnd` it finishes at the log end as it stood
 /// when iteration began; otherwise it long-polls for new records until the task is cancelled.
 public struct Consumer: AsyncSequence, Sendable {
+    /// A record read.
     public typealias Element = ConsumedRecord
 
     let client: MillraceClient
@@ -67,6 +76,7 @@ public struct Consumer: AsyncSequence, Sendable {
 
     public func makeAsyncIterator() -> Iterator { Iterator(consumer: self) }
 
+    /// Fetches batches and hands out their records in offset order.
     public struct Iterator: AsyncIteratorProtocol {
         let consumer: Consumer
         var positions: [Int32: Int64] = [:]

@@ -18,23 +18,29 @@ import NIOConcurrencyHelpers
 /// What is committed is what was *marked*: every record handed out when `autoCommit` is on
 /// (the default), else what the caller marks with `commit(_:)`, for example after processing.
 public final class GroupConsumer: AsyncSequence, Sendable {
+    /// A record of the member's partitions.
     public typealias Element = ConsumedRecord
 
+    /// Where a partition starts when the group has committed nothing for it.
     public enum ResetPolicy: Sendable { case earliest, latest }
 
+    /// A change in what this member owns, told to `onRebalance`.
     public enum Rebalance: Sendable, Equatable {
         case assigned([Int32])
         case revoked([Int32])
     }
 
+    /// How a group member behaves: where it starts without commits, its session, how often it commits.
     public struct Configuration: Sendable {
         /// Where to start a partition with no commit, or whose commit retention removed.
         public var resetPolicy: ResetPolicy = .earliest
         /// Finish once every assigned partition reaches the log end as it was when read.
         public var stopAtEnd = false
+        /// The broker drops a member silent for this long and gives its partitions to the others.
         public var sessionTimeoutMs: Int32 = 10_000
         /// Default: a third of the session timeout, at most one second.
         public var heartbeatInterval: Duration?
+        /// How often marked records are committed in the background.
         public var commitInterval: Duration = .seconds(5)
         /// Mark each record for commit as it is handed out.
         public var autoCommit = true
@@ -67,9 +73,13 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         var closed = false
     }
 
+    /// The client it talks through.
     public let client: MillraceClient
+    /// The group's name.
     public let group: String
+    /// The topic it reads.
     public let topic: String
+    /// Its settings.
     public let configuration: Configuration
     let state = NIOLockedValueBox(State())
     /// Serialises the group protocol calls (join, heartbeat, commit, leave).
@@ -82,8 +92,11 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         self.configuration = configuration
     }
 
+    /// This member's id (empty until it has joined).
     public var memberID: String { state.withLockedValue { $0.memberID } }
+    /// The group generation it is in (-1 when not in the group).
     public var generation: Int32 { state.withLockedValue { $0.generation } }
+    /// The partitions it owns now.
     public var assignment: [Int32] { state.withLockedValue { $0.assignment } }
     /// Things a person should know, such as records skipped because retention removed them.
     public var warnings: [String] { state.withLockedValue { $0.warnings } }
@@ -276,6 +289,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
     // MARK: Reading
 
+    /// Reads the member's partitions; joins on the first `next()`.
     public struct Iterator: AsyncIteratorProtocol {
         let consumer: GroupConsumer
         private var reader: Consumer.Iterator?

@@ -6,54 +6,81 @@ extension MillraceClient {
     /// disk, connections, readiness, each topic's size and traffic since it started, and each
     /// group's lag. Counters are totals; two answers a while apart give rates.
     public struct BrokerStatus: Sendable, Equatable {
+        /// One partition's records and bytes held.
         public struct PartitionSize: Sendable, Equatable {
+            /// The partition number.
             public var partition: Int32
+            /// Records held.
             public var records: Int64
+            /// Bytes held.
             public var bytes: Int64
         }
 
+        /// A topic: its size now and its traffic since the broker started.
         public struct Topic: Sendable, Equatable {
+            /// Its name.
             public var name: String
+            /// Its partition count.
             public var partitions: Int32
             /// Held now.
             public var records: Int64
+            /// Bytes held.
             public var bytes: Int64
             /// Since the broker started.
             public var producedRecords: Int64
+            /// Bytes appended since the broker started.
             public var producedBytes: Int64
+            /// Records sent to consumers since the broker started.
             public var fetchedRecords: Int64
+            /// Bytes sent to consumers since the broker started.
             public var fetchedBytes: Int64
+            /// Each partition's records and bytes.
             public var partitionSizes: [PartitionSize]
         }
 
+        /// A consumer group: live members and lag.
         public struct Group: Sendable, Equatable {
+            /// Its name.
             public var name: String
             /// Live members.
             public var members: Int32
             /// Summed over every partition the group reads or has committed to.
             public var lag: Int64
+            /// Its partition count.
             public var partitions: Int32
         }
 
+        /// The broker's version.
         public var version: String
+        /// When the broker started, milliseconds since 1970.
         public var startedAtMs: Int64
         /// The broker's clock when it answered.
         public var nowMs: Int64
+        /// The data directory on the broker's machine.
         public var dataDirectory: String
+        /// The size of the data file.
         public var dataFileBytes: Int64
+        /// Free bytes on the disk under the data directory.
         public var diskFreeBytes: Int64
+        /// The size of that disk.
         public var diskTotalBytes: Int64
+        /// Connections open.
         public var connections: Int32
+        /// Requests read and not yet answered.
         public var requestsInFlight: Int32
         /// Empty when the broker is ready; else why not.
         public var notReady: [String]
+        /// Every topic, by name.
         public var topics: [Topic]
+        /// Every group with live members or committed offsets.
         public var groups: [Group]
     }
 
     /// A backup the broker made: its size and how long it took.
     public struct Backup: Sendable, Equatable {
+        /// Bytes held.
         public var bytes: Int64
+        /// How long the copy took.
         public var milliseconds: Int64
     }
 

@@ -7,8 +7,11 @@ extension MillraceClient {
     /// found), whether it is new, and the compatibility problems when it was refused
     /// (`version` is then -1).
     public struct SchemaRegistration: Sendable, Equatable {
+        /// The version number.
         public var version: Int32
+        /// Whether this call registered it (false: the identical version was there, or it was refused).
         public var created: Bool
+        /// Why it was refused under the topic's compatibility mode (empty when it was not).
         public var problems: [String]
 
         public init(version: Int32, created: Bool, problems: [String] = []) {
@@ -20,6 +23,7 @@ extension MillraceClient {
 
     /// One schema version as registered.
     public struct SchemaDocument: Sendable, Equatable {
+        /// The version number.
         public var version: Int32
         /// When it was registered, milliseconds since 1970.
         public var registeredAtMs: Int64
@@ -29,14 +33,21 @@ extension MillraceClient {
 
     /// A topic's schema versions and its schema policies.
     public struct SchemaVersions: Sendable, Equatable {
+        /// One registered version.
         public struct Version: Sendable, Equatable {
+            /// The version number.
             public var version: Int32
+            /// When it was registered, milliseconds since 1970.
             public var registeredAtMs: Int64
+            /// The document's size.
             public var bytes: Int32
         }
 
+        /// How new versions must relate to earlier ones.
         public var compatibility: SchemaCompatibility
+        /// What happens to records that break the schema.
         public var onInvalid: InvalidRecordPolicy
+        /// Every version, oldest first.
         public var versions: [Version]
     }
 

@@ -12,27 +12,35 @@ extension MillraceClient {
     public struct TopicConfig: Sendable, Equatable {
         /// The codec producers use for the topic's batches.
         public enum Compression: String, Sendable, CaseIterable {
+            /// Batches as they are.
             case none, zstd
         }
 
         /// Whose clock stamps records: the producer's (`create`) or the broker's at append.
         public enum Timestamps: Sendable, Equatable {
+            /// The producer's clock.
             case create, logAppend
         }
 
+        /// Partitions: the unit of order and of parallel consumption.
         public var partitions: Int32
         /// Batches whose newest record is older than this go; nil keeps them forever.
         public var retention: Duration?
         /// Per partition, the oldest batches go past this many bytes; nil: no limit.
         public var retentionBytes: Int64?
+        /// The codec producers use for its batches.
         public var compression: Compression
+        /// Whose clock stamps records.
         public var timestamps: Timestamps
         /// A JSON Schema registered as version 1: the broker then checks every record.
         public var schema: [UInt8]?
+        /// How new schema versions must relate to earlier ones.
         public var compatibility: SchemaCompatibility
+        /// What happens to records that break the schema: refused, or parked in `TOPIC.quarantine`.
         public var onInvalid: InvalidRecordPolicy
         /// Catch duplicates by this business key: `key`, `header:NAME` or `json:/pointer`.
         public var dedupKey: String?
+        /// How long a business key is remembered (at most 30 days).
         public var dedupWindow: Duration
         /// What the key index holds for `trace` and genealogy walks.
         public var index: IndexPolicy?
@@ -80,6 +88,7 @@ extension MillraceClient {
 
     /// A retention setting for `alterTopic`: keep everything, or drop what is older / past a size.
     public enum Retention: Sendable, Equatable {
+        /// Keep every batch.
         case forever
         case after(Duration)
     }

@@ -9,12 +9,15 @@ extension MillraceClient {
 
     /// A topic's index policy and the entries written for it, with the whole key index's size.
     public struct IndexStatus: Sendable, Equatable {
+        /// What the topic indexes.
         public var policy: IndexPolicy
         /// Entries written for the topic since its policy was set.
         public var entriesWritten: Int64
         /// The whole index (all topics): entries held, runs, bytes on disk.
         public var entriesHeld: Int64
+        /// Sorted runs the index is in on disk.
         public var runs: Int32
+        /// The whole index's bytes on disk.
         public var diskBytes: Int64
     }
 
@@ -28,6 +31,7 @@ extension MillraceClient {
     /// A record a trace found: where it is, when it was appended, which indexed fields held
     /// the key, and its indexed values.
     public struct TraceHit: Sendable, Equatable {
+        /// An indexed field of the record and its values.
         public struct Field: Sendable, Equatable {
             /// `key`, a JSON pointer, or a link side.
             public var name: String
@@ -35,7 +39,9 @@ extension MillraceClient {
         }
 
         public var topic: String
+        /// The partition.
         public var partition: Int32
+        /// The record's offset in its partition.
         public var offset: Int64
         /// When the broker appended it, milliseconds since 1970.
         public var timeMs: Int64
@@ -62,7 +68,9 @@ extension MillraceClient {
 
     /// A genealogy walk's tree, breadth first.
     public struct GenealogyTree: Sendable, Equatable {
+        /// One value in the tree: where it sits, how it was reached, the record that linked it.
         public struct Node: Sendable, Equatable {
+            /// How a node was reached.
             public enum Kind: Sendable, Equatable {
                 /// The value the walk started from.
                 case start
@@ -74,17 +82,23 @@ extension MillraceClient {
                 case repeated
             }
 
+            /// The lot, serial or other value.
             public var value: String
+            /// Levels from the start.
             public var depth: Int32
             /// Index of the parent node in `nodes`; -1 for the start.
             public var parent: Int32
+            /// How it was reached.
             public var kind: Kind
             /// The first record linking it to its parent (empty and -1 for the start).
             public var topic: String
+            /// The partition.
             public var partition: Int32
+            /// The record's offset (-1 for the start).
             public var offset: Int64
         }
 
+        /// The tree's nodes, breadth first; each names its parent's index.
         public var nodes: [Node]
         /// The node limit cut the walk short.
         public var truncated: Bool
@@ -92,11 +106,14 @@ extension MillraceClient {
 
     /// One step of a rebuild: records `next..<end` of the partition are left.
     public struct IndexRebuildStep: Sendable, Equatable {
+        /// The partition.
         public var partition: Int32
         public var next: Int64
+        /// The first offset appended after the policy was set: the rebuild's end.
         public var end: Int64
         /// Entries this step wrote.
         public var indexed: Int32
+        /// Whether the partition's rebuild is done.
         public var done: Bool { next >= end }
     }
 
@@ -149,6 +166,7 @@ extension MillraceClient {
 
 /// The hits of a trace, paged from the broker as they are read.
 public struct TraceHits: AsyncSequence, Sendable {
+    /// One record the trace found.
     public typealias Element = MillraceClient.TraceHit
     let client: MillraceClient
     let key: [UInt8]
@@ -157,6 +175,7 @@ public struct TraceHits: AsyncSequence, Sendable {
 
     public func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
+    /// Pages the trace from the broker as it is read.
     public struct Iterator: AsyncIteratorProtocol {
         let sequence: TraceHits
         var buffered: [MillraceClient.TraceHit] = []

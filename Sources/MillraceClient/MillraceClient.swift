@@ -25,10 +25,12 @@ public final class MillraceClient: Sendable {
         case shared(any EventLoopGroup)
     }
 
+    /// What a client connects to and how long it waits.
     public struct Configuration: Sendable {
         /// Brokers to connect to, `HOST:PORT`, tried in order until one answers (each new
         /// connection starts again from the first).
         public var brokers: [String] = ["127.0.0.1:7450"]
+        /// Where connections run: SwiftNIO's shared group (the default) or the application's.
         public var eventLoopGroup: EventLoopGroupProvider = .singleton
         /// Times a request is sent again on a new connection when the one it went out on
         /// dropped before the answer (admin and read requests; producers retry on their own
@@ -36,15 +38,18 @@ public final class MillraceClient: Sendable {
         public var requestRetries: Int = 1
         /// How long a request may wait for its answer (a fetch adds its own wait).
         public var requestTimeout: TimeAmount = .seconds(30)
+        /// How long a connection may take to open.
         public var connectTimeout: TimeAmount = .seconds(5)
         /// Followers (consumers with `stopAtEnd: false`, group consumers) reconnect after a
         /// lost connection with exponential backoff from `reconnectBackoffMin` up to
         /// `reconnectBackoffMax`, with jitter.
         public var reconnectBackoffMin: Duration = .milliseconds(100)
+        /// The longest wait between reconnects.
         public var reconnectBackoffMax: Duration = .seconds(5)
         /// Where the client says what it does on its own (reconnects, skipped records).
         public var logger = Logger(label: "millrace.client", factory: { _ in SwiftLogNoOpLogHandler() })
 
+        /// Defaults: 127.0.0.1:7450, 30 s requests, 5 s connects, one retry, SwiftNIO's shared group.
         public init() {}
     }
 
@@ -177,6 +182,7 @@ public final class MillraceClient: Sendable {
 
     /// A topic's name and partition count, as `listTopics` gives them.
     public struct TopicListing: Sendable, Equatable {
+        /// The topic's name.
         public var name: String
         public var partitionCount: Int32
     }
@@ -189,26 +195,34 @@ public final class MillraceClient: Sendable {
 
     /// A topic's settings and each partition's offsets and size.
     public struct TopicDescription: Sendable, Equatable {
+        /// One partition's offsets and size.
         public struct Partition: Sendable, Equatable {
+            /// The partition.
             public var partition: Int32
             /// The earliest offset still held.
             public var logStartOffset: Int64
             /// The offset the next record gets.
             public var logEndOffset: Int64
+            /// Bytes held.
             public var bytes: Int64
+            /// Record batches held.
             public var batches: Int64
             public var records: Int64 { logEndOffset - logStartOffset }
         }
 
+        /// The topic's name.
         public var name: String
         /// nil: batches are kept forever.
         public var retention: Duration?
         /// Per partition; nil: no size limit.
         public var retentionBytes: Int64?
+        /// The codec producers use.
         public var compression: TopicConfig.Compression
+        /// Whose clock stamps records.
         public var timestamps: TopicConfig.Timestamps
         /// When the topic was created, milliseconds since 1970.
         public var createdAtMs: Int64
+        /// Each partition's offsets and size.
         public var partitions: [Partition]
     }
 
@@ -241,8 +255,11 @@ public final class MillraceClient: Sendable {
 
     /// Whether a topic holds a business key, and where the first record with it is.
     public struct DedupCheck: Sendable, Equatable {
+        /// Whether the topic holds the key inside its window.
         public var found: Bool
+        /// The partition.
         public var partition: Int32
+        /// The offset.
         public var offset: Int64
         /// When the key was first seen, milliseconds since 1970.
         public var firstSeenMs: Int64
@@ -252,11 +269,15 @@ public final class MillraceClient: Sendable {
     public struct DedupStatus: Sendable, Equatable {
         /// The key spec (`key`, `header:NAME`, `json:/pointer`); empty when detection is off.
         public var key: String
+        /// How long a key is remembered, in milliseconds.
         public var windowMs: Int64
+        /// Keys held now.
         public var keysHeld: Int64
+        /// Sorted runs the keys are in on disk.
         public var runs: Int32
         /// When the oldest key held was first seen (ms since 1970); -1 when none is held.
         public var oldestKeyMs: Int64
+        /// Duplicates caught since detection was turned on.
         public var duplicatesTotal: Int64
         /// Duplicates caught in the last five minutes.
         public var duplicatesRecent: Int32
@@ -337,6 +358,7 @@ extension MillraceClient {
     /// Where in a partition: its first offset still held, its end (the next offset to be
     /// written), or the first record at or after a time.
     public enum OffsetPosition: Sendable, Equatable {
+        /// The earliest offset still held.
         case earliest, latest
         /// Milliseconds since 1970.
         case time(Int64)
@@ -356,34 +378,47 @@ extension MillraceClient {
 
     /// A consumer group as the broker lists it.
     public struct GroupListing: Sendable, Equatable {
+        /// The group's name.
         public var group: String
         /// "stable" (live members) or "empty" (committed offsets only).
         public var state: String
+        /// Live members.
         public var memberCount: Int32
     }
 
     /// A group's members, and per partition its committed offset, end and lag.
     public struct GroupDescription: Sendable, Equatable {
+        /// A live member and the partitions it owns.
         public struct Member: Sendable, Equatable {
+            /// The member's id.
             public var memberID: String
             /// Topic → the partitions the member owns now.
             public var assignment: [String: [Int32]]
         }
 
+        /// One partition a group reads: its committed offset, end and lag.
         public struct PartitionLag: Sendable, Equatable {
+            /// The topic.
             public var topic: String
+            /// The partition.
             public var partition: Int32
             /// nil: the group has committed nothing for it.
             public var committedOffset: Int64?
+            /// The partition's end.
             public var logEndOffset: Int64
+            /// Records the group has yet to read here.
             public var lag: Int64
             /// The member that owns it now; nil when none does.
             public var memberID: String?
         }
 
+        /// "stable" (live members) or "empty" (committed offsets only).
         public var state: String
+        /// The generation: it moves on at every rebalance.
         public var generation: Int32
+        /// The live members and what each owns.
         public var members: [Member]
+        /// Each partition's offsets and size.
         public var partitions: [PartitionLag]
 
         /// Records the group has yet to read, over every partition.

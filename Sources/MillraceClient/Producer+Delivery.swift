@@ -10,6 +10,7 @@ import NIOCore
 /// let delivery = try await handle.delivery()   // once it is on disk
 /// ```
 public struct ProducerRecord: Sendable, Equatable {
+    /// The topic to send to.
     public var topic: String
     /// The partition; nil picks one from the key (or, without a key, fills one partition's
     /// batch and moves on).
@@ -57,6 +58,7 @@ public struct ProducerRecord: Sendable, Equatable {
 
 /// What became of a record the broker answered for.
 public struct Delivery: Sendable, Equatable {
+    /// Appended, or one of the outcomes that are not errors.
     public enum Outcome: Sendable, Equatable {
         /// Stored at `partition`/`offset`.
         case appended
@@ -71,10 +73,15 @@ public struct Delivery: Sendable, Equatable {
         case invalid
     }
 
+    /// The topic (for a quarantined record: `TOPIC.quarantine`).
     public var topic: String
+    /// The partition (-1 for an invalid record).
     public var partition: Int32
+    /// Where it is (appended), where the original is (duplicate), its place in the quarantine (quarantined); -1 for an invalid record.
     public var offset: Int64
+    /// What became of it.
     public var outcome: Outcome
+    /// For a quarantined or invalid record, the field and rule it broke.
     public var detail: String
 
     public init(topic: String, partition: Int32, offset: Int64, outcome: Outcome, detail: String = "") {
@@ -89,12 +96,15 @@ public struct Delivery: Sendable, Equatable {
 /// One record's report in `Producer.deliveryReports`: the handle's id, and its delivery or
 /// the error that ended it (timed out, the topic deleted, the producer closed…).
 public struct DeliveryReport: Sendable {
+    /// The send's id, as in its delivery handle.
     public let id: UInt64
+    /// Its delivery, or why there is none.
     public let result: Result<Delivery, MillraceError>
 }
 
 /// A sent record's place in line: `delivery()` waits until the broker has answered for it.
 public final class DeliveryHandle: Sendable {
+    /// The send's id, as in its delivery handle.
     public let id: UInt64
     private let future: EventLoopFuture<Delivery>
 
@@ -110,6 +120,7 @@ public final class DeliveryHandle: Sendable {
 /// Every sent record's report, in the order they land (unbounded: read it, or do not ask for
 /// it).
 public struct DeliveryReports: AsyncSequence, Sendable {
+    /// One record's report.
     public typealias Element = DeliveryReport
     let stream: AsyncStream<DeliveryReport>
 

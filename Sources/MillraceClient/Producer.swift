@@ -14,6 +14,7 @@ import NIOCore
 /// `writer_busy`, while later batches of its partition were already in flight can land after
 /// them; the idempotent producer will close that gap.)
 public final class Producer: Sendable {
+    /// Batching, compression, delivery timeout, back-pressure and idempotence.
     public struct Configuration: Sendable {
         public var lingerMs: Int64 = 5
         public var batchBytesMax: Int = 256 << 10
@@ -30,6 +31,7 @@ public final class Producer: Sendable {
         public init() {}
     }
 
+    /// Called once per record: its partition and offset, or why it was not appended.
     public typealias Completion = @Sendable (Result<(partition: Int32, offset: Int64), any Error>) -> Void
 
     private struct Pending {
