@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MillraceFormat
 import MillraceServer
 import MillraceStorage
 import Testing
@@ -62,13 +63,20 @@ import Testing
 
 /// A broker on 127.0.0.1:0 over a fresh data directory for `body` (given its address and
 /// storage), stopped and removed after.
-func withTestBroker(_ body: (String, Storage) async throws -> Void) async throws {
+/// With `clock`, the storage and the broker run on it (times in output are then fixed).
+func withTestBroker(clock: (any MillraceClock)? = nil, _ body: (String, Storage) async throws -> Void) async throws {
     let directory = NSTemporaryDirectory() + "millrace-cli-broker-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     var options = Storage.Options()
     options.retentionCheckIntervalMs = nil
+    var configuration = MillraceServer.Configuration(host: "127.0.0.1", port: 0)
+    if let clock {
+        options.clock = clock
+        configuration.clock = clock
+        configuration.ticksAutomatically = false
+    }
     let storage = try Storage.open(directory: directory, options: options)
-    let server = MillraceServer(storage: storage, configuration: .init(host: "127.0.0.1", port: 0), logger: Logger(label: "test"))
+    let server = MillraceServer(storage: storage, configuration: configuration, logger: Logger(label: "test"))
     let port = try await server.start().port!
     do {
         try await body("127.0.0.1:\(port)", storage)

@@ -1,0 +1,76 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Commands' exact output, table and JSON, against a broker on a fixed clock (so times in the
+/// output are known): what a script or a person sees, byte for byte.
+@Suite(.serialized) struct GoldenOutputTests {
+    let cli = CLITests()
+
+    @Test func tablesAndJSONByteForByte() async throws {
+        let clock = ManualClock(epochMs: 1_795_000_000_000)  // 2026-11-18T11:06:40Z
+        try await withTestBroker(clock: clock) { broker, _ in
+            func run(_ arguments: [String], input: String? = nil) throws -> String {
+                let result = try cli.millrace(arguments + ["-b", broker], input: input)
+                #expect(result.status == 0, "\(arguments): \(result.stderr)")
+                return result.stdout
+            }
+            _ = try run(["topic", "create", "orders", "-p", "2", "--retention", "7d", "--dedup-key", "json:/id", "--index", "/lot"])
+            _ = try run(["topic", "create", "audit"])
+            let lines = (0..<4).map { #"{"id":"E\#($0)","lot":"L\#($0 % 2)"}"# }.joined(separator: "\n") + "\n"
+            _ = try run(["produce", "orders", "-p", "0"], input: lines)
+            // offset:1 lands at 1 in partition 0 and is clamped to the end (0) in the empty partition 1.
+            _ = try run(["group", "reset", "erp", "--topic", "orders", "--to", "offset:1", "--execute"])
+
+            let schemaFile = NSTemporaryDirectory() + "millrace-golden-\(UUID().uuidString).json"
+            defer { try? FileManager.default.removeItem(atPath: schemaFile) }
+            try #"{"type":"object","required":["id"]}"#.write(toFile: schemaFile, atomically: true, encoding: .utf8)
+            _ = try run(["schema", "register", "audit", schemaFile])
+            #expect(
+                try run(["schema", "list", "audit"]) == """
+                    topic audit: compatibility backward, invalid records: reject
+                    VERSION  REGISTERED                BYTES
+                          1  2026-11-18T11:06:40.000Z     35
+
+                    """)
+            #expect(
+                try run(["schema", "list", "audit", "--json"])
+                    == #"{"compatibility":"backward","on_invalid":"reject","topic":"audit","versions":[{"bytes":35,"registered":"2026-11-18T11:06:40.000Z","version":1}]}"#
+                    + "\n")
+            #expect(
+                try run(["topic", "describe", "orders", "--json"])
+                    == #"{"compression":"none","dedup":{"duplicates_last_5_min":0,"duplicates_total":0,"key":"json:\/id","keys_held":4,"oldest_key":"2026-11-18T11:06:40.000Z","runs":1,"window_ms":86400000},"index":{"entries_written":4,"fields":["\/lot"],"index_disk_bytes":4096,"index_entries_held":4,"index_runs":0,"links":[],"record_key":false},"name":"orders","partitions":[{"batches":1,"bytes":177,"earliest":0,"latest":4,"partition":0},{"batches":0,"bytes":0,"earliest":0,"latest":0,"partition":1}],"retention_bytes":-1,"retention_ms":604800000,"timestamp":"create"}"#
+                    + "\n")
+            #expect(try run(["index", "status", "orders"]) == "orders: indexes /lot; 4 entries written for it; the index holds 4 entries in 0 runs, 4.0 KiB on disk\n")
+            #expect(try run(["topic", "list"]) == "TOPIC   PARTITIONS\naudit            1\norders           2\n")
+            #expect(try run(["topic", "list", "--json"]) == #"{"topics":[{"name":"audit","partitions":1},{"name":"orders","partitions":2}]}"# + "\n")
+            #expect(
+                try run(["group", "describe", "erp"]) == """
+                    group erp: empty, generation 0, 0 members, total lag 3
+                    TOPIC   PARTITION  COMMITTED  END  LAG  MEMBER
+                    orders          0          1    4    3  -
+                    orders          1          0    0    0  -
+
+                    """)
+            #expect(
+                try run(["group", "describe", "erp", "--json"])
+                    == #"{"generation":0,"group":"erp","members":[],"partitions":[{"committed":1,"end":4,"lag":3,"member":"","partition":0,"topic":"orders"},{"committed":0,"end":0,"lag":0,"member":"","partition":1,"topic":"orders"}],"state":"empty"}"#
+                    + "\n")
+            #expect(try run(["group", "list"]) == "GROUP  STATE  MEMBERS\nerp    empty        0\n")
+            #expect(
+                try run(["dedup", "check", "orders", "E2", "--json"])
+                    == #"{"first_seen":"2026-11-18T11:06:40.000Z","found":true,"key":"E2","offset":2,"partition":0,"topic":"orders","window_ms":86400000}"# + "\n")
+            #expect(
+                try run(["trace", "L1"]) == """
+                    TIME                      TOPIC   PARTITION  OFFSET  MATCHED  FIELDS
+                    2026-11-18T11:06:40.000Z  orders          0       1  /lot     /lot=L1
+                    2026-11-18T11:06:40.000Z  orders          0       3  /lot     /lot=L1
+                    2 records in 1 topic
+
+                    """)
+            #expect(
+                try run(["status", "--json"]).hasPrefix(
+                    #"{"broker":"\#(broker)","connections":1,"data_directory":"#))
+        }
+    }
+}
