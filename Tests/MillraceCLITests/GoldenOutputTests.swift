@@ -1,4 +1,5 @@
 import Foundation
+import MillraceFormat
 import TestSupport
 import Testing
 
@@ -42,8 +43,35 @@ import Testing
                     == #"{"compression":"none","dedup":{"duplicates_last_5_min":0,"duplicates_total":0,"key":"json:\/id","keys_held":4,"oldest_key":"2026-11-18T11:06:40.000Z","runs":1,"window_ms":86400000},"index":{"entries_written":4,"fields":["\/lot"],"index_disk_bytes":4096,"index_entries_held":4,"index_runs":0,"links":[],"record_key":false},"name":"orders","partitions":[{"batches":1,"bytes":177,"earliest":0,"latest":4,"partition":0},{"batches":0,"bytes":0,"earliest":0,"latest":0,"partition":1}],"retention_bytes":-1,"retention_ms":604800000,"timestamp":"create"}"#
                     + "\n")
             #expect(try run(["index", "status", "orders"]) == "orders: indexes /lot; 4 entries written for it; the index holds 4 entries in 0 runs, 4.0 KiB on disk\n")
-            #expect(try run(["topic", "list"]) == "TOPIC   PARTITIONS\naudit            1\norders           2\n")
-            #expect(try run(["topic", "list", "--json"]) == #"{"topics":[{"name":"audit","partitions":1},{"name":"orders","partitions":2}]}"# + "\n")
+            _ = try run(["topic", "create", "checked", "--schema", schemaFile, "--on-invalid", "quarantine"])
+            let parked = try cli.millrace(["produce", "checked", "-p", "0", "-b", broker], input: "{\"id\":\"A\"}\n{\"lot\":\"no id\"}\n")
+            #expect(parked.status == 1)
+            #expect(
+                try run(["quarantine", "list", "checked"]) == """
+                    1 record parked in checked.quarantine (offsets 0...0):
+                    RULE      RECORDS  FIRST OFFSET  EXAMPLE
+                    required        1             0  /id: is required but missing
+
+                    """)
+            #expect(
+                try run(["quarantine", "list", "checked", "--json"])
+                    == #"{"from_offset":0,"parked":1,"records":[],"rules":[{"count":1,"example":"\/id: is required but missing","rule":"required"}],"topic":"checked"}"#
+                    + "\n")
+            // status: all but the disk line (free space is the machine's) is fixed.
+            let status = try run(["status"]).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            #expect(status[0] == "broker \(broker): millrace \(MillraceVersion.current), up 0 s, ready")
+            #expect(status[1].hasPrefix("data ") && status[1].contains(" data file; disk ") && status[2] == "connections 1, requests in flight 1")
+            #expect(
+                Array(status[3...]) == [
+                    "", "TOPIC               PARTITIONS  RECORDS  BYTES", "audit                        1        0    0 B", "checked                      1        1  104 B",
+                    "checked.quarantine           1        1  275 B", "orders                       2        4  177 B", "", "GROUP  MEMBERS  LAG  PARTITIONS",
+                    "erp          0    3           2", "",
+                ], "\(status)")
+            #expect(try run(["topic", "list"]) == "TOPIC               PARTITIONS\naudit                        1\nchecked                      1\nchecked.quarantine           1\norders                       2\n")
+            #expect(
+                try run(["topic", "list", "--json"])
+                    == #"{"topics":[{"name":"audit","partitions":1},{"name":"checked","partitions":1},{"name":"checked.quarantine","partitions":1},{"name":"orders","partitions":2}]}"#
+                    + "\n")
             #expect(
                 try run(["group", "describe", "erp"]) == """
                     group erp: empty, generation 0, 0 members, total lag 3
