@@ -67,6 +67,16 @@ import Testing
                     "checked.quarantine           1        1  275 B", "orders                       2        4  177 B", "", "GROUP  MEMBERS  LAG  PARTITIONS",
                     "erp          0    3           2", "",
                 ], "\(status)")
+            // top --once: all but the first line (the machine's free disk) is fixed; nothing
+            // moved between its two samples, so every rate and trend is 0.
+            let top = try run(["top", "--once", "--interval", "1"]).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            #expect(top[0].hasPrefix("millrace \(MillraceVersion.current) at \(broker), up 0 s, ready; 1 connection; data file "), "\(top[0])")
+            #expect(
+                Array(top[1...]) == [
+                    "", "TOPIC               IN/s  OUT/s  RECORDS  BYTES  RECORDS PER PARTITION", "audit                  0      0        0    0 B  0",
+                    "checked                0      0        1  104 B  1", "checked.quarantine     0      0        1  275 B  1",
+                    "orders                 0      0        4  177 B  4 / 0", "", "GROUP  MEMBERS  LAG  TREND/s", "erp          0    3        0", "",
+                ], "\(top)")
             #expect(try run(["topic", "list"]) == "TOPIC               PARTITIONS\naudit                        1\nchecked                      1\nchecked.quarantine           1\norders                       2\n")
             #expect(
                 try run(["topic", "list", "--json"])
