@@ -77,6 +77,51 @@ import Testing
                     "checked                0      0        1  104 B  1", "checked.quarantine     0      0        1  275 B  1",
                     "orders                 0      0        4  177 B  4 / 0", "", "GROUP  MEMBERS  LAG  TREND/s", "erp          0    3        0", "",
                 ], "\(top)")
+            let v2 = NSTemporaryDirectory() + "millrace-golden-v2-\(UUID().uuidString).json"
+            defer { try? FileManager.default.removeItem(atPath: v2) }
+            try #"{"type":"object","required":["id","qty"]}"#.write(toFile: v2, atomically: true, encoding: .utf8)
+            let events = NSTemporaryDirectory() + "millrace-golden-events-\(UUID().uuidString).ndjson"
+            defer { try? FileManager.default.removeItem(atPath: events) }
+            try "{\"id\":\"A\"}\n{\"qty\":1}\n".write(toFile: events, atomically: true, encoding: .utf8)
+            func failing(_ arguments: [String]) throws -> String {
+                let result = try cli.millrace(arguments + ["-b", broker])
+                #expect(result.status == 1, "\(arguments): \(result.stderr)")
+                return result.stdout + result.stderr
+            }
+            #expect(
+                try run(["group", "reset", "erp", "--topic", "orders", "--to", "earliest"]) == """
+                    TOPIC   PARTITION  BEFORE  AFTER
+                    orders          0       1      0
+                    orders          1       0      0
+                    dry run: nothing changed; add --execute to apply
+
+                    """)
+            let problem = #"backward (records written with version 1 must still be accepted): /required: the new version requires "qty", version 1 does not"#
+            let escaped = problem.replacingOccurrences(of: "/", with: "\\/").replacingOccurrences(of: "\"", with: "\\\"")
+            #expect(try failing(["schema", "check", "audit", v2]) == "error: \(v2) is not compatible with topic audit's schema:\n  - \(problem)\n")
+            #expect(try failing(["schema", "check", "audit", v2, "--json"]) == #"{"compatible":false,"problems":[""# + escaped + #""],"topic":"audit","version":-1}"# + "\n")
+            #expect(try failing(["schema", "register", "audit", v2, "--json"]) == #"{"created":false,"problems":[""# + escaped + #""],"topic":"audit","version":-1}"# + "\n")
+            #expect(try failing(["schema", "validate", "audit", events]) == "line 2: /id: is required but missing\n1 of 2 lines are valid against version 1 of audit\n")
+            #expect(
+                try failing(["schema", "validate", "audit", events, "--json"])
+                    == #"{"line":2,"message":"is required but missing","path":"\/id","rule":"required"}"# + "\n"
+                    + #"{"invalid":1,"lines":2,"stopped":false,"topic":"audit","version":1}"# + "\n")
+            #expect(
+                try run(["quarantine", "redrive", "checked", "--dry-run"])
+                    == "offset 0: still invalid against version 1: /id: is required but missing\nwould re-drive 0 records to checked; 1 still invalid\n")
+            #expect(
+                try run(["quarantine", "redrive", "checked", "--dry-run", "--json"])
+                    == #"{"offset":0,"outcome":"still invalid against version 1: \/id: is required but missing"}"# + "\n"
+                    + #"{"dry_run":true,"redriven":0,"still_invalid":1,"topic":"checked"}"# + "\n")
+            // topic describe: all but the oldest key's age (counted on the CLI's own clock).
+            let described = try run(["topic", "describe", "orders"]).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            #expect(described[0] == "topic orders: 2 partitions, retention 7d, compression none, timestamps create")
+            #expect(described[1].hasPrefix("dedup: by json:/id for 1d; 4 keys held, the oldest ") && described[1].hasSuffix(" old (first seen 2026-11-18T11:06:40.000Z); 0 duplicates caught, 0 in the last 5 minutes"))
+            #expect(
+                Array(described[2...]) == [
+                    "index: indexes /lot; 4 entries written for it; the index holds 4 entries in 0 runs, 4.0 KiB on disk", "PARTITION  EARLIEST  LATEST  RECORDS  BYTES",
+                    "        0         0       4        4  177 B", "        1         0       0        0    0 B", "",
+                ])
             #expect(try run(["topic", "list"]) == "TOPIC               PARTITIONS\naudit                        1\nchecked                      1\nchecked.quarantine           1\norders                       2\n")
             #expect(
                 try run(["topic", "list", "--json"])
