@@ -36,10 +36,10 @@ struct E2EBench: AsyncParsableCommand {
         let admin = MillraceClient(host: "127.0.0.1", port: server.port)
         try await admin.createTopic(CreateTopicRequest(name: "bench", partitions: 4))
         try await admin.createTopic(CreateTopicRequest(name: "latency", partitions: 1))
-        report(try await produceCase(name: "produce-x1", producers: 1, port: server.port))
-        report(try await produceCase(name: "produce-x4", producers: 4, port: server.port))
-        report(try await consumeCase(port: server.port))
-        report(try await latencyCase(port: server.port))
+        report(try await withCPU(server) { try await produceCase(name: "produce-x1", producers: 1, port: server.port) })
+        report(try await withCPU(server) { try await produceCase(name: "produce-x4", producers: 4, port: server.port) })
+        report(try await withCPU(server) { try await consumeCase(port: server.port) })
+        report(try await withCPU(server) { try await latencyCase(port: server.port) })
         await admin.close()
         monitor.stop()
         let rss = monitor.peak
@@ -52,6 +52,20 @@ struct E2EBench: AsyncParsableCommand {
             print("millrace-bench e2e: \(records) records of \(Self.valueBytes) B per throughput case; server and client share this machine's \(ProcessInfo.processInfo.activeProcessorCount) cores; every produce acknowledged only when durable")
             Report.printTable(results)
         }
+    }
+
+    /// Runs a case and adds the broker's and this process's CPU-seconds per million records
+    /// to it, so gains show on a machine the two share.
+    func withCPU(_ server: ServerProcess, _ body: () async throws -> BenchResult) async throws -> BenchResult {
+        let (serverBefore, clientBefore) = (server.cpuSeconds, ownCPUSeconds())
+        var result = try await body()
+        let perMillion = 1_000_000 / Double(max(1, result.records))
+        let serverCPU = (server.cpuSeconds - serverBefore) * perMillion
+        let clientCPU = (ownCPUSeconds() - clientBefore) * perMillion
+        result.fields["server_cpu_s_per_million"] = (serverCPU * 100).rounded() / 100
+        result.fields["client_cpu_s_per_million"] = (clientCPU * 100).rounded() / 100
+        result.note += String(format: "; CPU s per million records: broker %.2f, client %.2f", serverCPU, clientCPU)
+        return result
     }
 
     func produceCase(name: String, producers: Int, port: Int) async throws -> BenchResult {
