@@ -329,38 +329,50 @@ public final class Producer: Sendable {
         timestampMs: Int64? = nil, completion: @escaping Completion
     ) {
         let recordBytes = value.count + (key?.count ?? 0) + 16
+        let (lingerMs, batchBytesMax, eventLoop) = (configuration.lingerMs, configuration.batchBytesMax, eventLoop)
         let (target, full) = state.withLockedValue { state -> (TopicPartitionKey, Bool) in
             let partition: Int32
             if let chosen {
                 partition = chosen
             } else if let key {
                 partition = KeyPartitioner.partition(for: key, partitionCount: partitions)
-            } else {
+            } else if let sticky = state.stickyPartition[topic] {
                 // Sticky: keyless records fill one partition's batch, then move on.
-                partition = state.stickyPartition[topic] ?? Int32.random(in: 0..<partitions)
+                partition = sticky
+            } else {
+                partition = Int32.random(in: 0..<partitions)
                 state.stickyPartition[topic] = partition
             }
             let target = TopicPartitionKey(topic: topic, partition: partition)
             state.outstanding += 1
-            if state.partitions[target] == nil {
-                var fresh = Pending()
-                fresh.timer = eventLoop.scheduleTask(in: .milliseconds(configuration.lingerMs)) { [self] in ship(target) }
-                state.partitions[target] = fresh
+            // One look-up of the partition's pending batch (its key hashes the topic name),
+            // mutated in place: copying the batch out and back would copy its records.
+            let full = Self.add(
+                Record(timestampDelta: 0, offsetDelta: 0, key: key, value: value, headers: headers), bytes: recordBytes, completion: completion,
+                timestampMs: timestampMs, batchBytesMax: batchBytesMax, to: &state.partitions[target, default: Pending()]
+            ) {
+                eventLoop.scheduleTask(in: .milliseconds(lingerMs)) { [self] in ship(target) }
             }
-            // Mutated in place: copying the pending batch out and back would copy its records
-            // on every append.
-            let offsetDelta = Int32(state.partitions[target]!.records.count)
-            state.partitions[target]!.records.append(
-                Record(timestampDelta: 0, offsetDelta: offsetDelta, key: key, value: value, headers: headers))
-            state.partitions[target]!.completions.append(completion)
-            state.partitions[target]!.timestamps.append(timestampMs ?? Int64.min)
-            state.partitions[target]!.bytes += recordBytes
-            let full = state.partitions[target]!.bytes >= configuration.batchBytesMax
-                || state.partitions[target]!.records.count >= Limits.recordsPerBatchMax
             if full && key == nil { state.stickyPartition[topic] = (partition + 1) % partitions }
             return (target, full)
         }
         if full { ship(target) }
+    }
+
+    /// Appends a record to a partition's pending batch (starting its linger timer when the
+    /// batch is new); true when the batch is full and should go now.
+    private static func add(
+        _ record: Record, bytes: Int, completion: @escaping Completion, timestampMs: Int64?, batchBytesMax: Int, to pending: inout Pending,
+        startTimer: () -> Scheduled<Void>
+    ) -> Bool {
+        if pending.timer == nil && pending.records.isEmpty { pending.timer = startTimer() }
+        var record = record
+        record.offsetDelta = Int32(pending.records.count)
+        pending.records.append(record)
+        pending.completions.append(completion)
+        pending.timestamps.append(timestampMs ?? Int64.min)
+        pending.bytes += bytes
+        return pending.bytes >= batchBytesMax || pending.records.count >= Limits.recordsPerBatchMax
     }
 
     /// Takes the batch of one partition and sends it. The batch is numbered (shipment order,
