@@ -40,6 +40,7 @@ struct E2EBench: AsyncParsableCommand {
         report(try await withCPU(server) { try await produceCase(name: "produce-x4", producers: 4, port: server.port) })
         report(try await withCPU(server) { try await consumeCase(port: server.port) })
         report(try await withCPU(server) { try await latencyCase(port: server.port) })
+        report(try await withCPU(server) { try await oneInFlightCase(port: server.port, directory: directory) })
         await admin.close()
         monitor.stop()
         let rss = monitor.peak
@@ -117,6 +118,60 @@ struct E2EBench: AsyncParsableCommand {
     }
 
     /// Fixed-rate producing while a consumer follows: produce-ack and produce-to-consume latency.
+    /// One record at a time: no linger, the next sent when the previous is acknowledged;
+    /// beside the floor the disk sets, measured on the same directory in the same run (write
+    /// 4 KiB and fdatasync). An isolated LMDB commit needs two ordered flushes (data, then
+    /// meta), so about twice the floor is the physical limit.
+    func oneInFlightCase(port: Int, directory: String, count: Int = 1_000) async throws -> BenchResult {
+        let floor = Self.fdatasyncFloor(directory: directory, count: 200)
+        let client = MillraceClient(host: "127.0.0.1", port: port)
+        var configuration = Producer.Configuration()
+        configuration.lingerMs = 0
+        let producer = Producer(client: client, configuration: configuration)
+        let value = [UInt8](repeating: 0x63, count: Self.valueBytes)
+        _ = try await producer.send(topic: "latency", key: nil, value: value, headers: [])  // connect, producer id
+        var micros: [Double] = []
+        micros.reserveCapacity(count)
+        let start = monotonicSeconds()
+        for _ in 0..<count {
+            let sent = monotonicSeconds()
+            _ = try await producer.send(topic: "latency", key: nil, value: value, headers: [])
+            micros.append((monotonicSeconds() - sent) * 1e6)
+        }
+        let elapsed = monotonicSeconds() - start
+        try await producer.close()
+        await client.close()
+        micros.sort()
+        let (p50, p99) = (percentile(micros, 0.5), percentile(micros, 0.99))
+        return BenchResult(
+            name: "produce-1-in-flight", records: count, bytes: count * Self.valueBytes, seconds: elapsed,
+            fields: ["ack_p50_us": p50, "ack_p99_us": p99, "fdatasync_p50_us": floor.p50, "fdatasync_p99_us": floor.p99],
+            note: String(
+                format: "ack p50 %.0f / p99 %.0f µs; fdatasync floor (4 KiB, same directory) p50 %.0f / p99 %.0f µs: p50 %.1f× the floor, p99 %.1f×", p50, p99,
+                floor.p50, floor.p99, p50 / max(1, floor.p50), p99 / max(1, floor.p99)))
+    }
+
+    /// Write 4 KiB and fdatasync, `count` times, in a file of `directory`: the disk's floor.
+    static func fdatasyncFloor(directory: String, count: Int) -> (p50: Double, p99: Double) {
+        let path = directory + "/fdatasync-floor.tmp"
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard descriptor >= 0 else { return (0, 0) }
+        defer {
+            close(descriptor)
+            unlink(path)
+        }
+        let block = [UInt8](repeating: 0x66, count: 4_096)
+        var micros: [Double] = []
+        for index in 0..<count {
+            let started = monotonicSeconds()
+            _ = block.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(index % 16 * 4_096)) }
+            fdatasync(descriptor)
+            micros.append((monotonicSeconds() - started) * 1e6)
+        }
+        micros.sort()
+        return (percentile(micros, 0.5), percentile(micros, 0.99))
+    }
+
     func latencyCase(port: Int) async throws -> BenchResult {
         let total = Int(Double(rate) * latencySeconds)
         let acks = LatencyRecorder(count: total)
