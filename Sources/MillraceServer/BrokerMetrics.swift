@@ -149,7 +149,10 @@ public final class BrokerMetrics: StorageEvents, Sendable {
 
     /// A partition's produce answered: records appended and their bytes as sent, and the
     /// records refused by the schema, quarantined, or caught as duplicates.
+    /// Nothing counted makes no series: a peer naming topics that do not exist must not grow
+    /// the registry.
     func produced(topic: String, records: Int, bytes: Int, rejected: Int, quarantined: Int, duplicates: Int) {
+        guard records > 0 || rejected > 0 || quarantined > 0 || duplicates > 0 else { return }
         let counters = self.topic(topic)
         if records > 0 {
             counters.producedRecords.increment(by: records)
@@ -244,6 +247,9 @@ public final class BrokerMetrics: StorageEvents, Sendable {
         }
         for counters in gone { for counter in counters.all { counter.destroy() } }
     }
+
+    /// The topics that have counters now (until the next scrape prunes the deleted ones).
+    var countedTopics: Set<String> { topics.withLockedValue { Set($0.keys) } }
 
     /// The registry in Prometheus's text format.
     func emit() -> [UInt8] { registry.emitToBuffer() }

@@ -254,7 +254,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var isLoopback: Bool {
         switch peerAddress {
         case .v4(let address)?: return UInt32(bigEndian: address.address.sin_addr.s_addr) >> 24 == 127
-        case .v6?: return peerAddress?.ipAddress == "::1"
+        case .v6?:
+            // A dual-stack listener sees an IPv4 loopback peer as `::ffff:127.x.x.x`.
+            guard let ip = peerAddress?.ipAddress else { return false }
+            return ip == "::1" || ip.hasPrefix("::ffff:127.")
         case .unixDomainSocket?: return true
         case nil: return false
         }

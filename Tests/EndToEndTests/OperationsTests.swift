@@ -3,7 +3,7 @@ import Glibc
 import Logging
 import MillraceClient
 import MillraceFormat
-import MillraceServer
+@testable import MillraceServer
 import MillraceWire
 import NIOConcurrencyHelpers
 import TestSupport
@@ -165,10 +165,16 @@ func prometheusValues(_ page: String) -> [String: Double] {
                 #expect(families.contains(family), "\(file) reads \(name), which /metrics does not have")
             }
         }
+        // Producing to topics that do not exist makes no series: a peer cannot grow the registry.
+        for ghost in 0..<50 {
+            #expect(try produce("ghost-\(ghost)", 0, ["x"]).result?.errorCode == .unknownTopic)
+        }
+        #expect(!metrics.countedTopics.contains { $0.hasPrefix("ghost-") }, "\(metrics.countedTopics.sorted())")
         // Deleting a topic drops its series.
         try await MillraceClient(host: "127.0.0.1", port: port).deleteTopic("plain")
         let after = prometheusValues(try httpGet(port: httpPort, "/metrics").body)
         #expect(!after.keys.contains { $0.contains(#"topic="plain""#) })
+        #expect(!after.keys.contains { $0.contains(#"topic="ghost-"#) })
 
         #expect(try httpGet(port: httpPort, "/healthz").status == 200)
         #expect(try httpGet(port: httpPort, "/nothing").status == 404)
