@@ -48,6 +48,9 @@ public enum Limits {
     public static let partitionsMax = 8_192
     /// Appends and commits waiting for the writer before callers are made to wait.
     public static let pendingWritesMax = 8_192
+    /// Offsets between a partition's time-index entries (at least; an entry is written only
+    /// where the partition's highest timestamp rises).
+    public static let timeIndexIntervalOffsets: Int64 = 16
     /// Longest consumer group name (as a topic name: a committed offset's storage key holds
     /// both and must fit LMDB's 511-byte key limit; see LimitsTests).
     public static let groupNameBytesMax = 249

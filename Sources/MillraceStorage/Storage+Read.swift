@@ -143,8 +143,9 @@ extension Storage {
     }
 
     /// The first record whose timestamp is at or after `timestamp` (the log end when none is).
-    /// The time index finds the first batch where the partition's newest timestamp reached
-    /// the value; records are walked from there. One read transaction.
+    /// The time index is sparse: its last entry below `timestamp` names a batch before which
+    /// every record is older; records are walked from there (from the log start when there is
+    /// no such entry). One read transaction.
     public func offset(forTimestamp timestamp: Int64, topic: String, partition: Int32) throws -> TimestampLookup {
         try withReadTransaction { txn, snapshot in
             let (_, id, dbi) = try resolve(topic, partition, in: snapshot)
@@ -153,11 +154,16 @@ extension Storage {
             let cursor = try LMDBCursor(txn, databases.timeIndex)
             defer { cursor.close() }
             let prefix = Keys.partition(id.topicID, id.partition)
-            guard let entry = try cursor.get(MDB_SET_RANGE, key: Keys.timeIndex(id.topicID, id.partition, timestamp)),
-                Keys.hasPrefix(entry.key, prefix)
-            else { return notFound }
-            var reader = ByteReader(entry.value)
-            let indexed: Int64 = try reader.readInteger("time index offset")
+            // The entry before the first at or after `timestamp`: the batch where the
+            // partition's highest timestamp rose to a value still below it.
+            let atOrAfter = try cursor.get(MDB_SET_RANGE, key: Keys.timeIndex(id.topicID, id.partition, timestamp))
+            let before = try atOrAfter == nil ? cursor.get(MDB_LAST) : cursor.get(MDB_PREV)
+            var indexed: Int64 = 0
+            if let before, Keys.hasPrefix(before.key, prefix) {
+                var reader = ByteReader(before.value)
+                indexed = try reader.readInteger("time index offset")
+            }
+            guard state.maxTimestamp >= timestamp else { return notFound }
             let start = max(indexed, state.logStartOffset)
             var found: TimestampLookup?
             try walkBatches(txn, dbi, from: start, end: state.nextOffset, name: "\(topic)/\(partition)", checkCRC: false) {
@@ -169,6 +175,24 @@ extension Storage {
                 return false
             }
             return found ?? notFound
+        }
+    }
+
+    /// The offsets a partition's time-index entries point at, in order (for tests).
+    func timeIndexOffsets(topic: String, partition: Int32) throws -> [Int64] {
+        try withReadTransaction { txn, snapshot in
+            let (_, id, _) = try resolve(topic, partition, in: snapshot)
+            let cursor = try LMDBCursor(txn, databases.timeIndex)
+            defer { cursor.close() }
+            let prefix = Keys.partition(id.topicID, id.partition)
+            var offsets: [Int64] = []
+            var entry = try cursor.get(MDB_SET_RANGE, key: prefix)
+            while let current = entry, Keys.hasPrefix(current.key, prefix) {
+                var reader = ByteReader(current.value)
+                offsets.append(try reader.readInteger("time index offset"))
+                entry = try cursor.get(MDB_NEXT)
+            }
+            return offsets
         }
     }
 

@@ -10,6 +10,8 @@ struct WriteContext {
     let catalog: CatalogSnapshot
     let nowMs: Int64
     private var states: [PartitionID: PartitionState] = [:]
+    /// Per partition, the offset of its newest time-index entry (read once per transaction).
+    private var lastTimeEntries: [PartitionID: Int64?] = [:]
     /// Producer records and per-partition sequence states read or changed in this
     /// transaction (a missing record cached as nil); the changed ones are written by
     /// `flushStates`.
@@ -211,9 +213,12 @@ struct WriteContext {
                 maxTimestamp = nowMs
             }
             if maxTimestamp > state.maxTimestamp {
-                var value = ByteWriter(capacity: 8)
-                value.writeInteger(baseOffset)
-                try txn.put(databases.timeIndex, Keys.timeIndex(id.topicID, id.partition, maxTimestamp), value.bytes)
+                if try timeEntryDue(id, at: baseOffset) {
+                    var value = ByteWriter(capacity: 8)
+                    value.writeInteger(baseOffset)
+                    try txn.put(databases.timeIndex, Keys.timeIndex(id.topicID, id.partition, maxTimestamp), value.bytes)
+                    lastTimeEntries[id] = .some(baseOffset)
+                }
                 state.maxTimestamp = maxTimestamp
             }
             state.nextOffset = baseOffset + Int64(header.recordCount)
@@ -510,6 +515,34 @@ struct WriteContext {
         states[id] = state
         try trimTimeIndex(id, below: state.logStartOffset)
         return (deleted, deletedBytes)
+    }
+
+    /// Whether a batch at `offset` that raises its partition's highest timestamp gets a
+    /// time-index entry: the first one does, then one at least
+    /// `Limits.timeIndexIntervalOffsets` offsets after the last. A sparse index keeps a
+    /// one-record commit from rewriting the index's pages each time; a look-up walks at most
+    /// that many offsets (plus one batch) from the entry before its time. See
+    /// docs/DECISIONS.md, "A sparse time index".
+    private mutating func timeEntryDue(_ id: PartitionID, at offset: Int64) throws -> Bool {
+        let last: Int64?
+        if let known = lastTimeEntries[id] {
+            last = known
+        } else {
+            let cursor = try LMDBCursor(txn, databases.timeIndex)
+            defer { cursor.close() }
+            let prefix = Keys.partition(id.topicID, id.partition)
+            let beyond = prefix + [UInt8](repeating: 0xFF, count: 8)
+            let entry = try cursor.get(MDB_SET_RANGE, key: beyond).map { _ in try cursor.get(MDB_PREV) } ?? cursor.get(MDB_LAST)
+            if let entry, Keys.hasPrefix(entry.key, prefix) {
+                var reader = ByteReader(entry.value)
+                last = try reader.readInteger("time index offset") as Int64
+            } else {
+                last = nil
+            }
+            lastTimeEntries[id] = .some(last)
+        }
+        guard let last else { return true }
+        return offset - last >= Limits.timeIndexIntervalOffsets
     }
 
     /// Drops time-index entries that only point below the log start. The last entry before

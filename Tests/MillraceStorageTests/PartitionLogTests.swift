@@ -98,6 +98,10 @@ import Testing
                 let answer = try storage.offset(forTimestamp: target, topic: "t", partition: 0)
                 #expect(answer == TimestampLookup(offset: expected?.offset ?? end, timestamp: expected?.timestamp), "T=\(target)")
             }
+            // The index is sparse: entries at least `timeIndexIntervalOffsets` apart.
+            let entries = try storage.timeIndexOffsets(topic: "t", partition: 0)
+            #expect(entries.first == 0 && entries.count <= Int(end / Limits.timeIndexIntervalOffsets) + 1)
+            #expect(zip(entries, entries.dropFirst()).allSatisfy { $1 - $0 >= Limits.timeIndexIntervalOffsets })
         }
     }
 }

@@ -14,7 +14,15 @@ struct E2EBench: AsyncParsableCommand {
     @Option(help: "Records per throughput case (256-byte values).") var records = 2_000_000
     @Option(help: "Rate of the latency case, records per second.") var rate = 20_000
     @Option(help: "Length of the latency case in seconds.") var latencySeconds = 5.0
+    @Option(help: "Records sent one at a time in the produce-1-in-flight case.") var oneInFlightRecords = 1_000
+    @Option(help: "Cases to run, comma-separated (default: all): produce-x1, produce-x4, consume-earliest, fixed-rate, produce-1-in-flight.")
+    var cases: String?
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
+
+    func selected(_ name: String) -> Bool {
+        guard let cases else { return true }
+        return cases.split(separator: ",").contains { name.hasPrefix($0.trimmingCharacters(in: .whitespaces)) }
+    }
 
     static let valueBytes = 256
 
@@ -36,11 +44,13 @@ struct E2EBench: AsyncParsableCommand {
         let admin = MillraceClient(host: "127.0.0.1", port: server.port)
         try await admin.createTopic(CreateTopicRequest(name: "bench", partitions: 4))
         try await admin.createTopic(CreateTopicRequest(name: "latency", partitions: 1))
-        report(try await withCPU(server) { try await produceCase(name: "produce-x1", producers: 1, port: server.port) })
-        report(try await withCPU(server) { try await produceCase(name: "produce-x4", producers: 4, port: server.port) })
-        report(try await withCPU(server) { try await consumeCase(port: server.port) })
-        report(try await withCPU(server) { try await latencyCase(port: server.port) })
-        report(try await withCPU(server) { try await oneInFlightCase(port: server.port, directory: directory) })
+        if selected("produce-x1") { report(try await withCPU(server) { try await produceCase(name: "produce-x1", producers: 1, port: server.port) }) }
+        if selected("produce-x4") { report(try await withCPU(server) { try await produceCase(name: "produce-x4", producers: 4, port: server.port) }) }
+        if selected("consume-earliest") { report(try await withCPU(server) { try await consumeCase(port: server.port) }) }
+        if selected("fixed-rate") { report(try await withCPU(server) { try await latencyCase(port: server.port) }) }
+        if selected("produce-1-in-flight") {
+            report(try await withCPU(server) { try await oneInFlightCase(port: server.port, directory: directory, count: oneInFlightRecords) })
+        }
         await admin.close()
         monitor.stop()
         let rss = monitor.peak
@@ -139,16 +149,29 @@ struct E2EBench: AsyncParsableCommand {
             micros.append((monotonicSeconds() - sent) * 1e6)
         }
         let elapsed = monotonicSeconds() - start
+        // The request path without storage: ApiVersions, one at a time, on the same connection.
+        var trips: [Double] = []
+        for _ in 0..<count {
+            let sent = monotonicSeconds()
+            _ = try await client.send(.apiVersions)
+            trips.append((monotonicSeconds() - sent) * 1e6)
+        }
+        trips.sort()
         try await producer.close()
         await client.close()
         micros.sort()
         let (p50, p99) = (percentile(micros, 0.5), percentile(micros, 0.99))
+        let (tripP50, tripP99) = (percentile(trips, 0.5), percentile(trips, 0.99))
         return BenchResult(
             name: "produce-1-in-flight", records: count, bytes: count * Self.valueBytes, seconds: elapsed,
-            fields: ["ack_p50_us": p50, "ack_p99_us": p99, "fdatasync_p50_us": floor.p50, "fdatasync_p99_us": floor.p99],
+            fields: [
+                "ack_p50_us": p50, "ack_p99_us": p99, "fdatasync_p50_us": floor.p50, "fdatasync_p99_us": floor.p99, "round_trip_p50_us": tripP50,
+                "round_trip_p99_us": tripP99,
+            ],
             note: String(
-                format: "ack p50 %.0f / p99 %.0f µs; fdatasync floor (4 KiB, same directory) p50 %.0f / p99 %.0f µs: p50 %.1f× the floor, p99 %.1f×", p50, p99,
-                floor.p50, floor.p99, p50 / max(1, floor.p50), p99 / max(1, floor.p99)))
+                format:
+                    "ack p50 %.0f / p99 %.0f µs; fdatasync floor (4 KiB, same directory) p50 %.0f / p99 %.0f µs: p50 %.1f× the floor, p99 %.1f×; a request without storage (ApiVersions) p50 %.0f / p99 %.0f µs",
+                p50, p99, floor.p50, floor.p99, p50 / max(1, floor.p50), p99 / max(1, floor.p99), tripP50, tripP99))
     }
 
     /// Write 4 KiB and fdatasync, `count` times, in a file of `directory`: the disk's floor.
