@@ -1,5 +1,6 @@
 import MillraceFormat
 import MillraceWire
+import NIOCore
 
 /// One consumed record.
 public struct ConsumedRecord: Sendable, Equatable {
@@ -85,6 +86,10 @@ public struct Consumer: AsyncSequence, Sendable {
         var bufferedIndex = 0
         var started = false
         var polls = 0
+        /// The next fetch, sent before the records of the last were decoded, so the broker
+        /// reads while this side decodes. It asks from the positions the last response leads
+        /// to; it is dropped if decoding that response fails.
+        var prefetch: (request: FetchRequest, response: EventLoopFuture<ResponseBody>)?
         /// How many times this follower lost the broker and got it back.
         public private(set) var reconnects = 0
 
@@ -151,6 +156,37 @@ public struct Consumer: AsyncSequence, Sendable {
         }
 
         private mutating func poll() async throws {
+            let body: ResponseBody
+            if let (request, response) = prefetch {
+                prefetch = nil
+                do {
+                    body = try await response.get()
+                } catch {
+                    body = try await fetch(request)  // reconnects (following) or fails as a fetch does
+                }
+            } else {
+                body = try await fetch(nextRequest(from: positions))
+            }
+            guard case .fetch(let topics) = body else { throw MillraceClient.unexpectedBody }
+            let entries = topics.first?.entries ?? []
+            for entry in entries where entry.errorCode != .none { throw MillraceError(entry.errorCode, entry.message) }
+            // Ask for what follows before decoding this.
+            var next = positions
+            for entry in entries { next[entry.partition] = try Self.position(after: entry, from: next[entry.partition] ?? 0) }
+            if !consumer.stopAtEnd || next.contains(where: { $0.value < ends[$0.key, default: 0] }) {
+                let request = nextRequest(from: next)
+                prefetch = (request, consumer.client.request(.fetch(request)))
+            }
+            do {
+                for entry in entries { try decode(entry) }
+            } catch {
+                prefetch = nil
+                throw error
+            }
+        }
+
+        /// A fetch from `positions` (only partitions not yet at their end when stopping there).
+        private mutating func nextRequest(from positions: [Int32: Int64]) -> FetchRequest {
             var wanted = positions.filter { !consumer.stopAtEnd || $0.value < ends[$0.key, default: 0] }.sorted { $0.key < $1.key }
             // Only the first partition with data may pass the fetch's byte limit, so start
             // each poll at the next partition: none is starved behind the others.
@@ -158,14 +194,33 @@ public struct Consumer: AsyncSequence, Sendable {
                 wanted = Array(wanted[(polls % wanted.count)...] + wanted[..<(polls % wanted.count)])
             }
             polls = (polls + 1) % 1 << 30
-            let request = FetchRequest(
+            return FetchRequest(
                 maxWaitMs: consumer.stopAtEnd ? 0 : consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
                 topics: [TopicEntries(topic: consumer.topic, wanted.map { FetchPartition(partition: $0.key, offset: $0.value, maxBytes: 1 << 20) })])
-            guard case .fetch(let topics) = try await fetch(request) else { throw MillraceClient.unexpectedBody }
-            for entry in topics.first?.entries ?? [] {
-                guard entry.errorCode == .none else { throw MillraceError(entry.errorCode, entry.message) }
-                try decode(entry)
+        }
+
+        /// The header of the batch at `index`, whose length must keep it inside `raw`.
+        static func batchHeader(in raw: UnsafeRawBufferPointer, at index: Int) throws -> RecordBatchHeader {
+            let header = try RecordBatchHeader(parsing: UnsafeRawBufferPointer(rebasing: raw[index...]))
+            guard header.totalBytes >= RecordBatchLayout.headerBytes, header.totalBytes <= raw.count - index else {
+                throw MillraceError(.corruptBatch, "the broker sent a batch at offset \(header.baseOffset) whose length (\(header.batchLength)) does not fit the response")
             }
+            return header
+        }
+
+        /// Where a partition's reading goes on after `entry`'s batches: what `decode` will set,
+        /// from the batch headers alone.
+        static func position(after entry: FetchPartitionResult, from position: Int64) throws -> Int64 {
+            var position = position
+            try entry.records.withUnsafeReadableBytes { raw in
+                var index = 0
+                while index < raw.count {
+                    let header = try Self.batchHeader(in: raw, at: index)
+                    position = Swift.max(position, header.nextOffset)
+                    index += header.totalBytes
+                }
+            }
+            return position
         }
 
         /// One fetch. A follower that loses the broker (a restart, a network cut) says so once,
@@ -195,10 +250,10 @@ public struct Consumer: AsyncSequence, Sendable {
         private mutating func decode(_ entry: FetchPartitionResult) throws {
             var position = positions[entry.partition] ?? 0
             let limit = consumer.stopAtEnd ? ends[entry.partition, default: .max] : .max
-            try entry.records.withUnsafeBytes { raw in
+            try entry.records.withUnsafeReadableBytes { raw in
                 var index = 0
                 while index < raw.count {
-                    let header = try RecordBatchHeader(parsing: UnsafeRawBufferPointer(rebasing: raw[index...]))
+                    let header = try Self.batchHeader(in: raw, at: index)
                     let bytes = UnsafeRawBufferPointer(rebasing: raw[index..<(index + header.totalBytes)])
                     try RecordBatch.verify(bytes)
                     try RecordBatch.forEachRecord(in: bytes, header: header, decodeHeaders: true) { record, headers in

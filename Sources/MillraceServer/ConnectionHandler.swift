@@ -63,7 +63,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let memory: MemoryBudget
     private var nextSequence = 0
     private var nextToWrite = 0
-    private var ready: [Int: ByteBuffer] = [:]
+    private var ready: [Int: [ByteBuffer]] = [:]
     /// Frame bytes of each request read and not yet answered.
     private var requestBytesBySequence: [Int: Int] = [:]
     /// Frames read and not yet dispatched, with their bytes (see `channelRead`).
@@ -286,12 +286,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             memory.release(requestBytes: bytes)
         }
         guard !closed else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        ResponseCodec.encode(response, into: &buffer)
+        let parts = ResponseCodec.encodeParts(response, allocator: context.channel.allocator)
+        let bytes = parts.reduce(0) { $0 + $1.readableBytes }
         if responseBytes == 0 { lastWriteProgressMs = clock.nowMilliseconds() }
-        responseBytes += buffer.readableBytes
-        memory.add(responseBytes: buffer.readableBytes)
-        ready[sequence] = buffer
+        responseBytes += bytes
+        memory.add(responseBytes: bytes)
+        ready[sequence] = parts
         var wrote = false
         while let next = ready.removeValue(forKey: nextToWrite) {
             serverInFlight.withLockedValue { $0 -= 1 }
@@ -314,9 +314,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         finishDrainIfDone(context: context)
     }
 
-    /// Writes a response; its bytes stay counted until the socket has taken them.
-    private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
-        let bytes = buffer.readableBytes
+    /// Writes a response's parts; its bytes stay counted until the socket has taken them.
+    private func write(_ parts: [ByteBuffer], context: ChannelHandlerContext) {
+        let bytes = parts.reduce(0) { $0 + $1.readableBytes }
+        for part in parts.dropLast() { context.write(wrapOutboundOut(part), promise: nil) }
         let promise = context.eventLoop.makePromise(of: Void.self)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         promise.futureResult.whenComplete { _ in
@@ -326,7 +327,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             handler.lastWriteProgressMs = handler.clock.nowMilliseconds()
             if !handler.closed { handler.updateReading(context: context) }
         }
-        context.write(wrapOutboundOut(buffer), promise: promise)
+        context.write(wrapOutboundOut(parts[parts.count - 1]), promise: promise)
     }
 
     /// While draining, once every request read has been answered: end-of-stream after the
@@ -425,7 +426,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         memory.release(requestBytes: heldBytes)
         held.removeAll()
         nextToWrite = nextSequence
-        let unwritten = ready.values.reduce(0) { $0 + $1.readableBytes }
+        let unwritten = ready.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.readableBytes } }
         responseBytes -= unwritten
         memory.release(responseBytes: unwritten)
         ready = [:]

@@ -382,28 +382,37 @@ final class RequestDispatcher: Sendable {
                         // batch); after it, nothing passes them. A response stays within
                         // `fetchBytesMax` plus one batch, however many partitions it names.
                         let limit = min(Int(max(entry.maxBytes, 0)), max(budget, 0))
+                        // Batches go from the map into the buffer the socket writes from: one
+                        // copy (see ResponseCodec.encodeParts).
+                        var records = ByteBuffer()
                         let read = try storage.read(
                             topic: topic.topic, partition: entry.partition, from: entry.offset, maxBytes: limit,
-                            firstBatchMayExceed: total == 0 && firstMayExceed)
-                        budget -= read.bytes.count
-                        total += read.bytes.count
+                            firstBatchMayExceed: total == 0 && firstMayExceed
+                        ) { batch in
+                            if records.capacity == 0 { records = Self.allocator.buffer(capacity: max(batch.count, min(limit, 1 << 20))) }
+                            records.writeBytes(batch)
+                        }
+                        budget -= read.byteCount
+                        total += read.byteCount
                         if read.recordCount > 0 {
                             let sofar = counts[topic.topic] ?? (0, 0)
-                            counts[topic.topic] = (sofar.records + read.recordCount, sofar.bytes + read.bytes.count)
+                            counts[topic.topic] = (sofar.records + read.recordCount, sofar.bytes + read.byteCount)
                         }
                         return FetchPartitionResult(
-                            partition: entry.partition, logStartOffset: read.logStartOffset, logEndOffset: read.nextOffset, records: read.bytes)
+                            partition: entry.partition, logStartOffset: read.logStartOffset, logEndOffset: read.nextOffset, records: records)
                     } catch {
                         let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
                         let offsets = try? storage.offsets(topic: topic.topic, partition: entry.partition)
                         return FetchPartitionResult(
                             partition: entry.partition, errorCode: error.code, message: error.message,
-                            logStartOffset: offsets?.logStartOffset ?? -1, logEndOffset: offsets?.nextOffset ?? -1, records: [])
+                            logStartOffset: offsets?.logStartOffset ?? -1, logEndOffset: offsets?.nextOffset ?? -1)
                     }
                 })
         }
         return (results, total, counts)
     }
+
+    static let allocator = ByteBufferAllocator()
 
     /// Records and bytes a fetch's answer carries, per topic (whole batches, as sent).
     private func countFetched(_ counts: [String: (records: Int, bytes: Int)]) {

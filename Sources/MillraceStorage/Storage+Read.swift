@@ -74,13 +74,17 @@ extension Storage {
         try withReadTransaction { txn, snapshot in
             let (_, id, dbi) = try resolve(topic, partition, in: snapshot)
             let state = try databases.partitionState(txn, id)
-            guard offset >= state.logStartOffset, offset <= state.nextOffset else {
-                throw MillraceError(
-                    .offsetOutOfRange,
-                    "offset \(offset) is outside \(topic)/\(partition)'s log [\(state.logStartOffset), \(state.nextOffset)); read from the log start or end"
-                )
-            }
+            try Self.checkReadable(offset, in: state, topic: topic, partition: partition)
             try walkBatches(txn, dbi, from: offset, end: state.nextOffset, name: "\(topic)/\(partition)", wanting: wanting, body)
+        }
+    }
+
+    /// Reading starts inside the log, or at its end.
+    static func checkReadable(_ offset: Int64, in state: PartitionState, topic: String, partition: Int32) throws {
+        guard offset >= state.logStartOffset, offset <= state.nextOffset else {
+            throw MillraceError(
+                .offsetOutOfRange,
+                "offset \(offset) is outside \(topic)/\(partition)'s log [\(state.logStartOffset), \(state.nextOffset)); read from the log start or end")
         }
     }
 
@@ -125,21 +129,37 @@ extension Storage {
     /// the log end returns nothing.
     public func read(topic: String, partition: Int32, from offset: Int64, maxBytes: Int, firstBatchMayExceed: Bool = true) throws -> ReadResult {
         var bytes: [UInt8] = []
-        var batches = 0
-        var records = 0
-        var nextRead = offset
-        let fits = { (size: Int) in (batches == 0 && firstBatchMayExceed) || bytes.count + size <= maxBytes }
-        try forEachBatch(topic: topic, partition: partition, from: offset, wanting: fits) { header, batch in
-            bytes.append(contentsOf: batch)
-            batches += 1
-            records += Int(header.recordCount)
-            nextRead = header.nextOffset
-            return true
+        let summary = try read(topic: topic, partition: partition, from: offset, maxBytes: maxBytes, firstBatchMayExceed: firstBatchMayExceed) {
+            bytes.append(contentsOf: $0)
         }
-        let partitionOffsets = try offsets(topic: topic, partition: partition)
         return ReadResult(
-            bytes: bytes, batchCount: batches, recordCount: records, logStartOffset: partitionOffsets.logStartOffset,
-            nextOffset: partitionOffsets.nextOffset, nextReadOffset: nextRead)
+            bytes: bytes, batchCount: summary.batchCount, recordCount: summary.recordCount, logStartOffset: summary.logStartOffset,
+            nextOffset: summary.nextOffset, nextReadOffset: summary.nextReadOffset)
+    }
+
+    /// `read`, handing each batch's stored bytes to `append` (straight from the map, in one
+    /// read transaction) instead of collecting them; the answer's `bytes` is empty and
+    /// `byteCount` says how many were handed over.
+    public func read(
+        topic: String, partition: Int32, from offset: Int64, maxBytes: Int, firstBatchMayExceed: Bool = true,
+        appending append: (UnsafeRawBufferPointer) -> Void
+    ) throws -> ReadSummary {
+        try withReadTransaction { txn, snapshot in
+            let (_, id, dbi) = try resolve(topic, partition, in: snapshot)
+            let state = try databases.partitionState(txn, id)
+            try Self.checkReadable(offset, in: state, topic: topic, partition: partition)
+            var summary = ReadSummary(byteCount: 0, batchCount: 0, recordCount: 0, logStartOffset: state.logStartOffset, nextOffset: state.nextOffset, nextReadOffset: offset)
+            let fits = { (size: Int) in (summary.batchCount == 0 && firstBatchMayExceed) || summary.byteCount + size <= maxBytes }
+            try walkBatches(txn, dbi, from: offset, end: state.nextOffset, name: "\(topic)/\(partition)", wanting: fits) { header, batch in
+                append(batch)
+                summary.byteCount += batch.count
+                summary.batchCount += 1
+                summary.recordCount += Int(header.recordCount)
+                summary.nextReadOffset = header.nextOffset
+                return true
+            }
+            return summary
+        }
     }
 
     /// The first record whose timestamp is at or after `timestamp` (the log end when none is).

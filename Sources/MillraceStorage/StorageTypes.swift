@@ -65,6 +65,17 @@ public struct ReadResult: Sendable {
     public var nextReadOffset: Int64
 }
 
+/// What a read handed over, when its bytes went to the caller's buffer.
+public struct ReadSummary: Sendable {
+    public var byteCount: Int
+    public var batchCount: Int
+    public var recordCount: Int
+    public var logStartOffset: Int64
+    public var nextOffset: Int64
+    /// Where to read next: one past the last record handed over (the request offset when none).
+    public var nextReadOffset: Int64
+}
+
 /// The answer to "first record at or after T".
 public struct TimestampLookup: Sendable, Equatable {
     /// The offset of that record, or the log end when no record is that new.

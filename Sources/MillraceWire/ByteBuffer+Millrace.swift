@@ -50,6 +50,24 @@ extension ByteBuffer {
         return bytes
     }
 
+    /// Bytes as `writeMillraceBytes` writes them, copied from `bytes`' readable bytes.
+    public mutating func writeMillraceBytes(_ bytes: ByteBuffer) {
+        writeInteger(Int32(bytes.readableBytes))
+        writeImmutableBuffer(bytes)
+    }
+
+    /// Bytes as `readMillraceBytes` reads them, as a slice sharing this buffer's storage (no
+    /// copy); null reads as empty.
+    public mutating func readMillraceByteSlice(_ what: String) throws -> ByteBuffer {
+        let length: Int32 = try readMillraceInteger(what + " length")
+        if length == -1 { return ByteBuffer() }
+        guard length >= 0 else { throw MillraceError(.malformedRequest, "\(what) has length \(length)") }
+        guard let slice = readSlice(length: Int(length)) else {
+            throw MillraceError(.malformedRequest, "\(what) claims \(length) bytes, \(readableBytes) remain")
+        }
+        return slice
+    }
+
     public mutating func readMillraceInteger<T: FixedWidthInteger>(_ what: String, as: T.Type = T.self) throws -> T {
         guard let value = readInteger(as: T.self) else {
             throw MillraceError(.malformedRequest, "\(what) is cut off (\(readableBytes) bytes remain)")

@@ -319,6 +319,39 @@ public enum ResponseCodec {
         }
     }
 
+    /// The frame of `response` in parts to write in order: the same bytes as `encode`, but a
+    /// fetch's stored batches go out as the buffers they were read into rather than being
+    /// copied into the frame (the socket gathers the parts in one `writev`).
+    public static func encodeParts(_ response: Response, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> [ByteBuffer] {
+        guard response.errorCode == .none, case .fetch(let topics)? = response.body else {
+            var buffer = allocator.buffer(capacity: 64)
+            encode(response, into: &buffer)
+            return [buffer]
+        }
+        var parts: [ByteBuffer] = []
+        var head = allocator.buffer(capacity: 256)
+        head.writeInteger(Int32(0))  // the frame size, set below
+        head.writeInteger(response.correlationID)
+        head.writeInteger(response.errorCode.rawValue)
+        head.writeMillraceString(response.message, maxBytes: Limits.errorMessageBytesMax)
+        head.writeInteger(Int32(topics.count))
+        for topic in topics {
+            head.writeMillraceString(topic.topic)
+            head.writeInteger(Int32(topic.entries.count))
+            for entry in topic.entries {
+                entry.writeHead(to: &head)
+                guard entry.records.readableBytes > 0 else { continue }
+                parts.append(head)
+                parts.append(entry.records)
+                head = allocator.buffer(capacity: 256)
+            }
+        }
+        if head.readableBytes > 0 || parts.isEmpty { parts.append(head) }
+        let size = parts.reduce(0) { $0 + $1.readableBytes } - 4
+        parts[0].setInteger(Int32(size), at: parts[0].readerIndex)
+        return parts
+    }
+
     private static func writeBody(_ body: ResponseBody, version: Int16, into buffer: inout ByteBuffer) {
         switch body {
         case .apiVersions(let versions):

@@ -318,12 +318,14 @@ public struct FetchPartitionResult: WireCodable {
     public var message: String
     public var logStartOffset: Int64
     public var logEndOffset: Int64
-    /// Whole stored batches; the first may start before the requested offset.
-    public var records: [UInt8]
+    /// Whole stored batches; the first may start before the requested offset. A client's
+    /// decoded response holds a slice of the frame (no copy); the broker's is written to the
+    /// socket as its own part (see `ResponseCodec.encodeParts`).
+    public var records: ByteBuffer
 
     public init(
         partition: Int32, errorCode: ErrorCode = .none, message: String = "", logStartOffset: Int64, logEndOffset: Int64,
-        records: [UInt8]
+        records: ByteBuffer = ByteBuffer()
     ) {
         self.partition = partition
         self.errorCode = errorCode
@@ -348,7 +350,17 @@ public struct FetchPartitionResult: WireCodable {
         message = try buffer.readMillraceString("message")
         logStartOffset = try buffer.readMillraceInteger("log start offset")
         logEndOffset = try buffer.readMillraceInteger("log end offset")
-        records = try buffer.readMillraceBytes("records") ?? []
+        records = try buffer.readMillraceByteSlice("records")
+    }
+
+    /// Everything `write(to:)` writes before the records' bytes.
+    func writeHead(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(partition)
+        buffer.writeInteger(errorCode.rawValue)
+        buffer.writeMillraceString(message)
+        buffer.writeInteger(logStartOffset)
+        buffer.writeInteger(logEndOffset)
+        buffer.writeInteger(Int32(records.readableBytes))
     }
 }
 

@@ -127,7 +127,7 @@ import Testing
             Issue.record("no fetch body")
             return
         }
-        #expect(!(results.first?.entries.first?.records.isEmpty ?? true))
+        #expect((results.first?.entries.first?.records.readableBytes ?? 0) > 0)
         #expect(try healthy.call(produce("big", 0, ["still writing"])).errorCode == .none)
 
         // Responses unread past the stalled-write limit (shorter while the broker-wide limit is

@@ -102,7 +102,7 @@ func prometheusValues(_ page: String) -> [String: Double] {
         let fetched = try wire.call(
             .fetch(FetchRequest(maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, topics: [TopicEntries(topic: "plain", [FetchPartition(partition: 0, offset: 0, maxBytes: 1 << 20)])])))
         guard case .fetch(let fetchedTopics) = fetched.body else { Issue.record("\(fetched)"); return }
-        let fetchedBytes = fetchedTopics[0].entries[0].records.count
+        let fetchedBytes = fetchedTopics[0].entries[0].records.readableBytes
         _ = try wire.call(.offsetCommit(OffsetCommitRequest(group: "erp", topics: [TopicEntries(topic: "plain", [OffsetEntry(partition: 0, offset: 5)])])))
         _ = try wire.call(.describeTopic(name: "nope"))  // an error: counted by code
 

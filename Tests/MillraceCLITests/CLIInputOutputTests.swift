@@ -142,7 +142,7 @@ import Testing
                 Issue.record("no fetch")
                 return
             }
-            let header = try records.withUnsafeBytes { try RecordBatchHeader(parsing: $0) }
+            let header = try records.withUnsafeReadableBytes { try RecordBatchHeader(parsing: $0) }
             #expect(header.attributes.codec == .zstd)
             await client.close()
         }

@@ -99,7 +99,7 @@ let sampleResponses: [Response] = [
         ])),
     Response(
         correlationID: 8,
-        body: .fetch([TopicEntries(topic: "a", [FetchPartitionResult(partition: 0, logStartOffset: 0, logEndOffset: 5, records: [9, 8, 7])])])),
+        body: .fetch([TopicEntries(topic: "a", [FetchPartitionResult(partition: 0, logStartOffset: 0, logEndOffset: 5, records: ByteBuffer(bytes: [9, 8, 7]))])])),
     Response(
         correlationID: 9,
         body: .listOffsets([TopicEntries(topic: "a", [ListOffsetsPartitionResult(partition: 0, offset: 17, timestamp: 1_700_000_000_123)])])),
@@ -183,6 +183,36 @@ let sampleResponses: [Response] = [
             let api = response.body?.apiKey ?? .metadata
             #expect(try decodeResponse(encoded(response), api) == response)
         }
+    }
+
+    /// The broker writes responses in parts (a fetch's batches as their own buffers): joined,
+    /// they are the bytes `encode` gives, and they decode to the same response.
+    @Test func responsePartsJoinToTheEncodedFrame() throws {
+        let fetches = [
+            Response(
+                correlationID: 21,
+                body: .fetch([
+                    TopicEntries(
+                        topic: "orders",
+                        [
+                            FetchPartitionResult(partition: 2, logStartOffset: 0, logEndOffset: 9, records: ByteBuffer(bytes: [1, 2, 3, 4])),
+                            FetchPartitionResult(partition: 0, logStartOffset: 3, logEndOffset: 3),
+                            FetchPartitionResult(partition: 5, errorCode: .offsetOutOfRange, message: "offset 9 is outside", logStartOffset: 0, logEndOffset: 4),
+                            FetchPartitionResult(partition: 1, logStartOffset: 0, logEndOffset: 70, records: ByteBuffer(bytes: Array(repeating: 7, count: 300))),
+                        ]),
+                    TopicEntries(topic: "lots", [FetchPartitionResult(partition: 0, logStartOffset: 0, logEndOffset: 1, records: ByteBuffer(bytes: [42]))]),
+                    TopicEntries(topic: "empty", []),
+                ])),
+            Response(correlationID: 22, body: .fetch([])),
+            Response(correlationID: 23, error: MillraceError(.unknownTopic, "topic \"x\" does not exist")),
+        ]
+        for response in fetches + sampleResponses {
+            let parts = ResponseCodec.encodeParts(response)
+            let joined = parts.flatMap { Array($0.readableBytesView) }
+            #expect(joined == encoded(response), "\(response)")
+            if let api = response.body?.apiKey { #expect(try decodeResponse(joined, api) == response) }
+        }
+        #expect(ResponseCodec.encodeParts(fetches[0]).count == 7)  // head, 4 B, head, 300 B, head, 1 B, head
     }
 
     @Test func framesFedByteByByteComeOutWhole() throws {
