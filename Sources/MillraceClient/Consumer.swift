@@ -82,8 +82,9 @@ public struct Consumer: AsyncSequence, Sendable {
         let consumer: Consumer
         var positions: [Int32: Int64] = [:]
         var ends: [Int32: Int64] = [:]
+        /// Records fetched and not yet handed out, the next one last: handing one out moves it
+        /// out of the array (no copy, no reference counting).
         var buffered: [ConsumedRecord] = []
-        var bufferedIndex = 0
         var started = false
         var polls = 0
         /// The next fetch, sent before the records of the last were decoded, so the broker
@@ -97,15 +98,12 @@ public struct Consumer: AsyncSequence, Sendable {
 
         public mutating func next() async throws -> ConsumedRecord? {
             if !started { try await begin() }
-            while bufferedIndex == buffered.count {
-                buffered.removeAll(keepingCapacity: true)
-                bufferedIndex = 0
+            while buffered.isEmpty {
                 if consumer.stopAtEnd && positions.allSatisfy({ $0.value >= ends[$0.key, default: 0] }) { return nil }
                 try Task.checkCancellation()
                 try await poll()
             }
-            defer { bufferedIndex += 1 }
-            return buffered[bufferedIndex]
+            return buffered.popLast()
         }
 
         /// One fetch (a long poll of at most `maxWaitMs` when following): the records it
@@ -113,16 +111,20 @@ public struct Consumer: AsyncSequence, Sendable {
         /// For callers that must do other work between polls (group heartbeats).
         public mutating func nextChunk() async throws -> [ConsumedRecord]? {
             if !started { try await begin() }
-            if bufferedIndex == buffered.count {
-                buffered.removeAll(keepingCapacity: true)
-                bufferedIndex = 0
+            if buffered.isEmpty {
                 if consumer.stopAtEnd && positions.allSatisfy({ $0.value >= ends[$0.key, default: 0] }) { return nil }
                 try await poll()
             }
-            let chunk = Array(buffered[bufferedIndex...])
-            buffered.removeAll(keepingCapacity: true)
-            bufferedIndex = 0
-            return chunk
+            return Self.reversed(&buffered)
+        }
+
+        /// `records` reversed, leaving it empty: each record moves (`reverse()` would copy
+        /// them, retaining and releasing every field).
+        static func reversed(_ records: inout [ConsumedRecord]) -> [ConsumedRecord] {
+            var reversed: [ConsumedRecord] = []
+            reversed.reserveCapacity(records.count)
+            while let record = records.popLast() { reversed.append(record) }
+            return reversed
         }
 
         private mutating func begin() async throws {
@@ -177,6 +179,8 @@ public struct Consumer: AsyncSequence, Sendable {
                 let request = nextRequest(from: next)
                 prefetch = (request, consumer.client.request(.fetch(request)))
             }
+            // Decoded in order, kept next-last (also what was decoded before a failure).
+            defer { buffered = Self.reversed(&buffered) }
             do {
                 for entry in entries { try decode(entry) }
             } catch {

@@ -56,10 +56,14 @@ struct ServeCommand: AsyncParsableCommand {
             return
         }
         // Responses are large, short-lived buffers. glibc raises its mmap threshold after
-        // such buffers are freed and then serves them from the heap, where freed memory is
-        // not returned: under a fetch flood RSS rose to several times the memory budget.
-        // A fixed threshold keeps them mmapped and returned at once (docs/DECISIONS.md).
-        _ = glibcMallopt(-3, 256 << 10)  // M_MMAP_THRESHOLD
+        // such buffers are freed (up to 32 MiB) and then serves them from the heap, where
+        // freed memory is not returned: under a fetch flood RSS rose to several times the
+        // memory budget. A fixed threshold of 2 MiB keeps a fetch's per-partition buffers
+        // (at most 1 MiB each to start) on the heap, reused without page faults, and anything
+        // larger mmapped and returned at once; a heap keeps at most 32 MiB free at its top.
+        // See docs/DECISIONS.md, "Replay: fetch ahead, one copy, buffers from the heap".
+        _ = glibcMallopt(-3, 2 << 20)  // M_MMAP_THRESHOLD
+        _ = glibcMallopt(-1, 32 << 20)  // M_TRIM_THRESHOLD
         _ = glibcMallopt(-8, 4)  // M_ARENA_MAX
         let format: BrokerLogHandler.Format = settings.logFormat == "json" ? .json : .text
         let level = settings.logLevel
