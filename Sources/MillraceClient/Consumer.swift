@@ -172,6 +172,7 @@ public struct Consumer: AsyncSequence, Sendable {
             guard case .fetch(let topics) = body else { throw MillraceClient.unexpectedBody }
             let entries = topics.first?.entries ?? []
             for entry in entries where entry.errorCode != .none { throw MillraceError(entry.errorCode, entry.message) }
+            for id in try Self.unknownDictionaries(in: entries) { try await consumer.client.loadDictionary(topic: consumer.topic, id: id) }
             // Ask for what follows before decoding this.
             var next = positions
             for entry in entries { next[entry.partition] = try Self.position(after: entry, from: next[entry.partition] ?? 0) }
@@ -201,6 +202,27 @@ public struct Consumer: AsyncSequence, Sendable {
             return FetchRequest(
                 maxWaitMs: consumer.stopAtEnd ? 0 : consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
                 topics: [TopicEntries(topic: consumer.topic, wanted.map { FetchPartition(partition: $0.key, offset: $0.value, maxBytes: 1 << 20) })])
+        }
+
+        /// Ids of the zstd dictionaries the batches of `entries` were compressed with that this
+        /// process has not loaded yet.
+        static func unknownDictionaries(in entries: [FetchPartitionResult]) throws -> Set<UInt32> {
+            var unknown: Set<UInt32> = []
+            for entry in entries {
+                try entry.records.withUnsafeReadableBytes { raw in
+                    var index = 0
+                    while index < raw.count {
+                        let header = try Self.batchHeader(in: raw, at: index)
+                        if header.attributes.codec == .zstd {
+                            let section = UnsafeRawBufferPointer(rebasing: raw[(index + RecordBatchLayout.recordsAt)..<(index + header.totalBytes)])
+                            let id = Zstd.dictionaryID(ofFrame: section)
+                            if id != 0 && !ZstdDictionaries.shared.contains(id) { unknown.insert(id) }
+                        }
+                        index += header.totalBytes
+                    }
+                }
+            }
+            return unknown
         }
 
         /// The header of the batch at `index`, whose length must keep it inside `raw`.

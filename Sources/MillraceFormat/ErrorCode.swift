@@ -92,6 +92,9 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     /// The broker holds no state for this producer id (never given out, or expired after
     /// its idle time); the producer asks for a new id.
     case unknownProducerId = 41
+    /// Records are compressed with a zstd dictionary this process does not hold (a client
+    /// fetches it from the broker; a broker holds every dictionary its topics ever trained).
+    case unknownDictionary = 42
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
@@ -103,7 +106,7 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
             .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .notDataDirectory,
             .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion,
             .unknownMember, .staleGeneration, .unknownGroup, .groupNotEmpty, .notABroker, .invalidSchema, .incompatibleSchema,
-            .unknownSchemaVersion, .invalidRecord, .outOfOrderSequence, .producerFenced, .unknownProducerId:
+            .unknownSchemaVersion, .invalidRecord, .outOfOrderSequence, .producerFenced, .unknownProducerId, .unknownDictionary:
             return false
         }
     }
@@ -150,6 +153,7 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .outOfOrderSequence: return "out_of_order_sequence"
         case .producerFenced: return "producer_fenced"
         case .unknownProducerId: return "unknown_producer_id"
+        case .unknownDictionary: return "unknown_dictionary"
         case .unknownSchemaVersion: return "unknown_schema_version"
         case .invalidRecord: return "invalid_record"
         }

@@ -1,7 +1,9 @@
 extension RecordBatch {
     /// Encodes the batch in RecordBatch v2 layout, compressing the records section with the
     /// attributes' codec and computing the CRC. Throws for codecs Millrace does not write.
-    public func encoded(compressionLevel: Int32 = 3) throws -> [UInt8] {
+    /// With zstd, `dictionary` names a trained dictionary (`ZstdDictionaries`) to compress
+    /// with: the batch stays standard RecordBatch v2 and the zstd frame carries the id.
+    public func encoded(compressionLevel: Int32 = 3, dictionary: UInt32? = nil) throws -> [UInt8] {
         guard let codec = attributes.codec, codec.isSupported else {
             throw MillraceError(.unsupportedCodec, "codec bits \(attributes.rawValue & 7) are not supported; use none or zstd")
         }
@@ -23,7 +25,7 @@ extension RecordBatch {
         writer.writeInteger(baseSequence)
         writer.writeInteger(Int32(records.count))
         switch codec {
-        case .zstd: writer.writeBytes(try Zstd.compress(recordsSection.bytes, level: compressionLevel))
+        case .zstd: writer.writeBytes(try Zstd.compress(recordsSection.bytes, level: compressionLevel, dictionary: dictionary))
         case .none, .gzip, .snappy, .lz4: writer.writeBytes(recordsSection.bytes)
         }
         writer.setInteger(Int32(writer.bytes.count - RecordBatchLayout.lengthPrefixBytes), at: RecordBatchLayout.batchLengthAt)

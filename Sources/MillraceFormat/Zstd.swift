@@ -1,13 +1,26 @@
 import CZstd
+import Synchronization
 
 /// zstd compression of a batch's records section.
 public enum Zstd {
-    public static func compress(_ input: [UInt8], level: Int32 = 3) throws -> [UInt8] {
+    /// Compresses `input` as one frame; with `dictionary` (an id `ZstdDictionaries.shared`
+    /// holds), with that dictionary, whose id the frame header then carries.
+    public static func compress(_ input: [UInt8], level: Int32 = 3, dictionary: UInt32? = nil) throws -> [UInt8] {
         let bound = ZSTD_compressBound(input.count)
         var output = [UInt8](repeating: 0, count: bound)
+        var cdict: OpaquePointer?
+        if let dictionary {
+            guard let found = ZstdDictionaries.shared.compressionDictionary(dictionary, level: level) else {
+                throw MillraceError(.unknownDictionary, "zstd dictionary \(dictionary) is not loaded; fetch it from the broker first")
+            }
+            cdict = found
+        }
         let written = input.withUnsafeBytes { source in
             output.withUnsafeMutableBytes { destination in
-                ZSTD_compress(destination.baseAddress, bound, source.baseAddress, source.count, level)
+                guard let cdict else { return ZSTD_compress(destination.baseAddress, bound, source.baseAddress, source.count, level) }
+                let context = ZSTD_createCCtx()
+                defer { ZSTD_freeCCtx(context) }
+                return ZSTD_compress_usingCDict(context, destination.baseAddress, bound, source.baseAddress, source.count, cdict)
             }
         }
         if ZSTD_isError(written) != 0 {
@@ -23,6 +36,13 @@ public enum Zstd {
     public static func decompress(_ input: UnsafeRawBufferPointer, maxBytes: Int) throws -> [UInt8] {
         guard let stream = ZSTD_createDStream() else { throw MillraceError(.unexpected, "zstd: out of memory") }
         defer { ZSTD_freeDStream(stream) }
+        let dictionary = dictionaryID(ofFrame: input)
+        if dictionary != 0 {
+            guard let ddict = ZstdDictionaries.shared.decompressionDictionary(dictionary) else {
+                throw MillraceError(.unknownDictionary, "records are compressed with zstd dictionary \(dictionary), which is not loaded here")
+            }
+            ZSTD_DCtx_refDDict(stream, ddict)
+        }
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         var inBuffer = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
@@ -45,5 +65,98 @@ public enum Zstd {
         }
         guard lastResult == 0 else { throw MillraceError(.corruptBatch, "zstd: frame is truncated") }
         return output
+    }
+}
+
+extension Zstd {
+    /// The dictionary id a zstd frame's header carries (0: none, or not a zstd frame).
+    public static func dictionaryID(ofFrame frame: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = frame.baseAddress else { return 0 }
+        return ZSTD_getDictID_fromFrame(base, frame.count)
+    }
+
+    /// A dictionary of at most `capacity` bytes trained on `samples` (zstd's own trainer),
+    /// with the id zstd derives from its content. Fails when the samples are too few or too
+    /// alike to train on.
+    public static func trainDictionary(samples: [[UInt8]], capacity: Int, level: Int32 = 3, thorough: Bool = false) throws -> [UInt8] {
+        let sizes = samples.map { $0.count }
+        let joined = samples.flatMap { $0 }
+        var dictionary = [UInt8](repeating: 0, count: capacity)
+        let size = joined.withUnsafeBytes { source in
+            dictionary.withUnsafeMutableBytes { destination in
+                sizes.withUnsafeBufferPointer { sizes in
+                    var parameters = ZDICT_cover_params_t()
+                    parameters.zParams.compressionLevel = level
+                    parameters.nbThreads = 1
+                    parameters.steps = thorough ? 16 : 4
+                    parameters.d = thorough ? 0 : 8
+                    parameters.splitPoint = thorough ? 0.8 : 1.0
+                    return ZDICT_optimizeTrainFromBuffer_cover(
+                        destination.baseAddress, destination.count, source.baseAddress, sizes.baseAddress, UInt32(sizes.count), &parameters)
+                }
+            }
+        }
+        if ZDICT_isError(size) != 0 {
+            throw MillraceError(
+                .invalidRequest,
+                "zstd could not train a dictionary from \(samples.count) records (\(String(cString: ZDICT_getErrorName(size)))); it needs more records, or more varied ones")
+        }
+        dictionary.removeSubrange(size...)
+        return dictionary
+    }
+}
+
+/// The trained zstd dictionaries this process holds, by the id zstd writes into every frame
+/// compressed with one (RFC 8878's Dictionary_ID). A broker loads its topics' dictionaries at
+/// start and adds each one trained; a client adds the ones it fetches. Ids derive from a
+/// dictionary's content, so two processes agree on them. Dictionaries stay for the process's
+/// life (a few, of kilobytes each).
+public final class ZstdDictionaries: Sendable {
+    public static let shared = ZstdDictionaries()
+
+    private struct Entry {
+        let bytes: [UInt8]
+        let decompression: OpaquePointer
+        var compression: [Int32: OpaquePointer] = [:]
+    }
+
+    private struct Pointers: @unchecked Sendable {
+        var entries: [UInt32: Entry] = [:]
+    }
+
+    private let state = Mutex(Pointers())
+
+    /// Adds a dictionary (again: a no-op) and returns its id.
+    @discardableResult
+    public func add(_ bytes: [UInt8]) throws -> UInt32 {
+        let id = bytes.withUnsafeBytes { ZDICT_getDictID($0.baseAddress, $0.count) }
+        guard id != 0 else { throw MillraceError(.invalidRequest, "these \(bytes.count) bytes are not a zstd dictionary") }
+        return try state.withLock { state in
+            if let known = state.entries[id] {
+                guard known.bytes == bytes else { throw MillraceError(.invalidRequest, "another zstd dictionary already has id \(id)") }
+                return id
+            }
+            guard let ddict = bytes.withUnsafeBytes({ ZSTD_createDDict($0.baseAddress, $0.count) }) else {
+                throw MillraceError(.invalidRequest, "zstd refused dictionary \(id)")
+            }
+            state.entries[id] = Entry(bytes: bytes, decompression: ddict)
+            return id
+        }
+    }
+
+    public func contains(_ id: UInt32) -> Bool { state.withLock { $0.entries[id] != nil } }
+
+    public func bytes(of id: UInt32) -> [UInt8]? { state.withLock { $0.entries[id]?.bytes } }
+
+    func decompressionDictionary(_ id: UInt32) -> OpaquePointer? { state.withLock { $0.entries[id]?.decompression } }
+
+    func compressionDictionary(_ id: UInt32, level: Int32) -> OpaquePointer? {
+        state.withLock { state -> OpaquePointer? in
+            guard let entry = state.entries[id] else { return nil }
+            if let made = entry.compression[level] { return made }
+            guard let made = entry.bytes.withUnsafeBytes({ ZSTD_createCDict($0.baseAddress, $0.count, level) }) else { return nil }
+            state.entries[id]?.compression[level] = made
+            return made
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import MillraceFormat
 import MillraceSchema
 import MillraceStorage
@@ -115,5 +116,34 @@ extension RequestDispatcher {
         let base = timestamps.min() ?? 0
         for position in records.indices { records[position].timestampDelta = timestamps[position] - base }
         return try RecordBatch(baseTimestamp: base, records: records).encoded()
+    }
+
+    /// Trains on a thread of its own (zstd's trainer takes up to a second on many samples);
+    /// answered once the dictionary is durable.
+    func trainDictionary(_ request: TrainDictionaryRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+        let promise = eventLoop.makePromise(of: ResponseBody.self)
+        let (storage, logger) = (self.storage, self.logger)
+        DispatchQueue.global().async {
+            storage.trainDictionary(topic: request.topic, samples: Int(request.samples), bytes: Int(request.bytes)) { result in
+                switch result {
+                case .success(let training):
+                    let dictionary = training.dictionary
+                    logger.info(
+                        "trained zstd dictionary \(dictionary.id) (version \(dictionary.version), \(dictionary.bytes.count) bytes) for \(request.topic) on \(dictionary.samples) records: a one-record batch's records \(Int(training.zstdBytesPerRecord)) → \(Int(training.dictionaryBytesPerRecord)) bytes")
+                    promise.succeed(
+                        .trainDictionary(
+                            DictionaryTrainingResponse(
+                                dictionary: Self.wire(dictionary), plainCentibytes: Int32(training.plainBytesPerRecord * 100),
+                                zstdCentibytes: Int32(training.zstdBytesPerRecord * 100), dictionaryCentibytes: Int32(training.dictionaryBytesPerRecord * 100))))
+                case .failure(let error):
+                    promise.fail(error)
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
+    static func wire(_ stored: StoredDictionary) -> DictionaryResponse {
+        DictionaryResponse(id: stored.id, version: stored.version, trainedAtMs: stored.trainedAtMs, samples: stored.samples, bytes: stored.bytes)
     }
 }

@@ -172,6 +172,16 @@ final class RequestDispatcher: Sendable {
                 return eventLoop.makeSucceededFuture(.brokerStatus(status()))
             case .backup(let backup):
                 return self.backup(backup, on: eventLoop)
+            case .trainDictionary(let train):
+                return trainDictionary(train, on: eventLoop)
+            case .getDictionary(let topic, let id):
+                guard let stored = try storage.dictionary(topic: topic, id: id) else {
+                    throw MillraceError(
+                        .unknownDictionary,
+                        id == 0 ? "topic \(topic) has no dictionary; train one with `millrace topic train-dictionary \(topic)`"
+                            : "topic \(topic) has no dictionary \(id)")
+                }
+                return eventLoop.makeSucceededFuture(.getDictionary(Self.wire(stored)))
             case .listGroups:
                 let live = groups.liveGroups()
                 let names = Set(live.keys).union(try storage.groupsWithCommittedOffsets()).sorted()

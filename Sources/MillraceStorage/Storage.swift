@@ -88,6 +88,7 @@ public final class Storage: @unchecked Sendable {
         }
         do {
             (databases, catalog) = try Self.loadCatalog(env, directory: directory, existing: existing, readOnly: options.readOnly)
+            try Self.loadDictionaries(env, databases, catalog.withLock { $0 })
             dedup = DedupStore(filterBytes: options.dedupFilterBytes)
             if let dbi = databases.dedup {
                 let txn = try LMDBTransaction.begin(env, readOnly: true)

@@ -13,11 +13,12 @@ enum WriteOperation {
     case setSchemaPolicy(SchemaPolicyOperation)
     case initProducer(InitProducerOperation)
     case indexRecords(IndexRecordsOperation)
+    case storeDictionary(StoreDictionaryOperation)
 
     var joinsGroupCommit: Bool {
         switch self {
         case .append, .commitOffsets: return true
-        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords: return false
+        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords, .storeDictionary: return false
         }
     }
 
@@ -38,6 +39,7 @@ enum WriteOperation {
         case .setSchemaPolicy(let op): op.completion(.failure(error))
         case .initProducer(let op): op.completion(.failure(error))
         case .indexRecords(let op): op.completion(.failure(error))
+        case .storeDictionary(let op): op.completion(.failure(error))
         }
     }
 }

@@ -341,7 +341,7 @@ final class Writer: @unchecked Sendable {
                 switch op {
                 case .append(let append): outcomes.append(.append(try context.append(append)))
                 case .commitOffsets(let commit): outcomes.append(.commit(try context.commitOffsets(commit)))
-                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords:
+                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords, .storeDictionary:
                     preconditionFailure("not a group-commit operation")
                 }
             }
@@ -435,6 +435,11 @@ final class Writer: @unchecked Sendable {
             }.flatMap { $0 }
             noteOutcome(result.failureValue)
             deliver([Delivery(result: result, records.completion)], wrote: (try? result.get()) != nil)
+        case .storeDictionary(let store):
+            if let refused = refusedWhileFull() { return store.completion(.failure(refused)) }
+            let result = storeDictionary(store)
+            noteOutcome(result.failureValue)
+            deliver([Delivery(result: result, store.completion)], wrote: (try? result.get()) != nil)
         case .append, .commitOffsets: preconditionFailure("group-commit operation run alone")
         }
     }
@@ -603,6 +608,8 @@ final class Writer: @unchecked Sendable {
                 try deleteAll(context.txn, databases.partitions, prefix: Keys.topicPrefix(info.id))
                 try deleteAll(context.txn, databases.timeIndex, prefix: Keys.topicPrefix(info.id))
                 try deleteAll(context.txn, databases.meta, prefix: Keys.schemaPrefix(info.id))
+                try deleteAll(context.txn, databases.meta, prefix: Keys.dictionaryPrefix(info.id))
+                try deleteAll(context.txn, databases.meta, prefix: Keys.currentDictionary(info.id))
                 if let dbi = databases.dedup {
                     for run in dedup.existingState(info.id)?.runs ?? [] { try SortedRuns.delete(runID: run.id, owner: info.id, txn: context.txn, dbi: dbi) }
                     try deleteAll(context.txn, dbi.runs, prefix: Keys.topicPrefix(info.id))

@@ -63,6 +63,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case backup = 31
     /// Change a topic's retention or the compression producers are asked to use.
     case alterTopic = 32
+    /// Train a zstd dictionary on a topic's newest records; producers are given it from then on.
+    case trainDictionary = 33
+    /// One of a topic's zstd dictionaries by id (0: the current one), to compress or decode with.
+    case getDictionary = 34
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
     /// duplicate's original partition to it.

@@ -140,6 +140,13 @@ public enum RequestCodec {
             buffer.writeInteger(alter.retentionMs)
             buffer.writeInteger(alter.retentionBytes)
             buffer.writeInteger(alter.compression)
+        case .trainDictionary(let train):
+            buffer.writeMillraceString(train.topic)
+            buffer.writeInteger(train.samples)
+            buffer.writeInteger(train.bytes)
+        case .getDictionary(let topic, let id):
+            buffer.writeMillraceString(topic)
+            buffer.writeInteger(id)
         }
     }
 
@@ -278,6 +285,11 @@ public enum RequestCodec {
                 AlterTopicRequest(
                     topic: try readTopic(&buffer), retentionMs: try buffer.readMillraceInteger("retention ms"),
                     retentionBytes: try buffer.readMillraceInteger("retention bytes"), compression: try buffer.readMillraceInteger("compression")))
+        case .trainDictionary:
+            return .trainDictionary(
+                TrainDictionaryRequest(topic: try readTopic(&buffer), samples: try buffer.readMillraceInteger("samples"), bytes: try buffer.readMillraceInteger("bytes")))
+        case .getDictionary:
+            return .getDictionary(topic: try readTopic(&buffer), id: try buffer.readMillraceInteger("dictionary id"))
         }
     }
 
@@ -445,6 +457,10 @@ public enum ResponseCodec {
             backup.write(to: &buffer)
         case .alterTopic:
             break
+        case .trainDictionary(let training):
+            training.write(to: &buffer)
+        case .getDictionary(let dictionary):
+            dictionary.write(to: &buffer)
         }
     }
 
@@ -575,6 +591,10 @@ public enum ResponseCodec {
             return .backup(try BackupResponse(from: &buffer))
         case .alterTopic:
             return .alterTopic
+        case .trainDictionary:
+            return .trainDictionary(try DictionaryTrainingResponse(from: &buffer))
+        case .getDictionary:
+            return .getDictionary(try DictionaryResponse(from: &buffer))
         }
     }
 }

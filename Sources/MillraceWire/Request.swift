@@ -56,6 +56,9 @@ public enum Request: Equatable, Sendable {
     case brokerStatus
     case backup(BackupRequest)
     case alterTopic(AlterTopicRequest)
+    case trainDictionary(TrainDictionaryRequest)
+    /// id 0: the topic's current dictionary.
+    case getDictionary(topic: String, id: UInt32)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -98,6 +101,8 @@ public enum Request: Equatable, Sendable {
         case .brokerStatus: return .brokerStatus
         case .backup: return .backup
         case .alterTopic: return .alterTopic
+        case .trainDictionary: return .trainDictionary
+        case .getDictionary: return .getDictionary
         }
     }
 }

@@ -61,6 +61,8 @@ public enum ResponseBody: Equatable, Sendable {
     case brokerStatus(BrokerStatusResponse)
     case backup(BackupResponse)
     case alterTopic
+    case trainDictionary(DictionaryTrainingResponse)
+    case getDictionary(DictionaryResponse)
 
     public var apiKey: ApiKey {
         switch self {
@@ -97,6 +99,8 @@ public enum ResponseBody: Equatable, Sendable {
         case .brokerStatus: return .brokerStatus
         case .backup: return .backup
         case .alterTopic: return .alterTopic
+        case .trainDictionary: return .trainDictionary
+        case .getDictionary: return .getDictionary
         }
     }
 }

@@ -29,6 +29,7 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(help: "Take each record's event time from this JSON pointer: an ISO 8601 time (2026-11-27T06:00:00Z) or milliseconds since 1970.")
     var timestampField: String?
     @Option(help: "Compress batches: none or zstd (default: the topic's setting).") var compression: String?
+    @Option(help: "zstd level, 1-19 (default: 15 for batches of at most 1 KiB, 3 for larger ones).") var compressionLevel: Int32?
     @Option(help: "Write every line that was not acknowledged to this file, as it was read, so `--file` can resend exactly those.")
     var rejected: String?
     @Flag(help: "End with a JSON summary instead of a sentence (it lists each duplicate line with where its original is).") var json = false
@@ -116,6 +117,10 @@ struct ProduceCommand: AsyncParsableCommand {
             }
             codec = chosen
         }
+        if let compressionLevel, !(1...19).contains(compressionLevel) {
+            Output.standardError("error: --compression-level takes 1 to 19 (got \(compressionLevel))")
+            throw ExitCode(2)
+        }
         let descriptor: Int32
         if let file {
             descriptor = open(file, O_RDONLY)
@@ -133,6 +138,7 @@ struct ProduceCommand: AsyncParsableCommand {
         let client = try broker.client()
         var configuration = Producer.Configuration()
         configuration.compression = codec
+        configuration.compressionLevel = compressionLevel
         let producer = Producer(client: client, configuration: configuration)
         let tally = NIOLockedValueBox(Tally(keepLines: rejected != nil))
         let (topic, key, keyField, timestampField, partition) = (topic, key, keyField, timestampField, partition)

@@ -7,7 +7,7 @@ struct MillraceBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "millrace-bench",
         abstract: "Millrace workload generators and benchmarks (run a release build: swift build -c release).",
-        subcommands: [StorageBench.self, E2EBench.self, GroupsBench.self, FloodBench.self, SchemaBench.self, DedupBench.self, TraceBench.self, MetricsBench.self])
+        subcommands: [StorageBench.self, E2EBench.self, GroupsBench.self, FloodBench.self, SchemaBench.self, DedupBench.self, TraceBench.self, MetricsBench.self, DictionaryBench.self])
 }
 
 /// One measured case: printed as a table row, and as a JSON line with --json.
@@ -62,6 +62,11 @@ enum Report {
                 String(format: "%.0f", result.recordsPerSecond), String(format: "%.1f", result.megabytesPerSecond), result.note,
             ]
         }
+        printTable(headers, rows)
+    }
+
+    /// Columns padded to their widest cell: the first and last left-aligned, the rest right.
+    static func printTable(_ headers: [String], _ rows: [[String]]) {
         var widths = headers.map(\.count)
         for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
         func line(_ cells: [String]) -> String {
