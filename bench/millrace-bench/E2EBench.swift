@@ -15,7 +15,7 @@ struct E2EBench: AsyncParsableCommand {
     @Option(help: "Rate of the latency case, records per second.") var rate = 20_000
     @Option(help: "Length of the latency case in seconds.") var latencySeconds = 5.0
     @Option(help: "Records sent one at a time in the produce-1-in-flight case.") var oneInFlightRecords = 1_000
-    @Option(help: "Cases to run, comma-separated (default: all): produce-x1, produce-x4, consume-earliest, fixed-rate, produce-1-in-flight.")
+    @Option(help: "Cases to run, comma-separated (default: all): engine, produce-x1, produce-x4, consume-earliest, fixed-rate, produce-1-in-flight.")
     var cases: String?
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
 
@@ -44,12 +44,34 @@ struct E2EBench: AsyncParsableCommand {
         let admin = MillraceClient(host: "127.0.0.1", port: server.port)
         try await admin.createTopic(CreateTopicRequest(name: "bench", partitions: 4))
         try await admin.createTopic(CreateTopicRequest(name: "latency", partitions: 1))
-        if selected("produce-x1") { report(try await withCPU(server) { try await produceCase(name: "produce-x1", producers: 1, port: server.port) }) }
-        if selected("produce-x4") { report(try await withCPU(server) { try await produceCase(name: "produce-x4", producers: 4, port: server.port) }) }
-        if selected("consume-earliest") { report(try await withCPU(server) { try await consumeCase(port: server.port) }) }
-        if selected("fixed-rate") { report(try await withCPU(server) { try await latencyCase(port: server.port) }) }
+        // The storage engine alone, in this process on the same disk: what the network path
+        // around it is compared with.
+        var engine: BenchResult?
+        if selected("engine") || selected("produce-x") {
+            let engineRoot = directory + "-engine"
+            try FileManager.default.createDirectory(atPath: engineRoot, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: engineRoot) }
+            let storageBench = try StorageBench.parse(["--records", "\(records)"])
+            var measured = try await storageBench.appendCase(
+                engineRoot, name: "engine-append-b1000-x1", values: Array(repeating: [UInt8](repeating: 0x61, count: Self.valueBytes), count: 1_000), appenders: 1)
+            measured.note = "the storage engine alone (no network), 1,000-record batches, one appender: " + measured.note
+            engine = measured
+            report(measured)
+        }
+        func versusEngine(_ result: BenchResult) -> BenchResult {
+            guard let engine else { return result }
+            var result = result
+            let ratio = result.recordsPerSecond / engine.recordsPerSecond
+            result.fields["ratio_to_engine"] = (ratio * 100).rounded() / 100
+            result.note += String(format: "; %.2f× the storage engine's append rate", ratio)
+            return result
+        }
+        if selected("produce-x1") { report(versusEngine(try await withCPU(server, monitor) { try await produceCase(name: "produce-x1", producers: 1, port: server.port) })) }
+        if selected("produce-x4") { report(versusEngine(try await withCPU(server, monitor) { try await produceCase(name: "produce-x4", producers: 4, port: server.port) })) }
+        if selected("consume-earliest") { report(try await withCPU(server, monitor) { try await consumeCase(port: server.port) }) }
+        if selected("fixed-rate") { report(try await withCPU(server, monitor) { try await latencyCase(port: server.port) }) }
         if selected("produce-1-in-flight") {
-            report(try await withCPU(server) { try await oneInFlightCase(port: server.port, directory: directory, count: oneInFlightRecords) })
+            report(try await withCPU(server, monitor) { try await oneInFlightCase(port: server.port, directory: directory, count: oneInFlightRecords) })
         }
         await admin.close()
         monitor.stop()
@@ -67,15 +89,20 @@ struct E2EBench: AsyncParsableCommand {
 
     /// Runs a case and adds the broker's and this process's CPU-seconds per million records
     /// to it, so gains show on a machine the two share.
-    func withCPU(_ server: ServerProcess, _ body: () async throws -> BenchResult) async throws -> BenchResult {
+    func withCPU(_ server: ServerProcess, _ monitor: RSSMonitor, _ body: () async throws -> BenchResult) async throws -> BenchResult {
         let (serverBefore, clientBefore) = (server.cpuSeconds, ownCPUSeconds())
+        _ = monitor.takeWindow()
         var result = try await body()
+        let memory = monitor.takeWindow()
+        result.fields["server_anon_mb"] = memory.anonymous >> 20
+        result.fields["server_file_mb"] = memory.file >> 20
         let perMillion = 1_000_000 / Double(max(1, result.records))
         let serverCPU = (server.cpuSeconds - serverBefore) * perMillion
         let clientCPU = (ownCPUSeconds() - clientBefore) * perMillion
         result.fields["server_cpu_s_per_million"] = (serverCPU * 100).rounded() / 100
         result.fields["client_cpu_s_per_million"] = (clientCPU * 100).rounded() / 100
         result.note += String(format: "; CPU s per million records: broker %.2f, client %.2f", serverCPU, clientCPU)
+        result.note += "; broker memory peak \(memory.anonymous >> 20) MB anonymous, \(memory.file >> 20) MB file-backed"
         return result
     }
 
@@ -357,6 +384,8 @@ final class RSSMonitor: @unchecked Sendable {
     private let pid: Int32
     private let lock = NSLock()
     private var best = Sample()
+    /// Each part's peak since the last `takeWindow`.
+    private var window = Sample()
     private var running = true
     private var thread: Thread?
 
@@ -367,9 +396,7 @@ final class RSSMonitor: @unchecked Sendable {
     func start() {
         let thread = Thread { [self] in
             while lock.withLock({ running }) {
-                if let sample = read() {
-                    lock.withLock { if sample.total > best.total { best = sample } }
-                }
+                if let sample = read() { note(sample) }
                 Thread.sleep(forTimeInterval: 0.05)
             }
         }
@@ -378,6 +405,24 @@ final class RSSMonitor: @unchecked Sendable {
     }
 
     func stop() { lock.withLock { running = false } }
+
+    private func note(_ sample: Sample) {
+        lock.withLock {
+            if sample.total > best.total { best = sample }
+            window = Sample(
+                total: max(window.total, sample.total), anonymous: max(window.anonymous, sample.anonymous), file: max(window.file, sample.file))
+        }
+    }
+
+    /// The peaks of anonymous and file-backed memory since the last call (sampled every 50 ms
+    /// and now), and starts a new window.
+    func takeWindow() -> Sample {
+        if let sample = read() { note(sample) }
+        return lock.withLock {
+            defer { window = Sample() }
+            return window
+        }
+    }
 
     private func read() -> Sample? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
