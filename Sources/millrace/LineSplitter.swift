@@ -83,7 +83,9 @@ struct LineSplitter {
         if let skipped = skippedBytes { return .tooLong(number: lineNumber, bytes: skipped) }
         if partial.last == UInt8(ascii: "\r") { partial.removeLast() }
         if partial.count > lineBytesMax { return .tooLong(number: lineNumber, bytes: partial.count) }
-        return partial.isEmpty ? nil : .text(number: lineNumber, bytes: partial)
+        // A copy of exactly the line's size: the line outlives this call (until the broker
+        // acknowledges it), and `partial` keeps its capacity for the next one.
+        return partial.isEmpty ? nil : .text(number: lineNumber, bytes: Array(partial))
     }
 }
 

@@ -13,6 +13,9 @@ struct Millrace: AsyncParsableCommand {
 
     /// As ArgumentParser's, except that usage errors exit 2 (not 64), like the commands' own.
     static func main() async {
+        // Before any thread allocates: the commands stream through one arena; `serve` sets
+        // its own (ServeCommand.swift).
+        useOneMallocArena()
         do {
             var command = try parseAsRoot()
             if var asynchronous = command as? any AsyncParsableCommand {

@@ -489,6 +489,7 @@ final class RecordWriter: @unchecked Sendable {
     /// Told of the last record of each partition once it is out (a group commits those).
     var onFlushed: ((ConsumedRecord) -> Void)?
     private var unflushed: [Int32: ConsumedRecord] = [:]
+    private var times = TimeText()
 
     init(json: Bool, flushEachRecord: Bool) {
         self.json = json
@@ -500,7 +501,7 @@ final class RecordWriter: @unchecked Sendable {
     /// False once standard output is closed (say, `| head`): stop reading.
     func write(_ record: ConsumedRecord) -> Bool {
         if json {
-            Self.appendJSON(record, to: &buffer)
+            Self.appendJSON(record, to: &buffer, times: &times)
         } else {
             buffer.append(contentsOf: record.value ?? [])
         }
@@ -529,11 +530,17 @@ final class RecordWriter: @unchecked Sendable {
 
     /// One object per record: topic, partition, offset, timestamp (ms) and time (ISO 8601),
     /// key, headers, and the value as JSON when it is JSON (copied, not re-encoded), else as a string.
-    static func appendJSON(_ record: ConsumedRecord, to out: inout [UInt8]) {
+    static func appendJSON(_ record: ConsumedRecord, to out: inout [UInt8], times: inout TimeText) {
         out.append(contentsOf: "{\"topic\":".utf8)
         JSONText.appendString(record.topic.utf8, to: &out)
-        out.append(contentsOf: ",\"partition\":\(record.partition),\"offset\":\(record.offset),\"timestamp\":\(record.timestamp),\"time\":\"".utf8)
-        out.append(contentsOf: JSONText.isoTime(milliseconds: record.timestamp).utf8)
+        out.append(contentsOf: ",\"partition\":".utf8)
+        JSONText.appendInteger(Int64(record.partition), to: &out)
+        out.append(contentsOf: ",\"offset\":".utf8)
+        JSONText.appendInteger(record.offset, to: &out)
+        out.append(contentsOf: ",\"timestamp\":".utf8)
+        JSONText.appendInteger(record.timestamp, to: &out)
+        out.append(contentsOf: ",\"time\":\"".utf8)
+        out.append(contentsOf: times.text(milliseconds: record.timestamp))
         out.append(contentsOf: "\",\"key\":".utf8)
         if let key = record.key { JSONText.appendText(key, to: &out) } else { out.append(contentsOf: "null".utf8) }
         out.append(contentsOf: ",\"headers\":[".utf8)
@@ -546,7 +553,10 @@ final class RecordWriter: @unchecked Sendable {
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "]"))
-        if let version = record.schemaVersion { out.append(contentsOf: ",\"schema_version\":\(version)".utf8) }
+        if let version = record.schemaVersion {
+            out.append(contentsOf: ",\"schema_version\":".utf8)
+            JSONText.appendInteger(Int64(version), to: &out)
+        }
         out.append(contentsOf: ",\"value\":".utf8)
         if let value = record.value {
             if JSONText.isValid(value) {
@@ -559,5 +569,20 @@ final class RecordWriter: @unchecked Sendable {
             out.append(contentsOf: "null".utf8)
         }
         out.append(UInt8(ascii: "}"))
+    }
+}
+
+/// ISO 8601 times of record timestamps, the last one kept: the records of a batch mostly
+/// share their millisecond.
+struct TimeText {
+    private var milliseconds = Int64.min
+    private var bytes: [UInt8] = []
+
+    mutating func text(milliseconds: Int64) -> [UInt8] {
+        if milliseconds != self.milliseconds {
+            self.milliseconds = milliseconds
+            bytes = Array(JSONText.isoTime(milliseconds: milliseconds).utf8)
+        }
+        return bytes
     }
 }
