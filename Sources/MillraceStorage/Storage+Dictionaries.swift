@@ -89,6 +89,10 @@ extension Storage {
     /// A dictionary's size by default, and the range allowed.
     public static let dictionaryBytesDefault = 16 << 10
     public static let dictionaryBytesRange = 1_024...(256 << 10)
+    /// Sample bytes a training reads at most, and the largest value taken as a sample
+    /// (dictionaries are for small events): bounds the memory and time one request can ask for.
+    public static let dictionarySampleBytesMax = 16 << 20
+    public static let dictionarySampleValueBytesMax = 64 << 10
 
     /// Every dictionary of a topic, oldest first.
     public func dictionaries(topic: String) throws -> [StoredDictionary] {
@@ -153,13 +157,24 @@ extension Storage {
             return completion(
                 .failure(MillraceError(.invalidConfig, "a dictionary must be \(Self.dictionaryBytesRange.lowerBound)...\(Self.dictionaryBytesRange.upperBound) bytes (got \(capacity))")))
         }
+        let started = training.withLock { busy -> Bool in
+            if busy { return false }
+            busy = true
+            return true
+        }
+        guard started else {
+            return completion(.failure(MillraceError(.limitReached, "a dictionary is being trained already; retry when it is done")))
+        }
+        defer { training.withLock { $0 = false } }
         let values: [[UInt8]]
         let dictionary: [UInt8]
         do {
             values = try recentValues(topic: topic, count: samples)
             guard values.count >= 100 else {
                 throw MillraceError(
-                    .invalidRequest, "topic \(topic) has \(values.count) records with a value; a dictionary needs at least 100 (more is better: thousands)")
+                    .invalidRequest,
+                    "topic \(topic) has \(values.count) recent records with a value of at most \(Self.dictionarySampleValueBytesMax >> 10) KiB; a dictionary needs at least 100 (more is better: thousands)"
+                )
             }
             dictionary = try Zstd.trainDictionary(samples: values, capacity: capacity)
         } catch {
@@ -183,24 +198,30 @@ extension Storage {
     }
 
     /// The values of the newest `count` records of a topic, evenly from its partitions as far
-    /// as they hold records (a small partition's share goes to the others).
+    /// as they hold records (a small partition's share goes to the others); values over
+    /// `dictionarySampleValueBytesMax` are left out, and reading stops at
+    /// `dictionarySampleBytesMax` in all.
     func recentValues(topic: String, count: Int) throws -> [[UInt8]] {
         guard let info = topicInfo(topic) else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
         let held = try (0..<info.partitionCount).map { try offsets(topic: topic, partition: $0) }.sorted {
             $0.nextOffset - $0.logStartOffset < $1.nextOffset - $1.logStartOffset
         }
         var values: [[UInt8]] = []
-        for (index, offsets) in held.enumerated() {
+        var total = 0
+        for (index, offsets) in held.enumerated() where total < Self.dictionarySampleBytesMax {
             let share = max(1, (count - values.count) / (held.count - index))
             let partition = offsets.partition
             let start = max(offsets.logStartOffset, offsets.nextOffset - Int64(share))
             guard start < offsets.nextOffset else { continue }
             try forEachBatch(topic: topic, partition: partition, from: start) { header, batch in
                 try RecordBatch.forEachRecord(in: batch, header: header) { record, _ in
-                    guard header.baseOffset + Int64(record.offsetDelta) >= start, let value = record.value, !value.isEmpty else { return }
+                    guard header.baseOffset + Int64(record.offsetDelta) >= start, let value = record.value, !value.isEmpty,
+                        value.count <= Self.dictionarySampleValueBytesMax, total + value.count <= Self.dictionarySampleBytesMax
+                    else { return }
                     values.append(Array(value))
+                    total += value.count
                 }
-                return true
+                return total < Self.dictionarySampleBytesMax
             }
         }
         return values

@@ -59,6 +59,8 @@ public final class Storage: @unchecked Sendable {
     public let indexReplay: (entries: Int, seconds: Double)
     private let lock: DataDirectory.Lock
     private let closed = Locked(false)
+    /// Whether a dictionary is being trained (one at a time; see Storage+Dictionaries.swift).
+    let training = Locked(false)
 
     public static func open(directory: String, options: Options = Options()) throws -> Storage {
         let exists = try DataDirectory.prepare(directory, create: options.createIfMissing && !options.readOnly)
