@@ -55,6 +55,29 @@ import Testing
         #expect(await errorCode { _ = try storage.dictionaries(topic: "nope") } == .unknownTopic)
     }
 
+    @Test func aBatchNamingADictionaryTheBrokerLacksIsRefused() async throws {
+        try await withStorage { storage, _ in
+            try await fill(storage, "conf", Self.events(300))
+            let trained = try await storage.trainDictionary(topic: "conf", samples: 300, bytes: 2_048)
+            let values = Self.events(3, from: 1_000).map { Array($0.utf8) }
+            var bytes = try RecordBatch(timestamp: 1_700_000_000_000, values: values, codec: .zstd).encoded(dictionary: trained.dictionary.id)
+            // With the dictionary the topic has: stored, and read back as sent.
+            let placed = try await storage.append(topic: "conf", partition: 0, batch: bytes)
+            let read = try storage.read(topic: "conf", partition: 0, from: placed.baseOffset, maxBytes: 1 << 20)
+            #expect(try RecordBatch.decode(read.bytes).records.map(\.value) == values)
+            // The frame's dictionary id (after magic and descriptor) changed to one nobody
+            // holds, the CRC made right again: refused with unknown_dictionary, nothing stored.
+            let frame = RecordBatchLayout.recordsAt
+            let other = trained.dictionary.id &+ 1
+            bytes.replaceSubrange((frame + 5)..<(frame + 9), with: withUnsafeBytes(of: other.littleEndian, Array.init))
+            let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[RecordBatchLayout.attributesAt...])) }
+            bytes.replaceSubrange(RecordBatchLayout.crcAt..<(RecordBatchLayout.crcAt + 4), with: withUnsafeBytes(of: crc.bigEndian, Array.init))
+            let before = try storage.offsets(topic: "conf", partition: 0).nextOffset
+            #expect(await errorCode { _ = try await storage.append(topic: "conf", partition: 0, batch: bytes) } == .unknownDictionary)
+            #expect(try storage.offsets(topic: "conf", partition: 0).nextOffset == before)
+        }
+    }
+
     @Test func aTrainingStaysWithinItsBounds() async throws {
         try await withStorage { storage, _ in
             try await fill(storage, "conf", Self.events(300))
