@@ -43,7 +43,7 @@ extension MillraceClient {
     }
 
     /// Fetches a dictionary (id 0: the topic's current one) into `ZstdDictionaries.shared`;
-    /// nil when the topic has no such dictionary.
+    /// nil when the topic has no such dictionary, or the broker predates dictionaries.
     @discardableResult
     package func loadDictionary(topic: String, id: UInt32) async throws -> TopicDictionary? {
         do {
@@ -53,8 +53,8 @@ extension MillraceClient {
                 throw MillraceError(.notABroker, "the broker sent dictionary \(found.id) whose bytes are dictionary \(loaded)")
             }
             return Self.dictionary(found)
-        } catch let error as MillraceError where error.code == .unknownDictionary {
-            return nil
+        } catch let error as MillraceError where error.code == .unknownDictionary || error.code == .unknownApi {
+            return nil  // none, or a broker from before dictionaries (which has none)
         }
     }
 
