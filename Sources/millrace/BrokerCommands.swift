@@ -342,7 +342,7 @@ struct TopicCommand: ParsableCommand {
                 retentionMs >= 0 ? Durations.describe(retentionMs) : nil,
                 retentionBytes >= 0 ? Output.bytes(retentionBytes) + " per partition" : nil,
             ].compactMap { $0 }
-            print("topic \(topic.name): \(topic.partitions.count) partitions, retention \(retention.isEmpty ? "forever" : retention.joined(separator: " or ")), compression \(codec), timestamps \(stamp)")
+            print("topic \(topic.name): \(topic.partitions.count) partition\(topic.partitions.count == 1 ? "" : "s"), retention \(retention.isEmpty ? "forever" : retention.joined(separator: " or ")), compression \(codec), timestamps \(stamp)")
             if let dedup {
                 let nowMs = Int64(Date().timeIntervalSince1970 * 1_000)
                 let oldest =

@@ -63,7 +63,7 @@ import Testing
             #expect(altered.status == 0 && altered.stdout == "altered topic orders: retention 30d, size limit 1.0 MiB per partition, compression zstd\n", "\(altered)")
             #expect(
                 try cli.millrace(["topic", "describe", "orders", "-b", broker]).stdout.hasPrefix(
-                    "topic orders: 1 partitions, retention 30d or 1.0 MiB per partition, compression zstd, "))
+                    "topic orders: 1 partition, retention 30d or 1.0 MiB per partition, compression zstd, "))
             let config = try #require(storage.topicInfo("orders")?.config)
             #expect(config.retentionMs == 30 * 86_400_000 && config.retentionBytes == 1_048_576 && config.compression == .zstd)
             let json = try cli.millrace(["topic", "alter", "orders", "--retention", "forever", "--retention-bytes", "none", "--on-invalid", "quarantine", "--json", "-b", broker])
