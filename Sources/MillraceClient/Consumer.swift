@@ -172,10 +172,13 @@ public struct Consumer: AsyncSequence, Sendable {
             guard case .fetch(let topics) = body else { throw MillraceClient.unexpectedBody }
             let entries = topics.first?.entries ?? []
             for entry in entries where entry.errorCode != .none { throw MillraceError(entry.errorCode, entry.message) }
-            for id in try Self.unknownDictionaries(in: entries) { try await consumer.client.loadDictionary(topic: consumer.topic, id: id) }
-            // Ask for what follows before decoding this.
+            // From the batch headers alone: where each partition goes on, and the dictionaries
+            // to fetch before decoding.
             var next = positions
-            for entry in entries { next[entry.partition] = try Self.position(after: entry, from: next[entry.partition] ?? 0) }
+            var unknown: Set<UInt32> = []
+            for entry in entries { next[entry.partition] = try Self.scan(entry, from: next[entry.partition] ?? 0, unknownDictionaries: &unknown) }
+            for id in unknown { try await consumer.client.loadDictionary(topic: consumer.topic, id: id) }
+            // Ask for what follows before decoding this.
             if !consumer.stopAtEnd || next.contains(where: { $0.value < ends[$0.key, default: 0] }) {
                 let request = nextRequest(from: next)
                 prefetch = (request, consumer.client.request(.fetch(request)))
@@ -204,27 +207,6 @@ public struct Consumer: AsyncSequence, Sendable {
                 topics: [TopicEntries(topic: consumer.topic, wanted.map { FetchPartition(partition: $0.key, offset: $0.value, maxBytes: 1 << 20) })])
         }
 
-        /// Ids of the zstd dictionaries the batches of `entries` were compressed with that this
-        /// process has not loaded yet.
-        static func unknownDictionaries(in entries: [FetchPartitionResult]) throws -> Set<UInt32> {
-            var unknown: Set<UInt32> = []
-            for entry in entries {
-                try entry.records.withUnsafeReadableBytes { raw in
-                    var index = 0
-                    while index < raw.count {
-                        let header = try Self.batchHeader(in: raw, at: index)
-                        if header.attributes.codec == .zstd {
-                            let section = UnsafeRawBufferPointer(rebasing: raw[(index + RecordBatchLayout.recordsAt)..<(index + header.totalBytes)])
-                            let id = Zstd.dictionaryID(ofFrame: section)
-                            if id != 0 && !ZstdDictionaries.shared.contains(id) { unknown.insert(id) }
-                        }
-                        index += header.totalBytes
-                    }
-                }
-            }
-            return unknown
-        }
-
         /// The header of the batch at `index`, whose length must keep it inside `raw`.
         static func batchHeader(in raw: UnsafeRawBufferPointer, at index: Int) throws -> RecordBatchHeader {
             let header = try RecordBatchHeader(parsing: UnsafeRawBufferPointer(rebasing: raw[index...]))
@@ -234,15 +216,21 @@ public struct Consumer: AsyncSequence, Sendable {
             return header
         }
 
-        /// Where a partition's reading goes on after `entry`'s batches: what `decode` will set,
-        /// from the batch headers alone.
-        static func position(after entry: FetchPartitionResult, from position: Int64) throws -> Int64 {
+        /// Where a partition's reading goes on after `entry`'s batches (what `decode` will
+        /// set), and the ids of the zstd dictionaries they were compressed with that this
+        /// process has not loaded: from the batch headers and zstd frame headers alone.
+        static func scan(_ entry: FetchPartitionResult, from position: Int64, unknownDictionaries: inout Set<UInt32>) throws -> Int64 {
             var position = position
             try entry.records.withUnsafeReadableBytes { raw in
                 var index = 0
                 while index < raw.count {
                     let header = try Self.batchHeader(in: raw, at: index)
                     position = Swift.max(position, header.nextOffset)
+                    if header.attributes.codec == .zstd {
+                        let section = UnsafeRawBufferPointer(rebasing: raw[(index + RecordBatchLayout.recordsAt)..<(index + header.totalBytes)])
+                        let id = Zstd.dictionaryID(ofFrame: section)
+                        if id != 0 && !ZstdDictionaries.shared.contains(id) { unknownDictionaries.insert(id) }
+                    }
                     index += header.totalBytes
                 }
             }

@@ -41,7 +41,10 @@ public enum Zstd {
             guard let ddict = ZstdDictionaries.shared.decompressionDictionary(dictionary) else {
                 throw MillraceError(.unknownDictionary, "records are compressed with zstd dictionary \(dictionary), which is not loaded here")
             }
-            ZSTD_DCtx_refDDict(stream, ddict)
+            let referenced = ZSTD_DCtx_refDDict(stream, ddict)
+            if ZSTD_isError(referenced) != 0 {
+                throw MillraceError(.unexpected, "zstd refused dictionary \(dictionary): \(String(cString: ZSTD_getErrorName(referenced)))")
+            }
         }
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)

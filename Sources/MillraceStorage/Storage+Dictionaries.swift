@@ -90,8 +90,11 @@ extension Storage {
     public static let dictionaryBytesDefault = 16 << 10
     public static let dictionaryBytesRange = 1_024...(256 << 10)
     /// Sample bytes a training reads at most, and the largest value taken as a sample
-    /// (dictionaries are for small events): bounds the memory and time one request can ask for.
-    public static let dictionarySampleBytesMax = 16 << 20
+    /// (dictionaries are for small events): bounds the memory and time one request can ask
+    /// for. zstd's trainer took ~2.3 s on 4 MiB of confirmations (any dictionary size up to
+    /// 256 KiB) and 10.6 s on 16 MiB for no smaller output (`millrace-bench dictionary`);
+    /// a client waits 30 s for an answer.
+    public static let dictionarySampleBytesMax = 4 << 20
     public static let dictionarySampleValueBytesMax = 64 << 10
 
     /// Every dictionary of a topic, oldest first.
@@ -144,8 +147,9 @@ extension Storage {
 
     /// Trains a dictionary on the newest `samples` records of `topic` (their values, taken
     /// evenly from its partitions), stores it as the topic's next version and makes it the
-    /// one producers are given. Runs zstd's trainer on the calling thread (tens to hundreds
-    /// of milliseconds); `completion` runs once the dictionary is durable.
+    /// one producers are given. Runs zstd's trainer on the calling thread (up to about two
+    /// seconds, on `dictionarySampleBytesMax` of samples); `completion` runs once the
+    /// dictionary is durable.
     public func trainDictionary(
         topic: String, samples: Int, bytes capacity: Int, completion: @escaping @Sendable (Result<DictionaryTraining, MillraceError>) -> Void
     ) {

@@ -532,7 +532,8 @@ struct WriteContext {
             defer { cursor.close() }
             let prefix = Keys.partition(id.topicID, id.partition)
             let beyond = prefix + [UInt8](repeating: 0xFF, count: 8)
-            let entry = try cursor.get(MDB_SET_RANGE, key: beyond).map { _ in try cursor.get(MDB_PREV) } ?? cursor.get(MDB_LAST)
+            let after = try cursor.get(MDB_SET_RANGE, key: beyond)
+            let entry = try after == nil ? cursor.get(MDB_LAST) : cursor.get(MDB_PREV)
             if let entry, Keys.hasPrefix(entry.key, prefix) {
                 var reader = ByteReader(entry.value)
                 last = try reader.readInteger("time index offset") as Int64

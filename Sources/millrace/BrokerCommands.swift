@@ -380,10 +380,11 @@ struct TopicCommand: ParsableCommand {
                 producers pick the dictionary up when they first send to the topic, consumers fetch it as they meet \
                 it, and every earlier dictionary is kept so older records still decode. Train again when the \
                 events' shape changes.
-                """ + "\n\n" + Help.exampleLines("millrace topic train-dictionary confirmations", "millrace topic train-dictionary confirmations --samples 50000 --max-bytes 32768 --json"))
+                """ + "\n\n" + Help.exampleLines("millrace topic train-dictionary confirmations", "millrace topic train-dictionary confirmations --samples 5000 --max-bytes 32768 --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var name: String
-        @Option(help: "Newest records to train on (spread over the partitions; at least 100).") var samples = 10_000
+        @Option(help: "Newest records to train on (spread over the partitions; at least 100; the broker reads at most 4 MiB of values).")
+        var samples = 10_000
         @Option(help: "The dictionary's size at most, in bytes.") var maxBytes = 16 << 10
         @Flag(help: "Print one JSON object instead of a sentence.") var json = false
 
