@@ -43,11 +43,19 @@ public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     }
     _ = try? RecordBatch.decode(Array(bytes))
     // The input as a schema document, and as a record checked against a fixed schema.
+    // Work on both is bounded (issue 22): a recursive schema or record must finish within
+    // its step budget, answered or refused, never hang the fuzzer.
     if let schema = try? Schema(json: Array(bytes)) {
         _ = schema.validate(json: Array(#"{"a":[1,"x",{"b":null}],"c":-2.5e3}"#.utf8))
-        _ = schema.accepts(everythingAcceptedBy: fuzzSchema)
+        _ = schema.validate(json: Array(String(repeating: #"{"a":"#, count: 40).utf8) + Array("1".utf8) + Array(repeating: UInt8(ascii: "}"), count: 40))
+        _ = try? schema.accepts(everythingAcceptedBy: fuzzSchema)
+        for other in [fuzzSchema, fuzzRecursive] {
+            _ = try? Schema.compatibilityProblems(new: schema, earlier: [(1, other)], mode: .full)
+            _ = try? Schema.compatibilityProblems(new: other, earlier: [(1, schema)], mode: .fullTransitive)
+        }
     }
     _ = fuzzSchema.validate(json: Array(bytes), limit: 5)
+    _ = fuzzRecursive.validate(json: Array(bytes), limit: 5)
     // The input as a record whose dedup key is read at a pointer, scanned and parsed; and as
     // a batch records are taken out of.
     Array(bytes).withUnsafeBufferPointer { text in
@@ -73,6 +81,12 @@ let fuzzSchema = try! Schema(
         ##"{"$defs":{"n":{"type":"number","minimum":-5,"exclusiveMaximum":1e6}},"type":"object","properties":{"a":{"type":"array","items":{"anyOf":[{"$ref":"#/$defs/n"},{"type":"string","pattern":"^[a-z]+\\d?$","maxLength":8},{"type":"object","additionalProperties":{"enum":[null,true]}}]}},"c":{"oneOf":[{"type":"integer"},{"$ref":"#/$defs/n"}]},"t":{"type":"string","format":"date-time"},"k":{"const":"x"}},"required":["a"],"additionalProperties":false}"##
             .utf8))
 
+/// Recursion through two anyOf branches and a oneOf (2^depth work without remembered answers).
+let fuzzRecursive = try! Schema(
+    json: Array(
+        ##"{"type":["object","array","string"],"anyOf":[{"properties":{"a":{"$ref":"#"}}},{"properties":{"a":{"$ref":"#"}},"items":{"$ref":"#"}}],"oneOf":[{"properties":{"b":{"$ref":"#"}}},{"items":{"$ref":"#"},"pattern":"^(a|b)*c"}]}"##
+            .utf8))
+
 // SwiftPM links an executable's entry point as `<module>_main`; hand control to libFuzzer's
 // driver from there.
 @_silgen_name("LLVMFuzzerRunDriver")
@@ -87,6 +101,7 @@ public func wireFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutabl
     // the schema) are made before the first input, so the leak check never counts them.
     _ = fuzzResponder
     _ = fuzzSchema
+    _ = fuzzRecursive
     atexit { fuzzResponder.shutdown() }
     var count = argc
     var arguments = argv

@@ -34,6 +34,25 @@ public enum Limits {
     /// Most subschemas one value can be checked against through `$ref`, `anyOf` and `oneOf`
     /// without moving into the data (each branch is a full check): bounds validation work.
     public static let schemaApplicatorFanOutMax = 1_024
+    /// Steps one record's value may take to check against its schema (a node visited, an enum
+    /// or property compared, a pattern state stepped per character): past it the record is
+    /// invalid (rule `budget`). With answers remembered per (subschema, value) a 300-byte
+    /// event takes tens to hundreds; this is about 40 ms of a validation lane (a 4,000-state
+    /// pattern over 1 MB stopped at it in 0.05 s, measured end to end).
+    public static let validationStepsPerValueMax = 1 << 20
+    /// Steps all the records of one produced partition may take together: past it the rest
+    /// are invalid (rule `budget`), so no request holds a validation lane for long.
+    public static let validationStepsPerRequestPartitionMax = 8 << 20
+    /// Steps one compatibility check may take (a pair of subschemas compared, or a byte of an
+    /// earlier version compiled for a transitive check): past it the registration is refused
+    /// (`limit_exceeded`). Runs on the schema registry's own thread, never the writer's.
+    public static let schemaCompatibilityStepsMax = 1 << 18
+    /// Schema versions one topic may have (each registration after it: `limit_reached`).
+    public static let schemaVersionsPerTopicMax = 1_000
+    /// Bytes of compiled earlier schema versions (those a record names by its header) held
+    /// across the broker; each topic's latest version is held besides. A compiled version
+    /// takes about 40 times its document's bytes (measured: 1.57 MB for a 40 KB document).
+    public static let schemaCompiledCacheBytesMax = 64 << 20
     /// Longest `pattern`, in characters.
     public static let patternLengthMax = 1_024
     /// Most states a compiled `pattern` may have (repetition counts multiply them).

@@ -120,6 +120,41 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// A 64-bit digest equal for equal values (member order aside; 0 and -0 alike): a quick
+    /// first look for an identical document, confirmed with `==`.
+    public var canonicalDigest: UInt64 {
+        func mix(_ hash: inout UInt64, _ word: UInt64) {
+            hash = (hash ^ word) &* 0x100_0000_01b3
+            hash ^= hash >> 29
+        }
+        func text(_ string: String) -> UInt64 {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in string.utf8 { mix(&hash, UInt64(byte)) }
+            return hash
+        }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        switch self {
+        case .null: mix(&hash, 1)
+        case .bool(let value): mix(&hash, value ? 2 : 3)
+        case .number(let value): mix(&hash, 4); mix(&hash, value == 0 ? 0 : value.bitPattern)
+        case .string(let value): mix(&hash, 5); mix(&hash, text(value))
+        case .array(let items):
+            mix(&hash, 6)
+            for item in items { mix(&hash, item.canonicalDigest) }
+        case .object(let members):
+            // Order-free: members' digests are summed.
+            var sum: UInt64 = 0
+            for (key, value) in members {
+                var member = text(key)
+                mix(&member, value.canonicalDigest)
+                sum &+= member
+            }
+            mix(&hash, 7)
+            mix(&hash, sum)
+        }
+        return hash
+    }
+
     public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.first { $0.0 == key }?.1
@@ -186,6 +221,50 @@ struct TapeView {
     @inline(__always) func raw(_ index: Int) -> UnsafeBufferPointer<UInt8> {
         let entry = entries[index]
         return UnsafeBufferPointer(rebasing: bytes[Int(entry.start)..<Int(entry.end)])
+    }
+
+    /// Whether the number at `index` is an integer as written: `3`, `3.0` and `1e2` are;
+    /// `1e-400` is not, though a double rounds it to 0 (and `1.0000000000000000001` to 1).
+    /// Decided from the digits, so no rounding can make a fraction whole.
+    func isInteger(_ index: Int) -> Bool {
+        let number = entries[index].number
+        guard number.isFinite, number == number.rounded() else { return false }
+        let text = raw(index)
+        // Plain digits (the common case) are an integer; else read the lexeme.
+        guard text.contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }) else { return true }
+        var digits: [UInt8] = []  // every significant digit, integer part then fraction
+        var integerDigits = 0
+        var position = text.first == UInt8(ascii: "-") ? 1 : 0
+        while position < text.count, text[position] >= 0x30, text[position] <= 0x39 {
+            digits.append(text[position])
+            integerDigits += 1
+            position += 1
+        }
+        if position < text.count, text[position] == UInt8(ascii: ".") {
+            position += 1
+            while position < text.count, text[position] >= 0x30, text[position] <= 0x39 {
+                digits.append(text[position])
+                position += 1
+            }
+        }
+        var exponent = 0
+        if position < text.count, text[position] | 0x20 == UInt8(ascii: "e") {
+            position += 1
+            var sign = 1
+            if position < text.count, text[position] == UInt8(ascii: "-") || text[position] == UInt8(ascii: "+") {
+                if text[position] == UInt8(ascii: "-") { sign = -1 }
+                position += 1
+            }
+            while position < text.count, text[position] >= 0x30, text[position] <= 0x39 {
+                // Past the digits' count the answer no longer changes: clamp, never overflow.
+                exponent = Swift.min(exponent * 10 + Int(text[position] - 0x30), 1 << 20)
+                position += 1
+            }
+            exponent *= sign
+        }
+        // The decimal point sits after `integerDigits + exponent` digits; all after it must be 0.
+        let point = Swift.max(0, integerDigits + exponent)
+        return point >= digits.count || digits[point...].allSatisfy { $0 == UInt8(ascii: "0") }
     }
 
     func string(at index: Int) -> String {

@@ -128,13 +128,22 @@ public final class Pattern: Sendable {
     /// Whether UTF-8 `bytes` (well formed) contain a match. An identifier-shaped pattern over
     /// ASCII text is checked byte by byte, without decoding.
     func matches(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var steps = Int.max
+        return matches(utf8: bytes, steps: &steps)
+    }
+
+    /// As `matches(utf8:)`, spending `steps` (one per state visited per scalar): when they run
+    /// out, `steps` is negative and the answer is false. The VM is linear in the text, but
+    /// states × scalars is still more than one value may cost.
+    func matches(utf8 bytes: UnsafeBufferPointer<UInt8>, steps: inout Int) -> Bool {
         if let fixed {
+            // At most the pattern's own length in steps: no budget needed.
             var position = 0
             for (step, count) in fixed {
                 for _ in 0..<count {
                     guard position < bytes.count else { return false }
                     let byte = bytes[position]
-                    if byte >= 0x80 { return matches(UTF8Scalars(bytes)) }
+                    if byte >= 0x80 { return matches(UTF8Scalars(bytes), steps: &steps) }
                     guard accepts(step, UInt32(byte)) else { return false }
                     position += 1
                 }
@@ -142,11 +151,17 @@ public final class Pattern: Sendable {
             // Anchored at the end: anything left over (a scalar or more) means no match.
             return position == bytes.count
         }
-        return matches(UTF8Scalars(bytes))
+        return matches(UTF8Scalars(bytes), steps: &steps)
     }
 
     /// Whether `text` contains a match.
     public func matches(_ text: some Sequence<Unicode.Scalar>) -> Bool {
+        var steps = Int.max
+        return matches(text, steps: &steps)
+    }
+
+    /// As `matches(_:)`, spending `steps` as `matches(utf8:steps:)` does.
+    public func matches(_ text: some Sequence<Unicode.Scalar>, steps: inout Int) -> Bool {
         if let fixed {
             var iterator = text.makeIterator()
             for (step, count) in fixed {
@@ -166,6 +181,8 @@ public final class Pattern: Sendable {
             // Searching, not anchored: a new thread starts at every position.
             if addThread(&current, 0, previous: previous, current: this) { return true }
             guard let scalar = this else { return false }
+            steps -= current.items.count + 1
+            guard steps >= 0 else { return false }
             next.clear()
             for pc in current.items {
                 let step: Bool

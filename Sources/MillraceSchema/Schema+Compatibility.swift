@@ -11,52 +11,96 @@ import MillraceFormat
 /// the answer is no, with the reason. A registration is refused with every reason found.
 extension Schema {
     /// Every reason found why the new schema breaks `mode` against `earlier` (oldest first).
-    public static func compatibilityProblems(new: Schema, earlier: [(version: Int32, schema: Schema)], mode: SchemaCompatibility) -> [String] {
+    /// Spends at most `steps` (one per pair of subschemas compared); a check that needs more
+    /// is refused (`limitExceeded`), since a registration must not hold anything for long.
+    public static func compatibilityProblems(
+        new: Schema, earlier: [(version: Int32, schema: Schema)], mode: SchemaCompatibility, steps: inout Int
+    ) throws(SchemaError) -> [String] {
         guard mode != .noChecks, let latest = earlier.last else { return [] }
         let compared = mode.isTransitive ? earlier : [latest]
         var problems: [String] = []
+        let stepsMax = steps
         for (version, old) in compared {
             if mode.checksBackward {
-                var subset = SubsetCheck(narrow: old, narrowName: "version \(version)", wide: new, wideName: "the new version")
+                var subset = SubsetCheck(narrow: old, narrowName: "version \(version)", wide: new, wideName: "the new version", steps: steps)
                 let reasons = subset.run()
+                steps = subset.work.steps
                 problems += reasons.map { "backward (records written with version \(version) must still be accepted): \($0)" }
             }
             if mode.checksForward {
-                var subset = SubsetCheck(narrow: new, narrowName: "the new version", wide: old, wideName: "version \(version)")
+                var subset = SubsetCheck(narrow: new, narrowName: "the new version", wide: old, wideName: "version \(version)", steps: steps)
                 let reasons = subset.run()
+                steps = subset.work.steps
                 problems += reasons.map { "forward (readers of version \(version) must accept new records): \($0)" }
             }
+            if steps < 0 { throw Self.compatibilityTooCostly(stepsMax, mode) }
         }
         return problems
     }
 
+    public static func compatibilityProblems(new: Schema, earlier: [(version: Int32, schema: Schema)], mode: SchemaCompatibility) throws(SchemaError)
+        -> [String]
+    {
+        var steps = Limits.schemaCompatibilityStepsMax
+        return try compatibilityProblems(new: new, earlier: earlier, mode: mode, steps: &steps)
+    }
+
+    public static func compatibilityTooCostly(_ stepsMax: Int, _ mode: SchemaCompatibility) -> SchemaError {
+        SchemaError(
+            .limitExceeded,
+            "checking \(mode) compatibility took more than \(stepsMax) steps (schemaCompatibilityStepsMax) and was stopped: the schemas' $ref, anyOf and oneOf nest too deeply to compare\(mode.isTransitive ? ", or there are too many earlier versions to compare with (a non-transitive mode compares with the latest only)" : ""); simplify the schema, or set the topic's compatibility to none for this change"
+        )
+    }
+
     /// Whether every value valid under `self` is valid under `other`, as far as can be shown.
-    public func accepts(everythingAcceptedBy other: Schema) -> [String] {
-        var subset = SubsetCheck(narrow: other, narrowName: "the first", wide: self, wideName: "the second")
-        return subset.run()
+    public func accepts(everythingAcceptedBy other: Schema) throws(SchemaError) -> [String] {
+        var subset = SubsetCheck(narrow: other, narrowName: "the first", wide: self, wideName: "the second", steps: Limits.schemaCompatibilityStepsMax)
+        let reasons = subset.run()
+        if subset.work.steps < 0 { throw Self.compatibilityTooCostly(Limits.schemaCompatibilityStepsMax, .backward) }
+        return reasons
     }
 }
 
 /// "Every value valid under `narrow` is valid under `wide`", checked node by node.
+///
+/// Answers are remembered per pair of nodes (in `work`, shared by every probe copied from
+/// this check), so nested `$ref`/`anyOf`/`oneOf` cost what their distinct pairs cost rather
+/// than every path through them. A pair under comparison further up is assumed to hold
+/// (coinduction); an answer is remembered only if it leaned on no such assumption but its
+/// own, and a "no" always (assumptions only ever turn answers into yes).
 struct SubsetCheck {
     let narrow: Schema
     let narrowName: String
     let wide: Schema
     let wideName: String
     private var reasons: [String] = []
-    /// Pairs being compared further up: a recursive schema is assumed to hold (coinduction).
-    private var inProgress: Set<Pair> = []
+    /// Pairs being compared further up, with their depth.
+    private var inProgress: [Pair: Int] = [:]
+    let work: Work
 
     struct Pair: Hashable {
         let narrow: Int
         let wide: Int
     }
 
-    init(narrow: Schema, narrowName: String, wide: Schema, wideName: String) {
+    /// What every copy of one check shares: the steps left, and the answers known.
+    final class Work {
+        var steps: Int
+        var answers: [Pair: Bool] = [:]
+        /// Pairs already compared with reasons reported (reported once, where first met).
+        var reported: [Pair: Bool] = [:]
+        /// The shallowest assumption the current comparison leaned on.
+        var shallowestAssumption = Int.max
+
+        init(steps: Int) { self.steps = steps }
+    }
+
+    init(narrow: Schema, narrowName: String, wide: Schema, wideName: String, steps: Int) {
         self.narrow = narrow
         self.narrowName = narrowName
         self.wide = wide
         self.wideName = wideName
+        self.work = Work(steps: steps)
     }
 
     mutating func run() -> [String] {
@@ -72,9 +116,27 @@ struct SubsetCheck {
     /// True when shown; with `report`, every reason it fails is recorded.
     mutating func check(_ a: Int, _ b: Int, path: String, report: Bool) -> Bool {
         let pair = Pair(narrow: a, wide: b)
-        if inProgress.contains(pair) { return true }
-        inProgress.insert(pair)
-        defer { inProgress.remove(pair) }
+        if let depth = inProgress[pair] {
+            work.shallowestAssumption = min(work.shallowestAssumption, depth)
+            return true
+        }
+        if let known = (report ? work.reported : work.answers)[pair] { return known }
+        work.steps -= 1
+        guard work.steps >= 0 else { return false }
+        let depth = inProgress.count
+        inProgress[pair] = depth
+        let outer = work.shallowestAssumption
+        work.shallowestAssumption = Int.max
+        let result = compare(a, b, path: path, report: report)
+        inProgress[pair] = nil
+        if work.steps >= 0 && (!result || work.shallowestAssumption >= depth) {
+            if report { work.reported[pair] = result } else { work.answers[pair] = result }
+        }
+        work.shallowestAssumption = min(outer, work.shallowestAssumption)
+        return result
+    }
+
+    private mutating func compare(_ a: Int, _ b: Int, path: String, report: Bool) -> Bool {
         let left = narrow.nodes[a]
         let right = wide.nodes[b]
         if left.never { return true }
@@ -91,6 +153,18 @@ struct SubsetCheck {
             for branches in [left.anyOf, left.oneOf] where !branches.isEmpty {
                 var probe = self
                 if branches.allSatisfy({ probe.check($0, b, path: path, report: false) }) { return true }
+            }
+            // A node that is only a `$ref` (a document's root, often) or only branches: the
+            // reasons are in what it refers to, not in its own (empty) constraints.
+            if report && narrow.constrainsOnlyThrough(applicatorsOf: a) {
+                if left.refs.count == 1 && left.anyOf.isEmpty && left.oneOf.isEmpty { return check(left.refs[0], b, path: path, report: true) }
+                if left.refs.isEmpty && (left.anyOf.isEmpty != left.oneOf.isEmpty) {
+                    for branch in left.anyOf + left.oneOf {
+                        var probe = self
+                        if !probe.check(branch, b, path: path, report: false) { _ = check(branch, b, path: path, report: true) }
+                    }
+                    return false
+                }
             }
         }
         return checkOwn(left, right, a, b, path: path, report: report)
@@ -306,10 +380,15 @@ extension Schema {
     /// A node that accepts everything (`{}` or `true`, with annotations only).
     func isTrivial(_ index: Int) -> Bool {
         let node = nodes[index]
+        return constrainsOnlyThrough(applicatorsOf: index) && node.refs.isEmpty && node.anyOf.isEmpty && node.oneOf.isEmpty
+    }
+
+    /// A node whose only constraints are its `$ref`, `anyOf` and `oneOf`.
+    func constrainsOnlyThrough(applicatorsOf index: Int) -> Bool {
+        let node = nodes[index]
         return !node.never && node.types == nil && node.properties.isEmpty && Self.isAllowed(node.additional) && node.items == nil
             && node.enumValues == nil && node.constValue == nil && node.minimum == nil && node.maximum == nil && node.exclusiveMinimum == nil
             && node.exclusiveMaximum == nil && node.minLength == nil && node.maxLength == nil && node.pattern == nil && !node.dateTime
-            && node.refs.isEmpty && node.anyOf.isEmpty && node.oneOf.isEmpty
     }
 
     private static func isAllowed(_ additional: Additional) -> Bool {

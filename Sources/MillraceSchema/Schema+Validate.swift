@@ -1,48 +1,63 @@
 extension Schema {
     /// Checks the value held by `tape` (already parsed: one parse per record). Returns the
-    /// first `limit` violations; empty when the value is valid.
-    public func validate(_ tape: JSONTape, limit: Int = 10) -> [SchemaViolation] {
-        tape.withView { view in
-            var run = ValidationRun(tables: tables, tape: view, limit: limit)
-            _ = run.check(0, 0)
-            return run.violations
-        }
+    /// first `limit` violations; empty when the value is valid. A value whose check takes more
+    /// than `stepsMax` steps is one violation (rule `budget`) at the root.
+    public func validate(_ tape: JSONTape, limit: Int = 10, stepsMax: Int = Limits.validationStepsPerValueMax) -> [SchemaViolation] {
+        var steps = stepsMax
+        return tape.withView { view in validate(view, limit: limit, steps: &steps, of: stepsMax) }
     }
 
-    /// Whether `tape`'s value is valid, without building any message.
-    public func isValid(_ tape: JSONTape) -> Bool {
-        tape.withView { view in
-            var run = ValidationRun(tables: tables, tape: view, limit: 0)
-            return run.check(0, 0)
-        }
+    /// Whether `tape`'s value is valid, without building any message (false when the check
+    /// takes more than `stepsMax` steps).
+    public func isValid(_ tape: JSONTape, stepsMax: Int = Limits.validationStepsPerValueMax) -> Bool {
+        var steps = stepsMax
+        return tape.withView { view in isValid(view, steps: &steps) }
     }
 
     /// As `validate(_:limit:)` for a tape `index`ed from `text` (checked in place).
-    public func validate(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>, limit: Int = 10) -> [SchemaViolation] {
-        tape.withView(over: text) { view in
-            var run = ValidationRun(tables: tables, tape: view, limit: limit)
-            _ = run.check(0, 0)
-            return run.violations
-        }
+    public func validate(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>, limit: Int = 10, stepsMax: Int = Limits.validationStepsPerValueMax)
+        -> [SchemaViolation]
+    {
+        var steps = stepsMax
+        return tape.withView(over: text) { view in validate(view, limit: limit, steps: &steps, of: stepsMax) }
     }
 
     /// As `isValid(_:)` for a tape `index`ed from `text`.
-    public func isValid(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>) -> Bool {
-        tape.withView(over: text) { view in
-            var run = ValidationRun(tables: tables, tape: view, limit: 0)
-            return run.check(0, 0)
-        }
+    public func isValid(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>, stepsMax: Int = Limits.validationStepsPerValueMax) -> Bool {
+        var steps = stepsMax
+        return isValid(tape, in: text, steps: &steps)
+    }
+
+    /// As `isValid(_:)` for a tape `index`ed from `text`, spending `steps`: on return they are
+    /// what is left, negative when the check ran out (and the answer is then false).
+    public func isValid(_ tape: JSONTape, in text: UnsafeBufferPointer<UInt8>, steps: inout Int) -> Bool {
+        tape.withView(over: text) { view in isValid(view, steps: &steps) }
     }
 
     /// Parses and checks one JSON text; a text that is not JSON is one violation at the root.
-    public func validate(json: [UInt8], limit: Int = 10) -> [SchemaViolation] {
+    public func validate(json: [UInt8], limit: Int = 10, stepsMax: Int = Limits.validationStepsPerValueMax) -> [SchemaViolation] {
         var tape = JSONTape()
         do {
             try tape.parse(json, depthMax: Limits.jsonDepthMax)
         } catch {
             return [SchemaViolation(path: "", rule: "json", message: error.description)]
         }
-        return validate(tape, limit: limit)
+        return validate(tape, limit: limit, stepsMax: stepsMax)
+    }
+
+    private func isValid(_ view: TapeView, steps: inout Int) -> Bool {
+        var run = ValidationRun(tables: tables, tape: view, limit: 0, steps: steps)
+        let valid = run.check(0, 0)
+        steps = run.steps
+        return valid && !run.exhausted
+    }
+
+    private func validate(_ view: TapeView, limit: Int, steps: inout Int, of stepsMax: Int) -> [SchemaViolation] {
+        var run = ValidationRun(tables: tables, tape: view, limit: limit, steps: steps)
+        _ = run.check(0, 0)
+        steps = run.steps
+        guard !run.exhausted else { return [.overBudget(stepsMax: stepsMax)] }
+        return run.violations
     }
 }
 
@@ -50,26 +65,40 @@ import MillraceFormat
 
 /// One validation: walks schema nodes and tape entries together. Messages (and the path of
 /// the value) are built only when a violation is reported; `limit` 0 means only yes or no.
+///
+/// Work is bounded twice over. Whether a value passes a subschema is remembered per
+/// (subschema, value) for the branches of `anyOf` and `oneOf`, so a schema that recurses
+/// through several branches costs what its distinct pairs cost, not 2^depth. And every node
+/// visited, enum or property compared and pattern state stepped spends one of `steps`: a
+/// check that runs out is over, invalid, and says so (rule `budget`).
 struct ValidationRun {
     let tables: Schema.Tables
     let tape: TapeView
-    let limit: Int
+    private var limit: Int
     var violations: [SchemaViolation] = []
     /// Where in the record the walk is: tape indices of member names, or item positions.
     private var trail: [Step] = []
+    /// Steps left; below zero the run is `exhausted` and every check answers false at once.
+    private(set) var steps: Int
+    /// (subschema << 32 | tape entry) → whether the value there passes it (quiet checks only).
+    private var passed: [UInt64: Bool] = [:]
 
     enum Step {
         case member(Int)
         case item(Int)
     }
 
-    init(tables: Schema.Tables, tape: TapeView, limit: Int) {
+    init(tables: Schema.Tables, tape: TapeView, limit: Int, steps: Int) {
         self.tables = tables
         self.tape = tape
         self.limit = limit
+        self.steps = steps
     }
 
-    private var reporting: Bool { violations.count < limit }
+    var exhausted: Bool { steps < 0 }
+
+    private var reporting: Bool { !exhausted && violations.count < limit }
+
 
     private var path: String {
         var out = ""
@@ -100,7 +129,10 @@ struct ValidationRun {
         case .object: "an object"
         case .array: "an array"
         case .string: "a string"
-        case .number: tape[index].number == tape[index].number.rounded() ? "an integer" : "a number"
+        case .number:
+            !tape[index].number.isFinite
+                ? "a number beyond the range of a 64-bit float (±1.8e308); send it as a string"
+                : tape.isInteger(index) ? "an integer" : "a number"
         case .true, .false: "a boolean"
         case .null: "null"
         }
@@ -115,6 +147,8 @@ struct ValidationRun {
     /// flat tables (`Schema.Tables`); the node's class only when something is reported or
     /// needs a JSON value (an enum or const that is not a string, a pattern without a table).
     mutating func check(_ nodeIndex: Int, _ index: Int) -> Bool {
+        steps &-= 1
+        if steps < 0 { return false }
         let node = tables.hot.baseAddress.unsafelyUnwrapped + nodeIndex
         let checks = node.pointee.checks
         if checks.contains(.never) {
@@ -122,7 +156,7 @@ struct ValidationRun {
             return false
         }
         let entry = tape[index]
-        if checks.contains(.types), !Self.matches(node.pointee.types, entry) {
+        if checks.contains(.types), !Self.matches(node.pointee.types, entry, isInteger: entry.kind == .number && tape.isInteger(index)) {
             if reporting { report("type", "\(shown(index)) is \(kindName(index)), not \(Self.typeNames(node.pointee.types))") }
             return false
         }
@@ -153,28 +187,36 @@ struct ValidationRun {
     }
 
     /// A string is compared with the enum's strings as bytes; anything else as JSON.
-    private func matchesEnum(_ node: UnsafePointer<Schema.Hot>, _ nodeIndex: Int, _ index: Int) -> Bool {
+    private mutating func matchesEnum(_ node: UnsafePointer<Schema.Hot>, _ nodeIndex: Int, _ index: Int) -> Bool {
         if tape[index].kind == .string {
+            steps &-= node.pointee.enumStrings.range.count
             for string in node.pointee.enumStrings.range where tape.stringEquals(index, tables.strings[string], pool: tables.pool) { return true }
             return false
         }
-        return (tables.nodes[nodeIndex].enumValues ?? []).contains { Self.equal(tape, index, $0) }
+        let values = tables.nodes[nodeIndex].enumValues ?? []
+        // Each comparison walks the value: a large object against a long enum costs both.
+        steps &-= values.count * Int(Swift.max(1, tape[index].next &- UInt32(index)))
+        if steps < 0 { return false }
+        return values.contains { Self.equal(tape, index, $0) }
     }
 
-    private func matchesConst(_ node: UnsafePointer<Schema.Hot>, _ nodeIndex: Int, _ index: Int) -> Bool {
+    private mutating func matchesConst(_ node: UnsafePointer<Schema.Hot>, _ nodeIndex: Int, _ index: Int) -> Bool {
+        steps &-= Int(Swift.max(1, tape[index].next &- UInt32(index)))
         if node.pointee.checks.contains(.constString) {
             return tape[index].kind == .string && tape.stringEquals(index, node.pointee.constString, pool: tables.pool)
         }
         return tables.nodes[nodeIndex].constValue.map { Self.equal(tape, index, $0) } ?? true
     }
 
-    @inline(__always) private static func matches(_ types: Schema.TypeSet, _ entry: JSONTape.Entry) -> Bool {
+    @inline(__always) private static func matches(_ types: Schema.TypeSet, _ entry: JSONTape.Entry, isInteger: Bool) -> Bool {
         switch entry.kind {
         case .object: return types.contains(.object)
         case .array: return types.contains(.array)
         case .string: return types.contains(.string)
         case .number:
-            return types.contains(.number) || (types.contains(.integer) && entry.number.isFinite && entry.number == entry.number.rounded())
+            // A number past a double's range is neither: it cannot be held or compared.
+            guard entry.number.isFinite else { return false }
+            return types.contains(.number) || (types.contains(.integer) && isInteger)
         case .true, .false: return types.contains(.boolean)
         case .null: return types.contains(.null)
         }
@@ -197,6 +239,8 @@ struct ValidationRun {
             if expected < slots.count, tape.isName(key, slots[expected], pool: pool) {
                 found = expected
             } else {
+                steps &-= slots.count
+                if steps < 0 { return false }
                 for candidate in slots.indices where tape.isName(key, slots[candidate], pool: pool) {
                     found = candidate
                     break
@@ -278,7 +322,9 @@ struct ValidationRun {
             if checks.contains(.fixedPattern) && !entry.nonASCII && !entry.escaped {
                 matched = Self.matchesPositions(tape.raw(index), UnsafeBufferPointer(rebasing: tables.positions[node.pointee.pattern.range]))
             } else if let pattern = tables.nodes[nodeIndex].pattern {
-                matched = entry.escaped ? pattern.matches(tape.string(at: index).unicodeScalars) : pattern.matches(utf8: tape.raw(index))
+                matched =
+                    entry.escaped ? pattern.matches(tape.string(at: index).unicodeScalars, steps: &steps) : pattern.matches(utf8: tape.raw(index), steps: &steps)
+                if steps < 0 { return false }
             } else {
                 matched = true
             }
@@ -331,18 +377,27 @@ struct ValidationRun {
         return valid
     }
 
-    /// Tries branches without messages; reports once if none (or, for oneOf, not exactly
-    /// one) matched, with the first branch's first violation as a hint.
+    /// Tries a branch without messages, once per (branch, value): the answer is remembered.
+    /// Branches report once if none (or, for oneOf, not exactly one) matched, with the first
+    /// branch's first violation as a hint.
     private mutating func passes(_ nodeIndex: Int, _ index: Int) -> Bool {
-        var quiet = ValidationRun(tables: tables, tape: tape, limit: 0)
-        return quiet.check(nodeIndex, index)
+        let key = UInt64(nodeIndex) << 32 | UInt64(UInt32(truncatingIfNeeded: index))
+        if let known = passed[key] { return known }
+        let saved = limit
+        limit = 0
+        let result = check(nodeIndex, index)
+        limit = saved
+        if !exhausted { passed[key] = result }
+        return result
     }
 
-    private func firstViolation(_ nodeIndex: Int, _ index: Int) -> String {
-        var probe = ValidationRun(tables: tables, tape: tape, limit: 1)
-        probe.trail = trail
-        _ = probe.check(nodeIndex, index)
-        return probe.violations.first.map { "; the first: \($0.description)" } ?? ""
+    private mutating func firstViolation(_ nodeIndex: Int, _ index: Int) -> String {
+        let (savedLimit, savedViolations) = (limit, violations)
+        (limit, violations) = (1, [])
+        _ = check(nodeIndex, index)
+        let first = violations.first
+        (limit, violations) = (savedLimit, savedViolations)
+        return first.map { "; the first: \($0.description)" } ?? ""
     }
 
     private mutating func checkAnyOf(_ span: Schema.Span, _ index: Int) -> Bool {
@@ -428,4 +483,15 @@ struct UTF8Scalars: Sequence {
     }
 
     func makeIterator() -> Iterator { Iterator(bytes: bytes) }
+}
+
+extension SchemaViolation {
+    /// A value whose check ran out of steps: invalid, and the message says why.
+    public static func overBudget(stepsMax: Int) -> SchemaViolation {
+        SchemaViolation(
+            path: "", rule: "budget",
+            message:
+                "checking this value against the schema took more than \(stepsMax) steps (validationStepsPerValueMax) and was stopped: its anyOf, oneOf or $ref branches, enums or patterns cost too much for a value this size; send a smaller value or simplify the schema"
+        )
+    }
 }

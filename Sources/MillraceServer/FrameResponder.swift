@@ -21,6 +21,7 @@ public final class FrameResponder: Sendable {
     /// Stops the threads the dispatcher keeps (its validation lanes).
     public func shutdown() {
         dispatcher.validationLanes.syncShutdown()
+        dispatcher.schemas.syncShutdown()
     }
 
     private static func encoded(_ response: Response) -> ByteBuffer {

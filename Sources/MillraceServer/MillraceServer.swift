@@ -185,6 +185,7 @@ public final class MillraceServer: Sendable {
         }
         try? await group.shutdownGracefully()
         await dispatcherBox.withLockedValue { $0 }?.validationLanes.shutdown()
+        await dispatcherBox.withLockedValue { $0 }?.schemas.shutdown()
     }
 }
 

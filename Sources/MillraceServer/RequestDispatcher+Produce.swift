@@ -31,7 +31,9 @@ extension RequestDispatcher {
         let extractor = try indexPolicy.map { try IndexExtractor($0) }
         var index: Int32 = 0
         let versionHeader = Array(schemaVersionHeader.utf8)
-        var latest = entry.versions[entry.latest]
+        var latest = entry.latestSchema
+        // Validation steps left for this partition's records (each record has its own cap too).
+        var steps = Limits.validationStepsPerRequestPartitionMax
         let pointer: JSONPointer?
         var headerName: [UInt8]?
         switch dedup?.key {
@@ -55,7 +57,7 @@ extension RequestDispatcher {
                         }
                         var indexed = false
                         if entry.latest > 0 {
-                            let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, latest: &latest, tape: &tape)
+                            let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, latest: &latest, tape: &tape, steps: &steps)
                             indexed = parsed
                             if let outcome { inspection.invalid.append((batchIndex, recordIndex, outcome)) }
                         }
@@ -87,15 +89,16 @@ extension RequestDispatcher {
     }
 
     /// One record against the version it names (or the latest, `latest`, looked up once per
-    /// request): its outcome (nil when valid), and whether `tape` now holds its value.
+    /// request): its outcome (nil when valid), and whether `tape` now holds its value. Spends
+    /// `steps`, the partition's validation budget; past it, records are invalid (`budget`).
     private static func check(
-        _ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, latest: inout Schema?, tape: inout JSONTape
+        _ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, latest: inout Schema?, tape: inout JSONTape, steps: inout Int
     ) -> (RecordOutcome?, Bool) {
         var version = entry.latest
         // The CLI and most producers name the latest version: that is recognised in place.
         if view.foundHeader, !(view.foundHeaderValue.map { Self.isDecimal($0, entry.latest) } ?? false) {
             let named = view.foundHeaderValue.map { String(decoding: $0, as: UTF8.self) }
-            guard let named, let number = Int32(named), entry.versions[number] != nil else {
+            guard let named, let number = Int32(named), number >= 1, number <= entry.latest else {
                 let shown = named.map { String($0.prefix(16)) } ?? "null"
                 return (
                     RecordOutcome(
@@ -105,7 +108,7 @@ extension RequestDispatcher {
             }
             version = number
         }
-        guard let schema = version == entry.latest ? latest : entry.versions[version] else { return (nil, false) }
+        guard let schema = version == entry.latest ? latest : entry.schema(version) else { return (nil, false) }
         guard let value = view.value else {
             return (
                 RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value"),
@@ -118,7 +121,23 @@ extension RequestDispatcher {
             let text = value.assumingMemoryBound(to: UInt8.self)
             try tape.index(text, depthMax: Limits.jsonDepthMax)
             parsed = true
-            violation = schema.isValid(tape, in: text) ? nil : schema.validate(tape, in: text, limit: 1).first
+            let allowance = min(Limits.validationStepsPerValueMax, max(0, steps))
+            var left = allowance
+            if schema.isValid(tape, in: text, steps: &left) {
+                violation = nil
+            } else if left < 0 && allowance == Limits.validationStepsPerValueMax {
+                violation = .overBudget(stepsMax: allowance)
+            } else if left < 0 {
+                violation = SchemaViolation(
+                    path: "", rule: "budget",
+                    message:
+                        "not checked: the records before it in this request used up the partition's \(Limits.validationStepsPerRequestPartitionMax) validation steps (validationStepsPerRequestPartitionMax); send fewer or smaller records per request"
+                )
+            } else {
+                violation = schema.validate(tape, in: text, limit: 1, stepsMax: allowance).first
+            }
+            // A failed check is checked again for its message: it costs twice.
+            steps -= (allowance - max(0, left)) * (violation == nil ? 1 : 2)
         } catch {
             violation = SchemaViolation(path: "", rule: "json", message: "\(error)")
         }

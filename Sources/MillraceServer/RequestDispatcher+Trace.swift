@@ -190,7 +190,7 @@ extension RequestDispatcher {
                 return true
             }
             let inspection = try inspect(
-                topic: request.topic, entry: SchemaRegistry.Entry(topicID: info.id, versions: [:], latest: 0), dedup: nil, index: policy, batches: batches)
+                topic: request.topic, entry: .none(topic: request.topic, topicID: info.id), dedup: nil, index: policy, batches: batches)
             var entries: [(Int64, Int64, IndexKey)] = []
             for (batch, keys) in (inspection.indexKeys ?? []).enumerated() {
                 for key in keys { entries.append((headers[batch].baseOffset + Int64(key.record), headers[batch].maxTimestamp, key)) }

@@ -73,7 +73,7 @@ final class RequestDispatcher: Sendable {
                 return promise.futureResult
             case .getSchema(let topic, let version):
                 guard let stored = try storage.schema(topic: topic, version: version < 0 ? nil : version) else {
-                    let count = try storage.schemas(topic: topic).count
+                    let count = try storage.schema(topic: topic, version: nil)?.version ?? 0
                     throw MillraceError(
                         .unknownSchemaVersion,
                         count == 0 ? "topic \(topic) has no schema; register one with `millrace schema register \(topic) FILE`"
@@ -82,8 +82,8 @@ final class RequestDispatcher: Sendable {
                 return eventLoop.makeSucceededFuture(.getSchema(SchemaResponse(version: stored.version, registeredAtMs: stored.registeredAtMs, schema: stored.document)))
             case .listSchemas(let topic):
                 guard let info = storage.topicInfo(topic) else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
-                let versions = try storage.schemas(topic: topic).map {
-                    SchemaVersionSummary(version: $0.version, registeredAtMs: $0.registeredAtMs, bytes: Int32($0.document.count))
+                let versions = try storage.schemaVersions(topic: topic).map {
+                    SchemaVersionSummary(version: $0.version, registeredAtMs: $0.registeredAtMs, bytes: Int32(clamping: $0.bytes))
                 }
                 return eventLoop.makeSucceededFuture(
                     .listSchemas(

@@ -3,36 +3,68 @@ import MillraceSchema
 import MillraceStorage
 import MillraceWire
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 
-/// Each topic's schema versions, compiled once and kept in memory for the produce path.
-/// The storage holds the documents; an entry is dropped when a version is registered or the
-/// topic is deleted, and is not trusted for a re-created topic (its id differs).
+/// Each topic's schema versions as the produce path and registrations need them: the latest
+/// compiled and held per topic; earlier versions (named by a record's header, or compared by a
+/// transitive compatibility mode) compiled when first needed and kept in one broker-wide cache
+/// within `Limits.schemaCompiledCacheBytesMax`. The storage holds the documents.
+///
+/// Registrations are decided on the registry's own thread — never the storage writer's, never
+/// an event loop — against the history as read then; the writer only confirms that history is
+/// still the newest (else the decision is taken again), so a costly comparison stalls nothing
+/// but other registrations, and is bounded by `Limits.schemaCompatibilityStepsMax` besides.
 final class SchemaRegistry: Sendable {
     struct Entry: Sendable {
+        let topic: String
         let topicID: UInt32
-        let versions: [Int32: Schema]
-        /// 0 when the topic has no schema.
+        /// 0 when the topic has no schema; versions are 1...latest.
         let latest: Int32
+        let latestSchema: Schema?
+        fileprivate let registry: SchemaRegistry?
+
+        /// A topic read with no schema (index rebuilds).
+        static func none(topic: String, topicID: UInt32) -> Entry {
+            Entry(topic: topic, topicID: topicID, latest: 0, latestSchema: nil, registry: nil)
+        }
+
+        /// Version `version` compiled (nil when the topic has no such version).
+        func schema(_ version: Int32) -> Schema? {
+            guard version >= 1, version <= latest else { return nil }
+            if version == latest { return latestSchema }
+            return try? registry?.compiled(topic: topic, topicID: topicID, version: version)
+        }
     }
 
     private let storage: Storage
     private let entries = NIOLockedValueBox<[String: Entry]>([:])
+    private let cache = NIOLockedValueBox(CompiledCache())
+    /// Per topic: the canonical digest of every version's document, for finding an identical one.
+    private let digests = NIOLockedValueBox<[String: Digests]>([:])
+    /// The one thread registrations are decided on.
+    private let thread: NIOThreadPool
 
-    init(storage: Storage) { self.storage = storage }
+    init(storage: Storage) {
+        self.storage = storage
+        thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+    }
 
-    /// The topic's compiled schemas (`latest` 0 when it has none).
+    func shutdown() async { try? await thread.shutdownGracefully() }
+    func syncShutdown() { try? thread.syncShutdownGracefully() }
+
+    /// The topic's latest schema compiled (`latest` 0 when it has none).
     func entry(_ topic: String) throws -> Entry {
         guard let info = storage.topicInfo(topic) else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
         if let cached = entries.withLockedValue({ $0[topic] }), cached.topicID == info.id { return cached }
-        var versions: [Int32: Schema] = [:]
-        for stored in try storage.schemas(topic: topic) {
-            do {
-                versions[stored.version] = try Schema(json: stored.document)
-            } catch {
-                throw MillraceError(.storageError, "schema version \(stored.version) of topic \(topic) no longer compiles: \(error)")
-            }
+        var latest: Int32 = 0
+        var schema: Schema?
+        if let stored = try storage.schema(topic: topic, version: nil) {
+            latest = stored.version
+            schema = try Self.compile(stored, topic: topic)
         }
-        let entry = Entry(topicID: info.id, versions: versions, latest: versions.keys.max() ?? 0)
+        let entry = Entry(topic: topic, topicID: info.id, latest: latest, latestSchema: schema, registry: self)
         entries.withLockedValue { $0[topic] = entry }
         return entry
     }
@@ -41,61 +73,184 @@ final class SchemaRegistry: Sendable {
         entries.withLockedValue { $0[topic] = nil }
     }
 
-    /// Checks `document` against the topic's versions and compatibility mode and, unless
-    /// `dryRun`, registers it (deciding again on the writer thread, against the history as it
-    /// is then). `completion` runs on a storage thread, or at once.
+    private static func compile(_ stored: StoredSchema, topic: String) throws -> Schema {
+        do {
+            return try Schema(json: stored.document)
+        } catch {
+            throw MillraceError(.storageError, "schema version \(stored.version) of topic \(topic) no longer compiles: \(error)")
+        }
+    }
+
+    /// An earlier version, compiled once and cached (least recently used goes first).
+    func compiled(topic: String, topicID: UInt32, version: Int32, compiledBytes: UnsafeMutablePointer<Int>? = nil) throws -> Schema? {
+        let key = CompiledCache.Key(topicID: topicID, version: version)
+        if let hit = cache.withLockedValue({ $0.get(key) }) { return hit }
+        guard let stored = try storage.schema(topic: topic, version: version) else { return nil }
+        let schema = try Self.compile(stored, topic: topic)
+        compiledBytes?.pointee += stored.document.count
+        cache.withLockedValue { $0.put(key, schema, bytes: stored.document.count * CompiledCache.bytesPerDocumentByte) }
+        return schema
+    }
+
+    /// Decides `request` on the registry's thread and, unless `dryRun`, registers it.
+    /// `completion` runs on the registry's or a storage thread.
     func register(_ request: RegisterSchemaRequest, completion: @escaping @Sendable (Result<RegisterSchemaResponse, MillraceError>) -> Void) {
+        thread.submit { [self] state in
+            guard case .active = state else {
+                return completion(.failure(MillraceError(.storageClosed, "the broker is stopping; register the schema again once it is back")))
+            }
+            decide(request, attempt: 1, completion: completion)
+        }
+    }
+
+    /// Times a registration is decided again when another one changed the history meanwhile.
+    private static let attemptsMax = 3
+
+    private func decide(
+        _ request: RegisterSchemaRequest, attempt: Int, completion: @escaping @Sendable (Result<RegisterSchemaResponse, MillraceError>) -> Void
+    ) {
         let schema: Schema
         do {
             schema = try Schema(json: request.schema)
         } catch {
             return completion(.failure(MillraceError(.invalidSchema, error.message)))
         }
-        guard let info = storage.topicInfo(request.topic) else {
-            return completion(.failure(MillraceError(.unknownTopic, "topic \"\(request.topic)\" does not exist")))
-        }
-        let mode = info.config.compatibility
-        let problems = NIOLockedValueBox<[String]>([])
-        // Versions never change: those compiled already are reused, so the decision on the
-        // writer thread compiles at most what was registered since.
-        let known = (try? entry(request.topic).versions) ?? [:]
-        let decide: @Sendable ([StoredSchema]) throws -> Int32? = { existing in
-            var earlier: [(version: Int32, schema: Schema)] = []
-            for stored in existing {
-                let compiled = try known[stored.version] ?? Schema(json: stored.document)
-                if compiled.document == schema.document { return stored.version }
-                earlier.append((stored.version, compiled))
+        let entry: Entry
+        let mode: SchemaCompatibility
+        do {
+            guard let info = storage.topicInfo(request.topic) else { throw MillraceError(.unknownTopic, "topic \"\(request.topic)\" does not exist") }
+            mode = info.config.compatibility
+            entry = try self.entry(request.topic)
+            if let identical = try identicalVersion(of: schema.document, in: entry) {
+                return completion(.success(RegisterSchemaResponse(version: identical, created: false)))
             }
-            let found = Schema.compatibilityProblems(new: schema, earlier: earlier, mode: mode)
-            guard found.isEmpty else {
-                problems.withLockedValue { $0 = found }
-                throw MillraceError(.incompatibleSchema, "\(found.count) compatibility problem\(found.count == 1 ? "" : "s")")
+            guard entry.latest < Limits.schemaVersionsPerTopicMax else {
+                throw MillraceError(
+                    .limitReached,
+                    "topic \(request.topic) has \(entry.latest) schema versions, the most a topic may have (schemaVersionsPerTopicMax); make the change in a new topic, or re-register an earlier version")
+            }
+            let problems = try compatibilityProblems(of: schema, against: entry, mode: mode)
+            guard problems.isEmpty else { return completion(.success(RegisterSchemaResponse(version: -1, created: false, problems: problems))) }
+        } catch {
+            return completion(.failure(error as? MillraceError ?? MillraceError(.unexpected, "\(error)")))
+        }
+        if request.dryRun { return completion(.success(RegisterSchemaResponse(version: entry.latest + 1, created: false))) }
+        let checked = entry.latest
+        let moved = NIOLockedValueBox(false)
+        storage.registerSchema(topic: request.topic, document: request.schema, decide: { latest in
+            guard latest == checked else {
+                moved.withLockedValue { $0 = true }
+                throw MillraceError(.writerBusy, "another registration changed topic \(request.topic)'s schemas while this one was checked; register again")
             }
             return nil
-        }
-        let refused: @Sendable () -> RegisterSchemaResponse = { RegisterSchemaResponse(version: -1, created: false, problems: problems.withLockedValue { $0 }) }
-        if request.dryRun {
-            do {
-                let existing = try storage.schemas(topic: request.topic)
-                if let identical = try decide(existing) { return completion(.success(RegisterSchemaResponse(version: identical, created: false))) }
-                completion(.success(RegisterSchemaResponse(version: (existing.last?.version ?? 0) + 1, created: false)))
-            } catch let error as MillraceError where error.code == .incompatibleSchema {
-                completion(.success(refused()))
-            } catch {
-                completion(.failure(error as? MillraceError ?? MillraceError(.unexpected, "\(error)")))
-            }
-            return
-        }
-        storage.registerSchema(topic: request.topic, document: request.schema, decide: decide) { [self] result in
+        }) { [self] result in
             switch result {
             case .success(let registered):
                 forget(request.topic)
                 completion(.success(RegisterSchemaResponse(version: registered.version, created: registered.created)))
-            case .failure(let error) where error.code == .incompatibleSchema:
-                completion(.success(refused()))
+            case .failure where moved.withLockedValue({ $0 }) && attempt < Self.attemptsMax:
+                forget(request.topic)
+                thread.submit { [self] _ in decide(request, attempt: attempt + 1, completion: completion) }
             case .failure(let error):
                 completion(.failure(error))
             }
         }
+    }
+
+    /// Every reason `schema` breaks `mode` against the topic's versions; a check too costly
+    /// to finish is one reason that says so.
+    private func compatibilityProblems(of schema: Schema, against entry: Entry, mode: SchemaCompatibility) throws -> [String] {
+        guard mode != .noChecks, entry.latest > 0, let latest = entry.latestSchema else { return [] }
+        var steps = Limits.schemaCompatibilityStepsMax
+        var earlier: [(version: Int32, schema: Schema)] = []
+        if mode.isTransitive {
+            // Oldest first; compiling an uncached version costs its bytes in steps.
+            for version in 1..<entry.latest {
+                var compiledBytes = 0
+                guard let older = try compiled(topic: entry.topic, topicID: entry.topicID, version: version, compiledBytes: &compiledBytes) else { continue }
+                steps -= compiledBytes
+                if steps < 0 { return [Schema.compatibilityTooCostly(Limits.schemaCompatibilityStepsMax, mode).message] }
+                earlier.append((version, older))
+            }
+        }
+        earlier.append((entry.latest, latest))
+        do {
+            return try Schema.compatibilityProblems(new: schema, earlier: earlier, mode: mode, steps: &steps)
+        } catch {
+            return [error.message]
+        }
+    }
+
+    /// The version whose document is the same JSON as `document` (member order aside).
+    private func identicalVersion(of document: JSONValue, in entry: Entry) throws -> Int32? {
+        let digest = document.canonicalDigest
+        var known = digests.withLockedValue { $0[entry.topic] }
+        if known?.topicID != entry.topicID { known = Digests(topicID: entry.topicID) }
+        guard var known else { return nil }
+        // Versions registered since the last look are read once each.
+        if known.through < entry.latest {
+            for version in (known.through + 1)...entry.latest {
+                guard let stored = try storage.schema(topic: entry.topic, version: version),
+                    let parsed = try? JSONTape.parse(stored.document, depthMax: Limits.schemaDepthMax * 3)
+                else { continue }
+                known.versions[parsed.value(at: 0).canonicalDigest, default: []].append(version)
+            }
+            known.through = entry.latest
+            let updated = known
+            digests.withLockedValue { $0[entry.topic] = updated }
+        }
+        for version in known.versions[digest] ?? [] {
+            // Same digest: confirm on the documents themselves.
+            guard let stored = try storage.schema(topic: entry.topic, version: version),
+                let parsed = try? JSONTape.parse(stored.document, depthMax: Limits.schemaDepthMax * 3)
+            else { continue }
+            if parsed.value(at: 0) == document { return version }
+        }
+        return nil
+    }
+
+    private struct Digests {
+        let topicID: UInt32
+        var through: Int32 = 0
+        var versions: [UInt64: [Int32]] = [:]
+    }
+}
+
+/// Compiled earlier schema versions, least recently used evicted past the byte limit.
+struct CompiledCache {
+    struct Key: Hashable {
+        let topicID: UInt32
+        let version: Int32
+    }
+
+    /// What a compiled schema takes per byte of its document (measured: 1.57 MB for 40 KB).
+    static let bytesPerDocumentByte = 40
+
+    private var entries: [Key: (schema: Schema, bytes: Int, used: UInt64)] = [:]
+    private(set) var bytes = 0
+    private var uses: UInt64 = 0
+    let bytesMax: Int
+
+    init(bytesMax: Int = Limits.schemaCompiledCacheBytesMax) { self.bytesMax = bytesMax }
+
+    var count: Int { entries.count }
+
+    mutating func get(_ key: Key) -> Schema? {
+        guard let found = entries[key] else { return nil }
+        uses += 1
+        entries[key]?.used = uses
+        return found.schema
+    }
+
+    /// Keeps `schema` unless it alone is over the limit; evicts the least recently used.
+    mutating func put(_ key: Key, _ schema: Schema, bytes size: Int) {
+        guard size <= bytesMax, entries[key] == nil else { return }
+        while bytes + size > bytesMax, let oldest = entries.min(by: { $0.value.used < $1.value.used }) {
+            bytes -= oldest.value.bytes
+            entries[oldest.key] = nil
+        }
+        uses += 1
+        entries[key] = (schema, size, uses)
+        bytes += size
     }
 }

@@ -68,11 +68,57 @@ extension Storage {
         }
     }
 
-    /// One version (nil: the latest); nil when the topic has no such version.
+    /// One version (nil: the latest); nil when the topic has no such version. Reads that
+    /// version alone, whatever the number of versions.
     public func schema(topic: String, version: Int32?) throws -> StoredSchema? {
-        let all = try schemas(topic: topic)
-        guard let version else { return all.last }
-        return all.first { $0.version == version }
+        try withReadTransaction { txn, snapshot in
+            guard let info = snapshot.topics[topic] else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
+            guard let version = try version ?? Self.latestSchemaVersion(txn, databases.meta, topicID: info.id) else { return nil }
+            guard let value = try txn.get(databases.meta, Keys.schema(info.id, version)) else { return nil }
+            return try StoredSchema(version: version, decoding: value)
+        }
+    }
+
+    /// Each version's number, registration time and size, without copying the documents.
+    public func schemaVersions(topic: String) throws -> [(version: Int32, registeredAtMs: Int64, bytes: Int)] {
+        try withReadTransaction { txn, snapshot in
+            guard let info = snapshot.topics[topic] else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
+            let prefix = Keys.schemaPrefix(info.id)
+            let cursor = try LMDBCursor(txn, databases.meta)
+            defer { cursor.close() }
+            var result: [(version: Int32, registeredAtMs: Int64, bytes: Int)] = []
+            var entry = try cursor.get(MDB_SET_RANGE, key: prefix)
+            while let current = entry, Keys.hasPrefix(current.key, prefix), current.key.count == prefix.count + 4 {
+                var key = ByteReader(UnsafeRawBufferPointer(rebasing: current.key[prefix.count...]))
+                let version: Int32 = try key.readInteger("schema version")
+                var value = ByteReader(current.value)
+                let _: UInt8 = try value.readInteger("schema record version")
+                let registeredAtMs: Int64 = try value.readInteger("schema registration time")
+                result.append((version, registeredAtMs, max(0, current.value.count - 9)))
+                entry = try cursor.get(MDB_NEXT)
+            }
+            return result
+        }
+    }
+
+    /// The topic's newest schema version, nil when it has none (one cursor step).
+    static func latestSchemaVersion(_ txn: LMDBTransaction, _ meta: MDB_dbi, topicID: UInt32) throws -> Int32? {
+        let prefix = Keys.schemaPrefix(topicID)
+        let cursor = try LMDBCursor(txn, meta)
+        defer { cursor.close() }
+        // The first key past every version of this topic, then one back.
+        let past = try cursor.get(MDB_SET_RANGE, key: Keys.schema(topicID, Int32.max))
+        var entry = try past.map { current in
+            Keys.hasPrefix(current.key, prefix) && current.key.count == prefix.count + 4 ? current : try cursor.get(MDB_PREV)
+        } ?? cursor.get(MDB_LAST)
+        while let current = entry, Keys.hasPrefix(current.key, prefix) {
+            if current.key.count == prefix.count + 4 {
+                var reader = ByteReader(UnsafeRawBufferPointer(rebasing: current.key[prefix.count...]))
+                return try reader.readInteger("schema version")
+            }
+            entry = try cursor.get(MDB_PREV)
+        }
+        return nil
     }
 
     static func readSchemas(_ txn: LMDBTransaction, _ meta: MDB_dbi, topicID: UInt32) throws -> [StoredSchema] {
@@ -91,12 +137,13 @@ extension Storage {
     }
 
     /// Registers `document` as the next version of `topic`'s schema, in one write
-    /// transaction with the decision: `decide` sees every existing version and returns the
-    /// version the document is identical to (nothing is written), or nil to add it, or throws
-    /// to refuse it (an incompatible change). Runs on the writer thread: two registrations
-    /// never decide against the same history.
+    /// transaction with the decision: `decide` sees the newest existing version (0: none) and
+    /// returns the version the document is identical to (nothing is written), or nil to add
+    /// it, or throws to refuse it. Runs on the writer thread, so it must be quick: the caller
+    /// compares schemas beforehand, against the history as it read it, and `decide` only
+    /// confirms that history is still the newest.
     public func registerSchema(
-        topic: String, document: [UInt8], decide: @escaping @Sendable ([StoredSchema]) throws -> Int32?
+        topic: String, document: [UInt8], decide: @escaping @Sendable (_ latest: Int32) throws -> Int32?
     ) async throws -> SchemaRegistration {
         try await withCheckedThrowingContinuation { continuation in
             registerSchema(topic: topic, document: document, decide: decide) { continuation.resume(with: $0) }
@@ -105,7 +152,7 @@ extension Storage {
 
     /// As above; `completion` runs on a storage thread once the version is durable.
     public func registerSchema(
-        topic: String, document: [UInt8], decide: @escaping @Sendable ([StoredSchema]) throws -> Int32?,
+        topic: String, document: [UInt8], decide: @escaping @Sendable (_ latest: Int32) throws -> Int32?,
         completion: @escaping @Sendable (Result<SchemaRegistration, MillraceError>) -> Void
     ) {
         guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
@@ -174,7 +221,7 @@ extension Storage {
 struct RegisterSchemaOperation {
     var topic: String
     var document: [UInt8]
-    var decide: @Sendable ([StoredSchema]) throws -> Int32?
+    var decide: @Sendable (_ latest: Int32) throws -> Int32?
     var completion: @Sendable (Result<SchemaRegistration, MillraceError>) -> Void
 }
 
@@ -200,17 +247,22 @@ extension Writer {
             return .failure(MillraceError(.unknownTopic, "topic \"\(op.topic)\" does not exist"))
         }
         return withTransaction { context -> SchemaRegistration in
-            let existing = try Storage.readSchemas(context.txn, databases.meta, topicID: info.id)
+            let latest = try Storage.latestSchemaVersion(context.txn, databases.meta, topicID: info.id) ?? 0
             let identical: Int32?
             do {
-                identical = try op.decide(existing)
+                identical = try op.decide(latest)
             } catch let error as MillraceError {
                 throw error
             } catch {
                 throw MillraceError(.invalidRequest, "\(error)")
             }
             if let identical { return SchemaRegistration(version: identical, created: false) }
-            let version = (existing.last?.version ?? 0) + 1
+            guard latest < Limits.schemaVersionsPerTopicMax else {
+                throw MillraceError(
+                    .limitReached,
+                    "topic \(op.topic) has \(latest) schema versions, the most a topic may have (schemaVersionsPerTopicMax); make the change in a new topic, or re-register an earlier version")
+            }
+            let version = latest + 1
             let stored = StoredSchema(version: version, document: op.document, registeredAtMs: context.nowMs)
             try context.txn.put(databases.meta, Keys.schema(info.id, version), stored.encoded())
             return SchemaRegistration(version: version, created: true)

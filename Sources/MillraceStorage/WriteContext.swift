@@ -166,6 +166,21 @@ struct WriteContext {
         return .success((info, id, dbi))
     }
 
+    /// A batch compressed with a zstd dictionary that is not one of this topic's own would be
+    /// unreadable to the topic's consumers (they fetch the topic's dictionaries) and after the
+    /// other topic is deleted to the broker too: refused, whichever dictionaries the broker holds.
+    private func foreignDictionary(_ op: AppendOperation, _ info: TopicInfo) throws -> MillraceError? {
+        for (position, (bytes, header)) in op.batches.enumerated() where header.attributes.codec == .zstd && bytes.count > RecordBatchLayout.recordsAt {
+            let dictionary = bytes.withUnsafeBytes { raw in Zstd.dictionaryID(ofFrame: UnsafeRawBufferPointer(rebasing: raw[RecordBatchLayout.recordsAt...])) }
+            guard dictionary != 0, try txn.get(databases.meta, Keys.dictionary(info.id, dictionary)) == nil else { continue }
+            let which = op.batches.count == 1 ? "the batch" : "batch \(position + 1) of \(op.batches.count)"
+            return MillraceError(
+                .unknownDictionary,
+                "\(which) is compressed with zstd dictionary \(dictionary), which is not one of topic \(op.topic)'s dictionaries; compress with the topic's own (GetDictionary \(op.topic)) or without one; nothing was appended")
+        }
+        return nil
+    }
+
     /// Appends every batch of `op` to its partition, in order. Resolution is checked before
     /// the first write, so a refused operation leaves nothing behind; an engine error aborts
     /// the whole transaction. Either way the batches go in together or not at all.
@@ -175,6 +190,7 @@ struct WriteContext {
         case .failure(let error): return .failure(error)
         case .success(let resolved): (info, id, dbi) = resolved
         }
+        if let refused = try foreignDictionary(op, info) { return .failure(refused) }
         var state = try state(id)
         if !op.sequences.isEmpty, let answer = try placeSequences(op, id, logStartOffset: state.logStartOffset) { return answer }
         var batches = op.batches

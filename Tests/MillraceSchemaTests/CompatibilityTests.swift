@@ -27,7 +27,7 @@ import Testing
 
     func problems(_ new: String, after earlier: [String], _ mode: SchemaCompatibility) throws -> [String] {
         let compiled = try earlier.enumerated().map { (Int32($0.offset + 1), try Schema(json: Array($0.element.utf8))) }
-        return Schema.compatibilityProblems(new: try Schema(json: Array(new.utf8)), earlier: compiled, mode: mode)
+        return try Schema.compatibilityProblems(new: try Schema(json: Array(new.utf8)), earlier: compiled, mode: mode)
     }
 
     @Test(arguments: [SchemaCompatibility.noChecks, .backward, .forward, .full])

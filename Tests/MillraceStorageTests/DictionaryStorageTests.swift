@@ -78,6 +78,29 @@ import Testing
         }
     }
 
+    /// Issue 22: a batch compressed with another topic's dictionary was acknowledged, and then
+    /// unreadable to the topic's consumers (and to the broker, once the other topic was gone).
+    @Test func aBatchCompressedWithAnotherTopicsDictionaryIsRefused() async throws {
+        try await withStorage { storage, _ in
+            try await fill(storage, "conf", Self.events(300))
+            try await fill(storage, "other", Self.events(300, from: 5_000))
+            let own = try await storage.trainDictionary(topic: "conf", samples: 300, bytes: 2_048).dictionary
+            let foreign = try await storage.trainDictionary(topic: "other", samples: 300, bytes: 2_048).dictionary
+            #expect(own.id != foreign.id && ZstdDictionaries.shared.contains(foreign.id))
+            let values = Self.events(3, from: 1_000).map { Array($0.utf8) }
+            let before = try storage.offsets(topic: "conf", partition: 0).nextOffset
+            let stranger = try RecordBatch(timestamp: 1_700_000_000_000, values: values, codec: .zstd).encoded(dictionary: foreign.id)
+            #expect(await errorCode { _ = try await storage.append(topic: "conf", partition: 0, batch: stranger) } == .unknownDictionary)
+            #expect(try storage.offsets(topic: "conf", partition: 0).nextOffset == before)
+            // Its own dictionary, and none, are stored as ever; everything stored reads back.
+            let mine = try RecordBatch(timestamp: 1_700_000_000_000, values: values, codec: .zstd).encoded(dictionary: own.id)
+            _ = try await storage.append(topic: "conf", partition: 0, batch: mine)
+            _ = try await storage.append(topic: "conf", partition: 0, batch: try RecordBatch(timestamp: 1_700_000_000_000, values: values, codec: .zstd).encoded())
+            try await storage.deleteTopic("other")
+            #expect(try storage.verify().problems.isEmpty)
+        }
+    }
+
     @Test func aTrainingStaysWithinItsBounds() async throws {
         try await withStorage { storage, _ in
             try await fill(storage, "conf", Self.events(300))

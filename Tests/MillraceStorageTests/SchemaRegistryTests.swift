@@ -18,14 +18,14 @@ import Testing
             defer { storage.close() }
             _ = try await storage.createTopic("confirmations", partitions: 2, config: TopicConfig(compatibility: .full, onInvalid: .quarantine))
             #expect(try storage.schemas(topic: "confirmations").isEmpty)
-            let first = try await storage.registerSchema(topic: "confirmations", document: v1) { existing in
-                #expect(existing.isEmpty)
+            let first = try await storage.registerSchema(topic: "confirmations", document: v1) { latest in
+                #expect(latest == 0)
                 return nil
             }
             #expect(first == SchemaRegistration(version: 1, created: true))
             clock.advance(by: 1_000)
-            let second = try await storage.registerSchema(topic: "confirmations", document: v2) { existing in
-                #expect(existing.map(\.version) == [1])
+            let second = try await storage.registerSchema(topic: "confirmations", document: v2) { latest in
+                #expect(latest == 1)
                 return nil
             }
             #expect(second == SchemaRegistration(version: 2, created: true))
@@ -61,6 +61,34 @@ import Testing
         let reopened = try Storage.open(directory: directory.path, options: testOptions(clock: clock))
         defer { reopened.close() }
         #expect(try reopened.describeTopic("confirmations").info.config.onInvalid == .reject)
+    }
+
+    /// Issue 22: versions had no limit (10,000 made every registration read all of them on the
+    /// writer). Past `schemaVersionsPerTopicMax` a registration is refused and nothing written;
+    /// the writer only ever looks at the newest version, and one version reads alone.
+    @Test func aTopicHoldsAtMostItsVersionLimit() async throws {
+        try await withStorage { storage, _ in
+            _ = try await storage.createTopic("many", partitions: 1)
+            _ = try await storage.createTopic("neighbour", partitions: 1)
+            _ = try await storage.registerSchema(topic: "neighbour", document: v1) { _ in nil }
+            for version in 1...Limits.schemaVersionsPerTopicMax {
+                let document = Array(#"{"type":"object","title":"v\#(version)"}"#.utf8)
+                let registered = try await storage.registerSchema(topic: "many", document: document) { latest in
+                    #expect(latest == Int32(version - 1))
+                    return nil
+                }
+                #expect(registered.version == Int32(version))
+            }
+            let refused = await errorCode { _ = try await storage.registerSchema(topic: "many", document: v2) { _ in nil } }
+            #expect(refused == .limitReached)
+            #expect(try storage.schema(topic: "many", version: nil)?.version == Int32(Limits.schemaVersionsPerTopicMax))
+            #expect(try storage.schema(topic: "many", version: 7)?.document == Array(#"{"type":"object","title":"v7"}"#.utf8))
+            #expect(try storage.schema(topic: "many", version: Int32(Limits.schemaVersionsPerTopicMax) + 1) == nil)
+            let summaries = try storage.schemaVersions(topic: "many")
+            #expect(summaries.count == Limits.schemaVersionsPerTopicMax && summaries.first?.bytes == Array(#"{"type":"object","title":"v1"}"#.utf8).count)
+            // The next topic's versions are its own (the newest-version look-up stops at the topic).
+            #expect(try storage.schema(topic: "neighbour", version: nil)?.version == 1)
+        }
     }
 
     /// A topic record written before schemas existed (encoding 1) still reads, with defaults.
