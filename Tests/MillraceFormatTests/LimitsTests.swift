@@ -38,4 +38,19 @@ import Testing
         #expect(ErrorCode.storageFull.isRetriable)
         #expect(!ErrorCode.corruptBatch.isRetriable)
     }
+
+    /// Schema work (issue 22): what an ordinary schema and record need fits the budgets, and
+    /// the budgets nest.
+    @Test func schemaWorkFitsItsBudgets() {
+        #expect(Limits.validationStepsPerValueMax <= Limits.validationStepsPerRequestPartitionMax)
+        // One value checked against every subschema its applicators reach, many times over.
+        #expect(Limits.schemaApplicatorFanOutMax * 64 <= Limits.validationStepsPerValueMax)
+        // The largest pattern over an identifier-length string (64 characters).
+        #expect(Limits.patternStatesMax * 64 <= Limits.validationStepsPerValueMax)
+        // A compatibility check can visit every pair along the largest schema's structure.
+        #expect(Limits.schemaNodesMax * 16 <= Limits.schemaCompatibilityStepsMax)
+        // The cache holds at least a few of the largest compiled versions (~40 x the document).
+        #expect(Limits.schemaBytesMax * 40 * 8 <= Limits.schemaCompiledCacheBytesMax)
+        #expect(Limits.schemaVersionsPerTopicMax > 1 && Limits.schemaVersionsPerTopicMax <= Int(Int32.max))
+    }
 }
