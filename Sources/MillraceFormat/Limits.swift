@@ -98,7 +98,8 @@ public enum Limits {
     public static let brokerResponseBytesMax = 96 << 20
     /// Open client connections; more are closed as they arrive.
     public static let connectionsMax = 1_024
-    /// Consumer groups with live members, and members in one group.
+    /// Consumer groups the broker knows — with live members, with committed offsets, or both
+    /// (a commit with generation -1 makes a group of offsets alone) — and members in one group.
     public static let groupsMax = 10_000
     public static let groupMembersMax = 1_000
     /// Most batches that one retention pass deletes from one partition (keeps transactions short).
@@ -120,4 +121,14 @@ public enum Limits {
     public static let indexValuesPerRecordMax = 256
     /// Hits one trace page returns at most.
     public static let traceHitsPerPageMax = 1_000
+
+    // HTTP listener and groups (issue 22)
+    /// Operations HTTP connections open at once. At the cap a new connection replaces the one
+    /// that has gone longest without a request or a response written, so idle and hostile
+    /// connections cannot keep a liveness probe out.
+    public static let httpConnectionsMax = 64
+    /// Response bytes one HTTP connection may have unwritten before its next request is held
+    /// (the socket is not read meanwhile): a peer that pipelines requests and never reads costs
+    /// this, not a response per request.
+    public static let httpConnectionResponseBytesMax = 256 << 10
 }

@@ -9,7 +9,7 @@ import Prometheus
 /// own (several brokers in one process, as in the tests, count apart). Counters and
 /// histograms are updated as things happen — per request or per partition append, never per
 /// record; gauges (memory, connections, disk, groups' lag) are read when `/metrics` is
-/// scraped. Labels are APIs, error codes, topics and groups: never keys or connections.
+/// scraped and written beside the registry (`PrometheusText`), never registered in it. Labels are APIs, error codes, topics and groups: never keys or connections.
 /// docs/OPERATIONS.md, "Monitoring", lists every metric.
 public final class BrokerMetrics: StorageEvents, Sendable {
     public let registry: PrometheusCollectorRegistry
@@ -49,9 +49,6 @@ public final class BrokerMetrics: StorageEvents, Sendable {
         var fetchedRecords: Int64 = 0
         var fetchedBytes: Int64 = 0
     }
-    /// Gauges set at scrape time, by name and labels, so those whose labels are gone (a
-    /// deleted topic, a group with nothing left) are dropped.
-    private let gauges = NIOLockedValueBox<[String: CoreMetrics.Gauge]>([:])
 
     let produceAck: CoreMetrics.Timer
     let commit: CoreMetrics.Timer
@@ -217,25 +214,6 @@ public final class BrokerMetrics: StorageEvents, Sendable {
 
     // MARK: At scrape time
 
-    /// One scrape's gauges: each (name, labels, value). Gauges a previous scrape set whose
-    /// labels are not among these are dropped.
-    func setGauges(_ values: [(name: String, labels: [(String, String)], value: Double)]) {
-        gauges.withLockedValue { gauges in
-            var seen = Set<String>()
-            for (name, labels, value) in values {
-                let key = name + "{" + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}"
-                seen.insert(key)
-                let gauge = gauges[key] ?? Gauge(label: name, dimensions: labels, factory: factory)
-                gauges[key] = gauge
-                gauge.record(value)
-            }
-            for (key, gauge) in gauges where !seen.contains(key) {
-                gauge.destroy()
-                gauges[key] = nil
-            }
-        }
-    }
-
     /// Drops the counters of topics that no longer exist.
     func keepTopics(_ names: Set<String>) {
         let gone = topics.withLockedValue { topics -> [TopicCounters] in
@@ -251,7 +229,7 @@ public final class BrokerMetrics: StorageEvents, Sendable {
     /// The topics that have counters now (until the next scrape prunes the deleted ones).
     var countedTopics: Set<String> { topics.withLockedValue { Set($0.keys) } }
 
-    /// The registry in Prometheus's text format.
+    /// The registry (counters and histograms) in Prometheus's text format.
     func emit() -> [UInt8] { registry.emitToBuffer() }
 }
 

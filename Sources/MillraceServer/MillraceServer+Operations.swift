@@ -58,59 +58,107 @@ extension MillraceServer {
             groups: groups)
     }
 
-    /// Reads what gauges show (connections, memory, the writer, the disk, topics' sizes,
-    /// groups' lag), then the whole registry in Prometheus's text format.
+    /// The registry (counters and histograms, moved as things happen) and the gauges read now
+    /// (connections, memory, the writer, the disk, topics' sizes, groups' lag), in Prometheus's
+    /// text format. Linear in the series: one read of each partition's offsets and one pass
+    /// over the committed offsets, whatever the number of groups. Runs off the event loops
+    /// (the HTTP listener calls it on a thread of its own).
     public func scrapeMetrics() -> [UInt8] {
-        var gauges: [(name: String, labels: [(String, String)], value: Double)] = []
-        func gauge(_ name: String, _ labels: [(String, String)], _ value: Double) { gauges.append((name, labels, value)) }
-        func gauge(_ name: String, _ value: Double) { gauges.append((name, [], value)) }
-
-        gauge("millrace_build_info", [("version", MillraceVersion.current)], 1)
-        gauge("millrace_uptime_seconds", Double(configuration.clock.nowMilliseconds() - startedAtMs) / 1_000)
-        let readiness = readiness()
-        gauge("millrace_ready", readiness.ready ? 1 : 0)
-        gauge("millrace_connections_open", Double(connectionCount))
-        gauge("millrace_requests_in_flight", Double(inFlightRequests))
-        gauge("millrace_memory_request_bytes", Double(memory.requestBytes))
-        gauge("millrace_memory_response_bytes", Double(memory.responseBytes))
-        gauge("millrace_memory_request_limit_bytes", Double(memory.budget.limits.requestBytesMax))
-        gauge("millrace_memory_response_limit_bytes", Double(memory.budget.limits.responseBytesMax))
-        if let health = storage.writerHealth { gauge("millrace_writer_queue_depth", Double(health.queued)) }
+        var page = PrometheusText()
+        page.gaugeFamily("millrace_build_info")
+        page.sample("millrace_build_info", [("version", MillraceVersion.current)], 1)
+        page.gauge("millrace_uptime_seconds", Double(configuration.clock.nowMilliseconds() - startedAtMs) / 1_000)
+        page.gauge("millrace_ready", readiness().ready ? 1 : 0)
+        page.gauge("millrace_connections_open", Double(connectionCount))
+        page.gauge("millrace_requests_in_flight", Double(inFlightRequests))
+        page.gauge("millrace_memory_request_bytes", Double(memory.requestBytes))
+        page.gauge("millrace_memory_response_bytes", Double(memory.responseBytes))
+        page.gauge("millrace_memory_request_limit_bytes", Double(memory.budget.limits.requestBytesMax))
+        page.gauge("millrace_memory_response_limit_bytes", Double(memory.budget.limits.responseBytesMax))
+        if let health = storage.writerHealth { page.gauge("millrace_writer_queue_depth", Double(health.queued)) }
         if let space = try? storage.space() {
-            gauge("millrace_lmdb_map_size_bytes", Double(space.mapSizeBytes))
-            gauge("millrace_lmdb_page_size_bytes", Double(space.pageBytes))
-            gauge("millrace_lmdb_pages_used", Double(space.pagesUsed))
-            gauge("millrace_lmdb_pages_free", Double(space.pagesFree))
-            gauge("millrace_data_file_bytes", Double(space.dataFileBytes))
-            gauge("millrace_disk_free_bytes", Double(space.diskFreeBytes))
-            gauge("millrace_disk_total_bytes", Double(space.diskTotalBytes))
+            page.gauge("millrace_lmdb_map_size_bytes", Double(space.mapSizeBytes))
+            page.gauge("millrace_lmdb_page_size_bytes", Double(space.pageBytes))
+            page.gauge("millrace_lmdb_pages_used", Double(space.pagesUsed))
+            page.gauge("millrace_lmdb_pages_free", Double(space.pagesFree))
+            page.gauge("millrace_data_file_bytes", Double(space.dataFileBytes))
+            page.gauge("millrace_disk_free_bytes", Double(space.diskFreeBytes))
+            page.gauge("millrace_disk_total_bytes", Double(space.diskTotalBytes))
         }
-        let topics = topicSizes()
-        for (info, records, bytes, _) in topics {
-            let labels = [("topic", info.name)]
-            gauge("millrace_topic_partitions", labels, Double(info.partitionCount))
-            gauge("millrace_topic_records", labels, Double(records))
-            gauge("millrace_topic_bytes", labels, Double(bytes))
-            if let dedup = storage.dedupStatus(topic: info.name) { gauge("millrace_dedup_keys", labels, Double(dedup.keysHeld)) }
+        let topics = partitionOffsets()
+        writeTopicGauges(topics, into: &page)
+        if let dispatcher { writeGroupGauges(dispatcher.groups, topics: topics, into: &page) }
+        return metrics.emit() + page.bytes
+    }
+
+    /// Each topic with its partitions' offsets (a partition that cannot be read is left out).
+    private func partitionOffsets() -> [(info: TopicInfo, partitions: [Int32: PartitionOffsets])] {
+        ((try? storage.listTopics()) ?? []).map { info in
+            var partitions: [Int32: PartitionOffsets] = [:]
+            for partition in 0..<info.partitionCount {
+                partitions[partition] = try? storage.offsets(topic: info.name, partition: partition)
+            }
+            return (info, partitions)
+        }
+    }
+
+    private func writeTopicGauges(_ topics: [(info: TopicInfo, partitions: [Int32: PartitionOffsets])], into page: inout PrometheusText) {
+        let names = ["millrace_topic_partitions", "millrace_topic_records", "millrace_topic_bytes"]
+        for (family, name) in names.enumerated() {
+            page.gaugeFamily(name)
+            for (info, partitions) in topics {
+                let value: Double
+                switch family {
+                case 0: value = Double(info.partitionCount)
+                case 1: value = Double(partitions.values.reduce(0) { $0 + $1.recordCount })
+                default: value = Double(partitions.values.reduce(0) { $0 + $1.bytes })
+                }
+                page.sample(name, [("topic", info.name)], value)
+            }
+        }
+        page.gaugeFamily("millrace_dedup_keys")
+        for (info, _) in topics {
+            if let dedup = storage.dedupStatus(topic: info.name) { page.sample("millrace_dedup_keys", [("topic", info.name)], Double(dedup.keysHeld)) }
             if let index = try? storage.indexStatus(topic: info.name) { metrics.indexEntriesWritten(topic: info.name, total: index.entriesWritten) }
         }
         metrics.keepTopics(Set(topics.map(\.info.name)))
-        if let dispatcher = dispatcher {
-            let live = dispatcher.groups.liveGroups()
-            let names = Set(live.keys).union((try? storage.groupsWithCommittedOffsets()) ?? [])
-            for name in names.sorted() {
-                gauge("millrace_group_members", [("group", name)], Double(live[name] ?? 0))
-                guard let described = try? dispatcher.describeGroup(name) else { continue }
-                for topic in described.offsets {
-                    for row in topic.entries {
-                        let labels = [("group", name), ("topic", topic.topic), ("partition", "\(row.partition)")]
-                        if row.committedOffset >= 0 { gauge("millrace_group_committed_offset", labels, Double(row.committedOffset)) }
-                        gauge("millrace_group_lag_records", labels, Double(row.lag))
-                    }
-                }
+    }
+
+    /// Per group its live members, and per partition it reads or has committed to (as
+    /// `describeGroup` shows them) the committed offset and the lag.
+    private func writeGroupGauges(
+        _ coordinator: GroupCoordinator, topics: [(info: TopicInfo, partitions: [Int32: PartitionOffsets])], into page: inout PrometheusText
+    ) {
+        let live = coordinator.snapshots()
+        let members = coordinator.liveGroups()
+        var committed: [String: [TopicPartition: Int64]] = [:]
+        for offset in (try? storage.allCommittedOffsets()) ?? [] {
+            committed[offset.group, default: [:]][TopicPartition(topic: offset.topic, partition: offset.partition)] = offset.offset
+        }
+        let offsets = Dictionary(topics.map { ($0.info.name, $0.partitions) }, uniquingKeysWith: { first, _ in first })
+        let counts = Dictionary(topics.map { ($0.info.name, $0.info.partitionCount) }, uniquingKeysWith: { first, _ in first })
+        let names = Set(live.keys).union(committed.keys).sorted()
+        page.gaugeFamily("millrace_group_members")
+        for name in names { page.sample("millrace_group_members", [("group", name)], Double(members[name] ?? 0)) }
+
+        var rows: [(labels: [(String, String)], committed: Int64, lag: Int64)] = []
+        for name in names {
+            let done = committed[name] ?? [:]
+            var all = Set(done.keys)
+            for owned in (live[name]?.assignment ?? [:]).values { all.formUnion(owned) }
+            for topic in (live[name]?.topics ?? []).union(done.keys.map(\.topic)) {
+                for partition in 0..<(counts[topic] ?? 0) { all.insert(TopicPartition(topic: topic, partition: partition)) }
+            }
+            for partition in all.sorted(by: { ($0.topic, $0.partition) < ($1.topic, $1.partition) }) {
+                guard let log = offsets[partition.topic]?[partition.partition] else { continue }
+                let offset = done[partition] ?? -1
+                let lag = offset >= 0 ? max(0, log.nextOffset - offset) : log.nextOffset - log.logStartOffset
+                rows.append(([("group", name), ("topic", partition.topic), ("partition", "\(partition.partition)")], offset, lag))
             }
         }
-        metrics.setGauges(gauges)
-        return metrics.emit()
+        page.gaugeFamily("millrace_group_committed_offset")
+        for row in rows where row.committed >= 0 { page.sample("millrace_group_committed_offset", row.labels, Double(row.committed)) }
+        page.gaugeFamily("millrace_group_lag_records")
+        for row in rows { page.sample("millrace_group_lag_records", row.labels, Double(row.lag)) }
     }
 }

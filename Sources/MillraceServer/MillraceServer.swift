@@ -25,6 +25,8 @@ public final class MillraceServer: Sendable {
         public var requestBytesMax = Limits.brokerRequestBytesMax
         public var responseBytesMax = Limits.brokerResponseBytesMax
         public var connectionsMax = Limits.connectionsMax
+        /// Consumer groups known at once, live or with committed offsets (tests lower it).
+        public var groupsMax = Limits.groupsMax
         /// A connection whose responses wait this long with no write progress is closed; while
         /// the broker-wide memory limit is reached, after `stalledWriteUnderPressureSeconds`.
         public var stalledWriteSeconds: Int64 = 60
@@ -92,7 +94,7 @@ public final class MillraceServer: Sendable {
                     if let box { return box }
                     let made = RequestDispatcher(
                         storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
-                        logger: logger, metrics: metrics)
+                        logger: logger, metrics: metrics, groupsMax: configuration.groupsMax)
                     made.brokerStatus.withLockedValue { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
                     box = made
                     return made
@@ -131,7 +133,7 @@ public final class MillraceServer: Sendable {
             if box == nil {
                 let made = RequestDispatcher(
                     storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
-                    logger: logger, metrics: metrics)
+                    logger: logger, metrics: metrics, groupsMax: configuration.groupsMax)
                 made.brokerStatus.withLockedValue { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
                 box = made
             }

@@ -8,74 +8,218 @@ import NIOPosix
 /// The operator's HTTP port (`serve --http-listen`, 127.0.0.1:7451 by default): `/metrics`
 /// in Prometheus's text format, `/healthz` (the process answers) and `/readyz` (503 with the
 /// reasons while the broker should not get traffic). GET and HEAD only; one thread of its
-/// own, so a scrape never waits behind the broker's event loops nor they behind it; at most
-/// `connectionsMax` connections, each closed after `idleSeconds` without a request.
+/// own, so it never waits behind the broker's event loops nor they behind it, and a scrape
+/// runs on a second thread so `/healthz` never waits behind a scrape either.
+///
+/// Nothing a peer does costs unbounded memory or holds the health page: at most
+/// `connectionsMax` connections, a new one replacing the one quiet longest
+/// (`HTTPConnectionTable`); a connection quiet for `idleSeconds` (no request finished, no
+/// response written) is closed; a connection's next request waits, unread, while more than
+/// `connectionResponseBytesMax` of its responses are unwritten; scrapes asked for while one
+/// runs share its page.
 public final class OperationsHTTPServer: Sendable {
-    private let broker: MillraceServer
+    public struct Configuration: Sendable {
+        public var connectionsMax = Limits.httpConnectionsMax
+        public var connectionResponseBytesMax = Limits.httpConnectionResponseBytesMax
+        public var idleSeconds: Int64 = 30
+        /// The time idle connections are measured in. Tests pass a clock they move by hand
+        /// and call `tick()`; a real listener ticks every second.
+        public var clock: any MillraceClock = SystemClock()
+        public var ticksAutomatically = true
+
+        public init() {}
+    }
+
+    private let pages: OperationsPages
     private let host: String
     private let port: Int
+    private let configuration: Configuration
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let scrapes: MetricsScrapes
     private let channel = NIOLockedValueBox<(any Channel)?>(nil)
-    private let open = NIOLockedValueBox(0)
-    static let connectionsMax = 64
-    static let idleSeconds: Int64 = 30
+    private let connections: HTTPConnections
+    private let ticker = NIOLockedValueBox<RepeatedTask?>(nil)
     /// Request bodies are not wanted; a request sending more than this is cut off.
     static let bodyBytesMax = 64 << 10
 
-    public init(host: String, port: Int, broker: MillraceServer, logger: Logger) {
+    public convenience init(host: String, port: Int, broker: MillraceServer, configuration: Configuration = Configuration(), logger: Logger) {
+        self.init(
+            host: host, port: port, pages: OperationsPages(metrics: { broker.scrapeMetrics() }, readiness: { broker.readiness() }),
+            configuration: configuration, logger: logger)
+    }
+
+    init(host: String, port: Int, pages: OperationsPages, configuration: Configuration, logger: Logger) {
         self.host = host
         self.port = port
-        self.broker = broker
+        self.pages = pages
+        self.configuration = configuration
         self.logger = logger
+        scrapes = MetricsScrapes(scrape: pages.metrics)
+        connections = HTTPConnections(
+            table: HTTPConnectionTable(connectionsMax: configuration.connectionsMax, idleMs: configuration.idleSeconds * 1_000), clock: configuration.clock)
     }
 
     /// Binds and starts serving; returns the bound address (port 0 picks a free one).
     public func start() async throws -> SocketAddress {
-        let broker = self.broker
-        let open = self.open
+        let pages = self.pages
+        let scrapes = self.scrapes
+        let connections = self.connections
         let logger = self.logger
+        let bytesMax = configuration.connectionResponseBytesMax
+        scrapes.start()
         let bound = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: bytesMax / 2, high: bytesMax))
             .childChannelInitializer { channel in
-                let admitted = open.withLockedValue { count -> Bool in
-                    guard count < Self.connectionsMax else { return false }
-                    count += 1
-                    return true
+                if let replaced = connections.opened(channel) {
+                    logger.debug("operations HTTP: connectionsMax reached; closed the connection quiet longest for a new one")
+                    replaced.close(promise: nil)
                 }
-                guard admitted else { return channel.close() }
-                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                channel.closeFuture.whenComplete { _ in connections.closed(channel) }
                 return channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(Self.idleSeconds)))
-                        try channel.pipeline.syncOperations.addHandler(OperationsHTTPHandler(broker: broker, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(
+                            OperationsHTTPHandler(pages: pages, scrapes: scrapes, connections: connections, logger: logger))
                     }
                 }
             }
             .bind(host: host, port: port).get()
         channel.withLockedValue { $0 = bound }
+        if configuration.ticksAutomatically {
+            let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [connections] _ in connections.closeIdle() }
+            ticker.withLockedValue { $0 = task }
+        }
         guard let address = bound.localAddress else { throw MillraceError(.unexpected, "the HTTP socket has no address") }
         return address
     }
 
+    /// Closes connections quiet for `idleSeconds` by the configured clock.
+    public func tick() { connections.closeIdle() }
+
+    /// HTTP connections open now.
+    public var connectionCount: Int { connections.count }
+
+    /// Connections whose next request waits for their responses to be read.
+    var heldRequests: Int { connections.held.withLockedValue { $0 } }
+
     public func stop() async {
+        ticker.withLockedValue { $0 }?.cancel()
         try? await channel.withLockedValue({ $0 })?.close().get()
+        for open in connections.all() { try? await open.close().get() }
         try? await group.shutdownGracefully()
+        try? await scrapes.shutdown()
     }
 }
 
+/// What the HTTP listener serves, as functions (tests give their own).
+struct OperationsPages: Sendable {
+    /// The whole `/metrics` page; run on the scrape thread, never on the event loop.
+    var metrics: @Sendable () -> [UInt8]
+    /// For `/readyz`: cheap, run on the event loop.
+    var readiness: @Sendable () -> Readiness
+}
+
+/// The open connections and their table, shared by the accepting and the serving code.
+final class HTTPConnections: Sendable {
+    private let state: NIOLockedValueBox<(table: HTTPConnectionTable<ObjectIdentifier>, channels: [ObjectIdentifier: any Channel])>
+    private let clock: any MillraceClock
+    /// Connections with a request held until their unwritten responses drain.
+    let held = NIOLockedValueBox(0)
+
+    init(table: HTTPConnectionTable<ObjectIdentifier>, clock: any MillraceClock) {
+        state = NIOLockedValueBox((table, [:]))
+        self.clock = clock
+    }
+
+    /// Counts `channel`; returns the one to close to make room for it.
+    func opened(_ channel: any Channel) -> (any Channel)? {
+        let now = clock.nowMilliseconds()
+        return state.withLockedValue { state in
+            state.channels[ObjectIdentifier(channel)] = channel
+            guard let replaced = state.table.opened(ObjectIdentifier(channel), nowMs: now) else { return nil }
+            return state.channels.removeValue(forKey: replaced)
+        }
+    }
+
+    func active(_ channel: any Channel) {
+        let now = clock.nowMilliseconds()
+        state.withLockedValue { $0.table.active(ObjectIdentifier(channel), nowMs: now) }
+    }
+
+    func closed(_ channel: any Channel) {
+        state.withLockedValue { state in
+            // A replaced connection's identifier may be reused by a later channel: only forget our own.
+            guard state.channels[ObjectIdentifier(channel)] === channel else { return }
+            state.table.closed(ObjectIdentifier(channel))
+            state.channels[ObjectIdentifier(channel)] = nil
+        }
+    }
+
+    func closeIdle() {
+        let now = clock.nowMilliseconds()
+        let idle = state.withLockedValue { state in state.table.idle(nowMs: now).compactMap { state.channels[$0] } }
+        for channel in idle { channel.close(promise: nil) }
+    }
+
+    var count: Int { state.withLockedValue { $0.table.count } }
+
+    func all() -> [any Channel] { state.withLockedValue { Array($0.channels.values) } }
+}
+
+/// Runs `/metrics` scrapes on a thread of their own, one at a time: a request arriving while
+/// one runs gets that scrape's page. The page is one buffer that every connection writes
+/// (ByteBuffer shares its storage), so many scrapers cost one page of memory.
+final class MetricsScrapes: Sendable {
+    private let pool = NIOThreadPool(numberOfThreads: 1)
+    private let scrape: @Sendable () -> [UInt8]
+    private let running = NIOLockedValueBox<EventLoopFuture<ByteBuffer>?>(nil)
+
+    init(scrape: @escaping @Sendable () -> [UInt8]) { self.scrape = scrape }
+
+    func start() { pool.start() }
+
+    func shutdown() async throws { try await pool.shutdownGracefully() }
+
+    /// The page of the scrape running now, or of one started for this call.
+    func page(on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        let scrape = self.scrape
+        let (future, started) = running.withLockedValue { running -> (EventLoopFuture<ByteBuffer>, Bool) in
+            if let running { return (running, false) }
+            let made = pool.runIfActive(eventLoop: eventLoop) { ByteBuffer(bytes: scrape()) }
+            running = made
+            return (made, true)
+        }
+        // Outside the lock: a future failed at once (the pool stopped) runs this inline.
+        if started {
+            future.whenComplete { [running] _ in running.withLockedValue { if $0 === future { $0 = nil } } }
+        }
+        return future.hop(to: eventLoop)
+    }
+}
+
+/// One HTTP connection. NIO's pipelining handler before it passes one request at a time and
+/// reads nothing more until that request's response is written; this handler holds a request
+/// while the channel is not writable (more than the high watermark unwritten), so a peer that
+/// pipelines and never reads costs one watermark of memory, not a response per request.
 final class OperationsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let broker: MillraceServer
+    private let pages: OperationsPages
+    private let scrapes: MetricsScrapes
+    private let connections: HTTPConnections
     private let logger: Logger
     private var head: HTTPRequestHead?
     private var bodyBytes = 0
+    /// A request read while the channel was not writable: answered when it is.
+    private var held: HTTPRequestHead?
 
-    init(broker: MillraceServer, logger: Logger) {
-        self.broker = broker
+    init(pages: OperationsPages, scrapes: MetricsScrapes, connections: HTTPConnections, logger: Logger) {
+        self.pages = pages
+        self.scrapes = scrapes
+        self.connections = connections
         self.logger = logger
     }
 
@@ -90,8 +234,28 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            connections.active(context.channel)
+            if context.channel.isWritable {
+                respond(to: head, context: context)
+            } else {
+                held = head
+                connections.held.withLockedValue { $0 += 1 }
+            }
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let head = held {
+            held = nil
+            connections.held.withLockedValue { $0 -= 1 }
             respond(to: head, context: context)
         }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if held != nil { connections.held.withLockedValue { $0 -= 1 } }
+        held = nil
     }
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -101,11 +265,19 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
         }
         switch path {
         case "/metrics":
-            send(.ok, broker.scrapeMetrics(), contentType: "text/plain; version=0.0.4; charset=utf-8", head: head, context: context)
+            scrapes.page(on: context.eventLoop).assumeIsolated().whenComplete { result in
+                guard context.channel.isActive else { return }
+                switch result {
+                case .success(let page):
+                    self.send(.ok, page, contentType: "text/plain; version=0.0.4; charset=utf-8", head: head, context: context)
+                case .failure(let error):
+                    self.send(.serviceUnavailable, "the scrape failed: \(error)\n", head: head, context: context)
+                }
+            }
         case "/healthz":
             send(.ok, "ok\n", head: head, context: context)
         case "/readyz":
-            let readiness = broker.readiness()
+            let readiness = pages.readiness()
             if readiness.ready {
                 send(.ok, "ready\n", head: head, context: context)
             } else {
@@ -119,29 +291,22 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
     private func send(
         _ status: HTTPResponseStatus, _ text: String, extra: [(String, String)] = [], head: HTTPRequestHead, context: ChannelHandlerContext
     ) {
-        send(status, Array(text.utf8), contentType: "text/plain; charset=utf-8", extra: extra, head: head, context: context)
+        send(status, context.channel.allocator.buffer(string: text), contentType: "text/plain; charset=utf-8", extra: extra, head: head, context: context)
     }
 
     private func send(
-        _ status: HTTPResponseStatus, _ body: [UInt8], contentType: String, extra: [(String, String)] = [], head: HTTPRequestHead,
+        _ status: HTTPResponseStatus, _ body: ByteBuffer, contentType: String, extra: [(String, String)] = [], head: HTTPRequestHead,
         context: ChannelHandlerContext
     ) {
-        var headers = HTTPHeaders([("Content-Type", contentType), ("Content-Length", "\(body.count)")] + extra)
+        var headers = HTTPHeaders([("Content-Type", contentType), ("Content-Length", "\(body.readableBytes)")] + extra)
         headers.add(name: "Connection", value: head.isKeepAlive ? "keep-alive" : "close")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil) }
+        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let keepAlive = head.isKeepAlive
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel, connections] result in
+            if case .success = result { connections.active(channel) }
             if !keepAlive { channel.close(promise: nil) }
         }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -28,13 +28,13 @@ final class RequestDispatcher: Sendable {
 
     init(
         storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger,
-        metrics: BrokerMetrics = BrokerMetrics()
+        metrics: BrokerMetrics = BrokerMetrics(), groupsMax: Int = Limits.groupsMax
     ) {
         self.storage = storage
         self.logger = logger
         self.metrics = metrics
         logLimiter = LogLimiter(clock: clock)
-        groups = GroupCoordinator(storage: storage, clock: clock, logger: logger)
+        groups = GroupCoordinator(storage: storage, clock: clock, groupsMax: groupsMax, logger: logger)
         schemas = SchemaRegistry(storage: storage)
         self.advertisedHost = advertisedHost
         self.advertisedPort = advertisedPort
@@ -66,6 +66,8 @@ final class RequestDispatcher: Sendable {
                     schemas.forget(name)
                     promise.completeWith(result.map { .deleteTopic }.mapError { $0 as any Error })
                 }
+                // The topic's committed offsets went with it; recount on the event loop.
+                promise.futureResult.whenSuccess { [groups] _ in groups.topicDeleted() }
                 return promise.futureResult
             case .registerSchema(let register):
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
@@ -155,6 +157,8 @@ final class RequestDispatcher: Sendable {
                 }
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
                 storage.commitOffsets(commits) { result in promise.completeWith(result.map { .offsetCommit }.mapError { $0 as any Error }) }
+                // On the event loop, not the writer's thread (which must not open a read transaction).
+                promise.futureResult.whenFailure { [groups] _ in groups.commitFailed(commit.group) }
                 return promise.futureResult
             case .offsetFetch(let fetch):
                 return eventLoop.makeSucceededFuture(.offsetFetch(try committedOffsets(fetch)))
@@ -165,7 +169,10 @@ final class RequestDispatcher: Sendable {
                     throw MillraceError(.groupNotEmpty, "group \(name) has \(live) live member\(live == 1 ? "" : "s"); stop \(live == 1 ? "it" : "them") before deleting the group")
                 }
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
-                storage.deleteGroupOffsets(name) { result in promise.completeWith(result.map { _ in .deleteGroup }.mapError { $0 as any Error }) }
+                storage.deleteGroupOffsets(name) { [groups] result in
+                    if case .success = result { groups.offsetsDeleted(name) }
+                    promise.completeWith(result.map { _ in .deleteGroup }.mapError { $0 as any Error })
+                }
                 return promise.futureResult
             case .brokerStatus:
                 guard let status = brokerStatus.withLockedValue({ $0 }) else { throw MillraceError(.unexpected, "the broker's status is not available yet") }

@@ -248,6 +248,38 @@ extension Storage {
         }
     }
 
+    /// Whether `group` has any committed offset (one seek).
+    public func hasCommittedOffsets(group: String) throws -> Bool {
+        try withReadTransaction { txn, _ in
+            let prefix = Keys.groupPrefix(group)
+            let cursor = try LMDBCursor(txn, databases.offsets)
+            defer { cursor.close() }
+            guard let entry = try cursor.get(MDB_SET_RANGE, key: prefix) else { return false }
+            return Keys.hasPrefix(entry.key, prefix)
+        }
+    }
+
+    /// Every committed offset of every group, in one read transaction and one pass (for a
+    /// scrape: linear in offsets, where a seek per group would pay the transaction each time).
+    public func allCommittedOffsets() throws -> [CommittedOffset] {
+        try withReadTransaction { txn, _ in
+            let cursor = try LMDBCursor(txn, databases.offsets)
+            defer { cursor.close() }
+            var result: [CommittedOffset] = []
+            var entry = try cursor.get(MDB_FIRST)
+            while let current = entry {
+                let key = try Keys.parseCommittedOffset(current.key)
+                let value = try CommittedOffsetValue.decode(current.value)
+                result.append(
+                    CommittedOffset(
+                        group: key.group, topic: key.topic, partition: key.partition, offset: value.offset, metadata: value.metadata,
+                        committedAtMs: value.committedAtMs))
+                entry = try cursor.get(MDB_NEXT)
+            }
+            return result
+        }
+    }
+
     /// Every group that has committed offsets, sorted.
     public func groupsWithCommittedOffsets() throws -> [String] {
         try withReadTransaction { txn, _ in

@@ -31,6 +31,16 @@ import Testing
         #expect(2 + Limits.groupNameBytesMax + 2 + Limits.topicNameBytesMax + 4 <= 511)
     }
 
+    /// The HTTP listener's unwritten bytes, every connection full, stay well inside what the
+    /// broker allows its own clients; the names of every group the broker may know stay small.
+    @Test func httpAndGroupLimitsFitTheBudgets() {
+        #expect(Limits.httpConnectionsMax * Limits.httpConnectionResponseBytesMax <= Limits.brokerResponseBytesMax / 4)
+        #expect(Limits.httpConnectionsMax <= Limits.connectionsMax)
+        // The group census holds every known group's name in memory.
+        #expect(Limits.groupsMax * Limits.groupNameBytesMax <= 4 << 20)
+        #expect(Limits.groupMembersMax <= Limits.groupsMax)
+    }
+
     @Test func errorCodesAreUniqueAndNamed() {
         let codes = ErrorCode.allCases.map(\.rawValue)
         #expect(Set(codes).count == codes.count)

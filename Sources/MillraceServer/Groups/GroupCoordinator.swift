@@ -6,11 +6,17 @@ import NIOConcurrencyHelpers
 
 /// Consumer groups in the broker: one `GroupStateMachine` per group, driven by requests and
 /// by a periodic expiry tick. Membership lives in memory (members rejoin after a broker
-/// restart); committed offsets live in the storage.
+/// restart); committed offsets live in the storage. Every group, live or offsets alone, is
+/// counted against `groupsMax` (`GroupCensus`).
 final class GroupCoordinator: Sendable {
+    fileprivate struct State {
+        var groups: [String: GroupStateMachine] = [:]
+        var census: GroupCensus
+    }
+
     private let storage: Storage
     private let clock: any MillraceClock
-    private let groups = NIOLockedValueBox<[String: GroupStateMachine]>([:])
+    private let state: NIOLockedValueBox<State>
     private let logger: Logger
     /// Joins, leaves and refused commits come from peers, who can repeat them as fast as
     /// they like: their lines go through this (per group, at most one a second of each kind).
@@ -18,7 +24,12 @@ final class GroupCoordinator: Sendable {
 
     static let sessionTimeoutRangeMs: ClosedRange<Int64> = 1_000...300_000
 
-    init(storage: Storage, clock: any MillraceClock, logger: Logger = Logger(label: "millrace", factory: { _ in SwiftLogNoOpLogHandler() })) {
+    init(
+        storage: Storage, clock: any MillraceClock, groupsMax: Int = Limits.groupsMax,
+        logger: Logger = Logger(label: "millrace", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        // One scan at start: groups that only have stored offsets count as they did before the restart.
+        state = NIOLockedValueBox(State(census: GroupCensus(stored: (try? storage.groupsWithCommittedOffsets()) ?? [], groupsMax: groupsMax)))
         self.storage = storage
         self.clock = clock
         self.logger = logger
@@ -47,18 +58,16 @@ final class GroupCoordinator: Sendable {
             throw MillraceError(.unknownTopic, "topic \"\(missing)\" does not exist; create it before joining")
         }
         let now = clock.nowMilliseconds()
-        let (response, members) = try groups.withLockedValue { groups in
-            if groups[request.group] == nil && groups.count >= Limits.groupsMax {
-                throw MillraceError(.limitReached, "the broker has \(Limits.groupsMax) groups with live members (groupsMax); retry when some have stopped")
-            }
-            if let live = groups[request.group], live.members[request.memberID] == nil, live.members.count >= Limits.groupMembersMax {
+        let (response, members) = try state.withLockedValue { state in
+            if let live = state.groups[request.group], live.members[request.memberID] == nil, live.members.count >= Limits.groupMembersMax {
                 throw MillraceError(.limitReached, "group \(request.group) has \(Limits.groupMembersMax) members (groupMembersMax)")
             }
-            var group = groups[request.group] ?? GroupStateMachine(group: request.group)
+            if state.census.join(request.group) == .refused { throw Self.tooManyGroups(state.census) }
+            var group = state.groups[request.group] ?? GroupStateMachine(group: request.group)
             let joined = group.join(
                 memberID: request.memberID.isEmpty ? nil : request.memberID, topics: request.topics.sorted(), partitionCounts: counts,
                 sessionTimeoutMs: Int64(request.sessionTimeoutMs), nowMs: now)
-            groups[request.group] = group
+            state.groups[request.group] = group
             return (
                 GroupAssignmentResponse(memberID: joined.memberID, generation: joined.generation, rebalanced: true, assignment: Self.wire(joined.assignment)),
                 group.members.count
@@ -73,12 +82,12 @@ final class GroupCoordinator: Sendable {
 
     func heartbeat(_ request: GroupMemberRequest) throws -> GroupAssignmentResponse {
         let now = clock.nowMilliseconds()
-        return try groups.withLockedValue { groups in
-            guard var group = groups[request.group] else {
+        return try state.withLockedValue { state in
+            guard var group = state.groups[request.group] else {
                 throw MillraceError(.unknownMember, "group \(request.group) has no members; join it")
             }
             let action = group.heartbeat(memberID: request.memberID, generation: request.generation, nowMs: now)
-            groups[request.group] = group
+            state.groups[request.group] = group
             switch action {
             case .carryOn:
                 return GroupAssignmentResponse(
@@ -94,11 +103,11 @@ final class GroupCoordinator: Sendable {
 
     func leave(_ request: GroupMemberRequest) throws {
         let counts = try partitionCounts()
-        let (generation, members) = try groups.withLockedValue { groups in
-            guard var group = groups[request.group], group.leave(memberID: request.memberID, partitionCounts: counts) else {
+        let (generation, members) = try state.withLockedValue { state in
+            guard var group = state.groups[request.group], group.leave(memberID: request.memberID, partitionCounts: counts) else {
                 throw MillraceError(.unknownMember, "member \(request.memberID) is not in group \(request.group)")
             }
-            groups[request.group] = group.members.isEmpty ? nil : group
+            state.keep(group)
             return (group.currentGeneration, group.members.count)
         }
         note(
@@ -109,7 +118,9 @@ final class GroupCoordinator: Sendable {
     }
 
     /// Fencing for commits: a member commits only its own partitions at the current
-    /// generation; a commit without membership only to a group with no live members.
+    /// generation; a commit without membership only to a group with no live members, and
+    /// only to a group already known or while the broker knows fewer than `groupsMax`.
+    /// If the commit then fails, call `commitFailed`.
     func checkCommit(_ request: OffsetCommitRequest) throws {
         do {
             try checkCommitFencing(request)
@@ -121,11 +132,12 @@ final class GroupCoordinator: Sendable {
 
     private func checkCommitFencing(_ request: OffsetCommitRequest) throws {
         let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
-        try groups.withLockedValue { groups in
-            guard let group = groups[request.group] else {
+        try state.withLockedValue { state in
+            guard let group = state.groups[request.group] else {
                 guard request.memberID.isEmpty else {
                     throw MillraceError(.unknownMember, "group \(request.group) has no members; join it before committing as a member")
                 }
+                if state.census.commit(request.group) == .refused { throw Self.tooManyGroups(state.census) }
                 return
             }
             if request.memberID.isEmpty {
@@ -135,19 +147,47 @@ final class GroupCoordinator: Sendable {
                     "group \(request.group) has \(count) live member\(count == 1 ? "" : "s"); commit as a member, or stop \(count == 1 ? "it" : "them") first")
             }
             if let error = group.checkCommit(memberID: request.memberID, generation: request.generation, partitions: partitions) { throw error }
+            _ = state.census.commit(request.group)
         }
     }
+
+    private static func tooManyGroups(_ census: GroupCensus) -> MillraceError {
+        MillraceError(
+            .limitReached,
+            "the broker knows \(census.count) consumer groups (groupsMax \(census.groupsMax), counting groups that only have committed offsets); delete unused ones with `millrace group delete`")
+    }
+
+    /// A commit `checkCommit` let through failed: the group stops counting unless storage
+    /// holds offsets for it (from before, or from another commit) or it has members.
+    func commitFailed(_ group: String) {
+        guard let held = try? storage.hasCommittedOffsets(group: group), !held else { return }
+        state.withLockedValue { $0.census.offsetsGone(group) }
+    }
+
+    /// A group's offsets were deleted.
+    func offsetsDeleted(_ group: String) {
+        state.withLockedValue { $0.census.offsetsGone(group) }
+    }
+
+    /// A topic was deleted, and groups' offsets on it: count the groups storage still holds.
+    func topicDeleted() {
+        guard let stored = try? storage.groupsWithCommittedOffsets() else { return }
+        state.withLockedValue { $0.census.restock(stored: stored) }
+    }
+
+    /// Groups the broker knows (live or with committed offsets), as counted against `groupsMax`.
+    var knownGroupCount: Int { state.withLockedValue { $0.census.count } }
 
     /// Removes members whose session ran out; the others get the partitions at their next heartbeat.
     func expire() {
         guard let counts = try? partitionCounts() else { return }
         let now = clock.nowMilliseconds()
-        let expired = groups.withLockedValue { groups -> [(group: String, members: [String], generation: Int32, left: Int)] in
+        let expired = state.withLockedValue { state -> [(group: String, members: [String], generation: Int32, left: Int)] in
             var expired: [(group: String, members: [String], generation: Int32, left: Int)] = []
-            for name in Array(groups.keys) {
-                guard var group = groups[name] else { continue }
+            for name in Array(state.groups.keys) {
+                guard var group = state.groups[name] else { continue }
                 let gone = group.expire(nowMs: now, partitionCounts: counts)
-                groups[name] = group.members.isEmpty ? nil : group
+                state.keep(group)
                 if !gone.isEmpty { expired.append((name, gone, group.currentGeneration, group.members.count)) }
             }
             return expired
@@ -164,19 +204,38 @@ final class GroupCoordinator: Sendable {
 
     /// A live group's generation, assignment and the topics its members read; nil when it has no members.
     func snapshot(_ name: String) -> (generation: Int32, assignment: [String: [TopicPartition]], topics: Set<String>)? {
-        groups.withLockedValue { groups in
-            groups[name].map { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }
+        state.withLockedValue { state in
+            state.groups[name].map { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }
         }
     }
 
     /// Live groups and their member counts.
     func liveGroups() -> [String: Int] {
-        groups.withLockedValue { groups in groups.mapValues(\.members.count) }
+        state.withLockedValue { state in state.groups.mapValues(\.members.count) }
+    }
+
+    /// Every live group's generation, assignment and topics, in one pass (for a scrape).
+    func snapshots() -> [String: (generation: Int32, assignment: [String: [TopicPartition]], topics: Set<String>)] {
+        state.withLockedValue { state in
+            state.groups.mapValues { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }
+        }
     }
 
     static func wire(_ partitions: [TopicPartition]) -> [TopicEntries<PartitionNumber>] {
         Dictionary(grouping: partitions, by: \.topic).sorted { $0.key < $1.key }.map { topic, owned in
             TopicEntries(topic: topic, owned.map { PartitionNumber($0.partition) }.sorted { $0.partition < $1.partition })
+        }
+    }
+}
+
+extension GroupCoordinator.State {
+    /// Stores `group`, or drops it when its last member has gone.
+    fileprivate mutating func keep(_ group: GroupStateMachine) {
+        if group.members.isEmpty {
+            groups[group.group] = nil
+            census.membersGone(group.group)
+        } else {
+            groups[group.group] = group
         }
     }
 }
