@@ -101,4 +101,13 @@ public enum Limits {
     public static let indexValuesPerRecordMax = 256
     /// Hits one trace page returns at most.
     public static let traceHitsPerPageMax = 1_000
+
+    // Trace (issue 22)
+
+    /// Index entries one trace page reads at most (then it ends, with a cursor, even short of
+    /// its hits): entries of other topics and of removed records cost a page too.
+    public static let traceEntriesPerPageMax = 64 * traceHitsPerPageMax
+    /// Index entries one genealogy walk reads at most, over all its nodes; there it stops and
+    /// says so (a value in a million records would otherwise be read whole for each edge).
+    public static let walkIndexEntriesMax = 1_000_000
 }
