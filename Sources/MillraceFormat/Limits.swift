@@ -108,6 +108,7 @@ public enum Limits {
     /// its hits): entries of other topics and of removed records cost a page too.
     public static let traceEntriesPerPageMax = 64 * traceHitsPerPageMax
     /// Index entries one genealogy walk reads at most, over all its nodes; there it stops and
-    /// says so (a value in a million records would otherwise be read whole for each edge).
-    public static let walkIndexEntriesMax = 1_000_000
+    /// says so (a value in a million records would otherwise be read whole for one edge).
+    /// Each entry may mean reading and parsing its record: ~5–12 µs, so ~1–2.4 s at most.
+    public static let walkIndexEntriesMax = 200_000
 }

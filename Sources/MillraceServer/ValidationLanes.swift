@@ -8,17 +8,18 @@ import NIOPosix
 /// Traces and walks run on threads of their own (`runTrace`), never on a lane: a walk may
 /// read a million index entries and their records, and on a lane it held up every validated
 /// produce of the partitions behind it (20 s in issue 22). Traces get half as many threads
-/// as there are lanes (at least one): however many traces are running or waiting, each lane
-/// still runs its next piece of work, sharing the cores with at most that many traces.
+/// as there are lanes, at least two (so one long walk does not hold up every trace): however
+/// many traces are running or waiting, each lane still runs its next piece of work, sharing
+/// the cores with at most that many traces.
 final class ValidationLanes: Sendable {
     private let pools: [NIOThreadPool]
     private let traces: NIOThreadPool
     let traceThreads: Int
 
-    /// `count` lanes; `traceThreads` threads for traces (default: half of `count`, at least one).
+    /// `count` lanes; `traceThreads` threads for traces (default: half of `count`, at least two).
     init(count: Int, traceThreads: Int? = nil) {
         pools = (0..<max(1, count)).map { _ in NIOThreadPool(numberOfThreads: 1) }
-        self.traceThreads = max(1, traceThreads ?? count / 2)
+        self.traceThreads = max(1, traceThreads ?? max(2, count / 2))
         traces = NIOThreadPool(numberOfThreads: self.traceThreads)
         for pool in pools { pool.start() }
         traces.start()

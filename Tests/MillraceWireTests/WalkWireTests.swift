@@ -19,8 +19,8 @@ import Testing
         #expect(walk.truncated && walk.nodes == nodes)
     }
 
-    /// A walk of the most nodes may read a hundred index entries for each (issue 22).
-    @Test func aWalkMayReadAHundredEntriesPerNode() {
-        #expect(Limits.walkIndexEntriesMax >= 100 * Int(WalkRequest.nodesLimit))
+    /// A walk of the most nodes may read twenty index entries for each (issue 22).
+    @Test func aWalkMayReadTwentyEntriesPerNode() {
+        #expect(Limits.walkIndexEntriesMax >= 20 * Int(WalkRequest.nodesLimit))
     }
 }
