@@ -105,7 +105,11 @@ let package = Package(
             name: "MillraceWireTests", dependencies: ["MillraceWire", "MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "MillraceServerTests",
-            dependencies: ["MillraceServer", "MillraceStorage", "MillraceFormat", "TestSupport"],
+            dependencies: [
+                "MillraceServer", "MillraceStorage", "MillraceFormat", "MillraceWire", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "MillraceClientTests",

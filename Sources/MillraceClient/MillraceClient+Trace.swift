@@ -98,10 +98,21 @@ extension MillraceClient {
             public var offset: Int64
         }
 
+        /// Why a walk stopped before its end.
+        public enum Stop: Sendable, Equatable {
+            /// It reached `nodesMax` nodes.
+            case nodesMax
+            /// It read as many index entries as the broker lets one walk read
+            /// (`Limits.walkIndexEntriesMax`); walk on from a node further down.
+            case readBound
+        }
+
         /// The tree's nodes, breadth first; each names its parent's index.
         public var nodes: [Node]
-        /// The node limit cut the walk short.
-        public var truncated: Bool
+        /// Why the walk stopped short; nil when the tree is whole.
+        public var stoppedBy: Stop?
+        /// The walk stopped short (`stoppedBy` says why).
+        public var truncated: Bool { stoppedBy != nil }
     }
 
     /// One step of a rebuild: records `next..<end` of the partition are left.
@@ -154,7 +165,14 @@ extension MillraceClient {
                     }
                 return GenealogyTree.Node(
                     value: node.value, depth: node.depth, parent: node.parent, kind: kind, topic: node.topic, partition: node.partition, offset: node.offset)
-            }, truncated: tree.truncated)
+            },
+            stoppedBy: {
+                switch tree.truncation {
+                case .whole: nil
+                case .nodesMax: .nodesMax
+                case .readBound: .readBound
+                }
+            }())
     }
 
     /// Every record whose indexed values include `key` (in `topics`, or all), in the order

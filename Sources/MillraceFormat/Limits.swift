@@ -131,4 +131,14 @@ public enum Limits {
     /// (the socket is not read meanwhile): a peer that pipelines requests and never reads costs
     /// this, not a response per request.
     public static let httpConnectionResponseBytesMax = 256 << 10
+
+    // Trace (issue 22)
+
+    /// Index entries one trace page reads at most (then it ends, with a cursor, even short of
+    /// its hits): entries of other topics and of removed records cost a page too.
+    public static let traceEntriesPerPageMax = 64 * traceHitsPerPageMax
+    /// Index entries one genealogy walk reads at most, over all its nodes; there it stops and
+    /// says so (a value in a million records would otherwise be read whole for one edge).
+    /// Each entry may mean reading and parsing its record: ~5–12 µs, so ~1–2.4 s at most.
+    public static let walkIndexEntriesMax = 200_000
 }

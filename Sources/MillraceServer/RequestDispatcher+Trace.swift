@@ -37,7 +37,7 @@ extension RequestDispatcher {
     /// with the indexed fields of its record as the topic's policy reads them now.
     func trace(_ request: TraceRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
         let storage = self.storage
-        return validationLanes.run(lane: Int(truncatingIfNeeded: DedupHash(request.key).high >> 1), on: eventLoop) {
+        return validationLanes.runTrace(on: eventLoop) {
             let after = request.after.map { TraceCursor(timeMs: $0.timeMs, topicID: $0.topicID, partition: $0.partition, offset: $0.offset) }
             let page = try storage.trace(key: request.key, topics: request.topics.isEmpty ? nil : request.topics, after: after, limit: Int(request.limit))
             var hits: [TraceHitWire] = []
@@ -75,53 +75,68 @@ extension RequestDispatcher {
     /// records holding a value on a link's parent side name its children on the child side
     /// (where-used); up, the other way (where-from). A value met again on the path back to the
     /// start is a cycle, and one met before elsewhere a repeat: both are shown, neither is
-    /// walked again, so a walk always ends.
+    /// walked again, so a walk always ends. It reads at most `Limits.walkIndexEntriesMax`
+    /// index entries in all (a value in a million records naming one child would otherwise
+    /// be read whole for that one edge), and says so when it stops there.
     func walk(_ request: WalkRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
         let storage = self.storage
-        return validationLanes.run(lane: Int(truncatingIfNeeded: DedupHash(request.key).high >> 1), on: eventLoop) {
-            let topics = request.topics.isEmpty ? nil : request.topics
-            let start = String(decoding: request.key, as: UTF8.self)
-            var nodes = [WalkNode(value: start, depth: 0, parent: -1, kind: .start)]
-            var first: [String: Int] = [start: 0]
-            var next = 0
-            var truncated = false
-            walking: while next < nodes.count {
-                let current = next
-                next += 1
-                guard nodes[current].kind == .start || nodes[current].kind == .linked, nodes[current].depth < request.depth else { continue }
-                // No more edges are read than the node budget can still take (a value in a
-                // million records would otherwise read them all).
-                let room = Int(request.nodesMax) - nodes.count + 1
-                for edge in try Self.edges(from: nodes[current].value, down: request.direction == .down, topics: topics, storage: storage, limit: room) {
-                    guard nodes.count < Int(request.nodesMax) else {
-                        truncated = true
-                        break walking
-                    }
-                    var kind = WalkNode.Kind.linked
-                    if let seen = first[edge.value] {
-                        kind = Self.isAncestor(seen, of: current, in: nodes) ? .cycle : .repeated
-                    } else {
-                        first[edge.value] = nodes.count
-                    }
-                    nodes.append(
-                        WalkNode(
-                            value: edge.value, depth: nodes[current].depth + 1, parent: Int32(current), kind: kind, topic: edge.topic,
-                            partition: edge.partition, offset: edge.offset))
-                }
-            }
-            return .walk(WalkResponse(nodes: nodes, truncated: truncated))
-        }
+        return validationLanes.runTrace(on: eventLoop) { .walk(try Self.walk(request, storage: storage)) }
     }
 
-    /// Values linked to `value`, each once, with the first record that links them.
+    /// The walk itself, on the calling thread; `entriesMax` is the read bound.
+    static func walk(_ request: WalkRequest, storage: Storage, entriesMax: Int = Limits.walkIndexEntriesMax) throws -> WalkResponse {
+        let topics = request.topics.isEmpty ? nil : request.topics
+        let start = String(decoding: request.key, as: UTF8.self)
+        var nodes = [WalkNode(value: start, depth: 0, parent: -1, kind: .start)]
+        var first: [String: Int] = [start: 0]
+        var next = 0
+        var entriesLeft = entriesMax
+        var truncation = WalkResponse.Truncation.whole
+        walking: while next < nodes.count {
+            let current = next
+            next += 1
+            guard nodes[current].kind == .start || nodes[current].kind == .linked, nodes[current].depth < request.depth else { continue }
+            // No more edges are read than the node budget can still take.
+            let room = Int(request.nodesMax) - nodes.count + 1
+            let found = try edges(from: nodes[current].value, down: request.direction == .down, topics: topics, storage: storage, limit: room, entriesLeft: &entriesLeft)
+            for edge in found.edges {
+                guard nodes.count < Int(request.nodesMax) else {
+                    truncation = .nodesMax
+                    break walking
+                }
+                var kind = WalkNode.Kind.linked
+                if let seen = first[edge.value] {
+                    kind = isAncestor(seen, of: current, in: nodes) ? .cycle : .repeated
+                } else {
+                    first[edge.value] = nodes.count
+                }
+                nodes.append(
+                    WalkNode(
+                        value: edge.value, depth: nodes[current].depth + 1, parent: Int32(current), kind: kind, topic: edge.topic,
+                        partition: edge.partition, offset: edge.offset))
+            }
+            if !found.complete {
+                truncation = .readBound
+                break walking
+            }
+        }
+        return WalkResponse(nodes: nodes, truncation: truncation)
+    }
+
+    /// Values linked to `value`, each once, with the first record that links them: until
+    /// `limit` are found or the value's hits end (`complete`), or `entriesLeft` index entries
+    /// have been read (then not complete).
     static func edges(
-        from value: String, down: Bool, topics: [String]?, storage: Storage, limit: Int = .max
-    ) throws -> [(value: String, topic: String, partition: Int32, offset: Int64)] {
+        from value: String, down: Bool, topics: [String]?, storage: Storage, limit: Int = .max, entriesLeft: inout Int
+    ) throws -> (edges: [(value: String, topic: String, partition: Int32, offset: Int64)], complete: Bool) {
         var edges: [(value: String, topic: String, partition: Int32, offset: Int64)] = []
         var seen = Set<String>()
         var cursor: TraceCursor?
         repeat {
-            let page = try storage.trace(key: Array(value.utf8), topics: topics, after: cursor, limit: Limits.traceHitsPerPageMax)
+            guard entriesLeft > 0 else { return (edges, false) }
+            let page = try storage.trace(
+                key: Array(value.utf8), topics: topics, after: cursor, limit: Limits.traceHitsPerPageMax, entriesMax: min(entriesLeft, Limits.traceEntriesPerPageMax))
+            entriesLeft -= page.entriesRead
             // The links whose side toward `value` holds it, per hit; only those records are read.
             let linked = page.hits.compactMap { hit -> (TraceHit, IndexPolicy, [Int])? in
                 guard let policy = storage.topicInfo(hit.topic)?.config.index, !policy.links.isEmpty else { return nil }
@@ -142,7 +157,7 @@ extension RequestDispatcher {
             }
             cursor = page.next
         } while cursor != nil && edges.count < limit
-        return edges
+        return (edges, true)
     }
 
     static func isAncestor(_ candidate: Int, of node: Int, in nodes: [WalkNode]) -> Bool {

@@ -60,24 +60,6 @@ struct IndexMemory {
         }
     }
 
-    /// The entries with `hash`, from every segment.
-    func entries(for hash: DedupHash) -> [IndexEntry] {
-        var found: [IndexEntry] = []
-        for segment in segments {
-            var low = 0
-            var high = segment.count
-            while low < high {
-                let middle = (low + high) / 2
-                if segment[middle].hash < hash { low = middle + 1 } else { high = middle }
-            }
-            while low < segment.count, segment[low].hash == hash {
-                found.append(segment[low])
-                low += 1
-            }
-        }
-        return found
-    }
-
     /// Each batch's indexed values under `policy` (none for a batch that does not decode).
     static func keys(of batches: [(bytes: [UInt8], header: RecordBatchHeader)], policy: IndexPolicy) -> [[IndexKey]] {
         guard let extractor = try? IndexExtractor(policy) else { return batches.map { _ in [] } }

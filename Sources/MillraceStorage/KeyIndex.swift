@@ -461,6 +461,8 @@ public struct TracePage: Sendable, Equatable {
     public var hits: [TraceHit]
     /// Pass back for the next page; nil when this page has the last hit.
     public var next: TraceCursor?
+    /// Index entries the page read (each hit is one or more; skipped records' count too).
+    public var entriesRead = 0
 }
 
 /// Where a run's entries end, per partition they name (one past the highest offset they can

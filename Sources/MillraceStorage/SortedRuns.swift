@@ -544,9 +544,44 @@ final class RunReader<Layout: RunLayout> {
         }
     }
 
+    /// Reads from the first entry `isBefore` does not hold for (it holds for a prefix of the
+    /// run's order), which starts in one of `chunks` or just after them: halving over those
+    /// chunks' first entries, then over one chunk's entries, so a seek deep into a run looks
+    /// at O(log n) entries, not at the ones before it.
+    convenience init(runID: UInt64, txn: LMDBTransaction, dbi: RunDatabases, seekingIn chunks: ClosedRange<Int>, isBefore: (UnsafeRawPointer) -> Bool) throws {
+        // `low`: the chunk to start from (its first entry is before, or it is the first);
+        // `high`: the first chunk known to start at or after the entry sought.
+        var low = chunks.lowerBound
+        var high = chunks.upperBound + 1
+        while high - low > 1 {
+            let middle = (low + high) / 2
+            let first = try RunKeys.withChunk(runID, UInt32(middle)) { try txn.get(dbi.chunks, $0) }
+            if let first, first.count >= Layout.entrySize, let start = first.baseAddress, isBefore(start) { low = middle } else { high = middle }
+        }
+        try self.init(runID: runID, txn: txn, dbi: dbi, copying: false, startingAt: low)
+        try skip(while: isBefore)
+    }
+
     deinit {
         held?.deallocate()
         scratch?.deallocate()
+    }
+
+    /// Moves past the entries `isBefore` holds for (a prefix of what is left), halving within
+    /// each chunk.
+    func skip(while isBefore: (UnsafeRawPointer) -> Bool) throws {
+        while let start = base {
+            var low = position
+            var high = count
+            while low < high {
+                let middle = (low + high) / 2
+                if isBefore(start + middle * Layout.entrySize) { low = middle + 1 } else { high = middle }
+            }
+            position = low
+            guard position >= count, held == nil else { return }
+            chunk += 1
+            try load()
+        }
     }
 
     /// The current entry's bytes; nil past the last.

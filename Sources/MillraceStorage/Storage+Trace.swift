@@ -8,10 +8,19 @@ extension Storage {
     /// `limit` (1...`Limits.traceHitsPerPageMax`). A record that holds the key in several
     /// indexed fields is one hit naming each. Records that retention removed or whose topic
     /// was deleted are not hits, though their entries may still be held.
-    public func trace(key: [UInt8], topics: [String]? = nil, after cursor: TraceCursor? = nil, limit: Int = 100) throws -> TracePage {
+    ///
+    /// Each run and memory segment is entered where the cursor points (a binary search), so a
+    /// page costs by the entries it reads, not by the hits before it: paging through n hits
+    /// reads each entry once. A page reads at most `entriesMax` entries (whole records: a
+    /// record's entries are never split), then ends with a cursor even with fewer hits (none,
+    /// when the entries read were all skipped: another topic's, or removed).
+    public func trace(
+        key: [UInt8], topics: [String]? = nil, after cursor: TraceCursor? = nil, limit: Int = 100, entriesMax: Int = Limits.traceEntriesPerPageMax
+    ) throws -> TracePage {
         guard (1...Limits.traceHitsPerPageMax).contains(limit) else {
             throw MillraceError(.invalidRequest, "a trace page holds 1...\(Limits.traceHitsPerPageMax) hits (asked for \(limit))")
         }
+        precondition(entriesMax > 0, "a trace page reads at least one entry")
         let hash = DedupHash(key)
         // The in-memory entries first, then the transaction: entries a commit moves from
         // memory into a run meanwhile are seen twice (and counted once), never missed.
@@ -27,61 +36,35 @@ extension Storage {
                     })
             }
             guard let dbi = databases.index else { return TracePage(hits: [], next: nil) }
-            let entries = try Self.indexEntries(for: hash, txn: txn, dbi: dbi) + memory.entries(for: hash)
-            // One hit per record, in append order, after the cursor.
-            var hits: [TraceCursor: [UInt8]] = [:]
-            var positions: [TraceCursor: UInt32] = [:]
+            var merge = try TraceMerge(hash: hash, after: cursor, txn: txn, dbi: dbi, memory: memory)
             var logStarts: [PartitionID: Int64] = [:]
-            for entry in entries {
-                guard names[entry.topicID] != nil, wanted?.contains(entry.topicID) ?? true else { continue }
-                let place = TraceCursor(timeMs: entry.timeMs, topicID: entry.topicID, partition: Int32(entry.partition), offset: entry.offset)
-                if let cursor, !cursor.isBefore(place) { continue }
-                let id = PartitionID(topicID: entry.topicID, partition: Int32(entry.partition))
-                let start: Int64
-                if let known = logStarts[id] {
-                    start = known
-                } else {
-                    guard let state = try? databases.partitionState(txn, id) else { continue }
-                    start = state.logStartOffset
-                    logStarts[id] = start
+            func isHit(_ place: TraceCursor) -> Bool {
+                guard names[place.topicID] != nil, wanted?.contains(place.topicID) ?? true else { return false }
+                let id = PartitionID(topicID: place.topicID, partition: place.partition)
+                if logStarts[id] == nil { logStarts[id] = (try? databases.partitionState(txn, id))?.logStartOffset ?? .max }
+                return place.offset >= logStarts[id] ?? .max
+            }
+            var hits: [TraceHit] = []
+            var next: TraceCursor?
+            while let record = try merge.next() {
+                if isHit(record.place) {
+                    // One hit past the page: there is a next page.
+                    guard hits.count < limit else {
+                        next = hits.last?.cursor
+                        break
+                    }
+                    hits.append(
+                        TraceHit(
+                            topic: names[record.place.topicID] ?? "", partition: record.place.partition, offset: record.place.offset,
+                            timeMs: record.place.timeMs, slots: Array(Set(record.slots)).sorted(), cursor: record.place, position: record.position))
                 }
-                guard entry.offset >= start else { continue }
-                hits[place, default: []].append(entry.slot)
-                if entry.position != IndexKey.unknownPosition { positions[place] = entry.position }
-            }
-            let ordered = hits.keys.sorted { $0.isBefore($1) }
-            let page = ordered.prefix(limit).map { place in
-                TraceHit(
-                    topic: names[place.topicID] ?? "", partition: place.partition, offset: place.offset, timeMs: place.timeMs,
-                    slots: Array(Set(hits[place] ?? [])).sorted(), cursor: place, position: positions[place] ?? IndexKey.unknownPosition)
-            }
-            return TracePage(hits: page, next: ordered.count > limit ? page.last?.cursor : nil)
-        }
-    }
-
-    /// Every index entry with `hash`, from every run: each run's filter first, then only the
-    /// chunks where the hash sits.
-    static func indexEntries(for hash: DedupHash, txn: LMDBTransaction, dbi: RunDatabases) throws -> [IndexEntry] {
-        var entries: [IndexEntry] = []
-        let prefix = RunKeys.runPrefix(0)
-        let cursor = try LMDBCursor(txn, dbi.runs)
-        defer { cursor.close() }
-        var current = try cursor.get(MDB_SET_RANGE, key: prefix)
-        while let run = current, Keys.hasPrefix(run.key, prefix) {
-            var reader = ByteReader(UnsafeRawBufferPointer(rebasing: run.key[prefix.count...]))
-            let runID: UInt64 = try reader.readInteger("index run id")
-            let header = try RunHeader(parsing: run.value, as: IndexLayout.self)
-            if BlockedBloom.mayContain(hash, in: header.filter, ordered: header.orderedFilter) {
-                let entriesReader = try RunReader<IndexLayout>(runID: runID, txn: txn, dbi: dbi, copying: false, startingAt: header.firstChunk(for: hash))
-                while let entry = entriesReader.current, IndexLayout.hash(at: entry) < hash { try entriesReader.advance() }
-                while let entry = entriesReader.current, IndexLayout.hash(at: entry) == hash {
-                    entries.append(IndexEntry(reading: entry))
-                    try entriesReader.advance()
+                if merge.entriesRead >= entriesMax, merge.hasMore {
+                    next = record.place
+                    break
                 }
             }
-            current = try cursor.get(MDB_NEXT)
+            return TracePage(hits: hits, next: next, entriesRead: merge.entriesRead)
         }
-        return entries
     }
 
     /// The key index's size, with the entries written for `topic`.
@@ -156,5 +139,117 @@ extension Storage {
         guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
         writer.submitNow(
             .indexRecords(IndexRecordsOperation(topic: topic, partition: partition, from: from, through: through, entries: entries, completion: completion)))
+    }
+}
+
+/// A value's index entries from every run and memory segment, merged in append order one
+/// record at a time; each source is entered just after the cursor.
+struct TraceMerge {
+    /// One record's entries: its place, the slots that hold the value, where it starts.
+    struct Record {
+        var place: TraceCursor
+        var slots: [UInt8]
+        var position: UInt32
+    }
+
+    private enum Source {
+        case run(RunReader<IndexLayout>)
+        case segment([IndexEntry], Int)
+    }
+
+    let hash: DedupHash
+    /// Sources with entries left, and each one's current entry.
+    private var sources: [Source] = []
+    private var heads: [IndexEntry] = []
+    /// Entries taken in so far (a seek's probes, O(log n) per source, are not counted).
+    private(set) var entriesRead = 0
+
+    var hasMore: Bool { !heads.isEmpty }
+
+    init(hash: DedupHash, after cursor: TraceCursor?, txn: LMDBTransaction, dbi: RunDatabases, memory: IndexMemory) throws {
+        self.hash = hash
+        // The entries before the value's first after the cursor: a prefix of the sort order.
+        let isBefore = { (entry: IndexEntry) -> Bool in
+            guard entry.hash == hash else { return entry.hash < hash }
+            guard let cursor else { return false }
+            return !cursor.isBefore(Self.place(of: entry))
+        }
+        let prefix = RunKeys.runPrefix(0)
+        let runs = try LMDBCursor(txn, dbi.runs)
+        defer { runs.close() }
+        var current = try runs.get(MDB_SET_RANGE, key: prefix)
+        while let run = current, Keys.hasPrefix(run.key, prefix) {
+            var reader = ByteReader(UnsafeRawBufferPointer(rebasing: run.key[prefix.count...]))
+            let runID: UInt64 = try reader.readInteger("index run id")
+            let header = try RunHeader(parsing: run.value, as: IndexLayout.self)
+            if BlockedBloom.mayContain(hash, in: header.filter, ordered: header.orderedFilter), let last = header.chunk(for: hash) {
+                let entries = try RunReader<IndexLayout>(
+                    runID: runID, txn: txn, dbi: dbi, seekingIn: header.firstChunk(for: hash)...last, isBefore: { isBefore(IndexEntry(reading: $0)) })
+                if let entry = entries.current, IndexLayout.hash(at: entry) == hash {
+                    sources.append(.run(entries))
+                    heads.append(IndexEntry(reading: entry))
+                }
+            }
+            current = try runs.get(MDB_NEXT)
+        }
+        for segment in memory.segments {
+            var low = 0
+            var high = segment.count
+            while low < high {
+                let middle = (low + high) / 2
+                if isBefore(segment[middle]) { low = middle + 1 } else { high = middle }
+            }
+            if low < segment.count, segment[low].hash == hash {
+                sources.append(.segment(segment, low))
+                heads.append(segment[low])
+            }
+        }
+    }
+
+    static func place(of entry: IndexEntry) -> TraceCursor {
+        TraceCursor(timeMs: entry.timeMs, topicID: entry.topicID, partition: Int32(entry.partition), offset: entry.offset)
+    }
+
+    /// The next record in append order, with its entries from every source (one record's
+    /// entries may sit in memory and in a run both); nil when none is left.
+    mutating func next() throws -> Record? {
+        guard let head = heads.first else { return nil }
+        var least = Self.place(of: head)
+        for head in heads.dropFirst() {
+            let place = Self.place(of: head)
+            if place.isBefore(least) { least = place }
+        }
+        var record = Record(place: least, slots: [], position: IndexKey.unknownPosition)
+        var index = 0
+        while index < heads.count {
+            guard Self.place(of: heads[index]) == least else {
+                index += 1
+                continue
+            }
+            entriesRead += 1
+            record.slots.append(heads[index].slot)
+            if heads[index].position != IndexKey.unknownPosition { record.position = heads[index].position }
+            if let following = try advance(index) {
+                heads[index] = following
+            } else {
+                sources.remove(at: index)
+                heads.remove(at: index)
+            }
+        }
+        return record
+    }
+
+    /// Moves source `index` on: its next entry with the value, nil when it has none.
+    private mutating func advance(_ index: Int) throws -> IndexEntry? {
+        switch sources[index] {
+        case .run(let reader):
+            try reader.advance()
+            guard let entry = reader.current, IndexLayout.hash(at: entry) == hash else { return nil }
+            return IndexEntry(reading: entry)
+        case .segment(let entries, let position):
+            guard position + 1 < entries.count, entries[position + 1].hash == hash else { return nil }
+            sources[index] = .segment(entries, position + 1)
+            return entries[position + 1]
+        }
     }
 }

@@ -330,25 +330,39 @@ public struct WalkNode: WireCodable {
     }
 }
 
-/// Walk's answer: `[node]` in breadth-first order, then `i8` truncated (1: the node limit cut
-/// the walk short).
+/// Walk's answer: `[node]` in breadth-first order, then `i8` truncated: 0 the walk is whole,
+/// 1 `nodes max` cut it short, 2 it read `Limits.walkIndexEntriesMax` index entries and
+/// stopped there (brokers before 2 was defined send only 0 and 1; clients before it read any
+/// non-zero value as cut short, which it is).
 public struct WalkResponse: Equatable, Sendable {
-    public var nodes: [WalkNode]
-    public var truncated: Bool
+    /// Why a walk stopped before its end.
+    public enum Truncation: Int8, Sendable {
+        /// The tree is whole.
+        case whole = 0
+        case nodesMax = 1
+        /// The walk read as many index entries as one walk may.
+        case readBound = 2
+    }
 
-    public init(nodes: [WalkNode], truncated: Bool) {
+    public var nodes: [WalkNode]
+    public var truncation: Truncation
+    public var truncated: Bool { truncation != .whole }
+
+    public init(nodes: [WalkNode], truncation: Truncation) {
         self.nodes = nodes
-        self.truncated = truncated
+        self.truncation = truncation
     }
 
     func write(to buffer: inout ByteBuffer) {
         nodes.write(to: &buffer)
-        buffer.writeInteger(Int8(truncated ? 1 : 0))
+        buffer.writeInteger(truncation.rawValue)
     }
 
     init(from buffer: inout ByteBuffer) throws {
         nodes = try .init(from: &buffer, "nodes")
-        truncated = try buffer.readMillraceInteger("truncated", as: Int8.self) != 0
+        let raw = try buffer.readMillraceInteger("truncated", as: Int8.self)
+        // A reason added later is still a walk cut short.
+        truncation = Truncation(rawValue: raw) ?? .readBound
     }
 }
 

@@ -76,7 +76,7 @@ struct TraceCommand: AsyncParsableCommand {
         if json {
             print(
                 Output.json([
-                    "start": key, "direction": down ? "down" : "up", "truncated": tree.truncated,
+                    "start": key, "direction": down ? "down" : "up", "truncated": tree.truncated, "stopped_by": Self.stopName(tree.stoppedBy),
                     "nodes": tree.nodes.map { node -> [String: Any] in
                         var object: [String: Any] = ["value": node.value, "depth": Int(node.depth), "parent": Int(node.parent), "kind": Self.kindName(node.kind)]
                         if node.kind != .start { object["record"] = ["topic": node.topic, "partition": Int(node.partition), "offset": node.offset] }
@@ -105,8 +105,21 @@ struct TraceCommand: AsyncParsableCommand {
         show(0, "", true)
         let cycles = tree.nodes.filter { $0.kind == .cycle }.count
         let summary = "\(tree.nodes.count - 1) linked value\(tree.nodes.count == 2 ? "" : "s") \(down ? "below" : "above") \(key)"
-            + (cycles > 0 ? ", \(cycles) cycle\(cycles == 1 ? "" : "s")" : "") + (tree.truncated ? "; stopped at \(nodesMax) nodes (raise --limit)" : "")
-        print(summary)
+            + (cycles > 0 ? ", \(cycles) cycle\(cycles == 1 ? "" : "s")" : "")
+        switch tree.stoppedBy {
+        case nil: print(summary)
+        case .nodesMax: print(summary + "; stopped at \(nodesMax) nodes (raise --limit)")
+        case .readBound:
+            print(summary + "; stopped at the broker's bound on index entries one walk reads (walk on from a value further down)")
+        }
+    }
+
+    static func stopName(_ stop: MillraceClient.GenealogyTree.Stop?) -> Any {
+        switch stop {
+        case nil: NSNull()
+        case .nodesMax: "nodes_max"
+        case .readBound: "read_bound"
+        }
     }
 
     static func kindName(_ kind: MillraceClient.GenealogyTree.Node.Kind) -> String {

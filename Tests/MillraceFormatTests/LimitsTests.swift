@@ -16,6 +16,15 @@ import Testing
         #expect(Limits.connectionResponseBytesMax <= Limits.brokerResponseBytesMax)
     }
 
+    /// Trace (issue 22): a page's read bound takes a full page of one-entry hits even when
+    /// each is seen twice (in memory and in a run, as a commit moves them), and one record's
+    /// entries whole; a walk's bound takes full pages.
+    @Test func traceReadBoundsFitEachOther() {
+        #expect(Limits.traceEntriesPerPageMax >= 2 * (Limits.traceHitsPerPageMax + 1))
+        #expect(Limits.traceEntriesPerPageMax >= 2 * Limits.indexValuesPerRecordMax)
+        #expect(Limits.walkIndexEntriesMax >= 3 * Limits.traceEntriesPerPageMax)
+    }
+
     /// Every string a request carries, and every message a response echoes, fits the
     /// protocol's string; so no encoder ever meets a string it cannot write.
     @Test func stringLimitsFitTheProtocol() {

@@ -1,3 +1,6 @@
+import Dispatch
+import NIOCore
+import NIOPosix
 import Testing
 
 @testable import MillraceServer
@@ -22,5 +25,25 @@ import Testing
         #expect(named("1", 1) && named("12", 12) && named("2147483647", .max))
         #expect(!named("", 1) && !named("2", 1) && !named("01", 1) && !named("+1", 1) && !named("11", 1) && !named("1", 11) && !named("1 ", 1))
         #expect(!named("0", -1) && named("0", 0))
+    }
+
+    /// Traces and walks run on threads of their own: with every trace thread held and more
+    /// traces waiting, each lane still runs the work (a validated produce) given to it.
+    @Test func tracesNeverHoldTheLanesProduceRunsOn() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.next()
+        let lanes = ValidationLanes(count: 2, traceThreads: 1)
+        defer { lanes.syncShutdown() }
+        let release = DispatchSemaphore(value: 0)
+        let traces = (0..<6).map { _ in lanes.runTrace(on: loop) { release.wait() } }
+        let ran = DispatchSemaphore(value: 0)
+        for lane in 0..<4 { _ = lanes.run(lane: lane, on: loop) { ran.signal() } }
+        // A generous deadline: this only fails if lane work is held behind the traces.
+        let deadline = DispatchTime.now() + 60
+        let done = (0..<4).map { _ in ran.wait(timeout: deadline) }
+        #expect(done.allSatisfy { $0 == .success })
+        for _ in traces { release.signal() }
+        for trace in traces { try trace.wait() }
     }
 }
