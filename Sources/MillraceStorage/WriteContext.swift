@@ -328,12 +328,21 @@ struct WriteContext {
             case .failure(let error): return .failure(error)
             case .success(let resolved): id = resolved.1
             }
-            let end = try state(id).nextOffset
-            guard commit.offset >= 0, commit.offset <= end else {
+            let partition = try state(id)
+            let end = partition.nextOffset
+            guard commit.offset >= 0 else {
                 return .failure(
                     MillraceError(
                         .offsetOutOfRange,
-                        "cannot commit offset \(commit.offset) for \(commit.topic)/\(commit.partition): the log ends at \(end)"))
+                        "cannot commit offset \(commit.offset) for \(commit.topic)/\(commit.partition): offsets are never negative (a committed offset is "
+                            + "the next one to read); commit \(partition.logStartOffset) to read from the log start, \(end) to read only new records"))
+            }
+            guard commit.offset <= end else {
+                return .failure(
+                    MillraceError(
+                        .offsetOutOfRange,
+                        "cannot commit offset \(commit.offset) for \(commit.topic)/\(commit.partition): it is past the log end, \(end) (the offset the next "
+                            + "record will get); commit at most \(end)"))
             }
         }
         for commit in op.commits {
