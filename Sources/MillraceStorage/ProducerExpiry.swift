@@ -65,23 +65,35 @@ enum ProducerExpiry {
     }
 
     /// Fills the databases from the producer records of a directory written before them
-    /// (once, in the transaction that made them). Such records count as having written.
+    /// (once, in the transaction that made them). Such a record has no "wrote" flag: an id
+    /// with sequence states (its partition keys follow its own) wrote; one without is stored
+    /// again as unused, so the ids an InitProducer flood left expire in minutes, not days.
     static func indexExisting(_ txn: LMDBTransaction, producers: MDB_dbi, _ databases: Databases) throws -> Int {
-        let cursor = try LMDBCursor(txn, producers)
-        defer { cursor.close() }
+        var unused: [(Int64, ProducerRecord)] = []
         var indexed = 0
+        let cursor = try LMDBCursor(txn, producers)
         var entry = try cursor.get(MDB_FIRST)
         while let current = entry {
             // Producer records have 8-byte keys; their partitions' 16-byte keys follow them.
-            if current.key.count == 8 {
-                var reader = ByteReader(current.key)
-                let id: Int64 = try reader.readInteger("producer id")
-                let record = try ProducerRecord(decoding: current.value)
-                try txn.put(databases.database(for: record), key(id, record), [])
-                indexed += 1
+            guard current.key.count == 8 else {
+                entry = try cursor.get(MDB_NEXT)
+                continue
             }
+            let prefix = Array(current.key)
+            var reader = ByteReader(current.key)
+            let id: Int64 = try reader.readInteger("producer id")
+            var record = try ProducerRecord(decoding: current.value)
+            let flagged = current.value.count > 10
             entry = try cursor.get(MDB_NEXT)
+            if !flagged, !(entry.map { $0.key.count == 16 && Keys.hasPrefix($0.key, prefix) } ?? false) {
+                record.wrote = false
+                unused.append((id, record))
+            }
+            try txn.put(databases.database(for: record), key(id, record), [])
+            indexed += 1
         }
+        cursor.close()
+        for (id, record) in unused { try txn.put(producers, Keys.producer(id), record.encoded()) }
         return indexed
     }
 

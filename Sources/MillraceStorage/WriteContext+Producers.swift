@@ -55,7 +55,8 @@ extension WriteContext {
             guard let record = try producerRecord(span.producerId) else {
                 return .failure(
                     MillraceError(
-                        .unknownProducerId, "producer id \(span.producerId) is unknown here (never given out, or expired after its idle time); ask for a new one"))
+                        .unknownProducerId, "producer id \(span.producerId) is unknown here (never given out, expired after its idle time, or not used for a "
+                            + "batch soon enough after InitProducer); ask for a new one"))
             }
             let key = ProducerPartitionKey(producerId: span.producerId, partition: id)
             let state = try simulated[span.producerId] ?? producerPartition(key)

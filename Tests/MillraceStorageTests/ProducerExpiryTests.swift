@@ -125,8 +125,9 @@ func caughtError(_ body: () async throws -> Void) async -> MillraceError? {
         #expect(try old.withUnsafeBytes { try ProducerRecord(decoding: $0) } == ProducerRecord(epoch: 2, lastActiveMs: 123, wrote: true))
     }
 
-    /// A directory written before the expiry index: its producers are listed in it on open
-    /// and expire as before.
+    /// A directory written before the expiry index: its producers are listed in it on open;
+    /// one that wrote expires after the idle time, one that never did (no sequence states)
+    /// after the unused idle time.
     @Test func producersStoredBeforeTheExpiryIndexStillExpire() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -134,6 +135,7 @@ func caughtError(_ body: () async throws -> Void) async -> MillraceError? {
         var storage = try Storage.open(directory: directory.path, options: options(clock))
         _ = try await storage.createTopic("t", partitions: 1)
         let producer = try await storage.initProducer()
+        let idle = try await storage.initProducer()
         _ = try await storage.append("t", 0, producerBatch(["a"], producer: producer, sequence: 0))
         storage.close()
         do {
@@ -142,17 +144,22 @@ func caughtError(_ body: () async throws -> Void) async -> MillraceError? {
             defer { env.close() }
             let txn = try LMDBTransaction.begin(env, readOnly: false)
             for name in ["producerunused", "produceractive"] { try txn.dropDatabase(try #require(try txn.openDatabase(name, create: false))) }
-            var old = ByteWriter()
-            old.writeInteger(producer.epoch)
-            old.writeInteger(clock.nowMilliseconds())
-            try txn.put(try #require(try txn.openDatabase("producers", create: false)), Keys.producer(producer.producerId), old.bytes)
+            for id in [producer.producerId, idle.producerId] {
+                var old = ByteWriter()
+                old.writeInteger(Int16(0))
+                old.writeInteger(clock.nowMilliseconds())
+                try txn.put(try #require(try txn.openDatabase("producers", create: false)), Keys.producer(id), old.bytes)
+            }
             try txn.commit()
         }
         storage = try Storage.open(directory: directory.path, options: options(clock))
         defer { storage.close() }
-        clock.advance(by: 3_599_999)
-        #expect(try await storage.enforceRetention().producersExpired == 0)
-        clock.advance(by: 1)
+        clock.advance(by: 600_000)
+        #expect(try await storage.enforceRetention().producersExpired == 1)
+        let code = await caughtError { _ = try await storage.append("t", 0, producerBatch(["b"], producer: idle, sequence: 0)) }?.code
+        #expect(code == .unknownProducerId)
+        #expect(try await storage.append("t", 0, producerBatch(["a"], producer: producer, sequence: 0)).duplicate)
+        clock.advance(by: 3_000_000)
         #expect(try await storage.enforceRetention().producersExpired == 1)
     }
 }
