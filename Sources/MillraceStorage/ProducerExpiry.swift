@@ -65,13 +65,17 @@ enum ProducerExpiry {
     }
 
     /// Fills the databases from the producer records of a directory written before them
-    /// (once, in the transaction that made them). Such a record has no "wrote" flag: an id
-    /// with sequence states (its partition keys follow its own) wrote; one without is stored
-    /// again as unused, so the ids an InitProducer flood left expire in minutes, not days.
-    static func indexExisting(_ txn: LMDBTransaction, producers: MDB_dbi, _ databases: Databases) throws -> Int {
-        var unused: [(Int64, ProducerRecord)] = []
+    /// (once, in the transaction that made them). Such a record has no "wrote" flag, and
+    /// reads as having written. One with sequence states (its partitions' keys follow its
+    /// own) did, and is listed as active; one without never wrote and is forgotten here, as
+    /// it would be 10 minutes after being given out (its producer, if any, asks again), so an
+    /// InitProducer flood's ids do not stay for days. Rewriting them instead grew a million-id
+    /// data file from 28.6 to 113 MB.
+    static func indexExisting(_ txn: LMDBTransaction, producers: MDB_dbi, _ databases: Databases) throws -> (indexed: Int, forgotten: Int) {
         var indexed = 0
+        var forgotten = 0
         let cursor = try LMDBCursor(txn, producers)
+        defer { cursor.close() }
         var entry = try cursor.get(MDB_FIRST)
         while let current = entry {
             // Producer records have 8-byte keys; their partitions' 16-byte keys follow them.
@@ -82,19 +86,20 @@ enum ProducerExpiry {
             let prefix = Array(current.key)
             var reader = ByteReader(current.key)
             let id: Int64 = try reader.readInteger("producer id")
-            var record = try ProducerRecord(decoding: current.value)
+            let record = try ProducerRecord(decoding: current.value)
             let flagged = current.value.count > 10
             entry = try cursor.get(MDB_NEXT)
             if !flagged, !(entry.map { $0.key.count == 16 && Keys.hasPrefix($0.key, prefix) } ?? false) {
-                record.wrote = false
-                unused.append((id, record))
+                try txn.delete(producers, prefix)
+                // The cursor stood on the next entry, which the delete does not move.
+                entry = try cursor.get(MDB_SET_RANGE, key: prefix)
+                forgotten += 1
+                continue
             }
             try txn.put(databases.database(for: record), key(id, record), [])
             indexed += 1
         }
-        cursor.close()
-        for (id, record) in unused { try txn.put(producers, Keys.producer(id), record.encoded()) }
-        return indexed
+        return (indexed, forgotten)
     }
 
     /// Forgets the producers of `database` whose time is at or before `cutoffMs`, oldest
