@@ -89,8 +89,9 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case outOfOrderSequence = 39
     /// A newer epoch of this producer id exists: this session was replaced.
     case producerFenced = 40
-    /// The broker holds no state for this producer id (never given out, or expired after
-    /// its idle time); the producer asks for a new id.
+    /// The broker holds no state for this producer id (never given out, expired after its
+    /// idle time, or unused too long after InitProducer), or none for that epoch (newer than
+    /// any given out); the producer asks for a new id.
     case unknownProducerId = 41
     /// Records are compressed with a zstd dictionary this process does not hold (a client
     /// fetches it from the broker; a broker holds every dictionary its topics ever trained).

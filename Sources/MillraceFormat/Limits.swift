@@ -141,4 +141,22 @@ public enum Limits {
     /// says so (a value in a million records would otherwise be read whole for one edge).
     /// Each entry may mean reading and parsing its record: ~5–12 µs, so ~1–2.4 s at most.
     public static let walkIndexEntriesMax = 200_000
+
+    // Producers (issue 22)
+    /// Producer ids given out and not yet used for a batch: past this many, the oldest such
+    /// id is forgotten as a new one is given out (its producer, if it ever writes, is told
+    /// `unknown_producer_id` and asks again). Bounds what a flood of InitProducer can hold.
+    public static let producerIdsUnusedMax = 65_536
+    /// An id given out and never used for a batch is forgotten after this long (an id that
+    /// wrote is kept for the broker's producer idle time, 7 days by default).
+    public static let producerUnusedIdleMs: Int64 = 10 * 60_000
+    /// A producer's last-write time is stored again only once it has moved by this much
+    /// (or by a sixteenth of the idle time, if less): idle expiry is that coarse, and a busy
+    /// producer does not rewrite its record and expiry entry on every batch.
+    public static let producerActivityStepMs: Int64 = 60_000
+    /// Most producer ids one expiry pass forgets (the pass reads the expiry index in order
+    /// and stops at the first id still in use, so it reads about as many as it forgets).
+    public static let producerExpiryPerPassMax = 4_096
+    /// Most unused ids a new id's transaction forgets to get back under `producerIdsUnusedMax`.
+    public static let producerEvictionsPerInitMax = 16
 }

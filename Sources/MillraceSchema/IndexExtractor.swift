@@ -9,7 +9,7 @@ public struct IndexExtractor: Sendable {
 
     public init(_ policy: IndexPolicy) throws {
         self.policy = policy
-        pointers = try policy.pointers.map { ($0.slot, try JSONPointer($0.pointer)) }
+        pointers = try policy.pointers.map { ($0.slot, try JSONPointer(stored: $0.pointer)) }
     }
 
     /// Appends the record's indexed values to `keys`: its key (if the policy indexes it and it

@@ -6,15 +6,45 @@ public struct JSONPointer: Sendable, Equatable {
     /// Each reference token, unescaped, as UTF-8.
     public let tokens: [[UInt8]]
 
+    /// A pointer as RFC 6901 writes it: a `~` not followed by `0` or `1` is refused.
     public init(_ text: String) throws {
-        guard !text.isEmpty else {
-            tokens = []
-            return
-        }
+        tokens = try Self.tokens(text, strict: true)
+    }
+
+    /// A pointer already stored in a topic's policy. Versions before issue 22 stored
+    /// pointers with a bare `~` (`/a~`, `/~2`); such a `~` stands for itself, as it did then,
+    /// so those topics keep their keys.
+    public init(stored text: String) throws {
+        tokens = try Self.tokens(text, strict: false)
+    }
+
+    private static func tokens(_ text: String, strict: Bool) throws -> [[UInt8]] {
+        guard !text.isEmpty else { return [] }
         guard text.hasPrefix("/") else { throw MillraceError(.invalidConfig, "JSON pointer \"\(text)\" must start with \"/\" (e.g. /event_id)") }
-        tokens = text.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
-            Array($0.replacing("~1", with: "/").replacing("~0", with: "~").utf8)
+        let bytes = Array(text.utf8)
+        var tokens: [[UInt8]] = []
+        var token: [UInt8] = []
+        var index = 1
+        while index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            if byte == UInt8(ascii: "/") {
+                tokens.append(token)
+                token = []
+            } else if byte == UInt8(ascii: "~"), index < bytes.count, bytes[index] == UInt8(ascii: "0") || bytes[index] == UInt8(ascii: "1") {
+                token.append(bytes[index] == UInt8(ascii: "0") ? UInt8(ascii: "~") : UInt8(ascii: "/"))
+                index += 1
+            } else if byte == UInt8(ascii: "~"), strict {
+                throw MillraceError(
+                    .invalidConfig,
+                    "JSON pointer \"\(text)\": \"~\" at byte \(index - 1) must be followed by 0 or 1 (\"~0\" stands for ~ and \"~1\" for / in a name); "
+                        + "write a name's ~ as ~0")
+            } else {
+                token.append(byte)
+            }
         }
+        tokens.append(token)
+        return tokens
     }
 
     /// The tape index of the value the pointer names, or nil when there is none.

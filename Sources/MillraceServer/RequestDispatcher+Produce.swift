@@ -37,7 +37,7 @@ extension RequestDispatcher {
         let pointer: JSONPointer?
         var headerName: [UInt8]?
         switch dedup?.key {
-        case .json(let text)?: pointer = try JSONPointer(text)
+        case .json(let text)?: pointer = try JSONPointer(stored: text)
         case .header(let name)?:
             pointer = nil
             headerName = Array(name.utf8)

@@ -149,7 +149,7 @@ extension RequestDispatcher {
                 var tape = JSONTape()
                 guard (try? tape.parse(json, depthMax: Limits.jsonDepthMax)) != nil else { continue }
                 for link in links {
-                    guard let other = try? JSONPointer(down ? policy.links[link].child : policy.links[link].parent) else { continue }
+                    guard let other = try? JSONPointer(stored: down ? policy.links[link].child : policy.links[link].parent) else { continue }
                     for found in other.indexValues(in: tape, limit: Limits.indexValuesPerRecordMax) where seen.insert(found).inserted {
                         edges.append((found, hit.topic, hit.partition, hit.offset))
                     }
@@ -174,7 +174,7 @@ extension RequestDispatcher {
     static func compile(_ policy: IndexPolicy) -> [(String, JSONPointer)] {
         var seen = Set<String>()
         return policy.pointers.compactMap { _, pointer in
-            guard seen.insert(pointer).inserted, let compiled = try? JSONPointer(pointer) else { return nil }
+            guard seen.insert(pointer).inserted, let compiled = try? JSONPointer(stored: pointer) else { return nil }
             return (pointer, compiled)
         }
     }

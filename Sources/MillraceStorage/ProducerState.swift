@@ -34,27 +34,34 @@ enum ProducerSequence {
     }
 }
 
-/// What the broker keeps per producer id: its current epoch and when it last wrote.
+/// What the broker keeps per producer id: its current epoch, when it last wrote (or was
+/// given out, while it has not written), and whether it has written. An id that never wrote
+/// is kept a short time (`ProducerPolicy.unusedIdleMs`), one that did the idle time.
 struct ProducerRecord: Equatable {
     var epoch: Int16
     var lastActiveMs: Int64
+    var wrote: Bool
 
     func encoded() -> [UInt8] {
-        var writer = ByteWriter(capacity: 10)
+        var writer = ByteWriter(capacity: 11)
         writer.writeInteger(epoch)
         writer.writeInteger(lastActiveMs)
+        writer.writeInteger(UInt8(wrote ? 1 : 0))
         return writer.bytes
     }
 
-    init(epoch: Int16, lastActiveMs: Int64) {
+    init(epoch: Int16, lastActiveMs: Int64, wrote: Bool) {
         self.epoch = epoch
         self.lastActiveMs = lastActiveMs
+        self.wrote = wrote
     }
 
     init(decoding bytes: UnsafeRawBufferPointer) throws {
         var reader = ByteReader(bytes)
         epoch = try reader.readInteger("producer epoch")
         lastActiveMs = try reader.readInteger("producer last active")
+        // Records stored before issue 22 have no flag: they are kept the full idle time.
+        wrote = reader.remaining == 0 ? true : try reader.readInteger(as: UInt8.self, "producer wrote") != 0
     }
 }
 
@@ -115,6 +122,19 @@ struct ProducerPartitionState: Equatable {
     }
 
     static func place(_ span: SequenceSpan, state: ProducerPartitionState?, producerEpoch: Int16) -> Placement {
+        guard span.epoch >= 0 else {
+            return .refuse(
+                MillraceError(
+                    .invalidRequest, "producer \(span.producerId): epoch \(span.epoch) is never given out (epochs are 0...32767); send the epoch InitProducer returned"))
+        }
+        // An epoch the broker never gave out would fence the producer that holds the real one.
+        guard span.epoch <= producerEpoch else {
+            return .refuse(
+                MillraceError(
+                    .unknownProducerId,
+                    "producer \(span.producerId) has no epoch \(span.epoch) here (the newest given out is \(producerEpoch)); nothing was stored. "
+                        + "Ask InitProducer for a new id (the Millrace client does; a broker restored from an older backup also answers this)"))
+        }
         guard span.epoch >= producerEpoch else {
             return .refuse(
                 MillraceError(.producerFenced, "producer \(span.producerId) epoch \(span.epoch) was replaced by epoch \(producerEpoch); start a new producer"))

@@ -30,6 +30,10 @@ public final class Storage: @unchecked Sendable {
         /// An idempotent producer that has not written for this long is forgotten; its next
         /// batch gets `unknown_producer_id` and it asks for a new id.
         public var producerIdleMs: Int64 = 7 * 24 * 3_600_000
+        /// An id given out and never used for a batch is forgotten after this long, and at
+        /// most this many such ids are held (a new one pushes out the oldest).
+        public var producerUnusedIdleMs: Int64 = Limits.producerUnusedIdleMs
+        public var producerIdsUnusedMax: Int = Limits.producerIdsUnusedMax
         /// Per topic with duplicate detection: the in-memory filter over every key it holds
         /// (fixed: memory does not grow with keys; past ~1 M keys per MiB its false positives
         /// rise, costing look-ups in the runs, never a wrong answer).
@@ -124,7 +128,8 @@ public final class Storage: @unchecked Sendable {
                 env: env, gate: gate, databases: databases, catalog: catalog, clock: options.clock,
                 pendingWritesMax: options.pendingWritesMax, retentionIntervalMs: options.retentionCheckIntervalMs,
                 directory: directory, reserve: ReserveFile(directory: directory, bytes: options.reserveBytes),
-                fullRetryIntervalMs: options.fullRetryIntervalMs, producerIdleMs: options.producerIdleMs, dedup: dedup, index: index, events: options.events)
+                fullRetryIntervalMs: options.fullRetryIntervalMs, producerPolicy: ProducerPolicy(idleMs: options.producerIdleMs, unusedIdleMs: options.producerUnusedIdleMs, unusedMax: options.producerIdsUnusedMax),
+                dedup: dedup, index: index, events: options.events)
             writer.start()
             self.writer = writer
         }
@@ -155,6 +160,10 @@ public final class Storage: @unchecked Sendable {
                     "\(directory) was written by a newer Millrace (format \(stored); this build reads up to \(formatVersion)); upgrade millrace")
             case .some:
                 break
+            }
+            if let expiry = databases.producerExpiry, expiry.created, let producers = databases.producers {
+                // Producers stored before the expiry index: listed once, here.
+                _ = try ProducerExpiry.indexExisting(txn, producers: producers, expiry)
             }
             var snapshot = CatalogSnapshot()
             snapshot.nextTopicID = try SystemDatabases.readUInt32(try txn.get(databases.meta, SystemDatabases.nextTopicIDKey)) ?? 1

@@ -137,6 +137,9 @@ public struct RetentionReport: Sendable, Equatable {
     public var partitionsTrimmed: Int = 0
     /// Idempotent producers forgotten after their idle time.
     public var producersExpired: Int = 0
+    /// Producer expiry entries the pass read to find them: about as many as it forgot,
+    /// never every id held (issue 22).
+    public var producerExpiryEntriesRead: Int = 0
     /// Business keys forgotten because their window passed (whole runs).
     public var dedupKeysExpired: Int = 0
     /// Key index runs deleted whole: every record their entries name is gone.

@@ -17,6 +17,10 @@ struct SystemDatabases {
     /// partition) → `ProducerPartitionState`. See `Keys.producer`. Nil only in a read-only
     /// open of a directory written before producers existed.
     var producers: MDB_dbi?
+    /// Producer expiry, in the order ids fall due (issue 22): (given-out time, id) → empty
+    /// for ids never used for a batch; (last-write time, id) → empty for the others. See
+    /// `ProducerExpiry`. Nil where `producers` is.
+    var producerExpiry: ProducerExpiry.Databases?
     /// Business-key dedup: run headers and counters per topic id, and run chunks. See `DedupKeys`.
     var dedup: RunDatabases?
     /// The key index: run headers and counters (`index`, owner 0 for runs, topic ids for
@@ -38,6 +42,7 @@ struct SystemDatabases {
             let offsets = try txn.openDatabase("offsets", create: create)
         else { return nil }
         let producers = try txn.openDatabase("producers", create: create || writable)
+        let producerExpiry = try ProducerExpiry.Databases.open(txn, create: create || writable)
         var dedup: RunDatabases?
         if let runs = try txn.openDatabase("dedup", create: create || writable), let chunks = try txn.openDatabase("dedupchunks", create: create || writable) {
             dedup = RunDatabases(runs: runs, chunks: chunks)
@@ -47,7 +52,8 @@ struct SystemDatabases {
             index = RunDatabases(runs: runs, chunks: chunks)
         }
         return SystemDatabases(
-            meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers, dedup: dedup, index: index)
+            meta: meta, topics: topics, partitions: partitions, timeIndex: timeIndex, offsets: offsets, producers: producers, producerExpiry: producerExpiry, dedup: dedup,
+            index: index)
     }
 
     func requireDedup() throws -> RunDatabases {
@@ -63,6 +69,11 @@ struct SystemDatabases {
     func requireProducers() throws -> MDB_dbi {
         guard let producers else { throw MillraceError(.storageError, "the producers database is missing (storage opened read-only)") }
         return producers
+    }
+
+    func requireProducerExpiry() throws -> ProducerExpiry.Databases {
+        guard let producerExpiry else { throw MillraceError(.storageError, "the producer expiry databases are missing (storage opened read-only)") }
+        return producerExpiry
     }
 
     func partitionState(_ txn: LMDBTransaction, _ id: PartitionID) throws -> PartitionState {

@@ -13,12 +13,16 @@ struct WriteContext {
     /// Per partition, the offset of its newest time-index entry (read once per transaction).
     private var lastTimeEntries: [PartitionID: Int64?] = [:]
     /// Producer records and per-partition sequence states read or changed in this
-    /// transaction (a missing record cached as nil); the changed ones are written by
-    /// `flushStates`.
-    private var producerRecords: [Int64: ProducerRecord?] = [:]
-    private var producerPartitions: [ProducerPartitionKey: ProducerPartitionState?] = [:]
-    private var changedProducers: Set<Int64> = []
-    private var changedProducerPartitions: Set<ProducerPartitionKey> = []
+    /// transaction (a missing record cached as nil), and the records as stored (to move their
+    /// expiry entries); the changed ones are written by `flushStates`. See
+    /// WriteContext+Producers.swift.
+    var producerRecords: [Int64: ProducerRecord?] = [:]
+    var storedProducerRecords: [Int64: ProducerRecord?] = [:]
+    var producerPartitions: [ProducerPartitionKey: ProducerPartitionState?] = [:]
+    var changedProducers: Set<Int64> = []
+    var changedProducerPartitions: Set<ProducerPartitionKey> = []
+    /// How long producer ids are kept (the writer's options).
+    var producerPolicy = ProducerPolicy(idleMs: 7 * 24 * 3_600_000)
 
     struct ProducerPartitionKey: Hashable {
         var producerId: Int64
@@ -72,83 +76,7 @@ struct WriteContext {
     /// Writes every partition and producer state this transaction changed.
     func flushStates() throws {
         for (id, state) in states { try databases.putPartitionState(txn, id, state) }
-        guard !changedProducers.isEmpty || !changedProducerPartitions.isEmpty else { return }
-        let producers = try databases.requireProducers()
-        for id in changedProducers {
-            if let record = producerRecords[id] ?? nil { try txn.put(producers, Keys.producer(id), record.encoded()) }
-        }
-        for key in changedProducerPartitions {
-            if let state = producerPartitions[key] ?? nil {
-                try txn.put(producers, Keys.producerPartition(key.producerId, key.partition.topicID, key.partition.partition), state.encoded())
-            }
-        }
-    }
-
-    mutating func producerRecord(_ id: Int64) throws -> ProducerRecord? {
-        if let cached = producerRecords[id] { return cached }
-        let loaded = try txn.get(try databases.requireProducers(), Keys.producer(id)).map { try ProducerRecord(decoding: $0) }
-        producerRecords[id] = .some(loaded)
-        return loaded
-    }
-
-    mutating func setProducerRecord(_ id: Int64, _ record: ProducerRecord) {
-        producerRecords[id] = .some(record)
-        changedProducers.insert(id)
-    }
-
-    private mutating func producerPartition(_ key: ProducerPartitionKey) throws -> ProducerPartitionState? {
-        if let cached = producerPartitions[key] { return cached }
-        let stored = try txn.get(
-            try databases.requireProducers(), Keys.producerPartition(key.producerId, key.partition.topicID, key.partition.partition))
-        let loaded = try stored.map { try ProducerPartitionState(decoding: $0) }
-        producerPartitions[key] = .some(loaded)
-        return loaded
-    }
-
-    /// Checks an operation's producer sequences before anything is written: nil when the
-    /// batches are new (append them), else the answer (their original offsets, or a refusal).
-    private mutating func placeSequences(_ op: AppendOperation, _ id: PartitionID, logStartOffset: Int64) throws -> Result<AppendResult, MillraceError>? {
-        var duplicates: [(Int64, Int64)] = []
-        var fresh = 0
-        var simulated: [Int64: ProducerPartitionState?] = [:]
-        for span in op.sequences {
-            guard let record = try producerRecord(span.producerId) else {
-                return .failure(
-                    MillraceError(
-                        .unknownProducerId, "producer id \(span.producerId) is unknown here (never given out, or expired after its idle time); ask for a new one"))
-            }
-            let key = ProducerPartitionKey(producerId: span.producerId, partition: id)
-            let state = try simulated[span.producerId] ?? producerPartition(key)
-            switch ProducerPartitionState.place(span, state: state, producerEpoch: record.epoch) {
-            case .refuse(let error): return .failure(error)
-            case .duplicate(let base, let last): duplicates.append((base, last))
-            case .append:
-                fresh += 1
-                simulated[span.producerId] = .some((state ?? ProducerPartitionState(epoch: span.epoch)).recording(span, baseOffset: -1, lastOffset: -1))
-            }
-        }
-        guard !duplicates.isEmpty else { return nil }
-        guard fresh == 0 else {
-            return .failure(MillraceError(.outOfOrderSequence, "a request mixes batches already stored with new ones for the same partition; send them apart"))
-        }
-        return .success(
-            AppendResult(
-                baseOffset: duplicates[0].0, lastOffset: duplicates[duplicates.count - 1].1, logAppendTimeMs: nil, logStartOffset: logStartOffset,
-                duplicate: true))
-    }
-
-    /// Records the operation's sequences as stored at `baseOffset...lastOffset`.
-    private mutating func recordSequences(_ op: AppendOperation, _ id: PartitionID, baseOffset: Int64, lastOffset: Int64) throws {
-        for span in op.sequences {
-            let key = ProducerPartitionKey(producerId: span.producerId, partition: id)
-            let state = try producerPartition(key) ?? ProducerPartitionState(epoch: span.epoch)
-            producerPartitions[key] = .some(state.recording(span, baseOffset: baseOffset, lastOffset: lastOffset))
-            changedProducerPartitions.insert(key)
-            if var record = try producerRecord(span.producerId), record.lastActiveMs != nowMs {
-                record.lastActiveMs = nowMs
-                setProducerRecord(span.producerId, record)
-            }
-        }
+        try flushProducers()
     }
 
     func resolve(_ topic: String, _ partition: Int32) -> Result<(TopicInfo, PartitionID, MDB_dbi), MillraceError> {
@@ -416,12 +344,21 @@ struct WriteContext {
             case .failure(let error): return .failure(error)
             case .success(let resolved): id = resolved.1
             }
-            let end = try state(id).nextOffset
-            guard commit.offset >= 0, commit.offset <= end else {
+            let partition = try state(id)
+            let end = partition.nextOffset
+            guard commit.offset >= 0 else {
                 return .failure(
                     MillraceError(
                         .offsetOutOfRange,
-                        "cannot commit offset \(commit.offset) for \(commit.topic)/\(commit.partition): the log ends at \(end)"))
+                        "cannot commit offset \(commit.offset) for \(commit.topic)/\(commit.partition): offsets are never negative (a committed offset is "
+                            + "the next one to read); commit \(partition.logStartOffset) to read from the log start, \(end) to read only new records"))
+            }
+            guard commit.offset <= end else {
+                return .failure(
+                    MillraceError(
+                        .offsetOutOfRange,
+                        "cannot commit offset \(commit.offset) for \(commit.topic)/\(commit.partition): it is past the log end, \(end) (the offset the next "
+                            + "record will get); commit at most \(end)"))
             }
         }
         for commit in op.commits {
@@ -430,61 +367,6 @@ struct WriteContext {
             try txn.put(databases.offsets, key, value)
         }
         return .success(())
-    }
-
-    /// Gives out a producer id (epoch 0), or starts the next epoch of one: the caller's
-    /// current epoch must be the latest (else it is fenced); an id the broker no longer knows
-    /// (expired) or whose epochs ran out gets a new id.
-    mutating func initProducer(_ op: InitProducerOperation) throws -> Result<ProducerIdentity, MillraceError> {
-        if op.producerId >= 0, let record = try producerRecord(op.producerId) {
-            guard record.epoch == op.epoch else {
-                return .failure(MillraceError(.producerFenced, "producer \(op.producerId) epoch \(op.epoch) was replaced by epoch \(record.epoch)"))
-            }
-            if record.epoch < Int16.max {
-                setProducerRecord(op.producerId, ProducerRecord(epoch: record.epoch + 1, lastActiveMs: nowMs))
-                try flushStates()
-                return .success(ProducerIdentity(producerId: op.producerId, epoch: record.epoch + 1))
-            }
-        }
-        var reader = try txn.get(databases.meta, SystemDatabases.nextProducerIDKey).map { ByteReader($0) }
-        let next: Int64 = try reader?.readInteger("next producer id") ?? 1
-        var value = ByteWriter(capacity: 8)
-        value.writeInteger(next + 1)
-        try txn.put(databases.meta, SystemDatabases.nextProducerIDKey, value.bytes)
-        setProducerRecord(next, ProducerRecord(epoch: 0, lastActiveMs: nowMs))
-        try flushStates()
-        return .success(ProducerIdentity(producerId: next, epoch: 0))
-    }
-
-    /// Forgets producers that have not written for `idleMs`, with their sequence states
-    /// (at most `Limits.retentionBatchesPerPassMax` per pass). Returns how many.
-    mutating func expireProducers(idleMs: Int64) throws -> Int {
-        let producers = try databases.requireProducers()
-        let cursor = try LMDBCursor(txn, producers)
-        defer { cursor.close() }
-        var expired = 0
-        var entry = try cursor.get(MDB_FIRST)
-        while let current = entry, expired < Limits.retentionBatchesPerPassMax {
-            // Producer records have 8-byte keys; their partitions' 16-byte keys follow them.
-            guard current.key.count == 8 else {
-                entry = try cursor.get(MDB_NEXT)
-                continue
-            }
-            let record = try ProducerRecord(decoding: current.value)
-            guard nowMs - record.lastActiveMs >= idleMs else {
-                entry = try cursor.get(MDB_NEXT)
-                continue
-            }
-            let prefix = Array(current.key)
-            try cursor.delete()
-            entry = try cursor.get(MDB_SET_RANGE, key: prefix)
-            while let next = entry, Keys.hasPrefix(next.key, prefix) {
-                try cursor.delete()
-                entry = try cursor.get(MDB_SET_RANGE, key: prefix)
-            }
-            expired += 1
-        }
-        return expired
     }
 
     /// Deletes batches from the head of every partition whose topic has a retention limit.

@@ -21,8 +21,8 @@ final class Writer: @unchecked Sendable {
     private let directory: String
     private let reserve: ReserveFile
     private let fullRetryIntervalMs: Int64
-    /// A producer id that has not written for this long is forgotten (with its sequences).
-    private let producerIdleMs: Int64
+    /// How long producer ids are kept (with their sequences), and how many unused ones.
+    private let producerPolicy: ProducerPolicy
     /// Business-key dedup: run lists and filters per topic.
     let dedup: DedupStore
     /// The key index's runs.
@@ -62,13 +62,13 @@ final class Writer: @unchecked Sendable {
     init(
         env: LMDBEnvironment, gate: ReadWriteGate, databases: SystemDatabases, catalog: Locked<CatalogSnapshot>,
         clock: any MillraceClock, pendingWritesMax: Int, retentionIntervalMs: Int64?, directory: String, reserve: ReserveFile,
-        fullRetryIntervalMs: Int64, producerIdleMs: Int64, dedup: DedupStore, index: IndexStore, events: (any StorageEvents)? = nil
+        fullRetryIntervalMs: Int64, producerPolicy: ProducerPolicy, dedup: DedupStore, index: IndexStore, events: (any StorageEvents)? = nil
     ) {
         self.events = events
         progress = Locked((clock.nowMilliseconds(), nil))
         self.dedup = dedup
         self.index = index
-        self.producerIdleMs = producerIdleMs
+        self.producerPolicy = producerPolicy
         self.directory = directory
         self.reserve = reserve
         self.fullRetryIntervalMs = fullRetryIntervalMs
@@ -476,6 +476,7 @@ final class Writer: @unchecked Sendable {
             }
             let began = monotonicNanoseconds()
             var context = WriteContext(txn: txn, databases: databases, catalog: catalog.withLock { $0 }, nowMs: clock.nowMilliseconds(), dedup: dedup, index: index, runScratch: runScratch)
+            context.producerPolicy = producerPolicy
             let value: T
             do {
                 value = try body(&context)
@@ -669,7 +670,7 @@ final class Writer: @unchecked Sendable {
         let started = monotonicNanoseconds()
         let result = withTransaction { context -> RetentionReport in
             var report = try context.enforceRetention()
-            report.producersExpired = try context.expireProducers(idleMs: producerIdleMs)
+            (report.producersExpired, report.producerExpiryEntriesRead) = try context.expireProducers()
             report.dedupKeysExpired = try context.expireDedup()
             report.indexRunsDeleted = try context.pruneIndexRuns()
             try context.flushDedup()

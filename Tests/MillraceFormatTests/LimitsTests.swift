@@ -48,6 +48,17 @@ import Testing
         // The group census holds every known group's name in memory.
         #expect(Limits.groupsMax * Limits.groupNameBytesMax <= 4 << 20)
         #expect(Limits.groupMembersMax <= Limits.groupsMax)
+
+    /// Producer ids (issue 22): every connection can hold a fresh id before one pushes out
+    /// another's; an unused id lives many activity steps and far less than the 7-day idle
+    /// time; expiry and eviction keep their transactions as short as retention's.
+    @Test func producerLimitsFitEachOther() {
+        #expect(Limits.producerIdsUnusedMax >= 16 * Limits.connectionsMax)
+        #expect(Limits.producerActivityStepMs * 10 <= Limits.producerUnusedIdleMs)
+        #expect(Limits.producerUnusedIdleMs * 100 <= 7 * 24 * 3_600_000)
+        #expect(Limits.producerExpiryPerPassMax <= Limits.retentionBatchesPerPassMax)
+        // Each new id may push out more than one, so a lowered limit is reached again.
+        #expect(Limits.producerEvictionsPerInitMax > 1 && Limits.producerEvictionsPerInitMax <= Limits.producerExpiryPerPassMax)
     }
 
     @Test func errorCodesAreUniqueAndNamed() {

@@ -32,6 +32,24 @@ import Testing
         #expect(throws: MillraceError.self) { try JSONPointer("event_id") }
     }
 
+    /// RFC 6901: a `~` is followed by 0 or 1; `json:/a~` and `json:/~2` were accepted (issue 22).
+    /// Pointers stored before keep their meaning (a bare `~` stands for itself).
+    @Test func aBareTildeIsRefused() throws {
+        for text in ["/a~", "/~2", "/~", "/a~b", "/x/~/y"] {
+            #expect(throws: MillraceError.self, "\(text)") { try JSONPointer(text) }
+        }
+        do {
+            _ = try JSONPointer("/a~")
+        } catch let error as MillraceError {
+            #expect(error.code == .invalidConfig && error.message.contains("~0"), "\(error)")
+        }
+        #expect(try JSONPointer("/a~0b~1c").tokens == [Array("a~b/c".utf8)])
+        #expect(try JSONPointer("/~01").tokens == [Array("~1".utf8)])
+        #expect(try JSONPointer("/a//b").tokens == [Array("a".utf8), [], Array("b".utf8)])
+        #expect(try JSONPointer(stored: "/a~").tokens == [Array("a~".utf8)])
+        #expect(try JSONPointer(stored: "/~2/~1").tokens == [Array("~2".utf8), Array("/".utf8)])
+    }
+
     /// Cut-off and mangled records: the scan may stop before the damage (it reads no further
     /// than the key), but never traps and never disagrees on a record that parses.
     @Test func brokenRecordsNeverTrap() throws {

@@ -79,7 +79,7 @@ extension Storage {
         let state = ProducerPartitionState(epoch: 3).recording(span(0, 5, 3), baseOffset: 10, lastOffset: 14).recording(span(5, 1, 3), baseOffset: -1, lastOffset: -1)
         let decoded = try state.encoded().withUnsafeBytes { try ProducerPartitionState(decoding: $0) }
         #expect(decoded == state)
-        let record = ProducerRecord(epoch: 2, lastActiveMs: 123)
+        let record = ProducerRecord(epoch: 2, lastActiveMs: 123, wrote: true)
         #expect(try record.encoded().withUnsafeBytes { try ProducerRecord(decoding: $0) } == record)
     }
 }
