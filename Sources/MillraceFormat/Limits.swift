@@ -45,7 +45,8 @@ public enum Limits {
     public static let validationStepsPerRequestPartitionMax = 8 << 20
     /// Steps one compatibility check may take (a pair of subschemas compared, or a byte of an
     /// earlier version compiled for a transitive check): past it the registration is refused
-    /// (`limit_exceeded`). Runs on the schema registry's own thread, never the writer's.
+    /// with a reason that names this limit. Runs on the schema registry's own thread, never
+    /// the writer's.
     public static let schemaCompatibilityStepsMax = 1 << 18
     /// Schema versions one topic may have (each registration after it: `limit_reached`).
     public static let schemaVersionsPerTopicMax = 1_000

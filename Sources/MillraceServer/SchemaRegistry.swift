@@ -147,7 +147,12 @@ final class SchemaRegistry: Sendable {
             switch result {
             case .success(let registered):
                 forget(request.topic)
-                completion(.success(RegisterSchemaResponse(version: registered.version, created: registered.created)))
+                // Compiled here, on the registry's thread: not by the next produce on an event
+                // loop, nor on the storage thread this completion runs on.
+                thread.submit { [self] _ in
+                    _ = try? self.entry(request.topic)
+                    completion(.success(RegisterSchemaResponse(version: registered.version, created: registered.created)))
+                }
             case .failure where moved.withLockedValue({ $0 }) && attempt < Self.attemptsMax:
                 forget(request.topic)
                 thread.submit { [self] _ in decide(request, attempt: attempt + 1, completion: completion) }

@@ -48,6 +48,7 @@ import Testing
         // The group census holds every known group's name in memory.
         #expect(Limits.groupsMax * Limits.groupNameBytesMax <= 4 << 20)
         #expect(Limits.groupMembersMax <= Limits.groupsMax)
+    }
 
     /// Producer ids (issue 22): every connection can hold a fresh id before one pushes out
     /// another's; an unused id lives many activity steps and far less than the 7-day idle
