@@ -40,9 +40,10 @@ public enum Limits {
     /// event takes tens to hundreds; this is about 40 ms of a validation lane (a 4,000-state
     /// pattern over 1 MB stopped at it in 0.05 s, measured end to end).
     public static let validationStepsPerValueMax = 1 << 20
-    /// Steps all the records of one produced partition may take together: past it the rest
-    /// are invalid (rule `budget`), so no request holds a validation lane for long.
-    public static let validationStepsPerRequestPartitionMax = 8 << 20
+    /// Steps all the records of one produce request may take together, over all its
+    /// partitions and lanes: past it the rest are invalid (rule `budget`), so no request holds
+    /// the validation lanes for long (about 0.3 s of one lane).
+    public static let validationStepsPerRequestMax = 8 << 20
     /// Steps one compatibility check may take (a pair of subschemas compared, or a byte of an
     /// earlier version compiled for a transitive check): past it the registration is refused
     /// with a reason that names this limit. Runs on the schema registry's own thread, never

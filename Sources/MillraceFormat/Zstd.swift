@@ -72,6 +72,21 @@ public enum Zstd {
 }
 
 extension Zstd {
+    /// The dictionary id each frame of `section` carries, in order (0: none); nil when the
+    /// section is not whole zstd frames.
+    public static func frameDictionaryIDs(_ section: UnsafeRawBufferPointer) -> [UInt32]? {
+        guard let base = section.baseAddress else { return nil }
+        var ids: [UInt32] = []
+        var position = 0
+        while position < section.count {
+            let size = ZSTD_findFrameCompressedSize(base + position, section.count - position)
+            guard ZSTD_isError(size) == 0, size > 0 else { return nil }
+            ids.append(ZSTD_getDictID_fromFrame(base + position, size))
+            position += size
+        }
+        return ids
+    }
+
     /// The dictionary id a zstd frame's header carries (0: none, or not a zstd frame).
     public static func dictionaryID(ofFrame frame: UnsafeRawBufferPointer) -> UInt32 {
         guard let base = frame.baseAddress else { return 0 }

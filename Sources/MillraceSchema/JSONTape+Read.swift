@@ -211,7 +211,13 @@ struct TapeView {
     /// Whether the string at `index` is the `length` bytes at `key`.
     @inline(__always) func stringEquals(_ index: Int, _ key: UnsafePointer<UInt8>?, _ length: Int) -> Bool {
         let entry = entries[index]
-        guard !entry.escaped else { return Array(string(at: index).utf8) == Array(UnsafeBufferPointer(start: key, count: length)) }
+        if entry.escaped {
+            // Unescaping never lengthens, and shortens at most six to one (`\u0041` is `A`):
+            // a length that cannot match is no match, without decoding a long string.
+            let raw = Int(entry.end &- entry.start)
+            guard length <= raw, raw <= 6 * length else { return false }
+            return Array(string(at: index).utf8) == Array(UnsafeBufferPointer(start: key, count: length))
+        }
         guard Int(entry.end &- entry.start) == length else { return false }
         guard length > 0, let base = bytes.baseAddress, let key else { return length == 0 }
         return memcmp(base + Int(entry.start), key, length) == 0

@@ -156,7 +156,7 @@ struct ValidationRun {
             return false
         }
         let entry = tape[index]
-        if checks.contains(.types), !Self.matches(node.pointee.types, entry, isInteger: entry.kind == .number && tape.isInteger(index)) {
+        if checks.contains(.types), !Self.matches(node.pointee.types, entry, isInteger: integerIfAsked(node.pointee.types, entry, index)) {
             if reporting { report("type", "\(shown(index)) is \(kindName(index)), not \(Self.typeNames(node.pointee.types))") }
             return false
         }
@@ -184,6 +184,13 @@ struct ValidationRun {
         if checks.contains(.anyOf) { valid = checkAnyOf(node.pointee.anyOf, index) && valid }
         if checks.contains(.oneOf) { valid = checkOneOf(node.pointee.oneOf, index) && valid }
         return valid
+    }
+
+    /// Whether a number is an integer, read only when the types ask (it reads the digits).
+    @inline(__always) private mutating func integerIfAsked(_ types: Schema.TypeSet, _ entry: JSONTape.Entry, _ index: Int) -> Bool {
+        guard entry.kind == .number, types.contains(.integer), !types.contains(.number) else { return false }
+        steps &-= Int(entry.end &- entry.start) >> 4
+        return tape.isInteger(index)
     }
 
     /// A string is compared with the enum's strings as bytes; anything else as JSON.
@@ -275,10 +282,10 @@ struct ValidationRun {
         let requiredCount = Int(node.pointee.requiredCount)
         if requiredCount > 0, present.nonzeroBitCount != requiredCount {
             valid = false
-            for slot in slots where slot.bit >= 0 && present & (1 << UInt64(slot.bit)) == 0 {
-                if reporting {
-                    report("required", "is required but missing", name: String(decoding: UnsafeBufferPointer(start: pool + Int(slot.start), count: Int(slot.length)), as: UTF8.self))
-                }
+            // Which are missing is only worth finding out for a message.
+            guard reporting else { return false }
+            for slot in slots where reporting && slot.bit >= 0 && present & (1 << UInt64(slot.bit)) == 0 {
+                report("required", "is required but missing", name: String(decoding: UnsafeBufferPointer(start: pool + Int(slot.start), count: Int(slot.length)), as: UTF8.self))
             }
         }
         return valid
@@ -305,6 +312,7 @@ struct ValidationRun {
         let entry = tape[index]
         var valid = true
         if checks.contains(.length) {
+            if entry.nonASCII || entry.escaped { steps &-= Int(entry.end &- entry.start) >> 4 }
             let length = entry.nonASCII || entry.escaped ? tape.scalarCount(at: index) : Int(entry.end &- entry.start)
             let minimum = node.pointee.minLength
             let maximum = node.pointee.maxLength
@@ -334,6 +342,7 @@ struct ValidationRun {
             }
         }
         if checks.contains(.dateTime) {
+            if entry.escaped { steps &-= Int(entry.end &- entry.start) >> 4 }
             let ok = entry.escaped ? DateTime.isValid(Array(tape.string(at: index).utf8)[...]) : DateTime.isValid(tape.raw(index))
             if !ok {
                 if reporting { report("format", "\(shown(index)) is not a date-time (RFC 3339, e.g. 2026-11-28T06:00:00Z)") }
@@ -443,10 +452,12 @@ struct ValidationRun {
             return true
         case (.object, .object(let members)):
             guard Int(entry.count) == members.count else { return false }
+            // Large objects by name, so a comparison is linear in its members.
+            let byName = members.count > 8 ? Dictionary(members, uniquingKeysWith: { first, _ in first }) : nil
             var key = index + 1
             while key < Int(entry.next) {
                 let name = tape.string(at: key)
-                guard let wanted = members.first(where: { $0.0 == name }), equal(tape, key + 1, wanted.1) else { return false }
+                guard let wanted = byName?[name] ?? members.first(where: { $0.0 == name })?.1, equal(tape, key + 1, wanted) else { return false }
                 key = tape.after(key + 1)
             }
             return true

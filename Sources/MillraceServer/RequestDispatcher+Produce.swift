@@ -2,6 +2,7 @@ import MillraceFormat
 import MillraceSchema
 import MillraceStorage
 import MillraceWire
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The produce path for a topic with a schema or duplicate detection: one pass over each
@@ -21,9 +22,10 @@ extension RequestDispatcher {
     /// the validator, the dedup key's JSON pointer and the index's pointers; headers are not
     /// decoded unless the dedup key is one. A batch that does not parse is named as storage
     /// names it ("batch 2 of 3: ..."); a value that is not JSON is simply not indexed.
-    func inspect(topic: String, entry: SchemaRegistry.Entry, dedup: DedupPolicy?, index indexPolicy: IndexPolicy? = nil, batches: [[UInt8]]) throws
-        -> Inspection
-    {
+    func inspect(
+        topic: String, entry: SchemaRegistry.Entry, dedup: DedupPolicy?, index indexPolicy: IndexPolicy? = nil, batches: [[UInt8]],
+        steps: ValidationSteps = ValidationSteps(Limits.validationStepsPerRequestMax)
+    ) throws -> Inspection {
         var tape = JSONTape()
         var inspection = Inspection()
         if dedup != nil { inspection.hashes = [] }
@@ -31,9 +33,9 @@ extension RequestDispatcher {
         let extractor = try indexPolicy.map { try IndexExtractor($0) }
         var index: Int32 = 0
         let versionHeader = Array(schemaVersionHeader.utf8)
-        var latest = entry.latestSchema
-        // Validation steps left for this partition's records (each record has its own cap too).
-        var steps = Limits.validationStepsPerRequestPartitionMax
+        // The versions records name, each looked up (and compiled, if not cached) once.
+        var versions: [Int32: Schema] = [:]
+        if let latest = entry.latestSchema { versions[entry.latest] = latest }
         let pointer: JSONPointer?
         var headerName: [UInt8]?
         switch dedup?.key {
@@ -57,7 +59,7 @@ extension RequestDispatcher {
                         }
                         var indexed = false
                         if entry.latest > 0 {
-                            let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, latest: &latest, tape: &tape, steps: &steps)
+                            let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, versions: &versions, tape: &tape, steps: steps)
                             indexed = parsed
                             if let outcome { inspection.invalid.append((batchIndex, recordIndex, outcome)) }
                         }
@@ -88,11 +90,13 @@ extension RequestDispatcher {
         return inspection
     }
 
-    /// One record against the version it names (or the latest, `latest`, looked up once per
-    /// request): its outcome (nil when valid), and whether `tape` now holds its value. Spends
-    /// `steps`, the partition's validation budget; past it, records are invalid (`budget`).
+    /// One record against the version it names (or the latest), each version looked up once
+    /// per request in `versions`: its outcome (nil when valid), and whether `tape` now holds
+    /// its value. Spends `steps`, the request's validation budget, on the check and on
+    /// compiling an uncached version; past it, records are invalid (`budget`).
     private static func check(
-        _ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, latest: inout Schema?, tape: inout JSONTape, steps: inout Int
+        _ view: RecordView, index: Int32, topic: String, entry: SchemaRegistry.Entry, versions: inout [Int32: Schema], tape: inout JSONTape,
+        steps: ValidationSteps
     ) -> (RecordOutcome?, Bool) {
         var version = entry.latest
         // The CLI and most producers name the latest version: that is recognised in place.
@@ -108,7 +112,27 @@ extension RequestDispatcher {
             }
             version = number
         }
-        guard let schema = version == entry.latest ? latest : entry.schema(version) else { return (nil, false) }
+        let schema: Schema
+        if let known = versions[version] {
+            schema = known
+        } else {
+            do {
+                var compiledBytes = 0
+                guard let loaded = try entry.schema(version, compiledBytes: &compiledBytes) else {
+                    throw MillraceError(.unknownSchemaVersion, "topic \(topic) has no schema version \(version)")
+                }
+                steps.spend(compiledBytes * SchemaRegistry.compileStepsPerByte)
+                versions[version] = loaded
+                schema = loaded
+            } catch {
+                let reason = (error as? MillraceError)?.message ?? "\(error)"
+                return (
+                    RecordOutcome(
+                        index: index, kind: .invalid, schemaVersion: version, rule: "schema-version",
+                        message: "schema version \(version) of topic \(topic) could not be loaded to check this record: \(reason)"), false
+                )
+            }
+        }
         guard let value = view.value else {
             return (
                 RecordOutcome(index: index, kind: .invalid, schemaVersion: version, rule: "json", message: "the value is null; the topic's schema needs a JSON value"),
@@ -121,7 +145,7 @@ extension RequestDispatcher {
             let text = value.assumingMemoryBound(to: UInt8.self)
             try tape.index(text, depthMax: Limits.jsonDepthMax)
             parsed = true
-            let allowance = min(Limits.validationStepsPerValueMax, max(0, steps))
+            let allowance = steps.take(Limits.validationStepsPerValueMax)
             var left = allowance
             if schema.isValid(tape, in: text, steps: &left) {
                 violation = nil
@@ -131,13 +155,15 @@ extension RequestDispatcher {
                 violation = SchemaViolation(
                     path: "", rule: "budget",
                     message:
-                        "not checked: the records before it in this request used up the partition's \(Limits.validationStepsPerRequestPartitionMax) validation steps (validationStepsPerRequestPartitionMax); send fewer or smaller records per request"
+                        "not checked: the records before it in this request used up its \(Limits.validationStepsPerRequestMax) validation steps (validationStepsPerRequestMax); send fewer or smaller records per request"
                 )
             } else {
+                // The message's run redoes the check: charged as much again.
+                let spent = allowance - left
                 violation = schema.validate(tape, in: text, limit: 1, stepsMax: allowance).first
+                left -= spent
             }
-            // A failed check is checked again for its message: it costs twice.
-            steps -= (allowance - max(0, left)) * (violation == nil ? 1 : 2)
+            steps.giveBack(max(0, left))
         } catch {
             violation = SchemaViolation(path: "", rule: "json", message: "\(error)")
         }
@@ -198,7 +224,8 @@ extension RequestDispatcher {
     /// the partition's validation lane, off the event loop, in arrival order per partition —
     /// then appends what is left. A topic with neither goes straight to `append`.
     func appendValidated(
-        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], on eventLoop: any EventLoop, append: @escaping Append
+        _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], steps: ValidationSteps = ValidationSteps(Limits.validationStepsPerRequestMax),
+        on eventLoop: any EventLoop, append: @escaping Append
     ) -> EventLoopFuture<ProducePartitionResult> {
         let failed: @Sendable (Error) -> ProducePartitionResult = { error in
             let error = error as? MillraceError ?? MillraceError(.corruptBatch, "\(error)")
@@ -230,7 +257,7 @@ extension RequestDispatcher {
         let quarantines = info?.config.onInvalid == .quarantine
         return validationLanes.run(lane: Self.lane(topic, entry.partition), on: eventLoop) { [self] in
             try prepare(
-                topic, entry.partition, batches: batches, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches),
+                topic, entry.partition, batches: batches, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches, steps: steps),
                 quarantines: quarantines)
         }.flatMap { [self] prepared in
             appendPrepared(topic, entry, prepared, info: info, on: eventLoop, append: append)
@@ -411,4 +438,26 @@ extension RequestDispatcher {
         }
         return promise.futureResult
     }
+}
+
+/// A produce request's validation steps, drawn by every partition's check on whichever lane
+/// it runs: each record takes up to its own limit and gives back what it did not use.
+final class ValidationSteps: Sendable {
+    private let left: NIOLockedValueBox<Int>
+
+    init(_ steps: Int) { left = NIOLockedValueBox(steps) }
+
+    /// Up to `wanted` steps (fewer, or 0, when the request has spent the rest).
+    func take(_ wanted: Int) -> Int {
+        left.withLockedValue { left in
+            let granted = max(0, min(wanted, left))
+            left -= granted
+            return granted
+        }
+    }
+
+    func giveBack(_ steps: Int) { left.withLockedValue { $0 += max(0, steps) } }
+
+    /// Work done outside a check (compiling a version a record names).
+    func spend(_ steps: Int) { left.withLockedValue { $0 -= steps } }
 }

@@ -268,9 +268,12 @@ final class RequestDispatcher: Sendable {
     private func produce(_ produce: ProduceRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
         var futures: [EventLoopFuture<ProducePartitionResult>] = []
         var shape: [(topic: String, count: Int)] = []
+        // Schema checks of all the request's partitions draw on one budget: spreading records
+        // over many partitions buys no more lane time.
+        let steps = ValidationSteps(Limits.validationStepsPerRequestMax)
         for topic in produce.topics {
             shape.append((topic.topic, topic.entries.count))
-            for entry in topic.entries { futures.append(append(topic.topic, entry, on: eventLoop)) }
+            for entry in topic.entries { futures.append(append(topic.topic, entry, steps: steps, on: eventLoop)) }
         }
         let layout = shape
         let started = monotonicNanoseconds()
@@ -286,7 +289,7 @@ final class RequestDispatcher: Sendable {
         }
     }
 
-    private func append(_ topic: String, _ entry: ProducePartition, on eventLoop: any EventLoop) -> EventLoopFuture<ProducePartitionResult> {
+    private func append(_ topic: String, _ entry: ProducePartition, steps: ValidationSteps, on eventLoop: any EventLoop) -> EventLoopFuture<ProducePartitionResult> {
         func failed(_ error: MillraceError) -> EventLoopFuture<ProducePartitionResult> {
             eventLoop.makeSucceededFuture(
                 ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1))
@@ -305,7 +308,7 @@ final class RequestDispatcher: Sendable {
         let metrics = self.metrics
         let records = batches.reduce(0) { $0 + RecordBatch.recordCount(of: $1) }
         let bytes = entry.records.count
-        return appendValidated(topic, entry, batches: batches, on: eventLoop) { topic, partition, batches, sequences, hashes, checkedThrough, indexKeys, completion in
+        return appendValidated(topic, entry, batches: batches, steps: steps, on: eventLoop) { topic, partition, batches, sequences, hashes, checkedThrough, indexKeys, completion in
             storage.append(
                 topic: topic, partition: partition, batches: batches, sequences: sequences, dedupHashes: hashes, dedupCheckedThrough: checkedThrough,
                 indexKeys: indexKeys, completion: completion)

@@ -137,13 +137,13 @@ extension Storage {
     }
 
     /// Registers `document` as the next version of `topic`'s schema, in one write
-    /// transaction with the decision: `decide` sees the newest existing version (0: none) and
+    /// transaction with the decision: `decide` sees the topic's id and its newest existing version (0: none) and
     /// returns the version the document is identical to (nothing is written), or nil to add
     /// it, or throws to refuse it. Runs on the writer thread, so it must be quick: the caller
     /// compares schemas beforehand, against the history as it read it, and `decide` only
     /// confirms that history is still the newest.
     public func registerSchema(
-        topic: String, document: [UInt8], decide: @escaping @Sendable (_ latest: Int32) throws -> Int32?
+        topic: String, document: [UInt8], decide: @escaping @Sendable (_ topicID: UInt32, _ latest: Int32) throws -> Int32?
     ) async throws -> SchemaRegistration {
         try await withCheckedThrowingContinuation { continuation in
             registerSchema(topic: topic, document: document, decide: decide) { continuation.resume(with: $0) }
@@ -152,7 +152,7 @@ extension Storage {
 
     /// As above; `completion` runs on a storage thread once the version is durable.
     public func registerSchema(
-        topic: String, document: [UInt8], decide: @escaping @Sendable (_ latest: Int32) throws -> Int32?,
+        topic: String, document: [UInt8], decide: @escaping @Sendable (_ topicID: UInt32, _ latest: Int32) throws -> Int32?,
         completion: @escaping @Sendable (Result<SchemaRegistration, MillraceError>) -> Void
     ) {
         guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
@@ -221,7 +221,7 @@ extension Storage {
 struct RegisterSchemaOperation {
     var topic: String
     var document: [UInt8]
-    var decide: @Sendable (_ latest: Int32) throws -> Int32?
+    var decide: @Sendable (_ topicID: UInt32, _ latest: Int32) throws -> Int32?
     var completion: @Sendable (Result<SchemaRegistration, MillraceError>) -> Void
 }
 
@@ -250,7 +250,7 @@ extension Writer {
             let latest = try Storage.latestSchemaVersion(context.txn, databases.meta, topicID: info.id) ?? 0
             let identical: Int32?
             do {
-                identical = try op.decide(latest)
+                identical = try op.decide(info.id, latest)
             } catch let error as MillraceError {
                 throw error
             } catch {

@@ -99,9 +99,16 @@ struct WriteContext {
     /// other topic is deleted to the broker too: refused, whichever dictionaries the broker holds.
     private func foreignDictionary(_ op: AppendOperation, _ info: TopicInfo) throws -> MillraceError? {
         for (position, (bytes, header)) in op.batches.enumerated() where header.attributes.codec == .zstd && bytes.count > RecordBatchLayout.recordsAt {
-            let dictionary = bytes.withUnsafeBytes { raw in Zstd.dictionaryID(ofFrame: UnsafeRawBufferPointer(rebasing: raw[RecordBatchLayout.recordsAt...])) }
-            guard dictionary != 0, try txn.get(databases.meta, Keys.dictionary(info.id, dictionary)) == nil else { continue }
             let which = op.batches.count == 1 ? "the batch" : "batch \(position + 1) of \(op.batches.count)"
+            // Every frame's: a reader attaches the first frame's dictionary to all of them.
+            let frames = bytes.withUnsafeBytes { raw in Zstd.frameDictionaryIDs(UnsafeRawBufferPointer(rebasing: raw[RecordBatchLayout.recordsAt...])) }
+            let named = Set((frames ?? []).filter { $0 != 0 })
+            guard named.count <= 1 else {
+                return MillraceError(
+                    .unknownDictionary,
+                    "\(which) has zstd frames compressed with different dictionaries (\(named.sorted().map(String.init).joined(separator: ", "))); compress a batch with one dictionary; nothing was appended")
+            }
+            guard let dictionary = named.first, try txn.get(databases.meta, Keys.dictionary(info.id, dictionary)) == nil else { continue }
             return MillraceError(
                 .unknownDictionary,
                 "\(which) is compressed with zstd dictionary \(dictionary), which is not one of topic \(op.topic)'s dictionaries; compress with the topic's own (GetDictionary \(op.topic)) or without one; nothing was appended")

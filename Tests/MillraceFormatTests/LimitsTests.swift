@@ -73,7 +73,7 @@ import Testing
     /// Schema work (issue 22): what an ordinary schema and record need fits the budgets, and
     /// the budgets nest.
     @Test func schemaWorkFitsItsBudgets() {
-        #expect(Limits.validationStepsPerValueMax <= Limits.validationStepsPerRequestPartitionMax)
+        #expect(Limits.validationStepsPerValueMax <= Limits.validationStepsPerRequestMax)
         // One value checked against every subschema its applicators reach, many times over.
         #expect(Limits.schemaApplicatorFanOutMax * 64 <= Limits.validationStepsPerValueMax)
         // The largest pattern over an identifier-length string (64 characters).

@@ -96,9 +96,36 @@ import Testing
             let mine = try RecordBatch(timestamp: 1_700_000_000_000, values: values, codec: .zstd).encoded(dictionary: own.id)
             _ = try await storage.append(topic: "conf", partition: 0, batch: mine)
             _ = try await storage.append(topic: "conf", partition: 0, batch: try RecordBatch(timestamp: 1_700_000_000_000, values: values, codec: .zstd).encoded())
+            // Two frames, the second with the other topic's dictionary (a reader would attach the
+            // first frame's to both): refused too, whatever the first frame names.
+            let plain = try RecordBatch(timestamp: 1_700_000_000_000, values: values).encoded()
+            let section = Array(plain[RecordBatchLayout.recordsAt...])
+            let half = section.count / 2
+            for first in [own.id, nil] as [UInt32?] {
+                let frames = try Zstd.compress(Array(section[..<half]), dictionary: first) + Zstd.compress(Array(section[half...]), dictionary: foreign.id)
+                let mixed = Self.zstdBatch(header: Array(plain[..<RecordBatchLayout.recordsAt]), section: frames)
+                let refused = await errorCode { _ = try await storage.append(topic: "conf", partition: 0, batch: mixed) }
+                #expect(refused == .unknownDictionary || refused == .corruptBatch, "first frame \(String(describing: first)): \(String(describing: refused))")
+            }
+            let after = try storage.offsets(topic: "conf", partition: 0).nextOffset
             try await storage.deleteTopic("other")
             #expect(try storage.verify().problems.isEmpty)
+            #expect(try storage.offsets(topic: "conf", partition: 0).nextOffset == after)
         }
+    }
+
+    /// A batch of `header` (an uncompressed batch's) with `section` as its zstd records.
+    static func zstdBatch(header: [UInt8], section: [UInt8]) -> [UInt8] {
+        var bytes = header + section
+        var attributes = Int16(bytes[RecordBatchLayout.attributesAt]) << 8 | Int16(bytes[RecordBatchLayout.attributesAt + 1])
+        attributes |= 4
+        bytes[RecordBatchLayout.attributesAt] = UInt8(truncatingIfNeeded: attributes >> 8)
+        bytes[RecordBatchLayout.attributesAt + 1] = UInt8(truncatingIfNeeded: attributes)
+        let length = UInt32(bytes.count - RecordBatchLayout.lengthPrefixBytes)
+        for position in 0..<4 { bytes[RecordBatchLayout.batchLengthAt + position] = UInt8(truncatingIfNeeded: length >> (24 - 8 * UInt32(position))) }
+        let crc = bytes.withUnsafeBytes { raw in CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[RecordBatchLayout.attributesAt...])) }
+        for position in 0..<4 { bytes[RecordBatchLayout.crcAt + position] = UInt8(truncatingIfNeeded: crc >> (24 - 8 * UInt32(position))) }
+        return bytes
     }
 
     @Test func aTrainingStaysWithinItsBounds() async throws {

@@ -18,28 +18,28 @@ import Testing
             defer { storage.close() }
             _ = try await storage.createTopic("confirmations", partitions: 2, config: TopicConfig(compatibility: .full, onInvalid: .quarantine))
             #expect(try storage.schemas(topic: "confirmations").isEmpty)
-            let first = try await storage.registerSchema(topic: "confirmations", document: v1) { latest in
+            let first = try await storage.registerSchema(topic: "confirmations", document: v1) { _, latest in
                 #expect(latest == 0)
                 return nil
             }
             #expect(first == SchemaRegistration(version: 1, created: true))
             clock.advance(by: 1_000)
-            let second = try await storage.registerSchema(topic: "confirmations", document: v2) { latest in
+            let second = try await storage.registerSchema(topic: "confirmations", document: v2) { _, latest in
                 #expect(latest == 1)
                 return nil
             }
             #expect(second == SchemaRegistration(version: 2, created: true))
             // `decide` names an identical version: nothing is written.
-            let again = try await storage.registerSchema(topic: "confirmations", document: v1) { _ in 1 }
+            let again = try await storage.registerSchema(topic: "confirmations", document: v1) { _, _ in 1 }
             #expect(again == SchemaRegistration(version: 1, created: false))
             // `decide` refuses: nothing is written, the error reaches the caller.
             await #expect(throws: MillraceError.self) {
-                _ = try await storage.registerSchema(topic: "confirmations", document: v1) { _ in
+                _ = try await storage.registerSchema(topic: "confirmations", document: v1) { _, _ in
                     throw MillraceError(.invalidRequest, "incompatible")
                 }
             }
             #expect(try storage.schemas(topic: "confirmations").map(\.version) == [1, 2])
-            #expect(await errorCode { _ = try await storage.registerSchema(topic: "nope", document: v1) { _ in nil } } == .unknownTopic)
+            #expect(await errorCode { _ = try await storage.registerSchema(topic: "nope", document: v1) { _, _ in nil } } == .unknownTopic)
         }
         do {
             let storage = try Storage.open(directory: directory.path, options: testOptions(clock: clock))
@@ -70,16 +70,16 @@ import Testing
         try await withStorage { storage, _ in
             _ = try await storage.createTopic("many", partitions: 1)
             _ = try await storage.createTopic("neighbour", partitions: 1)
-            _ = try await storage.registerSchema(topic: "neighbour", document: v1) { _ in nil }
+            _ = try await storage.registerSchema(topic: "neighbour", document: v1) { _, _ in nil }
             for version in 1...Limits.schemaVersionsPerTopicMax {
                 let document = Array(#"{"type":"object","title":"v\#(version)"}"#.utf8)
-                let registered = try await storage.registerSchema(topic: "many", document: document) { latest in
+                let registered = try await storage.registerSchema(topic: "many", document: document) { _, latest in
                     #expect(latest == Int32(version - 1))
                     return nil
                 }
                 #expect(registered.version == Int32(version))
             }
-            let refused = await errorCode { _ = try await storage.registerSchema(topic: "many", document: v2) { _ in nil } }
+            let refused = await errorCode { _ = try await storage.registerSchema(topic: "many", document: v2) { _, _ in nil } }
             #expect(refused == .limitReached)
             #expect(try storage.schema(topic: "many", version: nil)?.version == Int32(Limits.schemaVersionsPerTopicMax))
             #expect(try storage.schema(topic: "many", version: 7)?.document == Array(#"{"type":"object","title":"v7"}"#.utf8))
