@@ -406,7 +406,13 @@ struct ValidationRun {
         _ = check(nodeIndex, index)
         let first = violations.first
         (limit, violations) = (savedLimit, savedViolations)
-        return first.map { "; the first: \($0.description)" } ?? ""
+        // Through nested branches, only the innermost reason: one line, not one per level.
+        return first.map { violation in
+            let text = violation.description
+            let marker = "; the first: "
+            guard let last = text.ranges(of: marker).last else { return marker + text }
+            return marker + text[last.upperBound...]
+        } ?? ""
     }
 
     private mutating func checkAnyOf(_ span: Schema.Span, _ index: Int) -> Bool {

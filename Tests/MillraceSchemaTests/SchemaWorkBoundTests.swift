@@ -19,6 +19,8 @@ import Testing
         #expect(found.count == 1 && found[0].rule == "anyOf", "\(found)")
         // The deepest violation is named in the hint, as before.
         #expect(found[0].message.contains("is an integer, not an object"), "\(found)")
+        // Only the innermost reason, not one "the first:" per level of nesting.
+        #expect(found[0].message.components(separatedBy: "; the first: ").count == 2 && found[0].message.count < 600, "\(found)")
     }
 
     @Test func aRecordOverItsStepBudgetIsInvalidAndSaysSo() throws {
