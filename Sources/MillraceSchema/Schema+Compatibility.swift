@@ -91,8 +91,18 @@ struct SubsetCheck {
         var reported: [Pair: Bool] = [:]
         /// The shallowest assumption the current comparison leaned on.
         var shallowestAssumption = Int.max
+        /// Each node's `oneOf` document digest, per side (0 narrow, 1 wide).
+        private var oneOfDigests: [Int: UInt64] = [:]
 
         init(steps: Int) { self.steps = steps }
+
+        func oneOfDigest(_ schema: Schema, _ node: Int, side: Int) -> UInt64 {
+            let key = node << 1 | side
+            if let known = oneOfDigests[key] { return known }
+            let digest = schema.document(at: node)?["oneOf"]?.canonicalDigest ?? 0
+            oneOfDigests[key] = digest
+            return digest
+        }
     }
 
     init(narrow: Schema, narrowName: String, wide: Schema, wideName: String, steps: Int) {
@@ -181,7 +191,8 @@ struct SubsetCheck {
             if !inside && !branchwise { ok = fail(report, path + "/anyOf", "\(narrowName) accepts values that match none of the anyOf branches of \(wideName)") }
         }
         if !right.oneOf.isEmpty {
-            let same = narrow.document(at: a)?["oneOf"] == wide.document(at: b)?["oneOf"]
+            // Compared by digest, each side's worked out once per node: a pair costs one step.
+            let same = work.oneOfDigest(narrow, a, side: 0) == work.oneOfDigest(wide, b, side: 1)
             if !same { ok = fail(report, path + "/oneOf", "oneOf differs between \(narrowName) and \(wideName) (oneOf can only be shown unchanged)") }
         }
         ok = checkTypes(left, right, path, report) && ok
@@ -239,7 +250,11 @@ struct SubsetCheck {
         let narrowValues = left.enumValues ?? left.constValue.map { [$0] }
         if let wideValues = right.enumValues {
             if let narrowValues {
-                let removed = narrowValues.filter { !wideValues.contains($0) }
+                // By digest first: n + m, not n x m comparisons of whole values.
+                work.steps -= narrowValues.count + wideValues.count
+                var wideByDigest: [UInt64: [JSONValue]] = [:]
+                for value in wideValues { wideByDigest[value.canonicalDigest, default: []].append(value) }
+                let removed = narrowValues.filter { value in !(wideByDigest[value.canonicalDigest] ?? []).contains(value) }
                 if !removed.isEmpty {
                     ok = fail(report, path + "/enum", "\(removed.map(\.description).joined(separator: ", ")) allowed by \(narrowName) but not by \(wideName)")
                 }
@@ -325,13 +340,15 @@ struct SubsetCheck {
         guard mayBe(left, .object) else { return true }
         var ok = true
         let narrowRequired = Set(left.properties.filter { $0.requiredBit != nil }.map(\.name))
+        let narrowChildren = Dictionary(left.properties.compactMap { property in property.node.map { (property.name, $0) } }, uniquingKeysWith: { first, _ in first })
+        work.steps -= left.properties.count + right.properties.count
         for property in right.properties where property.requiredBit != nil && !narrowRequired.contains(property.name) {
             ok = fail(report, path + "/required", "\(wideName) requires \(JSONValue.quote(property.name)), \(narrowName) does not")
         }
         for property in right.properties {
             guard let wideChild = property.node else { continue }
             let here = path + "/properties/" + Self.escape(property.name)
-            if let narrowChild = left.properties.first(where: { $0.name == property.name })?.node {
+            if let narrowChild = narrowChildren[property.name] {
                 ok = check(narrowChild, wideChild, path: here, report: report) && ok
                 continue
             }
