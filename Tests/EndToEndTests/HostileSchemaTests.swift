@@ -46,6 +46,35 @@ import Testing
         #expect(plain.errorCode == .none && plain.baseOffset == 0)
     }
 
+    /// One budget per request, whatever the number of partitions: ten records that each cost
+    /// most of a record's steps (an array of 900 against an enum of 1,000 numbers: 901,000
+    /// steps, twice when invalid) cannot all be checked within the request's 8,388,608.
+    @Test func aRequestSpreadOverPartitionsSharesOneBudget() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "wide", partitions: 10))
+        let numbers = (0..<1_000).map(String.init).joined(separator: ",")
+        _ = try await client.registerSchema(topic: "wide", schema: Self.value(#"{"enum":[\#(numbers)]}"#))
+        let record = "[" + Array(repeating: "1", count: 900).joined(separator: ",") + "]"
+        let batch = try RecordBatch(timestamp: 1_700_000_000_000, values: [Self.value(record)]).encoded()
+        let wire = try TestClient(port: live.port)
+        let response = try wire.call(
+            .produce(
+                ProduceRequest(
+                    timeoutMs: 5_000, topics: [TopicEntries(topic: "wide", (0..<10).map { ProducePartition(partition: Int32($0), records: batch) })],
+                    version: 1)))
+        guard case .produce(let topics)? = response.body, let results = topics.first?.entries, results.count == 10 else {
+            Issue.record("no produce body: \(response)")
+            return
+        }
+        let rules = results.flatMap { $0.outcomes.map(\.rule) }
+        #expect(rules.count == 10 && rules.allSatisfy { $0 == "enum" || $0 == "budget" }, "\(rules)")
+        #expect(rules.contains("enum") && rules.contains("budget"), "\(rules)")
+        let budget = results.flatMap(\.outcomes).first { $0.rule == "budget" }
+        #expect(budget?.message.contains("validationStepsPerRequestMax") == true, "\(String(describing: budget))")
+    }
+
     @Test func anEarlierVersionIsCompiledWhenARecordNamesIt() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
