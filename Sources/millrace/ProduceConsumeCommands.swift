@@ -142,11 +142,12 @@ struct ProduceCommand: AsyncParsableCommand {
         let producer = Producer(client: client, configuration: configuration)
         let tally = NIOLockedValueBox(Tally(keepLines: rejected != nil))
         let (topic, key, keyField, timestampField, partition) = (topic, key, keyField, timestampField, partition)
-        let work = Task { () throws -> (lines: Int, records: Int) in
+        let work = Task { () throws -> (lines: Int, records: Int, complete: Bool) in
             // A topic that rejects invalid records refuses a whole batch for one bad line:
             // check lines here first, so a bad line is named by its number and its good
             // neighbours still go. (Under quarantine they are sent: the broker parks them.)
             // Every record names the version it was produced under, so consumers see it.
+            var reachedEnd = false
             let schema = try await Self.topicSchema(client, topic)
             let contract = schema.flatMap { $0.rejects ? (version: $0.version, schema: $0.schema) : nil }
             let versionHeader = (schema.map { [RecordHeader(key: schemaVersionHeader, value: Array(String($0.version).utf8))] } ?? []) + extraHeaders
@@ -233,7 +234,10 @@ struct ProduceCommand: AsyncParsableCommand {
                     if showProgress { Self.progress(bytesRead, fileBytes, records, started) }
                     if Task.isCancelled { break }
                 }
-                if !Task.isCancelled { try await handle(splitter.finish()) }
+                if !Task.isCancelled {
+                    try await handle(splitter.finish())
+                    reachedEnd = true
+                }
             } catch is CancellationError {}
             // Whatever was sent is waited for; after a signal, for a few seconds at most.
             if Task.isCancelled {
@@ -242,11 +246,11 @@ struct ProduceCommand: AsyncParsableCommand {
                 try await producer.flush()
             }
             if showProgress { Self.progress(bytesRead, fileBytes, records, started, done: true) }
-            return (splitter.linesSeen, records)
+            return (splitter.linesSeen, records, reachedEnd)
         }
         let signals = TerminationSignals(graceSeconds: 10) { work.cancel() }
         defer { signals.cancel() }
-        let outcome: (lines: Int, records: Int)
+        let outcome: (lines: Int, records: Int, complete: Bool)
         do {
             outcome = try await signals.wait(for: work)
         } catch let error as MillraceError {
@@ -288,6 +292,12 @@ struct ProduceCommand: AsyncParsableCommand {
             )
             if let parkedNote { Output.standardError("error: \(parkedNote)") }
             reportUnacknowledged(result)
+            throw ExitCode(1)
+        }
+        // Interrupted before the end of its input, the command did not do what it was asked:
+        // `produce -f x && mv x done/` must not move a file half sent (OPERATIONS.md: exit 1).
+        if !outcome.complete {
+            Output.standardError("error: stopped by a signal after line \(outcome.lines), before the end of the input; the lines after it were not sent")
             throw ExitCode(1)
         }
     }
@@ -375,9 +385,10 @@ struct ConsumeCommand: AsyncParsableCommand {
         let signals = TerminationSignals { work.cancel() }
         defer { signals.cancel() }
         do {
-            try await signals.wait(for: work)
+            let finished = try await signals.wait(for: work)
             writer.flush()
             await client.close()
+            try interrupted(finished)
         } catch let error as MillraceError {
             writer.flush()
             await client.close()
@@ -386,18 +397,30 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
     }
 
-    /// Writes records until `limit`, the end of `records`, a closed output or cancellation.
-    static func print<Records: AsyncSequence>(_ records: Records, to writer: RecordWriter, limit: Int?) async throws
+    /// Writes records until `limit`, the end of `records`, a closed output or cancellation;
+    /// false when cancellation (a signal) ended it first.
+    static func print<Records: AsyncSequence>(_ records: Records, to writer: RecordWriter, limit: Int?) async throws -> Bool
     where Records.Element == ConsumedRecord {
-        guard limit.map({ $0 > 0 }) ?? true else { return }
+        guard limit.map({ $0 > 0 }) ?? true else { return true }
         var printed = 0
         do {
             for try await record in records {
-                guard writer.write(record) else { return }  // the reader of our output went away
+                guard writer.write(record) else { return true }  // the reader of our output went away
                 printed += 1
-                if let limit, printed >= limit { return }
+                if let limit, printed >= limit { return true }
             }
-        } catch is CancellationError {}
+        } catch is CancellationError {
+            return false
+        }
+        return !Task.isCancelled
+    }
+
+    /// A bounded consume (`--limit`, or to the end without `--follow`) that a signal stopped
+    /// did not do what it was asked (exit 1); an unbounded `--follow` ends so normally.
+    private func interrupted(_ finished: Bool) throws {
+        guard !finished, limit != nil || !follow else { return }
+        Output.standardError("error: stopped by a signal before \(limit.map { "\($0) records were read" } ?? "the end of the topic")")
+        throw ExitCode(1)
     }
 
     private func validateCommon() throws {
@@ -442,8 +465,9 @@ struct ConsumeCommand: AsyncParsableCommand {
         let signals = TerminationSignals(graceSeconds: 10) { work.cancel() }
         defer { signals.cancel() }
         var failure: MillraceError?
+        var finished = true
         do {
-            try await signals.wait(for: work)
+            finished = try await signals.wait(for: work)
         } catch let error as MillraceError {
             failure = error
         }
@@ -454,6 +478,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             Output.standardError("error: \(failure.message)")
             throw ExitCode(1)
         }
+        try interrupted(finished)
     }
 
     static func parseStart(_ text: String) -> StartPosition? {

@@ -109,6 +109,44 @@ import Testing
         }
     }
 
+    /// Issue 23, item 9: bounded work stopped by a signal did not do what it was asked, so it
+    /// exits 1 (a script's `produce -f x && mv x done/` must not go on); `--follow` exits 0.
+    @Test func boundedCommandsStoppedByASignalExitOne() async throws {
+        try await brokers.withBroker { broker in
+            _ = try cli.millrace(["topic", "create", "cut", "--broker", broker])
+            // produce from a pipe that is not closed: stopped before the end of its input.
+            let produce = Process()
+            produce.executableURL = URL(fileURLWithPath: try CLITests.binary())
+            produce.arguments = ["produce", "cut", "--broker", broker]
+            let input = Pipe()
+            produce.standardInput = input
+            produce.standardOutput = Pipe()
+            let produceErrors = Pipe()
+            produce.standardError = produceErrors
+            try produce.run()
+            input.fileHandleForWriting.write(Data("first\n".utf8))
+            #expect(try await eventually { (try? values(broker, "cut")) == ["first"] })
+            kill(produce.processIdentifier, SIGINT)
+            produce.waitUntilExit()
+            #expect(produce.terminationStatus == 1)
+            let said = String(decoding: produceErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(said.contains("stopped by a signal after line 1, before the end of the input"), "\(said)")
+            // consume -n 5 with one record there: waiting, then stopped.
+            let consume = Process()
+            consume.executableURL = URL(fileURLWithPath: try CLITests.binary())
+            consume.arguments = ["consume", "cut", "-n", "5", "--follow", "--broker", broker]
+            let output = Pipe()
+            consume.standardOutput = output
+            consume.standardError = Pipe()
+            try consume.run()
+            let reader = LineCollector(output.fileHandleForReading)
+            #expect(try await eventually { reader.lines == ["first"] })
+            kill(consume.processIdentifier, SIGTERM)
+            consume.waitUntilExit()
+            #expect(consume.terminationStatus == 1)
+        }
+    }
+
     @Test func jsonHasTimeHeadersAndValuesAsJSON() async throws {
         try await brokers.withBroker { broker in
             let client = MillraceClient(host: "127.0.0.1", port: Int(broker.split(separator: ":")[1])!)
