@@ -75,10 +75,10 @@ struct TopicCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a topic.", discussion: Help.exampleLines("millrace topic create confirmations -p 3 --retention 7d", "millrace topic create checked --schema confirmation.schema.json --on-invalid quarantine", "millrace topic create lots --index /lot --link /parentLot->/childLot --if-not-exists --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name: letters, digits, '.', '_' and '-'.") var name: String
-        @Option(name: [.customShort("p"), .long], help: "Number of partitions.") var partitions: Int32 = 1
-        @Option(help: "Delete batches older than this, e.g. 7d, 12h, 90m (default: keep forever).") var retention: String?
-        @Option(help: "As --retention, in milliseconds.") var retentionMs: Int64?
-        @Option(help: "Per partition, delete the oldest batches beyond this many bytes (default: no limit).") var retentionBytes: Int64?
+        @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "Number of partitions.") var partitions: Int32 = 1
+        @Option(parsing: .unconditional, help: "Delete batches older than this, e.g. 7d, 12h, 90m (default: keep forever).") var retention: String?
+        @Option(parsing: .unconditional, help: "As --retention, in milliseconds.") var retentionMs: Int64?
+        @Option(parsing: .unconditional, help: "Per partition, delete the oldest batches beyond this many bytes (default: no limit).") var retentionBytes: Int64?
         @Option(help: "Compression producers should use: none or zstd.") var compression = "none"
         @Option(help: "Timestamps from the producer (create) or the broker (log-append).") var timestamp = "create"
         @Option(help: "Register this JSON Schema file as version 1: the broker then checks every record.") var schema: String?
@@ -190,8 +190,8 @@ struct TopicCommand: ParsableCommand {
                 """)
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var name: String
-        @Option(help: "Delete batches older than this (7d, 12h, 90m), or forever.") var retention: String?
-        @Option(help: "Per partition, delete the oldest batches beyond this many bytes, or none.") var retentionBytes: String?
+        @Option(parsing: .unconditional, help: "Delete batches older than this (7d, 12h, 90m), or forever.") var retention: String?
+        @Option(parsing: .unconditional, help: "Per partition, delete the oldest batches beyond this many bytes, or none.") var retentionBytes: String?
         @Option(help: "Compression producers should use: none or zstd.") var compression: String?
         @Option(help: "How new schema versions must relate to earlier ones: none, backward, forward, full, or their -transitive forms.")
         var compatibility: String?

@@ -22,7 +22,7 @@ struct ProduceCommand: AsyncParsableCommand {
     @Argument(help: "Topic.") var topic: String
     @Option(name: [.customShort("f"), .long], help: "Read lines from this file instead of standard input.") var file: String?
     @Option(name: [.customShort("k"), .long], help: "Use this key for every record.") var key: String?
-    @Option(name: [.customShort("p"), .long], help: "Send every record to this partition (default: by key, or spread when there is none).")
+    @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "Send every record to this partition (default: by key, or spread when there is none).")
     var partition: Int32?
     @Option(help: "Take each record's key from this JSON pointer into the line, e.g. /lot_id.") var keyField: String?
     @Option(name: [.customShort("H"), .customLong("header")], help: "A header on every record, NAME=VALUE (repeat for more).") var headers: [String] = []
@@ -85,6 +85,10 @@ struct ProduceCommand: AsyncParsableCommand {
     func run() async throws {
         guard key == nil || keyField == nil else {
             Output.standardError("error: give --key or --key-field, not both")
+            throw ExitCode(2)
+        }
+        if let partition, partition < 0 {
+            Output.standardError("error: --partition takes a partition number, 0 or more (got \(partition))")
             throw ExitCode(2)
         }
         let keyPointer: JSONPointer?
@@ -361,8 +365,8 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Argument(help: "Topic.") var topic: String
     @Option(help: "Where to start: earliest, latest, offset:N, time:ISO8601 (time:2026-11-27T06:00:00Z) or time:-DURATION (time:-2h: two hours ago).")
     var from = "earliest"
-    @Option(name: [.customShort("p"), .long], help: "Only this partition (default: all).") var partition: Int32?
-    @Option(name: [.customShort("n"), .long], help: "Stop after this many records.") var limit: Int?
+    @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "Only this partition (default: all).") var partition: Int32?
+    @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Stop after this many records.") var limit: Int?
     @Flag(help: "Keep waiting for new records.") var follow = false
     @Option(help: "value (each record's value on a line) or json (one object per record).") var format = "value"
     @Option(help: "Consume as a member of this group: resume from its commits, and commit what was printed when stopping.")

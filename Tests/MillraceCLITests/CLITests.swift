@@ -142,4 +142,21 @@ import Testing
         #expect(file.status == 2)
         #expect(file.stderr.hasPrefix("error: /etc is not a Millrace data directory"))
     }
+
+    /// Issue 23, item 11: a negative number is a bad value, named as such, not a missing one
+    /// (it was read as a flag: "Missing value for '-p <partitions>'"). Nothing is contacted.
+    @Test func negativeNumbersAreNamedAsBadValues() throws {
+        let cases: [([String], String)] = [
+            (["topic", "create", "neg", "-p", "-1"], "error: --partitions takes 1...1024 (got -1)"),
+            (["consume", "t", "-n", "-5"], "error: --limit takes a count of 0 or more (got -5)"),
+            (["produce", "t", "-p", "-3"], "error: --partition takes a partition number, 0 or more (got -3)"),
+            (["consume", "t", "-p", "-2"], "error: --partition takes a partition number, 0 or more (got -2)"),
+            (["topic", "create", "neg", "--retention", "-1d"], "error: --retention takes a duration such as 7d, 12h or 90m (got -1d)"),
+        ]
+        for (arguments, message) in cases {
+            let run = try millrace(arguments + ["--broker", "127.0.0.1:1"], input: "")
+            #expect(run.status == 2, "\(arguments): \(run.stderr)")
+            #expect(run.stderr == message + "\n", "\(arguments): \(run.stderr)")
+        }
+    }
 }
