@@ -29,7 +29,7 @@ public struct IndexPolicy: Sendable, Equatable {
             + links.enumerated().flatMap { [(Self.parentSlot($0.offset), $0.element.parent), (Self.childSlot($0.offset), $0.element.child)] }
     }
 
-    /// What a slot holds, as shown to people: `key`, a pointer, or `/parent->/child` side.
+    /// What a slot holds, as shown to people: `key`, a pointer, or `/parent:/child` side.
     public func describe(slot: UInt8) -> String {
         if slot == Self.recordKeySlot { return "key" }
         if slot >= 1, Int(slot) - 1 < fields.count { return fields[Int(slot) - 1] }
@@ -61,7 +61,7 @@ public struct IndexPolicy: Sendable, Equatable {
 }
 
 /// A genealogy link: a record whose `parent` field holds P and whose `child` field holds C
-/// says C was made from P (`/parentLot->/childLot`).
+/// says C was made from P (`/parentLot:/childLot`).
 public struct IndexLink: Sendable, Equatable, CustomStringConvertible {
     public var parent: String
     public var child: String
@@ -71,19 +71,27 @@ public struct IndexLink: Sendable, Equatable, CustomStringConvertible {
         self.child = child
     }
 
-    /// `/parentLot->/childLot`.
+    /// `/parentLot:/childLot` — safe unquoted in a shell, where `->` is a redirect — or the
+    /// older `/parentLot->/childLot`. The colon form splits where the child pointer starts
+    /// (`:/`), so it must occur once.
     public init(parsing text: String) throws {
-        let sides = text.split(separator: "->", omittingEmptySubsequences: false)
-        guard sides.count == 2 else {
-            throw MillraceError(.invalidConfig, "link \"\(text.prefix(60))\" must be PARENT->CHILD, two JSON pointers (e.g. /parentLot->/childLot)")
+        var sides = text.split(separator: "->", omittingEmptySubsequences: false).map(String.init)
+        if sides.count == 1 {
+            let starts = text.ranges(of: ":/")
+            sides = starts.count == 1 ? [String(text[..<starts[0].lowerBound]), String(text[text.index(after: starts[0].lowerBound)...])] : []
         }
-        parent = String(sides[0]).trimmingSpaces
-        child = String(sides[1]).trimmingSpaces
+        guard sides.count == 2 else {
+            throw MillraceError(
+                .invalidConfig,
+                "link \"\(text.prefix(60))\" must be PARENT:CHILD, two JSON pointers (e.g. /parentLot:/childLot; quote 'PARENT->CHILD' if a pointer holds \":/\")")
+        }
+        parent = sides[0].trimmingSpaces
+        child = sides[1].trimmingSpaces
         try IndexPolicy.check(parent)
         try IndexPolicy.check(child)
     }
 
-    public var description: String { "\(parent)->\(child)" }
+    public var description: String { "\(parent):\(child)" }
 }
 
 extension String {

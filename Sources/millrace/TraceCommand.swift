@@ -157,7 +157,7 @@ struct IndexCommand: AsyncParsableCommand {
         func run() async throws {
             let policy = try fields.policy() ?? IndexPolicy()
             guard off == policy.isEmpty else {
-                Output.standardError("error: give --index-key, --index POINTER or --link PARENT->CHILD, or --off")
+                Output.standardError("error: give --index-key, --index POINTER or --link PARENT:CHILD, or --off")
                 throw ExitCode(2)
             }
             let topic = self.topic
@@ -229,12 +229,12 @@ struct IndexCommand: AsyncParsableCommand {
     }
 }
 
-/// `--index-key`, `--index POINTER`, `--link PARENT->CHILD`, shared by `topic create` and `index set`.
+/// `--index-key`, `--index POINTER`, `--link PARENT:CHILD`, shared by `topic create` and `index set`.
 struct IndexOptions: ParsableArguments {
     @Flag(help: "Index each record's key.") var indexKey = false
     @Option(name: .customLong("index"), help: "Index the values at this JSON pointer; * stands for each array element (e.g. /lot, /components/*/lot). Repeat, up to 8.")
     var pointers: [String] = []
-    @Option(name: .customLong("link"), help: "A genealogy link, PARENT->CHILD pointers (e.g. /parentLot->/childLot). Repeat, up to 4.") var links: [String] = []
+    @Option(name: .customLong("link"), help: "A genealogy link, PARENT:CHILD pointers (e.g. /parentLot:/childLot; the quoted older form '/parentLot->/childLot' is read too). Repeat, up to 4.") var links: [String] = []
 
     /// The policy these flags give (nil: none given); exits 2 with the reason when one is wrong.
     func policy() throws -> IndexPolicy? {

@@ -265,7 +265,7 @@ extension Storage {
         _ = try await storage.createTopic("late", partitions: 1)
         _ = try await storage.appendIndexed("late", 0, [["L-9"]])
         let info = try await storage.setIndexPolicy(topic: "late", policy: IndexPolicy(recordKey: true, fields: ["/components/*/lot"], links: [IndexLink(parent: "/a", child: "/b")]))
-        #expect(info.config.index?.links.first?.description == "/a->/b")
+        #expect(info.config.index?.links.first?.description == "/a:/b")
         _ = try await storage.appendIndexed("late", 0, [["L-9"]])
         #expect(try storage.traceAll("L-9", topics: ["late"]).map(\.offset) == [1])
         storage.close()
@@ -281,6 +281,12 @@ extension Storage {
         await #expect(throws: MillraceError.self) { _ = try await storage.setIndexPolicy(topic: "late", policy: IndexPolicy(fields: ["lot"])) }
         #expect(throws: MillraceError.self) { try IndexLink(parsing: "/a-/b") }
         #expect(try IndexLink(parsing: " /parentLot -> /childLot ") == IndexLink(parent: "/parentLot", child: "/childLot"))
+        // Issue 23, item 7: the form safe unquoted in a shell, wildcards and colons in names too.
+        #expect(try IndexLink(parsing: "/parentLot:/childLot") == IndexLink(parent: "/parentLot", child: "/childLot"))
+        #expect(try IndexLink(parsing: "/components/*/lot:/serial") == IndexLink(parent: "/components/*/lot", child: "/serial"))
+        #expect(try IndexLink(parsing: "/plant:lot:/child") == IndexLink(parent: "/plant:lot", child: "/child"))
+        #expect(throws: MillraceError.self) { try IndexLink(parsing: "/a:/b:/c") }
+        #expect(throws: MillraceError.self) { try IndexLink(parsing: "/parentLot-") }
     }
 
     /// The bucket sort puts entries in the same order as a comparison sort, shared values too.
