@@ -38,9 +38,14 @@ package final class Connection: Sendable {
                 .connect(host: host, port: port).get()
         } catch {
             let text = "\(error)"
+            // A name that does not resolve is a typo or a DNS problem, not a stopped broker.
+            if text.contains("UnknownHost") || text.contains("unknownHost") {
+                throw MillraceError(.networkError, "cannot resolve the host name \(host); check the broker address (HOST:PORT) and the machine's DNS")
+            }
             let reason = text.contains("refused") ? "connection refused" : text.contains("timed out") || text.contains("Timeout") ? "timed out" : text
             throw MillraceError(
-                .networkError, "no broker at \(peer) (\(reason)); start one with `scripts/run` or pass --broker HOST:PORT")
+                .networkError,
+                "no broker at \(peer) (\(reason)); is it running there? (on a server: `systemctl status millrace`; to start one here: `millrace serve`)")
         }
         let connection = Connection(channel: channel, requestTimeout: requestTimeout)
         do {

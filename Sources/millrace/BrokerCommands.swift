@@ -21,7 +21,9 @@ struct BrokerOptions: ParsableArguments {
         for broker in brokers {
             guard let colon = broker.lastIndex(of: ":"), let port = Int(broker[broker.index(after: colon)...]), (1...65535).contains(port), colon != broker.startIndex
             else {
-                Output.standardError("error: --broker takes HOST:PORT (or several, comma-separated), for example 127.0.0.1:7450 (got \(address))")
+                // Name where the address came from: a flag the user did not pass confuses.
+                let source = self.broker != nil ? "--broker" : "MILLRACE_BROKER"
+                Output.standardError("error: \(source) takes HOST:PORT (or several, comma-separated), for example 127.0.0.1:7450 (got \(address))")
                 throw ExitCode(2)
             }
         }

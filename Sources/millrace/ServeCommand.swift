@@ -113,7 +113,7 @@ struct ServeCommand: AsyncParsableCommand {
             address = "\(host):\(bound.port ?? port)"
         } catch {
             storage.close()
-            Output.standardError("error: cannot listen on \(host):\(port): \(error); is another broker running there?")
+            Output.standardError("error: cannot listen on \(host):\(port): \(Self.listenFailure(error))")
             throw ExitCode(2)
         }
         var http: OperationsHTTPServer?
@@ -156,4 +156,21 @@ func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
 /// with one arena, no slower (docs/DECISIONS.md, "The CLI at the library's speed").
 func useOneMallocArena() {
     _ = glibcMallopt(-8, 1)  // M_ARENA_MAX
+}
+
+extension ServeCommand {
+    /// Why a listener could not start, in words: not the socket call's signature.
+    static func listenFailure(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("errno: 98") || text.contains("Address already in use") {
+            return "the address is in use (another broker, or another program, listens there; `ss -ltnp` shows which)"
+        }
+        if text.contains("errno: 99") || text.contains("Cannot assign requested address") {
+            return "this machine has no such address; listen on one of its own, or 0.0.0.0"
+        }
+        if text.contains("errno: 13") || text.contains("Permission denied") {
+            return "permission denied (ports below 1024 need privileges)"
+        }
+        return text
+    }
 }

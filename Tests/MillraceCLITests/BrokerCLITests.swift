@@ -57,7 +57,37 @@ import Testing
         }
         let noBroker = try cli.millrace(["topic", "list", "--broker", "127.0.0.1:1"])
         #expect(noBroker.status == 1)
-        #expect(noBroker.stderr == "error: no broker at 127.0.0.1:1 (connection refused); start one with `scripts/run` or pass --broker HOST:PORT\n")
+        #expect(noBroker.stderr == "error: no broker at 127.0.0.1:1 (connection refused); is it running there? (on a server: `systemctl status millrace`; to start one here: `millrace serve`)\n")
+        // Issue 23, item 14: a name that does not resolve is said so (not SocketAddressError).
+        let unresolved = try cli.millrace(["topic", "list", "--broker", "no-such-broker.invalid:7450"])
+        #expect(unresolved.status == 1)
+        #expect(unresolved.stderr.hasPrefix("error: cannot resolve the host name no-such-broker.invalid;"), "\(unresolved.stderr)")
+        // The variable is named when it, not a flag, gave the bad address.
+        let variable = try cli.millrace(["topic", "list"], environment: ["MILLRACE_BROKER": "localhost"])
+        #expect(variable.status == 2)
+        #expect(variable.stderr == "error: MILLRACE_BROKER takes HOST:PORT (or several, comma-separated), for example 127.0.0.1:7450 (got localhost)\n")
+    }
+
+    /// Issue 23, item 14: a port in use is said in words, not as the socket call's error.
+    @Test func aPortInUseIsSaidInWords() throws {
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0 }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let directory = NSTemporaryDirectory() + "millrace-inuse-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let run = try cli.millrace(["serve", "--data-dir", directory, "--listen", "127.0.0.1:\(port)", "--http-listen", "none"])
+        #expect(run.status == 2)
+        #expect(run.stderr.contains("error: cannot listen on 127.0.0.1:\(port): the address is in use (another broker, or another program, listens there"), "\(run.stderr)")
+        #expect(!run.stderr.contains("errno"), "\(run.stderr)")
     }
 }
 
