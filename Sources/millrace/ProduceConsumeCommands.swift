@@ -368,7 +368,12 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "Only this partition (default: all).") var partition: Int32?
     @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Stop after this many records.") var limit: Int?
     @Flag(help: "Keep waiting for new records.") var follow = false
-    @Option(help: "value (each record's value on a line) or json (one object per record).") var format = "value"
+    @Option(help: "value (each record's value on a line), key-value (the key, a tab, the value; an empty key when there is none) or json (one object per record).")
+    var format = "value"
+    @Flag(help: "Print one JSON object per record (the same as --format json).") var json = false
+
+    /// The output form: --json is --format json.
+    private var output: RecordWriter.Form { json ? .json : RecordWriter.Form(rawValue: format) ?? .value }
     @Option(help: "Consume as a member of this group: resume from its commits, and commit what was printed when stopping.")
     var group: String?
     @Option(help: "With --group: the member is dropped after this many milliseconds without a heartbeat, and its partitions go to the others (1000–300000).")
@@ -382,7 +387,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let client = try broker.client()
-        let writer = RecordWriter(json: format == "json", flushEachRecord: follow)
+        let writer = RecordWriter(output, flushEachRecord: follow)
         let consumer = Consumer(client: client, topic: topic, partitions: partition.map { [$0] }, from: start, stopAtEnd: !follow)
         let limit = self.limit
         let work = Task { try await Self.print(consumer, to: writer, limit: limit) }
@@ -428,8 +433,12 @@ struct ConsumeCommand: AsyncParsableCommand {
     }
 
     private func validateCommon() throws {
-        guard format == "value" || format == "json" else {
-            Output.standardError("error: --format takes value or json (got \(format))")
+        guard RecordWriter.Form(rawValue: format) != nil else {
+            Output.standardError("error: --format takes value, key-value or json (got \(format))")
+            throw ExitCode(2)
+        }
+        guard !json || format == "value" || format == "json" else {
+            Output.standardError("error: give --json or --format \(format), not both")
             throw ExitCode(2)
         }
         if let limit, limit < 0 {
@@ -462,7 +471,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         configuration.sessionTimeoutMs = sessionTimeoutMs
         configuration.autoCommit = false
         let consumer = GroupConsumer(client: client, group: group, topic: topic, configuration: configuration)
-        let writer = RecordWriter(json: format == "json", flushEachRecord: follow)
+        let writer = RecordWriter(output, flushEachRecord: follow)
         writer.onFlushed = { consumer.commit($0) }
         let limit = self.limit
         let work = Task { try await Self.print(consumer, to: writer, limit: limit) }
@@ -511,7 +520,13 @@ struct ConsumeCommand: AsyncParsableCommand {
 /// Writes consumed records to standard output in large writes; under `--follow` each record
 /// is written as it comes, so a pipe sees it at once. Always flushed before the command ends.
 final class RecordWriter: @unchecked Sendable {
-    private let json: Bool
+    enum Form: String {
+        case value
+        case keyValue = "key-value"
+        case json
+    }
+
+    private let form: Form
     private let flushEachRecord: Bool
     private var buffer: [UInt8] = []
     private var broken = false
@@ -520,8 +535,8 @@ final class RecordWriter: @unchecked Sendable {
     private var unflushed: [Int32: ConsumedRecord] = [:]
     private var times = TimeText()
 
-    init(json: Bool, flushEachRecord: Bool) {
-        self.json = json
+    init(_ form: Form, flushEachRecord: Bool) {
+        self.form = form
         self.flushEachRecord = flushEachRecord
         signal(SIGPIPE, SIG_IGN)
         buffer.reserveCapacity(1 << 16)
@@ -529,9 +544,12 @@ final class RecordWriter: @unchecked Sendable {
 
     /// False once standard output is closed (say, `| head`): stop reading.
     func write(_ record: ConsumedRecord) -> Bool {
-        if json {
-            Self.appendJSON(record, to: &buffer, times: &times)
-        } else {
+        switch form {
+        case .json: Self.appendJSON(record, to: &buffer, times: &times)
+        case .value: buffer.append(contentsOf: record.value ?? [])
+        case .keyValue:
+            buffer.append(contentsOf: record.key ?? [])
+            buffer.append(UInt8(ascii: "\t"))
             buffer.append(contentsOf: record.value ?? [])
         }
         buffer.append(UInt8(ascii: "\n"))

@@ -147,6 +147,25 @@ import Testing
         }
     }
 
+    /// Issue 23, item 10: `--json` is `--format json`; `--format key-value` shows keys (kcat -K).
+    @Test func consumeTakesJSONAndShowsKeys() async throws {
+        try await brokers.withBroker { broker in
+            _ = try cli.millrace(["topic", "create", "keyed", "--broker", broker])
+            _ = try cli.millrace(["produce", "keyed", "--key-field", "/lot", "--broker", broker], input: #"{"lot":"L-1","qty":2}"# + "\n")
+            _ = try cli.millrace(["produce", "keyed", "--broker", broker], input: "unkeyed\n")
+            let json = try cli.millrace(["consume", "keyed", "--json", "--broker", broker])
+            let format = try cli.millrace(["consume", "keyed", "--format", "json", "--broker", broker])
+            #expect(json.status == 0 && !json.stdout.isEmpty)
+            // The same objects (the time of printing aside, there is none).
+            #expect(json.stdout == format.stdout, "\(json.stdout) vs \(format.stdout)")
+            let keyed = try cli.millrace(["consume", "keyed", "--format", "key-value", "--broker", broker])
+            #expect(keyed.status == 0)
+            #expect(keyed.stdout == "L-1\t{\"lot\":\"L-1\",\"qty\":2}\n\tunkeyed\n", "\(keyed.stdout)")
+            let both = try cli.millrace(["consume", "keyed", "--json", "--format", "key-value", "--broker", broker])
+            #expect(both.status == 2 && both.stderr == "error: give --json or --format key-value, not both\n", "\(both.stderr)")
+        }
+    }
+
     @Test func jsonHasTimeHeadersAndValuesAsJSON() async throws {
         try await brokers.withBroker { broker in
             let client = MillraceClient(host: "127.0.0.1", port: Int(broker.split(separator: ":")[1])!)
