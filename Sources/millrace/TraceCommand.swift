@@ -10,7 +10,7 @@ struct TraceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trace",
         abstract: "Every record whose indexed fields hold KEY (a lot, a serial, an order), across topics, in the order they were appended.",
-        discussion: "Topics index fields with `millrace topic create T --index /lot` or `millrace index set T --field /lot`." + Help.examples("millrace trace LOT-0815", "millrace trace LOT-0815 --topic confirmations --json", "millrace trace LOT-0815 --down --depth 5"))
+        discussion: "Topics index fields with `millrace topic create T --index /lot` or `millrace index set T --index /lot`." + Help.examples("millrace trace LOT-0815", "millrace trace LOT-0815 --topic confirmations --json", "millrace trace LOT-0815 --down --depth 5"))
 
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "The value to trace, as the index reads it: a string's characters, a number's digits, or a record key.") var key: String
@@ -147,7 +147,7 @@ struct IndexCommand: AsyncParsableCommand {
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Set the fields a topic indexes; records appended from now on are indexed by them (--off: none).", discussion: Help.exampleLines("millrace index set confirmations --index /lot --index /serial", "millrace index set confirmations --off"))
+            abstract: "Set the fields a topic indexes, replacing what it indexed before (give them all); records appended from now on are indexed by them (--off: none).", discussion: Help.exampleLines("millrace index set confirmations --index /lot --index /serial", "millrace index set confirmations --off"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var topic: String
         @OptionGroup var fields: IndexOptions

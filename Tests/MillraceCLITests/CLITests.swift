@@ -159,4 +159,19 @@ import Testing
             #expect(run.stderr == message + "\n", "\(arguments): \(run.stderr)")
         }
     }
+
+    /// Issue 23, item 15: a mistyped command is named with the nearest one; help says what
+    /// exists (`index set --index`, not a `--field` that does not) and that it replaces.
+    @Test func mistypedCommandsAreSuggestedAndHelpIsTrue() throws {
+        let typo = try millrace("topc", "list")
+        #expect(typo.status == 2)
+        #expect(typo.stderr == "error: topc is not a millrace command; did you mean `millrace topic list`?\n")
+        let unknown = try millrace("xyzzy")
+        #expect(unknown.status == 2 && unknown.stderr == "error: xyzzy is not a millrace command; `millrace --help` lists them\n")
+        // Help wraps lines: read it as one.
+        let trace = try millrace("trace", "--help").stdout.replacingOccurrences(of: "\n", with: " ")
+        #expect(trace.contains("millrace index set T --index /lot") && !trace.contains("--field"), "\(trace)")
+        let set = try millrace("index", "set", "--help").stdout.replacingOccurrences(of: "\n", with: " ")
+        #expect(set.contains("replacing what it indexed before"), "\(set)")
+    }
 }
