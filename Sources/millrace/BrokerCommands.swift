@@ -99,14 +99,7 @@ struct TopicCommand: ParsableCommand {
             let dedupWindowMs = try DedupCommand.parse(key: dedupKey, window: dedupWindow)
             let indexPolicy = try index.policy()
             let document = try schema.map(SchemaCommand.read)
-            if let document, let schema {
-                do {
-                    _ = try Schema(json: document)
-                } catch {
-                    Output.standardError("error: \(schema) is not a schema Millrace accepts: \(error.message); nothing was created")
-                    throw ExitCode(2)
-                }
-            }
+            if let document, let schema { try SchemaCommand.compile(document, file: schema, nothingDone: "nothing was created") }
             guard (1...Int32(Limits.partitionsPerTopicMax)).contains(partitions) else {
                 Output.standardError("error: --partitions takes 1...\(Limits.partitionsPerTopicMax) (got \(partitions))")
                 throw ExitCode(2)
