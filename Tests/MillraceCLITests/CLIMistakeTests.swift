@@ -1,12 +1,65 @@
 import Foundation
 import Testing
 
-/// Issue 23, item 12: the same mistake gets the same exit code (usage and unreadable
-/// input 2, runtime failures 1) and one message that starts once with "error:".
+/// Issue 23, items 6 and 12: the same mistake gets the same exit code (usage and unreadable
+/// input 2, runtime failures 1) and one message that starts once with "error:" and says what
+/// is wrong in the words the other commands use.
 @Suite(.serialized) struct CLIMistakeTests {
     let cli = CLITests()
     let brokers = BrokerCLITests()
     let schemas = SchemaCLITests()
+
+    @Test func quarantineOfAMissingTopicOrOfATopicWithoutOne() async throws {
+        try await brokers.withBroker { broker in
+            for command in ["list", "redrive"] {
+                let missing = try cli.millrace(["quarantine", command, "nope", "--broker", broker])
+                #expect(missing.status == 1)
+                #expect(missing.stderr == "error: topic \"nope\" does not exist; create it with `millrace topic create nope`\n")
+            }
+            #expect(try cli.millrace(["topic", "create", "plain", "--broker", broker]).status == 0)
+            for command in ["list", "redrive"] {
+                let none = try cli.millrace(["quarantine", command, "plain", "--broker", broker])
+                #expect(none.status == 1)
+                #expect(
+                    none.stderr
+                        == "error: topic plain has no quarantine: invalid records are not parked; to park them in plain.quarantine, run `millrace topic alter plain --on-invalid quarantine`\n"
+                )
+            }
+        }
+    }
+
+    @Test func quarantineWithoutASchemaIsExplained() async throws {
+        try await brokers.withBroker { broker in
+            let created = try cli.millrace(["topic", "create", "parked", "--on-invalid", "quarantine", "--broker", broker])
+            #expect(created.status == 0)
+            #expect(
+                created.stdout
+                    == "created topic parked with 1 partition\nno schema yet, so nothing is checked or parked; register one with `millrace schema register parked FILE`\n"
+            )
+            #expect(try cli.millrace(["quarantine", "list", "parked", "--broker", broker]).stdout == "nothing parked for parked\n")
+
+            #expect(try cli.millrace(["topic", "create", "later", "--broker", broker]).status == 0)
+            let altered = try cli.millrace(["topic", "alter", "later", "--on-invalid", "quarantine", "--broker", broker])
+            #expect(altered.status == 0)
+            #expect(
+                altered.stdout
+                    == "altered topic later: invalid records quarantine\nno schema yet, so nothing is checked or parked; register one with `millrace schema register later FILE`\n"
+            )
+        }
+    }
+
+    @Test func topicDeleteTakesItsQuarantine() async throws {
+        try await brokers.withBroker { broker in
+            #expect(try cli.millrace(["topic", "create", "parked", "--on-invalid", "quarantine", "--broker", broker]).status == 0)
+            #expect(try cli.millrace(["topic", "create", "other", "--on-invalid", "quarantine", "--broker", broker]).status == 0)
+            let deleted = try cli.millrace(["topic", "delete", "parked", "--broker", broker])
+            #expect(deleted.status == 0)
+            #expect(deleted.stdout == "deleted topic parked and its quarantine parked.quarantine\n")
+            let json = try cli.millrace(["topic", "delete", "other", "--json", "--broker", broker])
+            #expect(json.stdout == #"{"deleted":true,"quarantine_deleted":"other.quarantine","topic":"other"}"# + "\n")
+            #expect(try cli.millrace(["topic", "list", "--broker", broker]).stdout == "no topics; create one with `millrace topic create NAME`\n")
+        }
+    }
 
     @Test func aBrokenSchemaFileIsNamedWithLineAndColumnEverywhere() async throws {
         let broken = try schemas.file("{\n  \"type\": \"object\"\n  \"required\": [\"a\"]\n}\n")
