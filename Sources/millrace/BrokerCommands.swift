@@ -101,14 +101,7 @@ struct TopicCommand: ParsableCommand {
             let dedupWindowMs = try DedupCommand.parse(key: dedupKey, window: dedupWindow)
             let indexPolicy = try index.policy()
             let document = try schema.map(SchemaCommand.read)
-            if let document, let schema {
-                do {
-                    _ = try Schema(json: document)
-                } catch {
-                    Output.standardError("error: \(schema) is not a schema Millrace accepts: \(error.message); nothing was created")
-                    throw ExitCode(2)
-                }
-            }
+            if let document, let schema { try SchemaCommand.compile(document, file: schema, nothingDone: "nothing was created") }
             guard (1...Int32(Limits.partitionsPerTopicMax)).contains(partitions) else {
                 Output.standardError("error: --partitions takes 1...\(Limits.partitionsPerTopicMax) (got \(partitions))")
                 throw ExitCode(2)
@@ -176,6 +169,9 @@ struct TopicCommand: ParsableCommand {
             if let dedupKey { print("duplicates by \(dedupKey) are caught for \(Durations.describe(dedupWindowMs))") }
             if let indexPolicy { print("records are indexed by \(IndexOptions.describe(indexPolicy)) for `millrace trace`") }
             if let version, let schema { print("registered \(schema) as schema version \(version); invalid records: \(policy)") }
+            if policy == .quarantine && schema == nil {
+                print("no schema yet, so nothing is checked or parked; register one with `millrace schema register \(name) FILE`")
+            }
         }
     }
 
@@ -254,14 +250,19 @@ struct TopicCommand: ParsableCommand {
                 throw ExitCode(2)
             }
             let (name, retentionValue, bytesValue, codecValue, modeValue, policyValue) = (name, retentionSetting, bytesSetting, codec, mode, policy)
-            try await withClient(broker) { client in
+            let schemaless = try await withClient(broker) { client -> Bool in
                 try await client.alterTopic(
                     name, retention: retentionValue, retentionBytes: bytesValue, compression: codecValue, compatibility: modeValue, onInvalid: policyValue)
+                guard policyValue == .quarantine else { return false }
+                return try await client.listSchemas(topic: name).versions.isEmpty
             }
             if json {
                 print(Output.json(object))
             } else {
                 print("altered topic \(name): \(changes.joined(separator: ", "))")
+                if schemaless {
+                    print("no schema yet, so nothing is checked or parked; register one with `millrace schema register \(name) FILE`")
+                }
             }
         }
     }
@@ -413,14 +414,32 @@ struct TopicCommand: ParsableCommand {
     }
 
     struct Delete: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a topic and everything in it.", discussion: Help.exampleLines("millrace topic delete scratch", "millrace topic delete scratch --json"))
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a topic and everything in it, with its quarantine (TOPIC.quarantine) if it has one.",
+            discussion: Help.exampleLines("millrace topic delete scratch", "millrace topic delete scratch --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name.") var name: String
         @Flag(help: "Print one JSON object instead of a sentence.") var json = false
 
         func run() async throws {
-            try await withClient(broker) { try await $0.deleteTopic(name) }
-            print(json ? Output.json(["topic": name, "deleted": true]) : "deleted topic \(name)")
+            let (name, quarantine) = (self.name, self.name + ".quarantine")
+            // A quarantine is no use without its topic (re-drive has nowhere to put records back).
+            let quarantineDeleted = try await withClient(broker) { client -> Bool in
+                try await client.deleteTopic(name)
+                do {
+                    try await client.deleteTopic(quarantine)
+                    return true
+                } catch let error as MillraceError where error.code == .unknownTopic {
+                    return false
+                }
+            }
+            if json {
+                var object: [String: Any] = ["topic": name, "deleted": true]
+                if quarantineDeleted { object["quarantine_deleted"] = quarantine }
+                print(Output.json(object))
+            } else {
+                print(quarantineDeleted ? "deleted topic \(name) and its quarantine \(quarantine)" : "deleted topic \(name)")
+            }
         }
     }
 }

@@ -52,6 +52,10 @@ struct Millrace: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+        } catch let failure as CommandFailure {
+            // Printed as it is, with "error: " once (ArgumentParser would add "Error: ").
+            Output.standardError(failure.message.hasPrefix("error: ") ? failure.message : "error: " + failure.message)
+            Glibc.exit(failure.exitCode)
         } catch {
             if exitCode(for: error) == .validationFailure {
                 Output.standardError(suggestion() ?? fullMessage(for: error))

@@ -132,6 +132,13 @@ struct ProduceCommand: AsyncParsableCommand {
                 Output.standardError("error: cannot read \(file): \(String(cString: strerror(errno)))")
                 throw ExitCode(2)
             }
+            // A directory opens, and fails only at the first read: refuse it as unreadable input.
+            var opened = stat()
+            if fstat(descriptor, &opened) == 0, (opened.st_mode & S_IFMT) == S_IFDIR {
+                close(descriptor)
+                Output.standardError("error: cannot read \(file): \(String(cString: strerror(EISDIR)))")
+                throw ExitCode(2)
+            }
         } else {
             descriptor = 0
         }

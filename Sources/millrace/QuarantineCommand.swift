@@ -36,6 +36,15 @@ struct QuarantineCommand: ParsableCommand {
     /// The parked records from the cursor (or `from`) to the log end as it is now.
     static func parked(_ client: MillraceClient, topic: String, from: Int64?) async throws -> (start: Int64, end: Int64, records: [Parked]) {
         let quarantine = topic + ".quarantine"
+        // In the words the other commands use: the topic is missing, or it parks nothing.
+        _ = try await client.partitionCount(topic)
+        do {
+            _ = try await client.partitionCount(quarantine)
+        } catch let error as MillraceError where error.code == .unknownTopic {
+            throw MillraceError(
+                .unknownTopic,
+                "topic \(topic) has no quarantine: invalid records are not parked; to park them in \(quarantine), run `millrace topic alter \(topic) --on-invalid quarantine`")
+        }
         let end = try await client.listOffsets(quarantine, partitions: [0], timestamp: ListOffsetsPartition.latest)[0].offset
         let logStart = try await client.listOffsets(quarantine, partitions: [0], timestamp: ListOffsetsPartition.earliest)[0].offset
         let cursor = try await client.committedOffsets(group: cursorGroup, topic: quarantine, partitions: [0]).first?.offset ?? -1

@@ -19,6 +19,32 @@ struct SchemaCommand: ParsableCommand {
         return Array(data)
     }
 
+    /// Compiles a schema file's document here, before the broker sees it: one that is not a
+    /// schema Millrace accepts is a usage error (exit 2) naming the file, and for a JSON syntax
+    /// error its line and column, the same from every command that takes a schema file.
+    static func compile(_ document: [UInt8], file: String, nothingDone: String) throws {
+        do {
+            _ = try Schema(json: document)
+        } catch {
+            Output.standardError("error: \(file) is not a schema Millrace accepts: \(located(error.message, in: document)); \(nothingDone)")
+            throw ExitCode(2)
+        }
+    }
+
+    /// `message` with its "at byte N" (1-based) as "at line L, column C" (both 1-based,
+    /// columns in characters) of `document`.
+    static func located(_ message: String, in document: [UInt8]) -> String {
+        guard let range = message.range(of: #"at byte [0-9]+"#, options: .regularExpression),
+            let byte = Int(message[range].dropFirst("at byte ".count)), byte >= 1
+        else { return message }
+        let before = document.prefix(byte - 1)
+        let newline = UInt8(ascii: "\n")
+        let line = before.filter { $0 == newline }.count + 1
+        let lineStart = before.lastIndex(of: newline).map { $0 + 1 } ?? before.startIndex
+        let column = String(decoding: before[lineStart...], as: UTF8.self).count + 1
+        return message.replacingCharacters(in: range, with: "at line \(line), column \(column)")
+    }
+
     /// Prints the reasons a schema was refused (one per line) and exits 1.
     static func refuse(_ headline: String, _ problems: [String]) throws -> Never {
         Output.standardError("error: \(headline):")
@@ -37,6 +63,7 @@ struct SchemaCommand: ParsableCommand {
 
         func run() async throws {
             let schema = try SchemaCommand.read(file)
+            try SchemaCommand.compile(schema, file: file, nothingDone: "nothing registered")
             let answer = try await withClient(broker) { try await $0.registerSchema(topic: topic, schema: schema) }
             if json {
                 print(Output.json(["topic": topic, "version": Int(answer.version), "created": answer.created, "problems": answer.problems]))
@@ -57,6 +84,7 @@ struct SchemaCommand: ParsableCommand {
 
         func run() async throws {
             let schema = try SchemaCommand.read(file)
+            try SchemaCommand.compile(schema, file: file, nothingDone: "it could not be registered")
             let answer = try await withClient(broker) { try await $0.registerSchema(topic: topic, schema: schema, dryRun: true) }
             if json {
                 print(Output.json(["topic": topic, "version": Int(answer.version), "compatible": answer.problems.isEmpty, "problems": answer.problems]))

@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+
+/// Issue 23, items 6 and 12: the same mistake gets the same exit code (usage and unreadable
+/// input 2, runtime failures 1) and one message that starts once with "error:" and says what
+/// is wrong in the words the other commands use.
+@Suite(.serialized) struct CLIMistakeTests {
+    let cli = CLITests()
+    let brokers = BrokerCLITests()
+    let schemas = SchemaCLITests()
+
+    @Test func quarantineOfAMissingTopicOrOfATopicWithoutOne() async throws {
+        try await brokers.withBroker { broker in
+            for command in ["list", "redrive"] {
+                let missing = try cli.millrace(["quarantine", command, "nope", "--broker", broker])
+                #expect(missing.status == 1)
+                #expect(missing.stderr == "error: topic \"nope\" does not exist; create it with `millrace topic create nope`\n")
+            }
+            #expect(try cli.millrace(["topic", "create", "plain", "--broker", broker]).status == 0)
+            for command in ["list", "redrive"] {
+                let none = try cli.millrace(["quarantine", command, "plain", "--broker", broker])
+                #expect(none.status == 1)
+                #expect(
+                    none.stderr
+                        == "error: topic plain has no quarantine: invalid records are not parked; to park them in plain.quarantine, run `millrace topic alter plain --on-invalid quarantine`\n"
+                )
+            }
+        }
+    }
+
+    @Test func quarantineWithoutASchemaIsExplained() async throws {
+        try await brokers.withBroker { broker in
+            let created = try cli.millrace(["topic", "create", "parked", "--on-invalid", "quarantine", "--broker", broker])
+            #expect(created.status == 0)
+            #expect(
+                created.stdout
+                    == "created topic parked with 1 partition\nno schema yet, so nothing is checked or parked; register one with `millrace schema register parked FILE`\n"
+            )
+            #expect(try cli.millrace(["quarantine", "list", "parked", "--broker", broker]).stdout == "nothing parked for parked\n")
+
+            #expect(try cli.millrace(["topic", "create", "later", "--broker", broker]).status == 0)
+            let altered = try cli.millrace(["topic", "alter", "later", "--on-invalid", "quarantine", "--broker", broker])
+            #expect(altered.status == 0)
+            #expect(
+                altered.stdout
+                    == "altered topic later: invalid records quarantine\nno schema yet, so nothing is checked or parked; register one with `millrace schema register later FILE`\n"
+            )
+        }
+    }
+
+    @Test func topicDeleteTakesItsQuarantine() async throws {
+        try await brokers.withBroker { broker in
+            #expect(try cli.millrace(["topic", "create", "parked", "--on-invalid", "quarantine", "--broker", broker]).status == 0)
+            #expect(try cli.millrace(["topic", "create", "other", "--on-invalid", "quarantine", "--broker", broker]).status == 0)
+            let deleted = try cli.millrace(["topic", "delete", "parked", "--broker", broker])
+            #expect(deleted.status == 0)
+            #expect(deleted.stdout == "deleted topic parked and its quarantine parked.quarantine\n")
+            let json = try cli.millrace(["topic", "delete", "other", "--json", "--broker", broker])
+            #expect(json.stdout == #"{"deleted":true,"quarantine_deleted":"other.quarantine","topic":"other"}"# + "\n")
+            #expect(try cli.millrace(["topic", "list", "--broker", broker]).stdout == "no topics; create one with `millrace topic create NAME`\n")
+        }
+    }
+
+    @Test func aBrokenSchemaFileIsNamedWithLineAndColumnEverywhere() async throws {
+        let broken = try schemas.file("{\n  \"type\": \"object\"\n  \"required\": [\"a\"]\n}\n")
+        let reason = "the schema is not valid JSON at line 3, column 3: expected ',' or '}' in an object, found '\"'"
+        // Refused before connecting: no broker listens on port 1.
+        let registered = try cli.millrace(["schema", "register", "t", broken, "--broker", "127.0.0.1:1"])
+        #expect(registered.status == 2)
+        #expect(registered.stderr == "error: \(broken) is not a schema Millrace accepts: \(reason); nothing registered\n")
+        let checked = try cli.millrace(["schema", "check", "t", broken, "--broker", "127.0.0.1:1"])
+        #expect(checked.status == 2)
+        #expect(checked.stderr == "error: \(broken) is not a schema Millrace accepts: \(reason); it could not be registered\n")
+        let created = try cli.millrace(["topic", "create", "t", "--schema", broken, "--broker", "127.0.0.1:1"])
+        #expect(created.status == 2)
+        #expect(created.stderr == "error: \(broken) is not a schema Millrace accepts: \(reason); nothing was created\n")
+    }
+
+    @Test func produceFromADirectoryIsUnreadableInput() throws {
+        let directory = NSTemporaryDirectory() + "millrace-produce-dir-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fromDirectory = try cli.millrace(["produce", "t", "-f", directory, "--broker", "127.0.0.1:1"])
+        #expect(fromDirectory.status == 2)
+        #expect(fromDirectory.stderr == "error: cannot read \(directory): Is a directory\n")
+        let missing = try cli.millrace(["produce", "t", "-f", directory + "/missing", "--broker", "127.0.0.1:1"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr == "error: cannot read \(directory)/missing: No such file or directory\n")
+    }
+}
