@@ -41,6 +41,9 @@ struct ProduceCommand: AsyncParsableCommand {
         var acknowledged = LineRanges()
         var failed = 0
         var firstError: String?
+        /// The first `errorsShownMax` failures, each with its line and reason.
+        var errors: [(line: Int, reason: String)] = []
+        static let errorsShownMax = 20
         /// With --rejected: each line sent or refused and not (yet) acknowledged.
         var keepLines = false
         var unacknowledged: [Int: [UInt8]] = [:]
@@ -48,6 +51,7 @@ struct ProduceCommand: AsyncParsableCommand {
         mutating func fail(_ line: Int, _ reason: String, _ bytes: [UInt8]? = nil) {
             failed += 1
             if firstError == nil { firstError = "line \(line): \(reason)" }
+            if errors.count < Self.errorsShownMax { errors.append((line, reason)) }
             if keepLines, let bytes { unacknowledged[line] = bytes }
         }
 
@@ -152,7 +156,7 @@ struct ProduceCommand: AsyncParsableCommand {
         configuration.compressionLevel = compressionLevel
         let producer = Producer(client: client, configuration: configuration)
         let tally = NIOLockedValueBox(Tally(keepLines: rejected != nil))
-        let (topic, key, keyField, timestampField, partition) = (topic, key, keyField, timestampField, partition)
+        let (topic, key, timestampField, partition) = (topic, key, timestampField, partition)
         let work = Task { () throws -> (lines: Int, records: Int, complete: Bool) in
             // A topic that rejects invalid records refuses a whole batch for one bad line:
             // check lines here first, so a bad line is named by its number and its good
@@ -186,17 +190,9 @@ struct ProduceCommand: AsyncParsableCommand {
                                 parseError = error
                             }
                         }
-                        if let keyPointer, let keyField {
-                            guard parseError == nil else {
-                                tally.withLockedValue { $0.fail(number, "not valid JSON, so it has no \(keyField)", bytes) }
-                                continue
-                            }
-                            guard let found = keyPointer.keyBytes(in: tape) else {
-                                tally.withLockedValue { $0.fail(number, "no \(keyField) in it", bytes) }
-                                continue
-                            }
-                            recordKey = found
-                        }
+                        // A line with no key to take goes without one: the broker (its schema and
+                        // quarantine) decides, the CLI never drops it.
+                        if let keyPointer, parseError == nil, let found = keyPointer.keyBytes(in: tape) { recordKey = found }
                         var eventTime: Int64?
                         if let timePointer, let timestampField {
                             guard parseError == nil else {
@@ -284,6 +280,8 @@ struct ProduceCommand: AsyncParsableCommand {
                 "duplicates": duplicates.map { ["line": $0.line, "partition": Int($0.partition), "offset": $0.offset] as [String: Any] },
             ]
             if signals.signalled { summary["stopped_after_line"] = outcome.lines }
+            summary["errors"] = result.errors.map { ["line": $0.line, "reason": $0.reason] as [String: Any] }
+            summary["errors_not_listed"] = result.failed - result.errors.count
             print(Output.json(summary))
         }
         let duplicateNote = duplicates.isEmpty ? "" : "; \(Output.count(Int64(duplicates.count))) duplicate\(duplicates.count == 1 ? "" : "s") not stored again (first: line \(duplicates[0].line), original at partition \(duplicates[0].partition) offset \(duplicates[0].offset))"
@@ -301,6 +299,11 @@ struct ProduceCommand: AsyncParsableCommand {
             Output.standardError(
                 "error: \(Output.count(Int64(missed))) of \(Output.count(Int64(outcome.records))) records were not acknowledged (first: \(result.firstError ?? "no answer came before the command stopped"))\(stopped)"
             )
+            // Each refused line with its reason, as many as a person reads; --rejected has all.
+            for error in result.errors { Output.standardError("  line \(error.line): \(error.reason)") }
+            if result.failed > result.errors.count {
+                Output.standardError("  and \(Output.count(Int64(result.failed - result.errors.count))) more refused (--rejected FILE keeps every line not acknowledged)")
+            }
             if let parkedNote { Output.standardError("error: \(parkedNote)") }
             reportUnacknowledged(result)
             throw ExitCode(1)

@@ -89,7 +89,7 @@ import Testing
             #expect(produced.status == 1)
             #expect(
                 produced.stderr
-                    == "error: 1 of 3 records were not acknowledged (first: line 2: /yield_qty: -3 is less than minimum 0 (schema version 1; not sent))\nacknowledged lines: 1,3\n",
+                    == "error: 1 of 3 records were not acknowledged (first: line 2: /yield_qty: -3 is less than minimum 0 (schema version 1; not sent))\n  line 2: /yield_qty: -3 is less than minimum 0 (schema version 1; not sent)\nacknowledged lines: 1,3\n",
                 "\(produced.stderr)")
             let consumed = try cli.millrace(["consume", "strict", "--broker", broker])
             #expect(consumed.stdout == #"{"order_id":"1","yield_qty":5}"# + "\n" + #"{"order_id":"3","yield_qty":1}"# + "\n")
