@@ -16,6 +16,40 @@ import Testing
         Set(assigned.assignment.flatMap { $0.entries.map(\.partition) })
     }
 
+    /// Issue 23, item 2: generations start again at 1 after a restart, and need not persist:
+    /// a member id is the broker's own (GROUP-N-RANDOM) and lives only as long as the broker
+    /// that gave it out, so a member from before the restart is unknown after it, whatever
+    /// generation it names — including one that equals the new generation.
+    @Test func aMemberFromBeforeARestartIsFencedByItsId() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-generations-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func commit(_ member: String, _ generation: Int32, _ offset: Int64) -> Request {
+            .offsetCommit(OffsetCommitRequest(group: "erp", memberID: member, generation: generation, topics: [TopicEntries(topic: "orders", [OffsetEntry(partition: 0, offset: offset)])]))
+        }
+        let before = try await LiveServer(directory: directory)
+        let old = try TestClient(port: before.port)
+        _ = try old.call(.createTopic(CreateTopicRequest(name: "orders", partitions: 1)))
+        _ = try old.call(produce("orders", 0, ["a", "b", "c"]))
+        let stale = try #require(assignment(try old.call(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 10_000, topics: ["orders"])))))
+        #expect(try old.call(commit(stale.memberID, stale.generation, 1)).errorCode == .none)
+        await before.stop()
+
+        let after = try await LiveServer(directory: directory)
+        let fresh = try TestClient(port: after.port)
+        let current = try #require(assignment(try fresh.call(.joinGroup(JoinGroupRequest(group: "erp", sessionTimeoutMs: 10_000, topics: ["orders"])))))
+        #expect(current.generation == stale.generation && current.memberID != stale.memberID)
+        // The member from before, naming the very same generation: refused, nothing moves.
+        #expect(try fresh.call(commit(stale.memberID, stale.generation, 3)).errorCode == .unknownMember)
+        #expect(try fresh.call(commit(current.memberID, current.generation, 2)).errorCode == .none)
+        let fetched = try fresh.call(.offsetFetch(OffsetFetchRequest(group: "erp"))).body
+        await after.stop()
+        guard case .offsetFetch(let offsets)? = fetched else {
+            Issue.record("no offset fetch body")
+            return
+        }
+        #expect(offsets.first?.entries == [OffsetEntry(partition: 0, offset: 2)])
+    }
+
     @Test func membersRebalanceCommitsAreFencedAndSilenceExpires() async throws {
         let clock = ManualClock()
         let live = try await LiveServer(clock: clock)
