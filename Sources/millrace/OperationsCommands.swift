@@ -105,15 +105,18 @@ struct TopCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var broker: BrokerOptions
-    @Option(help: "Seconds between refreshes (1...3600).") var interval: Int = 2
+    @Option(help: "Time between refreshes, 1s to 1h: a duration (2s, 1m) or a number of seconds.") var interval = "2s"
     @Flag(help: "Take two samples --interval apart, print once, and exit.") var once = false
     @Flag(help: "With --once: one JSON object instead of text.") var json = false
 
     func run() async throws {
-        guard (1...3_600).contains(interval) else {
-            Output.standardError("error: --interval takes 1...3600 seconds (got \(interval))")
+        // Seconds as a bare number (as before), or a duration like every other time value.
+        let milliseconds = Int64(interval).map { $0 * 1_000 } ?? Durations.parse(interval)
+        guard let milliseconds, milliseconds % 1_000 == 0, (1...3_600).contains(milliseconds / 1_000) else {
+            Output.standardError("error: --interval takes 1s to 1h in whole seconds, such as 2s or 1m (got \(interval))")
             throw ExitCode(2)
         }
+        let interval = Int(milliseconds / 1_000)
         guard once || !json else {
             Output.standardError("error: --json goes with --once (a refreshing view is for people)")
             throw ExitCode(2)

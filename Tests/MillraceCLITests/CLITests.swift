@@ -174,4 +174,16 @@ import Testing
         let set = try millrace("index", "set", "--help").stdout.replacingOccurrences(of: "\n", with: " ")
         #expect(set.contains("replacing what it indexed before"), "\(set)")
     }
+
+    /// Issue 23, item 13 (in part): `top --interval` takes a duration like every other time
+    /// value (a bare number is still seconds).
+    @Test func topTakesADurationInterval() throws {
+        let refused = try millrace("top", "--interval", "1500ms", "--broker", "127.0.0.1:1")
+        #expect(refused.status == 2 && refused.stderr == "error: --interval takes 1s to 1h in whole seconds, such as 2s or 1m (got 1500ms)\n", "\(refused.stderr)")
+        // Accepted: what fails next is reaching the broker (exit 1), not the value (exit 2).
+        for value in ["1s", "2"] {
+            let run = try millrace("top", "--once", "--interval", value, "--broker", "127.0.0.1:1")
+            #expect(run.status == 1 && run.stderr.contains("no broker at 127.0.0.1:1"), "\(value): \(run.stderr)")
+        }
+    }
 }
