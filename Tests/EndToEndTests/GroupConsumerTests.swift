@@ -267,11 +267,16 @@ import Testing
         let client = MillraceClient(host: "127.0.0.1", port: live.port)
         try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 1))
         let producer = Producer(client: client)
-        for index in 0..<5 { _ = try await producer.send(topic: "confirmations", value: Array("before-\(index)".utf8)) }
-        try await Task.sleep(nanoseconds: 30_000_000)
-        let cut = Int64(Date().timeIntervalSince1970 * 1000)
-        try await Task.sleep(nanoseconds: 30_000_000)
-        for index in 0..<5 { _ = try await producer.send(topic: "confirmations", value: Array("after-\(index)".utf8)) }
+        // Event times chosen, not read from the clock: T falls between the two runs.
+        let cut: Int64 = 1_700_000_050_000
+        for index in 0..<5 {
+            let record = ProducerRecord(topic: "confirmations", value: Array("before-\(index)".utf8), timestampMs: cut - 10_000 + Int64(index))
+            _ = try await producer.send(record).delivery()
+        }
+        for index in 0..<5 {
+            let record = ProducerRecord(topic: "confirmations", value: Array("after-\(index)".utf8), timestampMs: cut + Int64(index))
+            _ = try await producer.send(record).delivery()
+        }
 
         let target = try await client.listOffsets("confirmations", partitions: [0], timestamp: cut)
         #expect(target.first?.offset == 5 && (target.first?.timestamp ?? 0) >= cut)
