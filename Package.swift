@@ -94,7 +94,15 @@ let package = Package(
             dependencies: ["MillraceStorage", "MillraceFormat"],
             path: "Tests/CrashWriter",
             swiftSettings: strict),
-        .target(name: "TestSupport", dependencies: ["MillraceFormat"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "MillraceFormat",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MillraceFormatTests", dependencies: ["MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MillraceSchemaTests", dependencies: ["MillraceSchema", "MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(

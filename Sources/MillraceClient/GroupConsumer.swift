@@ -15,8 +15,16 @@ import NIOConcurrencyHelpers
 /// - `close()` commits what was marked and leaves the group, so the others take the
 ///   partitions at once. Call it always (the CLI does on Ctrl-C and SIGTERM).
 ///
-/// What is committed is what was *marked*: every record handed out when `autoCommit` is on
-/// (the default), else what the caller marks with `commit(_:)`, for example after processing.
+/// What is committed is what was *marked*, and a record is marked only once the caller is
+/// done with it — at least once, never lost by a crash:
+///
+/// - with `autoCommit` (the default) a record is marked when the caller asks for the next
+///   one, so `for try await record in consumer { try await post(record) }` commits only
+///   records it has posted; a crash (or a `break` on an error) leaves the last one to be
+///   read again;
+/// - `commit(_:)` marks a record at once: call it after processing the last record before
+///   `close()`, or turn `autoCommit` off and call it for each record when processing happens
+///   elsewhere (another task, a batch).
 public final class GroupConsumer: AsyncSequence, Sendable {
     /// A record of the member's partitions.
     public typealias Element = ConsumedRecord
@@ -42,7 +50,8 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         public var heartbeatInterval: Duration?
         /// How often marked records are committed in the background.
         public var commitInterval: Duration = .seconds(5)
-        /// Mark each record for commit as it is handed out.
+        /// Mark each record for commit when the caller asks for the next one (it is done
+        /// with the one before). Off: only `commit(_:)` marks.
         public var autoCommit = true
         /// Longest long poll of one fetch; also how soon a rebalance is noticed while idle.
         public var maxWaitMs: Int32 = 500
@@ -151,15 +160,17 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         configuration.heartbeatInterval ?? .milliseconds(Swift.min(Int64(configuration.sessionTimeoutMs) / 3, 1_000))
     }
 
-    /// Joins (once) and starts the background session.
+    /// Joins (until it has) and starts the background session (once). A join that fails
+    /// leaves nothing started: the next call tries again.
     func start() async throws {
-        guard state.withLockedValue({ state in
-            defer { state.started = true }
-            return !state.started
-        }) else { return }
-        try await membership.run { try await self.join() }
-        let session = Task { await self.runSession() }
-        state.withLockedValue { $0.session = session }
+        if state.withLockedValue({ $0.session != nil || $0.closed }) { return }
+        try await membership.run {
+            if self.generation < 0 { try await self.join() }
+        }
+        state.withLockedValue { state in
+            guard state.session == nil, !state.closed else { return }
+            state.session = Task { await self.runSession() }
+        }
     }
 
     private func runSession() async {
@@ -193,6 +204,12 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 backoff = retry
             } catch is CancellationError {
                 return
+            } catch let error as MillraceError where Self.isMembershipChurn(error.code) {
+                // A commit refused twice while the group was moving (say, the broker restarted
+                // twice in a row): the next heartbeat learns the membership; what was not
+                // committed is read again, never skipped.
+                client.logger.notice("group \(group): \(error.message); checking membership at the next heartbeat")
+                timers.retry(due, after: heartbeatInterval)
             } catch {
                 let failure = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
                 state.withLockedValue { $0.failure = failure }
@@ -285,80 +302,145 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         }
     }
 
+    /// Refusals that mean the group moved on under this member (a rebalance, a broker that
+    /// restarted and forgot it): rejoining answers them.
+    static func isMembershipChurn(_ code: ErrorCode) -> Bool {
+        code == .unknownMember || code == .staleGeneration || code == .invalidRequest
+    }
+
     static func message(_ error: any Error) -> String { (error as? MillraceError)?.message ?? "\(error)" }
 
     // MARK: Reading
 
     /// Reads the member's partitions; joins on the first `next()`.
+    ///
+    /// A follower (`stopAtEnd` off) rides through a lost broker in any phase — joining,
+    /// looking up commits and log ends, fetching, rejoining after a restart: it says so once,
+    /// backs off on the configured clock and goes on where it was. A consumer that stops at
+    /// the end fails instead, as `Consumer` does.
     public struct Iterator: AsyncIteratorProtocol {
         let consumer: GroupConsumer
         private var reader: Consumer.Iterator?
-        private var readerGeneration: Int32 = -1
+        /// The membership (member id, generation) and assignment the reader was set up for.
+        private var readerMembership: (memberID: String, generation: Int32)?
         private var readerAssignment: [Int32] = []
         /// Heartbeats sent while waiting with nothing assigned (stop-at-end only).
         private var emptyHeartbeats = 0
         private var pending: [ConsumedRecord] = []
         private var pendingIndex = 0
+        /// The record handed out last: with `autoCommit` it is marked when the next is asked
+        /// for, that is once the caller is done with it.
+        private var handedOut: ConsumedRecord?
+        /// The broker was away: check membership (rejoining if it forgot this member) before
+        /// reading on.
+        private var checkMembership = false
 
         init(consumer: GroupConsumer) { self.consumer = consumer }
 
+        private enum Step {
+            case record(ConsumedRecord)
+            case end
+            case again
+        }
+
         public mutating func next() async throws -> ConsumedRecord? {
-            try await consumer.start()
+            if let done = handedOut, consumer.configuration.autoCommit { consumer.commit(done) }
+            handedOut = nil
+            let client = consumer.client
+            var backoff: Backoff?
             while true {
                 try Task.checkCancellation()
-                let (failure, generation, assignment) = consumer.state.withLockedValue { ($0.failure, $0.generation, $0.assignment) }
-                if let failure { throw failure }
-                if generation != readerGeneration || assignment != readerAssignment {
-                    // A new generation: records buffered for the old one are dropped (those
-                    // of kept partitions are read again from where they stood).
-                    pending = []
-                    pendingIndex = 0
-                    try await startReading(generation: generation, assignment: assignment)
-                    continue
-                }
-                if pendingIndex < pending.count {
-                    let record = pending[pendingIndex]
-                    pendingIndex += 1
-                    guard assignment.contains(record.partition) else { continue }
-                    consumer.state.withLockedValue { state in
-                        state.positions[record.partition] = record.offset + 1
-                        if consumer.configuration.autoCommit { state.marked[record.partition] = record.offset + 1 }
+                do {
+                    let step = try await advance()
+                    if let done = backoff {
+                        client.logger.notice(
+                            "group \(consumer.group): back in touch with \(client.host):\(client.port) after \(done.attempts) attempt\(done.attempts == 1 ? "" : "s"); reading on")
+                        backoff = nil
                     }
-                    return record
-                }
-                guard var current = reader else {
-                    // Nothing assigned and stopping at the end: a partition may still be on its
-                    // way from a member letting it go; give that a few heartbeats.
-                    if assignment.isEmpty, emptyHeartbeats < 3 {
-                        emptyHeartbeats += 1
-                        let consumer = self.consumer
-                        try await consumer.configuration.clock.sleep(for: consumer.heartbeatInterval)
-                        try await consumer.membership.run { try await consumer.heartbeat() }
+                    switch step {
+                    case .record(let record):
+                        handedOut = record
+                        return record
+                    case .end:
+                        return nil
+                    case .again:
                         continue
                     }
-                    return nil
+                } catch let error as MillraceError where !consumer.configuration.stopAtEnd && error.code.isReconnectable {
+                    if backoff == nil {
+                        client.logger.warning("group \(consumer.group): lost the broker at \(client.host):\(client.port) (\(error.message)); reconnecting")
+                    }
+                    var retry = backoff ?? Backoff(min: client.configuration.reconnectBackoffMin, max: client.configuration.reconnectBackoffMax)
+                    try await consumer.configuration.clock.sleep(for: retry.next())
+                    backoff = retry
+                    checkMembership = true
                 }
-                let reconnectsBefore = current.reconnects
-                let chunk = try await current.nextChunk()
-                reader = current
-                pending = chunk ?? []
-                pendingIndex = 0
-                if current.reconnects != reconnectsBefore {
-                    // The broker was away (perhaps restarted, forgetting this member): check
-                    // membership now rather than at the next heartbeat, and rejoin if needed.
-                    let consumer = self.consumer
-                    try await consumer.membership.run { try await consumer.heartbeat() }
-                    continue
-                }
-                if chunk == nil { return nil }
             }
+        }
+
+        /// One step of reading: join, (re)position for a new membership, hand out a buffered
+        /// record, or fetch.
+        private mutating func advance() async throws -> Step {
+            let consumer = self.consumer
+            try await consumer.start()
+            if checkMembership {
+                try await consumer.membership.run { try await consumer.heartbeat() }
+                checkMembership = false
+            }
+            let (failure, membership, assignment) = consumer.state.withLockedValue { ($0.failure, ($0.memberID, $0.generation), $0.assignment) }
+            if let failure { throw failure }
+            if readerMembership.map({ $0 != membership }) ?? true || assignment != readerAssignment {
+                // A new generation (or a new membership after a broker restart): records
+                // buffered for the old one are dropped (those of kept partitions are read
+                // again from where they stood).
+                pending = []
+                pendingIndex = 0
+                try await startReading(membership: membership, assignment: assignment)
+                return .again
+            }
+            if pendingIndex < pending.count {
+                let record = pending[pendingIndex]
+                pendingIndex += 1
+                guard assignment.contains(record.partition) else { return .again }
+                consumer.state.withLockedValue { $0.positions[record.partition] = record.offset + 1 }
+                return .record(record)
+            }
+            guard var current = reader else {
+                // Nothing assigned and stopping at the end: a partition may still be on its
+                // way from a member letting it go; give that a few heartbeats.
+                if assignment.isEmpty, emptyHeartbeats < 3 {
+                    emptyHeartbeats += 1
+                    try await consumer.configuration.clock.sleep(for: consumer.heartbeatInterval)
+                    try await consumer.membership.run { try await consumer.heartbeat() }
+                    return .again
+                }
+                return .end
+            }
+            let reconnectsBefore = current.reconnects
+            let chunk = try await current.nextChunk()
+            reader = current
+            pending = chunk ?? []
+            pendingIndex = 0
+            if current.reconnects != reconnectsBefore {
+                // The broker was away (perhaps restarted, forgetting this member): check
+                // membership now rather than at the next heartbeat, and rejoin if needed.
+                checkMembership = true
+                return .again
+            }
+            return chunk == nil ? .end : .again
         }
 
         /// Positions for an assignment: where this member was in a partition it kept, else
         /// the group's commit, else (none, or removed by retention) the reset policy.
-        private mutating func startReading(generation: Int32, assignment: [Int32]) async throws {
-            readerGeneration = generation
-            readerAssignment = assignment
+        private mutating func startReading(membership: (memberID: String, generation: Int32), assignment: [Int32]) async throws {
+            defer {
+                // Only once the reader stands: a lookup that failed is made again.
+                if reader != nil || assignment.isEmpty {
+                    readerMembership = membership
+                    readerAssignment = assignment
+                }
+            }
+            reader = nil
             let client = consumer.client
             let configuration = consumer.configuration
             guard !assignment.isEmpty else {

@@ -141,7 +141,7 @@ import Testing
     }
 
     /// Offsets are committed in the background, however long the caller takes; before a
-    /// rebalance takes partitions away, what was handed out is committed; the caller hears
+    /// rebalance takes partitions away, what was processed is committed; the caller hears
     /// of both sides of the rebalance; `close()` commits and leaves.
     @Test func commitsRunInTheBackgroundAndBeforeARebalance() async throws {
         let clock = ManualClock()
@@ -158,10 +158,14 @@ import Testing
         configuration.onRebalance = { change in events.withLockedValue { $0.append(change) } }
         let first = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "posting", topic: "lots", configuration: configuration)
         var iterator = first.makeAsyncIterator()
-        var handedOut: [Int32: Int64] = [:]
+        // What the caller is done with: a record counts once it asks for the next one (the
+        // last one handed out is still being processed).
+        var processed: [Int32: Int64] = [:]
+        var inHand: ConsumedRecord?
         for _ in 0..<10 {
+            if let done = inHand { processed[done.partition] = done.offset + 1 }
             let record = try #require(try await iterator.next())
-            handedOut[record.partition] = record.offset + 1
+            inHand = record
         }
         #expect(events.withLockedValue { $0 } == [.assigned([0, 1])])
         func committed() async throws -> [Int32: Int64] {
@@ -171,12 +175,12 @@ import Testing
         // The caller is busy (not iterating); the background session commits on its interval.
         let backgroundCommit = try await eventually {
             clock.advance(by: .seconds(1))
-            return try await committed().filter { $0.value >= 0 } == handedOut
+            return try await committed().filter { $0.value >= 0 } == processed
         }
         #expect(backgroundCommit)
 
         // A second member joins; the first hands out more, then learns of the rebalance at its
-        // next heartbeat and commits everything it handed out before letting a partition go.
+        // next heartbeat and commits everything it processed before letting a partition go.
         configuration.onRebalance = nil
         let second = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "posting", topic: "lots", configuration: configuration)
         var secondIterator = second.makeAsyncIterator()
@@ -188,8 +192,9 @@ import Testing
         }
         #expect(try await eventually { (try? await admin.describeGroup("posting").members.count) == 2 })
         for _ in 0..<5 {
+            if let done = inHand { processed[done.partition] = done.offset + 1 }
             let record = try #require(try await iterator.next())
-            handedOut[record.partition] = record.offset + 1
+            inHand = record
         }
         let rebalanced = try await eventually {
             clock.advance(by: .seconds(1))
@@ -200,8 +205,8 @@ import Testing
         #expect(kept.count == 1)
         #expect(events.withLockedValue { Array($0.dropFirst()) } == [.revoked([0, 1].filter { !kept.contains($0) })])
         let afterRebalance = try await committed()
-        for (partition, offset) in handedOut where !kept.contains(partition) {
-            #expect(afterRebalance[partition] == offset, "partition \(partition): handed out up to \(offset), committed \(afterRebalance[partition] ?? -1)")
+        for (partition, offset) in processed where !kept.contains(partition) {
+            #expect(afterRebalance[partition] == offset, "partition \(partition): processed up to \(offset), committed \(afterRebalance[partition] ?? -1)")
         }
         // The second member reads its partition once the first has let it go (the first says
         // so at once; the second hears it at its next heartbeat).
@@ -287,6 +292,37 @@ import Testing
         var values: [String] = []
         for try await record in consumer { values.append(String(decoding: record.value ?? [], as: UTF8.self)) }
         #expect(values == (0..<5).map { "after-\($0)" })
+        await consumer.close()
+        await client.close()
+        await live.stop()
+    }
+
+    /// Issue 23, item 16: with autoCommit (the default) a record counts as processed only
+    /// once the caller asks for the next one. A member that "crashes" while processing its
+    /// fifth record (it commits what is marked and is gone) leaves that record to be read
+    /// again; the four before it are not.
+    @Test func autoCommitMarksARecordOnlyWhenTheNextIsAskedFor() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let admin = try TestClient(port: live.port)
+        _ = try admin.call(.createTopic(CreateTopicRequest(name: "postings", partitions: 1)))
+        _ = try admin.call(produce("postings", 0, (0..<10).map { "r\($0)" }))
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        let consumer = GroupConsumer(client: client, group: "erp", topic: "postings")
+        var processing: ConsumedRecord?
+        for try await record in consumer {
+            processing = record
+            if record.offset == 4 { break }  // the crash, while posting r4
+        }
+        #expect(processing?.offset == 4)
+        try await consumer.commitNow()
+        let committed = try await client.committedOffsets(group: "erp", topic: "postings", partitions: [0])
+        #expect(committed.first?.offset == 4, "r0…r3 were processed; r4 was not and must be read again")
+
+        // Marking the last one explicitly is how a caller says it is done with it.
+        if let processing { consumer.commit(processing) }
+        try await consumer.commitNow()
+        #expect(try await client.committedOffsets(group: "erp", topic: "postings", partitions: [0]).first?.offset == 5)
         await consumer.close()
         await client.close()
         await live.stop()
