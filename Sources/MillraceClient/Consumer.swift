@@ -127,8 +127,17 @@ public struct Consumer: AsyncSequence, Sendable {
             return reversed
         }
 
+        /// Where each partition starts and ends. A follower that cannot reach the broker yet
+        /// (it is restarting) keeps trying, as it does for fetches.
         private mutating func begin() async throws {
+            let consumer = self.consumer
+            let (start, reconnected) = try await Self.persisting(consumer) { try await Self.lookUp(consumer) }
+            if reconnected { reconnects += 1 }
+            (positions, ends) = start
             started = true
+        }
+
+        private static func lookUp(_ consumer: Consumer) async throws -> (positions: [Int32: Int64], ends: [Int32: Int64]) {
             let client = consumer.client
             let all = try await client.partitionCount(consumer.topic)
             let chosen = consumer.partitions ?? Array(0..<all)
@@ -143,11 +152,10 @@ public struct Consumer: AsyncSequence, Sendable {
             }
             let starts = try await client.listOffsets(consumer.topic, partitions: chosen, timestamp: timestamp)
             let latest = try await client.listOffsets(consumer.topic, partitions: chosen, timestamp: ListOffsetsPartition.latest)
+            var ends: [Int32: Int64] = [:]
             for entry in latest { ends[entry.partition] = entry.offset }
-            if let exact = consumer.positions {
-                positions = exact
-                return
-            }
+            if let exact = consumer.positions { return (exact, ends) }
+            var positions: [Int32: Int64] = [:]
             for entry in starts {
                 if case .offset(let offset) = consumer.start {
                     positions[entry.partition] = offset
@@ -155,6 +163,7 @@ public struct Consumer: AsyncSequence, Sendable {
                     positions[entry.partition] = entry.offset
                 }
             }
+            return (positions, ends)
         }
 
         private mutating func poll() async throws {
@@ -237,26 +246,34 @@ public struct Consumer: AsyncSequence, Sendable {
             return position
         }
 
-        /// One fetch. A follower that loses the broker (a restart, a network cut) says so once,
-        /// reconnects with backoff until it is back or the task is cancelled, and goes on from
-        /// its next offsets; a consumer that stops at the end fails instead.
+        /// One fetch, sent again after a lost broker when following.
         private mutating func fetch(_ request: FetchRequest) async throws -> ResponseBody {
+            let client = consumer.client
+            let (body, reconnected) = try await Self.persisting(consumer) { try await client.request(.fetch(request)).get() }
+            if reconnected { reconnects += 1 }
+            return body
+        }
+
+        /// Runs `attempt`. A follower that loses the broker (a restart, a network cut) says so
+        /// once, reconnects with backoff until it is back or the task is cancelled, and tells
+        /// whether it had to; a consumer that stops at the end fails instead.
+        private static func persisting<T>(_ consumer: Consumer, _ attempt: () async throws -> T) async throws -> (T, reconnected: Bool) {
             let client = consumer.client
             var backoff: Backoff?
             while true {
                 do {
-                    let body = try await client.request(.fetch(request)).get()
+                    let value = try await attempt()
                     if let backoff {
-                        reconnects += 1
                         client.logger.notice("reconnected to \(client.host):\(client.port) after \(backoff.attempts) attempt\(backoff.attempts == 1 ? "" : "s"); resuming")
                     }
-                    return body
+                    return (value, backoff != nil)
                 } catch let error as MillraceError where !consumer.stopAtEnd && error.code.isReconnectable {
                     if backoff == nil {
                         client.logger.warning("lost the broker at \(client.host):\(client.port) (\(error.message)); reconnecting")
-                        backoff = Backoff(min: client.configuration.reconnectBackoffMin, max: client.configuration.reconnectBackoffMax)
                     }
-                    try await Task.sleep(for: backoff!.next())
+                    var retry = backoff ?? Backoff(min: client.configuration.reconnectBackoffMin, max: client.configuration.reconnectBackoffMax)
+                    try await Task.sleep(for: retry.next())
+                    backoff = retry
                 }
             }
         }

@@ -127,4 +127,49 @@ import Testing
         await proxy.stop()
         await live.stop()
     }
+
+    /// A plain follower that starts while the broker is going down (its first log-end
+    /// lookup is cut) keeps trying, as it does for fetches, and reads everything once the
+    /// broker is back.
+    @Test func aFollowerStartedDuringARestartKeepsTrying() async throws {
+        var live = try await LiveServer()
+        let directory = live.directory
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var admin = try TestClient(port: live.port)
+        _ = try admin.call(.createTopic(CreateTopicRequest(name: "lots", partitions: 2)))
+        _ = try admin.call(produce("lots", 0, ["a", "b"]))
+        let proxy = FaultProxy(upstreamPort: live.port)
+        var clientConfiguration = MillraceClient.Configuration()
+        clientConfiguration.brokers = ["127.0.0.1:\(try await proxy.start())"]
+        clientConfiguration.reconnectBackoffMin = .milliseconds(10)
+        clientConfiguration.reconnectBackoffMax = .milliseconds(100)
+        let client = MillraceClient(configuration: clientConfiguration)
+        proxy.arm([ApiKey.listOffsets.rawValue], occurrence: 1, cut: .beforeRequest)
+        let seen = NIOLockedValueBox<[String]>([])
+        let ended = NIOLockedValueBox<String?>(nil)
+        let reader = Task {
+            do {
+                for try await record in Consumer(client: client, topic: "lots", from: .earliest, stopAtEnd: false) {
+                    seen.withLockedValue { $0.append(String(decoding: record.value ?? [], as: UTF8.self)) }
+                }
+                ended.withLockedValue { $0 = "the records ended" }
+            } catch {
+                ended.withLockedValue { $0 = "it failed: \(error)" }
+            }
+        }
+        #expect(try await eventually(limitSeconds: 30) { proxy.cuts == 1 })
+        await live.server.stop(graceSeconds: 0)
+        live.storage.close()
+        live = try await LiveServer(directory: directory)
+        admin = try TestClient(port: live.port)
+        _ = try admin.call(produce("lots", 1, ["c"]))
+        proxy.setUpstream(port: live.port)
+        let everything = try await eventually(limitSeconds: 30) { Set(seen.withLockedValue { $0 }) == ["a", "b", "c"] || ended.withLockedValue { $0 } != nil }
+        #expect(everything && ended.withLockedValue { $0 } == nil, "read \(seen.withLockedValue { $0 }); \(ended.withLockedValue { $0 } ?? "still reading")")
+        reader.cancel()
+        await reader.value
+        await client.close()
+        await proxy.stop()
+        await live.stop()
+    }
 }
