@@ -74,7 +74,7 @@ struct TopicCommand: ParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a topic.", discussion: Help.exampleLines("millrace topic create confirmations -p 3 --retention 7d", "millrace topic create checked --schema confirmation.schema.json --on-invalid quarantine", "millrace topic create lots --index /lot --link /parentLot:/childLot --if-not-exists --json"))
+        static let configuration = CommandConfiguration(abstract: "Create a topic.", discussion: Help.exampleLines("millrace topic create confirmations -p 3 --retention 7d", "millrace topic create checked --schema confirmation.schema.json --on-invalid quarantine", "millrace topic create genealogy --index /parent_lot --link /parent_lot:/child_lot --if-not-exists --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name: letters, digits, '.', '_' and '-'.") var name: String
         @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "Number of partitions.") var partitions: Int32 = 1
