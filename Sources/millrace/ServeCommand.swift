@@ -17,8 +17,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT; port 0 picks a free one (default 127.0.0.1:7450).") var listen: String?
     @Option(help: "Address for /metrics, /healthz and /readyz over HTTP, HOST:PORT, or none (default 127.0.0.1:7451).")
     var httpListen: String?
-    @Option(help: "Forget an idempotent producer (its id and sequence numbers) after this many hours without a write (default 168).")
-    var producerIdleHours: Int?
+    @Option(help: "Forget an idempotent producer (its id and sequence numbers) after it has not written for this long: a duration, 1h to 365d (default 7d).")
+    var producerIdle: String?
+    @Option(help: .hidden) var producerIdleHours: String?  // the older form of --producer-idle, in hours
     @Option(
         help: ArgumentHelp(
             "Memory per topic with duplicate detection for its filter over the keys it holds (MiB, 1...1024; default 16).",
@@ -38,7 +39,8 @@ struct ServeCommand: AsyncParsableCommand {
         flags["data_dir"] = dataDir
         flags["listen"] = listen
         flags["http_listen"] = httpListen
-        flags["producer_idle_hours"] = producerIdleHours.map(String.init)
+        flags["producer_idle"] = producerIdle
+        flags["producer_idle_hours"] = producerIdleHours
         flags["dedup_filter_mib"] = dedupFilterMib.map(String.init)
         flags["index_memory_mib"] = indexMemoryMib.map(String.init)
         flags["log_level"] = logLevel
@@ -94,7 +96,7 @@ struct ServeCommand: AsyncParsableCommand {
             })
         var options = Storage.Options()
         options.indexMemoryBytes = settings.indexMemoryMib << 20
-        options.producerIdleMs = Int64(settings.producerIdleHours) * 3_600_000
+        options.producerIdleMs = settings.producerIdleMs
         options.dedupFilterBytes = settings.dedupFilterMib << 20
         options.events = metrics
         let storage: Storage

@@ -88,3 +88,29 @@ import Testing
         #expect(missing.stderr == "error: cannot read \(directory)/missing: No such file or directory\n")
     }
 }
+
+/// Issue 23, item 13: every time value takes a duration; the older number-only names still
+/// work, hidden from --help.
+@Suite(.serialized) struct DurationOptionCLITests {
+    let cli = CLITests()
+
+    @Test func sessionTimeoutTakesADurationAndTheOldMillisecondsStillWork() async throws {
+        let refused = try cli.millrace(["consume", "t", "--group", "g", "--session-timeout", "0s", "--broker", "127.0.0.1:1"])
+        #expect(refused.status == 2 && refused.stderr == "error: --session-timeout takes a duration from 1s to 5m, such as 10s or 30s (got 0s)\n", "\(refused.stderr)")
+        let both = try cli.millrace(["consume", "t", "--group", "g", "--session-timeout", "5s", "--session-timeout-ms", "5000", "--broker", "127.0.0.1:1"])
+        #expect(both.status == 2 && both.stderr == "error: give --session-timeout or --session-timeout-ms, not both\n")
+        let help = try cli.millrace(["consume", "--help"]).stdout
+        #expect(help.contains("--session-timeout <session-timeout>") && !help.contains("session-timeout-ms"), "\(help)")
+        let createHelp = try cli.millrace(["topic", "create", "--help"]).stdout
+        #expect(createHelp.contains("--retention <retention>") && !createHelp.contains("retention-ms"), "\(createHelp)")
+        try await withTestBroker { broker, storage in
+            #expect(try cli.millrace(["topic", "create", "t", "--retention-ms", "60000", "--broker", broker]).status == 0)
+            #expect(storage.topicInfo("t")?.config.retentionMs == 60_000)
+            #expect(try cli.millrace(["produce", "t", "--broker", broker], input: "a\nb\n").status == 0)
+            let new = try cli.millrace(["consume", "t", "--group", "g", "--session-timeout", "5s", "-n", "1", "--broker", broker])
+            #expect(new.status == 0 && new.stdout == "a\n", "\(new.stderr)")
+            let old = try cli.millrace(["consume", "t", "--group", "g", "--session-timeout-ms", "5000", "-n", "1", "--broker", broker])
+            #expect(old.status == 0 && old.stdout == "b\n", "\(old.stderr)")
+        }
+    }
+}
