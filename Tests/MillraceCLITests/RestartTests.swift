@@ -197,4 +197,31 @@ import Testing
         let verify = try cli.millrace(["data", "verify", directory])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
+
+    /// Issue 23, item 13: `top` rides through a broker restart — it says it is reconnecting
+    /// and goes on when the broker is back — and into a pipe each refresh is readable while it
+    /// runs (block buffering held everything until it exited); SIGTERM still ends it.
+    @Test func topWaitsThroughARestartAndFlushesEachRefreshIntoAPipe() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-top-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try Broker(directory: directory)
+        let address = "127.0.0.1:\(broker.port)"
+        let (top, output, errors) = try child(["top", "--interval", "1s", "--broker", address])
+        func frames() -> Int { output.lines.filter { $0.contains(" at \(address), up ") }.count }
+        #expect(try await eventually { frames() >= 1 }, "\(output.lines)")
+
+        broker.stop(signal: SIGTERM)
+        #expect(try await eventually { output.lines.contains("millrace top: lost the broker; reconnecting to \(address)…") }, "\(output.lines)")
+        #expect(top.isRunning)
+        try broker.restart()
+        #expect(try await eventually { output.lines.contains("millrace top: reconnected to \(address); waiting 1 s for a second sample to compute rates…") }, "\(output.lines)")
+        let before = frames()
+        #expect(try await eventually { frames() > before }, "\(output.lines)")
+
+        kill(top.processIdentifier, SIGTERM)
+        top.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(top.terminationStatus == 0, "\(stderr)")
+        broker.stop(signal: SIGTERM)
+    }
 }
