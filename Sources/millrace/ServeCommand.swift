@@ -94,6 +94,8 @@ struct ServeCommand: AsyncParsableCommand {
                     "retention pass: \(report.batchesDeleted) batches (\(report.bytesDeleted) bytes) removed from \(report.partitionsTrimmed) partitions, \(report.dedupKeysExpired) dedup keys expired, \(report.indexRunsDeleted) index runs deleted, \(report.producersExpired) idle producers forgotten (\(Int(seconds * 1_000)) ms)"
                 )
             })
+        // A start that fails leaves the data directory as it found it (none: none).
+        let footprint = DataDirectoryFootprint(settings.dataDir)
         var options = Storage.Options()
         options.indexMemoryBytes = settings.indexMemoryMib << 20
         options.producerIdleMs = settings.producerIdleMs
@@ -103,6 +105,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             storage = try Storage.open(directory: settings.dataDir, options: options)
         } catch let error as MillraceError {
+            footprint.restore()
             Output.standardError("error: \(error.message)")
             throw ExitCode(2)
         }
@@ -115,6 +118,7 @@ struct ServeCommand: AsyncParsableCommand {
             address = "\(host):\(bound.port ?? port)"
         } catch {
             storage.close()
+            footprint.restore()
             Output.standardError("error: cannot listen on \(host):\(port): \(Self.listenFailure(error))")
             throw ExitCode(2)
         }
@@ -129,6 +133,7 @@ struct ServeCommand: AsyncParsableCommand {
             } catch {
                 await server.stop()
                 storage.close()
+                footprint.restore()
                 Output.standardError("error: cannot listen for HTTP on \(httpHost):\(httpPort): \(error); is another broker running there? (--http-listen none turns it off)")
                 throw ExitCode(2)
             }
@@ -174,5 +179,39 @@ extension ServeCommand {
             return "permission denied (ports below 1024 need privileges)"
         }
         return text
+    }
+}
+
+/// What `serve` found at its data directory before opening it, so that a start that fails
+/// (an address in use, a directory it cannot use) leaves no trace: a directory it made is
+/// removed with the parents it made, and files it added to one that was there are removed.
+struct DataDirectoryFootprint {
+    let directory: String
+    /// The outermost directory that did not exist (opening makes it and everything below).
+    let created: String?
+    /// What the directory held, when it existed.
+    let entries: Set<String>
+
+    init(_ path: String) {
+        directory = URL(fileURLWithPath: path).standardizedFileURL.path
+        var missing: String?
+        var candidate = URL(fileURLWithPath: directory)
+        while candidate.path != "/", !FileManager.default.fileExists(atPath: candidate.path) {
+            missing = candidate.path
+            candidate = candidate.deletingLastPathComponent()
+        }
+        created = missing
+        entries = Set((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+    }
+
+    /// Removes what opening the directory made (call after closing it).
+    func restore() {
+        if let created {
+            try? FileManager.default.removeItem(atPath: created)
+            return
+        }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !entries.contains(entry) {
+            try? FileManager.default.removeItem(atPath: directory + "/" + entry)
+        }
     }
 }

@@ -81,4 +81,28 @@ import Testing
         let help = try cli.millrace(["serve", "--help"]).stdout
         #expect(help.contains("--producer-idle <producer-idle>") && !help.contains("producer-idle-hours"), "\(help)")
     }
+
+    /// Issue 23, item 14: a `serve` that cannot start leaves no data directory behind, and one
+    /// that was there as it was.
+    @Test func aServeThatCannotStartLeavesNoDataDirectory() async throws {
+        try await withTestBroker { broker, _ in
+            let busy = String(broker.split(separator: ":").last ?? "")
+            let base = NSTemporaryDirectory() + "millrace-failed-serve-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: base) }
+            for (listen, http) in [("127.0.0.1:\(busy)", "none"), ("127.0.0.1:0", "127.0.0.1:\(busy)")] {
+                let fresh = base + "/new/data"
+                let run = try cli.millrace(["serve", "--data-dir", fresh, "--listen", listen, "--http-listen", http], environment: [:])
+                #expect(run.status == 2 && (run.stderr.contains("the address is in use") || run.stderr.contains("cannot listen for HTTP")), "\(run.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: base), "\(listen) \(http): \((try? FileManager.default.subpathsOfDirectory(atPath: base)) ?? [])")
+
+                let existing = base + "/empty"
+                try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: true)
+                let again = try cli.millrace(["serve", "--data-dir", existing, "--listen", listen, "--http-listen", http], environment: [:])
+                #expect(again.status == 2)
+                #expect(try FileManager.default.contentsOfDirectory(atPath: existing) == [], "\(listen) \(http)")
+                try FileManager.default.removeItem(atPath: base)
+            }
+        }
+    }
+
 }
