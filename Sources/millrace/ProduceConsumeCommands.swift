@@ -131,18 +131,7 @@ struct ProduceCommand: AsyncParsableCommand {
         }
         let descriptor: Int32
         if let file {
-            descriptor = open(file, O_RDONLY)
-            guard descriptor >= 0 else {
-                Output.standardError("error: cannot read \(file): \(String(cString: strerror(errno)))")
-                throw ExitCode(2)
-            }
-            // A directory opens, and fails only at the first read: refuse it as unreadable input.
-            var opened = stat()
-            if fstat(descriptor, &opened) == 0, (opened.st_mode & S_IFMT) == S_IFDIR {
-                close(descriptor)
-                Output.standardError("error: cannot read \(file): \(String(cString: strerror(EISDIR)))")
-                throw ExitCode(2)
-            }
+            descriptor = try InputFile.open(file)
         } else {
             descriptor = 0
         }
@@ -208,7 +197,7 @@ struct ProduceCommand: AsyncParsableCommand {
                         if let contract {
                             let problem: String?
                             if let parseError {
-                                problem = "\(parseError)"
+                                problem = InputFile.syntax(parseError, in: bytes).message
                             } else {
                                 problem = contract.schema.isValid(tape) ? nil : contract.schema.validate(tape, limit: 1).first?.description
                             }
