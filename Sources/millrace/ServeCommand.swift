@@ -105,7 +105,8 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             storage = try Storage.open(directory: settings.dataDir, options: options)
         } catch let error as MillraceError {
-            footprint.restore()
+            // A directory another broker holds is that broker's: nothing here is ours to remove.
+            if error.code != .dataDirectoryLocked { footprint.restore() }
             Output.standardError("error: \(error.message)")
             throw ExitCode(2)
         }

@@ -85,8 +85,13 @@ import Testing
     /// Issue 23, item 14: a `serve` that cannot start leaves no data directory behind, and one
     /// that was there as it was.
     @Test func aServeThatCannotStartLeavesNoDataDirectory() async throws {
-        try await withTestBroker { broker, _ in
+        try await withTestBroker { broker, storage in
             let busy = String(broker.split(separator: ":").last ?? "")
+            // A directory a running broker holds is left exactly as it is.
+            let held = try FileManager.default.contentsOfDirectory(atPath: storage.directory).sorted()
+            let locked = try cli.millrace(["serve", "--data-dir", storage.directory, "--listen", "127.0.0.1:0", "--http-listen", "none"], environment: [:])
+            #expect(locked.status == 2 && locked.stderr.contains("is in use by a running broker"), "\(locked.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: storage.directory).sorted() == held)
             let base = NSTemporaryDirectory() + "millrace-failed-serve-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: base) }
             for (listen, http) in [("127.0.0.1:\(busy)", "none"), ("127.0.0.1:0", "127.0.0.1:\(busy)")] {
