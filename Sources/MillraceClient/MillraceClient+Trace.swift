@@ -60,9 +60,11 @@ extension MillraceClient {
 
     /// Which way a genealogy walk goes.
     public enum WalkDirection: Sendable, Equatable {
-        /// Where-used: from a lot to everything made from it.
+        /// Where-used (downstream): from a component or material lot to every lot and serial
+        /// it was consumed into, along the links' child side to their parent side.
         case down
-        /// Where-from: from a serial or lot to what it was made from.
+        /// Where-from (upstream): from a finished lot or serial to the lots consumed into it,
+        /// along the links' parent side to their child side.
         case up
     }
 
@@ -145,8 +147,8 @@ extension MillraceClient {
         return IndexRebuildStep(partition: step.partition, next: step.next, end: step.end, indexed: step.indexed)
     }
 
-    /// The genealogy tree from `key` along the topics' links: `.down` where-used (every
-    /// descendant), `.up` where-from; breadth first, at most `depth` levels and `nodesMax` nodes.
+    /// The genealogy tree from `key` along the topics' links: `.down` where-used (everything
+    /// it went into), `.up` where-from (everything it was built from); breadth first, at most `depth` levels and `nodesMax` nodes.
     public func walk(
         key: String, direction: WalkDirection, depth: Int = 10, topics: [String] = [], nodesMax: Int = 1_000
     ) async throws -> GenealogyTree {

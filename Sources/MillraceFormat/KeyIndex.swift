@@ -61,7 +61,8 @@ public struct IndexPolicy: Sendable, Equatable {
 }
 
 /// A genealogy link: a record whose `parent` field holds P and whose `child` field holds C
-/// says C was made from P (`/parentLot:/childLot`).
+/// says C was consumed into P — P, a lot or serial, was built from C, a component or material
+/// lot (`/parent_lot:/child_lot`). Where-used walks from C to P; where-from from P to C.
 public struct IndexLink: Sendable, Equatable, CustomStringConvertible {
     public var parent: String
     public var child: String
@@ -83,7 +84,7 @@ public struct IndexLink: Sendable, Equatable, CustomStringConvertible {
         guard sides.count == 2 else {
             throw MillraceError(
                 .invalidConfig,
-                "link \"\(text.prefix(60))\" must be PARENT:CHILD, two JSON pointers (e.g. /parentLot:/childLot; quote 'PARENT->CHILD' if a pointer holds \":/\")")
+                "link \"\(text.prefix(60))\" must be PARENT:CHILD, two JSON pointers (e.g. /parent_lot:/child_lot; quote 'PARENT->CHILD' if a pointer holds \":/\")")
         }
         parent = sides[0].trimmingSpaces
         child = sides[1].trimmingSpaces

@@ -71,12 +71,13 @@ extension RequestDispatcher {
         }
     }
 
-    /// Off the event loop: the tree of values linked to the start value, breadth first. Down:
-    /// records holding a value on a link's parent side name its children on the child side
-    /// (where-used); up, the other way (where-from). A value met again on the path back to the
+    /// Off the event loop: the tree of values linked to the start value, breadth first. A link
+    /// says its child side was consumed into its parent side. Down (where-used): records
+    /// holding a value on a link's child side name what it went into on the parent side; up
+    /// (where-from), the other way. A value met again on the path back to the
     /// start is a cycle, and one met before elsewhere a repeat: both are shown, neither is
     /// walked again, so a walk always ends. It reads at most `Limits.walkIndexEntriesMax`
-    /// index entries in all (a value in a million records naming one child would otherwise
+    /// index entries in all (a value in a million records naming one parent would otherwise
     /// be read whole for that one edge), and says so when it stops there.
     func walk(_ request: WalkRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
         let storage = self.storage
@@ -140,7 +141,7 @@ extension RequestDispatcher {
             // The links whose side toward `value` holds it, per hit; only those records are read.
             let linked = page.hits.compactMap { hit -> (TraceHit, IndexPolicy, [Int])? in
                 guard let policy = storage.topicInfo(hit.topic)?.config.index, !policy.links.isEmpty else { return nil }
-                let links = policy.links.indices.filter { hit.slots.contains(down ? IndexPolicy.parentSlot($0) : IndexPolicy.childSlot($0)) }
+                let links = policy.links.indices.filter { hit.slots.contains(down ? IndexPolicy.childSlot($0) : IndexPolicy.parentSlot($0)) }
                 return links.isEmpty ? nil : (hit, policy, links)
             }
             let records = try storage.records(at: linked.map { ($0.0.topic, $0.0.partition, $0.0.offset, $0.0.position) })
@@ -149,7 +150,7 @@ extension RequestDispatcher {
                 var tape = JSONTape()
                 guard (try? tape.parse(json, depthMax: Limits.jsonDepthMax)) != nil else { continue }
                 for link in links {
-                    guard let other = try? JSONPointer(stored: down ? policy.links[link].child : policy.links[link].parent) else { continue }
+                    guard let other = try? JSONPointer(stored: down ? policy.links[link].parent : policy.links[link].child) else { continue }
                     for found in other.indexValues(in: tape, limit: Limits.indexValuesPerRecordMax) where seen.insert(found).inserted {
                         edges.append((found, hit.topic, hit.partition, hit.offset))
                     }

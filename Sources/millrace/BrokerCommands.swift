@@ -74,12 +74,12 @@ struct TopicCommand: ParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a topic.", discussion: Help.exampleLines("millrace topic create confirmations -p 3 --retention 7d", "millrace topic create checked --schema confirmation.schema.json --on-invalid quarantine", "millrace topic create lots --index /lot --link /parentLot:/childLot --if-not-exists --json"))
+        static let configuration = CommandConfiguration(abstract: "Create a topic.", discussion: Help.exampleLines("millrace topic create confirmations -p 3 --retention 7d", "millrace topic create checked --schema confirmation.schema.json --on-invalid quarantine", "millrace topic create genealogy --index /parent_lot --link /parent_lot:/child_lot --if-not-exists --json"))
         @OptionGroup var broker: BrokerOptions
         @Argument(help: "Topic name: letters, digits, '.', '_' and '-'.") var name: String
         @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "Number of partitions.") var partitions: Int32 = 1
         @Option(parsing: .unconditional, help: "Delete batches older than this, e.g. 7d, 12h, 90m (default: keep forever).") var retention: String?
-        @Option(parsing: .unconditional, help: "As --retention, in milliseconds.") var retentionMs: Int64?
+        @Option(parsing: .unconditional, help: .hidden) var retentionMs: Int64?  // the older form of --retention
         @Option(parsing: .unconditional, help: "Per partition, delete the oldest batches beyond this many bytes (default: no limit).") var retentionBytes: Int64?
         @Option(help: "Compression producers should use: none or zstd.") var compression = "none"
         @Option(help: "Timestamps from the producer (create) or the broker (log-append).") var timestamp = "create"

@@ -254,6 +254,7 @@ struct DataCommand: ParsableCommand {
                     throw CommandFailure(message: "cannot move the copy into place: \(String(cString: strerror(errno)))")
                 }
                 try Self.sync(dataDir)
+                try Self.settle(dataDir)
             } catch {
                 Output.standardError("error: could not restore into \(dataDir): \(error)")
                 throw ExitCode(1)
@@ -267,6 +268,21 @@ struct DataCommand: ParsableCommand {
                 print(
                     "restored \(backup) into \(dataDir): \(topics) topics, \(Output.count(report.recordsChecked)) records, every batch checked; start the broker with `millrace serve --data-dir \(dataDir)`"
                 )
+            }
+        }
+
+        /// A backup taken while the broker ran holds the key index's newest entries only as
+        /// the records they came from, as a crash leaves them: opened once here, they are
+        /// indexed again and written as a run when it closes, so the broker's first start on
+        /// the restored directory is a clean one (not reported as an unclean stop).
+        static func settle(_ directory: String) throws {
+            var options = Storage.Options()
+            options.createIfMissing = false
+            options.retentionCheckIntervalMs = nil
+            do {
+                try Storage.open(directory: directory, options: options).close()
+            } catch let error as MillraceError {
+                throw CommandFailure(message: error.message)
             }
         }
 

@@ -92,6 +92,16 @@ enum Durations {
         return nil
     }
 
+    /// A duration option's value in milliseconds, within `range`; otherwise a usage error
+    /// (exit 2) naming the option, its range and `examples`.
+    static func option(_ text: String, _ flag: String, within range: ClosedRange<Int64>, examples: String) throws -> Int64 {
+        guard let milliseconds = parse(text), range.contains(milliseconds) else {
+            Output.standardError("error: \(flag) takes a duration from \(describe(range.lowerBound)) to \(describe(range.upperBound)), such as \(examples) (got \(text))")
+            throw ExitCode(2)
+        }
+        return milliseconds
+    }
+
     /// An age for people: `42s`, `17m`, `3h 5m`, `2d 4h`.
     static func age(_ ms: Int64) -> String {
         let seconds = max(0, ms / 1_000)

@@ -3,12 +3,14 @@ import Foundation
 import MillraceFormat
 
 /// `millrace generate`: realistic manufacturing events as newline-delimited JSON, the same
-/// for the same seed — production confirmations (about three in four) and genealogy links,
-/// 200–400 bytes each, from pools of orders, plants, work centers and materials. For trying
+/// for the same seed — production confirmations (about three in four) and genealogy links
+/// (a component lot, `child_lot`, consumed into the lot being built, `parent_lot`), 200–400
+/// bytes each, from pools of orders, plants, work centers and materials. For trying
 /// the broker out and for benchmarks; needs nothing outside the project.
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "generate", abstract: "Write sample manufacturing events (NDJSON) to standard output or a file.", discussion: Help.exampleLines("millrace generate --count 10000 --seed 42 --output events.ndjson", "millrace generate -c 1000 --type production.confirmation --invalid 2 | millrace produce checked"))
+        commandName: "generate", abstract: "Write sample manufacturing events (NDJSON) to standard output or a file.",
+        discussion: "A genealogy.link event says its component lot child_lot was consumed into the lot being built, parent_lot: a topic with --link /parent_lot:/child_lot traces them (`millrace trace CHILD_LOT --where-used` finds the lots it went into)." + Help.examples("millrace generate --count 10000 --seed 42 --output events.ndjson", "millrace generate -c 1000 --type production.confirmation --invalid 2 | millrace produce checked"))
 
     @Option(name: .shortAndLong, help: "How many events.") var count = 10_000
     @Option(help: "Random seed: the same seed gives the same events.") var seed: UInt64 = 42
@@ -140,6 +142,7 @@ struct EventGenerator {
             if random.int(0...9) < 3 { lot += 1 }
             return event
         }
+        // The lot being built (parent_lot) consumed a component lot made up to 20 days before (child_lot).
         let childDay = day(timeMs - Int64(random.int(0...20)) * 86_400_000)
         let quantity = Double(random.int(1...2_500_000)) / 10_000
         return """

@@ -97,7 +97,7 @@ struct TopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "top", abstract: "A live view: per-topic in/out rates and sizes, groups' lag and its trend, connections, disk.",
         discussion: """
-            Refreshes every --interval seconds until Ctrl-C or SIGTERM. Rates are records per second between two refreshes; a group's trend is how its lag moved per second.
+            Refreshes every --interval until Ctrl-C or SIGTERM; piped, each refresh is written as it is made. A broker that goes away after the first sample (a restart) is waited for: top says it is reconnecting and goes on when the broker is back. Rates are records per second between two refreshes; a group's trend is how its lag moved per second.
 
             Examples:
               millrace top
@@ -163,8 +163,25 @@ final class TopView: Service, @unchecked Sendable {
         do {
             try await cancelWhenGracefulShutdown { [self] in
                 var previous: MillraceClient.BrokerStatus?
+                var reached = false
+                var reconnecting = false
                 while !Task.isCancelled {
-                    let status = try await client.brokerStatus()
+                    let status: MillraceClient.BrokerStatus
+                    do {
+                        status = try await client.brokerStatus()
+                    } catch let error as MillraceError where reached && !once && error.code.isRetriable && !Task.isCancelled {
+                        // The broker went away (a restart): say so once, try again until it is back.
+                        if !reconnecting {
+                            if terminal { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                            print("millrace top: lost the broker; reconnecting to \(broker)…")
+                            reconnecting = true
+                        }
+                        previous = nil
+                        fflush(nil)  // into a pipe too, a reader sees it now
+                        try await Task.sleep(for: .milliseconds(500))
+                        continue
+                    }
+                    reached = true
                     if let previous {
                         let frame = TopFrame(previous: previous, current: status)
                         if once {
@@ -175,9 +192,12 @@ final class TopView: Service, @unchecked Sendable {
                         print(frame.text(broker: broker))
                         if !terminal { print("") }
                     } else if !once {
-                        print("millrace top: waiting \(interval) s for a second sample to compute rates…")
+                        let again = reconnecting ? "reconnected to \(broker); " : ""
+                        print("millrace top: \(again)waiting \(interval) s for a second sample to compute rates…")
                     }
+                    reconnecting = false
                     previous = status
+                    fflush(nil)  // standard output is block-buffered into a pipe: each refresh goes out whole, now
                     try await Task.sleep(for: .seconds(interval))
                 }
             }

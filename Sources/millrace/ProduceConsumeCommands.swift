@@ -131,18 +131,7 @@ struct ProduceCommand: AsyncParsableCommand {
         }
         let descriptor: Int32
         if let file {
-            descriptor = open(file, O_RDONLY)
-            guard descriptor >= 0 else {
-                Output.standardError("error: cannot read \(file): \(String(cString: strerror(errno)))")
-                throw ExitCode(2)
-            }
-            // A directory opens, and fails only at the first read: refuse it as unreadable input.
-            var opened = stat()
-            if fstat(descriptor, &opened) == 0, (opened.st_mode & S_IFMT) == S_IFDIR {
-                close(descriptor)
-                Output.standardError("error: cannot read \(file): \(String(cString: strerror(EISDIR)))")
-                throw ExitCode(2)
-            }
+            descriptor = try InputFile.open(file)
         } else {
             descriptor = 0
         }
@@ -208,7 +197,7 @@ struct ProduceCommand: AsyncParsableCommand {
                         if let contract {
                             let problem: String?
                             if let parseError {
-                                problem = "\(parseError)"
+                                problem = InputFile.syntax(parseError, in: bytes).message
                             } else {
                                 problem = contract.schema.isValid(tape) ? nil : contract.schema.validate(tape, limit: 1).first?.description
                             }
@@ -386,8 +375,27 @@ struct ConsumeCommand: AsyncParsableCommand {
     private var output: RecordWriter.Form { json ? .json : RecordWriter.Form(rawValue: format) ?? .value }
     @Option(help: "Consume as a member of this group: resume from its commits, and commit what was printed when stopping.")
     var group: String?
-    @Option(help: "With --group: the member is dropped after this many milliseconds without a heartbeat, and its partitions go to the others (1000–300000).")
-    var sessionTimeoutMs: Int32 = 10_000
+    @Option(help: "With --group: the member is dropped after this long without a heartbeat, and its partitions go to the others: a duration, 1s to 5m (default 10s).")
+    var sessionTimeout: String?
+    @Option(help: .hidden) var sessionTimeoutMs: Int32?
+
+    /// --session-timeout, or the older --session-timeout-ms, in milliseconds (exits 2 when wrong).
+    private func sessionTimeoutMilliseconds() throws -> Int32 {
+        let range: ClosedRange<Int64> = 1_000...300_000
+        switch (sessionTimeout, sessionTimeoutMs) {
+        case (nil, nil): return 10_000
+        case (let text?, nil): return Int32(try Durations.option(text, "--session-timeout", within: range, examples: "10s or 30s"))
+        case (nil, let milliseconds?):
+            guard range.contains(Int64(milliseconds)) else {
+                Output.standardError("error: --session-timeout-ms takes 1000 to 300000 milliseconds (got \(milliseconds)); --session-timeout takes a duration such as 10s")
+                throw ExitCode(2)
+            }
+            return milliseconds
+        case (.some, .some):
+            Output.standardError("error: give --session-timeout or --session-timeout-ms, not both")
+            throw ExitCode(2)
+        }
+    }
 
     func run() async throws {
         try validateCommon()
@@ -455,10 +463,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             Output.standardError("error: --limit takes a count of 0 or more (got \(limit))")
             throw ExitCode(2)
         }
-        guard (1_000...300_000).contains(sessionTimeoutMs) else {
-            Output.standardError("error: --session-timeout-ms takes 1000 to 300000 milliseconds (got \(sessionTimeoutMs))")
-            throw ExitCode(2)
-        }
+        _ = try sessionTimeoutMilliseconds()
         if let partition, partition < 0 {
             Output.standardError("error: --partition takes a partition number, 0 or more (got \(partition))")
             throw ExitCode(2)
@@ -478,7 +483,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         var configuration = GroupConsumer.Configuration()
         configuration.resetPolicy = from == "latest" ? .latest : .earliest
         configuration.stopAtEnd = !follow
-        configuration.sessionTimeoutMs = sessionTimeoutMs
+        configuration.sessionTimeoutMs = try sessionTimeoutMilliseconds()
         configuration.autoCommit = false
         let consumer = GroupConsumer(client: client, group: group, topic: topic, configuration: configuration)
         let writer = RecordWriter(output, flushEachRecord: follow)

@@ -11,13 +11,7 @@ struct SchemaCommand: ParsableCommand {
         subcommands: [Register.self, List.self, Show.self, Check.self, Validate.self])
 
     /// A schema file's bytes, or a usage error naming the file.
-    static func read(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            Output.standardError("error: cannot read \(path): \(String(cString: strerror(errno)))")
-            throw ExitCode(2)
-        }
-        return Array(data)
-    }
+    static func read(_ path: String) throws -> [UInt8] { try InputFile.contents(path) }
 
     /// Compiles a schema file's document here, before the broker sees it: one that is not a
     /// schema Millrace accepts is a usage error (exit 2) naming the file, and for a JSON syntax
@@ -168,41 +162,42 @@ struct SchemaCommand: ParsableCommand {
                 Output.standardError("error: --show takes 0 or more (got \(show))")
                 throw ExitCode(2)
             }
-            let (found, schema) = try await withClient(broker) { try await $0.compiledSchema(topic: topic, version: version) }
-            let descriptor: Int32 = events == "-" ? 0 : open(events, O_RDONLY)
-            guard descriptor >= 0 else {
-                Output.standardError("error: cannot read \(events): \(String(cString: strerror(errno)))")
-                throw ExitCode(2)
-            }
+            // Unreadable input is found before connecting, as `produce -f` finds it.
+            let descriptor = events == "-" ? 0 : try InputFile.open(events)
             defer { if descriptor != 0 { close(descriptor) } }
+            let (found, schema) = try await withClient(broker) { try await $0.compiledSchema(topic: topic, version: version) }
             let (show, json) = (self.show, self.json)
             // Ctrl-C / SIGTERM: stop reading, report what was checked.
             let work = Task { () throws -> (lines: Int, invalid: Int) in
                 var splitter = LineSplitter(lineBytesMax: Limits.batchBytesMax)
                 var tape = JSONTape()
                 var (lines, invalid) = (0, 0)
+                // A line that is not a record (too long, not JSON) is named without a path.
+                func report(_ number: Int, _ problem: SchemaViolation, column: Int? = nil) {
+                    invalid += 1
+                    guard invalid <= show else { return }
+                    if json {
+                        var object: [String: Any] = ["line": number, "path": problem.path, "rule": problem.rule, "message": problem.message]
+                        if let column { object["column"] = column }
+                        print(Output.json(object))
+                    } else {
+                        print("line \(number): \(problem.rule == "json" || problem.rule == "size" ? problem.message : problem.description)")
+                    }
+                }
                 func check(_ batch: [LineSplitter.Line]) {
                     for line in batch {
                         lines += 1
-                        let (number, problem): (Int, SchemaViolation?)
                         switch line {
-                        case .tooLong(let at, let bytes):
-                            (number, problem) = (at, SchemaViolation(path: "", rule: "size", message: "the line is \(bytes) bytes; one record takes at most \(Limits.batchBytesMax)"))
-                        case .text(let at, let bytes):
+                        case .tooLong(let number, let bytes):
+                            report(number, SchemaViolation(path: "", rule: "size", message: "the line is \(bytes) bytes; one record takes at most \(Limits.batchBytesMax)"))
+                        case .text(let number, let bytes):
                             do {
                                 try tape.parse(bytes, depthMax: Limits.jsonDepthMax)
-                                (number, problem) = (at, schema.isValid(tape) ? nil : schema.validate(tape, limit: 1).first)
+                                if !schema.isValid(tape), let problem = schema.validate(tape, limit: 1).first { report(number, problem) }
                             } catch {
-                                (number, problem) = (at, SchemaViolation(path: "", rule: "json", message: error.description))
+                                let (column, message) = InputFile.syntax(error, in: bytes)
+                                report(number, SchemaViolation(path: "", rule: "json", message: message), column: column)
                             }
-                        }
-                        guard let problem else { continue }
-                        invalid += 1
-                        guard invalid <= show else { continue }
-                        if json {
-                            print(Output.json(["line": number, "path": problem.path, "rule": problem.rule, "message": problem.message]))
-                        } else {
-                            print("line \(number): \(problem.description)")
                         }
                     }
                 }

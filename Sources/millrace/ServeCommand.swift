@@ -17,8 +17,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT; port 0 picks a free one (default 127.0.0.1:7450).") var listen: String?
     @Option(help: "Address for /metrics, /healthz and /readyz over HTTP, HOST:PORT, or none (default 127.0.0.1:7451).")
     var httpListen: String?
-    @Option(help: "Forget an idempotent producer (its id and sequence numbers) after this many hours without a write (default 168).")
-    var producerIdleHours: Int?
+    @Option(help: "Forget an idempotent producer (its id and sequence numbers) after it has not written for this long: a duration, 1h to 365d (default 7d).")
+    var producerIdle: String?
+    @Option(help: .hidden) var producerIdleHours: String?  // the older form of --producer-idle, in hours
     @Option(
         help: ArgumentHelp(
             "Memory per topic with duplicate detection for its filter over the keys it holds (MiB, 1...1024; default 16).",
@@ -38,7 +39,8 @@ struct ServeCommand: AsyncParsableCommand {
         flags["data_dir"] = dataDir
         flags["listen"] = listen
         flags["http_listen"] = httpListen
-        flags["producer_idle_hours"] = producerIdleHours.map(String.init)
+        flags["producer_idle"] = producerIdle
+        flags["producer_idle_hours"] = producerIdleHours
         flags["dedup_filter_mib"] = dedupFilterMib.map(String.init)
         flags["index_memory_mib"] = indexMemoryMib.map(String.init)
         flags["log_level"] = logLevel
@@ -92,15 +94,19 @@ struct ServeCommand: AsyncParsableCommand {
                     "retention pass: \(report.batchesDeleted) batches (\(report.bytesDeleted) bytes) removed from \(report.partitionsTrimmed) partitions, \(report.dedupKeysExpired) dedup keys expired, \(report.indexRunsDeleted) index runs deleted, \(report.producersExpired) idle producers forgotten (\(Int(seconds * 1_000)) ms)"
                 )
             })
+        // A start that fails leaves the data directory as it found it (none: none).
+        let footprint = DataDirectoryFootprint(settings.dataDir)
         var options = Storage.Options()
         options.indexMemoryBytes = settings.indexMemoryMib << 20
-        options.producerIdleMs = Int64(settings.producerIdleHours) * 3_600_000
+        options.producerIdleMs = settings.producerIdleMs
         options.dedupFilterBytes = settings.dedupFilterMib << 20
         options.events = metrics
         let storage: Storage
         do {
             storage = try Storage.open(directory: settings.dataDir, options: options)
         } catch let error as MillraceError {
+            // A directory another broker holds is that broker's: nothing here is ours to remove.
+            if error.code != .dataDirectoryLocked { footprint.restore() }
             Output.standardError("error: \(error.message)")
             throw ExitCode(2)
         }
@@ -113,6 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
             address = "\(host):\(bound.port ?? port)"
         } catch {
             storage.close()
+            footprint.restore()
             Output.standardError("error: cannot listen on \(host):\(port): \(Self.listenFailure(error))")
             throw ExitCode(2)
         }
@@ -127,6 +134,7 @@ struct ServeCommand: AsyncParsableCommand {
             } catch {
                 await server.stop()
                 storage.close()
+                footprint.restore()
                 Output.standardError("error: cannot listen for HTTP on \(httpHost):\(httpPort): \(error); is another broker running there? (--http-listen none turns it off)")
                 throw ExitCode(2)
             }
@@ -172,5 +180,39 @@ extension ServeCommand {
             return "permission denied (ports below 1024 need privileges)"
         }
         return text
+    }
+}
+
+/// What `serve` found at its data directory before opening it, so that a start that fails
+/// (an address in use, a directory it cannot use) leaves no trace: a directory it made is
+/// removed with the parents it made, and files it added to one that was there are removed.
+struct DataDirectoryFootprint {
+    let directory: String
+    /// The outermost directory that did not exist (opening makes it and everything below).
+    let created: String?
+    /// What the directory held, when it existed.
+    let entries: Set<String>
+
+    init(_ path: String) {
+        directory = URL(fileURLWithPath: path).standardizedFileURL.path
+        var missing: String?
+        var candidate = URL(fileURLWithPath: directory)
+        while candidate.path != "/", !FileManager.default.fileExists(atPath: candidate.path) {
+            missing = candidate.path
+            candidate = candidate.deletingLastPathComponent()
+        }
+        created = missing
+        entries = Set((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+    }
+
+    /// Removes what opening the directory made (call after closing it).
+    func restore() {
+        if let created {
+            try? FileManager.default.removeItem(atPath: created)
+            return
+        }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !entries.contains(entry) {
+            try? FileManager.default.removeItem(atPath: directory + "/" + entry)
+        }
     }
 }

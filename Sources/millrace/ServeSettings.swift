@@ -19,7 +19,7 @@ struct ServeSettings: Equatable {
         Key(file: "data_dir", flag: "data-dir", help: "the data directory (created when missing)"),
         Key(file: "listen", flag: "listen", help: "the broker's address, HOST:PORT (port 0 picks a free one)"),
         Key(file: "http_listen", flag: "http-listen", help: "the metrics and health address, HOST:PORT, or none"),
-        Key(file: "producer_idle_hours", flag: "producer-idle-hours", help: "forget an idle idempotent producer after this many hours (1...8760)"),
+        Key(file: "producer_idle", flag: "producer-idle", help: "forget an idempotent producer that has not written for this long (1h...365d)"),
         Key(file: "dedup_filter_mib", flag: "dedup-filter-mib", help: "per topic with duplicate detection, its filter's memory (MiB, 1...1024)"),
         Key(file: "index_memory_mib", flag: "index-memory-mib", help: "memory for the key index's newest entries (MiB, 1...4096)"),
         Key(file: "log_level", flag: "log-level", help: "trace, debug, info, notice, warning, error or critical"),
@@ -27,10 +27,27 @@ struct ServeSettings: Equatable {
     ]
 
     var values: [String: String] = [
-        "data_dir": "./millrace-data", "listen": "127.0.0.1:7450", "http_listen": "127.0.0.1:7451", "producer_idle_hours": "168",
+        "data_dir": "./millrace-data", "listen": "127.0.0.1:7450", "http_listen": "127.0.0.1:7451", "producer_idle": "7d",
         "dedup_filter_mib": "16", "index_memory_mib": "64", "log_level": "info", "log_format": "text",
     ]
     var sources: [String: String] = [:]
+
+    /// Settings renamed when they came to take durations: the old name (in a file, as
+    /// MILLRACE_<OLD>, as --old-flag) is still read, a bare number in `unit`.
+    static let renamed: [(old: String, key: String, unit: String, range: ClosedRange<Int>)] = [
+        (old: "producer_idle_hours", key: "producer_idle", unit: "h", range: 1...8_760)
+    ]
+
+    /// `value` of the old setting `old`, as the new one takes it.
+    static func converted(_ old: String, _ value: String, source: String) throws -> (key: Key, value: String) {
+        guard let rename = renamed.first(where: { $0.old == old }), let key = keys.first(where: { $0.file == rename.key }) else {
+            throw SettingsError("\(source): unknown setting \(old)")
+        }
+        guard let number = Int(value), rename.range.contains(number) else {
+            throw SettingsError("\(source): \(old) takes \(rename.range.lowerBound)...\(rename.range.upperBound) (got \(value)); \(key.file) takes a duration such as 7d")
+        }
+        return (key, "\(number)\(rename.unit)")
+    }
 
     /// Reads the file (if any), then the environment, then the flags given.
     static func resolve(configFile: String?, environment: [String: String], flags: [String: String]) throws -> ServeSettings {
@@ -54,19 +71,38 @@ struct ServeSettings: Equatable {
                 let name = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
                 var value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
                 if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+                if renamed.contains(where: { $0.old == name }) {
+                    let (key, value) = try converted(name, value, source: place)
+                    try settings.set(key, value, source: place)
+                    continue
+                }
                 guard let key = keys.first(where: { $0.file == name }) else {
                     throw SettingsError("\(place): unknown setting \(name); the settings are \(keys.map(\.file).joined(separator: ", "))")
                 }
                 try settings.set(key, value, source: place)
             }
         }
+        // Within each place, an old name first, so the new one wins when both are there.
+        try settings.setRenamed(environment, name: { "MILLRACE_" + $0.uppercased() })
         for key in keys {
             if let value = environment[key.env] { try settings.set(key, value, source: key.env) }
         }
+        try settings.setRenamed(flags, name: { $0 }, source: { "--" + $0.replacingOccurrences(of: "_", with: "-") })
         for key in keys {
             if let value = flags[key.file] { try settings.set(key, value, source: "--" + key.flag) }
         }
         return settings
+    }
+
+    /// The renamed settings `values` holds under their old names (as `name` spells them),
+    /// each set as its new one, from `source` (default: the name).
+    mutating func setRenamed(_ values: [String: String], name: (String) -> String, source: ((String) -> String)? = nil) throws {
+        for rename in Self.renamed {
+            guard let value = values[name(rename.old)] else { continue }
+            let from = source?(rename.old) ?? name(rename.old)
+            let (key, converted) = try Self.converted(rename.old, value, source: from)
+            try set(key, converted, source: from)
+        }
     }
 
     mutating func set(_ key: Key, _ value: String, source: String) throws {
@@ -89,7 +125,10 @@ struct ServeSettings: Equatable {
             guard value == "none" || hostPort(value) != nil else {
                 throw SettingsError("\(source): http_listen takes HOST:PORT, for example 127.0.0.1:7451, or none (got \(value))")
             }
-        case "producer_idle_hours": try integer(1...8_760)
+        case "producer_idle":
+            guard let milliseconds = Durations.parse(value), (3_600_000...365 * 86_400_000).contains(milliseconds) else {
+                throw SettingsError("\(source): producer_idle takes a duration from 1h to 365d, such as 7d or 36h (got \(value))")
+            }
         case "dedup_filter_mib": try integer(1...1_024)
         case "index_memory_mib": try integer(1...4_096)
         case "log_level":
@@ -113,7 +152,7 @@ struct ServeSettings: Equatable {
     var dataDir: String { values["data_dir"] ?? "" }
     var listen: (host: String, port: Int) { Self.hostPort(values["listen"] ?? "") ?? ("127.0.0.1", 7450) }
     var httpListen: (host: String, port: Int)? { Self.hostPort(values["http_listen"] ?? "") }
-    var producerIdleHours: Int { Int(values["producer_idle_hours"] ?? "") ?? 168 }
+    var producerIdleMs: Int64 { Durations.parse(values["producer_idle"] ?? "") ?? 7 * 86_400_000 }
     var dedupFilterMib: Int { Int(values["dedup_filter_mib"] ?? "") ?? 16 }
     var indexMemoryMib: Int { Int(values["index_memory_mib"] ?? "") ?? 64 }
     var logLevel: Logger.Level { Logger.Level(rawValue: values["log_level"] ?? "") ?? .info }

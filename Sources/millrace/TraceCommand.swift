@@ -10,16 +10,24 @@ struct TraceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trace",
         abstract: "Every record whose indexed fields hold KEY (a lot, a serial, an order), across topics, in the order they were appended.",
-        discussion: "Topics index fields with `millrace topic create T --index /lot` or `millrace index set T --index /lot`." + Help.examples("millrace trace LOT-0815", "millrace trace LOT-0815 --topic confirmations --json", "millrace trace LOT-0815 --down --depth 5"))
+        discussion: """
+            Topics index fields with `millrace topic create T --index /lot` or `millrace index set T --index /lot`. Genealogy follows each topic's links, `--link /parent_lot:/child_lot`: a record whose parent_lot holds P and whose child_lot holds C says lot C was consumed into lot P (P was built from C), as `millrace generate` writes them. --where-used (or --down) walks from a component to what it went into; --where-from (or --up) from a finished lot to its components.
+            """ + Help.examples("millrace trace LOT-0815", "millrace trace LOT-0815 --topic confirmations --json", "millrace trace CMP-LOT-17 --where-used --depth 5", "millrace trace SN-100007 --where-from"))
 
     @OptionGroup var broker: BrokerOptions
     @Argument(help: "The value to trace, as the index reads it: a string's characters, a number's digits, or a record key.") var key: String
     @Option(name: .customLong("topic"), help: "Only this topic (repeat for more; default: every topic).") var topics: [String] = []
-    @Option(help: "Stop after this many hits (default: all); with --down or --up, this many nodes (default 1000).") var limit: Int?
-    @Flag(help: "Print one JSON object per hit, then a summary line, instead of a table (with --down or --up: one JSON object).") var json = false
-    @Flag(help: "Walk the genealogy down from KEY: every lot and serial made from it (where-used), along the topics' --link fields.") var down = false
-    @Flag(help: "Walk the genealogy up from KEY: everything it was made from (where-from).") var up = false
-    @Option(help: "With --down or --up: levels to walk, 1...32.") var depth = 10
+    @Option(help: "Stop after this many hits (default: all); with --where-used or --where-from, this many nodes (default 1000).") var limit: Int?
+    @Flag(help: "Print one JSON object per hit, then a summary line, instead of a table (with --where-used or --where-from: one JSON object).") var json = false
+    @Flag(
+        name: [.customLong("where-used"), .customLong("down")],
+        help: "Where-used (downstream): from a component or material lot KEY to every lot and serial it was built into, along the topics' --link fields (a recall).")
+    var down = false
+    @Flag(
+        name: [.customLong("where-from"), .customLong("up")],
+        help: "Where-from (upstream): from a finished lot or serial KEY to every lot it was built from, along the same links.")
+    var up = false
+    @Option(help: "With --where-used or --where-from: levels to walk, 1...32.") var depth = 10
 
     func run() async throws {
         if down || up { return try await walk() }
@@ -59,7 +67,7 @@ struct TraceCommand: AsyncParsableCommand {
 
     func walk() async throws {
         guard !(down && up) else {
-            Output.standardError("error: give --down or --up, not both")
+            Output.standardError("error: give --where-used (--down) or --where-from (--up), not both")
             throw ExitCode(2)
         }
         guard (1...Int(WalkRequest.depthMax)).contains(depth) else {
@@ -104,7 +112,8 @@ struct TraceCommand: AsyncParsableCommand {
         }
         show(0, "", true)
         let cycles = tree.nodes.filter { $0.kind == .cycle }.count
-        let summary = "\(tree.nodes.count - 1) linked value\(tree.nodes.count == 2 ? "" : "s") \(down ? "below" : "above") \(key)"
+        let count = "\(tree.nodes.count - 1) linked value\(tree.nodes.count == 2 ? "" : "s")"
+        let summary = (down ? "\(count) built from \(key) (where-used)" : "\(count) \(key) was built from (where-from)")
             + (cycles > 0 ? ", \(cycles) cycle\(cycles == 1 ? "" : "s")" : "")
         switch tree.stoppedBy {
         case nil: print(summary)
@@ -234,7 +243,7 @@ struct IndexOptions: ParsableArguments {
     @Flag(help: "Index each record's key.") var indexKey = false
     @Option(name: .customLong("index"), help: "Index the values at this JSON pointer; * stands for each array element (e.g. /lot, /components/*/lot). Repeat, up to 8.")
     var pointers: [String] = []
-    @Option(name: .customLong("link"), help: "A genealogy link, PARENT:CHILD pointers (e.g. /parentLot:/childLot; the quoted older form '/parentLot->/childLot' is read too). Repeat, up to 4.") var links: [String] = []
+    @Option(name: .customLong("link"), help: "A genealogy link, PARENT:CHILD: pointers to the lot or serial built and to a lot consumed into it (e.g. /parent_lot:/child_lot, as `millrace generate` writes them; /components/*/lot for each component). The quoted older form 'PARENT->CHILD' is read too. Repeat, up to 4.") var links: [String] = []
 
     /// The policy these flags give (nil: none given); exits 2 with the reason when one is wrong.
     func policy() throws -> IndexPolicy? {

@@ -64,10 +64,11 @@ import Testing
         try await client.createTopic(CreateTopicRequest(name: "genealogy", partitions: 2))
         try await client.createTopic(CreateTopicRequest(name: "assembly", partitions: 1))
         try await client.setIndexPolicy(topic: "genealogy", policy: IndexPolicy(links: [IndexLink(parent: "/parentLot", child: "/childLot")]))
-        try await client.setIndexPolicy(topic: "assembly", policy: IndexPolicy(fields: ["/serial"], links: [IndexLink(parent: "/components/*/lot", child: "/serial")]))
+        try await client.setIndexPolicy(topic: "assembly", policy: IndexPolicy(fields: ["/serial"], links: [IndexLink(parent: "/serial", child: "/components/*/lot")]))
         let producer = Producer(client: client)
-        for (parent, child) in [("L0", "L1a"), ("L0", "L1b"), ("L1a", "L2a"), ("L1b", "L2b"), ("L2a", "L3"), ("L2b", "L3"), ("L3", "L4"), ("L4", "L0"), ("L1a", "L2a")] {
-            _ = try await producer.send(topic: "genealogy", value: Array(#"{"parentLot":"\#(parent)","childLot":"\#(child)","qty":1}"#.utf8))
+        // (consumed, built): a link's child lot went into its parent lot.
+        for (used, built) in [("L0", "L1a"), ("L0", "L1b"), ("L1a", "L2a"), ("L1b", "L2b"), ("L2a", "L3"), ("L2b", "L3"), ("L3", "L4"), ("L4", "L0"), ("L1a", "L2a")] {
+            _ = try await producer.send(topic: "genealogy", value: Array(#"{"parentLot":"\#(built)","childLot":"\#(used)","qty":1}"#.utf8))
         }
         _ = try await producer.send(topic: "assembly", value: Array(#"{"serial":"S1","components":[{"lot":"L4"},{"lot":"X9"}]}"#.utf8))
 

@@ -88,3 +88,69 @@ import Testing
         #expect(missing.stderr == "error: cannot read \(directory)/missing: No such file or directory\n")
     }
 }
+
+/// Issue 23, item 13: every time value takes a duration; the older number-only names still
+/// work, hidden from --help.
+@Suite(.serialized) struct DurationOptionCLITests {
+    let cli = CLITests()
+
+    @Test func sessionTimeoutTakesADurationAndTheOldMillisecondsStillWork() async throws {
+        let refused = try cli.millrace(["consume", "t", "--group", "g", "--session-timeout", "0s", "--broker", "127.0.0.1:1"])
+        #expect(refused.status == 2 && refused.stderr == "error: --session-timeout takes a duration from 1s to 5m, such as 10s or 30s (got 0s)\n", "\(refused.stderr)")
+        let both = try cli.millrace(["consume", "t", "--group", "g", "--session-timeout", "5s", "--session-timeout-ms", "5000", "--broker", "127.0.0.1:1"])
+        #expect(both.status == 2 && both.stderr == "error: give --session-timeout or --session-timeout-ms, not both\n")
+        let help = try cli.millrace(["consume", "--help"]).stdout
+        #expect(help.contains("--session-timeout <session-timeout>") && !help.contains("session-timeout-ms"), "\(help)")
+        let createHelp = try cli.millrace(["topic", "create", "--help"]).stdout
+        #expect(createHelp.contains("--retention <retention>") && !createHelp.contains("retention-ms"), "\(createHelp)")
+        try await withTestBroker { broker, storage in
+            #expect(try cli.millrace(["topic", "create", "t", "--retention-ms", "60000", "--broker", broker]).status == 0)
+            #expect(storage.topicInfo("t")?.config.retentionMs == 60_000)
+            #expect(try cli.millrace(["produce", "t", "--broker", broker], input: "a\nb\n").status == 0)
+            let new = try cli.millrace(["consume", "t", "--group", "g", "--session-timeout", "5s", "-n", "1", "--broker", broker])
+            #expect(new.status == 0 && new.stdout == "a\n", "\(new.stderr)")
+            let old = try cli.millrace(["consume", "t", "--group", "g", "--session-timeout-ms", "5000", "-n", "1", "--broker", broker])
+            #expect(old.status == 0 && old.stdout == "b\n", "\(old.stderr)")
+        }
+    }
+}
+
+/// The last item of issue 23: `schema validate` reads its events file as `produce -f` and
+/// `schema register` read theirs — unreadable input is exit 2 before connecting, one
+/// "error:", and a line that is not JSON is named with its line and column.
+@Suite(.serialized) struct SchemaValidateInputCLITests {
+    let cli = CLITests()
+    let schemas = SchemaCLITests()
+
+    @Test func unreadableInputIsAUsageErrorBeforeConnecting() throws {
+        let directory = NSTemporaryDirectory() + "millrace-validate-dir-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for path in [directory, directory + "/missing"] {
+            let run = try cli.millrace(["schema", "validate", "t", path, "--broker", "127.0.0.1:1"])
+            #expect(run.status == 2, "\(run.stderr)")
+            let reason = path == directory ? "Is a directory" : "No such file or directory"
+            #expect(run.stderr == "error: cannot read \(path): \(reason)\n")
+        }
+    }
+
+    @Test func aLineThatIsNotJSONIsNamedWithItsLineAndColumn() async throws {
+        try await withTestBroker { broker, _ in
+            let schema = try schemas.file(SchemaCLITests.schema(minimum: 0))
+            let events = try schemas.file(#"{"order_id":"1","yield_qty":5}"# + "\n" + #"{"order_id": "2" "yield_qty":1}"# + "\n")
+            defer { for path in [schema, events] { try? FileManager.default.removeItem(atPath: path) } }
+            #expect(try cli.millrace(["topic", "create", "checked", "--schema", schema, "--broker", broker]).status == 0)
+            let reason = #"not valid JSON at column 18: expected ',' or '}' in an object, found '"'"#
+            let text = try cli.millrace(["schema", "validate", "checked", events, "--broker", broker])
+            #expect(text.status == 1)
+            #expect(text.stdout == "line 2: \(reason)\n1 of 2 lines are valid against version 1 of checked\n", "\(text.stdout)")
+            let json = try cli.millrace(["schema", "validate", "checked", events, "--json", "--broker", broker])
+            let first = try #require(json.stdout.split(separator: "\n").first)
+            let object = try #require(JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
+            #expect(object["line"] as? Int == 2 && object["column"] as? Int == 18 && object["rule"] as? String == "json" && object["message"] as? String == reason, "\(json.stdout)")
+            // produce names the same line the same way.
+            let produced = try cli.millrace(["produce", "checked", "--file", events, "--broker", broker])
+            #expect(produced.status == 1 && produced.stderr.contains("line 2: \(reason) (schema version 1; not sent)"), "\(produced.stderr)")
+        }
+    }
+}

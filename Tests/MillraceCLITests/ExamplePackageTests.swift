@@ -42,6 +42,16 @@ import Testing
         let produced = try run(simulator, ["--broker", address, "--units", "300", "--resend", "1"])
         #expect(produced.status == 0, "\(produced.stderr)")
         #expect(produced.stdout == "mes-simulator: 600 appended, 300 duplicates caught, 0 quarantined, 0 invalid, 0 failed\n")
+        // The genealogy reads as the README says: the serials built from a lot (where-used),
+        // the lot a serial was built from (where-from).
+        func walk(_ key: String, _ direction: String) throws -> [String] {
+            let run = try CLITests().millrace(["trace", key, direction, "--json", "--broker", address])
+            let tree = try #require(JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stdout)\(run.stderr)")
+            return (tree["nodes"] as? [[String: Any]] ?? []).compactMap { $0["value"] as? String }
+        }
+        let serials = try walk("LOT-2", "--where-used")
+        #expect(serials.first == "LOT-2" && Set(serials.dropFirst()) == Set((100..<150).map { "SN-\(100_000 + $0)" }), "\(serials)")
+        #expect(try walk("SN-100007", "--where-from") == ["SN-100007", "LOT-0"])
 
         // The poster runs while the broker is killed and comes back on the same port; the
         // second half of the confirmations exists only after the restart, so it must ride

@@ -15,13 +15,15 @@ import Testing
         let directory: String
         var process: Process
         let port: Int
+        /// What the last start logged up to its "serving" line.
+        var startLog: String
 
         init(directory: String, port: Int = 0) throws {
             self.directory = directory
-            (process, self.port) = try Self.start(directory: directory, port: port)
+            (process, self.port, startLog) = try Self.start(directory: directory, port: port)
         }
 
-        static func start(directory: String, port: Int) throws -> (Process, Int) {
+        static func start(directory: String, port: Int) throws -> (Process, Int, String) {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: try CLITests.binary())
             process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:\(port)", "--http-listen", "127.0.0.1:0"]
@@ -35,12 +37,12 @@ import Testing
                 text += String(decoding: data, as: UTF8.self)
                 if let range = text.range(of: #"on 127\.0\.0\.1:(\d+)"#, options: .regularExpression), let bound = Int(text[range].split(separator: ":").last!) {
                     log.fileHandleForReading.readabilityHandler = { _ = $0.availableData }  // keep draining
-                    return (process, bound)
+                    return (process, bound, text)
                 }
             }
         }
 
-        func restart() throws { (process, _) = try Self.start(directory: directory, port: port) }
+        func restart() throws { (process, _, startLog) = try Self.start(directory: directory, port: port) }
 
         func stop(signal: Int32) {
             kill(process.processIdentifier, signal)
@@ -196,5 +198,56 @@ import Testing
         broker.stop(signal: SIGTERM)
         let verify = try cli.millrace(["data", "verify", directory])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
+    /// Issue 23, item 13: `top` rides through a broker restart — it says it is reconnecting
+    /// and goes on when the broker is back — and into a pipe each refresh is readable while it
+    /// runs (block buffering held everything until it exited); SIGTERM still ends it.
+    @Test func topWaitsThroughARestartAndFlushesEachRefreshIntoAPipe() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-top-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try Broker(directory: directory)
+        let address = "127.0.0.1:\(broker.port)"
+        let (top, output, errors) = try child(["top", "--interval", "1s", "--broker", address])
+        func frames() -> Int { output.lines.filter { $0.contains(" at \(address), up ") }.count }
+        #expect(try await eventually { frames() >= 1 }, "\(output.lines)")
+
+        broker.stop(signal: SIGTERM)
+        #expect(try await eventually { output.lines.contains("millrace top: lost the broker; reconnecting to \(address)…") }, "\(output.lines)")
+        #expect(top.isRunning)
+        try broker.restart()
+        #expect(try await eventually { output.lines.contains("millrace top: reconnected to \(address); waiting 1 s for a second sample to compute rates…") }, "\(output.lines)")
+        let before = frames()
+        #expect(try await eventually { frames() > before }, "\(output.lines)")
+
+        kill(top.processIdentifier, SIGTERM)
+        top.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(top.terminationStatus == 0, "\(stderr)")
+        broker.stop(signal: SIGTERM)
+    }
+
+    /// Issue 23, item 14: a directory restored from a backup taken while the broker ran (the
+    /// key index's newest entries only in memory then) starts clean: no "the last stop was not
+    /// clean" in the log, and its records are traced.
+    @Test func aRestoredDirectoryStartsClean() async throws {
+        let base = NSTemporaryDirectory() + "millrace-restore-clean-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let cli = CLITests()
+        let broker = try Broker(directory: base + "/live")
+        let address = "127.0.0.1:\(broker.port)"
+        #expect(try cli.millrace(["topic", "create", "lots", "--index", "/lot", "--broker", address]).status == 0)
+        #expect(try cli.millrace(["produce", "lots", "--broker", address], input: "{\"lot\":\"L1\"}\n{\"lot\":\"L2\"}\n").status == 0)
+        let backup = try cli.millrace(["data", "backup", base + "/backup", "--broker", address])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        broker.stop(signal: SIGTERM)
+
+        let restored = try cli.millrace(["data", "restore", base + "/backup", "--data-dir", base + "/restored"])
+        #expect(restored.status == 0, "\(restored.stderr)")
+        let again = try Broker(directory: base + "/restored")
+        #expect(again.startLog.contains("serving") && !again.startLog.contains("not clean"), "\(again.startLog)")
+        let traced = try cli.millrace(["trace", "L2", "--broker", "127.0.0.1:\(again.port)"])
+        #expect(traced.stdout.hasSuffix("1 record in 1 topic\n"), "\(traced.stdout)\(traced.stderr)")
+        again.stop(signal: SIGTERM)
     }
 }

@@ -33,7 +33,7 @@ import Testing
                 #"data_dir = "/var/lib/millrace" # \#(file) line 2"#,
                 #"listen = "127.0.0.1:9450" # MILLRACE_LISTEN"#,
                 #"http_listen = "none" # MILLRACE_HTTP_LISTEN"#,
-                #"producer_idle_hours = 168 # default"#,
+                #"producer_idle = "7d" # default"#,
                 #"dedup_filter_mib = 16 # default"#,
                 #"index_memory_mib = 128 # \#(file) line 5"#,
                 #"log_level = "warning" # --log-level"#,
@@ -58,4 +58,56 @@ import Testing
         let flag = try cli.millrace(["serve", "--log-format", "xml", "--print-config"], environment: [:])
         #expect(flag.status == 2 && flag.stderr == "error: --log-format: log_format takes text or json (got xml)\n")
     }
+
+    /// Issue 23, item 13: `--producer-idle` takes a duration; the older hours are still read
+    /// as a flag, a file line and a variable, and hidden from --help.
+    @Test func producerIdleTakesADurationAndTheOldHoursStillWork() throws {
+        func setting(_ arguments: [String], _ environment: [String: String] = [:]) throws -> String {
+            let run = try cli.millrace(["serve"] + arguments + ["--print-config"], environment: environment)
+            #expect(run.status == 0, "\(run.stderr)")
+            let line = run.stdout.split(separator: "\n").first { $0.hasPrefix("producer_idle ") } ?? ""
+            return line.replacingOccurrences(of: " +", with: " ", options: .regularExpression)
+        }
+        #expect(try setting(["--producer-idle", "36h"]) == #"producer_idle = "36h" # --producer-idle"#)
+        #expect(try setting(["--producer-idle-hours", "48"]) == #"producer_idle = "48h" # --producer-idle-hours"#)
+        #expect(try setting([], ["MILLRACE_PRODUCER_IDLE_HOURS": "12"]) == #"producer_idle = "12h" # MILLRACE_PRODUCER_IDLE_HOURS"#)
+        #expect(try setting([], ["MILLRACE_PRODUCER_IDLE": "2d"]) == #"producer_idle = "2d" # MILLRACE_PRODUCER_IDLE"#)
+        let file = try configFile("producer_idle_hours = 24\n")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect(try setting(["--config", file]) == #"producer_idle = "24h" # \#(file) line 1"#)
+
+        let short = try cli.millrace(["serve", "--producer-idle", "30s", "--print-config"], environment: [:])
+        #expect(short.status == 2 && short.stderr == "error: --producer-idle: producer_idle takes a duration from 1h to 365d, such as 7d or 36h (got 30s)\n")
+        let help = try cli.millrace(["serve", "--help"]).stdout
+        #expect(help.contains("--producer-idle <producer-idle>") && !help.contains("producer-idle-hours"), "\(help)")
+    }
+
+    /// Issue 23, item 14: a `serve` that cannot start leaves no data directory behind, and one
+    /// that was there as it was.
+    @Test func aServeThatCannotStartLeavesNoDataDirectory() async throws {
+        try await withTestBroker { broker, storage in
+            let busy = String(broker.split(separator: ":").last ?? "")
+            // A directory a running broker holds is left exactly as it is.
+            let held = try FileManager.default.contentsOfDirectory(atPath: storage.directory).sorted()
+            let locked = try cli.millrace(["serve", "--data-dir", storage.directory, "--listen", "127.0.0.1:0", "--http-listen", "none"], environment: [:])
+            #expect(locked.status == 2 && locked.stderr.contains("is in use by a running broker"), "\(locked.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: storage.directory).sorted() == held)
+            let base = NSTemporaryDirectory() + "millrace-failed-serve-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: base) }
+            for (listen, http) in [("127.0.0.1:\(busy)", "none"), ("127.0.0.1:0", "127.0.0.1:\(busy)")] {
+                let fresh = base + "/new/data"
+                let run = try cli.millrace(["serve", "--data-dir", fresh, "--listen", listen, "--http-listen", http], environment: [:])
+                #expect(run.status == 2 && (run.stderr.contains("the address is in use") || run.stderr.contains("cannot listen for HTTP")), "\(run.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: base), "\(listen) \(http): \((try? FileManager.default.subpathsOfDirectory(atPath: base)) ?? [])")
+
+                let existing = base + "/empty"
+                try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: true)
+                let again = try cli.millrace(["serve", "--data-dir", existing, "--listen", listen, "--http-listen", http], environment: [:])
+                #expect(again.status == 2)
+                #expect(try FileManager.default.contentsOfDirectory(atPath: existing) == [], "\(listen) \(http)")
+                try FileManager.default.removeItem(atPath: base)
+            }
+        }
+    }
+
 }

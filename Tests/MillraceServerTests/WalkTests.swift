@@ -28,8 +28,9 @@ import Testing
                 storage.append(topic: "genealogy", partition: 0, batches: [bytes]) { continuation.resume(with: $0) }
             }
         }
-        for _ in 0..<3 { try await append(Array(repeating: #"{"parent":"Q","child":"ONLY"}"#, count: 1_000)) }
-        try await append([#"{"parent":"ONLY","child":"DEEP"}"#])
+        // Q went into ONLY (3,000 times over), ONLY into DEEP: where-used from Q.
+        for _ in 0..<3 { try await append(Array(repeating: #"{"parent":"ONLY","child":"Q"}"#, count: 1_000)) }
+        try await append([#"{"parent":"DEEP","child":"ONLY"}"#])
         let request = WalkRequest(key: Array("Q".utf8), direction: .down, depth: 2, nodesMax: 10)
 
         let bounded = try RequestDispatcher.walk(request, storage: storage, entriesMax: 1_500)

@@ -89,7 +89,7 @@ struct GroupsBench: AsyncParsableCommand {
         // SIGKILL: no leave, no more heartbeats.
         let victim = Process()
         victim.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("millrace")
-        victim.arguments = ["consume", "events", "--group", "follow", "--from", "latest", "--follow", "--session-timeout-ms", "\(session)", "--broker", "127.0.0.1:\(port)"]
+        victim.arguments = ["consume", "events", "--group", "follow", "--from", "latest", "--follow", "--session-timeout", "\(session)ms", "--broker", "127.0.0.1:\(port)"]
         victim.standardOutput = FileHandle.nullDevice
         try victim.run()
         // Wait until all three are in one stable generation.

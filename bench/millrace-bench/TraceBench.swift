@@ -48,7 +48,7 @@ struct TraceBench: AsyncParsableCommand {
         let producer = Producer(client: client)
         for child in 1..<1_000 {
             try await producer.send(
-                topic: "genealogy", key: nil, value: Array(#"{"parentLot":"G\#((child - 1) / 6)","childLot":"G\#(child)","qty":1}"#.utf8)) { _ in }
+                topic: "genealogy", key: nil, value: Array(#"{"parentLot":"G\#(child)","childLot":"G\#((child - 1) / 6)","qty":1}"#.utf8)) { _ in }
         }
         try await producer.flush()
 

@@ -19,14 +19,15 @@ public struct ProductionConfirmation: Codable, Sendable, Equatable {
     }
 }
 
-/// A serial built from a component lot.
+/// A component lot consumed into a serial: the serial (the parent, what was built) was
+/// built from the lot (the child), as the link `/parentSerial:/childLot` reads it.
 public struct GenealogyLink: Codable, Sendable, Equatable {
-    public var parentLot: String
-    public var childSerial: String
+    public var parentSerial: String
+    public var childLot: String
 
-    public init(parentLot: String, childSerial: String) {
-        self.parentLot = parentLot
-        self.childSerial = childSerial
+    public init(parentSerial: String, childLot: String) {
+        self.parentSerial = parentSerial
+        self.childLot = childLot
     }
 }
 

@@ -4,7 +4,9 @@ import PlantEvents
 
 /// An MES line: for each unit built, a production confirmation (to `confirmations`, keyed by
 /// order, deduplicated by event id, lots and serials indexed) and a genealogy link (to
-/// `genealogy`, lot → serial). Every send returns a handle at once; the deliveries stream
+/// `genealogy`: the component lot consumed into each serial built, so `millrace trace LOT-3
+/// --where-used` lists the serials built from a lot and `millrace trace SN-100007 --where-from`
+/// the lot a serial was built from). Every send returns a handle at once; the deliveries stream
 /// reports each outcome. A gateway resending after an outage (`--resend`) sends the same
 /// events again: the broker answers them as duplicates, none is stored twice.
 ///
@@ -21,7 +23,7 @@ try await client.createTopic(
     "confirmations",
     .init(partitions: 3, retention: .seconds(30 * 86_400), dedupKey: "json:/eventID", index: IndexPolicy(fields: ["/lot", "/serial", "/order"])),
     ifNotExists: true)
-try await client.createTopic("genealogy", .init(partitions: 1, index: IndexPolicy(links: [IndexLink(parent: "/parentLot", child: "/childSerial")])), ifNotExists: true)
+try await client.createTopic("genealogy", .init(partitions: 1, index: IndexPolicy(links: [IndexLink(parent: "/parentSerial", child: "/childLot")])), ifNotExists: true)
 
 let (producer, deliveries) = Producer.makeWithDeliveryReports(client: client)
 let tally = Task {
@@ -42,7 +44,7 @@ for round in 0..<rounds {
         let confirmation = ProductionConfirmation(
             eventID: "MES-L3-\(unit)", order: "ORD-\(unit / 10)", operation: "0020", lot: lot, serial: serial, yieldQty: 1, scrapQty: unit % 97 == 0 ? 1 : 0)
         _ = try await producer.send(ProducerRecord(topic: "confirmations", key: confirmation.order, json: confirmation))
-        if round == 0 { _ = try await producer.send(topic: "genealogy", key: lot, json: GenealogyLink(parentLot: lot, childSerial: serial)) }
+        if round == 0 { _ = try await producer.send(topic: "genealogy", key: lot, json: GenealogyLink(parentSerial: serial, childLot: lot)) }
     }
 }
 try await producer.close()
