@@ -251,7 +251,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         } catch let error as MillraceError where error.code == .unknownMember {
             // The broker restarted or our session expired: marks for partitions we may no
             // longer own cannot be committed; their new owner reads them again.
-            client.logger.notice("group \(group): the broker no longer knows member \(memberID); joining again")
+            if !memberID.isEmpty { client.logger.notice("group \(group): the broker no longer knows member \(memberID); joining again") }
             state.withLockedValue { $0.memberID = "" }
             try await join()
         }
