@@ -47,6 +47,9 @@ public enum InvalidRecordPolicy: UInt8, Sendable, CaseIterable, CustomStringConv
 
     public var description: String { self == .reject ? "reject" : "quarantine" }
 
+    /// What a topic's quarantine is called: the topic's name and this.
+    public static let quarantineSuffix = ".quarantine"
+
     public init?(name: String) {
         guard let found = Self.allCases.first(where: { $0.description == name }) else { return nil }
         self = found

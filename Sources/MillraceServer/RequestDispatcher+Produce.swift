@@ -203,6 +203,9 @@ extension RequestDispatcher {
         var total = 0
         /// Policy quarantine: the invalid records, as one batch for `<topic>.quarantine`.
         var parked: [UInt8]?
+        /// The parked records' business-key hashes, in the parked batch's order (if the topic
+        /// has duplicate detection): the quarantine stores a key once, as the topic does.
+        var parkedHashes: [DedupHash?]?
         /// Records whose key the topic already held (found on the lane).
         var duplicates: [RecordOutcome] = []
         /// What to append: the batches as sent, or re-encoded without the records above.
@@ -272,9 +275,11 @@ extension RequestDispatcher {
         return Int((hash >> 2) + UInt64(UInt32(bitPattern: partition)))
     }
 
-    /// On the lane: decides each record's fate. Invalid under reject → nothing goes in. Invalid
-    /// under quarantine → parked. A key the topic holds → a duplicate of its original. The
-    /// rest are appended: as sent when nothing was taken out, else re-encoded here.
+    /// On the lane: decides each record's fate. Invalid under reject → nothing goes in. A key
+    /// the topic holds → a duplicate of its original, valid or not (its event is in the topic).
+    /// Otherwise invalid under quarantine → parked (the quarantine's append answers a key parked
+    /// before with that record's place). The rest are appended: as sent when nothing was taken
+    /// out, else re-encoded here.
     func prepare(_ topic: String, _ partition: Int32, batches: [[UInt8]], inspection: Inspection, quarantines: Bool) throws -> Prepared {
         var prepared = Prepared()
         prepared.invalid = inspection.invalid.map(\.outcome)
@@ -294,8 +299,12 @@ extension RequestDispatcher {
             keep[invalid.batch][invalid.record] = false
             takenOut += 1
         }
+        var parking = inspection.invalid
         if let hashes = inspection.hashes {
             let check = try storage.dedupPrecheck(topic: topic, hashes: hashes)
+            parking.removeAll { check.originals[$0.batch][$0.record] != nil }
+            prepared.invalid = parking.map(\.outcome)
+            prepared.parkedHashes = parking.map { hashes[$0.batch][$0.record] }
             prepared.checkedThrough = check.checkedThrough
             var index: Int32 = 0
             for (batch, originals) in check.originals.enumerated() {
@@ -325,9 +334,9 @@ extension RequestDispatcher {
         // Records come out: the batches are rewritten here, on the lane, without them (the
         // producer's sequence numbers go with the append as sent).
         prepared.rewritten = true
-        if !inspection.invalid.isEmpty {
+        if !parking.isEmpty {
             prepared.parked = try Self.quarantineBatch(
-                inspection.invalid, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
+                parking, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
         }
         var next: Int32 = 0
         if inspection.hashes != nil { prepared.keptHashes = [] }
@@ -421,22 +430,35 @@ extension RequestDispatcher {
         let outcomes = prepared.invalid
         ensureQuarantine(for: info) { created in
             if case .failure(let error) = created { return promise.succeed(failed(error, [])) }
-            append(topic + Self.quarantineSuffix, 0, [parked], nil, nil, 0, nil) { result in
+            append(topic + Self.quarantineSuffix, 0, [parked], nil, prepared.parkedHashes.map { [$0] }, 0, nil) { result in
                 switch result {
                 case .failure(let error):
                     promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), []))
-                case .success(let quarantined):
-                    appendKept(
-                        outcomes.enumerated().map { position, outcome in
-                            var outcome = outcome
-                            outcome.kind = .quarantined
-                            outcome.offset = quarantined.baseOffset + Int64(position)
-                            return outcome
-                        })
+                case .success(let quarantined): appendKept(Self.parkedOutcomes(outcomes, quarantined))
                 }
             }
         }
         return promise.futureResult
+    }
+}
+
+extension RequestDispatcher {
+    /// Where each parked record is: the quarantine's new records take the offsets in order;
+    /// one whose key the quarantine held is answered with the place of the record parked first.
+    static func parkedOutcomes(_ outcomes: [RecordOutcome], _ quarantined: AppendResult) -> [RecordOutcome] {
+        let originals = Dictionary(quarantined.duplicates.map { ($0.record, $0.offset) }, uniquingKeysWith: { first, _ in first })
+        var next = quarantined.baseOffset
+        return outcomes.enumerated().map { position, outcome in
+            var outcome = outcome
+            outcome.kind = .quarantined
+            if let original = originals[position] {
+                outcome.offset = original
+            } else {
+                outcome.offset = next
+                next += 1
+            }
+            return outcome
+        }
     }
 }
 

@@ -62,6 +62,18 @@ extension CatalogSnapshot {
     }
 }
 
+extension CatalogSnapshot {
+    /// The policy an append to `info` is deduplicated by when it comes with keys: the topic's
+    /// own, or for `<topic>.quarantine` (which has none of its own) its topic's — parked
+    /// records are deduplicated by the key their topic uses, in the quarantine's own entries.
+    func dedupPolicy(of info: TopicInfo) -> DedupPolicy? {
+        if let own = info.config.dedup { return own }
+        let suffix = InvalidRecordPolicy.quarantineSuffix
+        guard info.name.hasSuffix(suffix) else { return nil }
+        return topics[String(info.name.dropLast(suffix.count))]?.config.dedup
+    }
+}
+
 /// A topic as the catalog holds it.
 public struct TopicInfo: Sendable, Equatable {
     public var name: String

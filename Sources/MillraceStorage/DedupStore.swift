@@ -58,7 +58,8 @@ public struct DedupHit: Sendable, Equatable {
     public var firstSeenMs: Int64
 }
 
-/// The writer's dedup state for every topic that has a dedup policy. Mutated only on the
+/// The writer's dedup state for every topic that has a dedup policy (and the quarantine of
+/// each, for parked records: `CatalogSnapshot.dedupPolicy(of:)`). Mutated only on the
 /// writer thread; `lock` guards it for the readers of counters.
 final class DedupStore: @unchecked Sendable {
     let filterBytes: Int

@@ -310,6 +310,8 @@ extension Writer {
         }
         let updated = info
         let forget = op.dedup.map { $0 == nil } ?? false
+        let quarantine = catalog.withLock({ $0.topics[op.topic + InvalidRecordPolicy.quarantineSuffix] }).flatMap { $0.config.dedup == nil ? $0.id : nil }
+        let forgotten = [updated.id] + (quarantine.map { [$0] } ?? [])
         let result = withTransaction { context -> TopicInfo in
             try context.txn.put(databases.topics, Array(op.topic.utf8), updated.encoded())
             // Setting what a topic indexes leaves its records so far for a rebuild; the
@@ -323,15 +325,18 @@ extension Writer {
                     for partition in 0..<updated.partitionCount { _ = try context.txn.delete(dbi.runs, IndexKeys.pending(updated.id, partition)) }
                 }
             }
+            // The quarantine's keys of parked records follow the topic's policy (they go with it).
             if forget, let dbi = databases.dedup {
-                for run in dedup.existingState(updated.id)?.runs ?? [] { try SortedRuns.delete(runID: run.id, owner: updated.id, txn: context.txn, dbi: dbi) }
-                try deleteAll(context.txn, dbi.runs, prefix: Keys.topicPrefix(updated.id))
+                for id in forgotten {
+                    for run in dedup.existingState(id)?.runs ?? [] { try SortedRuns.delete(runID: run.id, owner: id, txn: context.txn, dbi: dbi) }
+                    try deleteAll(context.txn, dbi.runs, prefix: Keys.topicPrefix(id))
+                }
             }
             return updated
         }
         if case .success(let stored) = result {
             catalog.withLock { $0.topics[op.topic] = stored }
-            if forget { dedup.forget(stored.id) }
+            if forget { for id in forgotten { dedup.forget(id) } }
         }
         return result
     }

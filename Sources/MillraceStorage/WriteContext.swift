@@ -130,7 +130,7 @@ struct WriteContext {
         if !op.sequences.isEmpty, let answer = try placeSequences(op, id, logStartOffset: state.logStartOffset) { return answer }
         var batches = op.batches
         var duplicates: [DuplicateRecord] = []
-        if let policy = info.config.dedup, let hashes = op.dedupHashes {
+        if let policy = catalog.dedupPolicy(of: info), let hashes = op.dedupHashes {
             switch try dropDuplicates(op, info: info, policy: policy, hashes: hashes, firstOffset: state.nextOffset) {
             case .failure(let error): return .failure(error)
             case .success(let (kept, found)):
@@ -271,7 +271,7 @@ struct WriteContext {
                 change.newHashes.append(contentsOf: sorted.map(\.hash))
                 runs.append(written)
             }
-            let window = catalog.topics.values.first { $0.id == topicID }?.config.dedup?.windowMs ?? DedupPolicy.defaultWindowMs
+            let window = catalog.topics.values.first { $0.id == topicID }.flatMap { catalog.dedupPolicy(of: $0) }?.windowMs ?? DedupPolicy.defaultWindowMs
             let notBefore = UInt32(clamping: max(0, nowMs - window) / 1_000)
             while let group = RunMeta.mergeCandidates(runs) {
                 // Runs stored before this transaction are read in place; its own are copied.
@@ -311,7 +311,7 @@ struct WriteContext {
         let dbi = try databases.requireDedup()
         var expired = 0
         for info in catalog.topics.values {
-            guard let policy = info.config.dedup, let state = store.existingState(info.id) else { continue }
+            guard let policy = catalog.dedupPolicy(of: info), let state = store.existingState(info.id) else { continue }
             let notBefore = UInt32(clamping: max(0, nowMs - policy.windowMs) / 1_000)
             let old = state.runs.filter { $0.maxTime < notBefore }
             guard !old.isEmpty else { continue }

@@ -130,7 +130,8 @@ public struct RecordOutcome: WireCodable {
         case duplicate = 1
         /// Breaks the schema; not stored (policy reject).
         case invalid = 2
-        /// Breaks the schema; stored in `<topic>.quarantine` at `offset` (policy quarantine).
+        /// Breaks the schema; stored in `<topic>.quarantine` at `offset` (policy quarantine),
+        /// or found there already at `offset` (the topic's dedup key, parked before).
         case quarantined = 3
     }
 

@@ -92,17 +92,23 @@ import Testing
         await live.stop()
     }
 
-    /// A schema with quarantine and dedup on one topic: the invalid record is parked, the
-    /// repeated one is a duplicate, the rest go in; every outcome names the right record.
-    @Test func duplicatesBesideQuarantine() async throws {
-        let live = try await LiveServer()
-        defer { live.remove() }
-        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+    /// Topic `checked`: a schema (yield_qty at least 0), quarantine, dedup by json:/event_id.
+    static func checkedTopic(port: Int) async throws -> MillraceClient {
+        let client = MillraceClient(host: "127.0.0.1", port: port)
         try await client.createTopic(CreateTopicRequest(name: "checked", partitions: 1))
         _ = try await client.registerSchema(
             topic: "checked", schema: Array(#"{"type":"object","properties":{"yield_qty":{"type":"number","minimum":0}}}"#.utf8))
         try await client.setSchemaPolicy(topic: "checked", onInvalid: .quarantine)
         try await client.setDedupPolicy(topic: "checked", key: "json:/event_id")
+        return client
+    }
+
+    /// A schema with quarantine and dedup on one topic: the invalid record is parked, the
+    /// repeated one is a duplicate, the rest go in; every outcome names the right record.
+    @Test func duplicatesBesideQuarantine() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = try await Self.checkedTopic(port: live.port)
         _ = try await Self.send(Producer(client: client), "checked", [Self.confirmation(1)])
         let outcomes = try await Self.send(
             Producer(client: client), "checked", [Self.confirmation(2), Self.confirmation(3, yield: -1), Self.confirmation(1), Self.confirmation(4)])
@@ -110,6 +116,36 @@ import Testing
         if case .failure(let parked as RecordQuarantined) = outcomes[1] { #expect(parked.path == "/yield_qty") } else { Issue.record("\(outcomes[1])") }
         if case .failure(let duplicate as RecordDuplicate) = outcomes[2] { #expect(duplicate.offset == 0) } else { Issue.record("\(outcomes[2])") }
         #expect((try? outcomes[3].get())?.offset == 2)
+        await client.close()
+        await live.stop()
+    }
+
+    /// Issue 23: parked records are deduplicated by the topic's key too. The same invalid
+    /// record sent again (an ordinary retry) is answered with its first place in the
+    /// quarantine and not stored again; a value with no key there (not JSON) is parked each
+    /// time; an invalid record whose key the topic holds is a duplicate of that record.
+    @Test func parkedRecordsAreDeduplicatedByTheTopicsKey() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = try await Self.checkedTopic(port: live.port)
+        func parked(_ outcomes: [Outcome]) -> [Int64?] {
+            outcomes.map { outcome in
+                guard case .failure(let parked as RecordQuarantined) = outcome else { return nil }
+                return parked.offset
+            }
+        }
+        let bad = Self.confirmation(7, yield: -1)
+        let notJSON = Array("not json".utf8)
+        #expect(parked(try await Self.send(Producer(client: client), "checked", [bad, notJSON])) == [0, 1])
+        #expect(parked(try await Self.send(Producer(client: client), "checked", [bad, notJSON])) == [0, 2])
+        _ = try await Self.send(Producer(client: client), "checked", [Self.confirmation(1)])
+        let held = try await Self.send(Producer(client: client), "checked", [Self.confirmation(1, yield: -1)])
+        if case .failure(let duplicate as RecordDuplicate) = held[0] { #expect(duplicate.offset == 0) } else { Issue.record("\(held[0])") }
+        var stored: [String] = []
+        for try await record in Consumer(client: client, topic: "checked.quarantine", from: .earliest, stopAtEnd: true) {
+            stored.append(String(decoding: record.value ?? [], as: UTF8.self))
+        }
+        #expect(stored == [String(decoding: bad, as: UTF8.self), "not json", "not json"])
         await client.close()
         await live.stop()
     }

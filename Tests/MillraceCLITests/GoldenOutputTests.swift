@@ -55,7 +55,7 @@ import Testing
                     """)
             #expect(
                 try run(["quarantine", "list", "checked", "--json"])
-                    == #"{"from_offset":0,"parked":1,"records":[],"rules":[{"count":1,"example":"\/id: is required but missing","rule":"required"}],"topic":"checked"}"#
+                    == #"{"cursor":0,"from_offset":0,"parked":1,"records":[],"rules":[{"count":1,"example":"\/id: is required but missing","rule":"required"}],"still_invalid":0,"topic":"checked"}"#
                     + "\n")
             // status: all but the disk line (free space is the machine's) is fixed.
             let status = try run(["status"]).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -112,7 +112,7 @@ import Testing
             #expect(
                 try run(["quarantine", "redrive", "checked", "--dry-run", "--json"])
                     == #"{"offset":0,"outcome":"still invalid against version 1: \/id: is required but missing"}"# + "\n"
-                    + #"{"dry_run":true,"redriven":0,"still_invalid":1,"topic":"checked"}"# + "\n")
+                    + #"{"already_in_topic":0,"dry_run":true,"redriven":0,"still_invalid":1,"topic":"checked"}"# + "\n")
             // topic describe: all but the oldest key's age (counted on the CLI's own clock).
             let described = try run(["topic", "describe", "orders"]).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             #expect(described[0] == "topic orders: 2 partitions, retention 7d, compression none, timestamps create")
