@@ -44,13 +44,15 @@ public struct Consumer: AsyncSequence, Sendable {
     public typealias Element = ConsumedRecord
 
     let client: MillraceClient
+    /// The topic `start` and `partitions` apply to.
     let topic: String
     let partitions: [Int32]?
     let start: StartPosition
     let stopAtEnd: Bool
     let maxWaitMs: Int32
-    /// Exact positions per partition (used by `GroupConsumer`); overrides `start`.
-    let positions: [Int32: Int64]?
+    /// Exact positions per partition, of one topic or several (used by `GroupConsumer`);
+    /// overrides `start`.
+    let positions: [TopicPartition: Int64]?
 
     public init(
         client: MillraceClient, topic: String, partitions: [Int32]? = nil, from start: StartPosition, stopAtEnd: Bool, maxWaitMs: Int32 = 500
@@ -66,9 +68,18 @@ public struct Consumer: AsyncSequence, Sendable {
 
     /// Reads from exact positions per partition.
     public init(client: MillraceClient, topic: String, positions: [Int32: Int64], stopAtEnd: Bool, maxWaitMs: Int32 = 500) {
+        self.init(
+            client: client, positions: Dictionary(uniqueKeysWithValues: positions.map { (TopicPartition(topic: topic, partition: $0.key), $0.value) }),
+            idleTopic: topic, stopAtEnd: stopAtEnd, maxWaitMs: maxWaitMs)
+    }
+
+    /// Reads from exact positions in partitions of several topics, in one fetch per poll.
+    /// With no positions it long-polls `idleTopic` for nothing (a group member with nothing
+    /// assigned still waits between looks).
+    init(client: MillraceClient, positions: [TopicPartition: Int64], idleTopic: String, stopAtEnd: Bool, maxWaitMs: Int32) {
         self.client = client
-        self.topic = topic
-        partitions = positions.keys.sorted()
+        topic = idleTopic
+        partitions = nil
         start = .earliest
         self.stopAtEnd = stopAtEnd
         self.maxWaitMs = maxWaitMs
@@ -80,8 +91,8 @@ public struct Consumer: AsyncSequence, Sendable {
     /// Fetches batches and hands out their records in offset order.
     public struct Iterator: AsyncIteratorProtocol {
         let consumer: Consumer
-        var positions: [Int32: Int64] = [:]
-        var ends: [Int32: Int64] = [:]
+        var positions: [TopicPartition: Int64] = [:]
+        var ends: [TopicPartition: Int64] = [:]
         /// Records fetched and not yet handed out, the next one last: handing one out moves it
         /// out of the array (no copy, no reference counting).
         var buffered: [ConsumedRecord] = []
@@ -137,8 +148,16 @@ public struct Consumer: AsyncSequence, Sendable {
             started = true
         }
 
-        private static func lookUp(_ consumer: Consumer) async throws -> (positions: [Int32: Int64], ends: [Int32: Int64]) {
+        private static func lookUp(_ consumer: Consumer) async throws -> (positions: [TopicPartition: Int64], ends: [TopicPartition: Int64]) {
             let client = consumer.client
+            if let exact = consumer.positions {
+                var ends: [TopicPartition: Int64] = [:]
+                for (topic, places) in Dictionary(grouping: exact.keys, by: \.topic) {
+                    let latest = try await client.listOffsets(topic, partitions: places.map(\.partition).sorted(), timestamp: ListOffsetsPartition.latest)
+                    for entry in latest { ends[TopicPartition(topic: topic, partition: entry.partition)] = entry.offset }
+                }
+                return (exact, ends)
+            }
             let all = try await client.partitionCount(consumer.topic)
             let chosen = consumer.partitions ?? Array(0..<all)
             if let bad = chosen.first(where: { $0 < 0 || $0 >= all }) {
@@ -152,15 +171,15 @@ public struct Consumer: AsyncSequence, Sendable {
             }
             let starts = try await client.listOffsets(consumer.topic, partitions: chosen, timestamp: timestamp)
             let latest = try await client.listOffsets(consumer.topic, partitions: chosen, timestamp: ListOffsetsPartition.latest)
-            var ends: [Int32: Int64] = [:]
-            for entry in latest { ends[entry.partition] = entry.offset }
-            if let exact = consumer.positions { return (exact, ends) }
-            var positions: [Int32: Int64] = [:]
+            var ends: [TopicPartition: Int64] = [:]
+            for entry in latest { ends[TopicPartition(topic: consumer.topic, partition: entry.partition)] = entry.offset }
+            var positions: [TopicPartition: Int64] = [:]
             for entry in starts {
+                let place = TopicPartition(topic: consumer.topic, partition: entry.partition)
                 if case .offset(let offset) = consumer.start {
-                    positions[entry.partition] = offset
+                    positions[place] = offset
                 } else {
-                    positions[entry.partition] = entry.offset
+                    positions[place] = entry.offset
                 }
             }
             return (positions, ends)
@@ -179,14 +198,19 @@ public struct Consumer: AsyncSequence, Sendable {
                 body = try await fetch(nextRequest(from: positions))
             }
             guard case .fetch(let topics) = body else { throw MillraceClient.unexpectedBody }
-            let entries = topics.first?.entries ?? []
-            for entry in entries where entry.errorCode != .none { throw MillraceError(entry.errorCode, entry.message) }
+            let entries = topics.flatMap { topic in topic.entries.map { (topic: topic.topic, entry: $0) } }
+            for (_, entry) in entries where entry.errorCode != .none { throw MillraceError(entry.errorCode, entry.message) }
             // From the batch headers alone: where each partition goes on, and the dictionaries
             // to fetch before decoding.
             var next = positions
-            var unknown: Set<UInt32> = []
-            for entry in entries { next[entry.partition] = try Self.scan(entry, from: next[entry.partition] ?? 0, unknownDictionaries: &unknown) }
-            for id in unknown { try await consumer.client.loadDictionary(topic: consumer.topic, id: id) }
+            var unknown: [String: Set<UInt32>] = [:]
+            for (topic, entry) in entries {
+                let place = TopicPartition(topic: topic, partition: entry.partition)
+                next[place] = try Self.scan(entry, from: next[place] ?? 0, unknownDictionaries: &unknown[topic, default: []])
+            }
+            for (topic, ids) in unknown {
+                for id in ids { try await consumer.client.loadDictionary(topic: topic, id: id) }
+            }
             // Ask for what follows before decoding this.
             if !consumer.stopAtEnd || next.contains(where: { $0.value < ends[$0.key, default: 0] }) {
                 let request = nextRequest(from: next)
@@ -195,7 +219,7 @@ public struct Consumer: AsyncSequence, Sendable {
             // Decoded in order, kept next-last (also what was decoded before a failure).
             defer { buffered = Self.reversed(&buffered) }
             do {
-                for entry in entries { try decode(entry) }
+                for (topic, entry) in entries { try decode(entry, of: topic) }
             } catch {
                 prefetch = nil
                 throw error
@@ -203,7 +227,7 @@ public struct Consumer: AsyncSequence, Sendable {
         }
 
         /// A fetch from `positions` (only partitions not yet at their end when stopping there).
-        private mutating func nextRequest(from positions: [Int32: Int64]) -> FetchRequest {
+        private mutating func nextRequest(from positions: [TopicPartition: Int64]) -> FetchRequest {
             var wanted = positions.filter { !consumer.stopAtEnd || $0.value < ends[$0.key, default: 0] }.sorted { $0.key < $1.key }
             // Only the first partition with data may pass the fetch's byte limit, so start
             // each poll at the next partition: none is starved behind the others.
@@ -213,7 +237,20 @@ public struct Consumer: AsyncSequence, Sendable {
             polls = (polls + 1) % 1 << 30
             return FetchRequest(
                 maxWaitMs: consumer.stopAtEnd ? 0 : consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
-                topics: [TopicEntries(topic: consumer.topic, wanted.map { FetchPartition(partition: $0.key, offset: $0.value, maxBytes: 1 << 20) })])
+                topics: Self.byTopic(wanted, idleTopic: consumer.topic))
+        }
+
+        /// The fetch's topics, each once, in the order their first partition comes in `wanted`
+        /// (which rotates); with nothing wanted, the idle topic with no partitions.
+        static func byTopic(_ wanted: [(key: TopicPartition, value: Int64)], idleTopic: String) -> [TopicEntries<FetchPartition>] {
+            var order: [String] = []
+            var entries: [String: [FetchPartition]] = [:]
+            for (place, offset) in wanted {
+                if entries[place.topic] == nil { order.append(place.topic) }
+                entries[place.topic, default: []].append(FetchPartition(partition: place.partition, offset: offset, maxBytes: 1 << 20))
+            }
+            guard !order.isEmpty else { return [TopicEntries(topic: idleTopic, [])] }
+            return order.map { TopicEntries(topic: $0, entries[$0] ?? []) }
         }
 
         /// The header of the batch at `index`, whose length must keep it inside `raw`.
@@ -278,9 +315,10 @@ public struct Consumer: AsyncSequence, Sendable {
             }
         }
 
-        private mutating func decode(_ entry: FetchPartitionResult) throws {
-            var position = positions[entry.partition] ?? 0
-            let limit = consumer.stopAtEnd ? ends[entry.partition, default: .max] : .max
+        private mutating func decode(_ entry: FetchPartitionResult, of topic: String) throws {
+            let place = TopicPartition(topic: topic, partition: entry.partition)
+            var position = positions[place] ?? 0
+            let limit = consumer.stopAtEnd ? ends[place, default: .max] : .max
             try entry.records.withUnsafeReadableBytes { raw in
                 var index = 0
                 while index < raw.count {
@@ -292,7 +330,7 @@ public struct Consumer: AsyncSequence, Sendable {
                         guard offset >= position, offset < limit else { return }
                         buffered.append(
                             ConsumedRecord(
-                                topic: consumer.topic, partition: entry.partition, offset: offset,
+                                topic: topic, partition: entry.partition, offset: offset,
                                 timestamp: RecordBatch.recordTimestamp(header: header, timestampDelta: record.timestampDelta),
                                 key: record.key.map(Array.init), value: record.value.map(Array.init), headers: headers))
                     }
@@ -300,7 +338,7 @@ public struct Consumer: AsyncSequence, Sendable {
                     index += header.totalBytes
                 }
             }
-            positions[entry.partition] = position
+            positions[place] = position
         }
     }
 }

@@ -3,7 +3,7 @@ import MillraceFormat
 import MillraceWire
 import NIOConcurrencyHelpers
 
-/// Consumes a topic as a member of a group, fit to run as a service:
+/// Consumes one topic or several as a member of a group, fit to run as a service:
 ///
 /// - joins, and reads the partitions the broker assigns from the group's committed offsets;
 /// - heartbeats and commits in the background (every `heartbeatInterval` and
@@ -34,8 +34,8 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
     /// A change in what this member owns, told to `onRebalance`.
     public enum Rebalance: Sendable, Equatable {
-        case assigned([Int32])
-        case revoked([Int32])
+        case assigned([TopicPartition])
+        case revoked([TopicPartition])
     }
 
     /// How a group member behaves: where it starts without commits, its session, how often it commits.
@@ -66,14 +66,14 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     struct State {
         var memberID = ""
         var generation: Int32 = -1
-        var assignment: [Int32] = []
+        var assignment: [TopicPartition] = []
         /// Per partition, the offset to commit next (one past the last record marked).
-        var marked: [Int32: Int64] = [:]
+        var marked: [TopicPartition: Int64] = [:]
         /// Per partition, what this member last committed.
-        var committed: [Int32: Int64] = [:]
+        var committed: [TopicPartition: Int64] = [:]
         /// Per partition, one past the last record handed out (to go on from after a
         /// rebalance that kept the partition).
-        var positions: [Int32: Int64] = [:]
+        var positions: [TopicPartition: Int64] = [:]
         var warnings: [String] = []
         /// A failure the background session could not recover from; `next()` throws it.
         var failure: MillraceError?
@@ -86,18 +86,28 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     public let client: MillraceClient
     /// The group's name.
     public let group: String
-    /// The topic it reads.
-    public let topic: String
+    /// The topics it reads (at least one).
+    public let topics: [String]
+    /// The first of its topics.
+    public var topic: String { topics.first ?? "" }
     /// Its settings.
     public let configuration: Configuration
     let state = NIOLockedValueBox(State())
     /// Serialises the group protocol calls (join, heartbeat, commit, leave).
     let membership = AsyncMutex()
 
-    public init(client: MillraceClient, group: String, topic: String, configuration: Configuration = Configuration()) {
+    public convenience init(client: MillraceClient, group: String, topic: String, configuration: Configuration = Configuration()) {
+        self.init(client: client, group: group, topics: [topic], configuration: configuration)
+    }
+
+    /// A member reading several topics: the broker assigns their partitions among the
+    /// group's members together, and records of all of them come out of one sequence (each
+    /// names its `topic`), fetched in one request per poll.
+    public init(client: MillraceClient, group: String, topics: [String], configuration: Configuration = Configuration()) {
         self.client = client
         self.group = group
-        self.topic = topic
+        var seen = Set<String>()
+        self.topics = topics.filter { seen.insert($0).inserted }
         self.configuration = configuration
     }
 
@@ -106,15 +116,16 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     /// The group generation it is in (-1 when not in the group).
     public var generation: Int32 { state.withLockedValue { $0.generation } }
     /// The partitions it owns now.
-    public var assignment: [Int32] { state.withLockedValue { $0.assignment } }
+    public var assignment: [TopicPartition] { state.withLockedValue { $0.assignment } }
     /// Things a person should know, such as records skipped because retention removed them.
     public var warnings: [String] { state.withLockedValue { $0.warnings } }
 
     /// Marks `record` as processed: its offset + 1 is committed with the next commit.
     public func commit(_ record: ConsumedRecord) {
         state.withLockedValue { state in
-            guard state.assignment.contains(record.partition) else { return }
-            state.marked[record.partition] = Swift.max(state.marked[record.partition] ?? 0, record.offset + 1)
+            let place = TopicPartition(topic: record.topic, partition: record.partition)
+            guard state.assignment.contains(place) else { return }
+            state.marked[place] = Swift.max(state.marked[place] ?? 0, record.offset + 1)
         }
     }
 
@@ -220,7 +231,8 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
     /// Joins (or rejoins after the broker forgot this member) and adopts the assignment.
     private func join() async throws {
-        let request = JoinGroupRequest(group: group, memberID: memberID, sessionTimeoutMs: configuration.sessionTimeoutMs, topics: [topic])
+        guard !topics.isEmpty else { throw MillraceError(.invalidRequest, "group \(group): a member needs at least one topic to read") }
+        let request = JoinGroupRequest(group: group, memberID: memberID, sessionTimeoutMs: configuration.sessionTimeoutMs, topics: topics)
         guard case .joinGroup(let joined) = try await client.request(.joinGroup(request)).get() else { throw MillraceClient.unexpectedBody }
         adopt(joined)
     }
@@ -259,8 +271,9 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
     /// Takes a new generation's assignment: drops what was revoked, tells the caller.
     private func adopt(_ assigned: GroupAssignmentResponse) {
-        let partitions = assigned.assignment.first { $0.topic == topic }?.entries.map(\.partition).sorted() ?? []
-        let (revoked, gained) = state.withLockedValue { state -> ([Int32], [Int32]) in
+        let partitions = assigned.assignment.filter { topics.contains($0.topic) }
+            .flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }.sorted()
+        let (revoked, gained) = state.withLockedValue { state -> ([TopicPartition], [TopicPartition]) in
             let before = Set(state.assignment)
             let after = Set(partitions)
             state.memberID = assigned.memberID
@@ -287,9 +300,12 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 )
             }
             guard generation >= 0, !offsets.isEmpty else { return }
+            let byTopic = Dictionary(grouping: offsets, by: \.key.topic)
             let request = OffsetCommitRequest(
                 group: group, memberID: memberID, generation: generation,
-                topics: [TopicEntries(topic: topic, offsets.map { OffsetEntry(partition: $0.key, offset: $0.value) })])
+                topics: byTopic.keys.sorted().map { topic in
+                    TopicEntries(topic: topic, (byTopic[topic] ?? []).map { OffsetEntry(partition: $0.key.partition, offset: $0.value) })
+                })
             do {
                 _ = try await client.request(.offsetCommit(request)).get()
                 state.withLockedValue { state in for (partition, offset) in offsets { state.committed[partition] = offset } }
@@ -323,7 +339,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
         private var reader: Consumer.Iterator?
         /// The membership (member id, generation) and assignment the reader was set up for.
         private var readerMembership: (memberID: String, generation: Int32)?
-        private var readerAssignment: [Int32] = []
+        private var readerAssignment: [TopicPartition] = []
         /// Heartbeats sent while waiting with nothing assigned (stop-at-end only).
         private var emptyHeartbeats = 0
         private var pending: [ConsumedRecord] = []
@@ -401,8 +417,9 @@ public final class GroupConsumer: AsyncSequence, Sendable {
             if pendingIndex < pending.count {
                 let record = pending[pendingIndex]
                 pendingIndex += 1
-                guard assignment.contains(record.partition) else { return .again }
-                consumer.state.withLockedValue { $0.positions[record.partition] = record.offset + 1 }
+                let place = TopicPartition(topic: record.topic, partition: record.partition)
+                guard assignment.contains(place) else { return .again }
+                consumer.state.withLockedValue { $0.positions[place] = record.offset + 1 }
                 return .record(record)
             }
             guard var current = reader else {
@@ -432,7 +449,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
         /// Positions for an assignment: where this member was in a partition it kept, else
         /// the group's commit, else (none, or removed by retention) the reset policy.
-        private mutating func startReading(membership: (memberID: String, generation: Int32), assignment: [Int32]) async throws {
+        private mutating func startReading(membership: (memberID: String, generation: Int32), assignment: [TopicPartition]) async throws {
             defer {
                 // Only once the reader stands: a lookup that failed is made again.
                 if reader != nil || assignment.isEmpty {
@@ -446,39 +463,43 @@ public final class GroupConsumer: AsyncSequence, Sendable {
             guard !assignment.isEmpty else {
                 // Nothing to read this generation: idle polls keep noticing rebalances.
                 reader = configuration.stopAtEnd
-                    ? nil : Consumer(client: client, topic: consumer.topic, positions: [:], stopAtEnd: false, maxWaitMs: configuration.maxWaitMs).makeAsyncIterator()
+                    ? nil
+                    : Consumer(client: client, positions: [:], idleTopic: consumer.topic, stopAtEnd: false, maxWaitMs: configuration.maxWaitMs)
+                        .makeAsyncIterator()
                 return
             }
-            let committed = try await client.committedOffsets(group: consumer.group, topic: consumer.topic, partitions: assignment)
-            let starts = try await client.listOffsets(consumer.topic, partitions: assignment, timestamp: ListOffsetsPartition.earliest)
-            let ends = try await client.listOffsets(consumer.topic, partitions: assignment, timestamp: ListOffsetsPartition.latest)
             let known = consumer.state.withLockedValue { $0.positions }
-            var positions: [Int32: Int64] = [:]
+            var positions: [TopicPartition: Int64] = [:]
             var warnings: [String] = []
-            for (index, partition) in assignment.enumerated() {
-                let start = starts[index].offset
-                let end = ends[index].offset
-                let reset = configuration.resetPolicy == .earliest ? start : end
-                let done = known[partition] ?? committed[index].offset
-                if done < 0 {
-                    positions[partition] = reset
-                } else if done < start {
-                    let skipped = reset - done
-                    warnings.append(
-                        "\(consumer.topic)/\(partition): committed offset \(done) was removed by retention; resuming at the \(configuration.resetPolicy == .earliest ? "earliest" : "latest") offset \(reset), \(skipped) records skipped"
-                    )
-                    positions[partition] = reset
-                } else {
-                    positions[partition] = Swift.min(done, end)
+            for (topic, places) in Dictionary(grouping: assignment, by: \.topic).sorted(by: { $0.key < $1.key }) {
+                let partitions = places.map(\.partition)
+                let committed = try await client.committedOffsets(group: consumer.group, topic: topic, partitions: partitions)
+                let starts = try await client.listOffsets(topic, partitions: partitions, timestamp: ListOffsetsPartition.earliest)
+                let ends = try await client.listOffsets(topic, partitions: partitions, timestamp: ListOffsetsPartition.latest)
+                for (index, place) in places.enumerated() {
+                    let start = starts[index].offset
+                    let end = ends[index].offset
+                    let reset = configuration.resetPolicy == .earliest ? start : end
+                    let done = known[place] ?? committed[index].offset
+                    if done < 0 {
+                        positions[place] = reset
+                    } else if done < start {
+                        let skipped = reset - done
+                        warnings.append(
+                            "\(place): committed offset \(done) was removed by retention; resuming at the \(configuration.resetPolicy == .earliest ? "earliest" : "latest") offset \(reset), \(skipped) records skipped"
+                        )
+                        positions[place] = reset
+                    } else {
+                        positions[place] = Swift.min(done, end)
+                    }
                 }
             }
             if !warnings.isEmpty {
                 consumer.state.withLockedValue { $0.warnings.append(contentsOf: warnings) }
                 for warning in warnings { client.logger.warning("\(warning)") }
             }
-            reader = Consumer(
-                client: client, topic: consumer.topic, positions: positions, stopAtEnd: configuration.stopAtEnd, maxWaitMs: configuration.maxWaitMs
-            ).makeAsyncIterator()
+            reader = Consumer(client: client, positions: positions, idleTopic: consumer.topic, stopAtEnd: configuration.stopAtEnd, maxWaitMs: configuration.maxWaitMs)
+                .makeAsyncIterator()
         }
     }
 }

@@ -1,3 +1,4 @@
+import MillraceFormat
 import MillraceStorage
 import NIOConcurrencyHelpers
 

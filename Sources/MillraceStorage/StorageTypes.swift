@@ -173,15 +173,3 @@ public struct StorageInfo: Sendable {
     public var usedBytes: Int
     public var fileBytes: Int64
 }
-
-public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
-    public var topic: String
-    public var partition: Int32
-
-    public init(topic: String, partition: Int32) {
-        self.topic = topic
-        self.partition = partition
-    }
-
-    public var description: String { "\(topic)/\(partition)" }
-}

@@ -107,7 +107,7 @@ import Testing
             let record = try #require(try await firstIterator.next())
             seen.withLockedValue { $0.append(("first", first.memberID, first.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self))) }
         }
-        #expect(first.assignment == [0, 1, 2, 3])
+        #expect(first.assignment.map(\.partition) == [0, 1, 2, 3])
 
         let second = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "trace", topic: "genealogy", configuration: configuration)
         let secondReader = Task { try await Self.read("second", second, into: seen) }
@@ -167,7 +167,7 @@ import Testing
             let record = try #require(try await iterator.next())
             inHand = record
         }
-        #expect(events.withLockedValue { $0 } == [.assigned([0, 1])])
+        #expect(events.withLockedValue { $0 } == [.assigned([0, 1].map { TopicPartition(topic: "lots", partition: $0) })])
         func committed() async throws -> [Int32: Int64] {
             Dictionary(uniqueKeysWithValues: try await admin.committedOffsets(group: "posting", topic: "lots", partitions: [0, 1]).map { ($0.partition, $0.offset) })
         }
@@ -201,9 +201,9 @@ import Testing
             return events.withLockedValue { $0.count } >= 2
         }
         #expect(rebalanced)
-        let kept = first.assignment
+        let kept = first.assignment.map(\.partition)
         #expect(kept.count == 1)
-        #expect(events.withLockedValue { Array($0.dropFirst()) } == [.revoked([0, 1].filter { !kept.contains($0) })])
+        #expect(events.withLockedValue { Array($0.dropFirst()) } == [.revoked([0, 1].filter { !kept.contains($0) }.map { TopicPartition(topic: "lots", partition: $0) })])
         let afterRebalance = try await committed()
         for (partition, offset) in processed where !kept.contains(partition) {
             #expect(afterRebalance[partition] == offset, "partition \(partition): processed up to \(offset), committed \(afterRebalance[partition] ?? -1)")
@@ -223,6 +223,46 @@ import Testing
         await first.client.close()
         await second.client.close()
         await admin.close()
+        await live.stop()
+    }
+
+    /// Issue 23, item 17: one member over two topics reads both from one sequence, each
+    /// record naming its topic; it commits per topic, and a second member joining later takes
+    /// partitions of either topic from those commits with nothing read twice.
+    @Test func aMemberReadsSeveralTopicsAndCommitsEach() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let admin = try TestClient(port: live.port)
+        for (topic, partitions) in [("confirmations", Int32(2)), ("genealogy", Int32(3))] {
+            _ = try admin.call(.createTopic(CreateTopicRequest(name: topic, partitions: partitions)))
+            for partition in 0..<partitions { _ = try admin.call(produce(topic, partition, (0..<5).map { "\(topic)-\(partition)-\($0)" })) }
+        }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        var configuration = GroupConsumer.Configuration()
+        configuration.stopAtEnd = true
+        let first = GroupConsumer(client: client, group: "plant", topics: ["confirmations", "genealogy"], configuration: configuration)
+        var read: [String] = []
+        for try await record in first {
+            let value = String(decoding: record.value ?? [], as: UTF8.self)
+            #expect(value.hasPrefix("\(record.topic)-\(record.partition)-"))
+            read.append(value)
+            first.commit(record)
+        }
+        #expect(read.count == 25 && Set(read).count == 25)
+        #expect(first.assignment.count == 5 && Set(first.assignment.map(\.topic)) == ["confirmations", "genealogy"])
+        await first.close()
+        #expect(try await client.committedOffsets(group: "plant", topic: "confirmations", partitions: [0, 1]).map(\.offset) == [5, 5])
+        #expect(try await client.committedOffsets(group: "plant", topic: "genealogy", partitions: [0, 1, 2]).map(\.offset) == [5, 5, 5])
+
+        // More records; a new member continues from the commits of both topics.
+        _ = try admin.call(produce("confirmations", 1, ["late-c"]))
+        _ = try admin.call(produce("genealogy", 2, ["late-g"]))
+        let second = GroupConsumer(client: client, group: "plant", topics: ["genealogy", "confirmations"], configuration: configuration)
+        var later: [String] = []
+        for try await record in second { later.append("\(record.topic):\(String(decoding: record.value ?? [], as: UTF8.self))") }
+        #expect(later.sorted() == ["confirmations:late-c", "genealogy:late-g"])
+        await second.close()
+        await client.close()
         await live.stop()
     }
 }

@@ -1,3 +1,4 @@
+import MillraceFormat
 import MillraceStorage
 
 /// The partition assignment rule for consumer groups: balanced (member counts differ by at
