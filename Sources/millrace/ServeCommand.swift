@@ -124,18 +124,18 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         var http: OperationsHTTPServer?
-        var httpAddress = "off"
+        var httpAddress = "metrics and health over HTTP off"
         if let (httpHost, httpPort) = settings.httpListen {
             let made = OperationsHTTPServer(host: httpHost, port: httpPort, broker: server, logger: logger)
             do {
                 let bound = try await made.start()
-                httpAddress = "http://\(httpHost):\(bound.port ?? httpPort)"
+                httpAddress = "metrics and health on http://\(httpHost):\(bound.port ?? httpPort)"
                 http = made
             } catch {
                 await server.stop()
                 storage.close()
                 footprint.restore()
-                Output.standardError("error: cannot listen for HTTP on \(httpHost):\(httpPort): \(error); is another broker running there? (--http-listen none turns it off)")
+                Output.standardError("error: cannot listen for HTTP on \(httpHost):\(httpPort): \(Self.listenFailure(error)); is another broker running there? (--http-listen none turns it off)")
                 throw ExitCode(2)
             }
         }
@@ -144,7 +144,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "the last stop was not clean: indexed \(storage.indexReplay.entries) entries again from the log in \(Int(storage.indexReplay.seconds * 1_000)) ms")
         }
         logger.info(
-            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address), metrics and health on \(httpAddress), durability: fdatasync before every acknowledgement")
+            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address), \(httpAddress), durability: fdatasync before every acknowledgement")
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [BrokerService(server: server, http: http, storage: storage, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],
