@@ -14,14 +14,15 @@ import ServiceLifecycle
 extension Producer: Service {
     /// Waits for graceful shutdown, then `close()`s: every record sent so far is answered
     /// (delivered, or failed after `deliveryTimeout`) before this returns, and later sends
-    /// throw. Cancelled instead (the group is stopping at once), it refuses further sends and
-    /// ends the delivery reports without waiting; records in flight still complete their
-    /// handles.
+    /// throw. Cancelled instead (the group is stopping at once), it refuses further sends,
+    /// sends what is batched without waiting for its linger, and ends the delivery reports
+    /// without waiting for the answers; records in flight still complete their handles.
     public func run() async throws {
         do {
             try await gracefulShutdown()
         } catch {
             closed.withLockedValue { $0 = true }
+            shipBatched()
             reportSink.withLockedValue { $0?.finish() }
             throw error
         }

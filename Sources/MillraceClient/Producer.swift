@@ -313,8 +313,7 @@ public final class Producer: Sendable {
 
     /// Sends what is batched now and waits until every record sent so far is answered.
     public func flush() async throws {
-        let keys = state.withLockedValue { Array($0.partitions.keys) }
-        for key in keys { ship(key) }
+        shipBatched()
         let promise = eventLoop.makePromise(of: Void.self)
         let idle = state.withLockedValue { state -> Bool in
             if state.inFlight == 0 && state.partitions.isEmpty { return true }
@@ -323,6 +322,12 @@ public final class Producer: Sendable {
         }
         if idle { promise.succeed() }
         try await promise.futureResult.get()
+    }
+
+    /// Sends every partition's batch now, without waiting for its linger.
+    func shipBatched() {
+        let keys = state.withLockedValue { Array($0.partitions.keys) }
+        for key in keys { ship(key) }
     }
 
     private func topicInfo(_ topic: String) async throws -> Topic {

@@ -44,6 +44,30 @@ import Testing
         await live.stop()
     }
 
+    /// Cancelled rather than shut down gracefully: it stops at once, refusing sends and
+    /// ending the reports, but what was batched is still sent and its handles complete.
+    @Test(.timeLimit(.minutes(1))) func aCancelledProducerServiceStopsAtOnceAndStillSendsWhatWasBatched() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic("confirmations", .init(partitions: 1))
+        var configuration = Producer.Configuration()
+        configuration.lingerMs = 600_000
+        let (producer, reports) = Producer.makeWithDeliveryReports(client: client, configuration: configuration)
+        let handle = try await producer.send(topic: "confirmations", value: "c0")
+        // Run directly, not in a group: a cancelled task still runs its body, so the service
+        // sees the cancellation however soon it comes.
+        let running = Task { try await producer.run() }
+        running.cancel()
+        _ = await running.result
+        await #expect(throws: MillraceError.self) { _ = try await producer.send(topic: "confirmations", value: "late") }
+        for await _ in reports {}  // ended
+        // Without its linger passing: sent when the service was cancelled.
+        #expect(try await handle.delivery().outcome == .appended)
+        await client.close()
+        await live.stop()
+    }
+
     static func fill(_ client: MillraceClient, _ topic: String, records: Int) async throws {
         try await client.createTopic(topic, .init(partitions: 1))
         let producer = Producer(client: client)
