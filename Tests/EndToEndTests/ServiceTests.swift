@@ -13,14 +13,19 @@ import Testing
         ServiceGroup(services: services, gracefulShutdownSignals: [], cancellationSignals: [], logger: Logger(label: "test"))
     }
 
+    /// A producer whose records go only when something ships them: its linger is not waited out.
+    static func lingeringProducer(_ client: MillraceClient) async throws -> (Producer, DeliveryReports) {
+        try await client.createTopic("confirmations", .init(partitions: 1))
+        var configuration = Producer.Configuration()
+        configuration.lingerMs = 600_000
+        return Producer.makeWithDeliveryReports(client: client, configuration: configuration)
+    }
+
     @Test(.timeLimit(.minutes(1))) func aProducerServiceFlushesAndClosesOnGracefulShutdown() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
         let client = MillraceClient(host: "127.0.0.1", port: live.port)
-        try await client.createTopic("confirmations", .init(partitions: 1))
-        var configuration = Producer.Configuration()
-        configuration.lingerMs = 600_000  // only the flush at shutdown sends them
-        let (producer, reports) = Producer.makeWithDeliveryReports(client: client, configuration: configuration)
+        let (producer, reports) = try await Self.lingeringProducer(client)
         let services = Self.group([producer])
         let running = Task { try await services.run() }
         var handles: [DeliveryHandle] = []
@@ -50,10 +55,7 @@ import Testing
         let live = try await LiveServer()
         defer { live.remove() }
         let client = MillraceClient(host: "127.0.0.1", port: live.port)
-        try await client.createTopic("confirmations", .init(partitions: 1))
-        var configuration = Producer.Configuration()
-        configuration.lingerMs = 600_000
-        let (producer, reports) = Producer.makeWithDeliveryReports(client: client, configuration: configuration)
+        let (producer, reports) = try await Self.lingeringProducer(client)
         let handle = try await producer.send(topic: "confirmations", value: "c0")
         // Run directly, not in a group: a cancelled task still runs its body, so the service
         // sees the cancellation however soon it comes.
