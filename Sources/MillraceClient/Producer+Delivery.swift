@@ -191,7 +191,7 @@ extension Producer {
 
     /// Sends the record and waits for the broker's answer: `try await send(record).delivery()`.
     /// One record at a time goes no faster than one disk sync each; send many and await their
-    /// handles after, or read `deliveryReports`, when throughput matters.
+    /// handles after, or read the delivery reports (`makeWithDeliveryReports`), when throughput matters.
     public func deliver(_ record: ProducerRecord) async throws -> Delivery {
         try await send(record).delivery()
     }
