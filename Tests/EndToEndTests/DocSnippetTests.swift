@@ -157,7 +157,7 @@ enum DocSnippets {
 
 /// The snippets that run against a broker here do what their articles say.
 @Suite(.serialized) struct DocSnippetTests {
-    @Test(.timeLimit(.minutes(1))) func producingAndConsumingSnippets() async throws {
+    @Test func producingAndConsumingSnippets() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
         let client = MillraceClient(host: "127.0.0.1", port: live.port)
