@@ -8,7 +8,9 @@ let package = Package(
     name: "PlantIntegration",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(name: "Millrace", path: "../..")
+        .package(name: "Millrace", path: "../.."),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .target(name: "PlantEvents", path: "Sources/PlantEvents"),
@@ -18,7 +20,10 @@ let package = Package(
             path: "Sources/mes-simulator"),
         .executableTarget(
             name: "erp-poster",
-            dependencies: ["PlantEvents", .product(name: "MillraceClient", package: "Millrace")],
+            dependencies: [
+                "PlantEvents", .product(name: "MillraceClient", package: "Millrace"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Sources/erp-poster"),
     ]
 )

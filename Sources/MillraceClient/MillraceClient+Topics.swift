@@ -1,4 +1,5 @@
 import MillraceFormat
+import MillraceSchema
 import MillraceWire
 
 extension MillraceClient {
@@ -64,10 +65,26 @@ extension MillraceClient {
         }
     }
 
-    /// Creates a topic with `config` (schema, policies, dedup and index included). With
-    /// `ifNotExists`, a topic of that name is left as it is and this returns false.
+    /// Creates a topic with `config` (schema, policies, dedup and index included); true when
+    /// this call created it.
+    ///
+    /// Everything that can be refused is checked here first, with the broker's own rules —
+    /// the schema compiled, the dedup key and index pointers parsed, the quarantine topic's
+    /// name — so bad settings throw before the topic exists: a bad schema never leaves a
+    /// bare topic behind. Then the topic is created, its schema policies set and its schema
+    /// registered (before dedup and index), so the window in which another client could see
+    /// it without its schema is a round trip. The protocol has no single request for all of
+    /// it: if the connection is lost between the steps, the topic stays as far as it got.
+    ///
+    /// With `ifNotExists`, an existing topic is left as it is and this returns false — but
+    /// when `config` has a schema, the existing topic must have that document among its
+    /// registered versions (as the broker compares them); a topic without a schema, or with
+    /// other schemas only, throws `topic_already_exists` saying so, rather than letting the
+    /// caller believe its records are checked. (Other settings are not compared: read them
+    /// with `describeTopic`, `listSchemas` and `dedupStatus`.)
     @discardableResult
     public func createTopic(_ name: String, _ config: TopicConfig = TopicConfig(), ifNotExists: Bool = false) async throws -> Bool {
+        try Self.check(topic: name, config)
         let codec: CompressionCodec = config.compression == .zstd ? .zstd : .none
         do {
             try await createTopic(
@@ -75,15 +92,62 @@ extension MillraceClient {
                     name: name, partitions: config.partitions, retentionMs: config.retention.map(Self.milliseconds) ?? -1,
                     retentionBytes: config.retentionBytes ?? -1, compression: codec.rawValue, timestampType: config.timestamps == .create ? 0 : 1))
         } catch let error as MillraceError where error.code == .topicAlreadyExists && ifNotExists {
+            if let schema = config.schema { try await checkExisting(name, hasSchema: schema) }
             return false
         }
         if config.compatibility != .backward || config.onInvalid != .reject {
             try await setSchemaPolicy(topic: name, compatibility: config.compatibility, onInvalid: config.onInvalid)
         }
+        if let schema = config.schema { _ = try await registerSchema(topic: name, schema: schema) }
         if let dedupKey = config.dedupKey { try await setDedupPolicy(topic: name, key: dedupKey, windowMs: Self.milliseconds(config.dedupWindow)) }
         if let index = config.index { try await setIndexPolicy(topic: name, policy: index) }
-        if let schema = config.schema { _ = try await registerSchema(topic: name, schema: schema) }
         return true
+    }
+
+    /// What the broker would refuse after the topic exists, checked before: the schema
+    /// compiles (the first version of a topic has nothing to be compatible with), the dedup
+    /// key and window and the index policy are valid, and a quarantine topic's name fits.
+    static func check(topic name: String, _ config: TopicConfig) throws {
+        if let schema = config.schema {
+            do {
+                _ = try Schema(json: schema)
+            } catch {
+                throw MillraceError(.invalidSchema, "the schema for topic \(name) was refused, and the topic not created: \(error.message)")
+            }
+        }
+        if let dedupKey = config.dedupKey {
+            let policy = DedupPolicy(key: try DedupKeySpec(parsing: dedupKey), windowMs: milliseconds(config.dedupWindow))
+            try policy.validate()
+            if case .json(let pointer) = policy.key { _ = try JSONPointer(pointer) }
+        }
+        if let index = config.index {
+            try index.validate()
+            for (_, pointer) in index.pointers { _ = try JSONPointer(pointer) }
+        }
+        if config.onInvalid == .quarantine, name.utf8.count + quarantineSuffix.utf8.count > Limits.topicNameBytesMax {
+            throw MillraceError(
+                .invalidConfig,
+                "topic \(name) is too long a name for a quarantine topic (\(name)\(quarantineSuffix) would pass \(Limits.topicNameBytesMax) bytes)")
+        }
+    }
+
+    static let quarantineSuffix = ".quarantine"
+
+    /// Throws unless the existing topic has `schema` among its versions (a dry-run
+    /// registration finds an identical version the way the broker compares them).
+    private func checkExisting(_ name: String, hasSchema schema: [UInt8]) async throws {
+        let versions = try await listSchemas(topic: name).versions.map(\.version)
+        guard let latest = versions.max() else {
+            throw MillraceError(
+                .topicAlreadyExists,
+                "topic \(name) exists without a schema, so its records are not checked; register the schema (`millrace schema register \(name) FILE`), or delete the topic and create it again")
+        }
+        let found = try await registerSchema(topic: name, schema: schema, dryRun: true)
+        guard !found.created, versions.contains(found.version) else {
+            throw MillraceError(
+                .topicAlreadyExists,
+                "topic \(name) exists with other schemas (versions 1...\(latest)); the one asked for is not among them: register it as a new version, or use another topic")
+        }
     }
 
     /// A retention setting for `alterTopic`: keep everything, or drop what is older / past a size.

@@ -13,8 +13,17 @@ import NIOPosix
 /// var configuration = MillraceClient.Configuration()
 /// configuration.brokers = ["mes-broker-1:7450", "mes-broker-2:7450"]
 /// let client = MillraceClient(configuration: configuration)
-/// defer { Task { await client.close() } }
+/// do {
+///     try await work(client)  // producers, consumers, services using the client
+/// } catch {
+///     await client.close()
+///     throw error
+/// }
+/// await client.close()
 /// ```
+///
+/// Close it once, after everything using it has stopped. (`defer` cannot await, and a task
+/// started from `defer` may never run before the process ends.)
 public final class MillraceClient: Sendable {
     /// Where the client's connections run.
     public enum EventLoopGroupProvider: Sendable {
@@ -159,6 +168,8 @@ public final class MillraceClient: Sendable {
         }
     }
 
+    /// Closes the connection (waiting for one being opened). Requests after it open a new
+    /// one; close producers and consumers first, as their own closing talks to the broker.
     public func close() async {
         let current = link.withLockedValue { link -> EventLoopFuture<Connection>? in
             switch link {

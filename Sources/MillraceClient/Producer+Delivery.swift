@@ -139,6 +139,13 @@ extension Producer {
     /// Queues the record and returns at once with its handle — unless `outstandingRecordsMax`
     /// records are waiting for the broker, in which case it suspends until there is room
     /// (back-pressure). Records are batched per partition; each is answered once durable.
+    ///
+    /// Every `send` that does not take a completion behaves like this one, whatever the value
+    /// (`String`, `[UInt8]`, `json:`): the handle comes back at once, and a duplicate, a
+    /// quarantined or an invalid record is a `Delivery` outcome, not an error. It throws only
+    /// when the record cannot be queued (the producer closed, the topic or partition unknown,
+    /// the broker unreachable for its metadata, the task cancelled while waiting for room).
+    /// `deliver(_:)` sends and waits.
     public func send(_ record: ProducerRecord) async throws -> DeliveryHandle {
         guard !closed.withLockedValue({ $0 }) else { throw MillraceError(.invalidRequest, "the producer is closed; make a new one") }
         let id = nextID.withLockedValue { id -> UInt64 in
@@ -164,14 +171,29 @@ extension Producer {
         try await enqueue(record, completion: completion)
     }
 
-    /// `send` for a text value (and key).
+    /// `send(_:)` for a text value (and key), sent as UTF-8: returns the handle at once.
     public func send(topic: String, key: String? = nil, value: String, headers: [RecordHeader] = []) async throws -> DeliveryHandle {
         try await send(ProducerRecord(topic: topic, key: key, value: value, headers: headers))
     }
 
-    /// `send` for an `Encodable` value, as JSON.
-    public func send<Value: Encodable>(topic: String, key: String? = nil, json value: Value, headers: [RecordHeader] = []) async throws -> DeliveryHandle {
-        try await send(try ProducerRecord(topic: topic, key: key, json: value, headers: headers))
+    /// `send(_:)` for a value (and key) in bytes: returns the handle at once.
+    public func send(topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = []) async throws -> DeliveryHandle {
+        try await send(ProducerRecord(topic: topic, key: key, value: value, headers: headers))
+    }
+
+    /// `send(_:)` for an `Encodable` value, as JSON (`encoder` decides dates, key order and
+    /// so on): returns the handle at once. `ConsumedRecord.decode(_:decoder:)` reads it back.
+    public func send<Value: Encodable>(
+        topic: String, key: String? = nil, json value: Value, encoder: JSONEncoder = JSONEncoder(), headers: [RecordHeader] = []
+    ) async throws -> DeliveryHandle {
+        try await send(try ProducerRecord(topic: topic, key: key, json: value, encoder: encoder, headers: headers))
+    }
+
+    /// Sends the record and waits for the broker's answer: `try await send(record).delivery()`.
+    /// One record at a time goes no faster than one disk sync each; send many and await their
+    /// handles after, or read the delivery reports (`makeWithDeliveryReports`), when throughput matters.
+    public func deliver(_ record: ProducerRecord) async throws -> Delivery {
+        try await send(record).delivery()
     }
 
     /// Waits for every record sent so far, then refuses further sends and ends the delivery

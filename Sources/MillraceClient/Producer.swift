@@ -139,17 +139,11 @@ public final class Producer: Sendable {
         eventLoop = client.group.next()
     }
 
-    /// Sends one record and returns where it was stored, once durable.
-    public func send(topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = []) async throws -> (partition: Int32, offset: Int64) {
-        let partitions = try await topicInfo(topic).partitionCount
-        try await ensureIdentity()
-        try await waitForRoom()
-        return try await withCheckedThrowingContinuation { continuation in
-            enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers) { continuation.resume(with: $0) }
-        }
-    }
-
-    /// Sends one record without waiting; `completion` runs when it is durable or has failed.
+    /// The callback form of `send(_:)`, for tools that send millions: queues the record
+    /// (suspending only for room, as every `send` does) and returns; `completion` runs once
+    /// the broker has answered for it. Outcomes other than appended arrive as errors here —
+    /// `RecordDuplicate`, `RecordQuarantined`, an `invalid_record` `MillraceError` — where a
+    /// `DeliveryHandle` gives them as a `Delivery`.
     public func send(
         topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = [], completion: @escaping Completion
     ) async throws {
@@ -159,8 +153,8 @@ public final class Producer: Sendable {
         enqueue(topic: topic, partitions: partitions, key: key, value: value, headers: headers, completion: completion)
     }
 
-    /// Sends to a partition chosen by the caller (for example a record going back where it
-    /// came from), not by its key.
+    /// The callback form, to a partition chosen by the caller (for example a record going
+    /// back where it came from), not by its key; outcomes arrive as in the other callback form.
     public func send(
         topic: String, partition: Int32, key: [UInt8]? = nil, value: [UInt8], headers: [RecordHeader] = [], completion: @escaping Completion
     ) async throws {
@@ -319,8 +313,7 @@ public final class Producer: Sendable {
 
     /// Sends what is batched now and waits until every record sent so far is answered.
     public func flush() async throws {
-        let keys = state.withLockedValue { Array($0.partitions.keys) }
-        for key in keys { ship(key) }
+        shipBatched()
         let promise = eventLoop.makePromise(of: Void.self)
         let idle = state.withLockedValue { state -> Bool in
             if state.inFlight == 0 && state.partitions.isEmpty { return true }
@@ -329,6 +322,12 @@ public final class Producer: Sendable {
         }
         if idle { promise.succeed() }
         try await promise.futureResult.get()
+    }
+
+    /// Sends every partition's batch now, without waiting for its linger.
+    func shipBatched() {
+        let keys = state.withLockedValue { Array($0.partitions.keys) }
+        for key in keys { ship(key) }
     }
 
     private func topicInfo(_ topic: String) async throws -> Topic {

@@ -25,7 +25,7 @@ import Testing
             try await group.waitForAll()
         }
         try await producer.flush()
-        let placed = try await producer.send(topic: "confirmations", key: Array("ORDER-3".utf8), value: Array("last".utf8))
+        let placed = try await producer.send(topic: "confirmations", key: Array("ORDER-3".utf8), value: Array("last".utf8)).delivery()
         #expect(placed.partition == KeyPartitioner.partition(for: Array("ORDER-3".utf8), partitionCount: 4))
 
         var seen: [String: [Int]] = [:]
@@ -56,7 +56,7 @@ import Testing
         let client = MillraceClient(host: "127.0.0.1", port: live.port)
         try await client.createTopic(CreateTopicRequest(name: "lots", partitions: 1))
         let producer = Producer(client: client)
-        for index in 0..<10 { _ = try await producer.send(topic: "lots", value: Array("L\(index)".utf8)) }
+        for index in 0..<10 { _ = try await producer.send(topic: "lots", value: Array("L\(index)".utf8)).delivery() }
         var fromFive: [String] = []
         for try await record in Consumer(client: client, topic: "lots", from: .offset(5), stopAtEnd: true) {
             fromFive.append(String(decoding: record.value ?? [], as: UTF8.self))

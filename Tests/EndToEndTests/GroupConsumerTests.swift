@@ -277,7 +277,7 @@ import Testing
         // One byte: retention keeps only the newest batch (it goes while the rest hold ≥ 1 byte).
         try await client.createTopic(CreateTopicRequest(name: "short", partitions: 1, retentionBytes: 1))
         let producer = Producer(client: client)
-        for index in 0..<10 { _ = try await producer.send(topic: "short", value: Array("v\(index)".utf8)) }
+        for index in 0..<10 { _ = try await producer.send(topic: "short", value: Array("v\(index)".utf8)).delivery() }
         try await client.commitOffsets(group: "slow", topic: "short", offsets: [OffsetEntry(partition: 0, offset: 2)])
         _ = try await live.storage.enforceRetention()
         let logStart = try live.storage.offsets(topic: "short", partition: 0).logStartOffset

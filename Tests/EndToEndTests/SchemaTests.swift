@@ -117,7 +117,11 @@ import Testing
         guard case .produce(let topics)? = response.body, let result = topics.first?.entries.first else { return }
         #expect(result.outcomes.map(\.rule) == ["schema-version"] && result.outcomes[0].index == 1)
         // The Producer reports per record: the bad one with its reason, its neighbour as not appended.
-        let producer = Producer(client: client)
+        // (One batch: a linger not waited out, so only the flush sends them, together, however
+        // slowly the two sends run.)
+        var configuration = Producer.Configuration()
+        configuration.lingerMs = 600_000
+        let producer = Producer(client: client, configuration: configuration)
         let outcomes = NIOLockedValueBox<[String]>([])
         for (index, text) in [#"{"order_id":"7","yield_qty":2}"#, #"{"order_id":"8"}"#].enumerated() {
             try await producer.send(topic: "confirmations", value: Self.value(text)) { result in

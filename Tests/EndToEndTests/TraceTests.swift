@@ -21,17 +21,16 @@ import Testing
         for round in 0..<30 {
             let lot = round % 3 == 0 ? "L-42" : "L-\(round)"
             let confirmation = #"{"lot":"\#(lot)","components":[{"lot":"C-1"},{"lot":"\#(round % 5 == 0 ? "L-42" : "C-2")"}]}"#
-            let offset = try await producer.send(topic: "confirmations", key: nil, value: Array(confirmation.utf8))
+            let offset = try await producer.send(topic: "confirmations", key: nil, value: Array(confirmation.utf8)).delivery()
             if lot == "L-42" || round % 5 == 0 { expected.append("confirmations/\(offset.partition)/\(offset.offset)") }
-            let inspection = try await producer.send(topic: "inspections", key: Array((round % 2 == 0 ? "L-42" : "X").utf8), value: Array(#"{"lot":"Z"}"#.utf8))
+            let inspection = try await producer.send(topic: "inspections", key: Array((round % 2 == 0 ? "L-42" : "X").utf8), value: Array(#"{"lot":"Z"}"#.utf8)).delivery()
             if round % 2 == 0 { expected.append("inspections/\(inspection.partition)/\(inspection.offset)") }
             if round % 10 == 0 {
-                let shipment = try await producer.send(topic: "shipments", key: nil, value: Array(#"{"event_id":"S\#(round)","lots":["A","L-42"]}"#.utf8))
+                let shipment = try await producer.send(topic: "shipments", key: nil, value: Array(#"{"event_id":"S\#(round)","lots":["A","L-42"]}"#.utf8)).delivery()
                 expected.append("shipments/\(shipment.partition)/\(shipment.offset)")
                 // The same shipment again: a duplicate, not appended, not indexed.
-                await #expect(throws: RecordDuplicate.self) {
-                    _ = try await producer.send(topic: "shipments", key: nil, value: Array(#"{"event_id":"S\#(round)","lots":["L-42"]}"#.utf8))
-                }
+                let again = try await producer.send(topic: "shipments", key: nil, value: Array(#"{"event_id":"S\#(round)","lots":["L-42"]}"#.utf8)).delivery()
+                #expect(again.outcome == .duplicate && again.partition == shipment.partition && again.offset == shipment.offset)
             }
         }
         var hits: [MillraceClient.TraceHit] = []
@@ -68,9 +67,9 @@ import Testing
         let producer = Producer(client: client)
         // (consumed, built): a link's child lot went into its parent lot.
         for (used, built) in [("L0", "L1a"), ("L0", "L1b"), ("L1a", "L2a"), ("L1b", "L2b"), ("L2a", "L3"), ("L2b", "L3"), ("L3", "L4"), ("L4", "L0"), ("L1a", "L2a")] {
-            _ = try await producer.send(topic: "genealogy", value: Array(#"{"parentLot":"\#(built)","childLot":"\#(used)","qty":1}"#.utf8))
+            _ = try await producer.send(topic: "genealogy", value: Array(#"{"parentLot":"\#(built)","childLot":"\#(used)","qty":1}"#.utf8)).delivery()
         }
-        _ = try await producer.send(topic: "assembly", value: Array(#"{"serial":"S1","components":[{"lot":"L4"},{"lot":"X9"}]}"#.utf8))
+        _ = try await producer.send(topic: "assembly", value: Array(#"{"serial":"S1","components":[{"lot":"L4"},{"lot":"X9"}]}"#.utf8)).delivery()
 
         let down = try await client.walk(key: "L0", direction: .down)
         let shape = down.nodes.map { "\($0.value)@\($0.depth)<\($0.parent >= 0 ? down.nodes[Int($0.parent)].value : "-")" + ($0.kind == .cycle ? " cycle" : $0.kind == .repeated ? " repeat" : "") }
@@ -102,9 +101,9 @@ import Testing
         let client = MillraceClient(host: "127.0.0.1", port: live.port)
         try await client.createTopic(CreateTopicRequest(name: "old", partitions: 2))
         let producer = Producer(client: client)
-        for index in 0..<500 { _ = try await producer.send(topic: "old", value: Array(#"{"lot":"L\#(index % 5)"}"#.utf8)) }
+        for index in 0..<500 { _ = try await producer.send(topic: "old", value: Array(#"{"lot":"L\#(index % 5)"}"#.utf8)).delivery() }
         try await client.setIndexPolicy(topic: "old", policy: IndexPolicy(fields: ["/lot"]))
-        for index in 0..<50 { _ = try await producer.send(topic: "old", value: Array(#"{"lot":"L\#(index % 5)"}"#.utf8)) }
+        for index in 0..<50 { _ = try await producer.send(topic: "old", value: Array(#"{"lot":"L\#(index % 5)"}"#.utf8)).delivery() }
         var hits = 0
         for try await _ in client.trace(key: "L3") { hits += 1 }
         #expect(hits == 10)

@@ -176,8 +176,9 @@ import Testing
             let producer = Producer(client: client)
             _ = try await producer.send(
                 topic: "events", key: Array("LOT-1".utf8), value: Array("{\"qty\": 5}".utf8),
-                headers: [RecordHeader(key: "source", value: Array("mes\"1".utf8))])
-            _ = try await producer.send(topic: "events", value: Array("not json \u{1}".utf8))
+                headers: [RecordHeader(key: "source", value: Array("mes\"1".utf8))]
+            ).delivery()
+            _ = try await producer.send(topic: "events", value: Array("not json \u{1}".utf8)).delivery()
             await client.close()
             let run = try cli.millrace(["consume", "events", "--format", "json", "--broker", broker])
             let objects = try run.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }

@@ -166,13 +166,13 @@ struct E2EBench: AsyncParsableCommand {
         configuration.lingerMs = 0
         let producer = Producer(client: client, configuration: configuration)
         let value = [UInt8](repeating: 0x63, count: Self.valueBytes)
-        _ = try await producer.send(topic: "latency", key: nil, value: value, headers: [])  // connect, producer id
+        _ = try await producer.send(topic: "latency", key: nil, value: value, headers: []).delivery()  // connect, producer id
         var micros: [Double] = []
         micros.reserveCapacity(count)
         let start = monotonicSeconds()
         for _ in 0..<count {
             let sent = monotonicSeconds()
-            _ = try await producer.send(topic: "latency", key: nil, value: value, headers: [])
+            _ = try await producer.send(topic: "latency", key: nil, value: value, headers: []).delivery()
             micros.append((monotonicSeconds() - sent) * 1e6)
         }
         let elapsed = monotonicSeconds() - start

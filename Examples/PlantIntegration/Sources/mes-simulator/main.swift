@@ -26,29 +26,33 @@ try await client.createTopic(
 try await client.createTopic("genealogy", .init(partitions: 1, index: IndexPolicy(links: [IndexLink(parent: "/parentSerial", child: "/childLot")])), ifNotExists: true)
 
 let (producer, deliveries) = Producer.makeWithDeliveryReports(client: client)
-let tally = Task {
-    var counts: [Delivery.Outcome: Int] = [:]
-    var failures = 0
-    for await report in deliveries {
-        switch report.result {
-        case .success(let delivery): counts[delivery.outcome, default: 0] += 1
-        case .failure: failures += 1
+// The reports are read beside the sends; `close()` waits for the last answer and ends them.
+let (counts, failures) = try await withThrowingTaskGroup(of: ([Delivery.Outcome: Int], Int).self) { tasks in
+    tasks.addTask {
+        var counts: [Delivery.Outcome: Int] = [:]
+        var failures = 0
+        for await report in deliveries {
+            switch report.result {
+            case .success(let delivery): counts[delivery.outcome, default: 0] += 1
+            case .failure: failures += 1
+            }
+        }
+        return (counts, failures)
+    }
+    for round in 0..<rounds {
+        for unit in first..<(first + units) {
+            let lot = "LOT-\(unit / 50)"
+            let serial = "SN-\(100_000 + unit)"
+            let confirmation = ProductionConfirmation(
+                eventID: "MES-L3-\(unit)", order: "ORD-\(unit / 10)", operation: "0020", lot: lot, serial: serial, yieldQty: 1, scrapQty: unit % 97 == 0 ? 1 : 0)
+            // Each send returns its handle at once; the reports stream tells the outcome.
+            _ = try await producer.send(topic: "confirmations", key: confirmation.order, json: confirmation)
+            if round == 0 { _ = try await producer.send(topic: "genealogy", key: lot, json: GenealogyLink(parentSerial: serial, childLot: lot)) }
         }
     }
-    return (counts, failures)
+    try await producer.close()
+    return try await tasks.next() ?? ([:], 0)
 }
-for round in 0..<rounds {
-    for unit in first..<(first + units) {
-        let lot = "LOT-\(unit / 50)"
-        let serial = "SN-\(100_000 + unit)"
-        let confirmation = ProductionConfirmation(
-            eventID: "MES-L3-\(unit)", order: "ORD-\(unit / 10)", operation: "0020", lot: lot, serial: serial, yieldQty: 1, scrapQty: unit % 97 == 0 ? 1 : 0)
-        _ = try await producer.send(ProducerRecord(topic: "confirmations", key: confirmation.order, json: confirmation))
-        if round == 0 { _ = try await producer.send(topic: "genealogy", key: lot, json: GenealogyLink(parentSerial: serial, childLot: lot)) }
-    }
-}
-try await producer.close()
-let (counts, failures) = await tally.value
 print(
     "mes-simulator: \(counts[.appended] ?? 0) appended, \(counts[.duplicate] ?? 0) duplicates caught, \(counts[.quarantined] ?? 0) quarantined, \(counts[.invalid] ?? 0) invalid, \(failures) failed"
 )
