@@ -92,7 +92,7 @@ struct TopicCommand: ParsableCommand {
         var dedupKey: String?
         @Option(help: "With --dedup-key: how long a key is remembered, e.g. 90s, 30m, 24h, 7d (at most 30d).") var dedupWindow = "24h"
         @OptionGroup var index: IndexOptions
-        @Flag(help: "Succeed without changing anything when the topic exists (its settings are not compared).") var ifNotExists = false
+        @Flag(help: "Succeed without changing anything when the topic exists. With --schema, the existing topic must hold that schema (other settings are not compared).") var ifNotExists = false
         @Flag(help: "Print one JSON object instead of sentences.") var json = false
 
         func run() async throws {
@@ -132,23 +132,18 @@ struct TopicCommand: ParsableCommand {
                 Output.standardError("error: --timestamp takes create or log-append (got \(timestamp))")
                 throw ExitCode(2)
             }
-            let request = CreateTopicRequest(
-                name: name, partitions: partitions, retentionMs: retentionMs ?? -1, retentionBytes: retentionBytes ?? -1,
-                compression: codec.rawValue, timestampType: timestamp == "create" ? 0 : 1)
-            let (name, dedupKey, ifNotExists) = (self.name, self.dedupKey, self.ifNotExists)
+            // The client's one path: everything checked first, then created, policies set and
+            // the schema registered before dedup and index; with --if-not-exists and a schema,
+            // an existing topic must hold that schema.
+            let config = MillraceClient.TopicConfig(
+                partitions: partitions, retention: retentionMs.map { .milliseconds($0) }, retentionBytes: retentionBytes,
+                compression: codec == .zstd ? .zstd : .none, timestamps: timestamp == "create" ? .create : .logAppend, schema: document,
+                compatibility: mode, onInvalid: policy, dedupKey: dedupKey, dedupWindow: .milliseconds(dedupWindowMs), index: indexPolicy)
+            let (name, ifNotExists) = (self.name, self.ifNotExists)
             let outcome = try await withClient(broker) { client -> (created: Bool, version: Int32?) in
-                do {
-                    try await client.createTopic(request)
-                } catch let error as MillraceError where error.code == .topicAlreadyExists && ifNotExists {
-                    return (false, nil)
-                }
-                if mode != .backward || policy != .reject {
-                    try await client.setSchemaPolicy(topic: name, compatibility: mode, onInvalid: policy)
-                }
-                if let dedupKey { try await client.setDedupPolicy(topic: name, key: dedupKey, windowMs: dedupWindowMs) }
-                if let indexPolicy { try await client.setIndexPolicy(topic: name, policy: indexPolicy) }
-                guard let document else { return (true, nil) }
-                return (true, try await client.registerSchema(topic: name, schema: document).version)
+                let created = try await client.createTopic(name, config, ifNotExists: ifNotExists)
+                guard created, document != nil else { return (created, nil) }
+                return (true, try await client.listSchemas(topic: name).versions.map(\.version).max())
             }
             let version = outcome.version
             if json {

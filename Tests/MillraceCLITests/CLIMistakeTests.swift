@@ -48,6 +48,22 @@ import Testing
         }
     }
 
+    /// `topic create --if-not-exists --schema` on a topic that exists without that schema is
+    /// an error, not a quiet success that leaves the records unchecked; with it, nothing to do.
+    @Test func ifNotExistsWithASchemaComparesIt() async throws {
+        let schema = try schemas.file(#"{"type":"object","required":["id"]}"#)
+        defer { try? FileManager.default.removeItem(atPath: schema) }
+        try await brokers.withBroker { broker in
+            #expect(try cli.millrace(["topic", "create", "bare", "--broker", broker]).status == 0)
+            let bare = try cli.millrace(["topic", "create", "bare", "--schema", schema, "--if-not-exists", "--broker", broker])
+            #expect(bare.status == 1)
+            #expect(bare.stderr.hasPrefix("error: topic bare exists without a schema, so its records are not checked;"))
+            #expect(try cli.millrace(["topic", "create", "checked", "--schema", schema, "--broker", broker]).status == 0)
+            let again = try cli.millrace(["topic", "create", "checked", "--schema", schema, "--if-not-exists", "--json", "--broker", broker])
+            #expect(again.status == 0 && again.stdout == #"{"created":false,"topic":"checked"}"# + "\n")
+        }
+    }
+
     @Test func topicDeleteTakesItsQuarantine() async throws {
         try await brokers.withBroker { broker in
             #expect(try cli.millrace(["topic", "create", "parked", "--on-invalid", "quarantine", "--broker", broker]).status == 0)
