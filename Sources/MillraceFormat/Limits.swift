@@ -80,6 +80,16 @@ public enum Limits {
     public static let memberIDBytesMax = 320
     /// Longest error message in a response; longer ones are cut at a character boundary.
     public static let errorMessageBytesMax = 4_096
+    /// Longest JSON pointer, rule and message of a record's outcome — in a produce answer and
+    /// in a parked record's error headers; longer ones are cut at a character boundary (a
+    /// message can quote a value or an enum list of any length).
+    public static let outcomePathBytesMax = 1_024
+    public static let outcomeRuleBytesMax = 64
+    public static let outcomeMessageBytesMax = 1_024
+    /// Most bytes the headers parking adds to an invalid record (`millrace-error` and the
+    /// rest, names and lengths included; LimitsTests checks the longest case fits). A record
+    /// whose batch of its own had this much room under `batchBytesMax` always parks.
+    public static let quarantineHeadersBytesMax = 4_096
     /// Most topics named in one request (Metadata, JoinGroup, Produce, Fetch, ...).
     public static let topicsPerRequestMax = 1_024
     /// Most (topic, partition) entries in one request, across its topics.

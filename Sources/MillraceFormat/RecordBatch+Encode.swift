@@ -36,14 +36,27 @@ extension RecordBatch {
         return writer.bytes
     }
 
-    static func encode(_ record: Record, into writer: inout ByteWriter) {
-        var body = 1 + ByteWriter.varintSize(record.timestampDelta) + ByteWriter.varintSize(Int64(record.offsetDelta))
-        body += lengthPrefixedSize(record.key.map { $0.count })
+    /// The most bytes `record` can take in an uncompressed batch's records section, whatever
+    /// its timestamp and offset deltas turn out to be: what a packer adds up to keep each
+    /// batch it builds within `Limits.batchBytesMax`.
+    public static func encodedBytesMax(_ record: Record) -> Int {
+        let deltasMax = ByteWriter.varintSize(Int64.min) + ByteWriter.varintSize(Int64(Int32.min))
+        let body = 1 + deltasMax + fieldsSize(record)
+        return ByteWriter.varintSize(Int64(body)) + body
+    }
+
+    private static func fieldsSize(_ record: Record) -> Int {
+        var body = lengthPrefixedSize(record.key.map { $0.count })
         body += lengthPrefixedSize(record.value.map { $0.count })
         body += ByteWriter.varintSize(Int64(record.headers.count))
         for header in record.headers {
             body += lengthPrefixedSize(header.key.utf8.count) + lengthPrefixedSize(header.value.map { $0.count })
         }
+        return body
+    }
+
+    static func encode(_ record: Record, into writer: inout ByteWriter) {
+        let body = 1 + ByteWriter.varintSize(record.timestampDelta) + ByteWriter.varintSize(Int64(record.offsetDelta)) + fieldsSize(record)
         writer.writeVarint(Int64(body))
         writer.writeInteger(record.attributes)
         writer.writeVarint(record.timestampDelta)

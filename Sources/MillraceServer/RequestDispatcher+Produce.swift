@@ -201,11 +201,8 @@ extension RequestDispatcher {
         var rejected = false
         /// Records in the request.
         var total = 0
-        /// Policy quarantine: the invalid records, as one batch for `<topic>.quarantine`.
-        var parked: [UInt8]?
-        /// The parked records' business-key hashes, in the parked batch's order (if the topic
-        /// has duplicate detection): the quarantine stores a key once, as the topic does.
-        var parkedHashes: [DedupHash?]?
+        /// Policy quarantine: the invalid records, as batches for `<topic>.quarantine`.
+        var parked: Parking?
         /// Records whose key the topic already held (found on the lane).
         var duplicates: [RecordOutcome] = []
         /// What to append: the batches as sent, or re-encoded without the records above.
@@ -223,16 +220,25 @@ extension RequestDispatcher {
         var checkedThrough: UInt64 = 0
     }
 
+    /// A partition's answer, and how many of its records were parked just now: a record
+    /// answered with the place of one parked before (the topic's dedup key) is not counted
+    /// as parked again.
+    struct Produced: Sendable {
+        var result: ProducePartitionResult
+        var parked = 0
+    }
+
     /// Checks the records against the topic's schema and looks their business keys up — on
     /// the partition's validation lane, off the event loop, in arrival order per partition —
     /// then appends what is left. A topic with neither goes straight to `append`.
     func appendValidated(
         _ topic: String, _ entry: ProducePartition, batches: [[UInt8]], steps: ValidationSteps = ValidationSteps(Limits.validationStepsPerRequestMax),
         on eventLoop: any EventLoop, append: @escaping Append
-    ) -> EventLoopFuture<ProducePartitionResult> {
-        let failed: @Sendable (Error) -> ProducePartitionResult = { error in
+    ) -> EventLoopFuture<Produced> {
+        let failed: @Sendable (Error) -> Produced = { error in
             let error = error as? MillraceError ?? MillraceError(.corruptBatch, "\(error)")
-            return ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1)
+            return Produced(
+                result: ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1))
         }
         let contract: SchemaRegistry.Entry
         do {
@@ -244,14 +250,15 @@ extension RequestDispatcher {
         let dedup = info?.config.dedup
         let indexPolicy = info?.config.index
         guard contract.latest > 0 || dedup != nil || indexPolicy != nil else {
-            let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
+            let promise = eventLoop.makePromise(of: Produced.self)
             append(topic, entry.partition, batches, nil, nil, 0, nil) { result in
                 switch result {
                 case .success(let appended):
                     promise.succeed(
-                        ProducePartitionResult(
-                            partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
-                            logStartOffset: appended.logStartOffset))
+                        Produced(
+                            result: ProducePartitionResult(
+                                partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                                logStartOffset: appended.logStartOffset)))
                 case .failure(let error): promise.succeed(failed(error))
                 }
             }
@@ -300,11 +307,12 @@ extension RequestDispatcher {
             takenOut += 1
         }
         var parking = inspection.invalid
+        var parkingHashes: [DedupHash?]?
         if let hashes = inspection.hashes {
             let check = try storage.dedupPrecheck(topic: topic, hashes: hashes)
             parking.removeAll { check.originals[$0.batch][$0.record] != nil }
             prepared.invalid = parking.map(\.outcome)
-            prepared.parkedHashes = parking.map { hashes[$0.batch][$0.record] }
+            parkingHashes = parking.map { hashes[$0.batch][$0.record] }
             prepared.checkedThrough = check.checkedThrough
             var index: Int32 = 0
             for (batch, originals) in check.originals.enumerated() {
@@ -335,8 +343,8 @@ extension RequestDispatcher {
         // producer's sequence numbers go with the append as sent).
         prepared.rewritten = true
         if !parking.isEmpty {
-            prepared.parked = try Self.quarantineBatch(
-                parking, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
+            prepared.parked = try Self.quarantineBatches(
+                parking, hashes: parkingHashes, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
         }
         var next: Int32 = 0
         if inspection.hashes != nil { prepared.keptHashes = [] }
@@ -375,10 +383,13 @@ extension RequestDispatcher {
     /// records; an idempotent producer's numbers are used up even when nothing is appended.
     func appendPrepared(
         _ topic: String, _ entry: ProducePartition, _ prepared: Prepared, info: TopicInfo?, on eventLoop: any EventLoop, append: @escaping Append
-    ) -> EventLoopFuture<ProducePartitionResult> {
-        let promise = eventLoop.makePromise(of: ProducePartitionResult.self)
-        let failed: @Sendable (MillraceError, [RecordOutcome]) -> ProducePartitionResult = { error, outcomes in
-            ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1, outcomes: outcomes)
+    ) -> EventLoopFuture<Produced> {
+        let promise = eventLoop.makePromise(of: Produced.self)
+        let failed: @Sendable (MillraceError, [RecordOutcome], Int) -> Produced = { error, outcomes, parked in
+            Produced(
+                result: ProducePartitionResult(
+                    partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1, outcomes: outcomes),
+                parked: parked)
         }
         let storage = self.storage
         let spans = prepared.spans
@@ -394,15 +405,16 @@ extension RequestDispatcher {
             let error = MillraceError(
                 .invalidRecord,
                 "\(outcomes.count) of \(total) record\(total == 1 ? "" : "s") break the schema of topic \(topic); nothing of partition \(entry.partition) was appended: \(shown)\(more)")
-            useUpSequences { promise.succeed(failed(error, outcomes)) }
+            useUpSequences { promise.succeed(failed(error, outcomes, 0)) }
             return promise.futureResult
         }
         // After the parked records (if any) are in: the kept ones, with every outcome.
-        let appendKept: @Sendable ([RecordOutcome]) -> Void = { placed in
+        let appendKept: @Sendable ([RecordOutcome], Int) -> Void = { placed, parked in
             let early = (placed + prepared.duplicates).sorted { $0.index < $1.index }
             guard !prepared.kept.isEmpty else {
                 return useUpSequences {
-                    promise.succeed(ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: early))
+                    promise.succeed(
+                        Produced(result: ProducePartitionResult(partition: entry.partition, baseOffset: -1, logStartOffset: -1, outcomes: early), parked: parked))
                 }
             }
             append(topic, entry.partition, prepared.kept, prepared.rewritten ? spans : nil, prepared.keptHashes, prepared.checkedThrough, prepared.keptIndexKeys) {
@@ -416,49 +428,35 @@ extension RequestDispatcher {
                             partition: duplicate.partition, rule: "duplicate", message: "")
                     }
                     promise.succeed(
-                        ProducePartitionResult(
-                            partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
-                            logStartOffset: appended.logStartOffset, outcomes: (early + late).sorted { $0.index < $1.index }))
-                case .failure(let error): promise.succeed(failed(error, placed))
+                        Produced(
+                            result: ProducePartitionResult(
+                                partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                                logStartOffset: appended.logStartOffset, outcomes: (early + late).sorted { $0.index < $1.index }),
+                            parked: parked))
+                case .failure(let error): promise.succeed(failed(error, placed, parked))
                 }
             }
         }
-        guard let parked = prepared.parked, let info else {
-            appendKept([])
+        guard let parking = prepared.parked, !parking.batches.isEmpty, let info else {
+            appendKept([], 0)
             return promise.futureResult
         }
         let outcomes = prepared.invalid
         ensureQuarantine(for: info) { created in
-            if case .failure(let error) = created { return promise.succeed(failed(error, [])) }
-            append(topic + Self.quarantineSuffix, 0, [parked], nil, prepared.parkedHashes.map { [$0] }, 0, nil) { result in
+            if case .failure(let error) = created { return promise.succeed(failed(error, [], 0)) }
+            // Every batch in one append: one transaction, all parked or none.
+            append(topic + Self.quarantineSuffix, 0, parking.batches, nil, parking.hashes, 0, nil) { result in
                 switch result {
                 case .failure(let error):
-                    promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), []))
-                case .success(let quarantined): appendKept(Self.parkedOutcomes(outcomes, quarantined))
+                    promise.succeed(
+                        failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), [], 0))
+                case .success(let quarantined):
+                    let placed = Self.parkedOutcomes(outcomes, quarantined, counts: parking.counts)
+                    appendKept(placed.outcomes, placed.parked)
                 }
             }
         }
         return promise.futureResult
-    }
-}
-
-extension RequestDispatcher {
-    /// Where each parked record is: the quarantine's new records take the offsets in order;
-    /// one whose key the quarantine held is answered with the place of the record parked first.
-    static func parkedOutcomes(_ outcomes: [RecordOutcome], _ quarantined: AppendResult) -> [RecordOutcome] {
-        let originals = Dictionary(quarantined.duplicates.map { ($0.record, $0.offset) }, uniquingKeysWith: { first, _ in first })
-        var next = quarantined.baseOffset
-        return outcomes.enumerated().map { position, outcome in
-            var outcome = outcome
-            outcome.kind = .quarantined
-            if let original = originals[position] {
-                outcome.offset = original
-            } else {
-                outcome.offset = next
-                next += 1
-            }
-            return outcome
-        }
     }
 }
 

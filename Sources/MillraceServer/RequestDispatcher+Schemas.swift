@@ -89,35 +89,6 @@ extension RequestDispatcher {
         }
     }
 
-    /// One batch of the invalid records, each with its original key, value, headers and
-    /// timestamp, plus headers naming the error, the schema version and the source.
-    static func quarantineBatch(
-        _ invalid: [(batch: Int, record: Int, outcome: RecordOutcome)], from batches: [RecordBatch], topic: String, partition: Int32
-    ) throws -> [UInt8] {
-        var records: [Record] = []
-        var timestamps: [Int64] = []
-        for (position, item) in invalid.enumerated() {
-            let batch = batches[item.batch]
-            var record = batch.records[item.record]
-            timestamps.append(batch.baseTimestamp + record.timestampDelta)
-            record.offsetDelta = Int32(position)
-            record.headers += [
-                RecordHeader(key: "millrace-error", value: Array(item.outcome.description.utf8)),
-                RecordHeader(key: "millrace-error-path", value: Array(item.outcome.path.utf8)),
-                RecordHeader(key: "millrace-error-rule", value: Array(item.outcome.rule.utf8)),
-                RecordHeader(key: "millrace-source-topic", value: Array(topic.utf8)),
-                RecordHeader(key: "millrace-source-partition", value: Array(String(partition).utf8)),
-            ]
-            if item.outcome.schemaVersion > 0, !record.headers.contains(where: { $0.key == schemaVersionHeader }) {
-                record.headers.append(RecordHeader(key: schemaVersionHeader, value: Array(String(item.outcome.schemaVersion).utf8)))
-            }
-            records.append(record)
-        }
-        let base = timestamps.min() ?? 0
-        for position in records.indices { records[position].timestampDelta = timestamps[position] - base }
-        return try RecordBatch(baseTimestamp: base, records: records).encoded()
-    }
-
     /// Trains on a thread of its own (zstd's trainer takes up to a second on many samples);
     /// answered once the dictionary is durable.
     func trainDictionary(_ request: TrainDictionaryRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {

@@ -312,7 +312,8 @@ final class RequestDispatcher: Sendable {
             storage.append(
                 topic: topic, partition: partition, batches: batches, sequences: sequences, dedupHashes: hashes, dedupCheckedThrough: checkedThrough,
                 indexKeys: indexKeys, completion: completion)
-        }.map { result in
+        }.map { produced in
+            let result = produced.result
             var (rejected, quarantined, duplicates) = (0, 0, 0)
             for outcome in result.outcomes {
                 switch outcome.kind {
@@ -322,7 +323,11 @@ final class RequestDispatcher: Sendable {
                 }
             }
             let appended = result.errorCode == .none ? max(0, records - rejected - quarantined - duplicates) : 0
-            metrics.produced(topic: topic, records: appended, bytes: appended > 0 ? bytes : 0, rejected: rejected, quarantined: quarantined, duplicates: duplicates)
+            // A parked record's retry, answered with the place it was parked at, is a duplicate.
+            let parkedBefore = max(0, quarantined - produced.parked)
+            metrics.produced(
+                topic: topic, records: appended, bytes: appended > 0 ? bytes : 0, rejected: rejected, quarantined: produced.parked,
+                duplicates: duplicates + parkedBefore)
             return result
         }
     }

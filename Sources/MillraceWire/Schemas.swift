@@ -178,9 +178,9 @@ public struct RecordOutcome: WireCodable {
         buffer.writeInteger(offset)
         if version >= 2 { buffer.writeInteger(partition) }
         buffer.writeInteger(schemaVersion)
-        buffer.writeMillraceString(path, maxBytes: 1_024)
-        buffer.writeMillraceString(rule, maxBytes: 64)
-        buffer.writeMillraceString(message, maxBytes: 1_024)
+        buffer.writeMillraceString(path, maxBytes: Limits.outcomePathBytesMax)
+        buffer.writeMillraceString(rule, maxBytes: Limits.outcomeRuleBytesMax)
+        buffer.writeMillraceString(message, maxBytes: Limits.outcomeMessageBytesMax)
     }
     public init(from buffer: inout ByteBuffer) throws { try self.init(from: &buffer, version: 1) }
 

@@ -67,6 +67,38 @@ func prometheusValues(_ page: String) -> [String: Double] {
 }
 
 @Suite(.serialized) struct OperationsTests {
+    /// A parked record sent again is answered with the place it was parked at (the topic's
+    /// dedup key): `millrace_quarantined_records_total` counts it once, and the retry is a
+    /// duplicate like the valid record's retry beside it.
+    @Test func aParkedRecordsRetryIsCountedAsADuplicateNotParkedAgain() async throws {
+        let metrics = BrokerMetrics()
+        let live = try await LiveServer(configure: { $0.metrics = metrics }, storageOptions: { $0.events = metrics })
+        defer { live.remove() }
+        let httpPort = try await live.startHTTP()
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "checked", partitions: 1))
+        _ = try await client.registerSchema(topic: "checked", schema: Array(#"{"type":"object","properties":{"qty":{"type":"number","minimum":0}}}"#.utf8))
+        try await client.setSchemaPolicy(topic: "checked", onInvalid: .quarantine)
+        try await client.setDedupPolicy(topic: "checked", key: "json:/id")
+        await client.close()
+        let wire = try TestClient(port: live.port)
+        let records = batchBytes([#"{"id":1,"qty":-1}"#, #"{"id":2,"qty":1}"#])
+        var answers: [[RecordOutcome]] = []
+        for _ in 0..<2 {
+            let response = try wire.call(
+                .produce(ProduceRequest(timeoutMs: 5_000, topics: [TopicEntries(topic: "checked", [ProducePartition(partition: 0, records: records)])], version: 2)))
+            guard case .produce(let topics) = response.body else { Issue.record("\(response)"); return }
+            answers.append(topics.first?.entries.first?.outcomes ?? [])
+        }
+        #expect(answers[0].map(\.kind) == [.quarantined] && answers[0].map(\.offset) == [0])
+        #expect(answers[1].map(\.kind) == [.quarantined, .duplicate] && answers[1].map(\.offset) == [0, 0])
+        let values = prometheusValues(try httpGet(port: httpPort, "/metrics").body)
+        #expect(values[#"millrace_quarantined_records_total{topic="checked"}"#] == 1)
+        #expect(values[#"millrace_duplicates_total{topic="checked"}"#] == 2)
+        #expect(values[#"millrace_produced_records_total{topic="checked"}"#] == 1)
+        await live.stop()
+    }
+
     /// A known workload, then `/metrics`: every counter it moved has exactly the value the
     /// workload makes, gauges read the state, and labels are topics, groups and APIs.
     @Test func metricsCountAKnownWorkloadExactly() async throws {

@@ -1,6 +1,7 @@
 import Foundation
 import MillraceClient
 import MillraceFormat
+import MillraceStorage
 import MillraceWire
 import NIOConcurrencyHelpers
 import Testing
@@ -136,13 +137,19 @@ import Testing
         await live.stop()
     }
 
+    /// A client of `live`, and topic `confirmations` with the contract, parking invalid records.
+    static func quarantining(_ live: LiveServer, partitions: Int32) async throws -> MillraceClient {
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: partitions))
+        _ = try await client.registerSchema(topic: "confirmations", schema: Self.confirmation)
+        try await client.setSchemaPolicy(topic: "confirmations", onInvalid: .quarantine)
+        return client
+    }
+
     @Test func quarantineParksBadRecordsWithTheirReasonsAndAppendsTheRest() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
-        let client = MillraceClient(host: "127.0.0.1", port: live.port)
-        try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 2))
-        _ = try await client.registerSchema(topic: "confirmations", schema: Self.confirmation)
-        try await client.setSchemaPolicy(topic: "confirmations", onInvalid: .quarantine)
+        let client = try await Self.quarantining(live, partitions: 2)
         let values = [#"{"order_id":"1","yield_qty":5}"#, #"{"order_id":"2","yield_qty":-3}"#, #"{"order_id":"3","yield_qty":7}"#]
         let batch = try RecordBatch(timestamp: 1_700_000_000_000, values: values.map(Self.value), keys: values.map { _ in Self.value("K") }).encoded()
         let wire = try TestClient(port: live.port)
@@ -166,6 +173,68 @@ import Testing
         #expect(headers["millrace-error"] == "record 1: /yield_qty: -3 is less than minimum 0")
         #expect(headers["millrace-error-rule"] == "minimum" && headers["millrace-error-path"] == "/yield_qty")
         #expect(headers["millrace-source-topic"] == "confirmations" && headers["millrace-source-partition"] == "1" && headers[schemaVersionHeader] == "1")
+        await client.close()
+        await live.stop()
+    }
+
+    /// One produce request within the limits whose invalid records, once their error headers
+    /// are added, take several times `batchBytesMax`: every one is parked (in as many
+    /// quarantine batches as that needs), the answer says so for each, the valid records are
+    /// appended, and the data directory verifies clean. A retry is answered from the first
+    /// parking (the topic's dedup key) and parks nothing again.
+    @Test func quarantineOfARequestLargerThanABatchIsSplitAndAllParked() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = try await Self.quarantining(live, partitions: 1)
+        try await client.setDedupPolicy(topic: "confirmations", key: "json:/order_id")
+        // 20,000 records, every 1,000th valid: about 40 bytes each as sent, about 240 parked.
+        let count = 20_000
+        let values = (0..<count).map { index in
+            index % 1_000 == 0 ? #"{"order_id":"O\#(index)","yield_qty":1}"# : #"{"order_id":"O\#(index)","yield_qty":-1}"#
+        }
+        let batch = try RecordBatch(timestamp: 1_700_000_000_000, values: values.map(Self.value)).encoded()
+        #expect(batch.count <= Limits.batchBytesMax)
+        let invalid = (0..<count).filter { $0 % 1_000 != 0 }
+        let wire = try TestClient(port: live.port)
+        func produce() throws -> ProducePartitionResult? {
+            let response = try wire.call(
+                .produce(ProduceRequest(timeoutMs: 30_000, topics: [TopicEntries(topic: "confirmations", [ProducePartition(partition: 0, records: batch)])], version: 2)))
+            guard case .produce(let topics)? = response.body else { return nil }
+            return topics.first?.entries.first
+        }
+        let first = try #require(try produce())
+        #expect(first.errorCode == .none, "\(first.message)")
+        #expect(first.baseOffset == 0)
+        #expect(first.outcomes.map(\.kind) == [RecordOutcome.Kind](repeating: .quarantined, count: invalid.count))
+        #expect(first.outcomes.map(\.index) == invalid.map { Int32($0) })
+        #expect(first.outcomes.map(\.offset) == (0..<Int64(invalid.count)).map { $0 })
+
+        var parked: [ConsumedRecord] = []
+        for try await record in Consumer(client: client, topic: "confirmations.quarantine", from: .earliest, stopAtEnd: true) { parked.append(record) }
+        #expect(parked.count == invalid.count)
+        #expect(parked.map { $0.value ?? [] } == invalid.map { Self.value(values[$0]) })
+        #expect(parked.map(\.offset) == (0..<Int64(invalid.count)).map { $0 })
+        let last = Dictionary((parked.last?.headers ?? []).map { ($0.key, String(decoding: $0.value ?? [], as: UTF8.self)) }, uniquingKeysWith: { a, _ in a })
+        #expect(last["millrace-error"] == "record \(count - 1): /yield_qty: -1 is less than minimum 0")
+        var kept: [String] = []
+        for try await record in Consumer(client: client, topic: "confirmations", from: .earliest, stopAtEnd: true) {
+            kept.append(String(decoding: record.value ?? [], as: UTF8.self))
+        }
+        #expect(kept == stride(from: 0, to: count, by: 1_000).map { values[$0] })
+
+        // The same request again (a producer's retry): nothing new is parked or appended.
+        let retry = try #require(try produce())
+        #expect(retry.errorCode == .none, "\(retry.message)")
+        #expect(retry.outcomes.filter { $0.kind == .quarantined }.map(\.offset) == first.outcomes.map(\.offset))
+        #expect(retry.outcomes.filter { $0.kind == .duplicate }.count == count / 1_000)
+        let end = try await client.listOffsets("confirmations.quarantine", partitions: [0], timestamp: ListOffsetsPartition.latest)[0].offset
+        #expect(end == Int64(invalid.count))
+
+        // As `millrace data verify` checks it: every batch sound, several in the quarantine.
+        let report = try live.storage.verify()
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        #expect(report.recordsChecked == Int64(count))
+        #expect(report.batchesChecked >= 1 + (invalid.count * 200) / Limits.batchBytesMax)
         await client.close()
         await live.stop()
     }
