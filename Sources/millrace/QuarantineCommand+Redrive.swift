@@ -22,6 +22,10 @@ extension QuarantineCommand {
         @Option(help: "Look at every record from this quarantine offset, instead of those the cursor says are still parked.") var from: Int64?
         @Flag(help: "Only report what would happen.") var dryRun = false
         @Flag(help: "Print one JSON object per record and a summary.") var json = false
+        @Flag(help: "List every record's outcome (without it, the first \(Self.listedMax) are listed, then the count of the rest).") var verbose = false
+
+        /// Records listed one by one without --verbose, as `produce` lists refused lines.
+        static let listedMax = 20
 
         /// What became of one parked record.
         struct Outcome: Sendable {
@@ -42,6 +46,7 @@ extension QuarantineCommand {
         struct Tally {
             var redriven = 0, alreadyInTopic = 0, stillInvalid = 0
             var stopped = false
+            var total: Int { redriven + alreadyInTopic + stillInvalid }
 
             mutating func count(_ kind: Outcome.Kind) {
                 switch kind {
@@ -59,6 +64,7 @@ extension QuarantineCommand {
                 throw ExitCode(2)
             }
             let (topic, from, dryRun, json) = (self.topic, self.from, self.dryRun, self.json)
+            let listed = json || verbose ? Int.max : Self.listedMax
             let stop = NIOLockedValueBox(false)
             // Ctrl-C / SIGTERM: finish the chunk in hand, move the cursor past it, stop.
             let signals = TerminationSignals(graceSeconds: 30) { stop.withLockedValue { $0 = true } }
@@ -66,7 +72,7 @@ extension QuarantineCommand {
             let broker = self.broker
             let work = Task {
                 try await withClient(broker) { client in
-                    try await Self.redrive(client, topic: topic, from: from, dryRun: dryRun, json: json) { stop.withLockedValue { $0 } }
+                    try await Self.redrive(client, topic: topic, from: from, dryRun: dryRun, json: json, listed: listed) { stop.withLockedValue { $0 } }
                 }
             }
             // Under swift-service-lifecycle; a signal lets the chunk in hand finish (not a cancel).
@@ -80,6 +86,8 @@ extension QuarantineCommand {
             } else if tally.redriven + tally.alreadyInTopic + tally.stillInvalid == 0 {
                 print("nothing parked for \(topic)")
             } else {
+                let unlisted = tally.redriven + tally.alreadyInTopic + tally.stillInvalid - min(listed, tally.redriven + tally.alreadyInTopic + tally.stillInvalid)
+                if unlisted > 0 { print("… and \(unlisted) more record\(unlisted == 1 ? "" : "s") (--verbose lists each; `millrace quarantine list \(topic)` groups those still parked by rule)") }
                 let already = tally.alreadyInTopic == 0 ? "" : "; \(tally.alreadyInTopic) already in the topic"
                 print(
                     "\(dryRun ? "would re-drive" : "re-drove") \(tally.redriven) record\(tally.redriven == 1 ? "" : "s") to \(topic)\(already); \(tally.stillInvalid) still invalid\(dryRun || tally.stillInvalid == 0 ? "" : " (left parked)")"
@@ -90,7 +98,7 @@ extension QuarantineCommand {
         /// Chunks: after each, every send is answered and the cursor moves past what was
         /// handled, so a stop (or a crash) re-drives at most the chunk in hand again.
         static func redrive(
-            _ client: MillraceClient, topic: String, from: Int64?, dryRun: Bool, json: Bool, stopped: @escaping @Sendable () -> Bool
+            _ client: MillraceClient, topic: String, from: Int64?, dryRun: Bool, json: Bool, listed: Int, stopped: @escaping @Sendable () -> Bool
         ) async throws -> Tally {
             let found = try await QuarantineCommand.parked(client, topic: topic, from: from)
             var tally = Tally()
@@ -107,7 +115,7 @@ extension QuarantineCommand {
                 let chunk = found.records[chunkStart..<min(chunkStart + chunkSize, found.records.count)]
                 let outcomes = try await handle(chunk, topic: topic, version: version, schema: schema, end: found.end, producer: producer, dryRun: dryRun)
                 for (offset, outcome) in outcomes where outcome.kind != .failed {
-                    print(json ? Output.json(["offset": offset, "outcome": outcome.line]) : "offset \(offset): \(outcome.line)")
+                    if tally.total < listed { print(json ? Output.json(["offset": offset, "outcome": outcome.line]) : "offset \(offset): \(outcome.line)") }
                     tally.count(outcome.kind)
                 }
                 guard !dryRun else { continue }

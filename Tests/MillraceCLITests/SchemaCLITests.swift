@@ -17,6 +17,28 @@ import Testing
         #"{"type":"object","properties":{"order_id":{"type":"string"},"yield_qty":{"type":"number","minimum":\#(minimum)}\#(extra)},"required":\#(required)}"#
     }
 
+    /// A re-drive of a large quarantine lists the first records one by one, as produce does
+    /// with refused lines, and counts the rest; --verbose lists each, --json every record.
+    @Test func redriveListsTheFirstRecordsAndCountsTheRest() async throws {
+        try await brokers.withBroker { broker in
+            let v1 = try file(Self.schema(minimum: 0))
+            let events = try file((0..<25).map { #"{"order_id":"\#($0)","yield_qty":-1}"# }.joined(separator: "\n") + "\n")
+            defer { for path in [v1, events] { try? FileManager.default.removeItem(atPath: path) } }
+            #expect(try cli.millrace(["topic", "create", "parked", "--schema", v1, "--on-invalid", "quarantine", "--broker", broker]).status == 0)
+            #expect(try cli.millrace(["produce", "parked", "--file", events, "--broker", broker]).status == 1)
+            let short = try cli.millrace(["quarantine", "redrive", "parked", "--broker", broker])
+            let lines = short.stdout.split(separator: "\n")
+            #expect(short.status == 0 && lines.count == 22, "\(short.stdout)")
+            #expect(lines.prefix(20).allSatisfy { $0.hasPrefix("offset ") && $0.hasSuffix("still invalid against version 1: /yield_qty: -1 is less than minimum 0") })
+            #expect(lines[20].hasPrefix("… and 5 more records (--verbose lists each;"))
+            #expect(lines[21] == "re-drove 0 records to parked; 25 still invalid (left parked)")
+            let every = try cli.millrace(["quarantine", "redrive", "parked", "--verbose", "--broker", broker])
+            #expect(every.stdout.split(separator: "\n").count == 26 && every.stdout.contains("offset 24: still invalid"), "\(every.stdout)")
+            let json = try cli.millrace(["quarantine", "redrive", "parked", "--json", "--broker", broker])
+            #expect(json.stdout.split(separator: "\n").count == 26)
+        }
+    }
+
     @Test func createProduceQuarantineWidenRedrive() async throws {
         try await brokers.withBroker { broker in
             let v1 = try file(Self.schema(minimum: 0))
