@@ -97,6 +97,15 @@ extension Zstd {
     /// with the id zstd derives from its content. Fails when the samples are too few or too
     /// alike to train on.
     public static func trainDictionary(samples: [[UInt8]], capacity: Int, level: Int32 = 3, thorough: Bool = false) throws -> [UInt8] {
+        try trainer.withLock { _ in try train(samples: samples, capacity: capacity, level: level, thorough: thorough) }
+    }
+
+    /// One training at a time in the process: libzstd before 1.5.6 (Debian 12 ships 1.5.4)
+    /// sorts through a process-wide pointer to the training context, so two trainings at once
+    /// make wrong dictionaries or crash (two topics trained together on one broker did).
+    private static let trainer = Mutex(())
+
+    private static func train(samples: [[UInt8]], capacity: Int, level: Int32, thorough: Bool) throws -> [UInt8] {
         let sizes = samples.map { $0.count }
         let joined = samples.flatMap { $0 }
         var dictionary = [UInt8](repeating: 0, count: capacity)

@@ -1,4 +1,6 @@
+import Dispatch
 import MillraceFormat
+import Synchronization
 import Testing
 
 /// zstd with trained dictionaries: the frame carries the dictionary's id, a frame naming one
@@ -36,6 +38,25 @@ import Testing
         let batch = try RecordBatch(timestamp: 1_700_000_000_000, values: Self.events(3, seed: 3), codec: .zstd).encoded(dictionary: id)
         #expect(try RecordBatch.verify(batch, depth: .records).recordCount == 3)
         #expect(try RecordBatch.decode(batch).records.map(\.value) == Self.events(3, seed: 3).map { $0 })
+    }
+
+    /// libzstd before 1.5.6 trains through a process-wide pointer (its sort comparator's
+    /// context), so two trainings at once — two topics trained together on one broker, or
+    /// tests in parallel — could crash the process. Trainings are one at a time now: eight
+    /// threads training different samples, three rounds, each gets the dictionary its samples
+    /// make alone.
+    @Test func trainingsAtOnceAreSafe() throws {
+        let samples = (0..<8).map { Self.events(400 + 50 * $0, seed: 100 + UInt64($0)) }
+        let alone = try samples.map { try Zstd.trainDictionary(samples: $0, capacity: 2_048) }
+        let made = Mutex([[UInt8]?](repeating: nil, count: 8))
+        for _ in 0..<3 {
+            DispatchQueue.concurrentPerform(iterations: 8) { index in
+                let dictionary = try? Zstd.trainDictionary(samples: samples[index], capacity: 2_048)
+                made.withLock { $0[index] = dictionary }
+            }
+            let differing = made.withLock { made in (0..<8).filter { made[$0] != alone[$0] } }
+            #expect(differing.isEmpty, "trainings \(differing) made another dictionary than alone")
+        }
     }
 
     @Test func aFrameNamingAnUnknownDictionaryIsRefused() throws {
