@@ -64,8 +64,27 @@ import Testing
         }
         #expect(Set(documented.keys) == Set(Self.wireLimits.keys))
         let declared = try Markdown.declaredLimits()
-        #expect(Set(Self.wireLimits.keys).isDisjoint(with: Self.internalLimits))
-        #expect(Set(Self.wireLimits.keys).union(Self.internalLimits) == declared, "a limit in Limits.swift is neither in PROTOCOL.md nor internal")
+        #expect(Set(Self.wireLimits.keys).isDisjoint(with: Self.internalLimits.keys))
+        #expect(Set(Self.wireLimits.keys).union(Self.internalLimits.keys) == declared, "a limit in Limits.swift is neither in PROTOCOL.md nor internal")
+    }
+
+    /// OPERATIONS.md, "Limits": a row names the limits its value shows (" / " between
+    /// several), and each value is that limit's, in its unit (the upper end of a range).
+    @Test func operationsLimitsTableMatchesLimits() throws {
+        let rows = try Markdown.table(in: "docs/OPERATIONS.md", under: "## Limits")
+        let limits = Self.wireLimits.merging(Self.internalLimits) { first, _ in first }
+        var named = 0
+        for cells in rows where cells[3] != "—" {
+            let names = cells[3].components(separatedBy: " / ").map(Markdown.unquoted)
+            let values = cells[1].components(separatedBy: " / ").map(Markdown.quantity)
+            #expect(names.count == values.count, "\(cells[0]): \(names.count) names, \(values.count) values")
+            for (name, value) in zip(names, values) {
+                #expect(limits[name] != nil && value == limits[name], "OPERATIONS.md says \(name) is \(value.map { "\($0)" } ?? cells[1])")
+                named += 1
+            }
+        }
+        // A named row dropped (or a name added) changes this count: update it with the table.
+        #expect(named == 29)
     }
 
     /// ARCHITECTURE.md, "Modules": each target's imports are the dependencies Package.swift
@@ -119,13 +138,22 @@ import Testing
 
     /// Limits inside the broker (memory budgets, transaction sizes, work bounds): a peer does
     /// not meet them as a refusal, so PROTOCOL.md leaves them to OPERATIONS.md and DECISIONS.md.
-    static let internalLimits: Set<String> = [
-        "pendingWritesMax", "timeIndexIntervalOffsets", "groupCommitBytesMax", "connectionRequestBytesMax",
-        "connectionResponseBytesMax", "brokerRequestBytesMax", "brokerResponseBytesMax", "connectionsMax",
-        "retentionBatchesPerPassMax", "dedupTopicsMax", "dedupKeyBytesMax", "indexValuesPerRecordMax", "httpConnectionsMax",
-        "httpConnectionResponseBytesMax", "traceEntriesPerPageMax", "walkIndexEntriesMax", "producerActivityStepMs",
-        "producerExpiryPerPassMax", "producerEvictionsPerInitMax", "validationStepsPerValueMax", "validationStepsPerRequestMax",
-        "schemaCompatibilityStepsMax", "schemaCompiledCacheBytesMax", "quarantineHeadersBytesMax",
+    static let internalLimits: [String: Int64] = [
+        "pendingWritesMax": Int64(Limits.pendingWritesMax), "timeIndexIntervalOffsets": Limits.timeIndexIntervalOffsets,
+        "groupCommitBytesMax": Int64(Limits.groupCommitBytesMax), "connectionRequestBytesMax": Int64(Limits.connectionRequestBytesMax),
+        "connectionResponseBytesMax": Int64(Limits.connectionResponseBytesMax), "brokerRequestBytesMax": Int64(Limits.brokerRequestBytesMax),
+        "brokerResponseBytesMax": Int64(Limits.brokerResponseBytesMax), "connectionsMax": Int64(Limits.connectionsMax),
+        "retentionBatchesPerPassMax": Int64(Limits.retentionBatchesPerPassMax), "dedupTopicsMax": Int64(Limits.dedupTopicsMax),
+        "dedupKeyBytesMax": Int64(Limits.dedupKeyBytesMax), "indexValuesPerRecordMax": Int64(Limits.indexValuesPerRecordMax),
+        "httpConnectionsMax": Int64(Limits.httpConnectionsMax), "httpConnectionResponseBytesMax": Int64(Limits.httpConnectionResponseBytesMax),
+        "traceEntriesPerPageMax": Int64(Limits.traceEntriesPerPageMax), "walkIndexEntriesMax": Int64(Limits.walkIndexEntriesMax),
+        "producerActivityStepMs": Limits.producerActivityStepMs, "producerExpiryPerPassMax": Int64(Limits.producerExpiryPerPassMax),
+        "producerEvictionsPerInitMax": Int64(Limits.producerEvictionsPerInitMax),
+        "validationStepsPerValueMax": Int64(Limits.validationStepsPerValueMax),
+        "validationStepsPerRequestMax": Int64(Limits.validationStepsPerRequestMax),
+        "schemaCompatibilityStepsMax": Int64(Limits.schemaCompatibilityStepsMax),
+        "schemaCompiledCacheBytesMax": Int64(Limits.schemaCompiledCacheBytesMax),
+        "quarantineHeadersBytesMax": Int64(Limits.quarantineHeadersBytesMax),
     ]
 }
 
@@ -147,6 +175,17 @@ enum Markdown {
         return table.dropFirst(2).map { line in
             line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast().map { $0.trimmingCharacters(in: .whitespaces) }
         }
+    }
+
+    /// The number a value cell starts with (after "…" when it gives a range), in its unit:
+    /// "1 MiB", "1…65,536", "4,096 B", "1 s…30 days" (in ms). nil when there is none.
+    static func quantity(_ cell: String) -> Int64? {
+        let text = cell.split(separator: "…", maxSplits: 1).last.map(String.init) ?? cell
+        let digits = text.prefix { $0.isNumber || $0 == "," }
+        guard let number = Int64(digits.replacingOccurrences(of: ",", with: "")) else { return nil }
+        let unit = text.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).prefix { $0.isLetter }
+        let scale: [Substring: Int64] = ["KiB": 1 << 10, "MiB": 1 << 20, "days": 86_400_000]
+        return number * (scale[unit] ?? 1)
     }
 
     /// `name` without its backticks.
