@@ -5,7 +5,7 @@ let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
     name: "Millrace",
-    platforms: [.macOS(.v15)],
+    // Linux only: no `platforms` claim (docs/DECISIONS.md, "Linux only, said so").
     products: [
         .executable(name: "millrace", targets: ["millrace"]),
         .executable(name: "millrace-bench", targets: ["millrace-bench"]),

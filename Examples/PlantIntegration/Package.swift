@@ -6,7 +6,7 @@ import PackageDescription
 
 let package = Package(
     name: "PlantIntegration",
-    platforms: [.macOS(.v15)],
+    // Linux only, as Millrace itself (its docs/DECISIONS.md, "Linux only, said so").
     dependencies: [
         .package(name: "Millrace", path: "../.."),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),

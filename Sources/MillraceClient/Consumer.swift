@@ -53,11 +53,15 @@ public struct Consumer: AsyncSequence, Sendable {
     /// Exact positions per partition, of one topic or several (used by `GroupConsumer`);
     /// overrides `start`.
     let positions: [TopicPartition: Int64]?
+    /// The clock a follower's reconnect back-off sleeps on; tests pass a clock they drive.
+    let clock: any Clock<Duration>
 
     public init(
-        client: MillraceClient, topic: String, partitions: [Int32]? = nil, from start: StartPosition, stopAtEnd: Bool, maxWaitMs: Int32 = 500
+        client: MillraceClient, topic: String, partitions: [Int32]? = nil, from start: StartPosition, stopAtEnd: Bool, maxWaitMs: Int32 = 500,
+        clock: any Clock<Duration> = ContinuousClock()
     ) {
         self.client = client
+        self.clock = clock
         self.topic = topic
         self.partitions = partitions
         self.start = start
@@ -67,17 +71,24 @@ public struct Consumer: AsyncSequence, Sendable {
     }
 
     /// Reads from exact positions per partition.
-    public init(client: MillraceClient, topic: String, positions: [Int32: Int64], stopAtEnd: Bool, maxWaitMs: Int32 = 500) {
+    public init(
+        client: MillraceClient, topic: String, positions: [Int32: Int64], stopAtEnd: Bool, maxWaitMs: Int32 = 500,
+        clock: any Clock<Duration> = ContinuousClock()
+    ) {
         self.init(
             client: client, positions: Dictionary(uniqueKeysWithValues: positions.map { (TopicPartition(topic: topic, partition: $0.key), $0.value) }),
-            idleTopic: topic, stopAtEnd: stopAtEnd, maxWaitMs: maxWaitMs)
+            idleTopic: topic, stopAtEnd: stopAtEnd, maxWaitMs: maxWaitMs, clock: clock)
     }
 
     /// Reads from exact positions in partitions of several topics, in one fetch per poll.
     /// With no positions it long-polls `idleTopic` for nothing (a group member with nothing
     /// assigned still waits between looks).
-    init(client: MillraceClient, positions: [TopicPartition: Int64], idleTopic: String, stopAtEnd: Bool, maxWaitMs: Int32) {
+    init(
+        client: MillraceClient, positions: [TopicPartition: Int64], idleTopic: String, stopAtEnd: Bool, maxWaitMs: Int32,
+        clock: any Clock<Duration>
+    ) {
         self.client = client
+        self.clock = clock
         topic = idleTopic
         partitions = nil
         start = .earliest
@@ -309,7 +320,7 @@ public struct Consumer: AsyncSequence, Sendable {
                         client.logger.warning("lost the broker at \(client.host):\(client.port) (\(error.message)); reconnecting")
                     }
                     var retry = backoff ?? Backoff(min: client.configuration.reconnectBackoffMin, max: client.configuration.reconnectBackoffMax)
-                    try await Task.sleep(for: retry.next())
+                    try await consumer.clock.sleep(for: retry.next())
                     backoff = retry
                 }
             }

@@ -464,7 +464,9 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 // Nothing to read this generation: idle polls keep noticing rebalances.
                 reader = configuration.stopAtEnd
                     ? nil
-                    : Consumer(client: client, positions: [:], idleTopic: consumer.topic, stopAtEnd: false, maxWaitMs: configuration.maxWaitMs)
+                    : Consumer(
+                        client: client, positions: [:], idleTopic: consumer.topic, stopAtEnd: false, maxWaitMs: configuration.maxWaitMs,
+                        clock: configuration.clock)
                         .makeAsyncIterator()
                 return
             }
@@ -498,7 +500,9 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 consumer.state.withLockedValue { $0.warnings.append(contentsOf: warnings) }
                 for warning in warnings { client.logger.warning("\(warning)") }
             }
-            reader = Consumer(client: client, positions: positions, idleTopic: consumer.topic, stopAtEnd: configuration.stopAtEnd, maxWaitMs: configuration.maxWaitMs)
+            reader = Consumer(
+                client: client, positions: positions, idleTopic: consumer.topic, stopAtEnd: configuration.stopAtEnd, maxWaitMs: configuration.maxWaitMs,
+                clock: configuration.clock)
                 .makeAsyncIterator()
         }
     }

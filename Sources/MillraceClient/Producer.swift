@@ -37,6 +37,9 @@ public final class Producer: Sendable {
         /// Number each partition's batches (a producer id from the broker, and sequence
         /// numbers), so a batch sent again after a lost answer is stored once.
         public var idempotent = true
+        /// The clock linger timers, retry back-off, the delivery timeout and
+        /// `flush(within:)` run on; tests pass a clock they drive.
+        public var clock: any Clock<Duration> = ContinuousClock()
 
         public init() {}
     }
@@ -50,8 +53,9 @@ public final class Producer: Sendable {
         var timestamps: [Int64] = []
         var completions: [Completion] = []
         var bytes = 0
-        var timer: Scheduled<Void>?
-        var createdAt = NIODeadline.now()
+        var timer: ClockTimer?
+        /// When its first record came (on `ClientClock.now`): its delivery timeout runs from here.
+        var createdAt: Duration = .zero
         /// Its shipment number once taken for sending.
         var number: UInt64 = 0
     }
@@ -129,6 +133,7 @@ public final class Producer: Sendable {
     let nextID = NIOLockedValueBox<UInt64>(0)
     let closed = NIOLockedValueBox(false)
     private let eventLoop: any EventLoop
+    private let clock: ClientClock
     private let state = NIOLockedValueBox(State())
     /// Taken before `state` when both are held, never after.
     private let sendOrder = NIOLockedValueBox(SendOrder())
@@ -137,6 +142,7 @@ public final class Producer: Sendable {
         self.client = client
         self.configuration = configuration
         eventLoop = client.group.next()
+        clock = ClientClock(configuration.clock)
     }
 
     /// The callback form of `send(_:)`, for tools that send millions: queues the record
@@ -301,7 +307,7 @@ public final class Producer: Sendable {
             guard completed.withLockedValue({ let first = !$0; $0 = true; return first }) else { return }
             done.succeed(value)
         }
-        let timer = eventLoop.scheduleTask(in: limit) { complete(false) }
+        let timer = clock.schedule(after: Duration(limit), on: eventLoop) { complete(false) }
         let flushing = eventLoop.makePromise(of: Void.self)
         flushing.completeWithTask { try await self.flush() }
         flushing.futureResult.whenComplete { _ in
@@ -353,7 +359,8 @@ public final class Producer: Sendable {
         timestampMs: Int64? = nil, completion: @escaping Completion
     ) {
         let recordBytes = value.count + (key?.count ?? 0) + 16
-        let (lingerMs, batchBytesMax, eventLoop) = (configuration.lingerMs, configuration.batchBytesMax, eventLoop)
+        let (lingerMs, batchBytesMax, eventLoop, clock) = (configuration.lingerMs, configuration.batchBytesMax, eventLoop, clock)
+        let now = clock.now
         let (target, full) = state.withLockedValue { state -> (TopicPartitionKey, Bool) in
             let partition: Int32
             if let chosen {
@@ -374,9 +381,9 @@ public final class Producer: Sendable {
             // mutated in place: copying the batch out and back would copy its records.
             let full = Self.add(
                 Record(timestampDelta: 0, offsetDelta: 0, key: key, value: value, headers: headers), bytes: recordBytes, completion: completion,
-                timestampMs: timestampMs, batchBytesMax: batchBytesMax, to: &state.partitions[target, default: Pending()]
+                timestampMs: timestampMs, batchBytesMax: batchBytesMax, now: now, to: &state.partitions[target, default: Pending()]
             ) {
-                eventLoop.scheduleTask(in: .milliseconds(lingerMs)) { [self] in ship(target) }
+                clock.schedule(after: .milliseconds(lingerMs), on: eventLoop) { [self] in ship(target) }
             }
             if full && key == nil { state.stickyPartition[topic] = (partition + 1) % partitions }
             return (target, full)
@@ -387,10 +394,13 @@ public final class Producer: Sendable {
     /// Appends a record to a partition's pending batch (starting its linger timer when the
     /// batch is new); true when the batch is full and should go now.
     private static func add(
-        _ record: Record, bytes: Int, completion: @escaping Completion, timestampMs: Int64?, batchBytesMax: Int, to pending: inout Pending,
-        startTimer: () -> Scheduled<Void>
+        _ record: Record, bytes: Int, completion: @escaping Completion, timestampMs: Int64?, batchBytesMax: Int, now: Duration,
+        to pending: inout Pending, startTimer: () -> ClockTimer
     ) -> Bool {
-        if pending.timer == nil && pending.records.isEmpty { pending.timer = startTimer() }
+        if pending.timer == nil && pending.records.isEmpty {
+            pending.timer = startTimer()
+            pending.createdAt = now
+        }
         var record = record
         record.offsetDelta = Int32(pending.records.count)
         pending.records.append(record)
@@ -507,7 +517,7 @@ public final class Producer: Sendable {
             }
         }
         let retriable = code?.isRetriable ?? false || (renumber && configuration.idempotent) || early
-        guard retriable, NIODeadline.now() < shipment.pending.createdAt + configuration.deliveryTimeout else {
+        guard retriable, clock.now < shipment.pending.createdAt + Duration(configuration.deliveryTimeout) else {
             let message = retriable ? "not delivered within the delivery timeout; last error: " : ""
             let failure = (error as? MillraceError).map { MillraceError($0.code, message + $0.message) } ?? error
             return finish(shipment.pending, target: shipment.key, .failure(failure))
@@ -525,7 +535,7 @@ public final class Producer: Sendable {
         if report {
             client.logger.warning("produce failed, retrying until the delivery timeout: \((error as? MillraceError)?.message ?? "\(error)")")
         }
-        if let delay { eventLoop.scheduleTask(in: .nanoseconds(Backoff.nanoseconds(delay))) { self.resend() } }
+        if let delay { _ = clock.schedule(after: delay, on: eventLoop) { self.resend() } }
     }
 
     /// Sends every waiting shipment again, in order. Shipments numbered under an identity
@@ -539,7 +549,7 @@ public final class Producer: Sendable {
                     if case .failure = result {
                         // The broker is unreachable: try again after the back-off.
                         let delay = state.withLockedValue { $0.backoff.next() }
-                        eventLoop.scheduleTask(in: .nanoseconds(Backoff.nanoseconds(delay))) { self.resend() }
+                        _ = clock.schedule(after: delay, on: eventLoop) { self.resend() }
                     } else {
                         resend()
                     }

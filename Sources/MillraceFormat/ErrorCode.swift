@@ -1,5 +1,6 @@
-/// Every error Millrace reports, with a stable numeric code. The table in
-/// `docs/OPERATIONS.md` (and later `docs/PROTOCOL.md`) mirrors this file.
+/// Every error Millrace reports, with a stable numeric code. The error tables in
+/// `docs/OPERATIONS.md` (0–21), `docs/PROTOCOL.md` (22 on) and the DocC article "Errors and
+/// retries" mirror this file; `DocTableTests` checks them against it.
 public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     /// No error.
     case none = 0
@@ -53,7 +54,8 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     case unknownApi = 24
     /// The API exists but not at that version.
     case unsupportedVersion = 25
-    /// More requests are unanswered on this connection than `Limits.inFlightRequestsMax`.
+    /// Retired: no longer sent. Past `Limits.inFlightRequestsMax` unanswered requests the
+    /// broker stops reading the connection instead of refusing; the number stays reserved.
     case tooManyInFlight = 26
     /// The consumer-group member id is not (or no longer) in the group; join again.
     case unknownMember = 27

@@ -1,4 +1,6 @@
 /// Named limits, checked at the boundary where data enters. Units are in the names.
+/// docs/PROTOCOL.md lists every one a peer meets on the wire; `DocTableTests` checks that
+/// table against this file (a new limit goes there, or into its `internalLimits`).
 public enum Limits {
     /// Largest protocol frame (after the size field): a full batch plus room for the request around it.
     public static let frameBytesMax = (1 << 20) + (64 << 10)
@@ -7,7 +9,7 @@ public enum Limits {
     public static let responseFrameBytesMax = 64 << 20
     /// The most record bytes one fetch response carries, whatever the request asks.
     public static let fetchBytesMax = 32 << 20
-    /// Requests a connection may have unanswered before the server refuses more.
+    /// Requests a connection may have unanswered before the server stops reading from it.
     public static let inFlightRequestsMax = 256
     /// Longest protocol string.
     public static let stringBytesMax = Int(Int16.max)

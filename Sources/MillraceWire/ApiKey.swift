@@ -1,5 +1,5 @@
 /// Every API of the native protocol, with its key as sent on the wire. docs/PROTOCOL.md
-/// mirrors this list.
+/// mirrors this list and each API's versions (`DocTableTests` checks it).
 public enum ApiKey: Int16, CaseIterable, Sendable {
     /// Which APIs and versions the server speaks.
     case apiVersions = 0

@@ -4,7 +4,7 @@ import MillraceFormat
 import MillraceWire
 import Testing
 
-@Suite(.serialized) struct ClientTests {
+@Suite(.serialized, .stopsLiveServers) struct ClientTests {
     @Test func producerAndConsumerKeepPerKeyOrder() async throws {
         let live = try await LiveServer()
         defer { live.remove() }

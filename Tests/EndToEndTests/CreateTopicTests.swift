@@ -4,7 +4,7 @@ import Testing
 
 /// `createTopic` with settings is all or nothing for bad settings, and `ifNotExists` does not
 /// hide an existing topic whose schema is not the one asked for.
-@Suite(.serialized) struct CreateTopicTests {
+@Suite(.serialized, .stopsLiveServers) struct CreateTopicTests {
     static let schema = Array(#"{"type":"object","required":["id"]}"#.utf8)
 
     @Test func badSettingsCreateNoTopic() async throws {

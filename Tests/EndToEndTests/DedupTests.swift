@@ -8,7 +8,7 @@ import Testing
 /// Business-key duplicate detection through a live broker: a gateway restarted with a new
 /// identity resends, keys from headers and record keys, duplicates mixed with new records in
 /// one batch, and duplicates beside a schema's quarantine.
-@Suite(.serialized) struct DedupEndToEndTests {
+@Suite(.serialized, .stopsLiveServers) struct DedupEndToEndTests {
     static func confirmation(_ id: Int, yield: Int = 1) -> [UInt8] {
         Array(#"{"event_id":"E-\#(id)","order_id":"\#(100 + id % 7)","yield_qty":\#(yield)}"#.utf8)
     }
@@ -153,7 +153,7 @@ import Testing
 
 /// The same idempotent batch sent ten times at once, pipelined on one connection and on
 /// ten connections: stored once, every answer the same offset.
-@Suite(.serialized) struct RetryStormTests {
+@Suite(.serialized, .stopsLiveServers) struct RetryStormTests {
     @Test func aRetryStormIsStoredOnce() async throws {
         let live = try await LiveServer()
         defer { live.remove() }

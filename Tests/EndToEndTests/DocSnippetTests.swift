@@ -156,7 +156,7 @@ enum DocSnippets {
 }
 
 /// The snippets that run against a broker here do what their articles say.
-@Suite(.serialized) struct DocSnippetTests {
+@Suite(.serialized, .stopsLiveServers) struct DocSnippetTests {
     @Test func producingAndConsumingSnippets() async throws {
         let live = try await LiveServer()
         defer { live.remove() }

@@ -8,8 +8,29 @@ import NIOCore
 import TestSupport
 import Testing
 
-/// A real server on 127.0.0.1:0 over a real data directory, stopped at the end.
-final class LiveServer {
+/// A real server on 127.0.0.1:0 over a real data directory. It can only be started inside a
+/// test whose suite carries `.stopsLiveServers`, which stops it when the test ends however the
+/// test ends (an error thrown, a `#require` failing), so a failing test never leaves a broker
+/// running; `stop()` may also be called earlier (a restart), and more than once.
+final class LiveServer: @unchecked Sendable {
+    /// The servers started by the running test (set by `StopsLiveServers`).
+    @TaskLocal static var started: Started?
+
+    final class Started: @unchecked Sendable {
+        private let lock = NSLock()
+        private var servers: [LiveServer] = []
+
+        func add(_ server: LiveServer) { lock.withLock { servers.append(server) } }
+
+        func stopAll() async {
+            for server in lock.withLock({ servers }) { await server.stop() }
+        }
+    }
+
+    struct NoScope: Error, CustomStringConvertible {
+        var description: String { "a LiveServer was started outside a test of a suite marked .stopsLiveServers" }
+    }
+
     let directory: String
     var storage: Storage
     var server: MillraceServer
@@ -22,6 +43,7 @@ final class LiveServer {
         configure: (inout MillraceServer.Configuration) -> Void = { _ in }, logger: Logger = Logger(label: "test"),
         storageOptions: (inout Storage.Options) -> Void = { _ in }
     ) async throws {
+        guard let started = Self.started else { throw NoScope() }
         self.directory = directory ?? NSTemporaryDirectory() + "millrace-e2e-\(UUID().uuidString)"
         var options = Storage.Options()
         options.retentionCheckIntervalMs = nil
@@ -35,7 +57,13 @@ final class LiveServer {
         }
         configure(&configuration)
         server = MillraceServer(storage: storage, configuration: configuration, logger: logger)
-        self.port = try await server.start().port!
+        do {
+            self.port = try await server.start().port!
+        } catch {
+            storage.close()
+            throw error
+        }
+        started.add(self)
     }
 
     /// The operations HTTP port (`/metrics`, `/healthz`, `/readyz`) on a free port.
@@ -45,13 +73,43 @@ final class LiveServer {
         return try await made.start().port!
     }
 
-    func stop() async {
+    private var stopped = false
+
+    /// Stops the listeners (answering what they read, for up to `graceSeconds`) and closes
+    /// the storage; once, however often called. Stop a server only through here: the end of
+    /// the test calls it again.
+    func stop(graceSeconds: Int64 = 10) async {
+        guard !stopped else { return }
+        stopped = true
         await http?.stop()
-        await server.stop()
+        await server.stop(graceSeconds: graceSeconds)
         storage.close()
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+/// Gives each test its own `LiveServer.started` and stops every server in it when the test
+/// returns or throws.
+struct StopsLiveServers: TestTrait, SuiteTrait, TestScoping {
+    var isRecursive: Bool { true }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        guard !test.isSuite else { return try await function() }
+        let started = LiveServer.Started()
+        do {
+            try await LiveServer.$started.withValue(started) { try await function() }
+        } catch {
+            await started.stopAll()
+            throw error
+        }
+        await started.stopAll()
+    }
+}
+
+extension Trait where Self == StopsLiveServers {
+    /// Stops every `LiveServer` a test started when it ends, on every path.
+    static var stopsLiveServers: Self { Self() }
 }
 
 func batchBytes(_ values: [String]) -> [UInt8] {
@@ -82,7 +140,7 @@ func fetch(_ topic: String, _ partition: Int32, from offset: Int64, maxWaitMs: I
             topics: [TopicEntries(topic: topic, [FetchPartition(partition: partition, offset: offset, maxBytes: 1 << 20)])]))
 }
 
-@Suite(.serialized) struct EndToEndTests {
+@Suite(.serialized, .stopsLiveServers) struct EndToEndTests {
     @Test func produceThenFetchAcrossARestart() async throws {
         var live = try await LiveServer()
         defer { live.remove() }

@@ -6,7 +6,7 @@ import Testing
 /// protocol's maximum, to a live broker: each request is answered (refused with the field
 /// named when over), and the broker goes on serving. Before the field limits, a JoinGroup
 /// naming a 32,767-byte topic made the broker trap while writing its error message.
-@Suite struct FieldLimitTests {
+@Suite(.stopsLiveServers) struct FieldLimitTests {
     struct Sizes {
         var topic: Int
         var group: Int

@@ -6,7 +6,7 @@ import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
-@Suite(.serialized) struct GroupConsumerTests {
+@Suite(.serialized, .stopsLiveServers) struct GroupConsumerTests {
     typealias Seen = (name: String, member: String, generation: Int32, partition: Int32, offset: Int64, value: String)
 
     /// Reads with `consumer` until cancelled, noting each record with the generation it came in.
@@ -267,7 +267,7 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct ReplayTests {
+@Suite(.serialized, .stopsLiveServers) struct ReplayTests {
     /// A committed offset that retention removed: the member resumes at the log start and
     /// says how many records it skipped.
     @Test func aCommitBelowTheLogStartIsSkippedForwardWithAWarning() async throws {

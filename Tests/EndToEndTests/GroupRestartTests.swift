@@ -8,7 +8,7 @@ import Testing
 
 /// Issue 23, item 1: a group follower rides through broker restarts at every moment of its
 /// join / commit lookup / log-end lookup / fetch / heartbeat / commit cycle.
-@Suite(.serialized) struct GroupRestartTests {
+@Suite(.serialized, .stopsLiveServers) struct GroupRestartTests {
     struct Moment: CustomStringConvertible {
         let api: ApiKey
         let occurrence: Int
@@ -108,8 +108,7 @@ import Testing
             if let next = moments.first { proxy.arm([next.api.rawValue], occurrence: next.occurrence, cut: next.cut) }
             // The broker goes away at that moment (the proxy lets nobody reach it), then
             // comes back on the same data.
-            await live.server.stop(graceSeconds: graceful ? 10 : 0)
-            live.storage.close()
+            await live.stop(graceSeconds: graceful ? 10 : 0)
             graceful.toggle()
             live = try await LiveServer(directory: directory)
             admin = try TestClient(port: live.port)
@@ -158,8 +157,7 @@ import Testing
             }
         }
         #expect(try await eventually(limitSeconds: 30) { proxy.cuts == 1 })
-        await live.server.stop(graceSeconds: 0)
-        live.storage.close()
+        await live.stop(graceSeconds: 0)
         live = try await LiveServer(directory: directory)
         admin = try TestClient(port: live.port)
         _ = try admin.call(produce("lots", 1, ["c"]))

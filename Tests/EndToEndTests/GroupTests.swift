@@ -4,7 +4,7 @@ import MillraceWire
 import TestSupport
 import Testing
 
-@Suite(.serialized) struct GroupTests {
+@Suite(.serialized, .stopsLiveServers) struct GroupTests {
     func assignment(_ response: Response) -> GroupAssignmentResponse? {
         switch response.body {
         case .joinGroup(let assigned)?, .heartbeat(let assigned)?: return assigned

@@ -10,7 +10,7 @@ import Testing
 
 /// The operations HTTP listener against hostile peers (issue 22, item 5): pipelined requests
 /// never read, connections held and renewed, a scrape that takes long.
-@Suite(.serialized) struct HTTPListenerTests {
+@Suite(.serialized, .stopsLiveServers) struct HTTPListenerTests {
     static let ready: @Sendable () -> Readiness = { Readiness(reasons: []) }
 
     /// A listener on a free port over `pages`, its idle connections measured on `clock`.
@@ -118,7 +118,7 @@ import Testing
 
 /// Offset-only groups (a commit with generation -1, no member) were unlimited: 100,000 made
 /// in 2 s. Every group, live or offsets alone, counts against `groupsMax`.
-@Suite(.serialized) struct GroupLimitTests {
+@Suite(.serialized, .stopsLiveServers) struct GroupLimitTests {
     static func commit(_ group: String, topic: String = "t") -> Request {
         .offsetCommit(OffsetCommitRequest(group: group, memberID: "", generation: -1, topics: [TopicEntries(topic: topic, [OffsetEntry(partition: 0, offset: 0)])]))
     }

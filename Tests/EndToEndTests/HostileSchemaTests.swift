@@ -9,7 +9,7 @@ import Testing
 /// the validation lanes are now answered — with the right answer, or with a refusal that names
 /// its limit — and the broker goes on taking writes. Records naming an earlier version are
 /// checked against it, compiled when first needed.
-@Suite(.serialized) struct HostileSchemaTests {
+@Suite(.serialized, .stopsLiveServers) struct HostileSchemaTests {
     static func value(_ text: String) -> [UInt8] { Array(text.utf8) }
 
     static func produce(_ wire: TestClient, _ topic: String, _ batch: [UInt8]) throws -> ProducePartitionResult? {

@@ -6,7 +6,7 @@ import TestSupport
 import Testing
 
 /// Floods and stalls: bounded in count and time, loopback only.
-@Suite(.serialized) struct LoadTests {
+@Suite(.serialized, .stopsLiveServers) struct LoadTests {
     @Test func hundredThousandTinyPipelinedRequestsAreAllAnsweredInOrder() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
@@ -63,7 +63,7 @@ import Testing
         print("stalled client: the broker took \(progress.sent) of \(bytes.count) bytes and appended \(appended) of 10,000 produces")
         #expect(appended < 1_000, "\(appended) produces were taken from a client that reads nothing")
         shutdown(descriptor, Int32(SHUT_RDWR))
-        while !progress.done { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(try await eventually { progress.done })
         await live.stop()
     }
 }
@@ -71,7 +71,7 @@ import Testing
 /// Clients that pipeline maximum-size fetches and never read: the broker holds no more than
 /// its limits for them, keeps serving a well-behaved client, and once their responses have
 /// waited past the stalled-write limit closes them and gets every byte back.
-@Suite(.serialized) struct MemoryBudgetTests {
+@Suite(.serialized, .stopsLiveServers) struct MemoryBudgetTests {
     @Test func aFetchFloodStaysWithinTheBudgetAndOthersAreServed() async throws {
         let clock = ManualClock()
         let connectionResponse = 2 << 20

@@ -66,7 +66,7 @@ func prometheusValues(_ page: String) -> [String: Double] {
     return values
 }
 
-@Suite(.serialized) struct OperationsTests {
+@Suite(.serialized, .stopsLiveServers) struct OperationsTests {
     /// A parked record sent again is answered with the place it was parked at (the topic's
     /// dedup key): `millrace_quarantined_records_total` counts it once, and the retry is a
     /// duplicate like the valid record's retry beside it.

@@ -9,7 +9,7 @@ import Testing
 /// The producer as a library user meets it: `send` queues and hands back a delivery handle,
 /// records of every kind of value, outcomes (appended, duplicate, quarantined, invalid) as
 /// deliveries rather than errors, a stream of reports, event times kept, `close`.
-@Suite(.serialized) struct ProducerAPITests {
+@Suite(.serialized, .stopsLiveServers) struct ProducerAPITests {
     struct Confirmation: Codable, Equatable {
         var id: Int
         var order: String

@@ -6,7 +6,7 @@ import Testing
 /// Every `send` without a completion behaves alike, whatever its value: it hands back a
 /// delivery handle while the record is still batched, and a duplicate is a delivery outcome,
 /// not an error; `deliver` sends and waits.
-@Suite(.serialized) struct ProducerSendTests {
+@Suite(.serialized, .stopsLiveServers) struct ProducerSendTests {
     struct Confirmation: Codable, Equatable {
         var event: String
         var qty: Int

@@ -8,7 +8,7 @@ import Testing
 
 /// Contracts checked at the broker: the registry's API, reject and quarantine in the produce
 /// path, per-record outcomes (Produce 1) and the plain answer of Produce 0.
-@Suite(.serialized) struct SchemaEndToEndTests {
+@Suite(.serialized, .stopsLiveServers) struct SchemaEndToEndTests {
     static let confirmation = Array(
         #"{"type":"object","properties":{"order_id":{"type":"string"},"yield_qty":{"type":"number","minimum":0}},"required":["order_id","yield_qty"],"additionalProperties":false}"#
             .utf8)

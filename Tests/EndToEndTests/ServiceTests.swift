@@ -9,7 +9,7 @@ import Testing
 /// `Producer` and `GroupConsumerService` run in a `ServiceGroup`: on graceful shutdown the
 /// producer delivers what was sent and closes, and the consumer service finishes the record
 /// in hand, commits exactly what was processed and leaves the group.
-@Suite(.serialized) struct ServiceTests {
+@Suite(.serialized, .stopsLiveServers) struct ServiceTests {
     static func group(_ services: [any Service]) -> ServiceGroup {
         ServiceGroup(services: services, gracefulShutdownSignals: [], cancellationSignals: [], logger: Logger(label: "test"))
     }

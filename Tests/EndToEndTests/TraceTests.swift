@@ -6,7 +6,7 @@ import Testing
 
 /// Tracing a lot through a live broker: confirmations, inspections and shipments that name it
 /// in different fields, a component list, paging, a schema's quarantine and dedup beside it.
-@Suite(.serialized) struct TraceEndToEndTests {
+@Suite(.serialized, .stopsLiveServers) struct TraceEndToEndTests {
     @Test func aLotIsFoundInEveryTopicInAppendOrder() async throws {
         let live = try await LiveServer()
         defer { live.remove() }

@@ -6,6 +6,7 @@ import MillraceServer
 import MillraceStorage
 import MillraceWire
 import NIOConcurrencyHelpers
+import TestSupport
 import Testing
 
 /// `status`, `top --once`, and a backup taken through the broker while a producer writes,
@@ -76,7 +77,7 @@ import Testing
                 }
             }
             // Let some land first.
-            while acknowledged.withLockedValue({ $0.values.reduce(0, +) }) < 2_000 { try await Task.sleep(for: .milliseconds(5)) }
+            try #require(try await eventually { acknowledged.withLockedValue({ $0.values.reduce(0, +) }) >= 2_000 })
             let before = acknowledged.withLockedValue { $0 }
             let backup = NSTemporaryDirectory() + "millrace-backup-\(UUID().uuidString)"
             let restored = NSTemporaryDirectory() + "millrace-restored-\(UUID().uuidString)"

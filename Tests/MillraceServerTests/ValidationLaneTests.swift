@@ -14,8 +14,20 @@ import Testing
                 for partition in Int32(0)..<Int32(lanes * 3) { load[RequestDispatcher.lane(topic, partition) % lanes] += 1 }
                 #expect(load == [Int](repeating: 3, count: lanes), "\(topic) over \(lanes) lanes")
             }
-            #expect(RequestDispatcher.lane(topic, .max) >= 0)
+            // The top of the partition range spreads the same way (no overflow, no wrap).
+            var load = [Int](repeating: 0, count: 4)
+            for partition in (Int32.max - 11)...Int32.max { load[RequestDispatcher.lane(topic, partition) % 4] += 1 }
+            #expect(load == [3, 3, 3, 3], "\(topic) at the top of the partition range")
         }
+    }
+
+    /// "Run after run": the lane is FNV-1a of the name, not Swift's per-process seeded
+    /// `Hasher`, so a partition keeps its lane across restarts (values computed apart from
+    /// the code, with Python).
+    @Test func aPartitionsLaneIsTheSameInEveryProcess() {
+        #expect(RequestDispatcher.lane("", 0) == 3_673_995_259_836_664_009)
+        #expect(RequestDispatcher.lane("confirmations", 0) == 663_776_942_455_816_657)
+        #expect(RequestDispatcher.lane("confirmations", .max) == 663_776_944_603_300_304)
     }
 
     @Test func theLatestVersionIsRecognisedInPlace() {

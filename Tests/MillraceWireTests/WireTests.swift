@@ -312,6 +312,23 @@ let sampleResponses: [Response] = [
             return
         }
         #expect(countError.code == .invalidRequest)
+
+        // OPERATIONS.md's limits table and PROTOCOL.md (SetDedupPolicy, SetIndexPolicy) name
+        // these codes: the decoder refuses the counts and lengths, before any policy is parsed.
+        let fields = IndexPolicyWire(IndexPolicy(fields: (0...Limits.indexFieldsMax).map { "/f\($0)" }))
+        let links = IndexPolicyWire(IndexPolicy(links: (0...Limits.indexLinksMax).map { IndexLink(parent: "/p\($0)", child: "/c") }))
+        let pointer = IndexPolicyWire(IndexPolicy(fields: ["/" + String(repeating: "p", count: Limits.dedupKeySpecBytesMax)]))
+        let spec = "json:/" + String(repeating: "k", count: Limits.dedupKeySpecBytesMax)
+        for request in [
+            Request.setIndexPolicy(topic: "t", policy: fields), .setIndexPolicy(topic: "t", policy: links),
+            .setIndexPolicy(topic: "t", policy: pointer), .setDedupPolicy(topic: "t", key: spec, windowMs: 60_000),
+        ] {
+            guard case .refused(_, let error)? = try decodeRequest(encoded(request)) else {
+                Issue.record("\(request.apiKey) over its limit accepted")
+                continue
+            }
+            #expect(error.code == .invalidRequest)
+        }
     }
 
     /// Error messages quote request fields; they are cut to `errorMessageBytesMax` at a

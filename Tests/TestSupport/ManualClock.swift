@@ -77,10 +77,13 @@ public final class ManualClock: Clock, MillraceClock, @unchecked Sendable {
 public func eventually(
     _ what: @autoclosure () -> String = "the condition", limitSeconds: Double = 60, _ condition: () async throws -> Bool
 ) async throws -> Bool {
-    let deadline = Date().addingTimeInterval(limitSeconds)
-    while Date() < deadline {
+    // The one real-time wait the tests keep: a monotonic bound on a poll, never a pause
+    // before an assertion.
+    let clock = ContinuousClock()
+    let deadline = clock.now + .milliseconds(Int64(limitSeconds * 1_000))
+    while clock.now < deadline {
         if try await condition() { return true }
-        try await Task.sleep(nanoseconds: 5_000_000)
+        try await clock.sleep(for: .milliseconds(5))
     }
-    return false
+    return try await condition()
 }
