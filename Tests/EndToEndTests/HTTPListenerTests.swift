@@ -32,8 +32,11 @@ import Testing
         let page = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
         let (http, port) = try await listener(
             OperationsPages(metrics: { scrapes.withLockedValue { $0 += 1 }; return page }, readiness: Self.ready), clock: clock)
-        let client = try TestClient(port: port)
-        try client.sendRaw(Array(String(repeating: "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", count: 2_000).utf8))
+        // Sent from a thread of its own: 68 KB may wait for the listener to read, and the
+        // cooperative pool is shared with the suites running beside this one. The client is
+        // used by one thread at a time.
+        nonisolated(unsafe) let client = try TestClient(port: port)
+        try await onThread { try client.sendRaw(Array(String(repeating: "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", count: 2_000).utf8)) }
         #expect(try await eventually("a request held") { http.heldRequests == 1 })
         // Held, nothing more is read or scraped: what was made fits the sockets' buffers and
         // one watermark (a few MiB), not 2,000 pages.
@@ -54,6 +57,7 @@ import Testing
                 return false
             })
         await http.stop()
+        withExtendedLifetime(client) {}
     }
 
     /// 64 idle connections, renewed as they were dropped, kept `/healthz` out (0 of 60 probes
@@ -71,7 +75,7 @@ import Testing
         // The holders come back as fast as they are replaced.
         for _ in 0..<4 { holders.append(try TestClient(port: port)) }
         for _ in 0..<3 {
-            let health = try httpGet(port: port, "/healthz")
+            let health = try await onThread { try httpGet(port: port, "/healthz") }
             #expect(health.status == 200)
             #expect(health.body == "ok\n")
         }
@@ -98,19 +102,21 @@ import Testing
                 }, readiness: Self.ready), clock: clock)
         defer { gate.signal() }
         // Blocking reads on threads of their own: the cooperative pool (two threads here) is
-        // shared with the suites running beside this one.
-        let first = Task { try await onThread { try httpGet(port: port, "/metrics") } }
+        // shared with the suites running beside this one. The scrapes' answers are read only
+        // once the gate is open: a read gives up after 10 s without a byte, and the test may
+        // wait longer than that for a thread to open it on.
+        nonisolated(unsafe) let first = try httpRequest(port: port, "/metrics")
         #expect(try await eventually("the scrape started") { started.withLockedValue { $0 } == 1 })
         let health = try await onThread { try httpGet(port: port, "/healthz") }
         #expect(health.status == 200)
         let ready = try await onThread { try httpGet(port: port, "/readyz") }
         #expect(ready.status == 200)
         // A second scrape asked for meanwhile shares the running one (or, if it comes after, runs).
-        let second = Task { try await onThread { try httpGet(port: port, "/metrics") } }
+        nonisolated(unsafe) let second = try httpRequest(port: port, "/metrics")
         gate.signal()
         gate.signal()
-        #expect(try await first.value.body == "m 1\n")
-        #expect(try await second.value.body == "m 1\n")
+        #expect(try await onThread { try httpResponse(to: first) }.body == "m 1\n")
+        #expect(try await onThread { try httpResponse(to: second) }.body == "m 1\n")
         #expect(started.withLockedValue { $0 } <= 2)
         await http.stop()
     }

@@ -35,8 +35,18 @@ final class CapturedLog: Sendable {
 
 /// One HTTP request over a plain socket: the status code and the body.
 func httpGet(port: Int, _ path: String, method: String = "GET") throws -> (status: Int, body: String) {
+    try httpResponse(to: httpRequest(port: port, path, method: method))
+}
+
+/// Sends one request on a connection of its own; `httpResponse` reads the answer. Apart, so a
+/// test reads only once the answer may come (a read gives up after 10 s without a byte).
+func httpRequest(port: Int, _ path: String, method: String = "GET") throws -> TestClient {
     let client = try TestClient(port: port)
     try client.sendRaw(Array("\(method) \(path) HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".utf8))
+    return client
+}
+
+func httpResponse(to client: TestClient) throws -> (status: Int, body: String) {
     var bytes: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65_536)
     while true {

@@ -71,19 +71,21 @@ public final class ManualClock: Clock, MillraceClock, @unchecked Sendable {
     }
 }
 
-/// Waits (in real time, bounded) until `condition` holds: for tests that drive time by hand
-/// and then wait for the consequences to be carried out. The bound only catches a hang; the
-/// test asserts what happened, not how long it took.
+/// Waits until `condition` holds: for tests that drive time by hand and then wait for the
+/// consequences to be carried out. The limit only catches a hang, so it is counted in looks (one
+/// every 5 ms), not read off the wall clock, and the answer always comes from a look: a poller
+/// kept off the cooperative pool (the suites beside it block its threads on subprocesses and
+/// sockets) uses none of it up, and is never told "no" because time passed while it was not
+/// looking: in a full run a test looked once before its listener held a request, next after
+/// its 60 s had gone, and failed (HTTPListenerTests, 121 s for a test of 0.1 s).
 public func eventually(
     _ what: @autoclosure () -> String = "the condition", limitSeconds: Double = 60, _ condition: () async throws -> Bool
 ) async throws -> Bool {
-    // The one real-time wait the tests keep: a monotonic bound on a poll, never a pause
-    // before an assertion.
-    let clock = ContinuousClock()
-    let deadline = clock.now + .milliseconds(Int64(limitSeconds * 1_000))
-    while clock.now < deadline {
+    let pauseNanoseconds: UInt64 = 5_000_000
+    let looksMax = max(1, Int(limitSeconds * 1e9 / Double(pauseNanoseconds)))
+    for _ in 1..<looksMax {
         if try await condition() { return true }
-        try await clock.sleep(for: .milliseconds(5))
+        try await Task.sleep(nanoseconds: pauseNanoseconds)
     }
     return try await condition()
 }
