@@ -20,6 +20,8 @@ final class RequestDispatcher: Sendable {
     /// Threads that check records against schemas, one per core; a partition always uses the
     /// same one, so its batches are appended in the order they arrived.
     let validationLanes = ValidationLanes(count: System.coreCount)
+    /// Produces of each partition on its lane, so the partition's next ones follow them there.
+    let laneBacklog = LaneBacklog()
     let metrics: BrokerMetrics
     /// Log lines a peer can cause go through this.
     let logLimiter: LogLimiter
