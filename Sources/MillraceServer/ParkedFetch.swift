@@ -5,16 +5,20 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// A fetch waiting for `min bytes` (a long poll). It holds no record bytes while it waits:
-/// it remembers how many bytes each of its partitions had when last read, and when a commit
-/// moves some of their ends it counts only those again (no copy), on its event loop. Once
-/// the count reaches `min bytes` it reads the answer; at its deadline (`max wait ms`, at most
+/// it remembers how many bytes each of its partitions gave it and how many each partition
+/// held when it parked, and when a commit moves some of their ends it looks only at those
+/// partitions' byte counts (no record is read), on its event loop. Once they have grown
+/// enough it reads the answer; at its deadline (`max wait ms`, at most
 /// `Limits.fetchWaitMsMax`) it answers with what there is; when its connection goes it is
 /// cancelled at once.
 final class ParkedFetch: Sendable {
     private struct State {
         var done = false
-        /// Bytes each partition held past the fetch's offset when last counted.
+        /// Bytes each partition gave the fetch's first read.
         var seen: [TopicPartition: Int]
+        /// Bytes each partition held when the fetch parked, and has grown by since.
+        var base: [TopicPartition: Int64] = [:]
+        var grown: [TopicPartition: Int] = [:]
         /// Partitions a commit moved since the last count, and whether a count is scheduled.
         var moved: Set<TopicPartition> = []
         var countScheduled = false
@@ -55,6 +59,10 @@ final class ParkedFetch: Sendable {
         let fetch = ParkedFetch(request, seen: seen, minBytes: minBytes, dispatcher: dispatcher, on: eventLoop, responseBytesAllowed: responseBytesAllowed, waiting: waiting)
         let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
         let waiterToken = dispatcher.waiters.add(partitions) { moved in fetch.moved(moved) }
+        // After registering: a commit from now on wakes it, and counts from these.
+        var base: [TopicPartition: Int64] = [:]
+        for partition in partitions { base[partition] = (try? dispatcher.storage.offsets(topic: partition.topic, partition: partition.partition))?.bytes }
+        fetch.state.withLockedValue { $0.base = base }
         let connectionToken = waiting?.add { fetch.cancel() }
         let timeout = eventLoop.scheduleTask(in: .milliseconds(waitMs(request))) { fetch.finish(force: true) }
         let cancelled = fetch.state.withLockedValue { state in
@@ -88,7 +96,8 @@ final class ParkedFetch: Sendable {
         if schedule { eventLoop.execute { self.count() } }
     }
 
-    /// On the event loop: counts the moved partitions again; answers once `min bytes` are there.
+    /// On the event loop: how much the moved partitions have grown (their byte counts, no
+    /// record read); answers once the bytes seen and grown reach `min bytes`.
     private func count() {
         let moved = state.withLockedValue { state -> Set<TopicPartition> in
             state.countScheduled = false
@@ -96,20 +105,16 @@ final class ParkedFetch: Sendable {
             return state.done ? [] : state.moved
         }
         guard !moved.isEmpty else { return }
-        var counted: [TopicPartition: Int] = [:]
-        for topic in request.topics {
-            for entry in topic.entries {
-                let partition = TopicPartition(topic: topic.topic, partition: entry.partition)
-                guard moved.contains(partition) else { continue }
-                let read = try? dispatcher.storage.read(
-                    topic: topic.topic, partition: entry.partition, from: entry.offset, maxBytes: max(0, min(Int(entry.maxBytes), minBytes))
-                ) { _ in }
-                counted[partition] = read?.byteCount ?? 0
-            }
+        var now: [TopicPartition: Int64] = [:]
+        for partition in moved {
+            now[partition] = (try? dispatcher.storage.offsets(topic: partition.topic, partition: partition.partition))?.bytes
         }
         let total = state.withLockedValue { state -> Int in
-            state.seen.merge(counted) { $1 }
-            return state.seen.values.reduce(0, +)
+            for (partition, bytes) in now {
+                guard let base = state.base[partition] else { continue }
+                state.grown[partition] = Int(clamping: max(0, bytes - base))
+            }
+            return state.seen.values.reduce(0, +) + state.grown.values.reduce(0, +)
         }
         if total >= minBytes { finish(force: false) }
     }
@@ -120,8 +125,18 @@ final class ParkedFetch: Sendable {
         guard !state.withLockedValue({ $0.done }) else { return }
         let (results, bytes, counts) = dispatcher.readAll(request, allowed: allowed.value())
         if !force && bytes < minBytes {
-            // Less than counted (the connection's or broker's room shrank): wait on.
-            state.withLockedValue { $0.seen = RequestDispatcher.bytesByPartition(results) }
+            // Less than counted (the room left shrank, or retention took some): wait on,
+            // counting again from what this read found.
+            let base = state.withLockedValue { $0.base }
+            var now: [TopicPartition: Int64] = [:]
+            for partition in base.keys {
+                now[partition] = (try? dispatcher.storage.offsets(topic: partition.topic, partition: partition.partition))?.bytes
+            }
+            state.withLockedValue { state in
+                state.seen = RequestDispatcher.bytesByPartition(results)
+                state.base = now
+                state.grown = [:]
+            }
             return
         }
         guard end() else { return }

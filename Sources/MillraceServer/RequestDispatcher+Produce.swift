@@ -268,9 +268,10 @@ extension RequestDispatcher {
                 return promise.futureResult
             }
             // The batches are checked (CRC, every record, zstd) where `append` runs: on the
-            // loop only when small, else on the partition's lane.
+            // loop only when small and uncompressed, else on the partition's lane.
             let bytes = batches.reduce(0) { $0 + $1.count }
-            guard laneBacklog.enter(partition, wantsLane: bytes > Self.verifyOnLoopBytesMax) else { return appendPlain() }
+            let wantsLane = bytes > Self.verifyOnLoopBytesMax || batches.contains(where: Self.isCompressed)
+            guard laneBacklog.enter(partition, wantsLane: wantsLane) else { return appendPlain() }
             let backlog = laneBacklog
             return validationLanes.run(lane: lane, on: eventLoop) { () -> EventLoopFuture<Produced> in
                 defer { backlog.leave(partition) }
@@ -292,9 +293,17 @@ extension RequestDispatcher {
     }
 
     /// The largest produce (a partition's batches together) whose batches are checked on the
-    /// event loop; larger ones are checked on the partition's validation lane. See
-    /// DECISIONS.md, "Batch checks off the event loop".
+    /// event loop when none is compressed; larger ones, and compressed ones (zstd costs more
+    /// than a hop to the lane whatever the size), are checked on the partition's validation
+    /// lane. See DECISIONS.md, "Batch checks off the event loop".
     static let verifyOnLoopBytesMax = 16 << 10
+
+    /// Whether a batch's codec bits name a codec (read without checking anything else: a batch
+    /// too short to say goes to the lane, whose check refuses it).
+    static func isCompressed(_ batch: [UInt8]) -> Bool {
+        guard batch.count >= RecordBatchLayout.attributesAt + 2 else { return true }
+        return batch[RecordBatchLayout.attributesAt + 1] & 0x07 != 0
+    }
 
     /// A partition's lane: the topic's partitions take consecutive lanes from a point the
     /// topic's name picks (FNV-1a), so a topic spreads over all lanes evenly, run after run.

@@ -20,21 +20,23 @@ import Testing
         var all: [(name: String, onLoop: Bool)] { lock.withLock { calls } }
     }
 
-    static func batch(bytes: Int) throws -> [UInt8] {
+    static func batch(bytes: Int, codec: CompressionCodec = .none) throws -> [UInt8] {
         let values = Array(repeating: [UInt8](repeating: 0x61, count: 200), count: max(1, bytes / 210))
-        return try RecordBatch(timestamp: 1_700_000_000_000, values: values).encoded()
+        return try RecordBatch(timestamp: 1_700_000_000_000, values: values, codec: codec).encoded()
     }
 
     /// Produces `sizes` to partition 0 of `topic` from the loop in one turn; which `append`
     /// calls ran on the loop, in the order they were made.
-    static func produce(_ sizes: [(String, Int)], topic: String, config: TopicConfig = TopicConfig()) async throws -> [(name: String, onLoop: Bool)] {
+    static func produce(
+        _ sizes: [(String, Int)], topic: String, config: TopicConfig = TopicConfig(), codec: CompressionCodec = .none
+    ) async throws -> [(name: String, onLoop: Bool)] {
         let calls = Calls()
         try await withTemporaryStorage("lanes") { storage in
             _ = try await storage.createTopic(topic, partitions: 1, config: config)
             let dispatcher = RequestDispatcher(storage: storage, advertisedHost: "127.0.0.1", advertisedPort: 0, logger: Logger(label: "test"))
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let loop = group.next()
-            let batches = try sizes.map { ($0.0, try Self.batch(bytes: $0.1)) }
+            let batches = try sizes.map { ($0.0, try Self.batch(bytes: $0.1, codec: codec)) }
             let done = try await loop.submit {
                 batches.map { name, bytes in
                     dispatcher.appendValidated(topic, ProducePartition(partition: 0, records: bytes), batches: [bytes], on: loop) { _, _, _, _, _, _, _, completion in
@@ -55,6 +57,13 @@ import Testing
         let calls = try await Self.produce([("small", 1_000), ("large", 64 << 10)], topic: "t")
         #expect(calls.map(\.name) == ["small", "large"])
         #expect(calls.map(\.onLoop) == [true, false])
+    }
+
+    /// A zstd batch a few hundred bytes long may hold megabytes of records: checked on the lane.
+    @Test func compressedBatchesAreCheckedOnTheLaneWhateverTheirSize() async throws {
+        let calls = try await Self.produce([("small-zstd", 1_000)], topic: "t", codec: .zstd)
+        #expect(calls.map(\.onLoop) == [false])
+        #expect(RequestDispatcher.isCompressed([1, 2, 3]))
     }
 
     @Test func aSmallBatchBehindALargeOneOfItsPartitionFollowsItThroughTheLane() async throws {
