@@ -257,6 +257,45 @@ import Testing
         }
     }
 
+    /// Drained: every event but the tick does nothing (an idle drained connection is closed).
+    @Test func everyEventWhenDrainedDoesNothingButTheTick() {
+        let clock = ManualClock()
+        var machine = Self.machine(clock: clock)
+        #expect(machine.drain() == [.pauseReading, .closeOutput])
+        #expect(machine.frameRead("late", bytes: 10) == [])
+        #expect(machine.dispatched() == [])
+        #expect(machine.responseReady(sequence: 0, "A", bytes: 5) == [])
+        #expect(machine.writeCompleted(bytes: 0) == [])
+        #expect(machine.writabilityChanged(isWritable: false) == [])
+        #expect(machine.turnEnded() == [])
+        #expect(machine.budgetAvailable() == [])
+        #expect(machine.drain() == [])
+        #expect(machine.isAnswering == false)
+        clock.advance(by: .seconds(601))
+        #expect(machine.tick(idleMs: 600_000, underPressure: false) == [.close(.idle(idleMs: 601_000))])
+        #expect(machine.channelInactive() == [.cancelWaiting])
+    }
+
+    /// Closing after a protocol error: nothing more is read or dispatched, a drain changes
+    /// nothing, and the answers before the bad frame still go out.
+    @Test func everyEventWhileClosingAfterAProtocolError() {
+        var machine = Self.machine()
+        _ = machine.frameRead("a", bytes: 10)
+        _ = machine.dispatched()
+        _ = machine.frameRead("bad", bytes: 10)
+        _ = machine.responseReady(sequence: 1, "E", bytes: 5, thenClose: true)
+        #expect(machine.dispatched() == [.pauseReading])
+        #expect(machine.state == .closingAfter(sequence: 1))
+        #expect(machine.frameRead("more", bytes: 10) == [])
+        #expect(machine.drain() == [])
+        #expect(machine.turnEnded() == [])
+        #expect(machine.budgetAvailable() == [])
+        #expect(machine.writabilityChanged(isWritable: true) == [])
+        #expect(machine.tick(idleMs: 600_000, underPressure: false) == [])
+        #expect(machine.isAnswering)
+        #expect(machine.responseReady(sequence: 0, "A", bytes: 5) == [.write("A", bytes: 5), .write("E", bytes: 5), .flush, .close(.protocolError)])
+    }
+
     /// A seeded random script of every event: the machine never answers out of order, never
     /// holds more in flight than its limit (outside a drain), and gives back every byte.
     @Test func randomScriptsKeepOrderLimitsAndTheBudget() {
