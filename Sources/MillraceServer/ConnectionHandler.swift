@@ -135,6 +135,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             context.close(mode: .output, promise: nil)
         case .cancelWaiting:
             waiting.cancelAll()
+        case .answerWaiting:
+            waiting.answerAll()
         }
     }
 

@@ -74,6 +74,8 @@ struct ConnectionStateMachine<Frame, Response> {
         case closeOutput
         /// The channel is gone: cancel the requests still waiting (parked long polls).
         case cancelWaiting
+        /// Draining: have the requests still waiting (parked long polls) answer now.
+        case answerWaiting
     }
 
     private(set) var state: State = .open
@@ -284,7 +286,7 @@ struct ConnectionStateMachine<Frame, Response> {
         switch state {
         case .open:
             state = .draining
-            return next()
+            return [.answerWaiting] + next()
         case .draining, .closingAfter, .drained, .closing, .closed:
             return []
         }

@@ -9,8 +9,8 @@ import NIOCore
 /// held when it parked, and when a commit moves some of their ends it looks only at those
 /// partitions' byte counts (no record is read), on its event loop. Once they have grown
 /// enough it reads the answer; at its deadline (`max wait ms`, at most
-/// `Limits.fetchWaitMsMax`) it answers with what there is; when its connection goes it is
-/// cancelled at once.
+/// `Limits.fetchWaitMsMax`), or when its connection drains, it answers with what there is;
+/// when its connection goes it is cancelled at once.
 final class ParkedFetch: Sendable {
     private struct State {
         var done = false
@@ -63,7 +63,12 @@ final class ParkedFetch: Sendable {
         var base: [TopicPartition: Int64] = [:]
         for partition in partitions { base[partition] = (try? dispatcher.storage.offsets(topic: partition.topic, partition: partition.partition))?.bytes }
         fetch.state.withLockedValue { $0.base = base }
-        let connectionToken = waiting?.add { fetch.cancel() }
+        let registration = waiting?.add(cancel: { fetch.cancel() }, answerNow: { eventLoop.execute { fetch.finish(force: true) } })
+        var connectionToken: Int?
+        switch registration {
+        case .waiting(let token)?, .answerNow(let token)?: connectionToken = token
+        case .gone?, nil: connectionToken = nil
+        }
         let timeout = eventLoop.scheduleTask(in: .milliseconds(waitMs(request))) { fetch.finish(force: true) }
         let cancelled = fetch.state.withLockedValue { state in
             state.waiterToken = waiterToken
@@ -75,9 +80,12 @@ final class ParkedFetch: Sendable {
             // Cancelled while registering: leave what it registered with.
             dispatcher.waiters.remove(waiterToken)
             timeout.cancel()
-        } else if waiting != nil && connectionToken == nil {
+        } else if registration == .gone {
             // The connection went before the fetch could register with it.
             fetch.cancel()
+        } else if case .answerNow? = registration {
+            // The broker is stopping: a fetch read while draining does not wait.
+            eventLoop.execute { fetch.finish(force: true) }
         }
         return fetch.promise.futureResult
     }

@@ -184,7 +184,7 @@ import Testing
         #expect(machine.dispatched() == [.pauseReading])
         _ = machine.frameRead("b", bytes: 10)
         // Held past the limit; draining dispatches it anyway.
-        #expect(machine.drain() == [.dispatch("b*", sequence: 1)])
+        #expect(machine.drain() == [.answerWaiting, .dispatch("b*", sequence: 1)])
         #expect(machine.dispatched() == [])
         #expect(machine.drain() == [])
         #expect(machine.responseReady(sequence: 0, "A", bytes: 5) == [.write("A", bytes: 5), .flush])
@@ -195,7 +195,7 @@ import Testing
 
     @Test func drainWithNothingInFlightEndsTheOutputAtOnce() {
         var machine = Self.machine()
-        #expect(machine.drain() == [.pauseReading, .closeOutput])
+        #expect(machine.drain() == [.answerWaiting, .pauseReading, .closeOutput])
     }
 
     @Test func aProtocolErrorIsAnsweredAfterTheRequestsBeforeItThenCloses() {
@@ -261,7 +261,7 @@ import Testing
     @Test func everyEventWhenDrainedDoesNothingButTheTick() {
         let clock = ManualClock()
         var machine = Self.machine(clock: clock)
-        #expect(machine.drain() == [.pauseReading, .closeOutput])
+        #expect(machine.drain() == [.answerWaiting, .pauseReading, .closeOutput])
         #expect(machine.frameRead("late", bytes: 10) == [])
         #expect(machine.dispatched() == [])
         #expect(machine.responseReady(sequence: 0, "A", bytes: 5) == [])
@@ -320,7 +320,7 @@ import Testing
                     case .write(let response, let bytes):
                         written.append(response)
                         handedToSocket.append(bytes)
-                    case .flush, .pauseReading, .resumeReading, .scheduleTurnEnd, .waitForBudget, .close, .closeOutput, .cancelWaiting: break
+                    case .flush, .pauseReading, .resumeReading, .scheduleTurnEnd, .waitForBudget, .close, .closeOutput, .cancelWaiting, .answerWaiting: break
                     }
                 }
             }

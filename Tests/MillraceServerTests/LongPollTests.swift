@@ -96,6 +96,24 @@ import Testing
         }
     }
 
+    /// A drain has parked fetches answer now with what there is, and one parked after it too.
+    @Test func aDrainingConnectionsFetchesAnswerNow() async throws {
+        try await Self.withBroker { storage, dispatcher, loop in
+            try await Self.append(storage, partition: 0, "LOT-1")
+            let waiting = ConnectionWaits()
+            // Waits for more than there is.
+            let parked = loop.flatSubmit { dispatcher.handle(.fetch(Self.fetch([0], maxWaitMs: 600_000, minBytes: 1 << 20)), on: loop, waiting: waiting) }
+            #expect(try await eventually { dispatcher.waiters.count == 1 })
+            try await loop.submit { waiting.answerAll() }.get()
+            guard case .fetch(let results) = try await parked.get() else { Issue.record("not a fetch answer"); return }
+            #expect(results.first?.entries.first?.records.readableBytes ?? 0 > 0)
+            let late = loop.flatSubmit { dispatcher.handle(.fetch(Self.fetch([1], maxWaitMs: 600_000, minBytes: 1)), on: loop, waiting: waiting) }
+            guard case .fetch(let lateResults) = try await late.get() else { Issue.record("not a fetch answer"); return }
+            #expect(lateResults.first?.entries.first?.errorCode == ErrorCode.none)
+            #expect(dispatcher.waiters.count == 0 && waiting.count == 0)
+        }
+    }
+
     @Test func aFetchAnsweredByACommitLeavesItsConnection() async throws {
         try await Self.withBroker { storage, dispatcher, loop in
             let waiting = ConnectionWaits()
