@@ -9,6 +9,9 @@ public enum Limits {
     public static let responseFrameBytesMax = 64 << 20
     /// The most record bytes one fetch response carries, whatever the request asks.
     public static let fetchBytesMax = 32 << 20
+    /// Longest a fetch waits for `min bytes` (a long poll): a longer `max wait ms` is answered
+    /// by then with what there is. A peer cannot park a fetch for the 24 days an `i32` allows.
+    public static let fetchWaitMsMax: Int32 = 60_000
     /// Requests a connection may have unanswered before the server stops reading from it.
     public static let inFlightRequestsMax = 256
     /// Longest protocol string.

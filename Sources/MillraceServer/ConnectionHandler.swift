@@ -39,159 +39,136 @@ struct RequestFrameDecoder: ByteToMessageDecoder {
     }
 }
 
-/// One connection: decodes requests, dispatches them, and writes responses strictly in
-/// request order, whatever order they complete in. Bounded: past `inFlightRequestsMax`
-/// unanswered requests, past its request or response byte limits (or the broker's), or while
-/// the peer is not reading its responses, it stops reading from the socket (TCP
-/// back-pressure) instead of buffering; fetches are sized to the response bytes left.
+/// One connection's channel handler: it carries out what its `ConnectionStateMachine` decides
+/// (dispatch, write, pause or resume reading, close) and feeds the machine what happens (a
+/// frame read, an answer made, a write done, writability, the tick, shutdown, the channel
+/// gone). Order, limits, budgets and timeouts are the machine's; requests are the
+/// dispatcher's; the bytes on the wire are the codecs'.
 final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = FrameEvent
     typealias OutboundOut = ByteBuffer
-
-    struct Configuration {
-        var inFlightRequestsMax: Int
-        /// A connection with responses waiting and no write progress for this long is closed
-        /// (a client that never reads must not hold its budget for ever)...
-        var stalledWriteMs: Int64
-        /// ...or for this long while the broker-wide memory limit is reached, so that clients
-        /// that read are not kept waiting behind those that do not.
-        var stalledWriteUnderPressureMs: Int64
-    }
+    typealias Machine = ConnectionStateMachine<FrameEvent, [ByteBuffer]>
+    typealias Configuration = Machine.Configuration
 
     private let dispatcher: RequestDispatcher
-    private let configuration: Configuration
+    private var machine: Machine
     private let memory: MemoryBudget
-    private var nextSequence = 0
-    private var nextToWrite = 0
-    private var ready: [Int: [ByteBuffer]] = [:]
-    /// Frame bytes of each request read and not yet answered.
-    private var requestBytesBySequence: [Int: Int] = [:]
-    /// Frames read and not yet dispatched, with their bytes (see `channelRead`).
-    private var held: CircularBuffer<(FrameEvent, Int)> = []
-    private var dispatching = false
-    private var turnDispatches = 0
-    private var turnScheduled = false
-    private var requestBytes = 0
-    /// Bytes of responses made and not yet written to the socket.
-    private var responseBytes = 0
-    private var closeAfterSequence: Int?
-    private var readingPaused = false
-    private var waitingForBudget = false
-    private var closed = false
-    /// Stopping: no more requests are read; close once everything read is answered.
-    private var draining = false
+    private let serverInFlight: NIOLockedValueBox<Int>
+    /// Actions not yet carried out, and whether they are being: an answer that comes back
+    /// while a request is dispatched queues its actions behind the others instead of
+    /// recursing (recursion kept every answer of a chain alive on the stack: gigabytes under
+    /// a fetch flood, found with heaptrack).
+    private var pending: CircularBuffer<Machine.Action> = []
+    private var running = false
+    /// Requests of this connection that wait (long polls): cancelled when it closes.
+    let waiting = ConnectionWaits()
     /// The peer's address, as the log names it (kept: a closed channel no longer knows it).
     private var remoteAddress: String?
     private var peerAddress: SocketAddress?
-
-    private let serverInFlight: NIOLockedValueBox<Int>
-    private let clock: any MillraceClock
-    /// When a request last came in or a response went out (the idle check measures from it).
-    private var lastActivityMs: Int64
-    /// When a write last completed, or responses started waiting (the stalled-write check).
-    private var lastWriteProgressMs: Int64
 
     init(
         dispatcher: RequestDispatcher, configuration: Configuration, memory: MemoryBudget, serverInFlight: NIOLockedValueBox<Int>,
         clock: any MillraceClock
     ) {
         self.dispatcher = dispatcher
-        self.configuration = configuration
         self.memory = memory
         self.serverInFlight = serverInFlight
-        self.clock = clock
-        lastActivityMs = clock.nowMilliseconds()
-        lastWriteProgressMs = lastActivityMs
+        machine = Machine(configuration: configuration, memory: memory, clock: clock) { event in
+            // A held frame gets storage of its own: a slice would keep the whole read buffer it
+            // came from (and every copy the decoder makes of it) alive while it waits.
+            guard case .frame(let frame) = event else { return event }
+            return .frame(Self.allocator.buffer(bytes: frame.readableBytesView))
+        }
     }
 
-    private var inFlight: Int { nextSequence - nextToWrite }
+    private static let allocator = ByteBufferAllocator()
+
+    /// Feeds the machine one event and carries out what it decides; the broker's count of
+    /// requests in flight follows the machine's.
+    private func handle(_ context: ChannelHandlerContext, _ event: (inout Machine) -> [Machine.Action]) {
+        let before = machine.inFlight
+        let actions = event(&machine)
+        let change = machine.inFlight - before
+        if change != 0 { serverInFlight.withLockedValue { $0 += change } }
+        pending.append(contentsOf: actions)
+        guard !running else { return }
+        running = true
+        defer { running = false }
+        while let action = pending.popFirst() { perform(action, context: context) }
+    }
+
+    private func perform(_ action: Machine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .dispatch(let event, let sequence):
+            dispatch(event, sequence: sequence, context: context)
+            handle(context) { $0.dispatched() }
+        case .write(let parts, let bytes):
+            write(parts, bytes: bytes, context: context)
+        case .flush:
+            context.flush()
+        case .pauseReading:
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        case .resumeReading:
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            context.read()
+        case .scheduleTurnEnd:
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.handle(context) { $0.turnEnded() }
+            }
+        case .waitForBudget:
+            // Woken when the broker has room again, by whichever connection releases it.
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            memory.whenUnderBudget {
+                eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.handle(context) { $0.budgetAvailable() }
+                }
+            }
+        case .close(let reason):
+            log(reason, context: context)
+            context.close(promise: nil)
+        case .closeOutput:
+            // The server closes the connection fully a moment later.
+            context.close(mode: .output, promise: nil)
+        case .cancelWaiting:
+            waiting.cancelAll()
+        case .answerWaiting:
+            waiting.answerAll()
+        }
+    }
+
+    private func log(_ reason: Machine.CloseReason, context: ChannelHandlerContext) {
+        switch reason {
+        case .idle(let idleMs):
+            dispatcher.logger.info("closing the connection from \(peer(context)): idle for \(idleMs / 1_000) s")
+        case .stalledWrite(let bytes, let stalledMs, let underPressure):
+            dispatcher.logger.warning(
+                "closing the connection from \(peer(context)): \(bytes) response bytes unread for \(stalledMs / 1000) s\(underPressure ? " while the broker's memory limit is reached" : "")")
+        case .protocolError:
+            // Logged (rate-limited) when the frame was refused.
+            break
+        }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // Frames the decoder hands on while the connection closes (it decodes what it had
         // buffered) get no answer: there is no one to send it to.
-        guard context.channel.isActive, !closed else { return }
-        lastActivityMs = clock.nowMilliseconds()
+        guard context.channel.isActive else { return }
         let event = unwrapInboundIn(data)
         var bytes = 0
-        if case .frame(let frame) = event {
-            bytes = frame.readableBytes + 4
-            requestBytes += bytes
-            memory.add(requestBytes: bytes)
-        }
-        // Frames read while the connection is over a limit wait here, undecoded, until it is
-        // under again: one read can bring many, and working out answers that cannot be sent
-        // would only spend the broker's time on a client that is not reading.
-        if held.isEmpty && !closed && closeAfterSequence == nil && mayDispatch && turnDispatches < Self.dispatchesPerTurn {
-            turnDispatches += 1
-            scheduleNextTurn(context: context)
-            dispatch(event, bytes: bytes, context: context)
-        } else if case .frame(let frame) = event {
-            // A held frame gets storage of its own: a slice would keep the whole read buffer
-            // it came from (and every copy the decoder makes of it) alive while it waits.
-            held.append((.frame(context.channel.allocator.buffer(bytes: frame.readableBytesView)), bytes))
-        } else {
-            held.append((event, bytes))
-        }
-        updateReading(context: context)
+        if case .frame(let frame) = event { bytes = frame.readableBytes + 4 }
+        handle(context) { $0.frameRead(event, bytes: bytes) }
     }
 
-    /// Whether the next held frame may be dispatched now.
-    private var mayDispatch: Bool {
-        if draining { return true }
-        // Under the broker-wide response limit only connections whose answers wait unwritten
-        // are held back: a client that reads its answers is served.
-        return closeAfterSequence == nil && inFlight < configuration.inFlightRequestsMax
-            && responseBytes < memory.limits.connectionResponseBytesMax && !memory.shouldHold(requestBytes: 0, responseBytes: responseBytes)
-    }
-
-    /// Dispatches held frames while the limits allow. Not re-entered: a request answered at
-    /// once completes inside `dispatch`, and its completion asks for more dispatching; doing
-    /// that recursively kept every answer of the chain alive on the stack (gigabytes under
-    /// a fetch flood, found with heaptrack), so the outer loop goes on instead.
-    private func dispatchHeld(context: ChannelHandlerContext) {
-        guard !dispatching else { return }
-        dispatching = true
-        defer { dispatching = false }
-        while closeAfterSequence == nil, !closed, mayDispatch, !held.isEmpty {
-            guard turnDispatches < Self.dispatchesPerTurn else {
-                scheduleNextTurn(context: context)
-                return
-            }
-            turnDispatches += 1
-            scheduleNextTurn(context: context)
-            let (event, bytes) = held.removeFirst()
-            dispatch(event, bytes: bytes, context: context)
-        }
-    }
-
-    /// Requests one connection may start in one turn of its event loop; the rest wait for the
-    /// next turn, so one busy client (one read can bring thousands of frames) does not keep
-    /// the loop from the others on it.
-    static let dispatchesPerTurn = 64
-
-    private func scheduleNextTurn(context: ChannelHandlerContext) {
-        guard !turnScheduled else { return }
-        turnScheduled = true
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let (handler, context) = loopBound.value
-            handler.turnScheduled = false
-            handler.turnDispatches = 0
-            if !handler.closed { handler.updateReading(context: context) }
-        }
-    }
-
-    private func dispatch(_ event: FrameEvent, bytes: Int, context: ChannelHandlerContext) {
-        let sequence = nextSequence
-        nextSequence += 1
-        serverInFlight.withLockedValue { $0 += 1 }
-        if bytes > 0 { requestBytesBySequence[sequence] = bytes }
+    private func dispatch(_ event: FrameEvent, sequence: Int, context: ChannelHandlerContext) {
         switch event {
         case .unusable(let error):
             // No header to answer with: correlation id -1, then close.
-            closeAfterSequence = sequence
-            protocolError(error, context: context)
-            complete(sequence, Response(correlationID: -1, error: error), context: context)
+            protocolError(error, closing: true, context: context)
+            complete(sequence, Response(correlationID: -1, error: error), thenClose: true, context: context)
         case .frame(let frame):
             switch RequestCodec.decode(frame: frame) {
             case .request(let header, let request):
@@ -201,10 +178,10 @@ final class ConnectionHandler: ChannelInboundHandler {
                     return complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
                 }
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                let allowance: () -> Int = { loopBound.value.0.fetchAllowance }
+                let allowance: () -> Int = { loopBound.value.0.machine.fetchAllowance }
                 let started = monotonicNanoseconds()
                 let metrics = dispatcher.metrics
-                dispatcher.handle(request, on: context.eventLoop, responseBytesAllowed: allowance).whenComplete { result in
+                dispatcher.handle(request, on: context.eventLoop, responseBytesAllowed: allowance, waiting: waiting).whenComplete { result in
                     let (handler, context) = loopBound.value
                     switch result {
                     case .success(let body):
@@ -220,29 +197,48 @@ final class ConnectionHandler: ChannelInboundHandler {
                 }
             case .unknownApi(let header):
                 let error = MillraceError(.unknownApi, "no API with key \(header.apiKey); see ApiVersions")
-                protocolError(error, context: context)
+                protocolError(error, closing: false, context: context)
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             case .unsupportedVersion(let header):
                 let error = MillraceError(.unsupportedVersion, "API \(header.apiKey) has no version \(header.apiVersion); see ApiVersions")
-                protocolError(error, context: context)
+                protocolError(error, closing: false, context: context)
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             case .refused(let header, let error):
                 dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: error.code)
                 complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
             case .malformed(let header, let error):
-                closeAfterSequence = sequence
-                protocolError(error, context: context)
-                complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
+                protocolError(error, closing: true, context: context)
+                complete(sequence, Response(correlationID: header.correlationID, error: error), thenClose: true, context: context)
             }
         }
     }
 
+    /// Hands request `sequence`'s answer to the machine, encoded (unless no answer can go out).
+    private func complete(_ sequence: Int, _ response: Response, thenClose: Bool = false, context: ChannelHandlerContext) {
+        let parts = machine.isAnswering ? ResponseCodec.encodeParts(response, allocator: context.channel.allocator) : []
+        let bytes = parts.reduce(0) { $0 + $1.readableBytes }
+        handle(context) { $0.responseReady(sequence: sequence, parts, bytes: bytes, thenClose: thenClose) }
+    }
+
+    /// Writes a response's parts; its bytes stay counted until the socket has taken them.
+    private func write(_ parts: [ByteBuffer], bytes: Int, context: ChannelHandlerContext) {
+        guard let last = parts.last else { return }
+        for part in parts.dropLast() { context.write(wrapOutboundOut(part), promise: nil) }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { _ in
+            let (handler, context) = loopBound.value
+            handler.handle(context) { $0.writeCompleted(bytes: bytes) }
+        }
+        context.write(wrapOutboundOut(last), promise: promise)
+    }
+
     /// A frame that breaks the protocol: counted, and logged with the peer's address (at
     /// most once a second across the broker: a peer can send these as fast as it likes).
-    private func protocolError(_ error: MillraceError, context: ChannelHandlerContext) {
+    private func protocolError(_ error: MillraceError, closing: Bool, context: ChannelHandlerContext) {
         dispatcher.metrics.protocolErrors.increment()
         guard let held = dispatcher.logLimiter.allow("protocol") else { return }
-        let closing = closeAfterSequence != nil ? "; closing the connection" : ""
+        let closing = closing ? "; closing the connection" : ""
         dispatcher.logger.notice("protocol error from \(peer(context)): \(error.code): \(error.message)\(closing)\(held)")
     }
 
@@ -272,103 +268,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// Response bytes a fetch may still make: what is left of this connection's limit and of
-    /// the broker's. Read on this connection's event loop right before the fetch reads.
-    private var fetchAllowance: Int {
-        let allowance = min(max(0, memory.limits.connectionResponseBytesMax - responseBytes), memory.responseBytesAvailable)
-        // A connection that holds nothing is never starved by others that do.
-        return responseBytes == 0 ? max(allowance, memory.responseFloorAvailable) : allowance
-    }
-
-    private func complete(_ sequence: Int, _ response: Response, context: ChannelHandlerContext) {
-        if let bytes = requestBytesBySequence.removeValue(forKey: sequence) {
-            requestBytes -= bytes
-            memory.release(requestBytes: bytes)
-        }
-        guard !closed else { return }
-        let parts = ResponseCodec.encodeParts(response, allocator: context.channel.allocator)
-        let bytes = parts.reduce(0) { $0 + $1.readableBytes }
-        if responseBytes == 0 { lastWriteProgressMs = clock.nowMilliseconds() }
-        responseBytes += bytes
-        memory.add(responseBytes: bytes)
-        ready[sequence] = parts
-        var wrote = false
-        while let next = ready.removeValue(forKey: nextToWrite) {
-            serverInFlight.withLockedValue { $0 -= 1 }
-            write(next, context: context)
-            wrote = true
-            if closeAfterSequence == nextToWrite {
-                let channel = context.channel
-                context.flush()
-                channel.close(promise: nil)
-                nextToWrite += 1
-                return
-            }
-            nextToWrite += 1
-        }
-        if wrote {
-            lastActivityMs = clock.nowMilliseconds()
-            context.flush()
-        }
-        updateReading(context: context)
-        finishDrainIfDone(context: context)
-    }
-
-    /// Writes a response's parts; its bytes stay counted until the socket has taken them.
-    private func write(_ parts: [ByteBuffer], context: ChannelHandlerContext) {
-        let bytes = parts.reduce(0) { $0 + $1.readableBytes }
-        for part in parts.dropLast() { context.write(wrapOutboundOut(part), promise: nil) }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        promise.futureResult.whenComplete { _ in
-            let (handler, context) = loopBound.value
-            handler.responseBytes -= bytes
-            handler.memory.release(responseBytes: bytes)
-            handler.lastWriteProgressMs = handler.clock.nowMilliseconds()
-            if !handler.closed { handler.updateReading(context: context) }
-        }
-        context.write(wrapOutboundOut(parts[parts.count - 1]), promise: promise)
-    }
-
-    /// While draining, once every request read has been answered: end-of-stream after the
-    /// responses. The server closes the connection fully a moment later.
-    private func finishDrainIfDone(context: ChannelHandlerContext) {
-        guard draining, inFlight == 0 else { return }
-        context.close(mode: .output, promise: nil)
-    }
-
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        updateReading(context: context)
+        let writable = context.channel.isWritable
+        handle(context) { $0.writabilityChanged(isWritable: writable) }
         context.fireChannelWritabilityChanged()
-    }
-
-    /// Reads only while few requests are unanswered, their bytes and the responses waiting
-    /// are within this connection's and the broker's limits, and the peer takes its responses.
-    private func updateReading(context: ChannelHandlerContext) {
-        dispatchHeld(context: context)
-        // Past the broker-wide limits only connections holding bytes stop: one that holds
-        // nothing is not made to wait for others that will not read.
-        let overBroker = memory.shouldHold(requestBytes: requestBytes, responseBytes: responseBytes)
-        let shouldPause =
-            !held.isEmpty || inFlight >= configuration.inFlightRequestsMax || !context.channel.isWritable || closeAfterSequence != nil || draining
-            || requestBytes >= memory.limits.connectionRequestBytesMax || responseBytes >= memory.limits.connectionResponseBytesMax || overBroker
-        if shouldPause && overBroker && !waitingForBudget {
-            // Woken when the broker has room again, by whichever connection releases it.
-            waitingForBudget = true
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let eventLoop = context.eventLoop
-            memory.whenUnderBudget {
-                eventLoop.execute {
-                    let (handler, context) = loopBound.value
-                    handler.waitingForBudget = false
-                    if !handler.closed { handler.updateReading(context: context) }
-                }
-            }
-        }
-        guard shouldPause != readingPaused else { return }
-        readingPaused = shouldPause
-        context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }
-        if !shouldPause { context.read() }
     }
 
     /// Sent by the server's graceful stop.
@@ -377,33 +280,19 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Sent by the server's tick: close when idle past the timeout with nothing in flight, or
     /// when responses have waited with no write progress past the stalled-write limit.
     struct IdleCheck {
-        var nowMs: Int64
         var idleMs: Int64
         var underPressure: Bool
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let check = event as? IdleCheck {
-            if inFlight == 0 && check.nowMs - lastActivityMs > check.idleMs {
-                dispatcher.logger.info("closing the connection from \(peer(context)): idle for \((check.nowMs - lastActivityMs) / 1_000) s")
-                context.close(promise: nil)
-            }
-            let stalledLimit = check.underPressure ? configuration.stalledWriteUnderPressureMs : configuration.stalledWriteMs
-            if responseBytes > 0 && check.nowMs - lastWriteProgressMs > stalledLimit {
-                dispatcher.logger.warning(
-                    "closing the connection from \(peer(context)): \(responseBytes) response bytes unread for \((check.nowMs - lastWriteProgressMs) / 1000) s\(check.underPressure ? " while the broker's memory limit is reached" : "")")
-                context.close(promise: nil)
-            }
+            handle(context) { $0.tick(idleMs: check.idleMs, underPressure: check.underPressure) }
             return
         }
         if event is Drain {
-            // Every request read is answered, held ones included; nothing more is read.
-            draining = true
-            updateReading(context: context)
-            finishDrainIfDone(context: context)
+            handle(context) { $0.drain() }
             return
         }
-
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -415,21 +304,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        dispatcher.logger.debug("connection from \(peer(context)) closed after \(nextSequence) requests")
-        closed = true
-        // Requests still running answer into a closed channel; stop counting them. Responses
-        // not yet handed to the channel are dropped here; those handed over are released by
-        // their failed writes.
-        serverInFlight.withLockedValue { $0 -= inFlight }
-        let heldBytes = held.reduce(0) { $0 + $1.1 }
-        requestBytes -= heldBytes
-        memory.release(requestBytes: heldBytes)
-        held.removeAll()
-        nextToWrite = nextSequence
-        let unwritten = ready.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.readableBytes } }
-        responseBytes -= unwritten
-        memory.release(responseBytes: unwritten)
-        ready = [:]
+        dispatcher.logger.debug("connection from \(peer(context)) closed after \(machine.requestsRead) requests")
+        handle(context) { $0.channelInactive() }
         context.fireChannelInactive()
     }
 

@@ -3,36 +3,50 @@ import MillraceStorage
 import NIOConcurrencyHelpers
 
 /// Long-poll fetches waiting for new records, by partition. The storage's commit observer
-/// wakes them; nothing polls.
+/// wakes them with the partitions whose ends moved; nothing polls. A waiter named by several
+/// of a commit's partitions is woken once, with those partitions.
 final class FetchWaiters: Sendable {
+    typealias Wake = @Sendable (Set<TopicPartition>) -> Void
+
     private struct State {
         var nextToken = 0
-        var waiters: [TopicPartition: [Int: @Sendable () -> Void]] = [:]
+        var waiters: [TopicPartition: [Int: Wake]] = [:]
+        var partitionsByToken: [Int: [TopicPartition]] = [:]
     }
 
     private let state = NIOLockedValueBox(State())
 
     /// Registers `wake` for every partition in `partitions`; returns a token for `remove`.
-    func add(_ partitions: [TopicPartition], wake: @escaping @Sendable () -> Void) -> Int {
+    func add(_ partitions: [TopicPartition], wake: @escaping Wake) -> Int {
         state.withLockedValue { state in
             state.nextToken += 1
             for partition in partitions { state.waiters[partition, default: [:]][state.nextToken] = wake }
+            state.partitionsByToken[state.nextToken] = partitions
             return state.nextToken
         }
     }
 
-    func remove(_ token: Int, _ partitions: [TopicPartition]) {
+    func remove(_ token: Int) {
         state.withLockedValue { state in
-            for partition in partitions {
+            for partition in state.partitionsByToken.removeValue(forKey: token) ?? [] {
                 state.waiters[partition]?[token] = nil
                 if state.waiters[partition]?.isEmpty == true { state.waiters[partition] = nil }
             }
         }
     }
 
-    /// Called on the writer thread after a commit.
+    /// Fetches waiting now.
+    var count: Int { state.withLockedValue { $0.partitionsByToken.count } }
+
+    /// Called on the writer thread after a commit, with the partitions it appended to.
     func wake(_ partitions: Set<TopicPartition>) {
-        let wakes = state.withLockedValue { state in partitions.flatMap { state.waiters[$0].map { Array($0.values) } ?? [] } }
-        for wake in wakes { wake() }
+        let wakes = state.withLockedValue { state -> [Int: (Wake, Set<TopicPartition>)] in
+            var wakes: [Int: (Wake, Set<TopicPartition>)] = [:]
+            for partition in partitions {
+                for (token, wake) in state.waiters[partition] ?? [:] { wakes[token, default: (wake, [])].1.insert(partition) }
+            }
+            return wakes
+        }
+        for (wake, moved) in wakes.values { wake(moved) }
     }
 }

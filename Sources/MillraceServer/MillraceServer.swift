@@ -159,7 +159,7 @@ public final class MillraceServer: Sendable {
     public func tick() {
         dispatcherBox.withLockedValue { $0 }?.groups.expire()
         let check = ConnectionHandler.IdleCheck(
-            nowMs: configuration.clock.nowMilliseconds(), idleMs: configuration.idleTimeoutSeconds * 1000, underPressure: memory.budget.isOverBudget)
+            idleMs: configuration.idleTimeoutSeconds * 1000, underPressure: memory.budget.isOverBudget)
         for child in state.withLockedValue({ Array($0.children.values) }) {
             child.pipeline.fireUserInboundEventTriggered(check)
         }

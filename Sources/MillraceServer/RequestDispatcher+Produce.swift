@@ -249,29 +249,60 @@ extension RequestDispatcher {
         let info = storage.topicInfo(topic)
         let dedup = info?.config.dedup
         let indexPolicy = info?.config.index
+        let lane = Self.lane(topic, entry.partition)
+        let partition = TopicPartition(topic: topic, partition: entry.partition)
         guard contract.latest > 0 || dedup != nil || indexPolicy != nil else {
-            let promise = eventLoop.makePromise(of: Produced.self)
-            append(topic, entry.partition, batches, nil, nil, 0, nil) { result in
-                switch result {
-                case .success(let appended):
-                    promise.succeed(
-                        Produced(
-                            result: ProducePartitionResult(
-                                partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
-                                logStartOffset: appended.logStartOffset)))
-                case .failure(let error): promise.succeed(failed(error))
+            let appendPlain: @Sendable () -> EventLoopFuture<Produced> = {
+                let promise = eventLoop.makePromise(of: Produced.self)
+                append(topic, entry.partition, batches, nil, nil, 0, nil) { result in
+                    switch result {
+                    case .success(let appended):
+                        promise.succeed(
+                            Produced(
+                                result: ProducePartitionResult(
+                                    partition: entry.partition, baseOffset: appended.baseOffset, logAppendTimeMs: appended.logAppendTimeMs ?? -1,
+                                    logStartOffset: appended.logStartOffset)))
+                    case .failure(let error): promise.succeed(failed(error))
+                    }
                 }
+                return promise.futureResult
             }
-            return promise.futureResult
+            // The batches are checked (CRC, every record, zstd) where `append` runs: on the
+            // loop only when small and uncompressed, else on the partition's lane.
+            let bytes = batches.reduce(0) { $0 + $1.count }
+            let wantsLane = bytes > Self.verifyOnLoopBytesMax || batches.contains(where: Self.isCompressed)
+            guard laneBacklog.enter(partition, wantsLane: wantsLane) else { return appendPlain() }
+            let backlog = laneBacklog
+            return validationLanes.run(lane: lane, on: eventLoop) { () -> EventLoopFuture<Produced> in
+                defer { backlog.leave(partition) }
+                return appendPlain()
+            }.flatMap { $0 }
         }
         let quarantines = info?.config.onInvalid == .quarantine
-        return validationLanes.run(lane: Self.lane(topic, entry.partition), on: eventLoop) { [self] in
-            try prepare(
+        _ = laneBacklog.enter(partition, wantsLane: true)
+        let backlog = laneBacklog
+        // Inspected, prepared and queued for the writer on the lane: the batches are checked
+        // there, never on the loop.
+        return validationLanes.run(lane: lane, on: eventLoop) { [self] () -> EventLoopFuture<Produced> in
+            defer { backlog.leave(partition) }
+            let prepared = try prepare(
                 topic, entry.partition, batches: batches, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches, steps: steps),
                 quarantines: quarantines)
-        }.flatMap { [self] prepared in
-            appendPrepared(topic, entry, prepared, info: info, on: eventLoop, append: append)
-        }.flatMapErrorThrowing { error in failed(error) }
+            return appendPrepared(topic, entry, prepared, info: info, on: eventLoop, append: append)
+        }.flatMap { $0 }.flatMapErrorThrowing { error in failed(error) }
+    }
+
+    /// The largest produce (a partition's batches together) whose batches are checked on the
+    /// event loop when none is compressed; larger ones, and compressed ones (zstd costs more
+    /// than a hop to the lane whatever the size), are checked on the partition's validation
+    /// lane. See DECISIONS.md, "Batch checks off the event loop".
+    static let verifyOnLoopBytesMax = 16 << 10
+
+    /// Whether a batch's codec bits name a codec (read without checking anything else: a batch
+    /// too short to say goes to the lane, whose check refuses it).
+    static func isCompressed(_ batch: [UInt8]) -> Bool {
+        guard batch.count >= RecordBatchLayout.attributesAt + 2 else { return true }
+        return batch[RecordBatchLayout.attributesAt + 1] & 0x07 != 0
     }
 
     /// A partition's lane: the topic's partitions take consecutive lanes from a point the
@@ -378,7 +409,7 @@ extension RequestDispatcher {
         return prepared
     }
 
-    /// On the event loop: carries a prepared partition out. Quarantine first (so a failure
+    /// On the partition's lane: carries a prepared partition out. Quarantine first (so a failure
     /// between the two leaves the bad records parked and the producer told), then the kept
     /// records; an idempotent producer's numbers are used up even when nothing is appended.
     func appendPrepared(

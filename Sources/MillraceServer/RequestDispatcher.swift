@@ -20,6 +20,8 @@ final class RequestDispatcher: Sendable {
     /// Threads that check records against schemas, one per core; a partition always uses the
     /// same one, so its batches are appended in the order they arrived.
     let validationLanes = ValidationLanes(count: System.coreCount)
+    /// Produces of each partition on its lane, so the partition's next ones follow them there.
+    let laneBacklog = LaneBacklog()
     let metrics: BrokerMetrics
     /// Log lines a peer can cause go through this.
     let logLimiter: LogLimiter
@@ -43,8 +45,11 @@ final class RequestDispatcher: Sendable {
 
     /// Carries out `request`. `responseBytesAllowed` says, when asked on `eventLoop`, how many
     /// response bytes the connection and the broker have room for; fetches read no more.
+    /// A long poll registers in `waiting` (its connection's), which cancels it when the
+    /// connection goes.
     func handle(
-        _ request: Request, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int = { Limits.fetchBytesMax }
+        _ request: Request, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int = { Limits.fetchBytesMax },
+        waiting: ConnectionWaits? = nil
     ) -> EventLoopFuture<ResponseBody> {
         do {
             switch request {
@@ -138,7 +143,7 @@ final class RequestDispatcher: Sendable {
             case .produce(let produce):
                 return self.produce(produce, on: eventLoop)
             case .fetch(let fetch):
-                return self.fetch(fetch, on: eventLoop, responseBytesAllowed: responseBytesAllowed)
+                return self.fetch(fetch, on: eventLoop, responseBytesAllowed: responseBytesAllowed, waiting: waiting)
             case .listOffsets(let list):
                 return eventLoop.makeSucceededFuture(.listOffsets(listOffsets(list)))
             case .joinGroup(let join):
@@ -358,40 +363,38 @@ final class RequestDispatcher: Sendable {
     // MARK: Fetch
 
     private func fetch(
-        _ request: FetchRequest, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int
+        _ request: FetchRequest, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int, waiting: ConnectionWaits?
     ) -> EventLoopFuture<ResponseBody> {
         let (results, bytes, counts) = readAll(request, allowed: responseBytesAllowed())
-        let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
-        if bytes >= Int(request.minBytes) || request.maxWaitMs <= 0 {
+        let minBytes = Self.minBytes(request)
+        if bytes >= minBytes || request.maxWaitMs <= 0 {
             countFetched(counts)
             return eventLoop.makeSucceededFuture(.fetch(results))
         }
-        // Long poll: wait for a commit to any of these partitions, or the deadline.
-        let promise = eventLoop.makePromise(of: ResponseBody.self)
-        let done = NIOLockedValueBox(false)
-        let token = NIOLockedValueBox(0)
-        let allowed = NIOLoopBound(responseBytesAllowed, eventLoop: eventLoop)
-        let finish: @Sendable (Bool) -> Void = { [self] force in
-            eventLoop.assertInEventLoop()
-            guard !done.withLockedValue({ $0 }) else { return }
-            // Read again only now: a waiting fetch holds no record bytes.
-            let (results, bytes, counts) = readAll(request, allowed: allowed.value())
-            guard force || bytes >= Int(request.minBytes) else { return }
-            done.withLockedValue { $0 = true }
-            countFetched(counts)
-            waiters.remove(token.withLockedValue { $0 }, partitions)
-            promise.succeed(.fetch(results))
+        return ParkedFetch.park(
+            request, seen: Self.bytesByPartition(results), minBytes: minBytes, dispatcher: self, on: eventLoop, responseBytesAllowed: responseBytesAllowed,
+            waiting: waiting)
+    }
+
+    /// The bytes a fetch waits for: its `min bytes`, but never more than it may carry (its
+    /// `max bytes`, the partitions' together, `fetchBytesMax`), which no commit could reach.
+    static func minBytes(_ request: FetchRequest) -> Int {
+        let partitions = request.topics.reduce(0) { $0 + $1.entries.reduce(0) { $0 + Int(max($1.maxBytes, 0)) } }
+        return min(Int(request.minBytes), Int(max(request.maxBytes, 0)), partitions, Limits.fetchBytesMax)
+    }
+
+    static func bytesByPartition(_ results: [TopicEntries<FetchPartitionResult>]) -> [TopicPartition: Int] {
+        var bytes: [TopicPartition: Int] = [:]
+        for topic in results {
+            for entry in topic.entries { bytes[TopicPartition(topic: topic.topic, partition: entry.partition)] = entry.records.readableBytes }
         }
-        token.withLockedValue { $0 = waiters.add(partitions) { eventLoop.execute { finish(false) } } }
-        let timeout = eventLoop.scheduleTask(in: .milliseconds(Int64(request.maxWaitMs))) { finish(true) }
-        promise.futureResult.whenComplete { _ in timeout.cancel() }
-        return promise.futureResult
+        return bytes
     }
 
     /// Reads every partition of `request` within its byte limits and `allowed` (the memory the
     /// connection and broker have left; see MemoryBudget). Only when `allowed` leaves room for
     /// a whole batch may the first batch pass the request's limits.
-    private func readAll(_ request: FetchRequest, allowed: Int) -> ([TopicEntries<FetchPartitionResult>], Int, [String: (records: Int, bytes: Int)]) {
+    func readAll(_ request: FetchRequest, allowed: Int) -> ([TopicEntries<FetchPartitionResult>], Int, [String: (records: Int, bytes: Int)]) {
         let room = max(0, allowed - Self.fetchResponseOverheadBytes(request))
         var budget = min(Int(max(request.maxBytes, 0)), Limits.fetchBytesMax, room)
         let firstMayExceed = room >= Limits.batchBytesMax
@@ -440,7 +443,7 @@ final class RequestDispatcher: Sendable {
     static let allocator = ByteBufferAllocator()
 
     /// Records and bytes a fetch's answer carries, per topic (whole batches, as sent).
-    private func countFetched(_ counts: [String: (records: Int, bytes: Int)]) {
+    func countFetched(_ counts: [String: (records: Int, bytes: Int)]) {
         for (topic, count) in counts { metrics.fetched(topic: topic, records: count.records, bytes: count.bytes) }
     }
 
