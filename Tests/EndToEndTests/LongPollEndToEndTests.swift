@@ -7,7 +7,7 @@ import Testing
 
 /// A long poll belongs to its connection: when the client goes, its fetches leave the
 /// broker at once, with their bytes, instead of waiting out their deadlines.
-@Suite struct LongPollEndToEndTests {
+@Suite(.stopsLiveServers) struct LongPollEndToEndTests {
     @Test func aClientThatGoesTakesItsParkedFetchesWithIt() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
