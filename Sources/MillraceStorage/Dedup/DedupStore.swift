@@ -1,3 +1,4 @@
+import Synchronization
 import CLMDB
 import MillraceFormat
 
@@ -63,7 +64,7 @@ public struct DedupHit: Sendable, Equatable {
 /// writer thread; `lock` guards it for the readers of counters.
 final class DedupStore: @unchecked Sendable {
     let filterBytes: Int
-    private let lock = ConditionLock()
+    private let lock = Mutex(())
     private var topics: [UInt32: DedupTopicState] = [:]
     /// Run ids are unique across topics and only grow (chunks are appended in id order).
     private(set) var nextRunID: UInt64 = 1
