@@ -71,46 +71,23 @@ extension WriteContext {
         let dbi = try databases.requireDedup()
         let counted = store.takeChangedCounts().filter { id in catalog.topics.values.contains { $0.id == id } }
         for topicID in Set(dedupPending.keys).union(dedupChanges.keys).union(counted) {
-            let state = store.topicState(topicID)
             var change = dedupChanges[topicID] ?? DedupChanges()
-            var nextRunID = max(dedupNextRunID, store.nextRunID)
-            var runs = state.runs.filter { !change.removedRuns.contains($0.id) } + change.addedRuns
+            var runs = dedupRuns(topicID, store: store, change: change, dbi: dbi)
             if let pending = dedupPending[topicID], !pending.isEmpty {
                 let sorted = pending.entries.sorted { $0.hash < $1.hash }
-                let written = try DedupRuns.write(sorted, runID: nextRunID, topicID: topicID, txn: txn, dbi: dbi, scratch: runScratch)
-                nextRunID += 1
-                change.addedRuns.append(written)
+                try runs.write(sorted)
                 change.newHashes.append(contentsOf: sorted.map(\.hash))
-                runs.append(written)
             }
             let window = catalog.topics.values.first { $0.id == topicID }.flatMap { catalog.dedupPolicy(of: $0) }?.windowMs ?? DedupPolicy.defaultWindowMs
-            let notBefore = UInt32(clamping: max(0, nowMs - window) / 1_000)
-            while let group = RunMeta.mergeCandidates(runs) {
-                // Runs stored before this transaction are read in place; its own are copied.
-                let sources = try group.map { try RunReader<DedupLayout>(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= store.nextRunID) }
-                let writer = RunWriter<DedupLayout>(
-                    runID: nextRunID, owner: topicID, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi, scratch: runScratch)
-                try DedupRuns.merge(sources, into: writer, notBefore: notBefore)
-                let written = try writer.finish()
-                for run in group { try SortedRuns.delete(runID: run.id, owner: topicID, txn: txn, dbi: dbi) }
-                nextRunID += 1
-                let ids = Set(group.map(\.id))
-                change.removedRuns.formUnion(ids)
-                change.addedRuns.removeAll { ids.contains($0.id) }
-                change.addedRuns.append(written)
-                runs = runs.filter { !ids.contains($0.id) } + [written]
-            }
-            dedupNextRunID = nextRunID
+            try runs.mergeDue(notBefore: UInt32(clamping: max(0, nowMs - window) / 1_000))
+            change.runs = runs.changes
+            dedupNextRunID = runs.nextRunID
             dedupChanges[topicID] = change
             var counters = ByteWriter(capacity: 8)
             counters.writeInteger(store.duplicatesTotal(topicID) + UInt64(change.duplicates))
             try txn.put(dbi.runs, DedupKeys.stats(topicID), counters.bytes)
         }
-        if dedupNextRunID > 0 {
-            var next = ByteWriter(capacity: 8)
-            next.writeInteger(dedupNextRunID)
-            try txn.put(dbi.runs, DedupKeys.nextRun, next.bytes)
-        }
+        if dedupNextRunID > 0 { try RunSet<DedupLayout>.storeNextRunID(dedupNextRunID, txn: txn, dbi: dbi) }
         dedupPending = [:]
         dedupViews = [:]
     }
@@ -127,14 +104,15 @@ extension WriteContext {
             let old = state.runs.filter { $0.maxTime < notBefore }
             guard !old.isEmpty else { continue }
             var change = dedupChanges[info.id] ?? DedupChanges()
+            var runs = dedupRuns(info.id, store: store, change: change, dbi: dbi)
             for run in old {
-                try SortedRuns.delete(runID: run.id, owner: info.id, txn: txn, dbi: dbi)
-                change.removedRuns.insert(run.id)
+                try runs.delete(run.id)
                 expired += run.count
             }
+            change.runs = runs.changes
             var rebuilt = [UInt8](repeating: 0, count: state.filter.count)
             try rebuilt.withUnsafeMutableBytes { filter in
-                for run in state.runs where !change.removedRuns.contains(run.id) {
+                for run in state.runs where !change.runs.removed.contains(run.id) {
                     let reader = try RunReader<DedupLayout>(runID: run.id, txn: txn, dbi: dbi, copying: run.id >= store.nextRunID)
                     while let entry = reader.current {
                         BlockedBloom.insert(DedupEntry.hash(at: entry), into: filter)
@@ -146,5 +124,12 @@ extension WriteContext {
             dedupChanges[info.id] = change
         }
         return expired
+    }
+
+    /// A topic's dedup runs as this transaction has them.
+    func dedupRuns(_ topicID: UInt32, store: DedupStore, change: DedupChanges, dbi: RunDatabases) -> RunSet<DedupLayout> {
+        RunSet(
+            owner: topicID, committed: store.topicState(topicID).runs, changes: change.runs, firstNew: store.nextRunID, nextRunID: dedupNextRunID,
+            txn: txn, dbi: dbi, scratch: runScratch)
     }
 }

@@ -32,13 +32,13 @@ final class IndexStore: @unchecked Sendable {
             let owner: UInt32 = try reader.readInteger("index owner")
             let tag: UInt8 = try reader.readInteger("index tag")
             switch tag {
-            case IndexKeys.nextRun[4] where owner == 0:
+            case RunKeys.nextRunTag where owner == 0:
                 var value = ByteReader(current.value)
                 next = max(next, try value.readInteger("index next run"))
             case RunKeys.runTag:
                 let runID: UInt64 = try reader.readInteger("index run id")
                 let header = try RunHeader(parsing: current.value, as: IndexLayout.self)
-                loaded.append(RunMeta(id: runID, count: header.count, minTime: header.minTime, maxTime: header.maxTime))
+                loaded.append(RunMeta(id: runID, header: header))
                 next = max(next, runID + 1)
             case IndexKeys.statsTag:
                 var value = ByteReader(current.value)
@@ -69,11 +69,9 @@ final class IndexStore: @unchecked Sendable {
             compacted = Array(memory.segments[..<kept]) + [IndexMemory.merged(Array(memory.segments[kept...]) + [changes.segment])]
         }
         lock.withLock {
-            runs.removeAll { changes.removedRuns.contains($0.id) }
-            runs.append(contentsOf: changes.addedRuns)
-            for id in changes.removedRuns { reaches[id] = nil }
+            runs = changes.runs.applied(to: runs)
+            for id in changes.runs.removed { reaches[id] = nil }
             reaches.merge(changes.reaches) { $1 }
-            runs.sort { $0.id < $1.id }
             nextRunID = max(nextRunID, changes.nextRunID)
             for (topic, count) in changes.entriesByTopic { entriesWritten[topic, default: 0] += UInt64(count) }
             if changes.memoryFlushed { memory = IndexMemory() }

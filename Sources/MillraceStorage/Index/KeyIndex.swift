@@ -127,10 +127,9 @@ enum IndexLayout: RunLayout {
     }
 }
 
-/// Keys of the `index` database beyond run headers (`RunKeys.run(0, run)`).
+/// Keys of the `index` database beyond run headers (`RunKeys.run(0, run)`) and the next run
+/// id (`RunKeys.nextRun`).
 enum IndexKeys {
-    /// The next run id.
-    static let nextRun: [UInt8] = [0, 0, 0, 0, 0x4E]
     static let statsTag: UInt8 = 0x53  // S: entries written per topic
     static let pendingTag: UInt8 = 0x50  // P: per partition, the records a rebuild has left
 
@@ -190,8 +189,7 @@ public struct IndexRebuildStep: Sendable, Equatable {
 
 /// A transaction's changes to the index, applied to memory once it commits.
 struct IndexChanges {
-    var addedRuns: [RunMeta] = []
-    var removedRuns: Set<UInt64> = []
+    var runs = RunChanges()
     var entriesByTopic: [UInt32: Int] = [:]
     var nextRunID: UInt64 = 0
     /// The transaction's appended entries, sorted, for the in-memory table.
@@ -204,7 +202,7 @@ struct IndexChanges {
     /// Reaches of the runs added.
     var reaches: [UInt64: IndexReach] = [:]
 
-    var isEmpty: Bool { addedRuns.isEmpty && removedRuns.isEmpty && entriesByTopic.isEmpty && segment.isEmpty && !memoryFlushed && touched.isEmpty }
+    var isEmpty: Bool { runs.isEmpty && entriesByTopic.isEmpty && segment.isEmpty && !memoryFlushed && touched.isEmpty }
 }
 
 /// The index's size, as `topic describe` and metrics show it.

@@ -2,16 +2,14 @@ import CLMDB
 import MillraceFormat
 
 extension WriteContext {
-    /// Writes this transaction's index entries as one run, merges runs that piled up
-    /// (dropping entries of topics deleted and of batches retention removed), and the
-    /// counters. Changes reach memory only after the commit.
     /// Deletes every index run none of whose entries can still be a hit: each partition it
     /// reaches has its log start at or past the run's end there, or its topic is gone.
     mutating func pruneIndexRuns() throws -> Int {
         guard let index, let dbi = databases.index else { return 0 }
         let topics = Set(catalog.topics.values.map(\.id))
         var pruned = 0
-        for run in index.snapshot.runs where !indexChanges.removedRuns.contains(run.id) {
+        var runs = indexRuns(index, dbi: dbi)
+        for run in index.snapshot.runs where !indexChanges.runs.removed.contains(run.id) {
             guard let reach = indexChanges.reaches[run.id] ?? index.reach(run.id) else { continue }
             var dead = true
             for (id, end) in reach.ends where topics.contains(id.topicID) {
@@ -21,11 +19,11 @@ extension WriteContext {
                 }
             }
             guard dead else { continue }
-            try SortedRuns.delete(runID: run.id, owner: 0, txn: txn, dbi: dbi)
+            try runs.delete(run.id)
             _ = try txn.delete(dbi.runs, IndexKeys.reach(run.id))
-            indexChanges.removedRuns.insert(run.id)
             pruned += 1
         }
+        indexChanges.runs = runs.changes
         return pruned
     }
 
@@ -48,12 +46,22 @@ extension WriteContext {
         indexChanges.touched[id] = nowMs
     }
 
+    /// The key index's runs as this transaction has them.
+    func indexRuns(_ index: IndexStore, dbi: RunDatabases) -> RunSet<IndexLayout> {
+        let (committed, firstNew) = index.snapshot
+        return RunSet(
+            owner: 0, committed: committed, changes: indexChanges.runs, firstNew: firstNew, nextRunID: indexChanges.nextRunID, txn: txn, dbi: dbi,
+            scratch: runScratch)
+    }
+
+    /// Writes this transaction's index entries as one run (a rebuild's now; appended ones once
+    /// the memory table is full), merges runs that piled up (dropping entries of topics
+    /// deleted and of batches retention removed), and the counters. Changes reach memory only
+    /// after the commit.
     mutating func flushIndex(forceMemory: Bool = false) throws {
         guard let index, !indexPending.isEmpty || !indexFresh.isEmpty || !indexChanges.entriesByTopic.isEmpty || forceMemory else { return }
         let dbi = try databases.requireIndex()
-        let (known, firstNew) = index.snapshot
-        var nextRunID = max(indexChanges.nextRunID, firstNew)
-        var runs = known.filter { !indexChanges.removedRuns.contains($0.id) } + indexChanges.addedRuns
+        var runs = indexRuns(index, dbi: dbi)
         // The log start of every partition an entry names, as this transaction sees it.
         var logStarts: [PartitionID: Int64] = [:]
         let topics = Set(catalog.topics.values.map(\.id))
@@ -86,23 +94,19 @@ extension WriteContext {
         }
         /// Writes the sorted segments' entries as one run, with its reach.
         func write(_ segments: [[IndexEntry]], reach: IndexReach) throws {
-            let writer = RunWriter<IndexLayout>(
-                runID: nextRunID, owner: 0, keysAtMost: segments.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi, scratch: runScratch)
-            try withUnsafeTemporaryAllocation(byteCount: IndexEntry.size, alignment: 8) { raw in
-                let base = raw.baseAddress.unsafelyUnwrapped
-                try IndexMemory.forEachInOrder(segments) { entry in
-                    guard isLive(entry.topicID, entry.partition, entry.offset) else { return }
-                    entry.write(to: base)
-                    try writer.append(raw: UnsafeRawPointer(base))
+            let written = try runs.write(keysAtMost: segments.reduce(0) { $0 + $1.count }) { writer in
+                try withUnsafeTemporaryAllocation(byteCount: IndexEntry.size, alignment: 8) { raw in
+                    let base = raw.baseAddress.unsafelyUnwrapped
+                    try IndexMemory.forEachInOrder(segments) { entry in
+                        guard isLive(entry.topicID, entry.partition, entry.offset) else { return }
+                        entry.write(to: base)
+                        try writer.append(raw: UnsafeRawPointer(base))
+                    }
                 }
+                if let failure { throw failure }
             }
-            if let failure { throw failure }
-            let written = try writer.finish()
             try txn.put(dbi.runs, IndexKeys.reach(written.id), reach.encoded)
             indexChanges.reaches[written.id] = reach
-            nextRunID += 1
-            indexChanges.addedRuns.append(written)
-            runs.append(written)
         }
         if !indexPending.isEmpty {
             IndexEntry.sort(&indexPending)
@@ -140,36 +144,26 @@ extension WriteContext {
             }
             indexFresh = []
         }
-        while let group = RunMeta.mergeCandidates(runs) {
-            let sources = try group.map { try RunReader<IndexLayout>(runID: $0.id, txn: txn, dbi: dbi, copying: $0.id >= firstNew) }
-            let writer = RunWriter<IndexLayout>(
-                runID: nextRunID, owner: 0, keysAtMost: group.reduce(0) { $0 + $1.count }, txn: txn, dbi: dbi, scratch: runScratch)
-            try SortedRuns.merge(sources, into: writer) { raw in
+        try runs.mergeDue(
+            keep: { raw in
                 let (topicID, partition, offset) = IndexEntry.place(at: raw)
                 return isLive(topicID, partition, offset)
-            }
-            if let failure { throw failure }
-            let written = try writer.finish()
-            if let reach = IndexReach.union(group.map { indexChanges.reaches[$0.id] ?? index.reach($0.id) }) {
-                try txn.put(dbi.runs, IndexKeys.reach(written.id), reach.encoded)
-                indexChanges.reaches[written.id] = reach
-            }
-            for run in group {
-                try SortedRuns.delete(runID: run.id, owner: 0, txn: txn, dbi: dbi)
-                _ = try txn.delete(dbi.runs, IndexKeys.reach(run.id))
-                indexChanges.reaches[run.id] = nil
-            }
-            nextRunID += 1
-            let ids = Set(group.map(\.id))
-            indexChanges.removedRuns.formUnion(ids)
-            indexChanges.addedRuns.removeAll { ids.contains($0.id) }
-            indexChanges.addedRuns.append(written)
-            runs = runs.filter { !ids.contains($0.id) } + [written]
-        }
-        indexChanges.nextRunID = nextRunID
-        var next = ByteWriter(capacity: 8)
-        next.writeInteger(nextRunID)
-        try txn.put(dbi.runs, IndexKeys.nextRun, next.bytes)
+            },
+            merged: { group, written in
+                if let failure { throw failure }
+                // The merged run reaches as far as its sources did.
+                if let reach = IndexReach.union(group.map { indexChanges.reaches[$0.id] ?? index.reach($0.id) }) {
+                    try txn.put(dbi.runs, IndexKeys.reach(written.id), reach.encoded)
+                    indexChanges.reaches[written.id] = reach
+                }
+                for run in group {
+                    _ = try txn.delete(dbi.runs, IndexKeys.reach(run.id))
+                    indexChanges.reaches[run.id] = nil
+                }
+            })
+        indexChanges.runs = runs.changes
+        indexChanges.nextRunID = runs.nextRunID
+        try runs.storeNextRunID()
         for (topic, count) in indexChanges.entriesByTopic {
             var counter = ByteWriter(capacity: 8)
             counter.writeInteger(index.written(topic) + UInt64(count))
