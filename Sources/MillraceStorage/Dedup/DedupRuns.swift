@@ -1,7 +1,7 @@
 import CLMDB
 import MillraceFormat
 
-// Business-key duplicate detection, stored as sorted runs (SortedRuns.swift) per topic. A
+// Business-key duplicate detection, stored as sorted runs (Runs/, a RunSet) per topic. A
 // look-up asks a fixed-size filter in memory, then each run's own filter, then the one
 // chunk that can hold the key.
 

@@ -4,7 +4,8 @@ import MillraceFormat
 // Immutable sorted runs inside LMDB: an LSM of fixed-size entries, each led by a 128-bit key
 // hash, that business-key dedup and the key index share (see docs/DECISIONS.md, "Dedup keys
 // in sorted runs"). A write transaction writes its new entries as one run, its chunks
-// appended at the end of a chunk database; runs of similar size are merged as they pile up.
+// appended at the end of a chunk database; runs of similar size are merged as they pile up
+// (RunSet.swift: the one place runs are written, merged and deleted, for both layouts).
 // A look-up asks each run's own filter (stored with the run), then finds its place in one
 // chunk by interpolating from the hash.
 
