@@ -1,3 +1,4 @@
+import Synchronization
 import CLMDB
 import MillraceFormat
 
@@ -238,7 +239,7 @@ struct LMDBCursor {
 /// pooled, so growing the map with no transaction active still holds.
 final class ReadTransactionPool: @unchecked Sendable {
     private let env: LMDBEnvironment
-    private let lock = ConditionLock()
+    private let lock = Mutex(())
     private var idle: [LMDBTransaction] = []
     private let idleMax: Int
 

@@ -1,33 +1,59 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// A mutex with a condition variable, for the writer's queue.
+// Storage's locks are one family, `Synchronization.Mutex` (docs/DECISIONS.md, "One lock
+// family: Synchronization.Mutex"). Two things it does not offer sit beside it, each with its
+// pthread object allocated once on the heap (a pthread object must not move, and a Swift
+// stored `var` has no stable address): a condition to park the writer and syncer threads on,
+// and a reader-writer gate.
+
+/// A value behind a `Mutex`, in a class so that several owners share it.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: consuming sending Value) { mutex = Mutex(value) }
+
+    func withLock<T, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
+        try mutex.withLock { (value: inout sending Value) throws(E) -> sending T in try body(&value) }
+    }
+}
+
+/// A mutex with a condition variable, for the two threads that park until work comes or a
+/// deadline passes (the writer's queue, the syncer's deliveries); `Mutex` has no condition.
 final class ConditionLock: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
 
     init() {
-        pthread_mutex_init(&mutex, nil)
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        condition = .allocate(capacity: 1)
+        condition.initialize(to: pthread_cond_t())
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
         pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(&condition, &attributes)
+        pthread_cond_init(condition, &attributes)
         pthread_condattr_destroy(&attributes)
     }
 
     deinit {
-        pthread_cond_destroy(&condition)
-        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(&mutex) }
-    func unlock() { pthread_mutex_unlock(&mutex) }
-    func signal() { pthread_cond_signal(&condition) }
-    func broadcast() { pthread_cond_broadcast(&condition) }
-    func wait() { pthread_cond_wait(&condition, &mutex) }
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+    func signal() { pthread_cond_signal(condition) }
+    func broadcast() { pthread_cond_broadcast(condition) }
+    func wait() { pthread_cond_wait(condition, mutex) }
 
     /// Waits at most `nanoseconds`; spurious wake-ups return early, so callers re-check.
     func wait(nanoseconds: UInt64) {
@@ -36,7 +62,7 @@ final class ConditionLock: @unchecked Sendable {
         let total = UInt64(deadline.tv_nsec) + nanoseconds
         deadline.tv_sec += Int(total / 1_000_000_000)
         deadline.tv_nsec = Int(total % 1_000_000_000)
-        pthread_cond_timedwait(&condition, &mutex, &deadline)
+        pthread_cond_timedwait(condition, mutex, &deadline)
     }
 
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
@@ -49,39 +75,36 @@ final class ConditionLock: @unchecked Sendable {
 /// Readers share it; the writer takes it alone for the rare moments no read transaction may
 /// be open in this process (growing the map, dropping a deleted topic's databases).
 final class ReadWriteGate: @unchecked Sendable {
-    private var rwlock = pthread_rwlock_t()
+    private let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
 
-    init() { pthread_rwlock_init(&rwlock, nil) }
-    deinit { pthread_rwlock_destroy(&rwlock) }
+    init() {
+        rwlock = .allocate(capacity: 1)
+        rwlock.initialize(to: pthread_rwlock_t())
+        pthread_rwlock_init(rwlock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(rwlock)
+        rwlock.deallocate()
+    }
 
     func withShared<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_rwlock_rdlock(&rwlock)
-        defer { pthread_rwlock_unlock(&rwlock) }
+        pthread_rwlock_rdlock(rwlock)
+        defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
 
     func withExclusive<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_rwlock_wrlock(&rwlock)
-        defer { pthread_rwlock_unlock(&rwlock) }
+        pthread_rwlock_wrlock(rwlock)
+        defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
 }
 
-/// A value behind a mutex.
-final class Locked<Value>: @unchecked Sendable {
-    private var value: Value
-    private var mutex = pthread_mutex_t()
-
-    init(_ value: Value) {
-        self.value = value
-        pthread_mutex_init(&mutex, nil)
-    }
-
-    deinit { pthread_mutex_destroy(&mutex) }
-
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body(&value)
+extension Mutex where Value == Void {
+    /// Runs `body` holding the lock: a `Mutex<Void>` guards state its owner keeps beside it
+    /// (the dedup and index stores, whose writer thread also reads that state without it).
+    borrowing func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        try withLock { (_: inout sending Void) throws(E) -> sending T in try body() }
     }
 }

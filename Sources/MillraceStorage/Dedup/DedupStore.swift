@@ -1,3 +1,4 @@
+import Synchronization
 import CLMDB
 import MillraceFormat
 
@@ -25,8 +26,7 @@ final class DedupTopicState {
 
 /// Counters a transaction changes, applied to the writer's memory only once it commits.
 struct DedupChanges {
-    var addedRuns: [RunMeta] = []
-    var removedRuns: Set<UInt64> = []
+    var runs = RunChanges()
     var newHashes: [DedupHash] = []
     var duplicates = 0
     /// Set when runs were deleted: the filter rebuilt from every key still held.
@@ -63,7 +63,7 @@ public struct DedupHit: Sendable, Equatable {
 /// writer thread; `lock` guards it for the readers of counters.
 final class DedupStore: @unchecked Sendable {
     let filterBytes: Int
-    private let lock = ConditionLock()
+    private let lock = Mutex(())
     private var topics: [UInt32: DedupTopicState] = [:]
     /// Run ids are unique across topics and only grow (chunks are appended in id order).
     private(set) var nextRunID: UInt64 = 1
@@ -81,14 +81,14 @@ final class DedupStore: @unchecked Sendable {
             let topicID: UInt32 = try reader.readInteger("dedup topic")
             let tag: UInt8 = try reader.readInteger("dedup tag")
             switch tag {
-            case DedupKeys.nextRun[4] where topicID == 0:
+            case RunKeys.nextRunTag where topicID == 0:
                 var value = ByteReader(current.value)
                 nextRunID = max(nextRunID, try value.readInteger("dedup next run"))
             case RunKeys.runTag:
                 let state = lock.withLock { topicState(topicID) }
                 let runID: UInt64 = try reader.readInteger("dedup run id")
                 let header = try DedupRuns.header(current.value)
-                state.runs.append(RunMeta(id: runID, count: header.count, minTime: header.minTime, maxTime: header.maxTime))
+                state.runs.append(RunMeta(id: runID, header: header))
                 runTopics[runID] = state
                 nextRunID = max(nextRunID, runID + 1)
             case DedupKeys.statsTag:
@@ -208,9 +208,7 @@ final class DedupStore: @unchecked Sendable {
             self.nextRunID = max(self.nextRunID, nextRunID)
             for (topicID, change) in changes {
                 let state = topicState(topicID)
-                state.runs.removeAll { change.removedRuns.contains($0.id) }
-                state.runs.append(contentsOf: change.addedRuns)
-                state.runs.sort { $0.id < $1.id }
+                state.runs = change.runs.applied(to: state.runs)
                 if let rebuilt = change.rebuiltFilter, rebuilt.count == state.filter.count {
                     rebuilt.withUnsafeBytes { state.filter.copyMemory(from: $0) }
                 }

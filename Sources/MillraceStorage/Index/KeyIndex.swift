@@ -127,10 +127,9 @@ enum IndexLayout: RunLayout {
     }
 }
 
-/// Keys of the `index` database beyond run headers (`RunKeys.run(0, run)`).
+/// Keys of the `index` database beyond run headers (`RunKeys.run(0, run)`) and the next run
+/// id (`RunKeys.nextRun`).
 enum IndexKeys {
-    /// The next run id.
-    static let nextRun: [UInt8] = [0, 0, 0, 0, 0x4E]
     static let statsTag: UInt8 = 0x53  // S: entries written per topic
     static let pendingTag: UInt8 = 0x50  // P: per partition, the records a rebuild has left
 
@@ -190,8 +189,7 @@ public struct IndexRebuildStep: Sendable, Equatable {
 
 /// A transaction's changes to the index, applied to memory once it commits.
 struct IndexChanges {
-    var addedRuns: [RunMeta] = []
-    var removedRuns: Set<UInt64> = []
+    var runs = RunChanges()
     var entriesByTopic: [UInt32: Int] = [:]
     var nextRunID: UInt64 = 0
     /// The transaction's appended entries, sorted, for the in-memory table.
@@ -204,7 +202,7 @@ struct IndexChanges {
     /// Reaches of the runs added.
     var reaches: [UInt64: IndexReach] = [:]
 
-    var isEmpty: Bool { addedRuns.isEmpty && removedRuns.isEmpty && entriesByTopic.isEmpty && segment.isEmpty && !memoryFlushed && touched.isEmpty }
+    var isEmpty: Bool { runs.isEmpty && entriesByTopic.isEmpty && segment.isEmpty && !memoryFlushed && touched.isEmpty }
 }
 
 /// The index's size, as `topic describe` and metrics show it.
@@ -216,212 +214,6 @@ public struct IndexStatus: Sendable, Equatable {
     public var entriesHeld: Int
     public var runs: Int
     public var diskBytes: Int
-}
-
-/// The writer's memory of the index: its runs (not their entries) and counters. Mutated on
-/// the writer thread after commits; `lock` guards it for readers.
-final class IndexStore: @unchecked Sendable {
-    private let lock = ConditionLock()
-    private(set) var runs: [RunMeta] = []
-    private(set) var nextRunID: UInt64 = 1
-    private var entriesWritten: [UInt32: UInt64] = [:]
-    /// The newest entries (`IndexMemory`), written as one run when they reach `memoryEntriesMax`.
-    private var memory = IndexMemory()
-    let memoryEntriesMax: Int
-    /// Per run, when known, the partitions its entries name and where each ended.
-    private(set) var reaches: [UInt64: IndexReach] = [:]
-
-    init(memoryEntriesMax: Int = IndexMemory.entriesMax(bytes: IndexMemory.defaultBytes)) {
-        self.memoryEntriesMax = max(1, memoryEntriesMax)
-    }
-
-    func load(txn: LMDBTransaction, dbi: RunDatabases) throws {
-        let cursor = try LMDBCursor(txn, dbi.runs)
-        defer { cursor.close() }
-        var loaded: [RunMeta] = []
-        var written: [UInt32: UInt64] = [:]
-        var reached: [UInt64: IndexReach] = [:]
-        var next: UInt64 = 1
-        var entry = try cursor.get(MDB_FIRST)
-        while let current = entry {
-            var reader = ByteReader(current.key)
-            let owner: UInt32 = try reader.readInteger("index owner")
-            let tag: UInt8 = try reader.readInteger("index tag")
-            switch tag {
-            case IndexKeys.nextRun[4] where owner == 0:
-                var value = ByteReader(current.value)
-                next = max(next, try value.readInteger("index next run"))
-            case RunKeys.runTag:
-                let runID: UInt64 = try reader.readInteger("index run id")
-                let header = try RunHeader(parsing: current.value, as: IndexLayout.self)
-                loaded.append(RunMeta(id: runID, count: header.count, minTime: header.minTime, maxTime: header.maxTime))
-                next = max(next, runID + 1)
-            case IndexKeys.statsTag:
-                var value = ByteReader(current.value)
-                written[owner] = try value.readInteger("index entries written")
-            case IndexKeys.reachTag where owner == 0:
-                reached[try reader.readInteger("index run id")] = try IndexReach(decoding: current.value)
-            default:
-                break
-            }
-            entry = try cursor.get(MDB_NEXT)
-        }
-        lock.withLock {
-            runs = loaded.sorted { $0.id < $1.id }
-            reaches = reached
-            entriesWritten = written
-            nextRunID = next
-        }
-    }
-
-    func apply(_ changes: IndexChanges) {
-        guard !changes.isEmpty else { return }
-        // Many small transactions leave many small segments; past a bound the newest half
-        // become one (so an entry is merged about log128 times, not once per compaction), on
-        // the writer thread, outside the lock readers take.
-        var compacted: [[IndexEntry]]?
-        if !changes.memoryFlushed, !changes.segment.isEmpty, memory.segments.count >= IndexMemory.segmentsMax {
-            let kept = memory.segments.count - IndexMemory.segmentsMax / 2
-            compacted = Array(memory.segments[..<kept]) + [IndexMemory.merged(Array(memory.segments[kept...]) + [changes.segment])]
-        }
-        lock.withLock {
-            runs.removeAll { changes.removedRuns.contains($0.id) }
-            runs.append(contentsOf: changes.addedRuns)
-            for id in changes.removedRuns { reaches[id] = nil }
-            reaches.merge(changes.reaches) { $1 }
-            runs.sort { $0.id < $1.id }
-            nextRunID = max(nextRunID, changes.nextRunID)
-            for (topic, count) in changes.entriesByTopic { entriesWritten[topic, default: 0] += UInt64(count) }
-            if changes.memoryFlushed { memory = IndexMemory() }
-            for (id, time) in changes.touched { memory.touched[id] = time }
-            if let compacted {
-                memory.segments = compacted
-            } else if !changes.segment.isEmpty {
-                memory.segments.append(changes.segment)
-            }
-            if !changes.segment.isEmpty || changes.memoryFlushed { memory.count = memory.segments.reduce(0) { $0 + $1.count } }
-        }
-    }
-
-    func reach(_ runID: UInt64) -> IndexReach? { lock.withLock { reaches[runID] } }
-
-    /// The append time last recorded for a partition with entries in memory; nil when it has none.
-    func touchedTime(_ id: PartitionID) -> Int64? { lock.withLock { memory.touched[id] } }
-
-    /// The in-memory table as it stands (segments are shared, not copied).
-    var memorySnapshot: IndexMemory { lock.withLock { memory } }
-
-    /// Replaces the in-memory table (on opening, with what was indexed again).
-    func restore(_ replayed: IndexMemory) { lock.withLock { memory = replayed } }
-
-    func forget(_ topicID: UInt32) {
-        lock.withLock {
-            entriesWritten[topicID] = nil
-            memory.touched = memory.touched.filter { $0.key.topicID != topicID }
-        }
-    }
-
-    func written(_ topicID: UInt32) -> UInt64 { lock.withLock { entriesWritten[topicID] ?? 0 } }
-
-    var snapshot: (runs: [RunMeta], nextRunID: UInt64) { lock.withLock { (runs, nextRunID) } }
-
-    /// Entries held: in runs and in memory.
-    var entriesHeld: Int { lock.withLock { runs.reduce(0) { $0 + $1.count } + memory.count } }
-}
-
-extension WriteContext {
-    /// On setting an index policy: each partition's records so far are left for a rebuild.
-    func markIndexPending(_ info: TopicInfo) throws {
-        let dbi = try databases.requireIndex()
-        for partition in 0..<info.partitionCount {
-            let state = try databases.partitionState(txn, PartitionID(topicID: info.id, partition: partition))
-            var value = ByteWriter(capacity: 16)
-            value.writeInteger(state.logStartOffset)
-            value.writeInteger(state.nextOffset)
-            try txn.put(dbi.runs, IndexKeys.pending(info.id, partition), value.bytes)
-        }
-    }
-
-    /// A rebuild step: entries for records `op.from..<op.through` of the partition, if the
-    /// rebuild is there; then it goes on from `op.through` (or is done).
-    mutating func indexRecords(_ op: IndexRecordsOperation) throws -> Result<IndexRebuildStep, MillraceError> {
-        let (info, id, _): (TopicInfo, PartitionID, MDB_dbi)
-        switch resolve(op.topic, op.partition) {
-        case .failure(let error): return .failure(error)
-        case .success(let resolved): (info, id, _) = resolved
-        }
-        guard info.config.index != nil else {
-            return .failure(MillraceError(.invalidConfig, "topic \(op.topic) indexes nothing; set what it indexes first (`millrace index set`)"))
-        }
-        let dbi = try databases.requireIndex()
-        guard let stored = try txn.get(dbi.runs, IndexKeys.pending(info.id, op.partition)) else {
-            let next = try state(id).nextOffset
-            return .success(IndexRebuildStep(partition: op.partition, next: next, end: next, indexed: 0))
-        }
-        var reader = ByteReader(stored)
-        var next: Int64 = try reader.readInteger("rebuild next")
-        let end: Int64 = try reader.readInteger("rebuild end")
-        next = max(next, try state(id).logStartOffset)
-        guard op.from == next else {
-            return .failure(MillraceError(.invalidRequest, "the rebuild of \(op.topic)/\(op.partition) is at offset \(next), not \(op.from); ask again"))
-        }
-        let through = min(max(op.through, next), end)
-        var indexed = 0
-        for entry in op.entries where entry.offset >= next && entry.offset < through {
-            indexPending.append(
-                IndexEntry(
-                    hash: entry.key.hash, timeMs: entry.timeMs, offset: entry.offset, topicID: info.id, partition: UInt16(clamping: op.partition),
-                    slot: entry.key.slot, position: entry.key.position))
-            indexed += 1
-        }
-        if indexed > 0 { indexChanges.entriesByTopic[info.id, default: 0] += indexed }
-        if through >= end {
-            _ = try txn.delete(dbi.runs, IndexKeys.pending(info.id, op.partition))
-        } else {
-            var value = ByteWriter(capacity: 16)
-            value.writeInteger(through)
-            value.writeInteger(end)
-            try txn.put(dbi.runs, IndexKeys.pending(info.id, op.partition), value.bytes)
-        }
-        return .success(IndexRebuildStep(partition: op.partition, next: through, end: end, indexed: indexed))
-    }
-
-    /// Index entries for an append's records, which take offsets from `firstOffset` in order
-    /// — all but `duplicates` (the records the writer took out; their batch was re-encoded,
-    /// so where its other records start is no longer known). `counts` are the records per
-    /// batch as the operation carried them.
-    static func indexEntries(
-        _ keys: [[IndexKey]], counts: [Int], duplicates: [DuplicateRecord], firstOffset: Int64, topicID: UInt32, partition: Int32, nowMs: Int64
-    ) -> [IndexEntry] {
-        var taken: [Int: Set<Int>] = [:]
-        for duplicate in duplicates { taken[duplicate.batch, default: []].insert(duplicate.record) }
-        var entries: [IndexEntry] = []
-        var next = firstOffset
-        let partition = UInt16(clamping: partition)
-        for (batch, count) in counts.enumerated() {
-            let batchKeys = batch < keys.count ? keys[batch] : []
-            guard let gone = taken[batch] else {
-                for key in batchKeys where key.record >= 0 && Int(key.record) < count {
-                    entries.append(
-                        IndexEntry(
-                            hash: key.hash, timeMs: nowMs, offset: next + Int64(key.record), topicID: topicID, partition: partition, slot: key.slot,
-                            position: key.position))
-                }
-                next += Int64(count)
-                continue
-            }
-            var offsets = [Int64?](repeating: nil, count: count)
-            for record in 0..<count where !gone.contains(record) {
-                offsets[record] = next
-                next += 1
-            }
-            for key in batchKeys where key.record >= 0 && Int(key.record) < count {
-                guard let offset = offsets[Int(key.record)] else { continue }
-                entries.append(IndexEntry(hash: key.hash, timeMs: nowMs, offset: offset, topicID: topicID, partition: partition, slot: key.slot))
-            }
-        }
-        return entries
-    }
 }
 
 /// Where a trace page ends: the last hit's place in append order; the next page starts after it.

@@ -1,7 +1,7 @@
 import CLMDB
 import MillraceFormat
 
-// Business-key duplicate detection, stored as sorted runs (SortedRuns.swift) per topic. A
+// Business-key duplicate detection, stored as sorted runs (Runs/, a RunSet) per topic. A
 // look-up asks a fixed-size filter in memory, then each run's own filter, then the one
 // chunk that can hold the key.
 
@@ -68,31 +68,15 @@ enum DedupLayout: RunLayout {
     }
 }
 
-/// Keys of the `dedup` database beyond run headers (`RunKeys.run(topic, run)`).
+/// Keys of the `dedup` database beyond run headers (`RunKeys.run(topic, run)`) and the next
+/// run id (`RunKeys.nextRun`).
 enum DedupKeys {
     static let statsTag: UInt8 = 0x53  // S: counters
-    /// The next run id, under topic id 0 (no topic has it).
-    static let nextRun: [UInt8] = [0, 0, 0, 0, 0x4E]
 
     static func stats(_ topicID: UInt32) -> [UInt8] { Keys.topicPrefix(topicID) + [statsTag] }
 }
 
 enum DedupRuns {
-    /// Writes `entries` (sorted by hash, no repeats) as run `runID` of the topic.
-    static func write(
-        _ entries: [DedupEntry], runID: UInt64, topicID: UInt32, txn: LMDBTransaction, dbi: RunDatabases, scratch: RunScratch? = nil
-    ) throws -> RunMeta {
-        let writer = RunWriter<DedupLayout>(runID: runID, owner: topicID, keysAtMost: entries.count, txn: txn, dbi: dbi, scratch: scratch)
-        try withUnsafeTemporaryAllocation(byteCount: DedupEntry.size, alignment: 8) { raw in
-            let base = raw.baseAddress.unsafelyUnwrapped
-            for entry in entries {
-                entry.write(to: base)
-                try writer.append(raw: UnsafeRawPointer(base))
-            }
-        }
-        return try writer.finish()
-    }
-
     static func header(_ bytes: UnsafeRawBufferPointer) throws -> RunHeader { try RunHeader(parsing: bytes, as: DedupLayout.self) }
 
     /// The entry for `hash` in a run, if the run holds it.
@@ -106,12 +90,27 @@ enum DedupRuns {
         guard index >= 0, DedupEntry.hash(at: base + index * DedupEntry.size) == hash else { return nil }
         return DedupEntry(reading: base + index * DedupEntry.size)
     }
+}
 
-    /// Merges runs, dropping keys older than `notBefore`; of a key in several runs (it expired
-    /// and came back) the newest entry stays.
-    static func merge(_ sources: [RunReader<DedupLayout>], into writer: RunWriter<DedupLayout>, notBefore: UInt32) throws {
-        try SortedRuns.merge(
-            sources, into: writer, keep: { DedupEntry.time(at: $0) >= notBefore },
+extension RunSet where Layout == DedupLayout {
+    /// Writes `entries` (sorted by hash, no repeats) as one run of the topic.
+    mutating func write(_ entries: [DedupEntry]) throws {
+        try write(keysAtMost: entries.count) { writer in
+            try withUnsafeTemporaryAllocation(byteCount: DedupEntry.size, alignment: 8) { raw in
+                let base = raw.baseAddress.unsafelyUnwrapped
+                for entry in entries {
+                    entry.write(to: base)
+                    try writer.append(raw: UnsafeRawPointer(base))
+                }
+            }
+        }
+    }
+
+    /// Merges runs that piled up, dropping keys older than `notBefore`; of a key in several
+    /// runs (it expired and came back) the newest entry stays.
+    mutating func mergeDue(notBefore: UInt32) throws {
+        try mergeDue(
+            keep: { DedupEntry.time(at: $0) >= notBefore },
             replaces: { later, waiting in DedupEntry.time(at: later) > DedupEntry.time(at: waiting) })
     }
 }
