@@ -58,9 +58,10 @@ import TestSupport
             if round % 5 == 4 {
                 try await Task.sleep(nanoseconds: UInt64(random.next(in: 0...40)) * 1_000_000)
             } else {
-                let deadline = Date().addingTimeInterval(30)
-                while !(try String(contentsOfFile: output, encoding: .utf8)).contains("READY") && Date() < deadline {
-                    try await Task.sleep(nanoseconds: 2_000_000)
+                // Until the child is writing (a bound on the poll, not a time the test relies on:
+                // a child that never gets there is killed before it was ready, which is counted).
+                _ = try await eventually("the child is ready", limitSeconds: 30) {
+                    (try? String(contentsOfFile: output, encoding: .utf8))?.contains("READY") == true
                 }
                 try await Task.sleep(nanoseconds: UInt64(random.next(in: 5...250)) * 1_000_000)
             }

@@ -1,5 +1,6 @@
 import Foundation
 import MillraceFormat
+import TestSupport
 import Testing
 
 @testable import MillraceStorage
@@ -38,9 +39,9 @@ import Testing
                     results.withLock { $0.append(result) }
                 }
             }
-            while writer.queuedCountForTesting < 5 { await Task.yield() }
+            try #require(try await eventually("five appends queued") { writer.queuedCountForTesting == 5 })
             writer.setPausedForTesting(false)
-            while results.withLock({ $0.count }) < 5 { try await Task.sleep(nanoseconds: 1_000_000) }
+            try #require(try await eventually("five appends answered") { results.withLock { $0.count } == 5 })
             let survivor = try await storage.append(topic: "t", partition: 0, batch: batch(["kept"]))
             let seen = results.withLock { $0 }
             #expect(seen.count == 5)
@@ -68,7 +69,8 @@ import Testing
             #expect(refused.withLock { $0 } == [.writerBusy])
             // The async path waits for room instead of failing.
             async let waited = storage.append(topic: "t", partition: 0, batch: batch(["waited"]))
-            try await Task.sleep(nanoseconds: 50_000_000)
+            // It waits (it is not queued past the limit, nor refused) until there is room.
+            #expect(try await eventually("the append waits for room") { writer.spaceWaiterCountForTesting == 1 })
             #expect(writer.queuedCountForTesting == 4)
             writer.setPausedForTesting(false)
             #expect(try await waited.baseOffset == 4)

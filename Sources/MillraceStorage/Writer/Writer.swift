@@ -128,4 +128,6 @@ final class Writer: @unchecked Sendable {
     }
 
     var queuedCountForTesting: Int { lock.withLock { queue.count } }
+    /// Async appends waiting for room in the queue.
+    var spaceWaiterCountForTesting: Int { lock.withLock { spaceWaiters.count } }
 }
