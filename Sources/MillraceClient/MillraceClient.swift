@@ -316,6 +316,9 @@ public final class MillraceClient: Sendable {
         guard entry.errorCode == .none else {
             throw MillraceError(entry.errorCode, "topic \"\(topic)\" does not exist; create it with `millrace topic create \(topic)`")
         }
+        guard (1...Int32(Limits.partitionsPerTopicMax)).contains(entry.partitionCount) else {
+            throw MillraceError(.unexpected, "the broker said topic \"\(topic)\" has \(entry.partitionCount) partitions; a topic has 1...\(Limits.partitionsPerTopicMax)")
+        }
         return entry.partitionCount
     }
 
@@ -479,8 +482,9 @@ extension MillraceClient {
 /// The documented key → partition rule: FNV-1a (32-bit) of the key bytes, modulo the
 /// partition count. The same key always lands on the same partition while the count holds.
 public enum KeyPartitioner {
+    /// A count below 1 is taken as 1 (everything on partition 0).
     public static func partition(for key: [UInt8], partitionCount: Int32) -> Int32 {
-        precondition(partitionCount > 0)
+        let partitionCount = max(1, partitionCount)
         var hash: UInt32 = 0x811C_9DC5
         for byte in key {
             hash ^= UInt32(byte)

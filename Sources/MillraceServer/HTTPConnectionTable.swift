@@ -21,8 +21,8 @@ struct HTTPConnectionTable<ID: Hashable>: Sendable where ID: Sendable {
     private var nextSerial: UInt64 = 0
 
     init(connectionsMax: Int, idleMs: Int64) {
-        precondition(connectionsMax > 0, "an HTTP listener needs room for one connection")
-        self.connectionsMax = connectionsMax
+        // Room for one connection at least (a configuration of 0 would refuse every probe).
+        self.connectionsMax = max(1, connectionsMax)
         self.idleMs = idleMs
     }
 

@@ -18,8 +18,9 @@ struct PrometheusText {
 
     /// One sample of the family begun: `name{label="value",...} value`.
     mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double) {
-        if let family = untypedFamily {
-            precondition(family == name, "sample \(name) outside its family (\(family) begun)")
+        // A sample outside the family begun (a mistake in the caller, not a peer's doing) is
+        // written untyped rather than under another family's `# TYPE` line.
+        if let family = untypedFamily, family == name {
             bytes.append(contentsOf: "# TYPE ".utf8)
             bytes.append(contentsOf: family.utf8)
             bytes.append(contentsOf: " gauge\n".utf8)

@@ -91,6 +91,17 @@ final class Box<Value>: @unchecked Sendable {
 /// The group member's background timers: a commit that failed because the broker was away
 /// waits for the backoff like the heartbeat (it once was retried at once, in a tight loop of
 /// thousands of connection attempts while the broker restarted).
+@Suite struct KeyPartitionerTests {
+    /// The documented rule, and no trap for a count a broken broker might report.
+    @Test func keysSpreadByFNV1aAndABadCountIsPartitionZero() {
+        #expect(KeyPartitioner.partition(for: Array("ORD-1".utf8), partitionCount: 1) == 0)
+        let spread = Set((0..<200).map { KeyPartitioner.partition(for: Array("ORD-\($0)".utf8), partitionCount: 6) })
+        #expect(spread == Set(0..<6))
+        #expect(KeyPartitioner.partition(for: Array("ORD-1".utf8), partitionCount: 0) == 0)
+        #expect(KeyPartitioner.partition(for: Array("ORD-1".utf8), partitionCount: -3) == 0)
+    }
+}
+
 @Suite struct SessionTimersTests {
     @Test func heartbeatsAndCommitsComeDueOnTheirIntervals() {
         var timers = SessionTimers(heartbeatInterval: .seconds(1), commitInterval: .milliseconds(2_500))
