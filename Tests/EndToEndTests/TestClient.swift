@@ -77,13 +77,27 @@ final class TestClient {
     }
 
     /// True once the server has closed the connection: reads reach end-of-stream, or a reset
-    /// (a close with requests still unread in the server's socket is a reset).
-    func isClosedByServer() -> Bool {
+    /// (a close with requests still unread in the server's socket is a reset). False when
+    /// nothing comes for the receive timeout, or when more than `bytesMax` arrive first (a
+    /// server still answering a pipeline must not keep a test reading forever).
+    func isClosedByServer(bytesMax: Int = 64 << 20) -> Bool {
         var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
+        var received = 0
+        while received <= bytesMax {
             let got = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
             if got == 0 { return true }
             if got < 0 { return errno == ECONNRESET }
+            received += got
         }
+        return false
+    }
+
+    /// True when the server has closed or reset the connection, seen without reading what it
+    /// sent (a client that never reads stays one).
+    func hasBeenClosedByServer() -> Bool {
+        let peerHungUp: Int16 = 0x2000  // POLLRDHUP (Linux; Glibc leaves it out without _GNU_SOURCE)
+        var watched = pollfd(fd: descriptor, events: peerHungUp, revents: 0)
+        guard poll(&watched, 1, 0) == 1 else { return false }
+        return watched.revents & (peerHungUp | Int16(POLLHUP) | Int16(POLLERR)) != 0
     }
 }
