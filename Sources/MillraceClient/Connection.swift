@@ -1,6 +1,5 @@
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 

@@ -1,7 +1,6 @@
 import Logging
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// Consumes one topic or several as a member of a group, fit to run as a service:
 ///
@@ -92,7 +91,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     public var topic: String { topics.first ?? "" }
     /// Its settings.
     public let configuration: Configuration
-    let state = NIOLockedValueBox(State())
+    let state = Locked(State())
     /// Serialises the group protocol calls (join, heartbeat, commit, leave).
     let membership = AsyncMutex()
 
@@ -112,17 +111,17 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     }
 
     /// This member's id (empty until it has joined).
-    public var memberID: String { state.withLockedValue { $0.memberID } }
+    public var memberID: String { state.withLock { $0.memberID } }
     /// The group generation it is in (-1 when not in the group).
-    public var generation: Int32 { state.withLockedValue { $0.generation } }
+    public var generation: Int32 { state.withLock { $0.generation } }
     /// The partitions it owns now.
-    public var assignment: [TopicPartition] { state.withLockedValue { $0.assignment } }
+    public var assignment: [TopicPartition] { state.withLock { $0.assignment } }
     /// Things a person should know, such as records skipped because retention removed them.
-    public var warnings: [String] { state.withLockedValue { $0.warnings } }
+    public var warnings: [String] { state.withLock { $0.warnings } }
 
     /// Marks `record` as processed: its offset + 1 is committed with the next commit.
     public func commit(_ record: ConsumedRecord) {
-        state.withLockedValue { state in
+        state.withLock { state in
             let place = TopicPartition(topic: record.topic, partition: record.partition)
             guard state.assignment.contains(place) else { return }
             state.marked[place] = Swift.max(state.marked[place] ?? 0, record.offset + 1)
@@ -137,7 +136,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     /// Stops the background session, commits what is marked and leaves the group. Safe to
     /// call more than once; errors are logged, not thrown, so it always gets to the leave.
     public func close() async {
-        let session = state.withLockedValue { state -> Task<Void, Never>? in
+        let session = state.withLock { state -> Task<Void, Never>? in
             guard !state.closed else { return nil }
             state.closed = true
             return state.session
@@ -157,7 +156,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
             } catch {
                 self.client.logger.warning("group \(self.group): could not leave the group (\(Self.message(error))); the broker drops the member when its session expires")
             }
-            self.state.withLockedValue { $0.generation = -1 }
+            self.state.withLock { $0.generation = -1 }
         }
     }
 
@@ -174,11 +173,11 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     /// Joins (until it has) and starts the background session (once). A join that fails
     /// leaves nothing started: the next call tries again.
     func start() async throws {
-        if state.withLockedValue({ $0.session != nil || $0.closed }) { return }
+        if state.withLock({ $0.session != nil || $0.closed }) { return }
         try await membership.run {
             if self.generation < 0 { try await self.join() }
         }
-        state.withLockedValue { state in
+        state.withLock { state in
             guard state.session == nil, !state.closed else { return }
             state.session = Task { await self.runSession() }
         }
@@ -223,7 +222,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 timers.retry(due, after: heartbeatInterval)
             } catch {
                 let failure = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
-                state.withLockedValue { $0.failure = failure }
+                state.withLock { $0.failure = failure }
                 return
             }
         }
@@ -238,7 +237,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     }
 
     private func heartbeat(committingFirst: Bool = true) async throws {
-        let (memberID, generation) = state.withLockedValue { ($0.memberID, $0.generation) }
+        let (memberID, generation) = state.withLock { ($0.memberID, $0.generation) }
         do {
             let body = try await client.request(.heartbeat(GroupMemberRequest(group: group, memberID: memberID, generation: generation))).get()
             guard case .heartbeat(let beat) = body else { throw MillraceClient.unexpectedBody }
@@ -264,7 +263,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
             // The broker restarted or our session expired: marks for partitions we may no
             // longer own cannot be committed; their new owner reads them again.
             if !memberID.isEmpty { client.logger.notice("group \(group): the broker no longer knows member \(memberID); joining again") }
-            state.withLockedValue { $0.memberID = "" }
+            state.withLock { $0.memberID = "" }
             try await join()
         }
     }
@@ -273,7 +272,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     private func adopt(_ assigned: GroupAssignmentResponse) {
         let partitions = assigned.assignment.filter { topics.contains($0.topic) }
             .flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }.sorted()
-        let (revoked, gained) = state.withLockedValue { state -> ([TopicPartition], [TopicPartition]) in
+        let (revoked, gained) = state.withLock { state -> ([TopicPartition], [TopicPartition]) in
             let before = Set(state.assignment)
             let after = Set(partitions)
             state.memberID = assigned.memberID
@@ -293,7 +292,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
     /// known, for the partitions still owned.
     private func commitMarked() async throws {
         for attempt in 0..<2 {
-            let (memberID, generation, offsets) = state.withLockedValue { state in
+            let (memberID, generation, offsets) = state.withLock { state in
                 (
                     state.memberID, state.generation,
                     state.marked.filter { state.committed[$0.key] != $0.value && state.assignment.contains($0.key) }.sorted { $0.key < $1.key }
@@ -308,7 +307,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 })
             do {
                 _ = try await client.request(.offsetCommit(request)).get()
-                state.withLockedValue { state in for (partition, offset) in offsets { state.committed[partition] = offset } }
+                state.withLock { state in for (partition, offset) in offsets { state.committed[partition] = offset } }
                 return
             } catch let error as MillraceError where attempt == 0 && (error.code == .staleGeneration || error.code == .invalidRequest || error.code == .unknownMember) {
                 // Learn the new assignment (rejoining if the broker forgot this member), then
@@ -403,7 +402,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 try await consumer.membership.run { try await consumer.heartbeat() }
                 checkMembership = false
             }
-            let (failure, membership, assignment) = consumer.state.withLockedValue { ($0.failure, ($0.memberID, $0.generation), $0.assignment) }
+            let (failure, membership, assignment) = consumer.state.withLock { ($0.failure, ($0.memberID, $0.generation), $0.assignment) }
             if let failure { throw failure }
             if readerMembership.map({ $0 != membership }) ?? true || assignment != readerAssignment {
                 // A new generation (or a new membership after a broker restart): records
@@ -419,7 +418,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 pendingIndex += 1
                 let place = TopicPartition(topic: record.topic, partition: record.partition)
                 guard assignment.contains(place) else { return .again }
-                consumer.state.withLockedValue { $0.positions[place] = record.offset + 1 }
+                consumer.state.withLock { $0.positions[place] = record.offset + 1 }
                 return .record(record)
             }
             guard var current = reader else {
@@ -470,7 +469,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                         .makeAsyncIterator()
                 return
             }
-            let known = consumer.state.withLockedValue { $0.positions }
+            let known = consumer.state.withLock { $0.positions }
             var positions: [TopicPartition: Int64] = [:]
             var warnings: [String] = []
             for (topic, places) in Dictionary(grouping: assignment, by: \.topic).sorted(by: { $0.key < $1.key }) {
@@ -497,7 +496,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
                 }
             }
             if !warnings.isEmpty {
-                consumer.state.withLockedValue { $0.warnings.append(contentsOf: warnings) }
+                consumer.state.withLock { $0.warnings.append(contentsOf: warnings) }
                 for warning in warnings { client.logger.warning("\(warning)") }
             }
             reader = Consumer(
@@ -510,7 +509,7 @@ public final class GroupConsumer: AsyncSequence, Sendable {
 
 /// A FIFO lock for async code: one holder at a time, in the order they asked.
 final class AsyncMutex: Sendable {
-    private let state = NIOLockedValueBox<(busy: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let state = Locked<(busy: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     func run<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
         await acquire()
@@ -526,7 +525,7 @@ final class AsyncMutex: Sendable {
 
     private func acquire() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLockedValue { state -> Bool in
+            let now = state.withLock { state -> Bool in
                 if !state.busy {
                     state.busy = true
                     return true
@@ -539,7 +538,7 @@ final class AsyncMutex: Sendable {
     }
 
     private func release() {
-        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard !state.waiters.isEmpty else {
                 state.busy = false
                 return nil

@@ -69,7 +69,7 @@ extension MillraceClient {
 
     /// A version compiled for validating, fetched once and cached (versions are immutable).
     public func compiledSchema(topic: String, version: Int32? = nil) async throws -> (version: Int32, schema: Schema) {
-        if let version, let cached = schemaCache.withLockedValue({ $0[topic]?[version] }) { return (version, cached) }
+        if let version, let cached = schemaCache.withLock({ $0[topic]?[version] }) { return (version, cached) }
         let fetched = try await schema(topic: topic, version: version)
         let compiled: Schema
         do {
@@ -77,7 +77,7 @@ extension MillraceClient {
         } catch {
             throw MillraceError(.invalidSchema, "schema version \(fetched.version) of \(topic) does not compile here: \(error.message)")
         }
-        schemaCache.withLockedValue { $0[topic, default: [:]][fetched.version] = compiled }
+        schemaCache.withLock { $0[topic, default: [:]][fetched.version] = compiled }
         return (fetched.version, compiled)
     }
 

@@ -2,7 +2,6 @@ import Logging
 import MillraceFormat
 import MillraceSchema
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -76,9 +75,9 @@ public final class MillraceClient: Sendable {
     }
 
     /// The live connection, or the one being opened (shared, so requests keep their order).
-    private let link = NIOLockedValueBox<Link?>(nil)
+    private let link = Locked<Link?>(nil)
     /// Compiled schemas fetched by version, per topic (versions never change once registered).
-    let schemaCache = NIOLockedValueBox<[String: [Int32: Schema]]>([:])
+    let schemaCache = Locked<[String: [Int32: Schema]]>([:])
 
     /// A client of the broker at `host`:`port` (the configuration's `brokers` are not used).
     public convenience init(host: String = "127.0.0.1", port: Int = 7450, configuration: Configuration = Configuration()) {
@@ -110,7 +109,7 @@ public final class MillraceClient: Sendable {
     /// while a connection is being opened share it, and their requests go out in the order
     /// they asked.
     func connection() -> EventLoopFuture<Connection> {
-        link.withLockedValue { link in
+        link.withLock { link in
             switch link {
             case .opening(let opening): return opening
             case .open(let open) where open.isActive: return eventLoop.makeSucceededFuture(open)
@@ -120,7 +119,7 @@ public final class MillraceClient: Sendable {
             let opening = promise.futureResult
             // Registered before any request's callback, so the state is current when they run.
             opening.whenComplete { [self] result in
-                self.link.withLockedValue { link in
+                self.link.withLock { link in
                     guard case .opening(let current) = link, current === opening else { return }
                     switch result {
                     case .success(let open): link = .open(open)
@@ -171,7 +170,7 @@ public final class MillraceClient: Sendable {
     /// Closes the connection (waiting for one being opened). Requests after it open a new
     /// one; close producers and consumers first, as their own closing talks to the broker.
     public func close() async {
-        let current = link.withLockedValue { link -> EventLoopFuture<Connection>? in
+        let current = link.withLock { link -> EventLoopFuture<Connection>? in
             switch link {
             case .opening(let opening): return opening
             case .open(let open): return eventLoop.makeSucceededFuture(open)

@@ -1,6 +1,5 @@
 import Foundation
 import MillraceFormat
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// A record to send: where it goes, its key, value, headers and event time.
@@ -132,7 +131,7 @@ extension Producer {
     public static func makeWithDeliveryReports(client: MillraceClient, configuration: Configuration = Configuration()) -> (Producer, DeliveryReports) {
         let producer = Producer(client: client, configuration: configuration)
         let (stream, continuation) = AsyncStream<DeliveryReport>.makeStream()
-        producer.reportSink.withLockedValue { $0 = continuation }
+        producer.reportSink.withLock { $0 = continuation }
         return (producer, DeliveryReports(stream: stream))
     }
 
@@ -147,13 +146,13 @@ extension Producer {
     /// the broker unreachable for its metadata, the task cancelled while waiting for room).
     /// `deliver(_:)` sends and waits.
     public func send(_ record: ProducerRecord) async throws -> DeliveryHandle {
-        guard !closed.withLockedValue({ $0 }) else { throw MillraceError(.invalidRequest, "the producer is closed; make a new one") }
-        let id = nextID.withLockedValue { id -> UInt64 in
+        guard !closed.withLock({ $0 }) else { throw MillraceError(.invalidRequest, "the producer is closed; make a new one") }
+        let id = nextID.withLock { id -> UInt64 in
             id += 1
             return id
         }
         let promise = client.group.next().makePromise(of: Delivery.self)
-        let sink = reportSink.withLockedValue { $0 }
+        let sink = reportSink.withLock { $0 }
         let topic = record.topic
         try await enqueue(record) { result in
             let delivery = Self.delivery(topic: topic, result)
@@ -167,7 +166,7 @@ extension Producer {
     /// is durable or has failed — outcomes other than appended arrive as `RecordDuplicate`,
     /// `RecordQuarantined` or an `invalid_record` error. For tools that send millions.
     public func send(_ record: ProducerRecord, completion: @escaping Completion) async throws {
-        guard !closed.withLockedValue({ $0 }) else { throw MillraceError(.invalidRequest, "the producer is closed; make a new one") }
+        guard !closed.withLock({ $0 }) else { throw MillraceError(.invalidRequest, "the producer is closed; make a new one") }
         try await enqueue(record, completion: completion)
     }
 
@@ -199,8 +198,8 @@ extension Producer {
     /// Waits for every record sent so far, then refuses further sends and ends the delivery
     /// reports. Records that cannot be delivered within `deliveryTimeout` fail as usual.
     public func close() async throws {
-        closed.withLockedValue { $0 = true }
-        defer { reportSink.withLockedValue { $0?.finish() } }
+        closed.withLock { $0 = true }
+        defer { reportSink.withLock { $0?.finish() } }
         try await flush()
     }
 

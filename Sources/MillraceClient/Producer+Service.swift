@@ -21,9 +21,9 @@ extension Producer: Service {
         do {
             try await gracefulShutdown()
         } catch {
-            closed.withLockedValue { $0 = true }
+            closed.withLock { $0 = true }
             shipBatched()
-            reportSink.withLockedValue { $0?.finish() }
+            reportSink.withLock { $0?.finish() }
             throw error
         }
         try await close()

@@ -1,6 +1,5 @@
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// Batches records per partition (up to `batchBytesMax`, or `lingerMs` after the first),
@@ -129,14 +128,14 @@ public final class Producer: Sendable {
     let client: MillraceClient
     private let configuration: Configuration
     /// Where `send(_:)` reports each delivery, when a stream was asked for.
-    let reportSink = NIOLockedValueBox<AsyncStream<DeliveryReport>.Continuation?>(nil)
-    let nextID = NIOLockedValueBox<UInt64>(0)
-    let closed = NIOLockedValueBox(false)
+    let reportSink = Locked<AsyncStream<DeliveryReport>.Continuation?>(nil)
+    let nextID = Locked<UInt64>(0)
+    let closed = Locked(false)
     private let eventLoop: any EventLoop
     private let clock: ClientClock
-    private let state = NIOLockedValueBox(State())
+    private let state = Locked(State())
     /// Taken before `state` when both are held, never after.
-    private let sendOrder = NIOLockedValueBox(SendOrder())
+    private let sendOrder = Locked(SendOrder())
 
     public init(client: MillraceClient, configuration: Configuration = Configuration()) {
         self.client = client
@@ -189,13 +188,13 @@ public final class Producer: Sendable {
 
     /// Asks the broker for a producer id once (idempotent producers); later calls return at once.
     private func ensureIdentity() async throws {
-        guard configuration.idempotent, state.withLockedValue({ $0.identity == nil }) else { return }
+        guard configuration.idempotent, state.withLock({ $0.identity == nil }) else { return }
         _ = try await identity().get()
     }
 
     /// The producer's identity, asking the broker when there is none (one question at a time).
     private func identity() -> EventLoopFuture<Identity> {
-        let (known, asking, promise) = state.withLockedValue { state -> (Identity?, EventLoopFuture<Identity>?, EventLoopPromise<Identity>?) in
+        let (known, asking, promise) = state.withLock { state -> (Identity?, EventLoopFuture<Identity>?, EventLoopPromise<Identity>?) in
             if let identity = state.identity { return (identity, nil, nil) }
             if let asking = state.identityRequest { return (nil, asking, nil) }
             let promise = eventLoop.makePromise(of: Identity.self)
@@ -210,7 +209,7 @@ public final class Producer: Sendable {
                 guard case .initProducer(let id, let epoch) = body else { return .failure(MillraceClient.unexpectedBody) }
                 return .success(Identity(producerId: id, epoch: epoch))
             }
-            state.withLockedValue { state in
+            state.withLock { state in
                 state.identityRequest = nil
                 if case .success(let identity) = outcome {
                     state.identity = identity
@@ -237,7 +236,7 @@ public final class Producer: Sendable {
 
     /// The produce request for a shipment as stamped.
     private func encode(_ shipment: inout Shipment) throws {
-        let topic = state.withLockedValue { $0.topics[shipment.key.topic] }
+        let topic = state.withLock { $0.topics[shipment.key.topic] }
         let codec = topic?.compression ?? .none
         // Records with an event time keep it; the others take the send time. The batch's base
         // is the earliest, so every delta is 0 or more.
@@ -276,12 +275,12 @@ public final class Producer: Sendable {
     /// Throws `CancellationError` if the task is cancelled while it waits (a producer stuck
     /// behind a full disk must still stop on Ctrl-C).
     private func waitForRoom() async throws {
-        let full = state.withLockedValue { Self.isFull($0, configuration) }
+        let full = state.withLock { Self.isFull($0, configuration) }
         guard full else { return }
         let id = UInt64.random(in: 0...UInt64.max)
         try await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLockedValue { state -> Bool in
+                let resumeNow = state.withLock { state -> Bool in
                     guard Self.isFull(state, configuration), !Task.isCancelled else { return true }
                     state.roomWaiters.append((id, continuation))
                     return false
@@ -290,7 +289,7 @@ public final class Producer: Sendable {
             }
             try Task.checkCancellation()
         } onCancel: {
-            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
                 guard let index = state.roomWaiters.firstIndex(where: { $0.id == id }) else { return nil }
                 return state.roomWaiters.remove(at: index).continuation
             }
@@ -302,9 +301,9 @@ public final class Producer: Sendable {
     /// go on); true when everything sent was answered.
     public func flush(within limit: TimeAmount) async throws -> Bool {
         let done = eventLoop.makePromise(of: Bool.self)
-        let completed = NIOLockedValueBox(false)
+        let completed = Locked(false)
         @Sendable func complete(_ value: Bool) {
-            guard completed.withLockedValue({ let first = !$0; $0 = true; return first }) else { return }
+            guard completed.withLock({ let first = !$0; $0 = true; return first }) else { return }
             done.succeed(value)
         }
         let timer = clock.schedule(after: Duration(limit), on: eventLoop) { complete(false) }
@@ -321,7 +320,7 @@ public final class Producer: Sendable {
     public func flush() async throws {
         shipBatched()
         let promise = eventLoop.makePromise(of: Void.self)
-        let idle = state.withLockedValue { state -> Bool in
+        let idle = state.withLock { state -> Bool in
             if state.inFlight == 0 && state.partitions.isEmpty { return true }
             state.drainWaiters.append(promise)
             return false
@@ -332,12 +331,12 @@ public final class Producer: Sendable {
 
     /// Sends every partition's batch now, without waiting for its linger.
     func shipBatched() {
-        let keys = state.withLockedValue { Array($0.partitions.keys) }
+        let keys = state.withLock { Array($0.partitions.keys) }
         for key in keys { ship(key) }
     }
 
     private func topicInfo(_ topic: String) async throws -> Topic {
-        if let known = state.withLockedValue({ $0.topics[topic] }) { return known }
+        if let known = state.withLock({ $0.topics[topic] }) { return known }
         let described: MillraceClient.TopicDescription
         do {
             described = try await client.describeTopic(topic)
@@ -350,7 +349,7 @@ public final class Producer: Sendable {
         let compression = configuration.compression ?? (described.compression == .zstd ? .zstd : .none)
         let dictionary = compression == .zstd ? try await client.loadDictionary(topic: topic, id: 0)?.id : nil
         let info = Topic(partitionCount: Int32(described.partitions.count), compression: compression, dictionary: dictionary)
-        state.withLockedValue { $0.topics[topic] = info }
+        state.withLock { $0.topics[topic] = info }
         return info
     }
 
@@ -361,7 +360,7 @@ public final class Producer: Sendable {
         let recordBytes = value.count + (key?.count ?? 0) + 16
         let (lingerMs, batchBytesMax, eventLoop, clock) = (configuration.lingerMs, configuration.batchBytesMax, eventLoop, clock)
         let now = clock.now
-        let (target, full) = state.withLockedValue { state -> (TopicPartitionKey, Bool) in
+        let (target, full) = state.withLock { state -> (TopicPartitionKey, Bool) in
             let partition: Int32
             if let chosen {
                 partition = chosen
@@ -414,7 +413,7 @@ public final class Producer: Sendable {
     /// and its partition's sequence) in one step under the lock, so a partition's sequence
     /// numbers follow the order the batches go out in.
     private func ship(_ key: TopicPartitionKey) {
-        let taken = state.withLockedValue { state -> [Shipment] in
+        let taken = state.withLock { state -> [Shipment] in
             guard let pending = state.partitions.removeValue(forKey: key) else { return [] }
             pending.timer?.cancel()
             state.inFlight += 1
@@ -464,12 +463,12 @@ public final class Producer: Sendable {
             } catch {
                 finish(shipment.pending, target: shipment.key, .failure(error))
             }
-            sendOrder.withLockedValue { order in
+            sendOrder.withLock { order in
                 order.ready[shipment.pending.number] = .some(ready)
                 while let next = order.ready.removeValue(forKey: order.next) {
                     order.next += 1
                     guard let next else { continue }
-                    let queued = state.withLockedValue { state -> Bool in
+                    let queued = state.withLock { state -> Bool in
                         guard !state.retries.isEmpty else { return false }
                         state.retries.append(next)
                         return true
@@ -510,9 +509,9 @@ public final class Producer: Sendable {
         // a new id. A gap or a newer session: this batch fails, later ones start over.
         let renumber = code == .unknownProducerId
         let early = code == .outOfOrderSequence
-            && state.withLockedValue { state in state.unanswered[shipment.key]?.contains { $0 < shipment.pending.number } ?? false }
+            && state.withLock { state in state.unanswered[shipment.key]?.contains { $0 < shipment.pending.number } ?? false }
         if let stamp = shipment.stamp, !early, renumber || code == .outOfOrderSequence || code == .producerFenced {
-            state.withLockedValue { state in
+            state.withLock { state in
                 if state.identity == stamp.identity { state.identity = nil }
             }
         }
@@ -524,7 +523,7 @@ public final class Producer: Sendable {
         }
         var failed = shipment
         failed.lastError = error
-        let (delay, report) = state.withLockedValue { state -> (Duration?, Bool) in
+        let (delay, report) = state.withLock { state -> (Duration?, Bool) in
             state.retries.append(failed)
             let report = !state.reportedOutage
             state.reportedOutage = true
@@ -542,13 +541,13 @@ public final class Producer: Sendable {
     /// the broker no longer knows are numbered again first (asking for a new id if need be).
     private func resend() {
         if configuration.idempotent {
-            let stale = state.withLockedValue { state in state.retries.contains { $0.stamp?.identity != state.identity } }
-            let known = state.withLockedValue { $0.identity != nil }
+            let stale = state.withLock { state in state.retries.contains { $0.stamp?.identity != state.identity } }
+            let known = state.withLock { $0.identity != nil }
             if stale && !known {
                 identity().whenComplete { [self] result in
                     if case .failure = result {
                         // The broker is unreachable: try again after the back-off.
-                        let delay = state.withLockedValue { $0.backoff.next() }
+                        let delay = state.withLock { $0.backoff.next() }
                         _ = clock.schedule(after: delay, on: eventLoop) { self.resend() }
                     } else {
                         resend()
@@ -557,7 +556,7 @@ public final class Producer: Sendable {
                 return
             }
         }
-        var (waiting, renumbered) = state.withLockedValue { state -> ([Shipment], [Int]) in
+        var (waiting, renumbered) = state.withLock { state -> ([Shipment], [Int]) in
             state.retryScheduled = false
             defer { state.retries = [] }
             // In the order they were first sent, whatever order their failures arrived in.
@@ -582,7 +581,7 @@ public final class Producer: Sendable {
     }
 
     private func recovered() {
-        let wasDown = state.withLockedValue { state -> Bool in
+        let wasDown = state.withLock { state -> Bool in
             defer {
                 state.backoff.reset()
                 state.reportedOutage = false
@@ -629,7 +628,7 @@ public final class Producer: Sendable {
             }
         }
         typealias Waiters = (drained: [EventLoopPromise<Void>], room: [(id: UInt64, continuation: CheckedContinuation<Void, Never>)], released: [Shipment])
-        let (drained, room, released) = state.withLockedValue { state -> Waiters in
+        let (drained, room, released) = state.withLock { state -> Waiters in
             state.inFlight -= 1
             var released: [Shipment] = []
             if let key = target {

@@ -2,7 +2,6 @@ import CoreMetrics
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import Prometheus
 
 /// The broker's metrics, made through swift-metrics into a Prometheus registry of this broker's
@@ -37,11 +36,11 @@ public final class BrokerMetrics: StorageEvents, Sendable {
     }
 
     private let requests: [Int16: Request]
-    private let errors = NIOLockedValueBox<[String: CoreMetrics.Counter]>([:])
-    private let topics = NIOLockedValueBox<[String: TopicCounters]>([:])
-    private let indexSeen = NIOLockedValueBox<[String: UInt64]>([:])
+    private let errors = Locked<[String: CoreMetrics.Counter]>([:])
+    private let topics = Locked<[String: TopicCounters]>([:])
+    private let indexSeen = Locked<[String: UInt64]>([:])
     /// The same counts as the topic counters, readable (for BrokerStatus).
-    private let totals = NIOLockedValueBox<[String: TopicTotals]>([:])
+    private let totals = Locked<[String: TopicTotals]>([:])
 
     struct TopicTotals {
         var producedRecords: Int64 = 0
@@ -115,7 +114,7 @@ public final class BrokerMetrics: StorageEvents, Sendable {
         request.latency.recordNanoseconds(Int64(clamping: nanoseconds))
         guard error != .none else { return }
         let key = "\(api)/\(error.rawValue)"
-        let counter = errors.withLockedValue { errors -> CoreMetrics.Counter in
+        let counter = errors.withLock { errors -> CoreMetrics.Counter in
             if let known = errors[key] { return known }
             let name = ApiKey(rawValue: api)?.metricName ?? "\(api)"
             let made = Counter(label: "millrace_request_errors_total", dimensions: [("api", name), ("code", error.description)], factory: factory)
@@ -126,7 +125,7 @@ public final class BrokerMetrics: StorageEvents, Sendable {
     }
 
     func topic(_ name: String) -> TopicCounters {
-        if let known = topics.withLockedValue({ $0[name] }) { return known }
+        if let known = topics.withLock({ $0[name] }) { return known }
         let labels = [("topic", name)]
         let made = TopicCounters(
             producedRecords: Counter(label: "millrace_produced_records_total", dimensions: labels, factory: factory),
@@ -137,7 +136,7 @@ public final class BrokerMetrics: StorageEvents, Sendable {
             quarantined: Counter(label: "millrace_quarantined_records_total", dimensions: labels, factory: factory),
             duplicates: Counter(label: "millrace_duplicates_total", dimensions: labels, factory: factory),
             indexEntries: Counter(label: "millrace_index_entries_total", dimensions: labels, factory: factory))
-        return topics.withLockedValue { topics in
+        return topics.withLock { topics in
             if let raced = topics[name] { return raced }
             topics[name] = made
             return made
@@ -154,7 +153,7 @@ public final class BrokerMetrics: StorageEvents, Sendable {
         if records > 0 {
             counters.producedRecords.increment(by: records)
             counters.producedBytes.increment(by: bytes)
-            totals.withLockedValue {
+            totals.withLock {
                 $0[topic, default: TopicTotals()].producedRecords += Int64(records)
                 $0[topic, default: TopicTotals()].producedBytes += Int64(bytes)
             }
@@ -169,19 +168,19 @@ public final class BrokerMetrics: StorageEvents, Sendable {
         let counters = self.topic(topic)
         counters.fetchedRecords.increment(by: records)
         counters.fetchedBytes.increment(by: bytes)
-        totals.withLockedValue {
+        totals.withLock {
             $0[topic, default: TopicTotals()].fetchedRecords += Int64(records)
             $0[topic, default: TopicTotals()].fetchedBytes += Int64(bytes)
         }
     }
 
-    func totals(_ topic: String) -> TopicTotals { totals.withLockedValue { $0[topic] ?? TopicTotals() } }
+    func totals(_ topic: String) -> TopicTotals { totals.withLock { $0[topic] ?? TopicTotals() } }
 
     /// Index entries written for a topic, as storage counts them: the counter moves on by
     /// what was written since the last scrape.
     func indexEntriesWritten(topic: String, total: UInt64) {
         let counters = self.topic(topic)
-        let added = indexSeen.withLockedValue { seen -> UInt64 in
+        let added = indexSeen.withLock { seen -> UInt64 in
             let before = seen[topic] ?? 0
             seen[topic] = total
             return total > before ? total - before : 0
@@ -216,18 +215,18 @@ public final class BrokerMetrics: StorageEvents, Sendable {
 
     /// Drops the counters of topics that no longer exist.
     func keepTopics(_ names: Set<String>) {
-        let gone = topics.withLockedValue { topics -> [TopicCounters] in
+        let gone = topics.withLock { topics -> [TopicCounters] in
             let gone = topics.filter { !names.contains($0.key) }
             for name in gone.keys { topics[name] = nil }
-            indexSeen.withLockedValue { seen in for name in gone.keys { seen[name] = nil } }
-            totals.withLockedValue { totals in for name in gone.keys { totals[name] = nil } }
+            indexSeen.withLock { seen in for name in gone.keys { seen[name] = nil } }
+            totals.withLock { totals in for name in gone.keys { totals[name] = nil } }
             return Array(gone.values)
         }
         for counters in gone { for counter in counters.all { counter.destroy() } }
     }
 
     /// The topics that have counters now (until the next scrape prunes the deleted ones).
-    var countedTopics: Set<String> { topics.withLockedValue { Set($0.keys) } }
+    var countedTopics: Set<String> { topics.withLock { Set($0.keys) } }
 
     /// The registry (counters and histograms) in Prometheus's text format.
     func emit() -> [UInt8] { registry.emitToBuffer() }

@@ -1,7 +1,6 @@
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// What the frame decoder hands on: a whole frame, or the reason the stream is unusable.
@@ -53,7 +52,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let dispatcher: RequestDispatcher
     private var machine: Machine
     private let memory: MemoryBudget
-    private let serverInFlight: NIOLockedValueBox<Int>
+    private let serverInFlight: Locked<Int>
     /// Actions not yet carried out, and whether they are being: an answer that comes back
     /// while a request is dispatched queues its actions behind the others instead of
     /// recursing (recursion kept every answer of a chain alive on the stack: gigabytes under
@@ -67,7 +66,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var peerAddress: SocketAddress?
 
     init(
-        dispatcher: RequestDispatcher, configuration: Configuration, memory: MemoryBudget, serverInFlight: NIOLockedValueBox<Int>,
+        dispatcher: RequestDispatcher, configuration: Configuration, memory: MemoryBudget, serverInFlight: Locked<Int>,
         clock: any MillraceClock
     ) {
         self.dispatcher = dispatcher
@@ -89,7 +88,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         let before = machine.inFlight
         let actions = event(&machine)
         let change = machine.inFlight - before
-        if change != 0 { serverInFlight.withLockedValue { $0 += change } }
+        if change != 0 { serverInFlight.withLock { $0 += change } }
         pending.append(contentsOf: actions)
         guard !running else { return }
         running = true

@@ -1,4 +1,4 @@
-import NIOConcurrencyHelpers
+import MillraceFormat
 
 /// The requests of one connection that wait for something other than the storage (long-poll
 /// fetches), each with what cancels it and what makes it answer now. When the connection
@@ -28,10 +28,10 @@ final class ConnectionWaits: Sendable {
         var cancelled = false
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Locked(State())
 
     func add(cancel: @escaping @Sendable () -> Void, answerNow: @escaping @Sendable () -> Void) -> Registration {
-        state.withLockedValue { state in
+        state.withLock { state in
             guard !state.cancelled else { return .gone }
             state.nextToken += 1
             state.waiters[state.nextToken] = Waiter(cancel: cancel, answerNow: answerNow)
@@ -41,15 +41,15 @@ final class ConnectionWaits: Sendable {
 
     /// The request finished by itself.
     func remove(_ token: Int) {
-        _ = state.withLockedValue { $0.waiters.removeValue(forKey: token) }
+        _ = state.withLock { $0.waiters.removeValue(forKey: token) }
     }
 
     /// Requests waiting now.
-    var count: Int { state.withLockedValue { $0.waiters.count } }
+    var count: Int { state.withLock { $0.waiters.count } }
 
     /// Has every waiting request answer now, and any added later.
     func answerAll() {
-        let waiters = state.withLockedValue { state in
+        let waiters = state.withLock { state in
             state.draining = true
             return Array(state.waiters.values)
         }
@@ -58,7 +58,7 @@ final class ConnectionWaits: Sendable {
 
     /// Cancels every waiting request, and any added later.
     func cancelAll() {
-        let waiters = state.withLockedValue { state in
+        let waiters = state.withLock { state in
             state.cancelled = true
             defer { state.waiters = [:] }
             return Array(state.waiters.values)

@@ -1,6 +1,5 @@
 import MillraceFormat
 import MillraceStorage
-import NIOConcurrencyHelpers
 
 /// Long-poll fetches waiting for new records, by partition. The storage's commit observer
 /// wakes them with the partitions whose ends moved; nothing polls. A waiter named by several
@@ -14,11 +13,11 @@ final class FetchWaiters: Sendable {
         var partitionsByToken: [Int: [TopicPartition]] = [:]
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Locked(State())
 
     /// Registers `wake` for every partition in `partitions`; returns a token for `remove`.
     func add(_ partitions: [TopicPartition], wake: @escaping Wake) -> Int {
-        state.withLockedValue { state in
+        state.withLock { state in
             state.nextToken += 1
             for partition in partitions { state.waiters[partition, default: [:]][state.nextToken] = wake }
             state.partitionsByToken[state.nextToken] = partitions
@@ -27,7 +26,7 @@ final class FetchWaiters: Sendable {
     }
 
     func remove(_ token: Int) {
-        state.withLockedValue { state in
+        state.withLock { state in
             for partition in state.partitionsByToken.removeValue(forKey: token) ?? [] {
                 state.waiters[partition]?[token] = nil
                 if state.waiters[partition]?.isEmpty == true { state.waiters[partition] = nil }
@@ -36,11 +35,11 @@ final class FetchWaiters: Sendable {
     }
 
     /// Fetches waiting now.
-    var count: Int { state.withLockedValue { $0.partitionsByToken.count } }
+    var count: Int { state.withLock { $0.partitionsByToken.count } }
 
     /// Called on the writer thread after a commit, with the partitions it appended to.
     func wake(_ partitions: Set<TopicPartition>) {
-        let wakes = state.withLockedValue { state -> [Int: (Wake, Set<TopicPartition>)] in
+        let wakes = state.withLock { state -> [Int: (Wake, Set<TopicPartition>)] in
             var wakes: [Int: (Wake, Set<TopicPartition>)] = [:]
             for partition in partitions {
                 for (token, wake) in state.waiters[partition] ?? [:] { wakes[token, default: (wake, [])].1.insert(partition) }

@@ -1,11 +1,10 @@
 import MillraceFormat
-import NIOConcurrencyHelpers
 
 /// Keeps a log from flooding when a peer can cause its lines (garbage frames, resets): each
 /// kind of line goes through at most once per interval, and the next one that does says
 /// how many were held back.
 public final class LogLimiter: Sendable {
-    private let state = NIOLockedValueBox<[String: (lastMs: Int64, held: Int)]>([:])
+    private let state = Locked<[String: (lastMs: Int64, held: Int)]>([:])
     private let intervalMs: Int64
     private let clock: any MillraceClock
 
@@ -17,7 +16,7 @@ public final class LogLimiter: Sendable {
     /// Whether a line of `kind` may go out now; if so, " (N more like it held back)" or "".
     public func allow(_ kind: String) -> String? {
         let now = clock.nowMilliseconds()
-        return state.withLockedValue { state -> String? in
+        return state.withLock { state -> String? in
             if let last = state[kind], now - last.lastMs < intervalMs {
                 state[kind]?.held += 1
                 return nil

@@ -1,5 +1,4 @@
 import MillraceFormat
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// The broker's memory budget for bytes it holds on behalf of clients: request frames read and
@@ -22,33 +21,33 @@ final class MemoryBudget: Sendable {
     }
 
     let limits: Limits
-    private let state = NIOLockedValueBox<(usage: Usage, waiters: [@Sendable () -> Void])>((Usage(), []))
+    private let state = Locked<(usage: Usage, waiters: [@Sendable () -> Void])>((Usage(), []))
 
     init(limits: Limits) { self.limits = limits }
 
-    var usage: Usage { state.withLockedValue { $0.usage } }
+    var usage: Usage { state.withLock { $0.usage } }
 
     var isOverBudget: Bool {
-        state.withLockedValue { $0.usage.requestBytes >= limits.requestBytesMax || $0.usage.responseBytes >= limits.responseBytesMax }
+        state.withLock { $0.usage.requestBytes >= limits.requestBytesMax || $0.usage.responseBytes >= limits.responseBytesMax }
     }
 
     /// Whether a connection holding these bytes should stop: past the broker-wide request
     /// limit if it holds request bytes, past the response limit if it holds response bytes.
     func shouldHold(requestBytes: Int, responseBytes: Int) -> Bool {
-        state.withLockedValue {
+        state.withLock {
             (requestBytes > 0 && $0.usage.requestBytes >= limits.requestBytesMax)
                 || (responseBytes > 0 && $0.usage.responseBytes >= limits.responseBytesMax)
         }
     }
 
     /// Response bytes still free broker-wide.
-    var responseBytesAvailable: Int { state.withLockedValue { max(0, limits.responseBytesMax - $0.usage.responseBytes) } }
+    var responseBytesAvailable: Int { state.withLock { max(0, limits.responseBytesMax - $0.usage.responseBytes) } }
 
     /// For a connection that holds nothing: room for one whole batch even past the broker-wide
     /// limit, from a pool of `floorPoolBytes` above it, so clients that read their answers are
     /// served while others that do not hold the budget (until they are closed as stalled).
     var responseFloorAvailable: Int {
-        state.withLockedValue { max(0, min(Self.floorBytes, limits.responseBytesMax + Self.floorPoolBytes - $0.usage.responseBytes)) }
+        state.withLock { max(0, min(Self.floorBytes, limits.responseBytesMax + Self.floorPoolBytes - $0.usage.responseBytes)) }
     }
 
     /// One whole batch with the response around it.
@@ -57,14 +56,14 @@ final class MemoryBudget: Sendable {
     static let floorPoolBytes = 16 << 20
 
     func add(requestBytes: Int = 0, responseBytes: Int = 0) {
-        state.withLockedValue {
+        state.withLock {
             $0.usage.requestBytes += requestBytes
             $0.usage.responseBytes += responseBytes
         }
     }
 
     func release(requestBytes: Int = 0, responseBytes: Int = 0) {
-        let wake = state.withLockedValue { state -> [@Sendable () -> Void] in
+        let wake = state.withLock { state -> [@Sendable () -> Void] in
             state.usage.requestBytes -= requestBytes
             state.usage.responseBytes -= responseBytes
             guard !state.waiters.isEmpty, state.usage.requestBytes < limits.requestBytesMax, state.usage.responseBytes < limits.responseBytesMax else {
@@ -78,7 +77,7 @@ final class MemoryBudget: Sendable {
 
     /// Calls `wake` once usage is back under the broker-wide limits (at once if it is).
     func whenUnderBudget(_ wake: @escaping @Sendable () -> Void) {
-        let now = state.withLockedValue { state -> Bool in
+        let now = state.withLock { state -> Bool in
             if state.usage.requestBytes < limits.requestBytesMax && state.usage.responseBytes < limits.responseBytesMax { return true }
             state.waiters.append(wake)
             return false

@@ -2,7 +2,6 @@ import Logging
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -47,11 +46,11 @@ public final class MillraceServer: Sendable {
     let configuration: Configuration
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
-    private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel], expiry: RepeatedTask?)>(
+    private let state = Locked<(server: (any Channel)?, children: [ObjectIdentifier: any Channel], expiry: RepeatedTask?)>(
         (nil, [:], nil))
     /// Requests accepted and not yet answered, across connections (graceful shutdown waits on it).
-    private let inFlight = NIOLockedValueBox(0)
-    private let dispatcherBox = NIOLockedValueBox<RequestDispatcher?>(nil)
+    private let inFlight = Locked(0)
+    private let dispatcherBox = Locked<RequestDispatcher?>(nil)
     /// Bytes held for clients, against the configured limits.
     public let memory: MemoryUsage
     public let metrics: BrokerMetrics
@@ -79,7 +78,7 @@ public final class MillraceServer: Sendable {
         let storage = self.storage
         let state = self.state
         let inFlight = self.inFlight
-        let advertisedPort = NIOLockedValueBox<Int32>(Int32(configuration.port))
+        let advertisedPort = Locked<Int32>(Int32(configuration.port))
         let dispatcherBox = self.dispatcherBox
         let memory = self.memory.budget
         let logger = self.logger
@@ -90,16 +89,16 @@ public final class MillraceServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
-                let dispatcher = dispatcherBox.withLockedValue { box in
+                let dispatcher = dispatcherBox.withLock { box in
                     if let box { return box }
                     let made = RequestDispatcher(
-                        storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
+                        storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLock { $0 }, clock: configuration.clock,
                         logger: logger, metrics: metrics, groupsMax: configuration.groupsMax)
-                    made.brokerStatus.withLockedValue { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
+                    made.brokerStatus.withLock { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
                     box = made
                     return made
                 }
-                let admitted = state.withLockedValue { state -> Bool in
+                let admitted = state.withLock { state -> Bool in
                     guard state.children.count < configuration.connectionsMax else { return false }
                     state.children[ObjectIdentifier(channel)] = channel
                     return true
@@ -110,7 +109,7 @@ public final class MillraceServer: Sendable {
                     return channel.close()
                 }
                 metrics.connectionsAccepted.increment()
-                channel.closeFuture.whenComplete { _ in state.withLockedValue { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
+                channel.closeFuture.whenComplete { _ in state.withLock { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(
@@ -127,40 +126,40 @@ public final class MillraceServer: Sendable {
             try? await channel.close().get()
             throw MillraceError(.unexpected, "the listening socket has no address")
         }
-        advertisedPort.withLockedValue { $0 = Int32(address.port ?? configuration.port) }
+        advertisedPort.withLock { $0 = Int32(address.port ?? configuration.port) }
         // Made now too (not only with the first connection), so metrics can read its groups.
-        dispatcherBox.withLockedValue { box in
+        dispatcherBox.withLock { box in
             if box == nil {
                 let made = RequestDispatcher(
-                    storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLockedValue { $0 }, clock: configuration.clock,
+                    storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLock { $0 }, clock: configuration.clock,
                     logger: logger, metrics: metrics, groupsMax: configuration.groupsMax)
-                made.brokerStatus.withLockedValue { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
+                made.brokerStatus.withLock { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
                 box = made
             }
         }
-        state.withLockedValue { $0.server = channel }
+        state.withLock { $0.server = channel }
         if configuration.ticksAutomatically {
             let expiry = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [self] _ in tick() }
-            state.withLockedValue { $0.expiry = expiry }
+            state.withLock { $0.expiry = expiry }
         }
         return address
     }
 
     /// Connections open now.
-    public var connectionCount: Int { state.withLockedValue { $0.children.count } }
+    public var connectionCount: Int { state.withLock { $0.children.count } }
 
-    var dispatcher: RequestDispatcher? { dispatcherBox.withLockedValue { $0 } }
+    var dispatcher: RequestDispatcher? { dispatcherBox.withLock { $0 } }
 
     /// Requests read and not yet answered, across connections.
-    public var inFlightRequests: Int { inFlight.withLockedValue { $0 } }
+    public var inFlightRequests: Int { inFlight.withLock { $0 } }
 
     /// Expires group members whose session ran out and closes connections idle past the idle
     /// timeout, by the configured clock. Nothing waits on it.
     public func tick() {
-        dispatcherBox.withLockedValue { $0 }?.groups.expire()
+        dispatcherBox.withLock { $0 }?.groups.expire()
         let check = ConnectionHandler.IdleCheck(
             idleMs: configuration.idleTimeoutSeconds * 1000, underPressure: memory.budget.isOverBudget)
-        for child in state.withLockedValue({ Array($0.children.values) }) {
+        for child in state.withLock({ Array($0.children.values) }) {
             child.pipeline.fireUserInboundEventTriggered(check)
         }
     }
@@ -168,26 +167,26 @@ public final class MillraceServer: Sendable {
     /// Stops accepting, lets each connection finish what it has in flight (up to
     /// `graceSeconds`), closes them and the event loops. The caller closes the storage after.
     public func stop(graceSeconds: Int64 = 10) async {
-        let (server, expiry) = state.withLockedValue { ($0.server, $0.expiry) }
+        let (server, expiry) = state.withLock { ($0.server, $0.expiry) }
         expiry?.cancel()
         try? await server?.close().get()
         // Each connection stops reading requests, answers what it has, then half-closes so
         // its client reads every response and then end-of-stream.
-        for child in state.withLockedValue({ Array($0.children.values) }) {
+        for child in state.withLock({ Array($0.children.values) }) {
             child.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain())
         }
         let deadline = NIODeadline.now() + .seconds(graceSeconds)
-        while inFlight.withLockedValue({ $0 }) > 0 && NIODeadline.now() < deadline {
+        while inFlight.withLock({ $0 }) > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 10_000_000)
         }
         // A moment for the last responses and end-of-stream to reach the clients.
         try? await Task.sleep(nanoseconds: 50_000_000)
-        for child in state.withLockedValue({ Array($0.children.values) }) {
+        for child in state.withLock({ Array($0.children.values) }) {
             try? await child.close().get()
         }
         try? await group.shutdownGracefully()
-        await dispatcherBox.withLockedValue { $0 }?.validationLanes.shutdown()
-        await dispatcherBox.withLockedValue { $0 }?.schemas.shutdown()
+        await dispatcherBox.withLock { $0 }?.validationLanes.shutdown()
+        await dispatcherBox.withLock { $0 }?.schemas.shutdown()
     }
 }
 

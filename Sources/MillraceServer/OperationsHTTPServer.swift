@@ -1,6 +1,5 @@
 import Logging
 import MillraceFormat
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -37,9 +36,9 @@ public final class OperationsHTTPServer: Sendable {
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let scrapes: MetricsScrapes
-    private let channel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let channel = Locked<(any Channel)?>(nil)
     private let connections: HTTPConnections
-    private let ticker = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let ticker = Locked<RepeatedTask?>(nil)
     /// Request bodies are not wanted; a request sending more than this is cut off.
     static let bodyBytesMax = 64 << 10
 
@@ -86,10 +85,10 @@ public final class OperationsHTTPServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        channel.withLockedValue { $0 = bound }
+        channel.withLock { $0 = bound }
         if configuration.ticksAutomatically {
             let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [connections] _ in connections.closeIdle() }
-            ticker.withLockedValue { $0 = task }
+            ticker.withLock { $0 = task }
         }
         guard let address = bound.localAddress else { throw MillraceError(.unexpected, "the HTTP socket has no address") }
         return address
@@ -102,11 +101,11 @@ public final class OperationsHTTPServer: Sendable {
     public var connectionCount: Int { connections.count }
 
     /// Connections whose next request waits for their responses to be read.
-    var heldRequests: Int { connections.held.withLockedValue { $0 } }
+    var heldRequests: Int { connections.held.withLock { $0 } }
 
     public func stop() async {
-        ticker.withLockedValue { $0 }?.cancel()
-        try? await channel.withLockedValue({ $0 })?.close().get()
+        ticker.withLock { $0 }?.cancel()
+        try? await channel.withLock({ $0 })?.close().get()
         for open in connections.all() { try? await open.close().get() }
         try? await group.shutdownGracefully()
         try? await scrapes.shutdown()
@@ -123,20 +122,20 @@ struct OperationsPages: Sendable {
 
 /// The open connections and their table, shared by the accepting and the serving code.
 final class HTTPConnections: Sendable {
-    private let state: NIOLockedValueBox<(table: HTTPConnectionTable<ObjectIdentifier>, channels: [ObjectIdentifier: any Channel])>
+    private let state: Locked<(table: HTTPConnectionTable<ObjectIdentifier>, channels: [ObjectIdentifier: any Channel])>
     private let clock: any MillraceClock
     /// Connections with a request held until their unwritten responses drain.
-    let held = NIOLockedValueBox(0)
+    let held = Locked(0)
 
     init(table: HTTPConnectionTable<ObjectIdentifier>, clock: any MillraceClock) {
-        state = NIOLockedValueBox((table, [:]))
+        state = Locked((table, [:]))
         self.clock = clock
     }
 
     /// Counts `channel`; returns the one to close to make room for it.
     func opened(_ channel: any Channel) -> (any Channel)? {
         let now = clock.nowMilliseconds()
-        return state.withLockedValue { state in
+        return state.withLock { state in
             state.channels[ObjectIdentifier(channel)] = channel
             guard let replaced = state.table.opened(ObjectIdentifier(channel), nowMs: now) else { return nil }
             return state.channels.removeValue(forKey: replaced)
@@ -145,11 +144,11 @@ final class HTTPConnections: Sendable {
 
     func active(_ channel: any Channel) {
         let now = clock.nowMilliseconds()
-        state.withLockedValue { $0.table.active(ObjectIdentifier(channel), nowMs: now) }
+        state.withLock { $0.table.active(ObjectIdentifier(channel), nowMs: now) }
     }
 
     func closed(_ channel: any Channel) {
-        state.withLockedValue { state in
+        state.withLock { state in
             // A replaced connection's identifier may be reused by a later channel: only forget our own.
             guard state.channels[ObjectIdentifier(channel)] === channel else { return }
             state.table.closed(ObjectIdentifier(channel))
@@ -159,13 +158,13 @@ final class HTTPConnections: Sendable {
 
     func closeIdle() {
         let now = clock.nowMilliseconds()
-        let idle = state.withLockedValue { state in state.table.idle(nowMs: now).compactMap { state.channels[$0] } }
+        let idle = state.withLock { state in state.table.idle(nowMs: now).compactMap { state.channels[$0] } }
         for channel in idle { channel.close(promise: nil) }
     }
 
-    var count: Int { state.withLockedValue { $0.table.count } }
+    var count: Int { state.withLock { $0.table.count } }
 
-    func all() -> [any Channel] { state.withLockedValue { Array($0.channels.values) } }
+    func all() -> [any Channel] { state.withLock { Array($0.channels.values) } }
 }
 
 /// Runs `/metrics` scrapes on a thread of their own, one at a time: a request arriving while
@@ -174,7 +173,7 @@ final class HTTPConnections: Sendable {
 final class MetricsScrapes: Sendable {
     private let pool = NIOThreadPool(numberOfThreads: 1)
     private let scrape: @Sendable () -> [UInt8]
-    private let running = NIOLockedValueBox<EventLoopFuture<ByteBuffer>?>(nil)
+    private let running = Locked<EventLoopFuture<ByteBuffer>?>(nil)
 
     init(scrape: @escaping @Sendable () -> [UInt8]) { self.scrape = scrape }
 
@@ -185,7 +184,7 @@ final class MetricsScrapes: Sendable {
     /// The page of the scrape running now, or of one started for this call.
     func page(on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
         let scrape = self.scrape
-        let (future, started) = running.withLockedValue { running -> (EventLoopFuture<ByteBuffer>, Bool) in
+        let (future, started) = running.withLock { running -> (EventLoopFuture<ByteBuffer>, Bool) in
             if let running { return (running, false) }
             let made = pool.runIfActive(eventLoop: eventLoop) { ByteBuffer(bytes: scrape()) }
             running = made
@@ -193,7 +192,7 @@ final class MetricsScrapes: Sendable {
         }
         // Outside the lock: a future failed at once (the pool stopped) runs this inline.
         if started {
-            future.whenComplete { [running] _ in running.withLockedValue { if $0 === future { $0 = nil } } }
+            future.whenComplete { [running] _ in running.withLock { if $0 === future { $0 = nil } } }
         }
         return future.hop(to: eventLoop)
     }
@@ -239,7 +238,7 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
                 respond(to: head, context: context)
             } else {
                 held = head
-                connections.held.withLockedValue { $0 += 1 }
+                connections.held.withLock { $0 += 1 }
             }
         }
     }
@@ -247,14 +246,14 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable, let head = held {
             held = nil
-            connections.held.withLockedValue { $0 -= 1 }
+            connections.held.withLock { $0 -= 1 }
             respond(to: head, context: context)
         }
         context.fireChannelWritabilityChanged()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        if held != nil { connections.held.withLockedValue { $0 -= 1 } }
+        if held != nil { connections.held.withLock { $0 -= 1 } }
         held = nil
     }
 

@@ -1,7 +1,6 @@
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// A fetch waiting for `min bytes` (a long poll). It holds no record bytes while it waits:
@@ -34,7 +33,7 @@ final class ParkedFetch: Sendable {
     private let promise: EventLoopPromise<ResponseBody>
     private let allowed: NIOLoopBound<() -> Int>
     private let waiting: ConnectionWaits?
-    private let state: NIOLockedValueBox<State>
+    private let state: Locked<State>
 
     private init(
         _ request: FetchRequest, seen: [TopicPartition: Int], minBytes: Int, dispatcher: RequestDispatcher, on eventLoop: any EventLoop,
@@ -47,7 +46,7 @@ final class ParkedFetch: Sendable {
         self.eventLoop = eventLoop
         promise = eventLoop.makePromise(of: ResponseBody.self)
         allowed = NIOLoopBound(responseBytesAllowed, eventLoop: eventLoop)
-        state = NIOLockedValueBox(State(seen: seen))
+        state = Locked(State(seen: seen))
     }
 
     /// Parks `request` (on its connection's event loop) until `minBytes` are there, its
@@ -62,7 +61,7 @@ final class ParkedFetch: Sendable {
         // After registering: a commit from now on wakes it, and counts from these.
         var base: [TopicPartition: Int64] = [:]
         for partition in partitions { base[partition] = (try? dispatcher.storage.offsets(topic: partition.topic, partition: partition.partition))?.bytes }
-        fetch.state.withLockedValue { $0.base = base }
+        fetch.state.withLock { $0.base = base }
         let registration = waiting?.add(cancel: { fetch.cancel() }, answerNow: { eventLoop.execute { fetch.finish(force: true) } })
         var connectionToken: Int?
         switch registration {
@@ -70,7 +69,7 @@ final class ParkedFetch: Sendable {
         case .gone?, nil: connectionToken = nil
         }
         let timeout = eventLoop.scheduleTask(in: .milliseconds(waitMs(request))) { fetch.finish(force: true) }
-        let cancelled = fetch.state.withLockedValue { state in
+        let cancelled = fetch.state.withLock { state in
             state.waiterToken = waiterToken
             state.connectionToken = connectionToken
             state.timeout = timeout
@@ -95,7 +94,7 @@ final class ParkedFetch: Sendable {
 
     /// On the writer thread: a commit moved these partitions' ends.
     private func moved(_ partitions: Set<TopicPartition>) {
-        let schedule = state.withLockedValue { state -> Bool in
+        let schedule = state.withLock { state -> Bool in
             guard !state.done else { return false }
             state.moved.formUnion(partitions)
             defer { state.countScheduled = true }
@@ -107,7 +106,7 @@ final class ParkedFetch: Sendable {
     /// On the event loop: how much the moved partitions have grown (their byte counts, no
     /// record read); answers once the bytes seen and grown reach `min bytes`.
     private func count() {
-        let moved = state.withLockedValue { state -> Set<TopicPartition> in
+        let moved = state.withLock { state -> Set<TopicPartition> in
             state.countScheduled = false
             defer { state.moved = [] }
             return state.done ? [] : state.moved
@@ -117,7 +116,7 @@ final class ParkedFetch: Sendable {
         for partition in moved {
             now[partition] = (try? dispatcher.storage.offsets(topic: partition.topic, partition: partition.partition))?.bytes
         }
-        let total = state.withLockedValue { state -> Int in
+        let total = state.withLock { state -> Int in
             for (partition, bytes) in now {
                 guard let base = state.base[partition] else { continue }
                 state.grown[partition] = Int(clamping: max(0, bytes - base))
@@ -130,17 +129,17 @@ final class ParkedFetch: Sendable {
     /// On the event loop: reads the answer; gives it unless it is short of `min bytes` and
     /// the deadline has not come (`force`).
     private func finish(force: Bool) {
-        guard !state.withLockedValue({ $0.done }) else { return }
+        guard !state.withLock({ $0.done }) else { return }
         let (results, bytes, counts) = dispatcher.readAll(request, allowed: allowed.value())
         if !force && bytes < minBytes {
             // Less than counted (the room left shrank, or retention took some): wait on,
             // counting again from what this read found.
-            let base = state.withLockedValue { $0.base }
+            let base = state.withLock { $0.base }
             var now: [TopicPartition: Int64] = [:]
             for partition in base.keys {
                 now[partition] = (try? dispatcher.storage.offsets(topic: partition.topic, partition: partition.partition))?.bytes
             }
-            state.withLockedValue { state in
+            state.withLock { state in
                 state.seen = RequestDispatcher.bytesByPartition(results)
                 state.base = now
                 state.grown = [:]
@@ -160,7 +159,7 @@ final class ParkedFetch: Sendable {
 
     /// Marks the fetch done (false if it was) and leaves the waiters, the connection and the timer.
     private func end() -> Bool {
-        let taken = state.withLockedValue { state -> (Int?, Int?, Scheduled<Void>?)? in
+        let taken = state.withLock { state -> (Int?, Int?, Scheduled<Void>?)? in
             guard !state.done else { return nil }
             state.done = true
             defer {

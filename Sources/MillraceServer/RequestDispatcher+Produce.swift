@@ -2,7 +2,6 @@ import MillraceFormat
 import MillraceSchema
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// The produce path for a topic with a schema or duplicate detection: one pass over each
@@ -494,21 +493,21 @@ extension RequestDispatcher {
 /// A produce request's validation steps, drawn by every partition's check on whichever lane
 /// it runs: each record takes up to its own limit and gives back what it did not use.
 final class ValidationSteps: Sendable {
-    private let left: NIOLockedValueBox<Int>
+    private let left: Locked<Int>
 
-    init(_ steps: Int) { left = NIOLockedValueBox(steps) }
+    init(_ steps: Int) { left = Locked(steps) }
 
     /// Up to `wanted` steps (fewer, or 0, when the request has spent the rest).
     func take(_ wanted: Int) -> Int {
-        left.withLockedValue { left in
+        left.withLock { left in
             let granted = max(0, min(wanted, left))
             left -= granted
             return granted
         }
     }
 
-    func giveBack(_ steps: Int) { left.withLockedValue { $0 += max(0, steps) } }
+    func giveBack(_ steps: Int) { left.withLock { $0 += max(0, steps) } }
 
     /// Work done outside a check (compiling a version a record names).
-    func spend(_ steps: Int) { left.withLockedValue { $0 -= steps } }
+    func spend(_ steps: Int) { left.withLock { $0 -= steps } }
 }

@@ -4,7 +4,6 @@ import MillraceFormat
 import MillraceSchema
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// Carries out requests against the storage. Reads run on the calling event loop in short
@@ -26,7 +25,7 @@ final class RequestDispatcher: Sendable {
     /// Log lines a peer can cause go through this.
     let logLimiter: LogLimiter
     /// BrokerStatus's answer, from the server that owns this dispatcher.
-    let brokerStatus = NIOLockedValueBox<(@Sendable () -> BrokerStatusResponse)?>(nil)
+    let brokerStatus = Locked<(@Sendable () -> BrokerStatusResponse)?>(nil)
 
     init(
         storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger,
@@ -180,7 +179,7 @@ final class RequestDispatcher: Sendable {
                 }
                 return promise.futureResult
             case .brokerStatus:
-                guard let status = brokerStatus.withLockedValue({ $0 }) else { throw MillraceError(.unexpected, "the broker's status is not available yet") }
+                guard let status = brokerStatus.withLock({ $0 }) else { throw MillraceError(.unexpected, "the broker's status is not available yet") }
                 return eventLoop.makeSucceededFuture(.brokerStatus(status()))
             case .backup(let backup):
                 return self.backup(backup, on: eventLoop)

@@ -2,7 +2,6 @@ import MillraceFormat
 import MillraceSchema
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -43,7 +42,7 @@ final class SchemaRegistry: Sendable {
     static let compileStepsPerByte = 4
 
     private let storage: Storage
-    private let entries = NIOLockedValueBox(Entries())
+    private let entries = Locked(Entries())
 
     /// The compiled entries, and per topic a count of `forget`s: an entry read from storage
     /// before a registration committed is not kept after it.
@@ -51,9 +50,9 @@ final class SchemaRegistry: Sendable {
         var byTopic: [String: Entry] = [:]
         var generation: [String: UInt64] = [:]
     }
-    private let cache = NIOLockedValueBox(CompiledCache())
+    private let cache = Locked(CompiledCache())
     /// Per topic: the canonical digest of every version's document, for finding an identical one.
-    private let digests = NIOLockedValueBox<[String: Digests]>([:])
+    private let digests = Locked<[String: Digests]>([:])
     /// The one thread registrations are decided on.
     private let thread: NIOThreadPool
 
@@ -69,7 +68,7 @@ final class SchemaRegistry: Sendable {
     /// The topic's latest schema compiled (`latest` 0 when it has none).
     func entry(_ topic: String) throws -> Entry {
         guard let info = storage.topicInfo(topic) else { throw MillraceError(.unknownTopic, "topic \"\(topic)\" does not exist") }
-        let (cached, generation) = entries.withLockedValue { ($0.byTopic[topic], $0.generation[topic, default: 0]) }
+        let (cached, generation) = entries.withLock { ($0.byTopic[topic], $0.generation[topic, default: 0]) }
         if let cached, cached.topicID == info.id { return cached }
         var latest: Int32 = 0
         var schema: Schema?
@@ -78,14 +77,14 @@ final class SchemaRegistry: Sendable {
             schema = try Self.compile(stored, topic: topic)
         }
         let entry = Entry(topic: topic, topicID: info.id, latest: latest, latestSchema: schema, registry: self)
-        entries.withLockedValue { entries in
+        entries.withLock { entries in
             if entries.generation[topic, default: 0] == generation { entries.byTopic[topic] = entry }
         }
         return entry
     }
 
     func forget(_ topic: String) {
-        entries.withLockedValue { entries in
+        entries.withLock { entries in
             entries.byTopic[topic] = nil
             entries.generation[topic, default: 0] &+= 1
         }
@@ -102,11 +101,11 @@ final class SchemaRegistry: Sendable {
     /// An earlier version, compiled once and cached (least recently used goes first).
     func compiled(topic: String, topicID: UInt32, version: Int32, compiledBytes: inout Int) throws -> Schema? {
         let key = CompiledCache.Key(topicID: topicID, version: version)
-        if let hit = cache.withLockedValue({ $0.get(key) }) { return hit }
+        if let hit = cache.withLock({ $0.get(key) }) { return hit }
         guard let stored = try storage.schema(topic: topic, version: version) else { return nil }
         let schema = try Self.compile(stored, topic: topic)
         compiledBytes += stored.document.count
-        cache.withLockedValue { $0.put(key, schema, bytes: stored.document.count * CompiledCache.bytesPerDocumentByte) }
+        cache.withLock { $0.put(key, schema, bytes: stored.document.count * CompiledCache.bytesPerDocumentByte) }
         return schema
     }
 
@@ -154,11 +153,11 @@ final class SchemaRegistry: Sendable {
         }
         if request.dryRun { return completion(.success(RegisterSchemaResponse(version: entry.latest + 1, created: false))) }
         let checked = entry.latest
-        let moved = NIOLockedValueBox(false)
+        let moved = Locked(false)
         storage.registerSchema(topic: request.topic, document: request.schema, decide: { topicID, latest in
             // The same topic (not one deleted and made again meanwhile) at the same version.
             guard topicID == entry.topicID, latest == checked else {
-                moved.withLockedValue { $0 = true }
+                moved.withLock { $0 = true }
                 throw MillraceError(.writerBusy, "another registration changed topic \(request.topic)'s schemas while this one was checked; register again")
             }
             return nil
@@ -173,7 +172,7 @@ final class SchemaRegistry: Sendable {
                     if case .active = state { _ = try? self.entry(request.topic) }
                     completion(.success(RegisterSchemaResponse(version: registered.version, created: registered.created)))
                 }
-            case .failure where moved.withLockedValue({ $0 }) && attempt < Self.attemptsMax:
+            case .failure where moved.withLock({ $0 }) && attempt < Self.attemptsMax:
                 forget(request.topic)
                 thread.submit { [self] state in
                     guard case .active = state else {
@@ -216,7 +215,7 @@ final class SchemaRegistry: Sendable {
     /// The version whose document is the same JSON as `document` (member order aside).
     private func identicalVersion(of document: JSONValue, in entry: Entry) throws -> Int32? {
         let digest = document.canonicalDigest
-        var known = digests.withLockedValue { $0[entry.topic] }
+        var known = digests.withLock { $0[entry.topic] }
         if known?.topicID != entry.topicID { known = Digests(topicID: entry.topicID) }
         guard var known else { return nil }
         // Versions registered since the last look are read once each.
@@ -229,7 +228,7 @@ final class SchemaRegistry: Sendable {
             }
             known.through = entry.latest
             let updated = known
-            digests.withLockedValue { $0[entry.topic] = updated }
+            digests.withLock { $0[entry.topic] = updated }
         }
         for version in known.versions[digest] ?? [] {
             // Same digest: confirm on the documents themselves.

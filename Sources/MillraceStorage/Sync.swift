@@ -6,22 +6,12 @@ import Glibc
 import Darwin
 #endif
 
-// Storage's locks are one family, `Synchronization.Mutex` (docs/DECISIONS.md, "One lock
-// family: Synchronization.Mutex"). Two things it does not offer sit beside it, each with its
+// Millrace's locks are one family, `Synchronization.Mutex` (docs/DECISIONS.md, "One lock
+// family: Synchronization.Mutex"); `Locked` (MillraceFormat) shares one between owners. Two
+// things it does not offer sit beside it here, each with its
 // pthread object allocated once on the heap (a pthread object must not move, and a Swift
 // stored `var` has no stable address): a condition to park the writer and syncer threads on,
 // and a reader-writer gate.
-
-/// A value behind a `Mutex`, in a class so that several owners share it.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-
-    init(_ value: consuming sending Value) { mutex = Mutex(value) }
-
-    func withLock<T, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
-        try mutex.withLock { (value: inout sending Value) throws(E) -> sending T in try body(&value) }
-    }
-}
 
 /// A mutex with a condition variable, for the two threads that park until work comes or a
 /// deadline passes (the writer's queue, the syncer's deliveries); `Mutex` has no condition.

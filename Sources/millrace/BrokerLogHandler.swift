@@ -1,3 +1,4 @@
+import MillraceFormat
 import Foundation
 import Logging
 
@@ -11,7 +12,7 @@ struct BrokerLogHandler: LogHandler {
     let format: Format
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
-    private static let lock = NSLock()
+    private static let lock = Locked(())
 
     init(label: String, format: Format, level: Logger.Level) {
         self.label = label
@@ -29,7 +30,7 @@ struct BrokerLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         let time = JSONText.isoTime(milliseconds: Int64(Date().timeIntervalSince1970 * 1_000))
         let line = Self.line(format: format, time: time, level: event.level, label: label, message: "\(event.message)", metadata: merged)
-        Self.lock.withLock { FileHandle.standardError.write(Data(line.utf8)) }
+        Self.lock.withLock { _ in FileHandle.standardError.write(Data(line.utf8)) }
     }
 
     static func line(format: Format, time: String, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {

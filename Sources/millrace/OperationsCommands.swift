@@ -148,7 +148,7 @@ final class TopView: Service, @unchecked Sendable {
     let interval: Int
     let once: Bool
     let json: Bool
-    let failure = NSLockedValue<String?>(nil)
+    let failure = Locked<String?>(nil)
 
     init(client: MillraceClient, broker: String, interval: Int, once: Bool, json: Bool) {
         self.client = client
@@ -298,14 +298,4 @@ struct TopFrame {
             },
         ]
     }
-}
-
-/// A value behind a lock, for the few classes here that need one.
-final class NSLockedValue<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&value) } }
 }

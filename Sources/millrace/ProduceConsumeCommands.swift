@@ -4,7 +4,6 @@ import MillraceClient
 import MillraceFormat
 import MillraceSchema
 import MillraceWire
-import NIOConcurrencyHelpers
 
 struct ProduceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -144,7 +143,7 @@ struct ProduceCommand: AsyncParsableCommand {
         configuration.compression = codec
         configuration.compressionLevel = compressionLevel
         let producer = Producer(client: client, configuration: configuration)
-        let tally = NIOLockedValueBox(Tally(keepLines: rejected != nil))
+        let tally = Locked(Tally(keepLines: rejected != nil))
         let (topic, key, timestampField, partition) = (topic, key, timestampField, partition)
         let work = Task { () throws -> (lines: Int, records: Int, complete: Bool) in
             // A topic that rejects invalid records refuses a whole batch for one bad line:
@@ -165,7 +164,7 @@ struct ProduceCommand: AsyncParsableCommand {
                 for line in lines {
                     switch line {
                     case .tooLong(let number, let bytes):
-                        tally.withLockedValue { $0.fail(number, "\(Output.count(Int64(bytes))) bytes; one record takes at most \(Output.count(Int64(Self.lineBytesMax)))") }
+                        tally.withLock { $0.fail(number, "\(Output.count(Int64(bytes))) bytes; one record takes at most \(Output.count(Int64(Self.lineBytesMax)))") }
                         records += 1
                     case .text(let number, let bytes):
                         records += 1
@@ -185,11 +184,11 @@ struct ProduceCommand: AsyncParsableCommand {
                         var eventTime: Int64?
                         if let timePointer, let timestampField {
                             guard parseError == nil else {
-                                tally.withLockedValue { $0.fail(number, "not valid JSON, so it has no \(timestampField)", bytes) }
+                                tally.withLock { $0.fail(number, "not valid JSON, so it has no \(timestampField)", bytes) }
                                 continue
                             }
                             guard let raw = timePointer.keyBytes(in: tape), let time = EventTime.milliseconds(raw) else {
-                                tally.withLockedValue { $0.fail(number, "\(timestampField) is missing or not a time (ISO 8601, or milliseconds since 1970)", bytes) }
+                                tally.withLock { $0.fail(number, "\(timestampField) is missing or not a time (ISO 8601, or milliseconds since 1970)", bytes) }
                                 continue
                             }
                             eventTime = time
@@ -202,15 +201,15 @@ struct ProduceCommand: AsyncParsableCommand {
                                 problem = contract.schema.isValid(tape) ? nil : contract.schema.validate(tape, limit: 1).first?.description
                             }
                             if let problem {
-                                tally.withLockedValue { $0.fail(number, "\(problem) (schema version \(contract.version); not sent)", bytes) }
+                                tally.withLock { $0.fail(number, "\(problem) (schema version \(contract.version); not sent)", bytes) }
                                 continue
                             }
                         }
-                        tally.withLockedValue { $0.sending(number, bytes) }
+                        tally.withLock { $0.sending(number, bytes) }
                         try await producer.send(
                             ProducerRecord(topic: topic, partition: partition, key: recordKey, value: bytes, headers: versionHeader, timestampMs: eventTime)
                         ) { result in
-                            tally.withLockedValue { tally in
+                            tally.withLock { tally in
                                 switch result {
                                 case .success: tally.acknowledge(number)
                                 case .failure(let parked as RecordQuarantined): tally.quarantine(number, parked)
@@ -251,13 +250,13 @@ struct ProduceCommand: AsyncParsableCommand {
             outcome = try await signals.wait(for: work)
         } catch let error as MillraceError {
             await client.close()
-            let result = tally.withLockedValue { $0 }
+            let result = tally.withLock { $0 }
             Output.standardError("error: \(error.message)")
             reportUnacknowledged(result)
             throw ExitCode(1)
         }
         await client.close()
-        let result = tally.withLockedValue { $0 }
+        let result = tally.withLock { $0 }
         let acknowledged = result.acknowledged.count
         let stopped = signals.signalled ? " (stopped by a signal after line \(outcome.lines))" : ""
         let duplicates = result.duplicates.sorted { $0.line < $1.line }

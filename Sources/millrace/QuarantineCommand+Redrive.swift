@@ -4,7 +4,6 @@ import MillraceClient
 import MillraceFormat
 import MillraceSchema
 import MillraceWire
-import NIOConcurrencyHelpers
 
 extension QuarantineCommand {
     struct Redrive: AsyncParsableCommand {
@@ -65,14 +64,14 @@ extension QuarantineCommand {
             }
             let (topic, from, dryRun, json) = (self.topic, self.from, self.dryRun, self.json)
             let listed = json || verbose ? Int.max : Self.listedMax
-            let stop = NIOLockedValueBox(false)
+            let stop = Locked(false)
             // Ctrl-C / SIGTERM: finish the chunk in hand, move the cursor past it, stop.
-            let signals = TerminationSignals(graceSeconds: 30) { stop.withLockedValue { $0 = true } }
+            let signals = TerminationSignals(graceSeconds: 30) { stop.withLock { $0 = true } }
             defer { signals.cancel() }
             let broker = self.broker
             let work = Task {
                 try await withClient(broker) { client in
-                    try await Self.redrive(client, topic: topic, from: from, dryRun: dryRun, json: json, listed: listed) { stop.withLockedValue { $0 } }
+                    try await Self.redrive(client, topic: topic, from: from, dryRun: dryRun, json: json, listed: listed) { stop.withLock { $0 } }
                 }
             }
             // Under swift-service-lifecycle; a signal lets the chunk in hand finish (not a cancel).
@@ -136,24 +135,24 @@ extension QuarantineCommand {
         static func handle(
             _ chunk: ArraySlice<Parked>, topic: String, version: Int32, schema: Schema, end: Int64, producer: Producer, dryRun: Bool
         ) async throws -> [(offset: Int64, outcome: Outcome)] {
-            let outcomes = NIOLockedValueBox<[Int64: Outcome]>([:])
+            let outcomes = Locked<[Int64: Outcome]>([:])
             for parked in chunk {
                 let record = parked.record
                 let offset = record.offset
                 if let problem = schema.validate(json: record.value ?? []).first {
-                    outcomes.withLockedValue { $0[offset] = Outcome(kind: .stillInvalid, line: "still invalid against version \(version): \(problem.description)") }
+                    outcomes.withLock { $0[offset] = Outcome(kind: .stillInvalid, line: "still invalid against version \(version): \(problem.description)") }
                     continue
                 }
                 let partition = parked.sourcePartition ?? 0
                 guard !dryRun else {
-                    outcomes.withLockedValue { $0[offset] = Outcome(kind: .wouldRedrive, line: "passes version \(version); would go back to \(topic)/\(partition)") }
+                    outcomes.withLock { $0[offset] = Outcome(kind: .wouldRedrive, line: "passes version \(version); would go back to \(topic)/\(partition)") }
                     continue
                 }
                 var headers = record.headers.filter { !QuarantineCommand.errorHeaders.contains($0.key) && $0.key != schemaVersionHeader }
                 headers.append(RecordHeader(key: schemaVersionHeader, value: Array(String(version).utf8)))
                 let answered: Producer.Completion = { result in
                     let outcome = Self.outcome(of: result, topic: topic, end: end)
-                    outcomes.withLockedValue { $0[offset] = outcome }
+                    outcomes.withLock { $0[offset] = outcome }
                 }
                 do {
                     try await producer.send(topic: topic, partition: partition, key: record.key, value: record.value ?? [], headers: headers, completion: answered)
@@ -163,7 +162,7 @@ extension QuarantineCommand {
                 }
             }
             try await producer.flush()
-            return outcomes.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { (offset: $0.key, outcome: $0.value) }
+            return outcomes.withLock { $0 }.sorted { $0.key < $1.key }.map { (offset: $0.key, outcome: $0.value) }
         }
 
         /// What the broker's answer to a re-driven record means for it.

@@ -4,7 +4,6 @@ import MillraceClient
 import MillraceFormat
 import MillraceSchema
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// Records a topic refused into `<topic>.quarantine`, and putting them back once fixed.
 ///

@@ -1,3 +1,4 @@
+import MillraceFormat
 import Dispatch
 import Foundation
 import Logging
@@ -8,8 +9,7 @@ import ServiceLifecycle
 /// within `graceSeconds`, or a second signal comes, the process exits at once.
 final class TerminationSignals: @unchecked Sendable {
     private let sources: [any DispatchSourceSignal]
-    private let lock = NSLock()
-    private var received = 0
+    private let received = Locked(0)
 
     init(graceSeconds: Int = 5, onFirst: @escaping @Sendable () -> Void) {
         signal(SIGINT, SIG_IGN)
@@ -17,7 +17,7 @@ final class TerminationSignals: @unchecked Sendable {
         sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
         for source in sources {
             source.setEventHandler { [self] in
-                let count = lock.withLock { () -> Int in
+                let count = received.withLock { received -> Int in
                     received += 1
                     return received
                 }
@@ -36,7 +36,7 @@ final class TerminationSignals: @unchecked Sendable {
         }
     }
 
-    var signalled: Bool { lock.withLock { received > 0 } }
+    var signalled: Bool { received.withLock { $0 > 0 } }
 
     /// Waits for `task` as a service of a swift-service-lifecycle group: SIGTERM or SIGINT
     /// start the group's graceful shutdown, which cancels the task (it then finishes cleanly);

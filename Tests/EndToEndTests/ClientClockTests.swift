@@ -1,7 +1,6 @@
 import MillraceClient
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -90,33 +89,33 @@ import Testing
         let (live, admin, proxy, client) = try await Self.brokerBehindAProxy()
         defer { live.remove() }
         let clock = ManualClock()
-        let received = NIOLockedValueBox<[String]>([])
+        let received = Locked<[String]>([])
         let consumer = Consumer(client: client, topic: "lots", from: .earliest, stopAtEnd: false, maxWaitMs: 100, clock: clock)
         let reading = Task {
             for try await record in consumer {
-                received.withLockedValue { $0.append(String(decoding: record.value ?? [], as: UTF8.self)) }
+                received.withLock { $0.append(String(decoding: record.value ?? [], as: UTF8.self)) }
             }
         }
         let producer = Producer(client: admin)
         _ = try await producer.send(topic: "lots", value: "LOT-1").delivery()
-        try #require(try await eventually { received.withLockedValue { $0 } == ["LOT-1"] })
+        try #require(try await eventually { received.withLock { $0 } == ["LOT-1"] })
 
         proxy.setUpstream(port: 0)
         proxy.cutAll()
         try #require(try await eventually { clock.sleeperCount == 1 })
         _ = try await producer.send(topic: "lots", value: "LOT-2").delivery()
-        #expect(received.withLockedValue { $0 } == ["LOT-1"])
+        #expect(received.withLock { $0 } == ["LOT-1"])
         #expect(clock.sleeperCount == 1)
 
         proxy.setUpstream(port: live.port)
         // Each step moves the clock past the longest back-off, waking the follower.
         #expect(
             try await eventually {
-                if received.withLockedValue({ $0 }).count == 2 { return true }
+                if received.withLock({ $0 }).count == 2 { return true }
                 clock.advance(by: .seconds(5))
                 return false
             })
-        #expect(received.withLockedValue { $0 } == ["LOT-1", "LOT-2"])
+        #expect(received.withLock { $0 } == ["LOT-1", "LOT-2"])
         reading.cancel()
         _ = await reading.result
         try await producer.close()

@@ -2,7 +2,6 @@ import Foundation
 import MillraceClient
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 import Testing
 
 /// Business-key duplicate detection through a live broker: a gateway restarted with a new
@@ -17,14 +16,14 @@ import Testing
 
     /// Sends `values` (keyed by order) and returns each record's outcome, in order.
     static func send(_ producer: Producer, _ topic: String, _ values: [[UInt8]], headers: (Int) -> [RecordHeader] = { _ in [] }) async throws -> [Outcome] {
-        let outcomes = NIOLockedValueBox<[Int: Outcome]>([:])
+        let outcomes = Locked<[Int: Outcome]>([:])
         for (index, value) in values.enumerated() {
             try await producer.send(topic: topic, key: Array("ORDER-\(index % 5)".utf8), value: value, headers: headers(index)) { result in
-                outcomes.withLockedValue { $0[index] = result }
+                outcomes.withLock { $0[index] = result }
             }
         }
         try await producer.flush()
-        let all = outcomes.withLockedValue { $0 }
+        let all = outcomes.withLock { $0 }
         return values.indices.map { all[$0]! }
     }
 

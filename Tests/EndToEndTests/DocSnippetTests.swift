@@ -1,7 +1,6 @@
 import Logging
 import MillraceClient
 import MillraceFormat
-import NIOConcurrencyHelpers
 import ServiceLifecycle
 import Testing
 
@@ -176,13 +175,13 @@ enum DocSnippets {
         // Up to ORD-3, stopping there with it committed; then the rest, to the end.
         var configuration = GroupConsumer.Configuration()
         configuration.stopAtEnd = true
-        let posted = NIOLockedValueBox<[String]>([])
+        let posted = Locked<[String]>([])
         let upTo = GroupConsumer(client: client, group: "erp-posting", topic: "confirmations", configuration: configuration)
-        try await DocSnippets.postUntil(upTo, order: "ORD-3") { confirmation in posted.withLockedValue { $0.append(confirmation.eventID) } }
+        try await DocSnippets.postUntil(upTo, order: "ORD-3") { confirmation in posted.withLock { $0.append(confirmation.eventID) } }
         let rest = GroupConsumer(client: client, group: "erp-posting", topic: "confirmations", configuration: configuration)
-        try await DocSnippets.postAll(rest) { confirmation in posted.withLockedValue { $0.append(confirmation.eventID) } }
+        try await DocSnippets.postAll(rest) { confirmation in posted.withLock { $0.append(confirmation.eventID) } }
         // Every record once, over three partitions (each in order; across them in any order).
-        #expect(posted.withLockedValue { $0 }.sorted() == ["E1", "E2", "E3", "E4", "E5"])
+        #expect(posted.withLock { $0 }.sorted() == ["E1", "E2", "E3", "E4", "E5"])
         await client.close()
         await live.stop()
     }

@@ -2,7 +2,6 @@ import Foundation
 import MillraceClient
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -10,10 +9,10 @@ import Testing
     typealias Seen = (name: String, member: String, generation: Int32, partition: Int32, offset: Int64, value: String)
 
     /// Reads with `consumer` until cancelled, noting each record with the generation it came in.
-    static func read(_ name: String, _ consumer: GroupConsumer, into seen: NIOLockedValueBox<[Seen]>, limit: Int? = nil) async throws {
+    static func read(_ name: String, _ consumer: GroupConsumer, into seen: Locked<[Seen]>, limit: Int? = nil) async throws {
         var taken = 0
         for try await record in consumer {
-            seen.withLockedValue {
+            seen.withLock {
                 $0.append((name, consumer.memberID, consumer.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self)))
             }
             taken += 1
@@ -38,7 +37,7 @@ import Testing
         defer { live.remove() }
         let admin = MillraceClient(host: "127.0.0.1", port: live.port)
         try await Self.fill(admin, "orders", partitions: 6, records: 600)
-        let seen = NIOLockedValueBox<[Seen]>([])
+        let seen = Locked<[Seen]>([])
 
         // The victim's background session sleeps on a clock nobody moves: it never heartbeats.
         var victimConfiguration = GroupConsumer.Configuration()
@@ -62,20 +61,20 @@ import Testing
         let everything = try await eventually {
             clock.advance(by: .milliseconds(100))
             live.server.tick()
-            return Set(seen.withLockedValue { $0.map(\.value) }).count == 600
+            return Set(seen.withLock { $0.map(\.value) }).count == 600
         }
-        #expect(everything, "only \(Set(seen.withLockedValue { $0.map(\.value) }).count) of 600 records were processed")
+        #expect(everything, "only \(Set(seen.withLock { $0.map(\.value) }).count) of 600 records were processed")
         for reader in readers { reader.cancel() }
         for reader in readers { _ = await reader.result }
 
         // No (generation, partition) was read by two members.
         var owners: [String: Set<String>] = [:]
-        for entry in seen.withLockedValue({ $0 }) { owners["\(entry.generation)/\(entry.partition)", default: []].insert(entry.member) }
+        for entry in seen.withLock({ $0 }) { owners["\(entry.generation)/\(entry.partition)", default: []].insert(entry.member) }
         #expect(owners.values.allSatisfy { $0.count == 1 }, "\(owners.filter { $0.value.count > 1 })")
         // Nothing the victim committed was read again (what it read and did not commit may be).
         var committedBy: [Int32: Int64] = [:]
         for entry in committed { committedBy[entry.partition] = entry.offset }
-        let reread = seen.withLockedValue { $0.filter { $0.name != "victim" && $0.offset < committedBy[$0.partition, default: -1] } }
+        let reread = seen.withLock { $0.filter { $0.name != "victim" && $0.offset < committedBy[$0.partition, default: -1] } }
         #expect(reread.isEmpty, "committed records read again: \(reread.prefix(5))")
         for (_, consumer) in survivors {
             await consumer.close()
@@ -95,7 +94,7 @@ import Testing
         defer { live.remove() }
         let admin = MillraceClient(host: "127.0.0.1", port: live.port)
         try await Self.fill(admin, "genealogy", partitions: 4, records: 400)
-        let seen = NIOLockedValueBox<[Seen]>([])
+        let seen = Locked<[Seen]>([])
         var configuration = GroupConsumer.Configuration()
         configuration.sessionTimeoutMs = 300_000
         configuration.heartbeatInterval = .seconds(1)
@@ -105,7 +104,7 @@ import Testing
         var firstIterator = first.makeAsyncIterator()
         for _ in 0..<50 {
             let record = try #require(try await firstIterator.next())
-            seen.withLockedValue { $0.append(("first", first.memberID, first.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self))) }
+            seen.withLock { $0.append(("first", first.memberID, first.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self))) }
         }
         #expect(first.assignment.map(\.partition) == [0, 1, 2, 3])
 
@@ -113,22 +112,22 @@ import Testing
         let secondReader = Task { try await Self.read("second", second, into: seen) }
         let handedOver = try await eventually {
             clock.advance(by: .milliseconds(200))
-            return seen.withLockedValue { $0.contains { $0.name == "second" } }
+            return seen.withLock { $0.contains { $0.name == "second" } }
         }
         #expect(handedOver, "the second member never got a partition")
         #expect(first.assignment.count == 2)
         let firstReader = Task {
             while let record = try await firstIterator.next() {
-                seen.withLockedValue { $0.append(("first", first.memberID, first.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self))) }
+                seen.withLock { $0.append(("first", first.memberID, first.generation, record.partition, record.offset, String(decoding: record.value ?? [], as: UTF8.self))) }
             }
         }
         let done = try await eventually {
             clock.advance(by: .milliseconds(200))
-            return Set(seen.withLockedValue { $0.map(\.value) }).count == 400
+            return Set(seen.withLock { $0.map(\.value) }).count == 400
         }
-        #expect(done, "only \(Set(seen.withLockedValue { $0.map(\.value) }).count) of 400 records were read")
+        #expect(done, "only \(Set(seen.withLock { $0.map(\.value) }).count) of 400 records were read")
         _ = try await firstReader.value
-        let values = seen.withLockedValue { $0.map(\.value) }
+        let values = seen.withLock { $0.map(\.value) }
         #expect(values.count == 400, "\(values.count - Set(values).count) records were read twice")
         secondReader.cancel()
         _ = await secondReader.result
@@ -149,13 +148,13 @@ import Testing
         defer { live.remove() }
         let admin = MillraceClient(host: "127.0.0.1", port: live.port)
         try await Self.fill(admin, "lots", partitions: 2, records: 40)
-        let events = NIOLockedValueBox<[GroupConsumer.Rebalance]>([])
+        let events = Locked<[GroupConsumer.Rebalance]>([])
         var configuration = GroupConsumer.Configuration()
         configuration.sessionTimeoutMs = 300_000
         configuration.heartbeatInterval = .seconds(1)
         configuration.commitInterval = .seconds(5)
         configuration.clock = clock
-        configuration.onRebalance = { change in events.withLockedValue { $0.append(change) } }
+        configuration.onRebalance = { change in events.withLock { $0.append(change) } }
         let first = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "posting", topic: "lots", configuration: configuration)
         var iterator = first.makeAsyncIterator()
         // What the caller is done with: a record counts once it asks for the next one (the
@@ -167,7 +166,7 @@ import Testing
             let record = try #require(try await iterator.next())
             inHand = record
         }
-        #expect(events.withLockedValue { $0 } == [.assigned([0, 1].map { TopicPartition(topic: "lots", partition: $0) })])
+        #expect(events.withLock { $0 } == [.assigned([0, 1].map { TopicPartition(topic: "lots", partition: $0) })])
         func committed() async throws -> [Int32: Int64] {
             Dictionary(uniqueKeysWithValues: try await admin.committedOffsets(group: "posting", topic: "lots", partitions: [0, 1]).map { ($0.partition, $0.offset) })
         }
@@ -184,10 +183,10 @@ import Testing
         configuration.onRebalance = nil
         let second = GroupConsumer(client: MillraceClient(host: "127.0.0.1", port: live.port), group: "posting", topic: "lots", configuration: configuration)
         var secondIterator = second.makeAsyncIterator()
-        let secondGotARecord = NIOLockedValueBox(false)
+        let secondGotARecord = Locked(false)
         let secondTask = Task {
             let record = try await secondIterator.next()
-            secondGotARecord.withLockedValue { $0 = true }
+            secondGotARecord.withLock { $0 = true }
             return record
         }
         #expect(try await eventually { (try? await admin.describeGroup("posting").members.count) == 2 })
@@ -198,12 +197,12 @@ import Testing
         }
         let rebalanced = try await eventually {
             clock.advance(by: .seconds(1))
-            return events.withLockedValue { $0.count } >= 2
+            return events.withLock { $0.count } >= 2
         }
         #expect(rebalanced)
         let kept = first.assignment.map(\.partition)
         #expect(kept.count == 1)
-        #expect(events.withLockedValue { Array($0.dropFirst()) } == [.revoked([0, 1].filter { !kept.contains($0) }.map { TopicPartition(topic: "lots", partition: $0) })])
+        #expect(events.withLock { Array($0.dropFirst()) } == [.revoked([0, 1].filter { !kept.contains($0) }.map { TopicPartition(topic: "lots", partition: $0) })])
         let afterRebalance = try await committed()
         for (partition, offset) in processed where !kept.contains(partition) {
             #expect(afterRebalance[partition] == offset, "partition \(partition): processed up to \(offset), committed \(afterRebalance[partition] ?? -1)")
@@ -212,7 +211,7 @@ import Testing
         // so at once; the second hears it at its next heartbeat).
         #expect(try await eventually {
             clock.advance(by: .seconds(1))
-            return secondGotARecord.withLockedValue { $0 }
+            return secondGotARecord.withLock { $0 }
         })
         let firstOfSecond = try #require(try await secondTask.value)
         #expect(!kept.contains(firstOfSecond.partition))

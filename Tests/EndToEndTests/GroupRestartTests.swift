@@ -2,7 +2,6 @@ import Foundation
 import MillraceClient
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -72,7 +71,7 @@ import Testing
         configuration.commitInterval = .milliseconds(100)
         configuration.maxWaitMs = 100
         let consumer = GroupConsumer(client: client, group: "erp", topic: "confirmations", configuration: configuration)
-        let seen = NIOLockedValueBox<Set<String>>([])
+        let seen = Locked<Set<String>>([])
         var produced = Set<String>()
         var batch = 0
         func produceBatch(_ admin: inout TestClient) throws {
@@ -90,21 +89,21 @@ import Testing
 
         var moments = Self.moments[...]
         proxy.arm([moments.first!.api.rawValue], occurrence: moments.first!.occurrence, cut: moments.first!.cut)
-        let ended = NIOLockedValueBox<String?>(nil)
+        let ended = Locked<String?>(nil)
         let reader = Task {
             do {
-                for try await record in consumer { _ = seen.withLockedValue { $0.insert(String(decoding: record.value ?? [], as: UTF8.self)) } }
-                ended.withLockedValue { $0 = "the records ended" }
+                for try await record in consumer { _ = seen.withLock { $0.insert(String(decoding: record.value ?? [], as: UTF8.self)) } }
+                ended.withLock { $0 = "the records ended" }
             } catch {
-                ended.withLockedValue { $0 = "it failed: \(error)" }
+                ended.withLock { $0 = "it failed: \(error)" }
             }
         }
         var graceful = true
         var cut = 0
         while let moment = moments.popFirst() {
             cut += 1
-            let fired = try await eventually(limitSeconds: 30) { proxy.cuts == cut || ended.withLockedValue { $0 } != nil }
-            try #require(fired && proxy.cuts == cut, "the consumer never sent \(moment) (\(ended.withLockedValue { $0 } ?? "it was still reading"))")
+            let fired = try await eventually(limitSeconds: 30) { proxy.cuts == cut || ended.withLock { $0 } != nil }
+            try #require(fired && proxy.cuts == cut, "the consumer never sent \(moment) (\(ended.withLock { $0 } ?? "it was still reading"))")
             if let next = moments.first { proxy.arm([next.api.rawValue], occurrence: next.occurrence, cut: next.cut) }
             // The broker goes away at that moment (the proxy lets nobody reach it), then
             // comes back on the same data.
@@ -115,9 +114,9 @@ import Testing
             try produceBatch(&admin)
             proxy.setUpstream(port: live.port)
         }
-        let everything = try await eventually(limitSeconds: 60) { seen.withLockedValue { produced.isSubset(of: $0) } }
-        let missing = produced.subtracting(seen.withLockedValue { $0 })
-        #expect(ended.withLockedValue { $0 } == nil, "the follower stopped: \(ended.withLockedValue { $0 } ?? "")")
+        let everything = try await eventually(limitSeconds: 60) { seen.withLock { produced.isSubset(of: $0) } }
+        let missing = produced.subtracting(seen.withLock { $0 })
+        #expect(ended.withLock { $0 } == nil, "the follower stopped: \(ended.withLock { $0 } ?? "")")
         #expect(everything, "after \(Self.moments.count) restarts the group follower lacks \(missing.count) records, e.g. \(missing.sorted().prefix(5))")
         reader.cancel()
         _ = await reader.result
@@ -144,16 +143,16 @@ import Testing
         clientConfiguration.reconnectBackoffMax = .milliseconds(100)
         let client = MillraceClient(configuration: clientConfiguration)
         proxy.arm([ApiKey.listOffsets.rawValue], occurrence: 1, cut: .beforeRequest)
-        let seen = NIOLockedValueBox<[String]>([])
-        let ended = NIOLockedValueBox<String?>(nil)
+        let seen = Locked<[String]>([])
+        let ended = Locked<String?>(nil)
         let reader = Task {
             do {
                 for try await record in Consumer(client: client, topic: "lots", from: .earliest, stopAtEnd: false) {
-                    seen.withLockedValue { $0.append(String(decoding: record.value ?? [], as: UTF8.self)) }
+                    seen.withLock { $0.append(String(decoding: record.value ?? [], as: UTF8.self)) }
                 }
-                ended.withLockedValue { $0 = "the records ended" }
+                ended.withLock { $0 = "the records ended" }
             } catch {
-                ended.withLockedValue { $0 = "it failed: \(error)" }
+                ended.withLock { $0 = "it failed: \(error)" }
             }
         }
         #expect(try await eventually(limitSeconds: 30) { proxy.cuts == 1 })
@@ -162,8 +161,8 @@ import Testing
         admin = try TestClient(port: live.port)
         _ = try admin.call(produce("lots", 1, ["c"]))
         proxy.setUpstream(port: live.port)
-        let everything = try await eventually(limitSeconds: 30) { Set(seen.withLockedValue { $0 }) == ["a", "b", "c"] || ended.withLockedValue { $0 } != nil }
-        #expect(everything && ended.withLockedValue { $0 } == nil, "read \(seen.withLockedValue { $0 }); \(ended.withLockedValue { $0 } ?? "still reading")")
+        let everything = try await eventually(limitSeconds: 30) { Set(seen.withLock { $0 }) == ["a", "b", "c"] || ended.withLock { $0 } != nil }
+        #expect(everything && ended.withLock { $0 } == nil, "read \(seen.withLock { $0 }); \(ended.withLock { $0 } ?? "still reading")")
         reader.cancel()
         await reader.value
         await client.close()

@@ -4,7 +4,6 @@ import Logging
 import MillraceFormat
 @testable import MillraceServer
 import MillraceWire
-import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -28,10 +27,10 @@ import Testing
     /// is closed once it has been quiet for the idle timeout.
     @Test func pipelinedRequestsNeverReadAreHeldNotQueued() async throws {
         let clock = ManualClock()
-        let scrapes = NIOLockedValueBox(0)
+        let scrapes = Locked(0)
         let page = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
         let (http, port) = try await listener(
-            OperationsPages(metrics: { scrapes.withLockedValue { $0 += 1 }; return page }, readiness: Self.ready), clock: clock)
+            OperationsPages(metrics: { scrapes.withLock { $0 += 1 }; return page }, readiness: Self.ready), clock: clock)
         // Sent from a thread of its own: 68 KB may wait for the listener to read, and the
         // cooperative pool is shared with the suites running beside this one. The client is
         // used by one thread at a time.
@@ -40,7 +39,7 @@ import Testing
         #expect(try await eventually("a request held") { http.heldRequests == 1 })
         // Held, nothing more is read or scraped: what was made fits the sockets' buffers and
         // one watermark (a few MiB), not 2,000 pages.
-        #expect(scrapes.withLockedValue { $0 } < 32)
+        #expect(scrapes.withLock { $0 } < 32)
         clock.advance(by: .seconds(29))
         http.tick()
         #expect(http.connectionCount == 1)
@@ -91,12 +90,12 @@ import Testing
     /// scrape runs on a thread of its own: health is answered while a scrape is stuck.
     @Test func healthIsAnsweredWhileAScrapeRuns() async throws {
         let clock = ManualClock()
-        let started = NIOLockedValueBox(0)
+        let started = Locked(0)
         let gate = DispatchSemaphore(value: 0)
         let (http, port) = try await listener(
             OperationsPages(
                 metrics: {
-                    started.withLockedValue { $0 += 1 }
+                    started.withLock { $0 += 1 }
                     gate.wait()
                     return Array("m 1\n".utf8)
                 }, readiness: Self.ready), clock: clock)
@@ -106,7 +105,7 @@ import Testing
         // once the gate is open: a read gives up after 10 s without a byte, and the test may
         // wait longer than that for a thread to open it on.
         nonisolated(unsafe) let first = try httpRequest(port: port, "/metrics")
-        #expect(try await eventually("the scrape started") { started.withLockedValue { $0 } == 1 })
+        #expect(try await eventually("the scrape started") { started.withLock { $0 } == 1 })
         let health = try await onThread { try httpGet(port: port, "/healthz") }
         #expect(health.status == 200)
         let ready = try await onThread { try httpGet(port: port, "/readyz") }
@@ -117,7 +116,7 @@ import Testing
         gate.signal()
         #expect(try await onThread { try httpResponse(to: first) }.body == "m 1\n")
         #expect(try await onThread { try httpResponse(to: second) }.body == "m 1\n")
-        #expect(started.withLockedValue { $0 } <= 2)
+        #expect(started.withLock { $0 } <= 2)
         await http.stop()
     }
 }

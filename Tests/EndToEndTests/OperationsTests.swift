@@ -5,7 +5,6 @@ import MillraceClient
 import MillraceFormat
 @testable import MillraceServer
 import MillraceWire
-import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -13,13 +12,13 @@ import Testing
 
 /// Log lines a test reads back.
 final class CapturedLog: Sendable {
-    let lines = NIOLockedValueBox<[String]>([])
+    let lines = Locked<[String]>([])
 
     var logger: Logger {
         Logger(label: "test") { _ in CapturingHandler(log: self) }
     }
 
-    func matching(_ text: String) -> [String] { lines.withLockedValue { $0.filter { $0.contains(text) } } }
+    func matching(_ text: String) -> [String] { lines.withLock { $0.filter { $0.contains(text) } } }
 
     struct CapturingHandler: LogHandler {
         let log: CapturedLog
@@ -29,7 +28,7 @@ final class CapturedLog: Sendable {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(event: LogEvent) { log.lines.withLockedValue { $0.append("\(event.level) \(event.message)") } }
+        func log(event: LogEvent) { log.lines.withLock { $0.append("\(event.level) \(event.message)") } }
     }
 }
 
@@ -277,7 +276,7 @@ func prometheusValues(_ page: String) -> [String: Double] {
             try garbage.sendRaw(Array("GET / HTTP/1.1\r\nHost: broker\r\n\r\n".utf8))
             #expect(garbage.isClosedByServer())
         }
-        #expect(log.matching("protocol error from 127.0.0.1:").count == 1, "\(log.lines.withLockedValue { $0 })")
+        #expect(log.matching("protocol error from 127.0.0.1:").count == 1, "\(log.lines.withLock { $0 })")
         clock.advance(by: .seconds(2))
         let third = try TestClient(port: live.port)
         try third.sendRaw([0, 0, 0, 3, 1, 2, 3])

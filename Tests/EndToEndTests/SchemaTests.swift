@@ -3,7 +3,6 @@ import MillraceClient
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import Testing
 
 /// Contracts checked at the broker: the registry's API, reject and quarantine in the produce
@@ -123,14 +122,14 @@ import Testing
         var configuration = Producer.Configuration()
         configuration.lingerMs = 600_000
         let producer = Producer(client: client, configuration: configuration)
-        let outcomes = NIOLockedValueBox<[String]>([])
+        let outcomes = Locked<[String]>([])
         for (index, text) in [#"{"order_id":"7","yield_qty":2}"#, #"{"order_id":"8"}"#].enumerated() {
             try await producer.send(topic: "confirmations", value: Self.value(text)) { result in
-                outcomes.withLockedValue { $0.append("\(index): \((try? result.get()).map { "offset \($0.offset)" } ?? "\(result)")") }
+                outcomes.withLock { $0.append("\(index): \((try? result.get()).map { "offset \($0.offset)" } ?? "\(result)")") }
             }
         }
         try await producer.flush()
-        let told = outcomes.withLockedValue { $0 }.sorted()
+        let told = outcomes.withLock { $0 }.sorted()
         #expect(told.count == 2 && told[1].contains("/: is required but missing") == false && told[1].contains("/yield_qty: is required but missing"), "\(told)")
         #expect(told[0].contains("not appended: another record of the same batch broke the schema"), "\(told)")
         await client.close()
@@ -253,15 +252,15 @@ import Testing
         configuration.batchBytesMax = 512  // a handful of records per request: many in flight
         configuration.lingerMs = 0
         let producer = Producer(client: client, configuration: configuration)
-        let failures = NIOLockedValueBox(0)
+        let failures = Locked(0)
         for index in 0..<2_000 {
             let value = Self.value(#"{"order_id":"O\#(index % 16)","yield_qty":\#(index)}"#)
             try await producer.send(topic: "confirmations", key: Self.value("O\(index % 16)"), value: value) { result in
-                if case .failure = result { failures.withLockedValue { $0 += 1 } }
+                if case .failure = result { failures.withLock { $0 += 1 } }
             }
         }
         try await producer.flush()
-        #expect(failures.withLockedValue { $0 } == 0)
+        #expect(failures.withLock { $0 } == 0)
         var lastByKey: [String: Int] = [:]
         var count = 0
         for try await record in Consumer(client: client, topic: "confirmations", from: .earliest, stopAtEnd: true) {

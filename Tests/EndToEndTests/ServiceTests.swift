@@ -1,7 +1,6 @@
 import Logging
 import MillraceClient
 import MillraceFormat
-import NIOConcurrencyHelpers
 import ServiceLifecycle
 import TestSupport
 import Testing
@@ -94,25 +93,25 @@ import Testing
         configuration.autoCommit = false
         configuration.commitInterval = .seconds(3_600)  // only the commit at close counts
         let consumer = GroupConsumer(client: client, group: "posting", topic: "lots", configuration: configuration)
-        let processed = NIOLockedValueBox<[Int64]>([])
-        let cancelledInHandler = NIOLockedValueBox(false)
-        let services = NIOLockedValueBox<ServiceGroup?>(nil)
+        let processed = Locked<[Int64]>([])
+        let cancelledInHandler = Locked(false)
+        let services = Locked<ServiceGroup?>(nil)
         let service = GroupConsumerService(consumer: consumer) { record in
             if record.offset == 9 {
-                await services.withLockedValue { $0 }?.triggerGracefulShutdown()
+                await services.withLock { $0 }?.triggerGracefulShutdown()
                 // The handler runs in the service's task: it sees the shutdown, and is not
                 // cancelled by it.
                 while !Task.isShuttingDownGracefully { await Task.yield() }
-                cancelledInHandler.withLockedValue { $0 = Task.isCancelled }
+                cancelledInHandler.withLock { $0 = Task.isCancelled }
             }
-            processed.withLockedValue { $0.append(record.offset) }
+            processed.withLock { $0.append(record.offset) }
         }
         let group = Self.group([service])
-        services.withLockedValue { $0 = group }
+        services.withLock { $0 = group }
         try await group.run()
 
-        let done = processed.withLockedValue { $0 }
-        #expect(!cancelledInHandler.withLockedValue { $0 })
+        let done = processed.withLock { $0 }
+        #expect(!cancelledInHandler.withLock { $0 })
         #expect(done == Array(0..<10), "\(done)")
         // Exactly what was processed is committed, and the member has left the group.
         #expect(try await Self.committed(client, "posting", "lots") == Int64(done.count))

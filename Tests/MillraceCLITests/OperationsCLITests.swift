@@ -5,7 +5,6 @@ import MillraceFormat
 import MillraceServer
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -64,21 +63,21 @@ import Testing
     @Test func aBackupTakenUnderLoadRestoresAndVerifies() async throws {
         try await withBroker { broker, storage in
             _ = try await storage.createTopic("confirmations", partitions: 2)
-            let stop = NIOLockedValueBox(false)
-            let acknowledged = NIOLockedValueBox<[Int32: Int64]>([:])
+            let stop = Locked(false)
+            let acknowledged = Locked<[Int32: Int64]>([:])
             let producer = Task {
                 var sequence = 0
-                while !stop.withLockedValue({ $0 }) {
+                while !stop.withLock({ $0 }) {
                     let partition = Int32(sequence % 2)
                     let values = (0..<50).map { Array("{\"seq\":\(sequence),\"n\":\($0)}".utf8) }
                     let result = try await storage.append(topic: "confirmations", partition: partition, batch: try RecordBatch(timestamp: 1, values: values).encoded())
-                    acknowledged.withLockedValue { $0[partition] = result.lastOffset + 1 }
+                    acknowledged.withLock { $0[partition] = result.lastOffset + 1 }
                     sequence += 1
                 }
             }
             // Let some land first.
-            try #require(try await eventually { acknowledged.withLockedValue({ $0.values.reduce(0, +) }) >= 2_000 })
-            let before = acknowledged.withLockedValue { $0 }
+            try #require(try await eventually { acknowledged.withLock({ $0.values.reduce(0, +) }) >= 2_000 })
+            let before = acknowledged.withLock { $0 }
             let backup = NSTemporaryDirectory() + "millrace-backup-\(UUID().uuidString)"
             let restored = NSTemporaryDirectory() + "millrace-restored-\(UUID().uuidString)"
             defer {
@@ -86,7 +85,7 @@ import Testing
                 try? FileManager.default.removeItem(atPath: restored)
             }
             let made = try cli.millrace(["data", "backup", backup, "--broker", broker, "--json"])
-            stop.withLockedValue { $0 = true }
+            stop.withLock { $0 = true }
             try await producer.value
             #expect(made.status == 0, "\(made.stderr)")
             let report = try #require(try JSONSerialization.jsonObject(with: Data(made.stdout.utf8)) as? [String: Any])

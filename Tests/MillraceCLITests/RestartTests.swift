@@ -2,7 +2,6 @@ import Foundation
 import MillraceClient
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 import TestSupport
 import Testing
 
@@ -77,8 +76,8 @@ import Testing
         configuration.batchBytesMax = 4 << 10
         let producer = Producer(client: client, configuration: configuration)
         let total = 20_000
-        let acknowledged = NIOLockedValueBox(0)
-        let failures = NIOLockedValueBox<[String]>([])
+        let acknowledged = Locked(0)
+        let failures = Locked<[String]>([])
         for index in 0..<total {
             if index == 6_000 || index == 13_000 {
                 broker.stop(signal: SIGKILL)
@@ -86,14 +85,14 @@ import Testing
             }
             try await producer.send(topic: "confirmations", key: Array("ORDER-\(index % 97)".utf8), value: Array("{\"seq\":\(index)}".utf8)) { result in
                 switch result {
-                case .success: acknowledged.withLockedValue { $0 += 1 }
-                case .failure(let error): failures.withLockedValue { $0.append("\(index): \(error)") }
+                case .success: acknowledged.withLock { $0 += 1 }
+                case .failure(let error): failures.withLock { $0.append("\(index): \(error)") }
                 }
             }
         }
         try await producer.flush()
-        #expect(failures.withLockedValue { $0 }.isEmpty, "\(failures.withLockedValue { $0.prefix(3) })")
-        #expect(acknowledged.withLockedValue { $0 } == total)
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0.prefix(3) })")
+        #expect(acknowledged.withLock { $0 } == total)
         let stored = try CLITests().millrace(["consume", "confirmations", "--broker", "127.0.0.1:\(broker.port)"]).stdout.split(separator: "\n").map(String.init)
         #expect(stored.count == total, "\(stored.count - Set(stored).count) stored twice")
         #expect(Set(stored) == Set((0..<total).map { "{\"seq\":\($0)}" }))
@@ -117,8 +116,8 @@ import Testing
         let producer = Producer(client: client, configuration: configuration)
         var generator = SeededGenerator(seed: 3)
         let ids = (0..<20_000).map { _ in Int.random(in: 0..<12_000, using: &generator) }
-        let answered = NIOLockedValueBox(0)
-        let failures = NIOLockedValueBox<[String]>([])
+        let answered = Locked(0)
+        let failures = Locked<[String]>([])
         for (index, id) in ids.enumerated() {
             if index == 7_000 || index == 14_000 {
                 broker.stop(signal: SIGKILL)
@@ -126,14 +125,14 @@ import Testing
             }
             try await producer.send(topic: "confirmations", key: Array("ORDER-\(id % 31)".utf8), value: Array("{\"event_id\":\"E\(id)\"}".utf8)) { result in
                 switch result {
-                case .success, .failure(is RecordDuplicate): answered.withLockedValue { $0 += 1 }
-                case .failure(let error): failures.withLockedValue { $0.append("\(index): \(error)") }
+                case .success, .failure(is RecordDuplicate): answered.withLock { $0 += 1 }
+                case .failure(let error): failures.withLock { $0.append("\(index): \(error)") }
                 }
             }
         }
         try await producer.flush()
-        #expect(failures.withLockedValue { $0 }.isEmpty, "\(failures.withLockedValue { $0.prefix(3) })")
-        #expect(answered.withLockedValue { $0 } == ids.count)
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0.prefix(3) })")
+        #expect(answered.withLock { $0 } == ids.count)
         let stored = try CLITests().millrace(["consume", "confirmations", "--broker", "127.0.0.1:\(broker.port)"]).stdout.split(separator: "\n").map(String.init)
         #expect(stored.count == Set(ids).count, "\(stored.count - Set(stored).count) stored twice")
         #expect(Set(stored) == Set(ids.map { "{\"event_id\":\"E\($0)\"}" }))

@@ -1,4 +1,4 @@
-import NIOConcurrencyHelpers
+import MillraceFormat
 import NIOCore
 import NIOPosix
 
@@ -29,12 +29,12 @@ public final class FaultProxy: Sendable {
         var cuts = 0
     }
 
-    private let state: NIOLockedValueBox<State>
+    private let state: Locked<State>
 
-    public init(upstreamPort: Int) { state = NIOLockedValueBox(State(upstreamPort: upstreamPort)) }
+    public init(upstreamPort: Int) { state = Locked(State(upstreamPort: upstreamPort)) }
 
     /// How many times the proxy has cut.
-    public var cuts: Int { state.withLockedValue { $0.cuts } }
+    public var cuts: Int { state.withLock { $0.cuts } }
 
     /// Starts listening; returns the port clients should use.
     public func start() async throws -> Int {
@@ -42,21 +42,21 @@ public final class FaultProxy: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { inbound in self.relay(inbound) }
             .bind(host: "127.0.0.1", port: 0).get()
-        state.withLockedValue { $0.listener = channel }
+        state.withLock { $0.listener = channel }
         return channel.localAddress?.port ?? 0
     }
 
     /// Where new connections go from now on.
-    public func setUpstream(port: Int) { state.withLockedValue { $0.upstreamPort = port } }
+    public func setUpstream(port: Int) { state.withLock { $0.upstreamPort = port } }
 
     /// Cuts at the `occurrence`-th request (1 = the next) whose api key is in `apiKeys`.
     public func arm(_ apiKeys: Set<Int16>, occurrence: Int = 1, cut: Cut) {
-        state.withLockedValue { $0.trap = Trap(apiKeys: apiKeys, skip: max(0, occurrence - 1), cut: cut) }
+        state.withLock { $0.trap = Trap(apiKeys: apiKeys, skip: max(0, occurrence - 1), cut: cut) }
     }
 
     /// Closes every relayed connection now.
     public func cutAll() {
-        let clients = state.withLockedValue { state in
+        let clients = state.withLock { state in
             defer { state.clients = [:] }
             return Array(state.clients.values)
         }
@@ -65,12 +65,12 @@ public final class FaultProxy: Sendable {
 
     public func stop() async {
         cutAll()
-        let listener = state.withLockedValue { $0.listener }
+        let listener = state.withLock { $0.listener }
         try? await listener?.close()
     }
 
     private func relay(_ inbound: any Channel) -> EventLoopFuture<Void> {
-        let port = state.withLockedValue { $0.upstreamPort }
+        let port = state.withLock { $0.upstreamPort }
         return ClientBootstrap(group: inbound.eventLoop)
             .channelInitializer { upstream in
                 upstream.eventLoop.makeCompletedFuture { try upstream.pipeline.syncOperations.addHandler(ResponseRelay(client: inbound)) }
@@ -78,13 +78,13 @@ public final class FaultProxy: Sendable {
             .connect(host: "127.0.0.1", port: port)
             .flatMapThrowing { upstream in
                 try inbound.pipeline.syncOperations.addHandler(RequestRelay(upstream: upstream, proxy: self))
-                self.state.withLockedValue { $0.clients[ObjectIdentifier(inbound)] = inbound }
+                self.state.withLock { $0.clients[ObjectIdentifier(inbound)] = inbound }
             }
     }
 
     /// What to do with a request frame: forward it, or cut (before or after forwarding).
     fileprivate func judge(_ apiKey: Int16) -> Cut? {
-        state.withLockedValue { state -> Cut? in
+        state.withLock { state -> Cut? in
             guard var trap = state.trap, trap.apiKeys.contains(apiKey) else { return nil }
             guard trap.skip == 0 else {
                 trap.skip -= 1
@@ -99,7 +99,7 @@ public final class FaultProxy: Sendable {
     }
 
     fileprivate func forget(_ inbound: any Channel) {
-        _ = state.withLockedValue { $0.clients.removeValue(forKey: ObjectIdentifier(inbound)) }
+        _ = state.withLock { $0.clients.removeValue(forKey: ObjectIdentifier(inbound)) }
     }
 }
 

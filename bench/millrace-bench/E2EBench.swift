@@ -3,7 +3,6 @@ import Foundation
 import MillraceClient
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// `millrace-bench e2e`: a release `millrace serve` on a fresh data directory, driven over
 /// loopback by the Swift client: durable produce from 1 and 4 producers, consume from

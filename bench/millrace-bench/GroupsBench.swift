@@ -3,7 +3,6 @@ import Foundation
 import MillraceClient
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// `millrace-bench groups`: 4 group members drain a topic committing every 1,000 records;
 /// then the time for a group to hand a killed member's partitions to the others.
@@ -30,7 +29,7 @@ struct GroupsBench: AsyncParsableCommand {
         if json { print(Report.jsonLine(Report.conditions(extra: ["bench": "groups", "records": records, "partitions": 8]))) }
 
         // Drain with 4 members, committing in the background (every 5 s, and at the end).
-        let consumed = NIOLockedValueBox(0)
+        let consumed = Locked(0)
         let start = monotonicSeconds()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<4 {
@@ -43,13 +42,13 @@ struct GroupsBench: AsyncParsableCommand {
                     for try await _ in consumer { count += 1 }
                     await consumer.close()
                     await client.close()
-                    consumed.withLockedValue { $0 += count }
+                    consumed.withLock { $0 += count }
                 }
             }
             try await group.waitForAll()
         }
         let elapsed = monotonicSeconds() - start
-        let total = consumed.withLockedValue { $0 }
+        let total = consumed.withLock { $0 }
         let described = try await admin.describeGroup("drain")
         let lag = described.offsets.flatMap(\.entries).reduce(Int64(0)) { $0 + $1.lag }
         let drain = BenchResult(

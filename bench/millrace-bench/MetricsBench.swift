@@ -4,7 +4,6 @@ import Glibc
 import MillraceClient
 import MillraceFormat
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// `millrace-bench metrics`: does scraping `/metrics` slow produce? Pairs of durable produce
 /// runs to a release `millrace serve`, one with nothing scraping and one with a scraper

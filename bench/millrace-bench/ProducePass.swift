@@ -1,7 +1,7 @@
+import MillraceFormat
 import ArgumentParser
 import Foundation
 import MillraceClient
-import NIOConcurrencyHelpers
 
 /// One timed durable produce through the Millrace client to a release `millrace serve`: the
 /// records each bench compares (with and without dedup, with and without an index), with
@@ -40,8 +40,8 @@ struct ProducePass {
         record: (Int) -> [UInt8]
     ) async throws -> ProducePass {
         let producer = Producer(client: client)
-        let failures = NIOLockedValueBox<[String]>([])
-        let duplicates = NIOLockedValueBox(0)
+        let failures = Locked<[String]>([])
+        let duplicates = Locked(0)
         let cpu = server.cpuSeconds
         let clientCPU = ownCPUSeconds()
         let written = server.bytesWritten
@@ -54,8 +54,8 @@ struct ProducePass {
             try await producer.send(topic: topic, key: key(index), value: value) { result in
                 switch result {
                 case .success: break
-                case .failure(is RecordDuplicate): duplicates.withLockedValue { $0 += 1 }
-                case .failure(let error): failures.withLockedValue { if $0.count < 3 { $0.append("\(error)") } }
+                case .failure(is RecordDuplicate): duplicates.withLock { $0 += 1 }
+                case .failure(let error): failures.withLock { if $0.count < 3 { $0.append("\(error)") } }
                 }
             }
             if progress, count >= 2_000_000, index % 1_000_000 == 999_999 {
@@ -64,9 +64,9 @@ struct ProducePass {
         }
         try await producer.flush()
         let seconds = monotonicSeconds() - started
-        guard failures.withLockedValue({ $0 }).isEmpty else { throw ValidationError("not acknowledged in \(topic): \(failures.withLockedValue { $0 })") }
+        guard failures.withLock({ $0 }).isEmpty else { throw ValidationError("not acknowledged in \(topic): \(failures.withLock { $0 })") }
         return ProducePass(
-            seconds: seconds, count: count, bytes: bytes, duplicates: duplicates.withLockedValue { $0 },
+            seconds: seconds, count: count, bytes: bytes, duplicates: duplicates.withLock { $0 },
             serverMicros: (server.cpuSeconds - cpu) * 1e6 / Double(count), clientMicros: (ownCPUSeconds() - clientCPU) * 1e6 / Double(count),
             writtenPerRecord: Double(server.bytesWritten - written) / Double(count),
             handedPerRecord: Double(server.bytesHandedToWrite - handed) / Double(count))

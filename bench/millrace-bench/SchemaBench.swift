@@ -1,10 +1,10 @@
+import MillraceFormat
 import ArgumentParser
 import CSimdjson
 import Foundation
 import MillraceClient
 import MillraceSchema
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// `millrace-bench schema`: one core parsing and validating production confirmations
 /// (300–400 bytes) against the shipped example schema, against parsing alone in the same run.
@@ -98,7 +98,7 @@ struct SchemaBench: AsyncParsableCommand {
                 try await client.createTopic(CreateTopicRequest(name: topic, partitions: 4))
                 if checked { _ = try await client.registerSchema(topic: topic, schema: text) }
                 let producer = Producer(client: client)
-                let failures = NIOLockedValueBox(0)
+                let failures = Locked(0)
                 let serverCPU = server.cpuSeconds
                 let started = monotonicSeconds()
                 var bytes = 0
@@ -106,13 +106,13 @@ struct SchemaBench: AsyncParsableCommand {
                     let value = valid[index % valid.count]
                     bytes += value.count
                     try await producer.send(topic: topic, key: Array("ORDER-\(index % 9_000)".utf8), value: value) { result in
-                        if case .failure = result { failures.withLockedValue { $0 += 1 } }
+                        if case .failure = result { failures.withLock { $0 += 1 } }
                     }
                 }
                 try await producer.flush()
                 let seconds = monotonicSeconds() - started
                 let serverMicros = (server.cpuSeconds - serverCPU) * 1e6 / Double(produce)
-                let failed = failures.withLockedValue { $0 }
+                let failed = failures.withLock { $0 }
                 guard failed == 0 else { throw ValidationError("\(failed) records were not acknowledged in \(topic)") }
                 results.append(
                     BenchResult(

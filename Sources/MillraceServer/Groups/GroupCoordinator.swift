@@ -2,7 +2,6 @@ import Logging
 import MillraceFormat
 import MillraceStorage
 import MillraceWire
-import NIOConcurrencyHelpers
 
 /// Consumer groups in the broker: one `GroupStateMachine` per group, driven by requests and
 /// by a periodic expiry tick. Membership lives in memory (members rejoin after a broker
@@ -16,7 +15,7 @@ final class GroupCoordinator: Sendable {
 
     private let storage: Storage
     private let clock: any MillraceClock
-    private let state: NIOLockedValueBox<State>
+    private let state: Locked<State>
     private let logger: Logger
     /// Joins, leaves and refused commits come from peers, who can repeat them as fast as
     /// they like: their lines go through this (per group, at most one a second of each kind).
@@ -29,7 +28,7 @@ final class GroupCoordinator: Sendable {
         logger: Logger = Logger(label: "millrace", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {
         // One scan at start: groups that only have stored offsets count as they did before the restart.
-        state = NIOLockedValueBox(State(census: GroupCensus(stored: (try? storage.groupsWithCommittedOffsets()) ?? [], groupsMax: groupsMax)))
+        state = Locked(State(census: GroupCensus(stored: (try? storage.groupsWithCommittedOffsets()) ?? [], groupsMax: groupsMax)))
         self.storage = storage
         self.clock = clock
         self.logger = logger
@@ -58,7 +57,7 @@ final class GroupCoordinator: Sendable {
             throw MillraceError(.unknownTopic, "topic \"\(missing)\" does not exist; create it before joining")
         }
         let now = clock.nowMilliseconds()
-        let (response, members) = try state.withLockedValue { state in
+        let (response, members) = try state.withLock { state in
             if let live = state.groups[request.group], live.members[request.memberID] == nil, live.members.count >= Limits.groupMembersMax {
                 throw MillraceError(.limitReached, "group \(request.group) has \(Limits.groupMembersMax) members (groupMembersMax)")
             }
@@ -82,7 +81,7 @@ final class GroupCoordinator: Sendable {
 
     func heartbeat(_ request: GroupMemberRequest) throws -> GroupAssignmentResponse {
         let now = clock.nowMilliseconds()
-        return try state.withLockedValue { state in
+        return try state.withLock { state in
             guard var group = state.groups[request.group] else {
                 throw MillraceError(.unknownMember, "group \(request.group) has no members; join it")
             }
@@ -103,7 +102,7 @@ final class GroupCoordinator: Sendable {
 
     func leave(_ request: GroupMemberRequest) throws {
         let counts = try partitionCounts()
-        let (generation, members) = try state.withLockedValue { state in
+        let (generation, members) = try state.withLock { state in
             guard var group = state.groups[request.group], group.leave(memberID: request.memberID, partitionCounts: counts) else {
                 throw MillraceError(.unknownMember, "member \(request.memberID) is not in group \(request.group)")
             }
@@ -132,7 +131,7 @@ final class GroupCoordinator: Sendable {
 
     private func checkCommitFencing(_ request: OffsetCommitRequest) throws {
         let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
-        try state.withLockedValue { state in
+        try state.withLock { state in
             guard let group = state.groups[request.group] else {
                 guard request.memberID.isEmpty else {
                     throw MillraceError(.unknownMember, "group \(request.group) has no members; join it before committing as a member")
@@ -161,28 +160,28 @@ final class GroupCoordinator: Sendable {
     /// holds offsets for it (from before, or from another commit) or it has members.
     func commitFailed(_ group: String) {
         guard let held = try? storage.hasCommittedOffsets(group: group), !held else { return }
-        state.withLockedValue { $0.census.offsetsGone(group) }
+        state.withLock { $0.census.offsetsGone(group) }
     }
 
     /// A group's offsets were deleted.
     func offsetsDeleted(_ group: String) {
-        state.withLockedValue { $0.census.offsetsGone(group) }
+        state.withLock { $0.census.offsetsGone(group) }
     }
 
     /// A topic was deleted, and groups' offsets on it: count the groups storage still holds.
     func topicDeleted() {
         guard let stored = try? storage.groupsWithCommittedOffsets() else { return }
-        state.withLockedValue { $0.census.restock(stored: stored) }
+        state.withLock { $0.census.restock(stored: stored) }
     }
 
     /// Groups the broker knows (live or with committed offsets), as counted against `groupsMax`.
-    var knownGroupCount: Int { state.withLockedValue { $0.census.count } }
+    var knownGroupCount: Int { state.withLock { $0.census.count } }
 
     /// Removes members whose session ran out; the others get the partitions at their next heartbeat.
     func expire() {
         guard let counts = try? partitionCounts() else { return }
         let now = clock.nowMilliseconds()
-        let expired = state.withLockedValue { state -> [(group: String, members: [String], generation: Int32, left: Int)] in
+        let expired = state.withLock { state -> [(group: String, members: [String], generation: Int32, left: Int)] in
             var expired: [(group: String, members: [String], generation: Int32, left: Int)] = []
             for name in Array(state.groups.keys) {
                 guard var group = state.groups[name] else { continue }
@@ -204,19 +203,19 @@ final class GroupCoordinator: Sendable {
 
     /// A live group's generation, assignment and the topics its members read; nil when it has no members.
     func snapshot(_ name: String) -> (generation: Int32, assignment: [String: [TopicPartition]], topics: Set<String>)? {
-        state.withLockedValue { state in
+        state.withLock { state in
             state.groups[name].map { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }
         }
     }
 
     /// Live groups and their member counts.
     func liveGroups() -> [String: Int] {
-        state.withLockedValue { state in state.groups.mapValues(\.members.count) }
+        state.withLock { state in state.groups.mapValues(\.members.count) }
     }
 
     /// Every live group's generation, assignment and topics, in one pass (for a scrape).
     func snapshots() -> [String: (generation: Int32, assignment: [String: [TopicPartition]], topics: Set<String>)] {
-        state.withLockedValue { state in
+        state.withLock { state in
             state.groups.mapValues { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }
         }
     }
