@@ -11,6 +11,8 @@ extension RequestDispatcher {
     /// break the topic's schema (if it has one), each with its outcome, and each record's
     /// business-key hash (if the topic has duplicate detection).
     struct Inspection: Sendable {
+        /// The batches, each checked in the same walk that read its records.
+        var checked: [CheckedBatch] = []
         var invalid: [(batch: Int, record: Int, outcome: RecordOutcome)] = []
         var hashes: [[DedupHash?]]?
         /// Per batch, the records' indexed values (if the topic has an index policy).
@@ -19,8 +21,10 @@ extension RequestDispatcher {
 
     /// Each value is parsed at most once, where it lies in its batch, and that one parse feeds
     /// the validator, the dedup key's JSON pointer and the index's pointers; headers are not
-    /// decoded unless the dedup key is one. A batch that does not parse is named as storage
-    /// names it ("batch 2 of 3: ..."); a value that is not JSON is simply not indexed.
+    /// decoded unless the dedup key is one. That walk is also each batch's whole check
+    /// (`CheckedBatch`), so the append checks nothing again. A batch that does not parse is
+    /// named as storage names it ("batch 2 of 3: ..."); a value that is not JSON is simply not
+    /// indexed.
     func inspect(
         topic: String, entry: SchemaRegistry.Entry, dedup: DedupPolicy?, index indexPolicy: IndexPolicy? = nil, batches: [[UInt8]],
         steps: ValidationSteps = ValidationSteps(Limits.validationStepsPerRequestMax)
@@ -46,44 +50,42 @@ extension RequestDispatcher {
         }
         for (batchIndex, bytes) in batches.enumerated() {
             do {
-                try bytes.withUnsafeBytes { raw in
-                    let header = try RecordBatch.verify(raw)
-                    var recordIndex = 0
-                    var hashes: [DedupHash?] = []
-                    var indexKeys: [IndexKey] = []
-                    try RecordBatch.forEachRecord(in: raw, header: header, decodeHeaders: headerName != nil, findHeader: versionHeader) { view, headers in
-                        defer {
-                            index += 1
-                            recordIndex += 1
-                        }
-                        var indexed = false
-                        if entry.latest > 0 {
-                            let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, versions: &versions, tape: &tape, steps: steps)
-                            indexed = parsed
-                            if let outcome { inspection.invalid.append((batchIndex, recordIndex, outcome)) }
-                        }
-                        if let extractor {
-                            indexed = extractor.append(view, record: Int32(recordIndex), tape: &tape, parsed: indexed, to: &indexKeys)
-                        }
-                        guard let dedup else { return }
-                        switch dedup.key {
-                        case .recordKey:
-                            hashes.append(view.key.flatMap { $0.count <= Limits.dedupKeyBytesMax ? DedupHash($0) : nil })
-                        case .header:
-                            let value = headers.first { $0.key.utf8.elementsEqual(headerName ?? []) }?.value
-                            hashes.append(value.flatMap { $0.count <= Limits.dedupKeyBytesMax ? DedupHash($0) : nil })
-                        case .json:
-                            guard let pointer, let value = view.value else { return hashes.append(nil) }
-                            let text = value.assumingMemoryBound(to: UInt8.self)
-                            // The schema's parse when there was one; else read only as far as the key.
-                            hashes.append(indexed ? pointer.keyHash(in: tape, text: text) : pointer.keyHash(scanning: text))
-                        }
+                var recordIndex = 0
+                var hashes: [DedupHash?] = []
+                var indexKeys: [IndexKey] = []
+                let checked = try CheckedBatch(checking: bytes, decodeHeaders: headerName != nil, findHeader: versionHeader) { view, headers in
+                    defer {
+                        index += 1
+                        recordIndex += 1
                     }
-                    inspection.hashes?.append(hashes)
-                    inspection.indexKeys?.append(indexKeys)
+                    var indexed = false
+                    if entry.latest > 0 {
+                        let (outcome, parsed) = Self.check(view, index: index, topic: topic, entry: entry, versions: &versions, tape: &tape, steps: steps)
+                        indexed = parsed
+                        if let outcome { inspection.invalid.append((batchIndex, recordIndex, outcome)) }
+                    }
+                    if let extractor {
+                        indexed = extractor.append(view, record: Int32(recordIndex), tape: &tape, parsed: indexed, to: &indexKeys)
+                    }
+                    guard let dedup else { return }
+                    switch dedup.key {
+                    case .recordKey:
+                        hashes.append(view.key.flatMap { $0.count <= Limits.dedupKeyBytesMax ? DedupHash($0) : nil })
+                    case .header:
+                        let value = headers.first { $0.key.utf8.elementsEqual(headerName ?? []) }?.value
+                        hashes.append(value.flatMap { $0.count <= Limits.dedupKeyBytesMax ? DedupHash($0) : nil })
+                    case .json:
+                        guard let pointer, let value = view.value else { return hashes.append(nil) }
+                        let text = value.assumingMemoryBound(to: UInt8.self)
+                        // The schema's parse when there was one; else read only as far as the key.
+                        hashes.append(indexed ? pointer.keyHash(in: tape, text: text) : pointer.keyHash(scanning: text))
+                    }
                 }
-            } catch let error as MillraceError where batches.count > 1 {
-                throw MillraceError(error.code, "batch \(batchIndex + 1) of \(batches.count): \(error.message); none of the \(batches.count) was appended")
+                inspection.checked.append(checked)
+                inspection.hashes?.append(hashes)
+                inspection.indexKeys?.append(indexKeys)
+            } catch {
+                throw CheckedBatch.placed(error, batch: batchIndex, of: batches.count)
             }
         }
         return inspection
@@ -188,7 +190,7 @@ extension RequestDispatcher {
     }
 
     typealias Append = @Sendable (
-        _ topic: String, _ partition: Int32, _ batches: [[UInt8]], _ sequences: [SequenceSpan]?, _ dedupHashes: [[DedupHash?]]?,
+        _ topic: String, _ partition: Int32, _ batches: [CheckedBatch], _ sequences: [SequenceSpan]?, _ dedupHashes: [[DedupHash?]]?,
         _ dedupCheckedThrough: UInt64, _ indexKeys: [[IndexKey]]?, _ completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) -> Void
 
@@ -205,7 +207,7 @@ extension RequestDispatcher {
         /// Records whose key the topic already held (found on the lane).
         var duplicates: [RecordOutcome] = []
         /// What to append: the batches as sent, or re-encoded without the records above.
-        var kept: [[UInt8]] = []
+        var kept: [CheckedBatch] = []
         var keptHashes: [[DedupHash?]]?
         /// The kept records' indexed values, numbered within the kept batches.
         var keptIndexKeys: [[IndexKey]]?
@@ -251,9 +253,16 @@ extension RequestDispatcher {
         let lane = Self.lane(topic, entry.partition)
         let partition = TopicPartition(topic: topic, partition: entry.partition)
         guard contract.latest > 0 || dedup != nil || indexPolicy != nil else {
+            // The batches are checked (CRC, every record, zstd) here, where `append` runs: on
+            // the loop only when small and uncompressed, else on the partition's lane.
             let appendPlain: @Sendable () -> EventLoopFuture<Produced> = {
+                let checked: [CheckedBatch]
+                switch CheckedBatch.checkAll(batches) {
+                case .success(let all): checked = all
+                case .failure(let error): return eventLoop.makeSucceededFuture(failed(error))
+                }
                 let promise = eventLoop.makePromise(of: Produced.self)
-                append(topic, entry.partition, batches, nil, nil, 0, nil) { result in
+                append(topic, entry.partition, checked, nil, nil, 0, nil) { result in
                     switch result {
                     case .success(let appended):
                         promise.succeed(
@@ -266,8 +275,6 @@ extension RequestDispatcher {
                 }
                 return promise.futureResult
             }
-            // The batches are checked (CRC, every record, zstd) where `append` runs: on the
-            // loop only when small and uncompressed, else on the partition's lane.
             let bytes = batches.reduce(0) { $0 + $1.count }
             let wantsLane = bytes > Self.verifyOnLoopBytesMax || batches.contains(where: Self.isCompressed)
             guard laneBacklog.enter(partition, wantsLane: wantsLane) else { return appendPlain() }
@@ -285,7 +292,7 @@ extension RequestDispatcher {
         return validationLanes.run(lane: lane, on: eventLoop) { [self] () -> EventLoopFuture<Produced> in
             defer { backlog.leave(partition) }
             let prepared = try prepare(
-                topic, entry.partition, batches: batches, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches, steps: steps),
+                topic, entry.partition, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches, steps: steps),
                 quarantines: quarantines)
             return appendPrepared(topic, entry, prepared, info: info, on: eventLoop, append: append)
         }.flatMap { $0 }.flatMapErrorThrowing { error in failed(error) }
@@ -317,11 +324,11 @@ extension RequestDispatcher {
     /// Otherwise invalid under quarantine → parked (the quarantine's append answers a key parked
     /// before with that record's place). The rest are appended: as sent when nothing was taken
     /// out, else re-encoded here.
-    func prepare(_ topic: String, _ partition: Int32, batches: [[UInt8]], inspection: Inspection, quarantines: Bool) throws -> Prepared {
+    func prepare(_ topic: String, _ partition: Int32, inspection: Inspection, quarantines: Bool) throws -> Prepared {
         var prepared = Prepared()
         prepared.invalid = inspection.invalid.map(\.outcome)
-        // `inspect` verified every batch: their headers parse.
-        let headers = try batches.map { bytes in try bytes.withUnsafeBytes { try RecordBatchHeader(parsing: $0) } }
+        let batches = inspection.checked
+        let headers = batches.map(\.header)
         let counts = headers.map { Int($0.recordCount) }
         prepared.total = counts.reduce(0, +)
         prepared.spans = headers.compactMap { SequenceSpan($0) }
@@ -374,16 +381,17 @@ extension RequestDispatcher {
         prepared.rewritten = true
         if !parking.isEmpty {
             prepared.parked = try Self.quarantineBatches(
-                parking, hashes: parkingHashes, from: try batches.map { try RecordBatch.decode($0) }, topic: topic, partition: partition)
+                parking, hashes: parkingHashes, from: try batches.map { try RecordBatch.decode($0.bytes) }, topic: topic, partition: partition)
         }
         var next: Int32 = 0
         if inspection.hashes != nil { prepared.keptHashes = [] }
         if inspection.indexKeys != nil { prepared.keptIndexKeys = [] }
-        for (batchIndex, bytes) in batches.enumerated() {
+        for (batchIndex, batch) in batches.enumerated() {
             let count = counts[batchIndex]
             let marks = keep[batchIndex]
             let whole = !marks.contains(false)
-            if let rewritten = try whole ? bytes : RecordBatch.keeping(marks, of: bytes, verified: headers[batchIndex]) {
+            // A batch re-encoded here is checked as any other: the append takes checked batches.
+            if let rewritten = try whole ? batch : RecordBatch.keeping(marks, of: batch.bytes, verified: headers[batchIndex]).map({ try CheckedBatch(checking: $0) }) {
                 prepared.kept.append(rewritten)
                 let records = (0..<count).filter { marks[$0] }
                 prepared.keptIndex.append(records.map { next + Int32($0) })
@@ -393,7 +401,7 @@ extension RequestDispatcher {
                     var place = [Int32](repeating: -1, count: count)
                     for (position, record) in records.enumerated() { place[record] = Int32(position) }
                     let starts =
-                        whole ? nil : rewritten.withUnsafeBytes { raw in (try? RecordBatchHeader(parsing: raw)).flatMap { RecordBatch.recordPositions(raw, header: $0) } }
+                        whole ? nil : rewritten.bytes.withUnsafeBytes { RecordBatch.recordPositions($0, header: rewritten.header) }
                     prepared.keptIndexKeys?.append(
                         keys.compactMap { key in
                             guard place.indices.contains(Int(key.record)), place[Int(key.record)] >= 0 else { return nil }
@@ -475,7 +483,13 @@ extension RequestDispatcher {
         ensureQuarantine(for: info) { created in
             if case .failure(let error) = created { return promise.succeed(failed(error, [], 0)) }
             // Every batch in one append: one transaction, all parked or none.
-            append(topic + Self.quarantineSuffix, 0, parking.batches, nil, parking.hashes, 0, nil) { result in
+            let checked: [CheckedBatch]
+            switch CheckedBatch.checkAll(parking.batches) {
+            case .success(let all): checked = all
+            case .failure(let error):
+                return promise.succeed(failed(MillraceError(error.code, "could not quarantine \(outcomes.count) invalid record(s): \(error.message); nothing was appended"), [], 0))
+            }
+            append(topic + Self.quarantineSuffix, 0, checked, nil, parking.hashes, 0, nil) { result in
                 switch result {
                 case .failure(let error):
                     promise.succeed(

@@ -314,7 +314,7 @@ final class RequestDispatcher: Sendable {
         let bytes = entry.records.count
         return appendValidated(topic, entry, batches: batches, steps: steps, on: eventLoop) { topic, partition, batches, sequences, hashes, checkedThrough, indexKeys, completion in
             storage.append(
-                topic: topic, partition: partition, batches: batches, sequences: sequences, dedupHashes: hashes, dedupCheckedThrough: checkedThrough,
+                topic: topic, partition: partition, checked: batches, sequences: sequences, dedupHashes: hashes, dedupCheckedThrough: checkedThrough,
                 indexKeys: indexKeys, completion: completion)
         }.map { produced in
             let result = produced.result

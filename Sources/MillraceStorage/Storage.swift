@@ -280,21 +280,34 @@ public final class Storage: @unchecked Sendable {
         topic: String, partition: Int32, batches: [[UInt8]], sequences: [SequenceSpan]? = nil, dedupHashes: [[DedupHash?]]? = nil,
         dedupCheckedThrough: UInt64 = 0, indexKeys: [[IndexKey]]? = nil, completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
     ) {
-        switch Self.check(batches) {
+        switch CheckedBatch.checkAll(batches) {
         case .failure(let error): completion(.failure(error))
         case .success(let checked):
-            guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
-            let spans = sequences ?? checked.compactMap { SequenceSpan($0.header) }
-            // Indexed whichever way the records come (a restart indexes the newest again from
-            // the log, so this must give the same entries as the produce path).
-            var indexKeys = indexKeys
-            if indexKeys == nil, let policy = topicInfo(topic)?.config.index { indexKeys = IndexMemory.keys(of: checked, policy: policy) }
-            writer.submitNow(
-                .append(
-                    AppendOperation(
-                        topic: topic, partition: partition, batches: checked, sequences: spans, dedupHashes: dedupHashes,
-                        dedupCheckedThrough: dedupCheckedThrough, indexKeys: indexKeys, completion: completion)))
+            append(
+                topic: topic, partition: partition, checked: checked, sequences: sequences, dedupHashes: dedupHashes,
+                dedupCheckedThrough: dedupCheckedThrough, indexKeys: indexKeys, completion: completion)
         }
+    }
+
+    /// `append(topic:partition:batches:…)` for batches checked already (the produce path
+    /// checks each batch once, where it reads its records).
+    public func append(
+        topic: String, partition: Int32, checked: [CheckedBatch], sequences: [SequenceSpan]? = nil, dedupHashes: [[DedupHash?]]? = nil,
+        dedupCheckedThrough: UInt64 = 0, indexKeys: [[IndexKey]]? = nil, completion: @escaping @Sendable (Result<AppendResult, MillraceError>) -> Void
+    ) {
+        guard !checked.isEmpty else { return completion(.failure(MillraceError(.invalidRecordCount, "no record batches to append"))) }
+        guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
+        let batches = checked.map { (bytes: $0.bytes, header: $0.header) }
+        let spans = sequences ?? batches.compactMap { SequenceSpan($0.header) }
+        // Indexed whichever way the records come (a restart indexes the newest again from
+        // the log, so this must give the same entries as the produce path).
+        var indexKeys = indexKeys
+        if indexKeys == nil, let policy = topicInfo(topic)?.config.index { indexKeys = IndexMemory.keys(of: batches, policy: policy) }
+        writer.submitNow(
+            .append(
+                AppendOperation(
+                    topic: topic, partition: partition, batches: batches, sequences: spans, dedupHashes: dedupHashes,
+                    dedupCheckedThrough: dedupCheckedThrough, indexKeys: indexKeys, completion: completion)))
     }
 
     /// A topic's duplicate detection: policy, keys held, duplicates caught. Nil without a policy.
@@ -379,7 +392,7 @@ public final class Storage: @unchecked Sendable {
 
     /// Appends a batch and returns once it is durable. Waits while the writer's queue is full.
     public func append(topic: String, partition: Int32, batch: [UInt8]) async throws -> AppendResult {
-        let checked = try Self.check([batch]).get()
+        let checked = try CheckedBatch.checkAll([batch]).get().map { (bytes: $0.bytes, header: $0.header) }
         let writer = try requireWriter()
         await writer.waitForSpace()
         return try await withCheckedThrowingContinuation { continuation in
@@ -387,35 +400,6 @@ public final class Storage: @unchecked Sendable {
                 continuation.resume(with: $0)
             }
             writer.submitNow(.append(op), afterWaiting: true)
-        }
-    }
-
-    static func check(_ batches: [[UInt8]]) -> Result<[(bytes: [UInt8], header: RecordBatchHeader)], MillraceError> {
-        guard !batches.isEmpty else { return .failure(MillraceError(.invalidRecordCount, "no record batches to append")) }
-        var checked: [(bytes: [UInt8], header: RecordBatchHeader)] = []
-        checked.reserveCapacity(batches.count)
-        for (index, batch) in batches.enumerated() {
-            switch checkOne(batch) {
-            case .success(let header): checked.append((batch, header))
-            case .failure(let error) where batches.count == 1: return .failure(error)
-            case .failure(let error):
-                return .failure(
-                    MillraceError(error.code, "batch \(index + 1) of \(batches.count): \(error.message); none of the \(batches.count) was appended"))
-            }
-        }
-        return .success(checked)
-    }
-
-    static func checkOne(_ batch: [UInt8]) -> Result<RecordBatchHeader, MillraceError> {
-        guard batch.count <= Limits.batchBytesMax else {
-            return .failure(MillraceError(.batchTooLarge, "batch is \(batch.count) bytes; the limit is \(Limits.batchBytesMax)"))
-        }
-        do {
-            return .success(try RecordBatch.verify(batch, depth: .records))
-        } catch let error as MillraceError {
-            return .failure(error)
-        } catch {
-            return .failure(MillraceError(.corruptBatch, "\(error)"))
         }
     }
 

@@ -271,3 +271,52 @@ func randomBatch(_ generator: inout SeededGenerator, codec: CompressionCodec) ->
     }
 }
 
+
+/// A `CheckedBatch` is what storage appends without checking again: its checks must refuse
+/// exactly what `RecordBatch.verify(depth: .records)` refuses, whether or not it reads the
+/// records on the way.
+@Suite struct CheckedBatchTests {
+    @Test func acceptsExactlyWhatAFullVerifyAccepts() throws {
+        var generator = SeededGenerator(seed: 24)
+        var (accepted, refused) = (0, 0)
+        for round in 0..<1_500 {
+            var bytes = try randomBatch(&generator, codec: round % 3 == 0 ? .zstd : .none).encoded()
+            if round % 5 != 0 {
+                for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                    let index = Int.random(in: RecordBatchLayout.recordsAt..<bytes.count, using: &generator)
+                    bytes[index] = UInt8.random(in: 0...255, using: &generator)
+                }
+                let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[RecordBatchLayout.attributesAt...])) }
+                bytes.withUnsafeMutableBytes { $0.storeBytes(of: crc.bigEndian, toByteOffset: RecordBatchLayout.crcAt, as: UInt32.self) }
+            }
+            let verified = try? RecordBatch.verify(bytes, depth: .records)
+            var seen = 0
+            let checked = try? CheckedBatch(checking: bytes, decodeHeaders: true) { _, _ in seen += 1 }
+            let plain = try? CheckedBatch(checking: bytes)
+            #expect((verified == nil) == (checked == nil) && (verified == nil) == (plain == nil), "round \(round)")
+            if let checked, let verified {
+                #expect(checked.header == verified && seen == Int(verified.recordCount) && checked.bytes == bytes)
+                accepted += 1
+            } else {
+                refused += 1
+            }
+        }
+        #expect(accepted > 100 && refused > 100)
+    }
+
+    @Test func aBadBatchAmongSeveralIsNamedAndFailsThemAll() throws {
+        let good = try goldenValue.encoded()
+        var bad = good
+        bad[bad.count - 1] ^= 0xFF
+        guard case .failure(let error) = CheckedBatch.checkAll([good, bad, good]) else {
+            Issue.record("a corrupt batch was accepted")
+            return
+        }
+        #expect(error.code == .corruptBatch)
+        #expect(error.message.hasPrefix("batch 2 of 3: CRC-32C mismatch"))
+        #expect(error.message.hasSuffix("none of the 3 was appended"))
+        #expect(throws: MillraceError.self) { try CheckedBatch.checkAll([]).get() }
+        let oversized = [UInt8](repeating: 0, count: Limits.batchBytesMax + 1)
+        #expect { try CheckedBatch(checking: oversized) } throws: { ($0 as? MillraceError)?.code == .batchTooLarge }
+    }
+}
