@@ -296,6 +296,80 @@ import Testing
         #expect(machine.responseReady(sequence: 0, "A", bytes: 5) == [.write("A", bytes: 5), .write("E", bytes: 5), .flush, .close(.protocolError)])
     }
 
+    /// Every event in every state, as a table: the state each leads to. Each state is reached
+    /// by its own script with request 0 still unanswered (but where a state has none), and
+    /// each event is applied to a fresh copy.
+    @Test func everyEventInEveryStateLeadsWhereTheTableSays() {
+        typealias State = Machine.State
+        let states: [(String, (inout Machine) -> Void)] = [
+            ("open", { machine in
+                _ = machine.frameRead("a", bytes: 10)
+                _ = machine.dispatched()
+            }),
+            ("draining", { machine in
+                _ = machine.frameRead("a", bytes: 10)
+                _ = machine.dispatched()
+                _ = machine.drain()
+            }),
+            ("drained", { machine in _ = machine.drain() }),
+            ("closingAfter", { machine in
+                _ = machine.frameRead("a", bytes: 10)
+                _ = machine.dispatched()
+                _ = machine.frameRead("bad", bytes: 10)
+                _ = machine.dispatched()
+                _ = machine.responseReady(sequence: 1, "E", bytes: 5, thenClose: true)
+            }),
+            ("closing", { machine in _ = machine.tick(idleMs: -1, underPressure: false) }),
+            ("closed", { machine in _ = machine.channelInactive() }),
+        ]
+        let events: [(String, (inout Machine) -> [Machine.Action])] = [
+            ("frameRead", { $0.frameRead("b", bytes: 10) }),
+            ("dispatched", { $0.dispatched() }),
+            ("responseReady", { $0.responseReady(sequence: 0, "A", bytes: 5) }),
+            ("writeCompleted", { $0.writeCompleted(bytes: 0) }),
+            ("writabilityChanged", { $0.writabilityChanged(isWritable: false) }),
+            ("turnEnded", { $0.turnEnded() }),
+            ("budgetAvailable", { $0.budgetAvailable() }),
+            ("tick", { $0.tick(idleMs: -1, underPressure: false) }),
+            ("drain", { $0.drain() }),
+            ("channelInactive", { $0.channelInactive() }),
+        ]
+        let same: [String: State] = [
+            "open": .open, "draining": .draining, "drained": .drained, "closingAfter": .closingAfter(sequence: 1), "closing": .closing, "closed": .closed,
+        ]
+        // Where an event moves the machine; every other pair leaves it where it was.
+        let moves: [String: State] = [
+            "open tick": .open,  // a request in flight: not idle; nothing unwritten: not stalled
+            "open drain": .draining,
+            "open channelInactive": .closed,
+            "draining responseReady": .drained,  // the last answer written: the output ends
+            "draining channelInactive": .closed,
+            "drained tick": .closing,  // idle, nothing in flight
+            "drained channelInactive": .closed,
+            "closingAfter responseReady": .closing,  // the answers before the bad frame, then its own, then close
+            "closingAfter channelInactive": .closed,
+            "closing channelInactive": .closed,
+        ]
+        // Where nothing may come out at all.
+        let silent: Set<String> = ["drained", "closing", "closed"]
+        for (stateName, reach) in states {
+            var start = Self.machine()
+            reach(&start)
+            #expect(start.state == same[stateName], "\(stateName) was not reached: \(start.state)")
+            for (eventName, apply) in events {
+                var machine = start
+                let actions = apply(&machine)
+                let pair = "\(stateName) \(eventName)"
+                #expect(machine.state == moves[pair] ?? same[stateName], "\(pair) led to \(machine.state)")
+                let allowed: [Machine.Action] = eventName == "channelInactive" && stateName != "closed" ? [.cancelWaiting] : (stateName == "drained" && eventName == "tick" ? [.close(.idle(idleMs: 0))] : [])
+                if silent.contains(stateName) { #expect(actions == allowed, "\(pair) did \(actions)") }
+                if machine.state == .closed || machine.state == .closing {
+                    #expect(!actions.contains { if case .dispatch = $0 { true } else { false } }, "\(pair) dispatched on its way out")
+                }
+            }
+        }
+    }
+
     /// A seeded random script of every event: the machine never answers out of order, never
     /// holds more in flight than its limit (outside a drain), and gives back every byte.
     @Test func randomScriptsKeepOrderLimitsAndTheBudget() {
