@@ -21,6 +21,16 @@ enum Keys {
         return writer.bytes
     }
 
+    /// (owner, tag, id): the keys of the dedup and index databases, where an owner (a topic id,
+    /// or 0) keeps run headers and counters beside one another, told apart by the tag.
+    static func tagged(_ owner: UInt32, _ tag: UInt8, _ id: some FixedWidthInteger) -> [UInt8] {
+        var writer = ByteWriter(capacity: 5 + id.bitWidth / 8)
+        writer.writeInteger(owner)
+        writer.writeInteger(tag)
+        writer.writeInteger(id)
+        return writer.bytes
+    }
+
     static func topicPrefix(_ topicID: UInt32) -> [UInt8] {
         var writer = ByteWriter(capacity: 4)
         writer.writeInteger(topicID)

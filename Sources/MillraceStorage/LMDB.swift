@@ -282,6 +282,18 @@ final class ReadTransactionPool: @unchecked Sendable {
 }
 
 extension LMDBTransaction {
+    /// Calls `body` with every entry whose key starts with `prefix` (every entry when it is
+    /// empty), in key order.
+    func forEach(_ dbi: MDB_dbi, prefix: [UInt8] = [], _ body: (LMDBCursor.Entry) throws -> Void) throws {
+        let cursor = try LMDBCursor(self, dbi)
+        defer { cursor.close() }
+        var entry = try prefix.isEmpty ? cursor.get(MDB_FIRST) : cursor.get(MDB_SET_RANGE, key: prefix)
+        while let current = entry, prefix.isEmpty || Keys.hasPrefix(current.key, prefix) {
+            try body(current)
+            entry = try cursor.get(MDB_NEXT)
+        }
+    }
+
     /// Deletes every key starting with `prefix`.
     func deleteAll(_ dbi: MDB_dbi, prefix: [UInt8]) throws {
         let cursor = try LMDBCursor(self, dbi)

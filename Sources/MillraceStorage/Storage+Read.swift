@@ -230,20 +230,8 @@ extension Storage {
     /// Every committed offset of a group, ordered by topic and partition.
     public func committedOffsets(group: String) throws -> [CommittedOffset] {
         try withReadTransaction { txn, _ in
-            let prefix = Keys.groupPrefix(group)
-            let cursor = try LMDBCursor(txn, databases.offsets)
-            defer { cursor.close() }
             var result: [CommittedOffset] = []
-            var entry = try cursor.get(MDB_SET_RANGE, key: prefix)
-            while let current = entry, Keys.hasPrefix(current.key, prefix) {
-                let key = try Keys.parseCommittedOffset(current.key)
-                let value = try CommittedOffsetValue.decode(current.value)
-                result.append(
-                    CommittedOffset(
-                        group: key.group, topic: key.topic, partition: key.partition, offset: value.offset, metadata: value.metadata,
-                        committedAtMs: value.committedAtMs))
-                entry = try cursor.get(MDB_NEXT)
-            }
+            try txn.forEach(databases.offsets, prefix: Keys.groupPrefix(group)) { result.append(try CommittedOffset(stored: $0)) }
             return result
         }
     }
@@ -263,19 +251,8 @@ extension Storage {
     /// scrape: linear in offsets, where a seek per group would pay the transaction each time).
     public func allCommittedOffsets() throws -> [CommittedOffset] {
         try withReadTransaction { txn, _ in
-            let cursor = try LMDBCursor(txn, databases.offsets)
-            defer { cursor.close() }
             var result: [CommittedOffset] = []
-            var entry = try cursor.get(MDB_FIRST)
-            while let current = entry {
-                let key = try Keys.parseCommittedOffset(current.key)
-                let value = try CommittedOffsetValue.decode(current.value)
-                result.append(
-                    CommittedOffset(
-                        group: key.group, topic: key.topic, partition: key.partition, offset: value.offset, metadata: value.metadata,
-                        committedAtMs: value.committedAtMs))
-                entry = try cursor.get(MDB_NEXT)
-            }
+            try txn.forEach(databases.offsets) { result.append(try CommittedOffset(stored: $0)) }
             return result
         }
     }
@@ -283,14 +260,10 @@ extension Storage {
     /// Every group that has committed offsets, sorted.
     public func groupsWithCommittedOffsets() throws -> [String] {
         try withReadTransaction { txn, _ in
-            let cursor = try LMDBCursor(txn, databases.offsets)
-            defer { cursor.close() }
             var groups: [String] = []
-            var entry = try cursor.get(MDB_FIRST)
-            while let current = entry {
-                let group = try Keys.parseCommittedOffset(current.key).group
+            try txn.forEach(databases.offsets) { entry in
+                let group = try Keys.parseCommittedOffset(entry.key).group
                 if groups.last != group { groups.append(group) }
-                entry = try cursor.get(MDB_NEXT)
             }
             return groups
         }

@@ -120,3 +120,15 @@ enum CommittedOffsetValue {
         return (offset, committedAt, metadata)
     }
 }
+
+extension CommittedOffset {
+    /// A committed offset as the `offsets` database stores it: the key (group, topic,
+    /// partition) and a `CommittedOffsetValue`.
+    init(stored entry: LMDBCursor.Entry) throws {
+        let key = try Keys.parseCommittedOffset(entry.key)
+        let value = try CommittedOffsetValue.decode(entry.value)
+        self.init(
+            group: key.group, topic: key.topic, partition: key.partition, offset: value.offset, metadata: value.metadata,
+            committedAtMs: value.committedAtMs)
+    }
+}

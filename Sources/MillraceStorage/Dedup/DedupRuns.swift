@@ -14,40 +14,27 @@ struct DedupEntry: Equatable {
 
     static let size = 32
 
-    func write(to memory: UnsafeMutableRawPointer) {
-        memory.storeBytes(of: hash.high.littleEndian, toByteOffset: 0, as: UInt64.self)
-        memory.storeBytes(of: hash.low.littleEndian, toByteOffset: 8, as: UInt64.self)
-        memory.storeBytes(of: partition.littleEndian, toByteOffset: 16, as: Int32.self)
-        memory.storeBytes(of: timeSeconds.littleEndian, toByteOffset: 20, as: UInt32.self)
-        memory.storeBytes(of: offset.littleEndian, toByteOffset: 24, as: Int64.self)
+    @inline(__always)
+    static func time(at memory: UnsafeRawPointer) -> UInt32 {
+        UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
     }
+}
 
-    init(hash: DedupHash, partition: Int32, timeSeconds: UInt32, offset: Int64) {
-        self.hash = hash
-        self.partition = partition
-        self.timeSeconds = timeSeconds
-        self.offset = offset
-    }
-
+/// The stored entry, little-endian: hash (0), partition (16), time (20), offset (24). Kept
+/// out of the struct's body so that it keeps its memberwise initializer.
+extension DedupEntry {
     init(reading memory: UnsafeRawPointer) {
-        hash = DedupHash(
-            high: UInt64(littleEndian: memory.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-            low: UInt64(littleEndian: memory.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+        hash = DedupLayout.hash(at: memory)
         partition = Int32(littleEndian: memory.loadUnaligned(fromByteOffset: 16, as: Int32.self))
         timeSeconds = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
         offset = Int64(littleEndian: memory.loadUnaligned(fromByteOffset: 24, as: Int64.self))
     }
 
-    @inline(__always)
-    static func time(at memory: UnsafeRawPointer) -> UInt32 {
-        UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
-    }
-
-    @inline(__always)
-    static func hash(at memory: UnsafeRawPointer) -> DedupHash {
-        DedupHash(
-            high: UInt64(littleEndian: memory.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-            low: UInt64(littleEndian: memory.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+    func write(to memory: UnsafeMutableRawPointer) {
+        hash.write(toRunEntry: memory)
+        memory.storeBytes(of: partition.littleEndian, toByteOffset: 16, as: Int32.self)
+        memory.storeBytes(of: timeSeconds.littleEndian, toByteOffset: 20, as: UInt32.self)
+        memory.storeBytes(of: offset.littleEndian, toByteOffset: 24, as: Int64.self)
     }
 }
 
@@ -64,7 +51,7 @@ enum DedupLayout: RunLayout {
 
     /// Hashes are unique within a dedup run.
     @inline(__always) static func precedes(_ left: UnsafeRawPointer, _ right: UnsafeRawPointer) -> Bool {
-        DedupEntry.hash(at: left) < DedupEntry.hash(at: right)
+        DedupLayout.hash(at: left) < DedupLayout.hash(at: right)
     }
 }
 
@@ -86,8 +73,8 @@ enum DedupRuns {
         let count = value.count / DedupEntry.size
         let span = header.span(of: chunk)
         let guess = HashSearch.interpolate(hash.high, from: span.from, to: span.to, count: count)
-        let index = HashSearch.lastNotAbove(hash, count: count, guess: guess) { DedupEntry.hash(at: base + $0 * DedupEntry.size) }
-        guard index >= 0, DedupEntry.hash(at: base + index * DedupEntry.size) == hash else { return nil }
+        let index = HashSearch.lastNotAbove(hash, count: count, guess: guess) { DedupLayout.hash(at: base + $0 * DedupEntry.size) }
+        guard index >= 0, DedupLayout.hash(at: base + index * DedupEntry.size) == hash else { return nil }
         return DedupEntry(reading: base + index * DedupEntry.size)
     }
 }

@@ -72,47 +72,27 @@ final class DedupStore: @unchecked Sendable {
 
     /// Reads every run header and counter, and fills each topic's filter from its runs' keys.
     func load(txn: LMDBTransaction, dbi: RunDatabases) throws {
-        var runTopics: [UInt64: DedupTopicState] = [:]
-        let cursor = try LMDBCursor(txn, dbi.runs)
-        defer { cursor.close() }
-        var entry = try cursor.get(MDB_FIRST)
-        while let current = entry {
-            var reader = ByteReader(current.key)
-            let topicID: UInt32 = try reader.readInteger("dedup topic")
-            let tag: UInt8 = try reader.readInteger("dedup tag")
-            switch tag {
-            case RunKeys.nextRunTag where topicID == 0:
-                var value = ByteReader(current.value)
-                nextRunID = max(nextRunID, try value.readInteger("dedup next run"))
-            case RunKeys.runTag:
-                let state = lock.withLock { topicState(topicID) }
-                let runID: UInt64 = try reader.readInteger("dedup run id")
-                let header = try DedupRuns.header(current.value)
-                state.runs.append(RunMeta(id: runID, header: header))
-                runTopics[runID] = state
-                nextRunID = max(nextRunID, runID + 1)
-            case DedupKeys.statsTag:
-                let state = lock.withLock { topicState(topicID) }
-                var value = ByteReader(current.value)
-                state.duplicatesTotal = try value.readInteger("dedup duplicates")
-            default:
-                break
-            }
-            entry = try cursor.get(MDB_NEXT)
+        let loaded = try RunSet<DedupLayout>.load(txn: txn, dbi: dbi) { topicID, tag, _, value in
+            guard tag == DedupKeys.statsTag else { return }
+            var reader = ByteReader(value)
+            let total: UInt64 = try reader.readInteger("dedup duplicates")
+            lock.withLock { topicState(topicID) }.duplicatesTotal = total
         }
-        for state in topics.values { state.runs.sort { $0.id < $1.id } }
-        let chunks = try LMDBCursor(txn, dbi.chunks)
-        defer { chunks.close() }
-        var chunk = try chunks.get(MDB_FIRST)
-        while let current = chunk {
-            var reader = ByteReader(current.key)
+        nextRunID = max(nextRunID, loaded.nextRunID)
+        var runTopics: [UInt64: DedupTopicState] = [:]
+        for (topicID, run) in loaded.runs {
+            let state = lock.withLock { topicState(topicID) }
+            state.runs.append(run)
+            runTopics[run.id] = state
+        }
+        try txn.forEach(dbi.chunks) { chunk in
+            var reader = ByteReader(chunk.key)
             let runID: UInt64 = try reader.readInteger("dedup chunk run")
-            if let state = runTopics[runID], let base = current.value.baseAddress {
-                for position in 0..<(current.value.count / DedupEntry.size) {
-                    BlockedBloom.insert(DedupEntry.hash(at: base + position * DedupEntry.size), into: state.filter)
+            if let state = runTopics[runID], let base = chunk.value.baseAddress {
+                for position in 0..<(chunk.value.count / DedupEntry.size) {
+                    BlockedBloom.insert(DedupLayout.hash(at: base + position * DedupEntry.size), into: state.filter)
                 }
             }
-            chunk = try chunks.get(MDB_NEXT)
         }
     }
 

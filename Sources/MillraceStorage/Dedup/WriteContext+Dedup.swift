@@ -115,7 +115,7 @@ extension WriteContext {
                 for run in state.runs where !change.runs.removed.contains(run.id) {
                     let reader = try RunReader<DedupLayout>(runID: run.id, txn: txn, dbi: dbi, copying: run.id >= store.nextRunID)
                     while let entry = reader.current {
-                        BlockedBloom.insert(DedupEntry.hash(at: entry), into: filter)
+                        BlockedBloom.insert(DedupLayout.hash(at: entry), into: filter)
                         try reader.advance()
                     }
                 }

@@ -19,42 +19,26 @@ final class IndexStore: @unchecked Sendable {
         self.memoryEntriesMax = max(1, memoryEntriesMax)
     }
 
+    /// Reads every run header, run reach and counter.
     func load(txn: LMDBTransaction, dbi: RunDatabases) throws {
-        let cursor = try LMDBCursor(txn, dbi.runs)
-        defer { cursor.close() }
-        var loaded: [RunMeta] = []
         var written: [UInt32: UInt64] = [:]
         var reached: [UInt64: IndexReach] = [:]
-        var next: UInt64 = 1
-        var entry = try cursor.get(MDB_FIRST)
-        while let current = entry {
-            var reader = ByteReader(current.key)
-            let owner: UInt32 = try reader.readInteger("index owner")
-            let tag: UInt8 = try reader.readInteger("index tag")
+        let loaded = try RunSet<IndexLayout>.load(txn: txn, dbi: dbi) { owner, tag, key, value in
             switch tag {
-            case RunKeys.nextRunTag where owner == 0:
-                var value = ByteReader(current.value)
-                next = max(next, try value.readInteger("index next run"))
-            case RunKeys.runTag:
-                let runID: UInt64 = try reader.readInteger("index run id")
-                let header = try RunHeader(parsing: current.value, as: IndexLayout.self)
-                loaded.append(RunMeta(id: runID, header: header))
-                next = max(next, runID + 1)
             case IndexKeys.statsTag:
-                var value = ByteReader(current.value)
-                written[owner] = try value.readInteger("index entries written")
+                var reader = ByteReader(value)
+                written[owner] = try reader.readInteger("index entries written")
             case IndexKeys.reachTag where owner == 0:
-                reached[try reader.readInteger("index run id")] = try IndexReach(decoding: current.value)
+                reached[try key.readInteger("index run id")] = try IndexReach(decoding: value)
             default:
                 break
             }
-            entry = try cursor.get(MDB_NEXT)
         }
         lock.withLock {
-            runs = loaded.sorted { $0.id < $1.id }
+            runs = loaded.runs.map(\.run)
             reaches = reached
             entriesWritten = written
-            nextRunID = next
+            nextRunID = loaded.nextRunID
         }
     }
 

@@ -21,38 +21,6 @@ struct IndexEntry: Equatable {
 
     static let size = 44
 
-    func write(to memory: UnsafeMutableRawPointer) {
-        memory.storeBytes(of: hash.high.littleEndian, toByteOffset: 0, as: UInt64.self)
-        memory.storeBytes(of: hash.low.littleEndian, toByteOffset: 8, as: UInt64.self)
-        memory.storeBytes(of: timeMs.littleEndian, toByteOffset: 16, as: Int64.self)
-        memory.storeBytes(of: offset.littleEndian, toByteOffset: 24, as: Int64.self)
-        memory.storeBytes(of: topicID.littleEndian, toByteOffset: 32, as: UInt32.self)
-        memory.storeBytes(of: partition.littleEndian, toByteOffset: 36, as: UInt16.self)
-        memory.storeBytes(of: slot, toByteOffset: 38, as: UInt8.self)
-        memory.storeBytes(of: UInt8(0), toByteOffset: 39, as: UInt8.self)
-        memory.storeBytes(of: position.littleEndian, toByteOffset: 40, as: UInt32.self)
-    }
-
-    init(hash: DedupHash, timeMs: Int64, offset: Int64, topicID: UInt32, partition: UInt16, slot: UInt8, position: UInt32 = IndexKey.unknownPosition) {
-        self.hash = hash
-        self.timeMs = timeMs
-        self.offset = offset
-        self.topicID = topicID
-        self.partition = partition
-        self.slot = slot
-        self.position = position
-    }
-
-    init(reading memory: UnsafeRawPointer) {
-        hash = IndexLayout.hash(at: memory)
-        timeMs = Int64(littleEndian: memory.loadUnaligned(fromByteOffset: 16, as: Int64.self))
-        offset = Int64(littleEndian: memory.loadUnaligned(fromByteOffset: 24, as: Int64.self))
-        topicID = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
-        partition = UInt16(littleEndian: memory.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
-        slot = memory.load(fromByteOffset: 38, as: UInt8.self)
-        position = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 40, as: UInt32.self))
-    }
-
     /// Sorts entries into their order in O(n): hashes are spread evenly, so a counting pass on
     /// the high bits puts about one entry in each bucket, and each bucket is then sorted in
     /// place (entries sharing a value — a lot in many records — sort within their bucket).
@@ -110,6 +78,31 @@ struct IndexEntry: Equatable {
     }
 }
 
+/// The stored entry (the layout above; byte 39 is zero). Kept out of the struct's body so
+/// that its memberwise initializer, with `position` unknown by default, stays.
+extension IndexEntry {
+    init(reading memory: UnsafeRawPointer) {
+        hash = IndexLayout.hash(at: memory)
+        timeMs = Int64(littleEndian: memory.loadUnaligned(fromByteOffset: 16, as: Int64.self))
+        offset = Int64(littleEndian: memory.loadUnaligned(fromByteOffset: 24, as: Int64.self))
+        topicID = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
+        partition = UInt16(littleEndian: memory.loadUnaligned(fromByteOffset: 36, as: UInt16.self))
+        slot = memory.load(fromByteOffset: 38, as: UInt8.self)
+        position = UInt32(littleEndian: memory.loadUnaligned(fromByteOffset: 40, as: UInt32.self))
+    }
+
+    func write(to memory: UnsafeMutableRawPointer) {
+        hash.write(toRunEntry: memory)
+        memory.storeBytes(of: timeMs.littleEndian, toByteOffset: 16, as: Int64.self)
+        memory.storeBytes(of: offset.littleEndian, toByteOffset: 24, as: Int64.self)
+        memory.storeBytes(of: topicID.littleEndian, toByteOffset: 32, as: UInt32.self)
+        memory.storeBytes(of: partition.littleEndian, toByteOffset: 36, as: UInt16.self)
+        memory.storeBytes(of: slot, toByteOffset: 38, as: UInt8.self)
+        memory.storeBytes(of: UInt8(0), toByteOffset: 39, as: UInt8.self)
+        memory.storeBytes(of: position.littleEndian, toByteOffset: 40, as: UInt32.self)
+    }
+}
+
 enum IndexLayout: RunLayout {
     static var entrySize: Int { IndexEntry.size }
     static var fenceBytes: Int { 16 }
@@ -140,18 +133,12 @@ enum IndexKeys {
     static func stats(_ topicID: UInt32) -> [UInt8] { Keys.topicPrefix(topicID) + [statsTag] }
 
     /// A run's reach (`IndexReach`).
-    static func reach(_ runID: UInt64) -> [UInt8] {
-        var writer = ByteWriter(capacity: 13)
-        writer.writeInteger(UInt32(0))
-        writer.writeInteger(reachTag)
-        writer.writeInteger(runID)
-        return writer.bytes
-    }
+    static func reach(_ runID: UInt64) -> [UInt8] { Keys.tagged(0, reachTag, runID) }
 
     /// Per partition: i64, the first offset whose entries may be only in memory (`IndexMemory`).
-    static func watermark(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { partitionKey(topicID, watermarkTag, partition) }
+    static func watermark(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { Keys.tagged(topicID, watermarkTag, partition) }
 
-    static func appendTimePrefix(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { partitionKey(topicID, appendTimeTag, partition) }
+    static func appendTimePrefix(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { Keys.tagged(topicID, appendTimeTag, partition) }
 
     /// Per partition and first offset: i64, the broker time its records from there were appended.
     static func appendTime(_ topicID: UInt32, _ partition: Int32, _ offset: Int64) -> [UInt8] {
@@ -163,17 +150,9 @@ enum IndexKeys {
         return writer.bytes
     }
 
-    private static func partitionKey(_ topicID: UInt32, _ tag: UInt8, _ partition: Int32) -> [UInt8] {
-        var writer = ByteWriter(capacity: 9)
-        writer.writeInteger(topicID)
-        writer.writeInteger(tag)
-        writer.writeInteger(partition)
-        return writer.bytes
-    }
-
     /// Per partition: i64 where a rebuild goes on from, i64 the first offset indexed as it was
     /// appended (the log end when the policy was set). Gone once the rebuild reaches it.
-    static func pending(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { partitionKey(topicID, pendingTag, partition) }
+    static func pending(_ topicID: UInt32, _ partition: Int32) -> [UInt8] { Keys.tagged(topicID, pendingTag, partition) }
 }
 
 /// What a rebuild has left of a partition: records from `next` up to `end` were appended
@@ -266,6 +245,14 @@ struct IndexReach: Equatable {
     var ends: [PartitionID: Int64] = [:]
 
     init(ends: [PartitionID: Int64] = [:]) { self.ends = ends }
+
+    /// The reach of `entries`: one past the highest offset of each partition they name.
+    init(covering entries: [IndexEntry]) {
+        for entry in entries {
+            let id = PartitionID(topicID: entry.topicID, partition: Int32(entry.partition))
+            ends[id] = max(ends[id] ?? 0, entry.offset + 1)
+        }
+    }
 
     init(decoding bytes: UnsafeRawBufferPointer) throws {
         var reader = ByteReader(bytes)

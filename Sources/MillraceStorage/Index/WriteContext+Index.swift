@@ -62,80 +62,25 @@ extension WriteContext {
         guard let index, !indexPending.isEmpty || !indexFresh.isEmpty || !indexChanges.entriesByTopic.isEmpty || forceMemory else { return }
         let dbi = try databases.requireIndex()
         var runs = indexRuns(index, dbi: dbi)
-        // The log start of every partition an entry names, as this transaction sees it.
-        var logStarts: [PartitionID: Int64] = [:]
-        let topics = Set(catalog.topics.values.map(\.id))
-        // The last partitions asked, by a small direct-mapped table (entries come in hash
-        // order, partitions interleaved; a dictionary per entry cost more than the merge).
-        var recent = [(key: UInt64, start: Int64)](repeating: (UInt64.max, 0), count: 64)
-        var failure: (any Error)?
-        /// Whether an entry's record is still held: its topic exists and retention left it.
-        func isLive(_ topicID: UInt32, _ partition: UInt16, _ offset: Int64) -> Bool {
-            let key = UInt64(topicID) << 16 | UInt64(partition)
-            let slot = Int((key &* 0x9E37_79B9_7F4A_7C15) >> 58)
-            if recent[slot].key == key { return offset >= recent[slot].start }
-            let id = PartitionID(topicID: topicID, partition: Int32(partition))
-            var start = Int64.max
-            if topics.contains(topicID) {
-                if let known = logStarts[id] {
-                    start = known
-                } else {
-                    do {
-                        start = try state(id).logStartOffset
-                    } catch {
-                        failure = error
-                        start = 0
-                    }
-                    logStarts[id] = start
-                }
-            }
-            recent[slot] = (key, start)
-            return offset >= start
-        }
-        /// Writes the sorted segments' entries as one run, with its reach.
+        var liveness = IndexLiveness(topics: Set(catalog.topics.values.map(\.id)))
+        func logStart(_ id: PartitionID) throws -> Int64 { try state(id).logStartOffset }
+        /// Writes the sorted segments' live entries as one run, with its reach.
         func write(_ segments: [[IndexEntry]], reach: IndexReach) throws {
-            let written = try runs.write(keysAtMost: segments.reduce(0) { $0 + $1.count }) { writer in
-                try withUnsafeTemporaryAllocation(byteCount: IndexEntry.size, alignment: 8) { raw in
-                    let base = raw.baseAddress.unsafelyUnwrapped
-                    try IndexMemory.forEachInOrder(segments) { entry in
-                        guard isLive(entry.topicID, entry.partition, entry.offset) else { return }
-                        entry.write(to: base)
-                        try writer.append(raw: UnsafeRawPointer(base))
-                    }
-                }
-                if let failure { throw failure }
-            }
-            try txn.put(dbi.runs, IndexKeys.reach(written.id), reach.encoded)
-            indexChanges.reaches[written.id] = reach
+            let written = try runs.write(segments, liveness: &liveness, logStart: logStart)
+            try storeReach(reach, of: written.id, dbi: dbi)
         }
         if !indexPending.isEmpty {
             IndexEntry.sort(&indexPending)
-            var reach = IndexReach()
-            for entry in indexPending {
-                let id = PartitionID(topicID: entry.topicID, partition: Int32(entry.partition))
-                reach.ends[id] = max(reach.ends[id] ?? 0, entry.offset + 1)
-            }
-            try write([indexPending], reach: reach)
+            try write([indexPending], reach: IndexReach(covering: indexPending))
             indexPending = []
         }
         if !indexFresh.isEmpty || forceMemory {
             IndexEntry.sort(&indexFresh)
             let memory = index.memorySnapshot
             if memory.count + indexFresh.count >= index.memoryEntriesMax || (forceMemory && memory.count + indexFresh.count > 0) {
-                // Every partition with entries in memory has them in the run: its watermark
-                // moves to its end (which is also where the run's reach ends), and its
-                // recorded append times go.
                 var partitions = Set(memory.touched.keys)
                 partitions.formUnion(indexChanges.touched.keys)
-                var reach = IndexReach()
-                for id in partitions where topics.contains(id.topicID) {
-                    let end = try state(id).nextOffset
-                    reach.ends[id] = end
-                    var value = ByteWriter(capacity: 8)
-                    value.writeInteger(end)
-                    try txn.put(dbi.runs, IndexKeys.watermark(id.topicID, id.partition), value.bytes)
-                    try txn.deleteAll(dbi.runs, prefix: IndexKeys.appendTimePrefix(id.topicID, id.partition))
-                }
+                let reach = try moveIndexWatermarks(partitions, topics: liveness.topics, dbi: dbi)
                 try write(memory.segments + [indexFresh], reach: reach)
                 indexChanges.memoryFlushed = true
                 indexChanges.touched = [:]
@@ -144,26 +89,49 @@ extension WriteContext {
             }
             indexFresh = []
         }
-        try runs.mergeDue(
-            keep: { raw in
-                let (topicID, partition, offset) = IndexEntry.place(at: raw)
-                return isLive(topicID, partition, offset)
-            },
-            merged: { group, written in
-                if let failure { throw failure }
-                // The merged run reaches as far as its sources did.
-                if let reach = IndexReach.union(group.map { indexChanges.reaches[$0.id] ?? index.reach($0.id) }) {
-                    try txn.put(dbi.runs, IndexKeys.reach(written.id), reach.encoded)
-                    indexChanges.reaches[written.id] = reach
-                }
-                for run in group {
-                    _ = try txn.delete(dbi.runs, IndexKeys.reach(run.id))
-                    indexChanges.reaches[run.id] = nil
-                }
-            })
+        try runs.mergeDue(liveness: &liveness, logStart: logStart) { sources, written in
+            try noteIndexMerge(of: sources, into: written, index: index, dbi: dbi)
+        }
         indexChanges.runs = runs.changes
         indexChanges.nextRunID = runs.nextRunID
         try runs.storeNextRunID()
+        try storeIndexCounters(index, dbi: dbi)
+    }
+
+    /// The memory table goes into a run, so every partition with entries in memory has them
+    /// there: its watermark moves to its end (which is also where the run's reach ends), and
+    /// its recorded append times go. Returns that reach.
+    mutating func moveIndexWatermarks(_ partitions: Set<PartitionID>, topics: Set<UInt32>, dbi: RunDatabases) throws -> IndexReach {
+        var reach = IndexReach()
+        for id in partitions where topics.contains(id.topicID) {
+            let end = try state(id).nextOffset
+            reach.ends[id] = end
+            var value = ByteWriter(capacity: 8)
+            value.writeInteger(end)
+            try txn.put(dbi.runs, IndexKeys.watermark(id.topicID, id.partition), value.bytes)
+            try txn.deleteAll(dbi.runs, prefix: IndexKeys.appendTimePrefix(id.topicID, id.partition))
+        }
+        return reach
+    }
+
+    mutating func storeReach(_ reach: IndexReach, of runID: UInt64, dbi: RunDatabases) throws {
+        try txn.put(dbi.runs, IndexKeys.reach(runID), reach.encoded)
+        indexChanges.reaches[runID] = reach
+    }
+
+    /// A merged run reaches as far as its sources did; their reaches go with them.
+    mutating func noteIndexMerge(of sources: [RunMeta], into written: RunMeta, index: IndexStore, dbi: RunDatabases) throws {
+        if let reach = IndexReach.union(sources.map { indexChanges.reaches[$0.id] ?? index.reach($0.id) }) {
+            try storeReach(reach, of: written.id, dbi: dbi)
+        }
+        for run in sources {
+            _ = try txn.delete(dbi.runs, IndexKeys.reach(run.id))
+            indexChanges.reaches[run.id] = nil
+        }
+    }
+
+    /// Stores each topic's count of entries written, this transaction's included.
+    func storeIndexCounters(_ index: IndexStore, dbi: RunDatabases) throws {
         for (topic, count) in indexChanges.entriesByTopic {
             var counter = ByteWriter(capacity: 8)
             counter.writeInteger(index.written(topic) + UInt64(count))

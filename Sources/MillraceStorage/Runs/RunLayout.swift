@@ -37,10 +37,24 @@ extension RunLayout {
     static var chunkEntries: Int { (16 * 4_096 - 16) / entrySize }
 
     @inline(__always)
-    static func hash(at entry: UnsafeRawPointer) -> DedupHash {
-        DedupHash(
-            high: UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-            low: UInt64(littleEndian: entry.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+    static func hash(at entry: UnsafeRawPointer) -> DedupHash { DedupHash(runEntry: entry) }
+}
+
+extension DedupHash {
+    /// The hash that leads a run entry (and so a chunk's fence): little-endian high word, then
+    /// low word. Every layout's entries start this way, so they sort and are found alike.
+    @inline(__always)
+    init(runEntry memory: UnsafeRawPointer) {
+        self.init(
+            high: UInt64(littleEndian: memory.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+            low: UInt64(littleEndian: memory.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+    }
+
+    /// Writes the hash where a run entry starts (`init(runEntry:)` reads it back).
+    @inline(__always)
+    func write(toRunEntry memory: UnsafeMutableRawPointer) {
+        memory.storeBytes(of: high.littleEndian, toByteOffset: 0, as: UInt64.self)
+        memory.storeBytes(of: low.littleEndian, toByteOffset: 8, as: UInt64.self)
     }
 }
 
@@ -63,13 +77,7 @@ enum RunKeys {
     /// topics).
     static func runPrefix(_ owner: UInt32) -> [UInt8] { Keys.topicPrefix(owner) + [runTag] }
 
-    static func run(_ owner: UInt32, _ runID: UInt64) -> [UInt8] {
-        var writer = ByteWriter(capacity: 13)
-        writer.writeInteger(owner)
-        writer.writeInteger(runTag)
-        writer.writeInteger(runID)
-        return writer.bytes
-    }
+    static func run(_ owner: UInt32, _ runID: UInt64) -> [UInt8] { Keys.tagged(owner, runTag, runID) }
 
     static func chunkPrefix(_ runID: UInt64) -> [UInt8] {
         var writer = ByteWriter(capacity: 8)
@@ -180,11 +188,7 @@ struct RunHeader {
         fences.baseAddress.unsafelyUnwrapped + chunk * fenceBytes
     }
 
-    @inline(__always) func fenceHash(_ chunk: Int) -> DedupHash {
-        DedupHash(
-            high: UInt64(littleEndian: fence(chunk).loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-            low: UInt64(littleEndian: fence(chunk).loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
-    }
+    @inline(__always) func fenceHash(_ chunk: Int) -> DedupHash { DedupHash(runEntry: fence(chunk)) }
 
     /// The chunk that holds `hash` if any does: the last whose first hash is not above it.
     func chunk(for hash: DedupHash) -> Int? {

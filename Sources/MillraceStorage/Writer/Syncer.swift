@@ -100,14 +100,7 @@ final class Syncer: @unchecked Sendable {
     }
 
     /// Delivers what is pending, then stops.
-    func stop() {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
-        }
-        if let thread { pthread_join(thread, nil) }
-        thread = nil
-    }
+    func stop() { stopThread(&thread, parkedOn: lock) { stopping = true } }
 
     private func run() {
         while true {

@@ -91,12 +91,7 @@ final class Writer: @unchecked Sendable {
 
     /// Drains what is queued, then stops the thread.
     func stop() {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
-        }
-        if let thread { pthread_join(thread, nil) }
-        thread = nil
+        stopThread(&thread, parkedOn: lock) { stopping = true }
         syncer?.stop()
         let waiters = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
             defer { spaceWaiters = [] }
