@@ -255,13 +255,15 @@ extension RequestDispatcher {
         guard contract.latest > 0 || dedup != nil || indexPolicy != nil else {
             // The batches are checked (CRC, every record, zstd) here, where `append` runs: on
             // the loop only when small and uncompressed, else on the partition's lane.
-            let appendPlain: @Sendable () -> EventLoopFuture<Produced> = {
+            // The answer completes `promise` straight from the writer's completion: from the
+            // lane there is no hop back to the loop first (each hop is a thread wake-up).
+            let promise = eventLoop.makePromise(of: Produced.self)
+            let appendPlain: @Sendable () -> Void = {
                 let checked: [CheckedBatch]
                 switch CheckedBatch.checkAll(batches) {
                 case .success(let all): checked = all
-                case .failure(let error): return eventLoop.makeSucceededFuture(failed(error))
+                case .failure(let error): return promise.succeed(failed(error))
                 }
-                let promise = eventLoop.makePromise(of: Produced.self)
                 append(topic, entry.partition, checked, nil, nil, 0, nil) { result in
                     switch result {
                     case .success(let appended):
@@ -273,29 +275,41 @@ extension RequestDispatcher {
                     case .failure(let error): promise.succeed(failed(error))
                     }
                 }
-                return promise.futureResult
             }
             let bytes = batches.reduce(0) { $0 + $1.count }
             let wantsLane = bytes > Self.verifyOnLoopBytesMax || batches.contains(where: Self.isCompressed)
-            guard laneBacklog.enter(partition, wantsLane: wantsLane) else { return appendPlain() }
+            guard laneBacklog.enter(partition, wantsLane: wantsLane) else {
+                appendPlain()
+                return promise.futureResult
+            }
             let backlog = laneBacklog
-            return validationLanes.run(lane: lane, on: eventLoop) { () -> EventLoopFuture<Produced> in
+            validationLanes.execute(lane: lane) { active in
                 defer { backlog.leave(partition) }
-                return appendPlain()
-            }.flatMap { $0 }
+                guard active else { return promise.succeed(failed(MillraceError(.storageClosed, "the broker is stopping; nothing was appended, retry"))) }
+                appendPlain()
+            }
+            return promise.futureResult
         }
         let quarantines = info?.config.onInvalid == .quarantine
         _ = laneBacklog.enter(partition, wantsLane: true)
         let backlog = laneBacklog
         // Inspected, prepared and queued for the writer on the lane: the batches are checked
-        // there, never on the loop.
-        return validationLanes.run(lane: lane, on: eventLoop) { [self] () -> EventLoopFuture<Produced> in
+        // there, never on the loop. The answer comes from the writer's completion, with no
+        // hop back to the loop in between.
+        let promise = eventLoop.makePromise(of: Produced.self)
+        validationLanes.execute(lane: lane) { [self] active in
             defer { backlog.leave(partition) }
-            let prepared = try prepare(
-                topic, entry.partition, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches, steps: steps),
-                quarantines: quarantines)
-            return appendPrepared(topic, entry, prepared, info: info, on: eventLoop, append: append)
-        }.flatMap { $0 }.flatMapErrorThrowing { error in failed(error) }
+            guard active else { return promise.succeed(failed(MillraceError(.storageClosed, "the broker is stopping; nothing was appended, retry"))) }
+            do {
+                let prepared = try prepare(
+                    topic, entry.partition, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches, steps: steps),
+                    quarantines: quarantines)
+                appendPrepared(topic, entry, prepared, info: info, into: promise, append: append)
+            } catch {
+                promise.succeed(failed(error))
+            }
+        }
+        return promise.futureResult
     }
 
     /// The largest produce (a partition's batches together) whose batches are checked on the
@@ -420,9 +434,8 @@ extension RequestDispatcher {
     /// between the two leaves the bad records parked and the producer told), then the kept
     /// records; an idempotent producer's numbers are used up even when nothing is appended.
     func appendPrepared(
-        _ topic: String, _ entry: ProducePartition, _ prepared: Prepared, info: TopicInfo?, on eventLoop: any EventLoop, append: @escaping Append
-    ) -> EventLoopFuture<Produced> {
-        let promise = eventLoop.makePromise(of: Produced.self)
+        _ topic: String, _ entry: ProducePartition, _ prepared: Prepared, info: TopicInfo?, into promise: EventLoopPromise<Produced>, append: @escaping Append
+    ) {
         let failed: @Sendable (MillraceError, [RecordOutcome], Int) -> Produced = { error, outcomes, parked in
             Produced(
                 result: ProducePartitionResult(
@@ -443,8 +456,7 @@ extension RequestDispatcher {
             let error = MillraceError(
                 .invalidRecord,
                 "\(outcomes.count) of \(total) record\(total == 1 ? "" : "s") break the schema of topic \(topic); nothing of partition \(entry.partition) was appended: \(shown)\(more)")
-            useUpSequences { promise.succeed(failed(error, outcomes, 0)) }
-            return promise.futureResult
+            return useUpSequences { promise.succeed(failed(error, outcomes, 0)) }
         }
         // After the parked records (if any) are in: the kept ones, with every outcome.
         let appendKept: @Sendable ([RecordOutcome], Int) -> Void = { placed, parked in
@@ -476,8 +488,7 @@ extension RequestDispatcher {
             }
         }
         guard let parking = prepared.parked, !parking.batches.isEmpty, let info else {
-            appendKept([], 0)
-            return promise.futureResult
+            return appendKept([], 0)
         }
         let outcomes = prepared.invalid
         ensureQuarantine(for: info) { created in
@@ -500,7 +511,6 @@ extension RequestDispatcher {
                 }
             }
         }
-        return promise.futureResult
     }
 }
 

@@ -29,6 +29,13 @@ final class ValidationLanes: Sendable {
         pools[lane % pools.count].runIfActive(eventLoop: eventLoop, body)
     }
 
+    /// Runs `body` on the lane with no future to hop back through: the caller completes its
+    /// own promise from `body` (`active` is false when the lanes are shut down: `body` must
+    /// still answer).
+    func execute(lane: Int, _ body: @escaping @Sendable (_ active: Bool) -> Void) {
+        pools[lane % pools.count].submit { state in body(state == .active) }
+    }
+
     /// Trace work: on the trace threads, in no order among itself.
     func runTrace<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable () throws -> T) -> EventLoopFuture<T> {
         traces.runIfActive(eventLoop: eventLoop, body)
