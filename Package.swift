@@ -39,6 +39,12 @@ let package = Package(
             name: "MillraceWire",
             dependencies: ["MillraceFormat", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
+        // The Kafka wire protocol's primitives, header and messages (issue 25), beside the
+        // native one; the server will serve them with the same connection state machine.
+        .target(
+            name: "MillraceKafka",
+            dependencies: ["MillraceFormat", "MillraceWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
         .target(
             name: "MillraceServer",
             dependencies: [
@@ -107,6 +113,10 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "MillraceWireTests", dependencies: ["MillraceWire", "MillraceFormat", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "MillraceKafkaTests",
+            dependencies: ["MillraceKafka", "MillraceWire", "MillraceFormat", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
         .testTarget(
             name: "MillraceServerTests",
             dependencies: [

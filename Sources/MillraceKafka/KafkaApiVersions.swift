@@ -1,0 +1,79 @@
+import MillraceFormat
+import MillraceWire
+import NIOCore
+
+/// ApiVersions (key 18), versions 0...3: what a client asks first, to learn which versions of
+/// each api the broker speaks. v3 is flexible (compact arrays and strings, tagged fields).
+public enum KafkaApiVersions {
+    public static let versions: ClosedRange<Int16> = 0...3
+
+    /// The request: empty before v3; from v3 the client's software name and version.
+    public struct Request: Equatable, Sendable {
+        public var clientSoftwareName: String?
+        public var clientSoftwareVersion: String?
+
+        public init(clientSoftwareName: String? = nil, clientSoftwareVersion: String? = nil) {
+            self.clientSoftwareName = clientSoftwareName
+            self.clientSoftwareVersion = clientSoftwareVersion
+        }
+
+        public init(from buffer: inout ByteBuffer, version: Int16) throws {
+            guard version >= 3 else { return }
+            clientSoftwareName = try buffer.readKafkaCompactString("client software name", maxBytes: 255)
+            clientSoftwareVersion = try buffer.readKafkaCompactString("client software version", maxBytes: 255)
+            try buffer.skipKafkaTaggedFields("ApiVersions request")
+        }
+
+        public func write(to buffer: inout ByteBuffer, version: Int16) {
+            guard version >= 3 else { return }
+            buffer.writeKafkaCompactString(clientSoftwareName ?? "")
+            buffer.writeKafkaCompactString(clientSoftwareVersion ?? "")
+            buffer.writeKafkaEmptyTaggedFields()
+        }
+    }
+
+    /// One api and the versions of it served: the same three fields as the native
+    /// protocol's ApiVersions entry, written the same way (plus tagged fields from v3).
+    public typealias Range = ApiVersionsResponse.Entry
+
+    public struct Response: Equatable, Sendable {
+        /// Kafka's error code (0 none, 35 UNSUPPORTED_VERSION).
+        public var errorCode: Int16
+        public var apis: [Range]
+        public var throttleTimeMs: Int32
+
+        public init(errorCode: Int16 = 0, apis: [Range], throttleTimeMs: Int32 = 0) {
+            self.errorCode = errorCode
+            self.apis = apis
+            self.throttleTimeMs = throttleTimeMs
+        }
+
+        /// The body at `version`. An UNSUPPORTED_VERSION answer is written at v0 whatever the
+        /// client asked, as Kafka's broker does, so that any client can read it.
+        public func write(to buffer: inout ByteBuffer, version: Int16) {
+            buffer.writeInteger(errorCode)
+            let writeRange: (inout ByteBuffer, Range) -> Void = { buffer, range in
+                range.write(to: &buffer)
+                if version >= 3 { buffer.writeKafkaEmptyTaggedFields() }
+            }
+            if version >= 3 { buffer.writeKafkaCompactArray(apis, writeRange) } else { buffer.writeMillraceArray(apis, writeRange) }
+            if version >= 1 { buffer.writeInteger(throttleTimeMs) }
+            if version >= 3 { buffer.writeKafkaEmptyTaggedFields() }
+        }
+
+        public init(from buffer: inout ByteBuffer, version: Int16) throws {
+            errorCode = try buffer.readMillraceInteger("error code")
+            let readRange: (inout ByteBuffer) throws -> Range = { buffer in
+                let range = try Range(from: &buffer)
+                if version >= 3 { try buffer.skipKafkaTaggedFields("api version range") }
+                return range
+            }
+            apis =
+                version >= 3
+                ? try buffer.readKafkaCompactArray("api versions", minimumElementBytes: Range.minimumBytes + 1, readRange)
+                : try buffer.readMillraceArray("api versions", minimumElementBytes: Range.minimumBytes, readRange)
+            throttleTimeMs = version >= 1 ? try buffer.readMillraceInteger("throttle time") : 0
+            if version >= 3 { try buffer.skipKafkaTaggedFields("ApiVersions response") }
+        }
+    }
+}
