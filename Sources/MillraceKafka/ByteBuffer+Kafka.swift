@@ -145,4 +145,59 @@ extension ByteBuffer {
 
     /// No tagged fields.
     public mutating func writeKafkaEmptyTaggedFields() { writeKafkaUnsignedVarint(0) }
+
+    // MARK: One call for both encodings: a message's flexible versions use the compact forms.
+
+    public mutating func readKafkaNullableString(_ what: String, flexible: Bool, maxBytes: Int = Limits.stringBytesMax) throws -> String? {
+        flexible ? try readKafkaCompactNullableString(what, maxBytes: maxBytes) : try readKafkaNullableString(what, maxBytes: maxBytes)
+    }
+
+    public mutating func readKafkaString(_ what: String, flexible: Bool, maxBytes: Int = Limits.stringBytesMax) throws -> String {
+        guard let string = try readKafkaNullableString(what, flexible: flexible, maxBytes: maxBytes) else {
+            throw MillraceError(.malformedRequest, "\(what) is null where a string is required")
+        }
+        return string
+    }
+
+    public mutating func writeKafkaString(_ string: String?, flexible: Bool) {
+        if flexible { writeKafkaCompactString(string) } else { writeKafkaNullableString(string) }
+    }
+
+    /// An array, nil when null (`i32` -1, or compact 0).
+    public mutating func readKafkaNullableArray<Element>(
+        _ what: String, flexible: Bool, minimumElementBytes: Int, countMax: Int = Int(Int32.max), _ read: (inout ByteBuffer) throws -> Element
+    ) throws -> [Element]? {
+        if flexible {
+            // Null is count 0, one byte; anything else (a bad varint too) is read as an array.
+            if peekInteger(as: UInt8.self) == 0 {
+                moveReaderIndex(forwardBy: 1)
+                return nil
+            }
+            return try readKafkaCompactArray(what, minimumElementBytes: minimumElementBytes, countMax: countMax, read)
+        }
+        if peekInteger(as: Int32.self) == -1 {
+            moveReaderIndex(forwardBy: 4)
+            return nil
+        }
+        return try readMillraceArray(what, minimumElementBytes: minimumElementBytes, countMax: countMax, read)
+    }
+
+    public mutating func readKafkaArray<Element>(
+        _ what: String, flexible: Bool, minimumElementBytes: Int, countMax: Int = Int(Int32.max), _ read: (inout ByteBuffer) throws -> Element
+    ) throws -> [Element] {
+        try readKafkaNullableArray(what, flexible: flexible, minimumElementBytes: minimumElementBytes, countMax: countMax, read) ?? []
+    }
+
+    public mutating func writeKafkaArray<Element>(_ elements: [Element]?, flexible: Bool, _ write: (inout ByteBuffer, Element) -> Void) {
+        guard let elements else {
+            if flexible { writeKafkaUnsignedVarint(0) } else { writeInteger(Int32(-1)) }
+            return
+        }
+        if flexible { writeKafkaCompactArray(elements, write) } else { writeMillraceArray(elements, write) }
+    }
+
+    /// A Kafka `bool`: one byte, any non-zero value true.
+    public mutating func readKafkaBool(_ what: String) throws -> Bool { try readMillraceInteger(what, as: UInt8.self) != 0 }
+
+    public mutating func writeKafkaBool(_ value: Bool) { writeInteger(UInt8(value ? 1 : 0)) }
 }
