@@ -1,0 +1,89 @@
+import MillraceFormat
+
+/// The Kafka error codes the Kafka listener answers with (Kafka's `Errors`; the numbers are
+/// the protocol's and never change), and what each of Millrace's errors becomes. A Kafka
+/// client retries what Kafka calls retriable and gives up on the rest, so a Millrace error
+/// that is retriable becomes a code Kafka clients retry (`KafkaErrorCodeTests`).
+public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
+    case unknownServerError = -1
+    case none = 0
+    case offsetOutOfRange = 1
+    case corruptMessage = 2
+    case unknownTopicOrPartition = 3
+    case notLeaderOrFollower = 6
+    case requestTimedOut = 7
+    case messageTooLarge = 10
+    case networkException = 13
+    case invalidTopic = 17
+    case illegalGeneration = 22
+    case unknownMemberID = 25
+    case unsupportedVersion = 35
+    case topicAlreadyExists = 36
+    case invalidPartitions = 37
+    case invalidConfig = 40
+    case invalidRequest = 42
+    case policyViolation = 44
+    case outOfOrderSequenceNumber = 45
+    case invalidProducerEpoch = 47
+    case kafkaStorageError = 56
+    case unknownProducerID = 59
+    case nonEmptyGroup = 68
+    case groupIDNotFound = 69
+    case unsupportedCompressionType = 76
+    case invalidRecord = 87
+    case throttlingQuotaExceeded = 89
+
+    /// Whether Kafka's clients retry a request answered with this code.
+    public var isRetriable: Bool {
+        switch self {
+        case .corruptMessage, .unknownTopicOrPartition, .notLeaderOrFollower, .requestTimedOut, .networkException, .kafkaStorageError,
+            .throttlingQuotaExceeded:
+            true
+        case .unknownServerError, .none, .offsetOutOfRange, .messageTooLarge, .invalidTopic, .illegalGeneration, .unknownMemberID,
+            .unsupportedVersion, .topicAlreadyExists, .invalidPartitions, .invalidConfig, .invalidRequest, .policyViolation,
+            .outOfOrderSequenceNumber, .invalidProducerEpoch, .unknownProducerID, .nonEmptyGroup, .groupIDNotFound,
+            .unsupportedCompressionType, .invalidRecord:
+            false
+        }
+    }
+
+    /// What a Millrace error is called on the Kafka listener. Exhaustive: a new Millrace error
+    /// does not compile until it is given a Kafka name.
+    public init(_ code: ErrorCode) {
+        self =
+            switch code {
+            case .none: .none
+            case .unexpected, .notDataDirectory, .newerFormatVersion, .notABroker, .unknownDictionary: .unknownServerError
+            case .corruptBatch, .invalidRecordCount: .corruptMessage
+            case .unsupportedCodec: .unsupportedCompressionType
+            case .batchTooLarge: .messageTooLarge
+            case .keyTooLarge, .invalidRecord, .unknownSchemaVersion: .invalidRecord
+            case .unknownTopic, .unknownPartition: .unknownTopicOrPartition
+            case .topicAlreadyExists: .topicAlreadyExists
+            case .invalidTopicName: .invalidTopic
+            case .invalidPartitionCount: .invalidPartitions
+            case .invalidConfig: .invalidConfig
+            case .offsetOutOfRange: .offsetOutOfRange
+            // The disk, and a data directory another process holds: Kafka's storage error,
+            // which its clients retry.
+            case .storageFull, .storageError, .dataDirectoryLocked: .kafkaStorageError
+            // Back-pressure: retried after the client's back-off.
+            case .writerBusy, .tooManyInFlight, .requestTimedOut: .requestTimedOut
+            // The broker is stopping: what a Kafka broker going down answers, so the client
+            // looks the leader up again and retries.
+            case .storageClosed: .notLeaderOrFollower
+            case .invalidRequest, .malformedRequest, .frameTooLarge, .invalidSchema: .invalidRequest
+            case .unknownApi, .unsupportedVersion: .unsupportedVersion
+            case .unknownMember: .unknownMemberID
+            case .staleGeneration: .illegalGeneration
+            case .unknownGroup: .groupIDNotFound
+            case .groupNotEmpty: .nonEmptyGroup
+            case .networkError: .networkException
+            case .limitReached: .throttlingQuotaExceeded
+            case .incompatibleSchema: .policyViolation
+            case .outOfOrderSequence: .outOfOrderSequenceNumber
+            case .producerFenced: .invalidProducerEpoch
+            case .unknownProducerId: .unknownProducerID
+            }
+    }
+}
