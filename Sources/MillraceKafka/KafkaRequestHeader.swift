@@ -49,3 +49,15 @@ public func writeKafkaResponseHeader(for header: KafkaRequestHeader, into buffer
     buffer.writeInteger(header.correlationID)
     if let api = header.api, api.responseHeaderHasTags(header.apiVersion) { buffer.writeKafkaEmptyTaggedFields() }
 }
+
+/// A topic and its per-partition entries, as most Kafka requests and answers group them (the
+/// entries' encoding depends on the message and its version).
+public struct KafkaTopic<Entry: Equatable & Sendable>: Equatable, Sendable {
+    public var name: String
+    public var entries: [Entry]
+
+    public init(name: String, _ entries: [Entry]) {
+        self.name = name
+        self.entries = entries
+    }
+}
