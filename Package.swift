@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "MillraceStorage", targets: ["MillraceStorage"]),
         .library(name: "MillraceSchema", targets: ["MillraceSchema"]),
         .library(name: "MillraceWire", targets: ["MillraceWire"]),
+        .library(name: "MillraceKafka", targets: ["MillraceKafka"]),
         .library(name: "MillraceServer", targets: ["MillraceServer"]),
         .library(name: "MillraceClient", targets: ["MillraceClient"]),
     ],

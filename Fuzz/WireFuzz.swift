@@ -3,6 +3,7 @@
 // must decode or fail cleanly, and every request be answered without a trap.
 import Foundation
 import MillraceFormat
+import MillraceKafka
 import MillraceSchema
 import MillraceServer
 import MillraceStorage
@@ -40,6 +41,30 @@ public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         if let frame = try? FrameDecoder.nextFrame(&buffer, minimumBytes: ResponseCodec.minimumFrameBytes, frameBytesMax: Limits.responseFrameBytesMax) {
             _ = try? ResponseCodec.decode(frame: frame, apiKey: api)
         }
+    }
+    // The input as Kafka request frames (issue 25): the header, then the body of each api
+    // decoded so far at the header's version; and as each answer at every version.
+    var kafkaStream = ByteBuffer(bytes: bytes)
+    while var frame = try? FrameDecoder.nextFrame(&kafkaStream, minimumBytes: 10) {
+        guard let header = try? KafkaRequestHeader(from: &frame), let api = header.api else { continue }
+        let version = header.apiVersion
+        switch api {
+        case .apiVersions where KafkaApiVersions.versions.contains(version): _ = try? KafkaApiVersions.Request(from: &frame, version: version)
+        case .metadata where KafkaMetadata.versions.contains(version): _ = try? KafkaMetadata.Request(from: &frame, version: version)
+        case .listOffsets where KafkaListOffsets.versions.contains(version): _ = try? KafkaListOffsets.Request(from: &frame, version: version)
+        case .findCoordinator where KafkaFindCoordinator.versions.contains(version): _ = try? KafkaFindCoordinator.Request(from: &frame, version: version)
+        default: break
+        }
+    }
+    for version in Int16(0)...9 {
+        var buffer = ByteBuffer(bytes: bytes)
+        if KafkaApiVersions.versions.contains(version) { _ = try? KafkaApiVersions.Response(from: &buffer, version: version) }
+        buffer = ByteBuffer(bytes: bytes)
+        _ = try? KafkaMetadata.Response(from: &buffer, version: version)
+        buffer = ByteBuffer(bytes: bytes)
+        if KafkaListOffsets.versions.contains(version) { _ = try? KafkaListOffsets.Response(from: &buffer, version: version) }
+        buffer = ByteBuffer(bytes: bytes)
+        if KafkaFindCoordinator.versions.contains(version) { _ = try? KafkaFindCoordinator.Response(from: &buffer, version: version) }
     }
     _ = try? RecordBatch.decode(Array(bytes))
     // The input as a schema document, and as a record checked against a fixed schema.
