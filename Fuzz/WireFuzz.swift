@@ -53,6 +53,8 @@ public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         case .metadata where KafkaMetadata.versions.contains(version): _ = try? KafkaMetadata.Request(from: &frame, version: version)
         case .listOffsets where KafkaListOffsets.versions.contains(version): _ = try? KafkaListOffsets.Request(from: &frame, version: version)
         case .findCoordinator where KafkaFindCoordinator.versions.contains(version): _ = try? KafkaFindCoordinator.Request(from: &frame, version: version)
+        case .heartbeat where KafkaMembership.versions.contains(version): _ = try? KafkaMembership.Heartbeat(from: &frame, version: version)
+        case .leaveGroup where KafkaMembership.versions.contains(version): _ = try? KafkaMembership.LeaveGroup(from: &frame, version: version)
         default: break
         }
     }
@@ -65,6 +67,8 @@ public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         if KafkaListOffsets.versions.contains(version) { _ = try? KafkaListOffsets.Response(from: &buffer, version: version) }
         buffer = ByteBuffer(bytes: bytes)
         if KafkaFindCoordinator.versions.contains(version) { _ = try? KafkaFindCoordinator.Response(from: &buffer, version: version) }
+        buffer = ByteBuffer(bytes: bytes)
+        if KafkaMembership.versions.contains(version) { _ = try? KafkaMembership.Response(from: &buffer, version: version, api: .leaveGroup) }
     }
     _ = try? RecordBatch.decode(Array(bytes))
     // The input as a schema document, and as a record checked against a fixed schema.
