@@ -19,7 +19,7 @@ public enum KafkaFindCoordinator {
 
         public init(from buffer: inout ByteBuffer, version: Int16) throws {
             let flexible = version >= 3
-            key = try buffer.readKafkaString("coordinator key", flexible: flexible)
+            key = try buffer.readKafkaString("coordinator key", flexible: flexible, maxBytes: Limits.groupNameBytesMax)
             keyType = version >= 1 ? try buffer.readMillraceInteger("key type") : 0
             if flexible { try buffer.skipKafkaTaggedFields("find coordinator request") }
         }

@@ -40,9 +40,9 @@ public enum KafkaListOffsets {
             let flexible = version >= 6
             replicaID = try buffer.readMillraceInteger("replica id")
             isolationLevel = version >= 2 ? try buffer.readMillraceInteger("isolation level") : 0
-            topics = try buffer.readKafkaArray("topics", flexible: flexible, minimumElementBytes: 3, countMax: Limits.partitionsMax) { buffer in
+            topics = try buffer.readKafkaArray("topics", flexible: flexible, minimumElementBytes: 3, countMax: Limits.topicsPerRequestMax) { buffer in
                 let name = try buffer.readKafkaString("topic name", flexible: flexible, maxBytes: Limits.topicNameBytesMax)
-                let partitions = try buffer.readKafkaArray("partitions", flexible: flexible, minimumElementBytes: 12, countMax: Limits.partitionsMax) {
+                let partitions = try buffer.readKafkaArray("partitions", flexible: flexible, minimumElementBytes: 12, countMax: Limits.partitionsPerRequestMax) {
                     buffer in
                     let query = PartitionQuery(
                         index: try buffer.readMillraceInteger("partition index"),

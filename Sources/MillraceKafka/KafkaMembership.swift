@@ -24,10 +24,11 @@ public enum KafkaMembership {
 
         public init(from buffer: inout ByteBuffer, version: Int16) throws {
             let flexible = version >= 4
-            groupID = try buffer.readKafkaString("group id", flexible: flexible)
+            groupID = try buffer.readKafkaString("group id", flexible: flexible, maxBytes: Limits.groupNameBytesMax)
             generationID = try buffer.readMillraceInteger("generation id")
-            memberID = try buffer.readKafkaString("member id", flexible: flexible)
-            groupInstanceID = version >= 3 ? try buffer.readKafkaNullableString("group instance id", flexible: flexible) : nil
+            memberID = try buffer.readKafkaString("member id", flexible: flexible, maxBytes: Limits.memberIDBytesMax)
+            groupInstanceID =
+                version >= 3 ? try buffer.readKafkaNullableString("group instance id", flexible: flexible, maxBytes: Limits.memberIDBytesMax) : nil
             if flexible { try buffer.skipKafkaTaggedFields("heartbeat request") }
         }
 
@@ -66,17 +67,17 @@ public enum KafkaMembership {
 
         public init(from buffer: inout ByteBuffer, version: Int16) throws {
             let flexible = version >= 4
-            groupID = try buffer.readKafkaString("group id", flexible: flexible)
+            groupID = try buffer.readKafkaString("group id", flexible: flexible, maxBytes: Limits.groupNameBytesMax)
             if version >= 3 {
-                members = try buffer.readKafkaArray("members", flexible: flexible, minimumElementBytes: 3, countMax: 1_024) { buffer in
+                members = try buffer.readKafkaArray("members", flexible: flexible, minimumElementBytes: 3, countMax: Limits.groupMembersMax) { buffer in
                     let leaver = Leaver(
-                        memberID: try buffer.readKafkaString("member id", flexible: flexible),
-                        groupInstanceID: try buffer.readKafkaNullableString("group instance id", flexible: flexible))
+                        memberID: try buffer.readKafkaString("member id", flexible: flexible, maxBytes: Limits.memberIDBytesMax),
+                        groupInstanceID: try buffer.readKafkaNullableString("group instance id", flexible: flexible, maxBytes: Limits.memberIDBytesMax))
                     if flexible { try buffer.skipKafkaTaggedFields("leaving member") }
                     return leaver
                 }
             } else {
-                members = [Leaver(memberID: try buffer.readKafkaString("member id", flexible: false))]
+                members = [Leaver(memberID: try buffer.readKafkaString("member id", flexible: false, maxBytes: Limits.memberIDBytesMax))]
             }
             if flexible { try buffer.skipKafkaTaggedFields("leave group request") }
         }

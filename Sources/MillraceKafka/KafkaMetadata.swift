@@ -33,7 +33,7 @@ public enum KafkaMetadata {
                 return name
             }
             let topics = try buffer.readKafkaNullableArray(
-                "topics", flexible: flexible, minimumElementBytes: 2, countMax: Limits.partitionsMax, read)  // a length and (flexible) tags
+                "topics", flexible: flexible, minimumElementBytes: 2, countMax: Limits.topicsPerRequestMax, read)  // a length and (flexible) tags
             // v0 has no null: an empty list means every topic.
             self.topics = version == 0 && topics?.isEmpty == true ? nil : topics
             allowAutoTopicCreation = version >= 4 ? try buffer.readKafkaBool("allow auto topic creation") : true

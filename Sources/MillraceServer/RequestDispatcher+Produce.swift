@@ -285,7 +285,7 @@ extension RequestDispatcher {
             let backlog = laneBacklog
             validationLanes.execute(lane: lane) { active in
                 defer { backlog.leave(partition) }
-                guard active else { return promise.succeed(failed(MillraceError(.storageClosed, "the broker is stopping; nothing was appended, retry"))) }
+                guard active else { return promise.succeed(failed(Self.lanesStopped)) }
                 appendPlain()
             }
             return promise.futureResult
@@ -299,7 +299,7 @@ extension RequestDispatcher {
         let promise = eventLoop.makePromise(of: Produced.self)
         validationLanes.execute(lane: lane) { [self] active in
             defer { backlog.leave(partition) }
-            guard active else { return promise.succeed(failed(MillraceError(.storageClosed, "the broker is stopping; nothing was appended, retry"))) }
+            guard active else { return promise.succeed(failed(Self.lanesStopped)) }
             do {
                 let prepared = try prepare(
                     topic, entry.partition, inspection: inspect(topic: topic, entry: contract, dedup: dedup, index: indexPolicy, batches: batches, steps: steps),
@@ -311,6 +311,9 @@ extension RequestDispatcher {
         }
         return promise.futureResult
     }
+
+    /// The answer to a produce that reaches a lane after the lanes were shut down.
+    static let lanesStopped = MillraceError(.storageClosed, "the broker is stopping; nothing was appended, retry")
 
     /// The largest produce (a partition's batches together) whose batches are checked on the
     /// event loop when none is compressed; larger ones, and compressed ones (zstd costs more

@@ -52,4 +52,17 @@ import Testing
             }
         }
     }
+
+    /// Names past the native protocol's limits are refused as they are there (the frame is
+    /// sound: the request gets `invalid_request`, the connection stays).
+    @Test func overLimitNamesAreRefused() {
+        var longGroup = ByteBuffer()
+        KafkaMembership.Heartbeat(groupID: String(repeating: "g", count: Limits.groupNameBytesMax + 1), generationID: 1, memberID: "m")
+            .write(to: &longGroup, version: 4)
+        #expect { _ = try KafkaMembership.Heartbeat(from: &longGroup, version: 4) } throws: { ($0 as? MillraceError)?.code == .invalidRequest }
+        var longMember = ByteBuffer()
+        KafkaMembership.LeaveGroup(groupID: "g", members: [KafkaMembership.Leaver(memberID: String(repeating: "m", count: Limits.memberIDBytesMax + 1))])
+            .write(to: &longMember, version: 2)
+        #expect { _ = try KafkaMembership.LeaveGroup(from: &longMember, version: 2) } throws: { ($0 as? MillraceError)?.code == .invalidRequest }
+    }
 }

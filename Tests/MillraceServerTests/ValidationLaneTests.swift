@@ -1,4 +1,5 @@
 import Dispatch
+import MillraceFormat
 import NIOCore
 import NIOPosix
 import Testing
@@ -57,5 +58,23 @@ import Testing
         #expect(done.allSatisfy { $0 == .success })
         for _ in traces { release.signal() }
         for trace in traces { try trace.wait() }
+    }
+
+    /// Work given to a lane after the lanes shut down is still run, told so, so the produce
+    /// it carries is answered rather than left waiting.
+    @Test func workAfterShutdownIsToldAndStillAnswers() {
+        let lanes = ValidationLanes(count: 2, traceThreads: 1)
+        let before = Locked<[Bool]>([])
+        let ran = DispatchSemaphore(value: 0)
+        lanes.execute(lane: 1) { active in
+            before.withLock { $0.append(active) }
+            ran.signal()
+        }
+        #expect(ran.wait(timeout: .now() + 60) == .success)
+        lanes.syncShutdown()
+        let after = Locked<[Bool]>([])
+        lanes.execute(lane: 1) { active in after.withLock { $0.append(active) } }
+        #expect(before.withLock { $0 } == [true])
+        #expect(after.withLock { $0 } == [false])
     }
 }
