@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "MillraceServer",
             dependencies: [
-                "MillraceStorage", "MillraceWire", "MillraceFormat", "MillraceSchema",
+                "MillraceStorage", "MillraceWire", "MillraceKafka", "MillraceFormat", "MillraceSchema",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

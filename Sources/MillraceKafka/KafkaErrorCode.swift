@@ -14,19 +14,27 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
     case requestTimedOut = 7
     case messageTooLarge = 10
     case networkException = 13
+    case coordinatorNotAvailable = 15
+    case notCoordinator = 16
     case invalidTopic = 17
     case illegalGeneration = 22
+    case inconsistentGroupProtocol = 23
     case unknownMemberID = 25
+    case invalidSessionTimeout = 26
+    case rebalanceInProgress = 27
     case unsupportedVersion = 35
     case topicAlreadyExists = 36
     case invalidPartitions = 37
+    case invalidReplicationFactor = 38
     case invalidConfig = 40
     case invalidRequest = 42
     case policyViolation = 44
     case outOfOrderSequenceNumber = 45
     case invalidProducerEpoch = 47
+    case transactionalIDAuthorizationFailed = 53
     case kafkaStorageError = 56
     case unknownProducerID = 59
+    case memberIDRequired = 79
     case nonEmptyGroup = 68
     case groupIDNotFound = 69
     case unsupportedCompressionType = 76
@@ -37,12 +45,13 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
     public var isRetriable: Bool {
         switch self {
         case .corruptMessage, .unknownTopicOrPartition, .notLeaderOrFollower, .requestTimedOut, .networkException, .kafkaStorageError,
-            .throttlingQuotaExceeded:
+            .throttlingQuotaExceeded, .coordinatorNotAvailable, .notCoordinator, .rebalanceInProgress:
             true
         case .unknownServerError, .none, .offsetOutOfRange, .messageTooLarge, .invalidTopic, .illegalGeneration, .unknownMemberID,
             .unsupportedVersion, .topicAlreadyExists, .invalidPartitions, .invalidConfig, .invalidRequest, .policyViolation,
             .outOfOrderSequenceNumber, .invalidProducerEpoch, .unknownProducerID, .nonEmptyGroup, .groupIDNotFound,
-            .unsupportedCompressionType, .invalidRecord:
+            .unsupportedCompressionType, .invalidRecord, .inconsistentGroupProtocol, .invalidSessionTimeout, .invalidReplicationFactor, .transactionalIDAuthorizationFailed,
+            .memberIDRequired:
             false
         }
     }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import MillraceFormat
+import MillraceKafka
 import MillraceStorage
 import MillraceWire
 import Prometheus
@@ -36,6 +37,8 @@ public final class BrokerMetrics: StorageEvents, Sendable {
     }
 
     private let requests: [Int16: Request]
+    /// Requests on the Kafka listener, by Kafka API.
+    private let kafkaRequests: [KafkaApiKey: Request]
     private let errors = Locked<[String: CoreMetrics.Counter]>([:])
     private let topics = Locked<[String: TopicCounters]>([:])
     private let indexSeen = Locked<[String: UInt64]>([:])
@@ -90,6 +93,14 @@ public final class BrokerMetrics: StorageEvents, Sendable {
                 latency: Timer(label: "millrace_request_duration_seconds", dimensions: labels, factory: factory))
         }
         self.requests = requests
+        var kafkaRequests: [KafkaApiKey: Request] = [:]
+        for api in KafkaApiKey.allCases {
+            let labels = [("api", api.metricName)]
+            kafkaRequests[api] = Request(
+                count: Counter(label: "millrace_kafka_requests_total", dimensions: labels, factory: factory),
+                latency: Timer(label: "millrace_kafka_request_duration_seconds", dimensions: labels, factory: factory))
+        }
+        self.kafkaRequests = kafkaRequests
         produceAck = Timer(label: "millrace_produce_ack_seconds", factory: factory)
         commit = Timer(label: "millrace_commit_seconds", factory: factory)
         fsync = Timer(label: "millrace_fsync_seconds", factory: factory)
@@ -122,6 +133,13 @@ public final class BrokerMetrics: StorageEvents, Sendable {
             return made
         }
         counter.increment()
+    }
+
+    /// A request on the Kafka listener answered (its errors, per partition, are in the answer).
+    func kafkaRequestAnswered(_ api: KafkaApiKey, nanoseconds: UInt64) {
+        guard let request = kafkaRequests[api] else { return }
+        request.count.increment()
+        request.latency.recordNanoseconds(Int64(clamping: nanoseconds))
     }
 
     func topic(_ name: String) -> TopicCounters {
@@ -232,17 +250,25 @@ public final class BrokerMetrics: StorageEvents, Sendable {
     func emit() -> [UInt8] { registry.emitToBuffer() }
 }
 
+/// A case name as a metric label: `offsetCommit` → `offset_commit`.
+func snakeCased(_ name: String) -> String {
+    var snake = ""
+    for character in name {
+        if character.isUppercase {
+            snake += "_" + character.lowercased()
+        } else {
+            snake.append(character)
+        }
+    }
+    return snake
+}
+
 extension ApiKey {
     /// The API's name as a metric label: `produce`, `offset_commit`.
-    var metricName: String {
-        var name = ""
-        for character in "\(self)" {
-            if character.isUppercase {
-                name += "_" + character.lowercased()
-            } else {
-                name.append(character)
-            }
-        }
-        return name
-    }
+    var metricName: String { snakeCased("\(self)") }
+}
+
+extension KafkaApiKey {
+    /// The Kafka API's name as a metric label: `produce`, `find_coordinator`.
+    var metricName: String { snakeCased("\(self)") }
 }

@@ -13,7 +13,11 @@ enum FrameEvent {
 /// size) it reports once and ignores the rest of the stream; the connection is closing.
 struct RequestFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = FrameEvent
+    /// The fewest bytes a frame of this protocol holds (its request header).
+    let minimumBytes: Int
     private var failed = false
+
+    init(minimumBytes: Int) { self.minimumBytes = minimumBytes }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if failed {
@@ -21,7 +25,7 @@ struct RequestFrameDecoder: ByteToMessageDecoder {
             return .needMoreData
         }
         do {
-            guard let frame = try FrameDecoder.nextFrame(&buffer, minimumBytes: RequestHeader.bytes) else { return .needMoreData }
+            guard let frame = try FrameDecoder.nextFrame(&buffer, minimumBytes: minimumBytes) else { return .needMoreData }
             context.fireChannelRead(wrapInboundOut(.frame(frame)))
             return .continue
         } catch let error as MillraceError {
@@ -50,6 +54,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     typealias Configuration = Machine.Configuration
 
     private let dispatcher: RequestDispatcher
+    /// The protocol this listener speaks: what a frame means and how it is answered.
+    private let service: any ConnectionService
     private var machine: Machine
     private let memory: MemoryBudget
     private let serverInFlight: Locked<Int>
@@ -66,10 +72,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var peerAddress: SocketAddress?
 
     init(
-        dispatcher: RequestDispatcher, configuration: Configuration, memory: MemoryBudget, serverInFlight: Locked<Int>,
+        dispatcher: RequestDispatcher, service: any ConnectionService, configuration: Configuration, memory: MemoryBudget, serverInFlight: Locked<Int>,
         clock: any MillraceClock
     ) {
         self.dispatcher = dispatcher
+        self.service = service
         self.memory = memory
         self.serverInFlight = serverInFlight
         machine = Machine(configuration: configuration, memory: memory, clock: clock) { event in
@@ -163,60 +170,32 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     private func dispatch(_ event: FrameEvent, sequence: Int, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         switch event {
         case .unusable(let error):
-            // No header to answer with: correlation id -1, then close.
+            // No header to answer with: the protocol's answer without one, then close.
             protocolError(error, closing: true, context: context)
-            complete(sequence, Response(correlationID: -1, error: error), thenClose: true, context: context)
+            complete(sequence, service.unusable(error), context: context)
         case .frame(let frame):
-            switch RequestCodec.decode(frame: frame) {
-            case .request(let header, let request):
-                if case .backup = request, !isLoopback {
-                    let error = MillraceError(.invalidRequest, "backups are made by a client on the broker's own machine (this connection is from \(peer(context)))")
-                    dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: error.code)
-                    return complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
-                }
-                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                let allowance: () -> Int = { loopBound.value.0.machine.fetchAllowance }
-                let started = monotonicNanoseconds()
-                let metrics = dispatcher.metrics
-                dispatcher.handle(request, on: context.eventLoop, responseBytesAllowed: allowance, waiting: waiting).whenComplete { result in
+            let peer = ConnectionPeer(
+                description: peer(context), isLoopback: isLoopback, eventLoop: context.eventLoop,
+                responseBytesAllowed: { loopBound.value.0.machine.fetchAllowance }, waiting: waiting,
+                protocolError: { error, closing in
                     let (handler, context) = loopBound.value
-                    switch result {
-                    case .success(let body):
-                        metrics.requestAnswered(header.apiKey, nanoseconds: monotonicNanoseconds() - started, error: .none)
-                        var response = Response(correlationID: header.correlationID, body: body)
-                        response.apiVersion = header.apiVersion
-                        handler.complete(sequence, response, context: context)
-                    case .failure(let error):
-                        let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
-                        metrics.requestAnswered(header.apiKey, nanoseconds: monotonicNanoseconds() - started, error: error.code)
-                        handler.complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
-                    }
-                }
-            case .unknownApi(let header):
-                let error = MillraceError(.unknownApi, "no API with key \(header.apiKey); see ApiVersions")
-                protocolError(error, closing: false, context: context)
-                complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
-            case .unsupportedVersion(let header):
-                let error = MillraceError(.unsupportedVersion, "API \(header.apiKey) has no version \(header.apiVersion); see ApiVersions")
-                protocolError(error, closing: false, context: context)
-                complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
-            case .refused(let header, let error):
-                dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: error.code)
-                complete(sequence, Response(correlationID: header.correlationID, error: error), context: context)
-            case .malformed(let header, let error):
-                protocolError(error, closing: true, context: context)
-                complete(sequence, Response(correlationID: header.correlationID, error: error), thenClose: true, context: context)
+                    handler.protocolError(error, closing: closing, context: context)
+                })
+            service.serve(frame, from: peer) { answer in
+                let (handler, context) = loopBound.value
+                handler.complete(sequence, answer, context: context)
             }
         }
     }
 
     /// Hands request `sequence`'s answer to the machine, encoded (unless no answer can go out).
-    private func complete(_ sequence: Int, _ response: Response, thenClose: Bool = false, context: ChannelHandlerContext) {
-        let parts = machine.isAnswering ? ResponseCodec.encodeParts(response, allocator: context.channel.allocator) : []
+    private func complete(_ sequence: Int, _ answer: ConnectionAnswer, context: ChannelHandlerContext) {
+        let parts = machine.isAnswering ? answer.encode(context.channel.allocator) : []
         let bytes = parts.reduce(0) { $0 + $1.readableBytes }
-        handle(context) { $0.responseReady(sequence: sequence, parts, bytes: bytes, thenClose: thenClose) }
+        handle(context) { $0.responseReady(sequence: sequence, parts, bytes: bytes, thenClose: answer.thenClose) }
     }
 
     /// Writes a response's parts; its bytes stay counted until the socket has taken them.

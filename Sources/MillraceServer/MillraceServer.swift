@@ -36,20 +36,61 @@ public final class MillraceServer: Sendable {
         /// The writer is not ready when operations have waited this long with none finished.
         public var writerStallSeconds: Int64 = 10
 
+        /// The Kafka listener (docs/KAFKA.md); off when nil.
+        public var kafka: KafkaListener?
+
         public init(host: String = "127.0.0.1", port: Int = 7450) {
             self.host = host
             self.port = port
         }
     }
 
+    /// Where the Kafka listener listens, and what its Metadata answers name (by default, where
+    /// it listens; set it when clients reach the broker by another name or through NAT).
+    public struct KafkaListener: Sendable {
+        public var host: String
+        public var port: Int
+        public var advertisedHost: String?
+        public var advertisedPort: Int?
+
+        public init(host: String, port: Int, advertisedHost: String? = nil, advertisedPort: Int? = nil) {
+            self.host = host
+            self.port = port
+            self.advertisedHost = advertisedHost
+            self.advertisedPort = advertisedPort
+        }
+    }
+
+    /// A listener that could not be bound.
+    public struct ListenFailure: Error, CustomStringConvertible {
+        public var listener: Listener
+        public var host: String
+        public var port: Int
+        public var underlying: any Error
+
+        public var description: String { "\(underlying)" }
+    }
+
+    /// The protocols the broker listens for.
+    public enum Listener: String, Sendable, CaseIterable {
+        case native
+        case kafka
+    }
+
     let storage: Storage
     let configuration: Configuration
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
-    private let state = Locked<(server: (any Channel)?, children: [ObjectIdentifier: any Channel], expiry: RepeatedTask?)>(
-        (nil, [:], nil))
+    private struct State {
+        var servers: [Listener: any Channel] = [:]
+        var children: [ObjectIdentifier: (channel: any Channel, listener: Listener)] = [:]
+        var expiry: RepeatedTask?
+    }
+
+    private let state = Locked(State())
     /// Requests accepted and not yet answered, across connections (graceful shutdown waits on it).
     private let inFlight = Locked(0)
+    /// Made when the broker starts.
     private let dispatcherBox = Locked<RequestDispatcher?>(nil)
     /// Bytes held for clients, against the configured limits.
     public let memory: MemoryUsage
@@ -72,72 +113,33 @@ public final class MillraceServer: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
     }
 
-    /// Binds and starts accepting; returns the bound address (port 0 picks a free one).
+    /// Binds the native listener (and the Kafka listener when configured) and starts
+    /// accepting; returns the native listener's bound address (port 0 picks a free one).
     public func start() async throws -> SocketAddress {
-        let configuration = self.configuration
-        let storage = self.storage
-        let state = self.state
-        let inFlight = self.inFlight
-        let advertisedPort = Locked<Int32>(Int32(configuration.port))
-        let dispatcherBox = self.dispatcherBox
-        let memory = self.memory.budget
-        let logger = self.logger
-        let metrics = self.metrics
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
-            .childChannelInitializer { channel in
-                let dispatcher = dispatcherBox.withLock { box in
-                    if let box { return box }
-                    let made = RequestDispatcher(
-                        storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLock { $0 }, clock: configuration.clock,
-                        logger: logger, metrics: metrics, groupsMax: configuration.groupsMax)
-                    made.brokerStatus.withLock { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
-                    box = made
-                    return made
-                }
-                let admitted = state.withLock { state -> Bool in
-                    guard state.children.count < configuration.connectionsMax else { return false }
-                    state.children[ObjectIdentifier(channel)] = channel
-                    return true
-                }
-                guard admitted else {
-                    metrics.connectionsRefused.increment()
-                    logger.warning("refused a connection from \(channel.remoteAddress.map(ConnectionHandler.describe) ?? "?"): \(configuration.connectionsMax) are open (connectionsMax)")
-                    return channel.close()
-                }
-                metrics.connectionsAccepted.increment()
-                channel.closeFuture.whenComplete { _ in state.withLock { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(
-                            dispatcher: dispatcher,
-                            configuration: .init(
-                                inFlightRequestsMax: configuration.inFlightRequestsMax, stalledWriteMs: configuration.stalledWriteSeconds * 1000,
-                                stalledWriteUnderPressureMs: configuration.stalledWriteUnderPressureSeconds * 1000),
-                            memory: memory, serverInFlight: inFlight, clock: configuration.clock))
-                }
-            }
-            .bind(host: configuration.host, port: configuration.port).get()
-        guard let address = channel.localAddress else {
-            try? await channel.close().get()
-            throw MillraceError(.unexpected, "the listening socket has no address")
+        let dispatcher = RequestDispatcher(
+            storage: storage, advertisedHost: configuration.host, advertisedPort: Int32(configuration.port), clock: configuration.clock, logger: logger,
+            metrics: metrics, groupsMax: configuration.groupsMax)
+        dispatcher.brokerStatus.withLock { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
+        dispatcherBox.withLock { $0 = dispatcher }
+        let address: SocketAddress
+        do {
+            address = try await listen(.native, host: configuration.host, port: configuration.port, service: NativeService(dispatcher: dispatcher))
+        } catch {
+            throw ListenFailure(listener: .native, host: configuration.host, port: configuration.port, underlying: error)
         }
-        advertisedPort.withLock { $0 = Int32(address.port ?? configuration.port) }
-        // Made now too (not only with the first connection), so metrics can read its groups.
-        dispatcherBox.withLock { box in
-            if box == nil {
-                let made = RequestDispatcher(
-                    storage: storage, advertisedHost: configuration.host, advertisedPort: advertisedPort.withLock { $0 }, clock: configuration.clock,
-                    logger: logger, metrics: metrics, groupsMax: configuration.groupsMax)
-                made.brokerStatus.withLock { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
-                box = made
+        dispatcher.advertised.withLock { $0.port = Int32(address.port ?? configuration.port) }
+        if let kafka = configuration.kafka {
+            let service = KafkaService(dispatcher: dispatcher)
+            do {
+                let bound = try await listen(.kafka, host: kafka.host, port: kafka.port, service: service)
+                service.advertised.withLock {
+                    $0 = (kafka.advertisedHost ?? kafka.host, Int32(kafka.advertisedPort ?? bound.port ?? kafka.port))
+                }
+            } catch {
+                try? await state.withLock { $0.servers.removeValue(forKey: .native) }?.close().get()
+                throw ListenFailure(listener: .kafka, host: kafka.host, port: kafka.port, underlying: error)
             }
         }
-        state.withLock { $0.server = channel }
         if configuration.ticksAutomatically {
             let expiry = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [self] _ in tick() }
             state.withLock { $0.expiry = expiry }
@@ -145,8 +147,64 @@ public final class MillraceServer: Sendable {
         return address
     }
 
+    /// Where a listener is bound, nil when it is not.
+    public func boundAddress(_ listener: Listener) -> SocketAddress? { state.withLock { $0.servers[listener] }?.localAddress }
+
+    /// Binds one listener: every connection gets the same state machine, limits and budget,
+    /// whichever protocol `service` speaks.
+    private func listen(_ listener: Listener, host: String, port: Int, service: any ConnectionService) async throws -> SocketAddress {
+        let configuration = self.configuration
+        let state = self.state
+        let inFlight = self.inFlight
+        let memory = self.memory.budget
+        let logger = self.logger
+        let metrics = self.metrics
+        let dispatcher = service.dispatcher
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
+            .childChannelInitializer { channel in
+                // One limit across listeners: a connection is a connection.
+                let admitted = state.withLock { state -> Bool in
+                    guard state.children.count < configuration.connectionsMax else { return false }
+                    state.children[ObjectIdentifier(channel)] = (channel, listener)
+                    return true
+                }
+                guard admitted else {
+                    metrics.connectionsRefused.increment()
+                    logger.warning(
+                        "refused a \(listener) connection from \(channel.remoteAddress.map(ConnectionHandler.describe) ?? "?"): \(configuration.connectionsMax) are open (connectionsMax)")
+                    return channel.close()
+                }
+                metrics.connectionsAccepted.increment()
+                channel.closeFuture.whenComplete { _ in state.withLock { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder(minimumBytes: service.frameBytesMin)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionHandler(
+                            dispatcher: dispatcher, service: service,
+                            configuration: .init(
+                                inFlightRequestsMax: configuration.inFlightRequestsMax, stalledWriteMs: configuration.stalledWriteSeconds * 1000,
+                                stalledWriteUnderPressureMs: configuration.stalledWriteUnderPressureSeconds * 1000),
+                            memory: memory, serverInFlight: inFlight, clock: configuration.clock))
+                }
+            }
+            .bind(host: host, port: port).get()
+        guard let address = channel.localAddress else {
+            try? await channel.close().get()
+            throw MillraceError(.unexpected, "the \(listener) listening socket has no address")
+        }
+        state.withLock { $0.servers[listener] = channel }
+        return address
+    }
+
     /// Connections open now.
     public var connectionCount: Int { state.withLock { $0.children.count } }
+
+    /// Connections open now on one listener.
+    public func connectionCount(_ listener: Listener) -> Int { state.withLock { $0.children.values.count { $0.listener == listener } } }
 
     var dispatcher: RequestDispatcher? { dispatcherBox.withLock { $0 } }
 
@@ -159,7 +217,7 @@ public final class MillraceServer: Sendable {
         dispatcherBox.withLock { $0 }?.groups.expire()
         let check = ConnectionHandler.IdleCheck(
             idleMs: configuration.idleTimeoutSeconds * 1000, underPressure: memory.budget.isOverBudget)
-        for child in state.withLock({ Array($0.children.values) }) {
+        for child in state.withLock({ $0.children.values.map(\.channel) }) {
             child.pipeline.fireUserInboundEventTriggered(check)
         }
     }
@@ -167,12 +225,12 @@ public final class MillraceServer: Sendable {
     /// Stops accepting, lets each connection finish what it has in flight (up to
     /// `graceSeconds`), closes them and the event loops. The caller closes the storage after.
     public func stop(graceSeconds: Int64 = 10) async {
-        let (server, expiry) = state.withLock { ($0.server, $0.expiry) }
+        let (servers, expiry) = state.withLock { (Array($0.servers.values), $0.expiry) }
         expiry?.cancel()
-        try? await server?.close().get()
+        for server in servers { try? await server.close().get() }
         // Each connection stops reading requests, answers what it has, then half-closes so
         // its client reads every response and then end-of-stream.
-        for child in state.withLock({ Array($0.children.values) }) {
+        for child in state.withLock({ $0.children.values.map(\.channel) }) {
             child.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain())
         }
         let deadline = NIODeadline.now() + .seconds(graceSeconds)
@@ -181,7 +239,7 @@ public final class MillraceServer: Sendable {
         }
         // A moment for the last responses and end-of-stream to reach the clients.
         try? await Task.sleep(nanoseconds: 50_000_000)
-        for child in state.withLock({ Array($0.children.values) }) {
+        for child in state.withLock({ $0.children.values.map(\.channel) }) {
             try? await child.close().get()
         }
         try? await group.shutdownGracefully()

@@ -11,8 +11,8 @@ import NIOCore
 final class RequestDispatcher: Sendable {
     let storage: Storage
     let logger: Logger
-    let advertisedHost: String
-    let advertisedPort: Int32
+    /// Where Metadata says the broker is: the native listener's address, known once it is bound.
+    let advertised: Locked<(host: String, port: Int32)>
     let waiters = FetchWaiters()
     let groups: GroupCoordinator
     let schemas: SchemaRegistry
@@ -37,8 +37,7 @@ final class RequestDispatcher: Sendable {
         logLimiter = LogLimiter(clock: clock)
         groups = GroupCoordinator(storage: storage, clock: clock, groupsMax: groupsMax, logger: logger)
         schemas = SchemaRegistry(storage: storage)
-        self.advertisedHost = advertisedHost
-        self.advertisedPort = advertisedPort
+        advertised = Locked((advertisedHost, advertisedPort))
         storage.observeCommits { [waiters] partitions in waiters.wake(partitions) }
     }
 
@@ -229,8 +228,9 @@ final class RequestDispatcher: Sendable {
         let topics = try storage.listTopics()
         let wanted = names.isEmpty ? topics.map(\.name) : names
         let byName = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, $0) })
+        let (host, port) = advertised.withLock { $0 }
         return MetadataResponse(
-            brokerHost: advertisedHost, brokerPort: advertisedPort,
+            brokerHost: host, brokerPort: port,
             topics: wanted.map { name in
                 byName[name].map { MetadataResponse.Topic(name: name, partitionCount: $0.partitionCount) }
                     ?? MetadataResponse.Topic(errorCode: .unknownTopic, name: name, partitionCount: 0)

@@ -17,6 +17,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT; port 0 picks a free one (default 127.0.0.1:7450).") var listen: String?
     @Option(help: "Address for /metrics, /healthz and /readyz over HTTP, HOST:PORT, or none (default 127.0.0.1:7451).")
     var httpListen: String?
+    @Option(help: "Address for Kafka clients, HOST:PORT, or none (default none: off). docs/KAFKA.md says what they can do.") var kafkaListen: String?
+    @Option(help: "The address Kafka clients are told to reach the broker at, HOST:PORT (default: the --kafka-listen address).")
+    var kafkaAdvertise: String?
     @Option(help: "Forget an idempotent producer (its id and sequence numbers) after it has not written for this long: a duration, 1h to 365d (default 7d).")
     var producerIdle: String?
     @Option(help: .hidden) var producerIdleHours: String?  // the older form of --producer-idle, in hours
@@ -39,6 +42,8 @@ struct ServeCommand: AsyncParsableCommand {
         flags["data_dir"] = dataDir
         flags["listen"] = listen
         flags["http_listen"] = httpListen
+        flags["kafka_listen"] = kafkaListen
+        flags["kafka_advertise"] = kafkaAdvertise
         flags["producer_idle"] = producerIdle
         flags["producer_idle_hours"] = producerIdleHours
         flags["dedup_filter_mib"] = dedupFilterMib.map(String.init)
@@ -112,15 +117,28 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var configuration = MillraceServer.Configuration(host: host, port: port)
         configuration.metrics = metrics
+        if let (kafkaHost, kafkaPort) = settings.kafkaListen {
+            configuration.kafka = MillraceServer.KafkaListener(
+                host: kafkaHost, port: kafkaPort, advertisedHost: settings.kafkaAdvertise?.host, advertisedPort: settings.kafkaAdvertise?.port)
+        }
         let server = MillraceServer(storage: storage, configuration: configuration, logger: logger)
         let address: String
+        var kafkaAddress = ""
         do {
             let bound = try await server.start()
             address = "\(host):\(bound.port ?? port)"
+            if let kafka = configuration.kafka, let kafkaBound = server.boundAddress(.kafka) {
+                let advertised = "\(kafka.advertisedHost ?? kafka.host):\(kafka.advertisedPort ?? kafkaBound.port ?? kafka.port)"
+                kafkaAddress = ", Kafka clients on \(kafka.host):\(kafkaBound.port ?? kafka.port) (advertised as \(advertised))"
+            }
         } catch {
             storage.close()
             footprint.restore()
-            Output.standardError("error: cannot listen on \(host):\(port): \(Self.listenFailure(error))")
+            var which = "\(host):\(port)"
+            if let failure = error as? MillraceServer.ListenFailure, failure.listener == .kafka {
+                which = "\(failure.host):\(failure.port) for Kafka clients"
+            }
+            Output.standardError("error: cannot listen on \(which): \(Self.listenFailure((error as? MillraceServer.ListenFailure)?.underlying ?? error))")
             throw ExitCode(2)
         }
         var http: OperationsHTTPServer?
@@ -144,7 +162,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "the last stop was not clean: indexed \(storage.indexReplay.entries) entries again from the log in \(Int(storage.indexReplay.seconds * 1_000)) ms")
         }
         logger.info(
-            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address), \(httpAddress), durability: fdatasync before every acknowledgement")
+            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address)\(kafkaAddress), \(httpAddress), durability: fdatasync before every acknowledgement")
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [BrokerService(server: server, http: http, storage: storage, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],

@@ -25,7 +25,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: file) }
         let run = try cli.millrace(
             ["serve", "--config", file, "--log-level", "warning", "--print-config"],
-            environment: ["MILLRACE_LISTEN": "127.0.0.1:9450", "MILLRACE_LOG_LEVEL": "error", "MILLRACE_HTTP_LISTEN": "none"])
+            environment: ["MILLRACE_LISTEN": "127.0.0.1:9450", "MILLRACE_LOG_LEVEL": "error", "MILLRACE_HTTP_LISTEN": "none", "MILLRACE_KAFKA_LISTEN": "0.0.0.0:9092"])
         #expect(run.status == 0, "\(run.stderr)")
         let lines = run.stdout.split(separator: "\n").map { $0.replacingOccurrences(of: " +", with: " ", options: .regularExpression) }
         #expect(
@@ -33,6 +33,8 @@ import Testing
                 #"data_dir = "/var/lib/millrace" # \#(file) line 2"#,
                 #"listen = "127.0.0.1:9450" # MILLRACE_LISTEN"#,
                 #"http_listen = "none" # MILLRACE_HTTP_LISTEN"#,
+                #"kafka_listen = "0.0.0.0:9092" # MILLRACE_KAFKA_LISTEN"#,
+                #"kafka_advertise = "" # default"#,
                 #"producer_idle = "7d" # default"#,
                 #"dedup_filter_mib = 16 # default"#,
                 #"index_memory_mib = 128 # \#(file) line 5"#,

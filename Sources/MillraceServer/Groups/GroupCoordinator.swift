@@ -8,18 +8,22 @@ import MillraceWire
 /// restart); committed offsets live in the storage. Every group, live or offsets alone, is
 /// counted against `groupsMax` (`GroupCensus`).
 final class GroupCoordinator: Sendable {
-    fileprivate struct State {
+    struct State {
         var groups: [String: GroupStateMachine] = [:]
+        /// Kafka's groups (client-side assignment): the same namespace, checked both ways.
+        var kafkaGroups: [String: KafkaGroupStateMachine] = [:]
+        /// Kafka members' JoinGroup and SyncGroup requests waiting for the rebalance.
+        var kafkaWaiting: [String: KafkaWaiters] = [:]
         var census: GroupCensus
     }
 
-    private let storage: Storage
-    private let clock: any MillraceClock
-    private let state: Locked<State>
-    private let logger: Logger
+    let storage: Storage
+    let clock: any MillraceClock
+    let state: Locked<State>
+    let logger: Logger
     /// Joins, leaves and refused commits come from peers, who can repeat them as fast as
     /// they like: their lines go through this (per group, at most one a second of each kind).
-    private let limiter: LogLimiter
+    let limiter: LogLimiter
 
     static let sessionTimeoutRangeMs: ClosedRange<Int64> = 1_000...300_000
 
@@ -36,12 +40,12 @@ final class GroupCoordinator: Sendable {
     }
 
     /// Logs a group event a peer caused, unless that group has had one of `kind` this second.
-    private func note(_ kind: String, _ group: String, _ message: @autoclosure () -> String) {
+    func note(_ kind: String, _ group: String, _ message: @autoclosure () -> String) {
         guard let held = limiter.allow(kind + ":" + group) else { return }
         logger.info("\(message())\(held)")
     }
 
-    private func partitionCounts() throws -> [String: Int32] {
+    func partitionCounts() throws -> [String: Int32] {
         Dictionary(uniqueKeysWithValues: try storage.listTopics().map { ($0.name, $0.partitionCount) })
     }
 
@@ -58,6 +62,12 @@ final class GroupCoordinator: Sendable {
         }
         let now = clock.nowMilliseconds()
         let (response, members) = try state.withLock { state in
+            if let kafka = state.kafkaGroups[request.group] {
+                let count = kafka.members.count
+                throw MillraceError(
+                    .invalidRequest,
+                    "group \(request.group) is a Kafka consumer group with \(count) live member\(count == 1 ? "" : "s") (assignment by its Kafka clients); a native consumer cannot join it until they leave, or use another group name")
+            }
             if let live = state.groups[request.group], live.members[request.memberID] == nil, live.members.count >= Limits.groupMembersMax {
                 throw MillraceError(.limitReached, "group \(request.group) has \(Limits.groupMembersMax) members (groupMembersMax)")
             }
@@ -130,27 +140,35 @@ final class GroupCoordinator: Sendable {
     }
 
     private func checkCommitFencing(_ request: OffsetCommitRequest) throws {
-        let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
-        try state.withLock { state in
-            guard let group = state.groups[request.group] else {
-                guard request.memberID.isEmpty else {
-                    throw MillraceError(.unknownMember, "group \(request.group) has no members; join it before committing as a member")
-                }
-                if state.census.commit(request.group) == .refused { throw Self.tooManyGroups(state.census) }
-                return
-            }
-            if request.memberID.isEmpty {
-                let count = group.members.count
-                throw MillraceError(
-                    .groupNotEmpty,
-                    "group \(request.group) has \(count) live member\(count == 1 ? "" : "s"); commit as a member, or stop \(count == 1 ? "it" : "them") first")
-            }
-            if let error = group.checkCommit(memberID: request.memberID, generation: request.generation, partitions: partitions) { throw error }
-            _ = state.census.commit(request.group)
-        }
+        try state.withLock { state in try Self.checkCommitFencing(request, state: &state) }
     }
 
-    private static func tooManyGroups(_ census: GroupCensus) -> MillraceError {
+    static func checkCommitFencing(_ request: OffsetCommitRequest, state: inout State) throws {
+        let partitions = request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } }
+        if let kafka = state.kafkaGroups[request.group] {
+            let count = kafka.members.count
+            throw MillraceError(
+                .groupNotEmpty,
+                "group \(request.group) is a Kafka consumer group with \(count) live member\(count == 1 ? "" : "s"); stop \(count == 1 ? "it" : "them") before moving its offsets")
+        }
+        guard let group = state.groups[request.group] else {
+            guard request.memberID.isEmpty else {
+                throw MillraceError(.unknownMember, "group \(request.group) has no members; join it before committing as a member")
+            }
+            if state.census.commit(request.group) == .refused { throw Self.tooManyGroups(state.census) }
+            return
+        }
+        if request.memberID.isEmpty {
+            let count = group.members.count
+            throw MillraceError(
+                .groupNotEmpty,
+                "group \(request.group) has \(count) live member\(count == 1 ? "" : "s"); commit as a member, or stop \(count == 1 ? "it" : "them") first")
+        }
+        if let error = group.checkCommit(memberID: request.memberID, generation: request.generation, partitions: partitions) { throw error }
+        _ = state.census.commit(request.group)
+    }
+
+    static func tooManyGroups(_ census: GroupCensus) -> MillraceError {
         MillraceError(
             .limitReached,
             "the broker knows \(census.count) consumer groups (groupsMax \(census.groupsMax), counting groups that only have committed offsets); delete unused ones with `millrace group delete`")
@@ -191,6 +209,9 @@ final class GroupCoordinator: Sendable {
             }
             return expired
         }
+        for event in expireKafka(nowMs: now) {
+            logger.info("group \(event.group): Kafka member\(event.members.count == 1 ? "" : "s") \(event.members.joined(separator: ", ")) dropped (session expired, or did not join the rebalance); \(event.left) left")
+        }
         // Once per expiry (a session runs out once): not limited.
         for event in expired {
             let who = event.members.count == 1 ? "member \(event.members[0])'s session" : "\(event.members.count) members' sessions (\(event.members.joined(separator: ", ")))"
@@ -205,18 +226,23 @@ final class GroupCoordinator: Sendable {
     func snapshot(_ name: String) -> (generation: Int32, assignment: [String: [TopicPartition]], topics: Set<String>)? {
         state.withLock { state in
             state.groups[name].map { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }
+                ?? state.kafkaGroups[name].map { ($0.generation, $0.partitionsByMember, $0.subscribedTopics) }
         }
     }
 
     /// Live groups and their member counts.
     func liveGroups() -> [String: Int] {
-        state.withLock { state in state.groups.mapValues(\.members.count) }
+        state.withLock { state in
+            state.groups.mapValues(\.members.count).merging(state.kafkaGroups.mapValues(\.members.count)) { native, _ in native }
+        }
     }
 
     /// Every live group's generation, assignment and topics, in one pass (for a scrape).
     func snapshots() -> [String: (generation: Int32, assignment: [String: [TopicPartition]], topics: Set<String>)] {
         state.withLock { state in
-            state.groups.mapValues { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }
+            state.groups.mapValues { ($0.currentGeneration, $0.assignment, Set($0.members.values.flatMap(\.topics))) }.merging(
+                state.kafkaGroups.mapValues { ($0.generation, $0.partitionsByMember, $0.subscribedTopics) }
+            ) { native, _ in native }
         }
     }
 

@@ -1,0 +1,147 @@
+import MillraceFormat
+import MillraceKafka
+import MillraceStorage
+import MillraceWire
+import NIOCore
+
+/// Kafka's consumer group APIs, onto the broker's one group coordinator and offset store.
+extension KafkaService {
+    func handleGroup(_ api: KafkaApiKey, _ header: KafkaRequestHeader, body: inout ByteBuffer, peer: ConnectionPeer) throws -> EventLoopFuture<
+        ConnectionAnswer
+    > {
+        let version = header.apiVersion
+        let eventLoop = peer.eventLoop
+        let groups = dispatcher.groups
+        switch api {
+        case .joinGroup:
+            let request = try KafkaGroups.JoinRequest(from: &body, version: version)
+            return groups.kafkaJoin(request, clientID: header.clientID ?? "", clientHost: Self.host(peer.description), on: eventLoop).map { answer in
+                let response = KafkaGroups.JoinResponse(
+                    errorCode: answer.error.rawValue, generationID: answer.generation, protocolName: answer.protocolName, leader: answer.leader,
+                    memberID: answer.memberID, members: answer.members.map { KafkaGroups.JoinResponse.Member(memberID: $0.id, metadata: $0.metadata) })
+                return Self.answer(header) { response.write(to: &$0, version: version) }
+            }
+        case .syncGroup:
+            let request = try KafkaGroups.SyncRequest(from: &body, version: version)
+            return groups.kafkaSync(request, on: eventLoop).map { answer in
+                let response = KafkaGroups.SyncResponse(errorCode: answer.error.rawValue, assignment: answer.assignment)
+                return Self.answer(header) { response.write(to: &$0, version: version) }
+            }
+        case .heartbeat:
+            let request = try KafkaMembership.Heartbeat(from: &body, version: version)
+            let response = KafkaMembership.Response(errorCode: groups.kafkaHeartbeat(request).rawValue)
+            return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version, api: .heartbeat) })
+        case .leaveGroup:
+            let request = try KafkaMembership.LeaveGroup(from: &body, version: version)
+            let codes = groups.kafkaLeave(group: request.groupID, memberIDs: request.members.map(\.memberID))
+            // v3+ answers per member; before, one member and one code.
+            let response =
+                version >= 3
+                ? KafkaMembership.Response(
+                    members: zip(request.members, codes).map { KafkaMembership.Leaver(memberID: $0.memberID, groupInstanceID: $0.groupInstanceID, errorCode: $1.rawValue) })
+                : KafkaMembership.Response(errorCode: (codes.first ?? .unknownMemberID).rawValue)
+            return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version, api: .leaveGroup) })
+        case .offsetCommit:
+            let request = try KafkaGroups.OffsetCommitRequest(from: &body, version: version)
+            return offsetCommit(request, header: header, peer: peer)
+        case .offsetFetch:
+            let request = try KafkaGroups.OffsetFetchRequest(from: &body, version: version)
+            return offsetFetch(request, header: header, peer: peer)
+        case .describeGroups:
+            let request = try KafkaGroups.DescribeRequest(from: &body, version: version)
+            let response = KafkaGroups.DescribeResponse(groups: request.groups.map { describe($0) })
+            return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
+        case .listGroups:
+            let types = groups.protocolTypes()
+            let stored = (try? dispatcher.storage.groupsWithCommittedOffsets()) ?? []
+            let names = Set(types.keys).union(stored).sorted()
+            let response = KafkaGroups.ListResponse(groups: names.map { ($0, types[$0] ?? "consumer") })
+            return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
+        default:
+            throw MillraceError(.unexpected, "\(api) is not a group API")
+        }
+    }
+
+    /// `192.0.2.7` of `192.0.2.7:51234` (Kafka names a member's host without its port).
+    static func host(_ peer: String) -> String {
+        guard let colon = peer.lastIndex(of: ":") else { return peer }
+        return "/" + peer[..<colon].filter { $0 != "[" && $0 != "]" }
+    }
+
+    private func offsetCommit(_ request: KafkaGroups.OffsetCommitRequest, header: KafkaRequestHeader, peer: ConnectionPeer) -> EventLoopFuture<
+        ConnectionAnswer
+    > {
+        let version = header.apiVersion
+        @Sendable func answerAll(_ code: KafkaErrorCode) -> ConnectionAnswer {
+            let response = KafkaGroups.OffsetCommitResponse(
+                topics: request.topics.map { topic in
+                    KafkaTopic(name: topic.name, topic.entries.map { KafkaGroups.OffsetCommitResponse.PartitionError(index: $0.index, errorCode: code.rawValue) })
+                })
+            return Self.answer(header) { response.write(to: &$0, version: version) }
+        }
+        let (code, reason) = dispatcher.groups.kafkaCheckCommit(group: request.groupID, memberID: request.memberID, generation: request.generationID)
+        guard code == .none else {
+            if let reason, let held = dispatcher.logLimiter.allow("kafka-commit:" + request.groupID) {
+                dispatcher.logger.info("group \(request.groupID): refused a Kafka commit from \(peer.description): \(reason)\(held)")
+            }
+            return peer.eventLoop.makeSucceededFuture(answerAll(code))
+        }
+        let commits = request.topics.flatMap { topic in
+            topic.entries.map { OffsetCommit(group: request.groupID, topic: topic.name, partition: $0.index, offset: $0.offset, metadata: $0.metadata ?? "") }
+        }
+        let promise = peer.eventLoop.makePromise(of: ConnectionAnswer.self)
+        let groups = dispatcher.groups
+        let group = request.groupID
+        let eventLoop = peer.eventLoop
+        dispatcher.storage.commitOffsets(commits) { result in
+            switch result {
+            case .success: promise.succeed(answerAll(.none))
+            case .failure(let error):
+                // As for a native commit: a failed one must not leave a group counted with no
+                // offsets; on the event loop (the writer's thread must not open a read transaction).
+                eventLoop.execute {
+                    groups.commitFailed(group)
+                    promise.succeed(answerAll(KafkaErrorCode(error.code)))
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
+    private func offsetFetch(_ request: KafkaGroups.OffsetFetchRequest, header: KafkaRequestHeader, peer: ConnectionPeer) -> EventLoopFuture<ConnectionAnswer> {
+        let version = header.apiVersion
+        let response: KafkaGroups.OffsetFetchResponse
+        do {
+            let stored = try dispatcher.storage.committedOffsets(group: request.groupID)
+            var byKey: [TopicPartition: CommittedOffset] = [:]
+            for offset in stored { byKey[TopicPartition(topic: offset.topic, partition: offset.partition)] = offset }
+            let topics =
+                request.topics
+                ?? Dictionary(grouping: stored, by: \.topic).sorted { $0.key < $1.key }.map { KafkaTopic(name: $0.key, $0.value.map(\.partition).sorted()) }
+            response = KafkaGroups.OffsetFetchResponse(
+                topics: topics.map { topic in
+                    KafkaTopic(
+                        name: topic.name,
+                        topic.entries.map { partition in
+                            let found = byKey[TopicPartition(topic: topic.name, partition: partition)]
+                            return KafkaGroups.FetchedOffset(index: partition, offset: found?.offset ?? -1, metadata: found?.metadata ?? "")
+                        })
+                })
+        } catch {
+            let code = KafkaErrorCode((error as? MillraceError)?.code ?? .unexpected).rawValue
+            response = KafkaGroups.OffsetFetchResponse(topics: [], errorCode: code)
+        }
+        return peer.eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
+    }
+
+    private func describe(_ name: String) -> KafkaGroups.DescribedGroup {
+        if let kafka = dispatcher.groups.describeKafka(name) { return kafka }
+        // A native group, or one of offsets alone: its members have no Kafka metadata.
+        guard let live = dispatcher.groups.snapshot(name) else {
+            return KafkaGroups.DescribedGroup(groupID: name, state: "Empty", protocolType: "consumer", protocolData: "", members: [])
+        }
+        return KafkaGroups.DescribedGroup(
+            groupID: name, state: "Stable", protocolType: "millrace", protocolData: "broker-assigned",
+            members: live.assignment.keys.sorted().map { KafkaGroups.DescribedMember(memberID: $0, clientID: "", clientHost: "", metadata: [], assignment: []) })
+    }
+}
