@@ -113,7 +113,7 @@ let package = Package(
             dependencies: ["MillraceStorage", "MillraceFormat", "CLMDB", "TestSupport"],
             swiftSettings: strict),
         .testTarget(
-            name: "MillraceWireTests", dependencies: ["MillraceWire", "MillraceFormat", "TestSupport"], swiftSettings: strict),
+            name: "MillraceWireTests", dependencies: ["MillraceWire", "MillraceKafka", "MillraceFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "MillraceKafkaTests",
             dependencies: ["MillraceKafka", "MillraceWire", "MillraceFormat", .product(name: "NIOCore", package: "swift-nio")],

@@ -7,6 +7,36 @@ import NIOCore
 public enum KafkaApiVersions {
     public static let versions: ClosedRange<Int16> = 0...3
 
+    /// The APIs the Kafka listener serves, each at the versions it serves (docs/KAFKA.md's
+    /// table is checked against this): what ApiVersions advertises. Versions before flexible
+    /// ones wherever the clients tried negotiate to them, so the answers stay simple.
+    public static let served: [KafkaApiKey: ClosedRange<Int16>] = [
+        .produce: KafkaProduce.versions,
+        .fetch: KafkaFetch.versions,
+        // v7 adds "the largest timestamp" (-3), which the storage does not look up.
+        .listOffsets: 1...6,
+        .metadata: KafkaMetadata.versions,
+        .offsetCommit: KafkaGroups.offsetCommitVersions,
+        .offsetFetch: KafkaGroups.offsetFetchVersions,
+        .findCoordinator: KafkaFindCoordinator.versions,
+        .joinGroup: KafkaGroups.joinVersions,
+        .heartbeat: KafkaMembership.versions,
+        .leaveGroup: KafkaMembership.versions,
+        .syncGroup: KafkaGroups.syncVersions,
+        .describeGroups: KafkaGroups.describeVersions,
+        .listGroups: KafkaGroups.listVersions,
+        .apiVersions: versions,
+        .createTopics: KafkaAdmin.createTopicsVersions,
+        .deleteTopics: KafkaAdmin.deleteTopicsVersions,
+        .initProducerId: KafkaAdmin.initProducerIdVersions,
+        .describeConfigs: KafkaAdmin.describeConfigsVersions,
+    ]
+
+    /// `served`, in ApiVersions' layout, by api key.
+    public static let advertised: [Range] = served.sorted { $0.key.rawValue < $1.key.rawValue }.map {
+        Range(apiKey: $0.key.rawValue, minVersion: $0.value.lowerBound, maxVersion: $0.value.upperBound)
+    }
+
     /// The request: empty before v3; from v3 the client's software name and version.
     public struct Request: Equatable, Sendable {
         public var clientSoftwareName: String?

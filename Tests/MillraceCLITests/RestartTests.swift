@@ -14,34 +14,43 @@ import Testing
         let directory: String
         var process: Process
         let port: Int
+        /// The Kafka listener's port, when the broker was started with one.
+        let kafkaPort: Int?
         /// What the last start logged up to its "serving" line.
         var startLog: String
 
-        init(directory: String, port: Int = 0) throws {
+        init(directory: String, port: Int = 0, kafka: Bool = false) throws {
             self.directory = directory
-            (process, self.port, startLog) = try Self.start(directory: directory, port: port)
+            (process, self.port, kafkaPort, startLog) = try Self.start(directory: directory, port: port, kafkaPort: kafka ? 0 : nil)
         }
 
-        static func start(directory: String, port: Int) throws -> (Process, Int, String) {
+        static func start(directory: String, port: Int, kafkaPort: Int?) throws -> (Process, Int, Int?, String) {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: try CLITests.binary())
-            process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:\(port)", "--http-listen", "127.0.0.1:0"]
+            process.arguments =
+                ["serve", "--data-dir", directory, "--listen", "127.0.0.1:\(port)", "--http-listen", "127.0.0.1:0"]
+                + (kafkaPort.map { ["--kafka-listen", "127.0.0.1:\($0)"] } ?? [])
             let log = Pipe()
             process.standardError = log
             try process.run()
             var text = ""
+            func bound(_ pattern: String) -> Int? {
+                text.range(of: pattern, options: .regularExpression).flatMap { Int(text[$0].split(separator: ":").last!) }
+            }
             while true {
                 let data = log.fileHandleForReading.availableData
                 if data.isEmpty { throw MillraceError(.unexpected, "the broker did not start: \(text)") }
                 text += String(decoding: data, as: UTF8.self)
-                if let range = text.range(of: #"on 127\.0\.0\.1:(\d+)"#, options: .regularExpression), let bound = Int(text[range].split(separator: ":").last!) {
+                if let native = bound(#"on 127\.0\.0\.1:(\d+)"#) {
+                    let kafka = bound(#"Kafka clients on 127\.0\.0\.1:(\d+)"#)
+                    guard kafkaPort == nil || kafka != nil else { continue }
                     log.fileHandleForReading.readabilityHandler = { _ = $0.availableData }  // keep draining
-                    return (process, bound, text)
+                    return (process, native, kafka, text)
                 }
             }
         }
 
-        func restart() throws { (process, _, startLog) = try Self.start(directory: directory, port: port) }
+        func restart() throws { (process, _, _, startLog) = try Self.start(directory: directory, port: port, kafkaPort: kafkaPort) }
 
         func stop(signal: Int32) {
             kill(process.processIdentifier, signal)

@@ -1,5 +1,6 @@
 import Foundation
 import MillraceFormat
+import MillraceKafka
 import MillraceWire
 import Testing
 
@@ -13,6 +14,18 @@ import Testing
         let expected = ApiKey.allCases.map { api -> [String] in
             let name = String(describing: api)
             return ["\(api.rawValue)", name.prefix(1).uppercased() + name.dropFirst(), api.versions.map { "\($0)" }.joined(separator: ", ")]
+        }
+        #expect(rows == expected)
+    }
+
+    /// KAFKA.md, "What is served": every Kafka API the listener serves, by key, at exactly the
+    /// versions ApiVersions advertises.
+    @Test func kafkaApiTableMatchesWhatIsServed() throws {
+        let rows = try Markdown.table(in: "docs/KAFKA.md", under: "## What is served")
+        let expected = KafkaApiVersions.advertised.map { range -> [String] in
+            let name = KafkaApiKey(rawValue: range.apiKey).map { String(describing: $0) } ?? "?"
+            let title = name.prefix(1).uppercased() + name.dropFirst()
+            return ["\(range.apiKey)", title, "\(range.minVersion)–\(range.maxVersion)"]
         }
         #expect(rows == expected)
     }

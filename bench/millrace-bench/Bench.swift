@@ -7,7 +7,7 @@ struct MillraceBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "millrace-bench",
         abstract: "Millrace workload generators and benchmarks (run a release build: swift build -c release).",
-        subcommands: [StorageBench.self, E2EBench.self, GroupsBench.self, FloodBench.self, SchemaBench.self, DedupBench.self, TraceBench.self, MetricsBench.self, DictionaryBench.self, CLIBench.self, LongPollBench.self, VerifyBench.self])
+        subcommands: [StorageBench.self, E2EBench.self, GroupsBench.self, FloodBench.self, SchemaBench.self, DedupBench.self, TraceBench.self, MetricsBench.self, DictionaryBench.self, CLIBench.self, LongPollBench.self, VerifyBench.self, KafkaBench.self])
 }
 
 /// One measured case: printed as a table row, and as a JSON line with --json.

@@ -105,7 +105,7 @@ struct E2EBench: AsyncParsableCommand {
         return result
     }
 
-    func produceCase(name: String, producers: Int, port: Int) async throws -> BenchResult {
+    func produceCase(name: String, producers: Int, port: Int, topic: String = "bench") async throws -> BenchResult {
         let perProducer = records / producers
         let latencies = LatencyRecorder(count: perProducer * producers)
         let value = [UInt8](repeating: 0x61, count: Self.valueBytes)
@@ -118,7 +118,7 @@ struct E2EBench: AsyncParsableCommand {
                     for record in 0..<perProducer {
                         let slot = index * perProducer + record
                         let sent = monotonicSeconds()
-                        try await producer.send(topic: "bench", value: value) { result in
+                        try await producer.send(topic: topic, value: value) { result in
                             if case .success = result { latencies.record(slot, (monotonicSeconds() - sent) * 1e6) }
                         }
                     }
@@ -137,12 +137,12 @@ struct E2EBench: AsyncParsableCommand {
             note: String(format: "ack latency p50 %.0f µs, p99 %.0f µs, p99.9 %.0f µs (5 ms linger)", p50, p99, p999))
     }
 
-    func consumeCase(port: Int) async throws -> BenchResult {
+    func consumeCase(port: Int, topic: String = "bench") async throws -> BenchResult {
         let client = MillraceClient(host: "127.0.0.1", port: port)
         var count = 0
         var bytes = 0
         let start = monotonicSeconds()
-        for try await record in Consumer(client: client, topic: "bench", from: .earliest, stopAtEnd: true) {
+        for try await record in Consumer(client: client, topic: topic, from: .earliest, stopAtEnd: true) {
             count += 1
             bytes += record.value?.count ?? 0
         }
@@ -314,14 +314,17 @@ final class ServerProcess {
     let port: Int
     /// Where `/metrics` is served.
     let httpPort: Int
+    /// The Kafka listener's port, when started with one.
+    let kafkaPort: Int?
 
-    init(directory: String) throws {
+    init(directory: String, kafka: Bool = false) throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("millrace").path
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw MillraceError(.unexpected, "\(binary) not found; build it with `swift build -c release`")
         }
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+        process.arguments =
+            ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"] + (kafka ? ["--kafka-listen", "127.0.0.1:0"] : [])
         let log = Pipe()
         process.standardError = log
         try process.run()
@@ -334,8 +337,11 @@ final class ServerProcess {
             if let range = text.range(of: #"on 127\.0\.0\.1:(\d+)"#, options: .regularExpression),
                 let http = text.range(of: #"http://127\.0\.0\.1:(\d+)"#, options: .regularExpression)
             {
+                let kafkaRange = text.range(of: #"Kafka clients on 127\.0\.0\.1:(\d+)"#, options: .regularExpression)
+                if kafka && kafkaRange == nil { continue }
                 port = Int(text[range].split(separator: ":").last!)!
                 httpPort = Int(text[http].split(separator: ":").last!)!
+                kafkaPort = kafkaRange.flatMap { Int(text[$0].split(separator: ":").last!) }
                 log.fileHandleForReading.readabilityHandler = { _ = $0.availableData }  // keep draining
                 return
             }

@@ -22,35 +22,6 @@ final class KafkaService: ConnectionService {
     /// api key, api version, correlation id and the client id's length.
     var frameBytesMin: Int { 10 }
 
-    /// The APIs served, each at the versions it is served at: what ApiVersions advertises.
-    static let served: [KafkaApiKey: ClosedRange<Int16>] = [
-        .produce: KafkaProduce.versions,
-        .fetch: KafkaFetch.versions,
-        // v7 adds "the largest timestamp" (-3), which the storage does not look up.
-        .listOffsets: 1...6,
-        .metadata: KafkaMetadata.versions,
-        .findCoordinator: KafkaFindCoordinator.versions,
-        .apiVersions: KafkaApiVersions.versions,
-        .joinGroup: KafkaGroups.joinVersions,
-        .syncGroup: KafkaGroups.syncVersions,
-        .heartbeat: KafkaMembership.versions,
-        .leaveGroup: KafkaMembership.versions,
-        .offsetCommit: KafkaGroups.offsetCommitVersions,
-        .offsetFetch: KafkaGroups.offsetFetchVersions,
-        .describeGroups: KafkaGroups.describeVersions,
-        .listGroups: KafkaGroups.listVersions,
-        .initProducerId: KafkaAdmin.initProducerIdVersions,
-        .createTopics: KafkaAdmin.createTopicsVersions,
-        .deleteTopics: KafkaAdmin.deleteTopicsVersions,
-        .describeConfigs: KafkaAdmin.describeConfigsVersions,
-    ]
-
-    static var advertisedVersions: [KafkaApiVersions.Range] {
-        served.sorted { $0.key.rawValue < $1.key.rawValue }.map {
-            KafkaApiVersions.Range(apiKey: $0.key.rawValue, minVersion: $0.value.lowerBound, maxVersion: $0.value.upperBound)
-        }
-    }
-
     /// A stream whose frame sizes are wrong has no header to answer: Kafka closes it.
     func unusable(_ error: MillraceError) -> ConnectionAnswer { ConnectionAnswer(encode: { _ in [] }, thenClose: true) }
 
@@ -78,7 +49,7 @@ final class KafkaService: ConnectionService {
             peer.protocolError(Self.millraceError(error), true)
             return answer(ConnectionAnswer(encode: { _ in [] }, thenClose: true))
         }
-        guard let api = header.api, let versions = Self.served[api], versions.contains(header.apiVersion) else {
+        guard let api = header.api, let versions = KafkaApiVersions.served[api], versions.contains(header.apiVersion) else {
             return answer(unserved(header, peer: peer))
         }
         let started = monotonicNanoseconds()
@@ -112,7 +83,7 @@ final class KafkaService: ConnectionService {
     private func unserved(_ header: KafkaRequestHeader, peer: ConnectionPeer) -> ConnectionAnswer {
         if header.apiKey == KafkaApiKey.apiVersions.rawValue {
             return Self.answer(header) { buffer in
-                KafkaApiVersions.Response(errorCode: KafkaErrorCode.unsupportedVersion.rawValue, apis: Self.advertisedVersions).write(to: &buffer, version: 0)
+                KafkaApiVersions.Response(errorCode: KafkaErrorCode.unsupportedVersion.rawValue, apis: KafkaApiVersions.advertised).write(to: &buffer, version: 0)
             }
         }
         let name = header.api.map { "\($0)" } ?? "key \(header.apiKey)"
@@ -137,7 +108,7 @@ final class KafkaService: ConnectionService {
         switch api {
         case .apiVersions:
             _ = try KafkaApiVersions.Request(from: &body, version: version)
-            let response = KafkaApiVersions.Response(apis: Self.advertisedVersions)
+            let response = KafkaApiVersions.Response(apis: KafkaApiVersions.advertised)
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         case .metadata:
             let request = try KafkaMetadata.Request(from: &body, version: version)

@@ -1,0 +1,117 @@
+import Foundation
+import MillraceClient
+import MillraceFormat
+import MillraceWire
+import TestSupport
+import Testing
+
+/// Kafka clients nobody here wrote against a broker process, as a plant uses them: an
+/// idempotent librdkafka producer through `kill -9`s, and kafka-python told which field of
+/// its record broke the topic's schema, and acknowledged at the original's offset for a
+/// duplicate. The clients come from `scripts/install-deps`; a machine without them fails here.
+@Suite(.serialized) struct KafkaPlantTests {
+    static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("KafkaClients")
+
+    /// Runs a client script to its end (at most `timeoutSeconds`; then it is killed).
+    static func python(_ script: String, _ arguments: [String], timeoutSeconds: Double = 180) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", scripts.appendingPathComponent(script).path] + arguments
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = FileHandle.nullDevice
+        let stdout = LineCollector(output.fileHandleForReading)
+        let stderr = LineCollector(errors.fileHandleForReading)
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            throw MillraceError(.unexpected, "\(script) ran past \(Int(timeoutSeconds)) s: \(stderr.lines.suffix(5))")
+        }
+        process.waitUntilExit()
+        Thread.sleep(forTimeInterval: 0.05)  // the last output
+        let errorText = stderr.lines.joined(separator: "\n")
+        if errorText.contains("ModuleNotFoundError") {
+            throw MillraceError(.unexpected, "\(script): a Kafka client library is missing; run scripts/install-deps (\(errorText))")
+        }
+        return (process.terminationStatus, stdout.lines.joined(separator: "\n"), errorText)
+    }
+
+    /// An idempotent confluent-kafka producer streams numbered records while the broker is
+    /// killed twice with batches in flight: every record is acknowledged, and each is stored
+    /// once (a batch whose answer a kill swallowed is sent again and recognised).
+    @Test func anIdempotentKafkaProducerStoresEachRecordOnceAcrossKills() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-kafka-kill-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try RestartTests.Broker(directory: directory, kafka: true)
+        let kafkaPort = try #require(broker.kafkaPort)
+        let client = MillraceClient(host: "127.0.0.1", port: broker.port)
+        try await client.createTopic(CreateTopicRequest(name: "confirmations", partitions: 2))
+        let total = 10_000
+        let progress = directory + "-progress"
+        defer { try? FileManager.default.removeItem(atPath: progress) }
+        let run = Task.detached {
+            try Self.python("kill_restart_producer.py", ["127.0.0.1:\(kafkaPort)", "confirmations", "\(total)", progress])
+        }
+        func acknowledged() -> Int { (try? String(contentsOfFile: progress, encoding: .utf8)).flatMap { Int($0) } ?? 0 }
+        // Kill when the stream is well under way, and again further on (bounded waits: a
+        // producer that stops moving fails the test below, it does not hang it).
+        for mark in [total / 5, total / 2] {
+            let deadline = Date().addingTimeInterval(60)
+            while acknowledged() < mark && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
+            broker.stop(signal: SIGKILL)
+            try broker.restart()
+        }
+        let result = try await run.value
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr.suffix(2_000))")
+        #expect(result.stdout.contains("\"acknowledged\": \(total)"), "\(result.stdout)")
+        let stored = try CLITests().millrace(["consume", "confirmations", "--broker", "127.0.0.1:\(broker.port)"]).stdout.split(separator: "\n").map(String.init)
+        #expect(stored.count == total, "\(stored.count - Set(stored).count) stored twice, \(total - Set(stored).count) missing")
+        #expect(Set(stored) == Set((0..<total).map { "{\"n\": \($0)}" }))
+        await client.close()
+        broker.stop(signal: SIGTERM)
+    }
+
+    /// A topic with a schema (reject), and one with a dedup key: kafka-python is told the
+    /// field its record broke, and a duplicate is acknowledged with the original's offset.
+    @Test func aKafkaProducerHearsTheSchemaFieldAndItsDuplicatesOriginalOffset() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-kafka-contract-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try RestartTests.Broker(directory: directory, kafka: true)
+        let kafka = "127.0.0.1:\(try #require(broker.kafkaPort))"
+        let cli = CLITests()
+        let native = "127.0.0.1:\(broker.port)"
+        let schema = directory + "-schema.json"
+        defer { try? FileManager.default.removeItem(atPath: schema) }
+        try #"{"type":"object","required":["lot","qty"],"properties":{"lot":{"type":"string"},"qty":{"type":"integer","minimum":0}}}"#
+            .write(toFile: schema, atomically: true, encoding: .utf8)
+        for arguments in [
+            ["topic", "create", "confirmations", "--partitions", "1"], ["schema", "register", "confirmations", schema],
+            ["topic", "create", "genealogy", "--partitions", "1"], ["dedup", "set", "genealogy", "--key", "json:/link_id"],
+        ] {
+            let made = try cli.millrace(arguments + ["--broker", native])
+            #expect(made.status == 0, "\(arguments): \(made.stderr)")
+        }
+        let checked = try Self.python("contract_producer.py", [kafka, "confirmations", #"{"lot":"A","qty":3}"#, #"{"lot":"B","qty":-3}"#, #"{"lot":"C"}"#])
+        let answers = checked.stdout.split(separator: "\n")
+        #expect(answers.count == 3, "\(checked.stdout) \(checked.stderr.suffix(1_000))")
+        #expect(answers.first == #"{"offset": 0, "partition": 0}"#)
+        #expect(answers.dropFirst().first?.contains("InvalidRecordError") == true && answers.dropFirst().first?.contains("/qty: -3 is less than minimum 0") == true, "\(answers)")
+        #expect(answers.last?.contains("InvalidRecordError") == true && answers.last?.contains("qty") == true, "\(answers)")
+        // Refused records are not stored.
+        #expect(try cli.millrace(["consume", "confirmations", "--broker", native]).stdout == "{\"lot\":\"A\",\"qty\":3}\n")
+
+        let linked = try Self.python(
+            "contract_producer.py", [kafka, "genealogy", #"{"link_id":"L1"}"#, #"{"link_id":"L2"}"#, #"{"link_id":"L1"}"#, #"{"link_id":"L3"}"#])
+        #expect(
+            linked.stdout.split(separator: "\n").map(String.init) == [
+                #"{"offset": 0, "partition": 0}"#, #"{"offset": 1, "partition": 0}"#, #"{"offset": 0, "partition": 0}"#, #"{"offset": 2, "partition": 0}"#,
+            ], "\(linked.stdout) \(linked.stderr.suffix(1_000))")
+        #expect(try cli.millrace(["consume", "genealogy", "--broker", native]).stdout.split(separator: "\n").count == 3)
+        broker.stop(signal: SIGTERM)
+    }
+}

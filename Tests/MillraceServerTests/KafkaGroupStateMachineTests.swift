@@ -1,0 +1,130 @@
+import MillraceFormat
+import MillraceKafka
+import Testing
+
+@testable import MillraceServer
+
+/// Kafka's group protocol, driven event by event with times given by hand: who waits, who is
+/// answered what, and when members are dropped.
+@Suite struct KafkaGroupStateMachineTests {
+    typealias Machine = KafkaGroupStateMachine
+
+    static let range: [(name: String, metadata: [UInt8])] = [("range", KafkaConsumerProtocol.subscription(["t"]))]
+
+    static func join(_ machine: inout Machine, _ id: String = "", client: String = "c", nowMs: Int64 = 0, protocols: [(name: String, metadata: [UInt8])] = range)
+        -> (memberID: String, answers: Machine.Answers)
+    {
+        machine.join(
+            memberID: id, clientID: client, clientHost: "/127.0.0.1", protocolType: "consumer", protocols: protocols, sessionTimeoutMs: 10_000,
+            rebalanceTimeoutMs: 30_000, nowMs: nowMs)
+    }
+
+    @Test func theFirstMemberLeadsAGenerationAtOnce() {
+        var group = Machine(group: "g")
+        let (id, answers) = Self.join(&group, client: "mes line 3")
+        #expect(id.hasPrefix("mes_line_3-"))
+        #expect(answers.joins.count == 1)
+        let answer = answers.joins[0]
+        #expect(answer.memberID == id && answer.error == .none && answer.generation == 1 && answer.leader == id && answer.protocolName == "range")
+        #expect(answer.members.map(\.id) == [id])
+        #expect(group.phase == .completingRebalance)
+        // The leader's assignment is handed out and the group is stable.
+        let assignment = KafkaConsumerProtocol.assignment([KafkaTopic(name: "t", [0, 1])])
+        let synced = group.sync(memberID: id, generation: 1, assignments: [id: assignment], nowMs: 1)
+        #expect(synced.syncs == [Machine.SyncAnswer(memberID: id, assignment: assignment)])
+        #expect(group.phase == .stable)
+        #expect(group.partitionsByMember[id] == [TopicPartition(topic: "t", partition: 0), TopicPartition(topic: "t", partition: 1)])
+        #expect(group.subscribedTopics == ["t"])
+    }
+
+    @Test func aSecondMemberMakesEveryoneJoinAgainAndTheFollowerWaitsForTheLeader() {
+        var group = Machine(group: "g")
+        let (leader, _) = Self.join(&group)
+        _ = group.sync(memberID: leader, generation: 1, assignments: [:], nowMs: 0)
+        // The newcomer waits: the leader has not joined again yet.
+        let (follower, waiting) = Self.join(&group, nowMs: 100)
+        #expect(waiting.joins.isEmpty)
+        #expect(group.heartbeat(memberID: leader, generation: 1, nowMs: 200) == .rebalanceInProgress)
+        // The leader joins again: both are answered, the leader with both members.
+        let (_, answers) = Self.join(&group, leader, nowMs: 300)
+        #expect(Set(answers.joins.map(\.memberID)) == [leader, follower])
+        #expect(answers.joins.allSatisfy { $0.generation == 2 && $0.leader == leader })
+        #expect(answers.joins.first { $0.memberID == leader }?.members.map(\.id) == [leader, follower])
+        #expect(answers.joins.first { $0.memberID == follower }?.members.isEmpty == true)
+        // The follower's sync waits until the leader's arrives, then both get their share.
+        #expect(group.sync(memberID: follower, generation: 2, assignments: [:], nowMs: 400).syncs.isEmpty)
+        let mine = KafkaConsumerProtocol.assignment([KafkaTopic(name: "t", [0])])
+        let yours = KafkaConsumerProtocol.assignment([KafkaTopic(name: "t", [1])])
+        let synced = group.sync(memberID: leader, generation: 2, assignments: [leader: mine, follower: yours], nowMs: 500)
+        #expect(Set(synced.syncs.map(\.memberID)) == [leader, follower])
+        #expect(synced.syncs.first { $0.memberID == follower }?.assignment == yours)
+        #expect(group.heartbeat(memberID: follower, generation: 2, nowMs: 600) == .none)
+        // A stale generation is told so.
+        #expect(group.heartbeat(memberID: follower, generation: 1, nowMs: 600) == .illegalGeneration)
+        #expect(group.checkCommit(memberID: follower, generation: 1) == .illegalGeneration)
+        #expect(group.checkCommit(memberID: follower, generation: 2) == .none)
+        #expect(group.checkCommit(memberID: "", generation: -1) == .unknownMemberID)
+    }
+
+    @Test func aLeaverHandsTheGroupToTheOthers() {
+        var group = Machine(group: "g")
+        let (a, _) = Self.join(&group)
+        _ = group.sync(memberID: a, generation: 1, assignments: [:], nowMs: 0)
+        let (b, _) = Self.join(&group)
+        _ = Self.join(&group, a)
+        _ = group.sync(memberID: a, generation: 2, assignments: [:], nowMs: 0)
+        // The leader leaves: b must join again, and becomes the leader of generation 3.
+        let left = group.leave(memberID: a, nowMs: 10)
+        #expect(left.found)
+        #expect(group.heartbeat(memberID: b, generation: 2, nowMs: 20) == .rebalanceInProgress)
+        let (_, answers) = Self.join(&group, b, nowMs: 30)
+        #expect(answers.joins.map(\.memberID) == [b])
+        #expect(answers.joins[0].leader == b && answers.joins[0].generation == 3)
+        #expect(group.leave(memberID: "nobody", nowMs: 40).found == false)
+        #expect(group.leave(memberID: b, nowMs: 50).found)
+        #expect(group.isEmpty && group.phase == .empty)
+        #expect(group.checkCommit(memberID: "", generation: -1) == .none)
+    }
+
+    @Test func aMemberThatDoesNotJoinTheRebalanceIsDroppedAtItsDeadline() {
+        var group = Machine(group: "g")
+        let (a, _) = Self.join(&group, nowMs: 0)
+        _ = group.sync(memberID: a, generation: 1, assignments: [:], nowMs: 0)
+        let (b, waiting) = Self.join(&group, nowMs: 1_000)
+        #expect(waiting.joins.isEmpty)
+        // a keeps heartbeating but never joins again; the deadline is the rebalance timeout (30 s).
+        #expect(group.heartbeat(memberID: a, generation: 1, nowMs: 25_000) == .rebalanceInProgress)
+        #expect(group.expire(nowMs: 30_999).expired.isEmpty)
+        let (gone, answers) = group.expire(nowMs: 31_000)
+        #expect(gone == [a])
+        #expect(answers.joins.map(\.memberID) == [b])
+        #expect(answers.joins[0].generation == 2 && answers.joins[0].leader == b)
+    }
+
+    @Test func aSilentMemberExpiresAndAWaitingSyncIsToldToJoinAgain() {
+        var group = Machine(group: "g")
+        let (a, _) = Self.join(&group, nowMs: 0)
+        _ = group.sync(memberID: a, generation: 1, assignments: [:], nowMs: 0)
+        let (b, _) = Self.join(&group, nowMs: 0)
+        _ = Self.join(&group, a, nowMs: 0)
+        // b asks for its assignment; the leader a goes silent before sending it.
+        #expect(group.sync(memberID: b, generation: 2, assignments: [:], nowMs: 5_000).syncs.isEmpty)
+        #expect(group.expire(nowMs: 10_000).expired.isEmpty)
+        let (gone, answers) = group.expire(nowMs: 10_001)
+        #expect(gone == [a])
+        // b's waiting sync is answered: a rebalance is under way; it joins again and leads.
+        #expect(answers.syncs == [Machine.SyncAnswer(memberID: b, error: .rebalanceInProgress)])
+        let (_, joined) = Self.join(&group, b, nowMs: 10_002)
+        #expect(joined.joins.first?.leader == b)
+    }
+
+    @Test func membersWithoutACommonProtocolAreRefused() {
+        var group = Machine(group: "g")
+        _ = Self.join(&group)
+        let (_, answers) = Self.join(&group, protocols: [("sticky", [])])
+        #expect(answers.joins.map(\.error) == [.inconsistentGroupProtocol])
+        let (_, unknown) = Self.join(&group, "someone-else")
+        #expect(unknown.joins.map(\.error) == [.unknownMemberID])
+        #expect(group.members.count == 1)
+    }
+}
