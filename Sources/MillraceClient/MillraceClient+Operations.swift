@@ -50,6 +50,16 @@ extension MillraceClient {
             public var partitions: Int32
         }
 
+        /// A listener: the protocol it speaks, where, and its connections.
+        public struct Listener: Sendable, Equatable {
+            /// `native` or `kafka`.
+            public var name: String
+            /// Where it listens, HOST:PORT.
+            public var address: String
+            /// Connections open on it.
+            public var connections: Int32
+        }
+
         /// The broker's version.
         public var version: String
         /// When the broker started, milliseconds since 1970.
@@ -74,6 +84,8 @@ extension MillraceClient {
         public var topics: [Topic]
         /// Every group with live members or committed offsets.
         public var groups: [Group]
+        /// Every listener (empty from a broker older than BrokerStatus v1).
+        public var listeners: [Listener] = []
     }
 
     /// A backup the broker made: its size and how long it took.
@@ -98,7 +110,8 @@ extension MillraceClient {
                     producedBytes: topic.producedBytes, fetchedRecords: topic.fetchedRecords, fetchedBytes: topic.fetchedBytes,
                     partitionSizes: topic.partitionSizes.map { BrokerStatus.PartitionSize(partition: $0.partition, records: $0.records, bytes: $0.bytes) })
             },
-            groups: status.groups.map { BrokerStatus.Group(name: $0.name, members: $0.members, lag: $0.lag, partitions: $0.partitions) })
+            groups: status.groups.map { BrokerStatus.Group(name: $0.name, members: $0.members, lag: $0.lag, partitions: $0.partitions) },
+            listeners: status.listeners.map { BrokerStatus.Listener(name: $0.name, address: $0.address, connections: $0.connections) })
     }
 
     /// Has the broker copy its data file, consistently, into `destination` on its own

@@ -55,7 +55,16 @@ extension MillraceServer {
             version: MillraceVersion.current, startedAtMs: startedAtMs, nowMs: configuration.clock.nowMilliseconds(), dataDirectory: storage.directory,
             dataFileBytes: space?.dataFileBytes ?? 0, diskFreeBytes: space?.diskFreeBytes ?? 0, diskTotalBytes: space?.diskTotalBytes ?? 0,
             connections: Int32(connectionCount), requestsInFlight: Int32(inFlightRequests), notReady: readiness().reasons, topics: topics.sorted { $0.name < $1.name },
-            groups: groups)
+            groups: groups, listeners: listenerStatus())
+    }
+
+    /// Each listener bound: its protocol, address and open connections.
+    func listenerStatus() -> [ListenerStatus] {
+        Listener.allCases.compactMap { listener in
+            boundAddress(listener).map {
+                ListenerStatus(name: listener.rawValue, address: ConnectionHandler.describe($0), connections: Int32(connectionCount(listener)))
+            }
+        }
     }
 
     /// The registry (counters and histograms, moved as things happen) and the gauges read now
@@ -70,6 +79,10 @@ extension MillraceServer {
         page.gauge("millrace_uptime_seconds", Double(configuration.clock.nowMilliseconds() - startedAtMs) / 1_000)
         page.gauge("millrace_ready", readiness().ready ? 1 : 0)
         page.gauge("millrace_connections_open", Double(connectionCount))
+        page.gaugeFamily("millrace_listener_connections_open")
+        for listener in listenerStatus() {
+            page.sample("millrace_listener_connections_open", [("listener", listener.name), ("address", listener.address)], Double(listener.connections))
+        }
         page.gauge("millrace_requests_in_flight", Double(inFlightRequests))
         page.gauge("millrace_memory_request_bytes", Double(memory.requestBytes))
         page.gauge("millrace_memory_response_bytes", Double(memory.responseBytes))

@@ -498,10 +498,13 @@ final class RequestDispatcher: Sendable {
             rows[partition.topic, default: []].append(
                 GroupLagEntry(partition: partition.partition, committedOffset: done, logEndOffset: offsets.nextOffset, lag: lag, memberID: owner[partition] ?? ""))
         }
+        let kafkaMembers = groups.kafkaMembers()[name]
         return DescribeGroupResponse(
             state: live == nil ? "empty" : "stable", generation: live?.generation ?? 0,
             members: (live?.assignment ?? [:]).sorted { $0.key < $1.key }.map { GroupMemberEntry(memberID: $0.key, assignment: GroupCoordinator.wire($0.value)) },
-            offsets: rows.sorted { $0.key < $1.key }.map { TopicEntries(topic: $0.key, $0.value) })
+            offsets: rows.sorted { $0.key < $1.key }.map { TopicEntries(topic: $0.key, $0.value) },
+            groupProtocol: live == nil ? "" : kafkaMembers == nil ? "native" : "kafka",
+            clients: (kafkaMembers ?? []).map { GroupClientEntry(memberID: $0.memberID, clientID: $0.clientID, host: $0.clientHost) })
     }
 
     private func listOffsets(_ request: ListOffsetsRequest) -> [TopicEntries<ListOffsetsPartitionResult>] {

@@ -69,10 +69,12 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case getDictionary = 34
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
-    /// duplicate's original partition to it.
+    /// duplicate's original partition to it. BrokerStatus 1 adds the listeners; DescribeGroup
+    /// 1 the group's protocol and a Kafka group's members' client ids and hosts.
     public var versions: ClosedRange<Int16> {
         switch self {
         case .produce: 0...2
+        case .brokerStatus, .describeGroup: 0...1
         default: 0...0
         }
     }

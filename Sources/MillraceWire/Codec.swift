@@ -407,6 +407,10 @@ public enum ResponseCodec {
             buffer.writeInteger(group.generation)
             group.members.write(to: &buffer)
             group.offsets.write(to: &buffer)
+            if version >= 1 {
+                buffer.writeMillraceString(group.groupProtocol)
+                group.clients.write(to: &buffer)
+            }
         case .listGroups(let groups):
             groups.write(to: &buffer)
         case .registerSchema(let registered):
@@ -452,7 +456,7 @@ public enum ResponseCodec {
         case .indexRebuild(let step):
             step.write(to: &buffer)
         case .brokerStatus(let status):
-            status.write(to: &buffer)
+            status.write(to: &buffer, version: version)
         case .backup(let backup):
             backup.write(to: &buffer)
         case .alterTopic:
@@ -533,10 +537,14 @@ public enum ResponseCodec {
         case .offsetFetch:
             return .offsetFetch(try .init(from: &buffer, "topics"))
         case .describeGroup:
-            return .describeGroup(
-                DescribeGroupResponse(
-                    state: try buffer.readMillraceString("state"), generation: try buffer.readMillraceInteger("generation"),
-                    members: try .init(from: &buffer, "members"), offsets: try .init(from: &buffer, "offsets")))
+            var group = DescribeGroupResponse(
+                state: try buffer.readMillraceString("state"), generation: try buffer.readMillraceInteger("generation"),
+                members: try .init(from: &buffer, "members"), offsets: try .init(from: &buffer, "offsets"))
+            if version >= 1 {
+                group.groupProtocol = try buffer.readMillraceString("group protocol")
+                group.clients = try .init(from: &buffer, "clients")
+            }
+            return .describeGroup(group)
         case .listGroups:
             return .listGroups(try .init(from: &buffer, "groups"))
         case .deleteGroup:
@@ -586,7 +594,7 @@ public enum ResponseCodec {
         case .indexRebuild:
             return .indexRebuild(try IndexRebuildResponse(from: &buffer))
         case .brokerStatus:
-            return .brokerStatus(try BrokerStatusResponse(from: &buffer))
+            return .brokerStatus(try BrokerStatusResponse(from: &buffer, version: version))
         case .backup:
             return .backup(try BackupResponse(from: &buffer))
         case .alterTopic:

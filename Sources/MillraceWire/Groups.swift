@@ -180,12 +180,46 @@ public struct DescribeGroupResponse: Equatable, Sendable {
     public var generation: Int32
     public var members: [GroupMemberEntry]
     public var offsets: [TopicEntries<GroupLagEntry>]
+    /// Whose protocol the live group speaks: "native", "kafka", or "" with no members (v1).
+    public var groupProtocol: String
+    /// A Kafka group's members: the client id and host each said it was (v1).
+    public var clients: [GroupClientEntry]
 
-    public init(state: String, generation: Int32, members: [GroupMemberEntry], offsets: [TopicEntries<GroupLagEntry>]) {
+    public init(
+        state: String, generation: Int32, members: [GroupMemberEntry], offsets: [TopicEntries<GroupLagEntry>], groupProtocol: String = "",
+        clients: [GroupClientEntry] = []
+    ) {
         self.state = state
         self.generation = generation
         self.members = members
         self.offsets = offsets
+        self.groupProtocol = groupProtocol
+        self.clients = clients
+    }
+}
+
+/// A Kafka group member's client id and host, as DescribeGroup v1 gives them.
+public struct GroupClientEntry: WireCodable {
+    public var memberID: String
+    public var clientID: String
+    public var host: String
+
+    public init(memberID: String, clientID: String, host: String) {
+        self.memberID = memberID
+        self.clientID = clientID
+        self.host = host
+    }
+
+    public static var minimumBytes: Int { 6 }
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceString(memberID)
+        buffer.writeMillraceString(clientID)
+        buffer.writeMillraceString(host)
+    }
+    public init(from buffer: inout ByteBuffer) throws {
+        memberID = try buffer.readMillraceString("member id")
+        clientID = try buffer.readMillraceString("client id")
+        host = try buffer.readMillraceString("client host")
     }
 }
 

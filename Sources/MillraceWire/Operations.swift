@@ -17,10 +17,12 @@ public struct BrokerStatusResponse: Equatable, Sendable {
     public var notReady: [String]
     public var topics: [TopicStatus]
     public var groups: [GroupStatus]
+    /// The protocols the broker listens for, each with its address and connections (v1).
+    public var listeners: [ListenerStatus]
 
     public init(
         version: String, startedAtMs: Int64, nowMs: Int64, dataDirectory: String, dataFileBytes: Int64, diskFreeBytes: Int64, diskTotalBytes: Int64,
-        connections: Int32, requestsInFlight: Int32, notReady: [String], topics: [TopicStatus], groups: [GroupStatus]
+        connections: Int32, requestsInFlight: Int32, notReady: [String], topics: [TopicStatus], groups: [GroupStatus], listeners: [ListenerStatus] = []
     ) {
         self.version = version
         self.startedAtMs = startedAtMs
@@ -34,6 +36,7 @@ public struct BrokerStatusResponse: Equatable, Sendable {
         self.notReady = notReady
         self.topics = topics
         self.groups = groups
+        self.listeners = listeners
     }
 
     /// An answer with nothing in it, while the broker is stopping.
@@ -41,7 +44,7 @@ public struct BrokerStatusResponse: Equatable, Sendable {
         version: "", startedAtMs: 0, nowMs: 0, dataDirectory: "", dataFileBytes: 0, diskFreeBytes: 0, diskTotalBytes: 0, connections: 0,
         requestsInFlight: 0, notReady: ["the broker is stopping"], topics: [], groups: [])
 
-    func write(to buffer: inout ByteBuffer) {
+    func write(to buffer: inout ByteBuffer, version apiVersion: Int16) {
         buffer.writeMillraceString(version)
         buffer.writeInteger(startedAtMs)
         buffer.writeInteger(nowMs)
@@ -54,9 +57,10 @@ public struct BrokerStatusResponse: Equatable, Sendable {
         buffer.writeMillraceArray(notReady) { $0.writeMillraceString($1) }
         topics.write(to: &buffer)
         groups.write(to: &buffer)
+        if apiVersion >= 1 { listeners.write(to: &buffer) }
     }
 
-    init(from buffer: inout ByteBuffer) throws {
+    init(from buffer: inout ByteBuffer, version apiVersion: Int16) throws {
         version = try buffer.readMillraceString("version")
         startedAtMs = try buffer.readMillraceInteger("started at")
         nowMs = try buffer.readMillraceInteger("now")
@@ -69,6 +73,32 @@ public struct BrokerStatusResponse: Equatable, Sendable {
         notReady = try buffer.readMillraceArray("reasons", minimumElementBytes: 2) { try $0.readMillraceString("reason") }
         topics = try [TopicStatus](from: &buffer, "topics")
         groups = try [GroupStatus](from: &buffer, "groups")
+        listeners = apiVersion >= 1 ? try [ListenerStatus](from: &buffer, "listeners") : []
+    }
+}
+
+/// A listener in BrokerStatus (v1): `native` or `kafka`, where it listens, its connections.
+public struct ListenerStatus: WireCodable {
+    public var name: String
+    public var address: String
+    public var connections: Int32
+
+    public init(name: String, address: String, connections: Int32) {
+        self.name = name
+        self.address = address
+        self.connections = connections
+    }
+
+    public static var minimumBytes: Int { 8 }
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceString(name)
+        buffer.writeMillraceString(address)
+        buffer.writeInteger(connections)
+    }
+    public init(from buffer: inout ByteBuffer) throws {
+        name = try buffer.readMillraceString("listener")
+        address = try buffer.readMillraceString("listener address")
+        connections = try buffer.readMillraceInteger("listener connections")
     }
 }
 

@@ -62,8 +62,11 @@ public enum Request: Equatable, Sendable {
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
-        if case .produce(let produce) = self { return produce.version }
-        return 0
+        switch self {
+        case .produce(let produce): produce.version
+        case .brokerStatus, .describeGroup: 1
+        default: 0
+        }
     }
 
     public var apiKey: ApiKey {

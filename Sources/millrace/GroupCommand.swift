@@ -51,7 +51,9 @@ struct GroupCommand: ParsableCommand {
                 print(
                     Output.json([
                         "group": group, "state": described.state, "generation": Int(described.generation),
+                        "protocol": described.groupProtocol,
                         "members": described.members.map(\.memberID),
+                        "clients": described.clients.map { ["member": $0.memberID, "client_id": $0.clientID, "host": $0.host] },
                         "partitions": rows.map { topic, row in
                             [
                                 "topic": topic, "partition": Int(row.partition), "committed": row.committedOffset, "end": row.logEndOffset, "lag": row.lag,
@@ -62,7 +64,12 @@ struct GroupCommand: ParsableCommand {
                 return
             }
             let total = rows.reduce(Int64(0)) { $0 + $1.1.lag }
-            print("group \(group): \(described.state), generation \(described.generation), \(described.members.count) member\(described.members.count == 1 ? "" : "s"), total lag \(Output.count(total))")
+            let kind = described.groupProtocol == "kafka" ? " (Kafka consumers)" : ""
+            print("group \(group)\(kind): \(described.state), generation \(described.generation), \(described.members.count) member\(described.members.count == 1 ? "" : "s"), total lag \(Output.count(total))")
+            if !described.clients.isEmpty {
+                print(Output.table(["MEMBER", "CLIENT ID", "HOST"], described.clients.map { [$0.memberID, $0.clientID, $0.host] }))
+                print("")
+            }
             print(
                 Output.table(
                     ["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"],

@@ -59,6 +59,11 @@ struct StatusCommand: AsyncParsableCommand {
             "data \(status.dataDirectory): \(Output.bytes(status.dataFileBytes)) data file; disk \(Output.bytes(status.diskFreeBytes)) free of \(Output.bytes(status.diskTotalBytes)) (\(used) % used)"
         )
         lines.append("connections \(status.connections), requests in flight \(status.requestsInFlight)")
+        if status.listeners.count > 1 {
+            lines.append(
+                "listeners: "
+                    + status.listeners.map { "\($0.name) on \($0.address) (\($0.connections) connection\($0.connections == 1 ? "" : "s"))" }.joined(separator: ", "))
+        }
         if status.topics.isEmpty {
             lines.append("no topics")
         } else {
@@ -86,6 +91,7 @@ struct StatusCommand: AsyncParsableCommand {
             "not_ready": status.notReady, "data_directory": status.dataDirectory, "data_file_bytes": status.dataFileBytes,
             "disk_free_bytes": status.diskFreeBytes, "disk_total_bytes": status.diskTotalBytes, "connections": Int(status.connections),
             "requests_in_flight": Int(status.requestsInFlight),
+            "listeners": status.listeners.map { ["name": $0.name, "address": $0.address, "connections": Int($0.connections)] as [String: Any] },
             "topics": status.topics.map { ["name": $0.name, "partitions": Int($0.partitions), "records": $0.records, "bytes": $0.bytes] as [String: Any] },
             "groups_behind": lagging.map { ["name": $0.name, "members": Int($0.members), "lag": $0.lag, "partitions": Int($0.partitions)] as [String: Any] },
         ]
@@ -250,7 +256,7 @@ struct TopFrame {
         var lines: [String] = []
         let readiness = current.notReady.isEmpty ? "ready" : "NOT READY: " + current.notReady.joined(separator: "; ")
         lines.append(
-            "millrace \(current.version) at \(broker), up \(Output.duration(milliseconds: current.nowMs - current.startedAtMs)), \(readiness); \(current.connections) connection\(current.connections == 1 ? "" : "s"); data file \(Output.bytes(current.dataFileBytes)), disk \(Output.bytes(current.diskFreeBytes)) free"
+            "millrace \(current.version) at \(broker), up \(Output.duration(milliseconds: current.nowMs - current.startedAtMs)), \(readiness); \(current.connections) connection\(current.connections == 1 ? "" : "s")\(Self.byListener(current.listeners)); data file \(Output.bytes(current.dataFileBytes)), disk \(Output.bytes(current.diskFreeBytes)) free"
         )
         lines.append("")
         lines.append(
@@ -275,6 +281,12 @@ struct TopFrame {
         return lines.joined(separator: "\n")
     }
 
+    /// " (native 3, kafka 2)" when the broker has more than one listener.
+    static func byListener(_ listeners: [MillraceClient.BrokerStatus.Listener]) -> String {
+        guard listeners.count > 1 else { return "" }
+        return " (" + listeners.map { "\($0.name) \($0.connections)" }.joined(separator: ", ") + ")"
+    }
+
     /// "1,204 / 1,190 / 1,211": records per partition, the first eight.
     static func perPartition(_ sizes: [MillraceClient.BrokerStatus.PartitionSize]) -> String {
         let shown = sizes.prefix(8).map { Output.count($0.records) }.joined(separator: " / ")
@@ -285,6 +297,7 @@ struct TopFrame {
         [
             "broker": broker, "version": current.version, "uptime_ms": current.nowMs - current.startedAtMs, "ready": current.notReady.isEmpty,
             "not_ready": current.notReady, "seconds": seconds, "connections": Int(current.connections), "data_file_bytes": current.dataFileBytes,
+            "listeners": current.listeners.map { ["name": $0.name, "address": $0.address, "connections": Int($0.connections)] as [String: Any] },
             "disk_free_bytes": current.diskFreeBytes, "disk_total_bytes": current.diskTotalBytes,
             "topics": topics.map { row -> [String: Any] in
                 [

@@ -138,7 +138,7 @@ import Testing
                     """)
             #expect(
                 try run(["group", "describe", "erp", "--json"])
-                    == #"{"generation":0,"group":"erp","members":[],"partitions":[{"committed":1,"end":4,"lag":3,"member":"","partition":0,"topic":"orders"},{"committed":0,"end":0,"lag":0,"member":"","partition":1,"topic":"orders"}],"state":"empty"}"#
+                    == #"{"clients":[],"generation":0,"group":"erp","members":[],"partitions":[{"committed":1,"end":4,"lag":3,"member":"","partition":0,"topic":"orders"},{"committed":0,"end":0,"lag":0,"member":"","partition":1,"topic":"orders"}],"protocol":"","state":"empty"}"#
                     + "\n")
             #expect(try run(["group", "list"]) == "GROUP  STATE  MEMBERS\nerp    empty        0\n")
             #expect(

@@ -114,4 +114,59 @@ import Testing
         #expect(try cli.millrace(["consume", "genealogy", "--broker", native]).stdout.split(separator: "\n").count == 3)
         broker.stop(signal: SIGTERM)
     }
+
+    /// One group namespace: a Kafka consumer cannot join a live native group (and is told
+    /// INCONSISTENT_GROUP_PROTOCOL, the log naming the native group), a native consumer
+    /// cannot join a live Kafka group (told so by name); `status` shows both listeners and
+    /// `group describe` the Kafka member's client id and host.
+    @Test func oneGroupNamespaceAndTheKafkaListenerInStatusAndDescribe() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-kafka-groups-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try RestartTests.Broker(directory: directory, kafka: true)
+        let kafka = "127.0.0.1:\(try #require(broker.kafkaPort))"
+        let native = "127.0.0.1:\(broker.port)"
+        let cli = CLITests()
+        #expect(try cli.millrace(["topic", "create", "t", "--partitions", "2", "--broker", native]).status == 0)
+
+        // A native member holds the group: the Kafka consumer is refused.
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: try CLITests.binary())
+        follower.arguments = ["consume", "t", "--group", "line3", "--follow", "--broker", native]
+        follower.standardOutput = FileHandle.nullDevice
+        follower.standardError = FileHandle.nullDevice
+        try follower.run()
+        defer { if follower.isRunning { follower.terminate() } }
+        #expect(try await eventually { try cli.millrace(["group", "describe", "line3", "--broker", native]).stdout.contains("1 member") })
+        let refused = try Self.python("group_member.py", [kafka, "line3", "t", "20", "mes-line-3"], timeoutSeconds: 60)
+        #expect(refused.stdout.contains(#"{"error": "INCONSISTENT_GROUP_PROTOCOL"}"#), "\(refused.stdout) \(refused.stderr.suffix(1_000))")
+        follower.terminate()
+        follower.waitUntilExit()
+
+        // A Kafka member holds it now: the native consumer is refused, by name.
+        let member = Process()
+        member.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        member.arguments = ["python3", Self.scripts.appendingPathComponent("group_member.py").path, kafka, "line3", "t", "60", "mes-line-3"]
+        let input = Pipe()
+        let output = Pipe()
+        member.standardInput = input
+        member.standardOutput = output
+        member.standardError = FileHandle.nullDevice
+        let lines = LineCollector(output.fileHandleForReading)
+        try member.run()
+        defer { if member.isRunning { member.terminate() } }
+        #expect(try await eventually { lines.lines.contains(#"{"assigned": [0, 1]}"#) })
+        let describe = try cli.millrace(["group", "describe", "line3", "--broker", native])
+        #expect(describe.stdout.contains("group line3 (Kafka consumers): stable"), "\(describe.stdout)")
+        #expect(describe.stdout.contains("mes-line-3") && describe.stdout.contains("/127.0.0.1"), "\(describe.stdout)")
+        let status = try cli.millrace(["status", "--broker", native])
+        #expect(status.stdout.contains("listeners: native on \(native) ("), "\(status.stdout)")
+        #expect(status.stdout.contains("kafka on \(kafka) ("), "\(status.stdout)")
+        let nativeRefused = try cli.millrace(["consume", "t", "--group", "line3", "--limit", "1", "--broker", native])
+        #expect(nativeRefused.status != 0)
+        #expect(nativeRefused.stderr.contains("group line3 is a Kafka consumer group"), "\(nativeRefused.stderr)")
+        try input.fileHandleForWriting.close()
+        member.waitUntilExit()
+        #expect(member.terminationStatus == 0)
+        broker.stop(signal: SIGTERM)
+    }
 }

@@ -174,7 +174,40 @@ let sampleResponses: [Response] = [
     @Test func everyRequestRoundTrips() throws {
         for (index, request) in sampleRequests.enumerated() {
             let decoded = try decodeRequest(encoded(request, correlationID: Int32(index)))
-            #expect(decoded == .request(RequestHeader(apiKey: request.apiKey.rawValue, correlationID: Int32(index)), request))
+            #expect(decoded == .request(RequestHeader(apiKey: request.apiKey.rawValue, apiVersion: request.apiVersion, correlationID: Int32(index)), request))
+        }
+    }
+
+    /// BrokerStatus 1 adds the listeners, DescribeGroup 1 the group's protocol and its Kafka
+    /// members' client ids and hosts; at version 0 the same answers go without them.
+    @Test func versionOneAnswersCarryListenersAndKafkaClients() throws {
+        let status = BrokerStatusResponse(
+            version: "0.1.0", startedAtMs: 1, nowMs: 2, dataDirectory: "/d", dataFileBytes: 3, diskFreeBytes: 4, diskTotalBytes: 5, connections: 3,
+            requestsInFlight: 0, notReady: [], topics: [], groups: [],
+            listeners: [ListenerStatus(name: "native", address: "127.0.0.1:7450", connections: 1), ListenerStatus(name: "kafka", address: "0.0.0.0:9092", connections: 2)])
+        let group = DescribeGroupResponse(
+            state: "stable", generation: 3, members: [GroupMemberEntry(memberID: "rdkafka-1-ab", assignment: [])], offsets: [], groupProtocol: "kafka",
+            clients: [GroupClientEntry(memberID: "rdkafka-1-ab", clientID: "mes-line-3", host: "/192.0.2.7")])
+        for (body, api) in [(ResponseBody.brokerStatus(status), ApiKey.brokerStatus), (.describeGroup(group), .describeGroup)] {
+            for version: Int16 in [0, 1] {
+                var response = Response(correlationID: 9, body: body)
+                response.apiVersion = version
+                var buffer = ByteBuffer()
+                ResponseCodec.encode(response, into: &buffer)
+                let frame = try #require(try FrameDecoder.nextFrame(&buffer, minimumBytes: ResponseCodec.minimumFrameBytes))
+                let decoded = try ResponseCodec.decode(frame: frame, apiKey: api, apiVersion: version)
+                switch decoded.body {
+                case .brokerStatus(let read)?:
+                    #expect(read.listeners == (version == 1 ? status.listeners : []))
+                    #expect(read.connections == 3)
+                case .describeGroup(let read)?:
+                    #expect(read.clients == (version == 1 ? group.clients : []))
+                    #expect(read.groupProtocol == (version == 1 ? "kafka" : ""))
+                    #expect(read.members == group.members)
+                default:
+                    Issue.record("\(api) v\(version) decoded as \(String(describing: decoded.body))")
+                }
+            }
         }
     }
 
