@@ -10,12 +10,33 @@ import NIOCore
 public final class FrameResponder: Sendable {
     private let dispatcher: RequestDispatcher
     private let maxWaitCapMs: Int32
+    private let kafka: KafkaService
 
     /// `maxWaitCapMs` bounds long polls, so a fuzz input cannot make it wait.
     public init(storage: Storage, maxWaitCapMs: Int32 = 0) {
         dispatcher = RequestDispatcher(
             storage: storage, advertisedHost: "127.0.0.1", advertisedPort: 0, logger: Logger(label: "millrace.responder"))
         self.maxWaitCapMs = maxWaitCapMs
+        kafka = KafkaService(dispatcher: dispatcher, fetchWaitMaxMs: maxWaitCapMs)
+    }
+
+    /// The Kafka listener's answer to one Kafka request frame (the bytes after its size): the
+    /// response frame, empty when none is sent; `closes` when the listener would close the
+    /// connection after it. Some requests wait for others (a group member's SyncGroup waits
+    /// for its leader's): the caller bounds its wait.
+    public func respondKafka(to frame: ByteBuffer, on eventLoop: any EventLoop) -> EventLoopFuture<(response: ByteBuffer, closes: Bool)> {
+        let promise = eventLoop.makePromise(of: (response: ByteBuffer, closes: Bool).self)
+        let peer = ConnectionPeer(
+            description: "the fuzzer", isLoopback: false, eventLoop: eventLoop, responseBytesAllowed: { Limits.fetchBytesMax }, waiting: ConnectionWaits(),
+            protocolError: { _, _ in })
+        eventLoop.execute {
+            self.kafka.serve(frame, from: peer) { answer in
+                var joined = ByteBuffer()
+                for var part in answer.encode(ByteBufferAllocator()) { joined.writeBuffer(&part) }
+                promise.succeed((joined, answer.thenClose))
+            }
+        }
+        return promise.futureResult
     }
 
     /// Stops the threads the dispatcher keeps (its validation lanes).

@@ -233,6 +233,7 @@ public final class MillraceServer: Sendable {
         for child in state.withLock({ $0.children.values.map(\.channel) }) {
             child.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain())
         }
+        dispatcherBox.withLock { $0 }?.groups.releaseKafkaWaiters()
         let deadline = NIODeadline.now() + .seconds(graceSeconds)
         while inFlight.withLock({ $0 }) > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 10_000_000)

@@ -14,9 +14,15 @@ import Testing
 
     /// Runs a client script to its end (at most `timeoutSeconds`; then it is killed).
     static func python(_ script: String, _ arguments: [String], timeoutSeconds: Double = 180) throws -> (status: Int32, stdout: String, stderr: String) {
+        try run(["python3", scripts.appendingPathComponent(script).path] + arguments, timeoutSeconds: timeoutSeconds)
+    }
+
+    /// Runs a program found on PATH to its end (at most `timeoutSeconds`; then it is killed).
+    static func run(_ command: [String], timeoutSeconds: Double = 180) throws -> (status: Int32, stdout: String, stderr: String) {
+        let script = command.first ?? ""
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", scripts.appendingPathComponent(script).path] + arguments
+        process.arguments = command
         let output = Pipe()
         let errors = Pipe()
         process.standardOutput = output
@@ -35,8 +41,8 @@ import Testing
         process.waitUntilExit()
         Thread.sleep(forTimeInterval: 0.05)  // the last output
         let errorText = stderr.lines.joined(separator: "\n")
-        if errorText.contains("ModuleNotFoundError") {
-            throw MillraceError(.unexpected, "\(script): a Kafka client library is missing; run scripts/install-deps (\(errorText))")
+        if errorText.contains("ModuleNotFoundError") || (process.terminationStatus == 127 && errorText.contains("No such file")) {
+            throw MillraceError(.unexpected, "\(script): a Kafka client is missing; run scripts/install-deps (\(errorText))")
         }
         return (process.terminationStatus, stdout.lines.joined(separator: "\n"), errorText)
     }
@@ -167,6 +173,33 @@ import Testing
         try input.fileHandleForWriting.close()
         member.waitUntilExit()
         #expect(member.terminationStatus == 0)
+        broker.stop(signal: SIGTERM)
+    }
+
+    /// kcat's balanced consumer (`-G`, librdkafka's group protocol with client-side
+    /// assignment): reads every record once and commits; `group describe` shows no lag.
+    @Test func kcatReadsAsAGroupAndCommits() async throws {
+        let directory = NSTemporaryDirectory() + "millrace-kcat-group-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let broker = try RestartTests.Broker(directory: directory, kafka: true)
+        let kafka = "127.0.0.1:\(try #require(broker.kafkaPort))"
+        let native = "127.0.0.1:\(broker.port)"
+        let cli = CLITests()
+        #expect(try cli.millrace(["topic", "create", "t", "--partitions", "2", "--broker", native]).status == 0)
+        let lines = (1...50).map { "{\"n\":\($0)}" }
+        let produced = try cli.millrace(["produce", "t", "--broker", native], input: lines.joined(separator: "\n") + "\n")
+        #expect(produced.status == 0, "\(produced.stderr)")
+        let read = try Self.run(["kcat", "-b", kafka, "-G", "readers", "-o", "beginning", "-c", "50", "-q", "-f", "%s\\n", "t"], timeoutSeconds: 60)
+        #expect(read.status == 0, "\(read.stderr.suffix(2_000))")
+        #expect(read.stdout.split(separator: "\n").map(String.init).sorted() == lines.sorted())
+        let described = try cli.millrace(["group", "describe", "readers", "--json", "--broker", native]).stdout
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(described.utf8)) as? [String: Any])
+        let partitions = try #require(object["partitions"] as? [[String: Any]])
+        #expect(partitions.count == 2)
+        // Every partition that holds records is committed to its end (an empty one may have no commit).
+        #expect(partitions.allSatisfy { ($0["lag"] as? Int) == 0 }, "\(described)")
+        #expect(partitions.filter { ($0["end"] as? Int ?? 0) > 0 }.allSatisfy { ($0["committed"] as? Int) == ($0["end"] as? Int) }, "\(described)")
+        #expect(partitions.reduce(0) { $0 + ($1["end"] as? Int ?? 0) } == 50)
         broker.stop(signal: SIGTERM)
     }
 }

@@ -1,5 +1,8 @@
 import MillraceFormat
 import MillraceKafka
+import MillraceWire
+import NIOPosix
+import TestSupport
 import Testing
 
 @testable import MillraceServer
@@ -126,5 +129,36 @@ import Testing
         let (_, unknown) = Self.join(&group, "someone-else")
         #expect(unknown.joins.map(\.error) == [.unknownMemberID])
         #expect(group.members.count == 1)
+    }
+}
+
+/// The coordinator's Kafka side: one namespace with native groups, and no join left waiting
+/// when the broker stops.
+@Suite struct KafkaGroupCoordinatorTests {
+    static func join(_ member: String = "", group: String = "g") -> KafkaGroups.JoinRequest {
+        KafkaGroups.JoinRequest(
+            groupID: group, sessionTimeoutMs: 10_000, rebalanceTimeoutMs: 30_000, memberID: member, protocolType: "consumer",
+            protocols: [.init(name: "range", metadata: KafkaConsumerProtocol.subscription(["t"]))])
+    }
+
+    @Test func aStoppingBrokerAnswersWaitingJoinsAndNativeAndKafkaGroupsExcludeEachOther() async throws {
+        try await withTemporaryStorage("kafka-groups") { storage in
+            _ = try await storage.createTopic("t", partitions: 2)
+            let coordinator = GroupCoordinator(storage: storage, clock: ManualClock())
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let first = try await coordinator.kafkaJoin(Self.join(), clientID: "a", clientHost: "/h", on: loop).get()
+            #expect(first.error == .none && first.generation == 1)
+            // A second member waits for the first to join again; the stop answers it.
+            let waiting = coordinator.kafkaJoin(Self.join(), clientID: "b", clientHost: "/h", on: loop)
+            coordinator.releaseKafkaWaiters()
+            #expect(try await waiting.get().error == .notCoordinator)
+            // A native consumer cannot join the live Kafka group, and a Kafka one not a live native group.
+            #expect(throws: MillraceError.self) {
+                try coordinator.join(JoinGroupRequest(group: "g", sessionTimeoutMs: 10_000, topics: ["t"]))
+            }
+            _ = try coordinator.join(JoinGroupRequest(group: "n", sessionTimeoutMs: 10_000, topics: ["t"]))
+            #expect(try await coordinator.kafkaJoin(Self.join(group: "n"), clientID: "c", clientHost: "/h", on: loop).get().error == .inconsistentGroupProtocol)
+            #expect(coordinator.protocolTypes() == ["g": "consumer", "n": ""])
+        }
     }
 }

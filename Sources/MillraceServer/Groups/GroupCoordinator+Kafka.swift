@@ -180,6 +180,21 @@ extension GroupCoordinator {
         }
     }
 
+    /// The broker is stopping: every JoinGroup and SyncGroup still waiting for a rebalance is
+    /// answered NOT_COORDINATOR at once (the client looks for the coordinator again and
+    /// rejoins once the broker is back), so a graceful stop does not wait for them.
+    func releaseKafkaWaiters() {
+        var completions = Completions()
+        state.withLock { state in
+            for (_, waiting) in state.kafkaWaiting {
+                for (id, promise) in waiting.joins { completions.joins.append((promise, .init(memberID: id, error: .notCoordinator))) }
+                for (id, promise) in waiting.syncs { completions.syncs.append((promise, .init(memberID: id, error: .notCoordinator))) }
+            }
+            state.kafkaWaiting = [:]
+        }
+        completions.run()
+    }
+
     /// Expires Kafka members (called from `expire`).
     func expireKafka(nowMs: Int64) -> [(group: String, members: [String], left: Int)] {
         var completions = Completions()

@@ -17,7 +17,13 @@ final class KafkaService: ConnectionService {
     static let nodeID: Int32 = 0
     static let clusterID = "millrace"
 
-    init(dispatcher: RequestDispatcher) { self.dispatcher = dispatcher }
+    /// The longest a fetch may wait for records (the fuzzer lowers it, so no input waits).
+    let fetchWaitMaxMs: Int32
+
+    init(dispatcher: RequestDispatcher, fetchWaitMaxMs: Int32 = Limits.fetchWaitMsMax) {
+        self.dispatcher = dispatcher
+        self.fetchWaitMaxMs = fetchWaitMaxMs
+    }
 
     /// api key, api version, correlation id and the client id's length.
     var frameBytesMin: Int { 10 }
@@ -260,7 +266,7 @@ final class KafkaService: ConnectionService {
     private func fetch(_ request: KafkaFetch.Request, header: KafkaRequestHeader, peer: ConnectionPeer) -> EventLoopFuture<ConnectionAnswer> {
         let version = header.apiVersion
         let native = FetchRequest(
-            maxWaitMs: min(max(request.maxWaitMs, 0), Limits.fetchWaitMsMax), minBytes: request.minBytes, maxBytes: request.maxBytes,
+            maxWaitMs: min(max(request.maxWaitMs, 0), fetchWaitMaxMs), minBytes: request.minBytes, maxBytes: request.maxBytes,
             topics: request.topics.map { topic in
                 TopicEntries(topic: topic.name, topic.entries.map { FetchPartition(partition: $0.index, offset: $0.fetchOffset, maxBytes: $0.maxBytes) })
             })
