@@ -26,12 +26,22 @@ func caughtError(_ body: () async throws -> Void) async -> MillraceError? {
     }
 
     @Test func placementRefusesAnEpochNeverGivenOut() {
-        let span = SequenceSpan(producerId: 7, epoch: 3, firstSequence: 0, count: 1)
+        let span = SequenceSpan(producerId: 7, epoch: 4, firstSequence: 0, count: 1)
         guard case .refuse(let error) = ProducerPartitionState.place(span, state: nil, producerEpoch: 2) else {
-            Issue.record("epoch 3 was placed while the newest given out is 2")
+            Issue.record("epoch 4 was placed while the newest given out is 2")
             return
         }
-        #expect(error.code == .unknownProducerId && error.message.contains("no epoch 3"), "\(error)")
+        #expect(error.code == .unknownProducerId && error.message.contains("no epoch 4"), "\(error)")
+        // One ahead is the producer's own bump: only from sequence 0.
+        #expect(ProducerPartitionState.place(SequenceSpan(producerId: 7, epoch: 3, firstSequence: 0, count: 1), state: nil, producerEpoch: 2) == .append)
+        guard case .refuse = ProducerPartitionState.place(SequenceSpan(producerId: 7, epoch: 3, firstSequence: 5, count: 1), state: nil, producerEpoch: 2) else {
+            Issue.record("epoch 3 at sequence 5 was placed")
+            return
+        }
+        guard case .refuse = ProducerPartitionState.place(SequenceSpan(producerId: 7, epoch: .max, firstSequence: 0, count: 1), state: nil, producerEpoch: .max - 2) else {
+            Issue.record("an epoch two ahead was placed")
+            return
+        }
     }
 
     /// `producer_epochs.py`: epoch 7 while the current was 0 was stored, and then fenced the
@@ -47,6 +57,32 @@ func caughtError(_ body: () async throws -> Void) async -> MillraceError? {
             #expect(next.epoch == 1)
             #expect(try await storage.append("t", 0, producerBatch(["real"], producer: next, sequence: 0)).baseOffset == 0)
             #expect(try storage.describeTopic("t").partitions[0].recordCount == 1)
+        }
+    }
+
+    /// librdkafka's idempotent producer, after a batch fails for good (a schema refusal), bumps
+    /// its own epoch by one and starts again at sequence 0 without asking the broker (KIP-360):
+    /// stored, and the epoch before it is fenced from then on; one further ahead is not.
+    @Test func aProducersOwnEpochBumpStartsAgainAtZeroAndFencesTheEpochBefore() async throws {
+        try await withStorage { storage, _ in
+            _ = try await storage.createTopic("t", partitions: 2)
+            let producer = try await storage.initProducer()
+            #expect(try await storage.append("t", 0, producerBatch(["a"], producer: producer, sequence: 0)).baseOffset == 0)
+            let bumped = ProducerIdentity(producerId: producer.producerId, epoch: producer.epoch + 1)
+            // Not at sequence 0: refused; at 0 on each partition: stored.
+            #expect(await caughtError { _ = try await storage.append("t", 0, producerBatch(["x"], producer: bumped, sequence: 1)) }?.code == .unknownProducerId)
+            #expect(try await storage.append("t", 0, producerBatch(["b"], producer: bumped, sequence: 0)).baseOffset == 1)
+            #expect(try await storage.append("t", 1, producerBatch(["c"], producer: bumped, sequence: 0)).baseOffset == 0)
+            // The retry of a bumped batch is a duplicate; the old epoch is fenced.
+            #expect(try await storage.append("t", 0, producerBatch(["b"], producer: bumped, sequence: 0)).duplicate)
+            let fenced = await caughtError { _ = try await storage.append("t", 0, producerBatch(["old"], producer: producer, sequence: 1)) }
+            #expect(fenced?.code == .producerFenced, "\(String(describing: fenced))")
+            // Two ahead was never given out.
+            let forged = ProducerIdentity(producerId: producer.producerId, epoch: producer.epoch + 3)
+            #expect(await caughtError { _ = try await storage.append("t", 1, producerBatch(["f"], producer: forged, sequence: 0)) }?.code == .unknownProducerId)
+            // InitProducer continues from the bumped epoch.
+            #expect(try await storage.initProducer(producerId: producer.producerId, epoch: bumped.epoch).epoch == bumped.epoch + 1)
+            #expect(try storage.describeTopic("t").partitions.map(\.recordCount) == [2, 1])
         }
     }
 

@@ -127,8 +127,12 @@ struct ProducerPartitionState: Equatable {
                 MillraceError(
                     .invalidRequest, "producer \(span.producerId): epoch \(span.epoch) is never given out (epochs are 0...32767); send the epoch InitProducer returned"))
         }
-        // An epoch the broker never gave out would fence the producer that holds the real one.
-        guard span.epoch <= producerEpoch else {
+        // An idempotent producer whose batch failed for good bumps its own epoch by one and
+        // starts its sequences again at 0 (Kafka's KIP-360; librdkafka does it without asking
+        // the broker): that is stored, and fences the epoch before it. An epoch further ahead
+        // was never given out and would fence the producer that holds the real one.
+        let ownBump = Int32(span.epoch) == Int32(producerEpoch) + 1 && span.firstSequence == 0
+        guard span.epoch <= producerEpoch || ownBump else {
             return .refuse(
                 MillraceError(
                     .unknownProducerId,

@@ -86,9 +86,13 @@ extension WriteContext {
             let state = try producerPartition(key) ?? ProducerPartitionState(epoch: span.epoch)
             producerPartitions[key] = .some(state.recording(span, baseOffset: baseOffset, lastOffset: lastOffset))
             changedProducerPartitions.insert(key)
-            if var record = try producerRecord(span.producerId), !record.wrote || nowMs - record.lastActiveMs >= producerPolicy.activityStepMs {
+            if var record = try producerRecord(span.producerId),
+                !record.wrote || nowMs - record.lastActiveMs >= producerPolicy.activityStepMs || span.epoch > record.epoch
+            {
                 record.wrote = true
                 record.lastActiveMs = nowMs
+                // The producer bumped its own epoch (see `ProducerPartitionState.place`).
+                record.epoch = max(record.epoch, span.epoch)
                 setProducerRecord(span.producerId, record)
             }
         }
