@@ -236,9 +236,19 @@ final class KafkaService: ConnectionService {
         }
     }
 
-    /// Records in batches back to back (0 when they cannot be counted; the storage says why).
+    /// Records in batches back to back, from their headers (0 when they cannot be counted;
+    /// the storage says why).
     static func recordCount(_ bytes: [UInt8]) -> Int {
-        (try? RequestDispatcher.splitBatches(bytes))?.reduce(0) { $0 + RecordBatch.recordCount(of: $1) } ?? 0
+        var index = 0
+        var count = 0
+        while bytes.count - index >= RecordBatchLayout.headerBytes {
+            let length = bytes[(index + RecordBatchLayout.batchLengthAt)..<(index + RecordBatchLayout.batchLengthAt + 4)].reduce(0) { $0 << 8 | Int($1) }
+            let records = bytes[(index + RecordBatchLayout.recordCountAt)..<(index + RecordBatchLayout.recordCountAt + 4)].reduce(0) { $0 << 8 | Int($1) }
+            guard length > 0, length <= bytes.count - index - RecordBatchLayout.lengthPrefixBytes, records <= Limits.recordsPerBatchMax else { return 0 }
+            count += records
+            index += length + RecordBatchLayout.lengthPrefixBytes
+        }
+        return index == bytes.count ? count : 0
     }
 
     /// A partition's produce result as Kafka says it. Records that break the topic's schema
