@@ -13,10 +13,12 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
     case notLeaderOrFollower = 6
     case requestTimedOut = 7
     case messageTooLarge = 10
+    case offsetMetadataTooLarge = 12
     case networkException = 13
     case coordinatorNotAvailable = 15
     case notCoordinator = 16
     case invalidTopic = 17
+    case invalidRequiredAcks = 21
     case illegalGeneration = 22
     case inconsistentGroupProtocol = 23
     case unknownMemberID = 25
@@ -35,6 +37,7 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
     case kafkaStorageError = 56
     case unknownProducerID = 59
     case memberIDRequired = 79
+    case groupMaxSizeReached = 81
     case nonEmptyGroup = 68
     case groupIDNotFound = 69
     case unsupportedCompressionType = 76
@@ -51,7 +54,7 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
             .unsupportedVersion, .topicAlreadyExists, .invalidPartitions, .invalidConfig, .invalidRequest, .policyViolation,
             .outOfOrderSequenceNumber, .invalidProducerEpoch, .unknownProducerID, .nonEmptyGroup, .groupIDNotFound,
             .unsupportedCompressionType, .invalidRecord, .inconsistentGroupProtocol, .invalidSessionTimeout, .invalidReplicationFactor, .transactionalIDAuthorizationFailed,
-            .memberIDRequired:
+            .memberIDRequired, .offsetMetadataTooLarge, .invalidRequiredAcks, .groupMaxSizeReached:
             false
         }
     }

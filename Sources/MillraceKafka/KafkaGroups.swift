@@ -255,7 +255,8 @@ public enum KafkaGroups {
                     CommitPartition(
                         index: try buffer.readMillraceInteger("partition index"), offset: try buffer.readMillraceInteger("committed offset"),
                         leaderEpoch: version >= 6 ? try buffer.readMillraceInteger("committed leader epoch") : -1,
-                        metadata: try buffer.readKafkaNullableString("committed metadata", maxBytes: Limits.offsetMetadataBytesMax))
+                        // Longer than offsetMetadataBytesMax is the listener's to refuse, per partition.
+                        metadata: try buffer.readKafkaNullableString("committed metadata"))
                 }
                 return KafkaTopic(name: name, partitions)
             }

@@ -166,16 +166,17 @@ public final class MillraceServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
-                // One limit across listeners: a connection is a connection.
+                // Each listener has its own `connectionsMax`, so peers on the Kafka port (often
+                // exposed more widely) cannot lock operators out of the native one.
                 let admitted = state.withLock { state -> Bool in
-                    guard state.children.count < configuration.connectionsMax else { return false }
+                    guard state.children.values.count(where: { $0.listener == listener }) < configuration.connectionsMax else { return false }
                     state.children[ObjectIdentifier(channel)] = (channel, listener)
                     return true
                 }
                 guard admitted else {
                     metrics.connectionsRefused.increment()
                     logger.warning(
-                        "refused a \(listener) connection from \(channel.remoteAddress.map(ConnectionHandler.describe) ?? "?"): \(configuration.connectionsMax) are open (connectionsMax)")
+                        "refused a \(listener) connection from \(channel.remoteAddress.map(ConnectionHandler.describe) ?? "?"): \(configuration.connectionsMax) are open on that listener (connectionsMax)")
                     return channel.close()
                 }
                 metrics.connectionsAccepted.increment()

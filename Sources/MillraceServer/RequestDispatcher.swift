@@ -499,8 +499,10 @@ final class RequestDispatcher: Sendable {
                 GroupLagEntry(partition: partition.partition, committedOffset: done, logEndOffset: offsets.nextOffset, lag: lag, memberID: owner[partition] ?? ""))
         }
         let kafkaMembers = groups.kafkaMembers()[name]
+        // A Kafka group can be between generations: say so ("preparing-rebalance", …).
+        let kafkaState = groups.describeKafka(name).map { String(snakeCased($0.state).dropFirst().map { $0 == "_" ? "-" : $0 }) }
         return DescribeGroupResponse(
-            state: live == nil ? "empty" : "stable", generation: live?.generation ?? 0,
+            state: live == nil ? "empty" : kafkaState ?? "stable", generation: live?.generation ?? 0,
             members: (live?.assignment ?? [:]).sorted { $0.key < $1.key }.map { GroupMemberEntry(memberID: $0.key, assignment: GroupCoordinator.wire($0.value)) },
             offsets: rows.sorted { $0.key < $1.key }.map { TopicEntries(topic: $0.key, $0.value) },
             groupProtocol: live == nil ? "" : kafkaMembers == nil ? "native" : "kafka",

@@ -161,6 +161,10 @@ struct ServeCommand: AsyncParsableCommand {
             logger.notice(
                 "the last stop was not clean: indexed \(storage.indexReplay.entries) entries again from the log in \(Int(storage.indexReplay.seconds * 1_000)) ms")
         }
+        if let kafka = configuration.kafka, kafka.advertisedHost == nil, ["0.0.0.0", "::", "[::]"].contains(kafka.host) {
+            logger.warning(
+                "Kafka clients are told to connect to \(kafka.host), which no client can reach: set --kafka-advertise HOST:PORT (kafka_advertise) to the name or address they use for this machine")
+        }
         logger.info(
             "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address)\(kafkaAddress), \(httpAddress), durability: fdatasync before every acknowledgement")
         let group = ServiceGroup(

@@ -143,4 +143,52 @@ import Testing
         #expect(next.readInteger(as: Int32.self) == 2)
         #expect(try live.storage.offsets(topic: "t", partition: 0).nextOffset == 1)
     }
+
+    /// Refusals a Kafka client acts on: a transaction's coordinator and acks 2 are refused for
+    /// good; an OffsetCommit is answered per partition, the good ones committed.
+    @Test func refusalsAreKafkasAndPerPartition() async throws {
+        let (live, port) = try await Self.server()
+        _ = try await live.storage.createTopic("t", partitions: 2)
+        _ = try await live.storage.createTopic("u", partitions: 1)
+        let batch = try RecordBatch(timestamp: 1_700_000_000_000, values: [Array("x".utf8), Array("y".utf8)]).encoded()
+        _ = try await live.storage.append(topic: "t", partition: 0, batch: batch)
+        let client = try TestClient(port: port)
+        try client.sendRaw(
+            Self.frame(KafkaApiKey.findCoordinator.rawValue, version: 2, correlation: 1) { KafkaFindCoordinator.Request(key: "tx", keyType: 1).write(to: &$0, version: 2) })
+        var coordinator = try #require(try Self.answer(client))
+        #expect(coordinator.readInteger(as: Int32.self) == 1)
+        #expect(try KafkaFindCoordinator.Response(from: &coordinator, version: 2).errorCode == KafkaErrorCode.transactionalIDAuthorizationFailed.rawValue)
+
+        try client.sendRaw(
+            Self.frame(KafkaApiKey.produce.rawValue, version: 8, correlation: 2) { buffer in
+                KafkaProduce.Request(acks: 2, topics: [KafkaTopic(name: "t", [KafkaProduce.PartitionData(index: 1, records: ByteBuffer(bytes: batch))])])
+                    .write(to: &buffer, version: 8)
+            })
+        var produced = try #require(try Self.answer(client))
+        #expect(produced.readInteger(as: Int32.self) == 2)
+        #expect(try KafkaProduce.Response(from: &produced, version: 8).topics.first?.entries.first?.errorCode == KafkaErrorCode.invalidRequiredAcks.rawValue)
+        #expect(try live.storage.offsets(topic: "t", partition: 1).nextOffset == 0)
+
+        let commit = KafkaGroups.OffsetCommitRequest(
+            groupID: "erp",
+            topics: [
+                KafkaTopic(
+                    name: "t",
+                    [
+                        KafkaGroups.CommitPartition(index: 0, offset: 2, metadata: "ok"),
+                        KafkaGroups.CommitPartition(index: 1, offset: 0, metadata: String(repeating: "m", count: Limits.offsetMetadataBytesMax + 1)),
+                        KafkaGroups.CommitPartition(index: 7, offset: 0, metadata: nil),
+                    ]),
+                KafkaTopic(name: "u", [KafkaGroups.CommitPartition(index: 0, offset: 9, metadata: nil)]),
+            ])
+        try client.sendRaw(Self.frame(KafkaApiKey.offsetCommit.rawValue, version: 7, correlation: 3) { commit.write(to: &$0, version: 7) })
+        var committed = try #require(try Self.answer(client))
+        #expect(committed.readInteger(as: Int32.self) == 3)
+        let codes = try KafkaGroups.OffsetCommitResponse(from: &committed, version: 7).topics.flatMap { $0.entries.map(\.errorCode) }
+        #expect(
+            codes == [
+                0, KafkaErrorCode.offsetMetadataTooLarge.rawValue, KafkaErrorCode.unknownTopicOrPartition.rawValue, KafkaErrorCode.offsetOutOfRange.rawValue,
+            ])
+        #expect(try live.storage.committedOffsets(group: "erp").map { "\($0.partition):\($0.offset)" } == ["0:2"])
+    }
 }

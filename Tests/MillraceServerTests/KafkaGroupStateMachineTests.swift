@@ -1,6 +1,8 @@
 import MillraceFormat
 import MillraceKafka
+import MillraceStorage
 import MillraceWire
+import NIOCore
 import NIOPosix
 import TestSupport
 import Testing
@@ -30,7 +32,7 @@ import Testing
         let answer = answers.joins[0]
         #expect(answer.memberID == id && answer.error == .none && answer.generation == 1 && answer.leader == id && answer.protocolName == "range")
         #expect(answer.members.map(\.id) == [id])
-        #expect(group.phase == .completingRebalance)
+        #expect(group.phase == .completingRebalance(deadlineMs: 30_000))
         // The leader's assignment is handed out and the group is stable.
         let assignment = KafkaConsumerProtocol.assignment([KafkaTopic(name: "t", [0, 1])])
         let synced = group.sync(memberID: id, generation: 1, assignments: [id: assignment], nowMs: 1)
@@ -121,6 +123,37 @@ import Testing
         #expect(joined.joins.first?.leader == b)
     }
 
+    /// A leader that keeps heartbeating but never sends the assignment: at the rebalance
+    /// deadline it is dropped, the follower's waiting SyncGroup is told to join again, and
+    /// the follower (not expired meanwhile, though it did not heartbeat) leads the next one.
+    @Test func aLeaderThatNeverSyncsIsDroppedAtTheDeadline() {
+        var group = Machine(group: "g")
+        let (a, _) = Self.join(&group, nowMs: 0)
+        _ = group.sync(memberID: a, generation: 1, assignments: [:], nowMs: 0)
+        let (b, _) = Self.join(&group, nowMs: 0)
+        _ = Self.join(&group, a, nowMs: 1_000)
+        #expect(group.phase == .completingRebalance(deadlineMs: 31_000))
+        #expect(group.sync(memberID: b, generation: 2, assignments: [:], nowMs: 1_000).syncs.isEmpty)
+        for now in stride(from: Int64(2_000), to: 31_000, by: 2_000) {
+            #expect(group.heartbeat(memberID: a, generation: 2, nowMs: now) == .none)
+            #expect(group.expire(nowMs: now).expired.isEmpty, "at \(now)")
+        }
+        let (gone, answers) = group.expire(nowMs: 31_000)
+        #expect(gone == [a])
+        #expect(answers.syncs == [Machine.SyncAnswer(memberID: b, error: .rebalanceInProgress)])
+        #expect(Self.join(&group, b, nowMs: 31_001).answers.joins.first?.leader == b)
+    }
+
+    @Test func bytesHeldCountMetadataAndAssignments() {
+        var group = Machine(group: "g")
+        let (a, _) = Self.join(&group, protocols: [("range", [UInt8](repeating: 1, count: 100))])
+        #expect(group.bytesHeld == 105)
+        _ = group.sync(memberID: a, generation: 1, assignments: [a: [UInt8](repeating: 2, count: 50)], nowMs: 0)
+        #expect(group.bytesHeld == 155)
+        _ = group.leave(memberID: a, nowMs: 1)
+        #expect(group.bytesHeld == 0)
+    }
+
     @Test func membersWithoutACommonProtocolAreRefused() {
         var group = Machine(group: "g")
         _ = Self.join(&group)
@@ -159,6 +192,63 @@ import Testing
             _ = try coordinator.join(JoinGroupRequest(group: "n", sessionTimeoutMs: 10_000, topics: ["t"]))
             #expect(try await coordinator.kafkaJoin(Self.join(group: "n"), clientID: "c", clientHost: "/h", on: loop).get().error == .inconsistentGroupProtocol)
             #expect(coordinator.protocolTypes() == ["g": "consumer", "n": ""])
+        }
+    }
+
+    /// A member's second JoinGroup (or SyncGroup) while its first waits answers the first
+    /// (REBALANCE_IN_PROGRESS): nothing is left unanswered.
+    @Test func aRepeatedWaitAnswersTheOneItReplaces() async throws {
+        try await withTemporaryStorage("kafka-repeat") { (storage: Storage) async throws in
+            _ = try await storage.createTopic("t", partitions: 2)
+            let coordinator = GroupCoordinator(storage: storage, clock: ManualClock())
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            func join(_ id: String = "") -> EventLoopFuture<KafkaGroupStateMachine.JoinAnswer> {
+                coordinator.kafkaJoin(Self.join(id), clientID: "c", clientHost: "/h", on: loop)
+            }
+            func sync(_ id: String, _ generation: Int32, _ assignments: [(memberID: String, assignment: [UInt8])] = []) -> EventLoopFuture<KafkaGroupStateMachine.SyncAnswer> {
+                coordinator.kafkaSync(KafkaGroups.SyncRequest(groupID: "g", generationID: generation, memberID: id, assignments: assignments), on: loop)
+            }
+            let a = try await join().get().memberID
+            _ = try await sync(a, 1).get()
+            let b = join()
+            _ = try await join(a).get()
+            let bID = try await b.get().memberID
+            _ = try await sync(a, 2).get()
+            _ = try await sync(bID, 2).get()
+            // c joins: a and b must join again. a sends its join twice before b's: the first
+            // is answered at once, the second when b comes.
+            let c = join()
+            let first = join(a)
+            let second = join(a)
+            #expect(try await first.get().error == .rebalanceInProgress)
+            _ = join(bID)
+            #expect(try await second.get().generation == 3)
+            #expect(try await c.get().generation == 3)
+            // b's SyncGroup, sent twice before the leader's: the first is answered at once.
+            let syncs = [sync(bID, 3), sync(bID, 3)]
+            #expect(try await syncs[0].get().error == .rebalanceInProgress)
+            _ = try await sync(a, 3, [(bID, [7])]).get()
+            #expect(try await syncs[1].get().assignment == [7])
+            coordinator.releaseKafkaWaiters()
+        }
+    }
+
+    /// Invented members cannot grow the broker: a group's members' metadata is bounded.
+    @Test func aGroupsMetadataIsBounded() async throws {
+        try await withTemporaryStorage("kafka-bytes") { (storage: Storage) async throws in
+            let coordinator = GroupCoordinator(storage: storage, clock: ManualClock())
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let big = KafkaGroups.JoinRequest(
+                groupID: "g", sessionTimeoutMs: 10_000, rebalanceTimeoutMs: 10_000, memberID: "", protocolType: "consumer",
+                protocols: [.init(name: "range", metadata: [UInt8](repeating: 0, count: 1 << 20))])
+            // 1 MiB and 5 bytes a member: the first is answered at once, the next two wait for
+            // the rebalance, the fourth would pass 4 MiB and is refused at once.
+            #expect(try await coordinator.kafkaJoin(big, clientID: "x", clientHost: "/h", on: loop).get().error == .none)
+            let waiting = (0..<2).map { _ in coordinator.kafkaJoin(big, clientID: "x", clientHost: "/h", on: loop) }
+            #expect(try await coordinator.kafkaJoin(big, clientID: "x", clientHost: "/h", on: loop).get().error == .groupMaxSizeReached)
+            coordinator.releaseKafkaWaiters()
+            for join in waiting { #expect(try await join.get().error == .notCoordinator) }
+            #expect(coordinator.state.withLock { $0.kafkaBytesHeld } <= GroupCoordinator.kafkaGroupBytesMax)
         }
     }
 }

@@ -13,8 +13,16 @@ struct KafkaWaiters {
 /// live in one protocol is refused to the other, with a message naming it), one census
 /// against `groupsMax`, one store of committed offsets, one expiry tick.
 extension GroupCoordinator {
-    /// Kafka's session timeout bounds (its brokers' defaults: 6 s ... 30 min).
-    static let kafkaSessionTimeoutRangeMs: ClosedRange<Int64> = 6_000...1_800_000
+    /// Kafka's session timeout bounds: Kafka's brokers' lower one (6 s), and the native
+    /// groups' upper one (5 min; Kafka's is 30): a member whose client is gone holds its
+    /// place, and its metadata, at most that long.
+    static let kafkaSessionTimeoutRangeMs: ClosedRange<Int64> = 6_000...300_000
+    /// Bytes of protocol metadata and assignments one Kafka group may hold for its members
+    /// (a consumer's subscription is tens of bytes; one listing 1,000 owned partitions a few
+    /// KiB), and all Kafka groups together: past either, a join is refused
+    /// (GROUP_MAX_SIZE_REACHED, with a log line), so invented members cannot grow the broker.
+    static let kafkaGroupBytesMax = 4 << 20
+    static let kafkaGroupsBytesMax = 64 << 20
     /// A rebalance waits at most this long for members to join again.
     static let kafkaRebalanceTimeoutMaxMs: Int64 = 300_000
 
@@ -70,8 +78,24 @@ extension GroupCoordinator {
                     request.memberID, 0, 0
                 )
             }
-            if let live = state.kafkaGroups[request.groupID], live.members[request.memberID] == nil, live.members.count >= Limits.groupMembersMax {
-                return ((.throttlingQuotaExceeded, "it has \(Limits.groupMembersMax) members (groupMembersMax)"), request.memberID, 0, 0)
+            let existing = state.kafkaGroups[request.groupID]
+            if let live = existing, live.members[request.memberID] == nil, live.members.count >= Limits.groupMembersMax {
+                return ((.groupMaxSizeReached, "it has \(Limits.groupMembersMax) members (groupMembersMax)"), request.memberID, 0, 0)
+            }
+            let adding = request.protocols.reduce(0) { $0 + $1.metadata.count + $1.name.utf8.count }
+            let before = existing?.bytesHeld ?? 0
+            let replacing = existing?.members[request.memberID].map { $0.protocols.reduce(0) { $0 + $1.metadata.count + $1.name.utf8.count } } ?? 0
+            if before - replacing + adding > Self.kafkaGroupBytesMax {
+                return (
+                    (.groupMaxSizeReached, "its members' metadata would take \(before - replacing + adding) bytes; a group holds at most \(Self.kafkaGroupBytesMax)"),
+                    request.memberID, 0, 0
+                )
+            }
+            if state.kafkaBytesHeld - replacing + adding > Self.kafkaGroupsBytesMax {
+                return (
+                    (.groupMaxSizeReached, "Kafka groups' members' metadata would take \(state.kafkaBytesHeld - replacing + adding) bytes; the broker holds at most \(Self.kafkaGroupsBytesMax)"),
+                    request.memberID, 0, 0
+                )
             }
             if state.census.join(request.groupID) == .refused {
                 return ((.throttlingQuotaExceeded, Self.tooManyGroups(state.census).message), request.memberID, 0, 0)
@@ -81,11 +105,16 @@ extension GroupCoordinator {
                 memberID: request.memberID, clientID: clientID, clientHost: clientHost, protocolType: request.protocolType,
                 protocols: request.protocols.map { ($0.name, $0.metadata) }, sessionTimeoutMs: Int64(request.sessionTimeoutMs),
                 rebalanceTimeoutMs: min(Int64(max(request.rebalanceTimeoutMs, request.sessionTimeoutMs)), Self.kafkaRebalanceTimeoutMaxMs), nowMs: now)
+            state.kafkaBytesHeld += group.bytesHeld - before
             Self.keep(group, state: &state)
-            // The asker waits unless its answer is already here.
+            // The asker waits unless its answer is already here. A join it sent before and
+            // still waits for is answered now: only the newest is kept.
             if let own = answers.joins.first(where: { $0.memberID == memberID || ($0.memberID.isEmpty && memberID.isEmpty) }) {
                 completions.joins.append((promise, own))
             } else {
+                if let replaced = state.kafkaWaiting[request.groupID]?.joins[memberID] {
+                    completions.joins.append((replaced, .init(memberID: memberID, error: .rebalanceInProgress)))
+                }
                 state.kafkaWaiting[request.groupID, default: KafkaWaiters()].joins[memberID] = promise
             }
             Self.route(answers, group: request.groupID, state: &state, into: &completions)
@@ -114,7 +143,9 @@ extension GroupCoordinator {
             }
             var assignments: [String: [UInt8]] = [:]
             for item in request.assignments { assignments[item.memberID] = item.assignment }
+            let before = group.bytesHeld
             let answers = group.sync(memberID: request.memberID, generation: request.generationID, assignments: assignments, nowMs: now)
+            state.kafkaBytesHeld += group.bytesHeld - before
             Self.keep(group, state: &state)
             if let own = answers.syncs.first(where: { $0.memberID == request.memberID }), group.members[request.memberID]?.awaitingSync != true {
                 completions.syncs.append((promise, own))
@@ -122,6 +153,9 @@ extension GroupCoordinator {
                 rest.syncs.removeAll { $0.memberID == request.memberID }
                 Self.route(rest, group: request.groupID, state: &state, into: &completions)
             } else {
+                if let replaced = state.kafkaWaiting[request.groupID]?.syncs[request.memberID] {
+                    completions.syncs.append((replaced, .init(memberID: request.memberID, error: .rebalanceInProgress)))
+                }
                 state.kafkaWaiting[request.groupID, default: KafkaWaiters()].syncs[request.memberID] = promise
                 Self.route(answers, group: request.groupID, state: &state, into: &completions)
             }
@@ -147,6 +181,8 @@ extension GroupCoordinator {
         let codes = state.withLock { state -> [KafkaErrorCode] in
             guard var group = state.kafkaGroups[name] else { return memberIDs.map { _ in .unknownMemberID } }
             var codes: [KafkaErrorCode] = []
+            let before = group.bytesHeld
+            defer { state.kafkaBytesHeld += group.bytesHeld - before }
             for id in memberIDs {
                 let (found, answers) = group.leave(memberID: id, nowMs: now)
                 codes.append(found ? .none : .unknownMemberID)
@@ -202,7 +238,9 @@ extension GroupCoordinator {
             var expired: [(group: String, members: [String], left: Int)] = []
             for name in Array(state.kafkaGroups.keys) {
                 guard var group = state.kafkaGroups[name] else { continue }
+                let before = group.bytesHeld
                 let (gone, answers) = group.expire(nowMs: nowMs)
+                state.kafkaBytesHeld += group.bytesHeld - before
                 Self.keep(group, state: &state)
                 Self.route(answers, group: name, state: &state, into: &completions)
                 if !gone.isEmpty { expired.append((name, gone, group.members.count)) }

@@ -14,6 +14,8 @@ final class GroupCoordinator: Sendable {
         var kafkaGroups: [String: KafkaGroupStateMachine] = [:]
         /// Kafka members' JoinGroup and SyncGroup requests waiting for the rebalance.
         var kafkaWaiting: [String: KafkaWaiters] = [:]
+        /// Bytes Kafka groups hold for their members (`KafkaGroupStateMachine.bytesHeld`, summed).
+        var kafkaBytesHeld = 0
         var census: GroupCensus
     }
 

@@ -40,8 +40,10 @@ struct KafkaGroupStateMachine: Sendable {
         case empty
         /// Waiting for every member to join again, until `deadlineMs`.
         case preparingRebalance(deadlineMs: Int64)
-        /// A generation has started; waiting for the leader's assignment.
-        case completingRebalance
+        /// A generation has started; waiting for the leader's assignment until `deadlineMs`
+        /// (then the members that have not asked for theirs are dropped, the leader among
+        /// them if it has not sent it, and the group rebalances).
+        case completingRebalance(deadlineMs: Int64)
         case stable
     }
 
@@ -148,7 +150,7 @@ struct KafkaGroupStateMachine: Sendable {
         // The leader's first protocol that every member offers.
         let leaderProtocols = members[leader]?.protocols.map(\.name) ?? []
         protocolName = leaderProtocols.first { name in members.values.allSatisfy { $0.protocols.contains { $0.name == name } } } ?? ""
-        phase = .completingRebalance
+        phase = .completingRebalance(deadlineMs: nowMs + (members.values.map(\.rebalanceTimeoutMs).max() ?? 0))
         let listed = order.compactMap { id in
             members[id].map { member in (id: id, metadata: member.protocols.first { $0.name == protocolName }?.metadata ?? []) }
         }
@@ -226,12 +228,19 @@ struct KafkaGroupStateMachine: Sendable {
     /// passed, the members that did not join again; then completes the rebalance if it can.
     mutating func expire(nowMs: Int64) -> (expired: [String], answers: Answers) {
         var gone: [String] = []
-        if case .preparingRebalance(let deadline) = phase, nowMs >= deadline {
+        switch phase {
+        case .preparingRebalance(let deadline) where nowMs >= deadline:
             gone = order.filter { members[$0]?.awaitingJoin == false }
+        case .completingRebalance(let deadline) where nowMs >= deadline:
+            // The leader never sent the assignment (or these members never asked for theirs).
+            gone = order.filter { $0 == leader || members[$0]?.awaitingSync == false }
+        default:
+            break
         }
         for id in order where !gone.contains(id) {
-            // A member waiting for a rebalance to complete is not expected to heartbeat.
-            guard let member = members[id], !member.awaitingJoin else { continue }
+            // A member waiting for a rebalance to complete (to join or for its assignment) is
+            // not expected to heartbeat: its wait is bounded by the phase's deadline.
+            guard let member = members[id], !member.awaitingJoin, !member.awaitingSync else { continue }
             if nowMs - member.lastHeardMs > member.sessionTimeoutMs { gone.append(id) }
         }
         guard !gone.isEmpty else { return ([], Answers()) }
@@ -242,6 +251,11 @@ struct KafkaGroupStateMachine: Sendable {
             completeRebalanceIfReady(nowMs: nowMs, answers: &answers)
         }
         return (gone, answers)
+    }
+
+    /// Bytes the group holds for its members: their protocols' metadata and assignments.
+    var bytesHeld: Int {
+        members.values.reduce(0) { total, member in total + member.assignment.count + member.protocols.reduce(0) { $0 + $1.metadata.count + $1.name.utf8.count } }
     }
 
     /// Whether a commit from `memberID` at `generation` may move the group's offsets: only a

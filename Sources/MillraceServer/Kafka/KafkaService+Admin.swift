@@ -74,6 +74,9 @@ extension KafkaService {
             return refused(.invalidReplicationFactor, "Millrace is one broker: replication factor 1 (or -1 for the default), not \(topic.replicationFactor)")
         }
         guard topic.assignmentCount == 0 else { return refused(.invalidRequest, "replica assignments are not taken: Millrace is one broker") }
+        guard topic.partitions == -1 || topic.partitions > 0 else {
+            return refused(.invalidPartitions, "a topic needs 1 or more partitions (or -1 for the default, 1), not \(topic.partitions)")
+        }
         var create = CreateTopicRequest(name: topic.name, partitions: topic.partitions < 0 ? 1 : topic.partitions)
         for config in topic.configs {
             let value = config.value ?? ""
@@ -99,8 +102,8 @@ extension KafkaService {
             case "cleanup.policy":
                 guard value == "delete" else { return refused(.invalidConfig, "cleanup.policy \(value) is not served; Millrace topics are cleanup.policy=delete") }
             case "max.message.bytes":
-                guard let bytes = Int(value), bytes >= Limits.batchBytesMax else {
-                    return refused(.invalidConfig, "max.message.bytes is \(Limits.batchBytesMax) on Millrace (a batch's limit); it cannot be lowered to \(value)")
+                guard Int(value) == Limits.batchBytesMax else {
+                    return refused(.invalidConfig, "max.message.bytes is \(Limits.batchBytesMax) on Millrace (a batch's limit) and cannot be set to \(value)")
                 }
             default:
                 return refused(

@@ -86,22 +86,52 @@ extension KafkaService {
             }
             return peer.eventLoop.makeSucceededFuture(answerAll(code))
         }
-        let commits = request.topics.flatMap { topic in
-            topic.entries.map { OffsetCommit(group: request.groupID, topic: topic.name, partition: $0.index, offset: $0.offset, metadata: $0.metadata ?? "") }
+        // Each partition is checked on its own (Kafka answers per partition): metadata over
+        // the limit, a topic or partition that does not exist, an offset past the log end.
+        // The rest are committed together.
+        var refusals: [TopicPartition: KafkaErrorCode] = [:]
+        var commits: [OffsetCommit] = []
+        for topic in request.topics {
+            for entry in topic.entries {
+                let key = TopicPartition(topic: topic.name, partition: entry.index)
+                if (entry.metadata?.utf8.count ?? 0) > Limits.offsetMetadataBytesMax {
+                    refusals[key] = .offsetMetadataTooLarge
+                } else if let offsets = try? dispatcher.storage.offsets(topic: topic.name, partition: entry.index) {
+                    if entry.offset > offsets.nextOffset { refusals[key] = .offsetOutOfRange } else {
+                        commits.append(OffsetCommit(group: request.groupID, topic: topic.name, partition: entry.index, offset: entry.offset, metadata: entry.metadata ?? ""))
+                    }
+                } else {
+                    refusals[key] = .unknownTopicOrPartition
+                }
+            }
         }
+        let refused = refusals
+        @Sendable func answered(_ code: KafkaErrorCode) -> ConnectionAnswer {
+            let response = KafkaGroups.OffsetCommitResponse(
+                topics: request.topics.map { topic in
+                    KafkaTopic(
+                        name: topic.name,
+                        topic.entries.map {
+                            KafkaGroups.OffsetCommitResponse.PartitionError(
+                                index: $0.index, errorCode: (refused[TopicPartition(topic: topic.name, partition: $0.index)] ?? code).rawValue)
+                        })
+                })
+            return Self.answer(header) { response.write(to: &$0, version: version) }
+        }
+        guard !commits.isEmpty else { return peer.eventLoop.makeSucceededFuture(answered(.none)) }
         let promise = peer.eventLoop.makePromise(of: ConnectionAnswer.self)
         let groups = dispatcher.groups
         let group = request.groupID
         let eventLoop = peer.eventLoop
         dispatcher.storage.commitOffsets(commits) { result in
             switch result {
-            case .success: promise.succeed(answerAll(.none))
+            case .success: promise.succeed(answered(.none))
             case .failure(let error):
                 // As for a native commit: a failed one must not leave a group counted with no
                 // offsets; on the event loop (the writer's thread must not open a read transaction).
                 eventLoop.execute {
                     groups.commitFailed(group)
-                    promise.succeed(answerAll(KafkaErrorCode(error.code)))
+                    promise.succeed(answered(KafkaErrorCode(error.code)))
                 }
             }
         }

@@ -126,8 +126,11 @@ final class KafkaService: ConnectionService {
             let response =
                 request.keyType == 0
                 ? KafkaFindCoordinator.Response(nodeID: Self.nodeID, host: host, port: port)
+                // A transaction's coordinator: refused for good (not "not available", which
+                // clients retry until they time out), as docs/KAFKA.md says.
                 : KafkaFindCoordinator.Response(
-                    errorCode: KafkaErrorCode.coordinatorNotAvailable.rawValue, errorMessage: "Millrace has no transactions", nodeID: -1, host: "", port: -1)
+                    errorCode: KafkaErrorCode.transactionalIDAuthorizationFailed.rawValue,
+                    errorMessage: "Millrace has no transactions; produce without a transactional id (docs/KAFKA.md)", nodeID: -1, host: "", port: -1)
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         case .listOffsets:
             let request = try KafkaListOffsets.Request(from: &body, version: version)
@@ -203,6 +206,9 @@ final class KafkaService: ConnectionService {
                     KafkaTopic(name: topic.name, topic.entries.map { KafkaProduce.PartitionAnswer(index: $0.index, errorCode: code.rawValue, baseOffset: -1, errorMessage: message) })
                 })
             return peer.eventLoop.makeSucceededFuture(acks == 0 ? Self.silence : Self.answer(header) { response.write(to: &$0, version: version) })
+        }
+        guard [-1, 0, 1].contains(request.acks) else {
+            return refuseAll(.invalidRequiredAcks, "acks must be -1 (all), 0 or 1, not \(request.acks); Millrace answers once records are durable either way")
         }
         if request.transactionalID != nil {
             return refuseAll(.transactionalIDAuthorizationFailed, "Millrace has no transactions; produce without a transactional id (docs/KAFKA.md)")
