@@ -60,6 +60,18 @@ extension MillraceClient {
             public var connections: Int32
         }
 
+        /// A live Kafka group's member: as it named itself, and where it connects from.
+        public struct KafkaMember: Sendable, Equatable {
+            /// Its group.
+            public var group: String
+            /// The member id the broker gave it.
+            public var memberID: String
+            /// The client id it sent.
+            public var clientID: String
+            /// Its host, `/192.0.2.7`.
+            public var host: String
+        }
+
         /// The broker's version.
         public var version: String
         /// When the broker started, milliseconds since 1970.
@@ -86,6 +98,8 @@ extension MillraceClient {
         public var groups: [Group]
         /// Every listener (empty from a broker older than BrokerStatus v1).
         public var listeners: [Listener] = []
+        /// Live Kafka groups' members (empty from a broker older than BrokerStatus v1).
+        public var kafkaMembers: [KafkaMember] = []
     }
 
     /// A backup the broker made: its size and how long it took.
@@ -111,7 +125,8 @@ extension MillraceClient {
                     partitionSizes: topic.partitionSizes.map { BrokerStatus.PartitionSize(partition: $0.partition, records: $0.records, bytes: $0.bytes) })
             },
             groups: status.groups.map { BrokerStatus.Group(name: $0.name, members: $0.members, lag: $0.lag, partitions: $0.partitions) },
-            listeners: status.listeners.map { BrokerStatus.Listener(name: $0.name, address: $0.address, connections: $0.connections) })
+            listeners: status.listeners.map { BrokerStatus.Listener(name: $0.name, address: $0.address, connections: $0.connections) },
+            kafkaMembers: status.kafkaMembers.map { BrokerStatus.KafkaMember(group: $0.group, memberID: $0.memberID, clientID: $0.clientID, host: $0.host) })
     }
 
     /// Has the broker copy its data file, consistently, into `destination` on its own

@@ -55,7 +55,10 @@ extension MillraceServer {
             version: MillraceVersion.current, startedAtMs: startedAtMs, nowMs: configuration.clock.nowMilliseconds(), dataDirectory: storage.directory,
             dataFileBytes: space?.dataFileBytes ?? 0, diskFreeBytes: space?.diskFreeBytes ?? 0, diskTotalBytes: space?.diskTotalBytes ?? 0,
             connections: Int32(connectionCount), requestsInFlight: Int32(inFlightRequests), notReady: readiness().reasons, topics: topics.sorted { $0.name < $1.name },
-            groups: groups, listeners: listenerStatus())
+            groups: groups, listeners: listenerStatus(),
+            kafkaMembers: (dispatcher?.groups.kafkaMembers() ?? [:]).sorted { $0.key < $1.key }.flatMap { group, members in
+                members.map { KafkaMemberStatus(group: group, memberID: $0.memberID, clientID: $0.clientID, host: $0.clientHost) }
+            })
     }
 
     /// Each listener bound: its protocol, address and open connections.

@@ -19,10 +19,13 @@ public struct BrokerStatusResponse: Equatable, Sendable {
     public var groups: [GroupStatus]
     /// The protocols the broker listens for, each with its address and connections (v1).
     public var listeners: [ListenerStatus]
+    /// Live Kafka groups' members: group, member id, client id and host (v1).
+    public var kafkaMembers: [KafkaMemberStatus]
 
     public init(
         version: String, startedAtMs: Int64, nowMs: Int64, dataDirectory: String, dataFileBytes: Int64, diskFreeBytes: Int64, diskTotalBytes: Int64,
-        connections: Int32, requestsInFlight: Int32, notReady: [String], topics: [TopicStatus], groups: [GroupStatus], listeners: [ListenerStatus] = []
+        connections: Int32, requestsInFlight: Int32, notReady: [String], topics: [TopicStatus], groups: [GroupStatus], listeners: [ListenerStatus] = [],
+        kafkaMembers: [KafkaMemberStatus] = []
     ) {
         self.version = version
         self.startedAtMs = startedAtMs
@@ -37,6 +40,7 @@ public struct BrokerStatusResponse: Equatable, Sendable {
         self.topics = topics
         self.groups = groups
         self.listeners = listeners
+        self.kafkaMembers = kafkaMembers
     }
 
     /// An answer with nothing in it, while the broker is stopping.
@@ -57,7 +61,10 @@ public struct BrokerStatusResponse: Equatable, Sendable {
         buffer.writeMillraceArray(notReady) { $0.writeMillraceString($1) }
         topics.write(to: &buffer)
         groups.write(to: &buffer)
-        if apiVersion >= 1 { listeners.write(to: &buffer) }
+        if apiVersion >= 1 {
+            listeners.write(to: &buffer)
+            kafkaMembers.write(to: &buffer)
+        }
     }
 
     init(from buffer: inout ByteBuffer, version apiVersion: Int16) throws {
@@ -74,6 +81,36 @@ public struct BrokerStatusResponse: Equatable, Sendable {
         topics = try [TopicStatus](from: &buffer, "topics")
         groups = try [GroupStatus](from: &buffer, "groups")
         listeners = apiVersion >= 1 ? try [ListenerStatus](from: &buffer, "listeners") : []
+        kafkaMembers = apiVersion >= 1 ? try [KafkaMemberStatus](from: &buffer, "Kafka members") : []
+    }
+}
+
+/// A live Kafka group's member in BrokerStatus (v1), as it named itself and where it connects from.
+public struct KafkaMemberStatus: WireCodable {
+    public var group: String
+    public var memberID: String
+    public var clientID: String
+    public var host: String
+
+    public init(group: String, memberID: String, clientID: String, host: String) {
+        self.group = group
+        self.memberID = memberID
+        self.clientID = clientID
+        self.host = host
+    }
+
+    public static var minimumBytes: Int { 8 }
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeMillraceString(group)
+        buffer.writeMillraceString(memberID)
+        buffer.writeMillraceString(clientID)
+        buffer.writeMillraceString(host)
+    }
+    public init(from buffer: inout ByteBuffer) throws {
+        group = try buffer.readMillraceString("group")
+        memberID = try buffer.readMillraceString("member id")
+        clientID = try buffer.readMillraceString("client id")
+        host = try buffer.readMillraceString("client host")
     }
 }
 

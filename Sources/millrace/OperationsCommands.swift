@@ -278,6 +278,10 @@ struct TopFrame {
                         return [row.status.name, "\(row.status.members)", Output.count(row.status.lag), trend > 0 ? "+\(Output.count(trend))" : Output.count(trend)]
                     }, rightAligned: [1, 2, 3]))
         }
+        if !current.kafkaMembers.isEmpty {
+            lines.append("")
+            lines.append(Output.table(["KAFKA GROUP", "MEMBER", "CLIENT ID", "HOST"], current.kafkaMembers.map { [$0.group, $0.memberID, $0.clientID, $0.host] }))
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -298,6 +302,7 @@ struct TopFrame {
             "broker": broker, "version": current.version, "uptime_ms": current.nowMs - current.startedAtMs, "ready": current.notReady.isEmpty,
             "not_ready": current.notReady, "seconds": seconds, "connections": Int(current.connections), "data_file_bytes": current.dataFileBytes,
             "listeners": current.listeners.map { ["name": $0.name, "address": $0.address, "connections": Int($0.connections)] as [String: Any] },
+            "kafka_members": current.kafkaMembers.map { ["group": $0.group, "member": $0.memberID, "client_id": $0.clientID, "host": $0.host] },
             "disk_free_bytes": current.diskFreeBytes, "disk_total_bytes": current.diskTotalBytes,
             "topics": topics.map { row -> [String: Any] in
                 [

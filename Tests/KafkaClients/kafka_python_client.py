@@ -54,8 +54,10 @@ def consume(args):
         group_id=args.group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        session_timeout_ms=10000,
-        heartbeat_interval_ms=500,
+        # A loaded two-core CI runner can starve the heartbeat thread for seconds: a session
+        # long enough that the member is not dropped meanwhile (it would rejoin, but slowly).
+        session_timeout_ms=30000,
+        heartbeat_interval_ms=1000,
     )
     try:
         consumer.subscribe([args.topic])
@@ -119,7 +121,7 @@ def main():
         command.set_defaults(run=run)
         command.add_argument("bootstrap")
         command.add_argument("topic")
-        command.add_argument("--timeout", type=float, default=30)
+        command.add_argument("--timeout", type=float, default=45)
         if name == "produce":
             command.add_argument("--count", type=int, required=True)
             command.add_argument("--prefix", default="kafka-python")

@@ -167,6 +167,8 @@ import Testing
         let status = try cli.millrace(["status", "--broker", native])
         #expect(status.stdout.contains("listeners: native on \(native) ("), "\(status.stdout)")
         #expect(status.stdout.contains("kafka on \(kafka) ("), "\(status.stdout)")
+        let top = try cli.millrace(["top", "--once", "--interval", "1s", "--broker", native])
+        #expect(top.stdout.contains("KAFKA GROUP") && top.stdout.contains("line3") && top.stdout.contains("mes-line-3"), "\(top.stdout)")
         let nativeRefused = try cli.millrace(["consume", "t", "--group", "line3", "--limit", "1", "--broker", native])
         #expect(nativeRefused.status != 0)
         #expect(nativeRefused.stderr.contains("group line3 is a Kafka consumer group"), "\(nativeRefused.stderr)")

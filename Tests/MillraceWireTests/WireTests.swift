@@ -184,7 +184,8 @@ let sampleResponses: [Response] = [
         let status = BrokerStatusResponse(
             version: "0.1.0", startedAtMs: 1, nowMs: 2, dataDirectory: "/d", dataFileBytes: 3, diskFreeBytes: 4, diskTotalBytes: 5, connections: 3,
             requestsInFlight: 0, notReady: [], topics: [], groups: [],
-            listeners: [ListenerStatus(name: "native", address: "127.0.0.1:7450", connections: 1), ListenerStatus(name: "kafka", address: "0.0.0.0:9092", connections: 2)])
+            listeners: [ListenerStatus(name: "native", address: "127.0.0.1:7450", connections: 1), ListenerStatus(name: "kafka", address: "0.0.0.0:9092", connections: 2)],
+            kafkaMembers: [KafkaMemberStatus(group: "mes", memberID: "rdkafka-1-ab", clientID: "mes-line-3", host: "/192.0.2.7")])
         let group = DescribeGroupResponse(
             state: "stable", generation: 3, members: [GroupMemberEntry(memberID: "rdkafka-1-ab", assignment: [])], offsets: [], groupProtocol: "kafka",
             clients: [GroupClientEntry(memberID: "rdkafka-1-ab", clientID: "mes-line-3", host: "/192.0.2.7")])
@@ -199,6 +200,7 @@ let sampleResponses: [Response] = [
                 switch decoded.body {
                 case .brokerStatus(let read)?:
                     #expect(read.listeners == (version == 1 ? status.listeners : []))
+                    #expect(read.kafkaMembers == (version == 1 ? status.kafkaMembers : []))
                     #expect(read.connections == 3)
                 case .describeGroup(let read)?:
                     #expect(read.clients == (version == 1 ? group.clients : []))
