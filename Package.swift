@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "MillraceWire", targets: ["MillraceWire"]),
         .library(name: "MillraceKafka", targets: ["MillraceKafka"]),
         .library(name: "MillraceServer", targets: ["MillraceServer"]),
+        .library(name: "MillraceSecurity", targets: ["MillraceSecurity"]),
         .library(name: "MillraceClient", targets: ["MillraceClient"]),
     ],
     dependencies: [
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         // `swift package generate-documentation --target MillraceClient` (docs only; nothing links it).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -45,6 +47,11 @@ let package = Package(
         .target(
             name: "MillraceKafka",
             dependencies: ["MillraceFormat", "MillraceWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        // Authentication (issue 26): SCRAM-SHA-256/512 (RFC 5802, RFC 7677) for both protocols.
+        .target(
+            name: "MillraceSecurity",
+            dependencies: ["MillraceFormat", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .target(
             name: "MillraceServer",
@@ -118,6 +125,7 @@ let package = Package(
             name: "MillraceKafkaTests",
             dependencies: ["MillraceKafka", "MillraceWire", "MillraceFormat", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
+        .testTarget(name: "MillraceSecurityTests", dependencies: ["MillraceSecurity", "MillraceFormat"], swiftSettings: strict),
         .testTarget(
             name: "MillraceServerTests",
             dependencies: [
