@@ -116,6 +116,11 @@ public func millraceFuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             each { _ = try KafkaAdmin.DeleteTopicsResponse(from: &$0, version: version) }
         }
         if KafkaAdmin.describeConfigsVersions.contains(version) { each { _ = try KafkaAdmin.DescribeConfigsRequest(from: &$0, version: version) } }
+        if KafkaSASL.handshakeVersions.contains(version) { each { _ = try KafkaSASL.HandshakeRequest(from: &$0, version: version) } }
+        if KafkaSASL.authenticateVersions.contains(version) {
+            each { _ = try KafkaSASL.AuthenticateRequest(from: &$0, version: version) }
+            each { _ = try KafkaSASL.AuthenticateResponse(from: &$0, version: version) }
+        }
     }
     _ = KafkaConsumerProtocol.subscribedTopics(Array(bytes))
     _ = KafkaConsumerProtocol.assignedPartitions(Array(bytes))

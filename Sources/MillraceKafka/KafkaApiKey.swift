@@ -17,11 +17,13 @@ public enum KafkaApiKey: Int16, CaseIterable, Sendable {
     case syncGroup = 14
     case describeGroups = 15
     case listGroups = 16
+    case saslHandshake = 17
     case apiVersions = 18
     case createTopics = 19
     case deleteTopics = 20
     case initProducerId = 22
     case offsetForLeaderEpoch = 23
+    case saslAuthenticate = 36
     case describeConfigs = 32
 
     /// The first flexible version (Kafka's message definitions, "flexibleVersions").
@@ -40,11 +42,13 @@ public enum KafkaApiKey: Int16, CaseIterable, Sendable {
         case .syncGroup: 4
         case .describeGroups: 5
         case .listGroups: 3
+        case .saslHandshake: Int16.max  // never flexible
         case .apiVersions: 3
         case .createTopics: 5
         case .deleteTopics: 4
         case .initProducerId: 2
         case .offsetForLeaderEpoch: 4
+        case .saslAuthenticate: 2
         case .describeConfigs: 4
         }
     }

@@ -145,8 +145,8 @@ final class KafkaService: ConnectionService {
             return try handleGroup(api, header, body: &body, peer: peer)
         case .initProducerId, .createTopics, .deleteTopics, .describeConfigs:
             return try handleAdmin(api, header, body: &body, peer: peer)
-        case .offsetForLeaderEpoch:
-            // Not in `served` (Metadata gives no leader epochs): answered by `unserved` before this.
+        case .offsetForLeaderEpoch, .saslHandshake, .saslAuthenticate:
+            // Not in `served` (no leader epochs; SASL comes with issue 26): answered by `unserved` before this.
             throw MillraceError(.unsupportedVersion, "not served")
         }
     }
