@@ -12,14 +12,16 @@ import Testing
 @Suite(.serialized) struct KafkaPlantTests {
     static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("KafkaClients")
 
-    /// Runs a client script to its end (at most `timeoutSeconds`; then it is killed).
-    static func python(_ script: String, _ arguments: [String], timeoutSeconds: Double = 180) throws -> (status: Int32, stdout: String, stderr: String) {
-        try run(["python3", scripts.appendingPathComponent(script).path] + arguments, timeoutSeconds: timeoutSeconds)
+    /// Runs a client script to its end. The scripts bound every wait themselves (each has a
+    /// deadline and exits non-zero past it), so the test reads no clock; scripts/test's
+    /// watchdog names a test that hangs all the same.
+    static func python(_ script: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try run(["python3", scripts.appendingPathComponent(script).path] + arguments)
     }
 
-    /// Runs a program found on PATH to its end (at most `timeoutSeconds`; then it is killed).
-    static func run(_ command: [String], timeoutSeconds: Double = 180) throws -> (status: Int32, stdout: String, stderr: String) {
-        let script = command.first ?? ""
+    /// Runs a program found on PATH to its end, both of its pipes read while it runs (one
+    /// that fills a pipe nobody reads never ends).
+    static func run(_ command: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = command
@@ -28,23 +30,23 @@ import Testing
         process.standardOutput = output
         process.standardError = errors
         process.standardInput = FileHandle.nullDevice
-        let stdout = LineCollector(output.fileHandleForReading)
-        let stderr = LineCollector(errors.fileHandleForReading)
         try process.run()
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-            throw MillraceError(.unexpected, "\(script) ran past \(Int(timeoutSeconds)) s: \(stderr.lines.suffix(5))")
+        let collected = Locked<[Int: Data]>([:])
+        let drained = DispatchGroup()
+        for (index, pipe) in [output, errors].enumerated() {
+            let handle = pipe.fileHandleForReading
+            DispatchQueue.global().async(group: drained) {
+                let data = handle.readDataToEndOfFile()
+                collected.withLock { $0[index] = data }
+            }
         }
         process.waitUntilExit()
-        Thread.sleep(forTimeInterval: 0.05)  // the last output
-        let errorText = stderr.lines.joined(separator: "\n")
+        drained.wait()
+        let (stdout, errorText) = collected.withLock { (String(decoding: $0[0] ?? Data(), as: UTF8.self), String(decoding: $0[1] ?? Data(), as: UTF8.self)) }
         if errorText.contains("ModuleNotFoundError") || (process.terminationStatus == 127 && errorText.contains("No such file")) {
-            throw MillraceError(.unexpected, "\(script): a Kafka client is missing; run scripts/install-deps (\(errorText))")
+            throw MillraceError(.unexpected, "\(command.first ?? ""): a Kafka client is missing; run scripts/install-deps (\(errorText))")
         }
-        return (process.terminationStatus, stdout.lines.joined(separator: "\n"), errorText)
+        return (process.terminationStatus, stdout.trimmingCharacters(in: .newlines), errorText)
     }
 
     /// An idempotent confluent-kafka producer streams numbered records while the broker is
@@ -60,15 +62,16 @@ import Testing
         let total = 10_000
         let progress = directory + "-progress"
         defer { try? FileManager.default.removeItem(atPath: progress) }
+        let finished = Locked(false)
         let run = Task.detached {
-            try Self.python("kill_restart_producer.py", ["127.0.0.1:\(kafkaPort)", "confirmations", "\(total)", progress])
+            defer { finished.withLock { $0 = true } }
+            return try Self.python("kill_restart_producer.py", ["127.0.0.1:\(kafkaPort)", "confirmations", "\(total)", progress])
         }
         func acknowledged() -> Int { (try? String(contentsOfFile: progress, encoding: .utf8)).flatMap { Int($0) } ?? 0 }
-        // Kill when the stream is well under way, and again further on (bounded waits: a
-        // producer that stops moving fails the test below, it does not hang it).
+        // Kill when the stream is well under way, and again further on. A producer that stops
+        // moving ends at its own deadline, which ends these waits too and fails the test below.
         for mark in [total / 5, total / 2] {
-            let deadline = Date().addingTimeInterval(60)
-            while acknowledged() < mark && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
+            while acknowledged() < mark && !finished.withLock({ $0 }) { try await Task.sleep(nanoseconds: 20_000_000) }
             broker.stop(signal: SIGKILL)
             try broker.restart()
         }
@@ -143,7 +146,7 @@ import Testing
         try follower.run()
         defer { if follower.isRunning { follower.terminate() } }
         #expect(try await eventually { try cli.millrace(["group", "describe", "line3", "--broker", native]).stdout.contains("1 member") })
-        let refused = try Self.python("group_member.py", [kafka, "line3", "t", "20", "mes-line-3"], timeoutSeconds: 60)
+        let refused = try Self.python("group_member.py", [kafka, "line3", "t", "20", "mes-line-3"])
         #expect(refused.stdout.contains(#"{"error": "INCONSISTENT_GROUP_PROTOCOL"}"#), "\(refused.stdout) \(refused.stderr.suffix(1_000))")
         follower.terminate()
         follower.waitUntilExit()
@@ -191,7 +194,7 @@ import Testing
         let lines = (1...50).map { "{\"n\":\($0)}" }
         let produced = try cli.millrace(["produce", "t", "--broker", native], input: lines.joined(separator: "\n") + "\n")
         #expect(produced.status == 0, "\(produced.stderr)")
-        let read = try Self.run(["kcat", "-b", kafka, "-G", "readers", "-o", "beginning", "-c", "50", "-q", "-f", "%s\\n", "t"], timeoutSeconds: 60)
+        let read = try Self.run(["kcat", "-b", kafka, "-G", "readers", "-o", "beginning", "-c", "50", "-e", "-q", "-f", "%s\\n", "t"])
         #expect(read.status == 0, "\(read.stderr.suffix(2_000))")
         #expect(read.stdout.split(separator: "\n").map(String.init).sorted() == lines.sorted())
         let described = try cli.millrace(["group", "describe", "readers", "--json", "--broker", native]).stdout
