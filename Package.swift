@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "MillraceSchema", dependencies: ["MillraceFormat"], swiftSettings: strict),
         .target(
             name: "MillraceWire",
-            dependencies: ["MillraceFormat", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["MillraceFormat", "MillraceSecurity", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
         // The Kafka wire protocol's primitives, header and messages (issue 25), beside the
         // native one; the server will serve them with the same connection state machine.
@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "MillraceServer",
             dependencies: [
-                "MillraceStorage", "MillraceWire", "MillraceKafka", "MillraceFormat", "MillraceSchema",
+                "MillraceStorage", "MillraceWire", "MillraceKafka", "MillraceFormat", "MillraceSchema", "MillraceSecurity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "MillraceClient",
             dependencies: [
-                "MillraceWire", "MillraceFormat", "MillraceSchema",
+                "MillraceWire", "MillraceFormat", "MillraceSchema", "MillraceSecurity",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -79,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "millrace",
             dependencies: [
-                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceWire", "MillraceClient", "MillraceSchema",
+                "MillraceStorage", "MillraceFormat", "MillraceServer", "MillraceWire", "MillraceClient", "MillraceSchema", "MillraceSecurity",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,4 +1,6 @@
+import Foundation
 import MillraceFormat
+import MillraceSecurity
 import MillraceWire
 import NIOCore
 import NIOPosix
@@ -20,7 +22,8 @@ package final class Connection: Sendable {
 
     /// Connects and checks with an ApiVersions request that the peer is a Millrace broker.
     package static func connect(
-        host: String, port: Int, group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30)
+        host: String, port: Int, group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
+        credentials: Credentials? = nil
     ) async throws -> Connection {
         let peer = "\(host):\(port)"
         let channel: any Channel
@@ -61,7 +64,43 @@ package final class Connection: Sendable {
                 throw MillraceError(error.code, "\(peer) did not complete the protocol handshake: \(error.message)")
             }
         }
+        if let credentials {
+            do {
+                try await connection.logIn(credentials, peer: peer)
+            } catch {
+                await connection.close()
+                throw error
+            }
+        }
         return connection
+    }
+
+    /// SCRAM: client-first, server-first, client-final, server-final; the broker's last
+    /// message proves it holds the user's credential (not only that it let us in).
+    private func logIn(_ credentials: Credentials, peer: String) async throws {
+        var generator = SystemRandomNumberGenerator()
+        let nonce = Data((0..<18).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64EncodedString()
+        var client = SCRAMClient(mechanism: credentials.mechanism, user: credentials.user, password: credentials.password, nonce: nonce)
+        let mechanism = credentials.mechanism.rawValue
+        func step(_ message: String) async throws -> AuthenticateResponse {
+            do {
+                guard case .authenticate(let answer) = try await send(.authenticate(AuthenticateRequest(mechanism: mechanism, message: Array(message.utf8)))) else {
+                    throw MillraceError(.notABroker, "\(peer) answered Authenticate with another response")
+                }
+                return answer
+            } catch let error as MillraceError where error.code == .unknownApi {
+                throw MillraceError(.authenticationFailed, "\(peer) is a Millrace broker without logins (older than 0.26): connect without a user")
+            }
+        }
+        do {
+            let first = try await step(client.clientFirst)
+            let final = try client.receiveServerFirst(String(decoding: first.message, as: UTF8.self))
+            let last = try await step(final)
+            guard last.complete else { throw MillraceError(.authenticationFailed, "\(peer) did not complete the login after the client's proof") }
+            try client.verifyServerFinal(String(decoding: last.message, as: UTF8.self))
+        } catch let error as SCRAMError {
+            throw MillraceError(.authenticationFailed, "the login to \(peer) as \(credentials.user) failed: \(error.message)")
+        }
     }
 
     public var isActive: Bool { channel.isActive }
@@ -224,5 +263,18 @@ final class ClientHandler: ChannelDuplexHandler {
             return fail(context: context, MillraceError(.notABroker, "\(peer) sent bytes that are not Millrace responses (\(error.message)): is it a Millrace broker?"))
         }
         fail(context: context, MillraceError(.networkError, "the connection to \(peer) failed: \(error)"))
+    }
+}
+
+/// Who a client logs in as (SCRAM; docs/SECURITY.md).
+public struct Credentials: Sendable {
+    public var user: String
+    public var password: String
+    public var mechanism: SCRAMMechanism
+
+    public init(user: String, password: String, mechanism: SCRAMMechanism = .sha512) {
+        self.user = user
+        self.password = password
+        self.mechanism = mechanism
     }
 }

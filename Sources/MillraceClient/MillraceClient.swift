@@ -54,6 +54,9 @@ public final class MillraceClient: Sendable {
         public var reconnectBackoffMin: Duration = .milliseconds(100)
         /// The longest wait between reconnects.
         public var reconnectBackoffMax: Duration = .seconds(5)
+        /// The user every connection logs in as (SCRAM), for a broker run with `--auth`; nil:
+        /// no login (a broker with `--auth off`, or `optional` as `anonymous`).
+        public var credentials: Credentials?
         /// Where the client says what it does on its own (reconnects, skipped records).
         public var logger = Logger(label: "millrace.client", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -134,7 +137,7 @@ public final class MillraceClient: Sendable {
                     do {
                         return try await Connection.connect(
                             host: broker.host, port: broker.port, group: group, connectTimeout: configuration.connectTimeout,
-                            requestTimeout: configuration.requestTimeout)
+                            requestTimeout: configuration.requestTimeout, credentials: configuration.credentials)
                     } catch let error as MillraceError where error.code == .networkError {
                         lastError = error
                     }

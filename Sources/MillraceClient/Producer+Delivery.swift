@@ -154,10 +154,17 @@ extension Producer {
         let promise = client.group.next().makePromise(of: Delivery.self)
         let sink = reportSink.withLock { $0 }
         let topic = record.topic
-        try await enqueue(record) { result in
-            let delivery = Self.delivery(topic: topic, result)
-            sink?.yield(DeliveryReport(id: id, result: delivery))
-            promise.completeWith(delivery.mapError { $0 as any Error })
+        do {
+            try await enqueue(record) { result in
+                let delivery = Self.delivery(topic: topic, result)
+                sink?.yield(DeliveryReport(id: id, result: delivery))
+                promise.completeWith(delivery.mapError { $0 as any Error })
+            }
+        } catch {
+            // Not queued (a topic the principal may not see, the producer closed meanwhile):
+            // the caller gets the error; the promise must not be dropped unfulfilled.
+            promise.fail(error)
+            throw error
         }
         return DeliveryHandle(id: id, future: promise.futureResult)
     }

@@ -98,6 +98,19 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
     /// Records are compressed with a zstd dictionary this process does not hold (a client
     /// fetches it from the broker; a broker holds every dictionary its topics ever trained).
     case unknownDictionary = 42
+    /// The login was refused: a wrong name or password, a mechanism the broker does not take,
+    /// or too many failed logins from this address (the message says how long to wait). The
+    /// connection closes.
+    case authenticationFailed = 43
+    /// The broker runs with `--auth required` and this connection has not logged in; only
+    /// ApiVersions and Authenticate are served before. The connection closes.
+    case authenticationRequired = 44
+    /// The principal may not do this; the message names the principal, the operation, the
+    /// resource and the rule (or the lack of one). `millrace whoami` shows its roles.
+    case notAuthorized = 45
+    /// The topic has an owner (its system of record) and only the owner may produce to it;
+    /// the message names the owner.
+    case notOwner = 46
 
     /// Whether the same request may succeed if sent again unchanged.
     public var isRetriable: Bool {
@@ -109,7 +122,8 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
             .invalidPartitionCount, .invalidConfig, .offsetOutOfRange, .notDataDirectory,
             .newerFormatVersion, .invalidRequest, .malformedRequest, .frameTooLarge, .unknownApi, .unsupportedVersion,
             .unknownMember, .staleGeneration, .unknownGroup, .groupNotEmpty, .notABroker, .invalidSchema, .incompatibleSchema,
-            .unknownSchemaVersion, .invalidRecord, .outOfOrderSequence, .producerFenced, .unknownProducerId, .unknownDictionary:
+            .unknownSchemaVersion, .invalidRecord, .outOfOrderSequence, .producerFenced, .unknownProducerId, .unknownDictionary,
+            .authenticationFailed, .authenticationRequired, .notAuthorized, .notOwner:
             return false
         }
     }
@@ -159,6 +173,10 @@ public enum ErrorCode: Int16, Sendable, CaseIterable, CustomStringConvertible {
         case .unknownDictionary: return "unknown_dictionary"
         case .unknownSchemaVersion: return "unknown_schema_version"
         case .invalidRecord: return "invalid_record"
+        case .authenticationFailed: return "authentication_failed"
+        case .authenticationRequired: return "authentication_required"
+        case .notAuthorized: return "not_authorized"
+        case .notOwner: return "not_owner"
         }
     }
 }

@@ -30,6 +30,11 @@ public enum KafkaApiVersions {
         .deleteTopics: KafkaAdmin.deleteTopicsVersions,
         .initProducerId: KafkaAdmin.initProducerIdVersions,
         .describeConfigs: KafkaAdmin.describeConfigsVersions,
+        // v0 would be followed by raw SASL tokens outside Kafka's framing, which this broker
+        // does not read: a v0 handshake is refused (`KafkaService.handshake`). It is listed
+        // because librdkafka looks for v0 before it uses v1 and SaslAuthenticate.
+        .saslHandshake: KafkaSASL.handshakeVersions,
+        .saslAuthenticate: KafkaSASL.authenticateVersions,
     ]
 
     /// `served`, in ApiVersions' layout, by api key.

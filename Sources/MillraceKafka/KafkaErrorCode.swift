@@ -24,6 +24,11 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
     case unknownMemberID = 25
     case invalidSessionTimeout = 26
     case rebalanceInProgress = 27
+    case topicAuthorizationFailed = 29
+    case groupAuthorizationFailed = 30
+    case clusterAuthorizationFailed = 31
+    case unsupportedSASLMechanism = 33
+    case illegalSASLState = 34
     case unsupportedVersion = 35
     case topicAlreadyExists = 36
     case invalidPartitions = 37
@@ -35,6 +40,7 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
     case invalidProducerEpoch = 47
     case transactionalIDAuthorizationFailed = 53
     case kafkaStorageError = 56
+    case saslAuthenticationFailed = 58
     case unknownProducerID = 59
     case memberIDRequired = 79
     case groupMaxSizeReached = 81
@@ -54,9 +60,29 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
             .unsupportedVersion, .topicAlreadyExists, .invalidPartitions, .invalidConfig, .invalidRequest, .policyViolation,
             .outOfOrderSequenceNumber, .invalidProducerEpoch, .unknownProducerID, .nonEmptyGroup, .groupIDNotFound,
             .unsupportedCompressionType, .invalidRecord, .inconsistentGroupProtocol, .invalidSessionTimeout, .invalidReplicationFactor, .transactionalIDAuthorizationFailed,
-            .memberIDRequired, .offsetMetadataTooLarge, .invalidRequiredAcks, .groupMaxSizeReached:
+            .memberIDRequired, .offsetMetadataTooLarge, .invalidRequiredAcks, .groupMaxSizeReached, .topicAuthorizationFailed, .groupAuthorizationFailed,
+            .clusterAuthorizationFailed, .unsupportedSASLMechanism, .illegalSASLState, .saslAuthenticationFailed:
             false
         }
+    }
+
+    /// What a Millrace error is called by a handler whose resource is a group or the cluster:
+    /// a refusal becomes that resource's authorization error.
+    public init(_ code: ErrorCode, on resource: AuthorizationScope) {
+        guard code == .notAuthorized else {
+            self.init(code)
+            return
+        }
+        switch resource {
+        case .topic: self = .topicAuthorizationFailed
+        case .group: self = .groupAuthorizationFailed
+        case .cluster: self = .clusterAuthorizationFailed
+        }
+    }
+
+    /// Which of Kafka's authorization errors a refusal becomes.
+    public enum AuthorizationScope: Sendable {
+        case topic, group, cluster
     }
 
     /// What a Millrace error is called on the Kafka listener. Exhaustive: a new Millrace error
@@ -96,6 +122,11 @@ public enum KafkaErrorCode: Int16, CaseIterable, Sendable {
             case .outOfOrderSequence: .outOfOrderSequenceNumber
             case .producerFenced: .invalidProducerEpoch
             case .unknownProducerId: .unknownProducerID
+            // A refusal on a topic; group and cluster handlers say `groupAuthorizationFailed`
+            // and `clusterAuthorizationFailed` themselves (`KafkaErrorCode(_:on:)`).
+            case .notAuthorized, .notOwner: .topicAuthorizationFailed
+            case .authenticationFailed: .saslAuthenticationFailed
+            case .authenticationRequired: .illegalSASLState
             }
     }
 }

@@ -19,6 +19,14 @@ public enum SCRAMMechanism: String, CaseIterable, Sendable {
         }
     }
 
+    /// Bytes of the mechanism's digest (and so of StoredKey and ServerKey).
+    public var digestBytes: Int {
+        switch self {
+        case .sha256: 32
+        case .sha512: 64
+        }
+    }
+
     func hash(_ data: [UInt8]) -> [UInt8] {
         switch self {
         case .sha256: Array(SHA256.hash(data: data))
@@ -48,6 +56,18 @@ public struct SCRAMCredential: Equatable, Sendable {
 
     /// The iterations a new credential gets (RFC 7677 asks for at least 4,096).
     public static let iterationsDefault = 8_192
+    public static let iterationsMin = 4_096
+    /// Clients refuse more (`SCRAMClient.receiveServerFirst`): a broker cannot make them spin.
+    public static let iterationsMax = 1 << 20
+
+    /// A credential for every mechanism, each with a fresh random salt.
+    public static func all(password: String, iterations: Int = iterationsDefault) -> [SCRAMCredential] {
+        SCRAMMechanism.allCases.map { mechanism in
+            var generator = SystemRandomNumberGenerator()
+            let salt = (0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            return SCRAMCredential(mechanism: mechanism, password: password, salt: salt, iterations: iterations)
+        }
+    }
 
     public init(mechanism: SCRAMMechanism, salt: [UInt8], iterations: Int, storedKey: [UInt8], serverKey: [UInt8]) {
         self.mechanism = mechanism
@@ -170,7 +190,11 @@ public struct SCRAMServer: Sendable {
         guard attributes.count >= 2, attributes[0] == ("c", "biws"), attributes[1].0 == "r" else {
             throw fail("a client-final message is c=biws,r=NONCE,p=PROOF")
         }
-        guard attributes[1].1.hasSuffix(nonce), attributes[1].1 == serverFirst.split(separator: ",")[0].dropFirst(2) else {
+        // RFC 5802 wants the server-first nonce echoed exactly; librdkafka sends its own nonce
+        // again in front of it, and Kafka's brokers take any nonce that ends with theirs. So
+        // does this one: the proof covers the message as sent, and the random server part
+        // (which makes a replay fail) must still be there.
+        guard attributes[1].1.hasSuffix(serverFirst.split(separator: ",")[0].dropFirst(2)) else {
             throw fail("the nonce is not the one this exchange gave")
         }
         let proof = try SCRAMAttributes.base64(String(message[proofAt.upperBound...]))

@@ -59,6 +59,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var machine: Machine
     private let memory: MemoryBudget
     private let serverInFlight: Locked<Int>
+    /// Who the connection acts as.
+    private let session: ConnectionSession
     /// Actions not yet carried out, and whether they are being: an answer that comes back
     /// while a request is dispatched queues its actions behind the others instead of
     /// recursing (recursion kept every answer of a chain alive on the stack: gigabytes under
@@ -73,8 +75,9 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     init(
         dispatcher: RequestDispatcher, service: any ConnectionService, configuration: Configuration, memory: MemoryBudget, serverInFlight: Locked<Int>,
-        clock: any MillraceClock
+        clock: any MillraceClock, session: ConnectionSession
     ) {
+        self.session = session
         self.dispatcher = dispatcher
         self.service = service
         self.memory = memory
@@ -178,7 +181,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             complete(sequence, service.unusable(error), context: context)
         case .frame(let frame):
             let peer = ConnectionPeer(
-                description: peer(context), isLoopback: isLoopback, eventLoop: context.eventLoop,
+                description: peer(context), host: peerAddress?.ipAddress ?? peer(context), isLoopback: isLoopback, session: session,
+                eventLoop: context.eventLoop,
                 responseBytesAllowed: { loopBound.value.0.machine.fetchAllowance }, waiting: waiting,
                 protocolError: { error, closing in
                     let (handler, context) = loopBound.value

@@ -1,4 +1,5 @@
 import MillraceFormat
+import MillraceSecurity
 import MillraceStorage
 import MillraceWire
 import NIOCore
@@ -14,8 +15,12 @@ struct ConnectionAnswer: Sendable {
 struct ConnectionPeer: Sendable {
     /// `192.0.2.7:51234`, as the log names it.
     let description: String
+    /// The peer's address without its port (what failed logins are counted by).
+    let host: String
     /// Whether the peer is on this machine.
     let isLoopback: Bool
+    /// Who the connection acts as, and its login under way.
+    let session: ConnectionSession
     let eventLoop: any EventLoop
     /// Response bytes the connection and the broker have room for (asked on `eventLoop`).
     let responseBytesAllowed: @Sendable () -> Int
@@ -56,17 +61,40 @@ struct NativeService: ConnectionService {
     }
 
     func serve(_ frame: ByteBuffer, from peer: ConnectionPeer, answer: @escaping @Sendable (ConnectionAnswer) -> Void) {
+        // Before a login (`--auth required`) only ApiVersions and Authenticate bodies are read:
+        // nothing else of what a stranger sends is even decoded.
+        if peer.session.principal == nil, let key = frame.getInteger(at: frame.readerIndex, as: Int16.self),
+            key != ApiKey.apiVersions.rawValue && key != ApiKey.authenticate.rawValue
+        {
+            let correlationID = frame.getInteger(at: frame.readerIndex + 4, as: Int32.self) ?? -1
+            return answer(loginFirst(key, correlationID: correlationID))
+        }
         switch RequestCodec.decode(frame: frame) {
         case .request(let header, let request):
-            if case .backup = request, !peer.isLoopback {
+            let principal: Principal
+            switch (request, peer.session.principal) {
+            case (.authenticate(let login), _):
+                return answer(authenticate(login, header: header, peer: peer))
+            case (.whoAmI, let principal?):
+                dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: .none)
+                return answer(Self.answer(Response(correlationID: header.correlationID, body: .whoAmI(Identity(principal, encrypted: peer.session.encrypted)))))
+            case (.apiVersions, let known):
+                principal = known ?? .anonymous
+            case (_, let known?):
+                principal = known
+            case (_, nil):
+                return answer(loginFirst(header.apiKey, correlationID: header.correlationID))
+            }
+            if case .backup = request, !peer.isLoopback, dispatcher.security?.mode ?? .off == .off {
                 let error = MillraceError(
-                    .invalidRequest, "backups are made by a client on the broker's own machine (this connection is from \(peer.description))")
+                    .invalidRequest,
+                    "backups are made by a client on the broker's own machine (this connection is from \(peer.description)), or by an administrator when the broker runs with --auth")
                 dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: error.code)
                 return answer(Self.answer(Response(correlationID: header.correlationID, error: error)))
             }
             let started = monotonicNanoseconds()
             let metrics = dispatcher.metrics
-            dispatcher.handle(request, on: peer.eventLoop, responseBytesAllowed: peer.responseBytesAllowed, waiting: peer.waiting).whenComplete {
+            dispatcher.handle(request, on: peer.eventLoop, responseBytesAllowed: peer.responseBytesAllowed, waiting: peer.waiting, principal: principal).whenComplete {
                 result in
                 switch result {
                 case .success(let body):
@@ -94,6 +122,34 @@ struct NativeService: ConnectionService {
         case .malformed(let header, let error):
             peer.protocolError(error, true)
             answer(Self.answer(Response(correlationID: header.correlationID, error: error), thenClose: true))
+        }
+    }
+}
+
+extension NativeService {
+    /// The answer to a request before the login, after which the connection closes.
+    private func loginFirst(_ api: Int16, correlationID: Int32) -> ConnectionAnswer {
+        let error = MillraceError(
+            .authenticationRequired, "this broker needs a login first (SCRAM-SHA-256 or SCRAM-SHA-512): pass --user, or set MILLRACE_USER and MILLRACE_PASSWORD")
+        dispatcher.metrics.requestAnswered(api, nanoseconds: 0, error: error.code)
+        return Self.answer(Response(correlationID: correlationID, error: error), thenClose: true)
+    }
+
+    /// One login step; a refused login is answered and the connection closed.
+    private func authenticate(_ login: AuthenticateRequest, header: RequestHeader, peer: ConnectionPeer) -> ConnectionAnswer {
+        guard let security = dispatcher.security else {
+            let error = MillraceError(.authenticationFailed, "this broker keeps no users; connect without a user")
+            return Self.answer(Response(correlationID: header.correlationID, error: error), thenClose: true)
+        }
+        switch security.authenticate(peer.session, mechanism: login.mechanism, message: login.message, host: peer.host, peer: peer.description) {
+        case .success(let step):
+            dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: .none)
+            let identity = step.principal.map { Identity($0, encrypted: peer.session.encrypted) } ?? Identity()
+            return Self.answer(
+                Response(correlationID: header.correlationID, body: .authenticate(AuthenticateResponse(message: step.reply, complete: step.principal != nil, identity: identity))))
+        case .failure(let error):
+            dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: error.code)
+            return Self.answer(Response(correlationID: header.correlationID, error: error), thenClose: true)
         }
     }
 }

@@ -14,8 +14,11 @@ public final class FrameResponder: Sendable {
 
     /// `maxWaitCapMs` bounds long polls, so a fuzz input cannot make it wait.
     public init(storage: Storage, maxWaitCapMs: Int32 = 0) {
+        // Logins optional: Kafka frames run the SASL exchange and the anonymous role's checks.
+        let logger = Logger(label: "millrace.responder")
+        let security = try? BrokerSecurity(storage: storage, mode: .optional, clock: SystemClock(), logger: logger, logLimiter: LogLimiter(clock: SystemClock()))
         dispatcher = RequestDispatcher(
-            storage: storage, advertisedHost: "127.0.0.1", advertisedPort: 0, logger: Logger(label: "millrace.responder"))
+            storage: storage, advertisedHost: "127.0.0.1", advertisedPort: 0, logger: logger, security: security)
         self.maxWaitCapMs = maxWaitCapMs
         kafka = KafkaService(dispatcher: dispatcher, fetchWaitMaxMs: maxWaitCapMs)
     }
@@ -27,7 +30,8 @@ public final class FrameResponder: Sendable {
     public func respondKafka(to frame: ByteBuffer, on eventLoop: any EventLoop) -> EventLoopFuture<(response: ByteBuffer, closes: Bool)> {
         let promise = eventLoop.makePromise(of: (response: ByteBuffer, closes: Bool).self)
         let peer = ConnectionPeer(
-            description: "the fuzzer", isLoopback: false, eventLoop: eventLoop, responseBytesAllowed: { Limits.fetchBytesMax }, waiting: ConnectionWaits(),
+            description: "the fuzzer", host: "192.0.2.1", isLoopback: false,
+            session: dispatcher.security?.newSession(encrypted: false) ?? ConnectionSession(principal: .unrestricted, encrypted: false), eventLoop: eventLoop, responseBytesAllowed: { Limits.fetchBytesMax }, waiting: ConnectionWaits(),
             protocolError: { _, _ in })
         eventLoop.execute {
             self.kafka.serve(frame, from: peer) { answer in

@@ -1,5 +1,6 @@
 import Logging
 import MillraceFormat
+import MillraceSecurity
 import MillraceStorage
 import MillraceWire
 import NIOCore
@@ -38,6 +39,8 @@ public final class MillraceServer: Sendable {
 
         /// The Kafka listener (docs/KAFKA.md); off when nil.
         public var kafka: KafkaListener?
+        /// Whether connections log in (docs/SECURITY.md).
+        public var auth: AuthMode = .off
 
         public init(host: String = "127.0.0.1", port: Int = 7450) {
             self.host = host
@@ -116,9 +119,11 @@ public final class MillraceServer: Sendable {
     /// Binds the native listener (and the Kafka listener when configured) and starts
     /// accepting; returns the native listener's bound address (port 0 picks a free one).
     public func start() async throws -> SocketAddress {
+        let logLimiter = LogLimiter(clock: configuration.clock)
+        let security = try BrokerSecurity(storage: storage, mode: configuration.auth, clock: configuration.clock, logger: logger, logLimiter: logLimiter)
         let dispatcher = RequestDispatcher(
             storage: storage, advertisedHost: configuration.host, advertisedPort: Int32(configuration.port), clock: configuration.clock, logger: logger,
-            metrics: metrics, groupsMax: configuration.groupsMax)
+            metrics: metrics, groupsMax: configuration.groupsMax, security: security, logLimiter: logLimiter)
         dispatcher.brokerStatus.withLock { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
         dispatcherBox.withLock { $0 = dispatcher }
         let address: SocketAddress
@@ -189,7 +194,8 @@ public final class MillraceServer: Sendable {
                             configuration: .init(
                                 inFlightRequestsMax: configuration.inFlightRequestsMax, stalledWriteMs: configuration.stalledWriteSeconds * 1000,
                                 stalledWriteUnderPressureMs: configuration.stalledWriteUnderPressureSeconds * 1000),
-                            memory: memory, serverInFlight: inFlight, clock: configuration.clock))
+                            memory: memory, serverInFlight: inFlight, clock: configuration.clock,
+                            session: dispatcher.security?.newSession(encrypted: false) ?? ConnectionSession(principal: .unrestricted, encrypted: false)))
                 }
             }
             .bind(host: host, port: port).get()

@@ -2,6 +2,7 @@ import Dispatch
 import Logging
 import MillraceFormat
 import MillraceSchema
+import MillraceSecurity
 import MillraceStorage
 import MillraceWire
 import NIOCore
@@ -26,15 +27,18 @@ final class RequestDispatcher: Sendable {
     let logLimiter: LogLimiter
     /// BrokerStatus's answer, from the server that owns this dispatcher.
     let brokerStatus = Locked<(@Sendable () -> BrokerStatusResponse)?>(nil)
+    /// Users, rights and logins; nil where nothing is checked (the fuzzer, unit tests).
+    let security: BrokerSecurity?
 
     init(
         storage: Storage, advertisedHost: String, advertisedPort: Int32, clock: any MillraceClock = SystemClock(), logger: Logger,
-        metrics: BrokerMetrics = BrokerMetrics(), groupsMax: Int = Limits.groupsMax
+        metrics: BrokerMetrics = BrokerMetrics(), groupsMax: Int = Limits.groupsMax, security: BrokerSecurity? = nil, logLimiter: LogLimiter? = nil
     ) {
         self.storage = storage
+        self.security = security
         self.logger = logger
         self.metrics = metrics
-        logLimiter = LogLimiter(clock: clock)
+        self.logLimiter = logLimiter ?? LogLimiter(clock: clock)
         groups = GroupCoordinator(storage: storage, clock: clock, groupsMax: groupsMax, logger: logger)
         schemas = SchemaRegistry(storage: storage)
         advertised = Locked((advertisedHost, advertisedPort))
@@ -44,19 +48,23 @@ final class RequestDispatcher: Sendable {
     /// Carries out `request`. `responseBytesAllowed` says, when asked on `eventLoop`, how many
     /// response bytes the connection and the broker have room for; fetches read no more.
     /// A long poll registers in `waiting` (its connection's), which cancels it when the
-    /// connection goes.
+    /// connection goes. `principal` is who asks: a request it lacks a right for is refused
+    /// with `notAuthorized`, and lists leave out what it may not see.
     func handle(
         _ request: Request, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int = { Limits.fetchBytesMax },
-        waiting: ConnectionWaits? = nil
+        waiting: ConnectionWaits? = nil, principal: Principal = .unrestricted
     ) -> EventLoopFuture<ResponseBody> {
         do {
+            try authorize(request, principal)
             switch request {
             case .apiVersions:
                 return eventLoop.makeSucceededFuture(.apiVersions(.current))
             case .metadata(let names):
-                return eventLoop.makeSucceededFuture(.metadata(try metadata(names)))
+                return eventLoop.makeSucceededFuture(.metadata(try metadata(names, principal: principal)))
             case .listTopics:
-                let topics = try storage.listTopics().map { TopicSummary(name: $0.name, partitionCount: $0.partitionCount) }
+                let topics = try storage.listTopics().filter { allows(principal, .describe, .topic($0.name)) }.map {
+                    TopicSummary(name: $0.name, partitionCount: $0.partitionCount)
+                }
                 return eventLoop.makeSucceededFuture(.listTopics(topics))
             case .describeTopic(let name):
                 return eventLoop.makeSucceededFuture(.describeTopic(try describe(name)))
@@ -126,9 +134,11 @@ final class RequestDispatcher: Sendable {
                 return try setIndexPolicy(topic: topic, policy: policy, on: eventLoop)
             case .indexStatus(let topic):
                 return eventLoop.makeSucceededFuture(try indexStatus(topic: topic))
-            case .trace(let trace):
+            case .trace(var trace):
+                if trace.topics.isEmpty, let readable = try readableTopics(principal) { trace.topics = readable }
                 return self.trace(trace, on: eventLoop)
-            case .walk(let walk):
+            case .walk(var walk):
+                if walk.topics.isEmpty, let readable = try readableTopics(principal) { walk.topics = readable }
                 return self.walk(walk, on: eventLoop)
             case .indexRebuild(let rebuild):
                 return self.indexRebuild(rebuild, on: eventLoop)
@@ -192,9 +202,20 @@ final class RequestDispatcher: Sendable {
                             : "topic \(topic) has no dictionary \(id)")
                 }
                 return eventLoop.makeSucceededFuture(.getDictionary(Self.wire(stored)))
+            case .authenticate:
+                throw MillraceError(.invalidRequest, "a login is made by the connection, not carried out as a request")
+            case .whoAmI:
+                return eventLoop.makeSucceededFuture(.whoAmI(Identity(principal, encrypted: false)))
+            case .describeSecurity:
+                return eventLoop.makeSucceededFuture(.describeSecurity(SecurityDescription(security?.state ?? .initial)))
+            case .alterSecurity(let change):
+                guard let security else { throw MillraceError(.invalidRequest, "this broker keeps no users (security is not set up)") }
+                let promise = eventLoop.makePromise(of: ResponseBody.self)
+                security.change(change) { result in promise.completeWith(result.map { .alterSecurity }.mapError { $0 as any Error }) }
+                return promise.futureResult
             case .listGroups:
                 let live = groups.liveGroups()
-                let names = Set(live.keys).union(try storage.groupsWithCommittedOffsets()).sorted()
+                let names = Set(live.keys).union(try storage.groupsWithCommittedOffsets()).sorted().filter { allows(principal, .describe, .group($0)) }
                 return eventLoop.makeSucceededFuture(
                     .listGroups(names.map { GroupSummary(group: $0, state: live[$0] == nil ? "empty" : "stable", memberCount: Int32(live[$0] ?? 0)) }))
             }
@@ -224,9 +245,9 @@ final class RequestDispatcher: Sendable {
         return promise.futureResult
     }
 
-    private func metadata(_ names: [String]) throws -> MetadataResponse {
+    private func metadata(_ names: [String], principal: Principal) throws -> MetadataResponse {
         let topics = try storage.listTopics()
-        let wanted = names.isEmpty ? topics.map(\.name) : names
+        let wanted = names.isEmpty ? topics.map(\.name).filter { allows(principal, .describe, .topic($0)) } : names
         let byName = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, $0) })
         let (host, port) = advertised.withLock { $0 }
         return MetadataResponse(

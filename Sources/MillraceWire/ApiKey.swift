@@ -67,6 +67,14 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case trainDictionary = 33
     /// One of a topic's zstd dictionaries by id (0: the current one), to compress or decode with.
     case getDictionary = 34
+    /// One SASL step (SCRAM-SHA-256/512): the login a broker with `--auth` asks for first.
+    case authenticate = 35
+    /// Who this connection acts as: principal, roles, scope, how it logged in.
+    case whoAmI = 36
+    /// Users (without stored keys), roles and ACL entries.
+    case describeSecurity = 37
+    /// One change to users, roles or ACL entries (cluster admin).
+    case alterSecurity = 38
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
     /// duplicate's original partition to it. BrokerStatus 1 adds the listeners; DescribeGroup

@@ -1,4 +1,5 @@
 import MillraceFormat
+import MillraceSecurity
 import NIOCore
 
 /// Splits size-prefixed frames off a stream.
@@ -147,6 +148,13 @@ public enum RequestCodec {
         case .getDictionary(let topic, let id):
             buffer.writeMillraceString(topic)
             buffer.writeInteger(id)
+        case .authenticate(let authenticate):
+            buffer.writeMillraceString(authenticate.mechanism)
+            buffer.writeMillraceBytes(authenticate.message)
+        case .whoAmI, .describeSecurity:
+            break
+        case .alterSecurity(let change):
+            change.write(to: &buffer)
         }
     }
 
@@ -290,6 +298,19 @@ public enum RequestCodec {
                 TrainDictionaryRequest(topic: try readTopic(&buffer), samples: try buffer.readMillraceInteger("samples"), bytes: try buffer.readMillraceInteger("bytes")))
         case .getDictionary:
             return .getDictionary(topic: try readTopic(&buffer), id: try buffer.readMillraceInteger("dictionary id"))
+        case .authenticate:
+            let mechanism = try buffer.readMillraceString("mechanism")
+            guard let message = try buffer.readMillraceBytes("sasl message") else { throw MillraceError(.malformedRequest, "the SASL message is null") }
+            guard message.count <= AuthenticateRequest.messageBytesMax else {
+                throw MillraceError(.invalidRequest, "SASL message of \(message.count) bytes; the limit is \(AuthenticateRequest.messageBytesMax)")
+            }
+            return .authenticate(AuthenticateRequest(mechanism: mechanism, message: message))
+        case .whoAmI:
+            return .whoAmI
+        case .describeSecurity:
+            return .describeSecurity
+        case .alterSecurity:
+            return .alterSecurity(try SecurityChange(from: &buffer))
         }
     }
 
@@ -465,6 +486,14 @@ public enum ResponseCodec {
             training.write(to: &buffer)
         case .getDictionary(let dictionary):
             dictionary.write(to: &buffer)
+        case .authenticate(let authenticate):
+            authenticate.write(to: &buffer)
+        case .whoAmI(let identity):
+            identity.write(to: &buffer)
+        case .describeSecurity(let description):
+            description.write(to: &buffer)
+        case .alterSecurity:
+            break
         }
     }
 
@@ -603,6 +632,14 @@ public enum ResponseCodec {
             return .trainDictionary(try DictionaryTrainingResponse(from: &buffer))
         case .getDictionary:
             return .getDictionary(try DictionaryResponse(from: &buffer))
+        case .authenticate:
+            return .authenticate(try AuthenticateResponse(from: &buffer))
+        case .whoAmI:
+            return .whoAmI(try Identity(from: &buffer))
+        case .describeSecurity:
+            return .describeSecurity(try SecurityDescription(from: &buffer))
+        case .alterSecurity:
+            return .alterSecurity
         }
     }
 }

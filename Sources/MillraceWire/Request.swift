@@ -1,4 +1,5 @@
 import MillraceFormat
+import MillraceSecurity
 import NIOCore
 
 /// The fixed part of every request frame.
@@ -59,6 +60,10 @@ public enum Request: Equatable, Sendable {
     case trainDictionary(TrainDictionaryRequest)
     /// id 0: the topic's current dictionary.
     case getDictionary(topic: String, id: UInt32)
+    case authenticate(AuthenticateRequest)
+    case whoAmI
+    case describeSecurity
+    case alterSecurity(SecurityChange)
 
     /// The version written in the request header.
     public var apiVersion: Int16 {
@@ -106,6 +111,10 @@ public enum Request: Equatable, Sendable {
         case .alterTopic: return .alterTopic
         case .trainDictionary: return .trainDictionary
         case .getDictionary: return .getDictionary
+        case .authenticate: return .authenticate
+        case .whoAmI: return .whoAmI
+        case .describeSecurity: return .describeSecurity
+        case .alterSecurity: return .alterSecurity
         }
     }
 }

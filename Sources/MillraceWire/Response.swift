@@ -1,4 +1,5 @@
 import MillraceFormat
+import MillraceSecurity
 import NIOCore
 
 /// A response: the request's correlation id, an error for the request as a whole, and the
@@ -63,6 +64,10 @@ public enum ResponseBody: Equatable, Sendable {
     case alterTopic
     case trainDictionary(DictionaryTrainingResponse)
     case getDictionary(DictionaryResponse)
+    case authenticate(AuthenticateResponse)
+    case whoAmI(Identity)
+    case describeSecurity(SecurityDescription)
+    case alterSecurity
 
     public var apiKey: ApiKey {
         switch self {
@@ -101,6 +106,10 @@ public enum ResponseBody: Equatable, Sendable {
         case .alterTopic: return .alterTopic
         case .trainDictionary: return .trainDictionary
         case .getDictionary: return .getDictionary
+        case .authenticate: return .authenticate
+        case .whoAmI: return .whoAmI
+        case .describeSecurity: return .describeSecurity
+        case .alterSecurity: return .alterSecurity
         }
     }
 }

@@ -12,6 +12,9 @@ struct BrokerOptions: ParsableArguments {
     @Option(name: [.customShort("b"), .long], help: "The broker's address, HOST:PORT, or several comma-separated (default: $MILLRACE_BROKER, else 127.0.0.1:7450).")
     var broker: String?
 
+    @Option(help: "Log in as this user (default: $MILLRACE_USER); the password comes from $MILLRACE_PASSWORD, else a prompt.")
+    var user: String?
+
     /// The address commands use: --broker, else $MILLRACE_BROKER, else 127.0.0.1:7450.
     var address: String { broker ?? ProcessInfo.processInfo.environment["MILLRACE_BROKER"] ?? "127.0.0.1:7450" }
 
@@ -31,7 +34,19 @@ struct BrokerOptions: ParsableArguments {
         configuration.brokers = brokers
         configuration.logger = Logger(label: "millrace", factory: { _ in StandardErrorLogHandler() })
         if let requestTimeout { configuration.requestTimeout = requestTimeout }
+        configuration.credentials = try credentials()
         return MillraceClient(configuration: configuration)
+    }
+
+    /// --user (or $MILLRACE_USER) with $MILLRACE_PASSWORD, or a password asked for on the terminal.
+    func credentials() throws -> Credentials? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let user = user ?? environment["MILLRACE_USER"], !user.isEmpty else { return nil }
+        if let password = environment["MILLRACE_PASSWORD"] { return Credentials(user: user, password: password) }
+        guard isatty(STDIN_FILENO) == 1 || isatty(STDERR_FILENO) == 1 else {
+            throw CommandFailure(message: "error: no password for \(user): set MILLRACE_PASSWORD (there is no terminal to ask on)")
+        }
+        return Credentials(user: user, password: String(cString: getpass("Password for \(user): ")))
     }
 }
 

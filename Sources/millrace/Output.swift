@@ -24,6 +24,11 @@ enum Output {
 
     static func bytes(_ count: Int64) -> String { ByteCount.describe(count) }
 
+    /// `2026-12-07T23:40:11Z`, for a time in ms since the epoch.
+    static func time(milliseconds: Int64) -> String {
+        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1_000))
+    }
+
     static func count(_ value: Int64) -> String {
         let digits = String(value.magnitude)
         var grouped = ""

@@ -20,6 +20,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address for Kafka clients, HOST:PORT, or none (default none: off). docs/KAFKA.md says what they can do.") var kafkaListen: String?
     @Option(help: "The address Kafka clients are told to reach the broker at, HOST:PORT (default: the --kafka-listen address).")
     var kafkaAdvertise: String?
+    @Option(help: "Whether clients log in (SCRAM): off, optional (those that do not act as anonymous) or required (default off). docs/SECURITY.md.")
+    var auth: String?
     @Option(help: "Forget an idempotent producer (its id and sequence numbers) after it has not written for this long: a duration, 1h to 365d (default 7d).")
     var producerIdle: String?
     @Option(help: .hidden) var producerIdleHours: String?  // the older form of --producer-idle, in hours
@@ -45,6 +47,7 @@ struct ServeCommand: AsyncParsableCommand {
         flags["kafka_listen"] = kafkaListen
         flags["kafka_advertise"] = kafkaAdvertise
         flags["producer_idle"] = producerIdle
+        flags["auth"] = auth
         flags["producer_idle_hours"] = producerIdleHours
         flags["dedup_filter_mib"] = dedupFilterMib.map(String.init)
         flags["index_memory_mib"] = indexMemoryMib.map(String.init)
@@ -117,6 +120,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var configuration = MillraceServer.Configuration(host: host, port: port)
         configuration.metrics = metrics
+        configuration.auth = settings.auth
         if let (kafkaHost, kafkaPort) = settings.kafkaListen {
             configuration.kafka = MillraceServer.KafkaListener(
                 host: kafkaHost, port: kafkaPort, advertisedHost: settings.kafkaAdvertise?.host, advertisedPort: settings.kafkaAdvertise?.port)
@@ -165,8 +169,13 @@ struct ServeCommand: AsyncParsableCommand {
             logger.warning(
                 "Kafka clients are told to connect to \(kafka.host), which no client can reach: set --kafka-advertise HOST:PORT (kafka_advertise) to the name or address they use for this machine")
         }
+        let loopbackOnly = ([host] + (configuration.kafka.map { [$0.host] } ?? [])).allSatisfy { $0 == "localhost" || $0.hasPrefix("127.") || $0 == "::1" }
+        if settings.auth == .off && !loopbackOnly {
+            logger.warning(
+                "listening beyond this machine with --auth off: anyone who can reach the port can produce, delete topics and reset groups; create an administrator (`millrace user create admin --role enterprise-admin --data-dir DIR`) and start with --auth required (docs/SECURITY.md)")
+        }
         logger.info(
-            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address)\(kafkaAddress), \(httpAddress), durability: fdatasync before every acknowledgement")
+            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address)\(kafkaAddress), \(httpAddress), durability: fdatasync before every acknowledgement, logins \(settings.auth.rawValue)")
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [BrokerService(server: server, http: http, storage: storage, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],

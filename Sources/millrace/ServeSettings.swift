@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MillraceServer
 
 /// Everything `millrace serve` can be told, from four places, each over the one before:
 /// built-in defaults, the config file (`--config FILE` or `MILLRACE_CONFIG`), environment
@@ -21,6 +22,7 @@ struct ServeSettings: Equatable {
         Key(file: "http_listen", flag: "http-listen", help: "the metrics and health address, HOST:PORT, or none"),
         Key(file: "kafka_listen", flag: "kafka-listen", help: "the Kafka protocol's address, HOST:PORT, or none (docs/KAFKA.md)"),
         Key(file: "kafka_advertise", flag: "kafka-advertise", help: "the address Kafka clients are told to connect to, HOST:PORT (default: kafka_listen's)"),
+        Key(file: "auth", flag: "auth", help: "whether clients log in: off, optional or required (docs/SECURITY.md)"),
         Key(file: "producer_idle", flag: "producer-idle", help: "forget an idempotent producer that has not written for this long (1h...365d)"),
         Key(file: "dedup_filter_mib", flag: "dedup-filter-mib", help: "per topic with duplicate detection, its filter's memory (MiB, 1...1024)"),
         Key(file: "index_memory_mib", flag: "index-memory-mib", help: "memory for the key index's newest entries (MiB, 1...4096)"),
@@ -29,7 +31,7 @@ struct ServeSettings: Equatable {
     ]
 
     var values: [String: String] = [
-        "data_dir": "./millrace-data", "listen": "127.0.0.1:7450", "http_listen": "127.0.0.1:7451", "kafka_listen": "none", "kafka_advertise": "",
+        "data_dir": "./millrace-data", "listen": "127.0.0.1:7450", "http_listen": "127.0.0.1:7451", "kafka_listen": "none", "kafka_advertise": "", "auth": "off",
         "producer_idle": "7d",
         "dedup_filter_mib": "16", "index_memory_mib": "64", "log_level": "info", "log_format": "text",
     ]
@@ -136,6 +138,8 @@ struct ServeSettings: Equatable {
             guard value.isEmpty || hostPort(value).map({ $0.port > 0 }) == true else {
                 throw SettingsError("\(source): kafka_advertise takes HOST:PORT, for example plant-broker.example:9092 (got \(value))")
             }
+        case "auth":
+            guard AuthMode(rawValue: value) != nil else { throw SettingsError("\(source): auth takes off, optional or required (got \(value))") }
         case "producer_idle":
             guard let milliseconds = Durations.parse(value), (3_600_000...365 * 86_400_000).contains(milliseconds) else {
                 throw SettingsError("\(source): producer_idle takes a duration from 1h to 365d, such as 7d or 36h (got \(value))")
@@ -165,6 +169,7 @@ struct ServeSettings: Equatable {
     var httpListen: (host: String, port: Int)? { Self.hostPort(values["http_listen"] ?? "") }
     var kafkaListen: (host: String, port: Int)? { Self.hostPort(values["kafka_listen"] ?? "") }
     var kafkaAdvertise: (host: String, port: Int)? { Self.hostPort(values["kafka_advertise"] ?? "") }
+    var auth: AuthMode { AuthMode(rawValue: values["auth"] ?? "") ?? .off }
     var producerIdleMs: Int64 { Durations.parse(values["producer_idle"] ?? "") ?? 7 * 86_400_000 }
     var dedupFilterMib: Int { Int(values["dedup_filter_mib"] ?? "") ?? 16 }
     var indexMemoryMib: Int { Int(values["index_memory_mib"] ?? "") ?? 64 }

@@ -35,6 +35,7 @@ import Testing
                 #"http_listen = "none" # MILLRACE_HTTP_LISTEN"#,
                 #"kafka_listen = "0.0.0.0:9092" # MILLRACE_KAFKA_LISTEN"#,
                 #"kafka_advertise = "" # default"#,
+                #"auth = "off" # default"#,
                 #"producer_idle = "7d" # default"#,
                 #"dedup_filter_mib = 16 # default"#,
                 #"index_memory_mib = 128 # \#(file) line 5"#,

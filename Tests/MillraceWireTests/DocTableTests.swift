@@ -111,7 +111,7 @@ import Testing
             let documented = Set(
                 cells[2].split(separator: ",").map { entry -> String in
                     let name = Markdown.unquoted(String(entry.trimmingCharacters(in: .whitespaces).split(separator: " ")[0]))
-                    return ["Storage", "Format", "Server", "Wire", "Client", "Schema"].contains(name) ? "Millrace" + name : name
+                    return ["Storage", "Format", "Server", "Wire", "Client", "Schema", "Security"].contains(name) ? "Millrace" + name : name
                 })
             #expect(try documented == Markdown.dependencies(of: target, in: package), "\(target)")
         }

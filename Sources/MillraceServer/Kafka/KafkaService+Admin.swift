@@ -1,5 +1,6 @@
 import MillraceFormat
 import MillraceKafka
+import MillraceSecurity
 import MillraceStorage
 import MillraceWire
 import NIOCore
@@ -31,7 +32,8 @@ extension KafkaService {
             return promise.futureResult
         case .createTopics:
             let request = try KafkaAdmin.CreateTopicsRequest(from: &body, version: version)
-            let results = request.topics.map { topic in createTopic(topic, validateOnly: request.validateOnly, on: eventLoop) }
+            let principal = principal(peer)
+            let results = request.topics.map { topic in createTopic(topic, validateOnly: request.validateOnly, principal: principal, on: eventLoop) }
             return EventLoopFuture.whenAllComplete(results, on: eventLoop).map { outcomes in
                 let response = KafkaAdmin.CreateTopicsResponse(
                     topics: outcomes.map { outcome in
@@ -45,7 +47,7 @@ extension KafkaService {
         case .deleteTopics:
             let request = try KafkaAdmin.DeleteTopicsRequest(from: &body, version: version)
             let results = request.names.map { name in
-                dispatcher.handle(.deleteTopic(name: name), on: eventLoop).map { _ in KafkaAdmin.TopicResult(name: name) }.flatMapErrorThrowing { error in
+                dispatcher.handle(.deleteTopic(name: name), on: eventLoop, principal: principal(peer)).map { _ in KafkaAdmin.TopicResult(name: name) }.flatMapErrorThrowing { error in
                     KafkaAdmin.TopicResult(name: name, errorCode: KafkaErrorCode((error as? MillraceError)?.code ?? .unexpected).rawValue)
                 }
             }
@@ -55,7 +57,16 @@ extension KafkaService {
             }
         case .describeConfigs:
             let request = try KafkaAdmin.DescribeConfigsRequest(from: &body, version: version)
-            let response = KafkaAdmin.DescribeConfigsResponse(results: request.resources.map { describeConfigs($0) })
+            let principal = principal(peer)
+            let response = KafkaAdmin.DescribeConfigsResponse(
+                results: request.resources.map { resource in
+                    guard resource.type != KafkaAdmin.topicResource || dispatcher.allows(principal, .describe, .topic(resource.name)) else {
+                        return KafkaAdmin.ConfigResult(
+                            errorCode: KafkaErrorCode.topicAuthorizationFailed.rawValue,
+                            errorMessage: "principal \(principal.name) may not describe topic \(resource.name)", type: resource.type, name: resource.name, configs: [])
+                    }
+                    return describeConfigs(resource)
+                })
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         default:
             throw MillraceError(.unexpected, "\(api) is not an admin API")
@@ -66,7 +77,9 @@ extension KafkaService {
     /// not ignored: a setting that silently does nothing is a surprise in a plant.
     static let creatableConfigs = ["retention.ms", "retention.bytes", "compression.type", "message.timestamp.type", "cleanup.policy", "max.message.bytes"]
 
-    private func createTopic(_ topic: KafkaAdmin.NewTopic, validateOnly: Bool, on eventLoop: any EventLoop) -> EventLoopFuture<KafkaAdmin.TopicResult> {
+    private func createTopic(_ topic: KafkaAdmin.NewTopic, validateOnly: Bool, principal: Principal, on eventLoop: any EventLoop) -> EventLoopFuture<
+        KafkaAdmin.TopicResult
+    > {
         func refused(_ code: KafkaErrorCode, _ message: String) -> EventLoopFuture<KafkaAdmin.TopicResult> {
             eventLoop.makeSucceededFuture(KafkaAdmin.TopicResult(name: topic.name, errorCode: code.rawValue, errorMessage: message))
         }
@@ -110,11 +123,14 @@ extension KafkaService {
                     .invalidConfig, "config \(config.name) is not honoured by Millrace; these are: \(Self.creatableConfigs.joined(separator: ", ")) (docs/KAFKA.md)")
             }
         }
+        guard dispatcher.allows(principal, .create, .topic(topic.name)) else {
+            return refused(.topicAuthorizationFailed, "principal \(principal.name) may not create topic \(topic.name)")
+        }
         guard !validateOnly else {
             if dispatcher.storage.topicInfo(topic.name) != nil { return refused(.topicAlreadyExists, "topic \(topic.name) exists") }
             return eventLoop.makeSucceededFuture(KafkaAdmin.TopicResult(name: topic.name))
         }
-        return dispatcher.handle(.createTopic(create), on: eventLoop).map { _ in KafkaAdmin.TopicResult(name: topic.name) }.flatMapErrorThrowing { error in
+        return dispatcher.handle(.createTopic(create), on: eventLoop, principal: principal).map { _ in KafkaAdmin.TopicResult(name: topic.name) }.flatMapErrorThrowing { error in
             let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
             return KafkaAdmin.TopicResult(name: topic.name, errorCode: KafkaErrorCode(error.code).rawValue, errorMessage: error.message)
         }

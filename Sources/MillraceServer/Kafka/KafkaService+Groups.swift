@@ -1,5 +1,6 @@
 import MillraceFormat
 import MillraceKafka
+import MillraceSecurity
 import MillraceStorage
 import MillraceWire
 import NIOCore
@@ -12,9 +13,17 @@ extension KafkaService {
         let version = header.apiVersion
         let eventLoop = peer.eventLoop
         let groups = dispatcher.groups
+        let principal = principal(peer)
+        /// Whether the principal may take part in `group`; logged when not.
+        func mayJoin(_ group: String) -> Bool { dispatcher.allows(principal, .read, .group(group)) }
+        let refused = KafkaErrorCode.groupAuthorizationFailed.rawValue
         switch api {
         case .joinGroup:
             let request = try KafkaGroups.JoinRequest(from: &body, version: version)
+            guard mayJoin(request.groupID) else {
+                let response = KafkaGroups.JoinResponse(errorCode: refused, generationID: -1, protocolName: "", leader: "", memberID: request.memberID, members: [])
+                return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
+            }
             return groups.kafkaJoin(request, clientID: header.clientID ?? "", clientHost: Self.host(peer.description), on: eventLoop).map { answer in
                 let response = KafkaGroups.JoinResponse(
                     errorCode: answer.error.rawValue, generationID: answer.generation, protocolName: answer.protocolName, leader: answer.leader,
@@ -23,17 +32,24 @@ extension KafkaService {
             }
         case .syncGroup:
             let request = try KafkaGroups.SyncRequest(from: &body, version: version)
+            guard mayJoin(request.groupID) else {
+                let response = KafkaGroups.SyncResponse(errorCode: refused, assignment: [])
+                return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
+            }
             return groups.kafkaSync(request, on: eventLoop).map { answer in
                 let response = KafkaGroups.SyncResponse(errorCode: answer.error.rawValue, assignment: answer.assignment)
                 return Self.answer(header) { response.write(to: &$0, version: version) }
             }
         case .heartbeat:
             let request = try KafkaMembership.Heartbeat(from: &body, version: version)
-            let response = KafkaMembership.Response(errorCode: groups.kafkaHeartbeat(request).rawValue)
+            let response = KafkaMembership.Response(errorCode: mayJoin(request.groupID) ? groups.kafkaHeartbeat(request).rawValue : refused)
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version, api: .heartbeat) })
         case .leaveGroup:
             let request = try KafkaMembership.LeaveGroup(from: &body, version: version)
-            let codes = groups.kafkaLeave(group: request.groupID, memberIDs: request.members.map(\.memberID))
+            let codes =
+                mayJoin(request.groupID)
+                ? groups.kafkaLeave(group: request.groupID, memberIDs: request.members.map(\.memberID))
+                : request.members.map { _ in KafkaErrorCode.groupAuthorizationFailed }
             // v3+ answers per member; before, one member and one code.
             let response =
                 version >= 3
@@ -49,12 +65,20 @@ extension KafkaService {
             return offsetFetch(request, header: header, peer: peer)
         case .describeGroups:
             let request = try KafkaGroups.DescribeRequest(from: &body, version: version)
-            let response = KafkaGroups.DescribeResponse(groups: request.groups.map { describe($0) })
+            let response = KafkaGroups.DescribeResponse(
+                groups: request.groups.map { name in
+                    guard dispatcher.allows(principal, .describe, .group(name)) else {
+                        var described = KafkaGroups.DescribedGroup(groupID: name, state: "", protocolType: "", protocolData: "", members: [])
+                        described.errorCode = refused
+                        return described
+                    }
+                    return describe(name)
+                })
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         case .listGroups:
             let types = groups.protocolTypes()
             let stored = (try? dispatcher.storage.groupsWithCommittedOffsets()) ?? []
-            let names = Set(types.keys).union(stored).sorted()
+            let names = Set(types.keys).union(stored).sorted().filter { dispatcher.allows(principal, .describe, .group($0)) }
             let response = KafkaGroups.ListResponse(groups: names.map { ($0, types[$0] ?? "consumer") })
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         default:
@@ -78,6 +102,11 @@ extension KafkaService {
                     KafkaTopic(name: topic.name, topic.entries.map { KafkaGroups.OffsetCommitResponse.PartitionError(index: $0.index, errorCode: code.rawValue) })
                 })
             return Self.answer(header) { response.write(to: &$0, version: version) }
+        }
+        let principal = principal(peer)
+        guard dispatcher.allows(principal, .read, .group(request.groupID)) else { return peer.eventLoop.makeSucceededFuture(answerAll(.groupAuthorizationFailed)) }
+        guard request.topics.allSatisfy({ dispatcher.allows(principal, .read, .topic($0.name)) }) else {
+            return peer.eventLoop.makeSucceededFuture(answerAll(.topicAuthorizationFailed))
         }
         let (code, reason) = dispatcher.groups.kafkaCheckCommit(group: request.groupID, memberID: request.memberID, generation: request.generationID)
         guard code == .none else {
@@ -142,6 +171,9 @@ extension KafkaService {
         let version = header.apiVersion
         let response: KafkaGroups.OffsetFetchResponse
         do {
+            guard dispatcher.allows(principal(peer), .describe, .group(request.groupID)) else {
+                throw MillraceError(.notAuthorized, "group \(request.groupID)")
+            }
             let stored = try dispatcher.storage.committedOffsets(group: request.groupID)
             var byKey: [TopicPartition: CommittedOffset] = [:]
             for offset in stored { byKey[TopicPartition(topic: offset.topic, partition: offset.partition)] = offset }
@@ -158,7 +190,7 @@ extension KafkaService {
                         })
                 })
         } catch {
-            let code = KafkaErrorCode((error as? MillraceError)?.code ?? .unexpected).rawValue
+            let code = KafkaErrorCode((error as? MillraceError)?.code ?? .unexpected, on: .group).rawValue
             response = KafkaGroups.OffsetFetchResponse(topics: [], errorCode: code)
         }
         return peer.eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })

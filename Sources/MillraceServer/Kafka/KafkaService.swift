@@ -1,6 +1,7 @@
 import Logging
 import MillraceFormat
 import MillraceKafka
+import MillraceSecurity
 import MillraceStorage
 import MillraceWire
 import NIOCore
@@ -57,6 +58,17 @@ final class KafkaService: ConnectionService {
         }
         guard let api = header.api, let versions = KafkaApiVersions.served[api], versions.contains(header.apiVersion) else {
             return answer(unserved(header, peer: peer))
+        }
+        // `--auth required`: ApiVersions and the SASL login, nothing else, until logged in.
+        // Kafka's brokers close such a connection; so does this one, saying why in its log.
+        guard peer.session.principal != nil || api == .apiVersions || api == .saslHandshake || api == .saslAuthenticate else {
+            let client = header.clientID.map { " (client \"\($0)\")" } ?? ""
+            peer.protocolError(
+                MillraceError(
+                    .authenticationRequired,
+                    "Kafka \(api) before a SASL login\(client): this broker runs with --auth required; set security.protocol=SASL_PLAINTEXT or SASL_SSL and sasl.mechanism=SCRAM-SHA-256"),
+                true)
+            return answer(ConnectionAnswer(encode: { _ in [] }, thenClose: true))
         }
         let started = monotonicNanoseconds()
         let metrics = dispatcher.metrics
@@ -118,7 +130,7 @@ final class KafkaService: ConnectionService {
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         case .metadata:
             let request = try KafkaMetadata.Request(from: &body, version: version)
-            let response = metadata(request)
+            let response = metadata(request, principal: principal(peer))
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         case .findCoordinator:
             let request = try KafkaFindCoordinator.Request(from: &body, version: version)
@@ -145,20 +157,29 @@ final class KafkaService: ConnectionService {
             return try handleGroup(api, header, body: &body, peer: peer)
         case .initProducerId, .createTopics, .deleteTopics, .describeConfigs:
             return try handleAdmin(api, header, body: &body, peer: peer)
-        case .offsetForLeaderEpoch, .saslHandshake, .saslAuthenticate:
-            // Not in `served` (no leader epochs; SASL comes with issue 26): answered by `unserved` before this.
+        case .saslHandshake:
+            let request = try KafkaSASL.HandshakeRequest(from: &body, version: version)
+            return eventLoop.makeSucceededFuture(handshake(request, header: header, peer: peer))
+        case .saslAuthenticate:
+            let request = try KafkaSASL.AuthenticateRequest(from: &body, version: version)
+            return eventLoop.makeSucceededFuture(authenticate(request, header: header, peer: peer))
+        case .offsetForLeaderEpoch:
+            // Not in `served` (no leader epochs): answered by `unserved` before this.
             throw MillraceError(.unsupportedVersion, "not served")
         }
     }
 
     // MARK: Metadata and offsets
 
-    private func metadata(_ request: KafkaMetadata.Request) -> KafkaMetadata.Response {
+    private func metadata(_ request: KafkaMetadata.Request, principal: Principal) -> KafkaMetadata.Response {
         let (host, port) = advertised.withLock { $0 }
         let known = (try? dispatcher.storage.listTopics()) ?? []
         let counts = Dictionary(known.map { ($0.name, $0.partitionCount) }, uniquingKeysWith: { first, _ in first })
-        let names = request.topics ?? known.map(\.name).sorted()
+        let names = request.topics ?? known.map(\.name).sorted().filter { dispatcher.allows(principal, .describe, .topic($0)) }
         let topics = names.map { name -> KafkaMetadata.Topic in
+            guard dispatcher.allows(principal, .describe, .topic(name)) else {
+                return KafkaMetadata.Topic(errorCode: KafkaErrorCode.topicAuthorizationFailed.rawValue, name: name, partitions: [])
+            }
             guard let count = counts[name] else {
                 return KafkaMetadata.Topic(errorCode: KafkaErrorCode.unknownTopicOrPartition.rawValue, name: name, partitions: [])
             }
@@ -180,7 +201,7 @@ final class KafkaService: ConnectionService {
                 TopicEntries(topic: topic.name, topic.entries.map { ListOffsetsPartition(partition: $0.index, timestamp: $0.timestamp) })
             })
         let version = header.apiVersion
-        return dispatcher.handle(.listOffsets(native), on: peer.eventLoop).map { body -> ConnectionAnswer in
+        return dispatcher.handle(.listOffsets(native), on: peer.eventLoop, principal: principal(peer)).map { body -> ConnectionAnswer in
             guard case .listOffsets(let topics) = body else { return Self.answer(header) { _ in } }
             let response = KafkaListOffsets.Response(
                 topics: topics.map { topic in
@@ -190,6 +211,13 @@ final class KafkaService: ConnectionService {
                             KafkaListOffsets.PartitionAnswer(
                                 index: $0.partition, errorCode: KafkaErrorCode($0.errorCode).rawValue, timestamp: $0.timestamp, offset: $0.offset)
                         })
+                })
+            return Self.answer(header) { response.write(to: &$0, version: version) }
+        }.flatMapErrorThrowing { error in
+            let code = KafkaErrorCode((error as? MillraceError)?.code ?? .unexpected).rawValue
+            let response = KafkaListOffsets.Response(
+                topics: request.topics.map { topic in
+                    KafkaTopic(name: topic.name, topic.entries.map { KafkaListOffsets.PartitionAnswer(index: $0.index, errorCode: code, timestamp: -1, offset: -1) })
                 })
             return Self.answer(header) { response.write(to: &$0, version: version) }
         }
@@ -226,7 +254,7 @@ final class KafkaService: ConnectionService {
         }
         let native = ProduceRequest(timeoutMs: request.timeoutMs, topics: topics, version: 2)
         let recordCounts = counts
-        return dispatcher.handle(.produce(native), on: peer.eventLoop).map { body -> ConnectionAnswer in
+        return dispatcher.handle(.produce(native), on: peer.eventLoop, principal: principal(peer)).map { body -> ConnectionAnswer in
             guard acks != 0 else { return Self.silence }
             guard case .produce(let results) = body else { return Self.answer(header) { _ in } }
             let response = KafkaProduce.Response(
@@ -287,7 +315,9 @@ final class KafkaService: ConnectionService {
                 TopicEntries(topic: topic.name, topic.entries.map { FetchPartition(partition: $0.index, offset: $0.fetchOffset, maxBytes: $0.maxBytes) })
             })
         let logger = dispatcher.logger
-        return dispatcher.handle(.fetch(native), on: peer.eventLoop, responseBytesAllowed: peer.responseBytesAllowed, waiting: peer.waiting).map {
+        return dispatcher.handle(
+            .fetch(native), on: peer.eventLoop, responseBytesAllowed: peer.responseBytesAllowed, waiting: peer.waiting, principal: principal(peer)
+        ).map {
             body -> ConnectionAnswer in
             guard case .fetch(let topics) = body else { return Self.answer(header) { _ in } }
             let response = KafkaFetch.Response(

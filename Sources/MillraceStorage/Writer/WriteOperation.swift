@@ -14,11 +14,12 @@ enum WriteOperation {
     case initProducer(InitProducerOperation)
     case indexRecords(IndexRecordsOperation)
     case storeDictionary(StoreDictionaryOperation)
+    case updateMeta(UpdateMetaOperation)
 
     var joinsGroupCommit: Bool {
         switch self {
         case .append, .commitOffsets: return true
-        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords, .storeDictionary: return false
+        case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords, .storeDictionary, .updateMeta: return false
         }
     }
 
@@ -40,6 +41,7 @@ enum WriteOperation {
         case .initProducer(let op): op.completion(.failure(error))
         case .indexRecords(let op): op.completion(.failure(error))
         case .storeDictionary(let op): op.completion(.failure(error))
+        case .updateMeta(let op): op.completion(.failure(error))
         }
     }
 }

@@ -42,7 +42,7 @@ extension Writer {
                 switch op {
                 case .append(let append): outcomes.append(.append(try context.append(append)))
                 case .commitOffsets(let commit): outcomes.append(.commit(try context.commitOffsets(commit)))
-                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords, .storeDictionary:
+                case .createTopic, .deleteTopic, .retention, .deleteGroup, .registerSchema, .setSchemaPolicy, .initProducer, .indexRecords, .storeDictionary, .updateMeta:
                     preconditionFailure("not a group-commit operation")
                 }
             }
@@ -141,6 +141,11 @@ extension Writer {
             let result = storeDictionary(store)
             noteOutcome(result.failureValue)
             deliver([Delivery(result: result, store.completion)], wrote: (try? result.get()) != nil)
+        case .updateMeta(let update):
+            if let refused = refusedWhileFull() { return update.completion(.failure(refused)) }
+            let result = updateMeta(update)
+            noteOutcome(result.failureValue)
+            deliver([Delivery(result: result, update.completion)], wrote: (try? result.get()) != nil)
         case .append, .commitOffsets: preconditionFailure("group-commit operation run alone")
         }
     }

@@ -1,0 +1,246 @@
+import Foundation
+import Logging
+import MillraceFormat
+import MillraceSecurity
+import MillraceStorage
+
+/// Whether connections log in (`serve --auth`).
+public enum AuthMode: String, Sendable, CaseIterable {
+    /// No logins; every request allowed (a broker on loopback, as before issue 26).
+    case off
+    /// Logins taken and their principals held to their rights; a connection that does not
+    /// log in acts as `anonymous` (the `anonymous` role's rights). For moving clients over.
+    case optional
+    /// Only ApiVersions and a login before anything else.
+    case required
+}
+
+/// The broker's security: the state (users, roles, ACL entries) held in memory and in the
+/// data directory, logins and their rate limit, and authorization decisions, for every
+/// listener alike.
+final class BrokerSecurity: Sendable {
+    let mode: AuthMode
+    private let storage: Storage
+    private let current: Locked<SecurityState>
+    let logins: LoginLimiter
+    private let clock: any MillraceClock
+    private let logger: Logger
+    private let logLimiter: LogLimiter
+
+    init(storage: Storage, mode: AuthMode, clock: any MillraceClock, logger: Logger, logLimiter: LogLimiter) throws {
+        self.mode = mode
+        self.storage = storage
+        self.clock = clock
+        self.logger = logger
+        self.logLimiter = logLimiter
+        logins = LoginLimiter(clock: clock)
+        do {
+            current = Locked(try SecurityState(decoding: storage.securityRecord()))
+        } catch let error as SecurityError {
+            throw MillraceError(.storageError, error.message)
+        }
+    }
+
+    var state: SecurityState { current.withLock { $0 } }
+
+    /// Who a new connection acts as before any login: everyone with `--auth off`, anonymous
+    /// with `optional`, nobody (only a login) with `required`.
+    func newSession(encrypted: Bool) -> ConnectionSession {
+        switch mode {
+        case .off: ConnectionSession(principal: .unrestricted, encrypted: encrypted)
+        case .optional: ConnectionSession(principal: .anonymous, encrypted: encrypted)
+        case .required: ConnectionSession(principal: nil, encrypted: encrypted)
+        }
+    }
+
+    /// Throws `notAuthorized`, naming the principal, the operation, the resource and the
+    /// rule, unless `principal` may do `operation` on `resource`.
+    func authorize(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource) throws {
+        let decision = state.decide(principal, operation, resource)
+        guard !decision.allowed else { return }
+        throw refusal(principal, operation, resource, decision)
+    }
+
+    func allows(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource) -> Bool {
+        principal.isUnrestricted || state.decide(principal, operation, resource).allowed
+    }
+
+    func refusal(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource, _ decision: Decision) -> MillraceError {
+        MillraceError(.notAuthorized, "principal \(principal.name) may not \(operation.rawValue) \(resource) (\(decision.reason))")
+    }
+
+    /// Makes `change` in the data directory and then in memory.
+    func change(_ change: SecurityChange, completion: @escaping @Sendable (Result<Void, MillraceError>) -> Void) {
+        let clock = self.clock
+        storage.updateSecurityRecord({ bytes in
+            do {
+                var state = try SecurityState(decoding: bytes)
+                try state.apply(change, nowMs: clock.nowMilliseconds())
+                return state.encoded()
+            } catch let error as SecurityError {
+                throw MillraceError(.invalidRequest, error.message)
+            }
+        }) { [current] result in
+            completion(
+                result.flatMap { bytes in
+                    guard let state = try? SecurityState(decoding: bytes) else { return .failure(MillraceError(.unexpected, "the security record just written does not read back")) }
+                    current.withLock { $0 = state }
+                    return .success(())
+                })
+        }
+    }
+
+    // MARK: Logins
+
+    /// One SASL step of `session`'s login from `host` (the peer's address without its port).
+    /// The answer to send, or the error to answer with before closing the connection.
+    func authenticate(_ session: ConnectionSession, mechanism name: String, message: [UInt8], host: String, peer: String) -> Result<
+        (reply: [UInt8], principal: Principal?), MillraceError
+    > {
+        guard mode != .off else {
+            return .failure(MillraceError(.authenticationFailed, "this broker runs with --auth off: connect without a user (or start it with --auth required)"))
+        }
+        if let waitMs = logins.blockedFor(host) {
+            return .failure(
+                MillraceError(.authenticationFailed, "too many failed logins from \(host); try again in \(max(1, (waitMs + 999) / 1_000)) s"))
+        }
+        let text = String(decoding: message, as: UTF8.self)
+        let state = self.state
+        do {
+            let reply = try session.step(mechanism: name, message: text, state: state)
+            if let user = reply.authenticatedUser {
+                guard let principal = state.principal(named: user, .password) else { throw SCRAMError("user \(user) was deleted during the login") }
+                session.loggedIn(principal)
+                logins.succeeded(host)
+                logger.info("\(peer) logged in as \(user) (\(name))")
+                return .success((Array(reply.message.utf8), principal))
+            }
+            return .success((Array(reply.message.utf8), nil))
+        } catch {
+            session.loginFailed()
+            logins.failed(host)
+            // The reason names the user, never the password (SCRAM never sends it).
+            let reason = (error as? SCRAMError)?.message ?? "\(error)"
+            if let held = logLimiter.allow("login-failed") { logger.warning("login failed from \(peer): \(reason)\(held)") }
+            return .failure(MillraceError(.authenticationFailed, "login refused: wrong user or password, or a broken SASL exchange (\(name))"))
+        }
+    }
+}
+
+/// One connection's identity: who it acts as, and its login while one is under way. Touched
+/// on the connection's event loop; locked all the same, as sessions are shared with callbacks.
+final class ConnectionSession: Sendable {
+    private struct State {
+        var principal: Principal?
+        var exchange: SCRAMServer?
+        /// The mechanism a Kafka client named in SaslHandshake.
+        var kafkaMechanism: String?
+        var loggedIn = false
+    }
+
+    private let state: Locked<State>
+    let encrypted: Bool
+
+    init(principal: Principal?, encrypted: Bool) {
+        state = Locked(State(principal: principal))
+        self.encrypted = encrypted
+    }
+
+    /// Who the connection acts as; nil until it logs in (`--auth required`).
+    var principal: Principal? { state.withLock { $0.principal } }
+
+    var kafkaMechanism: String? {
+        get { state.withLock { $0.kafkaMechanism } }
+        set { state.withLock { $0.kafkaMechanism = newValue } }
+    }
+
+    struct Step {
+        var message: String
+        var authenticatedUser: String?
+    }
+
+    /// Feeds the login one client message.
+    fileprivate func step(mechanism name: String, message: String, state security: SecurityState) throws -> Step {
+        try state.withLock { state -> Step in
+            guard !state.loggedIn else { throw SCRAMError("this connection has logged in already") }
+            if var exchange = state.exchange {
+                guard exchange.mechanism.rawValue == name else { throw SCRAMError("the mechanism changed during the login") }
+                let final = try exchange.receiveClientFinal(message)
+                state.exchange = exchange
+                guard case .authenticated(let user) = exchange.state else { throw SCRAMError("the login did not complete") }
+                return Step(message: final, authenticatedUser: user)
+            }
+            guard let mechanism = SCRAMMechanism(rawValue: name) else {
+                throw SCRAMError("mechanism \(name) is not offered; use \(SCRAMMechanism.allCases.map(\.rawValue).joined(separator: " or "))")
+            }
+            var exchange = SCRAMServer(mechanism: mechanism, nonce: Self.nonce())
+            let first = try exchange.receiveClientFirst(message) { security.users[$0]?.credential(mechanism) }
+            state.exchange = exchange
+            return Step(message: first, authenticatedUser: nil)
+        }
+    }
+
+    fileprivate func loggedIn(_ principal: Principal) {
+        state.withLock {
+            $0.principal = principal
+            $0.exchange = nil
+            $0.loggedIn = true
+        }
+    }
+
+    fileprivate func loginFailed() { state.withLock { $0.exchange = nil } }
+
+    private static func nonce() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return Data((0..<18).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64EncodedString()
+    }
+}
+
+/// Failed logins per peer address: five are free, then each further attempt from that
+/// address is refused unheard for a time that doubles with every failure (1 s up to 5 min).
+/// A good login clears the address. At most `addressesMax` addresses are remembered (the
+/// quietest are forgotten first).
+final class LoginLimiter: Sendable {
+    private struct Entry {
+        var failures: Int
+        var blockedUntilMs: Int64
+        var lastMs: Int64
+    }
+
+    static let freeFailures = 5
+    static let blockMaxMs: Int64 = 300_000
+    static let addressesMax = 10_000
+    private let entries = Locked<[String: Entry]>([:])
+    private let clock: any MillraceClock
+
+    init(clock: any MillraceClock) { self.clock = clock }
+
+    /// Milliseconds `host` must wait before its next login is heard; nil when it may log in now.
+    func blockedFor(_ host: String) -> Int64? {
+        let now = clock.nowMilliseconds()
+        return entries.withLock { entries in
+            guard let entry = entries[host], entry.blockedUntilMs > now else { return nil }
+            return entry.blockedUntilMs - now
+        }
+    }
+
+    func failed(_ host: String) {
+        let now = clock.nowMilliseconds()
+        entries.withLock { entries in
+            var entry = entries[host] ?? Entry(failures: 0, blockedUntilMs: 0, lastMs: now)
+            entry.failures += 1
+            entry.lastMs = now
+            if entry.failures >= Self.freeFailures {
+                let doublings = min(entry.failures - Self.freeFailures, 20)
+                entry.blockedUntilMs = now + min(Self.blockMaxMs, 1_000 << doublings)
+            }
+            entries[host] = entry
+            if entries.count > Self.addressesMax {
+                let quietest = entries.min { $0.value.lastMs < $1.value.lastMs }!.key
+                entries[quietest] = nil
+            }
+        }
+    }
+
+    func succeeded(_ host: String) { entries.withLock { _ = $0.removeValue(forKey: host) } }
+}

@@ -1,0 +1,98 @@
+import MillraceFormat
+import MillraceSecurity
+import MillraceWire
+
+// What each native request needs of its principal (docs/SECURITY.md, "Operations"). Kafka
+// requests are carried out as native ones, so this table decides for both listeners; the
+// Kafka handlers that do not go through `handle` ask `BrokerSecurity` themselves.
+
+extension Request {
+    /// Every right the request needs, all of which must be allowed. Requests that list what
+    /// exists (ListTopics, ListGroups, Metadata and traces over every topic) need none: their
+    /// answers leave out what the principal may not see.
+    var requiredRights: [(SecurityOperation, Resource)] {
+        switch self {
+        case .apiVersions, .authenticate, .whoAmI, .initProducer, .listTopics, .listGroups:
+            return []
+        case .metadata(let topics):
+            return topics.map { (.describe, .topic($0)) }
+        case .createTopic(let create):
+            return [(.create, .topic(create.name))]
+        case .deleteTopic(let name):
+            return [(.delete, .topic(name))]
+        case .describeTopic(let name), .dedupStatus(let name), .indexStatus(let name), .getDictionary(let name, _):
+            return [(.describe, .topic(name))]
+        case .produce(let produce):
+            return produce.topics.map { (.write, .topic($0.topic)) }
+        case .fetch(let fetch):
+            return fetch.topics.map { (.read, .topic($0.topic)) }
+        case .listOffsets(let list):
+            return list.topics.map { (.describe, .topic($0.topic)) }
+        case .joinGroup(let join):
+            return [(.read, .group(join.group))] + join.topics.map { (.read, .topic($0)) }
+        case .heartbeat(let member), .leaveGroup(let member):
+            return [(.read, .group(member.group))]
+        case .offsetCommit(let commit):
+            return [(.read, .group(commit.group))] + commit.topics.map { (.read, .topic($0.topic)) }
+        case .offsetFetch(let fetch):
+            return [(.describe, .group(fetch.group))] + fetch.topics.map { (.describe, .topic($0.topic)) }
+        case .describeGroup(let group):
+            return [(.describe, .group(group))]
+        case .deleteGroup(let group):
+            return [(.delete, .group(group))]
+        case .registerSchema(let register):
+            return [(.alter, .subject(register.topic))]
+        case .getSchema(let topic, _), .listSchemas(let topic):
+            // Producers and consumers read the schemas of the topics they use: describe on
+            // the topic (which read and write carry) is enough. The subject governs changes.
+            return [(.describe, .topic(topic))]
+        case .setSchemaPolicy(let policy):
+            return [(.alter, .subject(policy.topic))]
+        case .setDedupPolicy(let topic, _, _), .setIndexPolicy(let topic, _):
+            return [(.alter, .topic(topic))]
+        case .alterTopic(let alter):
+            return [(.alter, .topic(alter.topic))]
+        case .trainDictionary(let train):
+            return [(.alter, .topic(train.topic))]
+        case .indexRebuild(let rebuild):
+            return [(.alter, .topic(rebuild.topic))]
+        case .dedupCheck(let topic, _):
+            return [(.read, .topic(topic))]
+        case .trace(let trace):
+            return trace.topics.map { (.read, .topic($0)) }
+        case .walk(let walk):
+            return walk.topics.map { (.read, .topic($0)) }
+        case .brokerStatus:
+            return [(.describe, .cluster)]
+        case .describeSecurity:
+            return [(.read, .cluster)]
+        case .backup, .alterSecurity:
+            return [(.admin, .cluster)]
+        }
+    }
+}
+
+extension RequestDispatcher {
+    /// Throws `notAuthorized` for the first right `principal` lacks.
+    func authorize(_ request: Request, _ principal: Principal) throws {
+        guard !principal.isUnrestricted, let security else { return }
+        for (operation, resource) in request.requiredRights { try security.authorize(principal, operation, resource) }
+    }
+
+    /// Whether `principal` may do `operation` on `resource` (for answers that leave out what
+    /// it may not see).
+    func allows(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource) -> Bool {
+        guard !principal.isUnrestricted, let security else { return true }
+        return security.allows(principal, operation, resource)
+    }
+
+    /// A trace or walk over every topic, narrowed to the topics `principal` may read.
+    func readableTopics(_ principal: Principal) throws -> [String]? {
+        guard !principal.isUnrestricted, security != nil else { return nil }
+        let readable = try storage.listTopics().map(\.name).filter { allows(principal, .read, .topic($0)) }
+        guard !readable.isEmpty else {
+            throw MillraceError(.notAuthorized, "principal \(principal.name) may read no topic, so there is nothing to trace")
+        }
+        return readable
+    }
+}

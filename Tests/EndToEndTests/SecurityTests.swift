@@ -1,0 +1,237 @@
+import Foundation
+import Logging
+import MillraceClient
+import MillraceFormat
+import MillraceKafka
+import MillraceSecurity
+import MillraceServer
+import MillraceStorage
+import MillraceWire
+import NIOCore
+import TestSupport
+import Testing
+
+/// Logins and rights through a live broker (docs/SECURITY.md): the first administrator made
+/// offline, SCRAM logins on the native port, refusals that name who and what, nothing served
+/// before a login, failed logins rate-limited by address, and changes made through the broker.
+@Suite(.stopsLiveServers) struct SecurityTests {
+    static let iterations = SCRAMCredential.iterationsMin
+
+    /// A data directory holding `users` (name, roles, scope, password), made offline as
+    /// `millrace user create --data-dir` does before the broker starts.
+    static func directory(users: [(String, [String], String?, String)]) async throws -> String {
+        let directory = NSTemporaryDirectory() + "millrace-security-\(UUID().uuidString)"
+        let storage = try Storage.open(directory: directory)
+        defer { storage.close() }
+        for (name, roles, scope, password) in users {
+            _ = try await storage.updateSecurityRecord { bytes in
+                var state = try SecurityState(decoding: bytes)
+                try state.apply(.createUser(name: name, roles: roles, scope: scope, credentials: SCRAMCredential.all(password: password, iterations: iterations)), nowMs: 1)
+                return state.encoded()
+            }
+        }
+        return directory
+    }
+
+    static let plant: [(String, [String], String?, String)] = [
+        ("admin", [SecurityState.adminRole], nil, "admin-secret"), ("mes-pl01", ["plant-system"], "PL01", "pl01-secret"),
+        ("mes-pl02", ["plant-system"], "PL02", "pl02-secret"), ("supplier-acme", ["supplier"], "acme", "acme-secret"), ("audit", ["auditor"], nil, "audit-secret"),
+    ]
+
+    static func server(_ mode: AuthMode = .required, clock: ManualClock? = nil) async throws -> LiveServer {
+        let directory = try await directory(users: plant)
+        return try await LiveServer(directory: directory, clock: clock, configure: { $0.auth = mode })
+    }
+
+    static func client(_ live: LiveServer, _ user: String?, _ password: String = "") -> MillraceClient {
+        var configuration = MillraceClient.Configuration()
+        configuration.brokers = ["127.0.0.1:\(live.port)"]
+        configuration.requestRetries = 0
+        configuration.credentials = user.map { Credentials(user: $0, password: password) }
+        return MillraceClient(configuration: configuration)
+    }
+
+    /// One record through a producer, waiting for its acknowledgement.
+    static func produce(_ client: MillraceClient, _ topic: String, _ value: [UInt8]) async throws {
+        let producer = Producer(client: client)
+        do {
+            _ = try await producer.send(topic: topic, value: value).delivery()
+        } catch {
+            try? await producer.close()
+            throw error
+        }
+        try await producer.close()
+    }
+
+    static func refusal(_ body: () async throws -> Void) async -> MillraceError? {
+        do {
+            try await body()
+            return nil
+        } catch {
+            return error as? MillraceError
+        }
+    }
+
+    @Test func eachPrincipalDoesWhatItsRolesAllowAndARefusalNamesWhoAndWhat() async throws {
+        let live = try await Self.server()
+        let admin = Self.client(live, "admin", "admin-secret")
+        for topic in ["plant.PL01.confirmations", "plant.PL02.confirmations", "supplier.acme.asn", "supplier.globex.asn"] {
+            _ = try await admin.createTopic(topic)
+        }
+        #expect(try await admin.whoAmI() == Identity(principal: "admin", roles: [SecurityState.adminRole], authentication: "password"))
+
+        let pl01 = Self.client(live, "mes-pl01", "pl01-secret")
+        try await Self.produce(pl01, "plant.PL01.confirmations", Array(#"{"lot":"L1"}"#.utf8))
+        let crossPlant = await Self.refusal { try await Self.produce(pl01, "plant.PL02.confirmations", Array(#"{"lot":"L2"}"#.utf8)) }
+        #expect(crossPlant?.code == .notAuthorized)
+        // The producer asks for the topic's partitions first: it may not even see the topic.
+        #expect(crossPlant?.message == "principal mes-pl01 may not describe topic plant.PL02.confirmations (no entry of mes-pl01 (roles plant-system) allows it)")
+        // A principal that may see a topic but not write it is told so at the produce.
+        let audit0 = Self.client(live, "audit", "audit-secret")
+        let readOnly = await Self.refusal { try await Self.produce(audit0, "plant.PL02.confirmations", Array(#"{"lot":"L2"}"#.utf8)) }
+        #expect(readOnly?.message == "principal audit may not write topic plant.PL02.confirmations (no entry of audit (roles auditor) allows it)")
+        await audit0.close()
+        #expect(try await pl01.listTopics().map(\.name) == ["plant.PL01.confirmations"])
+        #expect(await Self.refusal { try await pl01.deleteTopic("plant.PL01.confirmations") }?.code == .notAuthorized)
+        #expect(await Self.refusal { _ = try await pl01.describeSecurity() }?.code == .notAuthorized)
+
+        let acme = Self.client(live, "supplier-acme", "acme-secret")
+        #expect(try await acme.listTopics().map(\.name) == ["supplier.acme.asn"])
+        #expect(await Self.refusal { _ = try await acme.describeTopic("supplier.globex.asn") }?.message.contains("may not describe topic supplier.globex.asn") == true)
+
+        // The auditor reads everything and sees the users (never their keys), changes nothing.
+        let audit = Self.client(live, "audit", "audit-secret")
+        #expect(try await audit.listTopics().count == 4)
+        let users = try await audit.describeSecurity().users
+        #expect(users.map(\.name) == ["admin", "audit", "mes-pl01", "mes-pl02", "supplier-acme"])
+        #expect(await Self.refusal { try await audit.deleteTopic("supplier.acme.asn") }?.code == .notAuthorized)
+        #expect(await Self.refusal { try await audit.alterSecurity(.createRole(name: "x")) }?.code == .notAuthorized)
+        for client in [admin, pl01, acme, audit] { await client.close() }
+    }
+
+    @Test func anAdministratorChangesUsersRolesAndEntriesThroughTheBroker() async throws {
+        let live = try await Self.server()
+        let admin = Self.client(live, "admin", "admin-secret")
+        _ = try await admin.createTopic("erp.orders")
+        try await admin.alterSecurity(.createRole(name: "erp-reader"))
+        try await admin.alterSecurity(.addEntry(ACLEntry(.allow, .read, .topic, try ResourcePattern("*")), to: .role("erp-reader")))
+        try await admin.alterSecurity(
+            .createUser(name: "erp", roles: ["erp-reader"], scope: nil, credentials: SCRAMCredential.all(password: "erp-secret", iterations: Self.iterations)))
+        let erp = Self.client(live, "erp", "erp-secret")
+        #expect(try await erp.listTopics().map(\.name) == ["erp.orders"])
+        #expect(await Self.refusal { try await Self.produce(erp, "erp.orders", [0x7B, 0x7D]) }?.code == .notAuthorized)
+        // A new password: the old one no longer logs in, the new one does.
+        try await admin.alterSecurity(.setPassword(name: "erp", credentials: SCRAMCredential.all(password: "erp-secret-2", iterations: Self.iterations)))
+        let stale = Self.client(live, "erp", "erp-secret")
+        #expect(await Self.refusal { _ = try await stale.listTopics() }?.code == .authenticationFailed)
+        let renewed = Self.client(live, "erp", "erp-secret-2")
+        #expect(try await renewed.whoAmI().principal == "erp")
+        // A change the state cannot take is refused with the reason; nothing changes.
+        let refused = await Self.refusal { try await admin.alterSecurity(.deleteRole(name: "erp-reader")) }
+        #expect(refused?.code == .invalidRequest && refused?.message.contains("held by erp") == true)
+        // Changes persist: the broker reads them back after a restart.
+        await live.stop()
+        let again = try await LiveServer(directory: live.directory, configure: { $0.auth = .required })
+        let afterRestart = Self.client(again, "erp", "erp-secret-2")
+        #expect(try await afterRestart.listTopics().map(\.name) == ["erp.orders"])
+        for client in [admin, erp, stale, renewed, afterRestart] { await client.close() }
+    }
+
+    /// With `--auth required` every API but ApiVersions and Authenticate is refused before a
+    /// login, its body never read, and the connection closed.
+    @Test func noNativeApiIsServedBeforeTheLogin() async throws {
+        let live = try await Self.server()
+        for api in ApiKey.allCases where api != .apiVersions && api != .authenticate {
+            let client = try TestClient(port: live.port)
+            // A header and a body of garbage: refused for the missing login, not for the body.
+            var frame = ByteBuffer()
+            frame.writeInteger(Int32(8 + 16))
+            frame.writeInteger(api.rawValue)
+            frame.writeInteger(Int16(0))
+            frame.writeInteger(Int32(77))
+            frame.writeBytes([UInt8](repeating: 0xEE, count: 16))
+            try client.sendRaw(Array(frame.readableBytesView))
+            let response = try #require(try client.receive(), "\(api)")
+            #expect(response.correlationID == 77 && response.errorCode == .authenticationRequired, "\(api)")
+            #expect(client.isClosedByServer(), "\(api)")
+        }
+        // ApiVersions is answered, and the connection stays open for the login.
+        let client = try TestClient(port: live.port)
+        #expect(try client.call(.apiVersions).errorCode == ErrorCode.none)
+        #expect(try client.call(.apiVersions).errorCode == ErrorCode.none)
+        // A client without credentials is told what to do.
+        let anonymous = Self.client(live, nil)
+        let refused = await Self.refusal { _ = try await anonymous.listTopics() }
+        #expect(refused?.code == .authenticationRequired && refused?.message.contains("MILLRACE_USER") == true)
+        await anonymous.close()
+    }
+
+    @Test func everyKafkaApiButTheLoginClosesTheConnectionBeforeIt() async throws {
+        let directory = try await Self.directory(users: Self.plant)
+        let live = try await LiveServer(directory: directory, configure: {
+            $0.auth = .required
+            $0.kafka = MillraceServer.KafkaListener(host: "127.0.0.1", port: 0)
+        })
+        let port = try #require(live.server.boundAddress(.kafka)?.port)
+        for (api, versions) in KafkaApiVersions.served where ![.apiVersions, .saslHandshake, .saslAuthenticate].contains(api) {
+            let client = try TestClient(port: port)
+            try client.sendRaw(KafkaListenerTests.frame(api.rawValue, version: versions.lowerBound, correlation: 5) { $0.writeBytes([UInt8](repeating: 0, count: 32)) })
+            #expect(client.isClosedByServer(), "\(api)")
+        }
+        // The login's own APIs are answered.
+        let client = try TestClient(port: port)
+        try client.sendRaw(KafkaListenerTests.frame(KafkaApiKey.saslHandshake.rawValue, version: 1, correlation: 6) { $0.writeKafkaString("SCRAM-SHA-256", flexible: false) })
+        var reply = try #require(try KafkaListenerTests.answer(client))
+        #expect(reply.readInteger(as: Int32.self) == 6)
+        let handshake = try KafkaSASL.HandshakeResponse(from: &reply, version: 1)
+        #expect(handshake.errorCode == 0 && handshake.mechanisms == ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+    }
+
+    /// Five failed logins from an address are free; then that address is refused unheard
+    /// (even with the right password) for a time that doubles, until the clock passes it.
+    @Test func bruteForceLoginsAreRateLimitedByAddress() async throws {
+        let clock = ManualClock()
+        let live = try await Self.server(clock: clock)
+        var outcomes: [String] = []
+        for attempt in 0..<12 {
+            let client = Self.client(live, "admin", "guess-\(attempt)")
+            let error = await Self.refusal { _ = try await client.whoAmI() }
+            outcomes.append(error?.message.hasPrefix("too many failed logins from 127.0.0.1") == true ? "blocked" : error?.code == .authenticationFailed ? "wrong" : "?")
+            await client.close()
+        }
+        #expect(outcomes == Array(repeating: "wrong", count: 5) + Array(repeating: "blocked", count: 7))
+        let rightPassword = Self.client(live, "admin", "admin-secret")
+        #expect(await Self.refusal { _ = try await rightPassword.whoAmI() }?.message.hasPrefix("too many failed logins") == true)
+        clock.advance(by: .seconds(2))
+        #expect(try await rightPassword.whoAmI().principal == "admin")
+        // A good login clears the address.
+        let wrongAgain = Self.client(live, "admin", "nope")
+        #expect(await Self.refusal { _ = try await wrongAgain.whoAmI() }?.code == .authenticationFailed)
+        #expect(await Self.refusal { _ = try await wrongAgain.whoAmI() }?.message.hasPrefix("too many") == false)
+        for client in [rightPassword, wrongAgain] { await client.close() }
+    }
+
+    /// `--auth optional`: a client that does not log in is `anonymous` (its role's rights:
+    /// produce and consume, no deletes or administration); one that logs in has its own.
+    @Test func optionalLoginsLeaveOthersAnonymous() async throws {
+        let live = try await Self.server(.optional)
+        let anonymous = Self.client(live, nil)
+        _ = try await anonymous.createTopic("orders")
+        try await Self.produce(anonymous, "orders", [0x7B, 0x7D])
+        #expect(try await anonymous.whoAmI() == Identity(principal: "anonymous", roles: ["anonymous"], authentication: "anonymous"))
+        #expect(await Self.refusal { try await anonymous.deleteTopic("orders") }?.message.hasPrefix("principal anonymous may not delete topic orders") == true)
+        let admin = Self.client(live, "admin", "admin-secret")
+        try await admin.deleteTopic("orders")
+        for client in [anonymous, admin] { await client.close() }
+    }
+
+    @Test func withAuthOffEverythingIsAllowedAndALoginIsRefusedWithWhatToDo() async throws {
+        let live = try await Self.server(.off)
+        let plain = Self.client(live, nil)
+        #expect(try await plain.whoAmI().authentication == "none")
+        _ = try await plain.createTopic("t")
+        let login = Self.client(live, "admin", "admin-secret")
+        #expect(await Self.refusal { _ = try await login.whoAmI() }?.message.contains("--auth off") == true)
+        for client in [plain, login] { await client.close() }
+    }
+}
