@@ -4,6 +4,7 @@ import MillraceSecurity
 import MillraceWire
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One TCP connection to a broker, carrying pipelined requests. Responses arrive in request
 /// order, so the handler matches each to the oldest request still waiting.
@@ -14,18 +15,24 @@ import NIOPosix
 package final class Connection: Sendable {
     private let channel: any Channel
     let requestTimeout: TimeAmount
+    /// Why the connection became unusable, as its handler saw it (a TLS handshake refused
+    /// before the first request went out, say): what a request on the closed channel fails with.
+    let failure: Locked<MillraceError?>
 
-    init(channel: any Channel, requestTimeout: TimeAmount) {
+    init(channel: any Channel, requestTimeout: TimeAmount, failure: Locked<MillraceError?> = Locked(nil)) {
         self.channel = channel
         self.requestTimeout = requestTimeout
+        self.failure = failure
     }
 
     /// Connects and checks with an ApiVersions request that the peer is a Millrace broker.
     package static func connect(
         host: String, port: Int, group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(30),
-        credentials: Credentials? = nil
+        credentials: Credentials? = nil, tls: ClientTLS? = nil
     ) async throws -> Connection {
         let peer = "\(host):\(port)"
+        let context = try tls.map { try $0.context() }
+        let failure = Locked<MillraceError?>(nil)
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -33,8 +40,14 @@ package final class Connection: Sendable {
                 .connectTimeout(connectTimeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let context {
+                            // The name checked against the broker's certificate: the host asked
+                            // for (an IP address is checked against the certificate's IP names).
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOSSLClientHandler(context: context, serverHostname: tls?.serverName ?? (Self.isAddress(host) ? nil : host)))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ResponseFrameDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(ClientHandler(peer: peer))
+                        try channel.pipeline.syncOperations.addHandler(ClientHandler(peer: peer, failure: failure))
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -49,7 +62,7 @@ package final class Connection: Sendable {
                 .networkError,
                 "no broker at \(peer) (\(reason)); is it running there? (on a server: `systemctl status millrace`; to start one here: `millrace serve`)")
         }
-        let connection = Connection(channel: channel, requestTimeout: requestTimeout)
+        let connection = Connection(channel: channel, requestTimeout: requestTimeout, failure: failure)
         do {
             guard case .apiVersions = try await connection.request(.apiVersions, timeout: min(requestTimeout, .seconds(10))).get() else {
                 throw MillraceError(.notABroker, "\(peer) answered ApiVersions with another response")
@@ -60,6 +73,9 @@ package final class Connection: Sendable {
             case .notABroker: throw error
             case .requestTimedOut:
                 throw MillraceError(.notABroker, "\(peer) accepted a connection but did not answer ApiVersions: is it a Millrace broker?")
+            case .networkError where tls == nil && !error.message.contains("TLS"):
+                throw MillraceError(
+                    error.code, "\(peer) did not complete the protocol handshake: \(error.message) (if the broker takes TLS on this port, connect with --tls or MILLRACE_TLS=1)")
             default:
                 throw MillraceError(error.code, "\(peer) did not complete the protocol handshake: \(error.message)")
             }
@@ -73,6 +89,12 @@ package final class Connection: Sendable {
             }
         }
         return connection
+    }
+
+    static func isAddress(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 
     /// SCRAM: client-first, server-first, client-final, server-final; the broker's last
@@ -116,8 +138,8 @@ package final class Connection: Sendable {
         // The handler takes the response promise and completes the write promise itself; when
         // the channel is closed the handler is gone and the write fails here instead.
         let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { _ in
-            promise.fail(MillraceError(.networkError, "the connection to the broker is closed; retry"))
+        written.futureResult.whenFailure { [failure] _ in
+            promise.fail(failure.withLock { $0 } ?? MillraceError(.networkError, "the connection to the broker is closed; retry"))
         }
         channel.writeAndFlush(OutgoingRequest(request: request, timeout: deadline, promise: promise), promise: written)
         return promise.futureResult
@@ -142,6 +164,13 @@ struct ResponseFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        // A TLS record (an alert or a handshake: 0x15 or 0x16, then version 3.x) where a
+        // frame size should be: the broker takes TLS on this port.
+        if let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), first == 0x15 || first == 0x16,
+            buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) == 0x03
+        {
+            throw MillraceError(.networkError, "the broker answers with TLS on this port: connect with --tls (and --ca FILE, or MILLRACE_TLS=1 and MILLRACE_TLS_CA)")
+        }
         guard let frame = try FrameDecoder.nextFrame(
             &buffer, minimumBytes: ResponseCodec.minimumFrameBytes, frameBytesMax: Limits.responseFrameBytesMax)
         else { return .needMoreData }
@@ -173,7 +202,13 @@ final class ClientHandler: ChannelDuplexHandler {
     /// Set once the connection is unusable; later writes fail at once with it.
     private var failure: MillraceError?
 
-    init(peer: String) { self.peer = peer }
+    /// Shared with the `Connection`, which reports it for requests the closed channel refuses.
+    private let sharedFailure: Locked<MillraceError?>
+
+    init(peer: String, failure: Locked<MillraceError?> = Locked(nil)) {
+        self.peer = peer
+        sharedFailure = failure
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let outgoing = unwrapOutboundIn(data)
@@ -246,11 +281,31 @@ final class ClientHandler: ChannelDuplexHandler {
 
     /// The connection is unusable: fail everything waiting with `error`, and close.
     private func fail(context: ChannelHandlerContext, _ error: MillraceError) {
-        if failure == nil { failure = error }
+        if failure == nil {
+            failure = error
+            sharedFailure.withLock { $0 = error }
+        }
         timer?.task.cancel()
         timer = nil
         while let head = waiting.popFirst() { head.promise.fail(failure ?? error) }
         context.close(promise: nil)
+    }
+
+    /// What a TLS failure means for the person who reads it, with BoringSSL's reason.
+    static func explain(_ error: any Error) -> String {
+        let text = "\(error)"
+        let reason = text.range(of: "OPENSSL_internal:").map { String(text[$0.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }) } ?? text
+        switch reason {
+        case "CERTIFICATE_VERIFY_FAILED":
+            return "the broker's certificate is not signed by a CA this client trusts, has expired, or does not name this host (give --ca with the CA that signed it) [\(reason)]"
+        case "WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG":
+            return "the broker does not speak TLS on this port (connect without --tls, or to its TLS port) [\(reason)]"
+        case "TLSV1_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_DECRYPT_ERROR",
+            "SSLV3_ALERT_CERTIFICATE_EXPIRED":
+            return "the broker refused this client's certificate (it asks for one signed by its client CA: give --cert and --tls-key) [\(reason)]"
+        default:
+            return "\(reason) (check the port takes TLS, --ca, and the certificates' dates)"
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -259,6 +314,12 @@ final class ClientHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            return fail(context: context, MillraceError(.networkError, "TLS with \(peer) failed: \(Self.explain(error))"))
+        }
+        if let error = error as? MillraceError, error.code == .networkError {
+            return fail(context: context, MillraceError(.networkError, "\(peer): \(error.message)"))
+        }
         if let error = error as? MillraceError, error.code == .frameTooLarge || error.code == .malformedRequest {
             return fail(context: context, MillraceError(.notABroker, "\(peer) sent bytes that are not Millrace responses (\(error.message)): is it a Millrace broker?"))
         }
@@ -276,5 +337,49 @@ public struct Credentials: Sendable {
         self.user = user
         self.password = password
         self.mechanism = mechanism
+    }
+}
+
+/// TLS to the broker (`--tls`, `--ca`, `--cert`, `--key`; docs/SECURITY.md).
+public struct ClientTLS: Sendable, Equatable {
+    /// PEM: the CAs to trust for the broker's certificate; nil: the system's.
+    public var caFile: String?
+    /// PEM: this client's certificate and key, for a broker that asks for one (mutual TLS).
+    public var certificateFile: String?
+    public var keyFile: String?
+    /// The name to check the broker's certificate against; nil: the host connected to.
+    public var serverName: String?
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil, serverName: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+        self.serverName = serverName
+    }
+
+    func context() throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        do {
+            if let caFile { configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile)) }
+        } catch {
+            throw MillraceError(.invalidConfig, "cannot read the CA file \(caFile ?? "") (PEM): \(error)")
+        }
+        switch (certificateFile, keyFile) {
+        case (let certificate?, let key?):
+            do {
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            } catch {
+                throw MillraceError(.invalidConfig, "cannot read the client certificate \(certificate) or key \(key) (PEM): \(error)")
+            }
+        case (nil, nil): break
+        default: throw MillraceError(.invalidConfig, "a client certificate needs both --cert and --tls-key")
+        }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw MillraceError(.invalidConfig, "the TLS settings do not make a usable context: \(error)")
+        }
     }
 }

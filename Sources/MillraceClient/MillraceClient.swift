@@ -57,6 +57,8 @@ public final class MillraceClient: Sendable {
         /// The user every connection logs in as (SCRAM), for a broker run with `--auth`; nil:
         /// no login (a broker with `--auth off`, or `optional` as `anonymous`).
         public var credentials: Credentials?
+        /// TLS to every broker; nil: plain TCP.
+        public var tls: ClientTLS?
         /// Where the client says what it does on its own (reconnects, skipped records).
         public var logger = Logger(label: "millrace.client", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -137,7 +139,7 @@ public final class MillraceClient: Sendable {
                     do {
                         return try await Connection.connect(
                             host: broker.host, port: broker.port, group: group, connectTimeout: configuration.connectTimeout,
-                            requestTimeout: configuration.requestTimeout, credentials: configuration.credentials)
+                            requestTimeout: configuration.requestTimeout, credentials: configuration.credentials, tls: configuration.tls)
                     } catch let error as MillraceError where error.code == .networkError {
                         lastError = error
                     }

@@ -4,6 +4,9 @@
 public enum Limits {
     /// Largest protocol frame (after the size field): a full batch plus room for the request around it.
     public static let frameBytesMax = (1 << 20) + (64 << 10)
+    /// Largest frame from a connection that has not logged in (a broker with `--auth
+    /// required`): ApiVersions and the SASL login are a few hundred bytes.
+    public static let frameBytesBeforeLogin = 16 << 10
     /// Largest response frame a client accepts; the broker keeps fetch responses within
     /// `fetchBytesMax` plus per-partition overhead.
     public static let responseFrameBytesMax = 64 << 20

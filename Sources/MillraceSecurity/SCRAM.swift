@@ -57,6 +57,8 @@ public struct SCRAMCredential: Equatable, Sendable {
     /// The iterations a new credential gets (RFC 7677 asks for at least 4,096).
     public static let iterationsDefault = 8_192
     public static let iterationsMin = 4_096
+    /// The bytes of salt a new credential gets.
+    public static let saltBytes = 24
     /// Clients refuse more (`SCRAMClient.receiveServerFirst`): a broker cannot make them spin.
     public static let iterationsMax = 1 << 20
 
@@ -64,7 +66,7 @@ public struct SCRAMCredential: Equatable, Sendable {
     public static func all(password: String, iterations: Int = iterationsDefault) -> [SCRAMCredential] {
         SCRAMMechanism.allCases.map { mechanism in
             var generator = SystemRandomNumberGenerator()
-            let salt = (0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let salt = (0..<saltBytes).map { _ in UInt8.random(in: 0...255, using: &generator) }
             return SCRAMCredential(mechanism: mechanism, password: password, salt: salt, iterations: iterations)
         }
     }
@@ -150,11 +152,24 @@ public struct SCRAMServer: Sendable {
     private var serverFirst = ""
     private var credential: SCRAMCredential?
 
-    /// `nonce` is the server's part of the nonce (printable, no comma): random in use, fixed in tests.
-    public init(mechanism: SCRAMMechanism, nonce: String) {
+    /// Makes up the salt of a user that does not exist, the same on every try (as a real
+    /// user's is): an HMAC of the name under a secret of the broker's, as long as real salts,
+    /// so nobody can tell the two apart or compute one offline.
+    private let unknownSalt: @Sendable (String) -> [UInt8]
+
+    /// `nonce` is the server's part of the nonce (printable, no comma): random in use, fixed in
+    /// tests. `secret` keys the salts made up for users that do not exist (random per broker).
+    public init(mechanism: SCRAMMechanism, nonce: String, secret: [UInt8] = SCRAMServer.processSecret) {
         self.mechanism = mechanism
         self.nonce = nonce
+        unknownSalt = { user in Array(mechanism.hmac(secret, Array("unknown-user:\(user)".utf8)).prefix(SCRAMCredential.saltBytes)) }
     }
+
+    /// A secret made when the process starts.
+    public static let processSecret: [UInt8] = {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }()
 
     /// client-first-message → server-first-message. `lookUp` gives the user's credential,
     /// nil for a user that does not exist (the exchange then goes on with a made-up salt, so
@@ -171,10 +186,13 @@ public struct SCRAMServer: Sendable {
         }
         let user = try SCRAMAttributes.unescape(attributes[0].1)
         guard !user.isEmpty, user.utf8.count <= 256 else { throw fail("a user name is 1...256 bytes") }
+        // Names are printable ASCII (`SecurityState.validate`); anything else is refused before
+        // it can reach a log line (a newline in a name would forge one).
+        guard user.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { throw fail("a user name with characters no user name has") }
         let clientNonce = attributes[1].1
         let found = lookUp(user).flatMap { $0.mechanism == mechanism ? $0 : nil }
         credential = found
-        let salt = found?.salt ?? mechanism.hash(Array("millrace-unknown-user:\(user)".utf8)).prefix(16).map { $0 }
+        let salt = found?.salt ?? unknownSalt(user)
         let iterations = found?.iterations ?? SCRAMCredential.iterationsDefault
         serverFirst = "r=\(clientNonce)\(nonce),s=\(Data(salt).base64EncodedString()),i=\(iterations)"
         state = .awaitingClientFinal(user: user)

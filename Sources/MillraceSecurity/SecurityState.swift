@@ -81,7 +81,7 @@ public struct SecurityState: Equatable, Sendable {
                     + entries([.read], .subject, "*") + entries([.read], .cluster, "*")),
             Role(
                 name: anonymousRole,
-                entries: entries([.read, .write, .create], .topic, "*") + entries([.read], .group, "*") + entries([.read, .alter], .subject, "*")
+                entries: entries([.read, .write, .create], .topic, "*") + entries([.read], .group, "*") + entries([.read], .subject, "*")
                     + entries([.describe], .cluster, "*")),
         ]
     }()
@@ -101,6 +101,8 @@ public struct SecurityState: Equatable, Sendable {
 
     /// Whether `principal` may do `operation` on `resource`: an entry of its own or of one of
     /// its roles must allow it and none may deny it (a deny wins).
+    /// The broker decides on `current(principal)`, so a user deleted or given other roles has
+    /// its open connections follow at once.
     public func decide(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource) -> Decision {
         if principal.isUnrestricted { return Decision(allowed: true, reason: "unrestricted (\(principal.authentication.rawValue))") }
         var allowedBy: String?
@@ -113,6 +115,17 @@ public struct SecurityState: Equatable, Sendable {
         if let allowedBy { return Decision(allowed: true, reason: allowedBy) }
         let roles = principal.roles.isEmpty ? "no roles" : "roles \(principal.roles.joined(separator: ", "))"
         return Decision(allowed: false, reason: "no entry of \(principal.name) (\(roles)) allows it")
+    }
+
+    /// `principal` as the state has it now: a logged-in user's present roles and scope (none,
+    /// once the user is deleted); a certificate's user's, or none.
+    public func current(_ principal: Principal) -> Principal {
+        switch principal.authentication {
+        case .password, .certificate:
+            return users[principal.name]?.principal(principal.authentication) ?? Principal(name: principal.name, roles: [], authentication: principal.authentication)
+        case .none, .anonymous, .broker:
+            return principal
+        }
     }
 
     private func entriesOf(_ principal: Principal) -> [(String, [ACLEntry])] {
@@ -152,6 +165,9 @@ public struct SecurityState: Equatable, Sendable {
 
     public mutating func createUser(_ user: UserRecord) throws(SecurityError) {
         try Self.validate(name: user.name, what: "user")
+        guard user.name != Principal.anonymous.name, user.name != Principal.broker.name else {
+            throw SecurityError("\(user.name) is the name of a principal the broker uses itself; choose another")
+        }
         guard users[user.name] == nil else { throw SecurityError("user \(user.name) exists already; change its password with `millrace user passwd \(user.name)`") }
         guard users.count < Self.usersMax else { throw SecurityError("the broker holds \(Self.usersMax) users, its limit; delete unused ones first") }
         try checkRoles(user.roles)

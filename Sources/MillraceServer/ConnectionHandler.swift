@@ -2,6 +2,8 @@ import MillraceFormat
 import MillraceStorage
 import MillraceWire
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// What the frame decoder hands on: a whole frame, or the reason the stream is unusable.
 enum FrameEvent {
@@ -15,9 +17,15 @@ struct RequestFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = FrameEvent
     /// The fewest bytes a frame of this protocol holds (its request header).
     let minimumBytes: Int
+    /// Who the connection is: before a login, frames are held to `Limits.frameBytesBeforeLogin`
+    /// (a login is a few hundred bytes), so a stranger cannot make the broker buffer 64 MiB.
+    let session: ConnectionSession?
     private var failed = false
 
-    init(minimumBytes: Int) { self.minimumBytes = minimumBytes }
+    init(minimumBytes: Int, session: ConnectionSession? = nil) {
+        self.minimumBytes = minimumBytes
+        self.session = session
+    }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if failed {
@@ -25,7 +33,8 @@ struct RequestFrameDecoder: ByteToMessageDecoder {
             return .needMoreData
         }
         do {
-            guard let frame = try FrameDecoder.nextFrame(&buffer, minimumBytes: minimumBytes) else { return .needMoreData }
+            let frameBytesMax = session?.principal == nil && session != nil ? Limits.frameBytesBeforeLogin : Limits.frameBytesMax
+            guard let frame = try FrameDecoder.nextFrame(&buffer, minimumBytes: minimumBytes, frameBytesMax: frameBytesMax) else { return .needMoreData }
             context.fireChannelRead(wrapInboundOut(.frame(frame)))
             return .continue
         } catch let error as MillraceError {
@@ -72,12 +81,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// The peer's address, as the log names it (kept: a closed channel no longer knows it).
     private var remoteAddress: String?
     private var peerAddress: SocketAddress?
+    private let clock: any MillraceClock
+    /// When the connection opened (a login must come within the login deadline).
+    private var openedAtMs: Int64 = 0
 
     init(
         dispatcher: RequestDispatcher, service: any ConnectionService, configuration: Configuration, memory: MemoryBudget, serverInFlight: Locked<Int>,
         clock: any MillraceClock, session: ConnectionSession
     ) {
         self.session = session
+        self.clock = clock
         self.dispatcher = dispatcher
         self.service = service
         self.memory = memory
@@ -228,18 +241,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         remoteAddress ?? context.remoteAddress.map(Self.describe) ?? "an unknown peer"
     }
 
-    /// Whether the peer is this machine (127.0.0.0/8, ::1 or a local socket).
-    private var isLoopback: Bool {
-        switch peerAddress {
-        case .v4(let address)?: return UInt32(bigEndian: address.address.sin_addr.s_addr) >> 24 == 127
-        case .v6?:
-            // A dual-stack listener sees an IPv4 loopback peer as `::ffff:127.x.x.x`.
-            guard let ip = peerAddress?.ipAddress else { return false }
-            return ip == "::1" || ip.hasPrefix("::ffff:127.")
-        case .unixDomainSocket?: return true
-        case nil: return false
-        }
-    }
+    private var isLoopback: Bool { peerAddress?.isThisMachine ?? false }
 
     /// `192.0.2.7:51234`, `[2001:db8::7]:51234`: a peer as people write it.
     static func describe(_ address: SocketAddress) -> String {
@@ -264,10 +266,19 @@ final class ConnectionHandler: ChannelInboundHandler {
     struct IdleCheck {
         var idleMs: Int64
         var underPressure: Bool
+        /// A connection that has not logged in by then (`--auth required`) is closed.
+        var loginDeadlineMs: Int64
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let check = event as? IdleCheck {
+            if session.principal == nil, clock.nowMilliseconds() - openedAtMs >= check.loginDeadlineMs {
+                if let held = dispatcher.logLimiter.allow("login-deadline") {
+                    dispatcher.logger.notice("\(peer(context)) did not log in within \(check.loginDeadlineMs / 1_000) s; closing the connection\(held)")
+                }
+                context.close(promise: nil)
+                return
+            }
             handle(context) { $0.tick(idleMs: check.idleMs, underPressure: check.underPressure) }
             return
         }
@@ -275,12 +286,22 @@ final class ConnectionHandler: ChannelInboundHandler {
             handle(context) { $0.drain() }
             return
         }
+        if case TLSUserEvent.handshakeCompleted = event {
+            // Mutual TLS: the client's certificate (verified against --tls-client-ca) names who
+            // it is, before any of its requests is read.
+            if let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate, let security = dispatcher.security {
+                let subject = ServerTLS.subject(of: certificate)
+                let principal = session.presented(certificate: subject, security: security)
+                dispatcher.logger.debug("\(peer(context)) presented a certificate for \(subject): acting as \(principal?.name ?? "-")")
+            }
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelActive(context: ChannelHandlerContext) {
         remoteAddress = context.remoteAddress.map(Self.describe)
         peerAddress = context.remoteAddress
+        openedAtMs = clock.nowMilliseconds()
         dispatcher.logger.debug("connection from \(peer(context))")
         context.fireChannelActive()
     }
@@ -292,9 +313,28 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let held = dispatcher.logLimiter.allow("connection-error") {
+        if error is NIOSSLError || error is BoringSSLError {
+            if let held = dispatcher.logLimiter.allow("tls-error") {
+                dispatcher.logger.notice(
+                    "TLS with \(peer(context)) failed: \(error); closing it (a client speaking plain TCP to this TLS port, an untrusted or expired certificate, or no client certificate where one is required)\(held)")
+            }
+        } else if let held = dispatcher.logLimiter.allow("connection-error") {
             dispatcher.logger.info("connection from \(peer(context)) failed: \(error); closing it\(held)")
         }
         context.close(promise: nil)
+    }
+}
+
+extension SocketAddress {
+    /// Whether a peer at this address is this machine (127.0.0.0/8, ::1 or a local socket).
+    var isThisMachine: Bool {
+        switch self {
+        case .v4(let address): return UInt32(bigEndian: address.address.sin_addr.s_addr) >> 24 == 127
+        case .v6:
+            // A dual-stack listener sees an IPv4 loopback peer as `::ffff:127.x.x.x`.
+            guard let ip = ipAddress else { return false }
+            return ip == "::1" || ip.hasPrefix("::ffff:127.")
+        case .unixDomainSocket: return true
+        }
     }
 }

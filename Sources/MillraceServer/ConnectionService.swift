@@ -77,7 +77,8 @@ struct NativeService: ConnectionService {
                 return answer(authenticate(login, header: header, peer: peer))
             case (.whoAmI, let principal?):
                 dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: .none)
-                return answer(Self.answer(Response(correlationID: header.correlationID, body: .whoAmI(Identity(principal, encrypted: peer.session.encrypted)))))
+                let current = dispatcher.security?.state.current(principal) ?? principal
+                return answer(Self.answer(Response(correlationID: header.correlationID, body: .whoAmI(Identity(current, encrypted: peer.session.encrypted)))))
             case (.apiVersions, let known):
                 principal = known ?? .anonymous
             case (_, let known?):

@@ -5,6 +5,7 @@ import MillraceStorage
 import MillraceWire
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// The network broker: accepts connections and serves the native protocol from a storage.
 public final class MillraceServer: Sendable {
@@ -13,6 +14,9 @@ public final class MillraceServer: Sendable {
         public var port: Int
         /// A connection with no traffic and nothing in flight for this long is closed.
         public var idleTimeoutSeconds: Int64 = 600
+        /// With `--auth required`, a connection that has not logged in this long after it
+        /// opened is closed (strangers do not hold connection slots).
+        public var loginTimeoutSeconds: Int64 = 10
         public var inFlightRequestsMax: Int = Limits.inFlightRequestsMax
         /// The time group sessions and idle connections are measured in. Tests pass a clock
         /// they move by hand and call `tick()`; a real broker ticks every 250 ms.
@@ -41,6 +45,8 @@ public final class MillraceServer: Sendable {
         public var kafka: KafkaListener?
         /// Whether connections log in (docs/SECURITY.md).
         public var auth: AuthMode = .off
+        /// TLS on every listener (native, Kafka, HTTP); plain TCP when nil.
+        public var tls: TLSFiles?
 
         public init(host: String = "127.0.0.1", port: Int = 7450) {
             self.host = host
@@ -95,6 +101,9 @@ public final class MillraceServer: Sendable {
     private let inFlight = Locked(0)
     /// Made when the broker starts.
     private let dispatcherBox = Locked<RequestDispatcher?>(nil)
+    /// The listeners' TLS, made when the broker starts (nil: plain TCP).
+    private let tlsBox = Locked<ServerTLS?>(nil)
+    public var tls: ServerTLS? { tlsBox.withLock { $0 } }
     /// Bytes held for clients, against the configured limits.
     public let memory: MemoryUsage
     public let metrics: BrokerMetrics
@@ -119,6 +128,10 @@ public final class MillraceServer: Sendable {
     /// Binds the native listener (and the Kafka listener when configured) and starts
     /// accepting; returns the native listener's bound address (port 0 picks a free one).
     public func start() async throws -> SocketAddress {
+        if let files = configuration.tls {
+            let made = try ServerTLS(files: files)
+            tlsBox.withLock { $0 = made }
+        }
         let logLimiter = LogLimiter(clock: configuration.clock)
         let security = try BrokerSecurity(storage: storage, mode: configuration.auth, clock: configuration.clock, logger: logger, logLimiter: logLimiter)
         let dispatcher = RequestDispatcher(
@@ -165,6 +178,7 @@ public final class MillraceServer: Sendable {
         let logger = self.logger
         let metrics = self.metrics
         let dispatcher = service.dispatcher
+        let tls = self.tls
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -186,8 +200,12 @@ public final class MillraceServer: Sendable {
                 }
                 metrics.connectionsAccepted.increment()
                 channel.closeFuture.whenComplete { _ in state.withLock { _ = $0.children.removeValue(forKey: ObjectIdentifier(channel)) } }
+                let session = dispatcher.security?.newSession(encrypted: tls != nil) ?? ConnectionSession(principal: .unrestricted, encrypted: tls != nil)
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder(minimumBytes: service.frameBytesMin)))
+                    // TLS first: every byte after it is the protocol's. New connections take
+                    // the context as it is now (a reload leaves open ones as they are).
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RequestFrameDecoder(minimumBytes: service.frameBytesMin, session: session)))
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
                             dispatcher: dispatcher, service: service,
@@ -195,7 +213,7 @@ public final class MillraceServer: Sendable {
                                 inFlightRequestsMax: configuration.inFlightRequestsMax, stalledWriteMs: configuration.stalledWriteSeconds * 1000,
                                 stalledWriteUnderPressureMs: configuration.stalledWriteUnderPressureSeconds * 1000),
                             memory: memory, serverInFlight: inFlight, clock: configuration.clock,
-                            session: dispatcher.security?.newSession(encrypted: false) ?? ConnectionSession(principal: .unrestricted, encrypted: false)))
+                            session: session))
                 }
             }
             .bind(host: host, port: port).get()
@@ -223,7 +241,7 @@ public final class MillraceServer: Sendable {
     public func tick() {
         dispatcherBox.withLock { $0 }?.groups.expire()
         let check = ConnectionHandler.IdleCheck(
-            idleMs: configuration.idleTimeoutSeconds * 1000, underPressure: memory.budget.isOverBudget)
+            idleMs: configuration.idleTimeoutSeconds * 1000, underPressure: memory.budget.isOverBudget, loginDeadlineMs: configuration.loginTimeoutSeconds * 1000)
         for child in state.withLock({ $0.children.values.map(\.channel) }) {
             child.pipeline.fireUserInboundEventTriggered(check)
         }

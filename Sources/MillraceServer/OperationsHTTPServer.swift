@@ -3,6 +3,7 @@ import MillraceFormat
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The operator's HTTP port (`serve --http-listen`, 127.0.0.1:7451 by default): `/metrics`
 /// in Prometheus's text format, `/healthz` (the process answers) and `/readyz` (503 with the
@@ -25,6 +26,12 @@ public final class OperationsHTTPServer: Sendable {
         /// and call `tick()`; a real listener ticks every second.
         public var clock: any MillraceClock = SystemClock()
         public var ticksAutomatically = true
+        /// TLS, as on the broker's other listeners (the same context, reloaded with them).
+        public var tls: ServerTLS?
+        /// `/metrics` is served to peers on this machine, to peers that present a client
+        /// certificate (`tls` with a client CA), and to peers that send `Authorization:
+        /// Bearer` with this token; to nobody else. `/healthz` and `/readyz` are open.
+        public var metricsToken: String?
 
         public init() {}
     }
@@ -66,6 +73,8 @@ public final class OperationsHTTPServer: Sendable {
         let connections = self.connections
         let logger = self.logger
         let bytesMax = configuration.connectionResponseBytesMax
+        let tls = configuration.tls
+        let access = MetricsAccess(token: configuration.metricsToken, clientCertificates: tls?.requiresClientCertificate ?? false)
         scrapes.start()
         let bound = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
@@ -77,10 +86,14 @@ public final class OperationsHTTPServer: Sendable {
                     replaced.close(promise: nil)
                 }
                 channel.closeFuture.whenComplete { _ in connections.closed(channel) }
-                return channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                return channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
+                }.flatMap {
+                    channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+                }.flatMap {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            OperationsHTTPHandler(pages: pages, scrapes: scrapes, connections: connections, logger: logger))
+                            OperationsHTTPHandler(pages: pages, scrapes: scrapes, connections: connections, access: access, logger: logger))
                     }
                 }
             }
@@ -215,7 +228,10 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
     /// A request read while the channel was not writable: answered when it is.
     private var held: HTTPRequestHead?
 
-    init(pages: OperationsPages, scrapes: MetricsScrapes, connections: HTTPConnections, logger: Logger) {
+    private let access: MetricsAccess
+
+    init(pages: OperationsPages, scrapes: MetricsScrapes, connections: HTTPConnections, access: MetricsAccess, logger: Logger) {
+        self.access = access
         self.pages = pages
         self.scrapes = scrapes
         self.connections = connections
@@ -264,6 +280,12 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
         }
         switch path {
         case "/metrics":
+            guard access.allows(head, peer: context.channel.remoteAddress) else {
+                return send(
+                    .forbidden,
+                    "/metrics is served to this machine only; from elsewhere send Authorization: Bearer with the broker's metrics token (--metrics-token-file), or a client certificate (--tls-client-ca)\n",
+                    head: head, context: context)
+            }
             scrapes.page(on: context.eventLoop).assumeIsolated().whenComplete { result in
                 guard context.channel.isActive else { return }
                 switch result {
@@ -311,5 +333,21 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("operations HTTP connection from \(context.remoteAddress.map(ConnectionHandler.describe) ?? "?") failed: \(error)")
         context.close(promise: nil)
+    }
+}
+
+/// Who may read `/metrics`: this machine, a client certificate, or the token.
+struct MetricsAccess: Sendable {
+    var token: String?
+    var clientCertificates: Bool
+
+    func allows(_ head: HTTPRequestHead, peer: SocketAddress?) -> Bool {
+        if clientCertificates || peer?.isThisMachine == true { return true }
+        guard let token, !token.isEmpty, let header = head.headers.first(name: "Authorization"), header.hasPrefix("Bearer ") else { return false }
+        let offered = Array(header.dropFirst(7).utf8)
+        let expected = Array(token.utf8)
+        // Constant time over the token's length.
+        guard offered.count == expected.count else { return false }
+        return zip(offered, expected).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

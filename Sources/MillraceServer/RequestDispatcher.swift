@@ -143,13 +143,15 @@ final class RequestDispatcher: Sendable {
             case .indexRebuild(let rebuild):
                 return self.indexRebuild(rebuild, on: eventLoop)
             case .initProducer(let producerId, let epoch):
+                if let refused = security?.claimProducer(producerId, by: principal) { throw refused }
                 let promise = eventLoop.makePromise(of: ResponseBody.self)
-                storage.initProducer(producerId: producerId, epoch: epoch) { result in
+                storage.initProducer(producerId: producerId, epoch: epoch) { [security] result in
+                    if case .success(let identity) = result { _ = security?.claimProducer(identity.producerId, by: principal) }
                     promise.completeWith(result.map { .initProducer(producerId: $0.producerId, epoch: $0.epoch) }.mapError { $0 as any Error })
                 }
                 return promise.futureResult
             case .produce(let produce):
-                return self.produce(produce, on: eventLoop)
+                return self.produce(produce, on: eventLoop, principal: principal)
             case .fetch(let fetch):
                 return self.fetch(fetch, on: eventLoop, responseBytesAllowed: responseBytesAllowed, waiting: waiting)
             case .listOffsets(let list):
@@ -174,9 +176,13 @@ final class RequestDispatcher: Sendable {
                 promise.futureResult.whenFailure { [groups] _ in groups.commitFailed(commit.group) }
                 return promise.futureResult
             case .offsetFetch(let fetch):
-                return eventLoop.makeSucceededFuture(.offsetFetch(try committedOffsets(fetch)))
+                // A group's offsets name topics: only those the principal may see.
+                let offsets = try committedOffsets(fetch).filter { allows(principal, .describe, .topic($0.topic)) }
+                return eventLoop.makeSucceededFuture(.offsetFetch(offsets))
             case .describeGroup(let name):
-                return eventLoop.makeSucceededFuture(.describeGroup(try describeGroup(name)))
+                var described = try describeGroup(name)
+                described.offsets = described.offsets.filter { allows(principal, .describe, .topic($0.topic)) }
+                return eventLoop.makeSucceededFuture(.describeGroup(described))
             case .deleteGroup(let name):
                 if let live = groups.liveGroups()[name] {
                     throw MillraceError(.groupNotEmpty, "group \(name) has \(live) live member\(live == 1 ? "" : "s"); stop \(live == 1 ? "it" : "them") before deleting the group")
@@ -189,7 +195,13 @@ final class RequestDispatcher: Sendable {
                 return promise.futureResult
             case .brokerStatus:
                 guard let status = brokerStatus.withLock({ $0 }) else { throw MillraceError(.unexpected, "the broker's status is not available yet") }
-                return eventLoop.makeSucceededFuture(.brokerStatus(status()))
+                var answer = status()
+                // Only what the principal may see: its topics, its groups and their members.
+                answer.topics = answer.topics.filter { allows(principal, .describe, .topic($0.name)) }
+                answer.groups = answer.groups.filter { allows(principal, .describe, .group($0.name)) }
+                answer.kafkaMembers = answer.kafkaMembers.filter { allows(principal, .describe, .group($0.group)) }
+                if !allows(principal, .admin, .cluster) { answer.dataDirectory = "" }
+                return eventLoop.makeSucceededFuture(.brokerStatus(answer))
             case .backup(let backup):
                 return self.backup(backup, on: eventLoop)
             case .trainDictionary(let train):
@@ -290,7 +302,7 @@ final class RequestDispatcher: Sendable {
 
     /// Splits each partition's records into batches and appends them all; every partition's
     /// result comes back when its batches are durable or one has failed.
-    private func produce(_ produce: ProduceRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
+    private func produce(_ produce: ProduceRequest, on eventLoop: any EventLoop, principal: Principal) -> EventLoopFuture<ResponseBody> {
         var futures: [EventLoopFuture<ProducePartitionResult>] = []
         var shape: [(topic: String, count: Int)] = []
         // Schema checks of all the request's partitions draw on one budget: spreading records
@@ -298,7 +310,7 @@ final class RequestDispatcher: Sendable {
         let steps = ValidationSteps(Limits.validationStepsPerRequestMax)
         for topic in produce.topics {
             shape.append((topic.topic, topic.entries.count))
-            for entry in topic.entries { futures.append(append(topic.topic, entry, steps: steps, on: eventLoop)) }
+            for entry in topic.entries { futures.append(append(topic.topic, entry, steps: steps, principal: principal, on: eventLoop)) }
         }
         let layout = shape
         let started = monotonicNanoseconds()
@@ -314,7 +326,9 @@ final class RequestDispatcher: Sendable {
         }
     }
 
-    private func append(_ topic: String, _ entry: ProducePartition, steps: ValidationSteps, on eventLoop: any EventLoop) -> EventLoopFuture<ProducePartitionResult> {
+    private func append(_ topic: String, _ entry: ProducePartition, steps: ValidationSteps, principal: Principal, on eventLoop: any EventLoop) -> EventLoopFuture<
+        ProducePartitionResult
+    > {
         func failed(_ error: MillraceError) -> EventLoopFuture<ProducePartitionResult> {
             eventLoop.makeSucceededFuture(
                 ProducePartitionResult(partition: entry.partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1))
@@ -326,6 +340,14 @@ final class RequestDispatcher: Sendable {
             return failed(error)
         } catch {
             return failed(MillraceError(.corruptBatch, "\(error)"))
+        }
+        // An idempotent producer's id must be the principal's own (RecordBatch v2: the
+        // producer id is the i64 at byte 43 of each batch).
+        if let security {
+            for batch in batches where batch.count >= 51 {
+                let id = batch[43..<51].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+                if let refused = security.claimProducer(id, by: principal) { return failed(refused) }
+            }
         }
         // One operation for all of the partition's batches: appended together or not at all,
         // once they pass the topic's schema (if it has one).

@@ -41,9 +41,12 @@ enum DataDirectory {
 
     private static func makeDirectories(_ path: String) throws {
         var prefix = path.hasPrefix("/") ? "/" : ""
-        for component in path.split(separator: "/") {
+        let components = path.split(separator: "/")
+        for (index, component) in components.enumerated() {
             prefix += component + "/"
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+            // The data directory itself is the broker's account's alone (0700); parents made on
+            // the way are ordinary directories.
+            if mkdir(prefix, index == components.count - 1 ? 0o700 : 0o755) != 0 && errno != EEXIST {
                 throw MillraceError(.storageError, "cannot create \(prefix): \(String(cString: strerror(errno)))")
             }
         }
@@ -71,7 +74,7 @@ enum DataDirectory {
 
         static func acquire(_ directory: String) throws -> Lock {
             let path = directory + "/" + lockFile
-            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else {
                 throw MillraceError(.storageError, "cannot open \(path): \(String(cString: strerror(errno)))")
             }

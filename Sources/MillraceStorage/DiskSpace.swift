@@ -90,7 +90,7 @@ struct ReserveFile {
     func create() -> Bool {
         guard bytes > 0 else { return true }
         if exists { return true }
-        let descriptor = open(path, O_WRONLY | O_CREAT, 0o644)
+        let descriptor = open(path, O_WRONLY | O_CREAT, 0o600)
         guard descriptor >= 0 else { return false }
         defer { close(descriptor) }
         if posix_fallocate(descriptor, 0, off_t(bytes)) == 0 && fdatasync(descriptor) == 0 { return true }

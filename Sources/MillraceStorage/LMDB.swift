@@ -53,7 +53,8 @@ final class LMDBEnvironment: @unchecked Sendable {
             // NOMETASYNC: the writer makes each meta page durable itself before telling callers
             // (the next commit's fdatasync or an explicit sync); see Writer.deliver.
             flags |= readOnly ? UInt32(MDB_RDONLY) : UInt32(MDB_NOMETASYNC)
-            try lmdbCheck(mdb_env_open(env, directory, flags, 0o644), "mdb_env_open \(directory)")
+            // 0600: the file holds every record and the users' stored SCRAM keys; no other account reads it.
+            try lmdbCheck(mdb_env_open(env, directory, flags, 0o600), "mdb_env_open \(directory)")
         } catch {
             mdb_env_close(env)
             throw error

@@ -18,7 +18,7 @@ extension Storage {
         guard lstat(destination, &info) != 0 else {
             throw MillraceError(.invalidRequest, "\(destination) already exists; name a new directory for the backup")
         }
-        guard mkdir(destination, 0o750) == 0 else {
+        guard mkdir(destination, 0o700) == 0 else {
             let code = errno
             throw Self.backupFull(code, destination, dataBytes: DiskSpace.fileBytes(directory + "/" + DataDirectory.dataFile))
                 ?? MillraceError(.storageError, "cannot create \(destination): \(String(cString: strerror(code))); check that its parent exists and is writable")

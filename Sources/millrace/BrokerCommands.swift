@@ -14,6 +14,11 @@ struct BrokerOptions: ParsableArguments {
 
     @Option(help: "Log in as this user (default: $MILLRACE_USER); the password comes from $MILLRACE_PASSWORD, else a prompt.")
     var user: String?
+    @Flag(help: "Connect with TLS (default: $MILLRACE_TLS=1; implied by --ca, --cert).") var tls = false
+    @Option(help: "The CA that signed the broker's certificate, PEM (default: $MILLRACE_TLS_CA, else the system's CAs).") var ca: String?
+    @Option(help: "This client's certificate, PEM, for a broker that asks for one (default: $MILLRACE_TLS_CERT).") var cert: String?
+    // Not --key: that is `produce`'s record key (docs/DECISIONS.md, "TLS on every listener").
+    @Option(name: .customLong("tls-key"), help: "The private key of --cert, PEM (default: $MILLRACE_TLS_KEY).") var key: String?
 
     /// The address commands use: --broker, else $MILLRACE_BROKER, else 127.0.0.1:7450.
     var address: String { broker ?? ProcessInfo.processInfo.environment["MILLRACE_BROKER"] ?? "127.0.0.1:7450" }
@@ -35,7 +40,19 @@ struct BrokerOptions: ParsableArguments {
         configuration.logger = Logger(label: "millrace", factory: { _ in StandardErrorLogHandler() })
         if let requestTimeout { configuration.requestTimeout = requestTimeout }
         configuration.credentials = try credentials()
+        configuration.tls = clientTLS()
         return MillraceClient(configuration: configuration)
+    }
+
+    /// --tls/--ca/--cert/--key, each else its MILLRACE_TLS* variable; nil: plain TCP.
+    func clientTLS() -> ClientTLS? {
+        let environment = ProcessInfo.processInfo.environment
+        let ca = self.ca ?? environment["MILLRACE_TLS_CA"]
+        let cert = self.cert ?? environment["MILLRACE_TLS_CERT"]
+        let key = self.key ?? environment["MILLRACE_TLS_KEY"]
+        let asked = tls || ["1", "true", "yes"].contains(environment["MILLRACE_TLS"]?.lowercased() ?? "")
+        guard asked || ca != nil || cert != nil else { return nil }
+        return ClientTLS(caFile: ca, certificateFile: cert, keyFile: key)
     }
 
     /// --user (or $MILLRACE_USER) with $MILLRACE_PASSWORD, or a password asked for on the terminal.

@@ -56,7 +56,7 @@ struct StatusCommand: AsyncParsableCommand {
         lines.append("broker \(broker): millrace \(status.version), up \(Output.duration(milliseconds: status.nowMs - status.startedAtMs)), \(readiness)")
         let used = status.diskTotalBytes > 0 ? 100 - Int(status.diskFreeBytes * 100 / status.diskTotalBytes) : 0
         lines.append(
-            "data \(status.dataDirectory): \(Output.bytes(status.dataFileBytes)) data file; disk \(Output.bytes(status.diskFreeBytes)) free of \(Output.bytes(status.diskTotalBytes)) (\(used) % used)"
+            "data\(status.dataDirectory.isEmpty ? "" : " " + status.dataDirectory): \(Output.bytes(status.dataFileBytes)) data file; disk \(Output.bytes(status.diskFreeBytes)) free of \(Output.bytes(status.diskTotalBytes)) (\(used) % used)"
         )
         lines.append("connections \(status.connections), requests in flight \(status.requestsInFlight)")
         if status.listeners.count > 1 {

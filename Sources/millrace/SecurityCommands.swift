@@ -64,6 +64,7 @@ func newPassword(for user: String, fromStandardInput: Bool) throws -> String {
         guard let line = readLine(strippingNewline: true), !line.isEmpty else {
             throw CommandFailure(message: "error: --password-stdin read no password (give it as the first line of standard input)")
         }
+        guard line.count >= 8 else { throw CommandFailure(message: "error: a password has at least 8 characters; nothing changed", exitCode: 1) }
         return line
     }
     guard isatty(STDIN_FILENO) == 1 else {

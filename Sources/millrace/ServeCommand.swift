@@ -22,6 +22,10 @@ struct ServeCommand: AsyncParsableCommand {
     var kafkaAdvertise: String?
     @Option(help: "Whether clients log in (SCRAM): off, optional (those that do not act as anonymous) or required (default off). docs/SECURITY.md.")
     var auth: String?
+    @Option(help: "The broker's certificate (PEM, with intermediates): TLS on the native, Kafka and HTTP listeners. SIGHUP reads it again.") var tlsCert: String?
+    @Option(help: "The private key of --tls-cert (PEM, unencrypted).") var tlsKey: String?
+    @Option(help: "CAs of the client certificates to ask for (mutual TLS); a certificate's subject is its connection's principal.") var tlsClientCa: String?
+    @Option(help: "A file whose first line is the token other machines send (Authorization: Bearer) to read /metrics.") var metricsTokenFile: String?
     @Option(help: "Forget an idempotent producer (its id and sequence numbers) after it has not written for this long: a duration, 1h to 365d (default 7d).")
     var producerIdle: String?
     @Option(help: .hidden) var producerIdleHours: String?  // the older form of --producer-idle, in hours
@@ -48,6 +52,10 @@ struct ServeCommand: AsyncParsableCommand {
         flags["kafka_advertise"] = kafkaAdvertise
         flags["producer_idle"] = producerIdle
         flags["auth"] = auth
+        flags["tls_cert"] = tlsCert
+        flags["tls_key"] = tlsKey
+        flags["tls_client_ca"] = tlsClientCa
+        flags["metrics_token_file"] = metricsTokenFile
         flags["producer_idle_hours"] = producerIdleHours
         flags["dedup_filter_mib"] = dedupFilterMib.map(String.init)
         flags["index_memory_mib"] = indexMemoryMib.map(String.init)
@@ -121,6 +129,19 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = MillraceServer.Configuration(host: host, port: port)
         configuration.metrics = metrics
         configuration.auth = settings.auth
+        if let problem = settings.tlsProblem {
+            Output.standardError("error: \(problem)")
+            throw ExitCode(2)
+        }
+        configuration.tls = settings.tls
+        var metricsToken: String?
+        if let file = settings.metricsTokenFile {
+            metricsToken = (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let token = metricsToken, token.count >= 16 else {
+                Output.standardError("error: the metrics token in \(file) is missing or shorter than 16 characters")
+                throw ExitCode(2)
+            }
+        }
         if let (kafkaHost, kafkaPort) = settings.kafkaListen {
             configuration.kafka = MillraceServer.KafkaListener(
                 host: kafkaHost, port: kafkaPort, advertisedHost: settings.kafkaAdvertise?.host, advertisedPort: settings.kafkaAdvertise?.port)
@@ -135,6 +156,12 @@ struct ServeCommand: AsyncParsableCommand {
                 let advertised = "\(kafka.advertisedHost ?? kafka.host):\(kafka.advertisedPort ?? kafkaBound.port ?? kafka.port)"
                 kafkaAddress = ", Kafka clients on \(kafka.host):\(kafkaBound.port ?? kafka.port) (advertised as \(advertised))"
             }
+        } catch let error as MillraceError {
+            // The TLS files or the stored security record: not a listening problem.
+            storage.close()
+            footprint.restore()
+            Output.standardError("error: \(error.message)")
+            throw ExitCode(2)
         } catch {
             storage.close()
             footprint.restore()
@@ -148,10 +175,13 @@ struct ServeCommand: AsyncParsableCommand {
         var http: OperationsHTTPServer?
         var httpAddress = "metrics and health over HTTP off"
         if let (httpHost, httpPort) = settings.httpListen {
-            let made = OperationsHTTPServer(host: httpHost, port: httpPort, broker: server, logger: logger)
+            var httpConfiguration = OperationsHTTPServer.Configuration()
+            httpConfiguration.tls = server.tls
+            httpConfiguration.metricsToken = metricsToken
+            let made = OperationsHTTPServer(host: httpHost, port: httpPort, broker: server, configuration: httpConfiguration, logger: logger)
             do {
                 let bound = try await made.start()
-                httpAddress = "metrics and health on http://\(httpHost):\(bound.port ?? httpPort)"
+                httpAddress = "metrics and health on \(configuration.tls == nil ? "http" : "https")://\(httpHost):\(bound.port ?? httpPort)"
                 http = made
             } catch {
                 await server.stop()
@@ -169,13 +199,33 @@ struct ServeCommand: AsyncParsableCommand {
             logger.warning(
                 "Kafka clients are told to connect to \(kafka.host), which no client can reach: set --kafka-advertise HOST:PORT (kafka_advertise) to the name or address they use for this machine")
         }
-        let loopbackOnly = ([host] + (configuration.kafka.map { [$0.host] } ?? [])).allSatisfy { $0 == "localhost" || $0.hasPrefix("127.") || $0 == "::1" }
-        if settings.auth == .off && !loopbackOnly {
+        var info = stat()
+        if settings.auth != .off, stat(settings.dataDir + "/data.mdb", &info) == 0, info.st_mode & 0o077 != 0 {
             logger.warning(
-                "listening beyond this machine with --auth off: anyone who can reach the port can produce, delete topics and reset groups; create an administrator (`millrace user create admin --role enterprise-admin --data-dir DIR`) and start with --auth required (docs/SECURITY.md)")
+                "\(settings.dataDir)/data.mdb can be read by other accounts on this machine, and it holds every record and the users' stored keys: chmod 600 it (and 700 its directory)")
+        }
+        let loopbackOnly = ([host] + (configuration.kafka.map { [$0.host] } ?? [])).allSatisfy { $0 == "localhost" || $0.hasPrefix("127.") || $0 == "::1" }
+        if !loopbackOnly && (settings.auth == .off || configuration.tls == nil) {
+            let missing = [settings.auth == .off ? "logins (--auth off: anyone who can reach the port can produce, delete topics and reset groups)" : nil, configuration.tls == nil ? "TLS (records and passwords cross the network readable)" : nil].compactMap { $0 }
+            logger.warning(
+                "listening beyond this machine without \(missing.joined(separator: " or ")); see docs/SECURITY.md: make an administrator with `millrace user create admin --role enterprise-admin --data-dir DIR`, then serve with --auth required --tls-cert FILE --tls-key FILE")
         }
         logger.info(
-            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address)\(kafkaAddress), \(httpAddress), durability: fdatasync before every acknowledgement, logins \(settings.auth.rawValue)")
+            "millrace \(MillraceVersion.current) serving \(settings.dataDir) on \(address)\(kafkaAddress), \(httpAddress), durability: fdatasync before every acknowledgement, logins \(settings.auth.rawValue), \(configuration.tls == nil ? "plain TCP" : configuration.tls?.clientCA == nil ? "TLS" : "mutual TLS")")
+        // SIGHUP: read the certificate files again; connections open now keep theirs.
+        let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        signal(SIGHUP, SIG_IGN)
+        reload.setEventHandler { [server, logger] in
+            guard let tls = server.tls else { return logger.notice("SIGHUP: no TLS to reload (the broker runs without --tls-cert)") }
+            do {
+                try tls.reload()
+                logger.notice("SIGHUP: read \(tls.files.certificate) and \(tls.files.key) again; new connections use them")
+            } catch {
+                logger.error("SIGHUP: kept the certificate in use: \(error)")
+            }
+        }
+        reload.resume()
+        defer { reload.cancel() }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [BrokerService(server: server, http: http, storage: storage, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],

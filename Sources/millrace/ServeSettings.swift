@@ -23,6 +23,10 @@ struct ServeSettings: Equatable {
         Key(file: "kafka_listen", flag: "kafka-listen", help: "the Kafka protocol's address, HOST:PORT, or none (docs/KAFKA.md)"),
         Key(file: "kafka_advertise", flag: "kafka-advertise", help: "the address Kafka clients are told to connect to, HOST:PORT (default: kafka_listen's)"),
         Key(file: "auth", flag: "auth", help: "whether clients log in: off, optional or required (docs/SECURITY.md)"),
+        Key(file: "tls_cert", flag: "tls-cert", help: "the broker's certificate (PEM, with intermediates): TLS on every listener"),
+        Key(file: "tls_key", flag: "tls-key", help: "the certificate's private key (PEM)"),
+        Key(file: "tls_client_ca", flag: "tls-client-ca", help: "CAs of the client certificates asked for (mutual TLS; the subject is the principal)"),
+        Key(file: "metrics_token_file", flag: "metrics-token-file", help: "a file whose first line is the token that reads /metrics from other machines"),
         Key(file: "producer_idle", flag: "producer-idle", help: "forget an idempotent producer that has not written for this long (1h...365d)"),
         Key(file: "dedup_filter_mib", flag: "dedup-filter-mib", help: "per topic with duplicate detection, its filter's memory (MiB, 1...1024)"),
         Key(file: "index_memory_mib", flag: "index-memory-mib", help: "memory for the key index's newest entries (MiB, 1...4096)"),
@@ -31,7 +35,7 @@ struct ServeSettings: Equatable {
     ]
 
     var values: [String: String] = [
-        "data_dir": "./millrace-data", "listen": "127.0.0.1:7450", "http_listen": "127.0.0.1:7451", "kafka_listen": "none", "kafka_advertise": "", "auth": "off",
+        "data_dir": "./millrace-data", "listen": "127.0.0.1:7450", "http_listen": "127.0.0.1:7451", "kafka_listen": "none", "kafka_advertise": "", "auth": "off", "tls_cert": "", "tls_key": "", "tls_client_ca": "", "metrics_token_file": "",
         "producer_idle": "7d",
         "dedup_filter_mib": "16", "index_memory_mib": "64", "log_level": "info", "log_format": "text",
     ]
@@ -138,6 +142,10 @@ struct ServeSettings: Equatable {
             guard value.isEmpty || hostPort(value).map({ $0.port > 0 }) == true else {
                 throw SettingsError("\(source): kafka_advertise takes HOST:PORT, for example plant-broker.example:9092 (got \(value))")
             }
+        case "tls_cert", "tls_key", "tls_client_ca", "metrics_token_file":
+            guard value.isEmpty || FileManager.default.isReadableFile(atPath: value) else {
+                throw SettingsError("\(source): \(key.file) names \(value), which cannot be read")
+            }
         case "auth":
             guard AuthMode(rawValue: value) != nil else { throw SettingsError("\(source): auth takes off, optional or required (got \(value))") }
         case "producer_idle":
@@ -169,6 +177,23 @@ struct ServeSettings: Equatable {
     var httpListen: (host: String, port: Int)? { Self.hostPort(values["http_listen"] ?? "") }
     var kafkaListen: (host: String, port: Int)? { Self.hostPort(values["kafka_listen"] ?? "") }
     var kafkaAdvertise: (host: String, port: Int)? { Self.hostPort(values["kafka_advertise"] ?? "") }
+    /// TLS files, when both a certificate and a key are given.
+    var tls: TLSFiles? {
+        let certificate = values["tls_cert"] ?? "", key = values["tls_key"] ?? "", clientCA = values["tls_client_ca"] ?? ""
+        guard !certificate.isEmpty, !key.isEmpty else { return nil }
+        return TLSFiles(certificate: certificate, key: key, clientCA: clientCA.isEmpty ? nil : clientCA)
+    }
+
+    /// A setting given without its partner, said as the error a person reads.
+    var tlsProblem: String? {
+        let certificate = values["tls_cert"] ?? "", key = values["tls_key"] ?? "", clientCA = values["tls_client_ca"] ?? ""
+        if certificate.isEmpty != key.isEmpty { return "tls_cert and tls_key go together: give both (--tls-cert FILE --tls-key FILE) or neither" }
+        if certificate.isEmpty && !clientCA.isEmpty { return "tls_client_ca needs TLS: give --tls-cert and --tls-key too" }
+        return nil
+    }
+
+    var metricsTokenFile: String? { (values["metrics_token_file"] ?? "").isEmpty ? nil : values["metrics_token_file"] }
+
     var auth: AuthMode { AuthMode(rawValue: values["auth"] ?? "") ?? .off }
     var producerIdleMs: Int64 { Durations.parse(values["producer_idle"] ?? "") ?? 7 * 86_400_000 }
     var dedupFilterMib: Int { Int(values["dedup_filter_mib"] ?? "") ?? 16 }

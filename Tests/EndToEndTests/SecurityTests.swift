@@ -234,4 +234,93 @@ import Testing
         #expect(await Self.refusal { _ = try await login.whoAmI() }?.message.contains("--auth off") == true)
         for client in [plain, login] { await client.close() }
     }
+
+    /// A connection that does not log in within the deadline is closed (strangers do not hold
+    /// connection slots), by the broker's clock; one that logged in stays.
+    @Test func aConnectionThatDoesNotLogInIsClosedAtTheDeadline() async throws {
+        let clock = ManualClock()
+        let live = try await Self.server(clock: clock)
+        let stranger = try TestClient(port: live.port)
+        #expect(try stranger.call(.apiVersions).errorCode == ErrorCode.none)
+        let member = Self.client(live, "audit", "audit-secret")
+        _ = try await member.whoAmI()
+        clock.advance(by: .seconds(9))
+        live.server.tick()
+        #expect(!stranger.hasBeenClosedByServer())
+        clock.advance(by: .seconds(2))
+        live.server.tick()
+        #expect(stranger.isClosedByServer())
+        #expect(try await member.whoAmI().principal == "audit")
+        // Before a login a frame is held to a few KiB: a stranger cannot make the broker buffer more.
+        let big = try TestClient(port: live.port)
+        try big.sendRaw([0, 1, 0, 0] + [UInt8](repeating: 0, count: 64))
+        let refused = try #require(try big.receive())
+        #expect(refused.errorCode == .frameTooLarge)
+        await member.close()
+    }
+
+    /// A user that does not exist gets a salt and iteration count like a real user's, the same
+    /// on every try: its name cannot be told from a real one before the proof.
+    @Test func unknownUsersLookLikeRealOnes() async throws {
+        let live = try await Self.server()
+        func serverFirst(_ user: String) throws -> String {
+            let client = try TestClient(port: live.port)
+            let response = try client.call(.authenticate(AuthenticateRequest(mechanism: "SCRAM-SHA-256", message: Array("n,,n=\(user),r=abcdef".utf8))))
+            guard case .authenticate(let answer)? = response.body else { return "" }
+            return String(decoding: answer.message, as: UTF8.self)
+        }
+        func saltAndIterations(_ message: String) -> (Int, String) {
+            let parts = message.split(separator: ",")
+            let salt = parts.first { $0.hasPrefix("s=") }.map { Data(base64Encoded: String($0.dropFirst(2)))?.count ?? -1 } ?? -1
+            return (salt, String(parts.first { $0.hasPrefix("i=") } ?? ""))
+        }
+        let real = saltAndIterations(try serverFirst("admin"))
+        let unknown = try serverFirst("nobody-here")
+        #expect(saltAndIterations(unknown).0 == real.0 && real.0 == SCRAMCredential.saltBytes)
+        #expect(unknown.split(separator: ",")[1] == (try serverFirst("nobody-here")).split(separator: ",")[1])  // the same salt each time
+        // A name with a newline (a forged log line) is refused at once.
+        let client = try TestClient(port: live.port)
+        let forged = try client.call(.authenticate(AuthenticateRequest(mechanism: "SCRAM-SHA-256", message: Array("n,,n=x\nlogged in as admin,r=abc".utf8))))
+        #expect(forged.errorCode == .authenticationFailed)
+    }
+
+    /// Rights follow the user, not the login: deleted or given other roles, its open
+    /// connections change at once.
+    @Test func openConnectionsFollowTheUsersPresentRoles() async throws {
+        let live = try await Self.server()
+        let admin = Self.client(live, "admin", "admin-secret")
+        _ = try await admin.createTopic("supplier.acme.asn")
+        let acme = Self.client(live, "supplier-acme", "acme-secret")
+        #expect(try await acme.listTopics().map(\.name) == ["supplier.acme.asn"])
+        try await admin.alterSecurity(.setUser(name: "supplier-acme", roles: nil, scope: .some("globex")))
+        #expect(try await acme.listTopics().isEmpty)
+        try await admin.alterSecurity(.setUser(name: "supplier-acme", roles: nil, scope: .some("acme")))
+        #expect(try await acme.listTopics().count == 1)
+        try await admin.alterSecurity(.deleteUser(name: "supplier-acme"))
+        #expect(await Self.refusal { _ = try await acme.describeTopic("supplier.acme.asn") }?.message.contains("(no roles)") == true)
+        for client in [admin, acme] { await client.close() }
+    }
+
+    /// BrokerStatus, group offsets and producer ids show or give a principal only its own.
+    @Test func statusOffsetsAndProducerIdsAreThePrincipalsOwn() async throws {
+        let live = try await Self.server()
+        let admin = Self.client(live, "admin", "admin-secret")
+        for topic in ["plant.PL01.confirmations", "plant.PL02.secret"] { _ = try await admin.createTopic(topic) }
+        let pl01 = Self.client(live, "mes-pl01", "pl01-secret")
+        let status = try await pl01.brokerStatus()
+        #expect(status.topics.map(\.name) == ["plant.PL01.confirmations"] && status.dataDirectory.isEmpty)
+        #expect(try await admin.brokerStatus().topics.count == 2)
+        // A producer id belongs to the principal it was given to.
+        let mine = try #require(try await Self.initProducer(pl01, id: -1, epoch: -1))
+        let other = Self.client(live, "mes-pl02", "pl02-secret")
+        let stolen = await Self.refusal { _ = try await Self.initProducer(other, id: mine.id, epoch: mine.epoch) }
+        #expect(stolen?.code == .notAuthorized && stolen?.message.contains("may not use producer id \(mine.id)") == true)
+        #expect(try await Self.initProducer(pl01, id: mine.id, epoch: mine.epoch)?.epoch == mine.epoch + 1)
+        for client in [admin, pl01, other] { await client.close() }
+    }
+
+    static func initProducer(_ client: MillraceClient, id: Int64, epoch: Int16) async throws -> (id: Int64, epoch: Int16)? {
+        guard case .initProducer(let producerId, let newEpoch) = try await client.send(.initProducer(producerId: id, epoch: epoch)) else { return nil }
+        return (producerId, newEpoch)
+    }
 }

@@ -126,7 +126,7 @@ import Testing
 
     /// Limits a peer can meet on the wire: PROTOCOL.md lists exactly these.
     static let wireLimits: [String: Int64] = [
-        "frameBytesMax": Int64(Limits.frameBytesMax), "responseFrameBytesMax": Int64(Limits.responseFrameBytesMax),
+        "frameBytesMax": Int64(Limits.frameBytesMax), "frameBytesBeforeLogin": Int64(Limits.frameBytesBeforeLogin), "responseFrameBytesMax": Int64(Limits.responseFrameBytesMax),
         "fetchBytesMax": Int64(Limits.fetchBytesMax), "fetchWaitMsMax": Int64(Limits.fetchWaitMsMax), "inFlightRequestsMax": Int64(Limits.inFlightRequestsMax),
         "stringBytesMax": Int64(Limits.stringBytesMax), "pathBytesMax": Int64(Limits.pathBytesMax),
         "topicNameBytesMax": Int64(Limits.topicNameBytesMax), "partitionsPerTopicMax": Int64(Limits.partitionsPerTopicMax),

@@ -21,7 +21,9 @@ extension KafkaService {
                 return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
             }
             let promise = eventLoop.makePromise(of: ConnectionAnswer.self)
-            dispatcher.storage.initProducer(producerId: -1, epoch: -1) { result in
+            let principal = principal(peer)
+            dispatcher.storage.initProducer(producerId: -1, epoch: -1) { [security = dispatcher.security] result in
+                if case .success(let identity) = result { _ = security?.claimProducer(identity.producerId, by: principal) }
                 let response =
                     switch result {
                     case .success(let identity): KafkaAdmin.InitProducerIdResponse(producerID: identity.producerId, producerEpoch: identity.epoch)

@@ -177,9 +177,10 @@ extension KafkaService {
             let stored = try dispatcher.storage.committedOffsets(group: request.groupID)
             var byKey: [TopicPartition: CommittedOffset] = [:]
             for offset in stored { byKey[TopicPartition(topic: offset.topic, partition: offset.partition)] = offset }
-            let topics =
-                request.topics
-                ?? Dictionary(grouping: stored, by: \.topic).sorted { $0.key < $1.key }.map { KafkaTopic(name: $0.key, $0.value.map(\.partition).sorted()) }
+            let principal = principal(peer)
+            let topics = (request.topics
+                ?? Dictionary(grouping: stored, by: \.topic).sorted { $0.key < $1.key }.map { KafkaTopic(name: $0.key, $0.value.map(\.partition).sorted()) })
+                .filter { dispatcher.allows(principal, .describe, .topic($0.name)) }
             response = KafkaGroups.OffsetFetchResponse(
                 topics: topics.map { topic in
                     KafkaTopic(

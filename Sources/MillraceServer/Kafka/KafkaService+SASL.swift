@@ -22,7 +22,7 @@ extension KafkaService {
             response = KafkaSASL.HandshakeResponse(mechanisms: offered)
         } else {
             let why = offered.isEmpty ? "this broker runs with --auth off (connect with security.protocol=PLAINTEXT)" : "it offers \(offered.joined(separator: ", "))"
-            peer.protocolError(MillraceError(.authenticationFailed, "Kafka SASL mechanism \(request.mechanism) refused: \(why)"), false)
+            peer.protocolError(MillraceError(.authenticationFailed, "Kafka SASL mechanism \(LogText.printable(request.mechanism)) refused: \(why)"), false)
             response = KafkaSASL.HandshakeResponse(errorCode: KafkaErrorCode.unsupportedSASLMechanism.rawValue, mechanisms: offered)
         }
         let version = header.apiVersion

@@ -62,7 +62,7 @@ final class KafkaService: ConnectionService {
         // `--auth required`: ApiVersions and the SASL login, nothing else, until logged in.
         // Kafka's brokers close such a connection; so does this one, saying why in its log.
         guard peer.session.principal != nil || api == .apiVersions || api == .saslHandshake || api == .saslAuthenticate else {
-            let client = header.clientID.map { " (client \"\($0)\")" } ?? ""
+            let client = header.clientID.map { " (client \"\(LogText.printable($0))\")" } ?? ""
             peer.protocolError(
                 MillraceError(
                     .authenticationRequired,
@@ -105,7 +105,7 @@ final class KafkaService: ConnectionService {
             }
         }
         let name = header.api.map { "\($0)" } ?? "key \(header.apiKey)"
-        let client = header.clientID.map { " (client \"\($0)\")" } ?? ""
+        let client = header.clientID.map { " (client \"\(LogText.printable($0))\")" } ?? ""
         peer.protocolError(
             MillraceError(
                 .unsupportedVersion,

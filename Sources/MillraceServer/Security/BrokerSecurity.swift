@@ -56,13 +56,16 @@ final class BrokerSecurity: Sendable {
     /// Throws `notAuthorized`, naming the principal, the operation, the resource and the
     /// rule, unless `principal` may do `operation` on `resource`.
     func authorize(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource) throws {
-        let decision = state.decide(principal, operation, resource)
+        let state = self.state
+        let decision = state.decide(state.current(principal), operation, resource)
         guard !decision.allowed else { return }
         throw refusal(principal, operation, resource, decision)
     }
 
     func allows(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource) -> Bool {
-        principal.isUnrestricted || state.decide(principal, operation, resource).allowed
+        if principal.isUnrestricted { return true }
+        let state = self.state
+        return state.decide(state.current(principal), operation, resource).allowed
     }
 
     func refusal(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource, _ decision: Decision) -> MillraceError {
@@ -88,6 +91,38 @@ final class BrokerSecurity: Sendable {
                     return .success(())
                 })
         }
+    }
+
+    // MARK: Idempotent producers
+
+    private struct ProducerOwners {
+        var owners: [Int64: String] = [:]
+        var order: [Int64] = []
+    }
+
+    /// Which principal each producer id this process gave out (or first saw) belongs to: one
+    /// principal cannot start a new epoch of another's id, nor send batches under it (which
+    /// would fence the real producer). Bounded; the oldest claims are forgotten first.
+    private let producerOwners = Locked(ProducerOwners())
+    static let producerOwnersMax = 131_072
+
+    /// Nil when `principal` may use producer id `id` (claimed for it now if nobody has), else
+    /// the error naming whose it is.
+    func claimProducer(_ id: Int64, by principal: Principal) -> MillraceError? {
+        guard id >= 0, !principal.isUnrestricted else { return nil }
+        let owner = producerOwners.withLock { table -> String? in
+            if let owner = table.owners[id] { return owner }
+            table.owners[id] = principal.name
+            table.order.append(id)
+            if table.order.count > Self.producerOwnersMax {
+                let forgotten = table.order.prefix(table.order.count / 4)
+                for old in forgotten { table.owners[old] = nil }
+                table.order.removeFirst(forgotten.count)
+            }
+            return nil
+        }
+        guard let owner, owner != principal.name else { return nil }
+        return MillraceError(.notAuthorized, "principal \(principal.name) may not use producer id \(id): it belongs to another principal; ask for an id of its own (InitProducer)")
     }
 
     // MARK: Logins
@@ -188,6 +223,19 @@ final class ConnectionSession: Sendable {
         }
     }
 
+    /// A verified client certificate for `subject`: the connection acts as the user of that
+    /// name (a certificate-only user gives it roles), or as a principal of that name with only
+    /// the entries given to it. With `--auth off` nothing changes. Returns who it acts as.
+    func presented(certificate subject: String, security: BrokerSecurity) -> Principal? {
+        guard security.mode != .off else { return principal }
+        let principal = security.state.principal(named: subject, .certificate) ?? Principal(name: subject, roles: [], authentication: .certificate)
+        state.withLock {
+            $0.principal = principal
+            $0.loggedIn = true
+        }
+        return principal
+    }
+
     fileprivate func loginFailed() { state.withLock { $0.exchange = nil } }
 
     private static func nonce() -> String {
@@ -215,8 +263,18 @@ final class LoginLimiter: Sendable {
 
     init(clock: any MillraceClock) { self.clock = clock }
 
+    /// What failures are counted by: an IPv4 address, or an IPv6 address's /64 (one machine
+    /// usually has a whole /64 to choose from).
+    static func key(_ host: String) -> String {
+        var v6 = in6_addr()
+        guard host.contains(":"), !host.hasPrefix("::ffff:"), inet_pton(AF_INET6, host, &v6) == 1 else { return host }
+        let bytes = withUnsafeBytes(of: &v6) { Array($0.prefix(8)) }
+        return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":") + "::/64"
+    }
+
     /// Milliseconds `host` must wait before its next login is heard; nil when it may log in now.
     func blockedFor(_ host: String) -> Int64? {
+        let host = Self.key(host)
         let now = clock.nowMilliseconds()
         return entries.withLock { entries in
             guard let entry = entries[host], entry.blockedUntilMs > now else { return nil }
@@ -225,6 +283,7 @@ final class LoginLimiter: Sendable {
     }
 
     func failed(_ host: String) {
+        let host = Self.key(host)
         let now = clock.nowMilliseconds()
         entries.withLock { entries in
             var entry = entries[host] ?? Entry(failures: 0, blockedUntilMs: 0, lastMs: now)
@@ -242,5 +301,5 @@ final class LoginLimiter: Sendable {
         }
     }
 
-    func succeeded(_ host: String) { entries.withLock { _ = $0.removeValue(forKey: host) } }
+    func succeeded(_ host: String) { entries.withLock { _ = $0.removeValue(forKey: Self.key(host)) } }
 }

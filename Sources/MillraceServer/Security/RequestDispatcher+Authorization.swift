@@ -20,8 +20,12 @@ extension Request {
             return [(.create, .topic(create.name))]
         case .deleteTopic(let name):
             return [(.delete, .topic(name))]
-        case .describeTopic(let name), .dedupStatus(let name), .indexStatus(let name), .getDictionary(let name, _):
+        case .describeTopic(let name), .dedupStatus(let name), .indexStatus(let name):
             return [(.describe, .topic(name))]
+        case .getDictionary:
+            // Trained on the topic's records, a dictionary holds pieces of them: its readers and
+            // its writers (who compress with it) may have it (`authorize` checks either).
+            return []
         case .produce(let produce):
             return produce.topics.map { (.write, .topic($0.topic)) }
         case .fetch(let fetch):
@@ -77,6 +81,9 @@ extension RequestDispatcher {
     func authorize(_ request: Request, _ principal: Principal) throws {
         guard !principal.isUnrestricted, let security else { return }
         for (operation, resource) in request.requiredRights { try security.authorize(principal, operation, resource) }
+        if case .getDictionary(let topic, _) = request, !security.allows(principal, .write, .topic(topic)) {
+            try security.authorize(principal, .read, .topic(topic))
+        }
     }
 
     /// Whether `principal` may do `operation` on `resource` (for answers that leave out what
