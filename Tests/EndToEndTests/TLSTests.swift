@@ -123,8 +123,6 @@ import Testing
         #expect(anonymous?.message.contains("give --cert and --tls-key") == true, "\(String(describing: anonymous))")
     }
 
-    }
-
     /// A reload reads the files again: new connections get the new certificate, an open one
     /// goes on; a broken file leaves the old certificate in use.
     @Test func aReloadReachesNewConnectionsAndSparesOpenOnes() async throws {
