@@ -100,6 +100,8 @@ extension MillraceClient {
         public var listeners: [Listener] = []
         /// Live Kafka groups' members (empty from a broker older than BrokerStatus v1).
         public var kafkaMembers: [KafkaMember] = []
+        /// Each owned topic's owner (empty from a broker older than BrokerStatus v2).
+        public var owners: [String: String] = [:]
     }
 
     /// A backup the broker made: its size and how long it took.
@@ -126,7 +128,8 @@ extension MillraceClient {
             },
             groups: status.groups.map { BrokerStatus.Group(name: $0.name, members: $0.members, lag: $0.lag, partitions: $0.partitions) },
             listeners: status.listeners.map { BrokerStatus.Listener(name: $0.name, address: $0.address, connections: $0.connections) },
-            kafkaMembers: status.kafkaMembers.map { BrokerStatus.KafkaMember(group: $0.group, memberID: $0.memberID, clientID: $0.clientID, host: $0.host) })
+            kafkaMembers: status.kafkaMembers.map { BrokerStatus.KafkaMember(group: $0.group, memberID: $0.memberID, clientID: $0.clientID, host: $0.host) },
+            owners: status.owners)
     }
 
     /// Has the broker copy its data file, consistently, into `destination` on its own

@@ -45,12 +45,16 @@ extension MillraceClient {
         public var dedupWindow: Duration
         /// What the key index holds for `trace` and genealogy walks.
         public var index: IndexPolicy?
+        /// The one principal allowed to produce to the topic (its system of record).
+        public var owner: String?
 
         public init(
             partitions: Int32 = 1, retention: Duration? = nil, retentionBytes: Int64? = nil, compression: Compression = .none,
             timestamps: Timestamps = .create, schema: [UInt8]? = nil, compatibility: SchemaCompatibility = .backward,
-            onInvalid: InvalidRecordPolicy = .reject, dedupKey: String? = nil, dedupWindow: Duration = .seconds(86_400), index: IndexPolicy? = nil
+            onInvalid: InvalidRecordPolicy = .reject, dedupKey: String? = nil, dedupWindow: Duration = .seconds(86_400), index: IndexPolicy? = nil,
+            owner: String? = nil
         ) {
+            self.owner = owner
             self.partitions = partitions
             self.retention = retention
             self.retentionBytes = retentionBytes
@@ -101,6 +105,7 @@ extension MillraceClient {
         if let schema = config.schema { _ = try await registerSchema(topic: name, schema: schema) }
         if let dedupKey = config.dedupKey { try await setDedupPolicy(topic: name, key: dedupKey, windowMs: Self.milliseconds(config.dedupWindow)) }
         if let index = config.index { try await setIndexPolicy(topic: name, policy: index) }
+        if let owner = config.owner { try await alterTopic(name, owner: .some(owner)) }
         return true
     }
 
@@ -161,9 +166,9 @@ extension MillraceClient {
     /// setting as it is. Retention applies at the broker's next retention pass.
     public func alterTopic(
         _ name: String, retention: Retention? = nil, retentionBytes: Int64?? = nil, compression: TopicConfig.Compression? = nil,
-        compatibility: SchemaCompatibility? = nil, onInvalid: InvalidRecordPolicy? = nil
+        compatibility: SchemaCompatibility? = nil, onInvalid: InvalidRecordPolicy? = nil, owner: String?? = nil
     ) async throws {
-        if retention != nil || retentionBytes != nil || compression != nil {
+        if retention != nil || retentionBytes != nil || compression != nil || owner != nil {
             let retentionMs: Int64 =
                 switch retention {
                 case nil: AlterTopicRequest.unchanged
@@ -177,8 +182,9 @@ extension MillraceClient {
                 case .some(let value?): value
                 }
             let codec: Int16 = compression.map { $0 == .zstd ? CompressionCodec.zstd.rawValue : CompressionCodec.none.rawValue } ?? -1
-            guard case .alterTopic = try await send(.alterTopic(AlterTopicRequest(topic: name, retentionMs: retentionMs, retentionBytes: bytes, compression: codec)))
-            else { throw Self.unexpectedBody }
+            // Owner: nil keeps it, .some(nil) removes it ("" on the wire), a name sets it.
+            let request = AlterTopicRequest(topic: name, retentionMs: retentionMs, retentionBytes: bytes, compression: codec, owner: owner.map { $0 ?? "" })
+            guard case .alterTopic = try await send(.alterTopic(request)) else { throw Self.unexpectedBody }
         }
         if compatibility != nil || onInvalid != nil { try await setSchemaPolicy(topic: name, compatibility: compatibility, onInvalid: onInvalid) }
     }

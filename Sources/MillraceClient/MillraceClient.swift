@@ -239,6 +239,8 @@ public final class MillraceClient: Sendable {
         public var createdAtMs: Int64
         /// Each partition's offsets and size.
         public var partitions: [Partition]
+        /// The one principal allowed to produce to the topic; nil: any with the write right.
+        public var owner: String?
     }
 
     public func describeTopic(_ name: String) async throws -> TopicDescription {
@@ -250,7 +252,7 @@ public final class MillraceClient: Sendable {
             partitions: topic.partitions.map {
                 TopicDescription.Partition(
                     partition: $0.partition, logStartOffset: $0.logStartOffset, logEndOffset: $0.logEndOffset, bytes: $0.bytes, batches: $0.batches)
-            })
+            }, owner: topic.owner.isEmpty ? nil : topic.owner)
     }
 
     /// An idempotent producer identity: a new producer id (`producerId` -1), or the next

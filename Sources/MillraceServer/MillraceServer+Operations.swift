@@ -36,7 +36,8 @@ extension MillraceServer {
     /// What `millrace status` and `top` show.
     func brokerStatus() -> BrokerStatusResponse {
         let space = try? storage.space()
-        let topics = topicSizes().map { info, records, bytes, partitions -> TopicStatus in
+        let sizes = topicSizes()
+        let topics = sizes.map { info, records, bytes, partitions -> TopicStatus in
             let totals = metrics.totals(info.name)
             return TopicStatus(
                 name: info.name, partitions: info.partitionCount, records: records, bytes: bytes, producedRecords: totals.producedRecords,
@@ -51,7 +52,7 @@ extension MillraceServer {
                     GroupStatus(name: name, members: Int32(live[name] ?? 0), lag: rows.reduce(0) { $0 + $1.lag }, partitions: Int32(rows.count)))
             }
         }
-        return BrokerStatusResponse(
+        var status = BrokerStatusResponse(
             version: MillraceVersion.current, startedAtMs: startedAtMs, nowMs: configuration.clock.nowMilliseconds(), dataDirectory: storage.directory,
             dataFileBytes: space?.dataFileBytes ?? 0, diskFreeBytes: space?.diskFreeBytes ?? 0, diskTotalBytes: space?.diskTotalBytes ?? 0,
             connections: Int32(connectionCount), requestsInFlight: Int32(inFlightRequests), notReady: readiness().reasons, topics: topics.sorted { $0.name < $1.name },
@@ -59,6 +60,8 @@ extension MillraceServer {
             kafkaMembers: (dispatcher?.groups.kafkaMembers() ?? [:]).sorted { $0.key < $1.key }.flatMap { group, members in
                 members.map { KafkaMemberStatus(group: group, memberID: $0.memberID, clientID: $0.clientID, host: $0.clientHost) }
             })
+        for (info, _, _, _) in sizes { if let owner = info.config.owner { status.owners[info.name] = owner } }
+        return status
     }
 
     /// Each listener bound: its protocol, address and open connections.

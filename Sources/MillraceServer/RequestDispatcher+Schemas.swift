@@ -27,7 +27,9 @@ extension RequestDispatcher {
                 compression = codec
             }
             let promise = eventLoop.makePromise(of: ResponseBody.self)
-            storage.alterTopic(topic: alter.topic, retentionMs: retentionMs, retentionBytes: retentionBytes, compression: compression) { result in
+            // nil: keep; "": no owner from now on; a name: that owner.
+            let owner: String?? = alter.owner.map { name -> String? in name.isEmpty ? nil : name }
+            storage.alterTopic(topic: alter.topic, retentionMs: retentionMs, retentionBytes: retentionBytes, compression: compression, owner: owner) { result in
                 promise.completeWith(result.map { _ in .alterTopic }.mapError { $0 as any Error })
             }
             return promise.futureResult

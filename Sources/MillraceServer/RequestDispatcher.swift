@@ -200,6 +200,7 @@ final class RequestDispatcher: Sendable {
                 answer.topics = answer.topics.filter { allows(principal, .describe, .topic($0.name)) }
                 answer.groups = answer.groups.filter { allows(principal, .describe, .group($0.name)) }
                 answer.kafkaMembers = answer.kafkaMembers.filter { allows(principal, .describe, .group($0.group)) }
+                answer.owners = answer.owners.filter { allows(principal, .describe, .topic($0.key)) }
                 if !allows(principal, .admin, .cluster) { answer.dataDirectory = "" }
                 return eventLoop.makeSucceededFuture(.brokerStatus(answer))
             case .backup(let backup):
@@ -279,7 +280,7 @@ final class RequestDispatcher: Sendable {
             createdAtMs: description.info.createdAtMs,
             partitions: description.partitions.map {
                 .init(partition: $0.partition, logStartOffset: $0.logStartOffset, logEndOffset: $0.nextOffset, bytes: $0.bytes, batches: $0.batchCount)
-            })
+            }, owner: config.owner ?? "")
     }
 
     private func createTopic(_ create: CreateTopicRequest, on eventLoop: any EventLoop) -> EventLoopFuture<ResponseBody> {
@@ -340,6 +341,13 @@ final class RequestDispatcher: Sendable {
             return failed(error)
         } catch {
             return failed(MillraceError(.corruptBatch, "\(error)"))
+        }
+        // A topic with an owner (its system of record) takes records from that principal only,
+        // whatever write rights others hold. With `--auth off` nobody has a name to check.
+        if !principal.isUnrestricted, let owner = storage.topicInfo(topic)?.config.owner, owner != principal.name {
+            return failed(
+                MillraceError(
+                    .notOwner, "topic \(topic) is owned by \(owner), its system of record: only \(owner) may produce to it (principal \(principal.name) may not)"))
         }
         // An idempotent producer's id must be the principal's own (RecordBatch v2: the
         // producer id is the i64 at byte 43 of each batch).

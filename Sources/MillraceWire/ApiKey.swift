@@ -77,12 +77,14 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case alterSecurity = 38
 
     /// Versions this build speaks. Produce 1 answers with a per-record outcome; 2 adds a
-    /// duplicate's original partition to it. BrokerStatus 1 adds the listeners; DescribeGroup
-    /// 1 the group's protocol and a Kafka group's members' client ids and hosts.
+    /// duplicate's original partition to it. BrokerStatus 1 adds the listeners, 2 the topics'
+    /// owners; DescribeGroup 1 the group's protocol and a Kafka group's members' client ids and
+    /// hosts; DescribeTopic 1 and AlterTopic 1 the topic's owner.
     public var versions: ClosedRange<Int16> {
         switch self {
         case .produce: 0...2
-        case .brokerStatus, .describeGroup: 0...1
+        case .describeGroup, .describeTopic, .alterTopic: 0...1
+        case .brokerStatus: 0...2
         default: 0...0
         }
     }

@@ -141,6 +141,11 @@ public enum RequestCodec {
             buffer.writeInteger(alter.retentionMs)
             buffer.writeInteger(alter.retentionBytes)
             buffer.writeInteger(alter.compression)
+            // Version 1 (sent when the owner changes): the owner.
+            if let owner = alter.owner {
+                buffer.writeInteger(Int8(1))
+                buffer.writeMillraceString(owner)
+            }
         case .trainDictionary(let train):
             buffer.writeMillraceString(train.topic)
             buffer.writeInteger(train.samples)
@@ -185,6 +190,13 @@ public enum RequestCodec {
         } catch {
             return .malformed(header, MillraceError(.malformedRequest, "\(error)"))
         }
+    }
+
+    /// AlterTopic v1's owner: i8 present, then the name ("" for none).
+    private static func readOwner(_ buffer: inout ByteBuffer) throws -> String? {
+        let present: Int8 = try buffer.readMillraceInteger("owner present")
+        let owner = try buffer.readMillraceString("owner")
+        return present == 0 ? nil : owner
     }
 
     private static func readBody(_ api: ApiKey, _ version: Int16, _ buffer: inout ByteBuffer) throws -> Request {
@@ -292,7 +304,8 @@ public enum RequestCodec {
             return .alterTopic(
                 AlterTopicRequest(
                     topic: try readTopic(&buffer), retentionMs: try buffer.readMillraceInteger("retention ms"),
-                    retentionBytes: try buffer.readMillraceInteger("retention bytes"), compression: try buffer.readMillraceInteger("compression")))
+                    retentionBytes: try buffer.readMillraceInteger("retention bytes"), compression: try buffer.readMillraceInteger("compression"),
+                    owner: version >= 1 ? try readOwner(&buffer) : nil))
         case .trainDictionary:
             return .trainDictionary(
                 TrainDictionaryRequest(topic: try readTopic(&buffer), samples: try buffer.readMillraceInteger("samples"), bytes: try buffer.readMillraceInteger("bytes")))
@@ -404,6 +417,7 @@ public enum ResponseCodec {
             buffer.writeInteger(topic.timestampType)
             buffer.writeInteger(topic.createdAtMs)
             topic.partitions.write(to: &buffer)
+            if version >= 1 { buffer.writeMillraceString(topic.owner) }
         case .listTopics(let topics):
             topics.write(to: &buffer)
         case .produce(let topics) where version >= 1:
@@ -537,7 +551,8 @@ public enum ResponseCodec {
                     retentionBytes: try buffer.readMillraceInteger("retention bytes"),
                     compression: try buffer.readMillraceInteger("compression"),
                     timestampType: try buffer.readMillraceInteger("timestamp type"),
-                    createdAtMs: try buffer.readMillraceInteger("created at"), partitions: try .init(from: &buffer, "partitions")))
+                    createdAtMs: try buffer.readMillraceInteger("created at"), partitions: try .init(from: &buffer, "partitions"),
+                    owner: version >= 1 ? try buffer.readMillraceString("owner") : ""))
         case .listTopics:
             return .listTopics(try .init(from: &buffer, "topics"))
         case .produce where version >= 1:

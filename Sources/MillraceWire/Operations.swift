@@ -21,6 +21,8 @@ public struct BrokerStatusResponse: Equatable, Sendable {
     public var listeners: [ListenerStatus]
     /// Live Kafka groups' members: group, member id, client id and host (v1).
     public var kafkaMembers: [KafkaMemberStatus]
+    /// v2: each owned topic's owner (topics without one are not listed).
+    public var owners: [String: String] = [:]
 
     public init(
         version: String, startedAtMs: Int64, nowMs: Int64, dataDirectory: String, dataFileBytes: Int64, diskFreeBytes: Int64, diskTotalBytes: Int64,
@@ -65,6 +67,12 @@ public struct BrokerStatusResponse: Equatable, Sendable {
             listeners.write(to: &buffer)
             kafkaMembers.write(to: &buffer)
         }
+        if apiVersion >= 2 {
+            buffer.writeMillraceArray(owners.sorted { $0.key < $1.key }) { buffer, owned in
+                buffer.writeMillraceString(owned.key)
+                buffer.writeMillraceString(owned.value)
+            }
+        }
     }
 
     init(from buffer: inout ByteBuffer, version apiVersion: Int16) throws {
@@ -82,6 +90,10 @@ public struct BrokerStatusResponse: Equatable, Sendable {
         groups = try [GroupStatus](from: &buffer, "groups")
         listeners = apiVersion >= 1 ? try [ListenerStatus](from: &buffer, "listeners") : []
         kafkaMembers = apiVersion >= 1 ? try [KafkaMemberStatus](from: &buffer, "Kafka members") : []
+        if apiVersion >= 2 {
+            let pairs = try buffer.readMillraceArray("owners", minimumElementBytes: 4) { (try $0.readMillraceString("topic"), try $0.readMillraceString("owner")) }
+            owners = Dictionary(pairs, uniquingKeysWith: { first, _ in first })
+        }
     }
 }
 

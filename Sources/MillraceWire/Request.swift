@@ -69,7 +69,9 @@ public enum Request: Equatable, Sendable {
     public var apiVersion: Int16 {
         switch self {
         case .produce(let produce): produce.version
-        case .brokerStatus, .describeGroup: 1
+        case .describeGroup, .describeTopic: 1
+        case .alterTopic(let alter): alter.owner == nil ? 0 : 1
+        case .brokerStatus: 2
         default: 0
         }
     }

@@ -251,11 +251,14 @@ public struct DescribeTopicResponse: Equatable, Sendable {
     public var timestampType: Int16
     public var createdAtMs: Int64
     public var partitions: [Partition]
+    /// v1: the principal that alone may produce to the topic; "": none.
+    public var owner: String
 
     public init(
         name: String, retentionMs: Int64, retentionBytes: Int64, compression: Int16, timestampType: Int16, createdAtMs: Int64,
-        partitions: [Partition]
+        partitions: [Partition], owner: String = ""
     ) {
+        self.owner = owner
         self.name = name
         self.retentionMs = retentionMs
         self.retentionBytes = retentionBytes

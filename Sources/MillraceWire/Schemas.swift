@@ -45,8 +45,11 @@ public struct AlterTopicRequest: Equatable, Sendable {
     public var retentionBytes: Int64
     /// A `CompressionCodec` raw value, or -1 unchanged.
     public var compression: Int16
+    /// v1: the topic's owner from now on ("": none); nil leaves it.
+    public var owner: String?
 
-    public init(topic: String, retentionMs: Int64 = unchanged, retentionBytes: Int64 = unchanged, compression: Int16 = -1) {
+    public init(topic: String, retentionMs: Int64 = unchanged, retentionBytes: Int64 = unchanged, compression: Int16 = -1, owner: String? = nil) {
+        self.owner = owner
         self.topic = topic
         self.retentionMs = retentionMs
         self.retentionBytes = retentionBytes

@@ -124,6 +124,7 @@ struct TopicCommand: ParsableCommand {
         var dedupKey: String?
         @Option(help: "With --dedup-key: how long a key is remembered, e.g. 90s, 30m, 24h, 7d (at most 30d).") var dedupWindow = "24h"
         @OptionGroup var index: IndexOptions
+        @Option(help: "The one principal (the system of record) allowed to produce to the topic; others are refused with not_owner.") var owner: String?
         @Flag(help: "Succeed without changing anything when the topic exists. With --schema, the existing topic must hold that schema (other settings are not compared).") var ifNotExists = false
         @Flag(help: "Print one JSON object instead of sentences.") var json = false
 
@@ -170,7 +171,7 @@ struct TopicCommand: ParsableCommand {
             let config = MillraceClient.TopicConfig(
                 partitions: partitions, retention: retentionMs.map { .milliseconds($0) }, retentionBytes: retentionBytes,
                 compression: codec == .zstd ? .zstd : .none, timestamps: timestamp == "create" ? .create : .logAppend, schema: document,
-                compatibility: mode, onInvalid: policy, dedupKey: dedupKey, dedupWindow: .milliseconds(dedupWindowMs), index: indexPolicy)
+                compatibility: mode, onInvalid: policy, dedupKey: dedupKey, dedupWindow: .milliseconds(dedupWindowMs), index: indexPolicy, owner: owner)
             let (name, ifNotExists) = (self.name, self.ifNotExists)
             let outcome = try await withClient(broker) { client -> (created: Bool, version: Int32?) in
                 let created = try await client.createTopic(name, config, ifNotExists: ifNotExists)
@@ -184,6 +185,7 @@ struct TopicCommand: ParsableCommand {
                     object["partitions"] = Int(partitions)
                     object["retention_ms"] = retentionMs.map { $0 as Any } ?? NSNull()
                     object["schema_version"] = version.map { Int($0) as Any } ?? NSNull()
+                    object["owner"] = owner.map { $0 as Any } ?? NSNull()
                 }
                 print(Output.json(object))
                 return
@@ -193,6 +195,7 @@ struct TopicCommand: ParsableCommand {
                 return
             }
             print("created topic \(name) with \(partitions) partition\(partitions == 1 ? "" : "s")")
+            if let owner { print("only \(owner) may produce to it (its owner)") }
             if let dedupKey { print("duplicates by \(dedupKey) are caught for \(Durations.describe(dedupWindowMs))") }
             if let indexPolicy { print("records are indexed by \(IndexOptions.describe(indexPolicy)) for `millrace trace`") }
             if let version, let schema { print("registered \(schema) as schema version \(version); invalid records: \(policy)") }
@@ -221,6 +224,7 @@ struct TopicCommand: ParsableCommand {
         @Option(help: "How new schema versions must relate to earlier ones: none, backward, forward, full, or their -transitive forms.")
         var compatibility: String?
         @Option(help: "What happens to records that break the schema: reject or quarantine.") var onInvalid: String?
+        @Option(help: "The one principal allowed to produce to the topic from now on, or none.") var owner: String?
         @Flag(help: "Print one JSON object instead of a sentence.") var json = false
 
         func run() async throws {
@@ -272,14 +276,20 @@ struct TopicCommand: ParsableCommand {
                 changes.append("invalid records \(onInvalid)")
                 object["on_invalid"] = onInvalid
             }
+            let ownerSetting: String?? = owner.map { $0 == "none" ? nil : $0 }
+            if let owner {
+                changes.append(owner == "none" ? "no owner" : "owner \(owner)")
+                object["owner"] = owner == "none" ? NSNull() : owner
+            }
             guard !changes.isEmpty else {
-                Output.standardError("error: name something to change: --retention, --retention-bytes, --compression, --compatibility or --on-invalid")
+                Output.standardError("error: name something to change: --retention, --retention-bytes, --compression, --compatibility, --on-invalid or --owner")
                 throw ExitCode(2)
             }
             let (name, retentionValue, bytesValue, codecValue, modeValue, policyValue) = (name, retentionSetting, bytesSetting, codec, mode, policy)
             let schemaless = try await withClient(broker) { client -> Bool in
                 try await client.alterTopic(
-                    name, retention: retentionValue, retentionBytes: bytesValue, compression: codecValue, compatibility: modeValue, onInvalid: policyValue)
+                    name, retention: retentionValue, retentionBytes: bytesValue, compression: codecValue, compatibility: modeValue, onInvalid: policyValue,
+                    owner: ownerSetting)
                 guard policyValue == .quarantine else { return false }
                 return try await client.listSchemas(topic: name).versions.isEmpty
             }
@@ -346,7 +356,7 @@ struct TopicCommand: ParsableCommand {
             if json {
                 print(
                     Output.json([
-                        "name": topic.name, "retention_ms": retentionMs, "retention_bytes": retentionBytes, "compression": codec,
+                        "name": topic.name, "retention_ms": retentionMs, "retention_bytes": retentionBytes, "compression": codec, "owner": topic.owner as Any,
                         "timestamp": stamp,
                         "dedup": dedup.map {
                             [
@@ -373,6 +383,7 @@ struct TopicCommand: ParsableCommand {
                 retentionBytes >= 0 ? Output.bytes(retentionBytes) + " per partition" : nil,
             ].compactMap { $0 }
             print("topic \(topic.name): \(topic.partitions.count) partition\(topic.partitions.count == 1 ? "" : "s"), retention \(retention.isEmpty ? "forever" : retention.joined(separator: " or ")), compression \(codec), timestamps \(stamp)")
+            if let owner = topic.owner { print("owner \(owner): only it may produce to the topic") }
             if let dedup {
                 let nowMs = Int64(Date().timeIntervalSince1970 * 1_000)
                 let oldest =

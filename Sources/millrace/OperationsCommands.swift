@@ -70,8 +70,11 @@ struct StatusCommand: AsyncParsableCommand {
             lines.append("")
             lines.append(
                 Output.table(
-                    ["TOPIC", "PARTITIONS", "RECORDS", "BYTES"],
-                    status.topics.map { [$0.name, "\($0.partitions)", Output.count($0.records), Output.bytes($0.bytes)] }, rightAligned: [1, 2, 3]))
+                    // The owner column only when some topic has an owner.
+                    ["TOPIC", "PARTITIONS", "RECORDS", "BYTES"] + (status.owners.isEmpty ? [] : ["OWNER"]),
+                    status.topics.map {
+                        [$0.name, "\($0.partitions)", Output.count($0.records), Output.bytes($0.bytes)] + (status.owners.isEmpty ? [] : [status.owners[$0.name] ?? "-"])
+                    }, rightAligned: [1, 2, 3]))
         }
         lines.append("")
         if lagging.isEmpty {
@@ -92,7 +95,9 @@ struct StatusCommand: AsyncParsableCommand {
             "disk_free_bytes": status.diskFreeBytes, "disk_total_bytes": status.diskTotalBytes, "connections": Int(status.connections),
             "requests_in_flight": Int(status.requestsInFlight),
             "listeners": status.listeners.map { ["name": $0.name, "address": $0.address, "connections": Int($0.connections)] as [String: Any] },
-            "topics": status.topics.map { ["name": $0.name, "partitions": Int($0.partitions), "records": $0.records, "bytes": $0.bytes] as [String: Any] },
+            "topics": status.topics.map {
+                ["name": $0.name, "partitions": Int($0.partitions), "records": $0.records, "bytes": $0.bytes, "owner": status.owners[$0.name] as Any] as [String: Any]
+            },
             "groups_behind": lagging.map { ["name": $0.name, "members": Int($0.members), "lag": $0.lag, "partitions": Int($0.partitions)] as [String: Any] },
         ]
     }

@@ -71,7 +71,17 @@ extension QuarantineCommand {
             let broker = self.broker
             let work = Task {
                 try await withClient(broker) { client in
-                    try await Self.redrive(client, topic: topic, from: from, dryRun: dryRun, json: json, listed: listed) { stop.withLock { $0 } }
+                    // Re-drive appends to the topic as its owner (its system of record): run as
+                    // anyone else, the broker would refuse every record.
+                    if !dryRun, let owner = try? await client.describeTopic(topic).owner {
+                        let identity = try await client.whoAmI()
+                        if identity.authentication != "none" && identity.principal != owner {
+                            throw MillraceError(
+                                .notOwner,
+                                "topic \(topic) is owned by \(owner): re-drive appends to it as its owner, so run it as \(owner) (MILLRACE_USER=\(owner), or its certificate); this is \(identity.principal)")
+                        }
+                    }
+                    return try await Self.redrive(client, topic: topic, from: from, dryRun: dryRun, json: json, listed: listed) { stop.withLock { $0 } }
                 }
             }
             // Under swift-service-lifecycle; a signal lets the chunk in hand finish (not a cancel).

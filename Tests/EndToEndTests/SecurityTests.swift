@@ -323,4 +323,34 @@ import Testing
         guard case .initProducer(let producerId, let newEpoch) = try await client.send(.initProducer(producerId: id, epoch: epoch)) else { return nil }
         return (producerId, newEpoch)
     }
+
+    /// A topic's owner alone produces to it, even against an administrator's write right; the
+    /// refusal names the owner; describe and status show it; it survives a restart; `--auth
+    /// off` has no names to check.
+    @Test func onlyTheOwnerProducesToAnOwnedTopic() async throws {
+        let live = try await Self.server()
+        let admin = Self.client(live, "admin", "admin-secret")
+        _ = try await admin.createTopic("plant.PL01.confirmations", MillraceClient.TopicConfig(owner: "mes-pl01"))
+        #expect(try await admin.describeTopic("plant.PL01.confirmations").owner == "mes-pl01")
+        #expect(try await admin.brokerStatus().owners == ["plant.PL01.confirmations": "mes-pl01"])
+        let mes = Self.client(live, "mes-pl01", "pl01-secret")
+        try await Self.produce(mes, "plant.PL01.confirmations", Array(#"{"lot":"L1"}"#.utf8))
+        let refused = await Self.refusal { try await Self.produce(admin, "plant.PL01.confirmations", Array(#"{"lot":"L2"}"#.utf8)) }
+        #expect(refused?.code == .notOwner)
+        #expect(refused?.message == "topic plant.PL01.confirmations is owned by mes-pl01, its system of record: only mes-pl01 may produce to it (principal admin may not)")
+        // The owner changes (an alter right is enough), and is removed.
+        try await admin.alterTopic("plant.PL01.confirmations", owner: .some("admin"))
+        try await Self.produce(admin, "plant.PL01.confirmations", Array(#"{"lot":"L3"}"#.utf8))
+        #expect(await Self.refusal { try await Self.produce(mes, "plant.PL01.confirmations", Array(#"{"lot":"L4"}"#.utf8)) }?.code == .notOwner)
+        try await admin.alterTopic("plant.PL01.confirmations", owner: .some(nil))
+        try await Self.produce(mes, "plant.PL01.confirmations", Array(#"{"lot":"L5"}"#.utf8))
+        try await admin.alterTopic("plant.PL01.confirmations", owner: .some("mes-pl01"))
+        for client in [admin, mes] { await client.close() }
+        await live.stop()
+        let again = try await LiveServer(directory: live.directory, configure: { $0.auth = .off })
+        let plain = Self.client(again, nil)
+        #expect(try await plain.describeTopic("plant.PL01.confirmations").owner == "mes-pl01")
+        try await Self.produce(plain, "plant.PL01.confirmations", Array(#"{"lot":"L6"}"#.utf8))
+        await plain.close()
+    }
 }

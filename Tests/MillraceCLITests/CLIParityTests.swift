@@ -9,7 +9,7 @@ import Testing
     @Test func shortFlagsHeadersEventTimesAndDurations() async throws {
         try await withTestBroker { broker, _ in
             let created = try cli.millrace(["topic", "create", "events", "-p", "2", "--retention", "7d", "--json", "-b", broker])
-            #expect(created.status == 0 && created.stdout == #"{"created":true,"partitions":2,"retention_ms":604800000,"schema_version":null,"topic":"events"}"# + "\n")
+            #expect(created.status == 0 && created.stdout == #"{"created":true,"owner":null,"partitions":2,"retention_ms":604800000,"schema_version":null,"topic":"events"}"# + "\n")
             let again = try cli.millrace(["topic", "create", "events", "--if-not-exists", "-b", broker])
             #expect(again.status == 0 && again.stdout == "topic events exists; nothing changed (--if-not-exists)\n")
             #expect(try cli.millrace(["topic", "create", "events", "-b", broker]).status == 1)

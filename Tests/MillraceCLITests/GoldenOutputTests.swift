@@ -40,7 +40,7 @@ import Testing
                     + "\n")
             #expect(
                 try run(["topic", "describe", "orders", "--json"])
-                    == #"{"compression":"none","dedup":{"duplicates_last_5_min":0,"duplicates_total":0,"key":"json:\/id","keys_held":4,"oldest_key":"2026-11-18T11:06:40.000Z","runs":1,"window_ms":86400000},"dictionary":null,"index":{"entries_written":4,"fields":["\/lot"],"index_disk_bytes":4096,"index_entries_held":4,"index_runs":0,"links":[],"record_key":false},"name":"orders","partitions":[{"batches":1,"bytes":177,"earliest":0,"latest":4,"partition":0},{"batches":0,"bytes":0,"earliest":0,"latest":0,"partition":1}],"retention_bytes":-1,"retention_ms":604800000,"stored_bytes_per_record":44.3,"timestamp":"create"}"#
+                    == #"{"compression":"none","dedup":{"duplicates_last_5_min":0,"duplicates_total":0,"key":"json:\/id","keys_held":4,"oldest_key":"2026-11-18T11:06:40.000Z","runs":1,"window_ms":86400000},"dictionary":null,"index":{"entries_written":4,"fields":["\/lot"],"index_disk_bytes":4096,"index_entries_held":4,"index_runs":0,"links":[],"record_key":false},"name":"orders","owner":null,"partitions":[{"batches":1,"bytes":177,"earliest":0,"latest":4,"partition":0},{"batches":0,"bytes":0,"earliest":0,"latest":0,"partition":1}],"retention_bytes":-1,"retention_ms":604800000,"stored_bytes_per_record":44.3,"timestamp":"create"}"#
                     + "\n")
             #expect(try run(["index", "status", "orders"]) == "orders: indexes /lot; 4 entries written for it; the index holds 4 entries in 0 runs, 4.0 KiB on disk\n")
             _ = try run(["topic", "create", "checked", "--schema", schemaFile, "--on-invalid", "quarantine"])

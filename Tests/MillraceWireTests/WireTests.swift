@@ -332,7 +332,7 @@ let sampleResponses: [Response] = [
         }
         #expect(header.correlationID == 5 && error.code == .invalidTopicName && error.message.contains("the limit is \(Limits.topicNameBytesMax)"))
         let atLimit = String(longTopic.dropFirst())
-        #expect(try decodeRequest(encoded(.describeTopic(name: atLimit))) == .request(RequestHeader(apiKey: 4, correlationID: 1), .describeTopic(name: atLimit)))
+        #expect(try decodeRequest(encoded(.describeTopic(name: atLimit))) == .request(RequestHeader(apiKey: 4, apiVersion: 1, correlationID: 1), .describeTopic(name: atLimit)))
 
         let member = String(repeating: "m", count: Limits.memberIDBytesMax + 1)
         guard case .refused(_, let memberError)? = try decodeRequest(encoded(.heartbeat(GroupMemberRequest(group: "g", memberID: member, generation: 1)))) else {

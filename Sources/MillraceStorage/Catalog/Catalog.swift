@@ -20,6 +20,9 @@ public struct TopicConfig: Sendable, Equatable {
     public var dedup: DedupPolicy?
     /// The key index (trace and genealogy); nil: nothing indexed.
     public var index: IndexPolicy?
+    /// The one principal (the system of record) allowed to produce to the topic; nil: any
+    /// with the write right (docs/SECURITY.md, "Topic ownership").
+    public var owner: String?
 
     public init(
         retentionMs: Int64? = nil, retentionBytes: Int64? = nil, compression: CompressionCodec = .none,
@@ -84,8 +87,9 @@ public struct TopicInfo: Sendable, Equatable {
     public var createdAtMs: Int64
 
     /// 1: up to the timestamp type and creation time; 2: then compatibility and on-invalid;
-    /// 3: then the dedup policy; 4: then the index policy.
-    static let encodingVersion: UInt8 = 4
+    /// 3: then the dedup policy; 4: then the index policy; 5: then the owner (u16 length + name,
+    /// 0 for none).
+    static let encodingVersion: UInt8 = 5
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: 48)
@@ -127,6 +131,7 @@ public struct TopicInfo: Sendable, Equatable {
         } else {
             writer.writeInteger(UInt8(0))
         }
+        Self.write(config.owner ?? "", &writer)
         return writer.bytes
     }
 
@@ -183,6 +188,10 @@ public struct TopicInfo: Sendable, Equatable {
                 index.links.append(IndexLink(parent: try Self.readText(&reader, "link parent"), child: try Self.readText(&reader, "link child")))
             }
             config.index = index
+        }
+        if version >= 5 {
+            let owner = try Self.readText(&reader, "owner")
+            config.owner = owner.isEmpty ? nil : owner
         }
     }
 

@@ -198,7 +198,7 @@ extension Storage {
     /// compression producers are asked to use; nil leaves a setting as it is. Retention
     /// applies at the next retention pass; batches already stored keep their codec.
     public func alterTopic(
-        topic: String, retentionMs: Int64??, retentionBytes: Int64??, compression: CompressionCodec?,
+        topic: String, retentionMs: Int64??, retentionBytes: Int64??, compression: CompressionCodec?, owner: String?? = nil,
         completion: @escaping @Sendable (Result<TopicInfo, MillraceError>) -> Void
     ) {
         guard let writer else { return completion(.failure(MillraceError(.invalidRequest, "storage was opened read-only"))) }
@@ -206,7 +206,7 @@ extension Storage {
             .setSchemaPolicy(
                 SchemaPolicyOperation(
                     topic: topic, compatibility: nil, onInvalid: nil, retentionMs: retentionMs, retentionBytes: retentionBytes, compression: compression,
-                    completion: completion)))
+                    owner: owner, completion: completion)))
     }
 
     public func setSchemaPolicy(
@@ -238,6 +238,8 @@ struct SchemaPolicyOperation {
     var retentionMs: Int64?? = nil
     var retentionBytes: Int64?? = nil
     var compression: CompressionCodec? = nil
+    /// `.some(nil)`: no owner.
+    var owner: String?? = nil
     var completion: @Sendable (Result<TopicInfo, MillraceError>) -> Void
 }
 
@@ -282,6 +284,10 @@ extension Writer {
         if let retentionBytes = op.retentionBytes {
             if let value = retentionBytes, value < 0 { return .failure(MillraceError(.invalidConfig, "retention bytes must be 0 or more (got \(value))")) }
             info.config.retentionBytes = retentionBytes
+        }
+        if let owner = op.owner {
+            if let name = owner, name.isEmpty || name.utf8.count > 128 { return .failure(MillraceError(.invalidConfig, "an owner's name is 1...128 characters")) }
+            info.config.owner = owner
         }
         if let compression = op.compression {
             guard compression.isSupported else { return .failure(MillraceError(.invalidConfig, "compression \(compression) is not supported; use none or zstd")) }
