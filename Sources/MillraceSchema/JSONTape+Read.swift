@@ -177,7 +177,8 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         return String(number)
     }
 
-    static func quote(_ text: String) -> String {
+    /// `text` as a JSON string, quotes included (also the audit log's records).
+    public static func quote(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -313,7 +313,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOSSLError || error is BoringSSLError {
+        if case NIOSSLError.uncleanShutdown = error {
+            // A client that closed its socket without TLS's close_notify (kafka-python does):
+            // nothing was lost that it had not already given up on.
+            dispatcher.logger.debug("TLS with \(peer(context)) ended without close_notify")
+        } else if error is NIOSSLError || error is BoringSSLError {
             if let held = dispatcher.logLimiter.allow("tls-error") {
                 dispatcher.logger.notice(
                     "TLS with \(peer(context)) failed: \(error); closing it (a client speaking plain TCP to this TLS port, an untrusted or expired certificate, or no client certificate where one is required)\(held)")

@@ -67,6 +67,10 @@ struct NativeService: ConnectionService {
             key != ApiKey.apiVersions.rawValue && key != ApiKey.authenticate.rawValue
         {
             let correlationID = frame.getInteger(at: frame.readerIndex + 4, as: Int32.self) ?? -1
+            dispatcher.security?.audit.record(
+                principal: Principal(name: "unknown", roles: [], authentication: .anonymous), peer: peer.description,
+                operation: ApiKey(rawValue: key)?.metricName ?? "api \(key)", resource: "-", result: ErrorCode.authenticationRequired.description,
+                detail: "a request before the login")
             return answer(loginFirst(key, correlationID: correlationID))
         }
         switch RequestCodec.decode(frame: frame) {
@@ -95,7 +99,9 @@ struct NativeService: ConnectionService {
             }
             let started = monotonicNanoseconds()
             let metrics = dispatcher.metrics
-            dispatcher.handle(request, on: peer.eventLoop, responseBytesAllowed: peer.responseBytesAllowed, waiting: peer.waiting, principal: principal).whenComplete {
+            dispatcher.handle(
+                request, on: peer.eventLoop, responseBytesAllowed: peer.responseBytesAllowed, waiting: peer.waiting, principal: principal, peer: peer.description
+            ).whenComplete {
                 result in
                 switch result {
                 case .success(let body):

@@ -138,6 +138,7 @@ public final class MillraceServer: Sendable {
             storage: storage, advertisedHost: configuration.host, advertisedPort: Int32(configuration.port), clock: configuration.clock, logger: logger,
             metrics: metrics, groupsMax: configuration.groupsMax, security: security, logLimiter: logLimiter)
         dispatcher.brokerStatus.withLock { $0 = { [weak self] in self?.brokerStatus() ?? BrokerStatusResponse.unavailable } }
+        try await security.audit.prepare()
         dispatcherBox.withLock { $0 = dispatcher }
         let address: SocketAddress
         do {
@@ -233,6 +234,9 @@ public final class MillraceServer: Sendable {
 
     var dispatcher: RequestDispatcher? { dispatcherBox.withLock { $0 } }
 
+    /// Returns once every audit record so far is in `_audit` (tests; a stop does it too).
+    public func flushAudit() async { await dispatcher?.security?.audit.flush() }
+
     /// Requests read and not yet answered, across connections.
     public var inFlightRequests: Int { inFlight.withLock { $0 } }
 
@@ -269,6 +273,7 @@ public final class MillraceServer: Sendable {
             try? await child.close().get()
         }
         try? await group.shutdownGracefully()
+        await dispatcherBox.withLock { $0 }?.security?.audit.flush()
         await dispatcherBox.withLock { $0 }?.validationLanes.shutdown()
         await dispatcherBox.withLock { $0 }?.schemas.shutdown()
     }

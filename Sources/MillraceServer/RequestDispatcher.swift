@@ -50,9 +50,33 @@ final class RequestDispatcher: Sendable {
     /// A long poll registers in `waiting` (its connection's), which cancels it when the
     /// connection goes. `principal` is who asks: a request it lacks a right for is refused
     /// with `notAuthorized`, and lists leave out what it may not see.
+    /// Administrative changes and refusals are recorded in the audit log with `peer`.
     func handle(
         _ request: Request, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int = { Limits.fetchBytesMax },
-        waiting: ConnectionWaits? = nil, principal: Principal = .unrestricted
+        waiting: ConnectionWaits? = nil, principal: Principal = .unrestricted, peer: String = "the broker"
+    ) -> EventLoopFuture<ResponseBody> {
+        let future = perform(request, on: eventLoop, responseBytesAllowed: responseBytesAllowed, waiting: waiting, principal: principal, peer: peer)
+        guard let audit = security?.audit else { return future }
+        let change = request.auditedChange
+        if change == nil && request.requiredRights.isEmpty { return future }
+        future.whenComplete { result in
+            switch result {
+            case .success:
+                if let change { audit.record(principal: principal, peer: peer, operation: change.operation, resource: change.resource, result: "ok") }
+            case .failure(let error):
+                let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
+                let refused = error.code == .notAuthorized || error.code == .notOwner
+                guard refused || change != nil else { return }
+                audit.record(
+                    principal: principal, peer: peer, operation: change?.operation ?? request.apiKey.metricName,
+                    resource: change?.resource ?? request.requiredRights.first.map { "\($0.1)" } ?? "-", result: error.code.description, detail: error.message)
+            }
+        }
+        return future
+    }
+
+    private func perform(
+        _ request: Request, on eventLoop: any EventLoop, responseBytesAllowed: @escaping () -> Int, waiting: ConnectionWaits?, principal: Principal, peer: String
     ) -> EventLoopFuture<ResponseBody> {
         do {
             try authorize(request, principal)
@@ -62,7 +86,8 @@ final class RequestDispatcher: Sendable {
             case .metadata(let names):
                 return eventLoop.makeSucceededFuture(.metadata(try metadata(names, principal: principal)))
             case .listTopics:
-                let topics = try storage.listTopics().filter { allows(principal, .describe, .topic($0.name)) }.map {
+                // Internal topics (`_audit`) are named, not listed.
+                let topics = try storage.listTopics().filter { !$0.name.hasPrefix("_") && allows(principal, .describe, .topic($0.name)) }.map {
                     TopicSummary(name: $0.name, partitionCount: $0.partitionCount)
                 }
                 return eventLoop.makeSucceededFuture(.listTopics(topics))
@@ -151,7 +176,7 @@ final class RequestDispatcher: Sendable {
                 }
                 return promise.futureResult
             case .produce(let produce):
-                return self.produce(produce, on: eventLoop, principal: principal)
+                return self.produce(produce, on: eventLoop, principal: principal, peer: peer)
             case .fetch(let fetch):
                 return self.fetch(fetch, on: eventLoop, responseBytesAllowed: responseBytesAllowed, waiting: waiting)
             case .listOffsets(let list):
@@ -197,7 +222,7 @@ final class RequestDispatcher: Sendable {
                 guard let status = brokerStatus.withLock({ $0 }) else { throw MillraceError(.unexpected, "the broker's status is not available yet") }
                 var answer = status()
                 // Only what the principal may see: its topics, its groups and their members.
-                answer.topics = answer.topics.filter { allows(principal, .describe, .topic($0.name)) }
+                answer.topics = answer.topics.filter { !$0.name.hasPrefix("_") && allows(principal, .describe, .topic($0.name)) }
                 answer.groups = answer.groups.filter { allows(principal, .describe, .group($0.name)) }
                 answer.kafkaMembers = answer.kafkaMembers.filter { allows(principal, .describe, .group($0.group)) }
                 answer.owners = answer.owners.filter { allows(principal, .describe, .topic($0.key)) }
@@ -260,7 +285,7 @@ final class RequestDispatcher: Sendable {
 
     private func metadata(_ names: [String], principal: Principal) throws -> MetadataResponse {
         let topics = try storage.listTopics()
-        let wanted = names.isEmpty ? topics.map(\.name).filter { allows(principal, .describe, .topic($0)) } : names
+        let wanted = names.isEmpty ? topics.map(\.name).filter { !$0.hasPrefix("_") && allows(principal, .describe, .topic($0)) } : names
         let byName = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, $0) })
         let (host, port) = advertised.withLock { $0 }
         return MetadataResponse(
@@ -303,7 +328,7 @@ final class RequestDispatcher: Sendable {
 
     /// Splits each partition's records into batches and appends them all; every partition's
     /// result comes back when its batches are durable or one has failed.
-    private func produce(_ produce: ProduceRequest, on eventLoop: any EventLoop, principal: Principal) -> EventLoopFuture<ResponseBody> {
+    private func produce(_ produce: ProduceRequest, on eventLoop: any EventLoop, principal: Principal, peer: String) -> EventLoopFuture<ResponseBody> {
         var futures: [EventLoopFuture<ProducePartitionResult>] = []
         var shape: [(topic: String, count: Int)] = []
         // Schema checks of all the request's partitions draw on one budget: spreading records
@@ -311,7 +336,7 @@ final class RequestDispatcher: Sendable {
         let steps = ValidationSteps(Limits.validationStepsPerRequestMax)
         for topic in produce.topics {
             shape.append((topic.topic, topic.entries.count))
-            for entry in topic.entries { futures.append(append(topic.topic, entry, steps: steps, principal: principal, on: eventLoop)) }
+            for entry in topic.entries { futures.append(append(topic.topic, entry, steps: steps, principal: principal, peer: peer, on: eventLoop)) }
         }
         let layout = shape
         let started = monotonicNanoseconds()
@@ -327,7 +352,9 @@ final class RequestDispatcher: Sendable {
         }
     }
 
-    private func append(_ topic: String, _ entry: ProducePartition, steps: ValidationSteps, principal: Principal, on eventLoop: any EventLoop) -> EventLoopFuture<
+    private func append(
+        _ topic: String, _ entry: ProducePartition, steps: ValidationSteps, principal: Principal, peer: String, on eventLoop: any EventLoop
+    ) -> EventLoopFuture<
         ProducePartitionResult
     > {
         func failed(_ error: MillraceError) -> EventLoopFuture<ProducePartitionResult> {
@@ -345,16 +372,20 @@ final class RequestDispatcher: Sendable {
         // A topic with an owner (its system of record) takes records from that principal only,
         // whatever write rights others hold. With `--auth off` nobody has a name to check.
         if !principal.isUnrestricted, let owner = storage.topicInfo(topic)?.config.owner, owner != principal.name {
-            return failed(
-                MillraceError(
-                    .notOwner, "topic \(topic) is owned by \(owner), its system of record: only \(owner) may produce to it (principal \(principal.name) may not)"))
+            let error = MillraceError(
+                .notOwner, "topic \(topic) is owned by \(owner), its system of record: only \(owner) may produce to it (principal \(principal.name) may not)")
+            security?.audit.record(principal: principal, peer: peer, operation: "produce", resource: "topic \(topic)", result: error.code.description, detail: error.message)
+            return failed(error)
         }
         // An idempotent producer's id must be the principal's own (RecordBatch v2: the
         // producer id is the i64 at byte 43 of each batch).
         if let security {
             for batch in batches where batch.count >= 51 {
                 let id = batch[43..<51].reduce(Int64(0)) { $0 << 8 | Int64($1) }
-                if let refused = security.claimProducer(id, by: principal) { return failed(refused) }
+                if let refused = security.claimProducer(id, by: principal) {
+                    security.audit.record(principal: principal, peer: peer, operation: "produce", resource: "topic \(topic)", result: refused.code.description, detail: refused.message)
+                    return failed(refused)
+                }
             }
         }
         // One operation for all of the partition's batches: appended together or not at all,

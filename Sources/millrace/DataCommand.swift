@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MillraceFormat
+import MillraceServer
 import MillraceStorage
 
 struct DataCommand: ParsableCommand {
@@ -197,7 +198,7 @@ struct DataCommand: ParsableCommand {
         }
     }
 
-    struct Restore: ParsableCommand {
+    struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check a backup and make a data directory of it.",
             discussion: """
@@ -213,7 +214,7 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Where to restore: a new or empty directory.") var dataDir: String
         @Flag(help: "Print one JSON object instead of sentences.") var json = false
 
-        func run() throws {
+        func run() async throws {
             let source = backup + "/data.mdb"
             guard FileManager.default.fileExists(atPath: source) else {
                 Output.standardError("error: \(backup) holds no data.mdb; name a directory `millrace data backup` made")
@@ -254,7 +255,7 @@ struct DataCommand: ParsableCommand {
                     throw CommandFailure(message: "cannot move the copy into place: \(String(cString: strerror(errno)))")
                 }
                 try Self.sync(dataDir)
-                try Self.settle(dataDir)
+                try await Self.settle(dataDir, from: backup)
             } catch {
                 Output.standardError("error: could not restore into \(dataDir): \(error)")
                 throw ExitCode(1)
@@ -275,12 +276,16 @@ struct DataCommand: ParsableCommand {
         /// the records they came from, as a crash leaves them: opened once here, they are
         /// indexed again and written as a run when it closes, so the broker's first start on
         /// the restored directory is a clean one (not reported as an unclean stop).
-        static func settle(_ directory: String) throws {
+        static func settle(_ directory: String, from backup: String) async throws {
             var options = Storage.Options()
             options.createIfMissing = false
             options.retentionCheckIntervalMs = nil
             do {
-                try Storage.open(directory: directory, options: options).close()
+                let storage = try Storage.open(directory: directory, options: options)
+                defer { storage.close() }
+                // The restore is the restored broker's first audit record.
+                let account = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
+                try await OfflineAudit.record(storage: storage, principal: "offline:\(account)", operation: "data restore", resource: directory, result: "ok", detail: "from \(backup)")
             } catch let error as MillraceError {
                 throw CommandFailure(message: error.message)
             }

@@ -9,7 +9,7 @@ struct Millrace: AsyncParsableCommand {
         abstract: "Millrace: a durable event broker for manufacturing integration.",
         discussion: "Exit codes: 0 success, 1 a runtime error (the message says what happened and what to do), 2 bad usage.",
         version: MillraceVersion.current,
-        subcommands: [ServeCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self, SchemaCommand.self, QuarantineCommand.self, DedupCommand.self, TraceCommand.self, IndexCommand.self, StatusCommand.self, TopCommand.self, DataCommand.self, GenerateCommand.self, UserCommand.self, RoleCommand.self, ACLCommand.self, WhoAmICommand.self])
+        subcommands: [ServeCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self, SchemaCommand.self, QuarantineCommand.self, DedupCommand.self, TraceCommand.self, IndexCommand.self, StatusCommand.self, TopCommand.self, DataCommand.self, GenerateCommand.self, UserCommand.self, RoleCommand.self, ACLCommand.self, WhoAmICommand.self, AuditCommand.self])
 
     /// A mistyped command (`millrace topc list`), named with the nearest command, as git does.
     static func suggestion() -> String? {

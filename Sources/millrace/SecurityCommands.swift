@@ -3,6 +3,7 @@ import Foundation
 import MillraceClient
 import MillraceFormat
 import MillraceSecurity
+import MillraceServer
 import MillraceStorage
 import MillraceWire
 
@@ -30,6 +31,8 @@ struct SecurityTarget: ParsableArguments {
                     : "error: \(error.message)", exitCode: 1)
         }
         defer { storage.close() }
+        // Recorded as the account that ran it: the broker is stopped, nobody logged in.
+        let account = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
         do {
             _ = try await storage.updateSecurityRecord { bytes in
                 do {
@@ -41,8 +44,11 @@ struct SecurityTarget: ParsableArguments {
                 }
             }
         } catch let error as MillraceError {
+            try? await OfflineAudit.record(
+                storage: storage, principal: "offline:\(account)", operation: change.operation, resource: change.target, result: error.code.description, detail: error.message)
             throw CommandFailure(message: "error: \(error.message)", exitCode: 1)
         }
+        try await OfflineAudit.record(storage: storage, principal: "offline:\(account)", operation: change.operation, resource: change.target, result: "ok")
     }
 
     func describe() async throws -> SecurityDescription {
@@ -356,6 +362,56 @@ struct WhoAmICommand: AsyncParsableCommand {
             print("scope           \(identity.scope.isEmpty ? "-" : identity.scope)")
             print("authentication  \(identity.authentication == "none" ? "none (the broker runs with --auth off: every request allowed)" : identity.authentication)")
             print("encrypted       \(identity.encrypted ? "yes (TLS)" : "no")")
+        }
+    }
+}
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Who changed what, and every refused request: the broker's audit topic (_audit), newest last.",
+        discussion: """
+            Each record names its time, the principal, where it came from, the operation, the resource and the result (ok, or the \
+            error: not_authorized, not_owner, authentication_failed, …). Reading it needs the read right on topic _audit (the \
+            auditor and enterprise-admin roles have it).
+            """ + Help.examples("millrace audit --since 24h", "millrace audit --principal mes-pl01 --since 7d", "millrace audit --refused --json"))
+    @OptionGroup var broker: BrokerOptions
+    @Option(help: "Records of the last DURATION (90m, 24h, 7d); default 24h.") var since = "24h"
+    @Option(help: "Only this principal's records.") var principal: String?
+    @Flag(help: "Only refusals (every result but ok).") var refused = false
+    @Flag(help: "Print one JSON object instead of a table.") var json = false
+
+    func run() async throws {
+        guard let window = Durations.parse(since), window > 0 else {
+            throw CommandFailure(message: "error: --since takes a duration such as 90m, 24h or 7d (got \(since))")
+        }
+        let from = Int64(Date().timeIntervalSince1970 * 1_000) - window
+        let (principal, refused) = (self.principal, self.refused)
+        let records = try await withClient(broker) { client -> [[String: Any]] in
+            var rows: [[String: Any]] = []
+            for try await record in Consumer(client: client, topic: "_audit", from: .timestamp(from), stopAtEnd: true) {
+                guard let value = record.value, let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any] else { continue }
+                if let principal, object["principal"] as? String != principal { continue }
+                if refused, object["result"] as? String == "ok" { continue }
+                rows.append(object)
+            }
+            return rows
+        }
+        if json {
+            print(Output.json(["records": records, "since_ms": from]))
+        } else if records.isEmpty {
+            print("no audit records since \(Output.time(milliseconds: from))\(principal.map { " for \($0)" } ?? "")")
+        } else {
+            print(
+                Output.table(
+                    ["TIME", "PRINCIPAL", "PEER", "OPERATION", "RESOURCE", "RESULT"],
+                    records.map { row in
+                        let result = row["result"] as? String ?? "?"
+                        let detail = row["detail"] as? String ?? ""
+                        return [
+                            Output.time(milliseconds: row["time_ms"] as? Int64 ?? Int64(row["time_ms"] as? Int ?? 0)), row["principal"] as? String ?? "?", row["peer"] as? String ?? "?",
+                            row["operation"] as? String ?? "?", row["resource"] as? String ?? "?", result == "ok" || detail.isEmpty ? result : "\(result): \(detail)",
+                        ]
+                    }))
         }
     }
 }

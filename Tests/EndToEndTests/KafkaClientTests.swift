@@ -265,8 +265,13 @@ extension KafkaClientTests {
     }
 
     /// Runs a script of Tests/KafkaClients and decodes its JSON lines.
-    static func python(_ script: String, _ arguments: [String], timeoutSeconds: Double = 60) async throws -> [ClientLine] {
-        let output = try await run(try tool("python3"), [scripts.appendingPathComponent(script).path] + arguments, timeoutSeconds: timeoutSeconds)
+    /// `clientConfig`: settings every client of the script gets (security.protocol, sasl.*,
+    /// ssl.*; kafka-python's own names for it), as KAFKA_CLIENT_CONFIG.
+    static func python(_ script: String, _ arguments: [String], timeoutSeconds: Double = 60, clientConfig: [String: String] = [:]) async throws -> [ClientLine] {
+        let config = String(decoding: try JSONSerialization.data(withJSONObject: clientConfig), as: UTF8.self)
+        let output = try await run(
+            try tool("python3"), [scripts.appendingPathComponent(script).path] + arguments, timeoutSeconds: timeoutSeconds,
+            environment: clientConfig.isEmpty ? [:] : ["KAFKA_CLIENT_CONFIG": config])
         return try output.split(separator: "\n").map { line in
             do {
                 return try JSONDecoder().decode(ClientLine.self, from: Data(line.utf8))
@@ -279,10 +284,13 @@ extension KafkaClientTests {
     /// Runs a client to its end and returns its standard output; throws when it exits
     /// non-zero or outlives `timeoutSeconds` (it is then killed), with the end of what it said.
     /// The child is killed on every way out, a cancelled test included.
-    static func run(_ executable: String, _ arguments: [String], input: String? = nil, timeoutSeconds: Double = 60) async throws -> String {
+    static func run(_ executable: String, _ arguments: [String], input: String? = nil, timeoutSeconds: Double = 60, environment: [String: String] = [:]) async throws
+        -> String
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, given in given } }
         let output = Pipe()
         let errors = Pipe()
         process.standardOutput = output

@@ -187,9 +187,11 @@ import Testing
         #expect(handshake.errorCode == 0 && handshake.mechanisms == ["SCRAM-SHA-256", "SCRAM-SHA-512"])
     }
 
-    /// Five failed logins from an address are free; then that address is refused unheard
-    /// (even with the right password) for a time that doubles, until the clock passes it.
-    @Test func bruteForceLoginsAreRateLimitedByAddress() async throws {
+    /// Five failed logins of a user from an address are free; then that user is refused
+    /// unheard from there (even with the right password) for a time that doubles, until the
+    /// clock passes it; its neighbours behind the address are not; fifty over all users and
+    /// the address is.
+    @Test func bruteForceLoginsAreRateLimitedByUserAndAddress() async throws {
         let clock = ManualClock()
         let live = try await Self.server(clock: clock)
         var outcomes: [String] = []
@@ -202,12 +204,25 @@ import Testing
         #expect(outcomes == Array(repeating: "wrong", count: 5) + Array(repeating: "blocked", count: 7))
         let rightPassword = Self.client(live, "admin", "admin-secret")
         #expect(await Self.refusal { _ = try await rightPassword.whoAmI() }?.message.hasPrefix("too many failed logins") == true)
+        // Another user behind the same address is not locked out by them.
+        let neighbour = Self.client(live, "audit", "audit-secret")
+        #expect(try await neighbour.whoAmI().principal == "audit")
+        await neighbour.close()
         clock.advance(by: .seconds(2))
         #expect(try await rightPassword.whoAmI().principal == "admin")
         // A good login clears the address.
         let wrongAgain = Self.client(live, "admin", "nope")
         #expect(await Self.refusal { _ = try await wrongAgain.whoAmI() }?.code == .authenticationFailed)
         #expect(await Self.refusal { _ = try await wrongAgain.whoAmI() }?.message.hasPrefix("too many") == false)
+        // Many users tried from one address: past fifty failures the address is refused.
+        for attempt in 0..<50 {
+            let sprayed = Self.client(live, "user-\(attempt)", "guess")
+            _ = await Self.refusal { _ = try await sprayed.whoAmI() }
+            await sprayed.close()
+        }
+        let after = Self.client(live, "audit", "audit-secret")
+        #expect(await Self.refusal { _ = try await after.whoAmI() }?.message.hasPrefix("too many failed logins") == true)
+        await after.close()
         for client in [rightPassword, wrongAgain] { await client.close() }
     }
 
@@ -352,5 +367,56 @@ import Testing
         #expect(try await plain.describeTopic("plant.PL01.confirmations").owner == "mes-pl01")
         try await Self.produce(plain, "plant.PL01.confirmations", Array(#"{"lot":"L6"}"#.utf8))
         await plain.close()
+    }
+
+    /// The audit records in `_audit`, as the auditor reads them.
+    static func auditRecords(_ live: LiveServer, tls: ClientTLS? = nil) async throws -> [[String: String]] {
+        await live.server.flushAudit()
+        var configuration = Self.client(live, "audit", "audit-secret").configuration
+        configuration.tls = tls
+        let auditor = MillraceClient(configuration: configuration)
+        defer { Task { await auditor.close() } }
+        var rows: [[String: String]] = []
+        for try await record in Consumer(client: auditor, topic: "_audit", from: .earliest, stopAtEnd: true) {
+            let object = try JSONSerialization.jsonObject(with: Data(record.value ?? [])) as? [String: Any] ?? [:]
+            rows.append(object.compactMapValues { $0 as? String })
+        }
+        return rows
+    }
+
+    /// Every administrative change and every refusal is a record naming who, from where, what,
+    /// on what and how it ended; `_audit` is the broker's alone to write and nobody's to delete.
+    @Test func changesAndRefusalsAreAudited() async throws {
+        let live = try await Self.server()
+        let admin = Self.client(live, "admin", "admin-secret")
+        _ = try await admin.createTopic("plant.PL01.confirmations")
+        try await admin.alterTopic("plant.PL01.confirmations", retention: .after(.seconds(86_400)), owner: .some("mes-pl01"))
+        try await admin.alterSecurity(.createRole(name: "erp-reader"))
+        try await admin.alterSecurity(.addEntry(ACLEntry(.allow, .read, .topic, try ResourcePattern("*")), to: .role("erp-reader")))
+        try await admin.alterSecurity(.createUser(name: "erp", roles: ["erp-reader"], scope: nil, credentials: SCRAMCredential.all(password: "erp-secret", iterations: Self.iterations)))
+        let pl02 = Self.client(live, "mes-pl02", "pl02-secret")
+        _ = await Self.refusal { try await Self.produce(pl02, "plant.PL01.confirmations", [0x7B, 0x7D]) }
+        _ = await Self.refusal { try await pl02.deleteTopic("plant.PL01.confirmations") }
+        let wrong = Self.client(live, "mes-pl02", "not-it")
+        _ = await Self.refusal { _ = try await wrong.listTopics() }
+        #expect(await Self.refusal { try await admin.deleteTopic("_audit") }?.code == .notAuthorized)
+        #expect(await Self.refusal { try await Self.produce(admin, "_audit", [0x7B, 0x7D]) }?.code == .notAuthorized)
+        // Only auditors and administrators read it.
+        #expect(await Self.refusal { _ = try await pl02.describeTopic("_audit") }?.code == .notAuthorized)
+        let rows = try await Self.auditRecords(live)
+        func has(_ principal: String, _ operation: String, _ resource: String, _ result: String) -> Bool {
+            rows.contains { $0["principal"] == principal && $0["operation"] == operation && $0["resource"] == resource && $0["result"] == result && $0["peer"]?.hasPrefix("127.0.0.1:") == true }
+        }
+        #expect(has("admin", "topic create", "topic plant.PL01.confirmations", "ok"), "\(rows)")
+        #expect(has("admin", "topic alter (owner mes-pl01)", "topic plant.PL01.confirmations", "ok"))
+        #expect(has("admin", "role create", "role erp-reader", "ok"))
+        #expect(has("admin", "acl create", "role erp-reader: allow read topic *", "ok"))
+        #expect(has("admin", "user create", "user erp", "ok"))
+        #expect(has("mes-pl02", "describe_topic", "topic plant.PL01.confirmations", "not_authorized") || has("mes-pl02", "metadata", "topic plant.PL01.confirmations", "not_authorized"))
+        #expect(has("mes-pl02", "topic delete", "topic plant.PL01.confirmations", "not_authorized"))
+        #expect(has("mes-pl02", "login", "the cluster", "authentication_failed"))
+        #expect(has("admin", "topic delete", "topic _audit", "not_authorized"))
+        #expect(rows.allSatisfy { ($0["detail"] ?? "").contains("secret") == false })
+        for client in [admin, pl02, wrong] { await client.close() }
     }
 }

@@ -7,6 +7,7 @@ never a hang.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -72,3 +73,10 @@ class Deadline:
 
     def passed(self):
         return time.monotonic() >= self.end
+
+
+def security_config():
+    """Settings every client of a script gets on top of its own: the security ones
+    (security.protocol, sasl.*, ssl.*, or kafka-python's names), as a JSON object in
+    KAFKA_CLIENT_CONFIG; empty when unset."""
+    return json.loads(os.environ.get("KAFKA_CLIENT_CONFIG", "{}"))

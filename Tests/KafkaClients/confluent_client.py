@@ -17,7 +17,7 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ of common.py in the source tree
 
-from common import NOTE, Deadline, emit, fail, headers_of, parse_configs, require_modules, text  # noqa: E402
+from common import NOTE, Deadline, emit, fail, headers_of, parse_configs, require_modules, security_config, text  # noqa: E402
 
 require_modules(["confluent_kafka"])
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
@@ -33,6 +33,7 @@ def producer(bootstrap):
             "compression.type": "zstd",
             "linger.ms": 5,
             "message.timeout.ms": 20000,
+            **security_config(),
         }
     )
 
@@ -48,6 +49,7 @@ def consumer(bootstrap, group, reset="earliest", eof=True):
             "session.timeout.ms": 10000,
             # Rebalances are noticed on a heartbeat: a short interval keeps the test short.
             "heartbeat.interval.ms": 500,
+            **security_config(),
         }
     )
 
@@ -148,7 +150,7 @@ def consume(args):
 
 
 def create_topic(args):
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin = AdminClient({"bootstrap.servers": args.bootstrap, **security_config()})
     topic = NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1, config=parse_configs(args.config))
     for name, future in admin.create_topics([topic], request_timeout=args.timeout).items():
         future.result(timeout=args.timeout)
@@ -156,7 +158,7 @@ def create_topic(args):
 
 
 def describe_configs(args):
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin = AdminClient({"bootstrap.servers": args.bootstrap, **security_config()})
     resource = ConfigResource(ResourceType.TOPIC, args.topic)
     for _, future in admin.describe_configs([resource], request_timeout=args.timeout).items():
         entries = future.result(timeout=args.timeout)
@@ -164,7 +166,7 @@ def describe_configs(args):
 
 
 def delete_topic(args):
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin = AdminClient({"bootstrap.servers": args.bootstrap, **security_config()})
     for name, future in admin.delete_topics([args.topic], request_timeout=args.timeout).items():
         future.result(timeout=args.timeout)
         emit("deleted", topic=name)

@@ -15,7 +15,7 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ of common.py in the source tree
 
-from common import NOTE, Deadline, emit, fail, headers_of, parse_configs, require_modules, text  # noqa: E402
+from common import NOTE, Deadline, emit, fail, headers_of, parse_configs, require_modules, text, security_config  # noqa: E402
 
 require_modules(["kafka", "zstandard"])  # zstandard: kafka-python's zstd codec
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # noqa: E402
@@ -26,6 +26,7 @@ def produce(args):
     deadline = Deadline(args.timeout)
     producer = KafkaProducer(
         bootstrap_servers=args.bootstrap,
+        **security_config(),
         compression_type="zstd",
         acks="all",
         linger_ms=5,
@@ -51,6 +52,7 @@ def consume(args):
     deadline = Deadline(args.timeout)
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap,
+        **security_config(),
         group_id=args.group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -89,7 +91,8 @@ def consume(args):
 
 
 def admin(args):
-    return KafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=int(args.timeout * 1000))
+    return KafkaAdminClient(bootstrap_servers=args.bootstrap,
+        **security_config(), request_timeout_ms=int(args.timeout * 1000))
 
 
 def create_topic(args):

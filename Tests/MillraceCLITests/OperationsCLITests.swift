@@ -93,7 +93,7 @@ import Testing
 
             let restore = try cli.millrace(["data", "restore", backup, "--data-dir", restored])
             #expect(restore.status == 0, "\(restore.stderr)")
-            #expect(restore.stdout.hasPrefix("restored \(backup) into \(restored): 1 topics, "), "\(restore.stdout)")
+            #expect(restore.stdout.hasPrefix("restored \(backup) into \(restored): 2 topics, "), "\(restore.stdout)")
             // Every record acknowledged before the backup began is there, whole and in order.
             var options = Storage.Options()
             options.readOnly = true

@@ -35,7 +35,7 @@ extension KafkaService {
         case .createTopics:
             let request = try KafkaAdmin.CreateTopicsRequest(from: &body, version: version)
             let principal = principal(peer)
-            let results = request.topics.map { topic in createTopic(topic, validateOnly: request.validateOnly, principal: principal, on: eventLoop) }
+            let results = request.topics.map { topic in createTopic(topic, validateOnly: request.validateOnly, principal: principal, peer: peer.description, on: eventLoop) }
             return EventLoopFuture.whenAllComplete(results, on: eventLoop).map { outcomes in
                 let response = KafkaAdmin.CreateTopicsResponse(
                     topics: outcomes.map { outcome in
@@ -49,7 +49,7 @@ extension KafkaService {
         case .deleteTopics:
             let request = try KafkaAdmin.DeleteTopicsRequest(from: &body, version: version)
             let results = request.names.map { name in
-                dispatcher.handle(.deleteTopic(name: name), on: eventLoop, principal: principal(peer)).map { _ in KafkaAdmin.TopicResult(name: name) }.flatMapErrorThrowing { error in
+                dispatcher.handle(.deleteTopic(name: name), on: eventLoop, principal: principal(peer), peer: peer.description).map { _ in KafkaAdmin.TopicResult(name: name) }.flatMapErrorThrowing { error in
                     KafkaAdmin.TopicResult(name: name, errorCode: KafkaErrorCode((error as? MillraceError)?.code ?? .unexpected).rawValue)
                 }
             }
@@ -62,7 +62,7 @@ extension KafkaService {
             let principal = principal(peer)
             let response = KafkaAdmin.DescribeConfigsResponse(
                 results: request.resources.map { resource in
-                    guard resource.type != KafkaAdmin.topicResource || dispatcher.allows(principal, .describe, .topic(resource.name)) else {
+                    guard resource.type != KafkaAdmin.topicResource || allows(principal, .describe, .topic(resource.name), peer: peer, api: .describeConfigs) else {
                         return KafkaAdmin.ConfigResult(
                             errorCode: KafkaErrorCode.topicAuthorizationFailed.rawValue,
                             errorMessage: "principal \(principal.name) may not describe topic \(resource.name)", type: resource.type, name: resource.name, configs: [])
@@ -79,7 +79,7 @@ extension KafkaService {
     /// not ignored: a setting that silently does nothing is a surprise in a plant.
     static let creatableConfigs = ["retention.ms", "retention.bytes", "compression.type", "message.timestamp.type", "cleanup.policy", "max.message.bytes"]
 
-    private func createTopic(_ topic: KafkaAdmin.NewTopic, validateOnly: Bool, principal: Principal, on eventLoop: any EventLoop) -> EventLoopFuture<
+    private func createTopic(_ topic: KafkaAdmin.NewTopic, validateOnly: Bool, principal: Principal, peer: String, on eventLoop: any EventLoop) -> EventLoopFuture<
         KafkaAdmin.TopicResult
     > {
         func refused(_ code: KafkaErrorCode, _ message: String) -> EventLoopFuture<KafkaAdmin.TopicResult> {
@@ -132,7 +132,7 @@ extension KafkaService {
             if dispatcher.storage.topicInfo(topic.name) != nil { return refused(.topicAlreadyExists, "topic \(topic.name) exists") }
             return eventLoop.makeSucceededFuture(KafkaAdmin.TopicResult(name: topic.name))
         }
-        return dispatcher.handle(.createTopic(create), on: eventLoop, principal: principal).map { _ in KafkaAdmin.TopicResult(name: topic.name) }.flatMapErrorThrowing { error in
+        return dispatcher.handle(.createTopic(create), on: eventLoop, principal: principal, peer: peer).map { _ in KafkaAdmin.TopicResult(name: topic.name) }.flatMapErrorThrowing { error in
             let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
             return KafkaAdmin.TopicResult(name: topic.name, errorCode: KafkaErrorCode(error.code).rawValue, errorMessage: error.message)
         }

@@ -15,7 +15,7 @@ extension KafkaService {
         let groups = dispatcher.groups
         let principal = principal(peer)
         /// Whether the principal may take part in `group`; logged when not.
-        func mayJoin(_ group: String) -> Bool { dispatcher.allows(principal, .read, .group(group)) }
+        func mayJoin(_ group: String) -> Bool { allows(principal, .read, .group(group), peer: peer, api: api) }
         let refused = KafkaErrorCode.groupAuthorizationFailed.rawValue
         switch api {
         case .joinGroup:
@@ -67,7 +67,7 @@ extension KafkaService {
             let request = try KafkaGroups.DescribeRequest(from: &body, version: version)
             let response = KafkaGroups.DescribeResponse(
                 groups: request.groups.map { name in
-                    guard dispatcher.allows(principal, .describe, .group(name)) else {
+                    guard allows(principal, .describe, .group(name), peer: peer, api: api) else {
                         var described = KafkaGroups.DescribedGroup(groupID: name, state: "", protocolType: "", protocolData: "", members: [])
                         described.errorCode = refused
                         return described
@@ -104,8 +104,10 @@ extension KafkaService {
             return Self.answer(header) { response.write(to: &$0, version: version) }
         }
         let principal = principal(peer)
-        guard dispatcher.allows(principal, .read, .group(request.groupID)) else { return peer.eventLoop.makeSucceededFuture(answerAll(.groupAuthorizationFailed)) }
-        guard request.topics.allSatisfy({ dispatcher.allows(principal, .read, .topic($0.name)) }) else {
+        guard allows(principal, .read, .group(request.groupID), peer: peer, api: .offsetCommit) else {
+            return peer.eventLoop.makeSucceededFuture(answerAll(.groupAuthorizationFailed))
+        }
+        guard request.topics.allSatisfy({ allows(principal, .read, .topic($0.name), peer: peer, api: .offsetCommit) }) else {
             return peer.eventLoop.makeSucceededFuture(answerAll(.topicAuthorizationFailed))
         }
         let (code, reason) = dispatcher.groups.kafkaCheckCommit(group: request.groupID, memberID: request.memberID, generation: request.generationID)
@@ -171,7 +173,7 @@ extension KafkaService {
         let version = header.apiVersion
         let response: KafkaGroups.OffsetFetchResponse
         do {
-            guard dispatcher.allows(principal(peer), .describe, .group(request.groupID)) else {
+            guard allows(principal(peer), .describe, .group(request.groupID), peer: peer, api: .offsetFetch) else {
                 throw MillraceError(.notAuthorized, "group \(request.groupID)")
             }
             let stored = try dispatcher.storage.committedOffsets(group: request.groupID)

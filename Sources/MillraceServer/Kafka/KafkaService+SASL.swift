@@ -10,6 +10,16 @@ extension KafkaService {
     /// Who the connection acts as (callers come after the login gate in `serve`).
     func principal(_ peer: ConnectionPeer) -> Principal { peer.session.principal ?? .anonymous }
 
+    /// Whether `principal` may; a refusal goes to the audit log (requests the dispatcher
+    /// does not carry out are checked here).
+    func allows(_ principal: Principal, _ operation: SecurityOperation, _ resource: Resource, peer: ConnectionPeer, api: KafkaApiKey) -> Bool {
+        guard !dispatcher.allows(principal, operation, resource) else { return true }
+        dispatcher.security?.audit.record(
+            principal: principal, peer: peer.description, operation: "Kafka \(api)", resource: "\(resource)", result: ErrorCode.notAuthorized.description,
+            detail: "principal \(principal.name) may not \(operation.rawValue) \(resource)")
+        return false
+    }
+
     func handshake(_ request: KafkaSASL.HandshakeRequest, header: KafkaRequestHeader, peer: ConnectionPeer) -> ConnectionAnswer {
         let offered = dispatcher.security.map { $0.mode == .off ? [] : SCRAMMechanism.allCases.map(\.rawValue) } ?? []
         let response: KafkaSASL.HandshakeResponse

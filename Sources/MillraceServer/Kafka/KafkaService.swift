@@ -63,6 +63,9 @@ final class KafkaService: ConnectionService {
         // Kafka's brokers close such a connection; so does this one, saying why in its log.
         guard peer.session.principal != nil || api == .apiVersions || api == .saslHandshake || api == .saslAuthenticate else {
             let client = header.clientID.map { " (client \"\(LogText.printable($0))\")" } ?? ""
+            dispatcher.security?.audit.record(
+                principal: Principal(name: "unknown", roles: [], authentication: .anonymous), peer: peer.description, operation: "Kafka \(api)", resource: "-",
+                result: ErrorCode.authenticationRequired.description, detail: "a request before the SASL login\(client)")
             peer.protocolError(
                 MillraceError(
                     .authenticationRequired,
@@ -130,7 +133,7 @@ final class KafkaService: ConnectionService {
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         case .metadata:
             let request = try KafkaMetadata.Request(from: &body, version: version)
-            let response = metadata(request, principal: principal(peer))
+            let response = metadata(request, principal: principal(peer), peer: peer)
             return eventLoop.makeSucceededFuture(Self.answer(header) { response.write(to: &$0, version: version) })
         case .findCoordinator:
             let request = try KafkaFindCoordinator.Request(from: &body, version: version)
@@ -171,13 +174,13 @@ final class KafkaService: ConnectionService {
 
     // MARK: Metadata and offsets
 
-    private func metadata(_ request: KafkaMetadata.Request, principal: Principal) -> KafkaMetadata.Response {
+    private func metadata(_ request: KafkaMetadata.Request, principal: Principal, peer: ConnectionPeer) -> KafkaMetadata.Response {
         let (host, port) = advertised.withLock { $0 }
         let known = (try? dispatcher.storage.listTopics()) ?? []
         let counts = Dictionary(known.map { ($0.name, $0.partitionCount) }, uniquingKeysWith: { first, _ in first })
-        let names = request.topics ?? known.map(\.name).sorted().filter { dispatcher.allows(principal, .describe, .topic($0)) }
+        let names = request.topics ?? known.map(\.name).sorted().filter { !$0.hasPrefix("_") && dispatcher.allows(principal, .describe, .topic($0)) }
         let topics = names.map { name -> KafkaMetadata.Topic in
-            guard dispatcher.allows(principal, .describe, .topic(name)) else {
+            guard allows(principal, .describe, .topic(name), peer: peer, api: .metadata) else {
                 return KafkaMetadata.Topic(errorCode: KafkaErrorCode.topicAuthorizationFailed.rawValue, name: name, partitions: [])
             }
             guard let count = counts[name] else {
@@ -201,7 +204,7 @@ final class KafkaService: ConnectionService {
                 TopicEntries(topic: topic.name, topic.entries.map { ListOffsetsPartition(partition: $0.index, timestamp: $0.timestamp) })
             })
         let version = header.apiVersion
-        return dispatcher.handle(.listOffsets(native), on: peer.eventLoop, principal: principal(peer)).map { body -> ConnectionAnswer in
+        return dispatcher.handle(.listOffsets(native), on: peer.eventLoop, principal: principal(peer), peer: peer.description).map { body -> ConnectionAnswer in
             guard case .listOffsets(let topics) = body else { return Self.answer(header) { _ in } }
             let response = KafkaListOffsets.Response(
                 topics: topics.map { topic in
@@ -254,7 +257,7 @@ final class KafkaService: ConnectionService {
         }
         let native = ProduceRequest(timeoutMs: request.timeoutMs, topics: topics, version: 2)
         let recordCounts = counts
-        return dispatcher.handle(.produce(native), on: peer.eventLoop, principal: principal(peer)).map { body -> ConnectionAnswer in
+        return dispatcher.handle(.produce(native), on: peer.eventLoop, principal: principal(peer), peer: peer.description).map { body -> ConnectionAnswer in
             guard acks != 0 else { return Self.silence }
             guard case .produce(let results) = body else { return Self.answer(header) { _ in } }
             let response = KafkaProduce.Response(
@@ -316,7 +319,7 @@ final class KafkaService: ConnectionService {
             })
         let logger = dispatcher.logger
         return dispatcher.handle(
-            .fetch(native), on: peer.eventLoop, responseBytesAllowed: peer.responseBytesAllowed, waiting: peer.waiting, principal: principal(peer)
+            .fetch(native), on: peer.eventLoop, responseBytesAllowed: peer.responseBytesAllowed, waiting: peer.waiting, principal: principal(peer), peer: peer.description
         ).map {
             body -> ConnectionAnswer in
             guard case .fetch(let topics) = body else { return Self.answer(header) { _ in } }

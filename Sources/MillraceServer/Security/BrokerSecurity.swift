@@ -23,6 +23,8 @@ final class BrokerSecurity: Sendable {
     private let storage: Storage
     private let current: Locked<SecurityState>
     let logins: LoginLimiter
+    /// Every administrative change and every refusal (docs/SECURITY.md, "What is logged").
+    let audit: AuditLog
     private let clock: any MillraceClock
     private let logger: Logger
     private let logLimiter: LogLimiter
@@ -34,6 +36,7 @@ final class BrokerSecurity: Sendable {
         self.logger = logger
         self.logLimiter = logLimiter
         logins = LoginLimiter(clock: clock)
+        audit = AuditLog(storage: storage, clock: clock, logger: logger, logLimiter: logLimiter)
         do {
             current = Locked(try SecurityState(decoding: storage.securityRecord()))
         } catch let error as SecurityError {
@@ -93,6 +96,13 @@ final class BrokerSecurity: Sendable {
         }
     }
 
+    /// The user a client-first message names (`n,,n=USER,r=…`), for the audit record of a
+    /// refused login.
+    static func userNamed(in message: String) -> String? {
+        guard message.hasPrefix("n,,n=") else { return nil }
+        return message.dropFirst(5).split(separator: ",", maxSplits: 1).first.map { String($0.prefix(128)) }
+    }
+
     // MARK: Idempotent producers
 
     private struct ProducerOwners {
@@ -135,25 +145,33 @@ final class BrokerSecurity: Sendable {
         guard mode != .off else {
             return .failure(MillraceError(.authenticationFailed, "this broker runs with --auth off: connect without a user (or start it with --auth required)"))
         }
-        if let waitMs = logins.blockedFor(host) {
+        let text = String(decoding: message, as: UTF8.self)
+        let named = session.loginUser ?? Self.userNamed(in: text)
+        if let waitMs = logins.blockedFor(host, user: named) {
+            audit.record(
+                principal: Principal(name: named.map { LogText.printable($0) } ?? "unknown", roles: [], authentication: .password),
+                peer: peer, operation: "login", resource: "the cluster", result: ErrorCode.authenticationFailed.description, detail: "too many failed logins from \(host)")
             return .failure(
                 MillraceError(.authenticationFailed, "too many failed logins from \(host); try again in \(max(1, (waitMs + 999) / 1_000)) s"))
         }
-        let text = String(decoding: message, as: UTF8.self)
         let state = self.state
         do {
             let reply = try session.step(mechanism: name, message: text, state: state)
             if let user = reply.authenticatedUser {
                 guard let principal = state.principal(named: user, .password) else { throw SCRAMError("user \(user) was deleted during the login") }
                 session.loggedIn(principal)
-                logins.succeeded(host)
+                logins.succeeded(host, user: user)
                 logger.info("\(peer) logged in as \(user) (\(name))")
                 return .success((Array(reply.message.utf8), principal))
             }
             return .success((Array(reply.message.utf8), nil))
         } catch {
+            let user = session.loginUser ?? Self.userNamed(in: text)
             session.loginFailed()
-            logins.failed(host)
+            logins.failed(host, user: user)
+            audit.record(
+                principal: Principal(name: user.map { LogText.printable($0) } ?? "unknown", roles: [], authentication: .password), peer: peer, operation: "login",
+                resource: "the cluster", result: ErrorCode.authenticationFailed.description, detail: (error as? SCRAMError)?.message ?? "\(error)")
             // The reason names the user, never the password (SCRAM never sends it).
             let reason = (error as? SCRAMError)?.message ?? "\(error)"
             if let held = logLimiter.allow("login-failed") { logger.warning("login failed from \(peer): \(reason)\(held)") }
@@ -238,16 +256,27 @@ final class ConnectionSession: Sendable {
 
     fileprivate func loginFailed() { state.withLock { $0.exchange = nil } }
 
+    /// The user of the login under way (after its first message).
+    fileprivate var loginUser: String? {
+        state.withLock { state in
+            guard case .awaitingClientFinal(let user)? = state.exchange?.state else { return nil }
+            return user
+        }
+    }
+
     private static func nonce() -> String {
         var generator = SystemRandomNumberGenerator()
         return Data((0..<18).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64EncodedString()
     }
 }
 
-/// Failed logins per peer address: five are free, then each further attempt from that
-/// address is refused unheard for a time that doubles with every failure (1 s up to 5 min).
-/// A good login clears the address. At most `addressesMax` addresses are remembered (the
-/// quietest are forgotten first).
+/// Failed logins, counted per address and user, and per address over all users. Five
+/// failures of one user from one address are free, then that user's logins from there are
+/// refused unheard for a time that doubles with every failure (1 s up to 5 min); fifty from
+/// one address over all users, and the whole address is. So one client with a wrong password
+/// (librdkafka retries by itself) locks out itself, not its neighbours behind the same
+/// gateway, and trying many users from one place still stops. A good login clears its user's
+/// count. At most `entriesMax` counts are kept (the quietest are forgotten first).
 final class LoginLimiter: Sendable {
     private struct Entry {
         var failures: Int
@@ -255,9 +284,10 @@ final class LoginLimiter: Sendable {
         var lastMs: Int64
     }
 
-    static let freeFailures = 5
+    static let freeFailuresPerUser = 5
+    static let freeFailuresPerAddress = 50
     static let blockMaxMs: Int64 = 300_000
-    static let addressesMax = 10_000
+    static let entriesMax = 20_000
     private let entries = Locked<[String: Entry]>([:])
     private let clock: any MillraceClock
 
@@ -272,34 +302,40 @@ final class LoginLimiter: Sendable {
         return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":") + "::/64"
     }
 
-    /// Milliseconds `host` must wait before its next login is heard; nil when it may log in now.
-    func blockedFor(_ host: String) -> Int64? {
-        let host = Self.key(host)
+    private static func keys(_ host: String, _ user: String?) -> (address: String, user: String) {
+        let address = key(host)
+        return (address, address + " " + (user ?? "?"))
+    }
+
+    /// Milliseconds before `user`'s next login from `host` is heard; nil when it may log in now.
+    func blockedFor(_ host: String, user: String?) -> Int64? {
+        let keys = Self.keys(host, user)
         let now = clock.nowMilliseconds()
         return entries.withLock { entries in
-            guard let entry = entries[host], entry.blockedUntilMs > now else { return nil }
-            return entry.blockedUntilMs - now
+            let until = max(entries[keys.address]?.blockedUntilMs ?? 0, entries[keys.user]?.blockedUntilMs ?? 0)
+            return until > now ? until - now : nil
         }
     }
 
-    func failed(_ host: String) {
-        let host = Self.key(host)
+    func failed(_ host: String, user: String?) {
+        let keys = Self.keys(host, user)
         let now = clock.nowMilliseconds()
         entries.withLock { entries in
-            var entry = entries[host] ?? Entry(failures: 0, blockedUntilMs: 0, lastMs: now)
-            entry.failures += 1
-            entry.lastMs = now
-            if entry.failures >= Self.freeFailures {
-                let doublings = min(entry.failures - Self.freeFailures, 20)
-                entry.blockedUntilMs = now + min(Self.blockMaxMs, 1_000 << doublings)
+            for (key, free) in [(keys.user, Self.freeFailuresPerUser), (keys.address, Self.freeFailuresPerAddress)] {
+                var entry = entries[key] ?? Entry(failures: 0, blockedUntilMs: 0, lastMs: now)
+                entry.failures += 1
+                entry.lastMs = now
+                if entry.failures >= free {
+                    let doublings = min(entry.failures - free, 20)
+                    entry.blockedUntilMs = now + min(Self.blockMaxMs, 1_000 << doublings)
+                }
+                entries[key] = entry
             }
-            entries[host] = entry
-            if entries.count > Self.addressesMax {
-                let quietest = entries.min { $0.value.lastMs < $1.value.lastMs }!.key
+            while entries.count > Self.entriesMax, let quietest = entries.min(by: { $0.value.lastMs < $1.value.lastMs })?.key {
                 entries[quietest] = nil
             }
         }
     }
 
-    func succeeded(_ host: String) { entries.withLock { _ = $0.removeValue(forKey: Self.key(host)) } }
+    func succeeded(_ host: String, user: String) { entries.withLock { _ = $0.removeValue(forKey: Self.keys(host, user).user) } }
 }

@@ -76,9 +76,40 @@ extension Request {
     }
 }
 
+extension Request {
+    /// What the audit log calls this request when it changes something an administrator
+    /// answers for (topics, schemas and policies, group resets and deletes, users, roles, ACL
+    /// entries, backups, dictionaries); nil for requests that only read or produce.
+    var auditedChange: (operation: String, resource: String)? {
+        switch self {
+        case .createTopic(let create): ("topic create", "topic \(create.name)")
+        case .deleteTopic(let name): ("topic delete", "topic \(name)")
+        case .alterTopic(let alter): (alter.owner.map { "topic alter (owner \($0.isEmpty ? "none" : $0))" } ?? "topic alter", "topic \(alter.topic)")
+        case .registerSchema(let register) where !register.dryRun: ("schema register", "subject \(register.topic)")
+        case .setSchemaPolicy(let policy): ("schema policy", "subject \(policy.topic)")
+        case .setDedupPolicy(let topic, _, _): ("dedup policy", "topic \(topic)")
+        case .setIndexPolicy(let topic, _): ("index policy", "topic \(topic)")
+        case .deleteGroup(let group): ("group delete", "group \(group)")
+        case .offsetCommit(let commit) where commit.memberID.isEmpty: ("group reset", "group \(commit.group)")
+        case .backup(let backup): ("backup", backup.destination)
+        case .trainDictionary(let train): ("dictionary train", "topic \(train.topic)")
+        case .alterSecurity(let change): (change.operation, change.target)
+        default: nil
+        }
+    }
+}
+
 extension RequestDispatcher {
-    /// Throws `notAuthorized` for the first right `principal` lacks.
+    /// Throws `notAuthorized` for the first right `principal` lacks. The audit topic is the
+    /// broker's alone to write and nobody's to delete, whatever the rights.
     func authorize(_ request: Request, _ principal: Principal) throws {
+        switch request {
+        case .produce(let produce) where produce.topics.contains(where: { $0.topic == AuditLog.topic }):
+            throw MillraceError(.notAuthorized, "\(AuditLog.topic) is written by the broker alone (an append-only record of changes and refusals)")
+        case .deleteTopic(AuditLog.topic):
+            throw MillraceError(.notAuthorized, "\(AuditLog.topic) cannot be deleted (it is the record of changes and refusals); shorten its retention with `millrace topic alter \(AuditLog.topic) --retention`")
+        default: break
+        }
         guard !principal.isUnrestricted, let security else { return }
         for (operation, resource) in request.requiredRights { try security.authorize(principal, operation, resource) }
         if case .getDictionary(let topic, _) = request, !security.allows(principal, .write, .topic(topic)) {
