@@ -82,8 +82,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var remoteAddress: String?
     private var peerAddress: SocketAddress?
     private let clock: any MillraceClock
-    /// When the connection opened (a login must come within the login deadline).
+    /// When the connection opened (a login, and a TLS handshake, must come within the login
+    /// deadline).
     private var openedAtMs: Int64 = 0
+    private var handshakeDone = false
 
     init(
         dispatcher: RequestDispatcher, service: any ConnectionService, configuration: Configuration, memory: MemoryBudget, serverInFlight: Locked<Int>,
@@ -272,7 +274,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let check = event as? IdleCheck {
-            if session.principal == nil, clock.nowMilliseconds() - openedAtMs >= check.loginDeadlineMs {
+            if session.principal == nil || (session.encrypted && !handshakeDone), clock.nowMilliseconds() - openedAtMs >= check.loginDeadlineMs {
                 if let held = dispatcher.logLimiter.allow("login-deadline") {
                     dispatcher.logger.notice("\(peer(context)) did not log in within \(check.loginDeadlineMs / 1_000) s; closing the connection\(held)")
                 }
@@ -289,8 +291,16 @@ final class ConnectionHandler: ChannelInboundHandler {
         if case TLSUserEvent.handshakeCompleted = event {
             // Mutual TLS: the client's certificate (verified against --tls-client-ca) names who
             // it is, before any of its requests is read.
+            handshakeDone = true
             if let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate, let security = dispatcher.security {
-                let subject = ServerTLS.subject(of: certificate)
+                guard let subject = ServerTLS.subject(of: certificate) else {
+                    if let held = dispatcher.logLimiter.allow("certificate-subject") {
+                        dispatcher.logger.notice(
+                            "\(peer(context)) presented a certificate whose subject has attributes or characters no principal name can hold unambiguously; closing the connection\(held)")
+                    }
+                    context.close(promise: nil)
+                    return
+                }
                 let principal = session.presented(certificate: subject, security: security)
                 dispatcher.logger.debug("\(peer(context)) presented a certificate for \(subject): acting as \(principal?.name ?? "-")")
             }

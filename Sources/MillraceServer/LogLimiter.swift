@@ -29,10 +29,8 @@ public final class LogLimiter: Sendable {
     }
 }
 
-/// Text a peer chose (a client id, a mechanism's name), made safe for one log line: control
-/// characters become `?` (a newline would forge a line of its own) and at most 128 are kept.
+/// Text a peer chose (a client id, a mechanism's name), made safe for one log line: unsafe
+/// scalars (`Unicode.Scalar.isUnsafeInText`) become `?`, and at most `max` are kept.
 enum LogText {
-    static func printable(_ text: String, max: Int = 128) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.prefix(max).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : $0 }))
-    }
+    static func printable(_ text: String, max: Int = 128) -> String { text.printable(max: max) }
 }

@@ -58,7 +58,7 @@ final class RequestDispatcher: Sendable {
         let future = perform(request, on: eventLoop, responseBytesAllowed: responseBytesAllowed, waiting: waiting, principal: principal, peer: peer)
         guard let audit = security?.audit else { return future }
         let change = request.auditedChange
-        if change == nil && request.requiredRights.isEmpty { return future }
+        if case .apiVersions = request { return future }
         future.whenComplete { result in
             switch result {
             case .success:
@@ -328,6 +328,14 @@ final class RequestDispatcher: Sendable {
 
     /// Splits each partition's records into batches and appends them all; every partition's
     /// result comes back when its batches are durable or one has failed.
+    /// A topic's owner; a quarantine topic (`T.quarantine`) has its topic's, so nobody else
+    /// can park records for the owner's re-drive to append.
+    func owner(of topic: String) -> String? {
+        if let owner = storage.topicInfo(topic)?.config.owner { return owner }
+        guard topic.hasSuffix(Self.quarantineSuffix) else { return nil }
+        return storage.topicInfo(String(topic.dropLast(Self.quarantineSuffix.count)))?.config.owner
+    }
+
     private func produce(_ produce: ProduceRequest, on eventLoop: any EventLoop, principal: Principal, peer: String) -> EventLoopFuture<ResponseBody> {
         var futures: [EventLoopFuture<ProducePartitionResult>] = []
         var shape: [(topic: String, count: Int)] = []
@@ -371,7 +379,7 @@ final class RequestDispatcher: Sendable {
         }
         // A topic with an owner (its system of record) takes records from that principal only,
         // whatever write rights others hold. With `--auth off` nobody has a name to check.
-        if !principal.isUnrestricted, let owner = storage.topicInfo(topic)?.config.owner, owner != principal.name {
+        if !principal.isUnrestricted, let owner = owner(of: topic), owner != principal.name {
             let error = MillraceError(
                 .notOwner, "topic \(topic) is owned by \(owner), its system of record: only \(owner) may produce to it (principal \(principal.name) may not)")
             security?.audit.record(principal: principal, peer: peer, operation: "produce", resource: "topic \(topic)", result: error.code.description, detail: error.message)
@@ -382,7 +390,7 @@ final class RequestDispatcher: Sendable {
         if let security {
             for batch in batches where batch.count >= 51 {
                 let id = batch[43..<51].reduce(Int64(0)) { $0 << 8 | Int64($1) }
-                if let refused = security.claimProducer(id, by: principal) {
+                if let refused = security.claimProducer(id, by: principal, claiming: false) {
                     security.audit.record(principal: principal, peer: peer, operation: "produce", resource: "topic \(topic)", result: refused.code.description, detail: refused.message)
                     return failed(refused)
                 }

@@ -284,7 +284,7 @@ struct DataCommand: ParsableCommand {
                 let storage = try Storage.open(directory: directory, options: options)
                 defer { storage.close() }
                 // The restore is the restored broker's first audit record.
-                let account = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
+                let account = offlineAccount()
                 try await OfflineAudit.record(storage: storage, principal: "offline:\(account)", operation: "data restore", resource: directory, result: "ok", detail: "from \(backup)")
             } catch let error as MillraceError {
                 throw CommandFailure(message: error.message)

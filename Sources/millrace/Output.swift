@@ -3,7 +3,10 @@ import MillraceFormat
 
 /// Plain tables for people; JSON (one object) for scripts.
 enum Output {
+    /// Cells are shown as text: control characters (a newline that would start a forged row,
+    /// a terminal escape), C1 controls and bidirectional overrides become `?`.
     static func table(_ headers: [String], _ rows: [[String]], rightAligned: Set<Int> = []) -> String {
+        let rows = rows.map { $0.map { $0.printable() } }
         var widths = headers.map(\.count)
         for row in rows {
             for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }

@@ -32,7 +32,7 @@ struct SecurityTarget: ParsableArguments {
         }
         defer { storage.close() }
         // Recorded as the account that ran it: the broker is stopped, nobody logged in.
-        let account = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
+        let account = offlineAccount()
         do {
             _ = try await storage.updateSecurityRecord { bytes in
                 do {
@@ -414,4 +414,14 @@ struct AuditCommand: AsyncParsableCommand {
                     }))
         }
     }
+}
+
+/// Who made an offline change, as the audit record names it: the account running the command
+/// (from the system, not the environment, which the caller sets), and who it came through sudo
+/// from when it did.
+func offlineAccount() -> String {
+    let uid = getuid()
+    let name = getpwuid(uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(uid)"
+    guard let sudo = ProcessInfo.processInfo.environment["SUDO_USER"], sudo != name else { return name }
+    return "\(name) (via sudo from \(sudo))"
 }

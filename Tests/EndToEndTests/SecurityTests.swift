@@ -419,4 +419,31 @@ import Testing
         #expect(rows.allSatisfy { ($0["detail"] ?? "").contains("secret") == false })
         for client in [admin, pl02, wrong] { await client.close() }
     }
+
+    /// The audit trail cannot be made to forget, or filled: its retention only grows, names
+    /// starting with _ are the broker's, a topic's quarantine has its topic's owner, and
+    /// refusals past a burst are counted rather than written one by one.
+    @Test func theTrailHoldsAndIsBounded() async throws {
+        let clock = ManualClock()
+        let live = try await Self.server(clock: clock)
+        let admin = Self.client(live, "admin", "admin-secret")
+        #expect(await Self.refusal { try await admin.alterTopic("_audit", retention: .after(.seconds(3_600))) }?.code == .notAuthorized)
+        #expect(await Self.refusal { try await admin.alterTopic("_audit", owner: .some("admin")) }?.code == .notAuthorized)
+        try await admin.alterTopic("_audit", retention: .forever)
+        #expect(await Self.refusal { _ = try await admin.createTopic("_shadow") }?.code == .invalidTopicName)
+        _ = try await admin.createTopic("plant.PL01.checked", MillraceClient.TopicConfig(owner: "mes-pl01"))
+        _ = try await admin.createTopic("plant.PL01.checked.quarantine")
+        let parked = await Self.refusal { try await Self.produce(admin, "plant.PL01.checked.quarantine", [0x7B, 0x7D]) }
+        #expect(parked?.code == .notOwner && parked?.message.contains("owned by mes-pl01") == true)
+        // A flood of refusals from one principal and address: the first 50 are records, the
+        // rest are counted, and the next record after a pause says how many.
+        let pl02 = Self.client(live, "mes-pl02", "pl02-secret")
+        for _ in 0..<200 { _ = await Self.refusal { _ = try await pl02.describeTopic("plant.PL01.checked") } }
+        clock.advance(by: .seconds(1))
+        _ = await Self.refusal { _ = try await pl02.describeTopic("plant.PL01.checked") }
+        let rows = try await Self.auditRecords(live).filter { $0["principal"] == "mes-pl02" }
+        #expect(rows.count == 51, "\(rows.count)")
+        #expect(rows.last?["detail"]?.contains("150 more refusals of this principal from this address") == true, "\(String(describing: rows.last))")
+        for client in [admin, pl02] { await client.close() }
+    }
 }

@@ -113,6 +113,11 @@ import Testing
         let identity = try await gateway.whoAmI()
         #expect(identity.principal == "CN=gw-pl01,O=Millrace" && identity.roles == ["plant-system"] && identity.scope == "PL01" && identity.authentication == "certificate")
         await gateway.close()
+        // A password login on a connection its certificate already names: told so.
+        let both = Self.client(
+            live.port, tls: ClientTLS(caFile: Self.file("ca.pem"), certificateFile: Self.file("gw-pl01.pem"), keyFile: Self.file("gw-pl01.key")),
+            credentials: Credentials(user: "gw", password: "whatever-1"))
+        #expect(await Self.failure(both)?.message.contains("authenticated by its client certificate as CN=gw-pl01,O=Millrace") == true)
         // A certificate of the same CA for a principal nobody gave rights to: in, but may do nothing.
         let stranger = Self.client(live.port, tls: ClientTLS(caFile: Self.file("ca.pem"), certificateFile: Self.file("stranger.pem"), keyFile: Self.file("stranger.key")))
         #expect(try await stranger.listTopics().isEmpty)

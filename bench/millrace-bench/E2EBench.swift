@@ -17,6 +17,9 @@ struct E2EBench: AsyncParsableCommand {
     @Option(help: "Cases to run, comma-separated (default: all): engine, produce-x1, produce-x4, consume-earliest, fixed-rate, produce-1-in-flight.")
     var cases: String?
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
+    @Flag(help: "Instead: plain TCP against TLS with SCRAM logins, round by round on two brokers of the same build, native client and librdkafka (kcat, SASL_SSL).")
+    var tls = false
+    @Option(help: "With --tls: rounds.") var rounds = 3
 
     func selected(_ name: String) -> Bool {
         guard let cases else { return true }
@@ -26,6 +29,7 @@ struct E2EBench: AsyncParsableCommand {
     static let valueBytes = 256
 
     func run() async throws {
+        if tls { return try await SecureBench(records: records, rounds: rounds, json: json).run() }
         let directory = NSTemporaryDirectory() + "millrace-e2e-bench-\(getpid())"
         try? FileManager.default.removeItem(atPath: directory)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -105,7 +109,13 @@ struct E2EBench: AsyncParsableCommand {
         return result
     }
 
-    func produceCase(name: String, producers: Int, port: Int, topic: String = "bench") async throws -> BenchResult {
+    func produceCase(name: String, producers: Int, port: Int, topic: String = "bench", configure: (inout MillraceClient.Configuration) -> Void = { _ in }) async throws
+        -> BenchResult
+    {
+        var configuration = MillraceClient.Configuration()
+        configuration.brokers = ["127.0.0.1:\(port)"]
+        configure(&configuration)
+        let clientConfiguration = configuration
         let perProducer = records / producers
         let latencies = LatencyRecorder(count: perProducer * producers)
         let value = [UInt8](repeating: 0x61, count: Self.valueBytes)
@@ -113,7 +123,7 @@ struct E2EBench: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<producers {
                 group.addTask {
-                    let client = MillraceClient(host: "127.0.0.1", port: port)
+                    let client = MillraceClient(configuration: clientConfiguration)
                     let producer = Producer(client: client)
                     for record in 0..<perProducer {
                         let slot = index * perProducer + record
@@ -137,8 +147,11 @@ struct E2EBench: AsyncParsableCommand {
             note: String(format: "ack latency p50 %.0f µs, p99 %.0f µs, p99.9 %.0f µs (5 ms linger)", p50, p99, p999))
     }
 
-    func consumeCase(port: Int, topic: String = "bench") async throws -> BenchResult {
-        let client = MillraceClient(host: "127.0.0.1", port: port)
+    func consumeCase(port: Int, topic: String = "bench", configure: (inout MillraceClient.Configuration) -> Void = { _ in }) async throws -> BenchResult {
+        var configuration = MillraceClient.Configuration()
+        configuration.brokers = ["127.0.0.1:\(port)"]
+        configure(&configuration)
+        let client = MillraceClient(configuration: configuration)
         var count = 0
         var bytes = 0
         let start = monotonicSeconds()
@@ -317,14 +330,14 @@ final class ServerProcess {
     /// The Kafka listener's port, when started with one.
     let kafkaPort: Int?
 
-    init(directory: String, kafka: Bool = false) throws {
+    init(directory: String, kafka: Bool = false, extra: [String] = []) throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("millrace").path
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw MillraceError(.unexpected, "\(binary) not found; build it with `swift build -c release`")
         }
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments =
-            ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"] + (kafka ? ["--kafka-listen", "127.0.0.1:0"] : [])
+            ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"] + (kafka ? ["--kafka-listen", "127.0.0.1:0"] : []) + extra
         let log = Pipe()
         process.standardError = log
         try process.run()
@@ -335,7 +348,7 @@ final class ServerProcess {
             if data.isEmpty { break }
             text += String(decoding: data, as: UTF8.self)
             if let range = text.range(of: #"on 127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-                let http = text.range(of: #"http://127\.0\.0\.1:(\d+)"#, options: .regularExpression)
+                let http = text.range(of: #"https?://127\.0\.0\.1:(\d+)"#, options: .regularExpression)
             {
                 let kafkaRange = text.range(of: #"Kafka clients on 127\.0\.0\.1:(\d+)"#, options: .regularExpression)
                 if kafka && kafkaRange == nil { continue }

@@ -31,21 +31,9 @@ struct KafkaBench: AsyncParsableCommand {
         defer { server.stop() }
         guard let kafkaPort = server.kafkaPort else { throw MillraceError(.unexpected, "the broker did not start its Kafka listener") }
         let bootstrap = "127.0.0.1:\(kafkaPort)"
-        // kcat reads one record per line: 256 bytes, like the native case's values.
         let input = directory + "-input"
         defer { try? FileManager.default.removeItem(atPath: input) }
-        let line = Data(repeating: 0x61, count: Self.valueBytes) + Data([0x0A])
-        _ = FileManager.default.createFile(atPath: input, contents: nil)
-        let writer = try FileHandle(forWritingTo: URL(fileURLWithPath: input))
-        var chunk = Data()
-        for _ in 0..<min(records, 4_096) { chunk.append(line) }
-        var written = 0
-        while written < records {
-            let count = min(4_096, records - written)
-            writer.write(count == 4_096 ? chunk : chunk.prefix(count * line.count))
-            written += count
-        }
-        try writer.close()
+        try Self.writeInput(input, records: records)
 
         if json {
             print(Report.jsonLine(Report.conditions(extra: ["bench": "kafka", "records": records, "value_bytes": Self.valueBytes, "rounds": rounds, "kcat": version])))
@@ -110,6 +98,22 @@ struct KafkaBench: AsyncParsableCommand {
         }
     }
 
+    /// kcat reads one record per line: `records` lines of 256 bytes, like the native case's values.
+    static func writeInput(_ path: String, records: Int) throws {
+        let line = Data(repeating: 0x61, count: valueBytes) + Data([0x0A])
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let writer = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        var chunk = Data()
+        for _ in 0..<min(records, 4_096) { chunk.append(line) }
+        var written = 0
+        while written < records {
+            let count = min(4_096, records - written)
+            writer.write(count == 4_096 ? chunk : chunk.prefix(count * line.count))
+            written += count
+        }
+        try writer.close()
+    }
+
     static func which(_ name: String) -> String? {
         for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
             let path = "\(directory)/\(name)"
@@ -143,8 +147,8 @@ struct KafkaBench: AsyncParsableCommand {
 
     /// kcat -P: every record of `input` sent with librdkafka's defaults (acks all, 5 ms
     /// linger); kcat exits once every delivery is reported.
-    static func kcatProduce(_ kcat: String, bootstrap: String, topic: String, input: String, records: Int, round: Int) throws -> BenchResult {
-        let (status, _, seconds) = try run(kcat, ["-P", "-b", bootstrap, "-t", topic, "-X", "acks=all", "-q"], input: input)
+    static func kcatProduce(_ kcat: String, bootstrap: String, topic: String, input: String, records: Int, round: Int, settings: [String] = []) throws -> BenchResult {
+        let (status, _, seconds) = try run(kcat, ["-P", "-b", bootstrap, "-t", topic, "-X", "acks=all", "-q"] + settings, input: input)
         guard status == 0 else { throw MillraceError(.unexpected, "kcat -P exited with \(status)") }
         return BenchResult(
             name: "kafka-produce-r\(round)", records: records, bytes: records * valueBytes, seconds: seconds,
@@ -157,8 +161,8 @@ struct KafkaBench: AsyncParsableCommand {
     /// to librdkafka's fetch.wait.max.ms of 500 ms, to learn that each partition is at its
     /// end, against any Kafka broker: not throughput. Its output to a pipe is buffered until
     /// it exits, so the time of the last record cannot be read from it either.)
-    static func kcatReplay(_ kcat: String, bootstrap: String, topic: String, records: Int, round: Int) throws -> BenchResult {
-        let (status, output, seconds) = try run(kcat, ["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-c", "\(records)", "-q", "-f", "%o\\n"])
+    static func kcatReplay(_ kcat: String, bootstrap: String, topic: String, records: Int, round: Int, settings: [String] = []) throws -> BenchResult {
+        let (status, output, seconds) = try run(kcat, ["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-c", "\(records)", "-q", "-f", "%o\\n"] + settings)
         guard status == 0 else { throw MillraceError(.unexpected, "kcat -C exited with \(status)") }
         let count = output.utf8.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
         guard count == records else { throw MillraceError(.unexpected, "kcat -C read \(count) of \(records) records") }

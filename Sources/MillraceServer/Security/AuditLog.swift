@@ -40,7 +40,20 @@ final class AuditLog: Sendable {
         }
     }
 
+    /// Refusals recorded one by one per principal and peer address: a burst of 50, then 10 a
+    /// second; beyond that they are counted, and the next one recorded says how many were
+    /// (a peer asking for 1,000 forbidden topics a time must not fill the disk).
+    static let refusalBurst = 50.0
+    static let refusalsPerSecond = 10.0
+
+    private struct Budget {
+        var tokens: Double
+        var atMs: Int64
+        var suppressed: Int
+    }
+
     private struct State {
+        var budgets: [String: Budget] = [:]
         var pending: [Event] = []
         var flushScheduled = false
         var dropped = 0
@@ -74,13 +87,37 @@ final class AuditLog: Sendable {
     /// Records one event: in the log at once (a refusal rate-limited, as a peer can cause any
     /// number), in `_audit` with the next batch.
     func record(principal: Principal, peer: String, operation: String, resource: String, result: String, detail: String = "") {
+        let now = clock.nowMilliseconds()
+        var detail = detail
+        if result != "ok" {
+            // The budget is per principal and address (a peer's port changes with each connection).
+            let key = principal.name + " " + (peer.split(separator: ":").dropLast().joined(separator: ":"))
+            let suppressed = state.withLock { state -> Int? in
+                var budget = state.budgets[key] ?? Budget(tokens: Self.refusalBurst, atMs: now, suppressed: 0)
+                budget.tokens = min(Self.refusalBurst, budget.tokens + Double(now - budget.atMs) / 1_000 * Self.refusalsPerSecond)
+                budget.atMs = now
+                guard budget.tokens >= 1 else {
+                    budget.suppressed += 1
+                    state.budgets[key] = budget
+                    return nil
+                }
+                budget.tokens -= 1
+                let held = budget.suppressed
+                budget.suppressed = 0
+                state.budgets[key] = budget
+                if state.budgets.count > Self.pendingMax { state.budgets = state.budgets.filter { $0.value.suppressed > 0 || $0.value.tokens < Self.refusalBurst } }
+                return held
+            }
+            guard let suppressed else { return }
+            if suppressed > 0 { detail += (detail.isEmpty ? "" : "; ") + "\(suppressed) more refusals of this principal from this address before this one were counted, not recorded one by one" }
+        }
         let event = Event(
-            timeMs: clock.nowMilliseconds(), principal: principal.name, authentication: principal.authentication.rawValue, peer: peer, operation: operation,
+            timeMs: now, principal: principal.name, authentication: principal.authentication.rawValue, peer: peer, operation: operation,
             resource: resource, result: result, detail: detail)
         let line = "audit: \(event.principal) from \(peer): \(operation) \(resource): \(result)\(detail.isEmpty ? "" : " (\(detail))")"
         if result == "ok" {
             logger.notice("\(LogText.printable(line, max: 2_048))")
-        } else if let held = logLimiter.allow("audit-refusal") {
+        } else if let held = logLimiter.allow("audit-refusal " + principal.name) {
             logger.notice("\(LogText.printable(line, max: 2_048))\(held)")
         }
         let schedule = state.withLock { state -> Bool in

@@ -118,10 +118,14 @@ final class BrokerSecurity: Sendable {
 
     /// Nil when `principal` may use producer id `id` (claimed for it now if nobody has), else
     /// the error naming whose it is.
-    func claimProducer(_ id: Int64, by principal: Principal) -> MillraceError? {
+    /// Only InitProducer claims (`claiming`); a batch under an id nobody claimed (one given
+    /// out before a restart) is let through without claiming it, so nobody can squat an id
+    /// that InitProducer is about to give out.
+    func claimProducer(_ id: Int64, by principal: Principal, claiming: Bool = true) -> MillraceError? {
         guard id >= 0, !principal.isUnrestricted else { return nil }
         let owner = producerOwners.withLock { table -> String? in
             if let owner = table.owners[id] { return owner }
+            guard claiming else { return nil }
             table.owners[id] = principal.name
             table.order.append(id)
             if table.order.count > Self.producerOwnersMax {
@@ -144,6 +148,13 @@ final class BrokerSecurity: Sendable {
     > {
         guard mode != .off else {
             return .failure(MillraceError(.authenticationFailed, "this broker runs with --auth off: connect without a user (or start it with --auth required)"))
+        }
+        if let current = session.principal, current.authentication == .certificate {
+            // Not a failed login: the connection is someone already. Not counted.
+            return .failure(
+                MillraceError(
+                    .authenticationFailed,
+                    "this connection is authenticated by its client certificate as \(current.name); connect without a user (or without the certificate) to log in with a password"))
         }
         let text = String(decoding: message, as: UTF8.self)
         let named = session.loginUser ?? Self.userNamed(in: text)

@@ -100,6 +100,8 @@ extension Request {
 }
 
 extension RequestDispatcher {
+    static let auditRetentionMinMs: Int64 = 365 * 86_400_000
+
     /// Throws `notAuthorized` for the first right `principal` lacks. The audit topic is the
     /// broker's alone to write and nobody's to delete, whatever the rights.
     func authorize(_ request: Request, _ principal: Principal) throws {
@@ -107,7 +109,17 @@ extension RequestDispatcher {
         case .produce(let produce) where produce.topics.contains(where: { $0.topic == AuditLog.topic }):
             throw MillraceError(.notAuthorized, "\(AuditLog.topic) is written by the broker alone (an append-only record of changes and refusals)")
         case .deleteTopic(AuditLog.topic):
-            throw MillraceError(.notAuthorized, "\(AuditLog.topic) cannot be deleted (it is the record of changes and refusals); shorten its retention with `millrace topic alter \(AuditLog.topic) --retention`")
+            throw MillraceError(.notAuthorized, "\(AuditLog.topic) cannot be deleted: it is the record of changes and refusals")
+        case .alterTopic(let alter) where alter.topic == AuditLog.topic:
+            // Its retention may grow or be set to forever, never shrink below a year: one
+            // administrator must not be able to make the trail forget.
+            if alter.owner != nil || alter.compression >= 0 || alter.retentionBytes != AlterTopicRequest.unchanged
+                || (alter.retentionMs != AlterTopicRequest.unchanged && alter.retentionMs != -1 && alter.retentionMs < Self.auditRetentionMinMs)
+            {
+                throw MillraceError(.notAuthorized, "\(AuditLog.topic) keeps its records for at least a year (--retention 365d or more, or forever); nothing else of it changes")
+            }
+        case .createTopic(let create) where create.name.hasPrefix("_"):
+            throw MillraceError(.invalidTopicName, "topic names starting with _ are the broker's own (\(AuditLog.topic)); choose another name")
         default: break
         }
         guard !principal.isUnrestricted, let security else { return }

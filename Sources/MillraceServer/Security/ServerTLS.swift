@@ -73,16 +73,26 @@ public final class ServerTLS: Sendable {
         }
     }
 
-    /// A certificate's subject as RFC 4514 writes it, most specific first: `CN=gw-pl01,O=Plant 01`.
-    static func subject(of certificate: NIOSSLCertificate) -> String {
+    /// A certificate's subject as RFC 4514 writes it, most specific first: `CN=gw-pl01,O=Plant 01`;
+    /// nil for a subject this broker cannot name without ambiguity (an attribute type outside
+    /// CN, OU, O, L, ST, C, emailAddress and UID, or a control character), which then gets
+    /// no principal: two different certificates must never name the same one.
+    static func subject(of certificate: NIOSSLCertificate) -> String? {
         let names: [(SSLCertificateNameType, String)] = [
             (.commonName, "CN"), (.organizationalUnit, "OU"), (.organization, "O"), (.city, "L"), (.state, "ST"), (.country, "C"), (.emailAddress, "emailAddress"),
             (.userId, "UID"),
         ]
-        return certificate.subjectName.reversed().map { part in
-            let label = names.first { $0.0 == part.type }?.1 ?? "?"
-            let escaped = part.value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ",", with: "\\,")
-            return "\(label)=\(escaped)"
-        }.joined(separator: ",")
+        var parts: [String] = []
+        for part in certificate.subjectName.reversed() {
+            guard let label = names.first(where: { $0.0 == part.type })?.1, !part.value.unicodeScalars.contains(where: \.isUnsafeInText) else { return nil }
+            var escaped = ""
+            for character in part.value {
+                if "\\,+\"<>;=".contains(character) { escaped.append("\\") }
+                escaped.append(character)
+            }
+            if escaped.hasPrefix("#") || escaped.hasPrefix(" ") { escaped = "\\" + escaped }
+            parts.append("\(label)=\(escaped)")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: ",")
     }
 }
