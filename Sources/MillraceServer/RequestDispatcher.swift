@@ -59,20 +59,24 @@ final class RequestDispatcher: Sendable {
         guard let audit = security?.audit else { return future }
         let change = request.auditedChange
         if case .apiVersions = request { return future }
+        // A change or a refusal is answered once its audit record is durable.
+        let answered = eventLoop.makePromise(of: ResponseBody.self)
         future.whenComplete { result in
+            let done: @Sendable () -> Void = { answered.completeWith(result) }
             switch result {
             case .success:
-                if let change { audit.record(principal: principal, peer: peer, operation: change.operation, resource: change.resource, result: "ok") }
+                guard let change else { return done() }
+                audit.record(principal: principal, peer: peer, operation: change.operation, resource: change.resource, result: "ok", then: done)
             case .failure(let error):
                 let error = error as? MillraceError ?? MillraceError(.unexpected, "\(error)")
                 let refused = error.code == .notAuthorized || error.code == .notOwner
-                guard refused || change != nil else { return }
+                guard refused || change != nil else { return done() }
                 audit.record(
                     principal: principal, peer: peer, operation: change?.operation ?? request.apiKey.metricName,
-                    resource: change?.resource ?? request.requiredRights.first.map { "\($0.1)" } ?? "-", result: error.code.description, detail: error.message)
+                    resource: change?.resource ?? request.requiredRights.first.map { "\($0.1)" } ?? "-", result: error.code.description, detail: error.message, then: done)
             }
         }
-        return future
+        return answered.futureResult
     }
 
     private func perform(
@@ -382,8 +386,15 @@ final class RequestDispatcher: Sendable {
         if !principal.isUnrestricted, let owner = owner(of: topic), owner != principal.name {
             let error = MillraceError(
                 .notOwner, "topic \(topic) is owned by \(owner), its system of record: only \(owner) may produce to it (principal \(principal.name) may not)")
-            security?.audit.record(principal: principal, peer: peer, operation: "produce", resource: "topic \(topic)", result: error.code.description, detail: error.message)
-            return failed(error)
+            guard let audit = security?.audit else { return failed(error) }
+            let recorded = eventLoop.makePromise(of: Void.self)
+            audit.record(principal: principal, peer: peer, operation: "produce", resource: "topic \(topic)", result: error.code.description, detail: error.message) {
+                recorded.succeed()
+            }
+            let partition = entry.partition
+            return recorded.futureResult.map {
+                ProducePartitionResult(partition: partition, errorCode: error.code, message: error.message, baseOffset: -1, logStartOffset: -1)
+            }
         }
         // An idempotent producer's id must be the principal's own (RecordBatch v2: the
         // producer id is the i64 at byte 43 of each batch).

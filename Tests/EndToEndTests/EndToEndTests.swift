@@ -54,6 +54,10 @@ final class LiveServer: @unchecked Sendable {
         if let clock {
             configuration.clock = clock
             configuration.ticksAutomatically = false
+        } else {
+            // On the real clock a loaded machine can take seconds between a connection and its
+            // login: tests of the login deadline drive a ManualClock instead.
+            configuration.loginTimeoutSeconds = 600
         }
         configure(&configuration)
         server = MillraceServer(storage: storage, configuration: configuration, logger: logger)

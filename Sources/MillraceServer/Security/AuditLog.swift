@@ -54,7 +54,7 @@ final class AuditLog: Sendable {
 
     private struct State {
         var budgets: [String: Budget] = [:]
-        var pending: [Event] = []
+        var pending: [(event: Event, then: (@Sendable () -> Void)?)] = []
         var flushScheduled = false
         var dropped = 0
         /// Appends under way, with the callers waiting for them (`flush()`).
@@ -85,8 +85,13 @@ final class AuditLog: Sendable {
     }
 
     /// Records one event: in the log at once (a refusal rate-limited, as a peer can cause any
-    /// number), in `_audit` with the next batch.
-    func record(principal: Principal, peer: String, operation: String, resource: String, result: String, detail: String = "") {
+    /// number), in `_audit` with the next batch. `then` runs once the record is durable (or
+    /// was not written: counted past the budget, or the storage failed): the broker answers
+    /// a change or a refusal only then, so a crash cannot lose the record of what a client was
+    /// told.
+    func record(
+        principal: Principal, peer: String, operation: String, resource: String, result: String, detail: String = "", then: (@Sendable () -> Void)? = nil
+    ) {
         let now = clock.nowMilliseconds()
         var detail = detail
         if result != "ok" {
@@ -108,7 +113,10 @@ final class AuditLog: Sendable {
                 if state.budgets.count > Self.pendingMax { state.budgets = state.budgets.filter { $0.value.suppressed > 0 || $0.value.tokens < Self.refusalBurst } }
                 return held
             }
-            guard let suppressed else { return }
+            guard let suppressed else {
+                then?()
+                return
+            }
             if suppressed > 0 { detail += (detail.isEmpty ? "" : "; ") + "\(suppressed) more refusals of this principal from this address before this one were counted, not recorded one by one" }
         }
         let event = Event(
@@ -120,21 +128,26 @@ final class AuditLog: Sendable {
         } else if let held = logLimiter.allow("audit-refusal " + principal.name) {
             logger.notice("\(LogText.printable(line, max: 2_048))\(held)")
         }
-        let schedule = state.withLock { state -> Bool in
+        let (queued, schedule) = state.withLock { state -> (Bool, Bool) in
             guard state.pending.count < Self.pendingMax else {
                 state.dropped += 1
-                return false
+                return (false, false)
             }
-            state.pending.append(event)
+            state.pending.append((event, then))
             defer { state.flushScheduled = true }
-            return !state.flushScheduled
+            return (true, !state.flushScheduled)
         }
-        if schedule { queue.asyncAfter(deadline: .now() + .milliseconds(50)) { [self] in appendPending() } }
+        guard queued else {
+            then?()
+            return
+        }
+        // Waiting callers: a short gather, so a burst shares one sync; none: a longer one.
+        if schedule { queue.asyncAfter(deadline: .now() + .milliseconds(then == nil ? 50 : 2)) { [self] in appendPending() } }
     }
 
     /// Appends what waits, a batch at a time.
     private func appendPending() {
-        let (events, dropped) = state.withLock { state -> ([Event], Int) in
+        let (taken, dropped) = state.withLock { state -> ([(event: Event, then: (@Sendable () -> Void)?)], Int) in
             let taken = Array(state.pending.prefix(Self.batchRecordsMax))
             state.pending.removeFirst(taken.count)
             let dropped = state.dropped
@@ -146,18 +159,22 @@ final class AuditLog: Sendable {
         if dropped > 0 {
             logger.warning("audit: \(dropped) records were not written to \(Self.topic): more than \(Self.pendingMax) waited at once (the log lines above still name them, rate-limited)")
         }
+        let events = taken.map(\.event)
+        let thens = taken.compactMap(\.then)
         guard !events.isEmpty else { return finished() }
         let batch: [UInt8]
         do {
             batch = try RecordBatch(timestamp: events[0].timeMs, values: events.map(\.json), keys: events.map { Array($0.principal.utf8) }).encoded()
         } catch {
             logger.error("audit: could not encode \(events.count) records: \(error)")
+            for then in thens { then() }
             return finished(more: true)
         }
         storage.append(topic: Self.topic, partition: 0, batch: batch) { [self] result in
             if case .failure(let error) = result {
                 logger.error("audit: \(events.count) records could not be written to \(Self.topic): \(error.message)")
             }
+            for then in thens { then() }
             finished(more: true)
         }
     }
