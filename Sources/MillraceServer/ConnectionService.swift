@@ -71,14 +71,16 @@ struct NativeService: ConnectionService {
                 principal: Principal(name: "unknown", roles: [], authentication: .anonymous), peer: peer.description,
                 operation: ApiKey(rawValue: key)?.metricName ?? "api \(key)", resource: "-", result: ErrorCode.authenticationRequired.description,
                 detail: "a request before the login")
-            return answer(loginFirst(key, correlationID: correlationID))
+            // Answered (and closed) once the record is in `_audit`.
+            let refusal = loginFirst(key, correlationID: correlationID)
+            return afterRecord(peer) { answer(refusal) }
         }
         switch RequestCodec.decode(frame: frame) {
         case .request(let header, let request):
             let principal: Principal
             switch (request, peer.session.principal) {
             case (.authenticate(let login), _):
-                return answer(authenticate(login, header: header, peer: peer))
+                return authenticate(login, header: header, peer: peer, answer: answer)
             case (.whoAmI, let principal?):
                 dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: .none)
                 let current = dispatcher.security?.state.current(principal) ?? principal
@@ -142,21 +144,31 @@ extension NativeService {
         return Self.answer(Response(correlationID: correlationID, error: error), thenClose: true)
     }
 
-    /// One login step; a refused login is answered and the connection closed.
-    private func authenticate(_ login: AuthenticateRequest, header: RequestHeader, peer: ConnectionPeer) -> ConnectionAnswer {
+    /// Runs `body` on the connection's event loop once every audit record so far is durable.
+    private func afterRecord(_ peer: ConnectionPeer, _ body: @escaping @Sendable () -> Void) {
+        guard let audit = dispatcher.security?.audit else { return body() }
+        let eventLoop = peer.eventLoop
+        audit.whenRecorded { eventLoop.execute(body) }
+    }
+
+    /// One login step; a refused login is answered, once its audit record is durable, and
+    /// the connection closed.
+    private func authenticate(_ login: AuthenticateRequest, header: RequestHeader, peer: ConnectionPeer, answer: @escaping @Sendable (ConnectionAnswer) -> Void) {
         guard let security = dispatcher.security else {
             let error = MillraceError(.authenticationFailed, "this broker keeps no users; connect without a user")
-            return Self.answer(Response(correlationID: header.correlationID, error: error), thenClose: true)
+            return answer(Self.answer(Response(correlationID: header.correlationID, error: error), thenClose: true))
         }
         switch security.authenticate(peer.session, mechanism: login.mechanism, message: login.message, host: peer.host, peer: peer.description) {
         case .success(let step):
             dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: .none)
             let identity = step.principal.map { Identity($0, encrypted: peer.session.encrypted) } ?? Identity()
-            return Self.answer(
-                Response(correlationID: header.correlationID, body: .authenticate(AuthenticateResponse(message: step.reply, complete: step.principal != nil, identity: identity))))
+            answer(
+                Self.answer(
+                    Response(correlationID: header.correlationID, body: .authenticate(AuthenticateResponse(message: step.reply, complete: step.principal != nil, identity: identity)))))
         case .failure(let error):
             dispatcher.metrics.requestAnswered(header.apiKey, nanoseconds: 0, error: error.code)
-            return Self.answer(Response(correlationID: header.correlationID, error: error), thenClose: true)
+            let refusal = Self.answer(Response(correlationID: header.correlationID, error: error), thenClose: true)
+            afterRecord(peer) { answer(refusal) }
         }
     }
 }

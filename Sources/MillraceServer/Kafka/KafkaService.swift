@@ -165,7 +165,12 @@ final class KafkaService: ConnectionService {
             return eventLoop.makeSucceededFuture(handshake(request, header: header, peer: peer))
         case .saslAuthenticate:
             let request = try KafkaSASL.AuthenticateRequest(from: &body, version: version)
-            return eventLoop.makeSucceededFuture(authenticate(request, header: header, peer: peer))
+            let made = authenticate(request, header: header, peer: peer)
+            // A refusal (it closes the connection) goes out once its audit record is durable.
+            guard made.thenClose, let audit = dispatcher.security?.audit else { return eventLoop.makeSucceededFuture(made) }
+            let promise = eventLoop.makePromise(of: ConnectionAnswer.self)
+            audit.whenRecorded { promise.succeed(made) }
+            return promise.futureResult
         case .offsetForLeaderEpoch:
             // Not in `served` (no leader epochs): answered by `unserved` before this.
             throw MillraceError(.unsupportedVersion, "not served")

@@ -194,15 +194,19 @@ final class AuditLog: Sendable {
     /// Returns once every event recorded so far is in `_audit` (or failed to be); for tests
     /// and for a stopping broker.
     func flush() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let idle = state.withLock { state -> Bool in
-                guard !state.pending.isEmpty || state.appending > 0 else { return true }
-                state.waiters.append { continuation.resume() }
-                return false
-            }
-            if idle { return continuation.resume() }
-            queue.async { [self] in appendPending() }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in whenRecorded { continuation.resume() } }
+    }
+
+    /// Runs `then` once every event recorded so far is in `_audit` (or failed to be): for
+    /// answers that must not go out before their record (a refused login).
+    func whenRecorded(_ then: @escaping @Sendable () -> Void) {
+        let idle = state.withLock { state -> Bool in
+            guard !state.pending.isEmpty || state.appending > 0 else { return true }
+            state.waiters.append(then)
+            return false
         }
+        if idle { return then() }
+        queue.asyncAfter(deadline: .now() + .milliseconds(2)) { [self] in appendPending() }
     }
 }
 
