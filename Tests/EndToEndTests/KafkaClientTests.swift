@@ -4,6 +4,7 @@ import MillraceClient
 import MillraceFormat
 import MillraceServer
 import MillraceStorage
+import TestSupport
 import Testing
 
 /// Real Kafka clients against the broker's Kafka listener: kcat, confluent-kafka (librdkafka)
@@ -306,15 +307,7 @@ extension KafkaClientTests {
             }
         }
         // Both pipes are read while the child runs: one that fills a pipe nobody reads never ends.
-        let collected = Locked<[Int: Data]>([:])
-        let drained = DispatchGroup()
-        for (index, pipe) in [output, errors].enumerated() {
-            let handle = pipe.fileHandleForReading
-            DispatchQueue.global().async(group: drained) {
-                let data = handle.readDataToEndOfFile()
-                collected.withLock { $0[index] = data }
-            }
-        }
+        let drain = PipeDrain([output, errors])
         if let standardInput, let input {
             standardInput.fileHandleForWriting.write(Data(input.utf8))
             try standardInput.fileHandleForWriting.close()
@@ -330,8 +323,8 @@ extension KafkaClientTests {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        await withCheckedContinuation { continuation in drained.notify(queue: .global()) { continuation.resume() } }
-        let (stdout, stderr) = collected.withLock { (String(decoding: $0[0] ?? Data(), as: UTF8.self), String(decoding: $0[1] ?? Data(), as: UTF8.self)) }
+        let read = await drain.ended()
+        let (stdout, stderr) = (String(decoding: read[0], as: UTF8.self), String(decoding: read[1], as: UTF8.self))
         guard !timedOut, process.terminationStatus == 0 else {
             let how = timedOut ? "was killed after \(timeoutSeconds) s" : "exited with \(process.terminationStatus)"
             let lastOutput = stdout.split(separator: "\n").suffix(5).joined(separator: "\n")

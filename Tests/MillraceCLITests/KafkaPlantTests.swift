@@ -31,18 +31,10 @@ import Testing
         process.standardError = errors
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let collected = Locked<[Int: Data]>([:])
-        let drained = DispatchGroup()
-        for (index, pipe) in [output, errors].enumerated() {
-            let handle = pipe.fileHandleForReading
-            DispatchQueue.global().async(group: drained) {
-                let data = handle.readDataToEndOfFile()
-                collected.withLock { $0[index] = data }
-            }
-        }
+        let drain = PipeDrain([output, errors])
         process.waitUntilExit()
-        drained.wait()
-        let (stdout, errorText) = collected.withLock { (String(decoding: $0[0] ?? Data(), as: UTF8.self), String(decoding: $0[1] ?? Data(), as: UTF8.self)) }
+        let read = drain.wait()
+        let (stdout, errorText) = (String(decoding: read[0], as: UTF8.self), String(decoding: read[1], as: UTF8.self))
         if errorText.contains("ModuleNotFoundError") || (process.terminationStatus == 127 && errorText.contains("No such file")) {
             throw MillraceError(.unexpected, "\(command.first ?? ""): a Kafka client is missing; run scripts/install-deps (\(errorText))")
         }
