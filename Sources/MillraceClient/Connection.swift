@@ -37,6 +37,9 @@ package final class Connection: Sendable {
         do {
             channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                // Reads of up to 1 MiB (NIO's default stops at 64 KiB): a replay's responses
+                // are megabytes, and each read is a trip through the pipeline (and TLS).
+                .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 1 << 20))
                 .connectTimeout(connectTimeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -64,7 +67,10 @@ package final class Connection: Sendable {
         }
         let connection = Connection(channel: channel, requestTimeout: requestTimeout, failure: failure)
         do {
-            guard case .apiVersions = try await connection.request(.apiVersions, timeout: min(requestTimeout, .seconds(10))).get() else {
+            // The TLS handshake, when there is one, completes inside this first request: it is
+            // part of connecting, so a longer connect timeout lengthens this wait too.
+            let handshakeTimeout = min(requestTimeout, max(.seconds(10), connectTimeout))
+            guard case .apiVersions = try await connection.request(.apiVersions, timeout: handshakeTimeout).get() else {
                 throw MillraceError(.notABroker, "\(peer) answered ApiVersions with another response")
             }
         } catch let error as MillraceError {
@@ -162,6 +168,8 @@ struct OutgoingRequest {
 
 struct ResponseFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
+    /// The largest response room is made for ahead of its bytes: a fetch's 4 MiB and then some.
+    static let reserveBytesMax = 8 << 20
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         // A TLS record (an alert or a handshake: 0x15 or 0x16, then version 3.x) where a
@@ -173,7 +181,14 @@ struct ResponseFrameDecoder: ByteToMessageDecoder {
         }
         guard let frame = try FrameDecoder.nextFrame(
             &buffer, minimumBytes: ResponseCodec.minimumFrameBytes, frameBytesMax: Limits.responseFrameBytesMax)
-        else { return .needMoreData }
+        else {
+            // A large response (a fetch's megabytes) is gathered into room made once, rather
+            // than into a buffer that doubles, copying what it holds, a dozen times on the way.
+            if let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self), Int(size) <= Self.reserveBytesMax {
+                buffer.reserveCapacity(minimumWritableBytes: 4 + Int(size) - buffer.readableBytes)
+            }
+            return .needMoreData
+        }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }

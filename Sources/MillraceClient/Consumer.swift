@@ -109,10 +109,17 @@ public struct Consumer: AsyncSequence, Sendable {
         var buffered: [ConsumedRecord] = []
         var started = false
         var polls = 0
-        /// The next fetch, sent before the records of the last were decoded, so the broker
-        /// reads while this side decodes. It asks from the positions the last response leads
-        /// to; it is dropped if decoding that response fails.
-        var prefetch: (request: FetchRequest, response: EventLoopFuture<ResponseBody>)?
+        /// Fetches sent and not yet decoded, oldest first; each partition is in at most one.
+        /// The next fetch goes out before the records of the last are decoded, so the broker
+        /// reads while this side decodes; with a backlog, two go out for disjoint halves of the
+        /// partitions, so one is on its way while the other is decoded (over TLS, a response's
+        /// encryption and decryption take as long as its decoding). They are dropped if
+        /// decoding a response fails.
+        var inFlight: [(request: FetchRequest, response: EventLoopFuture<ResponseBody>)] = []
+        /// Where the next fetch of each partition starts: after the batches received for it.
+        var fetchFrom: [TopicPartition: Int64] = [:]
+        /// Each partition's log end as the latest response told it.
+        var knownEnds: [TopicPartition: Int64] = [:]
         /// How many times this follower lost the broker and got it back.
         public private(set) var reconnects = 0
 
@@ -156,6 +163,8 @@ public struct Consumer: AsyncSequence, Sendable {
             let (start, reconnected) = try await Self.persisting(consumer) { try await Self.lookUp(consumer) }
             if reconnected { reconnects += 1 }
             (positions, ends) = start
+            fetchFrom = positions
+            knownEnds = ends
             started = true
         }
 
@@ -197,49 +206,73 @@ public struct Consumer: AsyncSequence, Sendable {
         }
 
         private mutating func poll() async throws {
+            if inFlight.isEmpty { send() }
             let body: ResponseBody
-            if let (request, response) = prefetch {
-                prefetch = nil
+            if inFlight.isEmpty {
+                body = try await fetch(nextRequest(for: []))  // following, with nothing wanted: the idle long poll
+            } else {
+                let (request, response) = inFlight.removeFirst()
                 do {
                     body = try await response.get()
                 } catch {
                     body = try await fetch(request)  // reconnects (following) or fails as a fetch does
                 }
-            } else {
-                body = try await fetch(nextRequest(from: positions))
             }
             guard case .fetch(let topics) = body else { throw MillraceClient.unexpectedBody }
             let entries = topics.flatMap { topic in topic.entries.map { (topic: topic.topic, entry: $0) } }
             for (_, entry) in entries where entry.errorCode != .none { throw MillraceError(entry.errorCode, entry.message) }
             // From the batch headers alone: where each partition goes on, and the dictionaries
             // to fetch before decoding.
-            var next = positions
             var unknown: [String: Set<UInt32>] = [:]
             for (topic, entry) in entries {
                 let place = TopicPartition(topic: topic, partition: entry.partition)
-                next[place] = try Self.scan(entry, from: next[place] ?? 0, unknownDictionaries: &unknown[topic, default: []])
+                fetchFrom[place] = try Self.scan(entry, from: fetchFrom[place] ?? 0, unknownDictionaries: &unknown[topic, default: []])
+                knownEnds[place] = entry.logEndOffset
             }
             for (topic, ids) in unknown {
                 for id in ids { try await consumer.client.loadDictionary(topic: topic, id: id) }
             }
             // Ask for what follows before decoding this.
-            if !consumer.stopAtEnd || next.contains(where: { $0.value < ends[$0.key, default: 0] }) {
-                let request = nextRequest(from: next)
-                prefetch = (request, consumer.client.request(.fetch(request)))
-            }
+            send()
             // Decoded in order, kept next-last (also what was decoded before a failure).
             defer { buffered = Self.reversed(&buffered) }
             do {
                 for (topic, entry) in entries { try decode(entry, of: topic) }
             } catch {
-                prefetch = nil
+                inFlight.removeAll()
                 throw error
             }
         }
 
-        /// A fetch from `positions` (only partitions not yet at their end when stopping there).
-        private mutating func nextRequest(from positions: [TopicPartition: Int64]) -> FetchRequest {
-            var wanted = positions.filter { !consumer.stopAtEnd || $0.value < ends[$0.key, default: 0] }.sorted { $0.key < $1.key }
+        /// Sends fetches for the wanted partitions no fetch in flight holds: with none in
+        /// flight, one for all of them (a long poll when following), or two for halves of
+        /// them when each has records waiting; beside one in flight, one for those with
+        /// records waiting, which the broker answers without waiting.
+        private mutating func send() {
+            let busy = Set(inFlight.flatMap { $0.request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } } })
+            let free = fetchFrom.filter { !busy.contains($0.key) && (!consumer.stopAtEnd || $0.value < ends[$0.key, default: 0]) }.sorted { $0.key < $1.key }
+            guard !free.isEmpty else { return }
+            let waiting = free.filter { $0.value < knownEnds[$0.key, default: 0] }
+            if inFlight.isEmpty {
+                guard waiting.count == free.count, free.count >= 2 else {
+                    return issue(nextRequest(for: free))
+                }
+                let half = free.count / 2
+                issue(nextRequest(for: Array(free[..<half]), waitMs: 0))
+                issue(nextRequest(for: Array(free[half...]), waitMs: 0))
+            } else if !waiting.isEmpty {
+                issue(nextRequest(for: waiting, waitMs: 0))
+            }
+        }
+
+        private mutating func issue(_ request: FetchRequest) {
+            inFlight.append((request, consumer.client.request(.fetch(request))))
+        }
+
+        /// A fetch of `wanted` from their positions, waiting `waitMs` (the consumer's long poll
+        /// when following, none when stopping at the end) for records to arrive.
+        private mutating func nextRequest(for wanted: [(key: TopicPartition, value: Int64)], waitMs: Int32? = nil) -> FetchRequest {
+            var wanted = wanted
             // Only the first partition with data may pass the fetch's byte limit, so start
             // each poll at the next partition: none is starved behind the others.
             if !wanted.isEmpty {
@@ -247,7 +280,7 @@ public struct Consumer: AsyncSequence, Sendable {
             }
             polls = (polls + 1) % 1 << 30
             return FetchRequest(
-                maxWaitMs: consumer.stopAtEnd ? 0 : consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
+                maxWaitMs: consumer.stopAtEnd ? 0 : waitMs ?? consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
                 topics: Self.byTopic(wanted, idleTopic: consumer.topic))
         }
 

@@ -2,6 +2,9 @@ import MillraceFormat
 import MillraceStorage
 import MillraceWire
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOSSL
 import NIOTLS
 
@@ -292,6 +295,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             // Mutual TLS: the client's certificate (verified against --tls-client-ca) names who
             // it is, before any of its requests is read.
             handshakeDone = true
+            // The client's last handshake message is acknowledged now, not 40 ms later: a client
+            // that leaves Nagle on (librdkafka does) holds its first request until that ACK.
+            #if canImport(Glibc)
+            let quickAck = ChannelOptions.Types.SocketOption(level: SocketOptionLevel(IPPROTO_TCP), name: SocketOptionName(TCP_QUICKACK))
+            context.channel.setOption(quickAck, value: 1).whenComplete { _ in }
+            #endif
             if let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate, let security = dispatcher.security {
                 guard let subject = ServerTLS.subject(of: certificate) else {
                     if let held = dispatcher.logLimiter.allow("certificate-subject") {

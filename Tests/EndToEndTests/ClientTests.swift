@@ -50,6 +50,40 @@ import Testing
         await live.stop()
     }
 
+    /// A backlog of several fetches on each of five partitions (1 MiB per partition per
+    /// fetch): a replay reads every record once, in order, while it keeps two fetches for
+    /// disjoint partitions in flight; a follower of the same backlog then sees a record that
+    /// arrives on the partition it caught up on first.
+    @Test func aBacklogIsReadOnceInOrderWithFetchesOverlapping() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "genealogy", partitions: 5))
+        let producer = Producer(client: client)
+        // Partition p holds 1,000 + 300·p records of 1 KiB: from 1 to 2.2 MiB, so the
+        // partitions run out after different numbers of fetches.
+        let counts = (0..<5).map { 1_000 + 300 * $0 }
+        let value = [UInt8](repeating: 0x61, count: 1_024)
+        for (partition, count) in counts.enumerated() {
+            for _ in 0..<count { try await producer.send(topic: "genealogy", partition: Int32(partition), value: value) { _ in } }
+        }
+        try await producer.flush()
+        var offsets: [Int32: [Int64]] = [:]
+        for try await record in Consumer(client: client, topic: "genealogy", from: .earliest, stopAtEnd: true) {
+            offsets[record.partition, default: []].append(record.offset)
+        }
+        for (partition, count) in counts.enumerated() { #expect(offsets[Int32(partition)] == Array(0..<Int64(count)), "partition \(partition)") }
+
+        var follower = Consumer(client: client, topic: "genealogy", from: .earliest, stopAtEnd: false).makeAsyncIterator()
+        for _ in 0..<counts.reduce(0, +) { _ = try await follower.next() }
+        try await producer.send(topic: "genealogy", partition: 0, value: Array("late".utf8)) { _ in }
+        try await producer.flush()
+        let late = try await follower.next()
+        #expect(late?.partition == 0 && late?.offset == Int64(counts[0]) && late?.value == Array("late".utf8))
+        await client.close()
+        await live.stop()
+    }
+
     @Test func consumersStartFromOffsetsAndTimes() async throws {
         let live = try await LiveServer()
         defer { live.remove() }

@@ -1,3 +1,4 @@
+import Foundation
 import MillraceSecurity
 import Testing
 
@@ -20,6 +21,28 @@ import Testing
         #expect(try server.receiveClientFirst(client.clientFirst) { $0 == "user" ? credential : nil } == serverFirst)
         #expect(try server.receiveClientFinal(final) == "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
         #expect(server.state == .authenticated(user: "user"))
+    }
+
+    /// The derived keys of both mechanisms, for a short password and one longer than a hash
+    /// block (HMAC hashes that key first), against Python's hashlib.pbkdf2_hmac and hmac.
+    @Test func derivedKeysMatchAnIndependentPBKDF2() throws {
+        let cases: [(SCRAMMechanism, String, String, String)] = [
+            (.sha256, "pencil", "Jp2qwppE3TtLvOAtzWur/agEIv8XX4CAcz5e3H+wMTk=", "eb2EJk3TRLaaloQImPmwzpaQL4qxBmRl9h+RRVQgbLg="),
+            (.sha256, String(repeating: "p", count: 200), "qIAaKD48B4MgCH94OJW2EdR5r3NxptNf6MvF7dtXfOc=", "46x2yhXS53SJY8gdHwoZWTj90rvaj4NlIvV46ilu8jY="),
+            (
+                .sha512, "pencil", "MghB0/icKG6Kfa4u9aatA/9Z7rtCARhSXfiT8CbtTtdM7AbaMkJ1DaIXT/L678vMU/vTrvCdQEB9IcJmxQMh+g==",
+                "PMGizof1H6Be2HDTJ267FVNw+ERP7JOvhpsOwZkUIYd0VnY83kBgKa2Cqa45/snO4q/OMoBpNYVf/DPTQu6URg=="
+            ),
+            (
+                .sha512, String(repeating: "p", count: 200), "4RNvHU8zKpNOlnn3elCIaRJK2VkMHCMjvcyUtZ6Wxq3CdSxXb5kFnooRY4cloT+WCvWas1grFkhAt4UwTkgzSQ==",
+                "1n8QtafH8CRH4GSL+zNtAwSkdOA56RSeKkGeuGZ3aatF1vZegVZOcgrY+3lktWwJ4FOALk/jCMo461UAgzUhMw=="
+            ),
+        ]
+        for (mechanism, password, storedKey, serverKey) in cases {
+            let credential = SCRAMCredential(mechanism: mechanism, password: password, salt: Array("salt-of-16-bytes".utf8), iterations: 8192)
+            #expect(Data(credential.storedKey).base64EncodedString() == storedKey, "\(mechanism) \(password.count)")
+            #expect(Data(credential.serverKey).base64EncodedString() == serverKey, "\(mechanism) \(password.count)")
+        }
     }
 
     @Test func sha512RoundTripAndAWrongPassword() throws {

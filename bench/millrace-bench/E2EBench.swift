@@ -14,7 +14,10 @@ struct E2EBench: AsyncParsableCommand {
     @Option(help: "Rate of the latency case, records per second.") var rate = 20_000
     @Option(help: "Length of the latency case in seconds.") var latencySeconds = 5.0
     @Option(help: "Records sent one at a time in the produce-1-in-flight case.") var oneInFlightRecords = 1_000
-    @Option(help: "Cases to run, comma-separated (default: all): engine, produce-x1, produce-x4, consume-earliest, fixed-rate, produce-1-in-flight.")
+    @Option(
+        help:
+            "Cases to run, comma-separated (default: all): engine, produce-x1, produce-x4, consume-earliest, fixed-rate, produce-1-in-flight; with --tls: native-produce, kafka-produce, native-replay, kafka-replay (a replay reads what its produce wrote)."
+    )
     var cases: String?
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
     @Flag(help: "Instead: plain TCP against TLS with SCRAM logins, round by round on two brokers of the same build, native client and librdkafka (kcat, SASL_SSL).")
@@ -29,7 +32,7 @@ struct E2EBench: AsyncParsableCommand {
     static let valueBytes = 256
 
     func run() async throws {
-        if tls { return try await SecureBench(records: records, rounds: rounds, json: json).run() }
+        if tls { return try await SecureBench(records: records, rounds: rounds, json: json, cases: cases).run() }
         let directory = NSTemporaryDirectory() + "millrace-e2e-bench-\(getpid())"
         try? FileManager.default.removeItem(atPath: directory)
         defer { try? FileManager.default.removeItem(atPath: directory) }

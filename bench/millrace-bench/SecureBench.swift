@@ -12,9 +12,16 @@ struct SecureBench {
     var records: Int
     var rounds: Int
     var json: Bool
+    /// Kinds to measure (nil: all); the produce a replay reads runs either way, unmeasured.
+    var cases: String?
     static let user = "bench"
     static let password = "bench-password-1"
     static let partitions: Int32 = 4
+
+    func selected(_ kind: String) -> Bool {
+        guard let cases else { return true }
+        return cases.split(separator: ",").contains { kind == $0.trimmingCharacters(in: .whitespaces) }
+    }
 
     func run() async throws {
         guard let kcat = KafkaBench.which("kcat") else { throw MillraceError(.unexpected, "kcat is not installed; scripts/install-deps installs it") }
@@ -96,6 +103,7 @@ struct SecureBench {
                 let server = isSecure ? secure : plain
                 let (brokerBefore, clientBefore) = (server.cpuSeconds, ownCPUSeconds())
                 let result = try await body()
+                guard selected(kind) else { return }
                 keep(kind, isSecure, result, brokerCPU: server.cpuSeconds - brokerBefore, clientCPU: ownCPUSeconds() - clientBefore)
             }
             for isSecure in order {
@@ -110,11 +118,11 @@ struct SecureBench {
                     try KafkaBench.kcatProduce(kcat, bootstrap: bootstrap, topic: kafkaTopic, input: input, records: records, round: round, settings: isSecure ? sasl : [])
                 }
             }
-            for isSecure in order {
+            for isSecure in order where selected("native-replay") {
                 let port = isSecure ? secure.port : plain.port
                 try await measure("native-replay", isSecure) { try await e2e.consumeCase(port: port, topic: topic, configure: isSecure ? secured : { _ in }) }
             }
-            for isSecure in order {
+            for isSecure in order where selected("kafka-replay") {
                 let bootstrap = isSecure ? "localhost:\(secure.kafkaPort ?? 0)" : "127.0.0.1:\(plain.kafkaPort ?? 0)"
                 try await measure("kafka-replay", isSecure) {
                     try KafkaBench.kcatReplay(kcat, bootstrap: bootstrap, topic: kafkaTopic, records: records, round: round, settings: isSecure ? sasl : [])
@@ -132,19 +140,18 @@ struct SecureBench {
         await admins.plain.close()
         await admins.secure.close()
         let median = { (values: [Double]) in values.sorted()[values.count / 2] }
-        let kinds = ["native-produce", "native-replay", "kafka-produce", "kafka-replay"]
+        let names = ["native-produce": "native produce", "native-replay": "native replay", "kafka-produce": "Kafka (SASL_SSL) produce", "kafka-replay": "Kafka replay"]
+        let kinds = ["native-produce", "native-replay", "kafka-produce", "kafka-replay"].filter { ratios[$0]?.isEmpty == false }
         var fields: [String: Any] = [:]
         for kind in kinds {
-            fields[kind.replacingOccurrences(of: "-", with: "_") + "_ratio_median"] = ((median(ratios[kind] ?? [0])) * 100).rounded() / 100
+            fields[kind.replacingOccurrences(of: "-", with: "_") + "_ratio_median"] = (median(ratios[kind] ?? []) * 100).rounded() / 100
             fields[kind.replacingOccurrences(of: "-", with: "_") + "_ratios"] = (ratios[kind] ?? []).map { ($0 * 100).rounded() / 100 }
         }
+        let summary = kinds.map { String(format: "%@ %.2f×", names[$0] ?? $0, median(ratios[$0] ?? [])) }.joined(separator: ", ")
         report(
             BenchResult(
                 name: "tls-vs-plain", records: 0, bytes: 0, seconds: 1, fields: fields,
-                note: String(
-                    format: "TLS + SCRAM ÷ plain TCP, median of %d round%@: native produce %.2f×, native replay %.2f×, Kafka (SASL_SSL) produce %.2f×, replay %.2f×",
-                    rounds, rounds == 1 ? "" : "s", median(ratios["native-produce"] ?? [0]), median(ratios["native-replay"] ?? [0]),
-                    median(ratios["kafka-produce"] ?? [0]), median(ratios["kafka-replay"] ?? [0]))))
+                note: "TLS + SCRAM ÷ plain TCP, median of \(rounds) round\(rounds == 1 ? "" : "s"): \(summary)"))
         if !json {
             print(
                 "millrace-bench e2e --tls: \(records) records of \(E2EBench.valueBytes) B per case, \(Self.partitions) partitions, \(rounds) rounds; two brokers of this build (plain; TLS 1.2+ with SCRAM-SHA-256 logins) on this machine's \(ProcessInfo.processInfo.activeProcessorCount) cores; every produce acknowledged only when durable; \(KafkaBench.kcatVersion(kcat))"
