@@ -108,7 +108,11 @@ public struct Consumer: AsyncSequence, Sendable {
         /// out of the array (no copy, no reference counting).
         var buffered: [ConsumedRecord] = []
         var started = false
+        /// Fetches sent; and for each partition, the fetch it last came first in.
         var polls = 0
+        var ledAt: [TopicPartition: Int] = [:]
+        /// Whether the last response brought records: only then may two fetches overlap.
+        var overlapping = true
         /// Fetches sent and not yet decoded, oldest first; each partition is in at most one.
         /// The next fetch goes out before the records of the last are decoded, so the broker
         /// reads while this side decodes; with a backlog, two go out for disjoint halves of the
@@ -205,7 +209,19 @@ public struct Consumer: AsyncSequence, Sendable {
             return (positions, ends)
         }
 
+        /// One response received and decoded. On any failure the fetches in flight are dropped
+        /// and the next fetch starts where decoding stopped, so nothing is skipped.
         private mutating func poll() async throws {
+            do {
+                try await receive()
+            } catch {
+                inFlight.removeAll()
+                fetchFrom = positions
+                throw error
+            }
+        }
+
+        private mutating func receive() async throws {
             if inFlight.isEmpty { send() }
             let body: ResponseBody
             if inFlight.isEmpty {
@@ -229,6 +245,10 @@ public struct Consumer: AsyncSequence, Sendable {
                 fetchFrom[place] = try Self.scan(entry, from: fetchFrom[place] ?? 0, unknownDictionaries: &unknown[topic, default: []])
                 knownEnds[place] = entry.logEndOffset
             }
+            // A response with no records while records wait (the broker short of memory, say)
+            // stops the overlap until one brings records: the next fetch is the only one, with
+            // the usual wait, rather than a loop of immediate empty answers.
+            overlapping = entries.contains { $0.entry.records.readableBytes > 0 }
             for (topic, ids) in unknown {
                 for id in ids { try await consumer.client.loadDictionary(topic: topic, id: id) }
             }
@@ -236,32 +256,28 @@ public struct Consumer: AsyncSequence, Sendable {
             send()
             // Decoded in order, kept next-last (also what was decoded before a failure).
             defer { buffered = Self.reversed(&buffered) }
-            do {
-                for (topic, entry) in entries { try decode(entry, of: topic) }
-            } catch {
-                inFlight.removeAll()
-                throw error
-            }
+            for (topic, entry) in entries { try decode(entry, of: topic) }
         }
 
         /// Sends fetches for the wanted partitions no fetch in flight holds: with none in
         /// flight, one for all of them (a long poll when following), or two for halves of
-        /// them when each has records waiting; beside one in flight, one for those with
-        /// records waiting, which the broker answers without waiting.
+        /// them when each has records waiting; beside one in flight, one for all of them if
+        /// any has records waiting (the broker answers at once), so a partition that caught up
+        /// is still asked for while others are behind.
         private mutating func send() {
             let busy = Set(inFlight.flatMap { $0.request.topics.flatMap { topic in topic.entries.map { TopicPartition(topic: topic.topic, partition: $0.partition) } } })
             let free = fetchFrom.filter { !busy.contains($0.key) && (!consumer.stopAtEnd || $0.value < ends[$0.key, default: 0]) }.sorted { $0.key < $1.key }
             guard !free.isEmpty else { return }
             let waiting = free.filter { $0.value < knownEnds[$0.key, default: 0] }
             if inFlight.isEmpty {
-                guard waiting.count == free.count, free.count >= 2 else {
+                guard overlapping, waiting.count == free.count, free.count >= 2 else {
                     return issue(nextRequest(for: free))
                 }
                 let half = free.count / 2
                 issue(nextRequest(for: Array(free[..<half]), waitMs: 0))
                 issue(nextRequest(for: Array(free[half...]), waitMs: 0))
-            } else if !waiting.isEmpty {
-                issue(nextRequest(for: waiting, waitMs: 0))
+            } else if overlapping && !waiting.isEmpty {
+                issue(nextRequest(for: free, waitMs: 0))
             }
         }
 
@@ -273,12 +289,15 @@ public struct Consumer: AsyncSequence, Sendable {
         /// when following, none when stopping at the end) for records to arrive.
         private mutating func nextRequest(for wanted: [(key: TopicPartition, value: Int64)], waitMs: Int32? = nil) -> FetchRequest {
             var wanted = wanted
-            // Only the first partition with data may pass the fetch's byte limit, so start
-            // each poll at the next partition: none is starved behind the others.
+            // Only the first partition with data may pass the fetch's byte limit, so each
+            // fetch starts at the partition that led one longest ago: none is starved behind
+            // the others, whichever fetches it shares (two in flight take turns).
             if !wanted.isEmpty {
-                wanted = Array(wanted[(polls % wanted.count)...] + wanted[..<(polls % wanted.count)])
+                let start = wanted.indices.min { ledAt[wanted[$0].key, default: -1] < ledAt[wanted[$1].key, default: -1] } ?? 0
+                wanted = Array(wanted[start...] + wanted[..<start])
+                ledAt[wanted[0].key] = polls
             }
-            polls = (polls + 1) % 1 << 30
+            polls &+= 1
             return FetchRequest(
                 maxWaitMs: consumer.stopAtEnd ? 0 : waitMs ?? consumer.maxWaitMs, minBytes: 1, maxBytes: 4 << 20,
                 topics: Self.byTopic(wanted, idleTopic: consumer.topic))

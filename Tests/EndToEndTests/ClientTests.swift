@@ -84,6 +84,36 @@ import Testing
         await live.stop()
     }
 
+    /// A follower reading two long backlogs and one short one: once the short one is read,
+    /// a record that arrives on its partition comes long before the backlogs are (the
+    /// partition that caught up is still asked for beside the ones behind).
+    @Test func aPartitionThatCaughtUpIsNotStarvedByOthersBehind() async throws {
+        let live = try await LiveServer()
+        defer { live.remove() }
+        let client = MillraceClient(host: "127.0.0.1", port: live.port)
+        try await client.createTopic(CreateTopicRequest(name: "lots", partitions: 3))
+        let producer = Producer(client: client)
+        let value = [UInt8](repeating: 0x62, count: 1_024)
+        // 6 MiB on partitions 0 and 1 (six fetches each at 1 MiB), ten records on 2.
+        for (partition, count) in [6_000, 6_000, 10].enumerated() {
+            for _ in 0..<count { try await producer.send(topic: "lots", partition: Int32(partition), value: value) { _ in } }
+        }
+        try await producer.flush()
+        var follower = Consumer(client: client, topic: "lots", from: .earliest, stopAtEnd: false).makeAsyncIterator()
+        var read = 0
+        while let record = try await follower.next() {
+            read += 1
+            if record.partition == 2 && record.offset == 9 { break }
+        }
+        try await producer.send(topic: "lots", partition: 2, value: Array("fresh".utf8)) { _ in }
+        try await producer.flush()
+        var before = 0
+        while let record = try await follower.next(), record.partition != 2 { before += 1 }
+        #expect(read + before < 8_000, "read \(read) then \(before) records of the backlogs before the fresh one")
+        await client.close()
+        await live.stop()
+    }
+
     @Test func consumersStartFromOffsetsAndTimes() async throws {
         let live = try await LiveServer()
         defer { live.remove() }
